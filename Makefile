@@ -1,0 +1,73 @@
+# gitedge — build, test and benchmark. `make test` is what CI runs (.ci/run).
+# Everything the tests need that is missing is installed with apt-get
+# (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg.
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin/gitedge
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
+# Debian packages the tests use; installed only when missing.
+TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps
+BENCH_PKGS := haproxy nginx libnginx-mod-stream wrk curl openssl
+FUZZTIME   ?= 10s
+
+.PHONY: all build test unit lint fuzz e2e bench bench-failover bench-gitsource demo deps bench-deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gitedge
+
+# deps installs the Debian packages named in TEST_PKGS that are missing.
+deps:
+	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bench-deps:
+	@missing=""; for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# test: lint, every unit and integration test with the race detector, the
+# namespace and keepalived tests (as root), and a short run of every fuzzer.
+test: deps lint unit fuzz e2e
+
+unit: build
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# fuzz runs each fuzz target for FUZZTIME (go test allows one target per run).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+# e2e: multi-node tests in network namespaces, against the built binary.
+e2e: build
+	$(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
+
+bench: build bench-deps
+	$(GO) test -run '^$$' -bench . -benchmem ./reconcile/
+	BENCH=$(CURDIR)/../shared/bench; \
+	GITEDGE_BIN=$(CURDIR)/$(BIN) $$BENCH/run.sh ka,close,tls-ka,tls-close,big,reload,reload-close,reload-tls,mem,mem-tls direct,haproxy,nginx,gitedge 3
+
+demo: build
+	./$(BIN) demo
+
+clean:
+	rm -rf bin

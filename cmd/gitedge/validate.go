@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+func runValidate(_ context.Context, env *cliEnv, args []string) int {
+	fs := newFlags(env, "validate", "[DIR]")
+	output := fs.String("output", "text", "text or json")
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return 2
+	}
+	dir := "."
+	if len(pos) == 1 {
+		dir = pos[0]
+	}
+	d, err := reconcile.LoadDir(dir)
+	switch *output {
+	case "json":
+		type jsonErr struct {
+			File  string `json:"file,omitempty"`
+			Line  int    `json:"line,omitempty"`
+			Doc   string `json:"document,omitempty"`
+			Field string `json:"field,omitempty"`
+			Msg   string `json:"message"`
+		}
+		out := struct {
+			Valid  bool      `json:"valid"`
+			Errors []jsonErr `json:"errors"`
+		}{Valid: err == nil, Errors: []jsonErr{}}
+		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
+			for _, e := range errs {
+				out.Errors = append(out.Errors, jsonErr{e.File, e.Line, e.Doc, e.Field, e.Msg})
+			}
+		} else if err != nil {
+			out.Errors = append(out.Errors, jsonErr{Msg: err.Error()})
+		}
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	case "text":
+		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
+			for _, e := range errs {
+				fmt.Fprintln(env.stderr, e)
+			}
+			fmt.Fprintf(env.stderr, "%s: %d error(s); nothing would be applied\n", dir, len(errs))
+		} else if err != nil {
+			fmt.Fprintf(env.stderr, "gitedge validate: %v\n", err)
+		} else {
+			fmt.Fprintf(env.stdout, "%s: valid: %s\n", dir, summary(d))
+		}
+	default:
+		fmt.Fprintf(env.stderr, "gitedge validate: --output %q: expected text or json\n", *output)
+		return 2
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func summary(d *reconcile.Desired) string {
+	return fmt.Sprintf("%d node(s), %d listener(s), %d route(s), %d backend(s), %d VRRP instance(s), %d VM(s)",
+		len(d.Edge.Nodes), len(d.Dataplane.Listeners), len(d.Dataplane.Routes), len(d.Dataplane.Backends),
+		len(d.Edge.Failover), len(d.Infra.VMs))
+}

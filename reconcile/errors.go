@@ -1,0 +1,238 @@
+package reconcile
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is one located problem in a routes repository: the file, the line
+// when the YAML can give it, the document ("Route \"blog\"") and the field
+// path below it ("spec.http.backend").
+type Error struct {
+	File  string
+	Line  int    // 1-based; 0 when unknown
+	Doc   string // `Kind "name"`; "" when the problem is not in one document
+	Field string // dotted path with [i] indexes; "" for the whole document
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
+	}
+	if e.Doc != "" {
+		b.WriteString(e.Doc)
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a repository, in file and line order.
+// Validation is all-or-nothing: a non-empty Errors means nothing is applied.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d errors:", len(es))
+	for _, e := range es {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.As find one *Error.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+func (es Errors) sort() {
+	slices.SortStableFunc(es, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+	})
+}
+
+// pathSegment is one step of a field path: a mapping key, or a sequence
+// index (index >= 0), or a key with no index where the YAML holds a
+// sequence (encoding/json drops indexes from its paths).
+type pathSegment struct {
+	key   string
+	index int
+}
+
+func parsePath(p string) []pathSegment {
+	var segs []pathSegment
+	for part := range strings.SplitSeq(p, ".") {
+		if part == "" {
+			continue
+		}
+		key := part
+		var idx []int
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			key = part[:i]
+			for rest := part[i:]; strings.HasPrefix(rest, "["); {
+				end := strings.IndexByte(rest, ']')
+				if end < 0 {
+					break
+				}
+				n, err := strconv.Atoi(rest[1:end])
+				if err != nil {
+					break
+				}
+				idx = append(idx, n)
+				rest = rest[end+1:]
+			}
+		}
+		if key != "" {
+			segs = append(segs, pathSegment{key: key, index: -1})
+		}
+		for _, n := range idx {
+			segs = append(segs, pathSegment{index: n})
+		}
+	}
+	return segs
+}
+
+// locate returns the line of the node at path in a document, or of the
+// deepest ancestor found. want, when not empty, picks among several
+// candidates (a path without indexes) the first whose YAML kind matches a
+// JSON type name ("string", "number", "bool", "array", "object").
+func locate(root *yaml.Node, path string, want string) int {
+	if root == nil {
+		return 0
+	}
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	best := root.Line
+	var walk func(n *yaml.Node, segs []pathSegment) (int, bool)
+	walk = func(n *yaml.Node, segs []pathSegment) (int, bool) {
+		for n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		if len(segs) == 0 {
+			return n.Line, want == "" || kindMatches(n, want)
+		}
+		s := segs[0]
+		switch {
+		case n.Kind == yaml.SequenceNode && s.index >= 0:
+			if s.index < len(n.Content) {
+				return walk(n.Content[s.index], segs[1:])
+			}
+			return n.Line, false
+		case n.Kind == yaml.SequenceNode:
+			// No index: try each element.
+			first := 0
+			for _, c := range n.Content {
+				if l, ok := walk(c, segs); ok {
+					return l, true
+				} else if first == 0 {
+					first = l
+				}
+			}
+			return cmp.Or(first, n.Line), false
+		case n.Kind == yaml.MappingNode && s.index < 0:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == s.key {
+					if len(segs) == 1 && want == "" {
+						return n.Content[i].Line, true
+					}
+					l, ok := walk(n.Content[i+1], segs[1:])
+					if l == 0 {
+						l = n.Content[i].Line
+					}
+					return l, ok
+				}
+			}
+			return n.Line, false
+		}
+		return n.Line, false
+	}
+	if l, _ := walk(root, parsePath(path)); l > 0 {
+		best = l
+	}
+	return best
+}
+
+func kindMatches(n *yaml.Node, want string) bool {
+	switch want {
+	case "array":
+		return n.Kind == yaml.SequenceNode
+	case "object":
+		return n.Kind == yaml.MappingNode
+	}
+	if n.Kind != yaml.ScalarNode {
+		return false
+	}
+	switch want {
+	case "string":
+		return n.Tag == "!!str"
+	case "number":
+		return n.Tag == "!!int" || n.Tag == "!!float"
+	case "bool":
+		return n.Tag == "!!bool"
+	}
+	return true
+}
+
+// findKey returns the path and line of the first mapping key named key in
+// the document, depth first; used for "unknown field" errors, which
+// encoding/json reports without a path.
+func findKey(root *yaml.Node, key string) (string, int) {
+	if root == nil {
+		return "", 0
+	}
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	var walk func(n *yaml.Node, path string) (string, int)
+	walk = func(n *yaml.Node, path string) (string, int) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if k == key {
+					return p, n.Content[i].Line
+				}
+				if fp, l := walk(n.Content[i+1], p); l > 0 {
+					return fp, l
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if fp, l := walk(c, fmt.Sprintf("%s[%d]", path, i)); l > 0 {
+					return fp, l
+				}
+			}
+		}
+		return "", 0
+	}
+	return walk(root, "")
+}

@@ -1,0 +1,280 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+	k8syaml "sigs.k8s.io/yaml"
+)
+
+// document is one YAML document of one file.
+type document struct {
+	file   string
+	line   int // line of the document's first line in the file, 1-based
+	data   []byte
+	kind   string
+	name   string
+	parsed bool
+	root   *yaml.Node
+}
+
+// id is how errors name the document: `Route "blog"`.
+func (d *document) id() string {
+	if d.kind == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s %q", d.kind, d.name)
+}
+
+// node parses the document with yaml.v3 for line lookups, once.
+func (d *document) node() *yaml.Node {
+	if !d.parsed {
+		d.parsed = true
+		var n yaml.Node
+		if yaml.Unmarshal(d.data, &n) == nil {
+			d.root = &n
+		}
+	}
+	return d.root
+}
+
+// loader collects documents and errors for one Load.
+type loader struct {
+	errs Errors
+	// pending errors whose line is looked up at the end, once per document
+	located []pendingError
+}
+
+type pendingError struct {
+	doc   *document
+	field string
+	want  string // JSON type name to match among candidates, for type errors
+	msg   string
+}
+
+func (l *loader) failAt(d *document, field, format string, args ...any) {
+	l.located = append(l.located, pendingError{doc: d, field: field, msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) failFile(file string, line int, format string, args ...any) {
+	l.errs = append(l.errs, &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) finish() Errors {
+	for _, p := range l.located {
+		line := 0
+		if p.field != "" {
+			if n := p.doc.node(); n != nil {
+				line = locate(n, p.field, p.want)
+			}
+		}
+		if line == 0 {
+			line = 1
+		}
+		l.errs = append(l.errs, &Error{File: p.doc.file, Line: p.doc.line + line - 1, Doc: p.doc.id(), Field: p.field, Msg: p.msg})
+	}
+	l.located = nil
+	l.errs.sort()
+	return l.errs
+}
+
+// LoadDir loads a routes directory from disk.
+func LoadDir(dir string) (*Desired, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("routes directory: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("routes directory %s: not a directory", dir)
+	}
+	return Load(os.DirFS(dir))
+}
+
+// Load reads every *.yaml / *.yml file under fsys (names starting with "."
+// are skipped), decodes the documents strictly, converts them into the
+// subsystems' types with defaults, and validates the result as a whole.
+// It returns either a fully valid Desired or Errors listing every problem.
+func Load(fsys fs.FS) (*Desired, error) {
+	var l loader
+	var docs []*document
+	err := fs.WalkDir(fsys, ".", func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			l.failFile(p, 0, "cannot read: %v", err)
+			return nil
+		}
+		if p != "." && strings.HasPrefix(de.Name(), ".") {
+			if de.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if de.IsDir() {
+			return nil
+		}
+		ext := path.Ext(p)
+		if ext != ".yaml" && ext != ".yml" {
+			return nil
+		}
+		data, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			l.failFile(p, 0, "cannot read: %v", err)
+			return nil
+		}
+		docs = append(docs, splitDocuments(p, data)...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 && len(l.errs) == 0 {
+		return nil, Errors{{Msg: "the repository holds no YAML documents: expected *.yaml files with at least one Edge document"}}
+	}
+	c := newConverter(&l)
+	for _, d := range docs {
+		c.decode(d)
+	}
+	desired := c.finish()
+	if errs := l.finish(); len(errs) > 0 {
+		return nil, errs
+	}
+	return desired, nil
+}
+
+var docSeparator = regexp.MustCompile(`^---(\s|$)`)
+
+// splitDocuments cuts a file at "---" lines, keeping each document's first
+// line number. Documents holding only comments and blank lines are dropped.
+func splitDocuments(file string, data []byte) []*document {
+	var docs []*document
+	start, startLine, line := 0, 1, 1
+	flush := func(end int) {
+		chunk := data[start:end]
+		if hasContent(chunk) {
+			docs = append(docs, &document{file: file, line: startLine, data: chunk})
+		}
+	}
+	for i := 0; i <= len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		next := len(data) + 1
+		lineEnd := len(data)
+		if j >= 0 {
+			lineEnd = i + j
+			next = lineEnd + 1
+		}
+		text := data[i:lineEnd]
+		if docSeparator.Match(text) || bytes.Equal(bytes.TrimRight(text, " \t\r"), []byte("...")) {
+			flush(i)
+			start, startLine = next, line+1
+			if rest := bytes.TrimSpace(text[3:]); len(rest) > 0 && rest[0] != '#' && text[0] == '-' {
+				// "--- {kind: Route, ...}": the content starts on the separator line.
+				start, startLine = i+4, line
+			}
+			if start > len(data) {
+				start = len(data)
+			}
+		}
+		line++
+		i = next
+	}
+	if start < len(data) {
+		flush(len(data))
+	}
+	return docs
+}
+
+func hasContent(b []byte) bool {
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		t := bytes.TrimSpace(line)
+		if len(t) > 0 && t[0] != '#' {
+			return true
+		}
+	}
+	return false
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+// decodeStrict decodes one document into v, rejecting unknown fields and
+// duplicate keys, and reports failures against the document.
+func (l *loader) decodeStrict(d *document, v any) bool {
+	err := k8syaml.UnmarshalStrict(d.data, v)
+	if err == nil {
+		return true
+	}
+	msg := err.Error()
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		field := te.Field
+		l.located = append(l.located, pendingError{doc: d, field: field, want: te.Value,
+			msg: fmt.Sprintf("expected %s, got a %s", jsonTypeName(te.Type.String()), te.Value)})
+		return false
+	}
+	if i := strings.Index(msg, `unknown field "`); i >= 0 {
+		key := msg[i+len(`unknown field "`):]
+		key = key[:strings.IndexByte(key, '"')]
+		field, line := findKey(d.node(), key)
+		if line == 0 {
+			line = 1
+		}
+		l.errs = append(l.errs, &Error{File: d.file, Line: d.line + line - 1, Doc: d.id(), Field: field,
+			Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in SPEC §1)", key)})
+		return false
+	}
+	// A YAML syntax error: take its line, drop the library's prefixes.
+	line := 0
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[strings.Index(msg, m[0])+len(m[0]):]
+	} else {
+		for _, p := range []string{"error converting YAML to JSON: ", "yaml: ", "error unmarshaling JSON: while decoding JSON: ", "json: "} {
+			msg = strings.TrimPrefix(msg, p)
+		}
+	}
+	if line == 0 {
+		line = 1
+	}
+	l.errs = append(l.errs, &Error{File: d.file, Line: d.line + line - 1, Doc: d.id(), Msg: "not valid YAML: " + msg})
+	return false
+}
+
+func jsonTypeName(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "reconcile."):
+		return "a mapping"
+	}
+	return goType
+}
+
+// kindOf finds a document's kind cheaply from a top-level "kind:" line,
+// falling back to a lenient decode for flow-style documents.
+func kindOf(data []byte) string {
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("kind:")); ok {
+			if i := bytes.IndexByte(v, '#'); i >= 0 {
+				v = v[:i]
+			}
+			return strings.Trim(string(bytes.TrimSpace(v)), `"'`)
+		}
+	}
+	var h struct {
+		Kind string `json:"kind"`
+	}
+	_ = k8syaml.Unmarshal(data, &h)
+	return h.Kind
+}

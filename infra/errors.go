@@ -133,7 +133,7 @@ func walk(err error, f func(*Error)) {
 	if err == nil {
 		return
 	}
-	if e, ok := err.(*Error); ok {
+	if e, ok := err.(*Error); ok && e != nil {
 		f(e)
 	}
 	switch u := err.(type) {

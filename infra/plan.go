@@ -114,6 +114,15 @@ func (p Plan) WriteText(w io.Writer) error {
 		switch a.Op {
 		case OpCreate:
 			fmt.Fprintf(&b, "+ create %s on %s from %s\n", ref, a.VM.Node, a.Clone)
+			for _, f := range a.Fields {
+				fmt.Fprintf(&b, "    %s: %s\n", f.Key, f.New)
+			}
+			if s := a.spec; s != nil && s.Disk.Size > 0 {
+				fmt.Fprintf(&b, "    %s: %s on %s\n", s.Disk.Key(), s.Disk.Size, s.Disk.Storage)
+			}
+			if s := a.spec; s != nil && s.HA != nil {
+				fmt.Fprintf(&b, "    ha: group=%s state=%s\n", s.HA.Group, s.HA.State)
+			}
 		case OpUpdate:
 			for _, f := range a.Fields {
 				drift := ""

@@ -175,6 +175,8 @@ func (r Result) Converged() bool {
 // returns the failures joined; the next call retries only what is left.
 // With leader nil or false it only reports (split brain safety comes from
 // the explicit VMIDs: a second clone onto the same VMID fails harmlessly).
+// leader is called before every write, from several goroutines: it must be
+// safe for concurrent use and fast (an atomic load).
 func (r *Reconciler) Apply(ctx context.Context, cfg Config, leader func() bool) (res Result, err error) {
 	r.pass.Lock()
 	defer r.pass.Unlock()
@@ -303,7 +305,7 @@ func (r *Reconciler) execVM(ctx context.Context, acts []Action, leader func() bo
 			err = r.resize(ctx, a.VM, a.Disk, a.Size)
 		case OpHACreate:
 			err = r.retry(ctx, a.VM, "ha", false, func() error { return r.api.CreateHA(ctx, haSID(a.VM.VMID), *a.HA) })
-			if HasReason(classify("ha", a.VM, err), ReasonRaced) {
+			if err != nil && reasonOf(err) == ReasonRaced {
 				err = r.retry(ctx, a.VM, "ha", false, func() error { return r.api.UpdateHA(ctx, haSID(a.VM.VMID), *a.HA) })
 			}
 		case OpHAUpdate:
@@ -379,7 +381,12 @@ func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, l
 	if err := r.setConfig(ctx, ref, c.Digest, set, del); err != nil {
 		return err
 	}
-	r.remember(v.VMID, set)
+	// Every managed key now holds the declared value.
+	all := map[string]string{}
+	for _, w := range wants(v, c.Values) {
+		all[w.key] = w.value
+	}
+	r.remember(v.VMID, all)
 	if v.Disk.Bus != "" && v.Disk.Size > 0 {
 		if cur, ok := diskSize(c.Values[v.Disk.Key()]); ok && cur < v.Disk.Size {
 			if err := r.resize(ctx, ref, v.Disk.Key(), v.Disk.Size); err != nil {
@@ -392,7 +399,7 @@ func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, l
 	}
 	if v.HA != nil {
 		err := r.retry(ctx, ref, "ha", false, func() error { return r.api.CreateHA(ctx, haSID(v.VMID), *v.HA) })
-		if HasReason(classify("ha", ref, err), ReasonRaced) {
+		if err != nil && reasonOf(err) == ReasonRaced {
 			err = r.retry(ctx, ref, "ha", false, func() error { return r.api.UpdateHA(ctx, haSID(v.VMID), *v.HA) })
 		}
 		return err

@@ -495,7 +495,7 @@ func TestSecretNeverAppears(t *testing.T) {
 		"result": fmt.Sprintf("%+v %+v", res, res2), "metrics": metricsText.String(),
 		"%v": fmt.Sprintf("%v", r.cfg), "%+v": fmt.Sprintf("%+v", r.cfg), "%#v": fmt.Sprintf("%#v", r.cfg),
 		"%s secret": fmt.Sprintf("%s %q %x", r.cfg.TokenSecret, r.cfg.TokenSecret, r.cfg.TokenSecret),
-		"json": string(js), "slog": slogBuf.String(),
+		"json":      string(js), "slog": slogBuf.String(),
 	} {
 		if strings.Contains(s, tokenSecret) || strings.Contains(s, fmt.Sprintf("%x", tokenSecret)) {
 			t.Errorf("the token secret appears in the %s: %s", what, s)

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"flag"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -70,6 +72,7 @@ func newRig(t testing.TB, opts pvesim.Options) *rig {
 	srv := httptest.NewUnstartedServer(sim)
 	// pveproxy speaks HTTP/1.1 over TLS; keep HTTP/2 off (no reason phrases there).
 	srv.TLS = &tls.Config{NextProtos: []string{"http/1.1"}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(func() {
 		srv.Close()

@@ -593,8 +593,10 @@ func (p *Plan) planExisting(v VM, ref VMRef, o *ObservedVM, obs *Observed, appli
 			p.Actions = append(p.Actions, Action{Op: OpHARemove, VM: ref})
 		}
 	}
+	// Without HA, gitedge keeps the VM running (HA does it otherwise; an
+	// HA resource kept by ignoreChanges: [ha] still owns the power state).
 	_, haManaged := obs.HA[haSID(v.VMID)]
-	if v.HA == nil && !haManaged && o.Status != "running" {
+	if v.HA == nil && !(haManaged && v.Ignores("ha")) && o.Status != "running" {
 		p.Actions = append(p.Actions, Action{Op: OpStart, VM: ref})
 	}
 	if o.Status == "running" && len(c.Pending) > 0 {

@@ -17,7 +17,7 @@ func specLB() VM {
 	return VM{
 		Name: "lb-0", VMID: 150, Node: "proxmox1", Clone: "tmpl", CPU: "host", Cores: 2, Memory: 4096, OnBoot: true, Agent: true,
 		Description: "lb", Disk: Disk{Bus: "scsi", Storage: "vmdata", Size: 8 << 30},
-		Network:     []NIC{{Model: "virtio", Bridge: "vmbr0", VLAN: 33}},
+		Network: []NIC{{Model: "virtio", Bridge: "vmbr0", VLAN: 33}},
 		CloudInit: CloudInit{User: "ansible", SSHKeys: []string{"ssh-ed25519 AAAA a@b"},
 			IPConfig: IPConfig{IP: netip.MustParsePrefix("192.0.2.250/24"), Gateway: netip.MustParseAddr("192.0.2.1")}},
 		Serial: "socket", VGA: "serial0",
@@ -154,7 +154,10 @@ func (f *fakeAPI) record(s string, a ...any) {
 	f.calls = append(f.calls, fmt.Sprintf(s, a...))
 }
 
-func (f *fakeAPI) Resources(context.Context) ([]Resource, error) { f.record("resources"); return f.res, nil }
+func (f *fakeAPI) Resources(context.Context) ([]Resource, error) {
+	f.record("resources")
+	return f.res, nil
+}
 func (f *fakeAPI) HAResources(context.Context) ([]HAResource, error) {
 	f.record("ha")
 	return nil, nil
@@ -188,9 +191,9 @@ func (f *fakeAPI) Delete(context.Context, string, int) (string, error) {
 	return "UPID:x", nil
 }
 func (f *fakeAPI) RegenerateCloudInit(context.Context, string, int) error { return nil }
-func (f *fakeAPI) CreateHA(context.Context, string, HA) error            { f.record("createha"); return nil }
-func (f *fakeAPI) UpdateHA(context.Context, string, HA) error            { return nil }
-func (f *fakeAPI) DeleteHA(context.Context, string) error                { return nil }
+func (f *fakeAPI) CreateHA(context.Context, string, HA) error             { f.record("createha"); return nil }
+func (f *fakeAPI) UpdateHA(context.Context, string, HA) error             { return nil }
+func (f *fakeAPI) DeleteHA(context.Context, string) error                 { return nil }
 func (f *fakeAPI) Task(context.Context, string) (TaskStatus, error) {
 	return TaskStatus{ExitStatus: "OK"}, nil
 }

@@ -99,7 +99,9 @@ func TestInventory(t *testing.T) {
 		dhcp.Name, dhcp.VMID, dhcp.CloudInit.IPConfig = "dhcp-0", 160, infra.IPConfig{}
 		cfg.VMs = append(cfg.VMs[:1], dhcp)
 		apply(t, r.reconciler(t), cfg)
-		r.sim.Edit(func(st *pvesim.State) { st.VMs[400] = &pvesim.VMState{VMID: 400, Node: "proxmox1", Conf: map[string]string{"name": "foreign"}} })
+		r.sim.Edit(func(st *pvesim.State) {
+			st.VMs[400] = &pvesim.VMState{VMID: 400, Node: "proxmox1", Conf: map[string]string{"name": "foreign"}}
+		})
 		cfg.VMs = append(cfg.VMs, infra.VM{Name: "foreign", VMID: 400})
 		hosts, err := infra.Inventory(ctx, r.api, cfg, 0, 0)
 		if err != nil {

@@ -68,7 +68,7 @@ func TestAuthAndErrorsOnTheWire(t *testing.T) {
 	tok := "PVEAPIToken=" + tokenID + "=" + secret
 	for _, tc := range []struct {
 		name, method, path, auth, body string
-		status, bodyHas               string
+		status, bodyHas                string
 	}{
 		{"no credentials", "GET", "/version", "", "", "401 No ticket", ""},
 		{"wrong secret", "GET", "/version", "PVEAPIToken=" + tokenID + "=nope", "", "401 Authentication failed!", ""},

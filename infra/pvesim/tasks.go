@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,15 +187,4 @@ func (s *Sim) taskList(node string, p params) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-// activeTask reports whether a task of one of the types runs for the VMID.
-func (s *Sim) activeTask(vmid int, types ...string) bool {
-	id := strconv.Itoa(vmid)
-	for _, t := range s.tasks {
-		if t.running && t.id == id && slices.Contains(types, t.typ) {
-			return true
-		}
-	}
-	return false
 }

@@ -51,10 +51,11 @@ type Action struct {
 	From   Size          // resize: the current size
 	HA     *HA           // ha-create, ha-update
 	// Clone is the template a create clones (name and VMID).
-	Clone   string
-	cloneID int
-	spec    *VM
-	digest  string
+	Clone     string
+	cloneID   int
+	cloneNode string
+	spec      *VM
+	digest    string
 }
 
 // FieldChange is one config key to set. Drift marks a key that gitedge had
@@ -488,7 +489,7 @@ func plan(cfg Config, obs *Observed, applied map[int]map[string]string) Plan {
 				p.Problems = append(p.Problems, err)
 				continue
 			}
-			a := Action{Op: OpCreate, VM: ref, Clone: v.Clone, cloneID: t.VMID, spec: &cfg.VMs[i]}
+			a := Action{Op: OpCreate, VM: ref, Clone: v.Clone, cloneID: t.VMID, cloneNode: t.Node, spec: &cfg.VMs[i]}
 			a.Fields = diff(v, nil, false)
 			p.Actions = append(p.Actions, a)
 			continue

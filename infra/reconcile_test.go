@@ -258,7 +258,7 @@ func TestLockedVMRetriesThenConverges(t *testing.T) {
 		}
 	}
 	if tries != 3 {
-		t.Errorf("config writes to the locked VM = %d, want 3 (1 + 2 retries with backoff)", tries)
+		t.Errorf("config writes to the locked VM = %d, want 3 (1 + 2 retries with backoff)\n%v\n%s", tries, r.sim.Calls(), r.log)
 	}
 	st := r.sim.Snapshot()
 	if effective(st.VMs[151])["cores"] != "4" {

@@ -338,11 +338,10 @@ func (r *Reconciler) execVM(ctx context.Context, acts []Action, leader func() bo
 func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, log *slog.Logger) error {
 	v := *a.spec
 	ref := a.VM
-	req := CloneRequest{Node: ref.Node, Template: a.cloneID, VMID: v.VMID, Name: v.Name, Description: cloneMarker(v),
+	// The clone runs on the template's node; target moves the new VM to
+	// the declared node (shared storage only, API.md 5.14).
+	req := CloneRequest{Node: a.cloneNode, Template: a.cloneID, VMID: v.VMID, Name: v.Name, Description: cloneMarker(v),
 		Storage: v.Disk.Storage, Format: v.Disk.Format, TargetNode: v.Node}
-	if tn := r.templateNode(ctx, a.cloneID); tn != "" {
-		req.Node = tn
-	}
 	log.Info("creating VM", "template", a.Clone, "templateVMID", a.cloneID)
 	var upid string
 	err := r.retry(ctx, ref, "clone", false, func() (err error) { upid, err = r.api.Clone(ctx, req); return })
@@ -405,20 +404,6 @@ func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, l
 		return err
 	}
 	return r.start(ctx, ref)
-}
-
-// templateNode finds where the template lives (the clone runs there).
-func (r *Reconciler) templateNode(ctx context.Context, vmid int) string {
-	res, err := r.api.Resources(ctx)
-	if err != nil {
-		return ""
-	}
-	for _, x := range res {
-		if x.VMID == vmid {
-			return x.Node
-		}
-	}
-	return ""
 }
 
 // update writes the changed keys with the observed digest. A lock or a

@@ -396,6 +396,9 @@ func parseDrive(s string) (drive, string) {
 	if d.file == "" {
 		return d, "file: property is missing"
 	}
+	if strings.ContainsAny(d.file, "= \t\n") {
+		return d, fmt.Sprintf("file: invalid volume ID '%s'", d.file)
+	}
 	for _, k := range order {
 		if k == "file" {
 			continue

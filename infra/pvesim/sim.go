@@ -315,17 +315,18 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	status := 200
-	defer func() {
+	// Every call is recorded before its answer is written, so a client
+	// that got an answer finds its call in Calls.
+	record := func(status int) {
 		s.mu.Lock()
 		s.calls = append(s.calls, Call{Method: r.Method, Path: path, Status: status})
 		s.mu.Unlock()
 		s.log.Debug("pvesim request", "method", r.Method, "path", path, "status", status)
-	}()
+	}
 
 	user, aerr := s.authenticate(r, path)
 	if aerr != nil {
-		status = aerr.code
+		record(aerr.code)
 		if d := s.opts.AuthFailDelay; d > 0 {
 			sleepCtx(r.Context(), d)
 		}
@@ -337,21 +338,21 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if msg == "" {
 			msg = "can't lock file '/var/lock/qemu-server/lock-injected.conf' - got timeout"
 		}
-		status = 500
+		record(500)
 		s.writeError(w, &apiError{code: 500, msg: msg})
 		return
 	}
 	for _, n := range f.OfflineNodes {
 		if strings.HasPrefix(path, "/nodes/"+n+"/") || path == "/nodes/"+n {
 			// 595: pveproxy could not reach the node; the body is empty.
-			status = 595
+			record(595)
 			s.writeRaw(w, 595, "Errors during connection establishment, proxy handshake: Connection refused", nil)
 			return
 		}
 	}
 	p, perr := readParams(r)
 	if perr != nil {
-		status = perr.code
+		record(perr.code)
 		s.writeError(w, perr)
 		return
 	}
@@ -364,7 +365,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if herr != nil {
-		status = herr.code
+		record(herr.code)
 		s.writeError(w, herr)
 		return
 	}
@@ -375,10 +376,11 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := json.Marshal(map[string]any{"data": data})
 	if err != nil {
-		status = 500
+		record(500)
 		s.writeError(w, errf(500, "internal error: %v", err))
 		return
 	}
+	record(200)
 	h := w.Header()
 	h.Set("Content-Type", "application/json;charset=UTF-8")
 	h.Set("Server", "pve-api-daemon/3.0")

@@ -629,7 +629,9 @@ func (r *Reconciler) poll(ctx context.Context, ref VMRef, op string, ok func(VMS
 
 // wait polls a task until it stops, tolerating transient poll failures
 // (a busy node may not know a fresh UPID yet), and turns a failed exit
-// status into an error. WARNINGS counts as success.
+// status into an error. WARNINGS counts as success. (go-proxmox's
+// Task.Wait returns nil for a failed task, flags WARNINGS as failed and
+// sleeps without watching the context, so gitedge polls Task itself.)
 func (r *Reconciler) wait(ctx context.Context, ref VMRef, op, upid string) error {
 	deadline := time.Now().Add(r.opts.TaskTimeout)
 	for first := true; ; first = false {

@@ -182,6 +182,9 @@ func (s *Sim) vmResource(vm *VMState) map[string]any {
 		m["tags"] = c["tags"]
 	}
 	if c["lock"] != "" {
+		// go-proxmox: ClusterResource has no lock field and drops it; PVE
+		// sends it, and so does the simulator (clients read the lock from
+		// the config or status/current).
 		m["lock"] = c["lock"]
 	}
 	if h := s.st.HA[fmt.Sprintf("vm:%d", vm.VMID)]; h != nil {

@@ -98,6 +98,9 @@ func typed(k, v string) any {
 	return v
 }
 
+// getVM finds a VM on a node. A missing VM is a 500 with PVE's text, never
+// a 404 or {"data":null}: go-proxmox decodes those without error and then
+// dereferences a nil VM (Node.VirtualMachine, VirtualMachine.Ping panic).
 func (s *Sim) getVM(node string, vmid int) (*VMState, *apiError) {
 	vm := s.st.VMs[vmid]
 	if vm == nil || vm.Node != node {
@@ -278,6 +281,10 @@ func (s *Sim) pendingGet(vm *VMState) []map[string]any {
 	return out
 }
 
+// cloudInitGet answers GET .../cloudinit with PVE's types: boolean keys
+// (ciupgrade) are numbers. go-proxmox: CloudInitPending decodes value and
+// pending as strings and so fails on them, as it does against a real node;
+// gitedge does not use it.
 func (s *Sim) cloudInitGet(vm *VMState) []map[string]any {
 	cur := cloudInitData(vm.effective())
 	out := []map[string]any{}
@@ -382,6 +389,21 @@ func (s *Sim) configUpdate(vm *VMState, p params, who principal, sync bool) (any
 		return nil, nil
 	}
 	upid := s.startTask(vm.Node, "qmconfig", strconv.Itoa(vm.VMID), who, work, nil)
+	if bd, ok := p["background_delay"]; ok {
+		// With background_delay PVE waits up to that many seconds: null when
+		// the task succeeded in time, its error when it failed, else the UPID.
+		// go-proxmox: Config then returns a nil *Task (client-calls.md).
+		n, err := strconv.Atoi(bd.s)
+		if err != nil || n < 1 || n > 30 {
+			return nil, paramErr("background_delay", "value must have a minimum value of 1 and a maximum value of 30")
+		}
+		if t := s.tasks[upid]; !t.running && time.Duration(n)*time.Second >= s.opts.TaskDuration {
+			if t.exit != "OK" && !strings.HasPrefix(t.exit, "WARNINGS") {
+				return nil, errf(500, "%s", t.exit)
+			}
+			return nil, nil
+		}
+	}
 	return upid, nil
 }
 
@@ -649,6 +671,9 @@ func (s *Sim) clone(src *VMState, p params, who principal) (any, *apiError) {
 			return nil, errf(500, "storage '%s' does not support vm images", sid)
 		}
 	}
+	// go-proxmox: VirtualMachineCloneOptions.Full is omitempty, so a client
+	// that leaves it false gets PVE's default, a linked clone of a
+	// template; the simulator follows PVE (full stays false above).
 	// The temporary config, visible while the task runs (sample
 	// qemu-102-config-cloning.json).
 	nvm := &VMState{

@@ -325,3 +325,15 @@ func TestStatePersists(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// With background_delay, a config write that finished in time answers null
+// (go-proxmox returns a nil task, no error).
+func TestConfigBackgroundDelay(t *testing.T) {
+	_, srv := start(t, pvesim.Options{})
+	vm := &proxmox.VirtualMachine{}
+	vm.New(client(srv), "proxmox1", pvesim.TemplateVMID)
+	task, err := vm.Config(context.Background(), proxmox.VirtualMachineOption{Name: "description", Value: "x"}, proxmox.VirtualMachineOption{Name: "background_delay", Value: 5})
+	if err != nil || task != nil {
+		t.Errorf("background_delay: task %v, err %v; want nil, nil", task, err)
+	}
+}

@@ -597,7 +597,8 @@ func (p *Plan) planExisting(v VM, ref VMRef, o *ObservedVM, obs *Observed, appli
 	// Without HA, gitedge keeps the VM running (HA does it otherwise; an
 	// HA resource kept by ignoreChanges: [ha] still owns the power state).
 	_, haManaged := obs.HA[haSID(v.VMID)]
-	if v.HA == nil && !(haManaged && v.Ignores("ha")) && o.Status != "running" {
+	// "unknown" is a listing whose stats lag (a new VM): wait for them.
+	if v.HA == nil && !(haManaged && v.Ignores("ha")) && o.Status != "running" && o.Status != "unknown" {
 		p.Actions = append(p.Actions, Action{Op: OpStart, VM: ref})
 	}
 	if o.Status == "running" && len(c.Pending) > 0 {

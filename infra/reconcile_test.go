@@ -521,3 +521,45 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("%s{ok} = %v, want 2", infra.MetricPasses, got)
 	}
 }
+
+// A VM without HA is kept running: started after the create, and started
+// again after a hand stop. A stale listing (RRD lag) never causes a write.
+func TestStartWithoutHAAndStaleListing(t *testing.T) {
+	r := newRig(t, pvesim.Options{RRDLag: time.Hour})
+	rec := r.reconciler(t)
+	cfg := homelab()
+	cfg.VMs = cfg.VMs[:1]
+	cfg.VMs[0].HA = nil
+	apply(t, rec, cfg)
+	if !r.sim.Snapshot().VMs[150].Running {
+		t.Fatal("VM without HA not started after create")
+	}
+	r.sim.ResetCalls()
+	res := apply(t, rec, cfg) // the listing says "unknown": nothing planned
+	if w := writes(r.sim.Calls()); len(w) != 0 || !res.Converged() {
+		t.Errorf("with a lagging listing: writes %v\n%s", w, res.Plan)
+	}
+	// A hand stop the (lagging) listing does not show yet, then one it shows.
+	r.sim.Edit(func(st *pvesim.State) {
+		vm := st.VMs[150]
+		vm.Created = vm.Created.Add(-2 * time.Hour)
+		vm.Running, vm.WasRunning, vm.PowerChanged = false, true, time.Now()
+	})
+	r.sim.ResetCalls()
+	apply(t, rec, cfg)
+	if w := writes(r.sim.Calls()); len(w) != 0 {
+		t.Errorf("stale 'running' listing: writes %v", w)
+	}
+	r.sim.Edit(func(st *pvesim.State) { st.VMs[150].PowerChanged = time.Now().Add(-2 * time.Hour) })
+	r.sim.ResetCalls()
+	apply(t, rec, cfg)
+	if w := writes(r.sim.Calls()); len(w) != 1 || w[0] != "POST /nodes/proxmox1/qemu/150/status/start" || !r.sim.Snapshot().VMs[150].Running {
+		t.Errorf("hand-stopped VM: writes %v", w)
+	}
+	// The listing still says stopped (lag); status/current says running: no write.
+	r.sim.ResetCalls()
+	res = apply(t, rec, cfg)
+	if w := writes(r.sim.Calls()); len(w) != 0 || len(res.Applied) != 0 {
+		t.Errorf("stale 'stopped' listing: writes %v, applied %v", w, res.Applied)
+	}
+}

@@ -317,6 +317,10 @@ func (r *Reconciler) execVM(ctx context.Context, acts []Action, leader func() bo
 		case OpDelete:
 			err = r.destroy(ctx, a.VM, log)
 		}
+		if errors.Is(err, errNoop) {
+			log.Debug("nothing to do after all", "why", "status/current already shows the declared state")
+			continue
+		}
 		r.m.action(a.Op, err)
 		if err != nil {
 			e := classify(string(a.Op), a.VM, err)
@@ -332,6 +336,9 @@ func (r *Reconciler) execVM(ctx context.Context, acts []Action, leader func() bo
 	}
 	return done, nil
 }
+
+// errNoop: an action found on a closer look that nothing needs doing.
+var errNoop = errors.New("nothing to do")
 
 // create clones the template onto the declared VMID, waits for the clone,
 // then configures, resizes and starts (or hands to HA) the new VM.
@@ -403,7 +410,10 @@ func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, l
 		}
 		return err
 	}
-	return r.start(ctx, ref)
+	if err := r.start(ctx, ref); !errors.Is(err, errNoop) {
+		return err
+	}
+	return nil
 }
 
 // update writes the changed keys with the observed digest. A lock or a
@@ -529,6 +539,9 @@ func (r *Reconciler) start(ctx context.Context, ref VMRef) error {
 			return err
 		}
 		if st.Status == "running" {
+			if attempt == 0 {
+				return errNoop // the listing was stale
+			}
 			return nil
 		}
 		var err error

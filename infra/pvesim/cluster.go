@@ -190,13 +190,18 @@ func (s *Sim) vmResource(vm *VMState) map[string]any {
 	if h := s.st.HA[fmt.Sprintf("vm:%d", vm.VMID)]; h != nil {
 		m["hastate"] = h.State
 	}
-	if c["lock"] == "clone" && c["name"] == "" {
+	lag := s.opts.RRDLag
+	if (c["lock"] == "clone" && c["name"] == "") || (lag > 0 && time.Since(vm.Created) < lag) {
 		// Freshly created: the RRD has no stats yet (API.md 5.6).
 		m["status"] = "unknown"
 		return m
 	}
+	running := vm.Running
+	if lag > 0 && time.Since(vm.PowerChanged) < lag {
+		running = vm.WasRunning
+	}
 	m["status"] = "stopped"
-	if vm.Running {
+	if running {
 		m["status"] = "running"
 		m["uptime"] = int(time.Since(vm.StartedAt).Seconds())
 		m["mem"] = memMiB(vm.Conf) << 20 / 4
@@ -498,6 +503,7 @@ func (s *Sim) runCRM() {
 // powerOn starts a VM: pending changes are applied and the cloud-init
 // drive regenerated (API.md 5.16); the guest boots with it.
 func (s *Sim) powerOn(vm *VMState) {
+	vm.WasRunning, vm.PowerChanged = vm.Running, time.Now()
 	vm.applyPending()
 	vm.CloudInit = cloudInitData(vm.Conf)
 	vm.Booted = maps.Clone(vm.CloudInit)
@@ -508,6 +514,7 @@ func (s *Sim) powerOn(vm *VMState) {
 }
 
 func (s *Sim) powerOff(vm *VMState) {
+	vm.WasRunning, vm.PowerChanged = vm.Running, time.Now()
 	vm.Running = false
 	vm.PID = 0
 	vm.StartedAt = time.Time{}

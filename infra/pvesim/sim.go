@@ -39,6 +39,11 @@ type Options struct {
 	// HADelay is how long the HA manager takes to act on a resource's
 	// requested state. Zero: at once.
 	HADelay time.Duration
+	// RRDLag is how stale the stats part of /cluster/resources is (PVE
+	// refreshes it about every 10 s): a VM created less than RRDLag ago
+	// shows status "unknown" without name, and a power change shows only
+	// after RRDLag. Zero: always current.
+	RRDLag time.Duration
 	// AuthFailDelay delays every 401, as pveproxy does (3 s there). Zero: none.
 	AuthFailDelay time.Duration
 	// Faults are injected failures; they can be changed later with SetFaults.

@@ -62,6 +62,10 @@ type VMState struct {
 	// Booted is the cloud-init data the guest booted with (what its agent reports).
 	Booted  map[string]string `json:"booted,omitempty"`
 	Created time.Time         `json:"created"`
+	// PowerChanged and WasRunning let /cluster/resources show the power
+	// state from before the last change while the RRD lags.
+	PowerChanged time.Time `json:"powerChanged,omitzero"`
+	WasRunning   bool      `json:"wasRunning,omitempty"`
 }
 
 // HAState is one HA resource.

@@ -42,6 +42,7 @@ const (
 	ReasonInvalid      = "Invalid"         // Proxmox rejected a parameter (400)
 	ReasonUnauthorized = "Unauthorized"    // the API token was refused
 	ReasonShrink       = "ShrinkRefused"   // the disk is larger than declared
+	ReasonNotFound     = "NotFound"        // the VM went away since it was listed
 	ReasonNotLeader    = "NotLeader"       // this node does not apply infra changes
 	ReasonWaiting      = "WaitingForClone" // the VM is still being cloned
 )
@@ -185,6 +186,13 @@ func reasonOf(err error) string {
 		return ReasonRaced
 	case strings.Contains(msg, "shrinking disks is not supported"):
 		return ReasonShrink
+	case strings.Contains(msg, "storage '") && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "does not support")),
+		strings.Contains(msg, "bridge '") && strings.Contains(msg, "does not exist"),
+		strings.Contains(msg, "no such cluster node"), strings.Contains(msg, "VM uses local storage"):
+		// The spec names a storage, bridge or node the cluster lacks.
+		return ReasonInvalid
+	case strings.Contains(msg, "does not exist"):
+		return ReasonNotFound
 	case strings.HasPrefix(msg, "bad request: 400"):
 		return ReasonInvalid
 	}

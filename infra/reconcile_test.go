@@ -563,3 +563,29 @@ func TestStartWithoutHAAndStaleListing(t *testing.T) {
 		t.Errorf("stale 'stopped' listing: writes %v, applied %v", w, res.Applied)
 	}
 }
+
+// A spec naming a template, storage or bridge the cluster lacks is a
+// terminal error that says what to fix.
+func TestBadSpecIsTerminal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mod    func(*infra.VM)
+		reason string
+		want   string
+	}{
+		{"template", func(v *infra.VM) { v.Clone = "debian-trixie" }, infra.ReasonTemplate, `no template named "debian-trixie" in the cluster (spec.clone)`},
+		{"storage", func(v *infra.VM) { v.Disk.Storage = "fast" }, infra.ReasonInvalid, "500 storage 'fast' does not exist"},
+		{"bridge", func(v *infra.VM) { v.HA = nil; v.Network[0].Bridge = "vmbr9" }, infra.ReasonInvalid, "bridge 'vmbr9' does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, pvesim.Options{})
+			cfg := homelab()
+			cfg.VMs = cfg.VMs[:1]
+			tc.mod(&cfg.VMs[0])
+			_, err := r.reconciler(t).Apply(context.Background(), cfg, leader)
+			if !infra.IsTerminal(err) || !infra.HasReason(err, tc.reason) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `VM 150 "lb-0"`) {
+				t.Errorf("err = %v, want terminal %s saying %q", err, tc.reason, tc.want)
+			}
+		})
+	}
+}

@@ -673,9 +673,11 @@ func (r *Reconciler) wait(ctx context.Context, ref VMRef, op, upid string) error
 	}
 }
 
-// retry runs f, retrying refusals that did no work: a lock, a lock
-// timeout, a 5xx. Reads (idempotent) also retry timeouts and network
-// errors; writes do not, since the request may have done its work.
+// retry runs f, retrying refusals that did no work: a lock or a lock
+// timeout (PVE answers both before doing anything), a 502/503/504 or an
+// unreachable node (595/596). Reads (idempotent) also retry any other 5xx,
+// timeouts and network errors; writes do not, since the request may have
+// done its work.
 func (r *Reconciler) retry(ctx context.Context, ref VMRef, op string, idempotent bool, f func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := f()
@@ -683,8 +685,10 @@ func (r *Reconciler) retry(ctx context.Context, ref VMRef, op string, idempotent
 			return nil
 		}
 		reason := reasonOf(err)
-		retryable := reason == ReasonLocked || (reason == ReasonAPI && strings.HasPrefix(err.Error(), "5")) ||
-			(idempotent && (reason == ReasonAPI || reason == ReasonTimeout))
+		msg := err.Error()
+		gateway := reason == ReasonAPI && (strings.HasPrefix(msg, "502") || strings.HasPrefix(msg, "503") || strings.HasPrefix(msg, "504") ||
+			strings.Contains(msg, "unexpected end of JSON input")) // a 595/596 has an empty body
+		retryable := reason == ReasonLocked || gateway || (idempotent && (reason == ReasonAPI || reason == ReasonTimeout))
 		if !retryable || attempt >= r.opts.Retries || ctx.Err() != nil {
 			return classify(op, ref, err)
 		}

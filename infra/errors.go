@@ -83,6 +83,45 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Transient reports whether retrying may help (the reconcile loop looks for
+// this method with errors.As).
+func (e *Error) Transient() bool { return e.Kind == Transient }
+
+// Errors are the failures of one pass, one per VM (and the pass's own).
+// Transient is true when any of them is: the pass is worth retrying soon
+// even if another VM needs a person.
+type Errors []error
+
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+func (es Errors) Unwrap() []error { return es }
+
+// Transient reports whether any of the errors is transient.
+func (es Errors) Transient() bool { return IsTransient(es) }
+
+// join returns nil, the single error, or Errors.
+func join(errs []error) error {
+	var out Errors
+	for _, e := range errs {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // IsTransient reports whether err (or any error joined into it) should be
 // retried with backoff.
 func IsTransient(err error) bool {

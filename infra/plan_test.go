@@ -139,6 +139,25 @@ func TestClassify(t *testing.T) {
 	if !IsTransient(joined) || !IsTerminal(joined) || !IsConflict(joined) {
 		t.Error("joined errors are not seen through")
 	}
+	// The reconcile loop asks errors.As for a Transient method: a pass with
+	// a conflict and a lock is worth retrying; a conflict alone is not.
+	type transienter interface{ Transient() bool }
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{join([]error{&Error{Kind: Terminal, Reason: ReasonConflict}, &Error{Kind: Transient, Reason: ReasonLocked}}), true},
+		{join([]error{&Error{Kind: Terminal, Reason: ReasonConflict}}), false},
+		{fmt.Errorf("infra: %w", join([]error{&Error{Kind: Terminal}, &Error{Kind: Transient}})), true},
+	} {
+		var tr transienter
+		if !errors.As(tc.err, &tr) || tr.Transient() != tc.want {
+			t.Errorf("%v: Transient() via errors.As = %v, want %v", tc.err, tr != nil && tr.Transient(), tc.want)
+		}
+	}
+	if join(nil) != nil {
+		t.Error("join of nothing is not nil")
+	}
 }
 
 // fakeAPI is an in-memory API for the plan and ordering logic; every call

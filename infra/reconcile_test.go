@@ -589,3 +589,33 @@ func TestBadSpecIsTerminal(t *testing.T) {
 		})
 	}
 }
+
+// LoopApply is the shape the reconcile loop calls (reconcile.InfraFunc).
+func TestLoopApply(t *testing.T) {
+	r := newRig(t, pvesim.Options{})
+	rec := r.reconciler(t)
+	apply := rec.LoopApply(nil)
+	if err := apply(context.Background(), homelab(), false); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(r.sim.Calls()); len(w) != 0 {
+		t.Errorf("lead=false wrote %v", w)
+	}
+	if last, ok := rec.Last(); !ok || last.Leader || len(last.Plan.Actions) != 2 {
+		t.Errorf("Last() = %+v, %v", last, ok)
+	}
+	var lost atomic.Bool
+	lost.Store(true)
+	if err := rec.LoopApply(func() bool { return !lost.Load() })(context.Background(), homelab(), true); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(r.sim.Calls()); len(w) != 0 {
+		t.Errorf("lead=true but no longer leader: wrote %v", w)
+	}
+	if err := apply(context.Background(), homelab(), true); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := rec.Last(); !last.Leader || len(last.Applied) != 2 {
+		t.Errorf("Last() after the leader's pass = %+v", last)
+	}
+}

@@ -54,6 +54,8 @@ type Reconciler struct {
 	pass    sync.Mutex // one pass at a time
 	mu      sync.Mutex
 	applied map[int]map[string]string // VMID → key → value last set or seen in sync
+	last    Result
+	hasLast bool
 }
 
 // New makes a Reconciler.
@@ -184,6 +186,9 @@ func (r *Reconciler) Apply(ctx context.Context, cfg Config, leader func() bool) 
 	defer func() {
 		res.Duration = time.Since(start)
 		res.Err = err
+		r.mu.Lock()
+		r.last, r.hasLast = res, true
+		r.mu.Unlock()
 		r.m.observePass(res, err)
 		r.logOutcome(res, err)
 	}()
@@ -202,7 +207,7 @@ func (r *Reconciler) Apply(ctx context.Context, cfg Config, leader func() bool) 
 		if len(res.Plan.Actions) > 0 {
 			r.log.Info("infra changes planned; not the infra leader, leaving them to it", "actions", len(res.Plan.Actions))
 		}
-		return res, errors.Join(problems...)
+		return res, join(problems)
 	}
 	res.Leader = true
 	for _, d := range res.Plan.Drift() {
@@ -210,7 +215,24 @@ func (r *Reconciler) Apply(ctx context.Context, cfg Config, leader func() bool) 
 	}
 	applied, errs := r.execute(ctx, res.Plan, leader)
 	res.Applied = applied
-	return res, errors.Join(append(problems, errs...)...)
+	return res, join(append(problems, errs...))
+}
+
+// LoopApply adapts the Reconciler to a loop that decides leadership once
+// per pass (reconcile.InfraFunc): the pass writes only when lead is true
+// and, if stillLeader is set, while it keeps saying so before every write.
+func (r *Reconciler) LoopApply(stillLeader func() bool) func(ctx context.Context, cfg Config, lead bool) error {
+	return func(ctx context.Context, cfg Config, lead bool) error {
+		_, err := r.Apply(ctx, cfg, func() bool { return lead && (stillLeader == nil || stillLeader()) })
+		return err
+	}
+}
+
+// Last returns the result of the last finished pass, for status pages.
+func (r *Reconciler) Last() (Result, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last, r.hasLast
 }
 
 // rememberInSync records the keys already matching the spec, so a later

@@ -123,11 +123,14 @@ func Diff(base, head *Desired) Plan {
 	bi := []kv{{"leader", base.Edge.InfraLeader.String()}, {"prune", strconv.FormatBool(base.Infra.Prune)}}
 	hi := []kv{{"leader", head.Edge.InfraLeader.String()}, {"prune", strconv.FormatBool(head.Infra.Prune)}}
 	fc := diffFields(bi, hi)
-	if infraAction == Add {
+	if infraAction == Add && (head.Edge.InfraLeader != Leader{} || head.Infra.Prune) {
 		fc = nil
 		for _, f := range hi {
 			fc = append(fc, FieldChange{Path: f.k, New: f.v})
 		}
+	}
+	if infraAction == Add && head.Edge.InfraLeader == (Leader{}) && !head.Infra.Prune {
+		fc = nil
 	}
 	if len(fc) > 0 {
 		p.Changes = append(p.Changes, ItemChange{Kind: "Infra", Name: head.Edge.Name, Action: infraAction, Fields: fc})

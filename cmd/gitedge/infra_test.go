@@ -104,6 +104,16 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 		t.Errorf("second pass wrote %v", w)
 	}
 
+	// The reconcile loop drives the same Reconciler through its InfraApplier.
+	var applier reconcile.InfraApplier = reconcile.InfraFunc(rec.LoopApply(nil))
+	sim.ResetCalls()
+	if err := applier.Apply(ctx, desired.Infra, true); err != nil {
+		t.Fatalf("through reconcile.InfraFunc: %v", err)
+	}
+	if w := sim.Writes(); len(w) != 0 {
+		t.Errorf("pass through the loop's interface wrote %v", w)
+	}
+
 	var out, errb bytes.Buffer
 	code := dispatch(ctx, &cliEnv{stdout: &out, stderr: &errb}, []string{"inventory", "--config", cfgPath, "--group", "loadbalancer", "../../examples/homelab"})
 	if code != 0 {

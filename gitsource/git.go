@@ -545,6 +545,7 @@ func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
 	}
 	t.Detail = strings.TrimSpace(t.Detail + " from cache: remote unreachable")
 	rev, err := g.loadCached(repo, g.last, t)
+	rev.Stale = cause
 	if err != nil {
 		g.log.Warn("cached commit not usable", "commit", short(g.last), "err", err)
 		return Revision{}, false
@@ -674,22 +675,35 @@ func isNetErr(err error) bool {
 	return false
 }
 
-// cacheHealthy reads the cached head commit and its root tree: when that
-// works, a failed fetch is blamed on the remote, not on the cache.
+// cacheHealthy checks the cache's files, its remote, and that the live
+// and cached head commits and their root trees can be read: when all of
+// that works, a failed fetch is blamed on the remote, not on the cache.
 func (g *Git) cacheHealthy(repo *git.Repository) bool {
+	for _, name := range []string{"config", "HEAD", "objects"} {
+		if _, err := os.Stat(filepath.Join(g.dir, name)); err != nil {
+			return false
+		}
+	}
+	if _, err := repo.Remote("origin"); err != nil {
+		return false
+	}
 	head, err := g.localHead(repo)
 	if err != nil {
 		return false
 	}
-	if head == "" {
-		return true
+	for _, h := range []string{head, g.last} {
+		if h == "" {
+			continue
+		}
+		c, err := repo.CommitObject(plumbing.NewHash(h))
+		if err != nil {
+			return false
+		}
+		if _, err = c.Tree(); err != nil {
+			return false
+		}
 	}
-	c, err := repo.CommitObject(plumbing.NewHash(head))
-	if err != nil {
-		return false
-	}
-	_, err = c.Tree()
-	return err == nil
+	return true
 }
 
 // scpLike matches "user@host:path" and "host:path" (not "C:\…", not "/a:b").

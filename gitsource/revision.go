@@ -29,6 +29,11 @@ type Revision struct {
 	// Previous is the commit handed over before this one by this source,
 	// "" for the first.
 	Previous string
+	// Stale is set when the revision was handed over from the local cache
+	// because the remote could not be reached at start: it is the error
+	// (an *Error). The commit is the one last handed over before the
+	// restart, verified again; a retry is already scheduled.
+	Stale error
 	// ForcePushed is set when Commit does not descend from Previous and the
 	// policy is ForcePushFollow.
 	ForcePushed bool

@@ -1,0 +1,249 @@
+package gitsource
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForcePush rewrites the branch under both policies.
+func TestForcePush(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []ForcePushPolicy{ForcePushFollow, ForcePushRefuse} {
+		t.Run(string(policy), func(t *testing.T) {
+			t.Parallel()
+			u := newUpstream(t)
+			base := u.commit("base", map[string]string{"a.yaml": "base\n"})
+			c1 := u.commit("live", map[string]string{"a.yaml": "live\n"})
+			u.push("main")
+			h := startHTTPGit(t, u.root, "", "")
+			state := t.TempDir()
+			g, _ := newSource(t, Config{URL: h.URL, ForcePush: policy, StateDir: state})
+			if rev := next(t, g); rev.Commit != c1 {
+				t.Fatalf("first: %s", rev.Commit)
+			}
+			// Rewrite: drop c1, commit something else on base.
+			u.git("reset", "-q", "--hard", base)
+			rewritten := u.commit("rewritten", map[string]string{"a.yaml": "rewritten\n"})
+			u.push("--force", "main")
+			g.Trigger(Trigger{Kind: TriggerWebhook})
+
+			if policy == ForcePushFollow {
+				rev := next(t, g)
+				if rev.Commit != rewritten || !rev.ForcePushed || rev.Previous != c1 || readFS(t, rev.Files, "a.yaml") != "rewritten\n" {
+					t.Fatalf("follow: %s forcePushed=%v previous=%s", short(rev.Commit), rev.ForcePushed, short(rev.Previous))
+				}
+				return
+			}
+			e := nextErr(t, g)
+			if e.Step != StepVerify || e.Reason != ReasonForcePush || e.Transient || e.Commit != rewritten ||
+				!strings.Contains(e.Error(), "does not descend from the live commit "+short(c1)) {
+				t.Fatalf("refuse: %+v: %v", e, e)
+			}
+			// The refused head is not looked at again, nor handed over.
+			packs := counter(t, g.m.fetches)
+			g.Trigger(Trigger{Kind: TriggerPoll})
+			quiet(t, g, 500*time.Millisecond)
+			if counter(t, g.m.fetches) != packs {
+				t.Fatal("refused head fetched again")
+			}
+			// A restart does not launder the rewrite: the live commit is
+			// recorded in the cache.
+			g2, _ := newSource(t, Config{URL: h.URL, ForcePush: policy, StateDir: state})
+			if e := nextErr(t, g2); e.Reason != ReasonForcePush {
+				t.Fatalf("after restart: %v", e)
+			}
+			// Restoring the branch on top of the live commit is accepted.
+			u.git("reset", "-q", "--hard", c1)
+			c2 := u.commit("on top of live", map[string]string{"a.yaml": "fixed\n"})
+			u.push("--force", "main")
+			g.Trigger(Trigger{Kind: TriggerWebhook})
+			if rev := next(t, g); rev.Commit != c2 || rev.ForcePushed || rev.Previous != c1 {
+				t.Fatalf("restored: %s forcePushed=%v previous=%s", short(rev.Commit), rev.ForcePushed, short(rev.Previous))
+			}
+		})
+	}
+}
+
+// TestUnreachableThenBack: with the server down a look fails as transient,
+// a retry is scheduled by itself, and once the server is back the new
+// commit arrives without any other trigger. A restart while the server is
+// down hands over the cached last good commit.
+func TestUnreachableThenBack(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	h := startHTTPGit(t, u.root, "", "")
+	state := t.TempDir()
+	g, _ := newSource(t, Config{URL: h.URL, StateDir: state, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	next(t, g)
+
+	h.down()
+	c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
+	u.push("main")
+	g.Trigger(Trigger{Kind: TriggerPoll})
+	e := nextErr(t, g)
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient || !IsTransient(e) {
+		t.Fatalf("server down: %+v: %v", e, e)
+	}
+	// Still down: the scheduled retries fail again, on their own.
+	e = nextErr(t, g)
+	if !e.Transient {
+		t.Fatalf("retry: %+v", e)
+	}
+
+	// A restart meanwhile serves the last good commit from the cache.
+	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state})
+	rev := next(t, g2)
+	if rev.Commit != c1 || !IsTransient(rev.Stale) || !strings.Contains(rev.Trigger.Detail, "from cache") {
+		t.Fatalf("restart while down: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+	}
+	if readFS(t, rev.Files, "a.yaml") != "one\n" {
+		t.Fatal("cached files wrong")
+	}
+
+	h.up(t)
+	rev = next(t, g) // woken by the scheduled retry alone
+	if rev.Commit != c2 || rev.Trigger.Kind != TriggerRetry {
+		t.Fatalf("back: %s by %s, want %s by retry", short(rev.Commit), rev.Trigger.Kind, short(c2))
+	}
+	if rev := next(t, g2); rev.Commit != c2 || rev.Previous != c1 {
+		t.Fatalf("restarted source once back: %s previous %s", short(rev.Commit), short(rev.Previous))
+	}
+}
+
+// TestWrongPassword: refused credentials are a terminal auth error that
+// never shows the secret; the right password works.
+func TestWrongPassword(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
+	for _, tc := range []struct {
+		name string
+		auth Auth
+	}{
+		{"wrong password", Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "wrong-staple-9911\n")}},
+		{"no credentials", Auth{}},
+		{"unreadable file", Auth{PasswordFile: filepath.Join(t.TempDir(), "missing")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, _ := newSource(t, Config{URL: h.URL, Auth: tc.auth})
+			e := nextErr(t, g)
+			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Transient {
+				t.Fatalf("%+v: %v", e, e)
+			}
+			if msg := e.Error(); strings.Contains(msg, "wrong-staple") || strings.Contains(msg, "right-horse") {
+				t.Fatalf("error shows a password: %s", msg)
+			}
+		})
+	}
+	g, _ := newSource(t, Config{URL: h.URL, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	if rev := next(t, g); rev.Commit != c1 {
+		t.Fatal(rev.Commit)
+	}
+}
+
+// TestCorruptedCache damages the cache in several ways; each time the
+// source fetches it again and hands over the new commit.
+func TestCorruptedCache(t *testing.T) {
+	t.Parallel()
+	damage := map[string]func(t *testing.T, dir string){
+		"garbage packs": func(t *testing.T, dir string) {
+			packs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
+			if len(packs) == 0 {
+				t.Fatal("no pack in the cache")
+			}
+			for _, p := range packs {
+				st, _ := os.Stat(p)
+				if err := os.WriteFile(p, make([]byte, st.Size()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		"objects removed": func(t *testing.T, dir string) {
+			if err := os.RemoveAll(filepath.Join(dir, "objects")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"config garbage": func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, "config"), []byte("[[[not a config"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"cache deleted": func(t *testing.T, dir string) {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, fn := range damage {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			u := newUpstream(t)
+			u.commit("one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
+			u.push("main")
+			h := startHTTPGit(t, u.root, "", "")
+			state := t.TempDir()
+			g1, _ := newSource(t, Config{URL: h.URL, StateDir: state})
+			next(t, g1)
+			g1.storage.Close()
+			fn(t, g1.CacheDir())
+			c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
+			u.push("main")
+			// A restarted node finds its cache broken.
+			g2, _ := newSource(t, Config{URL: h.URL, StateDir: state})
+			rev := next(t, g2)
+			if rev.Commit != c2 || readFS(t, rev.Files, "a.yaml") != "two\n" || readFS(t, rev.Files, "b.yaml") != "b\n" {
+				t.Fatalf("after damage: %s", short(rev.Commit))
+			}
+			if (name == "garbage packs" || name == "config garbage") && counter(t, g2.m.reclones) != 1 {
+				t.Fatalf("reclones = %d, want 1", counter(t, g2.m.reclones))
+			}
+		})
+	}
+}
+
+// TestCacheDeletedInProcess removes the cache under a running source.
+func TestCacheDeletedInProcess(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	u.commit("one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
+	u.push("main")
+	g, _ := newSource(t, Config{URL: u.bare})
+	next(t, g)
+	if err := os.RemoveAll(g.CacheDir()); err != nil {
+		t.Fatal(err)
+	}
+	c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
+	u.push("main")
+	g.Trigger(Trigger{Kind: TriggerPoll})
+	rev := next(t, g)
+	if rev.Commit != c2 || readFS(t, rev.Files, "a.yaml") != "two\n" || readFS(t, rev.Files, "b.yaml") != "b\n" {
+		t.Fatalf("got %s", short(rev.Commit))
+	}
+	// And the cache is usable again by a restarted node.
+	g2, _ := newSource(t, Config{URL: u.bare, StateDir: filepath.Dir(filepath.Dir(g.CacheDir()))})
+	if rev := next(t, g2); rev.Commit != c2 || rev.Previous != c2 {
+		t.Fatalf("restart: %s previous %s", short(rev.Commit), short(rev.Previous))
+	}
+}
+
+func TestErrorUnwrap(t *testing.T) {
+	base := errors.New("boom")
+	var err error = &Error{Step: StepFetch, Source: "https://h/r.git", Commit: strings.Repeat("a", 40), Err: base}
+	if !errors.Is(err, base) {
+		t.Fatal("errors.Is through *Error")
+	}
+	if IsTransient(err) {
+		t.Fatal("not transient")
+	}
+	if got := err.Error(); got != "gitsource fetch https://h/r.git at aaaaaaaaaaaa: boom" {
+		t.Fatal(got)
+	}
+}

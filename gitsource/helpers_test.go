@@ -382,3 +382,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cleanupGPG()
+	os.Exit(code)
+}

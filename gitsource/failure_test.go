@@ -2,6 +2,7 @@ package gitsource
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,5 +246,58 @@ func TestErrorUnwrap(t *testing.T) {
 	}
 	if got := err.Error(); got != "gitsource fetch https://h/r.git at aaaaaaaaaaaa: boom" {
 		t.Fatal(got)
+	}
+}
+
+// TestCompaction: once the cache holds more packs than allowed it is
+// fetched afresh into one (depth 1 under follow, the whole history under
+// refuse), and following goes on; under refuse a force-push after the
+// compaction is still refused.
+func TestCompaction(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []ForcePushPolicy{ForcePushFollow, ForcePushRefuse} {
+		t.Run(string(policy), func(t *testing.T) {
+			t.Parallel()
+			u := newUpstream(t)
+			u.commit("c0", map[string]string{"a.yaml": "0\n", "b.yaml": "b\n"})
+			u.push("main")
+			g, _ := newSource(t, Config{URL: u.bare, ForcePush: policy})
+			g.maxPacks = 3
+			next(t, g)
+			var prev string
+			for i := 1; i <= 6; i++ {
+				c := u.commit(fmt.Sprint("c", i), map[string]string{"a.yaml": fmt.Sprint(i, "\n")})
+				u.push("main")
+				g.Trigger(Trigger{Kind: TriggerPoll})
+				rev := next(t, g)
+				if rev.Commit != c || readFS(t, rev.Files, "a.yaml") != fmt.Sprint(i, "\n") || readFS(t, rev.Files, "b.yaml") != "b\n" || rev.ForcePushed {
+					t.Fatalf("commit %d: %s forcePushed=%v", i, short(rev.Commit), rev.ForcePushed)
+				}
+				if n := g.packCount(); n > 4 {
+					t.Fatalf("%d packs after commit %d", n, i)
+				}
+				prev = c
+			}
+			if counter(t, g.m.reclones) != 1 {
+				t.Fatalf("compactions = %d, want 1", counter(t, g.m.reclones))
+			}
+			_, err := os.Stat(filepath.Join(g.CacheDir(), "shallow"))
+			if shallow := err == nil; shallow != (policy == ForcePushFollow) {
+				t.Fatalf("cache shallow = %v under %s", shallow, policy)
+			}
+			u.git("reset", "-q", "--hard", "HEAD~2")
+			rewritten := u.commit("rewritten", map[string]string{"a.yaml": "rewritten\n"})
+			u.push("--force", "main")
+			g.Trigger(Trigger{Kind: TriggerPoll})
+			if policy == ForcePushRefuse {
+				if e := nextErr(t, g); e.Reason != ReasonForcePush {
+					t.Fatalf("force-push after compaction: %v", e)
+				}
+				return
+			}
+			if rev := next(t, g); rev.Commit != rewritten || rev.Previous != prev {
+				t.Fatalf("follow after compaction: %s", short(rev.Commit))
+			}
+		})
 	}
 }

@@ -45,8 +45,22 @@ type Options struct {
 const lastRef = plumbing.ReferenceName("refs/gitedge/last")
 
 // objectCacheSize bounds go-git's decoded-object cache (its default is 96
-// MiB, which alone would break the node's memory budget).
-const objectCacheSize = 16 * cache.MiByte
+// MiB, which alone would break the node's memory budget). Blobs are read
+// once per change and kept by the source itself; the cache only needs to
+// hold the trees walked for one revision.
+const objectCacheSize = 4 * cache.MiByte
+
+// maxPacks is how many pack files the cache may collect (one per
+// incremental fetch, each an open descriptor and an index) before it is
+// fetched afresh into one. go-git's own repack needs far more memory than a
+// fresh fetch (measured: 145 MiB peak for the 10,000-file benchmark
+// repository), so the cache is rebuilt instead, at a moment when the remote
+// has just answered. Under ForcePushFollow the rebuild fetches depth 1: a
+// full-history fetch costs memory in proportion to history (go-git caches
+// delta bases while indexing), and following needs only the head; under
+// ForcePushRefuse the whole history is fetched again, as it is needed to
+// prove fast-forwards.
+const maxPacks = 50
 
 // Git follows a git remote. Next is meant for one caller (the reconcile
 // loop) and must not be called concurrently; Trigger and Queue are safe
@@ -69,6 +83,8 @@ type Git struct {
 	lastObserved string // head last handed over or refused: skip until it moves
 	prevFiles    map[string]blobData
 	failures     int
+	maxPacks     int
+	compacting   bool // the next fetch rebuilds the cache after compaction
 
 	retryMu sync.Mutex
 	retry   *time.Timer
@@ -96,13 +112,14 @@ func New(cfg Config, opts Options) (*Git, error) {
 		return nil, fmt.Errorf("gitsource: state directory: %w", err)
 	}
 	g := &Git{
-		cfg:   cfg,
-		url:   u,
-		disp:  displayURL(u),
-		dir:   dir,
-		log:   opts.Logger,
-		m:     newSourceMetrics(opts.Registry),
-		queue: opts.Queue,
+		cfg:      cfg,
+		url:      u,
+		disp:     displayURL(u),
+		dir:      dir,
+		log:      opts.Logger,
+		m:        newSourceMetrics(opts.Registry),
+		queue:    opts.Queue,
+		maxPacks: maxPacks,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -399,12 +416,14 @@ func (g *Git) open() (*git.Repository, error) {
 
 // wipe throws the cache away; the next open starts afresh.
 func (g *Git) wipe(why error) {
-	g.log.Warn("local cache unusable, fetching it again", "dir", g.dir, "err", why)
+	g.log.Warn("throwing the local cache away, fetching it again", "dir", g.dir, "why", why)
 	g.m.reclones.Inc()
 	if g.storage != nil {
 		g.storage.Close()
 	}
-	g.storage, g.repo, g.prevFiles = nil, nil, nil
+	// prevFiles stays: its bytes are addressed by blob hash and were read
+	// before anything broke.
+	g.storage, g.repo = nil, nil
 	if err := os.RemoveAll(g.dir); err != nil {
 		g.log.Warn("removing the cache", "dir", g.dir, "err", err)
 	}
@@ -415,6 +434,10 @@ func (g *Git) wipe(why error) {
 // (a missing object, a corrupt pack): the cache is thrown away and the
 // load tried once more from scratch.
 func (g *Git) load(ctx context.Context, head string, t Trigger) (Revision, error) {
+	if n := g.packCount(); n > g.maxPacks {
+		g.wipe(fmt.Errorf("compacting: %d pack files", n))
+		g.compacting = true
+	}
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		var repo *git.Repository
@@ -519,15 +542,16 @@ func (g *Git) verify(c *object.Commit) (*Signer, error) {
 // fastForward says whether c descends from old. known is false when the
 // history needed to tell is not in the cache (a shallow fetch).
 func (g *Git) fastForward(repo *git.Repository, old string, c *object.Commit) (ff, known bool) {
+	shallow, _ := repo.Storer.Shallow()
 	oc, err := repo.CommitObject(plumbing.NewHash(old))
 	if err != nil {
 		// With the whole history fetched, a live commit that the new head
 		// does not bring along is not its ancestor.
-		return false, g.cfg.Depth == 0
+		return false, len(shallow) == 0
 	}
 	ok, err := oc.IsAncestor(c)
-	if err != nil {
-		return false, false
+	if err != nil || (!ok && len(shallow) > 0) {
+		return false, false // the walk may have stopped at the shallow edge
 	}
 	return ok, true
 }
@@ -626,6 +650,10 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	default:
 		spec = config.RefSpec("+" + ref + ":" + ref)
 	}
+	depth := g.cfg.Depth
+	if g.compacting && g.cfg.ForcePush == ForcePushFollow && g.cfg.Commit == "" {
+		depth = 1
+	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -633,7 +661,7 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 		RemoteName: "origin",
 		RemoteURL:  g.url,
 		RefSpecs:   []config.RefSpec{spec},
-		Depth:      g.cfg.Depth,
+		Depth:      depth,
 		Auth:       auth,
 		Tags:       git.NoTags,
 		Force:      true, // the force-push policy is ours to apply, after the fetch
@@ -642,6 +670,7 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		g.m.fetches.WithLabelValues("uptodate").Inc()
+		g.compacting = false
 		return nil
 	case err != nil:
 		g.m.fetches.WithLabelValues("error").Inc()
@@ -651,6 +680,7 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 		return fmt.Errorf("fetching into the cache: %w", err) // untyped: the cache is broken
 	}
 	g.m.fetches.WithLabelValues("ok").Inc()
+	g.compacting = false
 	return nil
 }
 
@@ -673,6 +703,24 @@ func isNetErr(err error) bool {
 		}
 	}
 	return false
+}
+
+// packCount is the number of pack files in the open cache.
+func (g *Git) packCount() int {
+	if g.repo == nil {
+		return 0
+	}
+	entries, err := os.ReadDir(filepath.Join(g.dir, "objects", "pack"))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".pack") {
+			n++
+		}
+	}
+	return n
 }
 
 // cacheHealthy checks the cache's files, its remote, and that the live

@@ -384,6 +384,9 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(followerEnv) != "" {
+		runFollower() // the benchmark's follower process; exits
+	}
 	code := m.Run()
 	cleanupGPG()
 	os.Exit(code)

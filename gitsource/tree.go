@@ -128,7 +128,8 @@ func (r *treeReader) walk(t *object.Tree, dir string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			data, err := io.ReadAll(rd)
+			data := make([]byte, blob.Size) // exact: 10,000 small files add up
+			_, err = io.ReadFull(rd, data)
 			rd.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)

@@ -164,7 +164,10 @@ func (d *Dir) Run(ctx context.Context) error {
 				}
 			}
 			pending++
-			lastEv = ev.String()
+			lastEv = ev.Op.String() + " " + ev.Name
+			if rel, err := filepath.Rel(d.cfg.Dir, ev.Name); err == nil {
+				lastEv = ev.Op.String() + " " + filepath.ToSlash(rel)
+			}
 			now := time.Now()
 			if first.IsZero() {
 				first = now

@@ -212,8 +212,10 @@ func (g *Git) failed(err error) {
 	if !e.Transient {
 		if e.Commit != "" {
 			g.lastObserved = e.Commit
+			g.log.Warn("revision refused", "commit", short(e.Commit), "step", string(e.Step), "reason", e.Reason, "err", err)
+			return
 		}
-		g.log.Warn("revision refused", "step", string(e.Step), "reason", e.Reason, "err", err)
+		g.log.Warn("look failed; not retried before the next trigger", "step", string(e.Step), "reason", e.Reason, "err", err)
 		return
 	}
 	g.failures++

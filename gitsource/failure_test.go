@@ -1,7 +1,9 @@
 package gitsource
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -117,6 +119,31 @@ func TestUnreachableThenBack(t *testing.T) {
 	}
 }
 
+// TestSlowRemote: a remote that does not answer is given up on after the
+// timeout, as a transient failure, and followed again once it answers.
+func TestSlowRemote(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	h := startHTTPGit(t, u.root, "", "")
+	g, _ := newSource(t, Config{URL: h.URL, Timeout: 300 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	next(t, g)
+	h.stall.Store(true)
+	c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
+	u.push("main")
+	g.Trigger(Trigger{Kind: TriggerPoll})
+	start := time.Now()
+	e := nextErr(t, g)
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient || time.Since(start) > 10*time.Second {
+		t.Fatalf("stalled remote: %+v after %s: %v", e, time.Since(start), e)
+	}
+	h.stall.Store(false)
+	if rev := next(t, g); rev.Commit != c2 {
+		t.Fatalf("after the stall: %s", short(rev.Commit))
+	}
+}
+
 // TestWrongPassword: refused credentials are a terminal auth error that
 // never shows the secret; the right password works.
 func TestWrongPassword(t *testing.T) {
@@ -134,13 +161,23 @@ func TestWrongPassword(t *testing.T) {
 		{"unreadable file", Auth{PasswordFile: filepath.Join(t.TempDir(), "missing")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g, _ := newSource(t, Config{URL: h.URL, Auth: tc.auth})
+			var logs bytes.Buffer
+			g, err := New(Config{URL: h.URL, Auth: tc.auth, StateDir: t.TempDir()},
+				Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+			if err != nil {
+				t.Fatal(err)
+			}
 			e := nextErr(t, g)
 			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Transient {
 				t.Fatalf("%+v: %v", e, e)
 			}
-			if msg := e.Error(); strings.Contains(msg, "wrong-staple") || strings.Contains(msg, "right-horse") {
-				t.Fatalf("error shows a password: %s", msg)
+			for what, text := range map[string]string{"error": e.Error(), "log": logs.String()} {
+				if strings.Contains(text, "wrong-staple") || strings.Contains(text, "right-horse") {
+					t.Fatalf("%s shows a password: %s", what, text)
+				}
+			}
+			if !strings.Contains(logs.String(), "reason=auth") {
+				t.Fatalf("failure not logged: %s", logs.String())
 			}
 		})
 	}

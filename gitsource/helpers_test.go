@@ -204,6 +204,7 @@ type httpGit struct {
 	refAds     atomic.Int64 // GET …/info/refs?service=git-upload-pack
 	uploadPack atomic.Int64 // POST …/git-upload-pack (a pack negotiation)
 	other      atomic.Int64
+	stall      atomic.Bool // hold every request until the client gives up
 	mu         sync.Mutex
 	user, pass string
 }
@@ -225,6 +226,10 @@ func startHTTPGit(t testing.TB, root, user, pass string) *httpGit {
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
+		}
+		if h.stall.Load() {
+			<-r.Context().Done()
+			return
 		}
 		switch {
 		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/info/refs"):

@@ -3,8 +3,8 @@ package gitsource
 import (
 	"bytes"
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"

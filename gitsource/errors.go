@@ -36,7 +36,8 @@ const (
 )
 
 // Error is what Next returns when a look at the source fails. Step says
-// which stage failed; Transient says whether trying again without a new
+// which stage failed; Retryable (also as the Transient method, which
+// reconcile's loop looks for) says whether trying again without a new
 // commit can help (network trouble: yes; a bad signature: no). A terminal
 // error is tied to Commit: the source reports it once and does not retry
 // until the head moves. Error never holds secrets: URLs are shown without
@@ -44,7 +45,7 @@ const (
 type Error struct {
 	Step      Step
 	Reason    string // one of the Reason constants
-	Transient bool
+	Retryable bool
 	Source    string // the remote URL without credentials, or the directory
 	Commit    string // the commit concerned, when known
 	Err       error
@@ -61,11 +62,14 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
+// Transient reports whether retrying without a new commit can help.
+func (e *Error) Transient() bool { return e.Retryable }
+
 // IsTransient reports whether err (or an *Error it wraps) says that trying
 // again later, without a new commit, can help.
 func IsTransient(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Transient
+	return errors.As(err, &e) && e.Retryable
 }
 
 func short(h string) string {

@@ -42,7 +42,7 @@ func TestForcePush(t *testing.T) {
 				return
 			}
 			e := nextErr(t, g)
-			if e.Step != StepVerify || e.Reason != ReasonForcePush || e.Transient || e.Commit != rewritten ||
+			if e.Step != StepVerify || e.Reason != ReasonForcePush || e.Retryable || e.Commit != rewritten ||
 				!strings.Contains(e.Error(), "does not descend from the live commit "+short(c1)) {
 				t.Fatalf("refuse: %+v: %v", e, e)
 			}
@@ -90,12 +90,12 @@ func TestUnreachableThenBack(t *testing.T) {
 	u.push("main")
 	g.Trigger(Trigger{Kind: TriggerPoll})
 	e := nextErr(t, g)
-	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient || !IsTransient(e) {
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Retryable || !IsTransient(e) {
 		t.Fatalf("server down: %+v: %v", e, e)
 	}
 	// Still down: the scheduled retries fail again, on their own.
 	e = nextErr(t, g)
-	if !e.Transient {
+	if !e.Retryable {
 		t.Fatalf("retry: %+v", e)
 	}
 
@@ -135,7 +135,7 @@ func TestSlowRemote(t *testing.T) {
 	g.Trigger(Trigger{Kind: TriggerPoll})
 	start := time.Now()
 	e := nextErr(t, g)
-	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient || time.Since(start) > 10*time.Second {
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Retryable || time.Since(start) > 10*time.Second {
 		t.Fatalf("stalled remote: %+v after %s: %v", e, time.Since(start), e)
 	}
 	h.stall.Store(false)
@@ -168,7 +168,7 @@ func TestWrongPassword(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := nextErr(t, g)
-			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Transient {
+			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Retryable {
 				t.Fatalf("%+v: %v", e, e)
 			}
 			for what, text := range map[string]string{"error": e.Error(), "log": logs.String()} {
@@ -336,5 +336,15 @@ func TestCompaction(t *testing.T) {
 				t.Fatalf("follow after compaction: %s", short(rev.Commit))
 			}
 		})
+	}
+}
+
+// TestErrorTransientMethod: reconcile's loop tells retryable errors by a
+// Transient() bool method anywhere in the chain.
+func TestErrorTransientMethod(t *testing.T) {
+	var err error = fmt.Errorf("pass: %w", &Error{Step: StepFetch, Retryable: true, Err: errors.New("refused")})
+	var tr interface{ Transient() bool }
+	if !errors.As(err, &tr) || !tr.Transient() {
+		t.Fatal("Transient() not found through wrapping")
 	}
 }

@@ -206,10 +206,10 @@ func (g *Git) wait(ctx context.Context) (Trigger, error) {
 func (g *Git) failed(err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = &Error{Step: StepFetch, Reason: ReasonUnreachable, Transient: true, Source: g.disp, Err: err}
+		e = &Error{Step: StepFetch, Reason: ReasonUnreachable, Retryable: true, Source: g.disp, Err: err}
 	}
 	g.m.errors.WithLabelValues(string(e.Step), e.Reason).Inc()
-	if !e.Transient {
+	if !e.Retryable {
 		if e.Commit != "" {
 			g.lastObserved = e.Commit
 			g.log.Warn("revision refused", "commit", short(e.Commit), "step", string(e.Step), "reason", e.Reason, "err", err)
@@ -320,7 +320,7 @@ func (g *Git) netError(err error, doing string) error {
 		e.Reason = ReasonNotFound
 	default:
 		e.Reason = ReasonUnreachable
-		e.Transient = true
+		e.Retryable = true
 	}
 	return e
 }
@@ -454,7 +454,7 @@ func (g *Git) load(ctx context.Context, head string, t Trigger) (Revision, error
 		}
 		g.wipe(err)
 	}
-	return Revision{}, &Error{Step: StepFetch, Reason: ReasonCache, Transient: true, Source: g.disp, Commit: head,
+	return Revision{}, &Error{Step: StepFetch, Reason: ReasonCache, Retryable: true, Source: g.disp, Commit: head,
 		Err: fmt.Errorf("cache %s is unusable even after fetching it again: %w", g.dir, err)}
 }
 
@@ -562,7 +562,7 @@ func (g *Git) fastForward(repo *git.Repository, old string, c *object.Commit) (f
 // when the remote cannot be reached at start.
 func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
 	var e *Error
-	if !errors.As(cause, &e) || !e.Transient {
+	if !errors.As(cause, &e) || !e.Retryable {
 		return Revision{}, false
 	}
 	repo, err := g.open()

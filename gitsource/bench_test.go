@@ -199,7 +199,8 @@ func (f *follower) rev(b *testing.B) (string, int) {
 // runFollower is the follower process's body (see TestMain).
 func runFollower() {
 	fail := func(err error) { fmt.Fprintln(os.Stderr, "follower:", err); os.Exit(2) }
-	g, err := New(Config{URL: os.Getenv(followerEnv), Path: "edge", StateDir: os.Getenv("FOLLOWER_STATE")}, Options{})
+	depth, _ := strconv.Atoi(os.Getenv("FOLLOWER_DEPTH"))
+	g, err := New(Config{URL: os.Getenv(followerEnv), Path: "edge", StateDir: os.Getenv("FOLLOWER_STATE"), Depth: depth}, Options{})
 	if err != nil {
 		fail(err)
 	}
@@ -253,7 +254,9 @@ func runFollower() {
 // reports the median and p90, the initial clone time, and the follower's
 // peak RSS (VmHWM, which includes the clone and any compaction), the
 // highest RSS seen at a revision, and its Go heap in use at the last one.
-// FOLLOWER_HEAPPROFILE=file writes the follower's heap profile. It uses b.Loop, so the setup runs once.
+// FOLLOWER_HEAPPROFILE=file writes the follower's heap profile;
+// FOLLOWER_DEPTH=n sets the follower's source.depth (measured: depth 1 on
+// every fetch makes each fetch resend the whole tree, 300 ms and 150 MiB). It uses b.Loop, so the setup runs once.
 func BenchmarkWebhookToFiles(b *testing.B) {
 	r := rig(b)
 	var lat []time.Duration

@@ -348,3 +348,36 @@ func TestErrorTransientMethod(t *testing.T) {
 		t.Fatal("Transient() not found through wrapping")
 	}
 }
+
+// TestShallowCacheRevert: after a compaction the cache is shallow, and the
+// server, not told so, does not resend a blob that only older history
+// holds. A commit reverting a file to such a blob is still read right: the
+// missing object sends the source back for a fresh fetch.
+func TestShallowCacheRevert(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	u.commit("old", map[string]string{"a.yaml": "old content\n"})
+	u.push("main")
+	g, _ := newSource(t, Config{URL: u.bare})
+	g.maxPacks = 1
+	next(t, g)
+	for i := range 3 { // pass maxPacks: the cache is rebuilt shallow
+		u.commit(fmt.Sprint("c", i), map[string]string{"a.yaml": fmt.Sprint("v", i, "\n")})
+		u.push("main")
+		g.Trigger(Trigger{Kind: TriggerPoll})
+		next(t, g)
+	}
+	if _, err := os.Stat(filepath.Join(g.CacheDir(), "shallow")); err != nil {
+		t.Fatalf("cache not shallow after compaction: %v", err)
+	}
+	g.maxPacks = 100 // from here on, any rebuild is a repair
+	reclones := counter(t, g.m.reclones)
+	c := u.commit("revert", map[string]string{"a.yaml": "old content\n"})
+	u.push("main")
+	g.Trigger(Trigger{Kind: TriggerPoll})
+	rev := next(t, g)
+	if rev.Commit != c || readFS(t, rev.Files, "a.yaml") != "old content\n" {
+		t.Fatalf("revert: %s", short(rev.Commit))
+	}
+	t.Logf("cache rebuilt %d time(s) for the revert", counter(t, g.m.reclones)-reclones)
+}

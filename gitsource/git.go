@@ -85,6 +85,7 @@ type Git struct {
 	failures     int
 	maxPacks     int
 	compacting   bool // the next fetch rebuilds the cache after compaction
+	suspect      bool // the last fetch failed for no network reason
 
 	retryMu sync.Mutex
 	retry   *time.Timer
@@ -672,17 +673,22 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		g.m.fetches.WithLabelValues("uptodate").Inc()
-		g.compacting = false
+		g.compacting, g.suspect = false, false
 		return nil
 	case err != nil:
 		g.m.fetches.WithLabelValues("error").Inc()
-		if isNetErr(err) || g.cacheHealthy(repo) {
+		// A failure that is not the network's is blamed on the remote once
+		// if the cache looks sound, and on the cache if it happens again
+		// (a shallow cache can miss an object the server assumes it has).
+		if isNetErr(err) || (!g.suspect && g.cacheHealthy(repo)) {
+			g.suspect = !isNetErr(err)
 			return g.netError(err, "fetching")
 		}
+		g.suspect = false
 		return fmt.Errorf("fetching into the cache: %w", err) // untyped: the cache is broken
 	}
 	g.m.fetches.WithLabelValues("ok").Inc()
-	g.compacting = false
+	g.compacting, g.suspect = false, false
 	return nil
 }
 

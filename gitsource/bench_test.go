@@ -192,6 +192,9 @@ func (f *follower) rev(b *testing.B) (string, int) {
 	if _, err := fmt.Sscanf(l, "rev %s %d %g %g %g", &commit, &n, &f.hwm, &f.rss, &f.heap); err != nil {
 		b.Fatalf("follower said %q: %v", l, err)
 	}
+	if os.Getenv("FOLLOWER_TRACE") != "" {
+		b.Logf("rev %s hwm %.1f rss %.1f heap %.1f", short(commit), f.hwm, f.rss, f.heap)
+	}
 	f.maxRSS = max(f.maxRSS, f.rss)
 	return commit, n
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -470,8 +471,15 @@ func (g *Git) loadFrom(ctx context.Context, repo *git.Repository, head string, t
 		if !mayFetch {
 			return Revision{}, fmt.Errorf("commit %s is not in the cache", short(head))
 		}
+		fresh := have == "" && g.cfg.Commit == ""
 		if err := g.fetch(ctx, repo); err != nil {
 			return Revision{}, err
+		}
+		if fresh {
+			// A whole clone leaves tens of MiB of garbage (go-git's
+			// delta-base caches) and a GC goal twice the clone's peak;
+			// hand it back now rather than let the heap grow to it.
+			defer debug.FreeOSMemory()
 		}
 		if have, err = g.localHead(repo); err != nil {
 			return Revision{}, err

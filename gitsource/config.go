@@ -45,9 +45,12 @@ type Config struct {
 	Poll string
 	// ForcePush defaults to ForcePushFollow.
 	ForcePush ForcePushPolicy
-	// Depth > 0 fetches only that many commits of history (huge
-	// repositories). A shallow history cannot prove a fast-forward, so it
-	// requires ForcePushFollow. 0 fetches the whole history.
+	// Depth > 0 fetches only that many commits of history on every fetch
+	// (huge repositories). A shallow history cannot prove a fast-forward,
+	// so it requires ForcePushFollow. 0 fetches the whole history at the
+	// first clone, then only what is new; under ForcePushFollow the cache
+	// becomes shallow when it is compacted (see maxPacks), after which
+	// Revision.ForcePushed is only set when the history at hand proves it.
 	Depth int
 	// Auth names the credential files.
 	Auth Auth

@@ -119,6 +119,20 @@ func TestUnreachableThenBack(t *testing.T) {
 	}
 }
 
+// TestNothingListening: a first start with the remote down and no cache
+// fails as transient and schedules its own retry.
+func TestNothingListening(t *testing.T) {
+	t.Parallel()
+	g, _ := newSource(t, Config{URL: fmt.Sprintf("http://127.0.0.1:%d/git/repo.git", freePort(t))})
+	e := nextErr(t, g)
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Retryable {
+		t.Fatalf("%+v: %v", e, e)
+	}
+	if e := nextErr(t, g); !e.Retryable { // woken by the retry alone
+		t.Fatalf("retry: %+v", e)
+	}
+}
+
 // TestSlowRemote: a remote that does not answer is given up on after the
 // timeout, as a transient failure, and followed again once it answers.
 func TestSlowRemote(t *testing.T) {

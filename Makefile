@@ -66,6 +66,14 @@ bench: build bench-deps
 	BENCH=$(CURDIR)/../shared/bench; \
 	GITEDGE_BIN=$(CURDIR)/$(BIN) $$BENCH/run.sh ka,close,tls-ka,tls-close,big,reload,reload-close,reload-tls,mem,mem-tls direct,haproxy,nginx,gitedge 3
 
+# bench-gitsource: webhook received → new commit's files handed over, on
+# loopback git http-backend, for a 10,000-file repository with 100 commits
+# of history (built with git fast-import); reports the median, p90, clone
+# time and the process's peak RSS (VmHWM). Targets: median < 150 ms, RSS <
+# 100 MiB.
+bench-gitsource: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkWebhookToFiles$$' -benchtime 100x -count 1 ./gitsource/
+
 demo: build
 	./$(BIN) demo
 

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"path/filepath"
 	"strings"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
@@ -45,38 +47,106 @@ func TreeAt(dir, rev string) (MemFS, plumbing.Hash, error) {
 }
 
 // CommitFiles returns the files under sub ("" or "." for the whole tree)
-// at commit c, with paths relative to sub.
+// at commit c, with paths relative to sub. Like the loader (SPEC §1), it
+// leaves out names starting with "."; symbolic links and submodules are
+// left out too.
 func CommitFiles(c *object.Commit, sub string) (MemFS, error) {
+	files, _, err := readCommitFiles(c, sub, nil, 0)
+	var e *Error
+	if errors.As(err, &e) {
+		return nil, e.Err
+	}
+	return files, err
+}
+
+// readCommitFiles reads the files under sub at c. Blobs whose hash is in
+// prev are not read again: their bytes are shared (MemFS never hands out
+// its slices). limit > 0 bounds the total bytes. It also returns the blob
+// index to pass as prev next time. A missing sub-directory or a tree over
+// the limit is a terminal *Error; other errors come from the object store.
+func readCommitFiles(c *object.Commit, sub string, prev map[string]blobData, limit int64) (MemFS, map[string]blobData, error) {
 	tree, err := c.Tree()
 	if err != nil {
-		return nil, fmt.Errorf("tree of commit %s: %w", c.Hash, err)
+		return nil, nil, fmt.Errorf("tree of commit %s: %w", short(c.Hash.String()), err)
 	}
 	sub = strings.Trim(sub, "/")
 	if sub != "" && sub != "." {
 		tree, err = tree.Tree(sub)
 		if errors.Is(err, object.ErrDirectoryNotFound) {
-			return nil, fmt.Errorf("commit %s has no directory %q", c.Hash.String()[:12], sub)
+			return nil, nil, &Error{Step: StepRead, Reason: ReasonPath, Commit: c.Hash.String(),
+				Err: fmt.Errorf("commit %s has no directory %q (check source.path)", short(c.Hash.String()), sub)}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("directory %q at commit %s: %w", sub, c.Hash.String()[:12], err)
+			return nil, nil, fmt.Errorf("directory %q at commit %s: %w", sub, short(c.Hash.String()), err)
 		}
 	}
-	files := MemFS{}
-	err = tree.Files().ForEach(func(f *object.File) error {
-		if !f.Mode.IsFile() {
-			return nil
+	r := treeReader{c: c, prev: prev, next: map[string]blobData{}, files: MemFS{}, limit: limit}
+	if err := r.walk(tree, ""); err != nil {
+		return nil, nil, err
+	}
+	return r.files, r.next, nil
+}
+
+type treeReader struct {
+	c            *object.Commit
+	prev, next   map[string]blobData
+	files        MemFS
+	limit, total int64
+}
+
+func (r *treeReader) walk(t *object.Tree, dir string) error {
+	for _, e := range t.Entries {
+		if strings.HasPrefix(e.Name, ".") {
+			continue
 		}
-		r, err := f.Reader()
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Name, err)
+		p := path.Join(dir, e.Name)
+		switch e.Mode {
+		case filemode.Dir:
+			sub, err := t.Tree(e.Name)
+			if err != nil {
+				return fmt.Errorf("directory %s: %w", p, err)
+			}
+			if err := r.walk(sub, p); err != nil {
+				return err
+			}
+		case filemode.Regular, filemode.Executable, filemode.Deprecated:
+			if b, ok := r.prev[p]; ok && b.hash == e.Hash {
+				r.total += int64(len(b.data))
+				r.files[p], r.next[p] = b.data, b
+				continue
+			}
+			blob, err := t.TreeEntryFile(&e)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			r.total += blob.Size
+			if r.limit > 0 && r.total > r.limit {
+				return &Error{Step: StepRead, Reason: ReasonTooLarge, Commit: r.c.Hash.String(),
+					Err: fmt.Errorf("the files at commit %s pass %d MiB (at %s); raise the limit or trim the directory", short(r.c.Hash.String()), r.limit>>20, p)}
+			}
+			rd, err := blob.Reader()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			data := make([]byte, blob.Size) // exact: 10,000 small files add up
+			_, err = io.ReadFull(rd, data)
+			rd.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			r.files[p] = data
+			r.next[p] = blobData{hash: e.Hash, data: data}
 		}
-		defer r.Close()
-		data, err := io.ReadAll(r)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Name, err)
-		}
-		files[f.Name] = data
-		return nil
-	})
-	return files, err
+	}
+	return nil
+}
+
+// readTree reads the configured sub-directory of c for a revision.
+func (g *Git) readTree(c *object.Commit) (MemFS, map[string]blobData, error) {
+	files, next, err := readCommitFiles(c, g.cfg.Path, g.prevFiles, g.cfg.MaxTreeBytes)
+	var e *Error
+	if errors.As(err, &e) {
+		e.Source = g.disp
+	}
+	return files, next, err
 }

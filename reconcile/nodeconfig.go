@@ -40,6 +40,9 @@ type SourceConfig struct {
 	ForcePush string       `json:"forcePush,omitempty"`
 	Auth      SourceAuth   `json:"auth"`
 	Verify    SourceVerify `json:"verify"`
+	// Depth > 0 fetches only that many commits (huge repositories); it
+	// needs forcePush: follow. Default 0, the whole history.
+	Depth int `json:"depth,omitempty"`
 }
 
 // SourceAuth names the credential files for the remote.

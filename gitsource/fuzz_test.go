@@ -1,0 +1,83 @@
+package gitsource
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzParseEvent feeds arbitrary bodies and headers to the webhook parser:
+// it must not panic, and what it accepts as a forge's push names a full ref.
+// The signature check must accept exactly the bodies signed with the secret.
+func FuzzParseEvent(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "webhook", "*.json"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, forge := range []string{"github", "gitea", "gitlab", "generic"} {
+			f.Add(forge, "push", "application/json", b)
+		}
+	}
+	f.Add("gitlab", "Tag Push Hook", "application/json", []byte(`{"object_kind":"tag_push","ref":"refs/tags/v1"}`))
+	f.Add("github", "push", "application/x-www-form-urlencoded", []byte(`payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D`))
+	f.Add("github", "push", "application/x-www-form-urlencoded; charset=utf-8", []byte(`payload=%zz`))
+	f.Add("generic", "", "", []byte{})
+	f.Add("github", "push", "application/json", []byte(`{"ref":"main"}`))
+	f.Add("gitea", "push", "application/json", []byte(`{"ref":null,"after":7}`))
+	f.Add("gitlab", "Push Hook", "application/json", []byte(`{"object_kind":"push","ref":"refs/heads/`+strings.Repeat("a", 300)+`"}`))
+
+	f.Fuzz(func(t *testing.T, forge, event, contentType string, body []byte) {
+		h := http.Header{}
+		h.Set("Content-Type", contentType)
+		switch Forge(forge) {
+		case ForgeGitHub:
+			h.Set(HeaderGitHubEvent, event)
+		case ForgeGitea:
+			h.Set(HeaderGiteaEvent, event)
+		case ForgeGitLab:
+			h.Set(HeaderGitLabEvent, event)
+		default:
+			if event != "" {
+				h.Set(HeaderGenericEvent, event)
+			}
+		}
+		fg := DetectForge(h)
+		ev, err := ParseEvent(fg, h, body)
+		if err == nil && ev.Kind == "push" {
+			if ev.Ref == "" && fg != ForgeGeneric {
+				t.Fatalf("%s push accepted without a ref", fg)
+			}
+			if ev.Ref != "" && !strings.HasPrefix(ev.Ref, "refs/") {
+				t.Fatalf("ref %q accepted", ev.Ref)
+			}
+		}
+
+		secret := []byte("fuzz-secret")
+		switch fg {
+		case ForgeGitHub:
+			h.Set(HeaderGitHubSignature, "sha256="+hmacHex(secret, body))
+		case ForgeGitea:
+			h.Set(HeaderGiteaSignature, hmacHex(secret, body))
+		case ForgeGitLab:
+			h.Set(HeaderGitLabToken, string(secret))
+		default:
+			h.Set(HeaderGenericSignature, "sha256="+hmacHex(secret, body))
+		}
+		if err := CheckSignature(fg, h, body, secret); err != nil {
+			t.Fatalf("signed body refused: %v", err)
+		}
+		if fg != ForgeGitLab {
+			tampered := append([]byte("x"), body...)
+			if CheckSignature(fg, h, tampered, secret) == nil {
+				t.Fatal("tampered body accepted")
+			}
+		}
+		if CheckSignature(fg, h, body, []byte("other-secret")) == nil {
+			t.Fatal("accepted under another secret")
+		}
+	})
+}

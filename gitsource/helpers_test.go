@@ -1,0 +1,398 @@
+package gitsource
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// The real git servers and tools the tests drive. They must be installed
+// (make deps does it); a missing one fails the test, never skips it.
+const (
+	gitDaemonBin   = "/usr/lib/git-core/git-daemon"
+	httpBackendBin = "/usr/lib/git-core/git-http-backend"
+	sshdBin        = "/usr/sbin/sshd"
+)
+
+func need(t testing.TB, bins ...string) {
+	t.Helper()
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Fatalf("%s is required by this test and is missing (run `make deps`): %v", b, err)
+		}
+	}
+}
+
+// gitEnv is an environment for the git CLI isolated from the machine's
+// configuration.
+func gitEnv(t testing.TB) []string {
+	t.Helper()
+	need(t, "git")
+	home := t.TempDir()
+	env := []string{
+		"HOME=" + home,
+		"PATH=" + os.Getenv("PATH"),
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=Route Author", "GIT_AUTHOR_EMAIL=author@example.org",
+		"GIT_COMMITTER_NAME=Route Committer", "GIT_COMMITTER_EMAIL=committer@example.org",
+		"GIT_TERMINAL_PROMPT=0",
+	}
+	if gh := os.Getenv("GNUPGHOME"); gh != "" {
+		env = append(env, "GNUPGHOME="+gh)
+	}
+	return env
+}
+
+func run(t testing.TB, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// upstream is a bare repository served by the test's git servers, and a
+// working clone the test commits in and pushes from with the git CLI.
+type upstream struct {
+	t    testing.TB
+	root string // holds repo.git: the base path of the servers
+	bare string
+	work string
+	env  []string
+}
+
+func newUpstream(t testing.TB) *upstream {
+	t.Helper()
+	u := &upstream{t: t, root: t.TempDir(), env: gitEnv(t)}
+	u.bare = filepath.Join(u.root, "repo.git")
+	u.work = filepath.Join(t.TempDir(), "work")
+	run(t, u.root, u.env, "git", "init", "-q", "--bare", "-b", "main", u.bare)
+	run(t, u.root, u.env, "git", "init", "-q", "-b", "main", u.work)
+	u.git("remote", "add", "origin", u.bare)
+	return u
+}
+
+func (u *upstream) git(args ...string) string {
+	u.t.Helper()
+	return run(u.t, u.work, u.env, "git", args...)
+}
+
+// commit writes files (content "" deletes), commits with extra git
+// arguments (e.g. -S<key>) and returns the new commit id.
+func (u *upstream) commit(msg string, files map[string]string, extra ...string) string {
+	u.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(u.work, filepath.FromSlash(name))
+		if content == "" {
+			if err := os.Remove(p); err != nil {
+				u.t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			u.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			u.t.Fatal(err)
+		}
+	}
+	u.git("add", "-A")
+	u.git(append([]string{"commit", "-q", "--allow-empty", "-m", msg}, extra...)...)
+	return u.git("rev-parse", "HEAD")
+}
+
+func (u *upstream) push(args ...string) {
+	u.t.Helper()
+	u.git(append([]string{"push", "-q", "origin"}, args...)...)
+}
+
+// freePort returns a loopback port that was free a moment ago, for servers
+// that cannot be handed a listener (git daemon, sshd).
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitListening waits until something accepts on addr or the process
+// exits; bounded at 10s.
+func waitListening(t testing.TB, addr string, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("server for %s exited before listening", addr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("nothing listens on %s after 10s", addr)
+}
+
+// startProcess runs a server process until the test ends.
+func startProcess(t testing.TB, addr string, env []string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() && logs.Len() > 0 {
+			t.Logf("%s output:\n%s", filepath.Base(name), logs.String())
+		}
+	})
+	waitListening(t, addr, exited)
+}
+
+// startGitDaemon serves root with git daemon and returns the URL of
+// repo.git.
+func startGitDaemon(t testing.TB, root string) string {
+	t.Helper()
+	need(t, gitDaemonBin)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	startProcess(t, addr, gitEnv(t), gitDaemonBin, "--export-all", "--base-path="+root,
+		fmt.Sprintf("--port=%d", port), "--listen=127.0.0.1", "--reuseaddr", root)
+	return fmt.Sprintf("git://%s/repo.git", addr)
+}
+
+// httpGit serves root with git http-backend through net/http/cgi and
+// counts what it is asked.
+type httpGit struct {
+	URL        string // of repo.git
+	addr       string
+	handler    http.Handler
+	srv        *http.Server
+	refAds     atomic.Int64 // GET …/info/refs?service=git-upload-pack
+	uploadPack atomic.Int64 // POST …/git-upload-pack (a pack negotiation)
+	other      atomic.Int64
+	stall      atomic.Bool // hold every request until the client gives up
+	mu         sync.Mutex
+	user, pass string
+}
+
+func startHTTPGit(t testing.TB, root, user, pass string) *httpGit {
+	t.Helper()
+	need(t, httpBackendBin)
+	h := &httpGit{user: user, pass: pass}
+	backend := &cgi.Handler{
+		Path: httpBackendBin,
+		Root: "/git",
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
+	}
+	h.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.user != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != h.user || p != h.pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		if h.stall.Load() {
+			<-r.Context().Done()
+			return
+		}
+		switch {
+		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/info/refs"):
+			h.refAds.Add(1)
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
+			h.uploadPack.Add(1)
+		default:
+			h.other.Add(1)
+		}
+		backend.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = ln.Addr().String()
+	h.URL = "http://" + h.addr + "/git/repo.git"
+	h.serve(t, ln)
+	return h
+}
+
+func (h *httpGit) serve(t testing.TB, ln net.Listener) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	srv := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second}
+	h.srv = srv
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+}
+
+// down stops the server: connections are refused until up.
+func (h *httpGit) down() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.srv.Close()
+}
+
+// up listens again on the same address.
+func (h *httpGit) up(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", h.addr, err)
+	}
+	h.serve(t, ln)
+}
+
+func (h *httpGit) counts() (refAds, packs int64) { return h.refAds.Load(), h.uploadPack.Load() }
+
+// writeFile writes content to a new file in a fresh temp dir.
+func writeFile(t testing.TB, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// newSource builds a Git source with a fresh registry and fast retries.
+func newSource(t testing.TB, cfg Config) (*Git, *prometheus.Registry) {
+	t.Helper()
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	cfg.RetryMin = cmpDur(cfg.RetryMin, 20*time.Millisecond)
+	cfg.RetryMax = cmpDur(cfg.RetryMax, 200*time.Millisecond)
+	cfg.Timeout = cmpDur(cfg.Timeout, 20*time.Second)
+	reg := prometheus.NewRegistry()
+	g, err := New(cfg, Options{Registry: reg, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, reg
+}
+
+func cmpDur(a, b time.Duration) time.Duration {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+// next calls Next with a bound, failing the test on an error.
+func next(t testing.TB, s interface {
+	Next(context.Context) (Revision, error)
+}) Revision {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rev, err := s.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return rev
+}
+
+// nextErr calls Next and returns its *Error, failing when there is none.
+func nextErr(t testing.TB, s interface {
+	Next(context.Context) (Revision, error)
+}) *Error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rev, err := s.Next(ctx)
+	if err == nil {
+		t.Fatalf("Next: got revision %s, want an error", short(rev.Commit))
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Next: error %T %v is not a *gitsource.Error", err, err)
+	}
+	return e
+}
+
+// quiet checks that Next hands nothing over within d (the triggers it
+// consumes find nothing new).
+func quiet(t testing.TB, s interface {
+	Next(context.Context) (Revision, error)
+}, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	rev, err := s.Next(ctx)
+	if err == nil {
+		t.Fatalf("Next handed over %s (trigger %s %s), want nothing", short(rev.Commit), rev.Trigger.Kind, rev.Trigger.Detail)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next: %v, want nothing until the deadline", err)
+	}
+}
+
+func counter(t testing.TB, c prometheus.Collector) int {
+	t.Helper()
+	return int(testutil.ToFloat64(c))
+}
+
+func readFS(t testing.TB, fsys fs.FS, name string) string {
+	t.Helper()
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		t.Fatalf("reading %s from the revision: %v", name, err)
+	}
+	return string(b)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(followerEnv) != "" {
+		runFollower() // the benchmark's follower process; exits
+	}
+	code := m.Run()
+	cleanupGPG()
+	os.Exit(code)
+}

@@ -1,0 +1,77 @@
+package gitsource
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names, shared with tests and dashboards.
+const (
+	MetricRefAdvertisements = "gitedge_gitsource_ref_advertisements_total"
+	MetricFetches           = "gitedge_gitsource_fetches_total"
+	MetricFetchSkipped      = "gitedge_gitsource_fetch_skipped_total"
+	MetricFetchDuration     = "gitedge_gitsource_fetch_duration_seconds"
+	MetricReclones          = "gitedge_gitsource_reclones_total"
+	MetricRevisions         = "gitedge_gitsource_revisions_total"
+	MetricErrors            = "gitedge_gitsource_errors_total"
+	MetricTriggers          = "gitedge_gitsource_triggers_total"
+	MetricTriggersCoalesced = "gitedge_gitsource_triggers_coalesced_total"
+	MetricWebhookRequests   = "gitedge_gitsource_webhook_requests_total"
+)
+
+type sourceMetrics struct {
+	refAds    *prometheus.CounterVec // result: ok|error
+	fetches   *prometheus.CounterVec // result: ok|error|uptodate
+	skipped   prometheus.Counter
+	fetchTime prometheus.Histogram
+	reclones  prometheus.Counter
+	revisions prometheus.Counter
+	errors    *prometheus.CounterVec // step, reason
+}
+
+func newSourceMetrics(reg prometheus.Registerer) *sourceMetrics {
+	return &sourceMetrics{
+		refAds: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRefAdvertisements, Help: "Ref listings of the remote (one ref advertisement each), by result.",
+		}, []string{"result"})),
+		fetches: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricFetches, Help: "Fetches (pack negotiations) from the remote, by result.",
+		}, []string{"result"})),
+		skipped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricFetchSkipped, Help: "Looks that found the head unchanged and fetched nothing.",
+		})),
+		fetchTime: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: MetricFetchDuration, Help: "Duration of fetches from the remote.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		})),
+		reclones: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricReclones, Help: "Times the local cache was thrown away and fetched again.",
+		})),
+		revisions: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricRevisions, Help: "Revisions handed over to the loader.",
+		})),
+		errors: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricErrors, Help: "Failed looks, by step and reason.",
+		}, []string{"step", "reason"})),
+	}
+}
+
+// register registers c with reg (nil: not at all) and returns the collector
+// to use: the one already registered under the same name, if any, so two
+// sources or webhooks may share a registry.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic("gitsource: registering metrics: " + err.Error())
+	}
+	return c
+}

@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"version":  {"print version, commit and build information", runVersion},
 		"validate": {"check a routes directory: schema, references, clashes (exit 1 with every error)", runValidate},
 		"plan":     {"show what a change would do, compared with --base DIR|REF", runPlan},
+		"vrrp":     {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
 	}
 }
 

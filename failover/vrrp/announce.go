@@ -68,7 +68,7 @@ func UnsolicitedNA(mac net.HardwareAddr, ip netip.Addr, router bool) ([]byte, er
 	copy(h[8:], src[:])
 	copy(h[24:], dst[:])
 	m := b[54:]
-	m[0] = 136 // Neighbor Advertisement
+	m[0] = 136                 // Neighbor Advertisement
 	var flags uint32 = 1 << 29 // Override
 	if router {
 		flags |= 1 << 31

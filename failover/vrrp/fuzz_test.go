@@ -16,7 +16,7 @@ func FuzzDecode(f *testing.F) {
 		}
 	}
 	f.Add([]byte{}, n1.AsSlice(), GroupIPv4.AsSlice())
-	f.Add([]byte{0x31, 1, 1, 255, 0, 0, 0, 0}, n1.AsSlice(), GroupIPv4.AsSlice())       // count far beyond length
+	f.Add([]byte{0x31, 1, 1, 255, 0, 0, 0, 0}, n1.AsSlice(), GroupIPv4.AsSlice())      // count far beyond length
 	f.Add([]byte{0x31, 1, 1, 0, 0xff, 0xff, 0, 0}, ll1.AsSlice(), GroupIPv6.AsSlice()) // no addresses, reserved bits set
 	f.Add(bytes.Repeat([]byte{0x21}, 2000), n1.AsSlice(), GroupIPv4.AsSlice())
 	f.Fuzz(func(t *testing.T, b, src, dst []byte) {

@@ -455,6 +455,12 @@ func (r *Router) masterReceive(p *vrrp.Packet, src netip.Addr) {
 	own := r.tr.Source()
 	if p.Priority > r.cfg.Priority || (p.Priority == r.cfg.Priority && src.Compare(own) > 0) {
 		r.learnInterval(p)
+		// One last advertisement with our priority (keepalived's
+		// higher_prio_send_advert): if the other master never heard us
+		// (a healed partition where its advert arrived first), this is
+		// how it learns clients may still point here, and re-announces.
+		r.adv.Stop()
+		r.sendAdvert(r.cfg.Priority)
 		r.leaveMaster()
 		r.down.Reset(r.masterDownInterval())
 		r.transition(StateBackup, fmt.Sprintf("advertisement from %v with priority %d (ours %d)", src, p.Priority, r.cfg.Priority))

@@ -279,6 +279,36 @@ func TestSplitBrainHeal(t *testing.T) {
 	})
 }
 
+// A master that yields to a higher priority sends one last advert with its
+// own priority, so the winner learns that clients may still point at the
+// loser even when the winner's advert crossed the partition first; the
+// winner re-announces at once.
+func TestSteppingDownTellsTheWinner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := start(t, &lan{}, "192.0.2.11", baseInstance(100))
+		time.Sleep(time.Second)
+		before := len(n.tr.sentPackets())
+		n.inject(t, advert(200, 10), peer, vrrp.GroupIPv4, 255)
+		synctest.Wait()
+		wantState(t, n, StateBackup)
+		sent := n.tr.sentPackets()
+		if len(sent) != before+1 || sent[len(sent)-1].p.Priority != 100 || !sent[len(sent)-1].at.Equal(time.Now()) {
+			t.Fatalf("sent %d packets on stepping down (last %+v), want one advert with priority 100", len(sent)-before, sent[len(sent)-1].p)
+		}
+		// The winner's side: a master hearing a lower-priority master
+		// re-asserts with an advert and a GARP burst, at most once per interval.
+		w := start(t, &lan{}, "192.0.2.12", baseInstance(200))
+		time.Sleep(time.Second)
+		a0, s0 := len(w.fx.announcements()), len(w.tr.sentPackets())
+		w.inject(t, advert(100, 10), addr1, vrrp.GroupIPv4, 255)
+		w.inject(t, advert(100, 10), addr1, vrrp.GroupIPv4, 255)
+		synctest.Wait()
+		if a, s := len(w.fx.announcements())-a0, len(w.tr.sentPackets())-s0; a != 1 || s != 1 {
+			t.Fatalf("winner re-asserted with %d bursts and %d adverts, want 1 and 1", a, s)
+		}
+	})
+}
+
 // Tracking: a failing condition puts the master in Fault (priority 0 sent,
 // VIPs released), the backup takes over after skew time; healing returns
 // through Initialize to Backup, then preemption.

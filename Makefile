@@ -66,6 +66,12 @@ bench: build bench-deps
 	BENCH=$(CURDIR)/../shared/bench; \
 	GITEDGE_BIN=$(CURDIR)/$(BIN) $$BENCH/run.sh ka,close,tls-ka,tls-close,big,reload,reload-close,reload-tls,mem,mem-tls direct,haproxy,nginx,gitedge 3
 
+# bench-failover: the namespace lab's failure scenarios, GE_BENCH_RUNS times
+# each (default 5), for gitedge and keepalived side by side, at VRRPv2 1 s
+# and VRRPv3 100 ms; prints the table of client outage medians (as root).
+bench-failover: build deps
+	$(GO) test -tags e2e -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m ./e2e/
+
 demo: build
 	./$(BIN) demo
 

@@ -482,6 +482,7 @@ type vipMonitor struct {
 	held    map[string]map[string]bool // vip -> node -> held
 	dead    map[string]bool            // nodes whose daemon was killed: they keep the VIP
 	split   bool                       // the link between nodes is cut
+	healing bool                       // the link is back; split ends when one holder is left
 	dualAt  map[string]time.Time       // vip -> when two started holding it
 	overlap []string
 	maxOver time.Duration
@@ -532,6 +533,9 @@ func (m *vipMonitor) checkLocked(vip string) {
 			holders = append(holders, n)
 		}
 	}
+	if m.healing && len(holders) <= 1 {
+		m.split, m.healing = false, false
+	}
 	dual := len(holders) > 1 && !m.split
 	start, was := m.dualAt[vip]
 	switch {
@@ -556,10 +560,17 @@ func (m *vipMonitor) setDead(node string, dead bool) {
 	}
 }
 
+// setSplit marks the link between the nodes cut, or healed: after a heal
+// two masters are expected until the loser hears the winner, so the split
+// ends when at most one node holds each VIP.
 func (m *vipMonitor) setSplit(split bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.split = split
+	if split {
+		m.split, m.healing = true, false
+	} else {
+		m.healing = true
+	}
 	for vip := range m.held {
 		m.checkLocked(vip)
 	}
@@ -582,6 +593,13 @@ func (m *vipMonitor) holders(vip string) []string {
 // preemption: the new master adds it and sends its advert, the old one
 // removes it when that advert arrives, a sub-millisecond crossing here.
 const handoverTolerance = 20 * time.Millisecond
+
+// maxOverlap is the longest time two live nodes held a VIP with the link up.
+func (m *vipMonitor) maxOverlap() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.maxOver
+}
 
 // checkNoDual fails the test if two live nodes held a VIP at once (while
 // the link was whole) for longer than a handover crossing.

@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -230,4 +232,46 @@ func TestLabIPv6(t *testing.T) {
 	p.waitServedBy(t, "n1", 300*time.Millisecond, 3*time.Second)
 	l.mon.waitHolders(t, "2001:db8::10", []string{"n1"}, time.Second)
 	l.mon.checkNoDual(t)
+}
+
+// SIGHUP reloads the directory: a changed VIP moves, a broken directory
+// changes nothing; SIGTERM then releases the VIP.
+func TestLabReload(t *testing.T) {
+	l := newLab(t, 1)
+	spec := fast()
+	spec.track = false
+	dir := l.edgeConfig(spec)
+	n1 := l.node("n1")
+	d := n1.startGitedge(dir)
+	d.waitState(t, "VI_1", "MASTER", 5*time.Second)
+	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
+
+	spec.vips = []string{vip2 + "/24"}
+	next := l.edgeConfig(spec)
+	copyFile(t, next+"/edge.yaml", dir+"/edge.yaml")
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	l.mon.waitHolders(t, vip2, []string{"n1"}, 3*time.Second)
+	l.mon.waitHolders(t, vip1, nil, time.Second)
+
+	if err := os.WriteFile(dir+"/edge.yaml", []byte("kind: Edge\nspec: {nodes: 3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(500 * time.Millisecond)
+	if !strings.Contains(d.logText(), "reload refused") {
+		t.Fatalf("broken directory not refused:\n%s", d.logText())
+	}
+	l.mon.waitHolders(t, vip2, []string{"n1"}, time.Second)
+	d.stop(t)
+	l.mon.waitHolders(t, vip2, nil, time.Second)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

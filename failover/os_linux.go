@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -186,6 +187,32 @@ func primaryAddr(ifname string, v6 bool, vips []netip.Prefix) (netip.Addr, error
 	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address (other than the VIPs) to send VRRP from", ifname)
 }
 
+// vridFilter is a socket filter passing VRRP packets of one VRID: byte 1
+// of the VRRP message, after the IPv4 header (IPv4 raw sockets see it) or
+// at the start (IPv6 raw sockets see only the payload).
+func vridFilter(vrid uint8, ipv4Header bool) []bpf.RawInstruction {
+	raw, err := bpf.Assemble(vridProgram(vrid, ipv4Header))
+	if err != nil {
+		panic(err) // a fixed program: cannot fail
+	}
+	return raw
+}
+
+func vridProgram(vrid uint8, ipv4Header bool) []bpf.Instruction {
+	var prog []bpf.Instruction
+	if ipv4Header {
+		prog = append(prog, bpf.LoadMemShift{Off: 0}, bpf.LoadIndirect{Off: 1, Size: 1})
+	} else {
+		prog = append(prog, bpf.LoadAbsolute{Off: 1, Size: 1})
+	}
+	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(vrid), SkipFalse: 1},
+		bpf.RetConstant{Val: 0xffff},
+		bpf.RetConstant{Val: 0},
+	)
+	return prog
+}
+
 // ipv4Transport sends with our own IP header (TOS 0xc0, TTL 255, DF clear,
 // as keepalived) and reads the header back for the TTL and destination.
 type ipv4Transport struct {
@@ -209,6 +236,13 @@ func dialIPv4(in Instance) (*ipv4Transport, error) {
 	if err != nil {
 		pc.Close()
 		return nil, err
+	}
+	// Only this VRID reaches the socket: several instances on one interface
+	// then don't see (and count as drops) each other's adverts. The filter
+	// reads the VRID after the IP header's IHL.
+	if err := rc.SetBPF(vridFilter(in.VRID, true)); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("instance %q: VRID filter: %w", in.Name, err)
 	}
 	t := &ipv4Transport{conn: rc, buf: make([]byte, 65536)}
 	if in.UnicastSource.IsValid() && len(in.UnicastPeers) > 0 {
@@ -293,6 +327,7 @@ func dialIPv6(in Instance) (*ipv6Transport, error) {
 	}
 	// RFC 5798 §5.1.2.3: hop limit 255; traffic class 0xc0 as keepalived.
 	errs := []error{
+		c.SetBPF(vridFilter(in.VRID, false)),
 		c.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true),
 		c.SetHopLimit(vrrp.TTL),
 		c.SetMulticastHopLimit(vrrp.TTL),

@@ -220,7 +220,7 @@ func (r *Router) readLoop(rx chan<- Datagram, done <-chan struct{}) {
 			select {
 			case <-done:
 				return
-			default:
+			case <-time.After(10 * time.Millisecond): // don't spin on a persistent error
 				continue
 			}
 		}

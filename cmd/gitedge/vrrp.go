@@ -38,6 +38,10 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	dir := pos[0]
+	// Catch SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log, err := vrrpLogger(env, *logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
@@ -71,9 +75,6 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	log.Info("vrrp running", "dir", dir, "node", *node, "instances", vrrpInstanceNames(cfg))
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():

@@ -242,9 +242,16 @@ func TestLabReload(t *testing.T) {
 	spec.track = false
 	dir := l.edgeConfig(spec)
 	n1 := l.node("n1")
-	d := n1.startGitedge(dir)
+	d := n1.startGitedge(dir, "--metrics", "127.0.0.1:9101")
 	d.waitState(t, "VI_1", "MASTER", 5*time.Second)
 	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
+	requireTools(t, "curl")
+	metrics := run(t, "ip", "netns", "exec", n1.ns, "curl", "-sf", "http://127.0.0.1:9101/metrics")
+	for _, want := range []string{`gitedge_vrrp_state{instance="VI_1"} 2`, `gitedge_vrrp_transitions_total{instance="VI_1",to="MASTER"} 1`, `gitedge_vrrp_adverts_sent_total{instance="VI_1"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
 
 	spec.vips = []string{vip2 + "/24"}
 	next := l.edgeConfig(spec)

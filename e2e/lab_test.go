@@ -409,11 +409,11 @@ func (d *daemon) waitState(t testing.TB, instance, state string, timeout time.Du
 }
 
 // startGitedge runs `gitedge vrrp dir --node NAME` on the node.
-func (n *labNode) startGitedge(dir string) *daemon {
+func (n *labNode) startGitedge(dir string, extra ...string) *daemon {
 	n.lab.t.Helper()
 	d := &daemon{kind: "gitedge", node: n, states: map[string][]stateEvent{}}
 	pr, pw := io.Pipe()
-	d.cmd = n.lab.startProc(n.ns, nil, io.Discard, pw, gitedgeBin(n.lab.t), "vrrp", dir, "--node", n.name, "--log-format", "json")
+	d.cmd = n.lab.startProc(n.ns, nil, io.Discard, pw, gitedgeBin(n.lab.t), append([]string{"vrrp", dir, "--node", n.name, "--log-format", "json"}, extra...)...)
 	go d.readLog(pr)
 	n.d = d
 	return d

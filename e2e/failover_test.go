@@ -282,3 +282,15 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// Unicast adverts between two gitedge nodes (unicastPeers: true).
+func TestLabUnicast(t *testing.T) {
+	spec := fast()
+	spec.unicast = true
+	l, n1, n2, p := pair(t, spec)
+	n2.d.stop(t)
+	n1.d.waitState(t, "VI_1", "MASTER", time.Second)
+	p.waitServedBy(t, "n1", 300*time.Millisecond, 3*time.Second)
+	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
+	l.mon.checkNoDual(t)
+}

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,6 +29,7 @@ func interopCase(t *testing.T, spec instanceSpec, masterKind string) {
 	l := newLab(t, 2)
 	dir := l.edgeConfig(spec)
 	n1, n2 := l.node("n1"), l.node("n2")
+	vip1 := strings.Split(spec.vips[0], "/")[0]
 	n1.startServer(vip1)
 	n2.startServer(vip1)
 	iv, _ := time.ParseDuration(spec.interval)
@@ -80,3 +82,18 @@ func TestKeepalivedInteropV2KeepalivedMaster(t *testing.T) {
 }
 func TestKeepalivedInteropV3GitedgeMaster(t *testing.T)    { interopCase(t, fastV3(), "gitedge") }
 func TestKeepalivedInteropV3KeepalivedMaster(t *testing.T) { interopCase(t, fastV3(), "keepalived") }
+
+// IPv6: VRRPv3 over ff02::12 with keepalived.
+func TestKeepalivedInteropV3IPv6(t *testing.T) {
+	s := fastV3()
+	s.vips = []string{"2001:db8::10/64"}
+	interopCase(t, s, "gitedge")
+}
+
+// Unicast VRRPv3: adverts to the peer's address, whose checksum covers the
+// peer as destination (RFC 5798 §5.2.8), with keepalived's unicast_peer.
+func TestKeepalivedInteropV3Unicast(t *testing.T) {
+	s := fastV3()
+	s.unicast = true
+	interopCase(t, s, "keepalived")
+}

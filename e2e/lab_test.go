@@ -666,6 +666,7 @@ type instanceSpec struct {
 	preempt  bool
 	vips     []string
 	track    bool // track.interfaces: [svc0]
+	unicast  bool // unicastPeers: true
 }
 
 func (l *lab) edgeConfig(instances ...instanceSpec) string {
@@ -691,6 +692,9 @@ func (l *lab) edgeConfig(instances ...instanceSpec) string {
 		}
 		if in.track {
 			b.WriteString("      track: {interfaces: [svc0]}\n")
+		}
+		if in.unicast {
+			b.WriteString("      unicastPeers: true\n")
 		}
 	}
 	dir := l.t.TempDir()
@@ -721,6 +725,15 @@ func keepalivedConf(n *labNode, in instanceSpec, track bool) string {
 	}
 	if in.auth {
 		b.WriteString("  authentication {\n    auth_type PASS\n    auth_pass 9999\n  }\n")
+	}
+	if in.unicast {
+		fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n", n.addr)
+		for _, o := range n.lab.nodes {
+			if o != n {
+				fmt.Fprintf(&b, "    %s\n", o.addr)
+			}
+		}
+		b.WriteString("  }\n")
 	}
 	b.WriteString("  virtual_ipaddress {\n")
 	for _, v := range in.vips {

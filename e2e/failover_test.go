@@ -235,14 +235,15 @@ func TestLabIPv6(t *testing.T) {
 }
 
 // SIGHUP reloads the directory: a changed VIP moves, a broken directory
-// changes nothing; SIGTERM then releases the VIP.
+// changes nothing; an edit is picked up without a signal; SIGTERM then
+// releases the VIP.
 func TestLabReload(t *testing.T) {
 	l := newLab(t, 1)
 	spec := fast()
 	spec.track = false
 	dir := l.edgeConfig(spec)
 	n1 := l.node("n1")
-	d := n1.startGitedge(dir, "--metrics", "127.0.0.1:9101")
+	d := n1.startGitedge(dir, "--metrics", "127.0.0.1:9101", "--watch", "100ms")
 	d.waitState(t, "VI_1", "MASTER", 5*time.Second)
 	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
 	requireTools(t, "curl")
@@ -269,8 +270,14 @@ func TestLabReload(t *testing.T) {
 		t.Fatalf("broken directory not refused:\n%s", d.logText())
 	}
 	l.mon.waitHolders(t, vip2, []string{"n1"}, time.Second)
-	d.stop(t)
+
+	// An edit, no signal: --watch notices and reloads.
+	spec.vips = []string{vip1 + "/24"}
+	copyFile(t, l.edgeConfig(spec)+"/edge.yaml", dir+"/edge.yaml")
+	l.mon.waitHolders(t, vip1, []string{"n1"}, 3*time.Second)
 	l.mon.waitHolders(t, vip2, nil, time.Second)
+	d.stop(t)
+	l.mon.waitHolders(t, vip1, nil, time.Second)
 }
 
 func copyFile(t *testing.T, from, to string) {

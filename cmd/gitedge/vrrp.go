@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -22,13 +24,14 @@ import (
 
 // runVrrp is `gitedge vrrp DIR --node NAME`: the failover part alone, as
 // `keepalived -f` is to keepalived. SIGTERM/SIGINT stop cleanly (priority 0
-// sent, VIPs removed); SIGHUP reloads DIR.
+// sent, VIPs removed); SIGHUP, or a change to DIR's YAML files, reloads it.
 func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "vrrp", "DIR --node NAME")
 	node := fs.String("node", "", "this node's name in the Edge's spec.nodes (required)")
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101)")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	watch := fs.Duration("watch", 2*time.Second, "reload when a YAML file under DIR changes, checked this often (0: SIGHUP only)")
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -75,12 +78,30 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	log.Info("vrrp running", "dir", dir, "node", *node, "instances", vrrpInstanceNames(cfg))
 
+	// File changes: compare a fingerprint of the YAML files every --watch.
+	var tick <-chan time.Time
+	stamp := vrrpFingerprint(dir)
+	if *watch > 0 {
+		t := time.NewTicker(*watch)
+		defer t.Stop()
+		tick = t.C
+	}
+
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping: priority 0 sent, VIPs removed")
 			m.Close()
 			return 0
+		case <-tick:
+			if s := vrrpFingerprint(dir); s != stamp {
+				stamp = s
+				log.Info("files changed; reloading", "dir", dir)
+				select {
+				case hup <- syscall.SIGHUP:
+				default:
+				}
+			}
 		case <-hup:
 			// Last known good: a broken directory changes nothing.
 			next, err := vrrpLoad(dir, *node)
@@ -115,6 +136,22 @@ func vrrpLoad(dir, node string) (failover.Config, error) {
 		return failover.Config{}, errors.New(dir + ": the Edge declares no failover instances")
 	}
 	return cfg, nil
+}
+
+// vrrpFingerprint sums the names, sizes and modification times of the
+// YAML files under dir: cheap enough to poll, and any edit changes it.
+func vrrpFingerprint(dir string) string {
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			fmt.Fprintf(&b, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return b.String()
 }
 
 func vrrpInstanceNames(cfg failover.Config) string {

@@ -134,6 +134,16 @@ func TestLabInterfaceDown(t *testing.T) {
 	if h := strings.Join(n2.d.history("VI_1"), " "); !strings.HasSuffix(h, "MASTER FAULT INIT BACKUP MASTER") {
 		t.Errorf("n2 history %v, want fault, then back through INIT and BACKUP to MASTER", h)
 	}
+	// A flap of the backup's link: back up, it hears the master again
+	// (the multicast membership survived) and stays backup.
+	n1.setLink("eth0", false)
+	n1.d.waitState(t, "VI_1", "FAULT", time.Second)
+	n1.setLink("eth0", true)
+	n1.d.waitState(t, "VI_1", "BACKUP", time.Second)
+	time.Sleep(time.Second) // almost three master down intervals
+	if h := strings.Join(n1.d.history("VI_1"), " "); !strings.HasSuffix(h, "FAULT INIT BACKUP") {
+		t.Errorf("n1 history after its link flapped: %v", h)
+	}
 	l.mon.checkNoDual(t)
 }
 

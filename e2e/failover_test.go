@@ -67,10 +67,11 @@ func TestLabMasterKilled(t *testing.T) {
 	if out > time.Second {
 		t.Errorf("outage %v after SIGKILL at 100 ms adverts", out)
 	}
-	// Restarted, n2 first removes the VIP it left behind, then preempts.
+	// The killed node's VIP expires: its lifetime (3 s here) is no longer renewed.
+	l.mon.waitHolders(t, vip1, []string{"n1"}, 5*time.Second)
+	t.Logf("the killed master's VIP expired %v after the kill", time.Since(t0).Round(100*time.Millisecond))
 	n2.startServer(vip1)
 	n2.startGitedge(l.edgeConfig(spec)).waitState(t, "VI_1", "BACKUP", 5*time.Second)
-	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
 	l.mon.setDead("n2", false)
 	back(t, l, n2, p, "")
 	l.mon.checkNoDual(t)

@@ -40,7 +40,21 @@ func (LinuxSystem) Open(in Instance) (Transport, Effects, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return tr, &netlinkEffects{ifname: in.Interface}, nil
+	return tr, &netlinkEffects{ifname: in.Interface, lifetime: vipLifetime(in)}, nil
+}
+
+// vipLifetime is the valid lifetime given to VIPs, renewed after every
+// advertisement: if the process dies without a word (SIGKILL, OOM) the
+// kernel drops its VIPs soon after the backup took over, instead of
+// keeping them and answering ARP for an address nobody serves. Whole
+// seconds (the kernel's unit), at least 3 s and twice the master down
+// interval of the lowest priority.
+func vipLifetime(in Instance) time.Duration {
+	d := 2 * (3*in.AdvertInterval + in.AdvertInterval)
+	if in.Version == 2 {
+		d = 2 * (3*in.AdvertInterval + time.Second)
+	}
+	return max(3*time.Second, d.Round(time.Second)+time.Second)
 }
 
 // LinkUp reports whether the interface is administratively up with
@@ -379,9 +393,10 @@ func (t *ipv6Transport) Close() error { return t.conn.Close() }
 // AF_PACKET socket, from the interface's real MAC (as keepalived without
 // use_vmac).
 type netlinkEffects struct {
-	ifname string
-	mu     sync.Mutex
-	fd     int // AF_PACKET socket, opened on first use; 0 = none
+	ifname   string
+	lifetime time.Duration // valid lifetime of the VIPs; 0 = forever
+	mu       sync.Mutex
+	fd       int // AF_PACKET socket, opened on first use; 0 = none
 }
 
 func (e *netlinkEffects) link() (netlink.Link, error) {
@@ -392,8 +407,12 @@ func (e *netlinkEffects) link() (netlink.Link, error) {
 	return l, nil
 }
 
-func vipAddr(v netip.Prefix) *netlink.Addr {
+func vipAddr(v netip.Prefix, lifetime time.Duration) *netlink.Addr {
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: v.Addr().AsSlice(), Mask: net.CIDRMask(v.Bits(), v.Addr().BitLen())}}
+	if lifetime > 0 {
+		a.ValidLft = int(lifetime / time.Second)
+		a.PreferedLft = a.ValidLft
+	}
 	if v.Addr().Is6() {
 		// No duplicate address detection: the VRRP election already
 		// decided who owns it, and DAD would delay it by a second or more.
@@ -409,7 +428,7 @@ func (e *netlinkEffects) AddVIPs(vips []netip.Prefix) error {
 	}
 	var errs []error
 	for _, v := range vips {
-		if err := netlink.AddrReplace(l, vipAddr(v)); err != nil {
+		if err := netlink.AddrReplace(l, vipAddr(v, e.lifetime)); err != nil {
 			errs = append(errs, fmt.Errorf("adding VIP %v to %s: %w", v, e.ifname, err))
 		}
 	}
@@ -423,7 +442,7 @@ func (e *netlinkEffects) RemoveVIPs(vips []netip.Prefix) error {
 	}
 	var errs []error
 	for _, v := range vips {
-		err := netlink.AddrDel(l, vipAddr(v))
+		err := netlink.AddrDel(l, vipAddr(v, 0))
 		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("removing VIP %v from %s: %w", v, e.ifname, err))
 		}

@@ -175,6 +175,10 @@ func (r *Router) Run(ctx context.Context) error {
 			// RFC 5798 §6.4.3 / RFC 3768 §6.4.3: Adver_Timer fires.
 			r.sendAdvert(r.cfg.Priority)
 			r.adv.Reset(r.cfg.AdvertInterval)
+			// Renew the VIPs (and their lifetime, see LinuxSystem).
+			if err := r.fx.AddVIPs(r.cfg.VIPs); err != nil {
+				r.log.Warn("renewing VIPs", "err", err)
+			}
 		case <-r.down.C:
 			// RFC 5798 §6.4.2 / RFC 3768 §6.4.2: Master_Down_Timer fires.
 			r.becomeMaster("master down timer expired")

@@ -514,3 +514,24 @@ func TestNewRouterRejects(t *testing.T) {
 		t.Error("missing transport accepted")
 	}
 }
+
+// VIPs left on the interface by a previous run (SIGKILL) are removed
+// before the first election.
+func TestStaleVIPsRemovedAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &node{tr: (&lan{}).port("192.0.2.11"), fx: newEffects(), done: make(chan struct{})}
+		n.fx.AddVIPs([]netip.Prefix{vip})
+		r, err := NewRouter(baseInstance(100), RouterOptions{Transport: n.tr, Effects: n.fx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { r.Run(ctx); close(n.done) }()
+		synctest.Wait()
+		if r.State() != StateBackup || n.fx.holds() {
+			t.Fatalf("state %v, still holds the stale VIP: %v", r.State(), n.fx.holds())
+		}
+		cancel()
+		<-n.done
+	})
+}

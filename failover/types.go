@@ -71,7 +71,9 @@ type Transport interface {
 // idempotent and called only from the Router's goroutine; it should return
 // within milliseconds.
 type Effects interface {
-	// AddVIPs makes sure every VIP is on the interface.
+	// AddVIPs makes sure every VIP is on the interface. A master calls it
+	// on taking over and again after every advertisement it sends, so an
+	// implementation may give the addresses a lifetime those calls renew.
 	AddVIPs(vips []netip.Prefix) error
 	// RemoveVIPs makes sure no VIP is on the interface; absent ones are fine.
 	RemoveVIPs(vips []netip.Prefix) error

@@ -46,6 +46,9 @@ type Options struct {
 	// TrackProxy enables instances' track.proxy: their health follows
 	// SetProxyHealthy. When false (gitedge vrrp alone) it is ignored.
 	TrackProxy bool
+	// Ready, when set, holds every instance in Initialize until it is
+	// closed: cmd passes the proxy's readiness.
+	Ready <-chan struct{}
 	// System defaults to LinuxSystem.
 	System System
 }
@@ -167,7 +170,7 @@ func (m *Manager) start(in Instance) error {
 	if err != nil {
 		return fmt.Errorf("failover: instance %q: %w", in.Name, err)
 	}
-	r, err := NewRouter(in, RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition})
+	r, err := NewRouter(in, RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition, Ready: m.opts.Ready})
 	if err != nil {
 		tr.Close()
 		closeEffects(fx)

@@ -28,18 +28,23 @@ type RouterOptions struct {
 	// OnTransition is called on the Router's goroutine after every state
 	// change, once the VIPs are in place. It must not block.
 	OnTransition func(Event)
+	// Ready, when set, holds the instance in Initialize until it is closed
+	// (the proxy listening), so a node never claims a VIP with nothing
+	// behind it. nil starts at once.
+	Ready <-chan struct{}
 }
 
 // Router runs one VRRP instance: a single goroutine (Run) owns all its
 // state and is driven by received packets, its timers and tracking
 // updates; every state change goes through transition.
 type Router struct {
-	cfg  Instance
-	tr   Transport
-	fx   Effects
-	log  *slog.Logger
-	m    *instanceMetrics
-	hook func(Event)
+	cfg   Instance
+	tr    Transport
+	fx    Effects
+	log   *slog.Logger
+	m     *instanceMetrics
+	hook  func(Event)
+	ready <-chan struct{}
 
 	state   atomic.Int32
 	started atomic.Bool
@@ -82,6 +87,7 @@ func NewRouter(in Instance, o RouterOptions) (*Router, error) {
 		log:     log.With("instance", in.Name, "vrid", in.VRID),
 		m:       o.Metrics.forInstance(in.Name),
 		hook:    o.OnTransition,
+		ready:   o.Ready,
 		health:  map[string]bool{},
 		trackCh: make(chan struct{}, 1),
 		vipLost: make(chan struct{}, 1),
@@ -162,6 +168,14 @@ func (r *Router) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
+	if r.ready != nil {
+		select {
+		case <-r.ready:
+		case <-ctx.Done():
+			r.shutdown()
+			return nil
+		}
+	}
 	r.updateFaults()
 	r.startup("startup")
 	for {

@@ -535,3 +535,35 @@ func TestStaleVIPsRemovedAtStart(t *testing.T) {
 		<-n.done
 	})
 }
+
+// With a Ready channel the router stays in Initialize, sending nothing,
+// until it is closed.
+func TestWaitsForReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &node{tr: (&lan{}).port("192.0.2.11"), fx: newEffects(), done: make(chan struct{})}
+		ready := make(chan struct{})
+		r, err := NewRouter(baseInstance(100), RouterOptions{Transport: n.tr, Effects: n.fx, Ready: ready})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { r.Run(ctx); close(n.done) }()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if r.State() != StateInitialize || len(n.tr.sentPackets()) != 0 {
+			t.Fatalf("before ready: state %v, sent %d", r.State(), len(n.tr.sentPackets()))
+		}
+		t0 := time.Now()
+		close(ready)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if r.State() != StateMaster || r.Counters().BecameMaster != 1 {
+			t.Fatalf("after ready: state %v", r.State())
+		}
+		if sent := n.tr.sentPackets(); sent[0].at.Sub(t0) != down100 {
+			t.Fatalf("first advert %v after ready, want the master down interval %v", sent[0].at.Sub(t0), down100)
+		}
+		cancel()
+		<-n.done
+	})
+}

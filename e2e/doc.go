@@ -1,3 +1,3 @@
-// Package e2e holds black-box tests of the built gitedge binary in network
-// namespaces (build tag e2e; run with `make e2e` as root).
+// Package e2e holds the multi-node tests: gitedge binaries in network
+// namespaces, driven as black boxes (build tag e2e; `make e2e`, as root).
 package e2e

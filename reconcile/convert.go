@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,20 +13,19 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/infra"
+	k8syaml "sigs.k8s.io/yaml"
 )
 
 // converter turns decoded documents into a Desired, applying defaults and
 // recording every problem with its document and field path.
 type converter struct {
-	l        *loader
-	edges    []*document
-	edge     *rawEdge
-	edgeDoc  *document
-	desired  Desired
-	byName   map[string]map[string]*document // kind -> name -> first document
-	backends []*document                     // parallel to desired.Dataplane.Backends
-	routes   []*document
-	vms      []*document
+	l       *loader
+	edges   []*document
+	edge    *rawEdge
+	edgeDoc *document
+	desired Desired
+	byName  map[string]map[string]*document // kind -> name -> first document
+	vms     []*document                     // parallel to desired.Infra.VMs
 }
 
 func newConverter(l *loader) *converter {
@@ -38,84 +38,69 @@ var kinds = []string{"Edge", "Backend", "Route", "VirtualMachine"}
 func (c *converter) decode(d *document) {
 	l := c.l
 	kind := kindOf(d.data)
+	var hdr *rawHeader
+	var spec any
+	var doc any
 	switch kind {
-	case "Edge", "Backend", "Route", "VirtualMachine":
-	case "":
-		// Decode anyway for a syntax error; otherwise say what is missing.
-		var h rawHeader
-		if !l.decodeStrictLenient(d, &h) {
-			return
-		}
-		l.failAt(d, "kind", "missing kind: expected one of %s", strings.Join(kinds, ", "))
-		return
+	case "Edge":
+		v := &edgeDoc{}
+		doc, hdr, spec = v, &v.rawHeader, &v.Spec
+	case "Backend":
+		v := &backendDoc{}
+		doc, hdr, spec = v, &v.rawHeader, &v.Spec
+	case "Route":
+		v := &routeDoc{}
+		doc, hdr, spec = v, &v.rawHeader, &v.Spec
+	case "VirtualMachine":
+		v := &vmDoc{}
+		doc, hdr, spec = v, &v.rawHeader, &v.Spec
 	default:
-		d.kind = kind
-		var h map[string]any
-		if !l.decodeStrict(d, &h) {
+		// Unknown or missing kind: decode loosely for syntax errors and the name.
+		var m map[string]any
+		if err := k8syaml.Unmarshal(d.data, &m); err != nil {
+			l.decodeStrict(d, &m, func() string { return "" })
 			return
 		}
-		if n, ok := h["metadata"].(map[string]any); ok {
-			d.name, _ = n["name"].(string)
+		if md, ok := m["metadata"].(map[string]any); ok {
+			d.name, _ = md["name"].(string)
 		}
-		l.failAt(d, "kind", "unknown kind %q: expected one of %s", kind, strings.Join(kinds, ", "))
+		if kind == "" {
+			l.failAt(d, "kind", "missing kind: expected one of %s", strings.Join(kinds, ", "))
+		} else {
+			d.kind = kind
+			l.failAt(d, "kind", "unknown kind %q: expected one of %s", kind, strings.Join(kinds, ", "))
+		}
 		return
 	}
 	d.kind = kind
-	var hdr *rawHeader
-	var ok bool
-	switch kind {
-	case "Edge":
-		var doc edgeDoc
-		if ok = l.decodeStrict(d, &doc); ok {
-			hdr = &doc.rawHeader
-			d.name = doc.Metadata.Name
-			if c.header(d, hdr, doc.Spec != nil) {
-				c.edges = append(c.edges, d)
-				if len(c.edges) == 1 {
-					c.edge, c.edgeDoc = doc.Spec, d
-				}
-			}
-		}
-	case "Backend":
-		var doc backendDoc
-		if ok = l.decodeStrict(d, &doc); ok {
-			d.name = doc.Metadata.Name
-			if c.header(d, &doc.rawHeader, doc.Spec != nil) && c.unique(d) {
-				c.desired.Dataplane.Backends = append(c.desired.Dataplane.Backends, c.backend(d, doc.Spec))
-				c.backends = append(c.backends, d)
-			}
-		}
-	case "Route":
-		var doc routeDoc
-		if ok = l.decodeStrict(d, &doc); ok {
-			d.name = doc.Metadata.Name
-			if c.header(d, &doc.rawHeader, doc.Spec != nil) && c.unique(d) {
-				c.desired.Dataplane.Routes = append(c.desired.Dataplane.Routes, c.route(d, doc.Spec))
-				c.routes = append(c.routes, d)
-			}
-		}
-	case "VirtualMachine":
-		var doc vmDoc
-		if ok = l.decodeStrict(d, &doc); ok {
-			d.name = doc.Metadata.Name
-			if c.header(d, &doc.rawHeader, doc.Spec != nil) && c.unique(d) {
-				c.desired.Infra.VMs = append(c.desired.Infra.VMs, c.vm(d, doc.Spec))
-				c.vms = append(c.vms, d)
-			}
-		}
+	_, usable := l.decodeStrict(d, doc, func() string { return hdr.Metadata.Name })
+	if !usable {
+		return
 	}
-}
-
-// decodeStrictLenient decodes for syntax errors only.
-func (l *loader) decodeStrictLenient(d *document, v any) bool {
-	var m map[string]any
-	if !l.decodeStrict(d, &m) {
-		return false
+	d.name = hdr.Metadata.Name
+	hasSpec := !reflect.ValueOf(spec).Elem().IsNil()
+	if !c.header(d, hdr, hasSpec) {
+		return
 	}
-	if n, ok := m["metadata"].(map[string]any); ok {
-		d.name, _ = n["name"].(string)
+	if kind == "Edge" {
+		c.edges = append(c.edges, d)
+		if len(c.edges) == 1 {
+			c.edge, c.edgeDoc = doc.(*edgeDoc).Spec, d
+		}
+		return
 	}
-	return true
+	if !c.unique(d) {
+		return
+	}
+	switch v := doc.(type) {
+	case *backendDoc:
+		c.desired.Dataplane.Backends = append(c.desired.Dataplane.Backends, c.backend(d, v.Spec))
+	case *routeDoc:
+		c.desired.Dataplane.Routes = append(c.desired.Dataplane.Routes, c.route(d, v.Spec))
+	case *vmDoc:
+		c.desired.Infra.VMs = append(c.desired.Infra.VMs, c.vm(d, v.Spec))
+		c.vms = append(c.vms, d)
+	}
 }
 
 var dnsName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,251}[a-zA-Z0-9])?$`)
@@ -526,6 +511,9 @@ func (c *converter) instance(d *document, f string, r rawInstance, nodes map[str
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	if len(c.edge.Nodes) == 0 {
+		names = nil // reported once below
+	}
 	for _, n := range names {
 		p := r.Priority[n]
 		pf := f + ".priority." + n

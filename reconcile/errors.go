@@ -116,65 +116,78 @@ func parsePath(p string) []pathSegment {
 	return segs
 }
 
-// locate returns the line of the node at path in a document, or of the
-// deepest ancestor found. want, when not empty, picks among several
-// candidates (a path without indexes) the first whose YAML kind matches a
-// JSON type name ("string", "number", "bool", "array", "object").
-func locate(root *yaml.Node, path string, want string) int {
+// locate returns the line of the node at path in a document (or of the
+// deepest ancestor found) and the path with every sequence index filled
+// in. want, when not empty, picks among several candidates (encoding/json
+// reports paths without indexes) the first whose YAML kind matches a JSON
+// type name ("string", "number", "bool", "array", "object").
+func locate(root *yaml.Node, path string, want string) (int, string) {
 	if root == nil {
-		return 0
+		return 0, path
 	}
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = root.Content[0]
 	}
-	best := root.Line
-	var walk func(n *yaml.Node, segs []pathSegment) (int, bool)
-	walk = func(n *yaml.Node, segs []pathSegment) (int, bool) {
+	type result struct {
+		line int
+		path string
+		ok   bool
+	}
+	var walk func(n *yaml.Node, segs []pathSegment, at string) result
+	walk = func(n *yaml.Node, segs []pathSegment, at string) result {
 		for n.Kind == yaml.AliasNode && n.Alias != nil {
 			n = n.Alias
 		}
 		if len(segs) == 0 {
-			return n.Line, want == "" || kindMatches(n, want)
+			return result{n.Line, at, want == "" || kindMatches(n, want)}
 		}
 		s := segs[0]
 		switch {
 		case n.Kind == yaml.SequenceNode && s.index >= 0:
 			if s.index < len(n.Content) {
-				return walk(n.Content[s.index], segs[1:])
+				return walk(n.Content[s.index], segs[1:], fmt.Sprintf("%s[%d]", at, s.index))
 			}
-			return n.Line, false
 		case n.Kind == yaml.SequenceNode:
-			// No index: try each element.
-			first := 0
-			for _, c := range n.Content {
-				if l, ok := walk(c, segs); ok {
-					return l, true
-				} else if first == 0 {
-					first = l
+			// No index: try each element, keep the first match.
+			var first result
+			for i, c := range n.Content {
+				r := walk(c, segs, fmt.Sprintf("%s[%d]", at, i))
+				if r.ok {
+					return r
+				}
+				if first.line == 0 {
+					first = r
 				}
 			}
-			return cmp.Or(first, n.Line), false
+			if first.line != 0 {
+				return first
+			}
 		case n.Kind == yaml.MappingNode && s.index < 0:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == s.key {
-					if len(segs) == 1 && want == "" {
-						return n.Content[i].Line, true
-					}
-					l, ok := walk(n.Content[i+1], segs[1:])
-					if l == 0 {
-						l = n.Content[i].Line
-					}
-					return l, ok
+				if n.Content[i].Value != s.key {
+					continue
 				}
+				p := s.key
+				if at != "" {
+					p = at + "." + s.key
+				}
+				if len(segs) == 1 && want == "" {
+					return result{n.Content[i].Line, p, true}
+				}
+				r := walk(n.Content[i+1], segs[1:], p)
+				if r.line == 0 {
+					r.line = n.Content[i].Line
+				}
+				return r
 			}
-			return n.Line, false
 		}
-		return n.Line, false
+		return result{n.Line, path, false}
 	}
-	if l, _ := walk(root, parsePath(path)); l > 0 {
-		best = l
+	r := walk(root, parsePath(path), "")
+	if r.line == 0 {
+		return root.Line, path
 	}
-	return best
+	return r.line, r.path
 }
 
 func kindMatches(n *yaml.Node, want string) bool {
@@ -196,43 +209,4 @@ func kindMatches(n *yaml.Node, want string) bool {
 		return n.Tag == "!!bool"
 	}
 	return true
-}
-
-// findKey returns the path and line of the first mapping key named key in
-// the document, depth first; used for "unknown field" errors, which
-// encoding/json reports without a path.
-func findKey(root *yaml.Node, key string) (string, int) {
-	if root == nil {
-		return "", 0
-	}
-	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
-		root = root.Content[0]
-	}
-	var walk func(n *yaml.Node, path string) (string, int)
-	walk = func(n *yaml.Node, path string) (string, int) {
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i].Value
-				p := k
-				if path != "" {
-					p = path + "." + k
-				}
-				if k == key {
-					return p, n.Content[i].Line
-				}
-				if fp, l := walk(n.Content[i+1], p); l > 0 {
-					return fp, l
-				}
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				if fp, l := walk(c, fmt.Sprintf("%s[%d]", path, i)); l > 0 {
-					return fp, l
-				}
-			}
-		}
-		return "", 0
-	}
-	return walk(root, "")
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,8 +30,11 @@ type document struct {
 
 // id is how errors name the document: `Route "blog"`.
 func (d *document) id() string {
-	if d.kind == "" {
+	switch {
+	case d.kind == "":
 		return ""
+	case d.name == "":
+		return d.kind + " (no name)"
 	}
 	return fmt.Sprintf("%s %q", d.kind, d.name)
 }
@@ -71,16 +75,16 @@ func (l *loader) failFile(file string, line int, format string, args ...any) {
 
 func (l *loader) finish() Errors {
 	for _, p := range l.located {
-		line := 0
+		line, field := 0, p.field
 		if p.field != "" {
 			if n := p.doc.node(); n != nil {
-				line = locate(n, p.field, p.want)
+				line, field = locate(n, p.field, p.want)
 			}
 		}
 		if line == 0 {
 			line = 1
 		}
-		l.errs = append(l.errs, &Error{File: p.doc.file, Line: p.doc.line + line - 1, Doc: p.doc.id(), Field: p.field, Msg: p.msg})
+		l.errs = append(l.errs, &Error{File: p.doc.file, Line: p.doc.line + line - 1, Doc: p.doc.id(), Field: field, Msg: p.msg})
 	}
 	l.located = nil
 	l.errs.sort()
@@ -204,29 +208,33 @@ func hasContent(b []byte) bool {
 var yamlLine = regexp.MustCompile(`line (\d+): `)
 
 // decodeStrict decodes one document into v, rejecting unknown fields and
-// duplicate keys, and reports failures against the document.
-func (l *loader) decodeStrict(d *document, v any) bool {
+// duplicate keys, and reports failures against the document. It returns
+// true when v holds the whole document; with only unknown fields (every
+// one of them reported) v is still filled, and usable tells the caller to
+// go on validating the rest.
+func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usable bool) {
 	err := k8syaml.UnmarshalStrict(d.data, v)
 	if err == nil {
-		return true
+		return true, true
 	}
 	msg := err.Error()
-	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		field := te.Field
-		l.located = append(l.located, pendingError{doc: d, field: field, want: te.Value,
+	if te, isType := errors.AsType[*json.UnmarshalTypeError](err); isType {
+		d.name = name()
+		l.located = append(l.located, pendingError{doc: d, field: te.Field, want: te.Value,
 			msg: fmt.Sprintf("expected %s, got a %s", jsonTypeName(te.Type.String()), te.Value)})
-		return false
+		return false, false
 	}
-	if i := strings.Index(msg, `unknown field "`); i >= 0 {
-		key := msg[i+len(`unknown field "`):]
-		key = key[:strings.IndexByte(key, '"')]
-		field, line := findKey(d.node(), key)
-		if line == 0 {
-			line = 1
+	if strings.Contains(msg, `unknown field "`) {
+		d.name = name()
+		unknown := unknownFields(d.node(), reflect.TypeOf(v))
+		for _, u := range unknown {
+			l.errs = append(l.errs, &Error{File: d.file, Line: d.line + u.line - 1, Doc: d.id(), Field: u.path,
+				Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in SPEC §1)", u.key)})
 		}
-		l.errs = append(l.errs, &Error{File: d.file, Line: d.line + line - 1, Doc: d.id(), Field: field,
-			Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in SPEC §1)", key)})
-		return false
+		if len(unknown) == 0 { // cannot happen when both libraries agree; keep the message
+			l.errs = append(l.errs, &Error{File: d.file, Line: d.line, Doc: d.id(), Msg: msg})
+		}
+		return false, true
 	}
 	// A YAML syntax error: take its line, drop the library's prefixes.
 	line := 0
@@ -238,11 +246,89 @@ func (l *loader) decodeStrict(d *document, v any) bool {
 			msg = strings.TrimPrefix(msg, p)
 		}
 	}
-	if line == 0 {
-		line = 1
+	l.errs = append(l.errs, &Error{File: d.file, Line: d.line + max(line, 1) - 1, Msg: "not valid YAML: " + msg})
+	return false, false
+}
+
+type unknownField struct {
+	key, path string
+	line      int
+}
+
+// unknownFields lists every mapping key in the document that the target
+// type has no field for, with its path and line; encoding/json stops at the
+// first one, but validate must list them all.
+func unknownFields(root *yaml.Node, t reflect.Type) []unknownField {
+	if root == nil {
+		return nil
 	}
-	l.errs = append(l.errs, &Error{File: d.file, Line: d.line + line - 1, Doc: d.id(), Msg: "not valid YAML: " + msg})
-	return false
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	var out []unknownField
+	var walk func(n *yaml.Node, t reflect.Type, path string)
+	walk = func(n *yaml.Node, t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		for n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		join := func(k string) string {
+			if path == "" {
+				return k
+			}
+			return path + "." + k
+		}
+		switch {
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+			fields := jsonFields(t)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				ft, known := fields[k]
+				if !known {
+					out = append(out, unknownField{key: k, path: join(k), line: n.Content[i].Line})
+					continue
+				}
+				walk(n.Content[i+1], ft, join(k))
+			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], t.Elem(), join(n.Content[i].Value))
+			}
+		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+			for i, c := range n.Content {
+				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(root, t, "")
+	return out
+}
+
+// jsonFields maps the JSON names of a struct's fields (embedded structs
+// flattened) to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			for k, v := range jsonFields(f.Type) {
+				m[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		m[name] = f.Type
+	}
+	return m
 }
 
 func jsonTypeName(goType string) string {

@@ -106,8 +106,9 @@ type kv struct{ k, v string }
 // Diff computes the plan that turns base into head. A nil base is the empty
 // state: everything in head is added.
 func Diff(base, head *Desired) Plan {
+	infraAction := Change
 	if base == nil {
-		base = &Desired{}
+		base, infraAction = &Desired{}, Add
 	}
 	if head == nil {
 		head = &Desired{}
@@ -121,8 +122,18 @@ func Diff(base, head *Desired) Plan {
 	diffItems(&p, "VirtualMachine", base.Infra.VMs, head.Infra.VMs, func(v infra.VM) string { return v.Name }, vmFields)
 	bi := []kv{{"leader", base.Edge.InfraLeader.String()}, {"prune", strconv.FormatBool(base.Infra.Prune)}}
 	hi := []kv{{"leader", head.Edge.InfraLeader.String()}, {"prune", strconv.FormatBool(head.Infra.Prune)}}
-	if fc := diffFields(bi, hi); len(fc) > 0 {
-		p.Changes = append(p.Changes, ItemChange{Kind: "Infra", Name: head.Edge.Name, Action: Change, Fields: fc})
+	fc := diffFields(bi, hi)
+	if infraAction == Add && (head.Edge.InfraLeader != Leader{} || head.Infra.Prune) {
+		fc = nil
+		for _, f := range hi {
+			fc = append(fc, FieldChange{Path: f.k, New: f.v})
+		}
+	}
+	if infraAction == Add && head.Edge.InfraLeader == (Leader{}) && !head.Infra.Prune {
+		fc = nil
+	}
+	if len(fc) > 0 {
+		p.Changes = append(p.Changes, ItemChange{Kind: "Infra", Name: head.Edge.Name, Action: infraAction, Fields: fc})
 	}
 	return p
 }

@@ -32,7 +32,11 @@ func commands() map[string]command {
 		"version":  {"print version, commit and build information", runVersion},
 		"validate": {"check a routes directory: schema, references, clashes (exit 1 with every error)", runValidate},
 		"plan":     {"show what a change would do, compared with --base DIR|REF", runPlan},
-		"vrrp":     {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
+		"status":   {"show a running node's live commit, last attempt, VRRP state and backends' health", runStatus},
+
+		"pvesim":    {"run the Proxmox VE API simulator (what gitedge's infra tests and demo talk to)", runPvesim},
+		"inventory": {"print an Ansible inventory of the managed VMs with their guest-agent addresses", runInventory},
+		"vrrp":      {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
 	}
 }
 

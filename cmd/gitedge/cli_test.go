@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// gitedge runs the CLI in-process and returns exit code, stdout, stderr.
+func gitedge(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+// copyDir copies a directory tree, applying one replacement to one file.
+func copyDir(t *testing.T, src, dst, file, old, repl string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if filepath.ToSlash(rel) == file {
+			if !bytes.Contains(data, []byte(old)) {
+				t.Fatalf("%s does not contain %q", p, old)
+			}
+			data = bytes.Replace(data, []byte(old), []byte(repl), 1)
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	code, out, errOut := gitedge(t, "validate", "../../examples/homelab")
+	if code != 0 || !strings.Contains(out, "valid: 2 node(s), 2 listener(s), 3 route(s), 4 backend(s), 1 VRRP instance(s), 2 VM(s)") {
+		t.Fatalf("validate homelab: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	code, _, errOut = gitedge(t, "validate", "../../reconcile/testdata/invalid/unknown-fields")
+	if code != 1 {
+		t.Fatalf("validate invalid: exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		`backends.yaml:5: Backend "web": spec.balnce: unknown field "balnce"`,
+		`backends.yaml:7: Backend "web": spec.servers[0].wieght: unknown field "wieght"`,
+		"2 error(s); nothing would be applied",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	code, out, _ = gitedge(t, "validate", "--output", "json", "../../reconcile/testdata/invalid/bad-size")
+	if code != 1 || !strings.Contains(out, `"field": "spec.disk.size"`) || !strings.Contains(out, `"line": 9`) {
+		t.Errorf("validate --output json: exit %d\n%s", code, out)
+	}
+	if code, _, _ := gitedge(t, "validate", "/nonexistent/dir"); code != 1 {
+		t.Errorf("validate of a missing directory: exit %d, want 1", code)
+	}
+}
+
+func TestPlanCommandBaseDir(t *testing.T) {
+	head := t.TempDir()
+	copyDir(t, "../../examples/homelab", head, "vms.yaml", "memory: 4096", "memory: 2048")
+	code, out, errOut := gitedge(t, "plan", head, "--base", "../../examples/homelab")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n"
+	if out != want {
+		t.Errorf("plan output:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestPlanCommandBaseRef plans a working tree against a git revision of
+// the repository that holds it, as a pull-request check does.
+func TestPlanCommandBaseRef(t *testing.T) {
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+repo,
+			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	edge := filepath.Join(repo, "edge")
+	copyDir(t, "../../examples/homelab", edge, "", "", "")
+	git("init", "-q", "-b", "main")
+	git("add", "-A")
+	git("commit", "-q", "-m", "homelab")
+	// The pull request: change a route's TLS backend in the working tree.
+	data, _ := os.ReadFile(filepath.Join(edge, "routes/whoami.yaml"))
+	data = bytes.Replace(data, []byte("tls: {backend: k3s-https-ingress}"), []byte("tls: {backend: k8s-https-ingress}"), 1)
+	if err := os.WriteFile(filepath.Join(edge, "routes/whoami.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := gitedge(t, "plan", edge, "--base", "main", "--output", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := `"path": "tls.backend",
+          "old": "k3s-https-ingress",
+          "new": "k8s-https-ingress"`
+	if !strings.Contains(out, want) || strings.Count(out, `"kind"`) != 1 {
+		t.Errorf("plan --base main --output json:\n%s", out)
+	}
+	if code, _, errOut := gitedge(t, "plan", edge, "--base", "no-such-branch"); code != 1 || !strings.Contains(errOut, "no-such-branch") {
+		t.Errorf("unknown base: exit %d, stderr %s", code, errOut)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	code, out, _ := gitedge(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "gitedge ") || !strings.Contains(out, "commit ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+	if code, _, _ := gitedge(t, "no-such-command"); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gitedge/gitedge/infra/pvesim"
+	k8syaml "sigs.k8s.io/yaml"
+)
+
+// tokenFlags collects repeated --token USER@REALM!ID=SECRET values.
+type tokenFlags map[string]string
+
+func (t tokenFlags) String() string { return fmt.Sprintf("%d tokens", len(t)) }
+
+func (t tokenFlags) Set(v string) error {
+	id, secret, ok := strings.Cut(v, "=")
+	if !ok || secret == "" || !strings.Contains(id, "@") || !strings.Contains(id, "!") {
+		return errors.New("expected USER@REALM!TOKENID=SECRET")
+	}
+	t[id] = secret
+	return nil
+}
+
+func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
+	fs := newFlags(env, "pvesim", "--listen ADDR [--state FILE] [--token USER@REALM!ID=SECRET ...] [--boot-delay D] [--faults FILE]")
+	listen := fs.String("listen", "127.0.0.1:8006", "address to serve the API on (/api2/json)")
+	statePath := fs.String("state", "", "JSON file holding the simulated cluster; loaded if it exists, saved after every change")
+	tokens := tokenFlags{}
+	fs.Var(tokens, "token", "accept this API token, USER@REALM!TOKENID=SECRET (repeatable)")
+	bootDelay := fs.Duration("boot-delay", 5*time.Second, "how long a started VM's guest agent takes to answer")
+	taskDuration := fs.Duration("task-duration", time.Second, "how long every task (clone, start, …) runs")
+	haDelay := fs.Duration("ha-delay", 2*time.Second, "how long the HA manager takes to act")
+	authDelay := fs.Duration("auth-fail-delay", 3*time.Second, "delay of every 401, as pveproxy does")
+	faultsPath := fs.String("faults", "", "YAML or JSON file of injected faults (latency, errorRate, slowRate, slowDelay, failTasks, locked, offlineNodes, seed)")
+	useTLS := fs.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate, like pveproxy")
+	certOut := fs.String("cert-out", "", "with --tls: write the certificate (PEM) here, for a node config's proxmox.caFile")
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(env.stderr, nil))
+	opts := pvesim.Options{Tokens: tokens, StatePath: *statePath, BootDelay: *bootDelay, TaskDuration: *taskDuration,
+		HADelay: *haDelay, AuthFailDelay: *authDelay, Logger: log}
+	if *statePath != "" {
+		st, err := pvesim.LoadState(*statePath)
+		switch {
+		case err == nil:
+			opts.State = st
+		case !errors.Is(err, os.ErrNotExist):
+			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
+			return 1
+		}
+	}
+	if *faultsPath != "" {
+		data, err := os.ReadFile(*faultsPath)
+		if err == nil {
+			err = k8syaml.UnmarshalStrict(data, &opts.Faults)
+		}
+		if err != nil {
+			fmt.Fprintf(env.stderr, "gitedge pvesim: faults %s: %v\n", *faultsPath, err)
+			return 1
+		}
+	}
+	if len(tokens) == 0 {
+		fmt.Fprintln(env.stderr, "gitedge pvesim: warning: no --token given, every request will be refused with 401")
+	}
+	sim, err := pvesim.New(opts)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           sim,
+		ReadHeaderTimeout: 10 * time.Second,
+		// pveproxy speaks HTTP/1.1 only; HTTP/2 has no reason phrases.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	scheme := "http"
+	if *useTLS {
+		cert, der, err := selfSigned(ln.Addr())
+		if err != nil {
+			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
+			return 1
+		}
+		if *certOut != "" {
+			if err := os.WriteFile(*certOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+				fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
+				return 1
+			}
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+		scheme = "https"
+	}
+	fmt.Fprintf(env.stdout, "pvesim: listening on %s://%s/api2/json\n", scheme, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
+		_ = sim.Close()
+		return 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := sim.Close(); err != nil {
+		fmt.Fprintf(env.stderr, "gitedge pvesim: saving state: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// selfSigned makes a certificate for localhost and the listen address.
+func selfSigned(addr net.Addr) (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "pvesim", Organization: []string{"gitedge Proxmox simulator"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"localhost", "proxmox1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		tpl.IPAddresses = append(tpl.IPAddresses, ta.IP)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, nil
+}

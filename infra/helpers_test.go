@@ -1,0 +1,251 @@
+package infra_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"flag"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const (
+	tokenID     = "gitedge@pve!reconcile"
+	tokenSecret = "0f1e2d3c-aaaa-bbbb-cccc-1234567890ab"
+)
+
+// rig is a simulator behind a real HTTPS listener and the real go-proxmox
+// client pointed at it.
+type rig struct {
+	sim *pvesim.Sim
+	srv *httptest.Server
+	cfg infra.ClientConfig
+	api infra.API
+	log *syncBuffer
+	reg *prometheus.Registry
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newRig(t testing.TB, opts pvesim.Options) *rig {
+	t.Helper()
+	if opts.Tokens == nil {
+		opts.Tokens = map[string]string{tokenID: tokenSecret}
+	}
+	sim, err := pvesim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(sim)
+	// pveproxy speaks HTTP/1.1 over TLS; keep HTTP/2 off (no reason phrases there).
+	srv.TLS = &tls.Config{NextProtos: []string{"http/1.1"}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(func() {
+		srv.Close()
+		_ = sim.Close()
+	})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := infra.ClientConfig{URL: srv.URL + "/api2/json", TokenID: tokenID, TokenSecret: tokenSecret, CAFile: ca, Timeout: 5 * time.Second}
+	api, err := infra.NewAPI(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{sim: sim, srv: srv, cfg: cfg, api: api, log: &syncBuffer{}, reg: prometheus.NewRegistry()}
+}
+
+func (r *rig) reconciler(t testing.TB, mod ...func(*infra.Options)) *infra.Reconciler {
+	t.Helper()
+	o := infra.Options{
+		API:          r.api,
+		Logger:       slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registerer:   r.reg,
+		PollInterval: 5 * time.Millisecond,
+		Backoff:      5 * time.Millisecond,
+		TaskTimeout:  10 * time.Second,
+	}
+	for _, m := range mod {
+		m(&o)
+	}
+	rec, err := infra.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func leader() bool    { return true }
+func notLeader() bool { return false }
+
+// homelab is examples/homelab/vms.yaml as the loader converts it.
+func homelab() infra.Config {
+	vm := func(name string, vmid int, ip, desc string) infra.VM {
+		return infra.VM{
+			Name: name, VMID: vmid, Node: "proxmox1", Clone: pvesim.TemplateName,
+			Description: desc, CPU: "host", Cores: 2, Memory: 4096, OnBoot: true, Agent: true,
+			Disk:    infra.Disk{Bus: "scsi", Storage: "vmdata", Size: 8 << 30, Format: "qcow2"},
+			Network: []infra.NIC{{Model: "virtio", Bridge: "vmbr0", VLAN: 33}},
+			CloudInit: infra.CloudInit{User: "ansible", Nameserver: "192.0.2.1", SearchDomain: "domain.tld",
+				IPConfig: infra.IPConfig{IP: netip.MustParsePrefix(ip), Gateway: netip.MustParseAddr("192.0.2.1")}},
+			Serial: "socket", VGA: "serial0",
+			HA:            &infra.HA{Group: "main", State: "started"},
+			IgnoreChanges: []string{"network"},
+		}
+	}
+	return infra.Config{VMs: []infra.VM{
+		vm("lb-0", 150, "192.0.2.250/24", "HAProxy Loadbalancer 0"),
+		vm("lb-1", 151, "192.0.2.251/24", "HAProxy Loadbalancer 1"),
+	}}
+}
+
+func apply(t testing.TB, rec *infra.Reconciler, cfg infra.Config) infra.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := rec.Apply(ctx, cfg, leader)
+	if err != nil {
+		t.Fatalf("apply: %v\nplan:\n%s", err, res.Plan)
+	}
+	return res
+}
+
+func writes(calls []pvesim.Call) []string {
+	var w []string
+	for _, c := range calls {
+		if c.Write() {
+			w = append(w, c.Method+" "+c.Path)
+		}
+	}
+	return w
+}
+
+// golden compares got with testdata/name (rewritten with -update).
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (-want +got):\n%s", path, lineDiff(string(want), got))
+	}
+}
+
+func lineDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out strings.Builder
+	seen := map[string]int{}
+	for _, l := range bl {
+		seen[l]++
+	}
+	for _, l := range al {
+		if seen[l] > 0 {
+			seen[l]--
+			continue
+		}
+		out.WriteString("-" + l + "\n")
+	}
+	seen = map[string]int{}
+	for _, l := range al {
+		seen[l]++
+	}
+	for _, l := range bl {
+		if seen[l] > 0 {
+			seen[l]--
+			continue
+		}
+		out.WriteString("+" + l + "\n")
+	}
+	return out.String()
+}
+
+var _ http.Handler = (*pvesim.Sim)(nil)
+
+func findMetric(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	return counterWith(t, reg, name, nil)
+}
+
+func counterWith(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	m := findMetric(t, reg, name, labels)
+	if m == nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
+
+func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	m := findMetric(t, reg, name, nil)
+	if m == nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
+}

@@ -1,0 +1,311 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/failover"
+	"github.com/gitedge/gitedge/infra"
+)
+
+// Revision is one state of the routes repository: a commit's files.
+type Revision struct {
+	Commit  string // commit hash; a content hash for a local directory
+	Files   fs.FS  // the configured sub-directory at that commit
+	Signer  string // the verified signer; "" when signatures are not checked
+	Author  string
+	Message string // first line of the commit message
+	Trigger string // why it was fetched: start, poll, webhook, fsnotify, resync
+}
+
+// Source is the loop's view of gitsource: Next blocks until there is a
+// revision to look at (or a fetch failed) and returns it. Errors should
+// implement Transient() bool when retrying can help; others are terminal
+// for that head.
+type Source interface {
+	Next(ctx context.Context) (Revision, error)
+}
+
+// DataplaneApplier, FailoverApplier and InfraApplier are the subsystems as
+// the loop sees them. Apply must be idempotent: it may be called any
+// number of times with the same config, tries every item, and returns the
+// joined errors.
+type DataplaneApplier interface {
+	Apply(ctx context.Context, cfg dataplane.Config) error
+}
+
+// FailoverApplier applies this node's VRRP instances.
+type FailoverApplier interface {
+	Apply(ctx context.Context, cfg failover.Config) error
+}
+
+// InfraApplier observes and plans the VMs on every node, and writes only
+// when lead is true (the infra leader, SPEC §4.4).
+type InfraApplier interface {
+	Apply(ctx context.Context, cfg infra.Config, lead bool) error
+}
+
+// DataplaneFunc, FailoverFunc and InfraFunc adapt functions to the applier
+// interfaces, so cmd can wire a subsystem whose method has another shape.
+type (
+	DataplaneFunc func(ctx context.Context, cfg dataplane.Config) error
+	FailoverFunc  func(ctx context.Context, cfg failover.Config) error
+	InfraFunc     func(ctx context.Context, cfg infra.Config, lead bool) error
+)
+
+func (f DataplaneFunc) Apply(ctx context.Context, c dataplane.Config) error { return f(ctx, c) }
+func (f FailoverFunc) Apply(ctx context.Context, c failover.Config) error   { return f(ctx, c) }
+func (f InfraFunc) Apply(ctx context.Context, c infra.Config, lead bool) error {
+	return f(ctx, c, lead)
+}
+
+// Loop is the reconcile loop of one node: fetch, validate, plan, apply,
+// report. Only Run's goroutine touches the desired state; Status may be
+// read from anywhere.
+type Loop struct {
+	Node   string
+	Source Source
+	// Any applier may be nil: `gitedge proxy` runs only the dataplane.
+	Dataplane DataplaneApplier
+	Failover  FailoverApplier
+	Infra     InfraApplier
+	// IsLeader answers whether this node applies infra changes now; nil
+	// means a node leads when the Edge names no leader or names it.
+	IsLeader func(Leader) bool
+	// Resync re-applies the last good state this often, so drift made by
+	// hand (a VM edited in Proxmox) is set back without a new commit.
+	// 0 disables it.
+	Resync time.Duration
+	// DryRun stops every pass after plan.
+	DryRun  bool
+	Logger  *slog.Logger // nil discards
+	Metrics *Metrics     // nil: no metrics
+
+	mu      sync.Mutex
+	status  Status
+	live    *Desired // last desired state applied without error
+	liveRev Revision
+	passes  int
+}
+
+// Result is the outcome of one pass.
+type Result string
+
+const (
+	ResultApplied   Result = "applied"   // a new state was applied everywhere
+	ResultUnchanged Result = "unchanged" // the revision plans nothing; subsystems re-checked
+	ResultPlanned   Result = "planned"   // dry run: stopped after plan
+	ResultInvalid   Result = "invalid"   // fetch, verify, parse or validate refused it: terminal for this head
+	ResultFailed    Result = "failed"    // a subsystem failed to apply; retried on the next pass
+	ResultFetchErr  Result = "fetch-error"
+)
+
+// Run drives passes until ctx ends. It returns nil on cancellation.
+func (l *Loop) Run(ctx context.Context) error {
+	if l.Source == nil {
+		return errors.New("reconcile: no source")
+	}
+	type next struct {
+		rev Revision
+		err error
+	}
+	revs := make(chan next)
+	go func() { // the only reader of Source
+		for {
+			r, err := l.Source.Next(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case revs <- next{r, err}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var resync <-chan time.Time
+	if l.Resync > 0 {
+		t := time.NewTicker(l.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case n := <-revs:
+			l.Pass(ctx, n.rev, n.err)
+		case <-resync:
+			l.mu.Lock()
+			rev := l.liveRev
+			l.mu.Unlock()
+			if rev.Files != nil {
+				rev.Trigger = "resync"
+				l.Pass(ctx, rev, nil)
+			}
+		}
+	}
+}
+
+// Pass runs one pass over a revision (or the error fetching it) and
+// returns its result. Status and metrics are updated on every exit path.
+func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Result, err error) {
+	l.mu.Lock()
+	l.passes++
+	id := l.passes
+	l.mu.Unlock()
+	log := l.logger().With("pass", id, "commit", short(rev.Commit), "trigger", rev.Trigger)
+	start := time.Now()
+	var plan Plan
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = ResultFailed, fmt.Errorf("reconcile pass panicked: %v", p)
+		}
+		l.report(rev, start, res, err, plan, log)
+	}()
+
+	// 1. fetch and verify happened in the source; its error decides.
+	if fetchErr != nil {
+		if IsTransient(fetchErr) {
+			return ResultFetchErr, fetchErr
+		}
+		return ResultInvalid, fetchErr
+	}
+	// 2. load and validate: all-or-nothing.
+	desired, err := Load(rev.Files)
+	if err != nil {
+		return ResultInvalid, err
+	}
+	fcfg, err := desired.FailoverFor(l.Node)
+	if err != nil && l.Failover != nil {
+		return ResultInvalid, err
+	}
+	// 3. plan against what is live.
+	l.mu.Lock()
+	live := l.live
+	l.mu.Unlock()
+	plan = Diff(live, desired)
+	if l.DryRun {
+		return ResultPlanned, nil
+	}
+	// 4. apply, growing in dependency order and shrinking in reverse.
+	lead := l.leads(desired.Edge.InfraLeader)
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"infra", func() error {
+			if l.Infra == nil {
+				return nil
+			}
+			return l.Infra.Apply(ctx, desired.Infra, lead)
+		}},
+		{"dataplane", func() error {
+			if l.Dataplane == nil || (live != nil && live.Dataplane.Equal(desired.Dataplane)) {
+				return nil
+			}
+			return l.Dataplane.Apply(ctx, desired.Dataplane)
+		}},
+		{"failover", func() error {
+			if l.Failover == nil {
+				return nil
+			}
+			if live != nil {
+				if old, err := live.FailoverFor(l.Node); err == nil && old.Equal(fcfg) {
+					return nil
+				}
+			}
+			return l.Failover.Apply(ctx, fcfg)
+		}},
+	}
+	if plan.shrinksInfra() {
+		steps[0], steps[2] = steps[2], steps[0]
+	}
+	var errs []error
+	for _, s := range steps {
+		if err := s.run(); err != nil {
+			errs = append(errs, &StepError{Step: s.name, Err: err})
+			l.setCondition(s.name, CondFailed, err.Error())
+		} else {
+			l.setCondition(s.name, CondReady, "")
+		}
+	}
+	if len(errs) > 0 {
+		return ResultFailed, errors.Join(errs...)
+	}
+	l.mu.Lock()
+	l.live, l.liveRev = desired, rev
+	l.mu.Unlock()
+	if plan.Empty() {
+		return ResultUnchanged, nil
+	}
+	return ResultApplied, nil
+}
+
+func (p Plan) shrinksInfra() bool {
+	for _, c := range p.Changes {
+		if c.Kind == "VirtualMachine" && c.Action == Remove {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Loop) leads(ld Leader) bool {
+	if l.IsLeader != nil {
+		return l.IsLeader(ld)
+	}
+	return ld == (Leader{}) || ld.Node == l.Node
+}
+
+// Live returns the last desired state applied without error, or nil.
+func (l *Loop) Live() *Desired {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.live
+}
+
+func (l *Loop) logger() *slog.Logger {
+	if l.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l.Logger
+}
+
+func short(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}
+
+// StepError says which step of a pass failed.
+type StepError struct {
+	Step string // fetch, verify, load, infra, dataplane, failover
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// IsTransient reports whether retrying may help: an error anywhere in the
+// chain with Transient() true (a remote unreachable, a Proxmox 5xx). A
+// validation error is never transient.
+func IsTransient(err error) bool {
+	if _, ok := errors.AsType[Errors](err); ok {
+		return false
+	}
+	if t, ok := errors.AsType[interface {
+		error
+		Transient() bool
+	}](err); ok {
+		return t.Transient()
+	}
+	return false
+}

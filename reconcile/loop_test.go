@@ -1,0 +1,245 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/failover"
+	"github.com/gitedge/gitedge/infra"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// mapFS reads a directory into memory, applying edits as copyTree does.
+func mapFS(t *testing.T, dir string, edits map[string][][2]string) fstest.MapFS {
+	t.Helper()
+	out := fstest.MapFS{}
+	err := fs.WalkDir(os.DirFS(dir), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil {
+			return err
+		}
+		for _, e := range edits[p] {
+			if !strings.Contains(string(data), e[0]) {
+				t.Fatalf("%s lacks %q", p, e[0])
+			}
+			data = []byte(strings.Replace(string(data), e[0], e[1], 1))
+		}
+		out[p] = &fstest.MapFile{Data: data}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// recorder is a fake of all three subsystems that records every call.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	fail  map[string]error
+}
+
+func (r *recorder) record(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, name)
+	return r.fail[name]
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.calls
+	r.calls = nil
+	return c
+}
+
+func (r *recorder) loop(node string) *Loop {
+	return &Loop{
+		Node: node,
+		Dataplane: DataplaneFunc(func(_ context.Context, c dataplane.Config) error {
+			return r.record("dataplane " + itoa(len(c.Routes)) + " routes")
+		}),
+		Failover: FailoverFunc(func(_ context.Context, c failover.Config) error {
+			return r.record("failover priority " + itoa(int(c.Instances[0].Priority)))
+		}),
+		Infra: InfraFunc(func(_ context.Context, c infra.Config, lead bool) error {
+			l := "follower"
+			if lead {
+				l = "leader"
+			}
+			return r.record("infra " + itoa(len(c.VMs)) + " VMs " + l)
+		}),
+	}
+}
+
+type transientErr struct{ error }
+
+func (transientErr) Transient() bool { return true }
+
+func TestLoopPasses(t *testing.T) {
+	homelab := mapFS(t, "../examples/homelab", nil)
+	withRoute := mapFS(t, "../examples/homelab", map[string][][2]string{
+		"routes/blog.yaml": {{"name: blog", "name: blog"}, {"[blog.domain.tld]", "[blog.domain.tld, www.blog.domain.tld]"}},
+	})
+	broken := mapFS(t, "../examples/homelab", map[string][][2]string{"backends.yaml": {{"weight: 10", "weight: ten"}}})
+	pruned := mapFS(t, "../examples/homelab", map[string][][2]string{
+		"vms.yaml":  {{"---\napiVersion: gitedge/v1\nkind: VirtualMachine\nmetadata:\n  name: lb-1", "---\napiVersion: gitedge/v1\nkind: VirtualMachine\nmetadata:\n  name: lb-9"}, {"vmid: 151", "vmid: 159"}},
+		"edge.yaml": {{"prune: false", "prune: true"}},
+	})
+
+	rec := &recorder{}
+	reg := prometheus.NewRegistry()
+	l := rec.loop("lb-1")
+	l.Metrics = NewMetrics(reg)
+	leader := true
+	l.IsLeader = func(ld Leader) bool { return ld.VRRP == "VI_1" && leader }
+	ctx := context.Background()
+
+	steps := []struct {
+		name      string
+		rev       Revision
+		fetchErr  error
+		fail      map[string]error
+		leader    bool
+		want      Result
+		wantCalls []string
+		wantLive  string
+	}{
+		{name: "first commit", rev: Revision{Commit: "c1", Files: homelab}, leader: true, want: ResultApplied,
+			wantCalls: []string{"infra 2 VMs leader", "dataplane 3 routes", "failover priority 101"}, wantLive: "c1"},
+		{name: "same content again: only infra re-observes", rev: Revision{Commit: "c2", Files: homelab}, leader: true, want: ResultUnchanged,
+			wantCalls: []string{"infra 2 VMs leader"}, wantLive: "c2"},
+		{name: "invalid commit keeps the last good", rev: Revision{Commit: "c3", Files: broken}, leader: true, want: ResultInvalid, wantLive: "c2"},
+		{name: "unreachable remote", fetchErr: transientErr{errors.New("dial tcp: connection refused")}, leader: true, want: ResultFetchErr, wantLive: "c2"},
+		{name: "dataplane fails: nothing recorded as live", rev: Revision{Commit: "c4", Files: withRoute}, leader: false,
+			fail: map[string]error{"dataplane 3 routes": errors.New("bind :80: address in use")}, want: ResultFailed,
+			wantCalls: []string{"infra 2 VMs follower", "dataplane 3 routes"}, wantLive: "c2"},
+		{name: "retry succeeds", rev: Revision{Commit: "c4", Files: withRoute}, leader: false, want: ResultApplied,
+			wantCalls: []string{"infra 2 VMs follower", "dataplane 3 routes"}, wantLive: "c4"},
+		{name: "prune shrinks infra last", rev: Revision{Commit: "c5", Files: pruned}, leader: true, want: ResultApplied,
+			wantCalls: []string{"dataplane 3 routes", "infra 2 VMs leader"}, wantLive: "c5"},
+	}
+	for _, s := range steps {
+		rec.fail = s.fail
+		leader = s.leader
+		got, err := l.Pass(ctx, s.rev, s.fetchErr)
+		if got != s.want {
+			t.Fatalf("%s: result %s (%v), want %s", s.name, got, err, s.want)
+		}
+		if calls := rec.take(); !slices.Equal(calls, s.wantCalls) {
+			t.Errorf("%s: calls %q, want %q", s.name, calls, s.wantCalls)
+		}
+		st := l.Status()
+		if st.Live == nil || st.Live.Commit != s.wantLive {
+			t.Errorf("%s: live %+v, want %s", s.name, st.Live, s.wantLive)
+		}
+		if st.LastAttempt.Result != s.want {
+			t.Errorf("%s: last attempt %+v", s.name, st.LastAttempt)
+		}
+	}
+	st := l.Status()
+	if st.Conditions["dataplane"].Status != CondReady || st.Conditions["config"].Status != CondReady {
+		t.Errorf("conditions after recovery: %+v", st.Conditions)
+	}
+	if got := testutil.ToFloat64(l.Metrics.passes.WithLabelValues("invalid")); got != 1 {
+		t.Errorf("%s{result=invalid} = %v", MetricPasses, got)
+	}
+	if got := testutil.ToFloat64(l.Metrics.live.WithLabelValues("c5")); got != 1 {
+		t.Errorf("%s{commit=c5} = %v", MetricLiveCommit, got)
+	}
+}
+
+func TestLoopInvalidThenStalled(t *testing.T) {
+	rec := &recorder{}
+	l := rec.loop("lb-0")
+	broken := mapFS(t, "../examples/homelab", map[string][][2]string{"routes/blog.yaml": {{"k3s-http-ingress", "nope"}}})
+	res, err := l.Pass(context.Background(), Revision{Commit: "bad", Files: broken}, nil)
+	if res != ResultInvalid || err == nil || !strings.Contains(err.Error(), `routes/blog.yaml:7: Route "blog": spec.http.backend: no Backend named "nope"`) {
+		t.Fatalf("result %s, err %v", res, err)
+	}
+	if calls := rec.take(); len(calls) != 0 {
+		t.Errorf("an invalid commit reached the subsystems: %q", calls)
+	}
+	st := l.Status()
+	if st.Live != nil || st.Conditions["config"].Status != CondStalled || !strings.Contains(st.Conditions["config"].Message, "nope") {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestLoopDryRun(t *testing.T) {
+	rec := &recorder{}
+	l := rec.loop("lb-0")
+	l.DryRun = true
+	res, err := l.Pass(context.Background(), Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}, nil)
+	if res != ResultPlanned || err != nil {
+		t.Fatalf("%s %v", res, err)
+	}
+	if calls := rec.take(); len(calls) != 0 {
+		t.Errorf("dry run applied: %q", calls)
+	}
+	if p := l.Status().LastAttempt.Plan; p != "15 to add, 0 to change, 0 to remove" {
+		t.Errorf("plan summary %q", p)
+	}
+}
+
+// chanSource serves revisions from a channel.
+type chanSource chan Revision
+
+func (c chanSource) Next(ctx context.Context) (Revision, error) {
+	select {
+	case r := <-c:
+		return r, nil
+	case <-ctx.Done():
+		return Revision{}, ctx.Err()
+	}
+}
+
+func TestLoopRunAndResync(t *testing.T) {
+	rec := &recorder{}
+	l := rec.loop("lb-0")
+	src := make(chanSource)
+	l.Source = src
+	l.Resync = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil), Trigger: "start"}
+	// Resync re-applies infra without a new commit; wait for two of them.
+	deadline := time.After(5 * time.Second)
+	var infraCalls int
+	for infraCalls < 3 {
+		select {
+		case <-deadline:
+			t.Fatalf("only %d infra passes", infraCalls)
+		case <-time.After(5 * time.Millisecond):
+		}
+		for _, c := range rec.take() {
+			if strings.HasPrefix(c, "infra") {
+				infraCalls++
+			}
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v on cancel", err)
+	}
+	if tr := l.Status().LastAttempt.Trigger; tr != "resync" {
+		t.Errorf("last trigger %q, want resync", tr)
+	}
+}

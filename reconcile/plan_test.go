@@ -1,0 +1,154 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// copyTree copies a routes directory, applying replacements per file
+// (relative path -> old, new pairs, each of which must match once).
+func copyTree(t *testing.T, src string, edits map[string][][2]string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, e := range edits[filepath.ToSlash(rel)] {
+			if bytes.Count(data, []byte(e[0])) != 1 {
+				t.Fatalf("%s: %q must occur exactly once", rel, e[0])
+			}
+			data = bytes.Replace(data, []byte(e[0]), []byte(e[1]), 1)
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func mustLoad(t *testing.T, dir string) *Desired {
+	t.Helper()
+	d, err := LoadDir(dir)
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	return d
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "plan", name+".txt")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestPlanText(t *testing.T) {
+	homelab := "../examples/homelab"
+	tests := []struct {
+		name  string
+		edits map[string][][2]string // applied to a copy of homelab to make the head
+		base  string                 // "" = homelab; "-" = nothing
+	}{
+		{
+			// The foundation issue's acceptance case: one route, one server
+			// weight, one VM's memory.
+			name: "three-changes",
+			edits: map[string][][2]string{
+				"routes/blog.yaml": {{"hosts: [blog.domain.tld]", "hosts: [blog.domain.tld, www.blog.domain.tld]"}},
+				"backends.yaml":    {{`address: "192.0.2.240:80", weight: 10`, `address: "192.0.2.240:80", weight: 20`}},
+				"vms.yaml":         {{"memory: 4096\n  onBoot: true\n  agent: true\n  disk: {bus: scsi, storage: vmdata, size: 8G, format: qcow2}\n  network: [{model: virtio, bridge: vmbr0, vlan: 33}]\n  cloudInit:\n    user: ansible\n    ipConfig: {ip: 192.0.2.251/24", "memory: 8192\n  onBoot: true\n  agent: true\n  disk: {bus: scsi, storage: vmdata, size: 8G, format: qcow2}\n  network: [{model: virtio, bridge: vmbr0, vlan: 33}]\n  cloudInit:\n    user: ansible\n    ipConfig: {ip: 192.0.2.251/24"}},
+			},
+		},
+		{name: "no-changes"},
+		{
+			name: "add-and-remove",
+			edits: map[string][][2]string{
+				"routes/staging.yaml": {{"name: staging", "name: staging2"}},
+				"edge.yaml": {
+					{"version: 2", "version: 3"},
+					{"      auth: {type: pass, password: \"9999\"}\n", ""},
+					{"advertInterval: 1s", "advertInterval: 100ms"},
+					{"    prune: false", "    prune: true"},
+				},
+				"backends.yaml": {{`    - {name: trfk-ingress, address: "192.0.2.240:443", weight: 10, maxConn: 1000}`,
+					`    - {name: trfk-ingress, address: "192.0.2.240:443", weight: 10, maxConn: 1000}` + "\n" +
+						`    - {name: trfk-ingress-2, address: "192.0.2.241:443", weight: 5}`}},
+			},
+		},
+		{name: "from-nothing", base: "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			head := mustLoad(t, copyTree(t, homelab, tt.edits))
+			var base *Desired
+			if tt.base != "-" {
+				base = mustLoad(t, homelab)
+			}
+			var b strings.Builder
+			if err := Diff(base, head).WriteText(&b); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tt.name, b.String())
+		})
+	}
+}
+
+func TestPlanCountsAndJSON(t *testing.T) {
+	base := mustLoad(t, "../examples/homelab")
+	head := mustLoad(t, copyTree(t, "../examples/homelab", map[string][][2]string{
+		"routes/blog.yaml": {{"k3s-http-ingress", "k8s-http-ingress"}},
+	}))
+	p := Diff(base, head)
+	if a, c, r := p.Counts(); a != 0 || c != 1 || r != 0 {
+		t.Fatalf("counts = %d/%d/%d, want 0/1/0", a, c, r)
+	}
+	if !p.Touches("Route") || p.Touches("VirtualMachine", "VRRPInstance") {
+		t.Errorf("Touches is wrong for %+v", p)
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"changes":[{"kind":"Route","name":"blog","action":"change","fields":[{"path":"http.backend","old":"k3s-http-ingress","new":"k8s-http-ingress"}]}]}`
+	if string(data) != want {
+		t.Errorf("json:\n got %s\nwant %s", data, want)
+	}
+	if !Diff(base, base).Empty() {
+		t.Errorf("a state compared with itself must plan nothing")
+	}
+}
+
+func TestPlanNeverShowsVRRPPassword(t *testing.T) {
+	head := mustLoad(t, "../examples/homelab")
+	var b strings.Builder
+	_ = Diff(nil, head).WriteText(&b)
+	if strings.Contains(b.String(), "9999") {
+		t.Errorf("plan shows the VRRP password:\n%s", b.String())
+	}
+}

@@ -1,0 +1,190 @@
+package reconcile
+
+import (
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Status is what a node reports about itself (SPEC §4.7): the commit it
+// runs, the last attempt and why it failed, and a condition per step. The
+// admin server, `gitedge status` and the metrics all read this one value.
+type Status struct {
+	Node        string               `json:"node"`
+	Live        *CommitInfo          `json:"live,omitempty"` // nil until a first commit applied
+	LastAttempt *Attempt             `json:"lastAttempt,omitempty"`
+	Conditions  map[string]Condition `json:"conditions"`
+}
+
+// CommitInfo describes a commit.
+type CommitInfo struct {
+	Commit    string    `json:"commit"`
+	Signer    string    `json:"signer,omitempty"`
+	Author    string    `json:"author,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	AppliedAt time.Time `json:"appliedAt"`
+}
+
+// Attempt is the last pass.
+type Attempt struct {
+	Commit   string        `json:"commit,omitempty"`
+	Trigger  string        `json:"trigger,omitempty"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration"`
+	Result   Result        `json:"result"`
+	Error    string        `json:"error,omitempty"`
+	Plan     string        `json:"plan,omitempty"` // "2 to add, 1 to change, 0 to remove"
+}
+
+// CondStatus is the state of one condition.
+type CondStatus string
+
+const (
+	CondReady   CondStatus = "Ready"
+	CondFailed  CondStatus = "Failed"  // retried on the next pass
+	CondStalled CondStatus = "Stalled" // needs a new commit (invalid, untrusted)
+)
+
+// Condition is the state of one step: source, config, infra, dataplane, failover.
+type Condition struct {
+	Status  CondStatus `json:"status"`
+	Message string     `json:"message,omitempty"`
+	Since   time.Time  `json:"since"`
+}
+
+// Status returns a copy of the node's status.
+func (l *Loop) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.status
+	s.Node = l.Node
+	s.Conditions = maps.Clone(l.status.Conditions)
+	if s.Live != nil {
+		c := *s.Live
+		s.Live = &c
+	}
+	if s.LastAttempt != nil {
+		a := *s.LastAttempt
+		s.LastAttempt = &a
+	}
+	return s
+}
+
+func (l *Loop) setCondition(name string, st CondStatus, msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setConditionLocked(name, st, msg)
+}
+
+func (l *Loop) setConditionLocked(name string, st CondStatus, msg string) {
+	if l.status.Conditions == nil {
+		l.status.Conditions = map[string]Condition{}
+	}
+	old, ok := l.status.Conditions[name]
+	since := time.Now()
+	if ok && old.Status == st {
+		since = old.Since
+	}
+	l.status.Conditions[name] = Condition{Status: st, Message: msg, Since: since}
+}
+
+// report records a pass in status, metrics and the log; it runs on every
+// exit path of Pass.
+func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan Plan, log *slog.Logger) {
+	d := time.Since(start)
+	a, c, r := plan.Counts()
+	att := &Attempt{Commit: rev.Commit, Trigger: rev.Trigger, Started: start, Duration: d, Result: res}
+	if res != ResultInvalid && res != ResultFetchErr {
+		att.Plan = planSummary(a, c, r)
+	}
+	if err != nil {
+		att.Error = err.Error()
+	}
+	l.mu.Lock()
+	l.status.LastAttempt = att
+	switch res {
+	case ResultApplied, ResultUnchanged:
+		l.status.Live = &CommitInfo{Commit: rev.Commit, Signer: rev.Signer, Author: rev.Author, Message: rev.Message, AppliedAt: time.Now()}
+		l.setConditionLocked("source", CondReady, "")
+		l.setConditionLocked("config", CondReady, "")
+	case ResultFetchErr:
+		l.setConditionLocked("source", CondFailed, att.Error)
+	case ResultInvalid:
+		// Last known good (SPEC §4.1): nothing changes until a new head.
+		step := "config"
+		if rev.Files == nil {
+			step = "source"
+		}
+		l.setConditionLocked(step, CondStalled, att.Error)
+	}
+	live := l.status.Live
+	l.mu.Unlock()
+
+	if m := l.Metrics; m != nil {
+		m.passes.WithLabelValues(string(res)).Inc()
+		m.duration.Observe(d.Seconds())
+		switch res {
+		case ResultApplied, ResultUnchanged:
+			m.lastSuccess.Set(1)
+			m.lastSuccessTime.SetToCurrentTime()
+			m.live.Reset()
+			m.live.WithLabelValues(live.Commit).Set(1)
+		case ResultInvalid, ResultFailed, ResultFetchErr:
+			m.lastSuccess.Set(0)
+		}
+	}
+	attrs := []any{"result", res, "duration", d.Round(time.Millisecond)}
+	if !plan.Empty() {
+		attrs = append(attrs, "plan", att.Plan)
+	}
+	switch {
+	case err != nil:
+		log.Warn("reconcile pass failed", append(attrs, "error", err)...)
+	case res == ResultApplied:
+		log.Info("reconcile pass applied", attrs...)
+	default:
+		log.Debug("reconcile pass", attrs...)
+	}
+}
+
+func planSummary(a, c, r int) string {
+	return itoa(a) + " to add, " + itoa(c) + " to change, " + itoa(r) + " to remove"
+}
+
+// Metric names, shared with tests.
+const (
+	MetricPasses          = "gitedge_reconcile_passes_total"
+	MetricDuration        = "gitedge_reconcile_duration_seconds"
+	MetricLastSuccess     = "gitedge_reconcile_last_success"
+	MetricLastSuccessTime = "gitedge_reconcile_last_success_timestamp_seconds"
+	MetricLiveCommit      = "gitedge_live_commit_info"
+)
+
+// Metrics are the loop's Prometheus metrics.
+type Metrics struct {
+	passes          *prometheus.CounterVec
+	duration        prometheus.Histogram
+	lastSuccess     prometheus.Gauge
+	lastSuccessTime prometheus.Gauge
+	live            *prometheus.GaugeVec
+}
+
+// NewMetrics registers the loop's metrics into reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricPasses,
+			Help: "Reconcile passes by result (applied, unchanged, planned, invalid, failed, fetch-error)."}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDuration,
+			Help: "Duration of reconcile passes.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastSuccess,
+			Help: "1 if the last reconcile pass converged, 0 if it failed."}),
+		lastSuccessTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastSuccessTime,
+			Help: "Unix time of the last pass that converged."}),
+		live: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricLiveCommit,
+			Help: "The commit this node runs (value 1)."}, []string{"commit"}),
+	}
+	reg.MustRegister(m.passes, m.duration, m.lastSuccess, m.lastSuccessTime, m.live)
+	return m
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -287,6 +288,32 @@ func (m *Manager) States() map[string]State {
 	for n, ri := range m.running {
 		out[n] = ri.r.State()
 	}
+	return out
+}
+
+// InstanceStatus is what a status page shows of one instance.
+type InstanceStatus struct {
+	Name     string     `json:"name"`
+	State    string     `json:"state"`
+	Priority uint8      `json:"priority"`
+	Master   netip.Addr `json:"master,omitzero"` // the master as last seen
+	VIPs     []string   `json:"vips"`
+	Counters Counters   `json:"counters"`
+}
+
+// Status returns every running instance's status, sorted by name.
+func (m *Manager) Status() []InstanceStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]InstanceStatus, 0, len(m.running))
+	for n, ri := range m.running {
+		st := InstanceStatus{Name: n, State: ri.r.State().String(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
+		for _, v := range ri.in.VIPs {
+			st.VIPs = append(st.VIPs, v.String())
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b InstanceStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -82,6 +82,9 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		if s := m.States(); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
 			t.Fatalf("states %v", s)
 		}
+		if st := m.Status(); len(st) != 2 || st[0].Name != "VI_1" || st[0].State != "MASTER" || st[0].Master != addr1 || st[1].VIPs[0] != "192.0.2.20/24" {
+			t.Fatalf("status %+v", st)
+		}
 		// Same config: nothing restarts.
 		if err := m.Apply(cfg); err != nil {
 			t.Fatal(err)

@@ -51,6 +51,7 @@ type Router struct {
 
 	mu       sync.Mutex
 	counters Counters
+	master   netip.Addr      // the current master as last seen; guarded by mu
 	health   map[string]bool // tracked condition -> healthy; guarded by mu
 	trackCh  chan struct{}   // poked after health changes
 	vipLost  chan struct{}
@@ -118,6 +119,21 @@ func (r *Router) Counters() Counters {
 	c := r.counters
 	c.Drops = maps.Clone(r.counters.Drops)
 	return c
+}
+
+func (r *Router) setMaster(a netip.Addr) {
+	r.mu.Lock()
+	r.master = a
+	r.mu.Unlock()
+}
+
+// Master is the address of the instance's master as this node last saw
+// it: its own when master, the last accepted advertiser when backup,
+// invalid when unknown.
+func (r *Router) Master() netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.master
 }
 
 // Track reports the health of one tracked condition ("interface eth0",
@@ -431,6 +447,7 @@ func (r *Router) backupReceive(p *vrrp.Packet, src netip.Addr) {
 		return
 	}
 	if !r.cfg.Preempt || p.Priority >= r.cfg.Priority {
+		r.setMaster(src)
 		r.preemptAt = time.Time{}
 		r.learnInterval(p)
 		r.down.Reset(r.masterDownInterval())
@@ -473,6 +490,7 @@ func (r *Router) masterReceive(p *vrrp.Packet, src netip.Addr) {
 	own := r.tr.Source()
 	if p.Priority > r.cfg.Priority || (p.Priority == r.cfg.Priority && src.Compare(own) > 0) {
 		r.learnInterval(p)
+		r.setMaster(src)
 		// One last advertisement with our priority (keepalived's
 		// higher_prio_send_advert): if the other master never heard us
 		// (a healed partition where its advert arrived first), this is
@@ -618,6 +636,12 @@ func (r *Router) transition(to State, reason string) {
 	}
 	r.state.Store(int32(to))
 	r.mu.Lock()
+	switch to {
+	case StateMaster:
+		r.master = r.tr.Source()
+	case StateInitialize, StateFault:
+		r.master = netip.Addr{}
+	}
 	r.counters.Transitions++
 	if to == StateMaster {
 		r.counters.BecameMaster++

@@ -84,6 +84,9 @@ func TestElection(t *testing.T) {
 		if got := n1.transitions(t0); got != "INIT>BACKUP@0s" {
 			t.Fatalf("n1 transitions %q", got)
 		}
+		if n1.r.Master() != addr2 || n2.r.Master() != addr2 {
+			t.Fatalf("masters as seen: n1 %v, n2 %v", n1.r.Master(), n2.r.Master())
+		}
 		if c := n1.r.Counters(); c.AdvertsReceived < 20 || len(c.Drops) != 0 {
 			t.Fatalf("n1 counters %+v", c)
 		}

@@ -259,6 +259,10 @@ func TestLabReload(t *testing.T) {
 	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
 	requireTools(t, "curl")
 	metrics := run(t, "ip", "netns", "exec", n1.ns, "curl", "-sf", "http://127.0.0.1:9101/metrics")
+	status := run(t, "ip", "netns", "exec", n1.ns, "curl", "-sf", "http://127.0.0.1:9101/status")
+	if !strings.Contains(status, `"name":"VI_1","state":"MASTER","priority":100,"master":"192.0.2.11"`) {
+		t.Errorf("status: %s", status)
+	}
 	for _, want := range []string{`gitedge_vrrp_state{instance="VI_1"} 2`, `gitedge_vrrp_transitions_total{instance="VI_1",to="MASTER"} 1`, `gitedge_vrrp_adverts_sent_total{instance="VI_1"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)

@@ -21,6 +21,27 @@ type lan struct {
 	mu    sync.Mutex
 	ports []*memTransport
 	cut   bool
+
+	fxMu sync.Mutex
+	fxs  []*memEffects
+	dual int // times a router added a VIP another one on the lan held
+}
+
+// effects makes a memEffects that reports to the lan when it adds a VIP
+// another router on the same lan still holds.
+func (l *lan) effects() *memEffects {
+	e := newEffects()
+	e.lan = l
+	l.fxMu.Lock()
+	l.fxs = append(l.fxs, e)
+	l.fxMu.Unlock()
+	return e
+}
+
+func (l *lan) dualHolds() int {
+	l.fxMu.Lock()
+	defer l.fxMu.Unlock()
+	return l.dual
 }
 
 type memTransport struct {
@@ -113,6 +134,7 @@ func (t *memTransport) sentPackets() []sentPacket {
 
 // memEffects records the host state a Router sets.
 type memEffects struct {
+	lan      *lan
 	mu       sync.Mutex
 	vips     map[netip.Prefix]bool
 	bursts   []int // announce counts, in order
@@ -122,6 +144,15 @@ type memEffects struct {
 func newEffects() *memEffects { return &memEffects{vips: map[netip.Prefix]bool{}} }
 
 func (e *memEffects) AddVIPs(v []netip.Prefix) error {
+	if l := e.lan; l != nil && !e.holds() {
+		l.fxMu.Lock()
+		for _, o := range l.fxs {
+			if o != e && o.holds() {
+				l.dual++
+			}
+		}
+		l.fxMu.Unlock()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, p := range v {
@@ -183,7 +214,7 @@ func baseInstance(prio uint8) Instance {
 // synctest bubble; the router is stopped at the end of the test.
 func start(t *testing.T, l *lan, addr string, in Instance) *node {
 	t.Helper()
-	n := &node{tr: l.port(addr), fx: newEffects(), done: make(chan struct{})}
+	n := &node{tr: l.port(addr), fx: l.effects(), done: make(chan struct{})}
 	r, err := NewRouter(in, RouterOptions{Transport: n.tr, Effects: n.fx, OnTransition: func(e Event) {
 		n.mu.Lock()
 		n.events = append(n.events, e)

@@ -62,6 +62,12 @@ type Router struct {
 	garp, refresh  *time.Timer
 	preemptAt      time.Time
 	lastReassert   time.Time
+	// Preempting a live master: when we last heard a lower-priority master
+	// and from where, and the handover in progress (see preempt).
+	lowerAt        time.Time
+	lowerSrc       netip.Addr
+	handover       *time.Timer
+	takingOver     bool
 	faults         []string // failing tracked conditions, sorted
 	mismatchLogged bool
 }
@@ -167,7 +173,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("failover: instance %q: Run called twice", r.cfg.Name)
 	}
-	r.adv, r.down, r.garp, r.refresh = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()
+	r.adv, r.down, r.garp, r.refresh, r.handover = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()
 	// A previous run may have died holding the VIPs (SIGKILL): remove them
 	// before anything else so this node never claims what it does not own.
 	if err := r.fx.RemoveVIPs(r.cfg.VIPs); err != nil {
@@ -206,12 +212,20 @@ func (r *Router) Run(ctx context.Context) error {
 			r.sendAdvert(r.cfg.Priority)
 			r.adv.Reset(r.cfg.AdvertInterval)
 			// Renew the VIPs (and their lifetime, see LinuxSystem).
-			if err := r.fx.AddVIPs(r.cfg.VIPs); err != nil {
-				r.log.Warn("renewing VIPs", "err", err)
+			if r.State() == StateMaster {
+				if err := r.fx.AddVIPs(r.cfg.VIPs); err != nil {
+					r.log.Warn("renewing VIPs", "err", err)
+				}
 			}
 		case <-r.down.C:
 			// RFC 5798 §6.4.2 / RFC 3768 §6.4.2: Master_Down_Timer fires.
-			r.becomeMaster("master down timer expired")
+			if r.preemptingLive() {
+				r.preempt()
+			} else {
+				r.becomeMaster("master down timer expired")
+			}
+		case <-r.handover.C:
+			r.finishTakeover("the old master did not confirm; taking over")
 		case <-r.garp.C:
 			// keepalived's garp_master_delay: a second burst after becoming master.
 			r.announce(r.cfg.GARP.Repeat, "second burst")
@@ -279,7 +293,7 @@ func (r *Router) startup(reason string) {
 		return
 	}
 	r.masterAdverInt = r.cfg.AdvertInterval
-	r.preemptAt = time.Time{}
+	r.preemptAt, r.lowerAt = time.Time{}, time.Time{}
 	r.down.Reset(r.masterDownInterval())
 	r.transition(StateBackup, reason)
 }
@@ -287,6 +301,7 @@ func (r *Router) startup(reason string) {
 // shutdown is the Shutdown event in every state (RFC 5798 §6.4.2, §6.4.3).
 func (r *Router) shutdown() {
 	r.down.Stop()
+	r.cancelTakeover()
 	if r.State() == StateMaster {
 		r.adv.Stop()
 		// §6.4.3: send an ADVERTISEMENT with Priority = 0.
@@ -298,8 +313,38 @@ func (r *Router) shutdown() {
 	r.transition(StateInitialize, "stopped")
 }
 
+// preemptingLive reports whether the Master_Down_Timer fired while a
+// lower-priority master was still advertising: a preemption, not a dead
+// master.
+func (r *Router) preemptingLive() bool {
+	return !r.lowerAt.IsZero() && time.Since(r.lowerAt) < r.masterDownInterval()
+}
+
+// preempt takes over from a live lower-priority master without both ever
+// holding the VIPs: send our ADVERTISEMENT first (RFC 5798 §6.4.2), and
+// add the VIPs only once the old master released them — a gitedge master
+// confirms with its last advertisement after removing them; another
+// implementation (keepalived removes them on receipt) gets a short grace.
+func (r *Router) preempt() {
+	r.takingOver = true
+	r.sendAdvert(r.cfg.Priority)
+	r.handover.Reset(min(r.cfg.AdvertInterval, 50*time.Millisecond))
+	r.log.Info("preempting a lower-priority master", "master", r.lowerSrc)
+}
+
+// finishTakeover completes preempt.
+func (r *Router) finishTakeover(reason string) {
+	if !r.takingOver {
+		return
+	}
+	r.becomeMaster("preempted a lower-priority master: " + reason)
+}
+
 func (r *Router) becomeMaster(reason string) {
 	r.down.Stop()
+	r.handover.Stop()
+	r.takingOver = false
+	r.lowerAt = time.Time{}
 	r.preemptAt = time.Time{}
 	if err := r.fx.AddVIPs(r.cfg.VIPs); err != nil {
 		r.log.Error("adding VIPs", "err", err)
@@ -320,11 +365,20 @@ func (r *Router) becomeMaster(reason string) {
 
 // leaveMaster stops a master's timers and gives the VIPs up.
 func (r *Router) leaveMaster() {
+	r.cancelTakeover()
 	r.adv.Stop()
 	r.garp.Stop()
 	r.refresh.Stop()
 	if err := r.fx.RemoveVIPs(r.cfg.VIPs); err != nil {
 		r.log.Error("removing VIPs", "err", err)
+	}
+}
+
+// cancelTakeover abandons a preemption in progress.
+func (r *Router) cancelTakeover() {
+	if r.takingOver {
+		r.takingOver = false
+		r.handover.Stop()
 	}
 }
 
@@ -441,6 +495,22 @@ func (r *Router) checkAddresses(p *vrrp.Packet, src netip.Addr) {
 // backupReceive is RFC 5798 §6.4.2 / RFC 3768 §6.4.2, "If an ADVERTISEMENT
 // is received".
 func (r *Router) backupReceive(p *vrrp.Packet, src netip.Addr) {
+	if r.takingOver {
+		switch {
+		case src == r.lowerSrc && p.Priority != 0 && p.Priority < r.cfg.Priority:
+			// The old master's last advert: it has released the VIPs.
+			r.finishTakeover("the old master released the VIPs")
+			return
+		case p.Priority == 0:
+			r.finishTakeover("the old master stopped")
+			return
+		case p.Priority > r.cfg.Priority || (p.Priority == r.cfg.Priority && src.Compare(r.tr.Source()) > 0):
+			// Someone better is master after all: stay backup.
+			r.cancelTakeover()
+		default:
+			return // another lower-priority advert before the release
+		}
+	}
 	if p.Priority == 0 {
 		// The master is leaving: take over after Skew_Time.
 		r.down.Reset(r.skewTime())
@@ -453,6 +523,7 @@ func (r *Router) backupReceive(p *vrrp.Packet, src netip.Addr) {
 		r.down.Reset(r.masterDownInterval())
 		return
 	}
+	r.lowerAt, r.lowerSrc = time.Now(), src
 	// A lower-priority master and we preempt: discard, so the Master_Down_Timer
 	// makes us master. keepalived's preempt_delay first holds off preemption
 	// for that long (treating the adverts as accepted meanwhile).
@@ -492,12 +563,13 @@ func (r *Router) masterReceive(p *vrrp.Packet, src netip.Addr) {
 		r.learnInterval(p)
 		r.setMaster(src)
 		// One last advertisement with our priority (keepalived's
-		// higher_prio_send_advert): if the other master never heard us
-		// (a healed partition where its advert arrived first), this is
-		// how it learns clients may still point here, and re-announces.
-		r.adv.Stop()
-		r.sendAdvert(r.cfg.Priority)
+		// higher_prio_send_advert), once the VIPs are gone: if the other
+		// master never heard us (a healed partition where its advert
+		// arrived first), this is how it learns clients may still point
+		// here, and re-announces; a preempting gitedge takes it as the
+		// signal that the VIPs are free.
 		r.leaveMaster()
+		r.sendAdvert(r.cfg.Priority) // after the VIPs are gone: the winner's cue
 		r.down.Reset(r.masterDownInterval())
 		r.transition(StateBackup, fmt.Sprintf("advertisement from %v with priority %d (ours %d)", src, p.Priority, r.cfg.Priority))
 		return
@@ -522,6 +594,7 @@ func (r *Router) onTrack() {
 	case len(r.faults) > 0 && st != StateFault:
 		reason := "tracked " + r.faults[0] + " unhealthy"
 		r.down.Stop()
+		r.cancelTakeover()
 		if st == StateMaster {
 			r.adv.Stop()
 			// As keepalived's FAULT: tell the backups at once.

@@ -205,9 +205,13 @@ func TestPreempt(t *testing.T) {
 				if tt.delay > 0 && (became < tt.delay || became > tt.delay+down101+100*time.Millisecond) {
 					t.Fatalf("with preemptDelay %v, n2 master %v after start", tt.delay, became)
 				}
-				// The old master stepped down on the new one's first advert.
+				// The old master stepped down on the new one's first advert,
+				// and the new one added the VIP only once it was released.
 				if e := n1.lastEvent(); e.To != StateBackup || e.At.Sub(t1) != became {
 					t.Fatalf("n1 stepped down at %v, n2 became master at %v", e.At.Sub(t1), became)
+				}
+				if d := l.dualHolds(); d != 0 {
+					t.Fatalf("the VIP was added %d times while the other router held it", d)
 				}
 			})
 		})
@@ -568,5 +572,33 @@ func TestWaitsForReady(t *testing.T) {
 		}
 		cancel()
 		<-n.done
+	})
+}
+
+// Preempting a master that does not confirm the release (keepalived): the
+// VIPs are added after a short grace (50 ms at most) past our advert.
+func TestPreemptUnconfirmed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		n := start(t, &lan{}, "192.0.2.12", baseInstance(101))
+		for len(n.tr.sentPackets()) == 0 {
+			n.inject(t, advert(100, 10), peer, vrrp.GroupIPv4, 255)
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+		}
+		sent := n.tr.sentPackets()[0]
+		if n.r.State() != StateBackup || n.fx.holds() {
+			t.Fatalf("VIP added with the advert, before the old master could release it")
+		}
+		// Lower-priority adverts don't reset the Master_Down_Timer (§6.4.2).
+		if sent.at.Sub(t0) != down101 {
+			t.Fatalf("advert %v after start, want the master down interval %v", sent.at.Sub(t0), down101)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		wantState(t, n, StateMaster)
+		if e := n.lastEvent(); e.At.Sub(sent.at) != 50*time.Millisecond {
+			t.Fatalf("took the VIP %v after its advert, want the 50ms grace", e.At.Sub(sent.at))
+		}
 	})
 }

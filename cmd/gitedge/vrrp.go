@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,7 +29,7 @@ import (
 func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "vrrp", "DIR --node NAME")
 	node := fs.String("node", "", "this node's name in the Edge's spec.nodes (required)")
-	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101)")
+	metrics := fs.String("metrics", "", "serve Prometheus /metrics and a JSON /status on this address (e.g. 127.0.0.1:9101)")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	watch := fs.Duration("watch", 2*time.Second, "reload when a YAML file under DIR changes, checked this often (0: SIGHUP only)")
@@ -67,7 +68,13 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 			fmt.Fprintf(env.stderr, "gitedge vrrp: --metrics: %v\n", err)
 			return 1
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(m.Status())
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 	}

@@ -74,6 +74,12 @@ bench: build bench-deps
 bench-gitsource: deps
 	$(GO) test -run '^$$' -bench '^BenchmarkWebhookToFiles$$' -benchtime 100x -count 1 ./gitsource/
 
+# bench-failover: the namespace lab's failure scenarios, GE_BENCH_RUNS times
+# each (default 5), for gitedge and keepalived side by side, at VRRPv2 1 s
+# and VRRPv3 100 ms; prints the table of client outage medians (as root).
+bench-failover: build deps
+	$(GO) test -tags e2e -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m ./e2e/
+
 demo: build
 	./$(BIN) demo
 

@@ -126,6 +126,14 @@ func ValidateInstance(in Instance) []*FieldError {
 		}
 		fam = f
 	}
+	for j, a := range in.UnicastPeers {
+		if fam != 0 && a.Unmap().Is4() != (fam == 4) {
+			add(fmt.Sprintf("unicastPeers[%d]", j), "peer %s is not of the VIPs' address family: VRRP carries one family per instance", a)
+		}
+	}
+	if s := in.UnicastSource; s.IsValid() && len(in.UnicastPeers) > 0 && fam != 0 && s.Unmap().Is4() != (fam == 4) {
+		add("unicastSource", "%s is not of the VIPs' address family", s)
+	}
 	if in.PreemptDelay < 0 || in.PreemptDelay > 1000*time.Second {
 		add("preemptDelay", "must be 0s..1000s")
 	}

@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"pvesim":    {"run the Proxmox VE API simulator (what gitedge's infra tests and demo talk to)", runPvesim},
 		"inventory": {"print an Ansible inventory of the managed VMs with their guest-agent addresses", runInventory},
 		"source":    {"fetch and verify the configured routes repository and show what would be loaded (--watch follows it)", runSource},
+		"vrrp":      {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
 	}
 }
 

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The command refuses what it cannot run, before touching the network.
+func TestVrrpCommandErrors(t *testing.T) {
+	noFailover := t.TempDir()
+	os.WriteFile(filepath.Join(noFailover, "edge.yaml"), []byte(
+		"apiVersion: gitedge/v1\nkind: Edge\nmetadata: {name: x}\nspec:\n  nodes: [{name: a, address: 192.0.2.1}]\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no node", []string{"vrrp", "../../examples/homelab"}, 2, "usage: gitedge vrrp DIR --node NAME"},
+		{"no dir", []string{"vrrp", "--node", "lb-0"}, 2, "usage"},
+		{"unknown node", []string{"vrrp", "../../examples/homelab", "--node", "lb-9"}, 1, `node "lb-9" is not in the Edge's spec.nodes [lb-0 lb-1]`},
+		{"bad dir", []string{"vrrp", filepath.Join(t.TempDir(), "missing"), "--node", "lb-0"}, 1, "loading"},
+		{"no instances", []string{"vrrp", noFailover, "--node", "a"}, 1, "declares no failover instances"},
+		{"bad log format", []string{"vrrp", "../../examples/homelab", "--node", "lb-0", "--log-format", "xml"}, 2, "--log-format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, tt.args)
+			if code != tt.code || !strings.Contains(errb.String(), tt.want) {
+				t.Fatalf("exit %d (want %d), stderr:\n%s\nwant it to contain %q", code, tt.code, errb.String(), tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,748 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+var labSeq atomic.Int32
+
+// lab is a segment of network namespaces: a switch namespace with a
+// bridge, nodes n1..nN (192.0.2.11.., eth0 on the bridge, a veth svc0
+// standing for the local service's health) and a client (192.0.2.100).
+type lab struct {
+	t      testing.TB
+	prefix string
+	sw, cl string
+	nodes  []*labNode
+	mon    *vipMonitor
+}
+
+type labNode struct {
+	lab    *lab
+	name   string // n1, n2, ...
+	ns     string
+	addr   netip.Addr
+	port   string // its bridge port in the switch namespace
+	server *exec.Cmd
+	d      *daemon
+}
+
+func gitedgeBin(t testing.TB) string {
+	if b := os.Getenv("GITEDGE_BIN"); b != "" {
+		return b
+	}
+	b, err := filepath.Abs("../bin/gitedge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(b); err != nil {
+		t.Fatalf("gitedge binary: %v (run `make build` or `make e2e`)", err)
+	}
+	return b
+}
+
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func requireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required (make deps installs it): %v", tool, err)
+		}
+	}
+}
+
+// newLab builds the namespaces; they are deleted when the test ends,
+// whatever happens.
+func newLab(t testing.TB, nodes int) *lab {
+	requireTools(t, "ip", "bridge")
+	l := &lab{t: t, prefix: fmt.Sprintf("ge-%d-%d-", os.Getpid(), labSeq.Add(1))}
+	l.sw, l.cl = l.prefix+"sw", l.prefix+"cl"
+	var made []string
+	t.Cleanup(func() {
+		for _, ns := range slices.Backward(made) {
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	addNS := func(ns string) {
+		run(t, "ip", "netns", "add", ns)
+		made = append(made, ns)
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		// No duplicate address detection: link-local addresses usable at once.
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	}
+	addNS(l.sw)
+	run(t, "ip", "-n", l.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+	run(t, "ip", "-n", l.sw, "link", "set", "br0", "up")
+	attach := func(ns, port, mac string, addrs ...string) {
+		run(t, "ip", "link", "add", "eth0", "netns", ns, "address", mac, "type", "veth", "peer", "name", port, "netns", l.sw)
+		run(t, "ip", "-n", l.sw, "link", "set", port, "master", "br0", "up")
+		for _, a := range addrs {
+			run(t, "ip", "-n", ns, "addr", "add", a, "dev", "eth0")
+		}
+		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	}
+	for i := 1; i <= nodes; i++ {
+		n := &labNode{lab: l, name: fmt.Sprintf("n%d", i), ns: fmt.Sprintf("%sn%d", l.prefix, i),
+			addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}), port: fmt.Sprintf("p%d", i)}
+		addNS(n.ns)
+		attach(n.ns, n.port, fmt.Sprintf("02:00:00:00:00:1%d", i), n.addr.String()+"/24", fmt.Sprintf("2001:db8::1%d/64", i))
+		run(t, "ip", "-n", n.ns, "link", "add", "svc0", "type", "veth", "peer", "name", "svc0p")
+		run(t, "ip", "-n", n.ns, "link", "set", "svc0p", "up")
+		run(t, "ip", "-n", n.ns, "link", "set", "svc0", "up")
+		l.nodes = append(l.nodes, n)
+	}
+	addNS(l.cl)
+	attach(l.cl, "pc", "02:00:00:00:00:99", "192.0.2.100/24", "2001:db8::100/64")
+	l.mon = newVIPMonitor(t, l)
+	return l
+}
+
+func (l *lab) node(name string) *labNode {
+	for _, n := range l.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	l.t.Fatalf("no node %s", name)
+	return nil
+}
+
+// startProc starts a command in a namespace and kills it when the test ends.
+func (l *lab) startProc(ns string, env []string, stdout, stderr io.Writer, name string, args ...string) *exec.Cmd {
+	l.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("starting %s in %s: %v", name, ns, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	l.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	return cmd
+}
+
+// startServer runs the node's service on the VIPs (helper "serve").
+func (n *labNode) startServer(vips ...string) {
+	n.lab.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		n.lab.t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	var listen []string
+	for _, v := range vips {
+		listen = append(listen, net.JoinHostPort(v, "80"))
+	}
+	n.server = n.lab.startProc(n.ns, []string{"GE_E2E_HELPER=serve", "GE_E2E_NAME=" + n.name, "GE_E2E_LISTEN=" + strings.Join(listen, ",")},
+		pw, os.Stderr, self, "-test.run=^$", "-ge.serve="+n.lab.prefix+n.name)
+	ready := make(chan error, 1)
+	go func() {
+		l, err := bufio.NewReader(pr).ReadString('\n')
+		if err == nil && l != "ready\n" {
+			err = fmt.Errorf("server said %q", l)
+		}
+		ready <- err
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			n.lab.t.Fatalf("%s server: %v", n.name, err)
+		}
+	case <-time.After(10 * time.Second):
+		n.lab.t.Fatalf("%s server did not start", n.name)
+	}
+}
+
+func (n *labNode) killServer() {
+	if n.server != nil {
+		n.server.Process.Kill()
+		n.server = nil
+	}
+}
+
+// probes is the client's record of attempts on one VIP.
+type probes struct {
+	mu  sync.Mutex
+	got []probeResult
+}
+
+type probeResult struct {
+	at  time.Time
+	who string // node name, "" on failure
+}
+
+// startProbe runs the client's probe on vip every 10 ms.
+func (l *lab) startProbe(vip string) *probes {
+	l.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	p := &probes{}
+	pr, pw := io.Pipe()
+	l.startProc(l.cl, []string{"GE_E2E_HELPER=probe", "GE_E2E_TARGET=" + net.JoinHostPort(vip, "80")}, pw, os.Stderr, self, "-test.run=^$")
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) != 2 {
+				continue
+			}
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			r := probeResult{at: time.Unix(0, ns)}
+			if f[1] != "-" {
+				r.who = f[1]
+			}
+			p.mu.Lock()
+			p.got = append(p.got, r)
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *probes) snapshot() []probeResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := slices.Clone(p.got)
+	slices.SortFunc(out, func(a, b probeResult) int { return a.at.Compare(b.at) })
+	return out
+}
+
+// waitServedBy waits until the last `stable` of probes all reached node.
+func (p *probes) waitServedBy(t testing.TB, node string, stable, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.servedBySince(node, time.Now().Add(-stable-100*time.Millisecond), time.Now().Add(-100*time.Millisecond)) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("client not served by %s for %v within %v; last probes: %s", node, stable, timeout, p.tail(30))
+}
+
+func (p *probes) servedBySince(node string, from, to time.Time) bool {
+	n := 0
+	for _, r := range p.snapshot() {
+		if r.at.Before(from) || r.at.After(to) {
+			continue
+		}
+		if r.who != node {
+			return false
+		}
+		n++
+	}
+	return n > int(to.Sub(from)/(20*time.Millisecond))
+}
+
+func (p *probes) tail(n int) string {
+	s := p.snapshot()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	var b strings.Builder
+	for _, r := range s {
+		w := r.who
+		if w == "" {
+			w = "-"
+		}
+		b.WriteString(w + " ")
+	}
+	return b.String()
+}
+
+// outage is the longest time without a successful probe around a fault
+// at `at`: the largest gap between consecutive successes among the probes
+// sent from 1 s before it up to `until`, less the 10 ms probe interval.
+func (p *probes) outage(at, until time.Time) time.Duration {
+	var last time.Time
+	var worst time.Duration
+	for _, r := range p.snapshot() {
+		if r.at.Before(at.Add(-time.Second)) || r.at.After(until) || r.who == "" {
+			continue
+		}
+		if !last.IsZero() {
+			worst = max(worst, r.at.Sub(last))
+		}
+		last = r.at
+	}
+	return max(0, worst-10*time.Millisecond)
+}
+
+// reachedAfter is how long after `at` the client got to node for good
+// (every later probe up to until).
+func (p *probes) reachedAfter(node string, at, until time.Time) time.Duration {
+	var first time.Time
+	for _, r := range p.snapshot() {
+		if r.at.Before(at) || r.at.After(until) {
+			continue
+		}
+		if r.who != node {
+			first = time.Time{}
+			continue
+		}
+		if first.IsZero() {
+			first = r.at
+		}
+	}
+	if first.IsZero() {
+		return until.Sub(at)
+	}
+	return first.Sub(at)
+}
+
+// daemon is one VRRP daemon (gitedge or keepalived) on a node, with the
+// state transitions read from its log.
+type daemon struct {
+	kind    string
+	node    *labNode
+	cmd     *exec.Cmd
+	pidVRRP string // keepalived's VRRP child pid file
+	mu      sync.Mutex
+	states  map[string][]stateEvent
+	log     []string
+}
+
+type stateEvent struct {
+	at    time.Time
+	state string
+}
+
+var kaState = regexp.MustCompile(`\((\S+)\) Entering (\S+) STATE`)
+
+func (d *daemon) readLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		now := time.Now()
+		d.mu.Lock()
+		d.log = append(d.log, line)
+		switch d.kind {
+		case "gitedge":
+			var e struct{ Msg, Instance, To string }
+			if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "vrrp transition" {
+				d.states[e.Instance] = append(d.states[e.Instance], stateEvent{now, e.To})
+			}
+		case "keepalived":
+			if m := kaState.FindStringSubmatch(line); m != nil {
+				d.states[m[1]] = append(d.states[m[1]], stateEvent{now, m[2]})
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// state is the instance's last logged state.
+func (d *daemon) state(instance string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ev := d.states[instance]
+	if len(ev) == 0 {
+		return ""
+	}
+	return ev[len(ev)-1].state
+}
+
+func (d *daemon) history(instance string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, e := range d.states[instance] {
+		out = append(out, e.state)
+	}
+	return out
+}
+
+func (d *daemon) logText() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.log, "\n")
+}
+
+func (d *daemon) waitState(t testing.TB, instance, state string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if d.state(instance) == state {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s on %s: %s not %s within %v (history %v)\n%s", d.kind, d.node.name, instance, state, timeout, d.history(instance), d.logText())
+}
+
+// startGitedge runs `gitedge vrrp dir --node NAME` on the node.
+func (n *labNode) startGitedge(dir string, extra ...string) *daemon {
+	n.lab.t.Helper()
+	d := &daemon{kind: "gitedge", node: n, states: map[string][]stateEvent{}}
+	pr, pw := io.Pipe()
+	d.cmd = n.lab.startProc(n.ns, nil, io.Discard, pw, gitedgeBin(n.lab.t), append([]string{"vrrp", dir, "--node", n.name, "--log-format", "json"}, extra...)...)
+	go d.readLog(pr)
+	n.d = d
+	return d
+}
+
+// startKeepalived runs keepalived's VRRP process with conf on the node;
+// its pid files live in a temporary directory.
+func (n *labNode) startKeepalived(conf string) *daemon {
+	t := n.lab.t
+	t.Helper()
+	requireTools(t, "keepalived")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{kind: "keepalived", node: n, states: map[string][]stateEvent{}, pidVRRP: filepath.Join(dir, "vrrp.pid")}
+	pr, pw := io.Pipe()
+	d.cmd = n.lab.startProc(n.ns, nil, pw, pw, "keepalived", "--vrrp", "--dont-fork", "--log-console", "--no-syslog", "--log-detail",
+		"-f", path, "-p", filepath.Join(dir, "keepalived.pid"), "-r", d.pidVRRP)
+	go d.readLog(pr)
+	t.Cleanup(func() { d.kill() })
+	n.d = d
+	return d
+}
+
+// stop is a clean stop: SIGTERM, and wait for the process to exit.
+func (d *daemon) stop(t testing.TB) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for {
+			if err := d.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+				close(done)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s on %s did not stop on SIGTERM", d.kind, d.node.name)
+	}
+}
+
+// kill is SIGKILL: the daemon (and for keepalived its VRRP child) dies
+// without a word.
+func (d *daemon) kill() {
+	if d.pidVRRP != "" {
+		if b, err := os.ReadFile(d.pidVRRP); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	d.cmd.Process.Kill()
+}
+
+// vipMonitor follows, over netlink in every node namespace, which nodes
+// hold which VIP, and records every time two live nodes held one at once
+// while the segment was whole.
+type vipMonitor struct {
+	mu      sync.Mutex
+	held    map[string]map[string]bool // vip -> node -> held
+	dead    map[string]bool            // nodes whose daemon was killed: they keep the VIP
+	split   bool                       // the link between nodes is cut
+	healing bool                       // the link is back; split ends when one holder is left
+	dualAt  map[string]time.Time       // vip -> when two started holding it
+	overlap []string
+	maxOver time.Duration
+}
+
+func newVIPMonitor(t testing.TB, l *lab) *vipMonitor {
+	m := &vipMonitor{held: map[string]map[string]bool{}, dead: map[string]bool{}, dualAt: map[string]time.Time{}}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	for _, n := range l.nodes {
+		h, err := netns.GetFromName(n.ns)
+		if err != nil {
+			t.Fatalf("namespace %s: %v", n.ns, err)
+		}
+		t.Cleanup(func() { h.Close() })
+		ch := make(chan netlink.AddrUpdate, 256)
+		if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{Namespace: &h, ListExisting: true}); err != nil {
+			t.Fatalf("watching addresses in %s: %v", n.ns, err)
+		}
+		go func() {
+			for u := range ch {
+				ip, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+				ip = ip.Unmap()
+				if !ok || ip == n.addr || ip.IsLinkLocalUnicast() || ip.IsLoopback() || ip.String() == "2001:db8::1"+strings.TrimPrefix(n.name, "n") {
+					continue
+				}
+				m.set(ip.String(), n.name, u.NewAddr)
+			}
+		}()
+	}
+	return m
+}
+
+func (m *vipMonitor) set(vip, node string, held bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.held[vip] == nil {
+		m.held[vip] = map[string]bool{}
+	}
+	m.held[vip][node] = held
+	m.checkLocked(vip)
+}
+
+func (m *vipMonitor) checkLocked(vip string) {
+	var holders []string
+	for n, h := range m.held[vip] {
+		if h && !m.dead[n] {
+			holders = append(holders, n)
+		}
+	}
+	if m.healing && len(holders) <= 1 {
+		m.split, m.healing = false, false
+	}
+	dual := len(holders) > 1 && !m.split
+	start, was := m.dualAt[vip]
+	switch {
+	case dual && !was:
+		m.dualAt[vip] = time.Now()
+	case !dual && was:
+		d := time.Since(start)
+		delete(m.dualAt, vip)
+		m.maxOver = max(m.maxOver, d)
+		m.overlap = append(m.overlap, fmt.Sprintf("%s held by two nodes for %v", vip, d))
+	}
+}
+
+// setDead marks a node whose daemon was killed (its VIP stays in the
+// kernel) or revived.
+func (m *vipMonitor) setDead(node string, dead bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dead[node] = dead
+	for vip := range m.held {
+		m.checkLocked(vip)
+	}
+}
+
+// setSplit marks the link between the nodes cut, or healed: after a heal
+// two masters are expected until the loser hears the winner, so the split
+// ends when at most one node holds each VIP.
+func (m *vipMonitor) setSplit(split bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if split {
+		m.split, m.healing = true, false
+	} else {
+		m.healing = true
+	}
+	for vip := range m.held {
+		m.checkLocked(vip)
+	}
+}
+
+func (m *vipMonitor) holders(vip string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for n, h := range m.held[vip] {
+		if h {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// handoverTolerance is how long two nodes may both hold a VIP during a
+// preemption: the new master adds it and sends its advert, the old one
+// removes it when that advert arrives, a sub-millisecond crossing here.
+const handoverTolerance = 20 * time.Millisecond
+
+// maxOverlap is the longest time two live nodes held a VIP with the link up.
+func (m *vipMonitor) maxOverlap() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.maxOver
+}
+
+// checkNoDual fails the test if two live nodes held a VIP at once (while
+// the link was whole) for longer than a handover crossing.
+func (m *vipMonitor) checkNoDual(t testing.TB) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for vip, at := range m.dualAt {
+		if !m.split {
+			t.Errorf("%s held by two live nodes for %v and counting: %v", vip, time.Since(at), m.held[vip])
+		}
+	}
+	if m.maxOver > handoverTolerance {
+		t.Errorf("a VIP was held by two live nodes with the link up: %v", m.overlap)
+	}
+}
+
+func (m *vipMonitor) waitHolders(t testing.TB, vip string, want []string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if slices.Equal(m.holders(vip), want) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s held by %v, want %v", vip, m.holders(vip), want)
+}
+
+// isolate cuts (or restores) the link between the nodes while the client
+// still reaches every one of them: bridge port isolation.
+func (l *lab) isolate(on bool) {
+	v := "off"
+	if on {
+		v = "on"
+	}
+	if on {
+		l.mon.setSplit(true)
+	}
+	for _, n := range l.nodes {
+		run(l.t, "bridge", "-n", l.sw, "link", "set", "dev", n.port, "isolated", v)
+	}
+	if !on {
+		l.mon.setSplit(false)
+	}
+}
+
+func (n *labNode) setLink(dev string, up bool) {
+	s := "down"
+	if up {
+		s = "up"
+	}
+	run(n.lab.t, "ip", "-n", n.ns, "link", "set", dev, s)
+}
+
+// edgeConfig writes a routes directory with one Edge for the lab's nodes.
+type instanceSpec struct {
+	name     string
+	vrid     int
+	version  int
+	interval string
+	auth     bool
+	prio     map[string]int
+	preempt  bool
+	vips     []string
+	track    bool // track.interfaces: [svc0]
+	unicast  bool // unicastPeers: true
+}
+
+func (l *lab) edgeConfig(instances ...instanceSpec) string {
+	l.t.Helper()
+	var b strings.Builder
+	b.WriteString("apiVersion: gitedge/v1\nkind: Edge\nmetadata: {name: lab}\nspec:\n  nodes:\n")
+	for _, n := range l.nodes {
+		fmt.Fprintf(&b, "    - {name: %s, address: %s}\n", n.name, n.addr)
+	}
+	b.WriteString("  failover:\n")
+	for _, in := range instances {
+		fmt.Fprintf(&b, "    - name: %s\n      interface: eth0\n      virtualRouterID: %d\n      version: %d\n      advertInterval: %s\n      preempt: %v\n",
+			in.name, in.vrid, in.version, in.interval, in.preempt)
+		var prios []string
+		for _, n := range l.nodes {
+			if p, ok := in.prio[n.name]; ok {
+				prios = append(prios, fmt.Sprintf("%s: %d", n.name, p))
+			}
+		}
+		fmt.Fprintf(&b, "      priority: {%s}\n      vips: [%s]\n", strings.Join(prios, ", "), strings.Join(in.vips, ", "))
+		if in.auth {
+			b.WriteString("      auth: {type: pass, password: \"9999\"}\n")
+		}
+		if in.track {
+			b.WriteString("      track: {interfaces: [svc0]}\n")
+		}
+		if in.unicast {
+			b.WriteString("      unicastPeers: true\n")
+		}
+	}
+	dir := l.t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(b.String()), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	return dir
+}
+
+// keepalivedConf renders a keepalived.conf with the user's settings for
+// one instance; track adds the 2 s pgrep check of the node's service as in
+// the user's deployment (weight 0: failure = FAULT).
+func keepalivedConf(n *labNode, in instanceSpec, track bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  script_user root\n  enable_script_security\n}\n", n.name)
+	if track {
+		fmt.Fprintf(&b, "vrrp_script chk_service {\n  script \"/usr/bin/pgrep -f -- -ge.serve=%s%s\"\n  interval 2\n  fall 1\n  rise 1\n}\n", n.lab.prefix, n.name)
+	}
+	iv, err := time.ParseDuration(in.interval)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(&b, "vrrp_instance %s {\n  state BACKUP\n  interface eth0\n  virtual_router_id %d\n  priority %d\n  advert_int %g\n",
+		in.name, in.vrid, in.prio[n.name], iv.Seconds())
+	fmt.Fprintf(&b, "  version %d\n", in.version)
+	if !in.preempt {
+		b.WriteString("  nopreempt\n")
+	}
+	if in.auth {
+		b.WriteString("  authentication {\n    auth_type PASS\n    auth_pass 9999\n  }\n")
+	}
+	if in.unicast {
+		fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n", n.addr)
+		for _, o := range n.lab.nodes {
+			if o != n {
+				fmt.Fprintf(&b, "    %s\n", o.addr)
+			}
+		}
+		b.WriteString("  }\n")
+	}
+	b.WriteString("  virtual_ipaddress {\n")
+	for _, v := range in.vips {
+		fmt.Fprintf(&b, "    %s\n", v)
+	}
+	b.WriteString("  }\n")
+	if track {
+		b.WriteString("  track_script {\n    chk_service\n  }\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}

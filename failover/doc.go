@@ -1,0 +1,11 @@
+// Package failover floats virtual IPs between edge nodes with VRRP: version
+// 3 (RFC 5798) for IPv4 and IPv6 and version 2 (RFC 3768) with keepalived's
+// PASS authentication, VIPs set with netlink, gratuitous ARPs and
+// unsolicited neighbour advertisements, and tracking of interfaces and the
+// local proxy's health.
+//
+// Each instance is a Router: a single-owner state machine that talks to the
+// network through a Transport and to the host through Effects. Manager runs
+// the Routers of a Config on the real system (raw IP sockets, netlink,
+// AF_PACKET) and applies new Configs in place.
+package failover

@@ -1,0 +1,362 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// System is what a Manager needs from the host. LinuxSystem is the real
+// one; tests supply fakes.
+type System interface {
+	// Open returns the transport and effects of one instance. If the
+	// Effects also implement io.Closer, the Manager closes them after the
+	// instance stops.
+	Open(in Instance) (Transport, Effects, error)
+	// LinkUp reports whether a network interface is up.
+	LinkUp(name string) (bool, error)
+	// Watch reports link and address changes to w until ctx is done.
+	Watch(ctx context.Context, w Watcher) error
+}
+
+// Watcher receives host events from System.Watch. Its methods must not
+// block.
+type Watcher interface {
+	Link(name string, up bool)
+	AddrRemoved(ifindex int, addr netip.Addr)
+	Error(err error)
+}
+
+// Options configure a Manager. Every field is optional.
+type Options struct {
+	// Logger gets transitions at Info; nil discards.
+	Logger *slog.Logger
+	// Registerer gets the failover metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// OnTransition is called on the instance's goroutine after every state
+	// change; it must not block.
+	OnTransition func(Event)
+	// TrackProxy enables instances' track.proxy: their health follows
+	// SetProxyHealthy. When false (gitedge vrrp alone) it is ignored.
+	TrackProxy bool
+	// Ready, when set, holds every instance in Initialize until it is
+	// closed: cmd passes the proxy's readiness.
+	Ready <-chan struct{}
+	// System defaults to LinuxSystem.
+	System System
+}
+
+// Manager runs the VRRP instances of a Config and applies new ones.
+type Manager struct {
+	opts    Options
+	log     *slog.Logger
+	sys     System
+	metrics *Metrics
+
+	applyMu   sync.Mutex // serialises Apply and Close
+	mu        sync.Mutex // guards the fields below; never held while waiting
+	running   map[string]*runningInstance
+	proxyOK   bool
+	watchStop context.CancelFunc
+	watchDone chan struct{}
+	closed    bool
+}
+
+type runningInstance struct {
+	in     Instance
+	r      *Router
+	fx     Effects
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewManager makes a Manager; nothing runs until Apply.
+func NewManager(o Options) (*Manager, error) {
+	m := &Manager{opts: o, log: o.Logger, sys: o.System, running: map[string]*runningInstance{}, proxyOK: true}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	m.log = m.log.With("subsystem", "failover")
+	if m.sys == nil {
+		m.sys = LinuxSystem{}
+	}
+	if o.Registerer != nil {
+		met, err := NewMetrics(o.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("failover: registering metrics: %w", err)
+		}
+		m.metrics = met
+	}
+	return m, nil
+}
+
+// Apply makes the running instances match cfg: instances that left or
+// changed stop cleanly (priority 0, VIPs removed), new and changed ones
+// start. It is idempotent. An invalid cfg changes nothing; otherwise every
+// instance is tried and the errors are joined.
+func (m *Manager) Apply(cfg Config) error {
+	var errs []error
+	names := map[string]bool{}
+	for _, in := range cfg.Instances {
+		for _, fe := range ValidateInstance(in) {
+			errs = append(errs, fe)
+		}
+		if in.Priority == 0 {
+			errs = append(errs, fmt.Errorf("instance %q: priority 0: this node has no priority for it", in.Name))
+		}
+		if names[in.Name] {
+			errs = append(errs, fmt.Errorf("instance %q: name used twice", in.Name))
+		}
+		names[in.Name] = true
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("failover: config not applied: %w", errors.Join(errs...))
+	}
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("failover: Apply after Close")
+	}
+	m.startWatchLocked()
+	// Stop what left or changed first, so a changed instance never runs twice.
+	var stop []*runningInstance
+	for name, ri := range m.running {
+		i := slices.IndexFunc(cfg.Instances, func(in Instance) bool { return in.Name == name })
+		if i < 0 || !cfg.Instances[i].Equal(ri.in) {
+			stop = append(stop, ri)
+			delete(m.running, name)
+		}
+	}
+	m.mu.Unlock()
+	stopAll(stop)
+	for _, in := range cfg.Instances {
+		m.mu.Lock()
+		_, ok := m.running[in.Name]
+		m.mu.Unlock()
+		if ok {
+			continue
+		}
+		if err := m.start(in); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stopAll stops instances at once (each master's priority 0 goes out
+// together) and waits for them.
+func stopAll(list []*runningInstance) {
+	for _, ri := range list {
+		ri.cancel()
+	}
+	for _, ri := range list {
+		<-ri.done
+		closeEffects(ri.fx)
+		ri.r.m.forget()
+	}
+}
+
+func (m *Manager) start(in Instance) error {
+	tr, fx, err := m.sys.Open(in)
+	if err != nil {
+		return fmt.Errorf("failover: instance %q: %w", in.Name, err)
+	}
+	r, err := NewRouter(in, RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition, Ready: m.opts.Ready})
+	if err != nil {
+		tr.Close()
+		closeEffects(fx)
+		return err
+	}
+	// Seed tracking before the first election.
+	for _, name := range trackedInterfaces(in) {
+		up, err := m.sys.LinkUp(name)
+		if err != nil {
+			m.log.Warn("tracked interface not found; in fault until it appears", "instance", in.Name, "interface", name, "err", err)
+		}
+		r.Track("interface "+name, up)
+	}
+	if in.TrackProxy {
+		if m.opts.TrackProxy {
+			m.mu.Lock()
+			r.Track("proxy", m.proxyOK)
+			m.mu.Unlock()
+		} else {
+			m.log.Info("track.proxy ignored: no proxy runs in this process", "instance", in.Name)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ri := &runningInstance{in: in, r: r, fx: fx, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(ri.done)
+		if err := r.Run(ctx); err != nil {
+			m.log.Error("instance stopped", "instance", in.Name, "err", err)
+		}
+	}()
+	m.mu.Lock()
+	m.running[in.Name] = ri
+	m.mu.Unlock()
+	return nil
+}
+
+func closeEffects(fx Effects) {
+	if c, ok := fx.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+func trackedInterfaces(in Instance) []string {
+	out := []string{in.Interface}
+	for _, n := range in.TrackInterfaces {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (m *Manager) startWatchLocked() {
+	if m.watchStop != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.watchStop, m.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(m.watchDone)
+		if err := m.sys.Watch(ctx, managerWatcher{m}); err != nil {
+			m.log.Error("watching links and addresses", "err", err)
+		}
+	}()
+}
+
+// managerWatcher routes host events to the instances they concern.
+type managerWatcher struct{ m *Manager }
+
+func (w managerWatcher) Link(name string, up bool) {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	for _, ri := range w.m.running {
+		if slices.Contains(trackedInterfaces(ri.in), name) {
+			ri.r.Track("interface "+name, up)
+		}
+	}
+}
+
+func (w managerWatcher) AddrRemoved(ifindex int, addr netip.Addr) {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	for _, ri := range w.m.running {
+		if slices.ContainsFunc(ri.in.VIPs, func(p netip.Prefix) bool { return p.Addr() == addr }) {
+			ri.r.VIPRemoved()
+		}
+	}
+}
+
+func (w managerWatcher) Error(err error) { w.m.log.Warn("link watch", "err", err) }
+
+// SetProxyHealthy reports whether this node's proxy listeners accept
+// connections; instances with track.proxy go to Fault while they don't.
+// Never blocks.
+func (m *Manager) SetProxyHealthy(ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.proxyOK = ok
+	if !m.opts.TrackProxy {
+		return
+	}
+	for _, ri := range m.running {
+		if ri.in.TrackProxy {
+			ri.r.Track("proxy", ok)
+		}
+	}
+}
+
+// States returns every running instance's state by name.
+func (m *Manager) States() map[string]State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]State, len(m.running))
+	for n, ri := range m.running {
+		out[n] = ri.r.State()
+	}
+	return out
+}
+
+// InstanceStatus is what a status page shows of one instance.
+type InstanceStatus struct {
+	Name     string     `json:"name"`
+	State    string     `json:"state"`
+	Priority uint8      `json:"priority"`
+	Master   netip.Addr `json:"master,omitzero"` // the master as last seen
+	VIPs     []string   `json:"vips"`
+	Counters Counters   `json:"counters"`
+}
+
+// Status returns every running instance's status, sorted by name.
+func (m *Manager) Status() []InstanceStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]InstanceStatus, 0, len(m.running))
+	for n, ri := range m.running {
+		st := InstanceStatus{Name: n, State: ri.r.State().String(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
+		for _, v := range ri.in.VIPs {
+			st.VIPs = append(st.VIPs, v.String())
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b InstanceStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Counters returns every running instance's counters by name.
+func (m *Manager) Counters() map[string]Counters {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Counters, len(m.running))
+	for n, ri := range m.running {
+		out[n] = ri.r.Counters()
+	}
+	return out
+}
+
+// Close stops every instance cleanly (a master sends priority 0 and
+// removes its VIPs) and waits for them.
+func (m *Manager) Close() error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	var list []*runningInstance
+	for name, ri := range m.running {
+		list = append(list, ri)
+		delete(m.running, name)
+	}
+	watchStop, watchDone := m.watchStop, m.watchDone
+	m.mu.Unlock()
+	stopAll(list)
+	if watchStop != nil {
+		watchStop()
+		<-watchDone
+	}
+	return nil
+}
+
+// Run waits for ctx and then closes the Manager: the Task form for an
+// errgroup. Apply may be called before or during Run.
+func (m *Manager) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return m.Close()
+}

@@ -1,0 +1,165 @@
+package failover
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fakeSystem hands out in-memory transports on one lan and records them.
+type fakeSystem struct {
+	lan   *lan
+	mu    sync.Mutex
+	opens map[string]int
+	fx    map[string]*memEffects
+	links map[string]bool
+	w     Watcher
+}
+
+func newFakeSystem() *fakeSystem {
+	return &fakeSystem{lan: &lan{}, opens: map[string]int{}, fx: map[string]*memEffects{}, links: map[string]bool{"eth0": true, "eth1": true}}
+}
+
+func (s *fakeSystem) Open(in Instance) (Transport, Effects, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opens[in.Name]++
+	fx := newEffects()
+	s.fx[in.Name] = fx
+	return s.lan.port("192.0.2.11"), fx, nil
+}
+
+func (s *fakeSystem) LinkUp(name string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.links[name], nil
+}
+
+func (s *fakeSystem) Watch(ctx context.Context, w Watcher) error {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+func (s *fakeSystem) effects(name string) *memEffects {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fx[name]
+}
+
+func TestManagerApplyTrackAndClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sys := newFakeSystem()
+		reg := prometheus.NewRegistry()
+		var mu sync.Mutex
+		var events []string
+		m, err := NewManager(Options{System: sys, Registerer: reg, TrackProxy: true, OnTransition: func(e Event) {
+			mu.Lock()
+			events = append(events, e.Instance+":"+e.To.String())
+			mu.Unlock()
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := baseInstance(100)
+		a.TrackInterfaces = []string{"eth1"}
+		b := baseInstance(100)
+		b.Name, b.VRID, b.VIPs, b.TrackProxy = "VI_2", 34, []netip.Prefix{netip.MustParsePrefix("192.0.2.20/24")}, true
+		cfg := Config{Instances: []Instance{a, b}}
+		if err := m.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if s := m.States(); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
+			t.Fatalf("states %v", s)
+		}
+		if st := m.Status(); len(st) != 2 || st[0].Name != "VI_1" || st[0].State != "MASTER" || st[0].Master != addr1 || st[1].VIPs[0] != "192.0.2.20/24" {
+			t.Fatalf("status %+v", st)
+		}
+		// Same config: nothing restarts.
+		if err := m.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if sys.opens["VI_1"] != 1 || sys.opens["VI_2"] != 1 {
+			t.Fatalf("re-applying the same config reopened instances: %v", sys.opens)
+		}
+		// An invalid config changes nothing.
+		bad := Config{Instances: []Instance{a, a}}
+		if err := m.Apply(bad); err == nil || !strings.Contains(err.Error(), "used twice") {
+			t.Fatalf("duplicate instance accepted: %v", err)
+		}
+		// Tracked interface down: only VI_1 faults. Proxy unhealthy: VI_2.
+		sys.w.Link("eth1", false)
+		m.SetProxyHealthy(false)
+		synctest.Wait()
+		if s := m.States(); s["VI_1"] != StateFault || s["VI_2"] != StateFault {
+			t.Fatalf("states after tracking failures %v", s)
+		}
+		sys.w.Link("eth1", true)
+		m.SetProxyHealthy(true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if s := m.States(); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
+			t.Fatalf("states after healing %v", s)
+		}
+		// A VIP removed by hand is put back.
+		fx1 := sys.effects("VI_1")
+		fx1.RemoveVIPs(a.VIPs)
+		sys.w.AddrRemoved(2, a.VIPs[0].Addr())
+		synctest.Wait()
+		if !fx1.holds() {
+			t.Fatal("VIP not restored after removal")
+		}
+		// Change VI_1, drop VI_2: VI_2 stops cleanly, VI_1 restarts.
+		fx2 := sys.effects("VI_2")
+		a.Priority = 120
+		if err := m.Apply(Config{Instances: []Instance{a}}); err != nil {
+			t.Fatal(err)
+		}
+		if fx2.holds() || fx1.holds() || sys.opens["VI_1"] != 2 {
+			t.Fatalf("after change: VI_2 holds %v, old VI_1 holds %v, VI_1 opened %d times", fx2.holds(), fx1.holds(), sys.opens["VI_1"])
+		}
+		if s := m.States(); len(s) != 1 {
+			t.Fatalf("states %v", s)
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sawState bool
+		for _, mf := range mfs {
+			if mf.GetName() == MetricState {
+				sawState = true
+				for _, mt := range mf.Metric {
+					if mt.Label[0].GetValue() == "VI_2" {
+						t.Fatal("removed instance still has a state series")
+					}
+				}
+			}
+		}
+		if !sawState {
+			t.Fatal("no state metric registered")
+		}
+		m.Close()
+		if sys.effects("VI_1").holds() {
+			t.Fatal("VIPs left after Close")
+		}
+		if err := m.Apply(cfg); err == nil {
+			t.Fatal("Apply after Close accepted")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) < 8 {
+			t.Fatalf("events %v", events)
+		}
+	})
+}

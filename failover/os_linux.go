@@ -1,0 +1,508 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"github.com/gitedge/gitedge/failover/vrrp"
+)
+
+// LinuxSystem is the real System: raw IP sockets for VRRP, netlink for
+// VIPs and link state, AF_PACKET for gratuitous ARP and unsolicited NA.
+// It works in the network namespace of the calling process.
+type LinuxSystem struct{}
+
+var _ System = LinuxSystem{}
+
+// Open returns in's raw-socket transport and netlink effects.
+func (LinuxSystem) Open(in Instance) (Transport, Effects, error) {
+	var tr Transport
+	var err error
+	if len(in.VIPs) > 0 && in.VIPs[0].Addr().Is6() {
+		tr, err = dialIPv6(in)
+	} else {
+		tr, err = dialIPv4(in)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return tr, &netlinkEffects{ifname: in.Interface, lifetime: vipLifetime(in)}, nil
+}
+
+// vipLifetime is the valid lifetime given to VIPs, renewed after every
+// advertisement: if the process dies without a word (SIGKILL, OOM) the
+// kernel drops its VIPs soon after the backup took over, instead of
+// keeping them and answering ARP for an address nobody serves. Whole
+// seconds (the kernel's unit), at least 3 s and twice the master down
+// interval of the lowest priority.
+func vipLifetime(in Instance) time.Duration {
+	d := 2 * (3*in.AdvertInterval + in.AdvertInterval)
+	if in.Version == 2 {
+		d = 2 * (3*in.AdvertInterval + time.Second)
+	}
+	return max(3*time.Second, d.Round(time.Second)+time.Second)
+}
+
+// LinkUp reports whether the interface is administratively up with
+// carrier (operationally up, or "unknown" as dummy devices say).
+func (LinuxSystem) LinkUp(name string) (bool, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return false, err
+	}
+	return linkUp(l), nil
+}
+
+func linkUp(l netlink.Link) bool {
+	a := l.Attrs()
+	return a.Flags&net.FlagUp != 0 && (a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)
+}
+
+// Watch follows link and address changes over netlink until ctx is done,
+// resubscribing if the kernel drops the subscription.
+func (LinuxSystem) Watch(ctx context.Context, w Watcher) error {
+	for {
+		err := watchOnce(ctx, w)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.Error(fmt.Errorf("netlink subscription ended, resubscribing: %w", err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func watchOnce(ctx context.Context, w Watcher) error {
+	done := make(chan struct{})
+	defer close(done)
+	links := make(chan netlink.LinkUpdate, 64)
+	addrs := make(chan netlink.AddrUpdate, 64)
+	var cbErr atomic.Value
+	onErr := func(err error) { cbErr.Store(err) }
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr, ListExisting: true}); err != nil {
+		return err
+	}
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-links:
+			if !ok {
+				err, _ := cbErr.Load().(error)
+				return err
+			}
+			up := u.Header.Type != unix.RTM_DELLINK && linkUp(u.Link)
+			w.Link(u.Attrs().Name, up)
+		case u, ok := <-addrs:
+			if !ok {
+				err, _ := cbErr.Load().(error)
+				return err
+			}
+			if !u.NewAddr {
+				if a, ok := netip.AddrFromSlice(u.LinkAddress.IP); ok {
+					w.AddrRemoved(u.LinkIndex, a.Unmap())
+				}
+			}
+		}
+	}
+}
+
+// bindToDevice restricts a socket to one interface, so an instance sees
+// only its own segment's packets.
+func bindToDevice(ifname string) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// sourceCache remembers the interface address adverts go out from; it is
+// looked up again at most once a second, so an address change is followed.
+type sourceCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	addr   netip.Addr
+	lookup func() (netip.Addr, error)
+}
+
+func (s *sourceCache) get() netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.addr.IsValid() || time.Since(s.at) > time.Second {
+		if a, err := s.lookup(); err == nil {
+			s.addr = a
+		}
+		s.at = time.Now()
+	}
+	return s.addr
+}
+
+// primaryAddr is the interface's first non-secondary address of the family
+// that is not one of the VIPs: the RFC's "primary IP address" (RFC 5798
+// §5.1.1.1), or for IPv6 its link-local address (§5.1.2.1).
+func primaryAddr(ifname string, v6 bool, vips []netip.Prefix) (netip.Addr, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	fam := netlink.FAMILY_V4
+	if v6 {
+		fam = netlink.FAMILY_V6
+	}
+	list, err := netlink.AddrList(l, fam)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, a := range list {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if v6 && !ip.IsLinkLocalUnicast() {
+			continue
+		}
+		if a.Flags&unix.IFA_F_SECONDARY != 0 || slices.ContainsFunc(vips, func(p netip.Prefix) bool { return p.Addr() == ip }) {
+			continue
+		}
+		if v6 && a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			continue
+		}
+		return ip, nil
+	}
+	if v6 {
+		return netip.Addr{}, fmt.Errorf("interface %s has no usable IPv6 link-local address to send VRRP from (DAD still running?)", ifname)
+	}
+	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address (other than the VIPs) to send VRRP from", ifname)
+}
+
+// vridFilter is a socket filter passing VRRP packets of one VRID: byte 1
+// of the VRRP message, after the IPv4 header (IPv4 raw sockets see it) or
+// at the start (IPv6 raw sockets see only the payload).
+func vridFilter(vrid uint8, ipv4Header bool) []bpf.RawInstruction {
+	raw, err := bpf.Assemble(vridProgram(vrid, ipv4Header))
+	if err != nil {
+		panic(err) // a fixed program: cannot fail
+	}
+	return raw
+}
+
+func vridProgram(vrid uint8, ipv4Header bool) []bpf.Instruction {
+	var prog []bpf.Instruction
+	if ipv4Header {
+		prog = append(prog, bpf.LoadMemShift{Off: 0}, bpf.LoadIndirect{Off: 1, Size: 1})
+	} else {
+		prog = append(prog, bpf.LoadAbsolute{Off: 1, Size: 1})
+	}
+	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(vrid), SkipFalse: 1},
+		bpf.RetConstant{Val: 0xffff},
+		bpf.RetConstant{Val: 0},
+	)
+	return prog
+}
+
+// ipv4Transport sends with our own IP header (TOS 0xc0, TTL 255, DF clear,
+// as keepalived) and reads the header back for the TTL and destination.
+type ipv4Transport struct {
+	conn *ipv4.RawConn
+	src  sourceCache
+	id   atomic.Uint32
+	buf  []byte // used by Receive only
+}
+
+func dialIPv4(in Instance) (*ipv4Transport, error) {
+	ifi, err := net.InterfaceByName(in.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: interface %q: %w", in.Name, in.Interface, err)
+	}
+	lc := net.ListenConfig{Control: bindToDevice(in.Interface)}
+	pc, err := lc.ListenPacket(context.Background(), fmt.Sprintf("ip4:%d", vrrp.IPProtocol), "0.0.0.0")
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: opening the VRRP raw socket (needs CAP_NET_RAW): %w", in.Name, err)
+	}
+	rc, err := ipv4.NewRawConn(pc)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	// Only this VRID reaches the socket: several instances on one interface
+	// then don't see (and count as drops) each other's adverts. The filter
+	// reads the VRID after the IP header's IHL.
+	if err := rc.SetBPF(vridFilter(in.VRID, true)); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("instance %q: VRID filter: %w", in.Name, err)
+	}
+	t := &ipv4Transport{conn: rc, buf: make([]byte, 65536)}
+	if in.UnicastSource.IsValid() && len(in.UnicastPeers) > 0 {
+		src := in.UnicastSource.Unmap()
+		t.src.lookup = func() (netip.Addr, error) { return src, nil }
+	} else {
+		vips := in.VIPs
+		t.src.lookup = func() (netip.Addr, error) { return primaryAddr(in.Interface, false, vips) }
+	}
+	if len(in.UnicastPeers) == 0 {
+		// RFC 5798 §5.1.1.2: adverts go to 224.0.0.18; join it on the interface.
+		if err := errors.Join(
+			rc.JoinGroup(ifi, &net.IPAddr{IP: vrrp.GroupIPv4.AsSlice()}),
+			rc.SetMulticastInterface(ifi),
+			rc.SetMulticastLoopback(false),
+		); err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("instance %q: joining 224.0.0.18 on %s: %w", in.Name, in.Interface, err)
+		}
+	}
+	return t, nil
+}
+
+func (t *ipv4Transport) Source() netip.Addr { return t.src.get() }
+
+func (t *ipv4Transport) Send(msg []byte, dst netip.Addr) error {
+	src := t.src.get()
+	if !src.IsValid() {
+		return errors.New("no IPv4 source address on the interface")
+	}
+	// RFC 5798 §5.1.1.3 / RFC 3768 §5.2.3: TTL 255. TOS 0xc0 (network
+	// control) as keepalived; the IP ID increments per advert.
+	h := &ipv4.Header{Version: 4, Len: ipv4.HeaderLen, TOS: 0xc0, TotalLen: ipv4.HeaderLen + len(msg),
+		ID: int(t.id.Add(1) & 0xffff), TTL: vrrp.TTL, Protocol: vrrp.IPProtocol,
+		Src: src.AsSlice(), Dst: dst.AsSlice()}
+	return t.conn.WriteTo(h, msg, nil)
+}
+
+func (t *ipv4Transport) Receive() (Datagram, error) {
+	h, p, _, err := t.conn.ReadFrom(t.buf)
+	if err != nil {
+		return Datagram{}, err
+	}
+	if h.TotalLen >= h.Len && h.TotalLen-h.Len < len(p) {
+		p = p[:h.TotalLen-h.Len]
+	}
+	src, _ := netip.AddrFromSlice(h.Src)
+	dst, _ := netip.AddrFromSlice(h.Dst)
+	return Datagram{Payload: slices.Clone(p), Src: src.Unmap(), Dst: dst.Unmap(), TTL: h.TTL}, nil
+}
+
+func (t *ipv4Transport) Close() error { return t.conn.Close() }
+
+// ipv6Transport uses ancillary data: hop limit and destination come with
+// each packet, the link-local source goes with each send.
+type ipv6Transport struct {
+	conn    *ipv6.PacketConn
+	ifindex int
+	ifname  string
+	src     sourceCache
+	buf     []byte
+}
+
+func dialIPv6(in Instance) (*ipv6Transport, error) {
+	ifi, err := net.InterfaceByName(in.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: interface %q: %w", in.Name, in.Interface, err)
+	}
+	lc := net.ListenConfig{Control: bindToDevice(in.Interface)}
+	pc, err := lc.ListenPacket(context.Background(), fmt.Sprintf("ip6:%d", vrrp.IPProtocol), "::")
+	if err != nil {
+		return nil, fmt.Errorf("instance %q: opening the VRRP raw socket (needs CAP_NET_RAW): %w", in.Name, err)
+	}
+	c := ipv6.NewPacketConn(pc)
+	t := &ipv6Transport{conn: c, ifindex: ifi.Index, ifname: in.Interface, buf: make([]byte, 65536)}
+	if in.UnicastSource.IsValid() && len(in.UnicastPeers) > 0 && in.UnicastSource.Is6() {
+		src := in.UnicastSource
+		t.src.lookup = func() (netip.Addr, error) { return src, nil }
+	} else {
+		vips := in.VIPs
+		t.src.lookup = func() (netip.Addr, error) { return primaryAddr(in.Interface, true, vips) }
+	}
+	// RFC 5798 §5.1.2.3: hop limit 255; traffic class 0xc0 as keepalived.
+	errs := []error{
+		c.SetBPF(vridFilter(in.VRID, false)),
+		c.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true),
+		c.SetHopLimit(vrrp.TTL),
+		c.SetMulticastHopLimit(vrrp.TTL),
+		c.SetTrafficClass(0xc0),
+	}
+	if len(in.UnicastPeers) == 0 {
+		// §5.1.2.2: adverts go to ff02::12; join it on the interface.
+		errs = append(errs, c.JoinGroup(ifi, &net.IPAddr{IP: vrrp.GroupIPv6.AsSlice()}),
+			c.SetMulticastInterface(ifi), c.SetMulticastLoopback(false))
+	}
+	if err := errors.Join(errs...); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("instance %q: setting up the IPv6 VRRP socket on %s: %w", in.Name, in.Interface, err)
+	}
+	return t, nil
+}
+
+func (t *ipv6Transport) Source() netip.Addr { return t.src.get() }
+
+func (t *ipv6Transport) Send(msg []byte, dst netip.Addr) error {
+	src := t.src.get()
+	if !src.IsValid() {
+		return errors.New("no IPv6 link-local source address on the interface (DAD still running?)")
+	}
+	cm := &ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: t.ifindex, HopLimit: vrrp.TTL}
+	_, err := t.conn.WriteTo(msg, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: t.ifname})
+	return err
+}
+
+func (t *ipv6Transport) Receive() (Datagram, error) {
+	n, cm, from, err := t.conn.ReadFrom(t.buf)
+	if err != nil {
+		return Datagram{}, err
+	}
+	d := Datagram{Payload: slices.Clone(t.buf[:n]), TTL: -1}
+	if ia, ok := from.(*net.IPAddr); ok {
+		d.Src, _ = netip.AddrFromSlice(ia.IP)
+	}
+	if cm != nil {
+		d.Dst, _ = netip.AddrFromSlice(cm.Dst)
+		d.TTL = cm.HopLimit
+	}
+	return d, nil
+}
+
+func (t *ipv6Transport) Close() error { return t.conn.Close() }
+
+// netlinkEffects sets VIPs with netlink and sends GARP / NA frames on an
+// AF_PACKET socket, from the interface's real MAC (as keepalived without
+// use_vmac).
+type netlinkEffects struct {
+	ifname   string
+	lifetime time.Duration // valid lifetime of the VIPs; 0 = forever
+	mu       sync.Mutex
+	fd       int // AF_PACKET socket, opened on first use; 0 = none
+}
+
+func (e *netlinkEffects) link() (netlink.Link, error) {
+	l, err := netlink.LinkByName(e.ifname)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", e.ifname, err)
+	}
+	return l, nil
+}
+
+func vipAddr(v netip.Prefix, lifetime time.Duration) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: v.Addr().AsSlice(), Mask: net.CIDRMask(v.Bits(), v.Addr().BitLen())}}
+	if lifetime > 0 {
+		a.ValidLft = int(lifetime / time.Second)
+		a.PreferedLft = a.ValidLft
+	}
+	if v.Addr().Is6() {
+		// No duplicate address detection: the VRRP election already
+		// decided who owns it, and DAD would delay it by a second or more.
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+func (e *netlinkEffects) AddVIPs(vips []netip.Prefix) error {
+	l, err := e.link()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range vips {
+		if err := netlink.AddrReplace(l, vipAddr(v, e.lifetime)); err != nil {
+			errs = append(errs, fmt.Errorf("adding VIP %v to %s: %w", v, e.ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *netlinkEffects) RemoveVIPs(vips []netip.Prefix) error {
+	l, err := e.link()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range vips {
+		err := netlink.AddrDel(l, vipAddr(v, 0))
+		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("removing VIP %v from %s: %w", v, e.ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *netlinkEffects) Announce(vips []netip.Prefix, count int) error {
+	l, err := e.link()
+	if err != nil {
+		return err
+	}
+	mac := l.Attrs().HardwareAddr
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd == 0 {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("opening AF_PACKET socket: %w", err)
+		}
+		e.fd = fd
+	}
+	var errs []error
+	for _, v := range vips {
+		var frame []byte
+		var proto uint16
+		var dst []byte
+		if v.Addr().Is4() {
+			frame, err = vrrp.GratuitousARP(mac, v.Addr())
+			proto, dst = vrrp.EtherTypeARP, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		} else {
+			frame, err = vrrp.UnsolicitedNA(mac, v.Addr(), false)
+			proto, dst = vrrp.EtherTypeIPv6, []byte{0x33, 0x33, 0, 0, 0, 1}
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: l.Attrs().Index, Halen: 6}
+		copy(sa.Addr[:], dst)
+		for range count {
+			if err := unix.Sendto(e.fd, frame, 0, sa); err != nil {
+				errs = append(errs, fmt.Errorf("announcing %v on %s: %w", v, e.ifname, err))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases the AF_PACKET socket.
+func (e *netlinkEffects) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd == 0 {
+		return nil
+	}
+	err := unix.Close(e.fd)
+	e.fd = 0
+	return err
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

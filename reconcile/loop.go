@@ -87,6 +87,9 @@ type Loop struct {
 	Logger  *slog.Logger // nil discards
 	Metrics *Metrics     // nil: no metrics
 
+	pokeOnce sync.Once
+	poke     chan struct{} // one slot: a pending "re-apply now"
+
 	mu      sync.Mutex
 	status  Status
 	live    *Desired // last desired state applied without error
@@ -105,6 +108,21 @@ const (
 	ResultFailed    Result = "failed"    // a subsystem failed to apply; retried on the next pass
 	ResultFetchErr  Result = "fetch-error"
 )
+
+// Poke asks Run for a pass over the live revision now, as a resync does:
+// a node that just became the VRRP master applies infra at once. It never
+// blocks; pokes made while one is pending are merged.
+func (l *Loop) Poke() {
+	select {
+	case l.pokes() <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Loop) pokes() chan struct{} {
+	l.pokeOnce.Do(func() { l.poke = make(chan struct{}, 1) })
+	return l.poke
+}
 
 // Run drives passes until ctx ends. It returns nil on cancellation.
 func (l *Loop) Run(ctx context.Context) error {
@@ -142,14 +160,21 @@ func (l *Loop) Run(ctx context.Context) error {
 		case n := <-revs:
 			l.Pass(ctx, n.rev, n.err)
 		case <-resync:
-			l.mu.Lock()
-			rev := l.liveRev
-			l.mu.Unlock()
-			if rev.Files != nil {
-				rev.Trigger = "resync"
-				l.Pass(ctx, rev, nil)
-			}
+			l.again(ctx, "resync")
+		case <-l.pokes():
+			l.again(ctx, "poke")
 		}
+	}
+}
+
+// again re-runs a pass over the live revision, if there is one.
+func (l *Loop) again(ctx context.Context, trigger string) {
+	l.mu.Lock()
+	rev := l.liveRev
+	l.mu.Unlock()
+	if rev.Files != nil {
+		rev.Trigger = trigger
+		l.Pass(ctx, rev, nil)
 	}
 }
 

@@ -235,11 +235,21 @@ func TestLoopRunAndResync(t *testing.T) {
 			}
 		}
 	}
+	if tr := l.Status().LastAttempt.Trigger; tr != "resync" {
+		t.Errorf("last trigger %q, want resync", tr)
+	}
+	// A poke re-applies at once, well before the next resync.
+	l.Resync = 0
+	for l.Status().LastAttempt.Trigger != "poke" {
+		l.Poke()
+		select {
+		case <-deadline:
+			t.Fatal("a poke never made a pass")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run returned %v on cancel", err)
-	}
-	if tr := l.Status().LastAttempt.Trigger; tr != "resync" {
-		t.Errorf("last trigger %q, want resync", tr)
 	}
 }

@@ -487,7 +487,7 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 			continue
 		}
 		src.dl.read(src.c, time.Now().UnixNano(), src.timeout)
-		r, err := src.c.Read(buf.b[n:])
+		r, err := src.read(buf.b[n:])
 		n += r
 		if r == 0 && err != nil {
 			if err == io.EOF {
@@ -710,7 +710,7 @@ func (h *httpConn) readRespHead() (int, error) {
 			from = max(0, h.upLen-3)
 		}
 		up.dl.read(up.c, time.Now().UnixNano(), up.timeout)
-		r, err := up.c.Read(h.upIn.b[h.upLen:])
+		r, err := up.read(h.upIn.b[h.upLen:])
 		h.upLen += r
 		if r == 0 && err != nil {
 			if err == io.EOF {

@@ -115,6 +115,11 @@ type side struct {
 	rc      syscall.RawConn
 	dl      deadlines
 	timeout time.Duration
+
+	rbuf    []byte
+	rn      int
+	rerr    error
+	readCB  func(uintptr) bool
 }
 
 func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
@@ -122,8 +127,45 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	*s = side{c: c, rc: rc, timeout: timeout}
+	cb := s.readCB
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: cb}
+	if s.readCB == nil {
+		s.readCB = s.onReadable
+	}
 	return nil
+}
+
+// read reads into p. Reading through RawConn rather than c.Read keeps
+// the error values plain (no *net.OpError allocated on a deadline).
+func (s *side) read(p []byte) (int, error) {
+	s.rbuf, s.rn, s.rerr = p, 0, nil
+	err := s.rc.Read(s.readCB)
+	s.rbuf = nil
+	if err != nil {
+		return 0, unwrapOp(err)
+	}
+	return s.rn, s.rerr
+}
+
+func (s *side) onReadable(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), s.rbuf)
+		switch err {
+		case nil:
+			s.rn = n
+			if n == 0 {
+				s.rerr = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.rerr = os.NewSyscallError("read", err)
+			return true
+		}
+	}
 }
 
 // mover moves bytes one way, from src to dst. It is embedded in a

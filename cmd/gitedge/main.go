@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"version":  {"print version, commit and build information", runVersion},
 		"validate": {"check a routes directory: schema, references, clashes (exit 1 with every error)", runValidate},
 		"plan":     {"show what a change would do, compared with --base DIR|REF", runPlan},
+		"proxy":    {"serve the listeners, routes and backends of DIR; reload on SIGHUP and file change", runProxy},
 	}
 }
 

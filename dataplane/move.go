@@ -116,10 +116,10 @@ type side struct {
 	dl      deadlines
 	timeout time.Duration
 
-	rbuf    []byte
-	rn      int
-	rerr    error
-	readCB  func(uintptr) bool
+	rbuf   []byte
+	rn     int
+	rerr   error
+	readCB func(uintptr) bool
 }
 
 func (s *side) init(c *net.TCPConn, timeout time.Duration) error {

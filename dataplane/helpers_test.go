@@ -162,7 +162,8 @@ type httpBackend struct {
 	addr  netip.AddrPort
 	srv   *http.Server
 	ln    net.Listener
-	hits  atomic.Int64
+	hits  atomic.Int64 // requests for /
+	reqs  atomic.Int64 // every request
 	conns atomic.Int64 // connections accepted
 	// hold, when set, blocks /hold requests until it is closed.
 	hold chan struct{}
@@ -256,7 +257,11 @@ func startHTTPBackend(t testing.TB, name string, pp bool) *httpBackend {
 			rw.Flush()
 		}
 	})
-	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	count := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.reqs.Add(1)
+		mux.ServeHTTP(w, r)
+	})
+	b.srv = &http.Server{Handler: count, ReadHeaderTimeout: 10 * time.Second}
 	go b.srv.Serve(ln)
 	t.Cleanup(func() {
 		select {

@@ -33,7 +33,8 @@ type httpConn struct {
 	rw      httphead.Rewrite
 	out     *buffer // a rewritten head
 
-	srv   *server // the slot this request holds
+	srv   *server // the slot this request holds; nil once released
+	used  *server // the server this request went to
 	up    *upConn
 	priv  *upConn // a PROXY-protocol server connection tied to this client
 	upIn  *buffer // server bytes of the current response
@@ -171,6 +172,10 @@ func (h *httpConn) readHead(first bool) bool {
 				continue
 			}
 			n, err := httphead.HeadComplete(h.in.b[:h.inLen], from)
+			if err == nil && n > lg.cfg.MaxHeaderBytes {
+				h.reject(httphead.ErrTooLarge)
+				return false
+			}
 			if err == nil && n > 0 {
 				if err := httphead.ParseRequest(h.in.b[:n], &h.req); err != nil {
 					h.reject(err)
@@ -267,6 +272,7 @@ func (h *httpConn) writeClient(b []byte) error {
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
 	h.status, h.inBytes, h.outBytes, h.bodySent = 0, 0, 0, false
+	h.used = nil
 	h.consumed = h.headLen
 	req := &h.req
 	lg := h.lg
@@ -312,7 +318,7 @@ func (h *httpConn) exchange() bool {
 			}
 			return h.fail(b, 503)
 		}
-		h.srv.st.m.errs[errKindResponse].Inc()
+		h.used.st.m.errs[errKindResponse].Inc()
 		h.closeUp()
 		return h.fail(b, 502)
 	}
@@ -362,14 +368,14 @@ func (h *httpConn) canRetry(retried bool, bodyInBuf int) bool {
 func (h *httpConn) redial(b *backend) bool {
 	h.closeUp()
 	h.upLen = 0
-	c, err := b.dial(h.srv)
+	c, err := b.dial(h.used)
 	if err != nil {
-		h.srv.st.m.errs[errKindConnect].Inc()
-		h.srv.st.report(h.p, false, false, unwrapOp(err).Error())
+		h.used.st.m.errs[errKindConnect].Inc()
+		h.used.st.report(h.p, false, false, unwrapOp(err).Error())
 		return false
 	}
-	h.srv.st.m.conns.Inc()
-	u, err := newUpConn(c, b, h.srv, h.peer, h.local)
+	h.used.st.m.conns.Inc()
+	u, err := newUpConn(c, b, h.used, h.peer, h.local)
 	h.up = u
 	return err == nil
 }
@@ -382,7 +388,7 @@ func (h *httpConn) connect(b *backend) bool {
 		if pc.srv.b == b.st && !pc.srv.removed.Load() {
 			for _, s := range b.servers {
 				if s.st == pc.srv && b.acquireServer(s) {
-					h.srv, h.up = s, pc
+					h.srv, h.used, h.up = s, s, pc
 					return true
 				}
 			}
@@ -394,7 +400,7 @@ func (h *httpConn) connect(b *backend) bool {
 		h.status = 503
 		return false
 	}
-	h.srv, h.up = s, u
+	h.srv, h.used, h.up = s, s, u
 	return true
 }
 
@@ -513,11 +519,11 @@ func (h *httpConn) bodyFailed(b *backend, err error) bool {
 			h.writeClient(errorResponse(408, false))
 		}
 	default:
-		h.srv.st.m.errs[errKindResponse].Inc()
+		h.used.st.m.errs[errKindResponse].Inc()
 		h.status = 502
 		h.writeClient(errorResponse(502, false))
 	}
-	h.logRequest(b, h.srv)
+	h.logRequest(b, h.used)
 	return false
 }
 
@@ -541,7 +547,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 			if isTimeout(err) {
 				status, kind = 504, errKindTimeout
 			}
-			h.srv.st.m.errs[kind].Inc()
+			h.used.st.m.errs[kind].Inc()
 			h.closeUp()
 			return h.fail(b, status)
 		}
@@ -561,7 +567,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	h.status = resp.Status
 	if resp.Status == 101 {
 		if !req.Upgrade() || bodyDone != nil {
-			h.srv.st.m.errs[errKindResponse].Inc()
+			h.used.st.m.errs[errKindResponse].Inc()
 			h.closeUp()
 			return h.fail(b, 502)
 		}
@@ -592,7 +598,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		k, err := h.respChunk.Scan(h.upIn.b[headLen:h.upLen])
 		if err != nil {
 			h.abortBody(bodyDone)
-			h.srv.st.m.errs[errKindResponse].Inc()
+			h.used.st.m.errs[errKindResponse].Inc()
 			h.closeUp()
 			return h.fail(b, 502)
 		}
@@ -602,6 +608,16 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	}
 	if inBuf > bodyPart {
 		reuse = false // the server sent more than the response
+	}
+	// A response already whole in the buffer frees its server connection
+	// and slot before the client write: the next request may use them.
+	whole := kind == httphead.BodyNone ||
+		(kind == httphead.BodyLength && int64(bodyPart) == resp.ContentLength) ||
+		(kind == httphead.BodyChunked && h.respChunk.Done())
+	if whole && bodyDone == nil {
+		h.account(b)
+		h.finishUp(b, reuse)
+		h.releaseSlot()
 	}
 	var err error
 	if resp.ForwardAsIs(keep, req.Minor) {
@@ -661,14 +677,16 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		if !errors.Is(err, errShortBody) && !isTimeout(err) {
 			h.lm.errs[errKindClient].Inc()
 		} else {
-			h.srv.st.m.errs[errKindResponse].Inc()
+			h.used.st.m.errs[errKindResponse].Inc()
 		}
-		h.logRequest(b, h.srv)
+		h.logRequest(b, h.used)
 		return false
 	}
-	h.finishUp(b, reuse)
-	h.account(b)
-	h.logRequest(b, h.srv)
+	if !whole || bodyDone != nil {
+		h.finishUp(b, reuse)
+		h.account(b)
+	}
+	h.logRequest(b, h.used)
 	return keep
 }
 
@@ -741,7 +759,7 @@ func (h *httpConn) upgrade(b *backend) {
 	}
 	h.closeUp()
 	h.account(b)
-	h.logRequest(b, h.srv)
+	h.logRequest(b, h.used)
 }
 
 // finishUp pools or keeps the server connection, or closes it.
@@ -786,13 +804,13 @@ func (h *httpConn) fail(b *backend, status int) bool {
 	if err := h.writeClient(errorResponse(status, keep)); err != nil {
 		keep = false
 	}
-	h.logRequest(b, h.srv)
+	h.logRequest(b, h.used)
 	return keep
 }
 
 // account adds one served request to the counters.
 func (h *httpConn) account(b *backend) {
-	if s := h.srv; s != nil {
+	if s := h.used; s != nil {
 		s.st.m.requests.Inc()
 		s.st.m.bytesOut.Add(float64(h.inBytes))
 		s.st.m.bytesIn.Add(float64(h.outBytes))

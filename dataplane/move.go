@@ -86,7 +86,7 @@ func slack(timeout time.Duration) int64 {
 
 func (d *deadlines) read(c *net.TCPConn, now int64, timeout time.Duration) {
 	want := now + int64(timeout)
-	if d.rd > now && want-d.rd < slack(timeout) {
+	if d.rd > now && d.rd <= want && want-d.rd < slack(timeout) {
 		return
 	}
 	d.rd = want
@@ -101,7 +101,7 @@ func (d *deadlines) readAt(c *net.TCPConn, at int64) {
 
 func (d *deadlines) write(c *net.TCPConn, now int64, timeout time.Duration) {
 	want := now + int64(timeout)
-	if d.wd > now && want-d.wd < slack(timeout) {
+	if d.wd > now && d.wd <= want && want-d.wd < slack(timeout) {
 		return
 	}
 	d.wd = want

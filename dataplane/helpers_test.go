@@ -165,6 +165,7 @@ type httpBackend struct {
 	hits  atomic.Int64 // requests for /
 	reqs  atomic.Int64 // every request
 	conns atomic.Int64 // connections accepted
+	sick  atomic.Bool  // /health answers 500 while set
 	// hold, when set, blocks /hold requests until it is closed.
 	hold chan struct{}
 	// started gets a value when a /hold request arrives.
@@ -190,6 +191,11 @@ func startHTTPBackend(t testing.TB, name string, pp bool) *httpBackend {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		fmt.Fprintf(w, "%s %s", name, r.Host)
+	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if b.sick.Load() {
+			http.Error(w, "sick", http.StatusInternalServerError)
+		}
 	})
 	mux.HandleFunc("/client", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s", name, r.RemoteAddr)

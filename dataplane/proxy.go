@@ -305,6 +305,7 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 			}
 		}
 		p.log.Info("listener removed: draining", "listener", name, "bind", s.bind.String(), "drain_timeout", drain)
+		s.stopAccepting() // now, so the socket refuses new connections when Apply returns
 		p.drains.Add(1)
 		go func() {
 			defer p.drains.Done()

@@ -69,17 +69,28 @@ func (p *Proxy) newClientConn(s *listenSock, c *net.TCPConn, lg *listenerGen) *c
 
 // serve runs the connection to its end.
 func (c *clientConn) serve(lg *listenerGen) {
-	defer c.p.conns.Done()
-	c.run(lg)
-	c.lm.active.Dec()
-	c.sock.untrack(c)
-	// Only now may the pooled state be handed to another connection.
-	if c.http != nil {
-		c.p.putHTTPConn(c.http)
+	if c.run(lg) {
+		return // a tunnel's goroutines own the connection now
 	}
+	c.done()
 }
 
-func (c *clientConn) run(lg *listenerGen) {
+// done is the end of a connection's life.
+func (c *clientConn) done() {
+	p := c.p
+	c.lm.active.Dec()
+	c.sock.untrack(c)
+	// Only now may the pooled state be handed to another connection
+	// (which resets c).
+	if c.http != nil {
+		p.putHTTPConn(c.http)
+	}
+	p.conns.Done()
+}
+
+// run serves the connection; true when it was handed to a tunnel that
+// calls done itself.
+func (c *clientConn) run(lg *listenerGen) bool {
 	if len(lg.cfg.AcceptProxy) > 0 {
 		if err := c.acceptProxyHeader(lg); err != nil {
 			c.lm.errs[errKindProxyRefused].Inc()
@@ -87,14 +98,14 @@ func (c *clientConn) run(lg *listenerGen) {
 				c.p.log.Debug("PROXY header refused", "listener", lg.cfg.Name, "peer", c.peer.String(), "error", err)
 			}
 			c.cl.c.Close()
-			return
+			return false
 		}
 	}
 	if c.http != nil {
 		c.http.serve(lg)
-		return
+		return false
 	}
-	c.serveTLS(lg)
+	return c.serveTLS(lg)
 }
 
 // acceptProxyHeader reads the PROXY v1/v2 header a listener with

@@ -331,8 +331,8 @@ func (h *httpConn) exchange() bool {
 			// The client may wait for 100 Continue before sending the body:
 			// forward it alongside reading the response.
 			bodyDone = make(chan error, 1)
-			go h.forwardBodyAsync(bodyInBuf, bodyDone)
-		} else if err := h.forwardBody(bodyInBuf); err != nil {
+			go h.forwardBodyAsync(h.up, bodyInBuf, bodyDone)
+		} else if err := h.forwardBody(h.up, bodyInBuf); err != nil {
 			return h.bodyFailed(b, err)
 		}
 	}
@@ -432,11 +432,11 @@ func (h *httpConn) sendHead(bodyInBuf int) error {
 	return err
 }
 
-// forwardBody sends the rest of the request body.
-func (h *httpConn) forwardBody(bodyInBuf int) error {
+// forwardBody sends the rest of the request body to up.
+func (h *httpConn) forwardBody(up *upConn, bodyInBuf int) error {
 	h.bodySent = true
 	if !h.req.Chunked {
-		h.reqBody.src, h.reqBody.dst = &h.cl, &h.up.side
+		h.reqBody.src, h.reqBody.dst = &h.cl, &up.side
 		n, err := h.reqBody.move(h.req.ContentLength - int64(bodyInBuf))
 		h.inBytes += n
 		return err
@@ -447,14 +447,16 @@ func (h *httpConn) forwardBody(bodyInBuf int) error {
 	if h.in == nil {
 		h.in = getBuf()
 	}
-	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &h.up.side, h.in, h.inLen, &h.reqBody)
+	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody)
 	h.inLen = left
 	h.inBytes += n
 	return err
 }
 
-func (h *httpConn) forwardBodyAsync(bodyInBuf int, done chan<- error) {
-	done <- h.forwardBody(bodyInBuf)
+// forwardBodyAsync is forwardBody on its own goroutine (Expect:
+// 100-continue), named for stack dumps.
+func (h *httpConn) forwardBodyAsync(up *upConn, bodyInBuf int, done chan<- error) {
+	done <- h.forwardBody(up, bodyInBuf)
 }
 
 // spliceMin is the size from which chunk data is spliced rather than
@@ -541,6 +543,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 					}
 				}
 			}
+			h.closeUp()
 			h.abortBody(bodyDone)
 			status := 502
 			kind := errKindResponse
@@ -548,7 +551,6 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 				status, kind = 504, errKindTimeout
 			}
 			h.used.st.m.errs[kind].Inc()
-			h.closeUp()
 			return h.fail(b, status)
 		}
 		if h.resp.Status >= 200 || h.resp.Status == 101 {
@@ -557,8 +559,8 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		}
 		// 1xx interim (100 Continue, 103): forward, then read on.
 		if err := h.writeClient(h.upIn.b[:n]); err != nil {
-			h.abortBody(bodyDone)
 			h.closeUp()
+			h.abortBody(bodyDone)
 			return false
 		}
 		h.upLen = copy(h.upIn.b, h.upIn.b[n:h.upLen])
@@ -597,9 +599,9 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		h.respChunk.Reset()
 		k, err := h.respChunk.Scan(h.upIn.b[headLen:h.upLen])
 		if err != nil {
+			h.closeUp()
 			h.abortBody(bodyDone)
 			h.used.st.m.errs[errKindResponse].Inc()
-			h.closeUp()
 			return h.fail(b, 502)
 		}
 		bodyPart = k
@@ -664,6 +666,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	}
 	if bodyDone != nil {
 		// The response ended before the request body: stop reading it.
+		h.closeUp()
 		h.abortBody(bodyDone)
 		keep, reuse = false, false
 	}
@@ -825,10 +828,17 @@ func (h *httpConn) logRequest(b *backend, s *server) {
 	}
 	h.lm.bytesIn.Add(float64(h.inBytes))
 	h.lm.bytesOut.Add(float64(h.outBytes))
-	al := h.p.access
-	if al == nil || !al.Enabled(h.p.bg, slog.LevelInfo) {
-		return
+	if al := h.p.access; al != nil && al.Enabled(h.p.bg, slog.LevelInfo) {
+		h.accessLog(al, b, s)
 	}
+}
+
+// accessLog emits the event. Apart from logRequest so that the attributes'
+// stack frame (1 KB) is only taken when logging: a kept-alive connection's
+// goroutine stack stays small.
+//
+//go:noinline
+func (h *httpConn) accessLog(al *slog.Logger, b *backend, s *server) {
 	backendName, serverName := "", ""
 	if b != nil {
 		backendName = b.cfg.Name

@@ -455,6 +455,12 @@ func (p *Proxy) shutdown(graceful bool) {
 				ss.checker.halt()
 				ss.checker = nil
 			}
+			ss.hmu.Lock()
+			if ss.retry != nil {
+				ss.retry.Stop()
+			}
+			ss.removed.Store(true)
+			ss.hmu.Unlock()
 			ss.pool.closeAll()
 		}
 	}

@@ -10,9 +10,14 @@ import (
 )
 
 // serveTLS routes a TLS connection by the SNI of its ClientHello without
-// terminating TLS, then relays both ways with splice.
-func (c *clientConn) serveTLS(lg *listenerGen) {
-	defer c.cl.c.Close()
+// terminating TLS, then relays both ways with splice. It reports whether
+// the connection went to a tunnel (which then ends it).
+func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
+	defer func() {
+		if !handedOff {
+			c.cl.c.Close()
+		}
+	}()
 	start := time.Now()
 	buf := getBuf()
 	scratch := getBuf()
@@ -40,17 +45,17 @@ func (c *clientConn) serveTLS(lg *listenerGen) {
 				}
 				c.lm.errs[kind].Inc()
 				c.logTLS(lg, start, nil, nil, nil, 0, 0, err.Error())
-				return
+				return false
 			}
 			if n == len(buf.b) {
 				c.lm.errs[errKindBadHello].Inc()
 				c.logTLS(lg, start, nil, nil, nil, 0, 0, "ClientHello too large")
-				return
+				return false
 			}
 		}
 		idle := n == 0
 		if idle && !c.enterIdle() {
-			return
+			return false
 		}
 		r, err := c.cl.c.Read(buf.b[n:])
 		if idle {
@@ -64,22 +69,20 @@ func (c *clientConn) serveTLS(lg *listenerGen) {
 			} else if !errors.Is(err, io.EOF) && n > 0 {
 				c.lm.errs[errKindClient].Inc()
 			}
-			return
+			return false
 		}
 	}
 	b := lg.route(sni)
 	if b == nil {
 		c.lm.errs[errKindNoRoute].Inc()
 		c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
-		return
+		return false
 	}
 	s, up, err := c.p.connectServer(b, c.peer, c.local, false)
 	if err != nil {
 		c.logTLS(lg, start, sni, b, nil, 0, 0, err.Error())
-		return
+		return false
 	}
-	defer s.release()
-	defer up.c.Close()
 	c.p.respSeconds(b, start)
 	c.lm.class[0].Inc()
 	s.st.m.requests.Inc()
@@ -88,7 +91,9 @@ func (c *clientConn) serveTLS(lg *listenerGen) {
 	if _, err := up.c.Write(buf.b[:n]); err != nil {
 		s.st.m.errs[errKindResponse].Inc()
 		c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
-		return
+		up.c.Close()
+		s.release()
+		return false
 	}
 	in := int64(n)
 	// Keep the SNI for the log only when logging; buf goes back now.
@@ -99,13 +104,19 @@ func (c *clientConn) serveTLS(lg *listenerGen) {
 	release()
 	c.cl.dl = deadlines{}
 	t := newTunnel(&c.cl, &up.side, b.cfg.IdleTimeout)
-	toServer, toClient := t.run()
-	in += toServer
-	c.lm.bytesIn.Add(float64(in))
-	c.lm.bytesOut.Add(float64(toClient))
-	s.st.m.bytesOut.Add(float64(in))
-	s.st.m.bytesIn.Add(float64(toClient))
-	c.logTLS(lg, start, []byte(name), b, s, in, toClient, "")
+	t.start(func(toServer, toClient int64) {
+		up.c.Close()
+		c.cl.c.Close()
+		s.release()
+		in += toServer
+		c.lm.bytesIn.Add(float64(in))
+		c.lm.bytesOut.Add(float64(toClient))
+		s.st.m.bytesOut.Add(float64(in))
+		s.st.m.bytesIn.Add(float64(toClient))
+		c.logTLS(lg, start, []byte(name), b, s, in, toClient, "")
+		c.done()
+	})
+	return true
 }
 
 // logTLS emits the access-log event of a TLS connection.

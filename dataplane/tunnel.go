@@ -16,6 +16,10 @@ type tunnel struct {
 	ab, ba mover
 	idle   time.Duration
 	last   atomic.Int64 // unix nanoseconds of the last byte moved
+
+	left     atomic.Int32 // directions still running
+	nAB, nBA int64
+	done     func(aToB, bToA int64)
 }
 
 func newTunnel(a, b *side, idle time.Duration) *tunnel {
@@ -33,15 +37,40 @@ func (t *tunnel) touch(now int64) { t.last.Store(now) }
 // run relays until both directions end and returns the bytes moved from a
 // to b and from b to a. The caller closes both conns.
 func (t *tunnel) run() (aToB, bToA int64) {
-	t.touch(time.Now().UnixNano())
-	done := make(chan int64, 1)
-	go t.pumpBA(done)
-	aToB = t.pump(&t.ab)
-	return aToB, <-done
+	ch := make(chan [2]int64, 1)
+	t.start(func(ab, ba int64) { ch <- [2]int64{ab, ba} })
+	r := <-ch
+	return r[0], r[1]
 }
 
-// pumpBA is the second direction's goroutine, named for stack dumps.
-func (t *tunnel) pumpBA(done chan<- int64) { done <- t.pump(&t.ba) }
+// start relays on two new goroutines and calls done once both directions
+// have ended. Fresh goroutines keep an idle tunnel small: their stacks hold
+// only the relay loop, not the depth of the ClientHello read and the
+// connect that came before.
+func (t *tunnel) start(done func(aToB, bToA int64)) {
+	t.touch(time.Now().UnixNano())
+	t.done = done
+	t.left.Store(2)
+	go t.pumpAB()
+	go t.pumpBA()
+}
+
+// pumpAB and pumpBA are the directions' goroutines, named for stack dumps.
+func (t *tunnel) pumpAB() {
+	t.nAB = t.pump(&t.ab)
+	t.finish()
+}
+
+func (t *tunnel) pumpBA() {
+	t.nBA = t.pump(&t.ba)
+	t.finish()
+}
+
+func (t *tunnel) finish() {
+	if t.left.Add(-1) == 0 {
+		t.done(t.nAB, t.nBA)
+	}
+}
 
 func (t *tunnel) pump(m *mover) int64 {
 	var total int64

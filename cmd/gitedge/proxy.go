@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +31,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "proxy", "DIR")
 	accessLog := fs.Bool("access-log", false, "log one JSON event per request and TLS connection to stderr")
 	metricsAddr := fs.String("metrics", "", "serve /metrics and /healthz on this address (as 127.0.0.1:9101); empty: off")
+	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the --metrics address")
 	debounce := fs.Duration("debounce", 300*time.Millisecond, "wait this long after the last file change before reloading")
 	watch := fs.Bool("watch", true, "reload when files under DIR change (SIGHUP always reloads)")
 	verbose := fs.Bool("v", false, "debug logging")
@@ -104,6 +106,12 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 			}
 			fmt.Fprintln(w, "ok")
 		})
+		if *pprofOn {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		srv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -14,7 +14,7 @@ TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnup
 BENCH_PKGS := haproxy nginx libnginx-mod-stream wrk curl openssl
 FUZZTIME   ?= 10s
 
-.PHONY: all build test unit lint fuzz e2e bench bench-failover bench-gitsource demo deps bench-deps clean
+.PHONY: all build test unit lint fuzz e2e bench bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean
 
 all: build
 
@@ -79,6 +79,11 @@ bench-gitsource: deps
 # and VRRPv3 100 ms; prints the table of client outage medians (as root).
 bench-failover: build deps
 	$(GO) test -tags e2e -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m ./e2e/
+
+# bench-dataplane: the proxy's Go benchmarks. The keep-alive path must show
+# 0 allocs/op, and routes=10000 stay within 5% of routes=10.
+bench-dataplane:
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 3 ./dataplane/...
 
 demo: build
 	./$(BIN) demo

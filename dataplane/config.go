@@ -113,9 +113,10 @@ func (b Bind) String() string {
 }
 
 // Overlaps reports whether two binds cannot both be listened on: same port
-// and same address, or a wildcard on either side.
+// and same address, or a wildcard on either side. Port 0 (any free port,
+// for tests) never overlaps.
 func (b Bind) Overlaps(o Bind) bool {
-	if b.Port != o.Port {
+	if b.Port != o.Port || b.Port == 0 {
 		return false
 	}
 	return !b.Addr.IsValid() || !o.Addr.IsValid() || b.Addr == o.Addr

@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"inventory": {"print an Ansible inventory of the managed VMs with their guest-agent addresses", runInventory},
 		"source":    {"fetch and verify the configured routes repository and show what would be loaded (--watch follows it)", runSource},
 		"vrrp":      {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
+		"proxy":     {"serve the listeners, routes and backends of DIR; reload on SIGHUP and file change", runProxy},
 	}
 }
 

@@ -1,0 +1,386 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors of server selection; the HTTP side answers both with 503.
+var (
+	errNoServer     = errors.New("no server is up")
+	errQueueTimeout = errors.New("every server is at maxConn and the queue timed out")
+)
+
+// backendState is what outlives config generations for a backend name:
+// its servers' health and counters, and the queue of requests waiting for
+// a free slot. Its mutex also guards the per-generation balancing state,
+// so two generations of one backend never race on a server's slots.
+type backendState struct {
+	name string
+	m    *backendMetrics
+
+	mu      sync.Mutex
+	waiters []chan struct{}
+	// servers is changed only by Apply (under Proxy.mu).
+	servers map[serverKey]*serverState
+}
+
+// serverKey identifies a server across generations: the same name at the
+// same address keeps its health and counters; a new address is a new server.
+type serverKey struct {
+	name string
+	addr netip.AddrPort
+}
+
+// serverState is one server's life across generations.
+type serverState struct {
+	b    *backendState
+	name string
+	addr netip.AddrPort
+	m    *serverMetrics
+
+	active int // in-flight requests or tunnels; guarded by b.mu
+
+	up      atomic.Bool
+	hmu     sync.Mutex
+	hc      HealthCheck // current check settings
+	okRun   int         // consecutive successes
+	failRun int         // consecutive failures
+	retry   *time.Timer // passive-down expiry when there is no active check
+	checker *checker
+
+	pool    idlePool
+	removed atomic.Bool
+}
+
+// backend is one generation's view of a backend: its settings and its
+// servers with their weights, over the shared state.
+type backend struct {
+	cfg     Backend
+	st      *backendState
+	servers []*server
+	dialer  net.Dialer
+	pp      byte // PROXY protocol version sent to servers; 0 none
+	lcNext  int  // leastconn tie-break rotation; guarded by st.mu
+}
+
+// server is a server in one generation.
+type server struct {
+	cfg Server
+	st  *serverState
+	b   *backend
+	cw  int // smooth weighted round robin current weight; guarded by st.b.mu
+}
+
+func (s *server) eligible(exclude *serverState) bool {
+	return s.st != exclude && s.cfg.Weight > 0 && s.st.up.Load() &&
+		(s.cfg.MaxConn == 0 || s.st.active < s.cfg.MaxConn)
+}
+
+// pick chooses a server with a free slot; nil when none. Called with st.mu.
+func (b *backend) pick(hash uint32, exclude *serverState) *server {
+	switch b.cfg.Balance {
+	case BalanceLeastConn:
+		var best *server
+		n := len(b.servers)
+		for i := range n {
+			s := b.servers[(b.lcNext+i)%n]
+			if !s.eligible(exclude) {
+				continue
+			}
+			// active/weight, compared without division
+			if best == nil || s.st.active*best.cfg.Weight < best.st.active*s.cfg.Weight {
+				best = s
+			}
+		}
+		b.lcNext++
+		return best
+	case BalanceSource:
+		total := 0
+		for _, s := range b.servers {
+			if s.eligible(exclude) {
+				total += s.cfg.Weight
+			}
+		}
+		if total == 0 {
+			return nil
+		}
+		x := int(hash % uint32(total))
+		for _, s := range b.servers {
+			if !s.eligible(exclude) {
+				continue
+			}
+			if x < s.cfg.Weight {
+				return s
+			}
+			x -= s.cfg.Weight
+		}
+		return nil
+	default:
+		// Smooth weighted round robin (as nginx): every eligible server gains
+		// its weight, the richest is picked and pays the total.
+		var best *server
+		total := 0
+		for _, s := range b.servers {
+			if !s.eligible(exclude) {
+				continue
+			}
+			s.cw += s.cfg.Weight
+			total += s.cfg.Weight
+			if best == nil || s.cw > best.cw {
+				best = s
+			}
+		}
+		if best != nil {
+			best.cw -= total
+		}
+		return best
+	}
+}
+
+// anyUp reports whether some server could ever take a request now.
+func (b *backend) anyUp() bool {
+	for _, s := range b.servers {
+		if s.cfg.Weight > 0 && s.st.up.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// acquire takes a slot on a server, waiting in the backend's queue up to
+// QueueTimeout when every server is at maxConn. exclude is a server that
+// just failed to connect; it is used only if nothing else is up.
+func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
+	st := b.st
+	st.mu.Lock()
+	if len(st.waiters) == 0 {
+		if s := b.pickOrAny(hash, exclude); s != nil {
+			s.st.active++
+			st.mu.Unlock()
+			s.st.m.active.Inc()
+			return s, nil
+		}
+	}
+	if !b.anyUp() {
+		st.mu.Unlock()
+		return nil, errNoServer
+	}
+	// Queue: the slow path, allowed to allocate.
+	deadline := time.Now().Add(b.cfg.QueueTimeout)
+	ch := make(chan struct{}, 1)
+	st.waiters = append(st.waiters, ch)
+	st.m.queued.Inc()
+	st.mu.Unlock()
+	timer := time.NewTimer(b.cfg.QueueTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ch:
+		case <-timer.C:
+		}
+		st.mu.Lock()
+		if s := b.pickOrAny(hash, exclude); s != nil {
+			s.st.active++
+			st.removeWaiter(ch)
+			st.mu.Unlock()
+			st.m.queued.Dec()
+			s.st.m.active.Inc()
+			return s, nil
+		}
+		if !time.Now().Before(deadline) || !b.anyUp() {
+			st.removeWaiter(ch)
+			st.mu.Unlock()
+			st.m.queued.Dec()
+			if !b.anyUp() {
+				return nil, errNoServer
+			}
+			return nil, errQueueTimeout
+		}
+		// Woken but the slot went elsewhere: wait again at the front.
+		st.removeWaiter(ch)
+		st.waiters = append(st.waiters, nil)
+		copy(st.waiters[1:], st.waiters)
+		st.waiters[0] = ch
+		st.mu.Unlock()
+	}
+}
+
+func (b *backend) pickOrAny(hash uint32, exclude *serverState) *server {
+	if s := b.pick(hash, exclude); s != nil || exclude == nil {
+		return s
+	}
+	return b.pick(hash, nil)
+}
+
+func (st *backendState) removeWaiter(ch chan struct{}) {
+	for i, w := range st.waiters {
+		if w == ch {
+			st.waiters = append(st.waiters[:i], st.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+// release frees a slot taken by acquire and wakes the first waiter.
+func (s *server) release() {
+	st := s.st.b
+	st.mu.Lock()
+	s.st.active--
+	if len(st.waiters) > 0 {
+		select {
+		case st.waiters[0] <- struct{}{}:
+		default:
+		}
+	}
+	st.mu.Unlock()
+	s.st.m.active.Dec()
+}
+
+// wakeAll wakes every waiter (a server came up or left: they re-pick).
+func (st *backendState) wakeAll() {
+	st.mu.Lock()
+	for _, w := range st.waiters {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	st.mu.Unlock()
+}
+
+// sourceHash hashes a client address for balance: source.
+func sourceHash(a netip.Addr) uint32 {
+	b := a.As16()
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+// dial connects to a server within the backend's connect timeout.
+func (b *backend) dial(s *server) (*net.TCPConn, error) {
+	return b.dialer.DialTCP(context.Background(), "tcp", netip.AddrPort{}, s.cfg.Address)
+}
+
+// upConn is a connection to a server.
+type upConn struct {
+	side
+	srv    *serverState
+	idleAt int64 // unix nanoseconds it went idle in a pool
+	uses   int   // requests served
+}
+
+// idlePool keeps a server's idle keep-alive connections, most recently
+// used first (warm, and the others age out).
+type idlePool struct {
+	mu     sync.Mutex
+	conns  []*upConn
+	closed bool
+}
+
+const (
+	maxIdlePerServer = 512
+	// poolIdleMax bounds how long an idle server connection is kept
+	// (HAProxy's pool-purge-delay is 5s; servers close theirs after 60-75s).
+	poolIdleMax = 10 * time.Second
+)
+
+// get returns a pooled connection, dropping ones idle longer than maxIdle.
+func (p *idlePool) get(now int64, maxIdle time.Duration) *upConn {
+	p.mu.Lock()
+	for n := len(p.conns); n > 0; n = len(p.conns) {
+		c := p.conns[n-1]
+		p.conns[n-1] = nil
+		p.conns = p.conns[:n-1]
+		if now-c.idleAt < int64(maxIdle) {
+			p.mu.Unlock()
+			return c
+		}
+		p.mu.Unlock()
+		c.c.Close()
+		p.mu.Lock()
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// put keeps c for reuse; false when the pool is full or closed (the caller
+// closes c).
+func (p *idlePool) put(c *upConn, now int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.conns) >= maxIdlePerServer {
+		return false
+	}
+	c.idleAt = now
+	p.conns = append(p.conns, c)
+	return true
+}
+
+// sweep closes connections idle longer than maxIdle (oldest first).
+func (p *idlePool) sweep(now int64, maxIdle time.Duration) {
+	p.mu.Lock()
+	i := 0
+	for i < len(p.conns) && now-p.conns[i].idleAt >= int64(maxIdle) {
+		i++
+	}
+	stale := make([]*upConn, i)
+	copy(stale, p.conns[:i])
+	p.conns = append(p.conns[:0], p.conns[i:]...)
+	p.mu.Unlock()
+	for _, c := range stale {
+		c.c.Close()
+	}
+}
+
+func (p *idlePool) closeAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.c.Close()
+	}
+}
+
+func (p *idlePool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// closeIdle closes the pooled connections of a server that went down; the
+// pool stays open for when it comes back.
+func (p *idlePool) closeIdle() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.c.Close()
+	}
+}
+
+// acquireServer takes a slot on one given server (a private connection's
+// server, preferred for the client's next request) if it can take one.
+func (b *backend) acquireServer(s *server) bool {
+	st := b.st
+	st.mu.Lock()
+	ok := len(st.waiters) == 0 && s.eligible(nil)
+	if ok {
+		s.st.active++
+	}
+	st.mu.Unlock()
+	if ok {
+		s.st.m.active.Inc()
+	}
+	return ok
+}

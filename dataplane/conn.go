@@ -1,0 +1,203 @@
+package dataplane
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+// Connection states for draining: a drain may interrupt a connection only
+// while it waits for a request with nothing buffered.
+const (
+	stBusy int32 = iota
+	stIdle
+	stPoking // a drain is interrupting the idle wait
+	stPoked
+)
+
+// clientConn is what every accepted connection has, whatever its mode.
+type clientConn struct {
+	p    *Proxy
+	sock *listenSock
+	cl   side
+	// peer is the client: the TCP peer, or the source a trusted PROXY
+	// header names; local is the address the client connected to.
+	peer, local netip.AddrPort
+	lm          *listenerMetrics
+	state       atomic.Int32
+	draining    atomic.Bool
+	accepted    time.Time
+	// pre holds bytes read past a PROXY header.
+	pre []byte
+
+	http *httpConn // set for mode http
+}
+
+// newClientConn wraps an accepted connection; nil if it was refused.
+func (p *Proxy) newClientConn(s *listenSock, c *net.TCPConn, lg *listenerGen) *clientConn {
+	var cc *clientConn
+	if lg.cfg.Mode == ModeHTTP {
+		h := p.getHTTPConn()
+		cc = &h.clientConn
+	} else {
+		cc = &clientConn{}
+	}
+	cc.p, cc.sock, cc.lm, cc.accepted = p, s, lg.m, time.Now()
+	if err := cc.cl.init(c, lg.cfg.ClientTimeout); err != nil {
+		c.Close()
+		return nil
+	}
+	cc.peer = c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	cc.peer = netip.AddrPortFrom(cc.peer.Addr().Unmap(), cc.peer.Port())
+	cc.local = c.LocalAddr().(*net.TCPAddr).AddrPort()
+	cc.local = netip.AddrPortFrom(cc.local.Addr().Unmap(), cc.local.Port())
+	p.conns.Add(1)
+	if s.track(cc) {
+		cc.draining.Store(true)
+	}
+	lg.m.conns.Inc()
+	lg.m.active.Inc()
+	return cc
+}
+
+// serve runs the connection to its end.
+func (c *clientConn) serve(lg *listenerGen) {
+	if c.run(lg) {
+		return // a tunnel's goroutines own the connection now
+	}
+	c.done()
+}
+
+// done is the end of a connection's life.
+func (c *clientConn) done() {
+	p := c.p
+	c.lm.active.Dec()
+	c.sock.untrack(c)
+	// Only now may the pooled state be handed to another connection
+	// (which resets c).
+	if c.http != nil {
+		p.putHTTPConn(c.http)
+	}
+	p.conns.Done()
+}
+
+// run serves the connection; true when it was handed to a tunnel that
+// calls done itself.
+func (c *clientConn) run(lg *listenerGen) bool {
+	if len(lg.cfg.AcceptProxy) > 0 {
+		if err := c.acceptProxyHeader(lg); err != nil {
+			c.lm.errs[errKindProxyRefused].Inc()
+			if c.p.log.Enabled(c.p.bg, slogDebug) {
+				c.p.log.Debug("PROXY header refused", "listener", lg.cfg.Name, "peer", c.peer.String(), "error", err)
+			}
+			c.cl.c.Close()
+			return false
+		}
+	}
+	if c.http != nil {
+		c.http.serve(lg)
+		return false
+	}
+	return c.serveTLS(lg)
+}
+
+// acceptProxyHeader reads the PROXY v1/v2 header a listener with
+// acceptProxy requires, from trusted sources only (HAProxy's
+// accept-proxy with a source ACL).
+func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
+	trusted := false
+	for _, pfx := range lg.cfg.AcceptProxy {
+		if pfx.Contains(c.peer.Addr()) {
+			trusted = true
+			break
+		}
+	}
+	if !trusted {
+		return fmt.Errorf("%s is not in acceptProxy", c.peer.Addr())
+	}
+	timeout := lg.cfg.RequestTimeout
+	if lg.cfg.Mode == ModeTLS {
+		timeout = lg.cfg.InspectTimeout
+	}
+	_ = c.cl.c.SetReadDeadline(time.Now().Add(timeout))
+	hdr, rest, err := readProxyHeader(c.cl.c)
+	if err != nil {
+		return err
+	}
+	c.pre = rest
+	if src, ok := hdr.SourceAddr.(*net.TCPAddr); ok && hdr.Command.IsProxy() {
+		ap := src.AddrPort()
+		c.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if dst, ok := hdr.DestinationAddr.(*net.TCPAddr); ok {
+			ap := dst.AddrPort()
+			c.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+	}
+	return nil
+}
+
+// readProxyHeader reads a PROXY v1 or v2 header from r and returns it with
+// the bytes read past it. A stream without a header is an error.
+func readProxyHeader(r interface{ Read([]byte) (int, error) }) (*proxyproto.Header, []byte, error) {
+	br := bufio.NewReaderSize(r, 256)
+	hdr, err := proxyproto.Read(br)
+	if err != nil {
+		if errors.Is(err, proxyproto.ErrNoProxyProtocol) {
+			return nil, nil, errors.New("no PROXY header from a listener that requires one")
+		}
+		return nil, nil, fmt.Errorf("bad PROXY header: %w", err)
+	}
+	var rest []byte
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		rest = append(rest, b...)
+	}
+	return hdr, rest, nil
+}
+
+// enterIdle marks the connection as waiting for a request with nothing
+// buffered; false if it is draining and should close instead.
+func (c *clientConn) enterIdle() bool {
+	c.state.Store(stIdle)
+	if c.draining.Load() {
+		c.state.Store(stBusy)
+		return false
+	}
+	return true
+}
+
+// leaveIdle marks the connection busy again. If a drain interrupted the
+// wait meanwhile, the read deadline it set is forgotten so the next read
+// sets a fresh one.
+func (c *clientConn) leaveIdle() {
+	if c.state.CompareAndSwap(stIdle, stBusy) {
+		return
+	}
+	for c.state.Load() == stPoking {
+		runtime.Gosched()
+	}
+	c.state.Store(stBusy)
+	c.cl.dl.rd = 0
+}
+
+// drain asks the connection to close once its current exchange ends,
+// interrupting it now if it is idle.
+func (c *clientConn) drain() {
+	c.draining.Store(true)
+	if c.state.CompareAndSwap(stIdle, stPoking) {
+		_ = c.cl.c.SetReadDeadline(time.Unix(1, 0))
+		c.state.Store(stPoked)
+	}
+}
+
+// forceClose cuts the connection (drain deadline passed).
+func (c *clientConn) forceClose() {
+	c.cl.c.Close()
+}

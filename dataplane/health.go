@@ -1,0 +1,185 @@
+package dataplane
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+const (
+	// passiveFall is how many consecutive connect failures mark a server
+	// down when its backend has no active check.
+	passiveFall = 3
+	// passiveRetry is how long a server marked down by connect failures
+	// alone stays down before it is tried again.
+	passiveRetry = 5 * time.Second
+)
+
+// checker runs a server's active health checks.
+type checker struct {
+	p    *Proxy
+	s    *serverState
+	hc   HealthCheck
+	pp   byte
+	stop chan struct{}
+	done chan struct{}
+}
+
+// startChecker starts active checks for s with hc, replacing a running
+// checker whose settings differ. Called under Proxy.mu.
+func (p *Proxy) startChecker(s *serverState, hc HealthCheck, pp byte) {
+	if c := s.checker; c != nil {
+		if c.hc == hc && c.pp == pp {
+			return
+		}
+		c.halt()
+		s.checker = nil
+	}
+	if hc.Type == CheckNone {
+		return
+	}
+	c := &checker{p: p, s: s, hc: hc, pp: pp, stop: make(chan struct{}), done: make(chan struct{})}
+	s.checker = c
+	go c.run()
+}
+
+func (c *checker) halt() {
+	close(c.stop)
+	<-c.done
+}
+
+// run checks at once, then every Interval.
+func (c *checker) run() {
+	defer close(c.done)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.p.bg.Done():
+			return
+		case <-t.C:
+		}
+		err := c.once()
+		reason := "check passed"
+		if err != nil {
+			reason = err.Error()
+		}
+		c.s.report(c.p, err == nil, true, reason)
+		t.Reset(c.hc.Interval)
+	}
+}
+
+// once runs one check: a TCP connect, or an HTTP GET answered 2xx or 3xx.
+func (c *checker) once() error {
+	ctx, cancel := context.WithTimeout(c.p.bg, c.hc.Timeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: -1}
+	conn, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, c.s.addr)
+	if err != nil {
+		return fmt.Errorf("connect: %w", unwrapOp(err))
+	}
+	defer conn.Close()
+	if c.hc.Type == CheckTCP {
+		return nil
+	}
+	_ = conn.SetDeadline(time.Now().Add(c.hc.Timeout))
+	var req []byte
+	if c.pp != 0 {
+		// A server behind PROXY protocol wants a header first: LOCAL says
+		// "a health check, no client".
+		h := &proxyproto.Header{Version: c.pp, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}
+		if req, err = h.Format(); err != nil {
+			return err
+		}
+	}
+	host := c.hc.Host
+	if host == "" {
+		host = c.s.addr.String()
+	}
+	req = fmt.Appendf(req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gitedge-health-check\r\nConnection: close\r\n\r\n", c.hc.Path, host)
+	if _, err := conn.Write(req); err != nil {
+		return fmt.Errorf("send check: %w", unwrapOp(err))
+	}
+	line, err := bufio.NewReaderSize(conn, 512).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read check response: %w", unwrapOp(err))
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/1.") || len(f[1]) != 3 {
+		return fmt.Errorf("check response is not HTTP: %q", strings.TrimSpace(line))
+	}
+	if f[1][0] != '2' && f[1][0] != '3' {
+		return fmt.Errorf("check answered %s", f[1])
+	}
+	return nil
+}
+
+// report feeds one check result (active) or one connect outcome (passive)
+// into the server's rise/fall counters and changes its state when they
+// say so.
+func (s *serverState) report(p *Proxy, ok, active bool, reason string) {
+	s.hmu.Lock()
+	hc := s.hc
+	rise, fall := hc.Rise, hc.Fall
+	if hc.Type == CheckNone {
+		rise, fall = 1, passiveFall
+	}
+	var change, up bool
+	if ok {
+		s.failRun = 0
+		s.okRun++
+		// Passive successes never raise a server an active check put down.
+		if !s.up.Load() && active && s.okRun >= rise {
+			change, up = true, true
+		}
+	} else {
+		s.okRun = 0
+		s.failRun++
+		if s.up.Load() && s.failRun >= fall {
+			change, up = true, false
+			if hc.Type == CheckNone {
+				// Nothing would bring it back: try it again after a while.
+				if s.retry != nil {
+					s.retry.Stop()
+				}
+				s.retry = time.AfterFunc(passiveRetry, func() { s.retryPassive(p) })
+			}
+		}
+	}
+	if change {
+		s.up.Store(up)
+	}
+	s.hmu.Unlock()
+	if change {
+		p.serverChanged(s, up, reason)
+	}
+}
+
+// retryPassive puts a passively downed server back in rotation; one more
+// failure takes it out again.
+func (s *serverState) retryPassive(p *Proxy) {
+	s.hmu.Lock()
+	if s.up.Load() || s.removed.Load() || s.hc.Type != CheckNone {
+		s.hmu.Unlock()
+		return
+	}
+	s.failRun = passiveFall - 1
+	s.up.Store(true)
+	s.hmu.Unlock()
+	p.serverChanged(s, true, "retrying after connect failures")
+}
+
+// connectOK resets the passive failure count after a successful connect.
+func (s *serverState) connectOK() {
+	s.hmu.Lock()
+	s.failRun = 0
+	s.hmu.Unlock()
+}

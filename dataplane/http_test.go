@@ -1,0 +1,512 @@
+package dataplane
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// oneBackend is a proxy with a default HTTP backend.
+func oneBackend(t *testing.T, mod func(*Config)) (*proxyRig, *httpBackend) {
+	t.Helper()
+	be := startHTTPBackend(t, "a1", false)
+	cfg := Config{
+		Listeners: []Listener{httpListener("http", "a")},
+		Backends:  []Backend{backendOf("a", srv("a1", be.addr))},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return startProxy(t, cfg), be
+}
+
+// TestMalformedRequests sends each request of testdata/malformed; the file
+// name starts with the status the proxy must answer, and nothing may reach
+// the backend (no smuggled request).
+func TestMalformedRequests(t *testing.T) {
+	p, be := oneBackend(t, nil)
+	files, err := filepath.Glob("testdata/malformed/*.http")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".http")
+		t.Run(name, func(t *testing.T) {
+			want, err := strconv.Atoi(name[:3])
+			if err != nil {
+				t.Fatalf("fixture %s: name must start with the status", f)
+			}
+			req, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := be.reqs.Load()
+			code, resp := rawRequest(t, p.addr(t, "http"), string(req))
+			if code != want {
+				t.Fatalf("status %d, want %d; response %q", code, want, resp)
+			}
+			if !strings.Contains(resp, "Connection: close") {
+				t.Errorf("the answer to a malformed request must close the connection: %q", resp)
+			}
+			if n := be.reqs.Load() - before; n != 0 {
+				t.Errorf("%d request(s) reached the backend", n)
+			}
+		})
+	}
+	if got := p.metric(t, MetricListenerErrors, map[string]string{"listener": "http", "kind": errKindBadRequest}); got < 15 {
+		t.Errorf("bad_request errors counted: %v", got)
+	}
+}
+
+func TestHeaderTooLarge(t *testing.T) {
+	p, _ := oneBackend(t, nil)
+	big := "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: " + strings.Repeat("x", 40<<10) + "\r\n\r\n"
+	code, _ := rawRequest(t, p.addr(t, "http"), big)
+	if code != 431 {
+		t.Fatalf("status %d, want 431", code)
+	}
+	// Just under the limit (32 KiB) passes, through a buffer grown past 16 KiB.
+	ok := "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nX-Big: " + strings.Repeat("x", 30<<10) + "\r\n\r\n"
+	if code, resp := rawRequest(t, p.addr(t, "http"), ok); code != 200 {
+		t.Fatalf("30 KiB head: %d %q", code, resp[:min(len(resp), 200)])
+	}
+}
+
+// TestSlowloris sends a head one byte a second; the proxy answers 408 once
+// requestTimeout has passed since the connection opened.
+func TestSlowloris(t *testing.T) {
+	const timeout = 2 * time.Second
+	p, be := oneBackend(t, func(c *Config) { c.Listeners[0].RequestTimeout = timeout })
+	c, err := net.Dial("tcp", p.addr(t, "http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	head := "GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: " + strings.Repeat("y", 20) + "\r\n\r\n"
+	var resp string
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+send:
+	for i := 0; i < len(head); i++ {
+		if _, err := c.Write([]byte{head[i]}); err != nil {
+			break
+		}
+		select {
+		case resp = <-got:
+			break send
+		case <-tick.C:
+		}
+	}
+	if resp == "" {
+		select {
+		case resp = <-got:
+		case <-time.After(waitFor):
+			t.Fatal("no answer")
+		}
+	}
+	elapsed := time.Since(start)
+	if statusOf(resp) != 408 {
+		t.Fatalf("answer %q, want 408", resp)
+	}
+	if elapsed < timeout || elapsed > timeout+1500*time.Millisecond {
+		t.Errorf("cut after %v, want about %v", elapsed, timeout)
+	}
+	if be.reqs.Load() != 0 {
+		t.Error("the slow request reached the backend")
+	}
+}
+
+// TestIdleKeepAliveTimeout: a kept-alive connection idle for
+// clientTimeout is closed without an answer.
+func TestIdleKeepAliveTimeout(t *testing.T) {
+	p, _ := oneBackend(t, func(c *Config) { c.Listeners[0].ClientTimeout = 500 * time.Millisecond })
+	c := dialClient(t, p.addr(t, "http"))
+	if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	start := time.Now()
+	b, err := c.br.ReadByte()
+	if err == nil {
+		t.Fatalf("got byte %q, want a close", b)
+	}
+	if el := time.Since(start); el < 400*time.Millisecond || el > 3*time.Second {
+		t.Errorf("closed after %v, want about 500ms", el)
+	}
+}
+
+func TestBodies(t *testing.T) {
+	p, be := oneBackend(t, nil)
+	addr := p.addr(t, "http")
+	t.Run("chunked request", func(t *testing.T) {
+		c := dialClient(t, addr)
+		body := "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+		fmt.Fprintf(c.c, "POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n%s", body)
+		r := c.read("POST")
+		if got := bodyOf(r); r.StatusCode != 200 || got != "hello world" {
+			t.Fatalf("%d %q", r.StatusCode, got)
+		}
+		// The connection is still usable.
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatal(r.StatusCode)
+		}
+	})
+	t.Run("chunked request in pieces", func(t *testing.T) {
+		c := dialClient(t, addr)
+		fmt.Fprintf(c.c, "POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for _, part := range []string{"4\r\nab", "cd\r\n", "3\r", "\nxyz\r\n0\r", "\n\r\n"} {
+			io.WriteString(c.c, part)
+		}
+		r := c.read("POST")
+		if got := bodyOf(r); got != "abcdxyz" {
+			t.Fatalf("%q", got)
+		}
+	})
+	t.Run("large chunked request is spliced", func(t *testing.T) {
+		c := dialClient(t, addr)
+		data := pattern(300 << 10)
+		fmt.Fprintf(c.c, "POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n", len(data))
+		go func() {
+			c.c.Write(data)
+			io.WriteString(c.c, "\r\n0\r\n\r\n")
+		}()
+		r := c.read("POST")
+		if got := bodyOf(r); got != string(data) {
+			t.Fatalf("echoed %d bytes, want %d", len(got), len(data))
+		}
+	})
+	t.Run("chunked response", func(t *testing.T) {
+		c := dialClient(t, addr)
+		r := c.do("GET", "a.test", "/chunked?n=50", "")
+		got := bodyOf(r)
+		if r.StatusCode != 200 || strings.Count(got, "chunk") != 50 || len(r.TransferEncoding) == 0 {
+			t.Fatalf("%d %v %q", r.StatusCode, r.TransferEncoding, got)
+		}
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatal(r.StatusCode)
+		}
+	})
+	t.Run("big download", func(t *testing.T) {
+		c := dialClient(t, addr)
+		const n = 5 << 20
+		r := c.do("GET", "a.test", "/big?n="+strconv.Itoa(n), "")
+		got := bodyOf(r)
+		if len(got) != n || got != string(pattern(n)) {
+			t.Fatalf("got %d bytes, want %d", len(got), n)
+		}
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatal(r.StatusCode)
+		}
+	})
+	t.Run("big upload", func(t *testing.T) {
+		c := dialClient(t, addr)
+		data := string(pattern(3 << 20))
+		done := make(chan *http.Response, 1)
+		go func() { done <- c.do("POST", "a.test", "/echo", data) }()
+		r := <-done
+		if got := bodyOf(r); got != data {
+			t.Fatalf("echoed %d bytes, want %d", len(got), len(data))
+		}
+	})
+	t.Run("HEAD, 204 and 304 have no body", func(t *testing.T) {
+		c := dialClient(t, addr)
+		r := c.do("HEAD", "a.test", "/head", "")
+		if r.StatusCode != 200 || r.ContentLength != 1234 || bodyOf(r) != "" {
+			t.Fatalf("HEAD: %d %d", r.StatusCode, r.ContentLength)
+		}
+		if r := c.do("GET", "a.test", "/nocontent", ""); r.StatusCode != 204 {
+			t.Fatal(r.StatusCode)
+		}
+		if r := c.do("GET", "a.test", "/notmodified", ""); r.StatusCode != 304 {
+			t.Fatal(r.StatusCode)
+		}
+		if r := c.do("GET", "a.test", "/head", ""); len(bodyOf(r)) != 1234 {
+			t.Fatal("GET after HEAD/204/304 lost framing")
+		}
+	})
+	t.Run("pipelined requests answered in order", func(t *testing.T) {
+		c := dialClient(t, addr)
+		io.WriteString(c.c, "GET /client HTTP/1.1\r\nHost: a.test\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: p.test\r\n\r\n")
+		r1, r2, r3 := c.read("GET"), c.read("POST"), c.read("GET")
+		if !strings.HasPrefix(bodyOf(r1), "a1 127.0.0.1:") || bodyOf(r2) != "abc" || bodyOf(r3) != "a1 p.test" {
+			t.Fatal("pipelined answers out of order or wrong")
+		}
+	})
+	t.Run("HTTP/1.0 keep-alive", func(t *testing.T) {
+		c := dialClient(t, addr)
+		io.WriteString(c.c, "GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+		r := c.read("GET")
+		if r.StatusCode != 200 || !strings.EqualFold(r.Header.Get("Connection"), "keep-alive") {
+			t.Fatalf("%d %v", r.StatusCode, r.Header)
+		}
+		io.WriteString(c.c, "GET / HTTP/1.0\r\nHost: a.test\r\n\r\n")
+		if r := c.read("GET"); r.StatusCode != 200 {
+			t.Fatal(r.StatusCode)
+		}
+		if _, err := c.br.ReadByte(); err == nil {
+			t.Fatal("HTTP/1.0 request without keep-alive did not close")
+		}
+	})
+	_ = be
+}
+
+func TestExpectContinue(t *testing.T) {
+	p, _ := oneBackend(t, nil)
+	c := dialClient(t, p.addr(t, "http"))
+	io.WriteString(c.c, "POST /echo HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	line, err := c.br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+		t.Fatalf("interim response %q %v", line, err)
+	}
+	if l, _ := c.br.ReadString('\n'); l != "\r\n" {
+		t.Fatalf("100 Continue with fields: %q", l)
+	}
+	io.WriteString(c.c, "hello")
+	r := c.read("POST")
+	if bodyOf(r) != "hello" {
+		t.Fatal("body lost after 100 Continue")
+	}
+	if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+		t.Fatalf("connection after Expect: %d", r.StatusCode)
+	}
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	p, _ := oneBackend(t, nil)
+	c := dialClient(t, p.addr(t, "http"))
+	io.WriteString(c.c, "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r, err := http.ReadResponse(c.br, nil)
+	if err != nil || r.StatusCode != 101 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		t.Fatalf("%v %v", r, err)
+	}
+	for i := range 3 {
+		fmt.Fprintf(c.c, "frame %d\n", i)
+		line, err := c.br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("a1: frame %d\n", i) {
+			t.Fatalf("echo %q %v", line, err)
+		}
+	}
+	// Half-close: the server sees EOF and closes its side.
+	c.c.(*net.TCPConn).CloseWrite()
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after half-close: %v", err)
+	}
+}
+
+func TestForwardingHeaders(t *testing.T) {
+	p, _ := oneBackend(t, func(c *Config) {
+		plain := httpListener("plain", "a")
+		c.Listeners[0].ForwardFor = true
+		c.Listeners = append(c.Listeners, plain)
+	})
+	c := dialClient(t, p.addr(t, "http"))
+	r := c.do("GET", "a.test", "/headers", "", "X-Forwarded-For: 198.51.100.9", "X-Forwarded-Proto: https",
+		"Connection: keep-alive, X-Secret", "X-Secret: 1", "Keep-Alive: timeout=5", "TE: trailers")
+	got := bodyOf(r)
+	for _, want := range []string{"X-Forwarded-For=198.51.100.9,127.0.0.1\n", "X-Forwarded-Proto=http\n", "X-Secret=\n", "Keep-Alive=\n", "Te=\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("backend saw\n%s\nmissing %q", got, want)
+		}
+	}
+	c2 := dialClient(t, p.addr(t, "plain"))
+	got = bodyOf(c2.do("GET", "a.test", "/headers", "", "X-Forwarded-For: 198.51.100.9"))
+	if !strings.Contains(got, "X-Forwarded-For=198.51.100.9\n") || !strings.Contains(got, "X-Forwarded-Proto=\n") {
+		t.Errorf("without forwardFor the backend saw\n%s", got)
+	}
+}
+
+// TestUpstreamKeepAlive: requests from many short client connections reuse
+// a few kept-alive server connections.
+func TestUpstreamKeepAlive(t *testing.T) {
+	p, be := oneBackend(t, nil)
+	addr := p.addr(t, "http")
+	for range 20 {
+		if code, _ := get(t, addr, "a.test", "/"); code != 200 {
+			t.Fatal(code)
+		}
+	}
+	c := dialClient(t, addr)
+	for range 20 {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatal(r.StatusCode)
+		}
+	}
+	if n := be.conns.Load(); n != 1 {
+		t.Fatalf("the backend saw %d connections for 40 sequential requests, want 1", n)
+	}
+	if got := p.metric(t, MetricServerRequests, map[string]string{"backend": "a", "server": "a1"}); got != 40 {
+		t.Errorf("server requests counter %v, want 40", got)
+	}
+}
+
+// TestStaleUpstreamRetried: a server that closes its idle connections
+// (without saying so) must not cost the client a request.
+func TestStaleUpstreamRetried(t *testing.T) {
+	addr := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		// and close right away, as a server whose keep-alive timeout is tiny
+	})
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", addr))}})
+	c := dialClient(t, p.addr(t, "http"))
+	for i := range 10 {
+		r := c.do("GET", "a.test", "/", "")
+		if r.StatusCode != 200 || bodyOf(r) != "ok" {
+			t.Fatalf("request %d: %d", i, r.StatusCode)
+		}
+	}
+}
+
+func TestBackendFailures(t *testing.T) {
+	live := startHTTPBackend(t, "live", false)
+	reset := rawServer(t, func(c net.Conn) {
+		c.(*net.TCPConn).SetLinger(0)
+		bufio.NewReader(c).ReadString('\n')
+		c.Close()
+	})
+	garbage := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n")
+	})
+	silent := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+	cut := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+	})
+	dead := deadAddr(t)
+	slow := backendOf("silent", srv("s", silent))
+	slow.IdleTimeout = 300 * time.Millisecond
+	cfg := Config{
+		Listeners: []Listener{httpListener("http", "")},
+		Routes: []Route{
+			routeHTTP("dead", "dead", "dead.test"), routeHTTP("reset", "reset", "reset.test"),
+			routeHTTP("garbage", "garbage", "garbage.test"), routeHTTP("silent", "silent", "silent.test"),
+			routeHTTP("cut", "cut", "cut.test"), routeHTTP("redispatch", "redispatch", "redispatch.test"),
+		},
+		Backends: []Backend{
+			backendOf("dead", srv("d", dead)), backendOf("reset", srv("r", reset)),
+			backendOf("garbage", srv("g", garbage)), slow, backendOf("cut", srv("c", cut)),
+			backendOf("redispatch", srv("dead", dead), srv("live", live.addr)),
+		},
+	}
+	p := startProxy(t, cfg)
+	addr := p.addr(t, "http")
+	for _, tc := range []struct {
+		host string
+		want int
+	}{{"dead.test", 503}, {"reset.test", 502}, {"garbage.test", 502}, {"silent.test", 504}} {
+		t.Run(tc.host, func(t *testing.T) {
+			if code, body := get(t, addr, tc.host, "/"); code != tc.want {
+				t.Fatalf("%d %q, want %d", code, body, tc.want)
+			}
+		})
+	}
+	t.Run("response cut short", func(t *testing.T) {
+		c := dialClient(t, addr)
+		io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: cut.test\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatal("a truncated body must end in an error, not a clean close")
+		}
+	})
+	t.Run("connect failure redispatched", func(t *testing.T) {
+		for i := range 6 {
+			if code, body := get(t, addr, "redispatch.test", "/"); code != 200 || !strings.HasPrefix(body, "live") {
+				t.Fatalf("request %d: %d %q", i, code, body)
+			}
+		}
+		if up := p.metric(t, MetricServerUp, map[string]string{"backend": "redispatch", "server": "dead"}); up != 0 {
+			t.Errorf("dead server not marked down by its connect failures (up=%v)", up)
+		}
+	})
+	if v := p.metric(t, MetricServerErrors, map[string]string{"backend": "silent", "server": "s", "kind": errKindTimeout}); v != 1 {
+		t.Errorf("timeout errors %v", v)
+	}
+}
+
+func TestMaxConnQueue(t *testing.T) {
+	be := startHTTPBackend(t, "a1", false)
+	b := backendOf("a", Server{Name: "a1", Address: be.addr, Weight: 1, MaxConn: 1})
+	b.QueueTimeout = 2 * time.Second
+	short := backendOf("short", Server{Name: "a1", Address: be.addr, Weight: 1, MaxConn: 1})
+	short.QueueTimeout = 300 * time.Millisecond
+	p := startProxy(t, Config{
+		Listeners: []Listener{httpListener("http", "a")},
+		Routes:    []Route{routeHTTP("short", "short", "short.test")},
+		Backends:  []Backend{b, short},
+	})
+	addr := p.addr(t, "http")
+	hold := func(host string) *client {
+		c := dialClient(t, addr)
+		fmt.Fprintf(c.c, "GET /hold?id=%s HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
+		select {
+		case <-be.started:
+		case <-timeAfter():
+			t.Fatal("held request did not reach the backend")
+		}
+		return c
+	}
+	// The queue times out while the only slot is held.
+	c1 := hold("short.test")
+	start := time.Now()
+	if code, _ := get(t, addr, "short.test", "/"); code != 503 {
+		t.Fatalf("queued past queueTimeout: %d, want 503", code)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Errorf("503 after %v, before the queue timeout", el)
+	}
+	if v := p.metric(t, MetricBackendErrors, map[string]string{"backend": "short", "kind": errKindQueue}); v != 1 {
+		t.Errorf("queue timeouts counted %v", v)
+	}
+	// A queued request proceeds when the slot frees.
+	c2 := hold("a.test")
+	queued := make(chan int, 1)
+	go func() {
+		code, _ := get(t, addr, "a.test", "/")
+		queued <- code
+	}()
+	// Wait until the request is in the queue, then free the slot.
+	deadline := time.Now().Add(waitFor)
+	for p.metric(t, MetricBackendQueued, map[string]string{"backend": "a"}) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("request never queued")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(be.hold)
+	if code := <-queued; code != 200 {
+		t.Fatalf("queued request: %d", code)
+	}
+	for _, c := range []*client{c1, c2} {
+		if r := c.read("GET"); r.StatusCode != 200 {
+			t.Fatalf("held request: %d", r.StatusCode)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package httphead
+
+import (
+	"testing"
+)
+
+func TestChunkedValid(t *testing.T) {
+	tests := []struct{ name, body string }{
+		{"one chunk", "5\r\nhello\r\n0\r\n\r\n"},
+		{"two chunks, hex, ext", "3;name=val\r\nabc\r\nA ; x=\"q\"\r\n0123456789\r\n0\r\n\r\n"},
+		{"trailers", "1\r\nx\r\n0\r\nX-Sum: 1\r\nX-Other: a b\r\n\r\n"},
+		{"empty", "0\r\n\r\n"},
+		{"upper-case hex", "F\r\n0123456789abcde\r\n0\r\n\r\n"},
+	}
+	const next = "GET /next HTTP/1.1\r\n"
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := []byte(tt.body + next)
+			// Whole.
+			var c Chunked
+			n, err := c.Scan(in)
+			if err != nil || !c.Done() || n != len(tt.body) {
+				t.Fatalf("whole: n=%d done=%v err=%v, want n=%d", n, c.Done(), err, len(tt.body))
+			}
+			// Split at every position.
+			for split := 1; split < len(in); split++ {
+				c.Reset()
+				n1, err := c.Scan(in[:split])
+				if err != nil {
+					t.Fatalf("split %d first: %v", split, err)
+				}
+				total := n1
+				if !c.Done() {
+					n2, err := c.Scan(in[split:])
+					if err != nil {
+						t.Fatalf("split %d second: %v", split, err)
+					}
+					total += n2
+				}
+				if !c.Done() || total != len(tt.body) {
+					t.Fatalf("split %d: total %d done %v", split, total, c.Done())
+				}
+			}
+		})
+	}
+}
+
+func TestChunkedInvalid(t *testing.T) {
+	tests := []struct{ name, body string }{
+		{"no size", "\r\nx\r\n0\r\n\r\n"},
+		{"bad hex", "g\r\nx\r\n0\r\n\r\n"},
+		{"negative", "-1\r\nx\r\n0\r\n\r\n"},
+		{"overflow", "1000000000000000\r\n"},
+		{"bare LF after size", "1\nx\r\n0\r\n\r\n"},
+		{"data too long", "1\r\nxy\r\n0\r\n\r\n"},
+		{"data not followed by CRLF", "1\r\nx\n0\r\n\r\n"},
+		{"CTL in extension", "1;\x00\r\nx\r\n0\r\n\r\n"},
+		{"space before size", " 1\r\nx\r\n0\r\n\r\n"},
+		{"garbage after BWS", "1 x\r\nx\r\n0\r\n\r\n"},
+		{"obs-fold trailer", "0\r\nX: 1\r\n 2\r\n\r\n"},
+		{"trailer without colon", "0\r\nX\r\n\r\n"},
+		{"NUL in trailer", "0\r\nX: \x00\r\n\r\n"},
+		{"bare LF ending", "0\r\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Chunked
+			if _, err := c.Scan([]byte(tt.body)); err == nil {
+				t.Fatalf("no error; done=%v", c.Done())
+			}
+		})
+	}
+}
+
+func TestChunkedSkip(t *testing.T) {
+	var c Chunked
+	in := []byte("10\r\n0123456789abcdef\r\n0\r\n\r\n")
+	n, err := c.Scan(in[:4])
+	if err != nil || n != 4 || c.DataLeft() != 16 {
+		t.Fatalf("n=%d err=%v left=%d", n, err, c.DataLeft())
+	}
+	c.Skip(16)
+	n, err = c.Scan(in[20:])
+	if err != nil || !c.Done() || n != len(in)-20 {
+		t.Fatalf("after skip: n=%d err=%v done=%v", n, err, c.Done())
+	}
+}

@@ -1,0 +1,131 @@
+package httphead
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// seeds are the request fixtures in testdata/requests plus the smuggling
+// cases of the table tests.
+func requestSeeds(f *testing.F) {
+	files, _ := filepath.Glob("testdata/requests/*.http")
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"GET http://b/ HTTP/1.1\r\nHost: a\r\nConnection: close, x\r\nX: 1\r\n\r\n",
+		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+		"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+// FuzzParseRequest checks that parsing never panics, that a parsed head's
+// length is where HeadComplete found its end, and that a rewritten head
+// parses again with the same routing and framing and no hop-by-hop fields.
+func FuzzParseRequest(f *testing.F) {
+	requestSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := HeadComplete(b, 0)
+		if err != nil || n == 0 {
+			return
+		}
+		var r Request
+		if err := ParseRequest(b[:n], &r); err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %v is not an *Error", err)
+			}
+			return
+		}
+		if r.HeadLen != n {
+			t.Fatalf("HeadLen %d, HeadComplete %d", r.HeadLen, n)
+		}
+		rw := Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}
+		out := AppendRequest(nil, b[:n], &r, &rw)
+		var r2 Request
+		if err := ParseRequest(out, &r2); err != nil {
+			t.Fatalf("rewritten head does not parse: %v\n%q", err, out)
+		}
+		if r2.HeadLen != len(out) || !bytes.Equal(r2.Host, r.Host) || r2.ContentLength != r.ContentLength ||
+			r2.Chunked != r.Chunked || r2.Upgrade() != r.Upgrade() || r2.Flags&(HopOther|ConnClose) != 0 {
+			t.Fatalf("rewrite changed the request:\n%q\n%q", b[:n], out)
+		}
+	})
+}
+
+// FuzzParseResponse checks the response parser and its rewrite the same way.
+func FuzzParseResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, x\r\nX: 1\r\n\r\n",
+		"HTTP/1.0 304 Not Modified\r\nKeep-Alive: 5\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+	} {
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, keepAlive bool) {
+		n, err := HeadComplete(b, 0)
+		if err != nil || n == 0 {
+			return
+		}
+		var r Response
+		if err := ParseResponse(b[:n], &r); err != nil {
+			return
+		}
+		out := AppendResponse(nil, b[:n], &r, keepAlive, 1)
+		var r2 Response
+		if err := ParseResponse(out, &r2); err != nil {
+			t.Fatalf("rewritten head does not parse: %v\n%q", err, out)
+		}
+		if r2.Status != r.Status || r2.ContentLength != r.ContentLength || r2.Chunked != r.Chunked {
+			t.Fatalf("rewrite changed framing:\n%q\n%q", b[:n], out)
+		}
+		if r.Status != 101 && r2.KeepAlive() != keepAlive {
+			t.Fatalf("rewrite says keep-alive %v, want %v:\n%q", r2.KeepAlive(), keepAlive, out)
+		}
+	})
+}
+
+// FuzzChunked checks that scanning a body in two pieces finds the same end
+// as scanning it whole.
+func FuzzChunked(f *testing.F) {
+	f.Add([]byte("5\r\nhello\r\n0\r\n\r\nGET"), 3)
+	f.Add([]byte("3;a=b\r\nabc\r\n0\r\nX: y\r\n\r\n"), 9)
+	f.Add([]byte("fffffffffffffff\r\n"), 1)
+	f.Fuzz(func(t *testing.T, b []byte, split int) {
+		var whole Chunked
+		n, err := whole.Scan(b)
+		if n > len(b) {
+			t.Fatalf("consumed %d of %d", n, len(b))
+		}
+		if split < 0 || split > len(b) {
+			return
+		}
+		var parts Chunked
+		n1, err1 := parts.Scan(b[:split])
+		total, errP := n1, err1
+		if err1 == nil && !parts.Done() {
+			n2, err2 := parts.Scan(b[split:])
+			total += n2
+			errP = err2
+		}
+		if (err == nil) != (errP == nil) || whole.Done() != parts.Done() {
+			t.Fatalf("whole: n=%d err=%v done=%v; parts: n=%d err=%v done=%v", n, err, whole.Done(), total, errP, parts.Done())
+		}
+		if err == nil && n != total {
+			t.Fatalf("whole consumed %d, parts %d", n, total)
+		}
+	})
+}

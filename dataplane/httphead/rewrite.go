@@ -1,0 +1,138 @@
+package httphead
+
+import (
+	"bytes"
+	"net/netip"
+)
+
+// Rewrite says how a request head changes on its way to a server.
+type Rewrite struct {
+	// ForwardedFor, when valid, appends an X-Forwarded-For field with this
+	// address and replaces X-Forwarded-Proto with Proto.
+	ForwardedFor netip.Addr
+	Proto        string
+}
+
+// NeedsRewrite reports whether the head must be rebuilt before it goes to a
+// server that should keep the connection open: hop-by-hop fields other
+// than a plain keep-alive, a close, forwarding fields, or an HTTP/1.0
+// request that would otherwise make the server close.
+func (r *Request) NeedsRewrite(rw *Rewrite) bool {
+	return r.Flags&(HopOther|ConnClose) != 0 || rw.ForwardedFor.IsValid() ||
+		(r.Minor == 0 && r.Flags&ConnKeepAlive == 0)
+}
+
+// AppendRequest appends to dst the head of r (parsed from src) without its
+// hop-by-hop fields, asking the server to keep the connection open (or to
+// upgrade, for an upgrade request), with the forwarding fields of rw.
+func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
+	upgrade := r.Upgrade()
+	fwd := rw.ForwardedFor.IsValid()
+	line, rest, _ := nextLine(src[:r.HeadLen])
+	dst = append(dst, line...)
+	dst = append(dst, "\r\n"...)
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i-1]
+		rest = rest[i+1:]
+		if len(line) == 0 {
+			break
+		}
+		name := line[:bytes.IndexByte(line, ':')]
+		switch {
+		case isHopByHop(name), r.connTokens.has(name):
+			continue
+		case upgrade && len(name) == 7 && equalFold(name, "upgrade"):
+		case len(name) == 7 && equalFold(name, "upgrade"):
+			continue // Upgrade without Connection: upgrade means nothing
+		case fwd && len(name) == 17 && equalFold(name, "x-forwarded-proto"):
+			continue
+		}
+		dst = append(dst, line...)
+		dst = append(dst, "\r\n"...)
+	}
+	switch {
+	case upgrade:
+		dst = append(dst, "Connection: upgrade\r\n"...)
+	case r.Minor == 0:
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	}
+	if fwd {
+		dst = append(dst, "X-Forwarded-For: "...)
+		dst = rw.ForwardedFor.AppendTo(dst)
+		dst = append(dst, "\r\nX-Forwarded-Proto: "...)
+		dst = append(dst, rw.Proto...)
+		dst = append(dst, "\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// ForwardAsIs reports whether the response head can go to the client
+// unchanged: it names no hop-by-hop field but Connection, and what it
+// implies about the connection is what the proxy will do (keepAlive).
+func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
+	if r.Flags&HopOther != 0 {
+		return false
+	}
+	if r.Status == 101 {
+		return true
+	}
+	// The client reads persistence off the status line's version (RFC 9112
+	// §9.3); an HTTP/1.0 client wants keep-alive spelled out either way.
+	implied := r.Flags&ConnClose == 0 && ((clientMinor == 1 && r.Minor == 1) || r.Flags&ConnKeepAlive != 0)
+	return implied == keepAlive
+}
+
+// AppendResponse appends to dst the head of r (parsed from src) with its
+// hop-by-hop fields replaced by what the proxy does with the client
+// connection: "Connection: close", or keep-alive for an HTTP/1.0 client.
+func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor uint8) []byte {
+	line, rest, _ := nextLine(src[:r.HeadLen])
+	dst = append(dst, line...)
+	dst = append(dst, "\r\n"...)
+	switching := r.Status == 101
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i-1]
+		rest = rest[i+1:]
+		if len(line) == 0 {
+			break
+		}
+		name := line[:bytes.IndexByte(line, ':')]
+		if isHopByHop(name) || r.connTokens.has(name) {
+			continue
+		}
+		dst = append(dst, line...)
+		dst = append(dst, "\r\n"...)
+	}
+	switch {
+	case switching:
+		dst = append(dst, "Connection: upgrade\r\n"...)
+	case !keepAlive:
+		dst = append(dst, "Connection: close\r\n"...)
+	case clientMinor == 0 || r.Minor == 0:
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+func isHopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "te")
+	case 10:
+		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+	case 16:
+		return equalFold(name, "proxy-connection")
+	}
+	return false
+}
+
+func (t *tokens) has(name []byte) bool {
+	for i := 0; i < t.n; i++ {
+		if bytes.EqualFold(t.tok[i], name) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,207 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenSock is one listening socket, kept across config generations as
+// long as some generation has a listener on its bind (caddy's usage pool:
+// a reload never closes a socket that stays, so it never refuses a
+// connection). cur is the listener config new connections and new
+// requests read; nil once the socket is removed and draining.
+type listenSock struct {
+	p    *Proxy
+	bind Bind
+	ln   *net.TCPListener
+	cur  atomic.Pointer[listenerGen]
+
+	mu       sync.Mutex
+	conns    map[*clientConn]struct{}
+	draining bool
+	started  bool
+	empty    chan struct{}  // made when draining starts, closed when conns is empty
+	accepted sync.WaitGroup // the accept loop
+	healthy  atomic.Bool    // the accept loop runs and has not failed
+	failErr  error
+}
+
+// listenTCP opens a listening socket with IP_FREEBIND (IPV6_FREEBIND), so a
+// VIP this node does not hold yet can be bound before VRRP moves it here,
+// and with TCP keep-alive probes set on the socket (accepted sockets
+// inherit them: no per-connection setsockopt).
+func listenTCP(b Bind) (*net.TCPListener, error) {
+	lc := net.ListenConfig{
+		KeepAlive: -1,
+		Control: func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				ifd := int(fd)
+				if network == "tcp6" || (network == "tcp" && !b.Addr.Is4()) {
+					// Ignore an error: old kernels lack IPV6_FREEBIND; binding still works for held addresses.
+					_ = unix.SetsockoptInt(ifd, unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				}
+				if network != "tcp6" {
+					if err := unix.SetsockoptInt(ifd, unix.SOL_IP, unix.IP_FREEBIND, 1); err != nil && b.Addr.Is4() {
+						serr = fmt.Errorf("setting IP_FREEBIND: %w", err)
+						return
+					}
+				}
+				_ = unix.SetsockoptInt(ifd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+				_ = unix.SetsockoptInt(ifd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 60)
+				_ = unix.SetsockoptInt(ifd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+				_ = unix.SetsockoptInt(ifd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 4)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	network := "tcp"
+	switch {
+	case b.Addr.Is4():
+		network = "tcp4"
+	case b.Addr.Is6():
+		network = "tcp6"
+	}
+	ln, err := lc.Listen(context.Background(), network, b.String())
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// Addr returns the bound address (the real port when the bind asked for 0).
+func (s *listenSock) Addr() netip.AddrPort {
+	return s.ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// start runs the accept loop; idempotent.
+func (s *listenSock) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.draining {
+		return
+	}
+	s.started = true
+	s.healthy.Store(true)
+	s.accepted.Add(1)
+	go s.acceptLoop()
+}
+
+// acceptLoop accepts until the socket is closed. Temporary errors (out of
+// descriptors) back off instead of spinning, as net/http does.
+func (s *listenSock) acceptLoop() {
+	defer s.accepted.Done()
+	var delay time.Duration
+	for {
+		c, err := s.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.p.logAcceptError(s, err, delay)
+				time.Sleep(delay)
+				continue
+			}
+			s.mu.Lock()
+			s.failErr = err
+			s.mu.Unlock()
+			s.healthy.Store(false)
+			s.p.logAcceptError(s, err, 0)
+			return
+		}
+		delay = 0
+		lg := s.cur.Load()
+		if lg == nil {
+			c.Close()
+			continue
+		}
+		cc := s.p.newClientConn(s, c, lg)
+		if cc == nil {
+			continue
+		}
+		go cc.serve(lg)
+	}
+}
+
+// track registers a connection so a drain can reach it. It reports
+// whether the socket is draining, in which case the connection serves what
+// it has and closes.
+func (s *listenSock) track(c *clientConn) (draining bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[c] = struct{}{}
+	return s.draining
+}
+
+func (s *listenSock) untrack(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.empty != nil && len(s.conns) == 0 {
+		select {
+		case <-s.empty:
+		default:
+			close(s.empty)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// stopAccepting closes the socket; connections already accepted go on.
+func (s *listenSock) stopAccepting() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	s.cur.Store(nil)
+	s.healthy.Store(false)
+	_ = s.ln.Close()
+}
+
+// drain asks every connection to finish: idle ones close now, busy ones
+// after their current request (HTTP) or when their tunnel ends. After
+// timeout whatever is left is closed. It returns when all are gone.
+func (s *listenSock) drain(timeout time.Duration) {
+	s.stopAccepting()
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		s.accepted.Wait() // no connection can be tracked after this
+	}
+	s.mu.Lock()
+	s.empty = make(chan struct{})
+	if len(s.conns) == 0 {
+		close(s.empty)
+	}
+	for c := range s.conns {
+		c.drain()
+	}
+	empty := s.empty
+	s.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-empty:
+		return
+	case <-t.C:
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.forceClose()
+	}
+	s.mu.Unlock()
+	<-empty
+}

@@ -1,0 +1,315 @@
+package dataplane
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bytes in bulk move between two *net.TCPConn with splice(2), through a
+// pipe taken from a pool only while bytes are in flight. io.Copy would
+// splice too, but it pins a pipe (two descriptors) for as long as the
+// source is idle: 9,000 idle passthrough tunnels would need 36,000 more
+// descriptors than the sockets themselves. Waiting for readability goes
+// through syscall.RawConn, so the Go netpoller still parks the goroutine
+// and deadlines still apply.
+
+// pipe is one kernel pipe used as a splice buffer.
+type pipe struct {
+	r, w int
+	data int // bytes in the pipe
+}
+
+const (
+	pipeSize      = 1 << 20 // as Go's own splice: fewer calls per MiB
+	maxSpliceSize = pipeSize
+	maxIdlePipes  = 64
+)
+
+var pipes struct {
+	sync.Mutex
+	free []*pipe
+}
+
+func getPipe() (*pipe, error) {
+	pipes.Lock()
+	if n := len(pipes.free); n > 0 {
+		p := pipes.free[n-1]
+		pipes.free = pipes.free[:n-1]
+		pipes.Unlock()
+		return p, nil
+	}
+	pipes.Unlock()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	// A larger pipe moves more per call; the kernel may refuse, which is fine.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
+	return &pipe{r: fds[0], w: fds[1]}, nil
+}
+
+// putPipe returns an empty pipe to the pool; one still holding bytes (a
+// failed write) is closed, since its bytes belong to a dead transfer.
+func putPipe(p *pipe) {
+	if p.data == 0 {
+		pipes.Lock()
+		if len(pipes.free) < maxIdlePipes {
+			pipes.free = append(pipes.free, p)
+			pipes.Unlock()
+			return
+		}
+		pipes.Unlock()
+	}
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// deadlines keeps a conn's read and write deadlines at least timeout-slack
+// ahead without touching the runtime timer on every I/O: a timer update
+// costs more than the rest of a small request's bookkeeping.
+type deadlines struct {
+	rd, wd int64 // unix nanoseconds currently set; 0 none
+}
+
+// slack is how stale a deadline may get before it is pushed again: a
+// tenth of the timeout, at most one second.
+func slack(timeout time.Duration) int64 {
+	return int64(min(timeout/10, time.Second))
+}
+
+func (d *deadlines) read(c *net.TCPConn, now int64, timeout time.Duration) {
+	want := now + int64(timeout)
+	if d.rd > now && d.rd <= want && want-d.rd < slack(timeout) {
+		return
+	}
+	d.rd = want
+	_ = c.SetReadDeadline(time.Unix(0, want))
+}
+
+// readAt sets an exact read deadline (a request head's own timeout).
+func (d *deadlines) readAt(c *net.TCPConn, at int64) {
+	d.rd = at
+	_ = c.SetReadDeadline(time.Unix(0, at))
+}
+
+func (d *deadlines) write(c *net.TCPConn, now int64, timeout time.Duration) {
+	want := now + int64(timeout)
+	if d.wd > now && d.wd <= want && want-d.wd < slack(timeout) {
+		return
+	}
+	d.wd = want
+	_ = c.SetWriteDeadline(time.Unix(0, want))
+}
+
+// side is one end of a proxied stream: the conn, its raw form for
+// readiness waits, its deadlines and its inactivity timeout.
+type side struct {
+	c       *net.TCPConn
+	rc      syscall.RawConn
+	dl      deadlines
+	timeout time.Duration
+
+	rbuf   []byte
+	rn     int
+	rerr   error
+	readCB func(uintptr) bool
+}
+
+func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	cb := s.readCB
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: cb}
+	if s.readCB == nil {
+		s.readCB = s.onReadable
+	}
+	return nil
+}
+
+// read reads into p. Reading through RawConn rather than c.Read keeps
+// the error values plain (no *net.OpError allocated on a deadline).
+func (s *side) read(p []byte) (int, error) {
+	s.rbuf, s.rn, s.rerr = p, 0, nil
+	err := s.rc.Read(s.readCB)
+	s.rbuf = nil
+	if err != nil {
+		return 0, unwrapOp(err)
+	}
+	return s.rn, s.rerr
+}
+
+func (s *side) onReadable(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), s.rbuf)
+		switch err {
+		case nil:
+			s.rn = n
+			if n == 0 {
+				s.rerr = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.rerr = os.NewSyscallError("read", err)
+			return true
+		}
+	}
+}
+
+// mover moves bytes one way, from src to dst. It is embedded in a
+// long-lived value and its callbacks are bound once, so moving costs no
+// allocation.
+type mover struct {
+	src, dst *side
+	// onProgress, when set, is told the time after every chunk (a tunnel's
+	// shared activity clock).
+	onProgress func(now int64)
+
+	// readTimedOut tells, after move returned a deadline error, that it
+	// came from waiting for the source (idle), not from a stuck destination.
+	readTimedOut bool
+
+	p      *pipe
+	want   int
+	n      int
+	err    error
+	readFn func(uintptr) bool
+	outFn  func(uintptr) bool
+}
+
+func (m *mover) bind() {
+	m.readFn = m.spliceIn
+	m.outFn = m.spliceOut
+}
+
+// errShortBody is a source that ended before the bytes it announced.
+var errShortBody = io.ErrUnexpectedEOF
+
+// move moves limit bytes (limit < 0: until EOF) and returns how many it
+// moved. With a limit, an early EOF is errShortBody; without one, EOF ends
+// the move with a nil error. Deadline errors are os.ErrDeadlineExceeded.
+func (m *mover) move(limit int64) (int64, error) {
+	var moved int64
+	defer m.release()
+	for limit != 0 {
+		m.want = maxSpliceSize
+		if limit > 0 && limit < int64(m.want) {
+			m.want = int(limit)
+		}
+		now := time.Now().UnixNano()
+		m.src.dl.read(m.src.c, now, m.src.timeout)
+		m.n, m.err = 0, nil
+		if err := m.src.rc.Read(m.readFn); err != nil {
+			m.readTimedOut = true
+			return moved, unwrapOp(err)
+		}
+		m.readTimedOut = false
+		if m.err != nil {
+			return moved, m.err
+		}
+		if m.n == 0 {
+			if limit > 0 {
+				return moved, errShortBody
+			}
+			return moved, nil
+		}
+		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
+		if err := m.dst.rc.Write(m.outFn); err != nil {
+			return moved, unwrapOp(err)
+		}
+		if m.err != nil {
+			return moved, m.err
+		}
+		moved += int64(m.n)
+		if limit > 0 {
+			limit -= int64(m.n)
+		}
+		if m.onProgress != nil {
+			m.onProgress(time.Now().UnixNano())
+		}
+	}
+	return moved, nil
+}
+
+func (m *mover) release() {
+	if m.p != nil {
+		putPipe(m.p)
+		m.p = nil
+	}
+}
+
+// spliceIn is called by RawConn.Read when src may be readable. It takes a
+// pipe when there are bytes and gives it back before the goroutine parks.
+func (m *mover) spliceIn(fd uintptr) bool {
+	if m.p == nil {
+		p, err := getPipe()
+		if err != nil {
+			m.err = err
+			return true
+		}
+		m.p = p
+	}
+	for {
+		n, err := unix.Splice(int(fd), nil, m.p.w, nil, m.want, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch err {
+		case nil:
+			m.n = int(n)
+			m.p.data += int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			putPipe(m.p)
+			m.p = nil
+			return false
+		default:
+			m.err = os.NewSyscallError("splice", err)
+			return true
+		}
+	}
+}
+
+// spliceOut drains the pipe into dst; RawConn.Write waits while dst is full.
+func (m *mover) spliceOut(fd uintptr) bool {
+	for m.p.data > 0 {
+		n, err := unix.Splice(m.p.r, nil, int(fd), nil, m.p.data, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch err {
+		case nil:
+			m.p.data -= int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			m.err = os.NewSyscallError("splice", err)
+			return true
+		}
+	}
+	return true
+}
+
+// unwrapOp turns a *net.OpError from a RawConn call into its cause, so
+// callers can test for os.ErrDeadlineExceeded and net.ErrClosed.
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
+}
+
+// isTimeout reports a deadline error.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}

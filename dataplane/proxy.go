@@ -1,0 +1,603 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configures a Proxy. The zero value is usable.
+type Options struct {
+	// Logger receives lifecycle events (applies, health changes, listener
+	// failures) at Info and Warn. nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one Info event per HTTP request and per TLS
+	// connection. nil, or a handler not enabled at Info, logs nothing and
+	// costs nothing per request.
+	AccessLog *slog.Logger
+	// Registry is where the metrics are registered; nil keeps them
+	// unregistered. Never the global registry unless the caller passes it.
+	Registry prometheus.Registerer
+	// OnServerHealth is called after a server changes state (health checks
+	// or connect failures). It must not block.
+	OnServerHealth func(backend, server string, up bool, reason string)
+}
+
+// Proxy is the dataplane: listeners, routes and backends from a Config,
+// hot-swapped by Apply without closing a listener that stays or a
+// connection in flight.
+//
+// Lifecycle: New, Apply (opens the listeners, so a bind error surfaces at
+// once), Run (accepts until its context ends, then drains). Apply may be
+// called any number of times, before or while Run runs. Close stops at
+// once without draining.
+type Proxy struct {
+	log    *slog.Logger
+	access *slog.Logger
+	m      *metrics
+	onHC   func(backend, server string, up bool, reason string)
+
+	bg       context.Context // ends when the proxy stops: checkers, drains
+	bgCancel context.CancelFunc
+
+	mu       sync.Mutex
+	socks    map[sockKey]*listenSock
+	backends map[string]*backendState
+	cfg      Config
+	applied  bool
+	running  bool
+	stopped  bool
+	gens     int
+	drains   sync.WaitGroup // removed listeners draining
+
+	closing atomic.Bool
+	ready   chan struct{}
+	done    chan struct{} // closed by Close
+	conns   sync.WaitGroup
+
+	httpConnPool sync.Pool
+}
+
+// sockKey identifies a listening socket across generations: its bind, or
+// for port 0 (tests) the listener's name, since each such bind gets its own
+// port.
+type sockKey struct {
+	bind Bind
+	name string
+}
+
+func keyOf(l *Listener) sockKey {
+	if l.Bind.Port == 0 {
+		return sockKey{bind: l.Bind, name: l.Name}
+	}
+	return sockKey{bind: l.Bind}
+}
+
+// generation is one applied config, compiled for serving.
+type generation struct {
+	listeners map[sockKey]*listenerGen
+	backends  map[string]*backend
+}
+
+// listenerGen is a listener as one generation configures it. A connection
+// reads its socket's current listenerGen at accept and before each request.
+type listenerGen struct {
+	cfg    Listener
+	router *router
+	def    *backend
+	m      *listenerMetrics
+}
+
+// route returns the backend for a host, or the default; nil for none.
+func (lg *listenerGen) route(host []byte) *backend {
+	if b := lg.router.match(host); b != nil {
+		return b
+	}
+	return lg.def
+}
+
+// New returns a Proxy that serves nothing until Apply and Run.
+func New(opts Options) *Proxy {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{
+		log:      log.With("subsystem", "dataplane"),
+		access:   opts.AccessLog,
+		m:        newMetrics(opts.Registry),
+		onHC:     opts.OnServerHealth,
+		socks:    map[sockKey]*listenSock{},
+		backends: map[string]*backendState{},
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	p.bg, p.bgCancel = context.WithCancel(context.Background())
+	return p
+}
+
+// ErrStopped is returned by Apply and Run once the proxy has stopped.
+var ErrStopped = errors.New("dataplane: proxy stopped")
+
+// Apply makes the proxy serve cfg. It builds the whole new routing table
+// and opens new listeners first; if anything fails (validation, a bind),
+// the running config keeps serving untouched and the error says why.
+// Then it swaps the table in one atomic store per listener: listeners
+// whose bind stays are never closed, removed ones stop accepting and drain
+// (DrainTimeout), in-flight requests and tunnels finish on the server they
+// started on, and the next request on a kept-alive connection uses the new
+// table. Servers that stay keep their health and counters. Apply is
+// idempotent and safe to call concurrently with serving.
+func (p *Proxy) Apply(cfg Config) error {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		all := make([]error, len(errs))
+		for i, e := range errs {
+			all[i] = e
+		}
+		p.m.reloads.WithLabelValues("invalid").Inc()
+		p.m.lastReloadOK.Set(0)
+		return fmt.Errorf("dataplane: config rejected, nothing changed: %w", errors.Join(all...))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return ErrStopped
+	}
+	if p.applied && p.cfg.Equal(cfg) {
+		p.m.reloads.WithLabelValues("unchanged").Inc()
+		p.m.lastReloadOK.Set(1)
+		return nil
+	}
+	gen, fresh := p.build(&cfg)
+	opened := map[sockKey]*listenSock{}
+	for key, lg := range gen.listeners {
+		if _, ok := p.socks[key]; ok {
+			continue
+		}
+		ln, err := listenTCP(lg.cfg.Bind)
+		if err != nil {
+			for _, s := range opened {
+				s.ln.Close()
+			}
+			p.m.reloads.WithLabelValues("failed").Inc()
+			p.m.lastReloadOK.Set(0)
+			return fmt.Errorf("dataplane: listener %q: cannot listen on %s: %w (the running config keeps serving; free the address or change the bind)",
+				lg.cfg.Name, lg.cfg.Bind, err)
+		}
+		opened[key] = &listenSock{p: p, bind: lg.cfg.Bind, ln: ln, conns: map[*clientConn]struct{}{}}
+	}
+	p.commit(&cfg, gen, fresh, opened)
+	return nil
+}
+
+// fresh holds the states build created that commit must attach.
+type fresh struct {
+	backends []*backendState
+	servers  []*serverState
+}
+
+// build compiles cfg over the current backend and server states without
+// changing anything a running request can see.
+func (p *Proxy) build(cfg *Config) (*generation, fresh) {
+	var f fresh
+	gen := &generation{listeners: map[sockKey]*listenerGen{}, backends: map[string]*backend{}}
+	for i := range cfg.Backends {
+		bc := cfg.Backends[i]
+		bc.Servers = slices.Clone(bc.Servers)
+		st := p.backends[bc.Name]
+		if st == nil {
+			st = &backendState{name: bc.Name, servers: map[serverKey]*serverState{}}
+			f.backends = append(f.backends, st)
+		}
+		b := &backend{cfg: bc, st: st, dialer: net.Dialer{Timeout: bc.ConnectTimeout, KeepAlive: -1}}
+		switch bc.ProxyProtocol {
+		case ProxyV1:
+			b.pp = 1
+		case ProxyV2:
+			b.pp = 2
+		}
+		for _, sc := range bc.Servers {
+			key := serverKey{sc.Name, sc.Address}
+			ss := st.servers[key]
+			if ss == nil {
+				ss = &serverState{b: st, name: sc.Name, addr: sc.Address}
+				ss.up.Store(true)
+				f.servers = append(f.servers, ss)
+			}
+			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b})
+		}
+		gen.backends[bc.Name] = b
+	}
+	httpR, tlsR := newRouter(), newRouter()
+	for _, r := range cfg.Routes {
+		for _, h := range r.Hosts {
+			if r.HTTPBackend != "" {
+				httpR.add(h, gen.backends[r.HTTPBackend])
+			}
+			if r.TLSBackend != "" {
+				tlsR.add(h, gen.backends[r.TLSBackend])
+			}
+		}
+	}
+	for i := range cfg.Listeners {
+		l := cfg.Listeners[i]
+		l.AcceptProxy = slices.Clone(l.AcceptProxy)
+		lg := &listenerGen{cfg: l, router: httpR, def: gen.backends[l.DefaultBackend]}
+		if l.Mode == ModeTLS {
+			lg.router = tlsR
+		}
+		gen.listeners[keyOf(&l)] = lg
+	}
+	return gen, f
+}
+
+// commit publishes a built generation. Called under p.mu; cannot fail.
+func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey]*listenSock) {
+	old := p.cfg
+	for _, st := range f.backends {
+		st.m = p.m.backend(st.name)
+		p.backends[st.name] = st
+	}
+	for _, ss := range f.servers {
+		ss.m = p.m.server(ss.b.name, ss.name)
+		ss.m.up.Set(1)
+		ss.b.servers[serverKey{ss.name, ss.addr}] = ss
+	}
+	// Health-check settings and checkers follow the new config.
+	live := map[*serverState]bool{}
+	for _, b := range gen.backends {
+		for _, s := range b.servers {
+			live[s.st] = true
+			s.st.hmu.Lock()
+			s.st.hc = b.cfg.HealthCheck
+			if s.st.hc.Type != CheckNone && s.st.retry != nil {
+				s.st.retry.Stop()
+				s.st.retry = nil
+			}
+			s.st.hmu.Unlock()
+			p.startChecker(s.st, b.cfg.HealthCheck, b.pp)
+		}
+	}
+	// Listener metrics: reuse a listener's children when its name stays.
+	lms := map[string]*listenerMetrics{}
+	for _, s := range p.socks {
+		if lg := s.cur.Load(); lg != nil {
+			lms[lg.cfg.Name] = lg.m
+		}
+	}
+	for _, lg := range gen.listeners {
+		if lg.m = lms[lg.cfg.Name]; lg.m == nil {
+			lg.m = p.m.listener(lg.cfg.Name)
+		}
+	}
+	// Swap: kept sockets get the new listener config, new ones start.
+	for key, s := range opened {
+		p.socks[key] = s
+	}
+	for key, lg := range gen.listeners {
+		s := p.socks[key]
+		s.cur.Store(lg)
+		if p.running {
+			s.start()
+		}
+	}
+	// Retire what left: listeners drain, servers and backends let go.
+	for key, s := range p.socks {
+		if _, ok := gen.listeners[key]; ok {
+			continue
+		}
+		delete(p.socks, key)
+		drain := time.Duration(0)
+		name := ""
+		for _, l := range old.Listeners {
+			if keyOf(&l) == key {
+				drain, name = l.DrainTimeout, l.Name
+			}
+		}
+		p.log.Info("listener removed: draining", "listener", name, "bind", s.bind.String(), "drain_timeout", drain)
+		s.stopAccepting() // now, so the socket refuses new connections when Apply returns
+		p.drains.Add(1)
+		go func() {
+			defer p.drains.Done()
+			s.drain(drain)
+			if !slices.ContainsFunc(cfg.Listeners, func(l Listener) bool { return l.Name == name }) {
+				p.m.dropListener(name)
+			}
+		}()
+	}
+	for name, st := range p.backends {
+		for key, ss := range st.servers {
+			if live[ss] {
+				continue
+			}
+			delete(st.servers, key)
+			p.retireServer(ss)
+		}
+		if _, ok := gen.backends[name]; !ok {
+			delete(p.backends, name)
+			p.m.dropBackend(name)
+			st.wakeAll()
+		}
+	}
+	p.cfg = *cfg
+	p.applied = true
+	p.gens++
+	p.m.reloads.WithLabelValues("applied").Inc()
+	p.m.lastReloadOK.Set(1)
+	p.m.lastReloadAt.Set(float64(time.Now().Unix()))
+	p.m.generation.Set(float64(p.gens))
+	p.log.Info("config applied", "generation", p.gens, "listeners", len(cfg.Listeners),
+		"routes", len(cfg.Routes), "backends", len(cfg.Backends), "listeners_opened", len(opened))
+	if p.running {
+		p.markReady()
+	}
+}
+
+// retireServer stops what a removed server owns; requests in flight on it
+// finish, and their connections are closed instead of pooled.
+func (p *Proxy) retireServer(ss *serverState) {
+	ss.removed.Store(true)
+	if ss.checker != nil {
+		ss.checker.halt()
+		ss.checker = nil
+	}
+	ss.hmu.Lock()
+	if ss.retry != nil {
+		ss.retry.Stop()
+	}
+	ss.hmu.Unlock()
+	ss.pool.closeAll()
+	// Drop the series unless a server of the same name (new address) stays.
+	if _, same := ss.b.serverNamed(ss.name); !same {
+		p.m.dropServer(ss.b.name, ss.name)
+	}
+}
+
+func (st *backendState) serverNamed(name string) (*serverState, bool) {
+	for k, s := range st.servers {
+		if k.name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+func (p *Proxy) markReady() {
+	select {
+	case <-p.ready:
+	default:
+		close(p.ready)
+	}
+}
+
+// Run serves until ctx ends, then stops accepting, lets every connection
+// finish within its listener's DrainTimeout and returns nil. Run may be
+// called once; Apply before or after it.
+func (p *Proxy) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running || p.stopped {
+		p.mu.Unlock()
+		return errors.New("dataplane: Run called twice")
+	}
+	p.running = true
+	for _, s := range p.socks {
+		s.start()
+	}
+	if p.applied {
+		p.markReady()
+	}
+	p.mu.Unlock()
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.shutdown(true)
+			return nil
+		case <-p.done:
+			return nil
+		case <-sweep.C:
+			p.sweepPools()
+		}
+	}
+}
+
+// Close stops the proxy at once: listeners close, connections are cut.
+func (p *Proxy) Close() error {
+	p.shutdown(false)
+	return nil
+}
+
+func (p *Proxy) shutdown(graceful bool) {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		p.conns.Wait()
+		return
+	}
+	p.stopped = true
+	p.closing.Store(true)
+	socks := p.socks
+	p.socks = map[sockKey]*listenSock{}
+	drains := map[*listenSock]time.Duration{}
+	for key, s := range socks {
+		for _, l := range p.cfg.Listeners {
+			if keyOf(&l) == key && graceful {
+				drains[s] = l.DrainTimeout
+			}
+		}
+	}
+	p.mu.Unlock()
+	if graceful {
+		p.log.Info("stopping: draining connections")
+	}
+	var wg sync.WaitGroup
+	for _, s := range socks {
+		wg.Go(func() { s.drain(drains[s]) })
+	}
+	wg.Wait()
+	p.drains.Wait()
+	p.conns.Wait()
+	p.mu.Lock()
+	for _, st := range p.backends {
+		for _, ss := range st.servers {
+			if ss.checker != nil {
+				ss.checker.halt()
+				ss.checker = nil
+			}
+			ss.hmu.Lock()
+			if ss.retry != nil {
+				ss.retry.Stop()
+			}
+			ss.removed.Store(true)
+			ss.hmu.Unlock()
+			ss.pool.closeAll()
+		}
+	}
+	p.mu.Unlock()
+	p.bgCancel()
+	close(p.done)
+	p.log.Info("stopped")
+}
+
+// Ready is closed once the proxy accepts on the listeners of an applied
+// config: the signal failover waits for before claiming a VIP.
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// Healthy reports whether this node's listeners are all accepting: Run is
+// running, a config is applied, and no accept loop has failed. Failover's
+// track: {proxy: true} polls it.
+func (p *Proxy) Healthy() bool {
+	if p.closing.Load() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.running || !p.applied || len(p.socks) == 0 {
+		return false
+	}
+	for _, s := range p.socks {
+		if !s.healthy.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// Addr returns the address a listener is bound to (its real port when the
+// bind asked for port 0).
+func (p *Proxy) Addr(listener string) (netip.AddrPort, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.socks {
+		if lg := s.cur.Load(); lg != nil && lg.cfg.Name == listener {
+			return s.Addr(), true
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+// ServerStatus is one server's state, for status pages.
+type ServerStatus struct {
+	Backend, Server string
+	Address         netip.AddrPort
+	Up              bool
+	Active          int
+	Idle            int // pooled keep-alive connections
+}
+
+// Status returns every server's state, sorted by backend and server.
+func (p *Proxy) Status() []ServerStatus {
+	p.mu.Lock()
+	var out []ServerStatus
+	for _, st := range p.backends {
+		st.mu.Lock()
+		for _, ss := range st.servers {
+			out = append(out, ServerStatus{Backend: st.name, Server: ss.name, Address: ss.addr,
+				Up: ss.up.Load(), Active: ss.active})
+		}
+		st.mu.Unlock()
+	}
+	p.mu.Unlock()
+	for i := range out {
+		out[i].Idle = p.poolLen(out[i].Backend, out[i].Server)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Backend != out[j].Backend {
+			return out[i].Backend < out[j].Backend
+		}
+		return out[i].Server < out[j].Server
+	})
+	return out
+}
+
+func (p *Proxy) poolLen(backend, server string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.backends[backend]; st != nil {
+		if ss, ok := st.serverNamed(server); ok {
+			return ss.pool.len()
+		}
+	}
+	return 0
+}
+
+// sweepPools closes idle server connections older than poolIdleMax.
+func (p *Proxy) sweepPools() {
+	now := time.Now().UnixNano()
+	p.mu.Lock()
+	var ss []*serverState
+	for _, st := range p.backends {
+		for _, s := range st.servers {
+			ss = append(ss, s)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range ss {
+		s.pool.sweep(now, poolIdleMax)
+	}
+}
+
+// serverChanged records a server's state change.
+func (p *Proxy) serverChanged(s *serverState, up bool, reason string) {
+	if s.m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		s.m.up.Set(v)
+	}
+	if up {
+		p.log.Info("server up", "backend", s.b.name, "server", s.name, "address", s.addr.String(), "reason", reason)
+		s.b.wakeAll()
+	} else {
+		p.log.Warn("server down", "backend", s.b.name, "server", s.name, "address", s.addr.String(), "reason", reason)
+		s.pool.closeIdle()
+	}
+	if p.onHC != nil {
+		p.onHC(s.b.name, s.name, up, reason)
+	}
+}
+
+func (p *Proxy) logAcceptError(s *listenSock, err error, retry time.Duration) {
+	name := ""
+	if lg := s.cur.Load(); lg != nil {
+		name = lg.cfg.Name
+	}
+	if retry > 0 {
+		p.log.Warn("accept failed, retrying", "listener", name, "bind", s.bind.String(), "error", err, "retry_in", retry)
+		return
+	}
+	p.log.Error("accept failed: listener stopped; the node reports unhealthy (restart the proxy)",
+		"listener", name, "bind", s.bind.String(), "error", err)
+}

@@ -1,0 +1,452 @@
+package dataplane
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// reloadConfigs returns two configs that differ the way the bench's
+// reloads do (B adds d.test) plus a listener that comes and goes.
+func reloadConfigs(a, b, def, ta netip.AddrPort) (Config, Config) {
+	base := Config{
+		Listeners: []Listener{httpListener("http", "def"), tlsListener("tls", "tls-a")},
+		Routes:    []Route{routeHTTP("a", "a", "a.test"), routeHTTP("b", "b", "b.test", "www.b.test")},
+		Backends: []Backend{
+			backendOf("a", srv("a1", a)), backendOf("b", srv("b1", b)), backendOf("def", srv("def1", def)),
+			backendOf("tls-a", srv("ta1", ta)),
+		},
+	}
+	cfgB := base
+	cfgB.Listeners = append([]Listener{}, base.Listeners...)
+	cfgB.Listeners = append(cfgB.Listeners, httpListener("extra", "a"))
+	cfgB.Routes = append([]Route{routeHTTP("d", "a", "d.test")}, base.Routes...)
+	cfgB.Backends = append([]Backend{}, base.Backends...)
+	cfgB.Backends[0].Servers = []Server{{Name: "a1", Address: a, Weight: 5}}
+	return base, cfgB
+}
+
+// TestReloadUnderLoad applies 30 reloads while clients loop over kept-alive
+// and new connections, HTTP and TLS; not one request may fail.
+func TestReloadUnderLoad(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	b := startHTTPBackend(t, "b1", false)
+	def := startHTTPBackend(t, "def1", false)
+	ta := startTLSBackend(t, "ta1", false)
+	cfgA, cfgB := reloadConfigs(a.addr, b.addr, def.addr, ta)
+	p := startProxy(t, cfgA)
+	httpAddr, tlsAddr := p.addr(t, "http"), p.addr(t, "tls")
+
+	var stop atomic.Bool
+	var requests, failures atomic.Int64
+	var firstErr atomic.Value
+	fail := func(err error) {
+		failures.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(60 * time.Second) // a bound, not a wait
+	for i := range 6 {
+		keepAlive := i%2 == 0
+		wg.Go(func() {
+			var c net.Conn
+			var br *bufio.Reader
+			for !stop.Load() && time.Now().Before(deadline) {
+				if c == nil {
+					var err error
+					if c, err = net.Dial("tcp", httpAddr); err != nil {
+						fail(err)
+						return
+					}
+					c.SetDeadline(time.Now().Add(waitFor))
+					br = bufio.NewReader(c)
+				}
+				host := []string{"a.test", "b.test", "d.test", "other.test"}[requests.Load()%4]
+				hdr := ""
+				if !keepAlive {
+					hdr = "Connection: close\r\n"
+				}
+				if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n", host, hdr); err != nil {
+					fail(err)
+					return
+				}
+				r, err := readResponse(br)
+				requests.Add(1)
+				if err != nil || r.status != 200 {
+					fail(fmt.Errorf("host %s: status %d, %v", host, r.status, err))
+					return
+				}
+				if !keepAlive || r.close {
+					c.Close()
+					c = nil
+				}
+			}
+			if c != nil {
+				c.Close()
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for !stop.Load() && time.Now().Before(deadline) {
+				raw, err := net.Dial("tcp", tlsAddr)
+				if err != nil {
+					fail(err)
+					return
+				}
+				raw.SetDeadline(time.Now().Add(waitFor))
+				c := tls.Client(raw, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+				line, err := bufio.NewReader(c).ReadString('\n')
+				c.Close()
+				requests.Add(1)
+				if err != nil || !strings.HasPrefix(line, "ta1 ") {
+					fail(fmt.Errorf("tls: %q %v", line, err))
+					return
+				}
+			}
+		})
+	}
+	for i := range 30 {
+		cfg := cfgA
+		if i%2 == 0 {
+			cfg = cfgB
+		}
+		if err := p.Apply(cfg); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		// Let some requests run on this generation (bounded by count).
+		target := requests.Load() + 60
+		for requests.Load() < target && failures.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := failures.Load(); n != 0 {
+		t.Fatalf("%d failed requests of %d during 30 reloads; first: %v", n, requests.Load(), firstErr.Load())
+	}
+	t.Logf("%d requests, 0 errors, 30 reloads", requests.Load())
+	// The last reload (i=29) applied A again: d.test goes to the default.
+	if _, body := get(t, httpAddr, "d.test", "/"); !strings.HasPrefix(body, "def1 ") {
+		t.Fatalf("after the reloads d.test went to %q", body)
+	}
+	if v := p.metric(t, MetricReloads, map[string]string{"result": "applied"}); v != 31 {
+		t.Errorf("applied reloads %v, want 31", v)
+	}
+}
+
+type shortResp struct {
+	status int
+	close  bool
+}
+
+// readResponse reads one Content-Length response.
+func readResponse(br *bufio.Reader) (shortResp, error) {
+	var r shortResp
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return r, err
+	}
+	r.status = statusOf(line)
+	cl := -1
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return r, err
+		}
+		if l == "\r\n" {
+			break
+		}
+		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
+		v = strings.TrimSpace(v)
+		switch strings.ToLower(k) {
+		case "content-length":
+			fmt.Sscan(v, &cl)
+		case "connection":
+			r.close = strings.EqualFold(v, "close")
+		}
+	}
+	if cl < 0 {
+		return r, errors.New("no Content-Length")
+	}
+	_, err = io.CopyN(io.Discard, br, int64(cl))
+	return r, err
+}
+
+// TestInFlightKeepsItsBackend: a request in flight across Apply finishes
+// on the server it started on; the next request on the same kept-alive
+// connection uses the new table.
+func TestInFlightKeepsItsBackend(t *testing.T) {
+	x := startHTTPBackend(t, "x1", false)
+	y := startHTTPBackend(t, "y1", false)
+	cfg := func(be string) Config {
+		return Config{
+			Listeners: []Listener{httpListener("http", "")},
+			Routes:    []Route{routeHTTP("a", be, "a.test")},
+			Backends:  []Backend{backendOf("x", srv("x1", x.addr)), backendOf("y", srv("y1", y.addr))},
+		}
+	}
+	p := startProxy(t, cfg("x"))
+	c := dialClient(t, p.addr(t, "http"))
+	io.WriteString(c.c, "GET /hold?id=1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	select {
+	case <-x.started:
+	case <-timeAfter():
+		t.Fatal("request did not reach x1")
+	}
+	if err := p.Apply(cfg("y")); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, p.addr(t, "http"), "a.test", "/"); !strings.HasPrefix(body, "y1 ") {
+		t.Fatalf("new connection after Apply went to %q", body)
+	}
+	close(x.hold)
+	if body := bodyOf(c.read("GET")); body != "x1 held 1" {
+		t.Fatalf("in-flight request answered %q", body)
+	}
+	if body := bodyOf(c.do("GET", "a.test", "/", "")); !strings.HasPrefix(body, "y1 ") {
+		t.Fatalf("next request on the kept-alive connection went to %q", body)
+	}
+}
+
+// TestReloadKeepsStateAndListeners: a listener that stays keeps its socket,
+// and a server that stays keeps its counters and health.
+func TestReloadKeepsStateAndListeners(t *testing.T) {
+	s1 := startHTTPBackend(t, "s1", false)
+	s2 := startHTTPBackend(t, "s2", false)
+	be := backendOf("be", srv("s1", s1.addr), srv("s2", s2.addr))
+	be.HealthCheck = HealthCheck{Type: CheckHTTP, Path: "/health", Interval: 30 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
+	cfg := Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}}
+	events := make(chan healthEvent, 100)
+	p := startProxy(t, cfg, func(o *Options) { healthEvents(o, events) })
+	addr := p.addr(t, "http")
+	for range 4 {
+		get(t, addr, "x", "/")
+	}
+	s2.sick.Store(true)
+	waitHealth(t, events, healthEvent{"be", "s2", false})
+	cfg2 := cfg
+	cfg2.Routes = []Route{routeHTTP("new", "be", "new.test")}
+	cfg2.Backends = []Backend{be}
+	cfg2.Backends[0].Retries = 3 // a change to the backend, servers unchanged
+	if err := p.Apply(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.addr(t, "http"); got != addr {
+		t.Fatalf("listener moved from %s to %s: it was reopened", addr, got)
+	}
+	if v := p.metric(t, MetricServerRequests, map[string]string{"backend": "be", "server": "s1"}); v != 2 {
+		t.Errorf("s1 request counter after reload: %v, want 2", v)
+	}
+	for range 3 {
+		if _, body := get(t, addr, "new.test", "/"); !strings.HasPrefix(body, "s1 ") {
+			t.Fatalf("s2 is down yet got %q: health lost in the reload", body)
+		}
+	}
+}
+
+func TestReloadFailureKeepsServing(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	cfg := Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}
+	p := startProxy(t, cfg)
+	addr := p.addr(t, "http")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := cfg
+	taken := httpListener("taken", "a")
+	taken.Bind = Bind{Addr: loopback, Port: uint16(busy.Addr().(*net.TCPAddr).Port)}
+	other := httpListener("other", "a")
+	bad.Listeners = []Listener{cfg.Listeners[0], other, taken}
+	bad.Routes = []Route{routeHTTP("r", "a", "r.test")}
+	err = p.Apply(bad)
+	if err == nil || !strings.Contains(err.Error(), `listener "taken"`) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Apply with a taken bind: %v", err)
+	}
+	if _, ok := p.Addr("other"); ok {
+		t.Fatal("a listener of the failed config was left open")
+	}
+	invalid := cfg
+	invalid.Routes = []Route{routeHTTP("r", "nope", "r.test")}
+	if err := p.Apply(invalid); err == nil || !strings.Contains(err.Error(), `no Backend named "nope"`) {
+		t.Fatalf("Apply of an invalid config: %v", err)
+	}
+	if v := p.metric(t, MetricLastReloadOK, nil); v != 0 {
+		t.Errorf("last reload successful = %v after a failure", v)
+	}
+	if code, body := get(t, addr, "x", "/"); code != 200 || !strings.HasPrefix(body, "a1 ") {
+		t.Fatalf("old config stopped serving: %d %q", code, body)
+	}
+	if !p.Healthy() {
+		t.Error("unhealthy after a failed reload")
+	}
+}
+
+// TestRemovedListenerDrains: a removed listener refuses new connections at
+// once, closes idle ones, lets a request in flight finish (with
+// Connection: close), and cuts what is left after drainTimeout.
+func TestRemovedListenerDrains(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	gone := httpListener("gone", "a")
+	gone.DrainTimeout = waitFor
+	cut := httpListener("cut", "a")
+	cut.DrainTimeout = 300 * time.Millisecond
+	cfg := Config{
+		Listeners: []Listener{httpListener("http", "a"), gone, cut},
+		Backends:  []Backend{backendOf("a", srv("a1", a.addr))},
+	}
+	p := startProxy(t, cfg)
+	goneAddr, cutAddr := p.addr(t, "gone"), p.addr(t, "cut")
+	idle := dialClient(t, goneAddr)
+	if r := idle.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	busy := dialClient(t, goneAddr)
+	io.WriteString(busy.c, "GET /hold?id=gone HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	stuck := dialClient(t, cutAddr)
+	io.WriteString(stuck.c, "GET /hold?id=cut HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	for range 2 {
+		select {
+		case <-a.started:
+		case <-timeAfter():
+			t.Fatal("held requests did not arrive")
+		}
+	}
+	cfg.Listeners = cfg.Listeners[:1]
+	start := time.Now()
+	if err := p.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", goneAddr); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial to a removed listener: %v, want connection refused", err)
+	}
+	if _, err := idle.br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection on a removed listener: %v, want EOF", err)
+	}
+	// The stuck one is cut after its drain timeout.
+	if _, err := stuck.br.ReadByte(); err == nil {
+		t.Fatal("stuck request got an answer")
+	}
+	if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
+		t.Errorf("cut after %v, want about 300ms", el)
+	}
+	close(a.hold)
+	r := busy.read("GET")
+	if bodyOf(r) != "a1 held gone" || !r.Close {
+		t.Fatalf("in-flight request on the removed listener: %q close=%v", bodyOf(r), r.Close)
+	}
+	if _, err := busy.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after its last response: %v, want EOF", err)
+	}
+}
+
+// TestRunStopDrains: cancelling Run stops accepting, finishes the request
+// in flight, and Healthy turns false.
+func TestRunStopDrains(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	p := New(Options{Logger: testLogger(t)})
+	if p.Healthy() {
+		t.Fatal("healthy before Apply")
+	}
+	if err := p.Apply(Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Ready():
+		t.Fatal("ready before Run")
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	select {
+	case <-p.Ready():
+	case <-timeAfter():
+		t.Fatal("not ready")
+	}
+	if !p.Healthy() {
+		t.Fatal("not healthy while running")
+	}
+	addr, _ := p.Addr("http")
+	c := dialClient(t, addr.String())
+	io.WriteString(c.c, "GET /hold?id=stop HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	<-a.started
+	cancel()
+	// Wait until the listener is closed, then let the request finish.
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := net.Dial("tcp", addr.String()); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting after cancel")
+		}
+	}
+	if p.Healthy() {
+		t.Error("healthy while stopping")
+	}
+	close(a.hold)
+	if r := c.read("GET"); bodyOf(r) != "a1 held stop" || !r.Close {
+		t.Fatalf("in-flight request during stop: %q close=%v", bodyOf(r), r.Close)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-timeAfter():
+		t.Fatal("Run did not return")
+	}
+	if err := p.Apply(Config{}); !errors.Is(err, ErrStopped) {
+		t.Errorf("Apply after stop: %v", err)
+	}
+}
+
+func TestIPv6AndFreebind(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	v6 := httpListener("v6", "a")
+	v6.Bind = Bind{Addr: netip.MustParseAddr("::1")}
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("v4", "a"), v6}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}})
+	addr := p.addr(t, "v6")
+	if !strings.HasPrefix(addr, "[::1]:") {
+		t.Fatalf("v6 listener on %s", addr)
+	}
+	if code, body := get(t, addr, "a.test", "/"); code != 200 || body != "a1 a.test" {
+		t.Fatalf("over IPv6: %d %q", code, body)
+	}
+	// Both sockets carry IP(V6)_FREEBIND, so a VIP not held yet could be bound.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.socks {
+		rc, err := s.ln.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var gerr error
+		rc.Control(func(fd uintptr) {
+			if s.bind.Addr.Is6() {
+				v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND)
+			} else {
+				v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND)
+			}
+		})
+		if gerr != nil || v != 1 {
+			t.Errorf("listener %s: freebind=%d %v", s.bind, v, gerr)
+		}
+	}
+}

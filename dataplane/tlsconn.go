@@ -1,0 +1,149 @@
+package dataplane
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/gitedge/gitedge/dataplane/clienthello"
+)
+
+// serveTLS routes a TLS connection by the SNI of its ClientHello without
+// terminating TLS, then relays both ways with splice. It reports whether
+// the connection went to a tunnel (which then ends it).
+func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
+	defer func() {
+		if !handedOff {
+			c.cl.c.Close()
+		}
+	}()
+	start := time.Now()
+	buf := getBuf()
+	scratch := getBuf()
+	release := func() {
+		putBuf(buf)
+		putBuf(scratch)
+		buf, scratch = nil, nil
+	}
+	defer func() { release() }()
+	n := copy(buf.b, c.pre)
+	c.pre = nil
+	c.cl.dl.readAt(c.cl.c, c.accepted.Add(lg.cfg.InspectTimeout).UnixNano())
+	var sni []byte
+	for {
+		if n > 0 {
+			name, err := clienthello.ServerName(buf.b[:n], scratch.b)
+			if err == nil {
+				sni = name
+				break
+			}
+			if err != clienthello.ErrIncomplete {
+				kind := errKindBadHello
+				if err == clienthello.ErrNotTLS {
+					kind = errKindNotTLS
+				}
+				c.lm.errs[kind].Inc()
+				c.logTLS(lg, start, nil, nil, nil, 0, 0, err.Error())
+				return false
+			}
+			if n == len(buf.b) {
+				c.lm.errs[errKindBadHello].Inc()
+				c.logTLS(lg, start, nil, nil, nil, 0, 0, "ClientHello too large")
+				return false
+			}
+		}
+		idle := n == 0
+		if idle && !c.enterIdle() {
+			return false
+		}
+		r, err := c.cl.c.Read(buf.b[n:])
+		if idle {
+			c.leaveIdle()
+		}
+		n += r
+		if r == 0 && err != nil {
+			if isTimeout(err) && !c.draining.Load() {
+				c.lm.errs[errKindInspect].Inc()
+				c.logTLS(lg, start, nil, nil, nil, 0, 0, "no complete ClientHello within inspectTimeout")
+			} else if !errors.Is(err, io.EOF) && n > 0 {
+				c.lm.errs[errKindClient].Inc()
+			}
+			return false
+		}
+	}
+	b := lg.route(sni)
+	if b == nil {
+		c.lm.errs[errKindNoRoute].Inc()
+		c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
+		return false
+	}
+	s, up, err := c.p.connectServer(b, c.peer, c.local, false)
+	if err != nil {
+		c.logTLS(lg, start, sni, b, nil, 0, 0, err.Error())
+		return false
+	}
+	c.p.respSeconds(b, start)
+	c.lm.class[0].Inc()
+	s.st.m.requests.Inc()
+	// The ClientHello bytes read so far go first.
+	up.dl.write(up.c, time.Now().UnixNano(), b.cfg.IdleTimeout)
+	if _, err := up.c.Write(buf.b[:n]); err != nil {
+		s.st.m.errs[errKindResponse].Inc()
+		c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
+		up.c.Close()
+		s.release()
+		return false
+	}
+	in := int64(n)
+	// Keep the SNI for the log only when logging; buf goes back now.
+	var name string
+	if c.p.access != nil {
+		name = string(sni)
+	}
+	release()
+	c.cl.dl = deadlines{}
+	t := newTunnel(&c.cl, &up.side, b.cfg.IdleTimeout)
+	t.start(func(toServer, toClient int64) {
+		up.c.Close()
+		c.cl.c.Close()
+		s.release()
+		in += toServer
+		c.lm.bytesIn.Add(float64(in))
+		c.lm.bytesOut.Add(float64(toClient))
+		s.st.m.bytesOut.Add(float64(in))
+		s.st.m.bytesIn.Add(float64(toClient))
+		c.logTLS(lg, start, []byte(name), b, s, in, toClient, "")
+		c.done()
+	})
+	return true
+}
+
+// logTLS emits the access-log event of a TLS connection.
+func (c *clientConn) logTLS(lg *listenerGen, start time.Time, sni []byte, b *backend, s *server, in, out int64, errText string) {
+	al := c.p.access
+	if al == nil || !al.Enabled(c.p.bg, slog.LevelInfo) {
+		return
+	}
+	backendName, serverName := "", ""
+	if b != nil {
+		backendName = b.cfg.Name
+	}
+	if s != nil {
+		serverName = s.cfg.Name
+	}
+	attrs := []slog.Attr{
+		slog.String("listener", lg.cfg.Name),
+		slog.String("client", c.peer.String()),
+		slog.String("sni", string(sni)),
+		slog.String("backend", backendName),
+		slog.String("server", serverName),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", out),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if errText != "" {
+		attrs = append(attrs, slog.String("error", errText))
+	}
+	al.LogAttrs(c.p.bg, slog.LevelInfo, "tls", attrs...)
+}

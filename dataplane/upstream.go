@@ -1,0 +1,91 @@
+package dataplane
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+// errConnectFailed is every connect attempt (retries included) failing.
+var errConnectFailed = errors.New("could not connect to any server")
+
+// connectServer takes a server slot and a connection to that server: a
+// pooled keep-alive one when pooled is set and the backend sends no PROXY
+// header, else a new one. A failed connect marks the server (passive
+// health) and is retried on another server, Retries times (HAProxy's
+// retries with redispatch).
+func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled bool) (*server, *upConn, error) {
+	var hash uint32
+	if b.cfg.Balance == BalanceSource {
+		hash = sourceHash(peer.Addr())
+	}
+	var exclude *serverState
+	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
+		s, err := b.acquire(hash, exclude)
+		if err != nil {
+			kind := errKindNoServer
+			if errors.Is(err, errQueueTimeout) {
+				kind = errKindQueue
+			}
+			b.st.m.errs[kind].Inc()
+			return nil, nil, err
+		}
+		if pooled && b.pp == 0 {
+			if c := s.st.pool.get(time.Now().UnixNano(), min(poolIdleMax, b.cfg.IdleTimeout)); c != nil {
+				return s, c, nil
+			}
+		}
+		c, err := b.dial(s)
+		if err == nil {
+			s.st.connectOK()
+			s.st.m.conns.Inc()
+			u, err := newUpConn(c, b, s, peer, local)
+			if err == nil {
+				return s, u, nil
+			}
+		}
+		err = unwrapOp(err)
+		s.st.m.errs[errKindConnect].Inc()
+		s.st.report(p, false, false, err.Error())
+		if p.log.Enabled(p.bg, slogDebug) {
+			p.log.Debug("connect failed", "backend", b.cfg.Name, "server", s.cfg.Name, "address", s.cfg.Address.String(), "error", err)
+		}
+		s.release()
+		exclude = s.st
+	}
+	b.st.m.errs[errKindConnectFail].Inc()
+	return nil, nil, errConnectFailed
+}
+
+// newUpConn wraps a new server connection and sends the PROXY header the
+// backend asks for (the connection then belongs to this client only).
+func newUpConn(c *net.TCPConn, b *backend, s *server, peer, local netip.AddrPort) (*upConn, error) {
+	u := &upConn{srv: s.st}
+	if err := u.init(c, b.cfg.IdleTimeout); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if b.pp != 0 {
+		if err := sendProxyHeader(&u.side, b.pp, peer, local); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// sendProxyHeader writes a PROXY v1/v2 header naming the client and the
+// address it connected to.
+func sendProxyHeader(s *side, version byte, client, local netip.AddrPort) error {
+	hdr := proxyproto.HeaderProxyFromAddrs(version, net.TCPAddrFromAddrPort(client), net.TCPAddrFromAddrPort(local))
+	b, err := hdr.Format()
+	if err != nil {
+		return err
+	}
+	s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
+	_, err = s.c.Write(b)
+	return err
+}

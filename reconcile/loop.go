@@ -109,6 +109,12 @@ const (
 	ResultFetchErr  Result = "fetch-error"
 )
 
+// Triggers the loop makes itself, re-applying the live revision.
+const (
+	TriggerResync = "resync"
+	TriggerPoke   = "poke"
+)
+
 // Poke asks Run for a pass over the live revision now, as a resync does:
 // a node that just became the VRRP master applies infra at once. It never
 // blocks; pokes made while one is pending are merged.
@@ -160,9 +166,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case n := <-revs:
 			l.Pass(ctx, n.rev, n.err)
 		case <-resync:
-			l.again(ctx, "resync")
+			l.again(ctx, TriggerResync)
 		case <-l.pokes():
-			l.again(ctx, "poke")
+			l.again(ctx, TriggerPoke)
 		}
 	}
 }

@@ -235,12 +235,12 @@ func TestLoopRunAndResync(t *testing.T) {
 			}
 		}
 	}
-	if tr := l.Status().LastAttempt.Trigger; tr != "resync" {
-		t.Errorf("last trigger %q, want resync", tr)
+	if st := l.Status(); st.LastResync == nil || st.LastResync.Trigger != TriggerResync || st.LastAttempt.Trigger != "start" {
+		t.Errorf("resync passes must be reported apart from the last new revision: %+v / %+v", st.LastAttempt, st.LastResync)
 	}
 	// A poke re-applies at once, well before the next resync.
 	l.Resync = 0
-	for l.Status().LastAttempt.Trigger != "poke" {
+	for r := l.Status().LastResync; r == nil || r.Trigger != TriggerPoke; r = l.Status().LastResync {
 		l.Poke()
 		select {
 		case <-deadline:
@@ -251,5 +251,29 @@ func TestLoopRunAndResync(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run returned %v on cancel", err)
+	}
+}
+
+// TestResyncKeepsTheRefusal: a resync over the live commit must not hide
+// that the newest head was refused (SPEC §4.7: say why anything failed).
+func TestResyncKeepsTheRefusal(t *testing.T) {
+	rec := &recorder{}
+	l := rec.loop("lb-0")
+	ctx := context.Background()
+	good := Revision{Commit: "good", Files: mapFS(t, "../examples/homelab", nil)}
+	if res, err := l.Pass(ctx, good, nil); res != ResultApplied {
+		t.Fatal(res, err)
+	}
+	bad := mapFS(t, "../examples/homelab", map[string][][2]string{"routes/blog.yaml": {{"k3s-http-ingress", "nope"}}})
+	if res, _ := l.Pass(ctx, Revision{Commit: "bad", Files: bad}, nil); res != ResultInvalid {
+		t.Fatal(res)
+	}
+	good.Trigger = TriggerResync
+	if res, err := l.Pass(ctx, good, nil); res != ResultUnchanged {
+		t.Fatal(res, err)
+	}
+	st := l.Status()
+	if st.LastAttempt.Commit != "bad" || st.Conditions["config"].Status != CondStalled || st.Live.Commit != "good" || st.LastResync.Commit != "good" {
+		t.Errorf("after a resync: last attempt %+v, config %+v, live %+v", st.LastAttempt, st.Conditions["config"], st.Live)
 	}
 }

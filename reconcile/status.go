@@ -12,10 +12,14 @@ import (
 // runs, the last attempt and why it failed, and a condition per step. The
 // admin server, `gitedge status` and the metrics all read this one value.
 type Status struct {
-	Node        string               `json:"node"`
-	Live        *CommitInfo          `json:"live,omitempty"` // nil until a first commit applied
-	LastAttempt *Attempt             `json:"lastAttempt,omitempty"`
-	Conditions  map[string]Condition `json:"conditions"`
+	Node        string      `json:"node"`
+	Live        *CommitInfo `json:"live,omitempty"` // nil until a first commit applied
+	LastAttempt *Attempt    `json:"lastAttempt,omitempty"`
+	// LastResync is the last pass over the live commit made without a new
+	// revision (resync, poke): it re-checks the subsystems and never hides
+	// why the last new revision failed.
+	LastResync *Attempt             `json:"lastResync,omitempty"`
+	Conditions map[string]Condition `json:"conditions"`
 }
 
 // CommitInfo describes a commit.
@@ -69,6 +73,10 @@ func (l *Loop) Status() Status {
 		a := *s.LastAttempt
 		s.LastAttempt = &a
 	}
+	if s.LastResync != nil {
+		a := *s.LastResync
+		s.LastResync = &a
+	}
 	return s
 }
 
@@ -102,16 +110,24 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	if err != nil {
 		att.Error = err.Error()
 	}
+	resync := rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke
 	l.mu.Lock()
-	l.status.LastAttempt = att
-	switch res {
-	case ResultApplied, ResultUnchanged:
+	if resync {
+		l.status.LastResync = att
+	} else {
+		l.status.LastAttempt = att
+	}
+	switch {
+	case resync:
+		// The live commit again: the source and config conditions still
+		// describe the newest head, which may have been refused.
+	case res == ResultApplied || res == ResultUnchanged:
 		l.status.Live = &CommitInfo{Commit: rev.Commit, Signer: rev.Signer, Author: rev.Author, Message: rev.Message, AppliedAt: time.Now()}
 		l.setConditionLocked("source", CondReady, "")
 		l.setConditionLocked("config", CondReady, "")
-	case ResultFetchErr:
+	case res == ResultFetchErr:
 		l.setConditionLocked("source", CondFailed, att.Error)
-	case ResultInvalid:
+	case res == ResultInvalid:
 		// Last known good (SPEC §4.1): nothing changes until a new head.
 		step := "config"
 		if rev.Files == nil {

@@ -29,10 +29,13 @@ type cliEnv struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"version":  {"print version, commit and build information", runVersion},
-		"validate": {"check a routes directory: schema, references, clashes (exit 1 with every error)", runValidate},
-		"plan":     {"show what a change would do, compared with --base DIR|REF", runPlan},
-		"status":   {"show a running node's live commit, last attempt, VRRP state and backends' health", runStatus},
+		"run":       {"the daemon: triggers, reconcile loop, proxy, VRRP, infra, admin server", runRun},
+		"reconcile": {"one full pass (--once), exit status says whether it converged; --dry-run stops after plan", runReconcile},
+		"demo":      {"everything on one machine: a local repository, the Proxmox simulator, the proxy on local ports", runDemo},
+		"version":   {"print version, commit and build information", runVersion},
+		"validate":  {"check a routes directory: schema, references, clashes (exit 1 with every error)", runValidate},
+		"plan":      {"show what a change would do, compared with --base DIR|REF", runPlan},
+		"status":    {"show a running node's live commit, last attempt, VRRP state and backends' health", runStatus},
 
 		"pvesim":    {"run the Proxmox VE API simulator (what gitedge's infra tests and demo talk to)", runPvesim},
 		"inventory": {"print an Ansible inventory of the managed VMs with their guest-agent addresses", runInventory},

@@ -88,6 +88,9 @@ func printStatus(w io.Writer, s nodeStatus) {
 			fmt.Fprintf(w, "              error: %s\n", strings.ReplaceAll(a.Error, "\n", "\n                     "))
 		}
 	}
+	if r := s.LastResync; r != nil && r.Error != "" {
+		fmt.Fprintf(w, "last resync:  %s (%s ago): %s\n", r.Result, time.Since(r.Started).Round(time.Second), r.Error)
+	}
 	names := make([]string, 0, len(s.Conditions))
 	for n := range s.Conditions {
 		names = append(names, n)

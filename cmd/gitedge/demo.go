@@ -1,0 +1,732 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+// runDemo is `gitedge demo`: the whole product on one machine with nothing
+// but this binary. It builds a routes repository in git, starts demo
+// backends and the Proxmox simulator, runs a node (proxy, reconcile loop,
+// infra, admin; no VRRP, which needs raw sockets and a shared segment) and
+// walks through what a merged pull request does.
+func runDemo(ctx context.Context, env *cliEnv, args []string) int {
+	fs := newFlags(env, "demo", "[--keep] [--dir DIR]")
+	keep := fs.Bool("keep", false, "keep running after the tour (Ctrl-C stops), to explore with curl, gitedge status and the status page")
+	dir := fs.String("dir", "", "where to create the demo repository and node config (default: a temporary directory, removed at the end)")
+	verbose := fs.Bool("v", false, "show the node's logs")
+	if _, code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	d := &demo{out: env.stdout}
+	if err := d.run(ctx, *dir, *keep, *verbose, env.stderr); err != nil {
+		fmt.Fprintf(env.stderr, "gitedge demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type demo struct {
+	out       io.Writer
+	root      string
+	repo      *git.Repository
+	httpAddr  string
+	tlsAddr   string
+	hookURL   string
+	secret    []byte
+	adminAddr string
+	node      *node
+	started   time.Time
+}
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "gitedge-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	d.root = dir
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	// Backends: two HTTP apps and one TLS app, each naming itself.
+	blue, err := demoHTTPBackend(ctx, &wg, "blue")
+	if err != nil {
+		return err
+	}
+	green, err := demoHTTPBackend(ctx, &wg, "green")
+	if err != nil {
+		return err
+	}
+	secure, err := demoTLSBackend(ctx, &wg, "secure")
+	if err != nil {
+		return err
+	}
+	// The Proxmox simulator, with quick tasks and boots.
+	token := "demo-" + randHex(8)
+	sim, err := pvesim.New(pvesim.Options{Tokens: map[string]string{"gitedge@pve!demo": token},
+		BootDelay: 1500 * time.Millisecond, TaskDuration: 200 * time.Millisecond, HADelay: 300 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	pveAddr, err := serveHTTP(ctx, &wg, sim)
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	d.httpAddr, d.tlsAddr = ports[0], ports[1]
+	d.adminAddr = ports[2]
+	hookAddr := ports[3]
+	d.hookURL = "http://" + hookAddr + "/hook"
+	d.secret = []byte(randHex(16))
+
+	// The routes repository, as a team would keep it.
+	d.say("gitedge demo — one node, everything local (%s)\n", dir)
+	repoDir := filepath.Join(dir, "edge-repo")
+	if d.repo, err = git.PlainInitWithOptions(repoDir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")}}); err != nil {
+		return err
+	}
+	files := demoRepository(d.httpAddr, d.tlsAddr, blue, green, secure)
+	c1, err := d.commit(files, "Edge, backends and routes: app.demo.test on blue, VMs lb-0/lb-1")
+	if err != nil {
+		return err
+	}
+	d.say("1. A routes repository at %s, commit %s:", repoDir, c1[:10])
+	d.say("     listeners http %s and tls %s; app.demo.test → blue; secure.demo.test (TLS passthrough) → secure;", d.httpAddr, d.tlsAddr)
+	d.say("     VirtualMachines lb-0 (VMID 150) and lb-1 (151) on a Proxmox simulator at %s.", pveAddr)
+
+	// The node config, secrets in files beside it.
+	tokenFile := filepath.Join(dir, "proxmox.token")
+	secretFile := filepath.Join(dir, "webhook.secret")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(secretFile, d.secret, 0o600); err != nil {
+		return err
+	}
+	ncText := fmt.Sprintf(`node: lb-0
+source: {url: %s, branch: main, poll: "@every 10s"}
+webhook: {listen: "%s", path: /hook, secretFile: %s}
+proxmox: {url: "http://%s/api2/json", tokenID: "gitedge@pve!demo", tokenSecretFile: %s}
+admin: {listen: "%s"}
+stateDir: %s
+`, repoDir, hookAddr, secretFile, pveAddr, tokenFile, d.adminAddr, filepath.Join(dir, "state"))
+	ncPath := filepath.Join(dir, "gitedge.yaml")
+	if err := os.WriteFile(ncPath, []byte(ncText), 0o644); err != nil {
+		return err
+	}
+	nc, err := reconcile.ParseNodeConfig(ncPath, []byte(ncText))
+	if err != nil {
+		return err
+	}
+	logOut := io.Discard
+	if verbose {
+		logOut = logw
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d.node, err = newNode(nc, nodeOptions{noVRRP: true}, log)
+	if err != nil {
+		return err
+	}
+	d.node.loop.Resync = 2 * time.Second // set drift back quickly in the demo
+	nodeErr := make(chan error, 1)
+	d.started = time.Now()
+	wg.Go(func() { nodeErr <- d.node.run(ctx) })
+	d.say("2. gitedge run --config %s  (admin and status page on http://%s/)", ncPath, d.adminAddr)
+
+	if err := d.waitLive(ctx, c1, nodeErr); err != nil {
+		return err
+	}
+	d.say("   live in %s.", time.Since(d.started).Round(time.Millisecond))
+	if err := d.showRequests(); err != nil {
+		return err
+	}
+
+	// Infra: the VMs are cloned, configured, started and HA-managed.
+	if err := d.waitInfra(ctx, 20*time.Second); err != nil {
+		return err
+	}
+	if err := d.showInventory(ctx, nc); err != nil {
+		return err
+	}
+
+	// A pull request is merged: app moves to green, under load.
+	files["routes/app.yaml"] = strings.Replace(files["routes/app.yaml"], "backend: blue", "backend: green", 1)
+	load := startLoad(d.httpAddr, "app.demo.test")
+	c2, err := d.commit(files, "Move app.demo.test to green")
+	if err != nil {
+		return err
+	}
+	d.say("5. Merge %s: \"Move app.demo.test to green\"; the forge calls the webhook.", c2[:10])
+	t0 := time.Now()
+	if err := d.webhook(c2); err != nil {
+		return err
+	}
+	if err := d.waitLive(ctx, c2, nodeErr); err != nil {
+		return err
+	}
+	d.say("   webhook → live in %s.", time.Since(t0).Round(time.Millisecond))
+	time.Sleep(300 * time.Millisecond)
+	n, fails, seen := load.stop()
+	d.say("   %d keep-alive requests ran through the reload: %d failed; answers seen: %s.", n, fails, strings.Join(seen, ", "))
+	if err := d.showRequests(); err != nil {
+		return err
+	}
+
+	// A broken pull request: the node keeps serving the last good commit.
+	bad := clone(files)
+	bad["routes/app.yaml"] = strings.Replace(bad["routes/app.yaml"], "backend: green", "backend: grene", 1)
+	c3, err := d.commit(bad, "Typo in a backend name")
+	if err != nil {
+		return err
+	}
+	d.say("6. Merge %s with a typo (backend: grene).", c3[:10])
+	if err := d.webhook(c3); err != nil {
+		return err
+	}
+	if err := d.waitAttempt(ctx, c3); err != nil {
+		return err
+	}
+	st := d.node.loop.Status()
+	d.say("   refused, nothing changed; still live: %s. The node says why:", st.Live.Commit[:10])
+	d.say("     %s", st.LastAttempt.Error)
+	if err := d.showRequests(); err != nil {
+		return err
+	}
+
+	// Drift: someone edits a VM in Proxmox by hand.
+	d.say("7. Someone sets lb-1's memory to 1024 MiB by hand in Proxmox…")
+	if err := d.handEdit(ctx, nc, 151, "1024"); err != nil {
+		return err
+	}
+	if err := d.waitMemory(ctx, nc, 151, "4096", 15*time.Second); err != nil {
+		return err
+	}
+	d.say("   …and the next pass sets it back to 4096 MiB, as the repository says (logged as drift).")
+
+	d.say("\n8. gitedge status:")
+	var b strings.Builder
+	printStatus(&b, d.snapshotStatus())
+	for line := range strings.Lines(b.String()) {
+		if strings.HasPrefix(line, "backends:") || strings.HasPrefix(line, "infra:") || strings.HasPrefix(line, " ") {
+			continue // the full JSON is on the status page
+		}
+		d.say("   %s", strings.TrimRight(line, "\n"))
+	}
+	if keep {
+		d.say("\nStill running. Try:\n  curl -H 'Host: app.demo.test' http://%s/\n  gitedge status --admin %s\n  edit %s, git commit, and watch it go live (polled every 10 s)\nCtrl-C stops.", d.httpAddr, d.adminAddr, repoDir)
+		select {
+		case <-ctx.Done():
+		case err := <-nodeErr:
+			return err
+		}
+	}
+	d.say("\nDone. `gitedge demo --keep` leaves it running to explore.")
+	return nil
+}
+
+func (d *demo) snapshotStatus() nodeStatus {
+	return nodeStatus{Status: d.node.loop.Status(), Version: version}
+}
+
+// commit writes files into the repository's work tree and commits them.
+func (d *demo) commit(files map[string]string, msg string) (string, error) {
+	wt, err := d.repo.Worktree()
+	if err != nil {
+		return "", err
+	}
+	root := wt.Filesystem.Root()
+	for p, content := range files {
+		full := filepath.Join(root, "edge", p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	if err := wt.AddGlob("edge"); err != nil {
+		return "", err
+	}
+	sig := &object.Signature{Name: "Demo Operator", Email: "ops@demo.test", When: time.Now()}
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: sig, Committer: sig, AllowEmptyCommits: true})
+	if err != nil {
+		return "", err
+	}
+	return h.String(), nil
+}
+
+// webhook delivers a GitHub-shaped push event, signed as GitHub signs it.
+func (d *demo) webhook(commit string) error {
+	body := fmt.Sprintf(`{"ref":"refs/heads/main","after":%q,"repository":{"full_name":"demo/edge"}}`, commit)
+	mac := hmac.New(sha256.New, d.secret)
+	mac.Write([]byte(body))
+	req, _ := http.NewRequest(http.MethodPost, d.hookURL, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}
+
+func (d *demo) waitLive(ctx context.Context, commit string, nodeErr <-chan error) error {
+	return waitFor(ctx, 30*time.Second, func() (bool, error) {
+		select {
+		case err := <-nodeErr:
+			return false, fmt.Errorf("node stopped: %v", err)
+		default:
+		}
+		st := d.node.loop.Status()
+		if a := st.LastAttempt; a != nil && a.Commit == commit && a.Error != "" && a.Result != reconcile.ResultFailed {
+			return false, fmt.Errorf("commit %s not applied: %s", commit[:10], a.Error)
+		}
+		return st.Live != nil && st.Live.Commit == commit, nil
+	}, "commit "+commit[:10]+" to go live")
+}
+
+func (d *demo) waitAttempt(ctx context.Context, commit string) error {
+	return waitFor(ctx, 30*time.Second, func() (bool, error) {
+		a := d.node.loop.Status().LastAttempt
+		return a != nil && a.Commit == commit, nil
+	}, "an attempt at "+commit[:10])
+}
+
+func (d *demo) waitInfra(ctx context.Context, limit time.Duration) error {
+	d.say("3. Infra: the node leads (one node, no VRRP here), so it creates the VMs…")
+	start := d.started
+	err := waitFor(ctx, limit, func() (bool, error) {
+		r, ok := d.node.infra.Last()
+		return ok && r.Leader && r.Converged() && len(r.Plan.Actions) == 0, nil
+	}, "the VMs to converge")
+	if err == nil {
+		d.say("   cloned, configured, resized, started and put under HA in %s; later passes make no writes.", time.Since(start).Round(100*time.Millisecond))
+	}
+	return err
+}
+
+func (d *demo) showInventory(ctx context.Context, nc *reconcile.NodeConfig) error {
+	cc, err := proxmoxClientConfig(nc)
+	if err != nil {
+		return err
+	}
+	api, err := infra.NewAPI(cc)
+	if err != nil {
+		return err
+	}
+	live := d.node.loop.Live()
+	hosts, err := infra.Inventory(ctx, api, live.Infra, 10*time.Second, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if err := infra.WriteINI(&b, "loadbalancer", hosts); err != nil {
+		return err
+	}
+	d.say("4. gitedge inventory (guest-agent addresses, as the Terraform template made it):")
+	for line := range strings.Lines(b.String()) {
+		d.say("     %s", strings.TrimRight(line, "\n"))
+	}
+	return nil
+}
+
+func (d *demo) handEdit(ctx context.Context, nc *reconcile.NodeConfig, vmid int, mem string) error {
+	cc, err := proxmoxClientConfig(nc)
+	if err != nil {
+		return err
+	}
+	url := strings.TrimSuffix(cc.URL, "/") + fmt.Sprintf("/nodes/proxmox1/qemu/%d/config", vmid)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader("memory="+mem))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "PVEAPIToken="+cc.TokenID+"="+string(cc.TokenSecret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("hand edit of VM %d: %s", vmid, resp.Status)
+	}
+	return nil
+}
+
+func (d *demo) waitMemory(ctx context.Context, nc *reconcile.NodeConfig, vmid int, want string, limit time.Duration) error {
+	cc, err := proxmoxClientConfig(nc)
+	if err != nil {
+		return err
+	}
+	url := strings.TrimSuffix(cc.URL, "/") + fmt.Sprintf("/nodes/proxmox1/qemu/%d/pending", vmid)
+	return waitFor(ctx, limit, func() (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "PVEAPIToken="+cc.TokenID+"="+string(cc.TokenSecret))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		var pv struct {
+			Data []struct {
+				Key     string `json:"key"`
+				Value   any    `json:"value"`
+				Pending any    `json:"pending"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&pv); err != nil {
+			return false, err
+		}
+		// Set back means: the value is the declared one and no other value
+		// is pending (a running VM's memory change waits for a reboot).
+		for _, it := range pv.Data {
+			if it.Key == "memory" {
+				return fmt.Sprint(it.Value) == want && it.Pending == nil, nil
+			}
+		}
+		return false, nil
+	}, "VM memory to be set back")
+}
+
+// showRequests sends one HTTP request per host and one TLS handshake.
+func (d *demo) showRequests() error {
+	for _, host := range []string{"app.demo.test", "unknown.demo.test"} {
+		body, err := get(d.httpAddr, host)
+		if err != nil {
+			return err
+		}
+		d.say("   curl -H 'Host: %s' http://%s/  →  %s", host, d.httpAddr, body)
+	}
+	name, err := tlsPeer(d.tlsAddr, "secure.demo.test")
+	if err != nil {
+		return err
+	}
+	d.say("   TLS to %s with SNI secure.demo.test  →  certificate of %q (passed through, not terminated)", d.tlsAddr, name)
+	return nil
+}
+
+func get(addr, host string) (string, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Host = host
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+func tlsPeer(addr, sni string) (string, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: sni, InsecureSkipVerify: true}) // the demo backend's certificate is self-signed
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
+}
+
+// load runs keep-alive requests through the proxy until stopped.
+type load struct {
+	stopc    chan struct{}
+	done     chan struct{}
+	n, fails atomic.Int64
+	mu       sync.Mutex
+	seen     []string
+}
+
+func startLoad(addr, host string) *load {
+	l := &load{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			l.fails.Add(1)
+			return
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		req := "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+		for i := 0; i < 200000; i++ { // bounded in count and by stop
+			select {
+			case <-l.stopc:
+				return
+			default:
+			}
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, err := writeRead(conn, br, req)
+			if err != nil {
+				l.fails.Add(1)
+				return
+			}
+			l.n.Add(1)
+			l.mu.Lock()
+			if len(l.seen) == 0 || l.seen[len(l.seen)-1] != resp {
+				l.seen = append(l.seen, resp)
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func writeRead(conn net.Conn, br *bufio.Reader, req string) (string, error) {
+	if _, err := io.WriteString(conn, req); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %s %v", resp.Status, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (l *load) stop() (int64, int64, []string) {
+	close(l.stopc)
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	short := make([]string, len(l.seen))
+	for i, s := range l.seen {
+		short[i], _, _ = strings.Cut(s, " ")
+	}
+	return l.n.Load(), l.fails.Load(), short
+}
+
+func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error), what string) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up after %s waiting for %s", limit, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func clone(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freePorts reserves n loopback ports and releases them for the node.
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+func serveHTTP(ctx context.Context, wg *sync.WaitGroup, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	wg.Go(func() { _ = srv.Serve(ln) })
+	wg.Go(func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	})
+	return ln.Addr().String(), nil
+}
+
+func demoHTTPBackend(ctx context.Context, wg *sync.WaitGroup, name string) (string, error) {
+	return serveHTTP(ctx, wg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s (X-Forwarded-For: %s)\n", name, r.Header.Get("X-Forwarded-For"))
+	}))
+}
+
+func demoTLSBackend(ctx context.Context, wg *sync.WaitGroup, name string) (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + ".demo.test"},
+		DNSNames: []string{name + ".demo.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	tln := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s over TLS\n", name)
+	})}
+	wg.Go(func() {
+		if err := srv.Serve(tln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	})
+	return ln.Addr().String(), nil
+}
+
+// demoRepository is the demo's routes repository (under edge/ in git).
+func demoRepository(httpAddr, tlsAddr, blue, green, secure string) map[string]string {
+	return map[string]string{
+		"edge.yaml": fmt.Sprintf(`apiVersion: gitedge/v1
+kind: Edge
+metadata: {name: demo}
+spec:
+  nodes:
+    - {name: lb-0, address: 192.0.2.250}
+  listeners:
+    - {name: http, bind: "%s", mode: http, defaultBackend: blue, forwardFor: true}
+    - {name: https, bind: "%s", mode: tls, defaultBackend: secure}
+  infra: {leader: lb-0, prune: false}
+`, httpAddr, tlsAddr),
+		"backends.yaml": fmt.Sprintf(`apiVersion: gitedge/v1
+kind: Backend
+metadata: {name: blue}
+spec:
+  healthCheck: {type: http, path: /, interval: 1s}
+  servers: [{name: blue-1, address: "%s"}]
+---
+apiVersion: gitedge/v1
+kind: Backend
+metadata: {name: green}
+spec:
+  healthCheck: {type: http, path: /, interval: 1s}
+  servers: [{name: green-1, address: "%s"}]
+---
+apiVersion: gitedge/v1
+kind: Backend
+metadata: {name: secure}
+spec:
+  servers: [{name: secure-1, address: "%s"}]
+`, blue, green, secure),
+		"routes/app.yaml": `apiVersion: gitedge/v1
+kind: Route
+metadata: {name: app}
+spec:
+  hosts: [app.demo.test]
+  http: {backend: blue}
+`,
+		"routes/secure.yaml": `apiVersion: gitedge/v1
+kind: Route
+metadata: {name: secure}
+spec:
+  hosts: [secure.demo.test]
+  tls: {backend: secure}
+`,
+		"vms.yaml": demoVM("lb-0", 150, "192.0.2.250") + "---\n" + demoVM("lb-1", 151, "192.0.2.251"),
+	}
+}
+
+func demoVM(name string, vmid int, ip string) string {
+	return fmt.Sprintf(`apiVersion: gitedge/v1
+kind: VirtualMachine
+metadata: {name: %s}
+spec:
+  vmid: %d
+  node: proxmox1
+  clone: debian-bullseye-cloudinit-template
+  cpu: host
+  cores: 2
+  memory: 4096
+  onBoot: true
+  agent: true
+  disk: {bus: scsi, storage: vmdata, size: 8G, format: qcow2}
+  network: [{model: virtio, bridge: vmbr0, vlan: 33}]
+  cloudInit:
+    user: ansible
+    ipConfig: {ip: %s/24, gateway: 192.0.2.1}
+    nameserver: 192.0.2.1
+    searchDomain: demo.test
+  serial: socket
+  vga: serial0
+  ha: {group: main, state: started}
+`, name, vmid, ip)
+}

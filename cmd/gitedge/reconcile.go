@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+// runReconcile is `gitedge reconcile --once`: fetch and verify the source,
+// validate, plan, and apply what a one-shot process can apply: the VMs.
+// The proxy and VRRP live in `gitedge run`; here they are validated and
+// planned only. The exit status says whether the pass converged.
+func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
+	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead]")
+	once := fs.Bool("once", false, "run one pass and exit (required: the loop itself is `gitedge run`)")
+	dry := fs.Bool("dry-run", false, "stop after plan: change nothing")
+	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config (SPEC §2)")
+	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
+	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	if _, code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if !*once {
+		fmt.Fprintln(env.stderr, "gitedge reconcile: only --once is supported; the loop is `gitedge run`")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	nc, err := reconcile.LoadNodeConfig(*config)
+	if err != nil && *dir != "" && errors.Is(err, os.ErrNotExist) {
+		nc, err = reconcile.ParseNodeConfig("(defaults)", []byte("node: local\nsource: {url: "+*dir+"}\n"))
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
+		return 1
+	}
+	log := newLogger(os.Stderr, "warn")
+	src, _, err := openSource(nc, *dir, false, log, nil)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
+		return 1
+	}
+	rev, fetchErr := src.Next(ctx)
+	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log}
+	var rec *infra.Reconciler
+	if nc.Proxmox != nil {
+		cc, err := proxmoxClientConfig(nc)
+		if err == nil {
+			var api infra.API
+			if api, err = infra.NewAPI(cc); err == nil {
+				rec, err = infra.New(infra.Options{API: api, Logger: log})
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
+			return 1
+		}
+		loop.Infra = reconcile.InfraFunc(rec.LoopApply(nil))
+	}
+	loop.IsLeader = func(ld reconcile.Leader) bool {
+		return *lead || ld == (reconcile.Leader{}) || ld.Node == nc.Node
+	}
+	res, err := loop.Pass(ctx, loopRevision(rev), fetchErr)
+	fmt.Fprintf(env.stdout, "commit %s: %s\n", rev.Commit, res)
+	if live := loop.Live(); live != nil {
+		fmt.Fprintf(env.stdout, "desired: %s\n", summary(live))
+	}
+	if rec != nil {
+		if r, ok := rec.Last(); ok {
+			role := "leader: applied"
+			if !r.Leader {
+				role = "not the infra leader: planned only"
+			}
+			fmt.Fprintf(env.stdout, "infra (%s):\n", role)
+			_ = r.Plan.WriteText(env.stdout)
+			for _, a := range r.Applied {
+				fmt.Fprintf(env.stdout, "  done: %v\n", a)
+			}
+			if !r.Converged() {
+				res = reconcile.ResultFailed
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
+		return 1
+	}
+	if res != reconcile.ResultApplied && res != reconcile.ResultUnchanged && res != reconcile.ResultPlanned {
+		return 1
+	}
+	return 0
+}

@@ -1,8 +1,29 @@
 // Package dataplane is gitedge's reverse proxy: plain HTTP/1.x routed by
 // Host, TLS routed by SNI without terminating it, PROXY protocol v1/v2 to
-// and from trusted peers, and hot reload by building a new routing table
-// and swapping it in while the listening sockets and the connections stay.
-// It parses only what routing and framing need and forwards heads as
-// bytes, so a kept-alive request costs no allocation. Linux only (splice,
-// IP_FREEBIND).
+// servers and from trusted peers, and hot reload without dropping a
+// connection. Linux only (splice, IP_FREEBIND).
+//
+// # Speed
+//
+// A request is parsed once (httphead: request line, Host and the framing
+// fields) and its head is forwarded as the bytes that came, rebuilt only
+// when hop-by-hop or forwarding fields must change. Server connections are
+// kept alive in a per-server pool (a PROXY-protocol connection stays with
+// its client instead). Buffers come from a free list only while bytes are
+// in flight, so an idle connection holds none, and callbacks are bound once
+// per connection: a kept-alive request allocates nothing
+// (BenchmarkKeepAlive). Bodies past the first buffer, upgraded connections
+// and TLS tunnels move with splice(2) through pipes taken only while bytes
+// flow.
+//
+// # Reload
+//
+// Apply compiles a whole generation (routers, backends over server state
+// that outlives generations) and opens new listeners before anything
+// changes; a failure leaves the running generation untouched. Each
+// listening socket, keyed by its bind, then gets the new listener config
+// with one atomic store. A connection reads that config when it is accepted
+// and again before each request, so a request in flight finishes on the
+// server it started on and the next request uses the new routes. Removed
+// listeners stop accepting at once and drain within their drainTimeout.
 package dataplane

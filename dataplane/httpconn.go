@@ -210,6 +210,13 @@ func (h *httpConn) readHead(first bool) bool {
 		if idle {
 			h.leaveIdle()
 			now = time.Now()
+			// The table may have been swapped while the connection sat
+			// idle: the request now arriving is routed by the table current
+			// when it arrives, not the one of the previous request.
+			if cur := h.sock.cur.Load(); cur != nil && cur != lg && cur.cfg.Mode == ModeHTTP {
+				lg, h.lg = cur, cur
+				h.cl.timeout = cur.cfg.ClientTimeout
+			}
 		}
 		if err != nil {
 			if isTimeout(unwrapOp(err)) && h.inLen > 0 && !h.draining.Load() {

@@ -222,6 +222,33 @@ func TestInFlightKeepsItsBackend(t *testing.T) {
 	}
 }
 
+// TestIdleKeepAliveTakesNewTable: a kept-alive client connection that sat
+// idle across Apply routes its next request by the new table (it must not
+// keep the table it loaded when its previous request ended).
+func TestIdleKeepAliveTakesNewTable(t *testing.T) {
+	x := startHTTPBackend(t, "x1", false)
+	y := startHTTPBackend(t, "y1", false)
+	cfg := func(be string) Config {
+		return Config{
+			Listeners: []Listener{httpListener("http", "")},
+			Routes:    []Route{routeHTTP("a", be, "a.test")},
+			Backends:  []Backend{backendOf("x", srv("x1", x.addr)), backendOf("y", srv("y1", y.addr))},
+		}
+	}
+	p := startProxy(t, cfg("x"))
+	c := dialClient(t, p.addr(t, "http"))
+	if body := bodyOf(c.do("GET", "a.test", "/", "")); !strings.HasPrefix(body, "x1 ") {
+		t.Fatalf("first request went to %q", body)
+	}
+	// The connection is idle now, waiting for its next request.
+	if err := p.Apply(cfg("y")); err != nil {
+		t.Fatal(err)
+	}
+	if body := bodyOf(c.do("GET", "a.test", "/", "")); !strings.HasPrefix(body, "y1 ") {
+		t.Fatalf("next request on the idle kept-alive connection went to %q, want y1", body)
+	}
+}
+
 // TestReloadKeepsStateAndListeners: a listener that stays keeps its socket,
 // and a server that stays keeps its counters and health.
 func TestReloadKeepsStateAndListeners(t *testing.T) {

@@ -2,11 +2,14 @@ package dataplane
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -145,21 +148,83 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
 
 // readProxyHeader reads a PROXY v1 or v2 header from r and returns it with
 // the bytes read past it. A stream without a header is an error.
+//
+// The header may arrive in several segments: the spec recommends being
+// tolerant, and go-proxyproto refuses a v1 header it cannot take from one
+// read. So the header's bytes are gathered here first (bounded: 107 bytes
+// for v1, 16 plus the declared length for v2; the caller's read deadline
+// bounds the time), then parsed by go-proxyproto.
 func readProxyHeader(r interface{ Read([]byte) (int, error) }) (*proxyproto.Header, []byte, error) {
-	br := bufio.NewReaderSize(r, 256)
-	hdr, err := proxyproto.Read(br)
-	if err != nil {
-		if errors.Is(err, proxyproto.ErrNoProxyProtocol) {
-			return nil, nil, errors.New("no PROXY header from a listener that requires one")
+	buf := make([]byte, 0, 256)
+	for {
+		total, err := proxyHeaderLen(buf)
+		if err != nil {
+			return nil, nil, err
 		}
-		return nil, nil, fmt.Errorf("bad PROXY header: %w", err)
+		if total > 0 && len(buf) >= total {
+			hdr, err := proxyproto.Read(bufio.NewReaderSize(bytes.NewReader(buf[:total]), max(total, 16)))
+			if err != nil {
+				return nil, nil, fmt.Errorf("bad PROXY header: %w", err)
+			}
+			var rest []byte
+			if len(buf) > total {
+				rest = append(rest, buf[total:]...)
+			}
+			return hdr, rest, nil
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(total-len(buf), 256))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil && n == 0 {
+			if len(buf) == 0 {
+				return nil, nil, errors.New("no PROXY header from a listener that requires one: " + err.Error())
+			}
+			return nil, nil, fmt.Errorf("incomplete PROXY header (%d bytes): %w", len(buf), err)
+		}
 	}
-	var rest []byte
-	if n := br.Buffered(); n > 0 {
-		b, _ := br.Peek(n)
-		rest = append(rest, b...)
+}
+
+const (
+	proxyV1Prefix = "PROXY "
+	proxyV1Max    = 107 // the longest v1 line, CRLF included
+	proxyV2Sig    = "\r\n\r\n\x00\r\nQUIT\n"
+	proxyV2Max    = 16 + 4096
+)
+
+// proxyHeaderLen says how long the header at the start of buf is: 0 while
+// more bytes are needed to know, an error when buf cannot start one.
+func proxyHeaderLen(buf []byte) (int, error) {
+	if len(buf) == 0 {
+		return 0, nil
 	}
-	return hdr, rest, nil
+	switch buf[0] {
+	case 'P':
+		if n := min(len(buf), len(proxyV1Prefix)); string(buf[:n]) != proxyV1Prefix[:n] {
+			return 0, errors.New("no PROXY header from a listener that requires one")
+		}
+		if i := bytes.Index(buf[:min(len(buf), proxyV1Max)], []byte("\r\n")); i >= 0 {
+			return i + 2, nil
+		}
+		if len(buf) >= proxyV1Max {
+			return 0, errors.New("bad PROXY header: v1 line longer than 107 bytes")
+		}
+		return 0, nil
+	case '\r':
+		if n := min(len(buf), len(proxyV2Sig)); string(buf[:n]) != proxyV2Sig[:n] {
+			return 0, errors.New("no PROXY header from a listener that requires one")
+		}
+		if len(buf) < 16 {
+			return 0, nil
+		}
+		total := 16 + int(binary.BigEndian.Uint16(buf[14:16]))
+		if total > proxyV2Max {
+			return 0, fmt.Errorf("bad PROXY header: v2 header of %d bytes", total)
+		}
+		return total, nil
+	}
+	return 0, errors.New("no PROXY header from a listener that requires one")
 }
 
 // enterIdle marks the connection as waiting for a request with nothing

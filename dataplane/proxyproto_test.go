@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -139,4 +141,30 @@ func FuzzReadProxyHeader(f *testing.F) {
 			t.Fatalf("round trip changed the header: %#v vs %#v", hdr, again)
 		}
 	})
+}
+
+// TestReadProxyHeaderInPieces: a header that arrives a byte at a time is
+// read whole (the spec recommends tolerance), and nothing after it is lost.
+func TestReadProxyHeaderInPieces(t *testing.T) {
+	for _, v := range []byte{1, 2} {
+		hdr := ppHeader(t, v, "198.51.100.3:1234", "192.0.2.1:80")
+		in := append(slices.Clone(hdr), "GET / HTTP/1.1\r\n"...)
+		r := iotest.OneByteReader(bytes.NewReader(in))
+		got, rest, err := readProxyHeader(r)
+		if err != nil {
+			t.Fatalf("v%d: %v", v, err)
+		}
+		if got.SourceAddr.String() != "198.51.100.3:1234" {
+			t.Errorf("v%d: source %v", v, got.SourceAddr)
+		}
+		unread, _ := io.ReadAll(r)
+		if s := string(rest) + string(unread); s != "GET / HTTP/1.1\r\n" {
+			t.Errorf("v%d: bytes after the header: %q", v, s)
+		}
+	}
+	for _, bad := range []string{"GET / HTTP/1.1\r\n", "PROXX TCP4", "PROXY " + strings.Repeat("x", 120)} {
+		if _, _, err := readProxyHeader(iotest.OneByteReader(strings.NewReader(bad))); err == nil {
+			t.Errorf("%q: read without error", bad)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 type lockedBuffer struct {
@@ -36,7 +37,11 @@ func TestAccessLog(t *testing.T) {
 	c := dialClient(t, p.addr(t, "http"))
 	c.do("GET", "a.test", "/client?x=1", "")
 	c.do("POST", "b.test", "/echo", "hello")
+	// The event is written after the response is sent: wait for it.
 	lines := buf.lines()
+	for deadline := time.Now().Add(waitFor); len(lines) < 2 && time.Now().Before(deadline); lines = buf.lines() {
+		time.Sleep(time.Millisecond)
+	}
 	if len(lines) != 2 {
 		t.Fatalf("%d events: %q", len(lines), lines)
 	}

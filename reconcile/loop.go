@@ -87,6 +87,7 @@ type Loop struct {
 	Logger  *slog.Logger // nil discards
 	Metrics *Metrics     // nil: no metrics
 
+	infraQ   chan infraJob // set by Run: infra is applied by its own worker
 	pokeOnce sync.Once
 	poke     chan struct{} // one slot: a pending "re-apply now"
 
@@ -140,6 +141,14 @@ func (l *Loop) Run(ctx context.Context) error {
 		err error
 	}
 	revs := make(chan next)
+	l.mu.Lock()
+	l.infraQ = make(chan infraJob, 1)
+	l.mu.Unlock()
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	if l.Infra != nil {
+		workers.Go(func() { l.infraWorker(ctx) })
+	}
 	go func() { // the only reader of Source
 		for {
 			r, err := l.Source.Next(ctx)
@@ -169,6 +178,43 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.again(ctx, TriggerResync)
 		case <-l.pokes():
 			l.again(ctx, TriggerPoke)
+		}
+	}
+}
+
+type infraJob struct {
+	cfg    infra.Config
+	lead   bool
+	commit string
+}
+
+// errQueued says a step was handed to a worker.
+var errQueued = errors.New("queued")
+
+func (l *Loop) infraQueue() chan infraJob {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.infraQ
+}
+
+// infraWorker applies infra configs one at a time, always the newest.
+func (l *Loop) infraWorker(ctx context.Context) {
+	q := l.infraQueue()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-q:
+			err := l.Infra.Apply(ctx, j.cfg, j.lead)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				l.setCondition("infra", CondFailed, err.Error())
+				l.logger().Warn("infra apply failed", "commit", short(j.commit), "leader", j.lead, "error", err)
+			default:
+				l.setCondition("infra", CondReady, "")
+			}
 		}
 	}
 }
@@ -225,18 +271,16 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	if l.DryRun {
 		return ResultPlanned, nil
 	}
-	// 4. apply, growing in dependency order and shrinking in reverse.
+	// 4. apply: routes first, then VRRP, then VMs. A VM clone can take
+	// minutes and must never hold back routing (nor a node's start); a
+	// route to a VM not yet up is covered by health checks, and a removed
+	// VM (prune) is no longer routed to before it goes. Every step is tried
+	// even after one fails.
 	lead := l.leads(desired.Edge.InfraLeader)
 	steps := []struct {
 		name string
 		run  func() error
 	}{
-		{"infra", func() error {
-			if l.Infra == nil {
-				return nil
-			}
-			return l.Infra.Apply(ctx, desired.Infra, lead)
-		}},
 		{"dataplane", func() error {
 			if l.Dataplane == nil || (live != nil && live.Dataplane.Equal(desired.Dataplane)) {
 				return nil
@@ -254,16 +298,32 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			}
 			return l.Failover.Apply(ctx, fcfg)
 		}},
-	}
-	if plan.shrinksInfra() {
-		steps[0], steps[2] = steps[2], steps[0]
+		{"infra", func() error {
+			if l.Infra == nil {
+				return nil
+			}
+			if q := l.infraQueue(); q != nil {
+				// Run's worker applies it: a clone taking minutes must not
+				// hold back the next commit's routes.
+				select {
+				case <-q: // a stale pending job: this one supersedes it
+				default:
+				}
+				q <- infraJob{cfg: desired.Infra, lead: lead, commit: rev.Commit}
+				return errQueued
+			}
+			return l.Infra.Apply(ctx, desired.Infra, lead)
+		}},
 	}
 	var errs []error
 	for _, s := range steps {
-		if err := s.run(); err != nil {
+		switch err := s.run(); {
+		case errors.Is(err, errQueued):
+			l.setCondition(s.name, CondProgressing, "applying commit "+short(rev.Commit))
+		case err != nil:
 			errs = append(errs, &StepError{Step: s.name, Err: err})
 			l.setCondition(s.name, CondFailed, err.Error())
-		} else {
+		default:
 			l.setCondition(s.name, CondReady, "")
 		}
 	}
@@ -277,15 +337,6 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 		return ResultUnchanged, nil
 	}
 	return ResultApplied, nil
-}
-
-func (p Plan) shrinksInfra() bool {
-	for _, c := range p.Changes {
-		if c.Kind == "VirtualMachine" && c.Action == Remove {
-			return true
-		}
-	}
-	return false
 }
 
 func (l *Loop) leads(ld Leader) bool {

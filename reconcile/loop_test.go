@@ -122,17 +122,17 @@ func TestLoopPasses(t *testing.T) {
 		wantLive  string
 	}{
 		{name: "first commit", rev: Revision{Commit: "c1", Files: homelab}, leader: true, want: ResultApplied,
-			wantCalls: []string{"infra 2 VMs leader", "dataplane 3 routes", "failover priority 101"}, wantLive: "c1"},
+			wantCalls: []string{"dataplane 3 routes", "failover priority 101", "infra 2 VMs leader"}, wantLive: "c1"},
 		{name: "same content again: only infra re-observes", rev: Revision{Commit: "c2", Files: homelab}, leader: true, want: ResultUnchanged,
 			wantCalls: []string{"infra 2 VMs leader"}, wantLive: "c2"},
 		{name: "invalid commit keeps the last good", rev: Revision{Commit: "c3", Files: broken}, leader: true, want: ResultInvalid, wantLive: "c2"},
 		{name: "unreachable remote", fetchErr: transientErr{errors.New("dial tcp: connection refused")}, leader: true, want: ResultFetchErr, wantLive: "c2"},
 		{name: "dataplane fails: nothing recorded as live", rev: Revision{Commit: "c4", Files: withRoute}, leader: false,
 			fail: map[string]error{"dataplane 3 routes": errors.New("bind :80: address in use")}, want: ResultFailed,
-			wantCalls: []string{"infra 2 VMs follower", "dataplane 3 routes"}, wantLive: "c2"},
+			wantCalls: []string{"dataplane 3 routes", "infra 2 VMs follower"}, wantLive: "c2"},
 		{name: "retry succeeds", rev: Revision{Commit: "c4", Files: withRoute}, leader: false, want: ResultApplied,
-			wantCalls: []string{"infra 2 VMs follower", "dataplane 3 routes"}, wantLive: "c4"},
-		{name: "prune shrinks infra last", rev: Revision{Commit: "c5", Files: pruned}, leader: true, want: ResultApplied,
+			wantCalls: []string{"dataplane 3 routes", "infra 2 VMs follower"}, wantLive: "c4"},
+		{name: "prune: routing changes before VMs go", rev: Revision{Commit: "c5", Files: pruned}, leader: true, want: ResultApplied,
 			wantCalls: []string{"dataplane 3 routes", "infra 2 VMs leader"}, wantLive: "c5"},
 	}
 	for _, s := range steps {
@@ -275,5 +275,77 @@ func TestResyncKeepsTheRefusal(t *testing.T) {
 	st := l.Status()
 	if st.LastAttempt.Commit != "bad" || st.Conditions["config"].Status != CondStalled || st.Live.Commit != "good" || st.LastResync.Commit != "good" {
 		t.Errorf("after a resync: last attempt %+v, config %+v, live %+v", st.LastAttempt, st.Conditions["config"], st.Live)
+	}
+}
+
+// TestLoopInfraDoesNotHoldBackRoutes: under Run, a slow infra apply (a
+// clone takes minutes on a real Proxmox) does not delay the next commit's
+// routes, and the infra worker then applies only the newest state.
+func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
+	release := make(chan struct{})
+	infraCalls := make(chan int, 10)
+	routes := make(chan int, 10)
+	l := &Loop{
+		Node: "lb-0",
+		Dataplane: DataplaneFunc(func(_ context.Context, c dataplane.Config) error {
+			routes <- len(c.Routes)
+			return nil
+		}),
+		Infra: InfraFunc(func(ctx context.Context, c infra.Config, _ bool) error {
+			infraCalls <- c.VMs[0].Memory
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}),
+	}
+	src := make(chanSource)
+	l.Source = src
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	wait := func(ch chan int, what string) int {
+		t.Helper()
+		select {
+		case v := <-ch:
+			return v
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s", what)
+			return 0
+		}
+	}
+	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}
+	if n := wait(routes, "first dataplane apply"); n != 3 {
+		t.Fatalf("routes %d", n)
+	}
+	if m := wait(infraCalls, "first infra apply"); m != 4096 {
+		t.Fatalf("memory %d", m)
+	}
+	// Infra is stuck; two more commits arrive.
+	extra := map[string][][2]string{"routes/blog.yaml": {{"name: blog", "name: blog2"}, {"[blog.domain.tld]", "[blog2.domain.tld]"}}}
+	src <- Revision{Commit: "c2", Files: mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 2048"}}})}
+	src <- Revision{Commit: "c3", Files: func() fstest.MapFS {
+		m := mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 8192"}}})
+		for k, v := range mapFS(t, "../examples/homelab", extra) {
+			if k == "routes/blog.yaml" {
+				m["routes/blog2.yaml"] = v
+			}
+		}
+		return m
+	}()}
+	if n := wait(routes, "routes of c3 while infra is busy"); n != 4 {
+		t.Fatalf("routes %d, want 4", n)
+	}
+	if c := l.Status().Conditions["infra"]; c.Status != CondProgressing {
+		t.Errorf("infra condition %+v, want Progressing", c)
+	}
+	close(release)
+	if m := wait(infraCalls, "infra apply of the newest state"); m != 8192 {
+		t.Errorf("infra applied memory %d, want the newest (8192), not c2's", m)
 	}
 }

@@ -46,9 +46,11 @@ type Attempt struct {
 type CondStatus string
 
 const (
-	CondReady   CondStatus = "Ready"
-	CondFailed  CondStatus = "Failed"  // retried on the next pass
-	CondStalled CondStatus = "Stalled" // needs a new commit (invalid, untrusted)
+	CondReady  CondStatus = "Ready"
+	CondFailed CondStatus = "Failed" // retried on the next pass
+	// CondProgressing: handed to a worker (infra), not finished yet.
+	CondProgressing CondStatus = "Progressing"
+	CondStalled     CondStatus = "Stalled" // needs a new commit (invalid, untrusted)
 )
 
 // Condition is the state of one step: source, config, infra, dataplane, failover.

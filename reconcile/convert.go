@@ -521,18 +521,10 @@ func (c *converter) instance(d *document, f string, r rawInstance, nodes map[str
 			l.failAt(d, pf, "node %q is not in spec.nodes", n)
 			continue
 		}
-		owner := false
-		if p == 255 {
-			for _, node := range c.edge.Nodes {
-				if node.Name == n {
-					for _, v := range in.VIPs {
-						if a, err := netip.ParseAddr(node.Address); err == nil && a.Unmap() == v.Addr() {
-							owner = true
-						}
-					}
-				}
-			}
-		}
+		// 255 is for the address owner (RFC 5798 §5.2.4): its own address is a VIP.
+		owner := p == 255 && slices.ContainsFunc(c.desired.Edge.Nodes, func(node Node) bool {
+			return node.Name == n && slices.ContainsFunc(in.VIPs, func(v netip.Prefix) bool { return v.Addr() == node.Address })
+		})
 		if (p < 1 || p > 254) && !owner {
 			l.failAt(d, pf, "priority %d is outside 1..254 (255 is only for the node that owns the VIP, 0 is sent on stop)", p)
 			continue

@@ -106,9 +106,8 @@ type kv struct{ k, v string }
 // Diff computes the plan that turns base into head. A nil base is the empty
 // state: everything in head is added.
 func Diff(base, head *Desired) Plan {
-	infraAction := Change
 	if base == nil {
-		base, infraAction = &Desired{}, Add
+		base = &Desired{}
 	}
 	if head == nil {
 		head = &Desired{}
@@ -120,21 +119,7 @@ func Diff(base, head *Desired) Plan {
 	diffItems(&p, "Backend", base.Dataplane.Backends, head.Dataplane.Backends, func(b dataplane.Backend) string { return b.Name }, backendFields)
 	diffItems(&p, "VRRPInstance", base.Edge.Failover, head.Edge.Failover, func(v VRRPInstance) string { return v.Name }, instanceFields)
 	diffItems(&p, "VirtualMachine", base.Infra.VMs, head.Infra.VMs, func(v infra.VM) string { return v.Name }, vmFields)
-	bi := []kv{{"leader", base.Edge.InfraLeader.String()}, {"prune", strconv.FormatBool(base.Infra.Prune)}}
-	hi := []kv{{"leader", head.Edge.InfraLeader.String()}, {"prune", strconv.FormatBool(head.Infra.Prune)}}
-	fc := diffFields(bi, hi)
-	if infraAction == Add && (head.Edge.InfraLeader != Leader{} || head.Infra.Prune) {
-		fc = nil
-		for _, f := range hi {
-			fc = append(fc, FieldChange{Path: f.k, New: f.v})
-		}
-	}
-	if infraAction == Add && head.Edge.InfraLeader == (Leader{}) && !head.Infra.Prune {
-		fc = nil
-	}
-	if len(fc) > 0 {
-		p.Changes = append(p.Changes, ItemChange{Kind: "Infra", Name: head.Edge.Name, Action: infraAction, Fields: fc})
-	}
+	diffItems(&p, "Infra", infraOf(base), infraOf(head), func(i infraItem) string { return i.edge }, infraFields)
 	return p
 }
 
@@ -230,6 +215,25 @@ func fmtAddr(a netip.Addr) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// infraItem is the Edge's infra settings as one plan item; a repository
+// without infra has none.
+type infraItem struct {
+	edge   string
+	leader Leader
+	prune  bool
+}
+
+func infraOf(d *Desired) []infraItem {
+	if d.Edge.InfraLeader == (Leader{}) && !d.Infra.Prune {
+		return nil
+	}
+	return []infraItem{{d.Edge.Name, d.Edge.InfraLeader, d.Infra.Prune}}
+}
+
+func infraFields(i infraItem) []kv {
+	return []kv{{"leader", i.leader.String()}, {"prune", strconv.FormatBool(i.prune)}}
+}
 
 func nodeFields(n Node) []kv { return []kv{{"address", fmtAddr(n.Address)}} }
 

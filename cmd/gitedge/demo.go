@@ -12,16 +12,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,7 +190,15 @@ stateDir: %s
 	if err := d.waitInfra(ctx, 20*time.Second); err != nil {
 		return err
 	}
-	if err := d.showInventory(ctx, nc); err != nil {
+	cc, err := proxmoxClientConfig(nc)
+	if err != nil {
+		return err
+	}
+	api, err := infra.NewAPI(cc)
+	if err != nil {
+		return err
+	}
+	if err := d.showInventory(ctx, api); err != nil {
 		return err
 	}
 
@@ -218,7 +226,7 @@ stateDir: %s
 	}
 
 	// A broken pull request: the node keeps serving the last good commit.
-	bad := clone(files)
+	bad := maps.Clone(files)
 	bad["routes/app.yaml"] = strings.Replace(bad["routes/app.yaml"], "backend: green", "backend: grene", 1)
 	c3, err := d.commit(bad, "Typo in a backend name")
 	if err != nil {
@@ -240,10 +248,10 @@ stateDir: %s
 
 	// Drift: someone edits a VM in Proxmox by hand.
 	d.say("7. Someone sets lb-1's memory to 1024 MiB by hand in Proxmox…")
-	if err := d.handEdit(ctx, nc, 151, "1024"); err != nil {
+	if err := d.handEdit(ctx, api, 151, "1024"); err != nil {
 		return err
 	}
-	if err := d.waitMemory(ctx, nc, 151, "4096", 15*time.Second); err != nil {
+	if err := d.waitMemory(ctx, api, 151, "4096", 15*time.Second); err != nil {
 		return err
 	}
 	d.say("   …and the next pass sets it back to 4096 MiB, as the repository says (logged as drift).")
@@ -355,15 +363,7 @@ func (d *demo) waitInfra(ctx context.Context, limit time.Duration) error {
 	return err
 }
 
-func (d *demo) showInventory(ctx context.Context, nc *reconcile.NodeConfig) error {
-	cc, err := proxmoxClientConfig(nc)
-	if err != nil {
-		return err
-	}
-	api, err := infra.NewAPI(cc)
-	if err != nil {
-		return err
-	}
+func (d *demo) showInventory(ctx context.Context, api infra.API) error {
 	live := d.node.loop.Live()
 	hosts, err := infra.Inventory(ctx, api, live.Infra, 10*time.Second, 200*time.Millisecond)
 	if err != nil {
@@ -380,58 +380,25 @@ func (d *demo) showInventory(ctx context.Context, nc *reconcile.NodeConfig) erro
 	return nil
 }
 
-func (d *demo) handEdit(ctx context.Context, nc *reconcile.NodeConfig, vmid int, mem string) error {
-	cc, err := proxmoxClientConfig(nc)
-	if err != nil {
-		return err
-	}
-	url := strings.TrimSuffix(cc.URL, "/") + fmt.Sprintf("/nodes/proxmox1/qemu/%d/config", vmid)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader("memory="+mem))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "PVEAPIToken="+cc.TokenID+"="+string(cc.TokenSecret))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("hand edit of VM %d: %s", vmid, resp.Status)
+// handEdit changes a VM's memory behind gitedge's back, as an operator in
+// the Proxmox UI would, through the same API client gitedge uses.
+func (d *demo) handEdit(ctx context.Context, api infra.API, vmid int, mem string) error {
+	if _, err := api.SetConfig(ctx, "proxmox1", vmid, "", map[string]string{"memory": mem}, nil); err != nil {
+		return fmt.Errorf("hand edit of VM %d: %w", vmid, err)
 	}
 	return nil
 }
 
-func (d *demo) waitMemory(ctx context.Context, nc *reconcile.NodeConfig, vmid int, want string, limit time.Duration) error {
-	cc, err := proxmoxClientConfig(nc)
-	if err != nil {
-		return err
-	}
-	url := strings.TrimSuffix(cc.URL, "/") + fmt.Sprintf("/nodes/proxmox1/qemu/%d/pending", vmid)
+// waitMemory waits until the VM will run with want MiB: the value is the
+// declared one and no other value is pending (a running VM's memory change
+// waits for a reboot).
+func (d *demo) waitMemory(ctx context.Context, api infra.API, vmid int, want string, limit time.Duration) error {
 	return waitFor(ctx, limit, func() (bool, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "PVEAPIToken="+cc.TokenID+"="+string(cc.TokenSecret))
-		resp, err := http.DefaultClient.Do(req)
+		c, err := api.Config(ctx, "proxmox1", vmid)
 		if err != nil {
 			return false, err
 		}
-		defer resp.Body.Close()
-		var pv struct {
-			Data []struct {
-				Key     string `json:"key"`
-				Value   any    `json:"value"`
-				Pending any    `json:"pending"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&pv); err != nil {
-			return false, err
-		}
-		// Set back means: the value is the declared one and no other value
-		// is pending (a running VM's memory change waits for a reboot).
-		for _, it := range pv.Data {
-			if it.Key == "memory" {
-				return fmt.Sprint(it.Value) == want && it.Pending == nil, nil
-			}
-		}
-		return false, nil
+		return c.Values["memory"] == want && !slices.Contains(c.Pending, "memory"), nil
 	}, "VM memory to be set back")
 }
 
@@ -568,14 +535,6 @@ func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error)
 	}
 }
 
-func clone(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -641,11 +600,7 @@ func demoTLSBackend(ctx context.Context, wg *sync.WaitGroup, name string) (strin
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s over TLS\n", name)
 	})}
-	wg.Go(func() {
-		if err := srv.Serve(tln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err
-		}
-	})
+	wg.Go(func() { _ = srv.Serve(tln) })
 	wg.Go(func() {
 		<-ctx.Done()
 		_ = srv.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -285,14 +286,15 @@ type netDev struct {
 // String prints the canonical form: model=MAC first, then the options in
 // alphabetical order (API.md 7.1).
 func (n netDev) String() string {
-	parts := []string{n.model + "=" + n.mac}
-	keys := make([]string, 0, len(n.opts))
-	for k := range n.opts {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		parts = append(parts, k+"="+n.opts[k])
+	return joinProps(n.model+"="+n.mac, n.opts)
+}
+
+// joinProps renders a property string: first, then the options as
+// key=value in alphabetical order.
+func joinProps(first string, opts map[string]string) string {
+	parts := []string{first}
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		parts = append(parts, k+"="+opts[k])
 	}
 	return strings.Join(parts, ",")
 }
@@ -378,16 +380,7 @@ type drive struct {
 }
 
 func (d drive) String() string {
-	parts := []string{d.file}
-	keys := make([]string, 0, len(d.opts))
-	for k := range d.opts {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		parts = append(parts, k+"="+d.opts[k])
-	}
-	return strings.Join(parts, ",")
+	return joinProps(d.file, d.opts)
 }
 
 func parseDrive(s string) (drive, string) {

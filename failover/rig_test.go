@@ -141,6 +141,7 @@ type memEffects struct {
 	bursts    []int // announce counts, in order
 	announce  []time.Time
 	announced [][]netip.Prefix // the VIPs of each burst
+	addErr    error            // returned by AddVIPs (which still adds) when set
 }
 
 func newEffects() *memEffects { return &memEffects{vips: map[netip.Prefix]bool{}} }
@@ -160,7 +161,7 @@ func (e *memEffects) AddVIPs(v []netip.Prefix) error {
 	for _, p := range v {
 		e.vips[p] = true
 	}
-	return nil
+	return e.addErr
 }
 
 func (e *memEffects) RemoveVIPs(v []netip.Prefix) error {

@@ -177,4 +177,3 @@ func TestLoadRefusesLinksOutside(t *testing.T) {
 		})
 	}
 }
-

@@ -83,7 +83,17 @@ type Loop struct {
 	// 0 disables it.
 	Resync time.Duration
 	// DryRun stops every pass after plan.
-	DryRun  bool
+	DryRun bool
+	// State keeps the last applied commit across restarts (SPEC §4.1):
+	// Run applies its record before the first fetch, and every pass that
+	// applies a commit not yet recorded records it, once every step took
+	// it. A failure to record is reported (condition "state", metric, log)
+	// and never fails the pass. nil: nothing is kept.
+	State RecordStore
+	// Local adds the node-local checks to every commit's validation (its
+	// name in spec.nodes, its admin and webhook ports). nil: the
+	// repository alone.
+	Local   *Local
 	Logger  *slog.Logger // nil discards
 	Metrics *Metrics     // nil: no metrics
 
@@ -91,11 +101,12 @@ type Loop struct {
 	pokeOnce sync.Once
 	poke     chan struct{} // one slot: a pending "re-apply now"
 
-	mu      sync.Mutex
-	status  Status
-	live    *Desired // last desired state applied without error
-	liveRev Revision
-	passes  int
+	mu       sync.Mutex
+	status   Status
+	live     *Desired // last desired state applied without error
+	liveRev  Revision
+	passes   int
+	recorded string // the commit State holds; "" when unknown
 }
 
 // Result is the outcome of one pass.
@@ -110,10 +121,12 @@ const (
 	ResultFetchErr  Result = "fetch-error"
 )
 
-// Triggers the loop makes itself, re-applying the live revision.
+// Triggers the loop makes itself: re-applying the live revision, and
+// applying the last applied record at start.
 const (
-	TriggerResync = "resync"
-	TriggerPoke   = "poke"
+	TriggerResync  = "resync"
+	TriggerPoke    = "poke"
+	TriggerRestart = "restart"
 )
 
 // Poke asks Run for a pass over the live revision now, as a resync does:
@@ -149,6 +162,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	if l.Infra != nil {
 		workers.Go(func() { l.infraWorker(ctx) })
 	}
+	// The last applied commit serves first, before any fetch: a branch
+	// tip that is refused, a remote that is down or a full disk cannot
+	// keep a restarted node from serving.
+	l.restore(ctx)
 	go func() { // the only reader of Source
 		for {
 			r, err := l.Source.Next(ctx)
@@ -219,6 +236,73 @@ func (l *Loop) infraWorker(ctx context.Context) {
 	}
 }
 
+// restore applies the record of State, if there is one it can trust.
+func (l *Loop) restore(ctx context.Context) {
+	if l.State == nil {
+		return
+	}
+	log := l.logger()
+	rec, err := l.State.Load()
+	switch {
+	case err != nil:
+		l.recordError("load")
+		l.setCondition("state", CondFailed, err.Error()+": ignored, the node fetches instead")
+		log.Error("the last applied record cannot be used; fetching instead", "error", err)
+		return
+	case rec == nil:
+		log.Info("no last applied commit recorded (first start): fetching")
+		return
+	}
+	log.Info("applying the last applied commit before any fetch", "commit", short(rec.Commit), "appliedAt", rec.AppliedAt,
+		"files", len(rec.Files))
+	l.mu.Lock()
+	l.recorded = rec.Commit
+	l.mu.Unlock()
+	rev := Revision{Commit: rec.Commit, Files: rec.Files, Signer: rec.Signer, Author: rec.Author, Message: rec.Message, Trigger: TriggerRestart}
+	if res, err := l.Pass(ctx, rev, nil); res != ResultApplied && res != ResultUnchanged {
+		l.setCondition("state", CondFailed, fmt.Sprintf("the recorded commit %s did not apply: %v", short(rec.Commit), err))
+		return
+	}
+	l.setCondition("state", CondReady, fmt.Sprintf("restored commit %s, recorded %s", short(rec.Commit), rec.AppliedAt.UTC().Format(time.RFC3339)))
+}
+
+// record makes State hold rev, once every step applied it. It never fails
+// the pass: a node serves its last applied commit whatever the state
+// directory's condition, and a failed write is retried on the next pass.
+func (l *Loop) record(rev Revision, files Files, log *slog.Logger) {
+	if l.State == nil || l.DryRun || files == nil {
+		return
+	}
+	l.mu.Lock()
+	prev := l.recorded
+	l.mu.Unlock()
+	if rev.Commit == prev {
+		return
+	}
+	err := l.State.Save(&Record{Commit: rev.Commit, Signer: rev.Signer, Author: rev.Author, Message: rev.Message,
+		AppliedAt: time.Now().UTC(), Files: files})
+	if err != nil {
+		l.recordError("save")
+		then := "a restart would apply the last commit fetched and valid instead"
+		if prev != "" {
+			then = "a restart would apply commit " + short(prev) + ", the last recorded"
+		}
+		l.setCondition("state", CondFailed, fmt.Sprintf("cannot record commit %s: %v: %s; retried on the next pass", short(rev.Commit), err, then))
+		log.Warn("recording the last applied commit failed; serving it anyway", "error", err)
+		return
+	}
+	l.mu.Lock()
+	l.recorded = rev.Commit
+	l.mu.Unlock()
+	l.setCondition("state", CondReady, "commit "+short(rev.Commit)+" recorded")
+}
+
+func (l *Loop) recordError(op string) {
+	if l.Metrics != nil {
+		l.Metrics.stateErrors.WithLabelValues(op).Inc()
+	}
+}
+
 // again re-runs a pass over the live revision, if there is one.
 func (l *Loop) again(ctx context.Context, trigger string) {
 	l.mu.Lock()
@@ -255,7 +339,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 		return ResultInvalid, fetchErr
 	}
 	// 2. load and validate: all-or-nothing.
-	desired, err := Load(rev.Files)
+	desired, files, err := LoadWith(rev.Files, LoadOptions{Local: l.Local})
 	if err != nil {
 		return ResultInvalid, err
 	}
@@ -333,6 +417,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	l.mu.Lock()
 	l.live, l.liveRev = desired, rev
 	l.mu.Unlock()
+	l.record(rev, files, log)
 	if plan.Empty() {
 		return ResultUnchanged, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,7 +202,7 @@ func (l *Loop) Run(ctx context.Context) error {
 
 type infraJob struct {
 	cfg    infra.Config
-	lead   bool
+	leader Leader // who leads, as the commit says; asked again when the job runs
 	commit string
 }
 
@@ -222,13 +223,17 @@ func (l *Loop) infraWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-q:
-			err := l.Infra.Apply(ctx, j.cfg, j.lead)
+			// Leadership as it is now, not as it was when the pass queued
+			// the job: a node that became the VRRP master meanwhile leads
+			// this job, and the log says so.
+			lead := l.leads(j.leader)
+			err := l.Infra.Apply(ctx, j.cfg, lead)
 			switch {
 			case ctx.Err() != nil:
 				return
 			case err != nil:
 				l.setCondition("infra", CondFailed, err.Error())
-				l.logger().Warn("infra apply failed", "commit", short(j.commit), "leader", j.lead, "error", err)
+				l.logger().Warn("infra apply failed", "commit", short(j.commit), "leader", lead, "error", err)
 			default:
 				l.setCondition("infra", CondReady, "")
 			}
@@ -360,7 +365,6 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	// route to a VM not yet up is covered by health checks, and a removed
 	// VM (prune) is no longer routed to before it goes. Every step is tried
 	// even after one fails.
-	lead := l.leads(desired.Edge.InfraLeader)
 	steps := []struct {
 		name string
 		run  func() error
@@ -393,10 +397,10 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 				case <-q: // a stale pending job: this one supersedes it
 				default:
 				}
-				q <- infraJob{cfg: desired.Infra, lead: lead, commit: rev.Commit}
+				q <- infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
 				return errQueued
 			}
-			return l.Infra.Apply(ctx, desired.Infra, lead)
+			return l.Infra.Apply(ctx, desired.Infra, l.leads(desired.Edge.InfraLeader))
 		}},
 	}
 	var errs []error
@@ -458,7 +462,15 @@ type StepError struct {
 	Err  error
 }
 
-func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+// Error prefixes the step, unless the subsystem's error already says it
+// ("dataplane: listener …"): one prefix, never "dataplane: dataplane:".
+func (e *StepError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, e.Step+": ") {
+		return msg
+	}
+	return e.Step + ": " + msg
+}
 func (e *StepError) Unwrap() error { return e.Err }
 
 // IsTransient reports whether retrying may help: an error anywhere in the

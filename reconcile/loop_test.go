@@ -343,6 +343,8 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	if n := wait(routes, "routes of c3 while infra is busy"); n != 4 {
 		t.Fatalf("routes %d, want 4", n)
 	}
+	// The pass applies routes first, then queues infra: wait for the queue.
+	waitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
 	if c := l.Status().Conditions["infra"]; c.Status != CondProgressing {
 		t.Errorf("infra condition %+v, want Progressing", c)
 	}

@@ -93,7 +93,7 @@ type Loop struct {
 	State RecordStore
 	// Local adds the node-local checks to every commit's validation (its
 	// name in spec.nodes, its admin and webhook ports). nil: the
-	// repository alone.
+	// repository alone. While Run runs, change it with SetLocal only.
 	Local   *Local
 	Logger  *slog.Logger // nil discards
 	Metrics *Metrics     // nil: no metrics
@@ -344,7 +344,10 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 		return ResultInvalid, fetchErr
 	}
 	// 2. load and validate: all-or-nothing.
-	desired, files, err := LoadWith(rev.Files, LoadOptions{Local: l.Local})
+	l.mu.Lock()
+	local := l.Local
+	l.mu.Unlock()
+	desired, files, err := LoadWith(rev.Files, LoadOptions{Local: local})
 	if err != nil {
 		return ResultInvalid, err
 	}
@@ -426,6 +429,14 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 		return ResultUnchanged, nil
 	}
 	return ResultApplied, nil
+}
+
+// SetLocal replaces the node-local checks from the next pass on (a node
+// config reloaded on SIGHUP). Safe while Run runs.
+func (l *Loop) SetLocal(loc *Local) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Local = loc
 }
 
 func (l *Loop) leads(ld Leader) bool {

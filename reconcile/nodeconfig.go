@@ -95,7 +95,10 @@ func LoadNodeConfig(path string) (*NodeConfig, error) {
 func ParseNodeConfig(path string, data []byte) (*NodeConfig, error) {
 	var c NodeConfig
 	if err := k8syaml.UnmarshalStrict(data, &c); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: ")
+		msg := err.Error()
+		for _, p := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: while decoding JSON: ", "yaml: "} {
+			msg = strings.TrimPrefix(msg, p)
+		}
 		return nil, fmt.Errorf("node config %s: %s", path, msg)
 	}
 	c.Path = path

@@ -93,3 +93,10 @@ func TestNodeConfigAdminAndWebhookClash(t *testing.T) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
+
+func TestNodeConfigSyntaxError(t *testing.T) {
+	_, err := ParseNodeConfig("n.yaml", []byte("node: lb-0\nsource: {url: [\n"))
+	if want := "node config n.yaml: line 2: did not find expected node content"; err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+}

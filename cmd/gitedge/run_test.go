@@ -266,3 +266,50 @@ func TestRunFullStateDirectory(t *testing.T) {
 	}
 	n.alive()
 }
+
+// TestRunSourceCannotOpen: the git cache cannot be created in the state
+// directory at start (here a file stands in its way; a full disk does the
+// same): the node serves its last applied commit, reports why the source
+// failed, and opens the source once it can.
+func TestRunSourceCannotOpen(t *testing.T) {
+	f := newFleetNode(t)
+	f.good = f.remote.commit("main", "good", f.goodFiles)
+	f.remote.start()
+	n := startNode(t, f.admin, "--config", f.config)
+	askUntil(t, f.bind, "one")
+	n.waitStatus("recorded", func(s nodeStatus) bool { return s.Conditions["state"].Status == reconcile.CondReady })
+	n.stop(syscall.SIGTERM)
+
+	cache := filepath.Join(f.state, "gitsource")
+	if err := os.RemoveAll(cache); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cache, "in the way")
+	newer := f.remote.commit("main", "newer", routeFiles(f.bind, f.one, f.two, "two"))
+	n = startNode(t, f.admin, "--config", f.config)
+	askUntil(t, f.bind, "one")
+	s, raw := n.waitStatus("the source failure reported", func(s nodeStatus) bool { return s.Conditions["source"].Status == reconcile.CondFailed })
+	if !strings.Contains(s.Conditions["source"].Message, "gitsource: state directory") || s.Live == nil || s.Live.Commit != f.good {
+		t.Errorf("/status:\n%s", indentJSON(raw))
+	}
+	t.Logf("log: %s", n.logLine("the git source cannot be opened"))
+	os.Remove(cache)
+	askUntil(t, f.bind, "two")
+	n.waitStatus("the newer commit live", func(s nodeStatus) bool { return s.Live != nil && s.Live.Commit == newer })
+}
+
+// TestRunNodeLocalChecks: gitedge run checks every commit against the node
+// too: a listener on its admin port is refused with a located error.
+func TestRunNodeLocalChecks(t *testing.T) {
+	f := newFleetNode(t)
+	dir := t.TempDir()
+	for name, body := range routeFiles(f.admin, f.one, f.two, "one") {
+		writeFile(t, filepath.Join(dir, name), body)
+	}
+	n := startNode(t, f.admin, "--config", f.config, "--source", dir)
+	s, raw := n.waitStatus("the commit refused", func(s nodeStatus) bool { return s.LastAttempt != nil })
+	want := `edge.yaml:6: Edge "test": spec.listeners[0].bind: listener "http" binds ` + f.admin + `, which clashes with this node's admin.listen ` + f.admin + ` (node config ` + f.config + `): move one of them to another port`
+	if s.LastAttempt.Result != reconcile.ResultInvalid || s.Conditions["config"].Message != want {
+		t.Errorf("/status:\n%s\nwant config message %s", indentJSON(raw), want)
+	}
+}

@@ -177,3 +177,34 @@ func TestLoadRefusesLinksOutside(t *testing.T) {
 		})
 	}
 }
+
+// FuzzResolveLink: whatever a link says, resolve never panics, and what it
+// returns is a path inside the tree, free of links, that exists.
+func FuzzResolveLink(f *testing.F) {
+	for _, s := range []string{"a.yaml", "../a.yaml", "/etc/passwd", "d/../a.yaml", "d", "loop", "d/l2/b.yaml", "", ".", "./", "d//b.yaml", "a.yaml/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		m := fstest.MapFS{
+			"a.yaml":     {Data: []byte("x")},
+			"d/b.yaml":   {Data: []byte("y")},
+			"d/l2":       {Data: []byte("."), Mode: fs.ModeSymlink},
+			"loop":       {Data: []byte("loop"), Mode: fs.ModeSymlink},
+			"d/out":      {Data: []byte("../../x"), Mode: fs.ModeSymlink},
+			"the/link":   {Data: []byte(target), Mode: fs.ModeSymlink},
+			"the/x.yaml": {Data: []byte("z")},
+		}
+		r := repoReader{fsys: m, l: &loader{lim: defaultLimits}, files: Files{}}
+		p, err := r.resolve("the/link")
+		if err != nil {
+			return
+		}
+		if !fs.ValidPath(p) || strings.Contains(p, "..") {
+			t.Fatalf("resolve(%q) = %q: not a clean path inside", target, p)
+		}
+		info, err := fs.Lstat(m, p)
+		if err != nil || info.Mode()&fs.ModeSymlink != 0 {
+			t.Fatalf("resolve(%q) = %q: %v, mode %v", target, p, err, info)
+		}
+	})
+}

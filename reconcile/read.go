@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -98,7 +99,8 @@ func (r *repoReader) link(p, name string, links []string) {
 	}
 	switch {
 	case info.IsDir():
-		for _, q := range append(links, p) {
+		chain := append(slices.Clone(links), p)
+		for _, q := range chain {
 			if within(q, target) {
 				r.l.failFile(name, 0, "symbolic link to %q leads back into a directory it is in: a loop", readLinkOr(r.fsys, p))
 				return
@@ -108,7 +110,7 @@ func (r *repoReader) link(p, name string, links []string) {
 			r.l.failFile(name, 0, "directory links nested more than %d deep", maxLinkedDirs)
 			return
 		}
-		r.walk(target, name, append(links, p))
+		r.walk(target, name, chain)
 	case info.Mode().IsRegular() && isYAML(name):
 		r.read(target, name, info.Size())
 	}

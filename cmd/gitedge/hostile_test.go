@@ -162,7 +162,7 @@ func TestInfraStatusIsReadable(t *testing.T) {
 func TestInfraErrorOnTheLeaderSaysLeader(t *testing.T) {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
-	files := routeFiles(freePort(t), "192.0.2.10:80", "192.0.2.11:80", "one")
+	files := routeFiles(quietPort(t), "192.0.2.10:80", "192.0.2.11:80", "one")
 	files["edge.yaml"] = strings.Replace(files["edge.yaml"], "  listeners:\n", "  nodes: [{name: lb-0, address: 192.0.2.250}]\n  infra: {leader: lb-0}\n  listeners:\n", 1)
 	files["vms.yaml"] = "apiVersion: gitedge/v1\nkind: VirtualMachine\nmetadata: {name: vm-a}\nspec: {vmid: 200, node: proxmox1, clone: tmpl}\n"
 	for name, body := range files {
@@ -173,7 +173,7 @@ func TestInfraErrorOnTheLeaderSaysLeader(t *testing.T) {
 		http.Error(w, "authentication failure", http.StatusUnauthorized)
 	}))
 	t.Cleanup(pve.Close)
-	admin := freePort(t)
+	admin := quietPort(t)
 	cfg := filepath.Join(dir, "gitedge.yaml")
 	writeFile(t, cfg, "node: lb-0\nsource: {url: "+repo+"}\nadmin: {listen: '"+admin+"'}\nstateDir: "+filepath.Join(dir, "state")+"\n"+
 		"proxmox: {url: '"+pve.URL+"/api2/json', tokenID: 'gitedge@pve!edge', tokenSecretFile: "+filepath.Join(dir, "token")+", insecureSkipVerify: true}\n")

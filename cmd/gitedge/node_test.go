@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -73,7 +74,7 @@ func newGitRemote(t *testing.T) *gitRemote {
 		t.Fatalf("git daemon is required (make deps installs git): %v", err)
 	}
 	root := t.TempDir()
-	g := &gitRemote{t: t, root: root, work: filepath.Join(root, "work"), addr: freePort(t)}
+	g := &gitRemote{t: t, root: root, work: filepath.Join(root, "work"), addr: quietPort(t)}
 	gitCmd(t, root, "init", "-q", "--bare", "-b", "main", filepath.Join(root, "repo.git"))
 	gitCmd(t, root, "init", "-q", "-b", "main", g.work)
 	gitCmd(t, g.work, "remote", "add", "origin", filepath.Join(root, "repo.git"))
@@ -264,11 +265,31 @@ func (p *nodeProc) waitLog(want string) {
 	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(p.logs.String(), want) {
+		p.alive()
 		if time.Now().After(deadline) {
 			p.t.Fatalf("the log never said %q", want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// quietPort returns a loopback address on a port below the kernel's
+// ephemeral range that was free a moment ago: the processes these tests
+// start must be told their ports, and a port picked by binding to :0 lies
+// in the ephemeral range, where another test's outgoing connection may
+// take it meanwhile.
+func quietPort(t *testing.T) string {
+	t.Helper()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+			return ln.Addr().String()
+		}
+	}
+	t.Fatal("no free port in 20000..32000")
+	return ""
 }
 
 // logLine returns the first log line holding s.

@@ -27,7 +27,7 @@ type fleetNode struct {
 }
 
 func newFleetNode(t *testing.T) *fleetNode {
-	f := &fleetNode{remote: newGitRemote(t), bind: freePort(t), admin: freePort(t),
+	f := &fleetNode{remote: newGitRemote(t), bind: quietPort(t), admin: quietPort(t),
 		one: namedServer(t, "one"), two: namedServer(t, "two")}
 	dir := t.TempDir()
 	f.config, f.state = filepath.Join(dir, "gitedge.yaml"), filepath.Join(dir, "state")

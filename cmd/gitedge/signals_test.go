@@ -34,7 +34,7 @@ func TestRunSIGHUP(t *testing.T) {
 	}
 
 	// 2. Another branch and another admin address: both applied live.
-	admin2 := freePort(t)
+	admin2 := quietPort(t)
 	f.writeConfig(t, "other", admin2, "@every 1h")
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	askUntil(t, f.bind, "one")

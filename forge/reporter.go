@@ -54,6 +54,7 @@ type Reporter struct {
 	order     []string // commits in posted, oldest first
 	lastErr   string
 	lastErrAt time.Time
+	dropped   uint64
 }
 
 // item is one status waiting to be posted.
@@ -150,7 +151,11 @@ func (r *Reporter) Report(commit string, state State, description string) {
 		r.queue = slices.Delete(r.queue, 0, 1)
 		delete(r.byCommit, old.commit)
 		r.m.statuses.WithLabelValues(string(r.cfg.Kind), ResultDropped).Inc()
-		r.log.Warn("forge status dropped: queue full", "commit", old.commit, "state", string(old.state), "queueSize", r.cfg.QueueSize)
+		r.dropped++
+		if d := r.dropped; d&(d-1) == 0 { // 1st, 2nd, 4th, 8th…: a flood logs a few lines
+			r.log.Warn("forge status dropped: queue full", "commit", old.commit, "state", string(old.state),
+				"queueSize", r.cfg.QueueSize, "droppedSinceStart", d)
+		}
 	}
 	r.queue = append(r.queue, it)
 	r.byCommit[commit] = it

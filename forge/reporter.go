@@ -44,6 +44,8 @@ type Reporter struct {
 	jitter func() float64
 	tok    atomic.Pointer[token] // replaced when a 401 finds a rotated token file
 
+	notBefore time.Time // no request before: the forge asked to wait (Run's goroutine only)
+
 	started atomic.Bool
 	wake    chan struct{} // one slot: "the queue changed"
 
@@ -234,6 +236,12 @@ func (r *Reporter) deliver(ctx context.Context, it *item) {
 		if r.alreadyPosted(it) {
 			return
 		}
+		// The forge asked every client to wait (rate limit): no request
+		// before then, whichever status is next; GitHub may ban
+		// integrations that keep going.
+		if d := time.Until(r.notBefore); d > 0 && !sleep(ctx, d) {
+			return
+		}
 		o := r.attempt(ctx, it)
 		if ctx.Err() != nil {
 			return // the node is stopping; not a forge failure
@@ -258,7 +266,9 @@ func (r *Reporter) deliver(ctx context.Context, it *item) {
 		// retry
 		r.m.statuses.WithLabelValues(string(r.cfg.Kind), ResultRetry).Inc()
 		wait := o.wait
-		if wait == 0 {
+		if wait > 0 {
+			r.notBefore = time.Now().Add(wait)
+		} else {
 			wait = backoff(attempt, r.cfg.RetryMin, r.cfg.RetryMax, r.jitter)
 		}
 		attempt++
@@ -274,16 +284,24 @@ func (r *Reporter) deliver(ctx context.Context, it *item) {
 		}
 		r.log.Log(ctx, level, "forge status not posted; retrying", "commit", it.commit, "state", string(it.state),
 			"attempt", attempt, "retryIn", wait.Round(time.Millisecond), "err", o.err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
 		if newer, ok := r.takeNewer(it.commit); ok {
 			it = newer
 		}
+	}
+}
+
+// sleep waits d unless ctx ends first; it reports whether it waited.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -258,3 +258,24 @@ func TestRunOnceAndNil(t *testing.T) {
 		t.Errorf("queued %d bad reports", q)
 	}
 }
+
+// A wait the forge asks for holds every status, not only the one that got
+// it: a status given up because the wait is past GiveUpAfter does not let
+// the next one hammer a rate-limited forge.
+func TestRateLimitHoldsEveryStatus(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeForge(answer(429, `{"message":"slow down"}`, "Retry-After", "60"), created)
+		g := newRig(t, Config{Kind: GitHub, Repository: "infra/edge", GiveUpAfter: 10 * time.Second}, f, true)
+		start := time.Now()
+		g.r.Report(commitA, Success, "")
+		g.r.Report(commitB, Success, "")
+		a, b := f.recv(), f.recv()
+		if !strings.Contains(a.Path, commitA) || !strings.Contains(b.Path, commitB) || b.At.Sub(start) != time.Minute {
+			t.Errorf("%s at +0, then %s at +%v; want %s after the 60s asked for", a.Path, b.Path, b.At.Sub(start), commitB)
+		}
+		synctest.Wait()
+		if g.count(t, ResultFailed) != 1 || g.count(t, ResultPosted) != 1 {
+			t.Errorf("failed=%v posted=%v", g.count(t, ResultFailed), g.count(t, ResultPosted))
+		}
+	})
+}

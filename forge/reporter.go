@@ -360,15 +360,14 @@ func (r *Reporter) alreadyPosted(it *item) bool {
 	return ok && p.State == it.state && p.Description == it.desc
 }
 
-// record remembers a posted status for the snapshot and counts it.
+// record remembers a posted status for the snapshot, counts and logs it
+// (the log line last: whoever sees it sees the rest).
 func (r *Reporter) record(it *item, o outcome) {
 	result := ResultPosted
 	if o.v == noop {
 		result = ResultNoop
 	}
-	r.m.statuses.WithLabelValues(string(r.cfg.Kind), result).Inc()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if _, ok := r.posted[it.commit]; ok {
 		r.order = slices.DeleteFunc(r.order, func(c string) bool { return c == it.commit })
 	}
@@ -381,14 +380,16 @@ func (r *Reporter) record(it *item, o outcome) {
 		delete(r.posted, r.order[0])
 		r.order = slices.Delete(r.order, 0, 1)
 	}
+	r.mu.Unlock()
+	r.m.statuses.WithLabelValues(string(r.cfg.Kind), result).Inc()
 	r.log.Debug("forge status posted", "commit", it.commit, "state", string(it.state), "result", result)
 }
 
-// giveUp drops a status that will not be posted, with a log line and a
-// metric.
+// giveUp drops a status that will not be posted, with a metric and a log
+// line (last).
 func (r *Reporter) giveUp(it *item, o outcome) {
-	r.m.statuses.WithLabelValues(string(r.cfg.Kind), ResultFailed).Inc()
 	r.setLastError(it, o.err)
+	r.m.statuses.WithLabelValues(string(r.cfg.Kind), ResultFailed).Inc()
 	r.log.Warn("forge status given up", "commit", it.commit, "state", string(it.state), "code", o.code, "err", o.err)
 }
 

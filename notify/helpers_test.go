@@ -116,23 +116,47 @@ func (m memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// logSink keeps every record as JSON lines.
+// logSink keeps every record as JSON lines and signals each message.
 type logSink struct {
-	mu  *sync.Mutex
-	buf *bytes.Buffer
-	h   slog.Handler
+	mu   *sync.Mutex
+	buf  *bytes.Buffer
+	h    slog.Handler
+	msgs chan string
 }
 
 func newLogSink() *logSink {
 	buf := new(bytes.Buffer)
-	return &logSink{mu: new(sync.Mutex), buf: buf, h: slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})}
+	return &logSink{mu: new(sync.Mutex), buf: buf, msgs: make(chan string, 1024),
+		h: slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})}
 }
 
 func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
 func (l *logSink) Handle(ctx context.Context, r slog.Record) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.h.Handle(ctx, r)
+	err := l.h.Handle(ctx, r)
+	l.mu.Unlock()
+	select {
+	case l.msgs <- r.Message:
+	default:
+	}
+	return err
+}
+
+// waitLogs waits for n log messages equal to msg, with a bounded real-time
+// wait.
+func (l *logSink) waitLogs(t *testing.T, msg string, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for n > 0 {
+		select {
+		case m := <-l.msgs:
+			if m == msg {
+				n--
+			}
+		case <-deadline:
+			t.Fatalf("%d more %q log lines did not come within 10s; log:\n%s", n, msg, l.text())
+		}
+	}
 }
 func (l *logSink) WithAttrs(as []slog.Attr) slog.Handler {
 	c := *l

@@ -34,6 +34,7 @@ func TestRateLimitRepeats(t *testing.T) {
 		if at(r) != 5*time.Minute || e.Repeats != 9 || e.Message != "timeout; 1 healthy left" || !e.Time.Equal(start.Add(225*time.Second)) {
 			t.Errorf("held-back notice at +%v %+v; want at +5m the newest of the 9 (at +3m45s), Repeats 9", at(r), e)
 		}
+		synctest.Wait()
 		if g.count(t, Webhook, ResultSuppressed) != 9 || g.count(t, Webhook, ResultSent) != 2 {
 			t.Errorf("suppressed=%v sent=%v", g.count(t, Webhook, ResultSuppressed), g.count(t, Webhook, ResultSent))
 		}
@@ -66,6 +67,7 @@ func TestRateLimitRepeats(t *testing.T) {
 		if r := rc.recv(); at(r) != 36*time.Minute+20*time.Second || event(t, r.Body).Repeats != 0 {
 			t.Errorf("after the window: +%v %s", at(r), r.Body)
 		}
+		synctest.Wait()
 		if s := g.n.Snapshot().Sinks[0]; s.Suppressed != 11 || s.Sent != 5 || s.OpenAlerts != 1 {
 			t.Errorf("snapshot %+v", s)
 		}

@@ -452,23 +452,25 @@ func (s *sink) scrub(msg string) string {
 	return msg
 }
 
+// sent and failed update the snapshot and the metric, then log: whoever
+// sees the log line sees the rest.
 func (s *sink) sent(d delivery) {
 	n := len(d.events)
-	s.n.m.events.WithLabelValues(s.label(), ResultSent).Add(float64(n))
 	s.mu.Lock()
 	s.st.Sent += uint64(n)
 	s.st.LastSentAt = time.Now()
 	s.mu.Unlock()
+	s.n.m.events.WithLabelValues(s.label(), ResultSent).Add(float64(n))
 	s.n.log.Debug("notification delivered", "sink", s.idx, "kind", s.label(), "event", string(d.events[0].Kind), "events", n, "resend", d.resend)
 }
 
 func (s *sink) failed(d delivery, code int, err error) {
 	n := len(d.events)
-	s.n.m.events.WithLabelValues(s.label(), ResultFailed).Add(float64(n))
 	s.mu.Lock()
 	s.st.Failed += uint64(n)
 	s.mu.Unlock()
 	s.setError(err)
+	s.n.m.events.WithLabelValues(s.label(), ResultFailed).Add(float64(n))
 	s.n.log.Warn("notification given up", "sink", s.idx, "kind", s.label(), "url", s.shown,
 		"event", string(d.events[0].Kind), "summary", d.events[0].Summary(), "code", code, "err", err)
 }

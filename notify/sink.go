@@ -103,7 +103,7 @@ func hiddenParts(kind SinkKind, urls ...string) []string {
 			out = append(out, u.EscapedPath(), u.Path)
 		}
 	}
-	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(out, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
 	return slices.Compact(out)
 }
 

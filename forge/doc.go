@@ -47,8 +47,11 @@
 //
 // The node config's `forge:` section decodes into Config (JSON names as in
 // SPEC §2); the caller sets Config.Node. cmd/gitedge runs the Reporter as
-// a Task, the reconcile loop calls Report at each step of a pass, and the
-// admin server shows Snapshot under /status. A nil *Reporter is valid and
+// a Task; the reconcile loop calls Report(sha, Pending, "") when it takes a
+// new commit and Report(sha, Success|Failure|Error, Summarize(err)) when
+// that commit's pass ends (a pass that finds nothing new reports nothing;
+// repeating the last state is a no-op anyway); the admin server shows
+// Snapshot under /status. A nil *Reporter is valid and
 // does nothing, for nodes without a forge. See Example.
 //
 // forge imports no other gitedge package.

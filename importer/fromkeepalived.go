@@ -216,12 +216,19 @@ func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs 
 			}
 			in.trackProxy = true
 			rep.Add(t.Pos, report.Note, where, "track_script "+t.Name, "%q checks that HAProxy runs: gitedge tracks the health of its own listeners (track.proxy)", sc.Script)
-			weight := t.Weight
-			if weight == nil {
-				weight = sc.Weight
-			}
-			if weight != nil && *weight != 0 {
-				rep.Add(t.Pos, report.Changed, where, "weight", "keepalived changed the priority by %d while the check failed; gitedge gives up mastership instead", *weight)
+		}
+		// A weight changes the priority instead of leaving mastership, on
+		// whichever node sets it.
+		for i, k := range per {
+			for _, t := range k.TrackScripts {
+				sc := on[i].cfg.Scripts[t.Name]
+				weight := t.Weight
+				if weight == nil && sc != nil {
+					weight = sc.Weight
+				}
+				if weight != nil && *weight != 0 && sc != nil && proxyCheck.MatchString(sc.Script) {
+					rep.Add(t.Pos, report.Changed, where, "track_script "+t.Name+" weight", "keepalived on %s changed the priority by %d while the check failed; gitedge gives up mastership instead", on[i].node, *weight)
+				}
 			}
 		}
 		for _, t := range first.TrackInterfaces {

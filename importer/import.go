@@ -29,6 +29,8 @@ type Options struct {
 	Strict bool
 	// EdgeName is the Edge document's name; "edge" when empty.
 	EdgeName string
+	// ReadFile reads the input files; nil means os.ReadFile.
+	ReadFile func(name string) ([]byte, error)
 }
 
 // NodeFile is one node's keepalived configuration.
@@ -88,9 +90,13 @@ func Import(opts Options) (*Result, error) {
 		out.edge.name = "edge"
 	}
 	rep := &res.Report
+	read := opts.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
 
 	if opts.HAProxy != "" {
-		data, err := os.ReadFile(opts.HAProxy)
+		data, err := read(opts.HAProxy)
 		if err != nil {
 			return nil, err
 		}
@@ -113,11 +119,11 @@ func Import(opts Options) (*Result, error) {
 			return nil, fmt.Errorf("--keepalived: node %q is given twice", nf.Node)
 		}
 		seen[nf.Node] = true
-		data, err := os.ReadFile(nf.Path)
+		data, err := read(nf.Path)
 		if err != nil {
 			return nil, err
 		}
-		cfg, err := keepalived.Parse(nf.Path, data, keepalived.Options{ReadFile: os.ReadFile, Glob: filepath.Glob})
+		cfg, err := keepalived.Parse(nf.Path, data, keepalived.Options{ReadFile: read, Glob: filepath.Glob})
 		if err != nil {
 			appendErr(&errs, err)
 			continue
@@ -131,7 +137,7 @@ func Import(opts Options) (*Result, error) {
 
 	var vms []*tfVM
 	for _, p := range opts.Terraform {
-		r, names, err := readTerraform(p)
+		r, names, err := readTerraform(p, read)
 		if err != nil {
 			appendErr(&errs, err)
 			continue
@@ -227,12 +233,8 @@ func mapFS(files map[string][]byte) fs.FS {
 
 // readTerraform reads one --terraform argument: a directory (its .tf
 // files, tfvars and terraform.tfstate), a .tf file, or JSON state.
-func readTerraform(p string) (*terraform.Result, []string, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, nil, err
-	}
-	if st.IsDir() {
+func readTerraform(p string, read func(string) ([]byte, error)) (*terraform.Result, []string, error) {
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
 		names, err := terraform.ConfigFiles(os.DirFS(p), ".")
 		if err != nil {
 			return nil, nil, err
@@ -270,7 +272,7 @@ func readTerraform(p string) (*terraform.Result, []string, error) {
 		}
 		return res, shown, nil
 	}
-	data, err := os.ReadFile(p)
+	data, err := read(p)
 	if err != nil {
 		return nil, nil, err
 	}

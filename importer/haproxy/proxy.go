@@ -87,6 +87,13 @@ type Proxy struct {
 	Servers     []*Server
 	// Other holds the proxy's own lines this package does not type, in order.
 	Other []*Directive
+
+	conds []condUse // conditions to check once every acl line is read
+}
+
+type condUse struct {
+	d *Directive
+	c *Cond
 }
 
 // IsFrontend reports whether the proxy accepts connections (frontend, listen).
@@ -214,6 +221,9 @@ func Parse(file string, data []byte) (*Config, error) {
 			for _, dir := range s.Directives {
 				directive(p, dir, &errs)
 			}
+			for _, u := range p.conds {
+				checkCond(p, u.d, u.c, &errs)
+			}
 			// Frontends and backends have separate name spaces; a listen
 			// section is in both.
 			spaces := map[string][]string{"frontend": {"frontend"}, "backend": {"backend"}, "listen": {"frontend", "backend"}}[s.Kind]
@@ -319,7 +329,7 @@ func directive(p *Proxy, d *Directive, errs *report.Errors) {
 			fail("unexpected %q after the backend name (expected if or unless)", strings.Join(rest, " "))
 			return
 		}
-		checkCond(p, d, cond, errs)
+		p.conds = append(p.conds, condUse{d, cond})
 		p.UseBackends = append(p.UseBackends, &UseBackend{Directive: d, Backend: args[0], Cond: cond})
 	case "default_backend":
 		if len(args) != 1 {
@@ -426,7 +436,7 @@ func directive(p *Proxy, d *Directive, errs *report.Errors) {
 				fail("%v", err)
 				return
 			} else {
-				checkCond(p, d, cond, errs)
+				p.conds = append(p.conds, condUse{d, cond})
 			}
 		}
 		p.Other = append(p.Other, d)
@@ -474,7 +484,7 @@ func tcpRequest(p *Proxy, d *Directive, args []string, errs *report.Errors) {
 			errs.Add(d.Pos, "tcp-request %s: needs an action before the condition", args[0])
 			return
 		}
-		checkCond(p, d, cond, errs)
+		p.conds = append(p.conds, condUse{d, cond})
 		p.TCPRules = append(p.TCPRules, &TCPRule{Directive: d, Stage: args[0], Action: action, Cond: cond})
 	default:
 		errs.Add(d.Pos, "tcp-request: unknown %q (expected inspect-delay, content, connection or session)", args[0])

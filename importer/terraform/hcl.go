@@ -166,7 +166,7 @@ func (r *reader) evalLocals(tf []*file) {
 var functions = map[string]function.Function{
 	"join": stdlib.JoinFunc, "format": stdlib.FormatFunc, "formatlist": stdlib.FormatListFunc,
 	"lower": stdlib.LowerFunc, "upper": stdlib.UpperFunc, "element": stdlib.ElementFunc,
-	"length": stdlib.LengthFunc, "concat": stdlib.ConcatFunc, "split": stdlib.SplitFunc,
+	"length": lengthFunc, "concat": stdlib.ConcatFunc, "split": stdlib.SplitFunc,
 	"replace": stdlib.ReplaceFunc, "trimspace": stdlib.TrimSpaceFunc, "coalesce": stdlib.CoalesceFunc,
 	"min": stdlib.MinFunc, "max": stdlib.MaxFunc, "lookup": stdlib.LookupFunc, "merge": stdlib.MergeFunc,
 	"range": stdlib.RangeFunc, "substr": stdlib.SubstrFunc, "chomp": stdlib.ChompFunc,
@@ -174,6 +174,29 @@ var functions = map[string]function.Function{
 	"tobool": stdlib.MakeToFunc(cty.Bool), "tolist": stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)),
 	"toset": stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
 }
+
+// lengthFunc is Terraform's length: of a string, a collection, a tuple or
+// an object (cty's own refuses objects, which HCL map literals are).
+var lengthFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowDynamicType: true}},
+	Type:   function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		v := args[0]
+		switch {
+		case !v.IsKnown():
+			return cty.UnknownVal(cty.Number), nil
+		case v.IsNull():
+			return cty.NilVal, fmt.Errorf("length of null")
+		case v.Type() == cty.String:
+			return stdlib.Strlen(v)
+		case v.Type().IsObjectType():
+			return cty.NumberIntVal(int64(len(v.Type().AttributeTypes()))), nil
+		case v.CanIterateElements():
+			return v.Length(), nil
+		}
+		return cty.NilVal, fmt.Errorf("length of a %s", v.Type().FriendlyName())
+	},
+})
 
 // ctx builds the evaluation context: var, local, and the instance's
 // count or each values.

@@ -12,10 +12,12 @@ import (
 	"github.com/gitedge/gitedge/importer/report"
 )
 
-// IsState reports whether data looks like Terraform JSON (a .tfstate or
-// the output of terraform show -json) rather than HCL.
+// IsState reports whether data is Terraform JSON (a .tfstate or the
+// output of terraform show -json) rather than HCL, which never starts
+// with '{'.
 func IsState(data []byte) bool {
-	return len(bytes.TrimSpace(data)) > 0 && bytes.TrimSpace(data)[0] == '{' && json.Valid(data)
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && t[0] == '{'
 }
 
 // computed are attributes the provider fills in: read back, never

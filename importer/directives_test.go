@@ -205,6 +205,9 @@ func TestHAProxyRules(t *testing.T) {
 		{"ClientHello only: every connection", "use_backend api if { req_ssl_hello_type 1 }", true,
 			[]check{"edge.yaml: defaultBackend: api", "note: matches every connection gitedge routes"}},
 		{"TRUE", "use_backend api if TRUE", false, []check{"edge.yaml: defaultBackend: api"}},
+		{"empty if", "use_backend api if\n  default_backend web", false, []check{"edge.yaml: defaultBackend: web", "note: an empty condition: HAProxy never matches it"}},
+		{"empty unless", "use_backend api unless\n  default_backend web", false, []check{"edge.yaml: defaultBackend: api"}},
+		{"ignored in a frontend", "balance source\n  default_backend web", false, []check{"note: balance source: HAProxy ignores it in a frontend section too"}},
 		{"dynamic backend name", "use_backend %[req.hdr(host),lower,map(/etc/haproxy/hosts.map)]\n  default_backend web", false,
 			[]check{"dropped: the backend name is computed per request"}},
 		{"default_backend", "default_backend api", false, []check{"edge.yaml: defaultBackend: api"}},
@@ -259,7 +262,6 @@ func TestHAProxyBackends(t *testing.T) {
 		{"timeouts", "timeout connect 5000\n  timeout queue 2m\n  timeout server 1h\n  server s 192.0.2.1:80", []check{
 			"backends/b.yaml: connectTimeout: 5s", "backends/b.yaml: queueTimeout: 120s", "backends/b.yaml: idleTimeout: 3600s"}},
 		{"queue defaults to connect", "timeout connect 3s\n  server s 192.0.2.1:80", []check{"backends/b.yaml: queueTimeout: 3s"}},
-		{"tunnel in mode tcp", "mode tcp\n  timeout server 30s\n  timeout tunnel 1h\n  server s 192.0.2.1:80", []check{"backends/b.yaml: idleTimeout: 3600s"}},
 		{"tunnel in mode http", "mode http\n  timeout server 30s\n  timeout tunnel 1h\n  server s 192.0.2.1:80", []check{"backends/b.yaml: idleTimeout: 30s", "changed: also bounds upgraded connections such as WebSocket"}},
 		{"no connect timeout", "timeout server 1s\n  server s 192.0.2.1:80", []check{"!backends/b.yaml: connectTimeout", "changed: timeout connect: not set: HAProxy waited indefinitely"}},
 		{"no server timeout", "timeout connect 1s\n  server s 192.0.2.1:80", []check{"!backends/b.yaml: idleTimeout", "changed: timeout server: not set"}},
@@ -282,6 +284,8 @@ func TestHAProxyBackends(t *testing.T) {
 			runHAProxy(t, cfg, tc.checks...)
 		})
 	}
+	runHAProxy(t, "defaults\n  mode tcp\n  timeout client 1s\nfrontend f\n  bind :443\n  tcp-request inspect-delay 1s\n  default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 30s\n  timeout tunnel 1h\n  server s 192.0.2.1:443\n",
+		"backends/b.yaml: idleTimeout: 3600s", "note: in mode tcp timeout tunnel (3600s) applies once connected")
 	runHAProxy(t, "defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend b:c\nbackend b:c\n  timeout connect 1s\n  timeout server 1s\n  server s 192.0.2.1:80\n",
 		`note: renamed to "b-c"`, "edge.yaml: defaultBackend: b-c", "backends/b-c.yaml: name: b-c")
 }

@@ -223,6 +223,9 @@ func (h *fromHAProxy) others(p *haproxy.Proxy) {
 	if p.Kind != "frontend" && p.InspectDelay.Set && p.InspectDelay.From.Section == p.Section && p.Kind != "defaults" {
 		h.addAt(p.InspectDelay.From, report.Note, "an inspect delay in a backend serves only the backend's own tcp-request rules; gitedge routes on the listener's ClientHello")
 	}
+	for _, d := range p.Ignored {
+		h.addAt(d, report.Note, "HAProxy ignores it in a %s section too (and warns)", p.Kind)
+	}
 	for _, d := range p.Other {
 		kw := d.Keyword()
 		switch {

@@ -110,6 +110,15 @@ type condResult struct {
 // into the hosts it matches.
 func evalCond(p *haproxy.Proxy, c *haproxy.Cond, mode string) condResult {
 	var r condResult
+	if len(c.Groups) == 0 {
+		// HAProxy: an empty "if" never matches, an empty "unless" always does.
+		if c.Unless {
+			r.set = hostSet{all: true}
+		} else {
+			r.notes = append(r.notes, "an empty condition: HAProxy never matches it")
+		}
+		return r
+	}
 	if c.Unless {
 		r.unsupported = append(r.unsupported, "an 'unless' condition matches every host but some: gitedge routes listed hosts only; list the hosts that should reach this backend")
 		return r

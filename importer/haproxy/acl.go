@@ -152,19 +152,18 @@ func splitCond(d *Directive, words []string) ([]string, *Cond, error) {
 	return words, nil, nil
 }
 
+// parseCond reads the terms after "if" or "unless". As HAProxy does, it
+// skips empty alternatives ("if a or" is "if a"); a condition with none
+// left never matches after "if" and always matches after "unless".
 func parseCond(d *Directive, unless bool, words []string) (*Cond, error) {
 	c := &Cond{Unless: unless}
-	if len(words) == 0 {
-		return nil, fmt.Errorf("empty condition after %q", map[bool]string{true: "unless", false: "if"}[unless])
-	}
 	var group []Term
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		if w == "or" || w == "||" {
-			if len(group) == 0 {
-				return nil, fmt.Errorf("%q with nothing before it", w)
+			if len(group) > 0 {
+				c.Groups = append(c.Groups, group)
 			}
-			c.Groups = append(c.Groups, group)
 			group = nil
 			continue
 		}
@@ -206,10 +205,9 @@ func parseCond(d *Directive, unless bool, words []string) (*Cond, error) {
 		}
 		group = append(group, t)
 	}
-	if len(group) == 0 {
-		return nil, fmt.Errorf("condition ends with 'or'")
+	if len(group) > 0 {
+		c.Groups = append(c.Groups, group)
 	}
-	c.Groups = append(c.Groups, group)
 	return c, nil
 }
 

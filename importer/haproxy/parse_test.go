@@ -2,7 +2,10 @@ package haproxy
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -306,8 +309,19 @@ func fmtAddr(a Addr) string {
 }
 
 // TestMalformed: every input HAProxy refuses gets an error with the file
-// and line, and Parse reports all of them.
+// and line, and Parse reports all of them. Debian's HAProxy (haproxy -c)
+// must refuse each of them too, so the parser is never stricter than
+// HAProxy.
 func TestMalformed(t *testing.T) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy is not installed (make deps installs Debian's): %v", err)
+	}
+	// Two inputs HAProxy runs but that cannot work; the parser refuses them.
+	accepts := map[string]string{
+		"bad retries":     "HAProxy reads it as 0",
+		"httpchk bad URI": "HAProxy sends it, and servers answer 400",
+	}
 	for _, tc := range []struct {
 		name, cfg, want string
 	}{
@@ -328,9 +342,11 @@ func TestMalformed(t *testing.T) {
 		{"option without value", "backend b\n  server s 192.0.2.1:80 inter\n", `t.cfg:2: server: s: server option "inter" needs a value`},
 		{"duplicate server", "backend b\n  server s 192.0.2.1:80\n  server s 192.0.2.2:80\n", `t.cfg:3: server: server name "s" is already used at line 2`},
 		{"server in a frontend", "frontend f\n  server s 192.0.2.1:80\n", `t.cfg:2: "server" is not allowed in a frontend section`},
-		{"bind in a backend", "backend b\n  bind :80\n", `t.cfg:2: "bind" is not allowed in a backend section`},
-		{"acl in defaults", "defaults\n  acl a hdr(host) -i x\n", `t.cfg:2: "acl" is not allowed in a defaults section`},
-		{"use_backend in a backend", "backend b\n  use_backend c\n", `t.cfg:2: "use_backend" is not allowed in a backend section`},
+		{"default-server in a frontend", "frontend f\n  default-server check\n", `t.cfg:2: "default-server" is not allowed in a frontend section`},
+		{"bind in defaults", "defaults\n  bind :80\n", `t.cfg:2: "bind" is not allowed in a anonymous defaults section`},
+		{"server in defaults", "defaults d\n  server s 192.0.2.1:80\n", `t.cfg:2: "server" is not allowed in a defaults section`},
+		{"acl in anonymous defaults", "defaults\n  acl a hdr(host) -i x\n", `t.cfg:2: "acl" is not allowed in a anonymous defaults section`},
+		{"tcp-request rule in anonymous defaults", "defaults\n  tcp-request content accept\n", "t.cfg:2: tcp-request content is not allowed in an anonymous defaults section"},
 		{"ACL never defined", "frontend f\n  bind :80\n  use_backend b if nope\nbackend b\n  server s 192.0.2.1:80\n", `t.cfg:3: use_backend: ACL "nope" is used but never defined in frontend "f"`},
 		{"ACL defined after use", "frontend f\n  bind :80\n  use_backend b if late\n  acl late hdr(host) -i x\nbackend b\n  server s 192.0.2.1:80\n", `t.cfg:3: use_backend: ACL "late" is used before its definition at line 4`},
 		{"ACL of another proxy", "frontend f\n  bind :80\n  acl a hdr(host) -i x\nfrontend g\n  bind :81\n  use_backend b if a\nbackend b\n  server s 192.0.2.1:80\n", `t.cfg:6: use_backend: ACL "a" is used but never defined in frontend "g"`},
@@ -339,8 +355,6 @@ func TestMalformed(t *testing.T) {
 		{"missing backend", "frontend f\n  bind :80\n  use_backend nope\n", `t.cfg:3: use_backend: no backend named "nope"`},
 		{"missing default backend", "frontend f\n  bind :80\n  default_backend nope\n", `t.cfg:3: default_backend: no backend named "nope" (used by frontend "f")`},
 		{"frontend is not a backend", "frontend f\n  bind :80\n  default_backend f\n", `no backend named "f"`},
-		{"empty condition", "frontend f\n  bind :80\n  use_backend b if\nbackend b\n  server s 192.0.2.1:80\n", `t.cfg:3: use_backend: empty condition after "if"`},
-		{"dangling or", "frontend f\n  bind :80\n  acl a hdr(host) -i x\n  use_backend b if a or\nbackend b\n  server s 192.0.2.1:80\n", "t.cfg:4: use_backend: condition ends with 'or'"},
 		{"brace without blank", "frontend f\n  bind :80\n  use_backend b if {hdr(host) -i x}\nbackend b\n  server s 192.0.2.1:80\n", "braces need blanks around them"},
 		{"unclosed brace", "frontend f\n  bind :80\n  use_backend b if { hdr(host) -i x\nbackend b\n  server s 192.0.2.1:80\n", "t.cfg:3: use_backend: '{' without its closing '}'"},
 		{"unknown acl flag", "frontend f\n  acl a hdr(host) -x y\n", `t.cfg:2: acl: acl a: unknown flag "-x"`},
@@ -348,11 +362,12 @@ func TestMalformed(t *testing.T) {
 		{"listen clashes with frontend", "frontend x\n  bind :80\nlisten x\n  bind :81\n", `t.cfg:3: listen "x": the name is already used by the frontend at line 1`},
 		{"unknown from", "frontend f from nope\n  bind :80\n", `t.cfg:1: frontend "f": 'from nope' names no defaults section defined before it`},
 		{"from defined later", "frontend f from d\n  bind :80\ndefaults d\n  mode http\n", `t.cfg:1: frontend "f": 'from d' names no defaults section`},
-		{"duplicate named defaults", "defaults d\n  mode http\ndefaults d\n  mode tcp\n", `t.cfg:3: defaults "d" is already defined at line 1`},
+		{"ambiguous named defaults", "defaults d\n  mode http\ndefaults d\n  mode tcp\nfrontend f from d\n  bind :80\n", `t.cfg:5: frontend "f": 'from d' is ambiguous: defaults "d" is defined at lines 1 and 3`},
 		{"bad retries", "backend b\n  retries many\n", `t.cfg:2: retries: "many": expected a whole number`},
 		{"tcp-request unknown", "frontend f\n  tcp-request foo\n", `t.cfg:2: tcp-request: unknown "foo"`},
 		{"httpchk bad URI", "backend b\n  option httpchk GET health\n", `t.cfg:2: option: httpchk: URI "health" must start with /`},
 		{"global with argument", "global x\n", "t.cfg:1: global takes no argument"},
+		{"HTTP frontend, TCP backend", "frontend f\n  mode http\n  bind :80\n  default_backend b\nbackend b\n  server s 192.0.2.1:80\n", `t.cfg:4: default_backend: backend "b" is mode tcp but frontend "f" is mode http: HAProxy refuses this`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.cfg", []byte(tc.cfg))
@@ -371,6 +386,18 @@ func TestMalformed(t *testing.T) {
 					t.Errorf("error without file and line: %v", e)
 				}
 			}
+			if accepts[tc.name] != "" {
+				return
+			}
+			p := filepath.Join(t.TempDir(), "t.cfg")
+			if err := os.WriteFile(p, []byte(tc.cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(bin, "-c", "-f", p).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("haproxy -c does not refuse it (%v):\n%s", err, out)
+			}
 		})
 	}
 }
@@ -386,6 +413,32 @@ func TestAllErrors(t *testing.T) {
 		if es[i].Line != line {
 			t.Errorf("error %d at line %d, want %d: %v", i, es[i].Line, line, es[i])
 		}
+	}
+}
+
+// TestEmptyAlternatives: HAProxy skips empty alternatives: "if a or" is
+// "if a", and "if" alone never matches, "unless" alone always does
+// (checked with haproxy 2.6 answering requests).
+func TestEmptyAlternatives(t *testing.T) {
+	c := parse(t, "frontend f\n  bind :80\n  acl a hdr(host) -i x\n  use_backend b if a or\n  use_backend b if or || a\n  use_backend b if\n  use_backend b unless\nbackend b\n  server s 192.0.2.1:80\n")
+	var got []string
+	for _, u := range proxyNamed(t, c, "frontend", "f").UseBackends {
+		got = append(got, fmt.Sprintf("%s (%d)", u.Cond, len(u.Cond.Groups)))
+	}
+	if d := cmp.Diff([]string{"if a (1)", "if a (1)", "if  (0)", "unless  (0)"}, got); d != "" {
+		t.Errorf("conditions (-want +got):\n%s", d)
+	}
+}
+
+// TestIgnoredLines: lines HAProxy ignores in a kind of section (with a
+// warning) are kept apart, not refused.
+func TestIgnoredLines(t *testing.T) {
+	c := parse(t, "frontend f\n  bind :80\n  balance source\n  retries 3\nbackend b\n  bind :81\n  default_backend x\n  server s 192.0.2.1:80\n")
+	if n := len(proxyNamed(t, c, "frontend", "f").Ignored); n != 2 {
+		t.Errorf("frontend: %d ignored lines, want 2", n)
+	}
+	if b := proxyNamed(t, c, "backend", "b"); len(b.Ignored) != 2 || len(b.Binds) != 0 || b.DefaultBackend.Set {
+		t.Errorf("backend: %d ignored lines, binds %v", len(b.Ignored), b.Binds)
 	}
 }
 

@@ -87,6 +87,9 @@ type Proxy struct {
 	Servers     []*Server
 	// Other holds the proxy's own lines this package does not type, in order.
 	Other []*Directive
+	// Ignored holds lines HAProxy reads but ignores in this kind of
+	// section (a bind in a backend, balance in a frontend), with a warning.
+	Ignored []*Directive
 
 	conds []condUse // conditions to check once every acl line is read
 }
@@ -180,7 +183,19 @@ func Parse(file string, data []byte) (*Config, error) {
 	var errs report.Errors
 	secs, env := sections(file, data, &errs)
 	c := &Config{Sections: secs, EnvVars: env}
-	named := map[string]*Proxy{}
+	named := map[string][]*Proxy{}
+	lookupDefaults := func(s *Section, name string) *Proxy {
+		ds := named[name]
+		switch len(ds) {
+		case 0:
+			errs.Add(s.Pos, "%s: 'from %s' names no defaults section defined before it", s.Label(), name)
+			return nil
+		case 1:
+			return ds[0]
+		}
+		errs.Add(s.Pos, "%s: 'from %s' is ambiguous: defaults %q is defined at lines %d and %d", s.Label(), name, name, ds[0].Line, ds[1].Line)
+		return nil
+	}
 	var last *Proxy
 	seen := map[string]*Section{}
 	for _, s := range secs {
@@ -188,10 +203,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		case "defaults":
 			var base *Proxy
 			if s.From != "" {
-				base = named[s.From]
-				if base == nil {
-					errs.Add(s.Pos, "defaults %q: 'from %s' names no defaults section defined before it", s.Name, s.From)
-				}
+				base = lookupDefaults(s, s.From)
 			}
 			d := inherit(s, base)
 			d.Defaults = nil
@@ -202,20 +214,14 @@ func Parse(file string, data []byte) (*Config, error) {
 				directive(d, dir, &errs)
 			}
 			if s.Name != "" {
-				if prev, dup := named[s.Name]; dup {
-					errs.Add(s.Pos, "defaults %q is already defined at line %d", s.Name, prev.Line)
-				}
-				named[s.Name] = d
+				named[s.Name] = append(named[s.Name], d)
 			}
 			c.Defaults = append(c.Defaults, d)
 			last = d
 		case "frontend", "backend", "listen":
 			def := last
 			if s.From != "" {
-				def = named[s.From]
-				if def == nil {
-					errs.Add(s.Pos, "%s: 'from %s' names no defaults section defined before it", s.Label(), s.From)
-				}
+				def = lookupDefaults(s, s.From)
 			}
 			p := inherit(s, def)
 			for _, dir := range s.Directives {
@@ -244,17 +250,27 @@ func Parse(file string, data []byte) (*Config, error) {
 		if !p.IsFrontend() {
 			continue
 		}
+		// An HTTP frontend cannot hand a stream to a TCP backend.
+		wrongMode := func(at report.Pos, kw string, b *Proxy) {
+			if p.EffectiveMode() == "http" && b.EffectiveMode() != "http" {
+				errs.Add(at, "%s: %s is mode %s but %s is mode http: HAProxy refuses this (wrong mode)", kw, b.Label(), b.EffectiveMode(), p.Label())
+			}
+		}
 		for _, u := range p.UseBackends {
 			if u.Dynamic() {
 				continue
 			}
-			if _, ok := c.Backend(u.Backend); !ok {
+			if b, ok := c.Backend(u.Backend); !ok {
 				errs.Add(u.Pos, "use_backend: no backend named %q", u.Backend)
+			} else {
+				wrongMode(u.Pos, "use_backend", b)
 			}
 		}
 		if db := p.DefaultBackend; db.Set && !strings.Contains(db.Val, "%[") {
-			if _, ok := c.Backend(db.Val); !ok {
+			if b, ok := c.Backend(db.Val); !ok {
 				errs.Add(db.From.Pos, "default_backend: no backend named %q (used by %s)", db.Val, p.Label())
+			} else {
+				wrongMode(db.From.Pos, "default_backend", b)
 			}
 		}
 	}
@@ -264,22 +280,43 @@ func Parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// allowed says in which sections a keyword may appear, as HAProxy's
-// keyword matrix: d = defaults, f = frontend, b = backend, l = listen.
-var allowed = map[string]string{
-	"bind": "fl", "acl": "fbl", "use_backend": "fl", "default_backend": "dfl", "server": "bl",
-	"default-server": "dbl", "balance": "dbl", "retries": "dbl", "http-check": "dbl",
-}
+// refused says in which sections HAProxy refuses a keyword (f frontend,
+// b backend, d defaults, a anonymous defaults only); ignored says where
+// it only warns that the line is ignored.
+var (
+	refused = map[string]string{
+		"server": "fd", "default-server": "f", "bind": "d", "use_backend": "d", "acl": "a",
+	}
+	ignored = map[string]string{
+		"bind": "b", "use_backend": "b", "default_backend": "b", "balance": "f", "retries": "f", "http-check": "f",
+		"server-template": "f", "hash-type": "f", "cookie": "f",
+	}
+)
 
-func sectionLetter(kind string) string {
-	return kind[:1]
+func sectionLetters(p *Proxy) string {
+	switch {
+	case p.Kind == "defaults" && p.Name == "":
+		return "da"
+	case p.Kind == "listen":
+		return "l"
+	}
+	return p.Kind[:1]
 }
 
 // directive applies one line to p, recording errors.
 func directive(p *Proxy, d *Directive, errs *report.Errors) {
 	kw := d.Keyword()
-	if where, ok := allowed[kw]; ok && !strings.Contains(where, sectionLetter(p.Kind)) {
-		errs.Add(d.Pos, "%q is not allowed in a %s section", kw, p.Kind)
+	letters := sectionLetters(p)
+	if where, ok := refused[kw]; ok && strings.ContainsAny(where, letters) {
+		kind := p.Kind
+		if letters == "da" {
+			kind = "anonymous defaults"
+		}
+		errs.Add(d.Pos, "%q is not allowed in a %s section", kw, kind)
+		return
+	}
+	if where, ok := ignored[kw]; ok && strings.ContainsAny(where, letters) {
+		p.Ignored = append(p.Ignored, d)
 		return
 	}
 	args := d.Args[1:]
@@ -471,6 +508,10 @@ func tcpRequest(p *Proxy, d *Directive, args []string, errs *report.Errors) {
 		}
 		p.InspectDelay = Setting[time.Duration]{t, true, d}
 	case "content", "connection", "session":
+		if p.Kind == "defaults" && p.Name == "" {
+			errs.Add(d.Pos, "tcp-request %s is not allowed in an anonymous defaults section (name it and use from)", args[0])
+			return
+		}
 		if len(args) < 2 {
 			errs.Add(d.Pos, "tcp-request %s: needs an action", args[0])
 			return

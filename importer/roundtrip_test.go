@@ -68,7 +68,7 @@ type side struct {
 	binds   map[string][]int  // frontend name -> port per bind address
 }
 
-func newSide(t *testing.T, name string, cfg *haproxy.Config) *side {
+func newSide(t *testing.T, name string, cfg *haproxy.Config, ports *portPool) *side {
 	s := &side{name: name, servers: map[string]string{}, binds: map[string][]int{}}
 	for _, p := range cfg.Proxies {
 		if p.IsBackend() {
@@ -80,7 +80,7 @@ func newSide(t *testing.T, name string, cfg *haproxy.Config) *side {
 		if p.IsFrontend() {
 			for _, b := range p.Binds {
 				for range b.Addrs {
-					s.binds[p.Name] = append(s.binds[p.Name], freePort(t))
+					s.binds[p.Name] = append(s.binds[p.Name], ports.take(t))
 				}
 			}
 		}
@@ -125,7 +125,9 @@ func roundTrip(t *testing.T, bin, src string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	hap, ge := newSide(t, "haproxy", cfg), newSide(t, "gitedge", cfg)
+	ports := &portPool{}
+	hap, ge := newSide(t, "haproxy", cfg, ports), newSide(t, "gitedge", cfg, ports)
+	ports.release()
 
 	// HAProxy with the original.
 	hapCfg := filepath.Join(dir, "haproxy.cfg")
@@ -521,14 +523,26 @@ func serveFake(c net.Conn, label string) {
 	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+// portPool hands out loopback ports that are free: each stays bound until
+// release, so no two takes return the same port.
+type portPool struct {
+	held []net.Listener
+}
+
+func (p *portPool) take(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	p.held = append(p.held, ln)
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func (p *portPool) release() {
+	for _, ln := range p.held {
+		ln.Close()
+	}
+	p.held = nil
 }
 
 // waitListening polls a loopback port until it accepts, for at most 10s.

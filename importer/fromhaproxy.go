@@ -24,7 +24,7 @@ const (
 	gitedgeInspect    = "5s"
 	allAddresses4     = "0.0.0.0/0"
 	allAddresses6     = "::/0"
-	noEffectTCP  = "has no effect in mode tcp"
+	noEffectTCP       = "has no effect in mode tcp"
 	noEffectFrontend  = "has no effect in a frontend (HAProxy ignores it too)"
 	noEffectBackend   = "has no effect in a backend (HAProxy ignores it too)"
 	whyPlainTCP       = "plain TCP forwarding: gitedge's mode tls listener reads a TLS ClientHello before it connects to a server, and closes anything else"

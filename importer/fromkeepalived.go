@@ -14,9 +14,8 @@ import (
 
 // NodeConfig is one node's keepalived configuration.
 type nodeKeepalived struct {
-	node    string
-	display string // file name and node, for comments
-	cfg     *keepalived.Config
+	node string
+	cfg  *keepalived.Config
 }
 
 // proxyCheck matches the usual ways a vrrp_script checks that HAProxy
@@ -290,9 +289,8 @@ func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs 
 				kaInstanceOther(o, where, on[i].node, rep)
 			}
 		}
-		in.from = []string{fmt.Sprintf("%s: %s", fn.display, where)}
-		for i := 1; i < len(on); i++ {
-			in.from = append(in.from, fmt.Sprintf("%s: %s", on[i].display, where))
+		for i, k := range per {
+			in.from = append(in.from, fmt.Sprintf("%s (%s): %s", k.Pos, on[i].node, where))
 		}
 		out.edge.failover = append(out.edge.failover, in)
 	}

@@ -128,7 +128,7 @@ func Import(opts Options) (*Result, error) {
 			appendErr(&errs, err)
 			continue
 		}
-		nodes = append(nodes, nodeKeepalived{node: nf.Node, display: fmt.Sprintf("%s (%s)", nf.Path, nf.Node), cfg: cfg})
+		nodes = append(nodes, nodeKeepalived{node: nf.Node, cfg: cfg})
 		out.edge.sources = append(out.edge.sources, fmt.Sprintf("%s (%s)", nf.Path, nf.Node))
 	}
 	if len(nodes) > 0 {

@@ -39,7 +39,8 @@ func DebName(version, arch string) (string, error) {
 // It holds the binary, the unit, the example node config as a conffile
 // and the docs; the maintainer scripts create the gitedge user, give
 // /etc/gitedge to its group and enable (not start) the unit. The binary is
-// static, so the only dependency is adduser, which postinst runs.
+// static, so the only dependency is adduser, which postinst runs; git is
+// suggested, for file:// sources.
 func BuildDeb(o Options) (string, error) {
 	if err := o.check(); err != nil {
 		return "", fmt.Errorf("deb: %w", err)
@@ -77,7 +78,10 @@ func BuildDeb(o Options) (string, error) {
 		Description:   description,
 		MTime:         o.MTime,
 		Overridables: nfpm.Overridables{
-			Depends:  []string{"adduser"},
+			Depends: []string{"adduser"},
+			// file:// and path sources run git-upload-pack (go-git's file
+			// transport); ssh and https need nothing.
+			Suggests: []string{"git"},
 			Contents: contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(pkgDir, "deb", "postinst"),

@@ -31,6 +31,7 @@ func TestDebContents(t *testing.T) {
 		"Version":      "1.2.3+4.gabcdef0",
 		"Architecture": runtime.GOARCH,
 		"Depends":      "adduser",
+		"Suggests":     "git",
 		"Section":      "net",
 		"Priority":     "optional",
 		"Maintainer":   DefaultMaintainer,

@@ -298,6 +298,7 @@ func TestUnitMatchesCode(t *testing.T) {
 		{"Type", []string{"notify"}},
 		{"NotifyAccess", []string{"all"}},
 		{"ExecReload", []string{"/bin/kill -HUP $MAINPID"}},
+		{"KillMode", []string{"control-group"}},
 		{"User", []string{"gitedge"}}, // the user postinst creates
 		{"AmbientCapabilities", caps},
 		{"CapabilityBoundingSet", caps},

@@ -11,11 +11,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A fleet is the product as deployed: every node runs `gitedge run` (the
@@ -54,6 +58,7 @@ type edgeNode struct {
 	config   string // the node config file
 	admin    *http.Client
 	client   *http.Client // the client namespace, one connection per request
+	started  time.Time    // when the running process was started
 }
 
 func newFleet(t testing.TB, o fleetOpts) *fleet {
@@ -173,15 +178,27 @@ func (n *edgeNode) start(t testing.TB) *daemon {
 	t.Helper()
 	d := &daemon{kind: "gitedge", node: n.labNode, states: map[string][]stateEvent{}}
 	pr, pw := io.Pipe()
-	d.cmd, d.done = n.lab.startProcDone(t, n.ns, nil, io.Discard, pw, gitedgeBin(t), "run", "--config", n.config)
+	var logw io.Writer = pw
+	if dir := os.Getenv("GE_E2E_LOGDIR"); dir != "" {
+		// Keep every node's log for a post-mortem.
+		name := fmt.Sprintf("%s-%s-%s.log", strings.ReplaceAll(t.Name(), "/", "_"), n.name, time.Now().Format("150405.000"))
+		if fl, err := os.Create(filepath.Join(dir, name)); err == nil {
+			n.lab.t.Cleanup(func() { fl.Close() })
+			logw = io.MultiWriter(pw, fl)
+		}
+	}
+	d.cmd, d.done = n.lab.startProcDone(t, n.ns, nil, io.Discard, logw, gitedgeBin(t), "run", "--config", n.config)
+	go func() { <-d.done; pw.Close() }()
 	go d.readLog(pr)
 	n.d = d
-	n.lab.mon.setDead(n.name, false)
+	n.started = time.Now()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := n.admin.Get("http://127.0.0.1:9100/healthz")
 		if err == nil {
 			resp.Body.Close()
+			// Up: from now on a VIP it holds counts as held by a live node.
+			n.lab.mon.setDead(n.name, false)
 			return d
 		}
 		if time.Now().After(deadline) {
@@ -220,6 +237,11 @@ type nodeStatus struct {
 		Status  string `json:"status"`
 		Message string `json:"message"`
 	} `json:"conditions"`
+	Infra *struct {
+		Leader    bool   `json:"leader"`
+		Converged bool   `json:"converged"`
+		Error     string `json:"error"`
+	} `json:"infra"`
 	VRRP []struct {
 		Name     string `json:"name"`
 		State    string `json:"state"`
@@ -420,6 +442,26 @@ func (d *daemon) logTail(n int) string {
 	return strings.Join(l, "\n")
 }
 
+// mark is a position in the process's log, for linesSince.
+func (d *daemon) mark() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.log)
+}
+
+// linesSince returns the log lines after mark that contain substr.
+func (d *daemon) linesSince(mark int, substr string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, l := range d.log[min(mark, len(d.log)):] {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // exited reports whether the process has ended.
 func (d *daemon) exited() bool {
 	select {
@@ -451,4 +493,41 @@ func (f *fleet) holdersNow(vip string) []string {
 		defer f.mon.mu.Unlock()
 		return f.mon.dead[n]
 	})
+}
+
+var ssUser = regexp.MustCompile(`pid=(\d+),fd=(\d+)`)
+
+// breakListener makes the node's listening socket on port fail under the
+// running process: it takes a duplicate of the socket with pidfd_getfd(2)
+// and shuts it down, which stops the listener in the kernel; the
+// process's accept(2) then fails with EINVAL. (`ss -K` cannot do it:
+// Go 1.24+ listens with MPTCP, whose sockets SOCK_DESTROY refuses.) It
+// returns when the socket was shut down.
+func (n *edgeNode) breakListener(t testing.TB, port int) time.Time {
+	t.Helper()
+	requireTools(t, "ss")
+	out := run(t, "ip", "netns", "exec", n.ns, "ss", "-H", "-t", "-l", "-n", "-p", fmt.Sprintf("sport = :%d", port))
+	m := ssUser.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("%s: no process listening on :%d: %q", n.name, port, out)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	fd, _ := strconv.Atoi(m[2])
+	if pid != n.d.cmd.Process.Pid {
+		t.Fatalf("%s: :%d is held by pid %d, not gitedge (%d)", n.name, port, pid, n.d.cmd.Process.Pid)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(pidfd)
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		t.Fatalf("pidfd_getfd %d/%d: %v", pid, fd, err)
+	}
+	defer unix.Close(dup)
+	if err := unix.Shutdown(dup, unix.SHUT_RD); err != nil {
+		t.Fatalf("shutting down %s's listener on :%d: %v", n.name, port, err)
+	}
+	return time.Now()
 }

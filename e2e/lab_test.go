@@ -350,6 +350,26 @@ func (p *probes) outage(at, until time.Time) time.Duration {
 	return max(0, worst-p.every)
 }
 
+// gap is the longest time without a successful probe among the probes
+// sent from `from` to `to`, less the probe interval (0 when all succeeded).
+func (p *probes) gap(from, to time.Time) time.Duration {
+	var last time.Time
+	var worst time.Duration
+	for _, r := range p.snapshot() {
+		if r.at.Before(from) || r.at.After(to) {
+			continue
+		}
+		if last.IsZero() {
+			last = r.at
+		}
+		if r.who != "" {
+			worst = max(worst, r.at.Sub(last))
+			last = r.at
+		}
+	}
+	return max(0, worst-p.every)
+}
+
 // reachedAfter is how long after `at` the client got to node for good
 // (every later probe up to until).
 func (p *probes) reachedAfter(node string, at, until time.Time) time.Duration {
@@ -519,12 +539,14 @@ type vipMonitor struct {
 	split   bool                       // the link between nodes is cut
 	healing bool                       // the link is back; split ends when one holder is left
 	dualAt  map[string]time.Time       // vip -> when two started holding it
+	changed map[string]time.Time       // vip -> when a node last added or removed it
 	overlap []string
+	spans   []dualSpan // every time two live nodes held a VIP with the link up
 	maxOver time.Duration
 }
 
 func newVIPMonitor(t testing.TB, l *lab) *vipMonitor {
-	m := &vipMonitor{held: map[string]map[string]bool{}, dead: map[string]bool{}, dualAt: map[string]time.Time{}}
+	m := &vipMonitor{held: map[string]map[string]bool{}, dead: map[string]bool{}, dualAt: map[string]time.Time{}, changed: map[string]time.Time{}}
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	for _, n := range l.nodes {
@@ -558,7 +580,15 @@ func (m *vipMonitor) set(vip, node string, held bool) {
 		m.held[vip] = map[string]bool{}
 	}
 	m.held[vip][node] = held
+	m.changed[vip] = time.Now()
 	m.checkLocked(vip)
+}
+
+// lastChange is when a node last added or removed vip.
+func (m *vipMonitor) lastChange(vip string) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed[vip]
 }
 
 func (m *vipMonitor) checkLocked(vip string) {
@@ -581,6 +611,7 @@ func (m *vipMonitor) checkLocked(vip string) {
 		delete(m.dualAt, vip)
 		m.maxOver = max(m.maxOver, d)
 		m.overlap = append(m.overlap, fmt.Sprintf("%s held by two nodes for %v", vip, d))
+		m.spans = append(m.spans, dualSpan{vip, start, d})
 	}
 }
 
@@ -650,6 +681,41 @@ func (m *vipMonitor) checkNoDual(t testing.TB) {
 	if m.maxOver > handoverTolerance {
 		t.Errorf("a VIP was held by two live nodes with the link up: %v", m.overlap)
 	}
+}
+
+// dualSpan is a time two live nodes held vip at once with the link up.
+type dualSpan struct {
+	vip   string
+	start time.Time
+	d     time.Duration
+}
+
+// checkNoDualWithin fails the test if, since `since`, two live nodes held
+// a VIP at once with the link whole for longer than tolerance.
+func (m *vipMonitor) checkNoDualWithin(t testing.TB, since time.Time, tolerance time.Duration) time.Duration {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var worst time.Duration
+	var long []string
+	for vip, at := range m.dualAt {
+		if !m.split && time.Since(at) > tolerance {
+			t.Errorf("%s held by two live nodes for %v and counting: %v", vip, time.Since(at), m.held[vip])
+		}
+	}
+	for _, s := range m.spans {
+		if s.start.Before(since) {
+			continue
+		}
+		worst = max(worst, s.d)
+		if s.d > tolerance {
+			long = append(long, fmt.Sprintf("%s for %v at %s", s.vip, s.d.Round(time.Millisecond), s.start.Format("15:04:05.000")))
+		}
+	}
+	if len(long) > 0 {
+		t.Errorf("a VIP was held by two live nodes with the link up for longer than %v: %s", tolerance, strings.Join(long, "; "))
+	}
+	return worst
 }
 
 func (m *vipMonitor) waitHolders(t testing.TB, vip string, want []string, timeout time.Duration) {

@@ -43,10 +43,12 @@ type fleetOpts struct {
 	pve      bool // the Proxmox simulator, and the nodes' proxmox section
 	signed   bool // nodes verify against the lab's key; good commits are signed
 	spec     repoSpec
-	// master, when set, is started first and waited for as master of
-	// every instance it prefers, before the others start: no other node
+	// first are started first, one by one, each waited for as master of
+	// the instances it prefers, before the others start: no other node
 	// holds mastership (and writes VMs) for a moment at start-up.
-	master string
+	first []string
+	// run names the nodes that run gitedge; nil: all of them.
+	run []string
 }
 
 // edgeNode is one lab node running `gitedge run`.
@@ -59,6 +61,7 @@ type edgeNode struct {
 	admin    *http.Client
 	client   *http.Client // the client namespace, one connection per request
 	started  time.Time    // when the running process was started
+	prefix   []string     // runs gitedge through this command (prlimit …)
 }
 
 func newFleet(t testing.TB, o fleetOpts) *fleet {
@@ -79,27 +82,29 @@ func newFleet(t testing.TB, o fleetOpts) *fleet {
 		n := &edgeNode{labNode: ln, f: f, dir: t.TempDir(),
 			admin: nsClient(ln.ns, 2*time.Second, false), client: nsClient(f.cl, 2*time.Second, false)}
 		n.stateDir = filepath.Join(n.dir, "state")
-		n.writeConfig(nodeConfigOpts{keyring: o.signed, pve: o.pve})
+		n.writeConfig(t, nodeConfigOpts{keyring: o.signed, pve: o.pve})
 		f.nodes = append(f.nodes, n)
 	}
 	f.spec = o.spec
 	f.head = f.git.commit(t, f.render(o.spec), "initial", o.signed)
-	if o.master != "" {
-		m := f.node(o.master)
+	for _, name := range o.first {
+		m := f.node(name)
 		m.start(t)
 		for _, in := range o.spec.instances {
-			if best(in.prio) == o.master {
+			if best(in.prio) == name {
 				m.d.waitState(t, in.name, "MASTER", 5*time.Second)
 			}
 		}
 	}
 	for _, n := range f.nodes {
-		if n.name != o.master {
+		if !slices.Contains(o.first, n.name) && (o.run == nil || slices.Contains(o.run, n.name)) {
 			n.start(t)
 		}
 	}
 	for _, n := range f.nodes {
-		n.waitLive(t, f.head, 15*time.Second)
+		if n.d != nil {
+			n.waitLive(t, f.head, 15*time.Second)
+		}
 	}
 	return f
 }
@@ -142,8 +147,7 @@ type nodeConfigOpts struct {
 	poll    string // default "@every 1m"
 }
 
-func (n *edgeNode) writeConfig(o nodeConfigOpts) {
-	t := n.lab.t
+func (n *edgeNode) writeConfig(t testing.TB, o nodeConfigOpts) {
 	t.Helper()
 	write := func(name, content string) string {
 		p := filepath.Join(n.dir, name)
@@ -187,7 +191,8 @@ func (n *edgeNode) start(t testing.TB) *daemon {
 			logw = io.MultiWriter(pw, fl)
 		}
 	}
-	d.cmd, d.done = n.lab.startProcDone(t, n.ns, nil, io.Discard, logw, gitedgeBin(t), "run", "--config", n.config)
+	argv := append(slices.Clone(n.prefix), gitedgeBin(t), "run", "--config", n.config)
+	d.cmd, d.done = n.lab.startProcDone(t, n.ns, nil, io.Discard, logw, argv[0], argv[1:]...)
 	go func() { <-d.done; pw.Close() }()
 	go d.readLog(pr)
 	n.d = d

@@ -46,8 +46,6 @@ type backends struct {
 	addrs map[string]string // name -> IPv4
 }
 
-func (b *backends) addr(name, port string) string { return net.JoinHostPort(b.addrs[name], port) }
-
 func (l *lab) startBackends(n int) *backends {
 	t := l.t
 	t.Helper()

@@ -61,7 +61,6 @@ type edgeNode struct {
 	admin    *http.Client
 	client   *http.Client // the client namespace, one connection per request
 	started  time.Time    // when the running process was started
-	prefix   []string     // runs gitedge through this command (prlimit …)
 }
 
 func newFleet(t testing.TB, o fleetOpts) *fleet {
@@ -191,8 +190,7 @@ func (n *edgeNode) start(t testing.TB) *daemon {
 			logw = io.MultiWriter(pw, fl)
 		}
 	}
-	argv := append(slices.Clone(n.prefix), gitedgeBin(t), "run", "--config", n.config)
-	d.cmd, d.done = n.lab.startProcDone(t, n.ns, nil, io.Discard, logw, argv[0], argv[1:]...)
+	d.cmd, d.done = n.lab.startProcDone(t, n.ns, nil, io.Discard, logw, gitedgeBin(t), "run", "--config", n.config)
 	go func() { <-d.done; pw.Close() }()
 	go d.readLog(pr)
 	n.d = d
@@ -490,15 +488,6 @@ func (d *daemon) transitionsSince(instance string, at time.Time) []string {
 	return out
 }
 
-// holdersNow is the sorted list of live nodes holding vip.
-func (f *fleet) holdersNow(vip string) []string {
-	h := f.mon.holders(vip)
-	return slices.DeleteFunc(h, func(n string) bool {
-		f.mon.mu.Lock()
-		defer f.mon.mu.Unlock()
-		return f.mon.dead[n]
-	})
-}
 
 var ssUser = regexp.MustCompile(`pid=(\d+),fd=(\d+)`)
 

@@ -3,12 +3,14 @@ package failover
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"time"
 )
 
 // Config is what one node runs: its VRRP instances with this node's
 // priority and peers already resolved. It is plain data; Equal compares it.
+// A running Manager applies most changes in place (see changeRules).
 type Config struct {
 	Instances []Instance
 }
@@ -56,15 +58,91 @@ func (c Config) Equal(o Config) bool {
 	return slices.EqualFunc(c.Instances, o.Instances, Instance.Equal)
 }
 
-// Equal reports whether two instances are identical.
+// Equal reports whether two instances are identical. It compares every
+// field by reflection, so a field added to Instance is compared without
+// anyone remembering to; an empty slice equals a nil one.
 func (i Instance) Equal(o Instance) bool {
-	return i.Name == o.Name && i.Interface == o.Interface && i.VRID == o.VRID &&
-		i.Version == o.Version && i.AdvertInterval == o.AdvertInterval &&
-		i.Priority == o.Priority && i.Preempt == o.Preempt && i.PreemptDelay == o.PreemptDelay &&
-		i.AuthPass == o.AuthPass && slices.Equal(i.UnicastPeers, o.UnicastPeers) &&
-		i.UnicastSource == o.UnicastSource && slices.Equal(i.VIPs, o.VIPs) &&
-		i.TrackProxy == o.TrackProxy && slices.Equal(i.TrackInterfaces, o.TrackInterfaces) &&
-		i.GARP == o.GARP
+	return len(changedFields(i, o)) == 0
+}
+
+// changedFields names the fields of Instance that differ, in declaration
+// order.
+func changedFields(a, b Instance) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for i := range va.NumField() {
+		fa, fb := va.Field(i), vb.Field(i)
+		if fa.Kind() == reflect.Slice && fa.Len() == 0 && fb.Len() == 0 {
+			continue
+		}
+		if !reflect.DeepEqual(fa.Interface(), fb.Interface()) {
+			out = append(out, va.Type().Field(i).Name)
+		}
+	}
+	return out
+}
+
+// inPlace is the rule of a field a running instance takes without a
+// restart (Router.Reconfigure).
+func inPlace(a, b Instance) bool { return false }
+
+// needsRestart is the rule of a field whose change needs a new instance.
+func needsRestart(a, b Instance) bool { return true }
+
+// changeRules says, for every field of Instance, whether a change to it
+// needs the instance restarted (a new socket, a new election) rather than
+// applied in place on the running one. A field missing here restarts (the
+// safe side), and a test fails until it is classified.
+var changeRules = map[string]func(old, next Instance) bool{
+	// The identity: another name is another instance.
+	"Name": needsRestart,
+	// The socket is bound to the interface (SO_BINDTODEVICE) and joined
+	// the multicast group on it.
+	"Interface": needsRestart,
+	// The socket's filter passes one VRID; a new VRID is a new router.
+	"VRID": needsRestart,
+	// Another protocol: timers, checksum and learned state differ.
+	"Version": needsRestart,
+	// Taken at the next advertisement (RFC 5798 §6.4.3).
+	"AdvertInterval": inPlace,
+	"Priority":       inPlace,
+	"Preempt":        inPlace,
+	"PreemptDelay":   inPlace,
+	"AuthPass":       inPlace,
+	// The peer list is read at every send and receive; switching between
+	// multicast and unicast joins or leaves the group on the socket.
+	"UnicastPeers": func(a, b Instance) bool { return (len(a.UnicastPeers) == 0) != (len(b.UnicastPeers) == 0) },
+	// A unicast transport's source is fixed when it opens; without unicast
+	// peers the source is the interface's address and this field unused.
+	"UnicastSource": func(a, b Instance) bool { return len(b.UnicastPeers) > 0 },
+	// Added and removed on the holder; another address family needs the
+	// other socket (ip4 / ip6).
+	"VIPs": func(a, b Instance) bool { return vipFamily(a.VIPs) != vipFamily(b.VIPs) },
+	// The Manager tracks and untracks conditions on the running Router.
+	"TrackProxy":      inPlace,
+	"TrackInterfaces": inPlace,
+	// Repeat and Delay apply at the next takeover, Refresh at once.
+	"GARP": inPlace,
+}
+
+// restartFields names the changed fields that need the instance restarted.
+func restartFields(old, next Instance) []string {
+	var out []string
+	for _, f := range changedFields(old, next) {
+		if rule, ok := changeRules[f]; !ok || rule(old, next) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// vipFamily is 6 when the VIPs are IPv6, else 4 (an instance carries one
+// family, see ValidateInstance).
+func vipFamily(vips []netip.Prefix) int {
+	if len(vips) > 0 && vips[0].Addr().Is6() {
+		return 6
+	}
+	return 4
 }
 
 // FieldError is a validation problem in one instance; Field is a path below

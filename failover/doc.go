@@ -7,5 +7,10 @@
 // Each instance is a Router: a single-owner state machine that talks to the
 // network through a Transport and to the host through Effects. Manager runs
 // the Routers of a Config on the real system (raw IP sockets, netlink,
-// AF_PACKET) and applies new Configs in place.
+// AF_PACKET). A new Config changes running instances in place (priority,
+// VIPs, timers, preemption, auth, peers, tracking) without a new election;
+// only a change that needs a new socket restarts one (changeRules).
+//
+// Errors name the instance and the interface once each and never the
+// package: the caller says "failover" (reconcile's step, gitedge vrrp).
 package failover

@@ -91,17 +91,23 @@ func NewManager(o Options) (*Manager, error) {
 	if o.Registerer != nil {
 		met, err := NewMetrics(o.Registerer)
 		if err != nil {
-			return nil, fmt.Errorf("failover: registering metrics: %w", err)
+			return nil, fmt.Errorf("registering the failover metrics: %w", err)
 		}
 		m.metrics = met
 	}
 	return m, nil
 }
 
-// Apply makes the running instances match cfg: instances that left or
-// changed stop cleanly (priority 0, VIPs removed), new and changed ones
-// start. It is idempotent. An invalid cfg changes nothing; otherwise every
-// instance is tried and the errors are joined.
+// Apply makes the running instances match cfg. Instances that left stop
+// cleanly (priority 0, VIPs removed) and new ones start. A changed instance
+// takes the change in place (Router.Reconfigure: priority, VIPs, timers,
+// preemption, auth, unicast peers, tracking, GARP), keeping its state, so
+// mastership moves only if the new priorities say so; only a change that
+// needs a new socket (interface, VRID, version, multicast/unicast, address
+// family; see changeRules) restarts the instance. Apply is idempotent. An
+// invalid cfg changes nothing; otherwise every instance is tried and the
+// errors are joined, each naming its instance once. Errors do not name the
+// package: the caller says "failover".
 func (m *Manager) Apply(cfg Config) error {
 	var errs []error
 	names := map[string]bool{}
@@ -118,39 +124,101 @@ func (m *Manager) Apply(cfg Config) error {
 		names[in.Name] = true
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("failover: config not applied: %w", errors.Join(errs...))
+		return fmt.Errorf("config not applied: %w", errors.Join(errs...))
 	}
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return errors.New("failover: Apply after Close")
+		return errors.New("Apply after Close")
 	}
 	m.startWatchLocked()
-	// Stop what left or changed first, so a changed instance never runs twice.
+	// Stop what left or must restart first, so an instance never runs twice.
 	var stop []*runningInstance
 	for name, ri := range m.running {
 		i := slices.IndexFunc(cfg.Instances, func(in Instance) bool { return in.Name == name })
-		if i < 0 || !cfg.Instances[i].Equal(ri.in) {
+		if i < 0 {
+			stop = append(stop, ri)
+			delete(m.running, name)
+			continue
+		}
+		if f := restartFields(ri.in, cfg.Instances[i]); len(f) > 0 {
+			m.log.Info("restarting instance: these settings need a new socket", "instance", name, "changed", f)
 			stop = append(stop, ri)
 			delete(m.running, name)
 		}
 	}
 	m.mu.Unlock()
 	stopAll(stop)
+	// ri.in changes only under applyMu, which we hold: read it freely.
 	for _, in := range cfg.Instances {
 		m.mu.Lock()
-		_, ok := m.running[in.Name]
+		ri, ok := m.running[in.Name]
 		m.mu.Unlock()
-		if ok {
-			continue
+		var err error
+		switch {
+		case !ok:
+			err = m.start(in)
+		case !ri.in.Equal(in):
+			err = m.reconfigure(ri, in)
 		}
-		if err := m.start(in); err != nil {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reconfigure applies a change to a running instance in place and brings
+// its tracked conditions in line.
+func (m *Manager) reconfigure(ri *runningInstance, in Instance) error {
+	old := ri.in
+	// The new config routes host events first: the removal of a dropped
+	// VIP is then not taken for a VIP lost by hand, and link events of
+	// newly tracked interfaces reach the Router (the seed below is read
+	// after, so it is no older).
+	m.mu.Lock()
+	ri.in = in
+	m.mu.Unlock()
+	err := ri.r.Reconfigure(in)
+	if _, ok := errors.AsType[*RestartError](err); ok || errors.Is(err, ErrNotRunning) {
+		m.mu.Lock()
+		ri.in = old
+		m.mu.Unlock()
+		return err // not taken: Apply decides restarts before this
+	}
+	// Taken, perhaps with errors from the host (they name the instance).
+	oldT, newT := trackedInterfaces(old), trackedInterfaces(in)
+	for _, name := range newT {
+		if !slices.Contains(oldT, name) {
+			m.seedLink(ri.r, in.Name, name)
+		}
+	}
+	for _, name := range oldT {
+		if !slices.Contains(newT, name) {
+			ri.r.Untrack("interface " + name)
+		}
+	}
+	if old.TrackProxy != in.TrackProxy && m.opts.TrackProxy {
+		if in.TrackProxy {
+			m.mu.Lock()
+			ri.r.Track("proxy", m.proxyOK)
+			m.mu.Unlock()
+		} else {
+			ri.r.Untrack("proxy")
+		}
+	}
+	return err
+}
+
+// seedLink tells r whether a tracked interface is up now.
+func (m *Manager) seedLink(r *Router, instance, name string) {
+	up, err := m.sys.LinkUp(name)
+	if err != nil {
+		m.log.Warn("tracked interface not found; in fault until it appears", "instance", instance, "interface", name, "err", err)
+	}
+	r.Track("interface "+name, up)
 }
 
 // stopAll stops instances at once (each master's priority 0 goes out
@@ -169,21 +237,25 @@ func stopAll(list []*runningInstance) {
 func (m *Manager) start(in Instance) error {
 	tr, fx, err := m.sys.Open(in)
 	if err != nil {
-		return fmt.Errorf("failover: instance %q: %w", in.Name, err)
+		// System errors name the interface; the instance is named here, once.
+		return fmt.Errorf("instance %q: %w", in.Name, err)
 	}
 	r, err := NewRouter(in, RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition, Ready: m.opts.Ready})
 	if err != nil {
 		tr.Close()
 		closeEffects(fx)
-		return err
+		return err // names the instance
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ri := &runningInstance{in: in, r: r, fx: fx, cancel: cancel, done: make(chan struct{})}
+	// Register before seeding the tracked conditions, so a link event in
+	// between reaches the Router and the seed read after it is no older.
+	m.mu.Lock()
+	m.running[in.Name] = ri
+	m.mu.Unlock()
 	// Seed tracking before the first election.
 	for _, name := range trackedInterfaces(in) {
-		up, err := m.sys.LinkUp(name)
-		if err != nil {
-			m.log.Warn("tracked interface not found; in fault until it appears", "instance", in.Name, "interface", name, "err", err)
-		}
-		r.Track("interface "+name, up)
+		m.seedLink(r, in.Name, name)
 	}
 	if in.TrackProxy {
 		if m.opts.TrackProxy {
@@ -194,17 +266,12 @@ func (m *Manager) start(in Instance) error {
 			m.log.Info("track.proxy ignored: no proxy runs in this process", "instance", in.Name)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ri := &runningInstance{in: in, r: r, fx: fx, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(ri.done)
 		if err := r.Run(ctx); err != nil {
 			m.log.Error("instance stopped", "instance", in.Name, "err", err)
 		}
 	}()
-	m.mu.Lock()
-	m.running[in.Name] = ri
-	m.mu.Unlock()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -12,33 +13,53 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// fakeSystem hands out in-memory transports on one lan and records them.
+// fakeSystem hands out in-memory transports on a lan, all from one
+// address (one node), and records them.
 type fakeSystem struct {
-	lan   *lan
-	mu    sync.Mutex
-	opens map[string]int
-	fx    map[string]*memEffects
-	links map[string]bool
-	w     Watcher
+	lan  *lan
+	addr string
+
+	mu      sync.Mutex
+	opens   map[string]int
+	fx      map[string]*memEffects
+	allFx   map[string][]*memEffects // every effects ever opened, by instance
+	tr      map[string]*memTransport
+	links   map[string]bool
+	openErr map[string]error // by interface
+	w       Watcher
 }
 
-func newFakeSystem() *fakeSystem {
-	return &fakeSystem{lan: &lan{}, opens: map[string]int{}, fx: map[string]*memEffects{}, links: map[string]bool{"eth0": true, "eth1": true}}
+func newFakeSystem() *fakeSystem { return newFakeSystemOn(&lan{}, "192.0.2.11") }
+
+// newFakeSystemOn makes a node at addr on l; its effects report VIPs added
+// while another router on l holds them (lan.dualHolds).
+func newFakeSystemOn(l *lan, addr string) *fakeSystem {
+	return &fakeSystem{lan: l, addr: addr, opens: map[string]int{}, fx: map[string]*memEffects{}, allFx: map[string][]*memEffects{}, tr: map[string]*memTransport{},
+		links: map[string]bool{"eth0": true, "eth1": true}, openErr: map[string]error{}}
 }
 
 func (s *fakeSystem) Open(in Instance) (Transport, Effects, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.openErr[in.Interface]; err != nil {
+		return nil, nil, err
+	}
 	s.opens[in.Name]++
-	fx := newEffects()
-	s.fx[in.Name] = fx
-	return s.lan.port("192.0.2.11"), fx, nil
+	fx := s.lan.effects()
+	tr := s.lan.port(s.addr)
+	s.fx[in.Name], s.tr[in.Name] = fx, tr
+	s.allFx[in.Name] = append(s.allFx[in.Name], fx)
+	return tr, fx, nil
 }
 
 func (s *fakeSystem) LinkUp(name string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.links[name], nil
+	up, ok := s.links[name]
+	if !ok {
+		return false, errors.New("Link not found")
+	}
+	return up, nil
 }
 
 func (s *fakeSystem) Watch(ctx context.Context, w Watcher) error {
@@ -55,6 +76,18 @@ func (s *fakeSystem) effects(name string) *memEffects {
 	return s.fx[name]
 }
 
+func (s *fakeSystem) transport(name string) *memTransport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tr[name]
+}
+
+func (s *fakeSystem) openCount(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opens[name]
+}
+
 func TestManagerApplyTrackAndClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sys := newFakeSystem()
@@ -69,6 +102,7 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { m.Close() })
 		a := baseInstance(100)
 		a.TrackInterfaces = []string{"eth1"}
 		b := baseInstance(100)
@@ -89,7 +123,7 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		if err := m.Apply(cfg); err != nil {
 			t.Fatal(err)
 		}
-		if sys.opens["VI_1"] != 1 || sys.opens["VI_2"] != 1 {
+		if sys.openCount("VI_1") != 1 || sys.openCount("VI_2") != 1 {
 			t.Fatalf("re-applying the same config reopened instances: %v", sys.opens)
 		}
 		// An invalid config changes nothing.
@@ -119,17 +153,21 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		if !fx1.holds() {
 			t.Fatal("VIP not restored after removal")
 		}
-		// Change VI_1, drop VI_2: VI_2 stops cleanly, VI_1 restarts.
+		// Change VI_1's priority, drop VI_2: VI_2 stops cleanly, VI_1
+		// takes the change in place and stays master.
 		fx2 := sys.effects("VI_2")
 		a.Priority = 120
 		if err := m.Apply(Config{Instances: []Instance{a}}); err != nil {
 			t.Fatal(err)
 		}
-		if fx2.holds() || fx1.holds() || sys.opens["VI_1"] != 2 {
-			t.Fatalf("after change: VI_2 holds %v, old VI_1 holds %v, VI_1 opened %d times", fx2.holds(), fx1.holds(), sys.opens["VI_1"])
+		if fx2.holds() || !fx1.holds() || sys.openCount("VI_1") != 1 {
+			t.Fatalf("after change: VI_2 holds %v, VI_1 holds %v, VI_1 opened %d times", fx2.holds(), fx1.holds(), sys.openCount("VI_1"))
 		}
-		if s := m.States(); len(s) != 1 {
+		if s := m.States(); len(s) != 1 || s["VI_1"] != StateMaster {
 			t.Fatalf("states %v", s)
+		}
+		if st := m.Status(); st[0].Priority != 120 {
+			t.Fatalf("status after the change %+v", st)
 		}
 		mfs, err := reg.Gather()
 		if err != nil {

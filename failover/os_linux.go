@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -28,19 +30,126 @@ type LinuxSystem struct{}
 
 var _ System = LinuxSystem{}
 
-// Open returns in's raw-socket transport and netlink effects.
+// Open returns in's raw-socket transport and netlink effects. It first
+// makes sure the process may do everything the instance will need once it
+// is master, so a missing privilege fails the start (a *CapabilityError)
+// rather than the first takeover: adding addresses on the interface
+// (CAP_NET_ADMIN, probed with a request the kernel refuses for lack of
+// privilege before it looks at it), and raw VRRP and AF_PACKET sockets
+// (CAP_NET_RAW). Errors name the interface, not the instance: the caller
+// adds that.
 func (LinuxSystem) Open(in Instance) (Transport, Effects, error) {
-	var tr Transport
-	var err error
-	if len(in.VIPs) > 0 && in.VIPs[0].Addr().Is6() {
-		tr, err = dialIPv6(in)
-	} else {
-		tr, err = dialIPv4(in)
-	}
+	l, err := netlink.LinkByName(in.Interface)
 	if err != nil {
+		if _, ok := errors.AsType[netlink.LinkNotFoundError](err); ok {
+			return nil, nil, fmt.Errorf("interface %s does not exist on this node: create it or correct the instance's interface", in.Interface)
+		}
+		return nil, nil, fmt.Errorf("interface %s: %w", in.Interface, err)
+	}
+	v6 := vipFamily(in.VIPs) == 6
+	var missing []string
+	switch err := probeAddrAdmin(l.Attrs().Index, v6); {
+	case isPermission(err):
+		missing = append(missing, CapNetAdmin)
+	case err != nil:
+		return nil, nil, fmt.Errorf("interface %s: checking the right to add addresses: %w", in.Interface, err)
+	}
+	var tr Transport // never a typed nil: closeAll calls its Close
+	if v6 {
+		var t6 *ipv6Transport
+		if t6, err = dialIPv6(in, l.Attrs().Index); err == nil {
+			tr = t6
+		}
+	} else {
+		var t4 *ipv4Transport
+		if t4, err = dialIPv4(in, l.Attrs().Index); err == nil {
+			tr = t4
+		}
+	}
+	var fx *netlinkEffects
+	if err == nil {
+		fx = &netlinkEffects{ifname: in.Interface, lifetime: vipLifetime(in)}
+		err = fx.openPacket()
+	}
+	if isPermission(err) {
+		missing = append(missing, CapNetRaw)
+	} else if err != nil {
+		closeAll(tr, fx)
 		return nil, nil, err
 	}
-	return tr, &netlinkEffects{ifname: in.Interface, lifetime: vipLifetime(in)}, nil
+	if len(missing) > 0 {
+		closeAll(tr, fx)
+		return nil, nil, &CapabilityError{Interface: in.Interface, Missing: missing}
+	}
+	return tr, fx, nil
+}
+
+// closeAll closes what Open opened before it failed.
+func closeAll(tr Transport, fx *netlinkEffects) {
+	if tr != nil {
+		tr.Close()
+	}
+	if fx != nil {
+		fx.Close()
+	}
+}
+
+// Linux capabilities an instance needs, as CapabilityError names them.
+const (
+	CapNetAdmin = "CAP_NET_ADMIN"
+	CapNetRaw   = "CAP_NET_RAW"
+)
+
+// CapabilityError says the process may not do what an instance needs.
+type CapabilityError struct {
+	Interface string
+	Missing   []string // CapNetAdmin, CapNetRaw
+}
+
+func (e *CapabilityError) Error() string {
+	why := map[string]string{
+		CapNetAdmin: CapNetAdmin + " (to add the VIPs when it becomes master)",
+		CapNetRaw:   CapNetRaw + " (to send and receive VRRP and gratuitous ARP / NA)",
+	}
+	var b strings.Builder
+	for i, c := range e.Missing {
+		if i > 0 {
+			b.WriteString(" and ")
+		}
+		b.WriteString(why[c])
+	}
+	return fmt.Sprintf("interface %s: not permitted: the process lacks %s; run gitedge as root or grant it %s (systemd: AmbientCapabilities=%s %s)",
+		e.Interface, b.String(), strings.Join(e.Missing, " and "), CapNetAdmin, CapNetRaw)
+}
+
+// Unwrap makes errors.Is(err, os.ErrPermission) hold.
+func (e *CapabilityError) Unwrap() error { return syscall.EPERM }
+
+func isPermission(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
+}
+
+// probeAddrAdmin asks the kernel to add an address without one: rtnetlink
+// checks CAP_NET_ADMIN (in the network namespace's user namespace) before
+// anything else and answers EPERM without it, and EINVAL ("no address")
+// with it. Nothing changes either way.
+func probeAddrAdmin(ifindex int, v6 bool) error {
+	fam := unix.AF_INET
+	if v6 {
+		fam = unix.AF_INET6
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfAddrmsg(fam)
+	msg.Index = uint32(ifindex)
+	req.AddData(msg)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	if errors.Is(err, unix.EINVAL) {
+		return nil
+	}
+	if err == nil {
+		return errors.New("the kernel accepted an address request without an address")
+	}
+	return err
 }
 
 // vipLifetime is the valid lifetime given to VIPs, renewed after every
@@ -147,14 +256,22 @@ type sourceCache struct {
 	mu     sync.Mutex
 	at     time.Time
 	addr   netip.Addr
-	lookup func() (netip.Addr, error)
+	vips   []netip.Prefix // never chosen as the source
+	lookup func(vips []netip.Prefix) (netip.Addr, error)
+}
+
+func (s *sourceCache) setVIPs(vips []netip.Prefix) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vips = slices.Clone(vips)
+	s.at = time.Time{} // look again: the old choice may be a VIP now
 }
 
 func (s *sourceCache) get() netip.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.addr.IsValid() || time.Since(s.at) > time.Second {
-		if a, err := s.lookup(); err == nil {
+		if a, err := s.lookup(s.vips); err == nil {
 			s.addr = a
 		}
 		s.at = time.Now()
@@ -236,15 +353,15 @@ type ipv4Transport struct {
 	buf  []byte // used by Receive only
 }
 
-func dialIPv4(in Instance) (*ipv4Transport, error) {
-	ifi, err := net.InterfaceByName(in.Interface)
+func dialIPv4(in Instance, ifindex int) (*ipv4Transport, error) {
+	ifi, err := net.InterfaceByIndex(ifindex)
 	if err != nil {
-		return nil, fmt.Errorf("instance %q: interface %q: %w", in.Name, in.Interface, err)
+		return nil, fmt.Errorf("interface %s: %w", in.Interface, err)
 	}
 	lc := net.ListenConfig{Control: bindToDevice(in.Interface)}
 	pc, err := lc.ListenPacket(context.Background(), fmt.Sprintf("ip4:%d", vrrp.IPProtocol), "0.0.0.0")
 	if err != nil {
-		return nil, fmt.Errorf("instance %q: opening the VRRP raw socket (needs CAP_NET_RAW): %w", in.Name, err)
+		return nil, fmt.Errorf("opening the VRRP raw socket on %s: %w", in.Interface, err)
 	}
 	rc, err := ipv4.NewRawConn(pc)
 	if err != nil {
@@ -256,16 +373,16 @@ func dialIPv4(in Instance) (*ipv4Transport, error) {
 	// reads the VRID after the IP header's IHL.
 	if err := rc.SetBPF(vridFilter(in.VRID, true)); err != nil {
 		rc.Close()
-		return nil, fmt.Errorf("instance %q: VRID filter: %w", in.Name, err)
+		return nil, fmt.Errorf("VRID filter on %s: %w", in.Interface, err)
 	}
 	t := &ipv4Transport{conn: rc, buf: make([]byte, 65536)}
 	if in.UnicastSource.IsValid() && len(in.UnicastPeers) > 0 {
 		src := in.UnicastSource.Unmap()
-		t.src.lookup = func() (netip.Addr, error) { return src, nil }
+		t.src.lookup = func([]netip.Prefix) (netip.Addr, error) { return src, nil }
 	} else {
-		vips := in.VIPs
-		t.src.lookup = func() (netip.Addr, error) { return primaryAddr(in.Interface, false, vips) }
+		t.src.lookup = func(vips []netip.Prefix) (netip.Addr, error) { return primaryAddr(in.Interface, false, vips) }
 	}
+	t.src.setVIPs(in.VIPs)
 	if len(in.UnicastPeers) == 0 {
 		// RFC 5798 §5.1.1.2: adverts go to 224.0.0.18; join it on the interface.
 		if err := errors.Join(
@@ -274,7 +391,7 @@ func dialIPv4(in Instance) (*ipv4Transport, error) {
 			rc.SetMulticastLoopback(false),
 		); err != nil {
 			rc.Close()
-			return nil, fmt.Errorf("instance %q: joining 224.0.0.18 on %s: %w", in.Name, in.Interface, err)
+			return nil, fmt.Errorf("joining 224.0.0.18 on %s: %w", in.Interface, err)
 		}
 	}
 	return t, nil
@@ -310,6 +427,9 @@ func (t *ipv4Transport) Receive() (Datagram, error) {
 
 func (t *ipv4Transport) Close() error { return t.conn.Close() }
 
+// Reconfigure follows the VIPs, which the source address is never.
+func (t *ipv4Transport) Reconfigure(in Instance) { t.src.setVIPs(in.VIPs) }
+
 // ipv6Transport uses ancillary data: hop limit and destination come with
 // each packet, the link-local source goes with each send.
 type ipv6Transport struct {
@@ -320,25 +440,25 @@ type ipv6Transport struct {
 	buf     []byte
 }
 
-func dialIPv6(in Instance) (*ipv6Transport, error) {
-	ifi, err := net.InterfaceByName(in.Interface)
+func dialIPv6(in Instance, ifindex int) (*ipv6Transport, error) {
+	ifi, err := net.InterfaceByIndex(ifindex)
 	if err != nil {
-		return nil, fmt.Errorf("instance %q: interface %q: %w", in.Name, in.Interface, err)
+		return nil, fmt.Errorf("interface %s: %w", in.Interface, err)
 	}
 	lc := net.ListenConfig{Control: bindToDevice(in.Interface)}
 	pc, err := lc.ListenPacket(context.Background(), fmt.Sprintf("ip6:%d", vrrp.IPProtocol), "::")
 	if err != nil {
-		return nil, fmt.Errorf("instance %q: opening the VRRP raw socket (needs CAP_NET_RAW): %w", in.Name, err)
+		return nil, fmt.Errorf("opening the VRRP raw socket on %s: %w", in.Interface, err)
 	}
 	c := ipv6.NewPacketConn(pc)
 	t := &ipv6Transport{conn: c, ifindex: ifi.Index, ifname: in.Interface, buf: make([]byte, 65536)}
 	if in.UnicastSource.IsValid() && len(in.UnicastPeers) > 0 && in.UnicastSource.Is6() {
 		src := in.UnicastSource
-		t.src.lookup = func() (netip.Addr, error) { return src, nil }
+		t.src.lookup = func([]netip.Prefix) (netip.Addr, error) { return src, nil }
 	} else {
-		vips := in.VIPs
-		t.src.lookup = func() (netip.Addr, error) { return primaryAddr(in.Interface, true, vips) }
+		t.src.lookup = func(vips []netip.Prefix) (netip.Addr, error) { return primaryAddr(in.Interface, true, vips) }
 	}
+	t.src.setVIPs(in.VIPs)
 	// RFC 5798 §5.1.2.3: hop limit 255; traffic class 0xc0 as keepalived.
 	errs := []error{
 		c.SetBPF(vridFilter(in.VRID, false)),
@@ -354,7 +474,7 @@ func dialIPv6(in Instance) (*ipv6Transport, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("instance %q: setting up the IPv6 VRRP socket on %s: %w", in.Name, in.Interface, err)
+		return nil, fmt.Errorf("setting up the IPv6 VRRP socket on %s: %w", in.Interface, err)
 	}
 	return t, nil
 }
@@ -389,14 +509,41 @@ func (t *ipv6Transport) Receive() (Datagram, error) {
 
 func (t *ipv6Transport) Close() error { return t.conn.Close() }
 
+// Reconfigure follows the VIPs, which the source address is never.
+func (t *ipv6Transport) Reconfigure(in Instance) { t.src.setVIPs(in.VIPs) }
+
 // netlinkEffects sets VIPs with netlink and sends GARP / NA frames on an
 // AF_PACKET socket, from the interface's real MAC (as keepalived without
 // use_vmac).
 type netlinkEffects struct {
 	ifname   string
-	lifetime time.Duration // valid lifetime of the VIPs; 0 = forever
 	mu       sync.Mutex
-	fd       int // AF_PACKET socket, opened on first use; 0 = none
+	lifetime time.Duration // valid lifetime of the VIPs; 0 = forever
+	fd       int           // AF_PACKET socket (openPacket); 0 = none
+}
+
+// Reconfigure follows the advertisement interval, which the VIPs'
+// lifetime depends on; the next AddVIPs (after the next advertisement)
+// sets it.
+func (e *netlinkEffects) Reconfigure(in Instance) {
+	e.mu.Lock()
+	e.lifetime = vipLifetime(in)
+	e.mu.Unlock()
+}
+
+// openPacket opens the AF_PACKET socket for GARP / NA if it is not open.
+func (e *netlinkEffects) openPacket() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd != 0 {
+		return nil
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening an AF_PACKET socket for gratuitous ARP / NA on %s: %w", e.ifname, err)
+	}
+	e.fd = fd
+	return nil
 }
 
 func (e *netlinkEffects) link() (netlink.Link, error) {
@@ -426,9 +573,12 @@ func (e *netlinkEffects) AddVIPs(vips []netip.Prefix) error {
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
+	lifetime := e.lifetime
+	e.mu.Unlock()
 	var errs []error
 	for _, v := range vips {
-		if err := netlink.AddrReplace(l, vipAddr(v, e.lifetime)); err != nil {
+		if err := netlink.AddrReplace(l, vipAddr(v, lifetime)); err != nil {
 			errs = append(errs, fmt.Errorf("adding VIP %v to %s: %w", v, e.ifname, err))
 		}
 	}
@@ -456,15 +606,11 @@ func (e *netlinkEffects) Announce(vips []netip.Prefix, count int) error {
 		return err
 	}
 	mac := l.Attrs().HardwareAddr
+	if err := e.openPacket(); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.fd == 0 {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("opening AF_PACKET socket: %w", err)
-		}
-		e.fd = fd
-	}
 	var errs []error
 	for _, v := range vips {
 		var frame []byte
@@ -506,3 +652,9 @@ func (e *netlinkEffects) Close() error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+var (
+	_ Reconfigurable = (*ipv4Transport)(nil)
+	_ Reconfigurable = (*ipv6Transport)(nil)
+	_ Reconfigurable = (*netlinkEffects)(nil)
+)

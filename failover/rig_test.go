@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -134,11 +135,13 @@ func (t *memTransport) sentPackets() []sentPacket {
 
 // memEffects records the host state a Router sets.
 type memEffects struct {
-	lan      *lan
-	mu       sync.Mutex
-	vips     map[netip.Prefix]bool
-	bursts   []int // announce counts, in order
-	announce []time.Time
+	lan       *lan
+	mu        sync.Mutex
+	vips      map[netip.Prefix]bool
+	bursts    []int // announce counts, in order
+	announce  []time.Time
+	announced [][]netip.Prefix // the VIPs of each burst
+	addErr    error            // returned by AddVIPs (which still adds) when set
 }
 
 func newEffects() *memEffects { return &memEffects{vips: map[netip.Prefix]bool{}} }
@@ -158,7 +161,7 @@ func (e *memEffects) AddVIPs(v []netip.Prefix) error {
 	for _, p := range v {
 		e.vips[p] = true
 	}
-	return nil
+	return e.addErr
 }
 
 func (e *memEffects) RemoveVIPs(v []netip.Prefix) error {
@@ -175,6 +178,7 @@ func (e *memEffects) Announce(v []netip.Prefix, count int) error {
 	defer e.mu.Unlock()
 	e.bursts = append(e.bursts, count)
 	e.announce = append(e.announce, time.Now())
+	e.announced = append(e.announced, slices.Clone(v))
 	return nil
 }
 
@@ -182,6 +186,29 @@ func (e *memEffects) holds() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.vips) > 0
+}
+
+// held returns the VIPs on the interface, sorted.
+func (e *memEffects) held() []netip.Prefix {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := slices.Collect(maps.Keys(e.vips))
+	slices.SortFunc(out, netip.Prefix.Compare)
+	return out
+}
+
+// burstLog returns the announce bursts so far as "count×[vips]@since t0".
+func (e *memEffects) burstLog(t0 time.Time) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for i, n := range e.bursts {
+		if e.announce[i].Before(t0) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d×%v@%v", n, e.announced[i], e.announce[i].Sub(t0)))
+	}
+	return out
 }
 
 func (e *memEffects) announcements() []time.Time {
@@ -276,4 +303,44 @@ func (n *node) inject(t *testing.T, p *vrrp.Packet, src, dst netip.Addr, ttl int
 func advert(prio uint8, interval uint16) *vrrp.Packet {
 	return &vrrp.Packet{Version: 3, Type: vrrp.TypeAdvertisement, VRID: 33, Priority: prio, Interval: interval,
 		Addresses: []netip.Addr{vip.Addr()}}
+}
+
+func (s sentPacket) String() string {
+	p := s.p
+	str := fmt.Sprintf("v%d prio=%d int=%d addrs=%v to=%v", p.Version, p.Priority, p.Interval, p.Addresses, s.dst)
+	if p.AuthType != vrrp.AuthNone {
+		str += " pass=" + p.Password()
+	}
+	return str
+}
+
+// sentSince returns the packets sent at or after t.
+func (t *memTransport) sentSince(at time.Time) []sentPacket {
+	var out []sentPacket
+	for _, s := range t.sentPackets() {
+		if !s.at.Before(at) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// eventLog renders the's transitions at or after t0 as
+// "FROM>TO@offset (reason)".
+func eventLog(events []Event, t0 time.Time) string {
+	var b strings.Builder
+	for _, e := range events {
+		if e.At.Before(t0) {
+			continue
+		}
+		fmt.Fprintf(&b, "%s>%s@%v ", e.From, e.To, e.At.Sub(t0))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// since renders the node's transitions at or after t0.
+func (n *node) since(t0 time.Time) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return eventLog(n.events, t0)
 }

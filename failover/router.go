@@ -55,6 +55,8 @@ type Router struct {
 	health   map[string]bool // tracked condition -> healthy; guarded by mu
 	trackCh  chan struct{}   // poked after health changes
 	vipLost  chan struct{}
+	reconf   chan reconfigRequest
+	exited   chan struct{} // closed when Run returns
 
 	// Owned by the Run goroutine.
 	masterAdverInt time.Duration
@@ -66,6 +68,7 @@ type Router struct {
 	// and from where, and the handover in progress (see preempt).
 	lowerAt        time.Time
 	lowerSrc       netip.Addr
+	lowerPrio      uint8
 	handover       *time.Timer
 	takingOver     bool
 	faults         []string // failing tracked conditions, sorted
@@ -75,13 +78,13 @@ type Router struct {
 // NewRouter makes a Router for in; call Run to start it.
 func NewRouter(in Instance, o RouterOptions) (*Router, error) {
 	if errs := ValidateInstance(in); len(errs) > 0 {
-		return nil, fmt.Errorf("failover: %w", errors.Join(fieldErrs(errs)...))
+		return nil, errors.Join(fieldErrs(errs)...)
 	}
 	if in.Priority == 0 {
-		return nil, fmt.Errorf("failover: instance %q: priority 0 is reserved for a stopping master (RFC 5798 §5.2.4); give this node 1..254", in.Name)
+		return nil, errPriorityZero(in.Name)
 	}
 	if o.Transport == nil || o.Effects == nil {
-		return nil, fmt.Errorf("failover: instance %q: Transport and Effects are required", in.Name)
+		return nil, fmt.Errorf("instance %q: Transport and Effects are required", in.Name)
 	}
 	log := o.Logger
 	if log == nil {
@@ -98,10 +101,16 @@ func NewRouter(in Instance, o RouterOptions) (*Router, error) {
 		health:  map[string]bool{},
 		trackCh: make(chan struct{}, 1),
 		vipLost: make(chan struct{}, 1),
+		reconf:  make(chan reconfigRequest),
+		exited:  make(chan struct{}),
 	}
 	r.counters.Drops = map[string]uint64{}
 	r.m.setState(StateInitialize)
 	return r, nil
+}
+
+func errPriorityZero(name string) error {
+	return fmt.Errorf("instance %q: priority 0 is reserved for a stopping master (RFC 5798 §5.2.4); give this node 1..254", name)
 }
 
 func fieldErrs(fe []*FieldError) []error {
@@ -156,6 +165,68 @@ func (r *Router) Track(condition string, healthy bool) {
 	}
 }
 
+// Untrack forgets a tracked condition (no longer configured); it no longer
+// holds the instance in Fault. Never blocks; safe from any goroutine.
+func (r *Router) Untrack(condition string) {
+	r.mu.Lock()
+	_, ok := r.health[condition]
+	delete(r.health, condition)
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case r.trackCh <- struct{}{}:
+	default:
+	}
+}
+
+type reconfigRequest struct {
+	in   Instance
+	done chan error // buffered: the Run goroutine never waits on it
+}
+
+// ErrNotRunning is returned by Reconfigure when Run has returned.
+var ErrNotRunning = errors.New("not running")
+
+// Reconfigure applies a changed configuration to the running instance
+// without leaving its state (no Initialize, no new election):
+//
+//   - a new priority goes out with the next advertisement, and the
+//     election follows from it as the RFC says: a master that drops below
+//     a backup is preempted if that backup preempts, a backup that rises
+//     above the master preempts if it preempts, and a backup made the
+//     address owner (255) takes over at once;
+//   - VIPs added are set and announced on a master, VIPs removed are
+//     taken off it; a backup holds none either way;
+//   - a new advertisement interval takes effect at the next
+//     advertisement; preempt, preemptDelay, auth, unicast peers and GARP
+//     settings from the next packet or timer that uses them.
+//
+// A change to a field that needs a new socket (name, interface, VRID,
+// version, multicast/unicast, the VIPs' address family; see changeRules)
+// is refused with an error naming the fields: stop the instance and start
+// a new one. The change is made on the Run goroutine; Reconfigure waits
+// for it and returns the errors of the host effects it caused (the
+// configuration is in place even then). It must be called while Run runs
+// (it waits for Run to take it) and returns ErrNotRunning once Run has
+// returned. Safe from any goroutine.
+func (r *Router) Reconfigure(in Instance) error {
+	if errs := ValidateInstance(in); len(errs) > 0 {
+		return errors.Join(fieldErrs(errs)...)
+	}
+	if in.Priority == 0 {
+		return errPriorityZero(in.Name)
+	}
+	req := reconfigRequest{in: in, done: make(chan error, 1)}
+	select {
+	case r.reconf <- req:
+		return <-req.done
+	case <-r.exited:
+		return fmt.Errorf("instance %q: %w", in.Name, ErrNotRunning)
+	}
+}
+
 // VIPRemoved tells a master that one of its VIPs left the interface (for
 // example removed by hand); it puts it back and re-announces. Never blocks.
 func (r *Router) VIPRemoved() {
@@ -171,8 +242,9 @@ func (r *Router) VIPRemoved() {
 // it closes the Transport before returning.
 func (r *Router) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
-		return fmt.Errorf("failover: instance %q: Run called twice", r.cfg.Name)
+		return fmt.Errorf("instance %q: Run called twice", r.cfg.Name)
 	}
+	defer close(r.exited)
 	r.adv, r.down, r.garp, r.refresh, r.handover = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()
 	// A previous run may have died holding the VIPs (SIGKILL): remove them
 	// before anything else so this node never claims what it does not own.
@@ -190,9 +262,12 @@ func (r *Router) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	if r.ready != nil {
+	for ready := r.ready; ready != nil; {
 		select {
-		case <-r.ready:
+		case <-ready:
+			ready = nil
+		case req := <-r.reconf:
+			req.done <- r.reconfigure(req.in)
 		case <-ctx.Done():
 			r.shutdown()
 			return nil
@@ -246,6 +321,8 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		case <-r.trackCh:
 			r.onTrack()
+		case req := <-r.reconf:
+			req.done <- r.reconfigure(req.in)
 		}
 	}
 }
@@ -523,7 +600,7 @@ func (r *Router) backupReceive(p *vrrp.Packet, src netip.Addr) {
 		r.down.Reset(r.masterDownInterval())
 		return
 	}
-	r.lowerAt, r.lowerSrc = time.Now(), src
+	r.lowerAt, r.lowerSrc, r.lowerPrio = time.Now(), src, p.Priority
 	// A lower-priority master and we preempt: discard, so the Master_Down_Timer
 	// makes us master. keepalived's preempt_delay first holds off preemption
 	// for that long (treating the adverts as accepted meanwhile).
@@ -661,10 +738,14 @@ func (r *Router) sendAdvert(prio uint8) {
 }
 
 func (r *Router) announce(count int, why string) {
+	r.announceVIPs(r.cfg.VIPs, count, why)
+}
+
+func (r *Router) announceVIPs(vips []netip.Prefix, count int, why string) {
 	if count < 1 {
 		count = 1
 	}
-	if err := r.fx.Announce(r.cfg.VIPs, count); err != nil {
+	if err := r.fx.Announce(vips, count); err != nil {
 		r.log.Warn("sending gratuitous ARP / NA", "why", why, "err", err)
 		return
 	}

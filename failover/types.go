@@ -69,7 +69,8 @@ type Transport interface {
 // Effects changes the host for one instance: its VIPs on its interface and
 // the announcements that move clients to this node. Every method is
 // idempotent and called only from the Router's goroutine; it should return
-// within milliseconds.
+// within milliseconds. An Effects or Transport that depends on the
+// Instance also implements Reconfigurable to follow in-place changes.
 type Effects interface {
 	// AddVIPs makes sure every VIP is on the interface. A master calls it
 	// on taking over and again after every advertisement it sends, so an

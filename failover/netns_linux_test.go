@@ -1,0 +1,266 @@
+package failover
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/gitedge/gitedge/failover/vrrp"
+)
+
+const netnsChildEnv = "GITEDGE_FAILOVER_NETNS_TEST"
+
+// inNetns runs the calling test again in a child process of the test
+// binary, in a network namespace of its own that ends with the process
+// (nothing to clean up, no name to collide with another run), and fails
+// with the child's output when the child fails. It returns true in the
+// child, where the test body runs. Root only.
+func inNetns(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(netnsChildEnv) == t.Name() {
+		return true
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace (make test runs as root)")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), netnsChildEnv+"="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("in a network namespace: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("the child did not run %s:\n%s", t.Name(), out)
+	}
+	return false
+}
+
+// poll calls f until it returns "" or the deadline passes, then fails
+// with its last answer.
+func poll(t *testing.T, within time.Duration, f func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		msg := f()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// advertCapture reads the VRRP adverts leaving an interface, from an
+// AF_PACKET socket that sees outgoing frames.
+type advertCapture struct {
+	fd  int
+	buf []byte
+}
+
+func captureAdverts(t *testing.T, ifindex int) *advertCapture {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	return &advertCapture{fd: fd, buf: make([]byte, 2048)}
+}
+
+// next returns the next advert that match accepts, failing after within.
+func (c *advertCapture) next(t *testing.T, within time.Duration, match func(*vrrp.Packet) bool) *vrrp.Packet {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var seen []string
+	for time.Now().Before(deadline) {
+		n, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		if err != nil {
+			continue // the receive timeout: look at the deadline again
+		}
+		b := c.buf[:n]
+		if n < 20 || b[0]>>4 != 4 || b[9] != vrrp.IPProtocol {
+			continue
+		}
+		ihl := int(b[0]&0x0f) * 4
+		src, _ := netip.AddrFromSlice(b[12:16])
+		dst, _ := netip.AddrFromSlice(b[16:20])
+		p, err := vrrp.Decode(b[ihl:], src, dst)
+		if err != nil {
+			t.Fatalf("an invalid advert left the interface: %v", err)
+		}
+		if match(p) {
+			return p
+		}
+		seen = append(seen, fmt.Sprintf("vrid=%d prio=%d int=%d %v", p.VRID, p.Priority, p.Interval, p.Addresses))
+	}
+	t.Fatalf("no matching advert within %v; saw %v", within, seen)
+	return nil
+}
+
+// vipsOn lists the addresses on l other than its own 192.0.2.11, with
+// their valid lifetime.
+func vipsOn(t *testing.T, l netlink.Link) (addrs []string, lifetimes map[string]int) {
+	t.Helper()
+	list, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lifetimes = map[string]int{}
+	for _, a := range list {
+		if s := a.IPNet.String(); s != "192.0.2.11/24" {
+			addrs = append(addrs, s)
+			lifetimes[s] = a.ValidLft
+		}
+	}
+	slices.Sort(addrs)
+	return addrs, lifetimes
+}
+
+// The real system, in a namespace: a master takes a new priority, VIPs and
+// interval in place (netlink VIPs added and removed, the adverts on the
+// wire carry the new values, the VIP lifetime follows the interval, no
+// INIT), and a new VRID restarts it.
+func TestNetnsInPlace(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	// vr0 with 192.0.2.11/24; its peer vr1 (up, nothing on it) carries
+	// the adverts away.
+	la := netlink.NewLinkAttrs()
+	la.Name = "vr0"
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "vr1"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName("vr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := netlink.LinkByName("vr1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := netlink.ParseAddr("192.0.2.11/24")
+	for _, err := range []error{netlink.AddrAdd(l, own), netlink.LinkSetUp(peer), netlink.LinkSetUp(l)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	capture := captureAdverts(t, l.Attrs().Index)
+
+	var mu sync.Mutex
+	var events []Event
+	m, err := NewManager(Options{OnTransition: func(e Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	log := func(since time.Time) string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, e := range events {
+			if !e.At.Before(since) {
+				out = append(out, fmt.Sprintf("%s>%s (%s)", e.From, e.To, e.Reason))
+			}
+		}
+		return strings.Join(out, ", ")
+	}
+	apply := func(in Instance) {
+		t.Helper()
+		if err := m.Apply(Config{Instances: []Instance{in}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	master := func() string {
+		if s := m.States()["VI_1"]; s != StateMaster {
+			return "state " + s.String()
+		}
+		return ""
+	}
+	wantVIPs := func(want ...string) {
+		t.Helper()
+		if got, _ := vipsOn(t, l); !slices.Equal(got, want) {
+			t.Fatalf("addresses on vr0 %v, want %v", got, want)
+		}
+	}
+
+	a := baseInstance(100)
+	a.Interface = "vr0"
+	apply(a)
+	poll(t, 5*time.Second, master)
+	wantVIPs("192.0.2.10/24")
+	if _, lt := vipsOn(t, l); lt["192.0.2.10/24"] > 3 {
+		t.Fatalf("VIP lifetime %ds at a 100ms interval, want at most 3s", lt["192.0.2.10/24"])
+	}
+
+	t1 := time.Now()
+	a.Priority, a.AdvertInterval, a.VIPs = 150, 500*time.Millisecond, []netip.Prefix{vip, vip2}
+	apply(a)
+	wantVIPs("192.0.2.10/24", "192.0.2.20/24") // when Apply returns
+	p := capture.next(t, 2*time.Second, func(p *vrrp.Packet) bool { return p.Priority == 150 })
+	if p.VRID != 33 || p.Interval != 50 || !slices.Equal(p.Addresses, []netip.Addr{vip.Addr(), vip2.Addr()}) {
+		t.Fatalf("advert after the change: vrid %d, interval %d cs, addresses %v", p.VRID, p.Interval, p.Addresses)
+	}
+	// Renewed after that advert with the lifetime of a 500ms interval:
+	// 2×(1.5s+0.5s)+1s = 5s.
+	poll(t, time.Second, func() string {
+		if _, lt := vipsOn(t, l); lt["192.0.2.20/24"] != 5 && lt["192.0.2.20/24"] != 4 {
+			return fmt.Sprintf("lifetimes %v, want 5s", lt)
+		}
+		return ""
+	})
+
+	a.VIPs = []netip.Prefix{vip2}
+	apply(a)
+	wantVIPs("192.0.2.20/24")
+	p = capture.next(t, 3*time.Second, func(p *vrrp.Packet) bool { return len(p.Addresses) == 1 })
+	if p.Priority != 150 || p.Addresses[0] != vip2.Addr() {
+		t.Fatalf("advert after removing a VIP: priority %d, addresses %v", p.Priority, p.Addresses)
+	}
+	if got := log(t1); got != "" {
+		t.Fatalf("transitions after in-place changes: %s", got)
+	}
+
+	// A new VRID: a new socket, a new election.
+	t2 := time.Now()
+	a.VRID = 34
+	apply(a)
+	poll(t, 10*time.Second, master)
+	if got, want := log(t2), "MASTER>INIT (stopped), INIT>BACKUP (startup), BACKUP>MASTER (master down timer expired)"; got != want {
+		t.Fatalf("transitions after a VRID change %q, want %q", got, want)
+	}
+	capture.next(t, 3*time.Second, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 150 })
+	wantVIPs("192.0.2.20/24")
+
+	m.Close()
+	wantVIPs()
+	capture.next(t, time.Second, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 0 })
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ func printFigures(w io.Writer) {
 	if len(figures.rows) == 0 {
 		return
 	}
+	// Fleet scenarios by number, then the faults (a, b, c), each in the
+	// order measured.
+	slices.SortStableFunc(figures.rows, func(x, y figureRow) int { return scenarioKey(x.scenario) - scenarioKey(y.scenario) })
 	wa, wb := len("scenario"), len("figure")
 	for _, r := range figures.rows {
 		wa, wb = max(wa, len(r.scenario)), max(wb, len(r.figure))
@@ -45,6 +49,17 @@ func printFigures(w io.Writer) {
 	for _, r := range figures.rows {
 		fmt.Fprintf(w, "%-*s  %-*s  %s\n", wa, r.scenario, wb, r.figure, r.value)
 	}
+}
+
+func scenarioKey(s string) int {
+	head, _, _ := strings.Cut(s, " ")
+	if n, err := strconv.Atoi(head); err == nil {
+		return n
+	}
+	if len(head) == 1 {
+		return 100 + int(head[0])
+	}
+	return 1000
 }
 
 // medianOf is the median of ds (the upper one of an even count).

@@ -350,11 +350,13 @@ func (p *probes) outage(at, until time.Time) time.Duration {
 	return max(0, worst-p.every)
 }
 
-// gap is the longest time without a successful probe among the probes
-// sent from `from` to `to`, less the probe interval (0 when all succeeded).
+// gap is the longest outage the client saw among the probes sent from
+// `from` to `to`: from the last success before a run of failed probes to
+// the next success, less the probe interval; 0 when no probe failed.
 func (p *probes) gap(from, to time.Time) time.Duration {
 	var last time.Time
 	var worst time.Duration
+	failed := false
 	for _, r := range p.snapshot() {
 		if r.at.Before(from) || r.at.After(to) {
 			continue
@@ -362,12 +364,20 @@ func (p *probes) gap(from, to time.Time) time.Duration {
 		if last.IsZero() {
 			last = r.at
 		}
-		if r.who != "" {
-			worst = max(worst, r.at.Sub(last))
-			last = r.at
+		if r.who == "" {
+			failed = true
+			continue
 		}
+		if failed {
+			worst = max(worst, r.at.Sub(last)-p.every)
+			failed = false
+		}
+		last = r.at
 	}
-	return max(0, worst-p.every)
+	if failed { // still failing at `to`
+		worst = max(worst, to.Sub(last))
+	}
+	return max(0, worst)
 }
 
 // reachedAfter is how long after `at` the client got to node for good

@@ -69,7 +69,14 @@ func (g *gitServer) url() string { return "git://" + g.addr + "/edge.git" }
 // start runs git daemon and waits until it accepts connections.
 func (g *gitServer) start(t testing.TB) {
 	t.Helper()
-	g.daemon, g.done = g.l.startProcDone(t, g.ns, nil, io.Discard, io.Discard, "git", "daemon", "--reuseaddr", "--export-all",
+	// git-daemon itself, not `git daemon`: the git wrapper would fork it,
+	// and killing the wrapper would leave the daemon running.
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatalf("git --exec-path: %v", err)
+	}
+	daemon := filepath.Join(strings.TrimSpace(string(out)), "git-daemon")
+	g.daemon, g.done = g.l.startProcDone(t, g.ns, nil, io.Discard, io.Discard, daemon, "--reuseaddr", "--export-all",
 		"--informative-errors", "--base-path="+g.root, "--listen="+g.addr, "--port=9418", g.root)
 	waitTCP(t, g.ns, g.addr+":9418", 5*time.Second)
 }

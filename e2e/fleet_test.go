@@ -488,7 +488,6 @@ func (d *daemon) transitionsSince(instance string, at time.Time) []string {
 	return out
 }
 
-
 var ssUser = regexp.MustCompile(`pid=(\d+),fd=(\d+)`)
 
 // breakListener makes the node's listening socket on port fail under the

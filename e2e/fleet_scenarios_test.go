@@ -36,13 +36,12 @@ func TestFleet(t *testing.T) {
 	spec := webSpec(fleetInstance())
 	spec.vms = []vmSpec{{name: "web-1", vmid: 150, memory: 1024}}
 	spec.leader = "vrrp:VI_1"
+	start := time.Now() // the simulator's writes are counted from here
 	f := newFleet(t, fleetOpts{nodes: 2, pve: true, signed: true, spec: spec, first: []string{"n2"}})
 	n1, n2 := f.node("n1"), f.node("n2")
 	n2.d.waitState(t, "VI_1", "MASTER", 5*time.Second)
 	n1.d.waitState(t, "VI_1", "BACKUP", 5*time.Second)
 	f.mon.waitHolders(t, fleetVIP, []string{"n2"}, 2*time.Second)
-
-	start := time.Now()
 
 	t.Run("1-push-webhook-live", func(t *testing.T) { scenarioCommitToLive(t, f) })
 	t.Run("7-infra-leader", func(t *testing.T) { scenarioInfraLeader(t, f, start) })

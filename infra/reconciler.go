@@ -161,7 +161,7 @@ func (r *Reconciler) Plan(cfg Config, obs *Observed) Plan {
 // no secret.
 type Result struct {
 	Plan     Plan
-	Leader   bool     // false: observe and plan only, nothing was changed
+	Leader   bool     // this node leads; false: observe and plan only, nothing was changed
 	Applied  []Action // actions that completed
 	Duration time.Duration
 	Err      error // every failure, joined (also returned by Apply)
@@ -194,6 +194,9 @@ func (r *Reconciler) Apply(ctx context.Context, cfg Config, leader func() bool) 
 	}()
 	obs, err := r.Observe(ctx, cfg)
 	if err != nil {
+		// Nothing observed, nothing written; still say whether this node
+		// leads, so the log and status of a failure on the leader are true.
+		res.Leader = leader != nil && leader()
 		return res, err
 	}
 	res.Plan = r.Plan(cfg, obs)

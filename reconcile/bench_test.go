@@ -48,7 +48,7 @@ spec:
   servers:
     - {name: a, address: "192.0.2.%d:80", weight: 10, maxConn: 1000}
     - {name: b, address: "198.51.100.%d:80", weight: 10, maxConn: 1000}
-`, i, i%250+1, i%250+1)
+`, i, i%200+1, i%200+1)
 	})
 	emit("routes", routes, func(i int) string {
 		return fmt.Sprintf(`apiVersion: gitedge/v1

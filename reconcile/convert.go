@@ -254,6 +254,10 @@ func (c *converter) route(d *document, r *rawRoute) dataplane.Route {
 	if len(r.Hosts) == 0 {
 		c.l.failAt(d, "spec.hosts", "at least one host is required")
 	}
+	if len(r.Hosts) > c.l.lim.hostsPerRoute {
+		c.l.failAt(d, "spec.hosts", "%d hosts: a route may hold at most %d (use a wildcard, or split the route)", len(r.Hosts), c.l.lim.hostsPerRoute)
+		return rt
+	}
 	for i, h := range r.Hosts {
 		n, err := dataplane.NormalizeHost(h)
 		if err != nil {
@@ -345,7 +349,16 @@ func (c *converter) finish() *Desired {
 		c.convertEdge(c.edgeDoc, c.edge)
 	}
 	c.validateDataplane()
+	if c.edgeDoc != nil {
+		c.checkBinds()
+	}
+	c.checkServerLoops()
+	c.checkLocal()
 	c.validateInfra()
+	if routes := c.desired.Dataplane.Routes; len(routes) > l.lim.routes {
+		l.failAt(c.byName["Route"][routes[l.lim.routes].Name], "metadata.name",
+			"route %d: a repository may hold at most %d routes", l.lim.routes+1, l.lim.routes)
+	}
 	return &c.desired
 }
 
@@ -496,6 +509,7 @@ func (c *converter) instance(d *document, f string, r rawInstance, nodes map[str
 		}
 		in.VIPs = append(in.VIPs, p)
 	}
+	c.checkVIPs(d, f, r.VIPs, &in)
 	for _, fe := range failover.ValidateInstance(in.Instance) {
 		if fe.Field == "vips" && len(r.VIPs) > len(in.VIPs) {
 			continue // already reported per VIP
@@ -521,12 +535,10 @@ func (c *converter) instance(d *document, f string, r rawInstance, nodes map[str
 			l.failAt(d, pf, "node %q is not in spec.nodes", n)
 			continue
 		}
-		// 255 is for the address owner (RFC 5798 §5.2.4): its own address is a VIP.
-		owner := p == 255 && slices.ContainsFunc(c.desired.Edge.Nodes, func(node Node) bool {
-			return node.Name == n && slices.ContainsFunc(in.VIPs, func(v netip.Prefix) bool { return v.Addr() == node.Address })
-		})
-		if (p < 1 || p > 254) && !owner {
-			l.failAt(d, pf, "priority %d is outside 1..254 (255 is only for the node that owns the VIP, 0 is sent on stop)", p)
+		// 255 is for an address owner (RFC 5798 §5.2.4), a node whose own
+		// address is the VIP: refused (checkVIPs), so never valid here.
+		if p < 1 || p > 254 {
+			l.failAt(d, pf, "priority %d is outside 1..254 (0 is sent on stop; 255 marks an address owner, and a VIP must not be a node's own address)", p)
 			continue
 		}
 		in.Priorities[n] = uint8(p)

@@ -15,7 +15,7 @@ func TestFailoverFor(t *testing.T) {
 		peers    []netip.Addr // of the unicast instance VI_6
 		source   netip.Addr
 	}{
-		{"a", []uint8{255, 100}, []netip.Addr{netip.MustParseAddr("192.0.2.2")}, netip.MustParseAddr("192.0.2.1")},
+		{"a", []uint8{254, 100}, []netip.Addr{netip.MustParseAddr("192.0.2.2")}, netip.MustParseAddr("192.0.2.1")},
 		{"b", []uint8{100, 200}, []netip.Addr{netip.MustParseAddr("192.0.2.1")}, netip.MustParseAddr("192.0.2.2")},
 	}
 	for _, tt := range tests {

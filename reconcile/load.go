@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -53,7 +52,9 @@ func (d *document) node() *yaml.Node {
 
 // loader collects documents and errors for one Load.
 type loader struct {
-	errs Errors
+	local *Local // node-local checks; nil: the repository alone
+	lim   limitSet
+	errs  Errors
 	// pending errors whose line is looked up at the end, once per document
 	located []pendingError
 }
@@ -93,54 +94,66 @@ func (l *loader) finish() Errors {
 
 // LoadDir loads a routes directory from disk.
 func LoadDir(dir string) (*Desired, error) {
+	d, _, err := LoadDirWith(dir, LoadOptions{})
+	return d, err
+}
+
+// LoadDirWith is LoadDir with options; it also returns the files read.
+func LoadDirWith(dir string, o LoadOptions) (*Desired, Files, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("routes directory: %w", err)
+		return nil, nil, fmt.Errorf("routes directory: %w", err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("routes directory %s: not a directory", dir)
+		return nil, nil, fmt.Errorf("routes directory %s: not a directory", dir)
 	}
-	return Load(os.DirFS(dir))
+	return LoadWith(os.DirFS(dir), o)
+}
+
+// LoadOptions adds what a repository is checked against beyond itself.
+type LoadOptions struct {
+	// Local, when set, adds the checks that need to know the node the
+	// repository runs on (`gitedge validate --node-config`, and `gitedge
+	// run` on every commit).
+	Local *Local
+
+	limits *limitSet // nil: the documented limits (tests set smaller ones)
 }
 
 // Load reads every *.yaml / *.yml file under fsys (names starting with "."
 // are skipped), decodes the documents strictly, converts them into the
 // subsystems' types with defaults, and validates the result as a whole.
 // It returns either a fully valid Desired or Errors listing every problem.
+// Symbolic links and limits follow the rules of repoReader and limits.go.
 func Load(fsys fs.FS) (*Desired, error) {
-	var l loader
+	d, _, err := LoadWith(fsys, LoadOptions{})
+	return d, err
+}
+
+// LoadWith is Load with options. It also returns the files it consumed
+// (with links resolved), which load again to the same Desired: what the
+// last applied record keeps.
+func LoadWith(fsys fs.FS, o LoadOptions) (*Desired, Files, error) {
+	l := loader{local: o.Local, lim: defaultLimits}
+	if o.limits != nil {
+		l.lim = *o.limits
+	}
+	r := repoReader{fsys: fsys, l: &l, files: Files{}}
+	r.walk(".", "", nil)
+	if r.full {
+		return nil, nil, l.finish() // refused whole: parse nothing
+	}
 	var docs []*document
-	err := fs.WalkDir(fsys, ".", func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			l.failFile(p, 0, "cannot read: %v", err)
-			return nil
+	for _, n := range r.order {
+		fileDocs := splitDocuments(n, r.files[n])
+		if len(fileDocs) > l.lim.docsPerFile {
+			l.failFile(n, fileDocs[l.lim.docsPerFile].line, "more than %d documents in one file (split it)", l.lim.docsPerFile)
+			continue
 		}
-		if p != "." && strings.HasPrefix(de.Name(), ".") {
-			if de.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if de.IsDir() {
-			return nil
-		}
-		ext := path.Ext(p)
-		if ext != ".yaml" && ext != ".yml" {
-			return nil
-		}
-		data, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			l.failFile(p, 0, "cannot read: %v", err)
-			return nil
-		}
-		docs = append(docs, splitDocuments(p, data)...)
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		docs = append(docs, fileDocs...)
 	}
 	if len(docs) == 0 && len(l.errs) == 0 {
-		return nil, Errors{{Msg: "the repository holds no YAML documents: expected *.yaml files with at least one Edge document"}}
+		return nil, nil, Errors{{Msg: "the repository holds no YAML documents: expected *.yaml files with at least one Edge document"}}
 	}
 	c := newConverter(&l)
 	for _, d := range docs {
@@ -148,9 +161,9 @@ func Load(fsys fs.FS) (*Desired, error) {
 	}
 	desired := c.finish()
 	if errs := l.finish(); len(errs) > 0 {
-		return nil, errs
+		return nil, nil, errs
 	}
-	return desired, nil
+	return desired, r.files, nil
 }
 
 var docSeparator = regexp.MustCompile(`^---(\s|$)`)

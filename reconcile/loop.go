@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,7 +84,17 @@ type Loop struct {
 	// 0 disables it.
 	Resync time.Duration
 	// DryRun stops every pass after plan.
-	DryRun  bool
+	DryRun bool
+	// State keeps the last applied commit across restarts (SPEC §4.1):
+	// Run applies its record before the first fetch, and every pass that
+	// applies a commit not yet recorded records it, once every step took
+	// it. A failure to record is reported (condition "state", metric, log)
+	// and never fails the pass. nil: nothing is kept.
+	State RecordStore
+	// Local adds the node-local checks to every commit's validation (its
+	// name in spec.nodes, its admin and webhook ports). nil: the
+	// repository alone. While Run runs, change it with SetLocal only.
+	Local   *Local
 	Logger  *slog.Logger // nil discards
 	Metrics *Metrics     // nil: no metrics
 
@@ -91,11 +102,12 @@ type Loop struct {
 	pokeOnce sync.Once
 	poke     chan struct{} // one slot: a pending "re-apply now"
 
-	mu      sync.Mutex
-	status  Status
-	live    *Desired // last desired state applied without error
-	liveRev Revision
-	passes  int
+	mu       sync.Mutex
+	status   Status
+	live     *Desired // last desired state applied without error
+	liveRev  Revision
+	passes   int
+	recorded string // the commit State holds; "" when unknown
 }
 
 // Result is the outcome of one pass.
@@ -110,10 +122,12 @@ const (
 	ResultFetchErr  Result = "fetch-error"
 )
 
-// Triggers the loop makes itself, re-applying the live revision.
+// Triggers the loop makes itself: re-applying the live revision, and
+// applying the last applied record at start.
 const (
-	TriggerResync = "resync"
-	TriggerPoke   = "poke"
+	TriggerResync  = "resync"
+	TriggerPoke    = "poke"
+	TriggerRestart = "restart"
 )
 
 // Poke asks Run for a pass over the live revision now, as a resync does:
@@ -149,6 +163,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	if l.Infra != nil {
 		workers.Go(func() { l.infraWorker(ctx) })
 	}
+	// The last applied commit serves first, before any fetch: a branch
+	// tip that is refused, a remote that is down or a full disk cannot
+	// keep a restarted node from serving.
+	l.restore(ctx)
 	go func() { // the only reader of Source
 		for {
 			r, err := l.Source.Next(ctx)
@@ -184,7 +202,7 @@ func (l *Loop) Run(ctx context.Context) error {
 
 type infraJob struct {
 	cfg    infra.Config
-	lead   bool
+	leader Leader // who leads, as the commit says; asked again when the job runs
 	commit string
 }
 
@@ -205,17 +223,88 @@ func (l *Loop) infraWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-q:
-			err := l.Infra.Apply(ctx, j.cfg, j.lead)
+			// Leadership as it is now, not as it was when the pass queued
+			// the job: a node that became the VRRP master meanwhile leads
+			// this job, and the log says so.
+			lead := l.leads(j.leader)
+			err := l.Infra.Apply(ctx, j.cfg, lead)
 			switch {
 			case ctx.Err() != nil:
 				return
 			case err != nil:
 				l.setCondition("infra", CondFailed, err.Error())
-				l.logger().Warn("infra apply failed", "commit", short(j.commit), "leader", j.lead, "error", err)
+				l.logger().Warn("infra apply failed", "commit", short(j.commit), "leader", lead, "error", err)
 			default:
 				l.setCondition("infra", CondReady, "")
 			}
 		}
+	}
+}
+
+// restore applies the record of State, if there is one it can trust.
+func (l *Loop) restore(ctx context.Context) {
+	if l.State == nil {
+		return
+	}
+	log := l.logger()
+	rec, err := l.State.Load()
+	switch {
+	case err != nil:
+		l.recordError("load")
+		l.setCondition("state", CondFailed, err.Error()+": ignored, the node fetches instead")
+		log.Error("the last applied record cannot be used; fetching instead", "error", err)
+		return
+	case rec == nil:
+		log.Info("no last applied commit recorded (first start): fetching")
+		return
+	}
+	log.Info("applying the last applied commit before any fetch", "commit", short(rec.Commit), "appliedAt", rec.AppliedAt,
+		"files", len(rec.Files))
+	l.mu.Lock()
+	l.recorded = rec.Commit
+	l.mu.Unlock()
+	rev := Revision{Commit: rec.Commit, Files: rec.Files, Signer: rec.Signer, Author: rec.Author, Message: rec.Message, Trigger: TriggerRestart}
+	if res, err := l.Pass(ctx, rev, nil); res != ResultApplied && res != ResultUnchanged {
+		l.setCondition("state", CondFailed, fmt.Sprintf("the recorded commit %s did not apply: %v", short(rec.Commit), err))
+		return
+	}
+	l.setCondition("state", CondReady, fmt.Sprintf("restored commit %s, recorded %s", short(rec.Commit), rec.AppliedAt.UTC().Format(time.RFC3339)))
+}
+
+// record makes State hold rev, once every step applied it. It never fails
+// the pass: a node serves its last applied commit whatever the state
+// directory's condition, and a failed write is retried on the next pass.
+func (l *Loop) record(rev Revision, files Files, log *slog.Logger) {
+	if l.State == nil || l.DryRun || files == nil {
+		return
+	}
+	l.mu.Lock()
+	prev := l.recorded
+	l.mu.Unlock()
+	if rev.Commit == prev {
+		return
+	}
+	err := l.State.Save(&Record{Commit: rev.Commit, Signer: rev.Signer, Author: rev.Author, Message: rev.Message,
+		AppliedAt: time.Now().UTC(), Files: files})
+	if err != nil {
+		l.recordError("save")
+		then := "a restart would apply the last commit fetched and valid instead"
+		if prev != "" {
+			then = "a restart would apply commit " + short(prev) + ", the last recorded"
+		}
+		l.setCondition("state", CondFailed, fmt.Sprintf("cannot record commit %s: %v: %s; retried on the next pass", short(rev.Commit), err, then))
+		log.Warn("recording the last applied commit failed; serving it anyway", "error", err)
+		return
+	}
+	l.mu.Lock()
+	l.recorded = rev.Commit
+	l.mu.Unlock()
+	l.setCondition("state", CondReady, "commit "+short(rev.Commit)+" recorded")
+}
+
+func (l *Loop) recordError(op string) {
+	if l.Metrics != nil {
+		l.Metrics.stateErrors.WithLabelValues(op).Inc()
 	}
 }
 
@@ -255,7 +344,10 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 		return ResultInvalid, fetchErr
 	}
 	// 2. load and validate: all-or-nothing.
-	desired, err := Load(rev.Files)
+	l.mu.Lock()
+	local := l.Local
+	l.mu.Unlock()
+	desired, files, err := LoadWith(rev.Files, LoadOptions{Local: local})
 	if err != nil {
 		return ResultInvalid, err
 	}
@@ -276,7 +368,6 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	// route to a VM not yet up is covered by health checks, and a removed
 	// VM (prune) is no longer routed to before it goes. Every step is tried
 	// even after one fails.
-	lead := l.leads(desired.Edge.InfraLeader)
 	steps := []struct {
 		name string
 		run  func() error
@@ -309,10 +400,10 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 				case <-q: // a stale pending job: this one supersedes it
 				default:
 				}
-				q <- infraJob{cfg: desired.Infra, lead: lead, commit: rev.Commit}
+				q <- infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
 				return errQueued
 			}
-			return l.Infra.Apply(ctx, desired.Infra, lead)
+			return l.Infra.Apply(ctx, desired.Infra, l.leads(desired.Edge.InfraLeader))
 		}},
 	}
 	var errs []error
@@ -333,10 +424,19 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	l.mu.Lock()
 	l.live, l.liveRev = desired, rev
 	l.mu.Unlock()
+	l.record(rev, files, log)
 	if plan.Empty() {
 		return ResultUnchanged, nil
 	}
 	return ResultApplied, nil
+}
+
+// SetLocal replaces the node-local checks from the next pass on (a node
+// config reloaded on SIGHUP). Safe while Run runs.
+func (l *Loop) SetLocal(loc *Local) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Local = loc
 }
 
 func (l *Loop) leads(ld Leader) bool {
@@ -373,7 +473,15 @@ type StepError struct {
 	Err  error
 }
 
-func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+// Error prefixes the step, unless the subsystem's error already says it
+// ("dataplane: listener …"): one prefix, never "dataplane: dataplane:".
+func (e *StepError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, e.Step+": ") {
+		return msg
+	}
+	return e.Step + ": " + msg
+}
 func (e *StepError) Unwrap() error { return e.Err }
 
 // IsTransient reports whether retrying may help: an error anywhere in the

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -341,11 +343,72 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	if n := wait(routes, "routes of c3 while infra is busy"); n != 4 {
 		t.Fatalf("routes %d, want 4", n)
 	}
+	// The pass applies routes first, then queues infra: wait for the queue.
+	waitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
 	if c := l.Status().Conditions["infra"]; c.Status != CondProgressing {
 		t.Errorf("infra condition %+v, want Progressing", c)
 	}
 	close(release)
 	if m := wait(infraCalls, "infra apply of the newest state"); m != 8192 {
 		t.Errorf("infra applied memory %d, want the newest (8192), not c2's", m)
+	}
+}
+
+// TestStepErrorOnePrefix: a subsystem error that names its package is not
+// prefixed again ("dataplane: dataplane: …" in issue 10).
+func TestStepErrorOnePrefix(t *testing.T) {
+	l := &Loop{Node: "lb-0", Dataplane: DataplaneFunc(func(context.Context, dataplane.Config) error {
+		return errors.New(`dataplane: listener "http": cannot listen on :80: address in use`)
+	}), Failover: FailoverFunc(func(context.Context, failover.Config) error {
+		return errors.New(`instance "VI_1": interface "eth9": no such interface`)
+	})}
+	_, err := l.Pass(context.Background(), Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}, nil)
+	want := "dataplane: listener \"http\": cannot listen on :80: address in use\nfailover: instance \"VI_1\": interface \"eth9\": no such interface"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+	if c := l.Status().Conditions["dataplane"]; c.Message != `dataplane: listener "http": cannot listen on :80: address in use` {
+		t.Errorf("dataplane condition %q", c.Message)
+	}
+}
+
+// TestInfraLeadershipAtApplyTime: a node that becomes the leader while an
+// infra job waits leads that job, and its log says "leader":true (issue
+// 10: an infra error on the leader logged "leader":false, the leadership
+// of when the pass queued the job).
+func TestInfraLeadershipAtApplyTime(t *testing.T) {
+	var logs syncBuf
+	var leading atomic.Bool
+	release := make(chan struct{})
+	leads := make(chan bool, 4)
+	var calls atomic.Int32
+	l := &Loop{Node: "lb-0", Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		IsLeader: func(Leader) bool { return leading.Load() },
+		Infra: InfraFunc(func(ctx context.Context, c infra.Config, lead bool) error {
+			leads <- lead
+			if calls.Add(1) == 1 {
+				<-release // a long clone
+				return nil
+			}
+			return errors.New("proxmox1: 500 internal error")
+		}),
+	}
+	src := make(chanSource)
+	l.Source = src
+	runLoop(t, l)
+	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}
+	if <-leads {
+		t.Fatal("c1 led before the node was master")
+	}
+	src <- Revision{Commit: "c2", Files: mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 2048"}}})}
+	waitFor(t, "c2 queued", func() bool { a := l.Status().LastAttempt; return a != nil && a.Commit == "c2" })
+	leading.Store(true) // VRRP made this node master while c1's clone ran
+	close(release)
+	if !<-leads {
+		t.Fatal("c2's infra job ran as a follower on the master")
+	}
+	waitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
+	if !strings.Contains(logs.String(), `"msg":"infra apply failed","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
+		t.Errorf("log:\n%s", logs.String())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gitedge/gitedge/dataplane"
 	k8syaml "sigs.k8s.io/yaml"
 )
 
@@ -94,7 +95,10 @@ func LoadNodeConfig(path string) (*NodeConfig, error) {
 func ParseNodeConfig(path string, data []byte) (*NodeConfig, error) {
 	var c NodeConfig
 	if err := k8syaml.UnmarshalStrict(data, &c); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: ")
+		msg := err.Error()
+		for _, p := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: while decoding JSON: ", "yaml: "} {
+			msg = strings.TrimPrefix(msg, p)
+		}
 		return nil, fmt.Errorf("node config %s: %s", path, msg)
 	}
 	c.Path = path
@@ -131,6 +135,13 @@ func ParseNodeConfig(path string, data []byte) (*NodeConfig, error) {
 		}
 		if w.SecretFile == "" {
 			errs = append(errs, errors.New("webhook.secretFile: missing: unsigned webhooks are not accepted"))
+		}
+	}
+	if w := c.Webhook; w != nil && c.Admin.Listen != "off" {
+		a, errA := dataplane.ParseBind(c.Admin.Listen)
+		h, errH := dataplane.ParseBind(w.Listen)
+		if errA == nil && errH == nil && bindsClash(a, h) {
+			errs = append(errs, fmt.Errorf("webhook.listen: %s clashes with admin.listen %s: use two ports", w.Listen, c.Admin.Listen))
 		}
 	}
 	if p := c.Proxmox; p != nil {

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"log/slog"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,8 +13,10 @@ import (
 // runs, the last attempt and why it failed, and a condition per step. The
 // admin server, `gitedge status` and the metrics all read this one value.
 type Status struct {
-	Node        string      `json:"node"`
-	Live        *CommitInfo `json:"live,omitempty"` // nil until a first commit applied
+	Node string `json:"node"`
+	// Live is the commit the node serves: null until a first commit
+	// applied (the "live" condition then says why).
+	Live        *CommitInfo `json:"live"`
 	LastAttempt *Attempt    `json:"lastAttempt,omitempty"`
 	// LastResync is the last pass over the live commit made without a new
 	// revision (resync, poke): it re-checks the subsystems and never hides
@@ -29,6 +32,10 @@ type CommitInfo struct {
 	Author    string    `json:"author,omitempty"`
 	Message   string    `json:"message,omitempty"`
 	AppliedAt time.Time `json:"appliedAt"`
+	// Restored is set while the live commit is the one recorded before a
+	// restart, applied before any fetch; the first fetched revision that
+	// applies clears it.
+	Restored bool `json:"restored,omitempty"`
 }
 
 // Attempt is the last pass.
@@ -53,7 +60,9 @@ const (
 	CondStalled     CondStatus = "Stalled" // needs a new commit (invalid, untrusted)
 )
 
-// Condition is the state of one step: source, config, infra, dataplane, failover.
+// Condition is the state of one step: source, config, infra, dataplane,
+// failover; "state" is the last applied record, "live" whether the node
+// serves a commit at all.
 type Condition struct {
 	Status  CondStatus `json:"status"`
 	Message string     `json:"message,omitempty"`
@@ -113,6 +122,7 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 		att.Error = err.Error()
 	}
 	resync := rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke
+	ok := res == ResultApplied || res == ResultUnchanged
 	l.mu.Lock()
 	if resync {
 		l.status.LastResync = att
@@ -123,7 +133,10 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	case resync:
 		// The live commit again: the source and config conditions still
 		// describe the newest head, which may have been refused.
-	case res == ResultApplied || res == ResultUnchanged:
+	case ok && rev.Trigger == TriggerRestart:
+		// The record: nothing fetched yet, so nothing said of the source.
+		l.status.Live = &CommitInfo{Commit: rev.Commit, Signer: rev.Signer, Author: rev.Author, Message: rev.Message, AppliedAt: time.Now(), Restored: true}
+	case ok:
 		l.status.Live = &CommitInfo{Commit: rev.Commit, Signer: rev.Signer, Author: rev.Author, Message: rev.Message, AppliedAt: time.Now()}
 		l.setConditionLocked("source", CondReady, "")
 		l.setConditionLocked("config", CondReady, "")
@@ -136,6 +149,14 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 			step = "source"
 		}
 		l.setConditionLocked(step, CondStalled, att.Error)
+	}
+	switch live := l.status.Live; {
+	case live != nil:
+		l.setConditionLocked("live", CondReady, "serving commit "+short(live.Commit))
+	case res == ResultFetchErr || res == ResultFailed:
+		l.setConditionLocked("live", CondFailed, "no commit applied yet: "+firstLineOf(att.Error)+" (retrying)")
+	case res == ResultInvalid:
+		l.setConditionLocked("live", CondStalled, "no commit applied yet: commit "+short(rev.Commit)+" was refused (see config); waiting for a new commit")
 	}
 	live := l.status.Live
 	l.mu.Unlock()
@@ -167,6 +188,11 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	}
 }
 
+func firstLineOf(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
 func planSummary(a, c, r int) string {
 	return itoa(a) + " to add, " + itoa(c) + " to change, " + itoa(r) + " to remove"
 }
@@ -178,6 +204,7 @@ const (
 	MetricLastSuccess     = "gitedge_reconcile_last_success"
 	MetricLastSuccessTime = "gitedge_reconcile_last_success_timestamp_seconds"
 	MetricLiveCommit      = "gitedge_live_commit_info"
+	MetricStateErrors     = "gitedge_state_record_errors_total"
 )
 
 // Metrics are the loop's Prometheus metrics.
@@ -187,6 +214,7 @@ type Metrics struct {
 	lastSuccess     prometheus.Gauge
 	lastSuccessTime prometheus.Gauge
 	live            *prometheus.GaugeVec
+	stateErrors     *prometheus.CounterVec
 }
 
 // NewMetrics registers the loop's metrics into reg.
@@ -202,7 +230,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time of the last pass that converged."}),
 		live: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricLiveCommit,
 			Help: "The commit this node runs (value 1)."}, []string{"commit"}),
+		stateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStateErrors,
+			Help: "Failures to load (at start) or save the last applied record, by op."}, []string{"op"}),
 	}
-	reg.MustRegister(m.passes, m.duration, m.lastSuccess, m.lastSuccessTime, m.live)
+	reg.MustRegister(m.passes, m.duration, m.lastSuccess, m.lastSuccessTime, m.live, m.stateErrors)
 	return m
 }

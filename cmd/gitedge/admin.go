@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
@@ -63,6 +64,22 @@ func (a *adminServer) handler() http.Handler {
 		// make a node unhealthy (it keeps serving, SPEC §4.1).
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// Ready once a commit serves (the last applied one counts, before
+		// any fetch); not before: a load balancer in front should wait.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		s := a.status()
+		if s.Live == nil {
+			msg := "no commit applied yet"
+			if c, ok := s.Conditions["live"]; ok && c.Message != "" {
+				msg = c.Message
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, msg)
+			return
+		}
+		fmt.Fprintf(w, "ready: serving commit %s\n", s.Live.Commit)
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -114,8 +131,8 @@ pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>
 <h2>Live commit</h2>
 {{with .Live}}<table><tr><th>commit</th><td><code>{{.Commit}}</code></td></tr>
 <tr><th>signer</th><td>{{or .Signer "not verified"}}</td></tr><tr><th>author</th><td>{{.Author}}</td></tr>
-<tr><th>message</th><td>{{.Message}}</td></tr><tr><th>applied</th><td>{{ago .AppliedAt}}</td></tr></table>
-{{else}}<p>No commit applied yet.</p>{{end}}
+<tr><th>message</th><td>{{.Message}}</td></tr><tr><th>applied</th><td>{{ago .AppliedAt}}{{if .Restored}} (the last applied commit, restored at start before any fetch){{end}}</td></tr></table>
+{{else}}<p>No commit applied yet.{{with index .Conditions "live"}} {{.Message}}{{end}}</p>{{end}}
 <h2>Last attempt</h2>
 {{with .LastAttempt}}<table><tr><th>commit</th><td><code>{{.Commit}}</code></td></tr><tr><th>trigger</th><td>{{.Trigger}}</td></tr>
 <tr><th>result</th><td>{{.Result}}</td></tr><tr><th>started</th><td>{{ago .Started}} ({{.Duration}})</td></tr>

@@ -80,7 +80,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			fmt.Fprintf(env.stdout, "infra (%s):\n", role)
 			_ = r.Plan.WriteText(env.stdout)
 			for _, a := range r.Applied {
-				fmt.Fprintf(env.stdout, "  done: %v\n", a)
+				fmt.Fprintf(env.stdout, "  done: %s\n", actionText(a))
 			}
 			if !r.Converged() {
 				res = reconcile.ResultFailed

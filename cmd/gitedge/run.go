@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,16 +63,22 @@ func firstLine(s string) string {
 // wired together the way SPEC §4 describes.
 type node struct {
 	cfg      *reconcile.NodeConfig
+	opts     nodeOptions
 	log      *slog.Logger
 	reg      *prometheus.Registry
-	src      revisionSource
-	tasks    []task
+	src      *switchSource // what the loop reads, across reloads
+	parts    liveParts     // the parts a reload may replace
 	proxy    *dataplane.Proxy
 	vrrp     *failover.Manager
 	infra    *infra.Reconciler
 	loop     *reconcile.Loop
-	adminLn  string
+	admin    *adminServer
 	trackGap time.Duration
+	// hup delivers SIGHUP: re-read the node config and re-fetch. nil: no
+	// reloads (the demo).
+	hup <-chan os.Signal
+	// readConfig re-reads the node config on SIGHUP.
+	readConfig func() (*reconcile.NodeConfig, error)
 }
 
 type nodeOptions struct {
@@ -77,18 +86,17 @@ type nodeOptions struct {
 	noVRRP    bool   // run without failover (no raw sockets: a laptop, the demo)
 	dryRun    bool
 	access    bool // access log of every request and connection
+	// defaults: the node config is gitedge run's built-in one (no file):
+	// there is no node name to check the repository against.
+	defaults bool
 }
 
 func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, error) {
-	n := &node{cfg: nc, log: log, reg: prometheus.NewRegistry(), adminLn: nc.Admin.Listen, trackGap: 20 * time.Millisecond}
+	n := &node{cfg: nc, opts: o, log: log, reg: prometheus.NewRegistry(), trackGap: 20 * time.Millisecond}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	src, tasks, err := openSource(nc, o.sourceDir, true, log.With("subsystem", "gitsource"), n.reg)
-	if err != nil {
-		return nil, err
-	}
-	n.src, n.tasks = src, tasks
 
-	popts := dataplane.Options{Logger: log.With("subsystem", "dataplane"), Registry: n.reg}
+	// dataplane, failover and infra name themselves in their logs.
+	popts := dataplane.Options{Logger: log, Registry: n.reg}
 	if o.access {
 		popts.AccessLog = log.With("subsystem", "access")
 	}
@@ -96,16 +104,21 @@ func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, 
 
 	n.loop = &reconcile.Loop{
 		Node:      nc.Node,
-		Source:    sourceAdapter{src},
 		Dataplane: reconcile.DataplaneFunc(func(_ context.Context, c dataplane.Config) error { return n.proxy.Apply(c) }),
 		Resync:    time.Minute,
 		DryRun:    o.dryRun,
 		Logger:    log.With("subsystem", "reconcile"),
 		Metrics:   reconcile.NewMetrics(n.reg),
+		Local:     localChecks(nc, o),
+	}
+	if nc.StateDir != "" && !o.dryRun {
+		// The last applied commit, served at start before any fetch.
+		n.loop.State = reconcile.NewStateFile(nc.StateDir)
 	}
 	if !o.noVRRP {
+		var err error
 		n.vrrp, err = failover.NewManager(failover.Options{
-			Logger:     log.With("subsystem", "failover"),
+			Logger:     log,
 			Registerer: n.reg,
 			TrackProxy: true,
 			Ready:      n.proxy.Ready(), // never claim a VIP with nothing listening
@@ -138,7 +151,7 @@ func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, 
 		if err != nil {
 			return nil, err
 		}
-		n.infra, err = infra.New(infra.Options{API: api, Logger: log.With("subsystem", "infra"), Registerer: n.reg})
+		n.infra, err = infra.New(infra.Options{API: api, Logger: log, Registerer: n.reg})
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +159,41 @@ func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, 
 		// mastership mid-pass stops writing (SPEC §4.4).
 		n.loop.Infra = reconcile.InfraFunc(n.infra.LoopApply(func() bool { return n.leads(*leader.Load()) }))
 	}
+	n.admin = &adminServer{status: n.loop.Status, registry: n.reg, logger: log,
+		backends: func() any { return n.proxy.Status() }}
+	if n.vrrp != nil {
+		n.admin.vrrp = func() any { return n.vrrp.Status() }
+	}
+	if n.infra != nil {
+		n.admin.infra = func() any {
+			if r, ok := n.infra.Last(); ok {
+				return infraSummary(r)
+			}
+			return nil
+		}
+	}
+	// The source last: a node whose state directory cannot take the git
+	// cache (a full disk) still comes up and serves its last applied
+	// commit; the source reports the failure and is built again later.
+	parts, err := n.buildParts(nc)
+	if err != nil {
+		return nil, err
+	}
+	n.parts = parts
+	n.src = newSwitchSource(parts.src)
+	n.loop.Source = sourceAdapter{n.src}
 	return n, nil
+}
+
+// localChecks are the node-local checks every commit gets under gitedge
+// run: the node's name (unless the config is the built-in one) and its own
+// ports.
+func localChecks(nc *reconcile.NodeConfig, o nodeOptions) *reconcile.Local {
+	loc := nc.Local()
+	if o.defaults {
+		loc.Node, loc.Config = "", ""
+	}
+	return loc
 }
 
 // leads answers whether this node applies infra changes now.
@@ -163,31 +210,13 @@ func (n *node) leads(ld reconcile.Leader) bool {
 // run starts every part under one errgroup; one fatal error stops all.
 func (n *node) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, t := range n.tasks {
-		g.Go(func() error { return named(t.name, t.run(ctx)) })
-	}
 	g.Go(func() error { return named("dataplane", n.proxy.Run(ctx)) })
 	if n.vrrp != nil {
 		g.Go(func() error { return named("failover", n.vrrp.Run(ctx)) })
 		g.Go(func() error { return n.trackProxy(ctx) })
 	}
 	g.Go(func() error { return named("reconcile", n.loop.Run(ctx)) })
-	if n.adminLn != "off" && n.adminLn != "" {
-		a := &adminServer{status: n.loop.Status, registry: n.reg, logger: n.log,
-			backends: func() any { return n.proxy.Status() }}
-		if n.vrrp != nil {
-			a.vrrp = func() any { return n.vrrp.Status() }
-		}
-		if n.infra != nil {
-			a.infra = func() any {
-				if r, ok := n.infra.Last(); ok {
-					return infraSummary(r)
-				}
-				return nil
-			}
-		}
-		g.Go(func() error { return named("admin "+n.adminLn, a.serve(ctx, n.adminLn)) })
-	}
+	g.Go(func() error { return n.superviseParts(ctx) })
 	err := g.Wait()
 	if n.vrrp != nil {
 		_ = n.vrrp.Close() // priority 0 and VIPs removed (SPEC §4.6)
@@ -209,13 +238,20 @@ func (n *node) trackProxy(ctx context.Context) error {
 	}
 }
 
+// named prefixes a part's error with its name, once: an error that
+// already starts with it ("dataplane: …") is left as it is.
 func named(name string, err error) error {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return nil
 	}
+	if strings.HasPrefix(err.Error(), name+": ") {
+		return err
+	}
 	return fmt.Errorf("%s: %w", name, err)
 }
 
+// infraSummary is the last infra pass as /status shows it: each applied
+// change as one readable line.
 func infraSummary(r infra.Result) any {
 	out := struct {
 		Leader    bool     `json:"leader"`
@@ -225,12 +261,42 @@ func infraSummary(r infra.Result) any {
 		Took      string   `json:"took"`
 	}{Leader: r.Leader, Converged: r.Converged(), Took: r.Duration.Round(time.Millisecond).String()}
 	for _, a := range r.Applied {
-		out.Applied = append(out.Applied, fmt.Sprint(a))
+		out.Applied = append(out.Applied, actionText(a))
 	}
 	if r.Err != nil {
 		out.Error = r.Err.Error()
 	}
 	return out
+}
+
+// actionText renders one infra change: `create VM 150 "lb-0" on proxmox1
+// from debian-12`, `update VM 151 "lb-1": memory 1024 → 4096`.
+func actionText(a infra.Action) string {
+	ref := fmt.Sprintf("VM %d %q", a.VM.VMID, a.VM.Name)
+	switch a.Op {
+	case infra.OpCreate:
+		return fmt.Sprintf("create %s on %s from %s", ref, a.VM.Node, a.Clone)
+	case infra.OpUpdate:
+		fields := make([]string, len(a.Fields))
+		for i, f := range a.Fields {
+			fields[i] = fmt.Sprintf("%s %s → %s", f.Key, orNone(f.Old), orNone(f.New))
+		}
+		return fmt.Sprintf("update %s: %s", ref, strings.Join(fields, ", "))
+	case infra.OpResize:
+		return fmt.Sprintf("resize %s %s: %s → %s", ref, a.Disk, a.From, a.Size)
+	case infra.OpHACreate, infra.OpHAUpdate:
+		if a.HA != nil {
+			return fmt.Sprintf("%s %s group=%s state=%s", a.Op, ref, a.HA.Group, a.HA.State)
+		}
+	}
+	return fmt.Sprintf("%s %s", a.Op, ref)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 func newLogger(w *os.File, level string) *slog.Logger {
@@ -239,10 +305,16 @@ func newLogger(w *os.File, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
 }
 
-// runRun is `gitedge run`: the daemon.
+// runRun is `gitedge run`: the daemon. SIGTERM and SIGINT (the context)
+// stop it cleanly; SIGHUP re-reads the node config and re-fetches.
 func runRun(ctx context.Context, env *cliEnv, args []string) int {
+	// Ask for SIGHUP first: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	fs := newFlags(env, "run", "[--config FILE] [--source DIR]")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config (SPEC §2)")
+	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config (SPEC §2); re-read on SIGHUP")
 	dir := fs.String("source", "", "follow a local directory with fsnotify instead of the configured git remote (development)")
 	noVRRP := fs.Bool("no-vrrp", false, "run without failover, even if the repository declares it")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -251,25 +323,46 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 		return code
 	}
 	log := newLogger(os.Stderr, *level)
-	nc, err := reconcile.LoadNodeConfig(*config)
-	if err != nil && *dir != "" && errors.Is(err, os.ErrNotExist) {
-		nc, err = reconcile.ParseNodeConfig("(defaults)", []byte("node: local\nsource: {url: "+*dir+"}\nadmin: {listen: '127.0.0.1:9100'}\n"))
-	}
+	nc, defaults, err := readRunConfig(*config, *dir)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
 		return 1
 	}
-	n, err := newNode(nc, nodeOptions{sourceDir: *dir, noVRRP: *noVRRP, access: *access}, log)
+	n, err := newNode(nc, nodeOptions{sourceDir: *dir, noVRRP: *noVRRP, access: *access, defaults: defaults}, log)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
 		return 1
 	}
-	log.Info("gitedge starting", "node", nc.Node, "version", version, "source", sourceName(nc, *dir), "admin", nc.Admin.Listen)
+	n.hup = hup
+	n.readConfig = func() (*reconcile.NodeConfig, error) {
+		nc, _, err := readRunConfig(*config, *dir)
+		return nc, err
+	}
+	log.Info("gitedge starting", "node", nc.Node, "version", version, "source", sourceName(nc, *dir), "admin", nc.Admin.Listen,
+		"stateDir", nc.StateDir)
 	if err := n.run(ctx); err != nil {
 		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
 		return 1
 	}
+	log.Info("gitedge stopped")
 	return 0
+}
+
+// readRunConfig reads the node config; with --source and no config file,
+// a built-in one (defaults true) whose state lives in the user's cache
+// directory, never in a production node's /var/lib/gitedge.
+func readRunConfig(path, dir string) (nc *reconcile.NodeConfig, defaults bool, err error) {
+	nc, err = reconcile.LoadNodeConfig(path)
+	if err != nil && dir != "" && errors.Is(err, os.ErrNotExist) {
+		state := filepath.Join(os.TempDir(), "gitedge-state")
+		if cache, err := os.UserCacheDir(); err == nil {
+			state = filepath.Join(cache, "gitedge")
+		}
+		text := fmt.Sprintf("node: local\nsource: {url: %q}\nadmin: {listen: '127.0.0.1:9100'}\nstateDir: %q\n", dir, state)
+		nc, err = reconcile.ParseNodeConfig("(defaults)", []byte(text))
+		return nc, true, err
+	}
+	return nc, false, err
 }
 
 func sourceName(nc *reconcile.NodeConfig, dir string) string {

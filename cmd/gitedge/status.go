@@ -71,12 +71,20 @@ func printStatus(w io.Writer, s nodeStatus) {
 		if signer == "" {
 			signer = "not verified"
 		}
-		fmt.Fprintf(w, "live commit:  %s, applied %s ago, signed by %s\n", s.Live.Commit, time.Since(s.Live.AppliedAt).Round(time.Second), signer)
+		restored := ""
+		if s.Live.Restored {
+			restored = " (restored at start from the last applied record)"
+		}
+		fmt.Fprintf(w, "live commit:  %s, applied %s ago%s, signed by %s\n", s.Live.Commit, time.Since(s.Live.AppliedAt).Round(time.Second), restored, signer)
 		if s.Live.Message != "" {
 			fmt.Fprintf(w, "              %q by %s\n", s.Live.Message, s.Live.Author)
 		}
 	} else {
-		fmt.Fprintln(w, "live commit:  none yet")
+		why := ""
+		if c, ok := s.Conditions["live"]; ok && c.Message != "" {
+			why = " (" + c.Message + ")"
+		}
+		fmt.Fprintf(w, "live commit:  none yet%s\n", why)
 	}
 	if a := s.LastAttempt; a != nil {
 		fmt.Fprintf(w, "last attempt: %s (%s, trigger %s, %s ago, took %s)\n", a.Result, a.Commit, a.Trigger,

@@ -10,8 +10,16 @@ import (
 )
 
 func runValidate(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "validate", "[DIR]")
+	fs := newFlags(env, "validate", "[DIR] [--node-config FILE]")
 	output := fs.String("output", "text", "text or json")
+	nodeConfig := fs.String("node-config", "", "also check DIR against this node: its name is in spec.nodes, no listener takes its admin or webhook port")
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "usage: gitedge validate [DIR] [--node-config FILE]\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(env.stderr, "\nLimits: a file at most %d MiB and %d documents; a repository at most %d files, %d MiB and %d routes; a route at most %d hosts.\n"+
+			"Symbolic links are followed inside DIR; one that leaves DIR, is absolute or dangles is an error.\n",
+			reconcile.MaxFileBytes>>20, reconcile.MaxDocumentsPerFile, reconcile.MaxFiles, reconcile.MaxTotalBytes>>20, reconcile.MaxRoutes, reconcile.MaxHostsPerRoute)
+	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -24,7 +32,16 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
-	d, err := reconcile.LoadDir(dir)
+	var opts reconcile.LoadOptions
+	if *nodeConfig != "" {
+		nc, err := reconcile.LoadNodeConfig(*nodeConfig)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "gitedge validate: %v\n", err)
+			return 1
+		}
+		opts.Local = nc.Local()
+	}
+	d, _, err := reconcile.LoadDirWith(dir, opts)
 	switch *output {
 	case "json":
 		type jsonErr struct {

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+// What a SIGHUP (systemctl reload) may change while the node runs, and
+// what needs a restart. The source (remote, branch, path, poll, auth,
+// keyring), the webhook and the admin server are rebuilt and swapped in;
+// the node's name, its state directory and the Proxmox connection are
+// what the running subsystems were built with, so a change there is
+// logged and waits for a restart. The log level is a flag, not config.
+var (
+	liveFields    = []string{"source", "webhook", "admin"}
+	restartFields = []string{"node", "stateDir", "proxmox"}
+)
+
+// liveParts are the parts of a node a reload may replace: the source, and
+// the tasks that go with it (poller, webhook) and the admin server.
+type liveParts struct {
+	cfg   *reconcile.NodeConfig
+	src   revisionSource
+	tasks []task
+}
+
+// buildParts builds the source, its triggers and the admin server for nc.
+// The triggers poke whatever source the node runs now (n.src), so a source
+// swapped by a reload or built late is poked the same way.
+func (n *node) buildParts(nc *reconcile.NodeConfig) (liveParts, error) {
+	p := liveParts{cfg: nc}
+	opts := gitsource.Options{Logger: n.log.With("subsystem", "gitsource"), Registry: n.reg}
+	notify := func(t gitsource.Trigger) {
+		if n.src != nil {
+			n.src.Trigger(t)
+		}
+	}
+	if dir := n.opts.sourceDir; dir != "" {
+		d, err := gitsource.NewDir(gitsource.DirConfig{Dir: dir}, opts)
+		if err != nil {
+			return p, err
+		}
+		p.src = d
+		p.tasks = append(p.tasks, task{"fsnotify " + dir, d.Run})
+	} else {
+		cfg := sourceConfig(nc)
+		if err := cfg.Validate(); err != nil {
+			return p, fmt.Errorf("gitsource: %w", err)
+		}
+		g, err := gitsource.New(cfg, opts)
+		if err != nil {
+			// The configuration is valid: the state directory failed (a
+			// full disk). Come up anyway, serve the last applied commit,
+			// report, and build the source again later.
+			n.log.Error("the git source cannot be opened; serving the last applied commit and retrying", "error", err)
+			p.src = &deferredSource{first: err, build: func() (revisionSource, error) {
+				g, err := gitsource.New(cfg, opts)
+				if err != nil {
+					return nil, err
+				}
+				return g, nil
+			}}
+		} else {
+			p.src = g
+		}
+		poll, err := gitsource.NewPoller(cfg.Poll, cfg.Node, notify)
+		if err != nil {
+			return p, err
+		}
+		p.tasks = append(p.tasks, task{"poll " + cfg.Poll, poll.Run})
+		if wc, ok := webhookConfig(nc, cfg.Ref()); ok {
+			w, err := gitsource.NewWebhook(wc, notify, opts)
+			if err != nil {
+				return p, err
+			}
+			p.tasks = append(p.tasks, task{"webhook " + wc.Listen, w.Run})
+		}
+	}
+	if addr := nc.Admin.Listen; addr != "" && addr != "off" {
+		p.tasks = append(p.tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.serve(ctx, addr) }})
+	}
+	return p, nil
+}
+
+// superviseParts runs the live parts, and on SIGHUP re-reads the node
+// config, replacing the parts it changed. A part failing at start stops
+// the node, as every part does; one started by a reload is logged and the
+// node runs on without it.
+func (n *node) superviseParts(ctx context.Context) error {
+	parts := n.parts
+	for gen := 0; ; gen++ {
+		pctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		failed := make(chan error, len(parts.tasks))
+		for _, t := range parts.tasks {
+			wg.Go(func() {
+				if err := named(t.name, t.run(pctx)); err != nil {
+					failed <- err
+				}
+			})
+		}
+		next, err := n.waitReload(ctx, parts, failed, gen)
+		cancel()
+		wg.Wait()
+		if next == nil {
+			return err
+		}
+		n.src.swap(next.src)
+		parts = *next
+	}
+}
+
+// waitReload returns the parts to run next (nil: the node stops, with the
+// error that stops it).
+func (n *node) waitReload(ctx context.Context, cur liveParts, failed <-chan error, gen int) (*liveParts, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case err := <-failed:
+			if gen == 0 {
+				return nil, err
+			}
+			n.log.Error("a part started by a reload failed; the node runs on without it", "error", err)
+		case <-n.hup:
+			if next := n.reload(cur); next != nil {
+				return next, nil
+			}
+		}
+	}
+}
+
+// reload re-reads the node config (SIGHUP). It returns new parts when a
+// live field changed, nil when the running ones stay; either way the
+// source looks at the remote again.
+func (n *node) reload(cur liveParts) *liveParts {
+	path := cur.cfg.Path
+	refetch := gitsource.Trigger{Kind: gitsource.TriggerManual, Detail: "SIGHUP", At: time.Now()}
+	if n.readConfig == nil {
+		n.src.Trigger(refetch)
+		return nil
+	}
+	nc, err := n.readConfig()
+	if err != nil {
+		n.log.Error("SIGHUP: the node config does not load; keeping the running config", "config", path, "error", err)
+		n.src.Trigger(refetch)
+		return nil
+	}
+	live, restart := configChanges(cur.cfg, nc)
+	// What needs a restart keeps its running value until then.
+	merged := *nc
+	merged.Node, merged.StateDir, merged.Proxmox = cur.cfg.Node, cur.cfg.StateDir, cur.cfg.Proxmox
+	var next *liveParts
+	if len(live) > 0 {
+		p, err := n.buildParts(&merged)
+		if err != nil {
+			n.log.Error("SIGHUP: the new node config cannot be applied; keeping the running config", "config", path, "error", err)
+			n.src.Trigger(refetch)
+			return nil
+		}
+		next = &p
+		n.loop.SetLocal(localChecks(&merged, n.opts))
+	}
+	attrs := []any{"config", path, "appliedLive", live, "needsRestart", restart}
+	if len(restart) > 0 {
+		n.log.Warn("SIGHUP: node config reloaded; some changes need a restart (systemctl restart gitedge)", attrs...)
+	} else {
+		n.log.Info("SIGHUP: node config reloaded; re-fetching", attrs...)
+	}
+	if next == nil {
+		n.src.Trigger(refetch) // a new source looks at once by itself
+	}
+	return next
+}
+
+// configChanges lists the sections that differ, split into those a reload
+// applies and those that need a restart.
+func configChanges(old, new *reconcile.NodeConfig) (live, restart []string) {
+	differ := map[string]bool{
+		"source":   !reflect.DeepEqual(old.Source, new.Source),
+		"webhook":  !reflect.DeepEqual(old.Webhook, new.Webhook),
+		"admin":    old.Admin != new.Admin,
+		"node":     old.Node != new.Node,
+		"stateDir": old.StateDir != new.StateDir,
+		"proxmox":  !reflect.DeepEqual(old.Proxmox, new.Proxmox),
+	}
+	live, restart = []string{}, []string{}
+	for _, f := range liveFields {
+		if differ[f] {
+			live = append(live, f)
+		}
+	}
+	for _, f := range restartFields {
+		if differ[f] {
+			restart = append(restart, f)
+		}
+	}
+	return live, restart
+}
+
+// switchSource is what the loop reads across reloads: swap replaces the
+// source under it, and a Next waiting in the old one asks the new one.
+type switchSource struct {
+	mu      sync.Mutex
+	cur     revisionSource
+	swapped chan struct{} // closed when cur is replaced
+}
+
+func newSwitchSource(s revisionSource) *switchSource {
+	return &switchSource{cur: s, swapped: make(chan struct{})}
+}
+
+func (s *switchSource) current() (revisionSource, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur, s.swapped
+}
+
+func (s *switchSource) swap(src revisionSource) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = src
+	close(s.swapped)
+	s.swapped = make(chan struct{})
+}
+
+// Trigger pokes the current source.
+func (s *switchSource) Trigger(t gitsource.Trigger) {
+	src, _ := s.current()
+	src.Trigger(t)
+}
+
+// Next asks the current source; a swap meanwhile cancels that and asks
+// the new one.
+func (s *switchSource) Next(ctx context.Context) (gitsource.Revision, error) {
+	for {
+		src, swapped := s.current()
+		nctx, cancel := context.WithCancel(ctx)
+		stop := make(chan struct{})
+		go func() {
+			select {
+			case <-swapped:
+				cancel()
+			case <-stop:
+			}
+		}()
+		rev, err := src.Next(nctx)
+		close(stop)
+		swappedMeanwhile := nctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err != nil && swappedMeanwhile {
+			continue
+		}
+		return rev, err
+	}
+}
+
+// deferredSource stands in for a git source that could not be opened at
+// start (its state directory could not be written): Next reports why, as
+// a transient error, and builds it again with backoff or when triggered;
+// once built, it is the source.
+type deferredSource struct {
+	build func() (revisionSource, error)
+	first error // the failure at start, reported by the first Next
+
+	mu       sync.Mutex
+	src      revisionSource
+	poke     chan struct{}
+	failures int
+}
+
+type transientError struct{ error }
+
+func (e transientError) Transient() bool { return true }
+func (e transientError) Unwrap() error   { return e.error }
+
+func (d *deferredSource) pokes() chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.poke == nil {
+		d.poke = make(chan struct{}, 1)
+	}
+	return d.poke
+}
+
+// Trigger asks for another try at once (or pokes the built source).
+func (d *deferredSource) Trigger(t gitsource.Trigger) {
+	d.mu.Lock()
+	src := d.src
+	d.mu.Unlock()
+	if src != nil {
+		src.Trigger(t)
+		return
+	}
+	select {
+	case d.pokes() <- struct{}{}:
+	default:
+	}
+}
+
+// Next is for one caller, as gitsource's.
+func (d *deferredSource) Next(ctx context.Context) (gitsource.Revision, error) {
+	d.mu.Lock()
+	src := d.src
+	d.mu.Unlock()
+	if src != nil {
+		return src.Next(ctx)
+	}
+	if d.first != nil {
+		err := d.first
+		d.first = nil
+		d.failures = 1
+		return gitsource.Revision{Trigger: gitsource.Trigger{Kind: gitsource.TriggerStart}}, transientError{err}
+	}
+	wait := min(time.Second<<min(d.failures, 6), time.Minute)
+	wait = wait/2 + rand.N(wait/2+1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return gitsource.Revision{}, ctx.Err()
+	case <-t.C:
+	case <-d.pokes():
+	}
+	s, err := d.build()
+	if err != nil {
+		d.failures++
+		return gitsource.Revision{Trigger: gitsource.Trigger{Kind: gitsource.TriggerRetry}}, transientError{err}
+	}
+	d.mu.Lock()
+	d.src = s
+	d.mu.Unlock()
+	return s.Next(ctx)
+}

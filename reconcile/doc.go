@@ -1,0 +1,31 @@
+// Package reconcile is gitedge's desired-state model and its loop: it
+// loads a routes repository into the subsystems' config types, validates
+// it as a whole, plans the difference with what is live, applies it, and
+// reports.
+//
+// Loading (Load, LoadWith, LoadDir) reads every *.yaml / *.yml file under
+// the routes directory; names starting with "." are skipped. The same
+// rules hold for a directory on disk (`gitedge validate`, `gitedge plan`)
+// and for a git tree (`gitedge run`):
+//
+//   - A symbolic link is resolved by the loader itself, relative to the
+//     link's directory, through any chain of links: one whose target is
+//     absolute, leaves the routes directory, dangles or loops is an error
+//     naming the link, and nothing outside the directory is ever opened,
+//     so no message can quote it. A link to a file inside is read under
+//     the link's name; a link to a directory inside is walked under it.
+//   - Limits (limits.go): a file holds at most 8 MiB (checked by its size
+//     before it is read) and 10,000 documents; a revision at most 20,000
+//     files, 64 MiB of YAML and 100,000 routes; a route at most 1,000
+//     hosts. Each is an ordinary located error.
+//   - With LoadOptions.Local, the checks only one node can make are added:
+//     its name is in spec.nodes, and no listener takes its admin or webhook
+//     port (`gitedge validate --node-config`; `gitedge run` on every
+//     commit).
+//
+// The last applied record (Record, StateFile) is what makes a restart
+// serve the last good commit before any fetch (SPEC §4.1): Loop.Run
+// applies it first, and every pass that applies a new commit records it,
+// atomically, once every step took it. Failing to record never fails a
+// pass.
+package reconcile

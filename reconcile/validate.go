@@ -1,0 +1,230 @@
+package reconcile
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/gitedge/gitedge/dataplane"
+)
+
+// Local is what a repository is checked against on one node, beyond the
+// repository itself: the node's name and the addresses the node listens on
+// for itself (admin, webhook). `gitedge validate --node-config` and
+// `gitedge run` (on every commit) add these checks.
+type Local struct {
+	// Node is this node's name; when set and the Edge lists nodes, it must
+	// be one of them.
+	Node string
+	// Config is the node config file, named in messages.
+	Config string
+	// Listens are the node's own listening addresses.
+	Listens []LocalListen
+}
+
+// LocalListen is one address the node listens on for itself.
+type LocalListen struct {
+	Field string // the node config field, as "admin.listen"
+	Addr  string // as written there, as "127.0.0.1:9100" or ":9000"
+}
+
+// Local returns the node-local facts of a node config.
+func (c *NodeConfig) Local() *Local {
+	l := &Local{Node: c.Node, Config: c.Path}
+	if c.Admin.Listen != "" && c.Admin.Listen != "off" {
+		l.Listens = append(l.Listens, LocalListen{"admin.listen", c.Admin.Listen})
+	}
+	if c.Webhook != nil && c.Webhook.Listen != "" {
+		l.Listens = append(l.Listens, LocalListen{"webhook.listen", c.Webhook.Listen})
+	}
+	return l
+}
+
+// bindsClash reports whether two binds cannot both listen on one node: the
+// same port, and the same address or a wildcard covering the other. ":P"
+// and "[::]:P" are dual-stack and cover every address, "0.0.0.0:P" every
+// IPv4 address. Port 0 (any free port, for tests) never clashes.
+func bindsClash(a, b dataplane.Bind) bool {
+	if a.Port != b.Port || a.Port == 0 {
+		return false
+	}
+	return a.Addr == b.Addr || covers(a.Addr, b.Addr) || covers(b.Addr, a.Addr)
+}
+
+// covers reports whether a listener on w receives connections to o.
+func covers(w, o netip.Addr) bool {
+	switch {
+	case !w.IsValid(), w.IsUnspecified() && w.Is6():
+		return true
+	case w.IsUnspecified():
+		return !o.IsValid() || o.Is4()
+	}
+	return false
+}
+
+// checkBinds refuses listeners that overlap in a way dataplane's own check
+// (exact address, or ":P") does not see: "0.0.0.0:P" beside
+// "127.0.0.1:P", "[::]:P" beside "0.0.0.0:P". The node would refuse them
+// when it binds.
+func (c *converter) checkBinds() {
+	d := c.edgeDoc
+	lns := c.desired.Dataplane.Listeners
+	for i, ln := range lns {
+		for j, prev := range lns[:i] {
+			if ln.Bind.Overlaps(prev.Bind) || !bindsClash(ln.Bind, prev.Bind) {
+				continue // reported by dataplane's validation, or fine
+			}
+			c.l.failAt(d, fmt.Sprintf("spec.listeners[%d].bind", i),
+				"listener %q binds %s, which clashes with listener %q on %s (spec.listeners[%d]): a wildcard address takes the port on every address",
+				ln.Name, ln.Bind, prev.Name, prev.Bind, j)
+		}
+	}
+}
+
+// checkLocal adds the node-local checks of c.l.local.
+func (c *converter) checkLocal() {
+	loc, d := c.l.local, c.edgeDoc
+	if loc == nil || d == nil {
+		return
+	}
+	conf := ""
+	if loc.Config != "" {
+		conf = " (node config " + loc.Config + ")"
+	}
+	nodes := c.desired.Edge.Nodes
+	if loc.Node != "" && len(nodes) > 0 && !slices.ContainsFunc(nodes, func(n Node) bool { return n.Name == loc.Node }) {
+		names := make([]string, len(nodes))
+		for i, n := range nodes {
+			names[i] = n.Name
+		}
+		c.l.failAt(d, "spec.nodes", "this node, %q%s, is not in spec.nodes [%s]: add it, or set node: in the node config to one of them",
+			loc.Node, conf, strings.Join(names, " "))
+	}
+	for _, own := range loc.Listens {
+		b, err := dataplane.ParseBind(own.Addr)
+		if err != nil {
+			continue // the node config's own check reports it
+		}
+		for i, ln := range c.desired.Dataplane.Listeners {
+			if bindsClash(ln.Bind, b) {
+				c.l.failAt(d, fmt.Sprintf("spec.listeners[%d].bind", i),
+					"listener %q binds %s, which clashes with this node's %s %s%s: move one of them to another port",
+					ln.Name, ln.Bind, own.Field, own.Addr, conf)
+			}
+		}
+	}
+}
+
+// checkServerLoops refuses a backend server that is one of the proxy's
+// own listeners, on any node: a request sent there comes back to the proxy
+// and loops until the node runs out of file descriptors. A wildcard
+// listener is reached on loopback, on every node's address and on every
+// VIP.
+func (c *converter) checkServerLoops() {
+	owner := map[netip.Addr]string{} // local address -> what it is
+	for _, n := range c.desired.Edge.Nodes {
+		if n.Address.IsValid() {
+			owner[n.Address] = fmt.Sprintf("node %s's address", n.Name)
+		}
+	}
+	for _, in := range c.desired.Edge.Failover {
+		for _, v := range in.VIPs {
+			owner[v.Addr()] = fmt.Sprintf("the VIP of %s", in.Name)
+		}
+	}
+	lns := c.desired.Dataplane.Listeners
+	for _, b := range c.desired.Dataplane.Backends {
+		d := c.byName["Backend"][b.Name]
+		if d == nil {
+			continue
+		}
+		for j, s := range b.Servers {
+			if !s.Address.IsValid() {
+				continue
+			}
+			a := s.Address.Addr().Unmap()
+			for _, ln := range lns {
+				if ln.Bind.Port != s.Address.Port() || ln.Bind.Port == 0 {
+					continue
+				}
+				var why string
+				switch {
+				case ln.Bind.Addr.IsValid() && !ln.Bind.Addr.IsUnspecified():
+					if a != ln.Bind.Addr {
+						continue
+					}
+				case !covers(ln.Bind.Addr, a):
+					continue
+				case a.IsLoopback(), a.IsUnspecified():
+					why = ", reached on loopback"
+				case owner[a] != "":
+					why = ", reached on " + owner[a]
+				default:
+					continue
+				}
+				c.l.failAt(d, fmt.Sprintf("spec.servers[%d].address", j),
+					"%s is the proxy's own listener %q (bind %q%s): requests would loop back into the proxy; point the server at the backend itself",
+					s.Address, ln.Name, ln.Bind.String(), why)
+				break
+			}
+		}
+	}
+}
+
+// checkVIPs refuses VIPs that would cut a node off or never be reachable:
+// a node's own address (gitedge removes VIPs when it stops or loses
+// mastership), a VIP outside the subnet of every node, and, for multicast
+// VRRP, nodes that do not all share the VIP's subnet (adverts do not cross
+// subnets). The subnet is the VIP's prefix applied to the nodes'
+// addresses; nodes of the other address family are not compared.
+func (c *converter) checkVIPs(d *document, f string, vips []string, in *VRRPInstance) {
+	nodes := c.desired.Edge.Nodes
+	split := false
+	for j, s := range vips {
+		field := fmt.Sprintf("%s.vips[%d]", f, j)
+		p, err := parsePrefix(s)
+		if err != nil {
+			continue // reported where VIPs are parsed
+		}
+		if !strings.Contains(s, "/") {
+			c.l.failAt(d, field, "%q has no prefix length: write the VIP with the prefix of its subnet, as %s/24 (keepalived's virtual_ipaddress takes the same)", s, s)
+			continue
+		}
+		a := p.Addr().Unmap()
+		if i := slices.IndexFunc(nodes, func(n Node) bool { return n.Address == a }); i >= 0 {
+			c.l.failAt(d, field, "%s is the address of node %q: a VIP must be an address no node owns (gitedge removes a VIP when it stops or loses mastership, which would cut the node off)", a, nodes[i].Name)
+			continue
+		}
+		subnet := p.Masked()
+		var family, inside, outside []Node
+		for _, n := range nodes {
+			if n.Address.IsValid() && n.Address.Is4() == a.Is4() {
+				family = append(family, n)
+				if subnet.Contains(n.Address) {
+					inside = append(inside, n)
+				} else {
+					outside = append(outside, n)
+				}
+			}
+		}
+		switch {
+		case len(family) == 0:
+		case len(inside) == 0:
+			c.l.failAt(d, field, "%s is outside the subnet of every node (%s): no node could reach its clients on it; use an address of the nodes' subnet, or fix the prefix length",
+				s, nodeAddrs(family))
+		case !in.Unicast && len(outside) > 0 && !split:
+			split = true
+			c.l.failAt(d, field, "the nodes of this multicast instance are not on one subnet: %s is outside %s (the subnet of %s): VRRP adverts do not cross subnets; put the nodes on one subnet, or set unicastPeers: true",
+				nodeAddrs(outside), subnet, nodeAddrs(inside))
+		}
+	}
+}
+
+func nodeAddrs(ns []Node) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = n.Name + " " + n.Address.String()
+	}
+	return strings.Join(parts, ", ")
+}

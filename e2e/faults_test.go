@@ -208,6 +208,7 @@ func faultWebhookFlood(t *testing.T, f *fleet) {
 	} else {
 		resp.Body.Close()
 	}
+	defer n.stopWithin(t, 10*time.Second) // and the node still stops cleanly
 	// Refused deliveries are counted and logged at a bounded rate, not one
 	// line each: at most 30 webhook warnings for the whole flood.
 	var warns int

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,6 +224,24 @@ func (n *edgeNode) kill() {
 func (n *edgeNode) stop(t testing.TB) {
 	t.Helper()
 	n.d.stop(t)
+}
+
+// stopWithin sends SIGTERM and waits up to d for the process to end; if
+// it does not, it fails t and kills the process.
+func (n *edgeNode) stopWithin(t testing.TB, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	n.d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.d.done:
+	case <-time.After(d):
+		t.Errorf("%s: gitedge run did not stop within %v of SIGTERM; killed\n%s", n.name, d, n.d.logTail(10))
+		n.kill()
+		return
+	}
+	if took := time.Since(start); took > d/2 {
+		t.Logf("%s took %v to stop on SIGTERM", n.name, took)
+	}
 }
 
 // nodeStatus is what GET /status says, as far as the tests read it.

@@ -1,9 +1,11 @@
 package gitsource
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -78,6 +80,33 @@ func FuzzParseEvent(f *testing.F) {
 		}
 		if CheckSignature(fg, h, body, []byte("other-secret")) == nil {
 			t.Fatal("accepted under another secret")
+		}
+	})
+}
+
+// FuzzMemFSLink resolves arbitrary link targets: no panic, no escape, and
+// what a link yields is a file of the tree or an error.
+func FuzzMemFSLink(f *testing.F) {
+	for _, s := range []string{"f", "../top", "../../etc/passwd", "/etc/passwd", "", ".", "..", "./f/", "d/../f", "l", "in/l", "../in/l", "//f", "a/b/../../f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		m := NewMemFS(map[string][]byte{"in/f": []byte("x"), "top": []byte("t")}, map[string]string{"in/l": target, "in/m": "l"})
+		for _, name := range []string{"in/l", "in/m"} {
+			b, err := m.ReadFile(name)
+			if err == nil && string(b) != "x" && string(b) != "t" {
+				t.Fatalf("link to %q read %q", target, b)
+			}
+			if strings.HasPrefix(target, "/") && !errors.Is(err, ErrLinkOutside) {
+				t.Fatalf("absolute link %q: %v", target, err)
+			}
+			if p, _, err := m.resolve("open", name, true); err == nil &&
+				(strings.HasPrefix(p, "/") || slices.Contains(strings.Split(p, "/"), "..") || slices.Contains(strings.Split(p, "/"), "")) {
+				t.Fatalf("link %q resolved to %q", target, p)
+			}
+			if got, err := m.ReadLink("in/l"); got != target || err != nil {
+				t.Fatalf("ReadLink = %q, %v", got, err)
+			}
 		}
 	})
 }

@@ -14,8 +14,9 @@ type Revision struct {
 	// commit pin or a directory.
 	Ref string
 	// Files is the configured sub-directory at Commit, read fully into
-	// memory (a MemFS): no working tree, nothing half-written. The caller
-	// must not modify it.
+	// memory (a *MemFS): no working tree, nothing half-written. Symbolic
+	// links are kept as links (fs.ReadLinkFS) and never lead outside Files;
+	// see MemFS. The caller must not modify it.
 	Files fs.FS
 	// Signer is the key that signed Commit, nil when no keyring is
 	// configured (or for a directory).

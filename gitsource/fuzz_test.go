@@ -57,6 +57,15 @@ func FuzzParseEvent(f *testing.F) {
 				t.Fatalf("ref %q accepted", ev.Ref)
 			}
 		}
+		// The same body as the beginning of a longer one: what it finds
+		// is what the whole body says, or less.
+		pev, perr := parseEvent(fg, h, body, true)
+		if perr == nil && pev.Kind == "push" && pev.Ref != "" && !strings.HasPrefix(pev.Ref, "refs/") {
+			t.Fatalf("ref %q accepted from a prefix", pev.Ref)
+		}
+		if err == nil && perr == nil && pev.Ref != "" && pev.Ref != ev.Ref {
+			t.Fatalf("prefix found ref %q, the whole body %q", pev.Ref, ev.Ref)
+		}
 
 		secret := []byte("fuzz-secret")
 		switch fg {

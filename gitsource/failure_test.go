@@ -395,3 +395,23 @@ func TestShallowCacheRevert(t *testing.T) {
 	}
 	t.Logf("cache rebuilt %d time(s) for the revert", counter(t, g.m.reclones)-reclones)
 }
+
+// TestCredentialsRefusedAtStart: a restart whose credentials the remote
+// now refuses serves the cached commit, with the auth error as the cause.
+func TestCredentialsRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
+	state := t.TempDir()
+	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	next(t, g1)
+	g1.storage.Close()
+	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "rotated-wrongly")}})
+	rev := next(t, g2)
+	var stale *Error
+	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonAuth || !strings.Contains(rev.Trigger.Detail, "credentials refused") {
+		t.Fatalf("restart with refused credentials: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+	}
+}

@@ -280,3 +280,34 @@ func TestLocalFetchStalls(t *testing.T) {
 		t.Fatalf("restart while the fetch stalls: %s after %s, stale %v", short(rev.Commit), took, rev.Stale)
 	}
 }
+
+// TestStateDirFirstStart: with nothing cached and the state directory
+// full or read-only, the source still starts and its look says why it has
+// nothing.
+func TestStateDirFirstStart(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	for _, tc := range []struct {
+		name   string
+		spoil  func(t *testing.T, dir string)
+		reason string
+	}{
+		{"full", func(t *testing.T, dir string) { fill(t, dir) }, ReasonDiskFull},
+		{"read-only", func(t *testing.T, dir string) {
+			if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+				t.Fatal(err)
+			}
+		}, ReasonReadOnly},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := tmpfs(t, 1<<20)
+			tc.spoil(t, state)
+			g, _ := newSource(t, Config{URL: u.bare, StateDir: state})
+			if e := nextErr(t, g); e.Reason != tc.reason || !e.Retryable {
+				t.Fatalf("first start: %+v: %v", e, e)
+			}
+		})
+	}
+}

@@ -102,7 +102,8 @@ type blobData struct {
 }
 
 // New returns a source following cfg's remote. It does no I/O beyond
-// creating cfg.StateDir; the first Next fetches.
+// creating cfg.StateDir (a full or read-only one is left to the first
+// look to report); the first Next fetches.
 func New(cfg Config, opts Options) (*Git, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gitsource: %w", err)
@@ -114,8 +115,13 @@ func New(cfg Config, opts Options) (*Git, error) {
 	}
 	key := sha256.Sum256([]byte(u + "\x00" + cfg.ref() + "\x00" + cfg.Commit))
 	dir := filepath.Join(cfg.StateDir, "gitsource", hex.EncodeToString(key[:8]))
-	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
-		return nil, fmt.Errorf("gitsource: state directory: %w", err)
+	// A full or read-only state directory must not keep the node from
+	// starting: the first look reports it (and serves what the cache
+	// holds). Anything else (permissions, a file in the way) is a
+	// configuration error, told at once.
+	mkErr := os.MkdirAll(filepath.Dir(dir), 0o750)
+	if reason, _ := diskReason(mkErr); mkErr != nil && reason == "" {
+		return nil, fmt.Errorf("gitsource: state directory: %w", mkErr)
 	}
 	g := &Git{
 		cfg:      cfg,

@@ -473,6 +473,7 @@ const (
 	refusedTimeout      = "timeout"
 	refusedBadRequest   = "bad-request"
 	refusedConnections  = "connections" // over MaxConnsPerSource, closed at accept
+	refusedPath         = "path"        // not the webhook's path
 )
 
 // ServeHTTP handles one webhook delivery.
@@ -488,8 +489,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	refuse := func(code int, reason, msg string) {
 		w.refused.WithLabelValues(reason).Inc()
 		w.refusals.add(reason, src, "forge", string(forge), "status", code, "detail", msg)
-		// Whatever is left of the body is not read: the connection goes.
-		rw.Header().Set("Connection", "close")
+		dropBody(rw)
 		if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 			rw.Header().Set("Retry-After", strconv.Itoa(int(w.cfg.BodyTimeout.Seconds())+1))
 		}
@@ -589,6 +589,15 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	reply(http.StatusAccepted, "accepted", "accepted")
 }
 
+// dropBody makes sure whatever is left of a refused request's body is
+// not read: the connection closes after the answer. (net/http would
+// otherwise read up to 256 KiB of it, at the sender's pace, to reuse the
+// connection; "Connection: close" alone does not stop that.)
+func dropBody(rw http.ResponseWriter) {
+	rw.Header().Set("Connection", "close")
+	_ = http.NewResponseController(rw).SetReadDeadline(time.Now())
+}
+
 // readBody reads a body of at most MaxBody bytes through mac (when not
 // nil) and returns its first keepBytes, and whether there was more.
 func (w *Webhook) readBody(body io.Reader, mac hash.Hash) (kept []byte, truncated bool, err error) {
@@ -637,20 +646,30 @@ func (w *Webhook) Run(ctx context.Context) error {
 // Serve serves the endpoint at cfg.Path on ln until ctx ends, then shuts
 // down gracefully. It returns nil on cancellation and closes ln.
 func (w *Webhook) Serve(ctx context.Context, ln net.Listener) error {
-	mux := http.NewServeMux()
-	mux.Handle(w.cfg.Path, w)
+	// Another path gets 404 and loses its connection, so that no body
+	// is read there either.
+	handler := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != w.cfg.Path {
+			w.refused.WithLabelValues(refusedPath).Inc()
+			w.refusals.add(refusedPath, sourceKey(r.RemoteAddr), "path", r.URL.Path)
+			dropBody(rw)
+			http.NotFound(rw, r)
+			return
+		}
+		w.ServeHTTP(rw, r)
+	})
 	limited := newConnLimiter(ln, w.cfg.MaxConns, w.cfg.MaxConnsPerSource, func(src string) {
 		w.refused.WithLabelValues(refusedConnections).Inc()
 		w.refusals.add(refusedConnections, src, "limit", w.cfg.MaxConnsPerSource)
 	})
 	// A request may wait for a body slot, then read its body: each at
 	// most BodyTimeout; ReadTimeout and WriteTimeout only back that up.
-	handler := 2*w.cfg.BodyTimeout + 5*time.Second
+	inHandler := 2*w.cfg.BodyTimeout + 5*time.Second
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: w.cfg.HeaderTimeout,
-		ReadTimeout:       w.cfg.HeaderTimeout + handler,
-		WriteTimeout:      handler,
+		ReadTimeout:       w.cfg.HeaderTimeout + inHandler,
+		WriteTimeout:      inHandler,
 		IdleTimeout:       30 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelWarn),

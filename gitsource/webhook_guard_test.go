@@ -443,7 +443,7 @@ func TestWebhookSlowBody(t *testing.T) {
 }
 
 var allRefusals = []string{refusedMethod, refusedUnsigned, refusedBadSignature, refusedTooLarge, refusedBusy,
-	refusedSourceBusy, refusedPreempted, refusedTimeout, refusedBadRequest, refusedConnections}
+	refusedSourceBusy, refusedPreempted, refusedTimeout, refusedBadRequest, refusedConnections, refusedPath}
 
 // slowBody opens a connection that sends a delivery's headers (with a
 // made-up signature) and the first byte of its body, then nothing.
@@ -499,6 +499,30 @@ func TestWebhookWaitsAndPreempts(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(w.refused.WithLabelValues(refusedPreempted)); n != 1 {
 		t.Fatalf("preempted = %v", n)
+	}
+}
+
+// TestWebhookOtherPath: another path is 404, its body unread, the
+// connection closed.
+func TestWebhookOtherPath(t *testing.T) {
+	t.Parallel()
+	w, _ := guardWebhook(t, WebhookConfig{}, func(Trigger) {}, nil)
+	addr := serveWebhook(t, w)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /hook/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusNotFound || !resp.Close {
+		t.Fatalf("other path: %v, %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection kept: %v", err)
 	}
 }
 

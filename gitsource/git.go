@@ -637,6 +637,9 @@ func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
 		repo, release, err = g.openReadOnly()
 		if err == nil {
 			defer release()
+			if r, rerr := repo.Reference(lastRef, false); rerr == nil && g.last == "" {
+				g.last = r.Hash().String()
+			}
 		}
 	}
 	if err != nil || g.last == "" {

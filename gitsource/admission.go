@@ -142,11 +142,16 @@ type admission struct {
 
 	mu      sync.Mutex
 	free    int
-	reading map[string]int // per source
-	waiting map[string]int // per source
+	reading map[string]int       // per source
+	waiting map[string]int       // per source
+	granted map[string]time.Time // per source: when it last got a slot (bounded, see take)
 	queue   []*waiter
 	slots   map[*slot]struct{} // being read
 }
+
+// maxGranted bounds the sources whose last slot is remembered; past it
+// the memory starts afresh (the order among waiters is only a preference).
+const maxGranted = 4096
 
 type waiter struct {
 	src     string
@@ -174,7 +179,8 @@ const (
 
 func newAdmission(max, perSource int, wait, preemptAfter time.Duration, gauge func(float64)) *admission {
 	return &admission{max: max, perSource: perSource, maxQueue: 4 * max, maxWaiting: max, wait: wait, preemptAfter: preemptAfter,
-		gauge: gauge, free: max, reading: map[string]int{}, waiting: map[string]int{}, slots: map[*slot]struct{}{}}
+		gauge: gauge, free: max, reading: map[string]int{}, waiting: map[string]int{}, granted: map[string]time.Time{},
+		slots: map[*slot]struct{}{}}
 }
 
 // acquire returns a slot, or the reason none was given.
@@ -241,6 +247,10 @@ func (a *admission) take(src string) *slot {
 	sl := &slot{a: a, src: src, since: time.Now()}
 	a.reading[src]++
 	a.slots[sl] = struct{}{}
+	if len(a.granted) >= maxGranted {
+		clear(a.granted)
+	}
+	a.granted[src] = sl.since
 	return sl
 }
 
@@ -300,11 +310,17 @@ func (a *admission) evictFor(src string) bool {
 }
 
 // before reports whether a waiter from source x goes before one from y:
-// the source reading fewer bodies, then the one waiting for fewer; the
-// earlier among equals. Called with a.mu held.
+// the source reading fewer bodies, then the one served longest ago (or
+// never), then the one waiting for fewer; the earlier among equals. A
+// forge, which sends a delivery now and then, thus goes before a flood's
+// sources however many they are, unless they outnumber the slots many
+// times over. Called with a.mu held.
 func (a *admission) before(x, y string) bool {
 	if a.reading[x] != a.reading[y] {
 		return a.reading[x] < a.reading[y]
+	}
+	if gx, gy := a.granted[x], a.granted[y]; !gx.Equal(gy) {
+		return gx.Before(gy)
 	}
 	return a.waiting[x] < a.waiting[y]
 }
@@ -328,10 +344,9 @@ func (sl *slot) wasPreempted() bool {
 }
 
 // release gives the slot back (once; later calls do nothing): to the
-// waiter whose source reads the fewest bodies now, then waits for the
-// fewest (the earliest among equals; none whose source reads its share),
-// so that sources already reading or queueing cannot keep a new one
-// waiting; else to the pool.
+// first waiter in the order of before (none whose source reads its
+// share), so that sources already reading or queueing cannot keep a new
+// one waiting; else to the pool.
 func (sl *slot) release() {
 	sl.once.Do(func() { sl.a.release(sl) })
 }

@@ -630,31 +630,34 @@ func attacker(ctx context.Context, addr string, src, kind int, chunk []byte, con
 
 // TestWebhookFlood is the attack of issue 10: 300 connections that each
 // try to send ~5 MiB slowly, unsigned or with made-up signatures, from 20
-// addresses, for 5s. The heap the server holds stays bounded (the
-// figure is in the log), a correctly signed delivery sent meanwhile is
-// accepted and triggers, and the refusals make a handful of log lines.
-// It measures the process's heap, so it does not run in parallel.
+// addresses. Once the flood holds every body slot, the forge delivers a
+// correctly signed push; the flood goes on until it is answered, and 1s
+// more. The heap the server holds stays bounded (the figures are in the
+// log), the delivery is accepted and triggers, and the refusals make a
+// handful of log lines. It measures the process's heap, so it does not run
+// in parallel.
 func TestWebhookFlood(t *testing.T) {
 	const (
 		attackers = 300
 		sources   = 20
-		floodFor  = 5 * time.Second
 		// heapBound is what the server may hold over its idle heap,
-		// with the defaults (WebhookConfig): connections and bodies, plus
+		// with the defaults (WebhookConfig, used here): connections and bodies, plus
 		// the attackers' own side of the connections, which live in this
 		// process too.
 		heapBound = 24 << 20
+		// maxFlood bounds the test, however slow the machine.
+		maxFlood = 60 * time.Second
 	)
 	lines := newLineCounter()
 	got := make(chan Trigger, 10)
-	cfg := WebhookConfig{Ref: "refs/heads/main", BodyTimeout: 2 * time.Second, HeaderTimeout: 2 * time.Second}
-	w, _ := guardWebhook(t, cfg, func(tr Trigger) { got <- tr }, lines)
+	w, _ := guardWebhook(t, WebhookConfig{Ref: "refs/heads/main"}, func(tr Trigger) { got <- tr }, lines)
 	addr := serveWebhook(t, w)
 	runtime.GC()
 	base := heapInuse()
 
-	ctx, stop := context.WithTimeout(context.Background(), floodFor)
+	ctx, stop := context.WithTimeout(context.Background(), maxFlood)
 	defer stop()
+	floodStart := time.Now()
 	chunk := bytes.Repeat([]byte("A"), 4<<10)
 	var conns atomic.Int64
 	var wg sync.WaitGroup
@@ -690,13 +693,16 @@ func TestWebhookFlood(t *testing.T) {
 	waitFor(t, func() bool { return refused() >= attackers && testutil.ToFloat64(w.inflight) >= 16 })
 	body := testdataPayload(t, "github-push.json")
 	start := time.Now()
-	resp, err := (&http.Client{Timeout: floodFor}).Do(forgeRequest(t, "http://"+addr+"/hook", ForgeGitHub, "push", body, "good"))
+	resp, err := (&http.Client{Timeout: maxFlood}).Do(forgeRequest(t, "http://"+addr+"/hook", ForgeGitHub, "push", body, "good"))
 	latency := time.Since(start)
 	if err != nil {
 		t.Fatalf("the signed delivery during the flood: %v", err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if ctx.Err() != nil {
+		t.Fatalf("the signed delivery was answered only after %s of flood", maxFlood)
+	}
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("the signed delivery during the flood: %d after %s", resp.StatusCode, latency)
 	}
@@ -708,8 +714,12 @@ func TestWebhookFlood(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("accepted, but no trigger")
 	}
-	inFlood := ctx.Err() == nil
-	<-ctx.Done()
+	select { // the flood goes on a little after the delivery
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+	stop()
+	flood := time.Since(floodStart)
 	wg.Wait()
 	<-sampled
 	growth := int64(peak.Load()) - int64(base)
@@ -717,12 +727,9 @@ func TestWebhookFlood(t *testing.T) {
 	for _, r := range allRefusals {
 		byReason[r] = testutil.ToFloat64(w.refused.WithLabelValues(r))
 	}
-	t.Logf("flood: %d attackers from %d addresses, %d connections in %s; refused %v", attackers, sources, conns.Load(), floodFor, byReason)
-	t.Logf("signed delivery accepted in %s (during the flood: %v); heap in use %.1f MiB before, peak growth %.1f MiB (bound %d MiB)",
-		latency.Round(time.Millisecond), inFlood, float64(base)/(1<<20), float64(growth)/(1<<20), heapBound>>20)
-	if !inFlood {
-		t.Errorf("the signed delivery was answered only after the flood (%s)", latency)
-	}
+	t.Logf("flood: %d attackers from %d addresses, %d connections in %s; refused %v", attackers, sources, conns.Load(), flood.Round(time.Millisecond), byReason)
+	t.Logf("signed delivery accepted in %s; heap in use %.1f MiB before, peak growth %.1f MiB (bound %d MiB)",
+		latency.Round(time.Millisecond), float64(base)/(1<<20), float64(growth)/(1<<20), heapBound>>20)
 	if growth > heapBound {
 		t.Errorf("heap grew by %.1f MiB under the flood, bound %d MiB", float64(growth)/(1<<20), heapBound>>20)
 	}
@@ -730,8 +737,9 @@ func TestWebhookFlood(t *testing.T) {
 		t.Errorf("the flood did not reach the body stage: %v", byReason)
 	}
 	w.refusals.flush()
-	if warn := lines.warnings(); len(warn) > 3 {
-		t.Errorf("%d warning lines for the flood, want at most 3:\n%s", len(warn), strings.Join(warn, "\n"))
+	// One line in full, then a summary per refusalLogInterval.
+	if warn, max := lines.warnings(), 2+int(flood/refusalLogInterval); len(warn) > max {
+		t.Errorf("%d warning lines for the flood, want at most %d:\n%s", len(warn), max, strings.Join(warn, "\n"))
 	} else {
 		t.Logf("log:\n%s", strings.Join(warn, "\n"))
 	}

@@ -346,6 +346,26 @@ func TestAdmission(t *testing.T) {
 		t.Fatal("the newcomer did not get the freed slot")
 	}
 
+	// Among sources reading nothing, the one never served goes first,
+	// though it came last.
+	e := newAdmission(1, 1, time.Hour, time.Hour, func(float64) {})
+	first, _ := e.acquire("flood")
+	first.release() // flood has been served
+	hold, _ := e.acquire("other")
+	gotFlood, gotForge := make(chan *slot, 1), make(chan *slot, 1)
+	go func() { sl, _ := e.acquire("flood"); gotFlood <- sl }()
+	waitFor(t, queued(e, 1))
+	go func() { sl, _ := e.acquire("forge"); gotForge <- sl }()
+	waitFor(t, queued(e, 2))
+	hold.release()
+	select {
+	case sl := <-gotForge:
+		sl.release()
+	case <-gotFlood:
+		t.Fatal("the waiter of a source served before went first")
+	}
+	(<-gotFlood).release()
+
 	// A waiter cuts the oldest body once it has lasted preemptAfter.
 	d := newAdmission(1, 1, time.Hour, 10*time.Millisecond, func(float64) {})
 	slow, _ := d.acquire("slow")

@@ -70,6 +70,12 @@ func NewDir(cfg DirConfig, opts Options) (*Dir, error) {
 	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("gitsource: source directory %s: not a directory (%v)", cfg.Dir, err)
 	}
+	// The directory itself may be reached through a link (a deploy
+	// symlink): walk what it points at. Links inside it are another matter
+	// (see readDir).
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("gitsource: source directory %s: not a directory (%v)", cfg.Dir, err)
+	}
 	cfg.Dir = abs
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -232,15 +238,20 @@ func (d *Dir) Next(ctx context.Context) (Revision, error) {
 		rev := Revision{Commit: sum, Files: files, Trigger: t, Previous: d.last}
 		d.last = sum
 		d.m.revisions.Inc()
-		d.log.Info("revision ready", "commit", short(sum), "files", len(files), "trigger", string(t.Kind), "detail", t.Detail)
+		d.log.Info("revision ready", "commit", short(sum), "files", files.Len(), "links", files.Links(), "trigger", string(t.Kind), "detail", t.Detail)
 		return rev, nil
 	}
 }
 
-// readDir reads the regular files under root (following symbolic links to
-// files, skipping names that start with ".") and hashes them.
-func readDir(root string, limit int64) (MemFS, string, error) {
-	files := MemFS{}
+// readDir snapshots the regular files and symbolic links under root,
+// skipping names that start with ".", and hashes them. A link is recorded
+// as its target text and never followed here: the MemFS handed over
+// resolves it inside the snapshot or refuses it, so a link leaving the
+// directory is never read, and a git commit and a directory holding the
+// same tree behave alike.
+func readDir(root string, limit int64) (*MemFS, string, error) {
+	files := map[string][]byte{}
+	links := map[string]string{}
 	var total int64
 	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -258,58 +269,76 @@ func readDir(root string, limit int64) (MemFS, string, error) {
 			}
 			return nil
 		}
-		if e.IsDir() {
-			return nil
-		}
-		if e.Type()&fs.ModeSymlink != 0 {
-			st, err := os.Stat(p)
-			if err != nil || !st.Mode().IsRegular() {
-				return nil // dangling, or a link to a directory
-			}
-		} else if !e.Type().IsRegular() {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		total += int64(len(data))
-		if limit > 0 && total > limit {
-			return &Error{Step: StepRead, Reason: ReasonTooLarge, Err: fmt.Errorf("files pass %d MiB (at %s)", limit>>20, p)}
-		}
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
 		}
-		files[filepath.ToSlash(rel)] = data
+		rel = filepath.ToSlash(rel)
+		var size int64
+		switch {
+		case e.IsDir():
+			return nil
+		case e.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			links[rel] = filepath.ToSlash(target)
+			size = int64(len(target))
+		case e.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			files[rel] = data
+			size = int64(len(data))
+		default:
+			return nil // sockets, FIFOs, devices
+		}
+		total += size
+		if limit > 0 && total > limit {
+			return &Error{Step: StepRead, Reason: ReasonTooLarge, Err: fmt.Errorf("files pass %d MiB (at %s)", limit>>20, p)}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	return files, "dir:" + contentHash(files), nil
+	return NewMemFS(files, links), "dir:" + contentHash(files, links), nil
 }
 
-// contentHash is the SHA-256 of the sorted paths and contents, with
-// lengths so that no two trees hash alike by shifting bytes between names.
-func contentHash(files MemFS) string {
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
+// contentHash is the SHA-256 of the sorted paths and contents (a link's
+// content is its target text, marked apart from a file's), with lengths so
+// that no two trees hash alike by shifting bytes between names.
+func contentHash(files map[string][]byte, links map[string]string) string {
+	type entry struct {
+		name, kind string
+		data       []byte
 	}
-	slices.Sort(names)
+	all := make([]entry, 0, len(files)+len(links))
+	for n, d := range files {
+		all = append(all, entry{n, "f", d})
+	}
+	for n, t := range links {
+		all = append(all, entry{n, "l", []byte(t)})
+	}
+	slices.SortFunc(all, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	h := sha256.New()
 	var n [8]byte
-	for _, name := range names {
-		binary.BigEndian.PutUint64(n[:], uint64(len(name)))
+	for _, e := range all {
+		h.Write([]byte(e.kind))
+		binary.BigEndian.PutUint64(n[:], uint64(len(e.name)))
 		h.Write(n[:])
-		h.Write([]byte(name))
-		binary.BigEndian.PutUint64(n[:], uint64(len(files[name])))
+		h.Write([]byte(e.name))
+		binary.BigEndian.PutUint64(n[:], uint64(len(e.data)))
 		h.Write(n[:])
-		h.Write(files[name])
+		h.Write(e.data)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -90,13 +90,16 @@ func TestDirEdit(t *testing.T) {
 }
 
 func TestDirContentHash(t *testing.T) {
-	a := MemFS{"ab": []byte("c")}
-	b := MemFS{"a": []byte("bc")}
-	if contentHash(a) == contentHash(b) {
+	a := map[string][]byte{"ab": []byte("c")}
+	b := map[string][]byte{"a": []byte("bc")}
+	if contentHash(a, nil) == contentHash(b, nil) {
 		t.Fatal("moving bytes between name and content keeps the hash")
 	}
-	if contentHash(MemFS{"x": []byte("1"), "y": []byte("2")}) != contentHash(MemFS{"y": []byte("2"), "x": []byte("1")}) {
+	if contentHash(map[string][]byte{"x": []byte("1"), "y": []byte("2")}, nil) != contentHash(map[string][]byte{"y": []byte("2"), "x": []byte("1")}, nil) {
 		t.Fatal("hash depends on map order")
+	}
+	if contentHash(map[string][]byte{"x": []byte("y")}, nil) == contentHash(nil, map[string]string{"x": "y"}) {
+		t.Fatal("a link hashes like a file holding its target")
 	}
 	if _, err := NewDir(DirConfig{Dir: filepath.Join(t.TempDir(), "missing")}, Options{}); err == nil {
 		t.Fatal("missing directory accepted")

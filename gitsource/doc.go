@@ -21,6 +21,20 @@
 //   - Poller: a robfig/cron schedule, offset per node, that pokes a queue.
 //   - Webhook: an http.Handler for GitHub, Gitea/Forgejo, GitLab and
 //     generic HMAC push events; it answers at once and only pokes a queue.
+//     It is open to anyone who can reach its port, so what requests not
+//     yet authenticated may hold is bounded whatever their number
+//     (admission.go), refusals are logged in summary, and replayed
+//     deliveries are recognised.
+//
+// A revision's files are a MemFS: symbolic links are kept as links,
+// followed inside the tree and refused when they leave it, the same for a
+// git commit and a directory.
+//
+// At start, a look that cannot fetch (the remote unreachable or gone, the
+// credentials refused, the state directory full or read-only) hands over
+// the cached last good commit instead. No remote operation outlives its
+// deadline; to make sure of it for file:// and plain paths, importing the
+// package replaces go-git's file transport with a wrapper (transport.go).
 //
 // gitsource does not import reconcile; cmd/gitedge maps the node config
 // onto Config and WebhookConfig.

@@ -33,6 +33,8 @@ const (
 	ReasonPath         = "path"          // sub-directory missing at that commit
 	ReasonTooLarge     = "too-large"     // tree over the size limit
 	ReasonIO           = "io"            // local directory could not be read
+	ReasonDiskFull     = "disk-full"     // the state directory's filesystem is full (ENOSPC, EDQUOT)
+	ReasonReadOnly     = "read-only"     // the state directory's filesystem is read-only (EROFS)
 )
 
 // Error is what Next returns when a look at the source fails. Step says

@@ -2,8 +2,10 @@ package gitsource
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -394,4 +396,79 @@ func TestShallowCacheRevert(t *testing.T) {
 		t.Fatalf("revert: %s", short(rev.Commit))
 	}
 	t.Logf("cache rebuilt %d time(s) for the revert", counter(t, g.m.reclones)-reclones)
+}
+
+// TestCredentialsRefusedAtStart: a restart whose credentials the remote
+// now refuses serves the cached commit, with the auth error as the cause.
+func TestCredentialsRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
+	state := t.TempDir()
+	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	next(t, g1)
+	g1.storage.Close()
+	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "rotated-wrongly")}})
+	rev := next(t, g2)
+	var stale *Error
+	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonAuth || !strings.Contains(rev.Trigger.Detail, "credentials refused") {
+		t.Fatalf("restart with refused credentials: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+	}
+}
+
+// TestBounded: an operation that ignores its deadline is left behind
+// stuckGrace after it, with a channel that says when it returns.
+func TestBounded(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	release := make(chan struct{})
+	start := time.Now()
+	stuck, err := bounded(ctx, func() error { <-release; return nil })
+	if took := time.Since(start); !errors.Is(err, errStuck) || !errors.Is(err, context.DeadlineExceeded) || stuck == nil ||
+		took < stuckGrace || took > stuckGrace+2*time.Second {
+		t.Fatalf("stuck op: %v after %s", err, took)
+	}
+	close(release)
+	<-stuck
+	if stuck, err := bounded(context.Background(), func() error { return io.EOF }); stuck != nil || err != io.EOF {
+		t.Fatalf("prompt op: %v, %v", stuck, err)
+	}
+}
+
+// TestStuckFetchLeavesCacheAlone: while a fetch left behind still runs,
+// looks fail without touching the cache, and a restart meanwhile serves
+// the cached commit through a storage of its own.
+func TestStuckFetchLeavesCacheAlone(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	state := t.TempDir()
+	g, _ := newSource(t, Config{URL: u.bare, StateDir: state, RetryMin: time.Hour, RetryMax: time.Hour})
+	next(t, g)
+	c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
+	u.push("main")
+
+	stuck := make(chan struct{})
+	g.busy, g.busySince = stuck, time.Now()
+	g.Trigger(Trigger{Kind: TriggerPoll})
+	if e := nextErr(t, g); e.Reason != ReasonUnreachable || !e.Retryable || !strings.Contains(e.Error(), "still stuck") {
+		t.Fatalf("look while a fetch is stuck: %+v: %v", e, e)
+	}
+
+	g2, _ := newSource(t, Config{URL: u.bare, StateDir: state, RetryMin: time.Hour, RetryMax: time.Hour})
+	g2.busy, g2.busySince = stuck, time.Now()
+	rev := next(t, g2)
+	if rev.Commit != c1 || rev.Stale == nil || readFS(t, rev.Files, "a.yaml") != "one\n" || g2.repo != nil {
+		t.Fatalf("restart while a fetch is stuck: %s, stale %v, cache storage opened: %v", short(rev.Commit), rev.Stale, g2.repo != nil)
+	}
+
+	close(stuck) // the fetch returns at last
+	g.Trigger(Trigger{Kind: TriggerPoll})
+	if rev := next(t, g); rev.Commit != c2 {
+		t.Fatalf("once the fetch returned: %s", short(rev.Commit))
+	}
 }

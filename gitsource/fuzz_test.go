@@ -1,9 +1,11 @@
 package gitsource
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,6 +57,15 @@ func FuzzParseEvent(f *testing.F) {
 				t.Fatalf("ref %q accepted", ev.Ref)
 			}
 		}
+		// The same body as the beginning of a longer one: what it finds
+		// is what the whole body says, or less.
+		pev, perr := parseEvent(fg, h, body, true)
+		if perr == nil && pev.Kind == "push" && pev.Ref != "" && !strings.HasPrefix(pev.Ref, "refs/") {
+			t.Fatalf("ref %q accepted from a prefix", pev.Ref)
+		}
+		if err == nil && perr == nil && pev.Ref != "" && pev.Ref != ev.Ref {
+			t.Fatalf("prefix found ref %q, the whole body %q", pev.Ref, ev.Ref)
+		}
 
 		secret := []byte("fuzz-secret")
 		switch fg {
@@ -78,6 +89,33 @@ func FuzzParseEvent(f *testing.F) {
 		}
 		if CheckSignature(fg, h, body, []byte("other-secret")) == nil {
 			t.Fatal("accepted under another secret")
+		}
+	})
+}
+
+// FuzzMemFSLink resolves arbitrary link targets: no panic, no escape, and
+// what a link yields is a file of the tree or an error.
+func FuzzMemFSLink(f *testing.F) {
+	for _, s := range []string{"f", "../top", "../../etc/passwd", "/etc/passwd", "", ".", "..", "./f/", "d/../f", "l", "in/l", "../in/l", "//f", "a/b/../../f"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		m := NewMemFS(map[string][]byte{"in/f": []byte("x"), "top": []byte("t")}, map[string]string{"in/l": target, "in/m": "l"})
+		for _, name := range []string{"in/l", "in/m"} {
+			b, err := m.ReadFile(name)
+			if err == nil && string(b) != "x" && string(b) != "t" {
+				t.Fatalf("link to %q read %q", target, b)
+			}
+			if strings.HasPrefix(target, "/") && !errors.Is(err, ErrLinkOutside) {
+				t.Fatalf("absolute link %q: %v", target, err)
+			}
+			if p, _, err := m.resolve("open", name, true); err == nil &&
+				(strings.HasPrefix(p, "/") || slices.Contains(strings.Split(p, "/"), "..") || slices.Contains(strings.Split(p, "/"), "")) {
+				t.Fatalf("link %q resolved to %q", target, p)
+			}
+			if got, err := m.ReadLink("in/l"); got != target || err != nil {
+				t.Fatalf("ReadLink = %q, %v", got, err)
+			}
 		}
 	})
 }

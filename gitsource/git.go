@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
@@ -85,8 +87,10 @@ type Git struct {
 	prevFiles    map[string]blobData
 	failures     int
 	maxPacks     int
-	compacting   bool // the next fetch rebuilds the cache after compaction
-	suspect      bool // the last fetch failed for no network reason
+	compacting   bool            // the next fetch rebuilds the cache after compaction
+	suspect      bool            // the last fetch failed for no network reason
+	busy         <-chan struct{} // a fetch left behind at its deadline still uses the cache
+	busySince    time.Time
 
 	retryMu sync.Mutex
 	retry   *time.Timer
@@ -98,7 +102,8 @@ type blobData struct {
 }
 
 // New returns a source following cfg's remote. It does no I/O beyond
-// creating cfg.StateDir; the first Next fetches.
+// creating cfg.StateDir (a full or read-only one is left to the first
+// look to report); the first Next fetches.
 func New(cfg Config, opts Options) (*Git, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gitsource: %w", err)
@@ -110,8 +115,13 @@ func New(cfg Config, opts Options) (*Git, error) {
 	}
 	key := sha256.Sum256([]byte(u + "\x00" + cfg.ref() + "\x00" + cfg.Commit))
 	dir := filepath.Join(cfg.StateDir, "gitsource", hex.EncodeToString(key[:8]))
-	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
-		return nil, fmt.Errorf("gitsource: state directory: %w", err)
+	// A full or read-only state directory must not keep the node from
+	// starting: the first look reports it (and serves what the cache
+	// holds). Anything else (permissions, a file in the way) is a
+	// configuration error, told at once.
+	mkErr := os.MkdirAll(filepath.Dir(dir), 0o750)
+	if reason, _ := diskReason(mkErr); mkErr != nil && reason == "" {
+		return nil, fmt.Errorf("gitsource: state directory: %w", mkErr)
 	}
 	g := &Git{
 		cfg:      cfg,
@@ -255,16 +265,14 @@ func (g *Git) look(ctx context.Context, t Trigger) (Revision, bool, error) {
 			return Revision{}, false, nil
 		}
 		rev, err := g.load(ctx, g.cfg.Commit, t)
-		return rev, err == nil, err
+		if err != nil {
+			return g.fallback(t, err)
+		}
+		return rev, true, nil
 	}
 	head, err := g.lsRemote(ctx)
 	if err != nil {
-		if !g.handedOver {
-			if rev, ok := g.cachedLastGood(t, err); ok {
-				return rev, true, err
-			}
-		}
-		return Revision{}, false, err
+		return g.fallback(t, err)
 	}
 	if head == g.lastObserved {
 		g.m.skipped.Inc()
@@ -272,7 +280,22 @@ func (g *Git) look(ctx context.Context, t Trigger) (Revision, bool, error) {
 		return Revision{}, false, nil
 	}
 	rev, err := g.load(ctx, head, t)
-	return rev, err == nil, err
+	if err != nil {
+		return g.fallback(t, err)
+	}
+	return rev, true, nil
+}
+
+// fallback is what a look that failed with err yields: nothing, except
+// before anything was handed over since start, when the cache's last good
+// commit is handed over with err as its Stale cause.
+func (g *Git) fallback(t Trigger, err error) (Revision, bool, error) {
+	if !g.handedOver {
+		if rev, ok := g.cachedLastGood(t, err); ok {
+			return rev, true, err
+		}
+	}
+	return Revision{}, false, err
 }
 
 // lsRemote asks the remote for the followed ref: one ref advertisement,
@@ -285,7 +308,12 @@ func (g *Git) lsRemote(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{g.url}})
-	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+	var refs []*plumbing.Reference
+	_, err = bounded(ctx, func() error { // nothing shared: a stuck listing may be left behind
+		var err error
+		refs, err = rem.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+		return err
+	})
 	if err != nil {
 		g.m.refAds.WithLabelValues("error").Inc()
 		return "", g.netError(err, "listing refs")
@@ -418,6 +446,18 @@ func (g *Git) open() (*git.Repository, error) {
 	return repo, nil
 }
 
+// openReadOnly opens the cache through a storage of its own, for reading
+// only, while another one may be in use.
+func (g *Git) openReadOnly() (*git.Repository, func(), error) {
+	st := filesystem.NewStorageWithOptions(osfs.New(g.dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{})
+	repo, err := git.Open(st, nil)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("cache %s: %w", g.dir, err)
+	}
+	return repo, func() { st.Close() }, nil
+}
+
 // wipe throws the cache away; the next open starts afresh.
 func (g *Git) wipe(why error) {
 	g.log.Warn("throwing the local cache away, fetching it again", "dir", g.dir, "why", why)
@@ -438,6 +478,9 @@ func (g *Git) wipe(why error) {
 // (a missing object, a corrupt pack): the cache is thrown away and the
 // load tried once more from scratch.
 func (g *Git) load(ctx context.Context, head string, t Trigger) (Revision, error) {
+	if err := g.checkBusy(); err != nil {
+		return Revision{}, err
+	}
 	if n := g.packCount(); n > g.maxPacks {
 		g.wipe(fmt.Errorf("compacting: %d pack files", n))
 		g.compacting = true
@@ -453,6 +496,11 @@ func (g *Git) load(ctx context.Context, head string, t Trigger) (Revision, error
 			if err == nil || errors.As(err, &typed) {
 				return rev, err
 			}
+		}
+		// A full or read-only state directory is not a broken cache:
+		// throwing the cache away would lose the commit served meanwhile.
+		if e := g.stateDirError(err, "updating the cache"); e != nil {
+			return Revision{}, e
 		}
 		g.wipe(err)
 	}
@@ -527,8 +575,10 @@ func (g *Git) loadFrom(ctx context.Context, repo *git.Repository, head string, t
 		return Revision{}, err
 	}
 	rev.Files = files
-	if err := repo.Storer.SetReference(plumbing.NewHashReference(lastRef, c.Hash)); err != nil {
-		return Revision{}, fmt.Errorf("recording the live commit: %w", err)
+	if g.last != head { // rewriting an unchanged record would only risk it on a full disk
+		if err := repo.Storer.SetReference(plumbing.NewHashReference(lastRef, c.Hash)); err != nil {
+			return Revision{}, fmt.Errorf("recording the live commit: %w", err)
+		}
 	}
 	g.last, g.lastObserved, g.handedOver, g.prevFiles = head, head, true, index
 	return rev, nil
@@ -568,17 +618,34 @@ func (g *Git) fastForward(repo *git.Repository, old string, c *object.Commit) (f
 }
 
 // cachedLastGood hands over the commit last handed over, from the cache,
-// when the remote cannot be reached at start.
+// when the look at start failed to reach or fetch from the remote: it is
+// unreachable, answers "not found" or refuses the credentials, or the
+// state directory is full or read-only. The cache is only read.
 func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
 	var e *Error
-	if !errors.As(cause, &e) || !e.Retryable {
+	if !errors.As(cause, &e) || e.Step != StepFetch {
 		return Revision{}, false
 	}
-	repo, err := g.open()
+	var repo *git.Repository
+	var err error
+	if g.busy == nil {
+		repo, err = g.open()
+	} else {
+		// A stuck fetch still holds the cache's storage: read it through
+		// a storage of its own.
+		var release func()
+		repo, release, err = g.openReadOnly()
+		if err == nil {
+			defer release()
+			if r, rerr := repo.Reference(lastRef, false); rerr == nil && g.last == "" {
+				g.last = r.Hash().String()
+			}
+		}
+	}
 	if err != nil || g.last == "" {
 		return Revision{}, false
 	}
-	t.Detail = strings.TrimSpace(t.Detail + " from cache: remote unreachable")
+	t.Detail = strings.TrimSpace(t.Detail + " from cache: " + fallbackWhy(e.Reason))
 	rev, err := g.loadCached(repo, g.last, t)
 	rev.Stale = cause
 	if err != nil {
@@ -587,6 +654,40 @@ func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
 	}
 	g.lastObserved = g.last // when the remote answers, fetch only if it moved
 	return rev, true
+}
+
+// checkBusy fails while a fetch left behind at its deadline still runs:
+// the cache is not touched until it returns.
+func (g *Git) checkBusy() error {
+	if g.busy == nil {
+		return nil
+	}
+	select {
+	case <-g.busy:
+		g.busy = nil
+		return nil
+	default:
+	}
+	return &Error{Step: StepFetch, Reason: ReasonUnreachable, Retryable: true, Source: g.disp,
+		Err: fmt.Errorf("a fetch started %s ago is still stuck past its deadline; the cache is left alone until it returns (check the remote, or a local source's disk)",
+			time.Since(g.busySince).Round(time.Second))}
+}
+
+// fallbackWhy says in a few words why the cache was used.
+func fallbackWhy(reason string) string {
+	switch reason {
+	case ReasonUnreachable:
+		return "remote unreachable"
+	case ReasonNotFound:
+		return "repository or ref not found on the remote"
+	case ReasonAuth:
+		return "credentials refused"
+	case ReasonDiskFull:
+		return "disk full"
+	case ReasonReadOnly:
+		return "state directory read-only"
+	}
+	return reason
 }
 
 func (g *Git) loadCached(repo *git.Repository, commit string, t Trigger) (Revision, error) {
@@ -668,16 +769,23 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	err = repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: "origin",
-		RemoteURL:  g.url,
-		RefSpecs:   []config.RefSpec{spec},
-		Depth:      depth,
-		Auth:       auth,
-		Tags:       git.NoTags,
-		Force:      true, // the force-push policy is ours to apply, after the fetch
+	stuck, err := bounded(ctx, func() error {
+		return repo.FetchContext(ctx, &git.FetchOptions{
+			RemoteName: "origin",
+			RemoteURL:  g.url,
+			RefSpecs:   []config.RefSpec{spec},
+			Depth:      depth,
+			Auth:       auth,
+			Tags:       git.NoTags,
+			Force:      true, // the force-push policy is ours to apply, after the fetch
+		})
 	})
 	g.m.fetchTime.Observe(time.Since(start).Seconds())
+	if stuck != nil {
+		g.busy, g.busySince = stuck, start
+		g.m.fetches.WithLabelValues("error").Inc()
+		return g.netError(err, "fetching")
+	}
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 		g.m.fetches.WithLabelValues("uptodate").Inc()
@@ -685,6 +793,10 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 		return nil
 	case err != nil:
 		g.m.fetches.WithLabelValues("error").Inc()
+		if e := g.stateDirError(err, "fetching"); e != nil {
+			g.removeTempPacks()
+			return e
+		}
 		// A failure that is not the network's is blamed on the remote once
 		// if the cache looks sound, and on the cache if it happens again
 		// (a shallow cache can miss an object the server assumes it has).
@@ -700,12 +812,101 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	return nil
 }
 
+// stateDirError types a failure to write the cache because the state
+// directory's filesystem is full or read-only; nil for any other error.
+// It is retryable: freeing space or remounting needs no new commit.
+func (g *Git) stateDirError(err error, doing string) *Error {
+	reason, advice := diskReason(err)
+	if reason == "" {
+		return nil
+	}
+	return &Error{Step: StepFetch, Reason: reason, Retryable: true, Source: g.disp,
+		Err: fmt.Errorf("%s: state directory %s %s: %w", doing, g.cfg.StateDir, advice, err)}
+}
+
+// diskReason tells a full or read-only filesystem from other failures, by
+// errno where go-git keeps the chain and by message where it does not.
+func diskReason(err error) (reason, advice string) {
+	const (
+		full     = "is full: free space there (or raise the quota)"
+		readOnly = "is on a read-only filesystem: remount it read-write"
+	)
+	switch {
+	case err == nil:
+		return "", ""
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return ReasonDiskFull, full
+	case errors.Is(err, syscall.EROFS):
+		return ReasonReadOnly, readOnly
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, syscall.ENOSPC.Error()), strings.Contains(msg, syscall.EDQUOT.Error()):
+		return ReasonDiskFull, full
+	case strings.Contains(msg, syscall.EROFS.Error()):
+		return ReasonReadOnly, readOnly
+	}
+	return "", ""
+}
+
+// removeTempPacks deletes the partial pack files a failed fetch can leave
+// (go-git does not always), so retries on a nearly full disk do not pile
+// them up. The cache is ours alone (ExclusiveAccess).
+func (g *Git) removeTempPacks() {
+	tmp, _ := filepath.Glob(filepath.Join(g.dir, "objects", "pack", "tmp_*"))
+	for _, p := range tmp {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			g.log.Warn("removing a partial pack", "file", p, "err", err)
+		}
+	}
+}
+
+// stuckGrace is how long past its deadline a remote operation may take to
+// give up by itself before it is left behind.
+const stuckGrace = 3 * time.Second
+
+// errStuck is the error of a remote operation left behind at its deadline.
+var errStuck = errors.New("no answer before the deadline, and the transport did not give up (a git-upload-pack stuck on its repository's disk?)")
+
+// bounded runs op, which must honour ctx, and waits for it until ctx ends
+// plus stuckGrace. go-git honours ctx while it reads from the remote, but a
+// transport can still block past it: the file transport waits for its
+// git-upload-pack child on close, and a child stuck in the kernel (a hung
+// NFS mount) or a grandchild holding its stderr keeps that wait going.
+// Then op is left running, and bounded returns a channel closed when op
+// returns at last (until then nothing op uses may be touched) and errStuck.
+func bounded(ctx context.Context, op func() error) (<-chan struct{}, error) {
+	result := make(chan error, 1)
+	done := make(chan struct{})
+	go boundedOp(op, result, done)
+	select {
+	case err := <-result:
+		return nil, err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(stuckGrace)
+	defer t.Stop()
+	select {
+	case err := <-result:
+		return nil, err
+	case <-t.C:
+		return done, fmt.Errorf("%w: %w", errStuck, ctx.Err())
+	}
+}
+
+func boundedOp(op func() error, result chan<- error, done chan<- struct{}) {
+	result <- op()
+	close(done)
+}
+
 // isNetErr tells talking-to-the-remote failures from local cache failures.
 func isNetErr(err error) bool {
 	var ne net.Error
 	var oe *net.OpError
+	var errno syscall.Errno
 	switch {
-	case errors.As(err, &ne), errors.As(err, &oe),
+	case errors.As(err, &ne) && !errors.As(err, &errno), // an errno looks like a net.Error but is local
+		errors.As(err, &oe),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
 		errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrEmptyRemoteRepository):

@@ -18,6 +18,8 @@ const (
 	MetricTriggers          = "gitedge_gitsource_triggers_total"
 	MetricTriggersCoalesced = "gitedge_gitsource_triggers_coalesced_total"
 	MetricWebhookRequests   = "gitedge_gitsource_webhook_requests_total"
+	MetricWebhookRefused    = "gitedge_gitsource_webhook_refused_total"
+	MetricWebhookBodies     = "gitedge_gitsource_webhook_bodies_in_flight"
 )
 
 type sourceMetrics struct {

@@ -14,8 +14,9 @@ type Revision struct {
 	// commit pin or a directory.
 	Ref string
 	// Files is the configured sub-directory at Commit, read fully into
-	// memory (a MemFS): no working tree, nothing half-written. The caller
-	// must not modify it.
+	// memory (a *MemFS): no working tree, nothing half-written. Symbolic
+	// links are kept as links (fs.ReadLinkFS) and never lead outside Files;
+	// see MemFS. The caller must not modify it.
 	Files fs.FS
 	// Signer is the key that signed Commit, nil when no keyring is
 	// configured (or for a directory).
@@ -30,9 +31,11 @@ type Revision struct {
 	// "" for the first.
 	Previous string
 	// Stale is set when the revision was handed over from the local cache
-	// because the remote could not be reached at start: it is the error
-	// (an *Error). The commit is the one last handed over before the
-	// restart, verified again; a retry is already scheduled.
+	// because the first look after start could not fetch: it is the error
+	// (an *Error, StepFetch; its Reason says why: unreachable, not-found,
+	// auth, disk-full, read-only). The commit is the one last handed over
+	// before the restart, verified again; a retry is already scheduled
+	// when retrying can help.
 	Stale error
 	// ForcePushed is set when Commit does not descend from Previous and the
 	// policy is ForcePushFollow.

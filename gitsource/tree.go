@@ -17,7 +17,7 @@ import (
 // TreeAt reads the files under dir as they are at revision rev (a branch,
 // tag, commit or any rev-parse expression go-git supports) of the git
 // repository that contains dir. It is what `gitedge plan --base REF` uses.
-func TreeAt(dir, rev string) (MemFS, plumbing.Hash, error) {
+func TreeAt(dir, rev string) (*MemFS, plumbing.Hash, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, plumbing.ZeroHash, err
@@ -47,10 +47,11 @@ func TreeAt(dir, rev string) (MemFS, plumbing.Hash, error) {
 }
 
 // CommitFiles returns the files under sub ("" or "." for the whole tree)
-// at commit c, with paths relative to sub. Like the loader (SPEC §1), it
-// leaves out names starting with "."; symbolic links and submodules are
-// left out too.
-func CommitFiles(c *object.Commit, sub string) (MemFS, error) {
+// at commit c, with paths relative to sub. Like the loader, it leaves out
+// names starting with "."; submodules are left out too. Symbolic links are
+// kept as links: MemFS follows them inside the tree it holds (sub, not the
+// whole repository) and refuses the others.
+func CommitFiles(c *object.Commit, sub string) (*MemFS, error) {
 	files, _, err := readCommitFiles(c, sub, nil, 0)
 	var e *Error
 	if errors.As(err, &e) {
@@ -64,7 +65,7 @@ func CommitFiles(c *object.Commit, sub string) (MemFS, error) {
 // its slices). limit > 0 bounds the total bytes. It also returns the blob
 // index to pass as prev next time. A missing sub-directory or a tree over
 // the limit is a terminal *Error; other errors come from the object store.
-func readCommitFiles(c *object.Commit, sub string, prev map[string]blobData, limit int64) (MemFS, map[string]blobData, error) {
+func readCommitFiles(c *object.Commit, sub string, prev map[string]blobData, limit int64) (*MemFS, map[string]blobData, error) {
 	tree, err := c.Tree()
 	if err != nil {
 		return nil, nil, fmt.Errorf("tree of commit %s: %w", short(c.Hash.String()), err)
@@ -80,17 +81,18 @@ func readCommitFiles(c *object.Commit, sub string, prev map[string]blobData, lim
 			return nil, nil, fmt.Errorf("directory %q at commit %s: %w", sub, short(c.Hash.String()), err)
 		}
 	}
-	r := treeReader{c: c, prev: prev, next: map[string]blobData{}, files: MemFS{}, limit: limit}
+	r := treeReader{c: c, prev: prev, next: map[string]blobData{}, files: map[string][]byte{}, links: map[string]string{}, limit: limit}
 	if err := r.walk(tree, ""); err != nil {
 		return nil, nil, err
 	}
-	return r.files, r.next, nil
+	return NewMemFS(r.files, r.links), r.next, nil
 }
 
 type treeReader struct {
 	c            *object.Commit
 	prev, next   map[string]blobData
-	files        MemFS
+	files        map[string][]byte
+	links        map[string]string // path → target text
 	limit, total int64
 }
 
@@ -110,39 +112,56 @@ func (r *treeReader) walk(t *object.Tree, dir string) error {
 				return err
 			}
 		case filemode.Regular, filemode.Executable, filemode.Deprecated:
-			if b, ok := r.prev[p]; ok && b.hash == e.Hash {
-				r.total += int64(len(b.data))
-				r.files[p], r.next[p] = b.data, b
-				continue
-			}
-			blob, err := t.TreeEntryFile(&e)
+			data, err := r.blob(t, &e, p)
 			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			r.total += blob.Size
-			if r.limit > 0 && r.total > r.limit {
-				return &Error{Step: StepRead, Reason: ReasonTooLarge, Commit: r.c.Hash.String(),
-					Err: fmt.Errorf("the files at commit %s pass %d MiB (at %s); raise the limit or trim the directory", short(r.c.Hash.String()), r.limit>>20, p)}
-			}
-			rd, err := blob.Reader()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			data := make([]byte, blob.Size) // exact: 10,000 small files add up
-			_, err = io.ReadFull(rd, data)
-			rd.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
+				return err
 			}
 			r.files[p] = data
-			r.next[p] = blobData{hash: e.Hash, data: data}
+		case filemode.Symlink:
+			// The blob is the target text. It is never followed here:
+			// MemFS resolves it inside the tree, or refuses it.
+			data, err := r.blob(t, &e, p)
+			if err != nil {
+				return err
+			}
+			r.links[p] = string(data)
 		}
 	}
 	return nil
 }
 
+// blob reads the blob of entry e at path p, or takes it from prev.
+func (r *treeReader) blob(t *object.Tree, e *object.TreeEntry, p string) ([]byte, error) {
+	if b, ok := r.prev[p]; ok && b.hash == e.Hash {
+		r.total += int64(len(b.data))
+		r.next[p] = b
+		return b.data, nil
+	}
+	blob, err := t.TreeEntryFile(e)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	r.total += blob.Size
+	if r.limit > 0 && r.total > r.limit {
+		return nil, &Error{Step: StepRead, Reason: ReasonTooLarge, Commit: r.c.Hash.String(),
+			Err: fmt.Errorf("the files at commit %s pass %d MiB (at %s); raise the limit or trim the directory", short(r.c.Hash.String()), r.limit>>20, p)}
+	}
+	rd, err := blob.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	data := make([]byte, blob.Size) // exact: 10,000 small files add up
+	_, err = io.ReadFull(rd, data)
+	rd.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	r.next[p] = blobData{hash: e.Hash, data: data}
+	return data, nil
+}
+
 // readTree reads the configured sub-directory of c for a revision.
-func (g *Git) readTree(c *object.Commit) (MemFS, map[string]blobData, error) {
+func (g *Git) readTree(c *object.Commit) (*MemFS, map[string]blobData, error) {
 	files, next, err := readCommitFiles(c, g.cfg.Path, g.prevFiles, g.cfg.MaxTreeBytes)
 	var e *Error
 	if errors.As(err, &e) {

@@ -1,6 +1,7 @@
 package gitsource
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -10,12 +11,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,7 +27,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// WebhookConfig is the push endpoint (SPEC §2 `webhook`).
+// WebhookConfig is the push endpoint (SPEC §2 `webhook`). Zero values
+// take the defaults given; cmd/gitedge sets only the first four.
+//
+// Whatever the number of clients, what requests not yet authenticated can
+// hold is bounded: about MaxConns × 40 KiB (a connection's buffers, its
+// goroutine's heap and headers of up to 16 KiB) plus MaxBodies × 96 KiB
+// (a 32 KiB read buffer and the first 64 KiB of the body, kept for the
+// parser; the rest is only hashed), about 12 MiB with the defaults. A
+// request waiting for a body slot holds nothing more than its connection.
+// TestWebhookFlood measures it (about 10 MiB under 300 hostile
+// connections).
 type WebhookConfig struct {
 	// Listen is the address Run listens on, as ":9000". Required for Run.
 	Listen string
@@ -35,9 +49,44 @@ type WebhookConfig struct {
 	// Ref is the followed ref (Config.Ref()); pushes to other refs are
 	// acknowledged and ignored. "" accepts pushes to any ref.
 	Ref string
-	// MaxBody bounds a request body; default 5 MiB. Larger requests get
-	// 413.
+
+	// MaxBody bounds a request body; larger ones get 413. Default 2 MiB: a
+	// push event of a routes repository is a few KiB; a large push (GitLab
+	// lists at most 20 commits; GitHub up to thousands, with up to 5,000
+	// paths per list) stays far below it. GitHub's own cap on a delivery
+	// is 25 MB: raise MaxBody for a monorepo whose pushes list more.
+	// Memory does not grow with it: bodies are hashed as they arrive.
 	MaxBody int64
+	// MaxConns bounds open connections; default 256. More wait in the
+	// kernel's accept queue, first come, first served.
+	MaxConns int
+	// MaxConnsPerSource bounds the connections of one client address (an
+	// IPv6 /64); default 32. More are closed at once.
+	MaxConnsPerSource int
+	// MaxBodies bounds request bodies read at once; default 16.
+	MaxBodies int
+	// MaxBodiesPerSource bounds the bodies one client address reads at
+	// once; default 4. Behind a reverse proxy every request comes from
+	// its address: raise it there.
+	//
+	// A request that finds no slot for it waits for one, at most
+	// BodyTimeout + 1s, behind at most 4 × MaxBodies others (else 503; a
+	// full queue makes room for an address waiting for fewer than the
+	// greediest one) and MaxBodies others from its address (else 429).
+	// Its wait cuts the body read for the longest once that has taken
+	// over min(1s, BodyTimeout/2) (503 to it: a forge sends its body in
+	// milliseconds), and a freed slot goes to the waiting request whose
+	// address reads the fewest bodies.
+	MaxBodiesPerSource int
+	// HeaderTimeout bounds reading a request's headers; default 5s.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a body once its slot is given; default
+	// 5s (a forge sends its body in milliseconds, and expects an answer
+	// within 10s). A body not read in time gets 408.
+	BodyTimeout time.Duration
+	// Deliveries is how many delivery ids are remembered, to recognise a
+	// replayed delivery; default 4096.
+	Deliveries int
 }
 
 // Equal reports whether two configs are the same.
@@ -65,6 +114,14 @@ const (
 	HeaderGitLabToken      = "X-Gitlab-Token"
 	HeaderGenericEvent     = "X-Gitedge-Event"
 	HeaderGenericSignature = "X-Gitedge-Signature-256"
+
+	// The delivery ids, the same when a delivery is sent again.
+	HeaderGitHubDelivery  = "X-GitHub-Delivery"
+	HeaderGiteaDelivery   = "X-Gitea-Delivery"
+	HeaderForgejoDelivery = "X-Forgejo-Delivery"
+	HeaderGitLabUUID      = "X-Gitlab-Event-UUID"
+	HeaderIdempotencyKey  = "Idempotency-Key" // GitLab: stable across its retries
+	HeaderGenericDelivery = "X-Gitedge-Delivery"
 )
 
 // Event is what a webhook request says, once parsed.
@@ -106,59 +163,97 @@ func DetectForge(h http.Header) Forge {
 // the token itself for GitLab.
 func CheckSignature(f Forge, h http.Header, body, secret []byte) error {
 	if f == ForgeGitLab {
-		tok := h.Get(HeaderGitLabToken)
-		if tok == "" {
-			return ErrSignatureMissing
-		}
-		// Compare digests so neither the length nor the content leaks.
-		a, b := sha256.Sum256([]byte(tok)), sha256.Sum256(secret)
-		if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-			return ErrSignatureInvalid
-		}
-		return nil
+		return checkToken(h, secret)
 	}
+	want, err := signatureOf(f, h)
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	if !hmac.Equal(want, mac.Sum(nil)) {
+		return ErrSignatureInvalid
+	}
+	return nil
+}
+
+// checkToken checks GitLab's token header, which is the secret itself.
+func checkToken(h http.Header, secret []byte) error {
+	tok := h.Get(HeaderGitLabToken)
+	if tok == "" {
+		return ErrSignatureMissing
+	}
+	// Compare digests so neither the length nor the content leaks.
+	a, b := sha256.Sum256([]byte(tok)), sha256.Sum256(secret)
+	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
+		return ErrSignatureInvalid
+	}
+	return nil
+}
+
+// signatureOf returns the HMAC-SHA256 a request of an HMAC forge claims,
+// from its header alone: ErrSignatureMissing without one, and
+// ErrSignatureInvalid when it cannot be one (not 64 hex digits), so that
+// such a request is refused before its body is read.
+func signatureOf(f Forge, h http.Header) ([]byte, error) {
 	var sig string
 	switch f {
 	case ForgeGitHub:
 		sig = h.Get(HeaderGitHubSignature)
 		if sig == "" {
-			return ErrSignatureMissing
+			return nil, ErrSignatureMissing
 		}
 		var ok bool
 		if sig, ok = strings.CutPrefix(sig, "sha256="); !ok {
-			return ErrSignatureInvalid
+			return nil, ErrSignatureInvalid
 		}
 	case ForgeGitea:
 		sig = cmp.Or(h.Get(HeaderGiteaSignature), h.Get(HeaderForgejoSignature))
 		if sig == "" {
-			return ErrSignatureMissing
+			return nil, ErrSignatureMissing
 		}
 	default:
 		sig = h.Get(HeaderGenericSignature)
 		if sig == "" {
-			return ErrSignatureMissing
+			return nil, ErrSignatureMissing
 		}
 		var ok bool
 		if sig, ok = strings.CutPrefix(sig, "sha256="); !ok {
-			return ErrSignatureInvalid
+			return nil, ErrSignatureInvalid
 		}
 	}
 	got, err := hex.DecodeString(strings.TrimSpace(sig))
-	if err != nil {
-		return ErrSignatureInvalid
+	if err != nil || len(got) != sha256.Size {
+		return nil, ErrSignatureInvalid
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	if !hmac.Equal(got, mac.Sum(nil)) {
-		return ErrSignatureInvalid
+	return got, nil
+}
+
+// DeliveryID is the id the forge gives a delivery (the same when it is
+// sent again), "" when the request has none.
+func DeliveryID(f Forge, h http.Header) string {
+	switch f {
+	case ForgeGitHub:
+		return h.Get(HeaderGitHubDelivery)
+	case ForgeGitea:
+		return cmp.Or(h.Get(HeaderGiteaDelivery), h.Get(HeaderForgejoDelivery), h.Get(HeaderGitHubDelivery))
+	case ForgeGitLab:
+		return cmp.Or(h.Get(HeaderIdempotencyKey), h.Get(HeaderGitLabUUID))
 	}
-	return nil
+	return h.Get(HeaderGenericDelivery)
 }
 
 // ParseEvent reads the event of forge f from its headers and body (JSON,
 // or a form with the JSON in "payload", as GitHub and Gitea can send). It
 // does not check the signature.
 func ParseEvent(f Forge, h http.Header, body []byte) (Event, error) {
+	return parseEvent(f, h, body, false)
+}
+
+// parseEvent is ParseEvent; with truncated, body is only the beginning of
+// a longer one (already authenticated): the fields found there are used,
+// and a push whose ref was not among them means "look again".
+func parseEvent(f Forge, h http.Header, body []byte, truncated bool) (Event, error) {
 	ev := Event{Forge: f}
 	switch f {
 	case ForgeGitHub:
@@ -181,25 +276,26 @@ func ParseEvent(f Forge, h http.Header, body []byte) (Event, error) {
 	if ev.Kind != "push" {
 		return ev, nil // ping and others: nothing to read
 	}
-	payload, err := payloadJSON(h, body)
+	payload, err := payloadJSON(h, body, truncated)
 	if err != nil {
 		return ev, err
 	}
 	if len(payload) == 0 && f == ForgeGeneric {
 		return ev, nil // a bare "look again"
 	}
-	var p struct {
-		Ref        string `json:"ref"`
-		After      string `json:"after"`
-		ObjectKind string `json:"object_kind"`
+	var p pushFields
+	if truncated {
+		p, err = pushFieldsPrefix(payload)
+	} else {
+		err = json.Unmarshal(payload, &p)
 	}
-	if err := json.Unmarshal(payload, &p); err != nil {
+	if err != nil {
 		return ev, fmt.Errorf("%w: %s push: %v", ErrPayload, f, err)
 	}
-	if f == ForgeGitLab && p.ObjectKind != "push" && p.ObjectKind != "tag_push" {
+	if f == ForgeGitLab && p.ObjectKind != "push" && p.ObjectKind != "tag_push" && (!truncated || p.ObjectKind != "") {
 		return ev, fmt.Errorf("%w: gitlab push hook with object_kind %q", ErrPayload, p.ObjectKind)
 	}
-	if p.Ref == "" && f != ForgeGeneric {
+	if p.Ref == "" && f != ForgeGeneric && !truncated {
 		return ev, fmt.Errorf("%w: %s push without a ref", ErrPayload, f)
 	}
 	if p.Ref != "" && !strings.HasPrefix(p.Ref, "refs/") {
@@ -209,10 +305,56 @@ func ParseEvent(f Forge, h http.Header, body []byte) (Event, error) {
 	return ev, nil
 }
 
-func payloadJSON(h http.Header, body []byte) ([]byte, error) {
+// pushFields are the fields of a push payload the webhook uses.
+type pushFields struct {
+	Ref        string `json:"ref"`
+	After      string `json:"after"`
+	ObjectKind string `json:"object_kind"`
+}
+
+// pushFieldsPrefix reads pushFields from the beginning of a JSON object
+// cut off anywhere: the fields met before the cut count. Every forge puts
+// them first.
+func pushFieldsPrefix(payload []byte) (pushFields, error) {
+	var p pushFields
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return p, errors.New("not a JSON object")
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return p, nil // cut off
+		}
+		var field *string
+		switch tok {
+		case "ref":
+			field = &p.Ref
+		case "after":
+			field = &p.After
+		case "object_kind":
+			field = &p.ObjectKind
+		}
+		var v json.RawMessage // another field's value, skipped
+		if err := dec.Decode(&v); err != nil {
+			return p, nil // cut off
+		}
+		if field != nil && string(v) != "null" {
+			if err := json.Unmarshal(v, field); err != nil {
+				return p, fmt.Errorf("%q: %v", tok, err)
+			}
+		}
+	}
+	return p, nil
+}
+
+func payloadJSON(h http.Header, body []byte, truncated bool) ([]byte, error) {
 	ct, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
 	if ct != "application/x-www-form-urlencoded" {
 		return body, nil
+	}
+	if truncated {
+		return formPayloadPrefix(body)
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
@@ -225,26 +367,70 @@ func payloadJSON(h http.Header, body []byte) ([]byte, error) {
 	return []byte(p), nil
 }
 
+// formPayloadPrefix decodes the beginning of the "payload" field of a form
+// body cut off anywhere (an escape cut in two is dropped).
+func formPayloadPrefix(body []byte) ([]byte, error) {
+	for field := range strings.SplitSeq(string(body), "&") {
+		v, ok := strings.CutPrefix(field, "payload=")
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndexByte(v, '%'); i >= 0 && i > len(v)-3 {
+			v = v[:i]
+		}
+		p, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: form body: %v", ErrPayload, err)
+		}
+		return []byte(p), nil
+	}
+	return nil, fmt.Errorf("%w: form body without a payload field in its first %d KiB", ErrPayload, keepBytes>>10)
+}
+
+// keepBytes is how much of a body is kept for the parser; the rest is
+// only hashed. The fields used come first in every forge's payload.
+const keepBytes = 64 << 10
+
+// readBufs holds the buffers bodies are read through.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // Webhook is the push endpoint: an http.Handler that checks the forge's
-// signature, ignores pushes to other refs and pokes the trigger queue. It
-// answers 202 at once; the fetch happens in the source's Next, never in
-// the request.
+// signature, ignores pushes to other refs and replayed deliveries, and
+// pokes the trigger queue. It answers at once; the fetch happens in the
+// source's Next, never in the request. How it bounds what unauthenticated
+// requests hold is told at WebhookConfig and in admission.go.
 type Webhook struct {
-	cfg    WebhookConfig
-	secret []byte
-	notify func(Trigger)
-	log    *slog.Logger
-	reqs   *prometheus.CounterVec
+	cfg      WebhookConfig
+	secret   []byte
+	notify   func(Trigger)
+	log      *slog.Logger
+	reqs     *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	inflight prometheus.Gauge
+	admit    *admission
+	seen     *deliveries
+	refusals *refusalLog
 }
 
 var _ http.Handler = (*Webhook)(nil)
+
+// refusalLogInterval is how often refused requests are summed up in the
+// log.
+const refusalLogInterval = 10 * time.Second
 
 // NewWebhook reads the secret and returns the endpoint; notify receives a
 // Trigger per accepted push (use a Queue's Poke or Git.Trigger) and must not
 // block. opts.Queue is not used.
 func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook, error) {
 	cfg.Path = cmp.Or(cfg.Path, "/hook")
-	cfg.MaxBody = cmp.Or(cfg.MaxBody, 5<<20)
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, 2<<20)
+	cfg.MaxConns = cmp.Or(cfg.MaxConns, 256)
+	cfg.MaxConnsPerSource = cmp.Or(cfg.MaxConnsPerSource, 32)
+	cfg.MaxBodies = cmp.Or(cfg.MaxBodies, 16)
+	cfg.MaxBodiesPerSource = cmp.Or(cfg.MaxBodiesPerSource, 4)
+	cfg.HeaderTimeout = cmp.Or(cfg.HeaderTimeout, 5*time.Second)
+	cfg.BodyTimeout = cmp.Or(cfg.BodyTimeout, 5*time.Second)
+	cfg.Deliveries = cmp.Or(cfg.Deliveries, 4096)
 	if cfg.SecretFile == "" {
 		return nil, errors.New("webhook.secretFile: missing: unsigned webhooks are not accepted")
 	}
@@ -258,51 +444,132 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	w := &Webhook{cfg: cfg, secret: []byte(secret), notify: notify, log: opts.Logger,
 		reqs: register(opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricWebhookRequests, Help: "Webhook requests, by forge and result.",
-		}, []string{"forge", "result"}))}
+		}, []string{"forge", "result"})),
+		refused: register(opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricWebhookRefused, Help: "Webhook requests and connections refused, by reason.",
+		}, []string{"reason"})),
+		inflight: register(opts.Registry, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricWebhookBodies, Help: "Webhook request bodies being read.",
+		})),
+		seen: newDeliveries(cfg.Deliveries),
+	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	// A slot is held at most BodyTimeout: a request waiting a little
+	// longer is sure to see one freed.
+	w.admit = newAdmission(cfg.MaxBodies, cfg.MaxBodiesPerSource, cfg.BodyTimeout+time.Second,
+		min(time.Second, cfg.BodyTimeout/2), w.inflight.Add)
+	w.refusals = newRefusalLog(w.log, refusalLogInterval)
 	return w, nil
 }
+
+// Refusal reasons of the webhook, besides admission's, as metric labels.
+const (
+	refusedMethod       = "method"
+	refusedTooLarge     = "too-large"
+	refusedUnsigned     = "unsigned"
+	refusedBadSignature = "bad-signature"
+	refusedTimeout      = "timeout"
+	refusedBadRequest   = "bad-request"
+	refusedConnections  = "connections" // over MaxConnsPerSource, closed at accept
+	refusedPath         = "path"        // not the webhook's path
+)
 
 // ServeHTTP handles one webhook delivery.
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	forge := DetectForge(r.Header)
+	src := sourceKey(r.RemoteAddr)
 	reply := func(code int, result, msg string) {
 		w.reqs.WithLabelValues(string(forge), result).Inc()
-		if code >= 400 {
-			w.log.Warn("webhook refused", "forge", string(forge), "status", code, "reason", msg, "remote", r.RemoteAddr)
-		}
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		rw.WriteHeader(code)
 		fmt.Fprintln(rw, msg)
 	}
+	refuse := func(code int, reason, msg string) {
+		w.refused.WithLabelValues(reason).Inc()
+		w.refusals.add(reason, src, "forge", string(forge), "status", code, "detail", msg)
+		dropBody(rw)
+		if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+			rw.Header().Set("Retry-After", strconv.Itoa(int(w.cfg.BodyTimeout.Seconds())+1))
+		}
+		reply(code, reason, msg)
+	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
-		reply(http.StatusMethodNotAllowed, "method", "only POST is accepted")
+		refuse(http.StatusMethodNotAllowed, refusedMethod, "only POST is accepted")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, w.cfg.MaxBody))
+	// Check what the headers alone can tell before reading any body.
+	var want []byte
+	var err error
+	if forge == ForgeGitLab {
+		err = checkToken(r.Header, w.secret)
+	} else {
+		want, err = signatureOf(forge, r.Header)
+	}
+	switch {
+	case errors.Is(err, ErrSignatureMissing):
+		refuse(http.StatusUnauthorized, refusedUnsigned, fmt.Sprintf("%s event without its signature header", forge))
+		return
+	case err != nil:
+		refuse(http.StatusForbidden, refusedBadSignature, fmt.Sprintf("%s signature does not match the configured secret", forge))
+		return
+	case r.ContentLength > w.cfg.MaxBody:
+		refuse(http.StatusRequestEntityTooLarge, refusedTooLarge, fmt.Sprintf("body over %d bytes", w.cfg.MaxBody))
+		return
+	}
+	rc := http.NewResponseController(rw)
+	var mac hash.Hash
+	var sl *slot
+	if forge != ForgeGitLab {
+		// Not authenticated until the whole body is hashed: take a slot.
+		// (A GitLab request is, by its token: it waits behind no one.)
+		var busy string
+		sl, busy = w.admit.acquire(src)
+		if busy != "" {
+			code, msg := http.StatusServiceUnavailable, "busy: too many deliveries at once; try again"
+			if busy == refusedSourceBusy {
+				code, msg = http.StatusTooManyRequests, "too many deliveries at once from your address; try again"
+			}
+			refuse(code, busy, msg)
+			return
+		}
+		defer sl.release()
+		sl.setCut(func() { _ = rc.SetReadDeadline(time.Now()) })
+		mac = hmac.New(sha256.New, w.secret)
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(w.cfg.BodyTimeout)) // httptest cannot: fine
+	body, truncated, err := w.readBody(r.Body, mac)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			reply(http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("body over %d bytes", w.cfg.MaxBody))
-			return
+		switch {
+		case errors.As(err, &mbe):
+			refuse(http.StatusRequestEntityTooLarge, refusedTooLarge, fmt.Sprintf("body over %d bytes", w.cfg.MaxBody))
+		case errors.Is(err, os.ErrDeadlineExceeded) && sl != nil && sl.wasPreempted():
+			refuse(http.StatusServiceUnavailable, refusedPreempted, "body too slow: its slot went to a waiting delivery")
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			refuse(http.StatusRequestTimeout, refusedTimeout, fmt.Sprintf("body not received within %s", w.cfg.BodyTimeout))
+		default:
+			refuse(http.StatusBadRequest, refusedBadRequest, "reading the body failed")
 		}
-		reply(http.StatusBadRequest, "bad-request", "reading the body failed")
 		return
 	}
-	if err := CheckSignature(forge, r.Header, body, w.secret); err != nil {
-		if errors.Is(err, ErrSignatureMissing) {
-			reply(http.StatusUnauthorized, "unsigned", fmt.Sprintf("%s event without its signature header", forge))
-			return
-		}
-		reply(http.StatusForbidden, "bad-signature", fmt.Sprintf("%s signature does not match the configured secret", forge))
+	if mac != nil && !hmac.Equal(want, mac.Sum(nil)) {
+		refuse(http.StatusForbidden, refusedBadSignature, fmt.Sprintf("%s signature does not match the configured secret", forge))
 		return
 	}
-	ev, err := ParseEvent(forge, r.Header, body)
+	// Authenticated from here on.
+	ev, err := parseEvent(forge, r.Header, body, truncated)
 	if err != nil {
-		reply(http.StatusBadRequest, "bad-request", err.Error())
+		w.reqs.WithLabelValues(string(forge), refusedBadRequest).Inc()
+		w.log.Warn("webhook payload not understood", "forge", string(forge), "err", err)
+		reply(http.StatusBadRequest, refusedBadRequest, err.Error())
+		return
+	}
+	if id := DeliveryID(forge, r.Header); id != "" && w.seen.add(string(forge)+"\x00"+id) {
+		w.log.Debug("webhook delivery already seen", "forge", string(forge), "delivery", id)
+		reply(http.StatusOK, "duplicate", "duplicate delivery "+id+": already handled")
 		return
 	}
 	switch {
@@ -318,8 +585,50 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	detail := strings.TrimSpace(fmt.Sprintf("%s push %s %s", forge, ev.Ref, short(ev.After)))
 	w.notify(Trigger{Kind: TriggerWebhook, Detail: detail, At: time.Now()})
-	w.log.Info("webhook accepted", "forge", string(forge), "ref", ev.Ref, "after", short(ev.After))
+	w.log.Info("webhook accepted", "forge", string(forge), "ref", ev.Ref, "after", short(ev.After), "delivery", DeliveryID(forge, r.Header))
 	reply(http.StatusAccepted, "accepted", "accepted")
+}
+
+// dropBody makes sure whatever is left of a refused request's body is
+// not read: the connection closes after the answer. (net/http would
+// otherwise read up to 256 KiB of it, at the sender's pace, to reuse the
+// connection; "Connection: close" alone does not stop that.)
+func dropBody(rw http.ResponseWriter) {
+	rw.Header().Set("Connection", "close")
+	_ = http.NewResponseController(rw).SetReadDeadline(time.Now())
+}
+
+// readBody reads a body of at most MaxBody bytes through mac (when not
+// nil) and returns its first keepBytes, and whether there was more.
+func (w *Webhook) readBody(body io.Reader, mac hash.Hash) (kept []byte, truncated bool, err error) {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		k, err := body.Read(buf)
+		if k > 0 {
+			if n += int64(k); n > w.cfg.MaxBody {
+				return nil, false, &http.MaxBytesError{Limit: w.cfg.MaxBody}
+			}
+			if mac != nil {
+				mac.Write(buf[:k])
+			}
+			room := keepBytes - len(kept)
+			if k > room {
+				truncated = true
+			}
+			if room > 0 {
+				kept = append(kept, buf[:min(k, room)]...)
+			}
+		}
+		if err == io.EOF {
+			return kept, truncated, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
 }
 
 // Run listens on cfg.Listen and serves until ctx ends.
@@ -337,15 +646,32 @@ func (w *Webhook) Run(ctx context.Context) error {
 // Serve serves the endpoint at cfg.Path on ln until ctx ends, then shuts
 // down gracefully. It returns nil on cancellation and closes ln.
 func (w *Webhook) Serve(ctx context.Context, ln net.Listener) error {
-	mux := http.NewServeMux()
-	mux.Handle(w.cfg.Path, w)
+	// Another path gets 404 and loses its connection, so that no body
+	// is read there either.
+	handler := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != w.cfg.Path {
+			w.refused.WithLabelValues(refusedPath).Inc()
+			w.refusals.add(refusedPath, sourceKey(r.RemoteAddr), "path", r.URL.Path)
+			dropBody(rw)
+			http.NotFound(rw, r)
+			return
+		}
+		w.ServeHTTP(rw, r)
+	})
+	limited := newConnLimiter(ln, w.cfg.MaxConns, w.cfg.MaxConnsPerSource, func(src string) {
+		w.refused.WithLabelValues(refusedConnections).Inc()
+		w.refusals.add(refusedConnections, src, "limit", w.cfg.MaxConnsPerSource)
+	})
+	// A request may wait for a body slot, then read its body: each at
+	// most BodyTimeout; ReadTimeout and WriteTimeout only back that up.
+	inHandler := 2*w.cfg.BodyTimeout + 5*time.Second
 	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		Handler:           handler,
+		ReadHeaderTimeout: w.cfg.HeaderTimeout,
+		ReadTimeout:       w.cfg.HeaderTimeout + inHandler,
+		WriteTimeout:      inHandler,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelWarn),
 	}
 	var wg sync.WaitGroup
@@ -361,9 +687,10 @@ func (w *Webhook) Serve(ctx context.Context, ln net.Listener) error {
 		srv.Shutdown(sctx) //nolint:errcheck // best effort; Serve returns
 	})
 	w.log.Info("webhook listening", "addr", ln.Addr().String(), "path", w.cfg.Path)
-	err := srv.Serve(ln)
+	err := srv.Serve(limited)
 	close(done)
 	wg.Wait()
+	w.refusals.flush()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,10 +31,14 @@ func hmacHex(secret, body []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// forgeRequest shapes a delivery as each forge sends it. sig is "good",
-// "bad" or "missing".
+// deliverySeq numbers the deliveries forgeRequest makes, each its own.
+var deliverySeq atomic.Int64
+
+// forgeRequest shapes a delivery as each forge sends it, with a delivery
+// id of its own. sig is "good", "bad" or "missing".
 func forgeRequest(t testing.TB, target string, f Forge, event string, body []byte, sig string) *http.Request {
 	t.Helper()
+	id := fmt.Sprintf("72d3162e-cc78-11e3-81ab-%012x", deliverySeq.Add(1))
 	r, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -48,13 +53,13 @@ func forgeRequest(t testing.TB, target string, f Forge, event string, body []byt
 	case ForgeGitHub:
 		r.Header.Set("User-Agent", "GitHub-Hookshot/abc123")
 		r.Header.Set(HeaderGitHubEvent, event)
-		r.Header.Set("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+		r.Header.Set(HeaderGitHubDelivery, id)
 		if sig != "missing" {
 			r.Header.Set(HeaderGitHubSignature, "sha256="+mac)
 		}
 	case ForgeGitea:
 		r.Header.Set(HeaderGiteaEvent, event)
-		r.Header.Set("X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473")
+		r.Header.Set(HeaderGiteaDelivery, id)
 		if sig != "missing" {
 			r.Header.Set(HeaderGiteaSignature, mac)
 			// Gitea sends the GitHub-style header too; it must not confuse.
@@ -63,10 +68,13 @@ func forgeRequest(t testing.TB, target string, f Forge, event string, body []byt
 	case ForgeGitLab:
 		r.Header.Set(HeaderGitLabEvent, event)
 		r.Header.Set("X-Gitlab-Instance", "https://gitlab.example.org")
+		r.Header.Set(HeaderGitLabUUID, id)
+		r.Header.Set(HeaderIdempotencyKey, id)
 		if sig != "missing" {
 			r.Header.Set(HeaderGitLabToken, string(secret))
 		}
 	case ForgeGeneric:
+		r.Header.Set(HeaderGenericDelivery, id)
 		if sig != "missing" {
 			r.Header.Set(HeaderGenericSignature, "sha256="+mac)
 		}
@@ -297,9 +305,10 @@ func TestWebhookBurst(t *testing.T) {
 	go func() { got <- next(t, g) }() // the loop, waiting
 	var wg sync.WaitGroup
 	codes := make(chan int, 50)
-	for range 50 {
+	for i := range 50 {
 		wg.Go(func() {
-			resp, err := http.DefaultClient.Do(forgeRequest(t, hookURL, ForgeGitHub, "push", body, "good"))
+			// As from a forge's pool of senders: one address each.
+			resp, err := clientFrom(i).Do(forgeRequest(t, hookURL, ForgeGitHub, "push", body, "good"))
 			if err != nil {
 				t.Error(err)
 				return
@@ -331,4 +340,11 @@ func TestWebhookBurst(t *testing.T) {
 	if n := counter(t, g.queue.coalesced); n < 40 {
 		t.Fatalf("only %d of 50 triggers coalesced", n)
 	}
+}
+
+// clientFrom is an HTTP client whose connections come from loopback
+// address 127.0.0.(i%250+2): the tests' stand-in for distinct senders.
+func clientFrom(i int) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i%250+2))}, Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}, Timeout: 30 * time.Second}
 }

@@ -108,7 +108,7 @@ func New(cfg Config, opts Options) (*Git, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gitsource: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	u, err := normalizeURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("gitsource: source.url: %w", err)

@@ -89,8 +89,23 @@ type WebhookConfig struct {
 	Deliveries int
 }
 
-// Equal reports whether two configs are the same.
-func (c WebhookConfig) Equal(o WebhookConfig) bool { return c == o }
+// Validate checks what a node's webhook needs (Listen and SecretFile)
+// and returns every problem found, named by its node-config field.
+func (c WebhookConfig) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("webhook.listen: missing: the address to listen on, as :9000"))
+	}
+	if c.SecretFile == "" {
+		errs = append(errs, errNoSecret)
+	}
+	if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
+		errs = append(errs, fmt.Errorf("webhook.path: %q: expected an absolute path, as /hook", c.Path))
+	}
+	return errors.Join(errs...)
+}
+
+var errNoSecret = errors.New("webhook.secretFile: missing: unsigned webhooks are not accepted")
 
 // Forge is the sender of a webhook, told apart by its headers.
 type Forge string
@@ -432,7 +447,7 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	cfg.BodyTimeout = cmp.Or(cfg.BodyTimeout, 5*time.Second)
 	cfg.Deliveries = cmp.Or(cfg.Deliveries, 4096)
 	if cfg.SecretFile == "" {
-		return nil, errors.New("webhook.secretFile: missing: unsigned webhooks are not accepted")
+		return nil, errNoSecret
 	}
 	if notify == nil {
 		return nil, errors.New("webhook: nothing to notify")

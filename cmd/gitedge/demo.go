@@ -30,9 +30,11 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -148,19 +150,25 @@ func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.
 	if err := os.WriteFile(secretFile, d.secret, 0o600); err != nil {
 		return err
 	}
-	ncText := fmt.Sprintf(`node: lb-0
-source: {url: %s, branch: main, poll: "@every 10s"}
-webhook: {listen: "%s", path: /hook, secretFile: %s}
-proxmox: {url: "http://%s/api2/json", tokenID: "gitedge@pve!demo", tokenSecretFile: %s}
-admin: {listen: "%s"}
-stateDir: %s
-`, repoDir, hookAddr, secretFile, pveAddr, tokenFile, d.adminAddr, filepath.Join(dir, "state"))
+	ncFile := nodeconfig.File{
+		Node:     "lb-0",
+		Source:   nodeconfig.Source{URL: repoDir, Branch: "main", Poll: "@every 10s"},
+		Webhook:  &nodeconfig.Webhook{Listen: hookAddr, Path: "/hook", SecretFile: secretFile},
+		Proxmox:  &nodeconfig.Proxmox{URL: "http://" + pveAddr + "/api2/json", TokenID: "gitedge@pve!demo", TokenSecretFile: tokenFile},
+		Admin:    nodeconfig.Admin{Listen: d.adminAddr},
+		StateDir: filepath.Join(dir, "state"),
+	}
 	ncPath := filepath.Join(dir, "gitedge.yaml")
-	if err := os.WriteFile(ncPath, []byte(ncText), 0o644); err != nil {
+	nc, err := nodeconfig.Build(ncFile, ncPath)
+	if err != nil {
 		return err
 	}
-	nc, err := reconcile.ParseNodeConfig(ncPath, []byte(ncText))
+	// Written for the operator to read and reuse (gitedge run --config).
+	ncText, err := k8syaml.Marshal(ncFile)
 	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(ncPath, ncText, 0o644); err != nil {
 		return err
 	}
 	logOut := io.Discard
@@ -190,7 +198,7 @@ stateDir: %s
 	if err := d.waitInfra(ctx, 20*time.Second); err != nil {
 		return err
 	}
-	cc, err := proxmoxClientConfig(nc)
+	cc, err := nc.ProxmoxClient()
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 	proxmox "github.com/luthermonson/go-proxmox"
 )
@@ -69,11 +70,11 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := reconcile.LoadNodeConfig(cfgPath)
+	nc, err := nodeconfig.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := proxmoxClientConfig(nc)
+	cc, err := nc.ProxmoxClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 
 	// A wrong token: a clear error, no secret.
 	bad := writeNodeConfig(t, srv.URL+"/api2/json", caPEM)
-	nb, _ := reconcile.LoadNodeConfig(bad)
+	nb, _ := nodeconfig.Load(bad)
 	os.WriteFile(nb.Proxmox.TokenSecretFile, []byte("wrong-"+testSecret), 0o600)
 	out.Reset()
 	errb.Reset()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -19,7 +20,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead]")
 	once := fs.Bool("once", false, "run one pass and exit (required: the loop itself is `gitedge run`)")
 	dry := fs.Bool("dry-run", false, "stop after plan: change nothing")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config (SPEC §2)")
+	config := fs.String("config", nodeconfig.DefaultPath, "node config")
 	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
 	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
@@ -32,9 +33,9 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	nc, err := reconcile.LoadNodeConfig(*config)
+	nc, err := nodeconfig.Load(*config)
 	if err != nil && *dir != "" && errors.Is(err, os.ErrNotExist) {
-		nc, err = reconcile.ParseNodeConfig("(defaults)", []byte("node: local\nsource: {url: "+*dir+"}\n"))
+		nc, err = builtinConfig(*dir)
 	}
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
@@ -50,7 +51,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log}
 	var rec *infra.Reconciler
 	if nc.Proxmox != nil {
-		cc, err := proxmoxClientConfig(nc)
+		cc, err := nc.ProxmoxClient()
 		if err == nil {
 			var api infra.API
 			if api, err = infra.NewAPI(cc); err == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -62,7 +63,7 @@ func firstLine(s string) string {
 // node is one running gitedge: every subsystem the node config enables,
 // wired together the way SPEC §4 describes.
 type node struct {
-	cfg      *reconcile.NodeConfig
+	cfg      *nodeconfig.Config
 	opts     nodeOptions
 	log      *slog.Logger
 	reg      *prometheus.Registry
@@ -78,7 +79,7 @@ type node struct {
 	// reloads (the demo).
 	hup <-chan os.Signal
 	// readConfig re-reads the node config on SIGHUP.
-	readConfig func() (*reconcile.NodeConfig, error)
+	readConfig func() (*nodeconfig.Config, error)
 }
 
 type nodeOptions struct {
@@ -91,7 +92,7 @@ type nodeOptions struct {
 	defaults bool
 }
 
-func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, error) {
+func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, error) {
 	n := &node{cfg: nc, opts: o, log: log, reg: prometheus.NewRegistry(), trackGap: 20 * time.Millisecond}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -143,7 +144,7 @@ func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, 
 		return n.leads(ld)
 	}
 	if nc.Proxmox != nil {
-		cc, err := proxmoxClientConfig(nc)
+		cc, err := nc.ProxmoxClient()
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +189,7 @@ func newNode(nc *reconcile.NodeConfig, o nodeOptions, log *slog.Logger) (*node, 
 // localChecks are the node-local checks every commit gets under gitedge
 // run: the node's name (unless the config is the built-in one) and its own
 // ports.
-func localChecks(nc *reconcile.NodeConfig, o nodeOptions) *reconcile.Local {
+func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	loc := nc.Local()
 	if o.defaults {
 		loc.Node, loc.Config = "", ""
@@ -314,7 +315,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	defer signal.Stop(hup)
 
 	fs := newFlags(env, "run", "[--config FILE] [--source DIR]")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config (SPEC §2); re-read on SIGHUP")
+	config := fs.String("config", nodeconfig.DefaultPath, "node config; re-read on SIGHUP")
 	dir := fs.String("source", "", "follow a local directory with fsnotify instead of the configured git remote (development)")
 	noVRRP := fs.Bool("no-vrrp", false, "run without failover, even if the repository declares it")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -334,11 +335,11 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 		return 1
 	}
 	n.hup = hup
-	n.readConfig = func() (*reconcile.NodeConfig, error) {
+	n.readConfig = func() (*nodeconfig.Config, error) {
 		nc, _, err := readRunConfig(*config, *dir)
 		return nc, err
 	}
-	log.Info("gitedge starting", "node", nc.Node, "version", version, "source", sourceName(nc, *dir), "admin", nc.Admin.Listen,
+	log.Info("gitedge starting", "node", nc.Node, "version", version, "source", sourceName(nc, *dir), "admin", nc.AdminListen,
 		"stateDir", nc.StateDir)
 	if err := n.run(ctx); err != nil {
 		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
@@ -349,23 +350,29 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 }
 
 // readRunConfig reads the node config; with --source and no config file,
-// a built-in one (defaults true) whose state lives in the user's cache
-// directory, never in a production node's /var/lib/gitedge.
-func readRunConfig(path, dir string) (nc *reconcile.NodeConfig, defaults bool, err error) {
-	nc, err = reconcile.LoadNodeConfig(path)
+// the built-in one (defaults true).
+func readRunConfig(path, dir string) (nc *nodeconfig.Config, defaults bool, err error) {
+	nc, err = nodeconfig.Load(path)
 	if err != nil && dir != "" && errors.Is(err, os.ErrNotExist) {
-		state := filepath.Join(os.TempDir(), "gitedge-state")
-		if cache, err := os.UserCacheDir(); err == nil {
-			state = filepath.Join(cache, "gitedge")
-		}
-		text := fmt.Sprintf("node: local\nsource: {url: %q}\nadmin: {listen: '127.0.0.1:9100'}\nstateDir: %q\n", dir, state)
-		nc, err = reconcile.ParseNodeConfig("(defaults)", []byte(text))
+		nc, err = builtinConfig(dir)
 		return nc, true, err
 	}
 	return nc, false, err
 }
 
-func sourceName(nc *reconcile.NodeConfig, dir string) string {
+// builtinConfig is the node config of a command given a routes directory
+// and no config file: node "local", the admin server on its default
+// address, and the state in the user's cache directory, never in a
+// production node's /var/lib/gitedge.
+func builtinConfig(dir string) (*nodeconfig.Config, error) {
+	state := filepath.Join(os.TempDir(), "gitedge-state")
+	if cache, err := os.UserCacheDir(); err == nil {
+		state = filepath.Join(cache, "gitedge")
+	}
+	return nodeconfig.Build(nodeconfig.File{Node: "local", Source: nodeconfig.Source{URL: dir}, StateDir: state}, "")
+}
+
+func sourceName(nc *nodeconfig.Config, dir string) string {
 	if dir != "" {
 		return dir
 	}

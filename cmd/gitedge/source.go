@@ -12,52 +12,9 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/gitsource"
-	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// sourceConfig maps the node config's source section (SPEC §2) onto
-// gitsource's own config type; gitsource does not import reconcile.
-func sourceConfig(nc *reconcile.NodeConfig) gitsource.Config {
-	s := nc.Source
-	c := gitsource.Config{
-		URL:       s.URL,
-		Tag:       s.Tag,
-		Commit:    s.Commit,
-		Path:      s.Path,
-		Poll:      s.Poll,
-		ForcePush: gitsource.ForcePushPolicy(s.ForcePush),
-		Depth:     s.Depth,
-		Auth: gitsource.Auth{
-			SSHKeyFile:     s.Auth.SSHKeyFile,
-			KnownHostsFile: s.Auth.KnownHostsFile,
-			Username:       s.Auth.Username,
-			TokenFile:      s.Auth.TokenFile,
-			PasswordFile:   s.Auth.PasswordFile,
-		},
-		KeyringFile: s.Verify.KeyringFile,
-		StateDir:    nc.StateDir,
-		Node:        nc.Node,
-	}
-	if s.Tag == "" && s.Commit == "" {
-		c.Branch = s.Branch // the node config defaults it to main
-	}
-	return c
-}
-
-// webhookConfig maps the node config's webhook section; ok is false when
-// there is none.
-func webhookConfig(nc *reconcile.NodeConfig, ref string) (gitsource.WebhookConfig, bool) {
-	if nc.Webhook == nil {
-		return gitsource.WebhookConfig{}, false
-	}
-	return gitsource.WebhookConfig{
-		Listen:     nc.Webhook.Listen,
-		Path:       nc.Webhook.Path,
-		SecretFile: nc.Webhook.SecretFile,
-		Ref:        ref,
-	}, true
-}
 
 // revisionSource is what the node follows: a git remote or a directory.
 type revisionSource interface {
@@ -74,7 +31,7 @@ type task struct {
 // openSource builds the node's source and, with triggers, the tasks that
 // feed it: the poller and the webhook for a git remote (from nc), or the
 // fsnotify watcher for a local directory (dir, during development).
-func openSource(nc *reconcile.NodeConfig, dir string, triggers bool, log *slog.Logger, reg prometheus.Registerer) (revisionSource, []task, error) {
+func openSource(nc *nodeconfig.Config, dir string, triggers bool, log *slog.Logger, reg prometheus.Registerer) (revisionSource, []task, error) {
 	opts := gitsource.Options{Logger: log, Registry: reg}
 	if dir != "" {
 		d, err := gitsource.NewDir(gitsource.DirConfig{Dir: dir}, opts)
@@ -83,7 +40,7 @@ func openSource(nc *reconcile.NodeConfig, dir string, triggers bool, log *slog.L
 		}
 		return d, []task{{"fsnotify " + dir, d.Run}}, nil
 	}
-	cfg := sourceConfig(nc)
+	cfg := nc.Source
 	g, err := gitsource.New(cfg, opts)
 	if err != nil {
 		return nil, nil, err
@@ -96,8 +53,8 @@ func openSource(nc *reconcile.NodeConfig, dir string, triggers bool, log *slog.L
 		return nil, nil, err
 	}
 	tasks := []task{{"poll " + cfg.Poll, p.Run}}
-	if wc, ok := webhookConfig(nc, cfg.Ref()); ok {
-		w, err := gitsource.NewWebhook(wc, g.Trigger, opts)
+	if wc := nc.Webhook; wc != nil {
+		w, err := gitsource.NewWebhook(*wc, g.Trigger, opts)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -111,7 +68,7 @@ func openSource(nc *reconcile.NodeConfig, dir string, triggers bool, log *slog.L
 // node's own triggers. It applies nothing.
 func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "source", "[--config FILE | --dir DIR] [--watch]")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "the node config naming the source")
+	config := fs.String("config", nodeconfig.DefaultPath, "the node config naming the source")
 	dir := fs.String("dir", "", "follow a local directory instead of the configured repository (development)")
 	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as `gitedge run` does, printing each revision")
 	timeout := fs.Duration("timeout", 5*time.Minute, "without --watch: give up after this long")
@@ -124,10 +81,10 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	var nc *reconcile.NodeConfig
+	var nc *nodeconfig.Config
 	if *dir == "" {
 		var err error
-		if nc, err = reconcile.LoadNodeConfig(*config); err != nil {
+		if nc, err = nodeconfig.Load(*config); err != nil {
 			fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
 			return 1
 		}

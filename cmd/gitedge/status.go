@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/nodeconfig"
 )
 
 // runStatus asks a running node's admin server what it runs.
 func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "status", "[--admin ADDR | --config FILE] [--output text|json]")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config; its admin.listen is asked")
+	config := fs.String("config", nodeconfig.DefaultPath, "node config; its admin.listen is asked")
 	admin := fs.String("admin", "", "admin address to ask (overrides --config), as 127.0.0.1:9100")
 	output := fs.String("output", "text", "text or json")
 	if _, code, ok := parseFlags(fs, args); !ok {
@@ -24,12 +24,15 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	addr := *admin
 	if addr == "" {
-		c, err := reconcile.LoadNodeConfig(*config)
+		c, err := nodeconfig.Load(*config)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge status: %v (or pass --admin ADDR)\n", err)
 			return 1
 		}
-		addr = c.Admin.Listen
+		if addr = c.AdminListen; addr == "" {
+			fmt.Fprintf(env.stderr, "gitedge status: %s: admin.listen is off: no admin server to ask\n", *config)
+			return 1
+		}
 	}
 	if strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1" + addr

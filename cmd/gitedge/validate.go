@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -34,7 +35,7 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	}
 	var opts reconcile.LoadOptions
 	if *nodeConfig != "" {
-		nc, err := reconcile.LoadNodeConfig(*nodeConfig)
+		nc, err := nodeconfig.Load(*nodeConfig)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge validate: %v\n", err)
 			return 1

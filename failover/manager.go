@@ -107,8 +107,11 @@ func NewManager(o Options) (*Manager, error) {
 // family; see changeRules) restarts the instance. Apply is idempotent. An
 // invalid cfg changes nothing; otherwise every instance is tried and the
 // errors are joined, each naming its instance once. Errors do not name the
-// package: the caller says "failover".
-func (m *Manager) Apply(cfg Config) error {
+// package: the caller says "failover". A ctx already done changes nothing.
+func (m *Manager) Apply(ctx context.Context, cfg Config) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var errs []error
 	names := map[string]bool{}
 	for _, in := range cfg.Instances {
@@ -347,21 +350,11 @@ func (m *Manager) SetProxyHealthy(ok bool) {
 	}
 }
 
-// States returns every running instance's state by name.
-func (m *Manager) States() map[string]State {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]State, len(m.running))
-	for n, ri := range m.running {
-		out[n] = ri.r.State()
-	}
-	return out
-}
-
-// InstanceStatus is what a status page shows of one instance.
+// InstanceStatus is what a status page shows of one instance: the
+// Manager's one view of its instances.
 type InstanceStatus struct {
 	Name     string     `json:"name"`
-	State    string     `json:"state"`
+	State    State      `json:"state"`
 	Priority uint8      `json:"priority"`
 	Master   netip.Addr `json:"master,omitzero"` // the master as last seen
 	VIPs     []string   `json:"vips"`
@@ -374,24 +367,13 @@ func (m *Manager) Status() []InstanceStatus {
 	defer m.mu.Unlock()
 	out := make([]InstanceStatus, 0, len(m.running))
 	for n, ri := range m.running {
-		st := InstanceStatus{Name: n, State: ri.r.State().String(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
+		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
 		for _, v := range ri.in.VIPs {
 			st.VIPs = append(st.VIPs, v.String())
 		}
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// Counters returns every running instance's counters by name.
-func (m *Manager) Counters() map[string]Counters {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]Counters, len(m.running))
-	for n, ri := range m.running {
-		out[n] = ri.r.Counters()
-	}
 	return out
 }
 

@@ -218,10 +218,10 @@ func (g *Git) wait(ctx context.Context) (Trigger, error) {
 func (g *Git) failed(err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = &Error{Step: StepFetch, Reason: ReasonUnreachable, Retryable: true, Source: g.disp, Err: err}
+		e = &Error{Step: StepFetch, Reason: ReasonUnreachable, Source: g.disp, Err: err}
 	}
 	g.m.errors.WithLabelValues(string(e.Step), e.Reason).Inc()
-	if !e.Retryable {
+	if !e.Transient() {
 		if e.Commit != "" {
 			g.lastObserved = e.Commit
 			g.log.Warn("revision refused", "commit", short(e.Commit), "step", string(e.Step), "reason", e.Reason, "err", err)
@@ -350,7 +350,6 @@ func (g *Git) netError(err error, doing string) error {
 		e.Reason = ReasonNotFound
 	default:
 		e.Reason = ReasonUnreachable
-		e.Retryable = true
 	}
 	return e
 }
@@ -504,7 +503,7 @@ func (g *Git) load(ctx context.Context, head string, t Trigger) (Revision, error
 		}
 		g.wipe(err)
 	}
-	return Revision{}, &Error{Step: StepFetch, Reason: ReasonCache, Retryable: true, Source: g.disp, Commit: head,
+	return Revision{}, &Error{Step: StepFetch, Reason: ReasonCache, Source: g.disp, Commit: head,
 		Err: fmt.Errorf("cache %s is unusable even after fetching it again: %w", g.dir, err)}
 }
 
@@ -668,7 +667,7 @@ func (g *Git) checkBusy() error {
 		return nil
 	default:
 	}
-	return &Error{Step: StepFetch, Reason: ReasonUnreachable, Retryable: true, Source: g.disp,
+	return &Error{Step: StepFetch, Reason: ReasonUnreachable, Source: g.disp,
 		Err: fmt.Errorf("a fetch started %s ago is still stuck past its deadline; the cache is left alone until it returns (check the remote, or a local source's disk)",
 			time.Since(g.busySince).Round(time.Second))}
 }
@@ -820,7 +819,7 @@ func (g *Git) stateDirError(err error, doing string) *Error {
 	if reason == "" {
 		return nil
 	}
-	return &Error{Step: StepFetch, Reason: reason, Retryable: true, Source: g.disp,
+	return &Error{Step: StepFetch, Reason: reason, Source: g.disp,
 		Err: fmt.Errorf("%s: state directory %s %s: %w", doing, g.cfg.StateDir, advice, err)}
 }
 

@@ -146,7 +146,7 @@ func TestPathMissingIsTerminal(t *testing.T) {
 	u.push("main")
 	g, _ := newSource(t, Config{URL: u.bare, Path: "edge/"})
 	e := nextErr(t, g)
-	if e.Step != StepRead || e.Reason != ReasonPath || e.Retryable || e.Commit != c1 || !strings.Contains(e.Error(), `no directory "edge"`) {
+	if e.Step != StepRead || e.Reason != ReasonPath || e.Transient() || e.Commit != c1 || !strings.Contains(e.Error(), `no directory "edge"`) {
 		t.Fatalf("error %+v: %v", e, e)
 	}
 	// Not retried until the head moves.
@@ -196,7 +196,7 @@ func TestTagAndCommitPins(t *testing.T) {
 	})
 	t.Run("missing commit", func(t *testing.T) {
 		g, _ := newSource(t, Config{URL: h.URL, Commit: strings.Repeat("ab", 20)})
-		if e := nextErr(t, g); e.Step != StepFetch || e.Reason != ReasonNotFound || e.Retryable {
+		if e := nextErr(t, g); e.Step != StepFetch || e.Reason != ReasonNotFound || e.Transient() {
 			t.Fatalf("error %+v", e)
 		}
 	})

@@ -105,7 +105,7 @@ func TestSSHHostKeyChecked(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			g, _ := newSource(t, Config{URL: url, Auth: Auth{SSHKeyFile: s.clientKey, KnownHostsFile: writeFile(t, "kh", kh)}})
 			e := nextErr(t, g)
-			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Retryable {
+			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Transient() {
 				t.Fatalf("error %+v: %v", e, e)
 			}
 		})

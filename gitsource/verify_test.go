@@ -146,7 +146,7 @@ func TestSignatures(t *testing.T) {
 		u.push("--force", "main")
 		g.Trigger(Trigger{Kind: TriggerWebhook, Detail: s.name})
 		e := nextErr(t, g)
-		if e.Step != StepVerify || e.Reason != s.reason || e.Retryable || e.Commit != c || !strings.Contains(e.Error(), s.want) {
+		if e.Step != StepVerify || e.Reason != s.reason || e.Transient() || e.Commit != c || !strings.Contains(e.Error(), s.want) {
 			t.Fatalf("%s: %+v: %v", s.name, e, e)
 		}
 		// Refused for good: the same head is not looked at again.

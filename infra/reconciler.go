@@ -221,16 +221,6 @@ func (r *Reconciler) Apply(ctx context.Context, cfg Config, leader func() bool) 
 	return res, join(append(problems, errs...))
 }
 
-// LoopApply adapts the Reconciler to a loop that decides leadership once
-// per pass (reconcile.InfraFunc): the pass writes only when lead is true
-// and, if stillLeader is set, while it keeps saying so before every write.
-func (r *Reconciler) LoopApply(stillLeader func() bool) func(ctx context.Context, cfg Config, lead bool) error {
-	return func(ctx context.Context, cfg Config, lead bool) error {
-		_, err := r.Apply(ctx, cfg, func() bool { return lead && (stillLeader == nil || stillLeader()) })
-		return err
-	}
-}
-
 // Last returns the result of the last finished pass, for status pages.
 func (r *Reconciler) Last() (Result, bool) {
 	r.mu.Lock()
@@ -764,7 +754,7 @@ func (r *Reconciler) logOutcome(res Result, err error) {
 		"conflicts", len(res.Plan.Conflicts), "pendingReboot", len(res.Plan.PendingReboot), "duration", res.Duration.Round(time.Millisecond)}
 	switch {
 	case err != nil:
-		r.log.Warn("infra pass finished with errors", append(attrs, "transient", IsTransient(err), "err", err)...)
+		r.log.Warn("infra pass finished with errors", append(attrs, "transient", isTransient(err), "err", err)...)
 	case len(res.Applied) > 0:
 		r.log.Info("infra pass applied changes", attrs...)
 	default:

@@ -352,7 +352,7 @@ func TestRecordFailureNeverFailsAPass(t *testing.T) {
 func TestRecordOnlyAfterEveryStep(t *testing.T) {
 	state := NewStateFile(t.TempDir())
 	l := &Loop{Node: "lb-0", State: state,
-		Dataplane: DataplaneFunc(func(context.Context, dataplane.Config) error { return errors.New("bind :80: address in use") })}
+		Dataplane: dataplaneFake(func(context.Context, dataplane.Config) error { return errors.New("bind :80: address in use") })}
 	if res, _ := l.Pass(context.Background(), Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}, nil); res != ResultFailed {
 		t.Fatal(res)
 	}

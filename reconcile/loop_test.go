@@ -74,13 +74,13 @@ func (r *recorder) take() []string {
 func (r *recorder) loop(node string) *Loop {
 	return &Loop{
 		Node: node,
-		Dataplane: DataplaneFunc(func(_ context.Context, c dataplane.Config) error {
+		Dataplane: dataplaneFake(func(_ context.Context, c dataplane.Config) error {
 			return r.record("dataplane " + itoa(len(c.Routes)) + " routes")
 		}),
-		Failover: FailoverFunc(func(_ context.Context, c failover.Config) error {
+		Failover: failoverFake(func(_ context.Context, c failover.Config) error {
 			return r.record("failover priority " + itoa(int(c.Instances[0].Priority)))
 		}),
-		Infra: InfraFunc(func(_ context.Context, c infra.Config, lead bool) error {
+		Infra: infraFake(func(_ context.Context, c infra.Config, lead bool) error {
 			l := "follower"
 			if lead {
 				l = "leader"
@@ -88,6 +88,21 @@ func (r *recorder) loop(node string) *Loop {
 			return r.record("infra " + itoa(len(c.VMs)) + " VMs " + l)
 		}),
 	}
+}
+
+// Fakes of the appliers, as functions; infraFake asks leads once, at the
+// start, as the real reconciler does before its first write.
+type (
+	dataplaneFake func(context.Context, dataplane.Config) error
+	failoverFake  func(context.Context, failover.Config) error
+	infraFake     func(ctx context.Context, c infra.Config, lead bool) error
+)
+
+func (f dataplaneFake) Apply(ctx context.Context, c dataplane.Config) error { return f(ctx, c) }
+func (f failoverFake) Apply(ctx context.Context, c failover.Config) error   { return f(ctx, c) }
+func (f infraFake) Apply(ctx context.Context, c infra.Config, leads func() bool) (infra.Result, error) {
+	lead := leads()
+	return infra.Result{Leader: lead}, f(ctx, c, lead)
 }
 
 type transientErr struct{ error }
@@ -110,7 +125,7 @@ func TestLoopPasses(t *testing.T) {
 	l := rec.loop("lb-1")
 	l.Metrics = NewMetrics(reg)
 	leader := true
-	l.IsLeader = func(ld Leader) bool { return ld.VRRP == "VI_1" && leader }
+	l.Leadership = Leadership{Master: func(instance string) bool { return instance == "VI_1" && leader }}
 	ctx := context.Background()
 
 	steps := []struct {
@@ -289,11 +304,11 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	routes := make(chan int, 10)
 	l := &Loop{
 		Node: "lb-0",
-		Dataplane: DataplaneFunc(func(_ context.Context, c dataplane.Config) error {
+		Dataplane: dataplaneFake(func(_ context.Context, c dataplane.Config) error {
 			routes <- len(c.Routes)
 			return nil
 		}),
-		Infra: InfraFunc(func(ctx context.Context, c infra.Config, _ bool) error {
+		Infra: infraFake(func(ctx context.Context, c infra.Config, _ bool) error {
 			infraCalls <- c.VMs[0].Memory
 			select {
 			case <-release:
@@ -357,9 +372,9 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 // TestStepErrorOnePrefix: a subsystem error that names its package is not
 // prefixed again ("dataplane: dataplane: …" in issue 10).
 func TestStepErrorOnePrefix(t *testing.T) {
-	l := &Loop{Node: "lb-0", Dataplane: DataplaneFunc(func(context.Context, dataplane.Config) error {
+	l := &Loop{Node: "lb-0", Dataplane: dataplaneFake(func(context.Context, dataplane.Config) error {
 		return errors.New(`dataplane: listener "http": cannot listen on :80: address in use`)
-	}), Failover: FailoverFunc(func(context.Context, failover.Config) error {
+	}), Failover: failoverFake(func(context.Context, failover.Config) error {
 		return errors.New(`instance "VI_1": interface "eth9": no such interface`)
 	})}
 	_, err := l.Pass(context.Background(), Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}, nil)
@@ -383,8 +398,9 @@ func TestInfraLeadershipAtApplyTime(t *testing.T) {
 	leads := make(chan bool, 4)
 	var calls atomic.Int32
 	l := &Loop{Node: "lb-0", Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
-		IsLeader: func(Leader) bool { return leading.Load() },
-		Infra: InfraFunc(func(ctx context.Context, c infra.Config, lead bool) error {
+		Leadership: Leadership{Master: func(string) bool { return leading.Load() }},
+		Retry:      Backoff{Min: time.Hour, Max: time.Hour}, // one failure is enough here
+		Infra: infraFake(func(ctx context.Context, c infra.Config, lead bool) error {
 			leads <- lead
 			if calls.Add(1) == 1 {
 				<-release // a long clone

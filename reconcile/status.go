@@ -121,9 +121,12 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	if err != nil {
 		att.Error = err.Error()
 	}
-	resync := rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke
 	ok := res == ResultApplied || res == ResultUnchanged
 	l.mu.Lock()
+	// A pass over the live commit again (resync, poke, or the retry of
+	// one) is reported apart: it must not hide why the newest head failed.
+	resync := rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke ||
+		(rev.Trigger == TriggerRetry && l.status.Live != nil && l.status.Live.Commit == rev.Commit)
 	if resync {
 		l.status.LastResync = att
 	} else {

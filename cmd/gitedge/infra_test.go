@@ -106,10 +106,10 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 	}
 
 	// The reconcile loop drives the same Reconciler through its InfraApplier.
-	var applier reconcile.InfraApplier = reconcile.InfraFunc(rec.LoopApply(nil))
+	var applier reconcile.InfraApplier = rec
 	sim.ResetCalls()
-	if err := applier.Apply(ctx, desired.Infra, true); err != nil {
-		t.Fatalf("through reconcile.InfraFunc: %v", err)
+	if _, err := applier.Apply(ctx, desired.Infra, func() bool { return true }); err != nil {
+		t.Fatalf("through reconcile.InfraApplier: %v", err)
 	}
 	if w := sim.Writes(); len(w) != 0 {
 		t.Errorf("pass through the loop's interface wrote %v", w)

@@ -62,11 +62,10 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
 			return 1
 		}
-		loop.Infra = reconcile.InfraFunc(rec.LoopApply(nil))
+		loop.Infra = rec
 	}
-	loop.IsLeader = func(ld reconcile.Leader) bool {
-		return *lead || ld == (reconcile.Leader{}) || ld.Node == nc.Node
-	}
+	// No VRRP runs here to ask: a VRRP leader is led only with --lead.
+	loop.Leadership = reconcile.Leadership{Always: *lead}
 	res, err := loop.Pass(ctx, loopRevision(rev), fetchErr)
 	fmt.Fprintf(env.stdout, "commit %s: %s\n", rev.Commit, res)
 	if live := loop.Live(); live != nil {

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -105,12 +104,15 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 
 	n.loop = &reconcile.Loop{
 		Node:      nc.Node,
-		Dataplane: reconcile.DataplaneFunc(func(_ context.Context, c dataplane.Config) error { return n.proxy.Apply(c) }),
-		Resync:    time.Minute,
-		DryRun:    o.dryRun,
-		Logger:    log.With("subsystem", "reconcile"),
-		Metrics:   reconcile.NewMetrics(n.reg),
-		Local:     localChecks(nc, o),
+		Dataplane: proxyApplier{n.proxy},
+		// Leadership is asked before every infra write, so a node that
+		// loses mastership mid-pass stops writing (one writer).
+		Leadership: reconcile.Leadership{Master: n.isMaster},
+		Resync:     time.Minute,
+		DryRun:     o.dryRun,
+		Logger:     log.With("subsystem", "reconcile"),
+		Metrics:    reconcile.NewMetrics(n.reg),
+		Local:      localChecks(nc, o),
 	}
 	if nc.StateDir != "" && !o.dryRun {
 		// The last applied commit, served at start before any fetch.
@@ -124,7 +126,8 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 			TrackProxy: true,
 			Ready:      n.proxy.Ready(), // never claim a VIP with nothing listening
 			OnTransition: func(e failover.Event) {
-				// A new master of the infra leader's instance applies at once.
+				// A node that becomes master of any instance re-applies at
+				// once: it may now lead infra (infra.leader: vrrp:NAME).
 				if e.To == failover.StateMaster {
 					n.loop.Poke()
 				}
@@ -133,15 +136,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		if err != nil {
 			return nil, err
 		}
-		n.loop.Failover = reconcile.FailoverFunc(func(_ context.Context, c failover.Config) error { return n.vrrp.Apply(c) })
-	}
-	// The Edge's leader as of the pass being applied; infra re-reads it
-	// from its own goroutines before every write.
-	var leader atomic.Pointer[reconcile.Leader]
-	leader.Store(&reconcile.Leader{})
-	n.loop.IsLeader = func(ld reconcile.Leader) bool {
-		leader.Store(&ld)
-		return n.leads(ld)
+		n.loop.Failover = n.vrrp
 	}
 	if nc.Proxmox != nil {
 		cc, err := nc.ProxmoxClient()
@@ -156,9 +151,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		if err != nil {
 			return nil, err
 		}
-		// Leadership is re-checked before every write, so a node that loses
-		// mastership mid-pass stops writing (SPEC §4.4).
-		n.loop.Infra = reconcile.InfraFunc(n.infra.LoopApply(func() bool { return n.leads(*leader.Load()) }))
+		n.loop.Infra = n.infra
 	}
 	n.admin = &adminServer{status: n.loop.Status, registry: n.reg, logger: log,
 		backends: func() any { return n.proxy.Status() }}
@@ -197,16 +190,27 @@ func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	return loc
 }
 
-// leads answers whether this node applies infra changes now.
-func (n *node) leads(ld reconcile.Leader) bool {
-	switch {
-	case ld.VRRP != "":
-		return n.vrrp != nil && n.vrrp.States()[ld.VRRP] == failover.StateMaster
-	case ld.Node != "":
-		return ld.Node == n.cfg.Node
+// isMaster reports whether this node is the VRRP master of an instance
+// now: what infra.leader "vrrp:NAME" follows.
+func (n *node) isMaster(instance string) bool {
+	if n.vrrp == nil {
+		return false
 	}
-	return true // no leader named: a single node leads itself
+	for _, st := range n.vrrp.Status() {
+		if st.Name == instance {
+			return st.State == failover.StateMaster
+		}
+	}
+	return false
 }
+
+// proxyApplier gives the proxy's Apply the loop's shape, with a context.
+// The lead removes it once dataplane.Proxy.Apply takes one itself.
+type proxyApplier struct{ p *dataplane.Proxy }
+
+func (a proxyApplier) Apply(_ context.Context, cfg dataplane.Config) error { return a.p.Apply(cfg) }
+
+var _ reconcile.DataplaneApplier = proxyApplier{}
 
 // run starts every part under one errgroup; one fatal error stops all.
 func (n *node) run(ctx context.Context) error {

@@ -78,7 +78,7 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 		go srv.Serve(ln)
 		defer srv.Close()
 	}
-	if err := m.Apply(cfg); err != nil {
+	if err := m.Apply(ctx, cfg); err != nil {
 		m.Close()
 		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
 		return 1
@@ -120,7 +120,7 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 				log.Info("reload: no change")
 				continue
 			}
-			if err := m.Apply(next); err != nil {
+			if err := m.Apply(ctx, next); err != nil {
 				log.Error("reload applied with errors", "err", err)
 			} else {
 				log.Info("reloaded", "instances", vrrpInstanceNames(next))

@@ -479,16 +479,17 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	return w, nil
 }
 
-// Refusal reasons of the webhook, besides admission's, as metric labels.
+// Refusal reasons of the webhook, besides admission's, as metric labels
+// (PascalCase, as every reason).
 const (
-	refusedMethod       = "method"
-	refusedTooLarge     = "too-large"
-	refusedUnsigned     = "unsigned"
-	refusedBadSignature = "bad-signature"
-	refusedTimeout      = "timeout"
-	refusedBadRequest   = "bad-request"
-	refusedConnections  = "connections" // over MaxConnsPerSource, closed at accept
-	refusedPath         = "path"        // not the webhook's path
+	refusedMethod       = "Method"
+	refusedTooLarge     = "TooLarge"
+	refusedUnsigned     = "Unsigned"
+	refusedBadSignature = "BadSignature"
+	refusedTimeout      = "Timeout"
+	refusedBadRequest   = "BadRequest"
+	refusedConnections  = "Connections" // over MaxConnsPerSource, closed at accept
+	refusedPath         = "Path"        // not the webhook's path
 )
 
 // ServeHTTP handles one webhook delivery.

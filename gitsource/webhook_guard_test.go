@@ -419,8 +419,8 @@ func TestWebhookRefusalLog(t *testing.T) {
 	if len(warn) != 2 {
 		t.Fatalf("%d refusals made %d log lines, want 2:\n%s", n, len(warn), strings.Join(warn, "\n"))
 	}
-	if !strings.Contains(warn[1], "count=1999") || !strings.Contains(warn[1], "bad-signature=1000") ||
-		!strings.Contains(warn[1], "unsigned=999") || !strings.Contains(warn[1], "sources=64+") {
+	if !strings.Contains(warn[1], "count=1999") || !strings.Contains(warn[1], "BadSignature=1000") ||
+		!strings.Contains(warn[1], "Unsigned=999") || !strings.Contains(warn[1], "sources=64+") {
 		t.Fatalf("summary: %s", warn[1])
 	}
 	if got := testutil.ToFloat64(w.refused.WithLabelValues(refusedUnsigned)) + testutil.ToFloat64(w.refused.WithLabelValues(refusedBadSignature)); got != n {

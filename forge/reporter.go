@@ -93,7 +93,7 @@ func New(cfg Config, opts Options) (*Reporter, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	r.log = r.log.With("forge", string(cfg.Kind), "repository", cfg.Repository)
+	r.log = r.log.With("subsystem", "forge", "forge", string(cfg.Kind), "repository", cfg.Repository)
 	if r.jitter == nil {
 		r.jitter = rand.Float64
 	}

@@ -1,6 +1,7 @@
 package gitsource
 
 import (
+	"cmp"
 	"fmt"
 
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -21,7 +22,7 @@ func sshPublicKeys(user, keyFile, knownHosts, hostPort string) (*gitssh.PublicKe
 	}
 	db, err := gitssh.NewKnownHostsDb(files...)
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %v (the server's host key must be listed; unknown hosts are refused)", cmpOr(knownHosts, "(default files)"), err)
+		return nil, fmt.Errorf("known_hosts %s: %v (the server's host key must be listed; unknown hosts are refused)", cmp.Or(knownHosts, "(default files)"), err)
 	}
 	keys.HostKeyCallback = db.HostKeyCallback()
 	// Offer only the algorithms known_hosts has a key for, so a server

@@ -1,6 +1,7 @@
 package gitsource
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -139,7 +140,7 @@ func New(cfg Config, opts Options) (*Git, error) {
 	if g.queue == nil {
 		g.queue = NewQueue(opts.Registry)
 	}
-	g.log = g.log.With("source", g.disp, "ref", cmpOr(cfg.ref(), cfg.Commit))
+	g.log = g.log.With("subsystem", "gitsource", "source", g.disp, "ref", cmp.Or(cfg.ref(), cfg.Commit))
 	return g, nil
 }
 
@@ -329,7 +330,7 @@ func (g *Git) lsRemote(ctx context.Context) (string, error) {
 			peeled = r.Hash().String()
 		}
 	}
-	if head := cmpOr(peeled, direct); head != "" {
+	if head := cmp.Or(peeled, direct); head != "" {
 		return head, nil
 	}
 	return "", &Error{Step: StepFetch, Reason: ReasonNotFound, Source: g.disp,
@@ -370,14 +371,14 @@ func (g *Git) auth() (transport.AuthMethod, error) {
 		if a.SSHKeyFile == "" {
 			return nil, nil // go-git falls back to the ssh agent
 		}
-		user := cmpOr(ep.User, "git")
+		user := cmp.Or(ep.User, "git")
 		keys, err := sshPublicKeys(user, a.SSHKeyFile, a.KnownHostsFile, net.JoinHostPort(ep.Host, fmt.Sprint(cmpPort(ep.Port, 22))))
 		if err != nil {
 			return nil, authErr(err)
 		}
 		return keys, nil
 	case "http", "https":
-		file := cmpOr(a.TokenFile, a.PasswordFile)
+		file := cmp.Or(a.TokenFile, a.PasswordFile)
 		if file == "" {
 			return nil, nil
 		}
@@ -385,7 +386,7 @@ func (g *Git) auth() (transport.AuthMethod, error) {
 		if err != nil {
 			return nil, authErr(err)
 		}
-		return basicAuth(cmpOr(a.Username, "git"), secret), nil
+		return basicAuth(cmp.Or(a.Username, "git"), secret), nil
 	}
 	return nil, nil
 }
@@ -532,7 +533,7 @@ func (g *Git) loadFrom(ctx context.Context, repo *git.Repository, head string, t
 			return Revision{}, err
 		}
 		if have == "" {
-			what := cmpOr(g.cfg.ref(), "commit "+g.cfg.Commit)
+			what := cmp.Or(g.cfg.ref(), "commit "+g.cfg.Commit)
 			return Revision{}, &Error{Step: StepFetch, Reason: ReasonNotFound, Source: g.disp, Commit: g.cfg.Commit,
 				Err: fmt.Errorf("the remote has no %s reachable from its branches", what)}
 		}

@@ -471,6 +471,7 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	w.log = w.log.With("subsystem", "gitsource")
 	// A slot is held at most BodyTimeout: a request waiting a little
 	// longer is sure to see one freed.
 	w.admit = newAdmission(cfg.MaxBodies, cfg.MaxBodiesPerSource, cfg.BodyTimeout+time.Second,

@@ -58,6 +58,7 @@ func New(cfg Config, opts Options) (*Notifier, error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	n.log = n.log.With("subsystem", "notify")
 	if n.jitter == nil {
 		n.jitter = rand.Float64
 	}

@@ -259,7 +259,7 @@ func TestRestartWithADamagedRecord(t *testing.T) {
 	if c := l.Status().Conditions["state"]; c.Status != CondFailed || !strings.Contains(c.Message, state.Path+": half-written") {
 		t.Errorf("state condition %+v", c)
 	}
-	if want := `level=ERROR msg="the last applied record cannot be used; fetching instead" error="state record ` + state.Path + `: half-written: `; !strings.Contains(logs.String(), want) {
+	if want := `level=ERROR msg="the last applied record cannot be used; fetching instead" subsystem=reconcile error="state record ` + state.Path + `: half-written: `; !strings.Contains(logs.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, logs.String())
 	}
 	if n := testutil.ToFloat64(l.Metrics.stateErrors.WithLabelValues("load")); n != 1 {

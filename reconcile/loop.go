@@ -63,7 +63,7 @@ type Loop struct {
 	// name in spec.nodes, its admin and webhook ports). nil: the
 	// repository alone. While Run runs, change it with SetLocal only.
 	Local   *Local
-	Logger  *slog.Logger // nil discards
+	Logger  *slog.Logger // nil discards; the loop adds subsystem=reconcile
 	Metrics *Metrics     // nil: no metrics
 
 	infraQ   chan infraJob // set by Run: infra is applied by its own worker
@@ -517,11 +517,12 @@ func (l *Loop) Live() *Desired {
 	return l.live
 }
 
+// logger is Logger, naming the loop as the subsystems name themselves.
 func (l *Loop) logger() *slog.Logger {
 	if l.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return l.Logger
+	return l.Logger.With("subsystem", "reconcile")
 }
 
 func short(c string) string {

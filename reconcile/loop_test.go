@@ -424,7 +424,7 @@ func TestInfraLeadershipAtApplyTime(t *testing.T) {
 		t.Fatal("c2's infra job ran as a follower on the master")
 	}
 	waitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
-	if !strings.Contains(logs.String(), `"msg":"infra apply failed","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
+	if !strings.Contains(logs.String(), `"msg":"infra apply failed","subsystem":"reconcile","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
 		t.Errorf("log:\n%s", logs.String())
 	}
 }

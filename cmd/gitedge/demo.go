@@ -45,14 +45,19 @@ import (
 // walks through what a merged pull request does.
 func runDemo(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "demo", "[--keep] [--dir DIR]")
+	// The tour speaks for itself; --log-level info shows the node's logs.
+	fs.logDefaults("error", "text")
 	keep := fs.Bool("keep", false, "keep running after the tour (Ctrl-C stops), to explore with curl, gitedge status and the status page")
 	dir := fs.String("dir", "", "where to create the demo repository and node config (default: a temporary directory, removed at the end)")
-	verbose := fs.Bool("v", false, "show the node's logs")
-	if _, code, ok := parseFlags(fs, args); !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
 	}
 	d := &demo{out: env.stdout}
-	if err := d.run(ctx, *dir, *keep, *verbose, env.stderr); err != nil {
+	if err := daemonSupported(); err != nil {
+		fmt.Fprintf(env.stderr, "gitedge demo: %v\n", err)
+		return 1
+	}
+	if err := d.run(ctx, *dir, *keep, fs.logger()); err != nil {
 		fmt.Fprintf(env.stderr, "gitedge demo: %v\n", err)
 		return 1
 	}
@@ -74,7 +79,7 @@ type demo struct {
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
-func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.Writer) error {
+func (d *demo) run(ctx context.Context, dir string, keep bool, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if dir == "" {
@@ -171,16 +176,10 @@ func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.
 	if err := os.WriteFile(ncPath, ncText, 0o644); err != nil {
 		return err
 	}
-	logOut := io.Discard
-	if verbose {
-		logOut = logw
-	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d.node, err = newNode(nc, nodeOptions{noVRRP: true}, log)
+	d.node, err = newNode(nc, nodeOptions{proxy: true, keepState: true, local: true, resync: 2 * time.Second}, log)
 	if err != nil {
 		return err
 	}
-	d.node.loop.Resync = 2 * time.Second // set drift back quickly in the demo
 	nodeErr := make(chan error, 1)
 	d.started = time.Now()
 	wg.Go(func() { nodeErr <- d.node.run(ctx) })
@@ -266,10 +265,10 @@ func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.
 
 	d.say("\n8. gitedge status:")
 	var b strings.Builder
-	printStatus(&b, d.snapshotStatus())
+	printStatus(&b, d.node.status())
 	for line := range strings.Lines(b.String()) {
 		if strings.HasPrefix(line, "backends:") || strings.HasPrefix(line, "infra:") || strings.HasPrefix(line, " ") {
-			continue // the full JSON is on the status page
+			continue // the details are on the status page
 		}
 		d.say("   %s", strings.TrimRight(line, "\n"))
 	}
@@ -283,10 +282,6 @@ func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.
 	}
 	d.say("\nDone. `gitedge demo --keep` leaves it running to explore.")
 	return nil
-}
-
-func (d *demo) snapshotStatus() nodeStatus {
-	return nodeStatus{Status: d.node.loop.Status(), Version: version}
 }
 
 // commit writes files into the repository's work tree and commits them.

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/gitedge/gitedge/infra"
 )
 
 // TestValidateAndPlanRefuseLinksOutside is issue 10 defect 4 through the
@@ -119,40 +115,6 @@ func TestValidateOversizedRepository(t *testing.T) {
 	code, _, errOut = gitedge(t, "validate", "-h")
 	if code != 0 || !strings.Contains(errOut, "Limits: a file at most 8 MiB and 10000 documents; a repository at most 20000 files, 64 MiB and 100000 routes; a route at most 1000 hosts.") {
 		t.Errorf("validate -h does not document the limits:\n%s", errOut)
-	}
-}
-
-// TestInfraStatusIsReadable is issue 10 defect 7: /status shows each
-// applied infra change as a line of text, never a Go struct dump.
-func TestInfraStatusIsReadable(t *testing.T) {
-	vm := infra.VMRef{Name: "lb-0", VMID: 150, Node: "proxmox1"}
-	r := infra.Result{Leader: true, Duration: 1234 * time.Millisecond, Applied: []infra.Action{
-		{Op: infra.OpCreate, VM: vm, Clone: "debian-12"},
-		{Op: infra.OpUpdate, VM: vm, Fields: []infra.FieldChange{{Key: "memory", Old: "1024", New: "4096"}, {Key: "onboot", New: "1"}}},
-		{Op: infra.OpResize, VM: vm, Disk: "scsi0", From: 8 << 30, Size: 16 << 30},
-		{Op: infra.OpHACreate, VM: vm, HA: &infra.HA{Group: "main", State: "started"}},
-		{Op: infra.OpStart, VM: vm},
-		{Op: infra.OpDelete, VM: infra.VMRef{Name: "old", VMID: 199, Node: "proxmox1"}},
-	}}
-	b, err := json.MarshalIndent(infraSummary(r), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{
-  "leader": true,
-  "converged": false,
-  "applied": [
-    "create VM 150 \"lb-0\" on proxmox1 from debian-12",
-    "update VM 150 \"lb-0\": memory 1024 → 4096, onboot (none) → 1",
-    "resize VM 150 \"lb-0\" scsi0: 8G → 16G",
-    "ha-create VM 150 \"lb-0\" group=main state=started",
-    "start VM 150 \"lb-0\"",
-    "delete VM 199 \"old\""
-  ],
-  "took": "1.234s"
-}`
-	if string(b) != want {
-		t.Errorf("got:\n%s\nwant:\n%s", b, want)
 	}
 }
 

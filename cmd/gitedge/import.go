@@ -32,7 +32,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	out := fs.String("out", "", "the directory to write the repository into (refused when not empty, unless --force)")
 	force := fs.Bool("force", false, "write into a non-empty --out, replacing its YAML files")
 	fs.BoolVar(&opts.Strict, "strict", false, "fail (and write nothing) when anything is not carried over as it was")
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}

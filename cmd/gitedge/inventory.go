@@ -15,7 +15,7 @@ func runInventory(ctx context.Context, env *cliEnv, args []string) int {
 	config := fs.String("config", nodeconfig.DefaultPath, "the node config (its proxmox section says how to reach the API)")
 	group := fs.String("group", "gitedge", "the inventory group the VMs are listed in")
 	wait := fs.Duration("wait", 0, "keep asking guest agents that are not up yet for this long")
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}

@@ -14,7 +14,7 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "plan", "[DIR] --base DIR|REF")
 	base := fs.String("base", "", "what DIR is compared with: a directory, or a git revision (branch, tag, commit) of the repository holding DIR; empty = nothing (everything is added)")
 	output := fs.String("output", "text", "text or json")
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}

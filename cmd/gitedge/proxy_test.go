@@ -173,7 +173,7 @@ func TestProxyCommandReloadsOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "reload failed") && time.Now().Before(deadline) {
+	for !strings.Contains(stderr.String(), "reconcile pass failed") && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !strings.Contains(stderr.String(), `no Backend named \"nope\"`) {
@@ -203,7 +203,7 @@ func TestProxyCommandReloadsOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	askUntil(t, bind, "two")
-	if !strings.Contains(stderr.String(), "reason=SIGHUP") {
+	if !strings.Contains(stderr.String(), `trigger="manual: SIGHUP"`) {
 		t.Errorf("no SIGHUP reload logged:\n%s", stderr)
 	}
 }

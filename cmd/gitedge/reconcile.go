@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
@@ -18,13 +19,14 @@ import (
 // planned only. The exit status says whether the pass converged.
 func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead]")
+	fs.logDefaults("warn", "json")
 	once := fs.Bool("once", false, "run one pass and exit (required: the loop itself is `gitedge run`)")
 	dry := fs.Bool("dry-run", false, "stop after plan: change nothing")
 	config := fs.String("config", nodeconfig.DefaultPath, "node config")
 	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
 	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
-	if _, code, ok := parseFlags(fs, args); !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
 	}
 	if !*once {
@@ -41,8 +43,8 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
 		return 1
 	}
-	log := newLogger(os.Stderr, "warn")
-	src, _, err := openSource(nc, *dir, false, log, nil)
+	log := fs.logger()
+	src, _, err := openSource(nc, sourceSpec{dir: *dir}, nil, gitsource.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
 		return 1
@@ -80,7 +82,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			fmt.Fprintf(env.stdout, "infra (%s):\n", role)
 			_ = r.Plan.WriteText(env.stdout)
 			for _, a := range r.Applied {
-				fmt.Fprintf(env.stdout, "  done: %s\n", actionText(a))
+				fmt.Fprintf(env.stdout, "  done: %s\n", a)
 			}
 			if !r.Converged() {
 				res = reconcile.ResultFailed

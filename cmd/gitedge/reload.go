@@ -34,55 +34,20 @@ type liveParts struct {
 // The triggers poke whatever source the node runs now (n.src), so a source
 // swapped by a reload or built late is poked the same way.
 func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
-	p := liveParts{cfg: nc}
-	opts := gitsource.Options{Logger: n.log.With("subsystem", "gitsource"), Registry: n.reg}
-	notify := func(t gitsource.Trigger) {
+	poke := func(t gitsource.Trigger) {
 		if n.src != nil {
 			n.src.Trigger(t)
 		}
 	}
-	if dir := n.opts.sourceDir; dir != "" {
-		d, err := gitsource.NewDir(gitsource.DirConfig{Dir: dir}, opts)
-		if err != nil {
-			return p, err
-		}
-		p.src = d
-		p.tasks = append(p.tasks, task{"fsnotify " + dir, d.Run})
-	} else {
-		cfg := nc.Source
-		g, err := gitsource.New(cfg, opts)
-		if err != nil {
-			// The configuration is valid: the state directory failed (a
-			// full disk). Come up anyway, serve the last applied commit,
-			// report, and build the source again later.
-			n.log.Error("the git source cannot be opened; serving the last applied commit and retrying", "error", err)
-			p.src = &deferredSource{first: err, build: func() (revisionSource, error) {
-				g, err := gitsource.New(cfg, opts)
-				if err != nil {
-					return nil, err
-				}
-				return g, nil
-			}}
-		} else {
-			p.src = g
-		}
-		poll, err := gitsource.NewPoller(cfg.Poll, cfg.Node, notify)
-		if err != nil {
-			return p, err
-		}
-		p.tasks = append(p.tasks, task{"poll " + cfg.Poll, poll.Run})
-		if wc := nc.Webhook; wc != nil {
-			w, err := gitsource.NewWebhook(*wc, notify, opts)
-			if err != nil {
-				return p, err
-			}
-			p.tasks = append(p.tasks, task{"webhook " + wc.Listen, w.Run})
-		}
+	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true}
+	src, tasks, err := openSource(nc, spec, poke, gitsource.Options{Logger: n.log, Registry: n.reg})
+	if err != nil {
+		return liveParts{}, err
 	}
 	if addr := nc.AdminListen; addr != "" {
-		p.tasks = append(p.tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.serve(ctx, addr) }})
+		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.listenAndServe(ctx, addr) }})
 	}
-	return p, nil
+	return liveParts{cfg: nc, src: src, tasks: tasks}, nil
 }
 
 // superviseParts runs the live parts, and on SIGHUP re-reads the node

@@ -21,7 +21,7 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 			"Symbolic links are followed inside DIR; one that leaves DIR, is absolute or dangles is an error.\n",
 			reconcile.MaxFileBytes>>20, reconcile.MaxDocumentsPerFile, reconcile.MaxFiles, reconcile.MaxTotalBytes>>20, reconcile.MaxRoutes, reconcile.MaxHostsPerRoute)
 	}
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}

@@ -290,8 +290,7 @@ func (m *Manager) start(in Instance, inh *InstanceSnapshot) error {
 	}
 	ropts := RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition, Ready: m.opts.Ready}
 	m.mu.Lock()
-	provisional := m.provisional
-	ropts.KeepVIPs = provisional && overlaps(in.VIPs, m.predecessorVIPs)
+	ropts.KeepVIPs = m.provisional && overlaps(in.VIPs, m.predecessorVIPs)
 	m.mu.Unlock()
 	if inh != nil {
 		ropts.Inherit, ropts.Ready = inh, nil

@@ -112,6 +112,12 @@ func (r *Router) resumeMaster(s InstanceSnapshot) {
 	// most one interval whenever the old one stops.
 	r.sendAdvert(r.cfg.Priority)
 	r.adv.Reset(r.cfg.AdvertInterval)
+	if src := r.tr.Source(); s.Source.IsValid() && src != s.Source {
+		// Same node, same interface: only a changed address or unicast
+		// source does this. The backups see a master at another address
+		// (same priority) until the old process stops.
+		r.log.Warn("adverts now go out from another address than the previous process's", "now", src, "was", s.Source)
+	}
 	// The VIPs are on the interface: adding them again renews their
 	// lifetime. Those the config no longer lists go, new ones come.
 	added, removed := diffPrefixes(s.VIPs, r.cfg.VIPs)

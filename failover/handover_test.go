@@ -298,6 +298,8 @@ func TestHandoverMismatchStartsNormally(t *testing.T) {
 	}{
 		{name: "matching: inherited", snap: master(nil),
 			events: "INIT>MASTER (" + inheritedReason + ")", log: "resuming the previous process's state"},
+		{name: "another source address: inherited, said", snap: master(func(s *InstanceSnapshot) { s.Source = peer }),
+			events: "INIT>MASTER (" + inheritedReason + ")", log: "adverts now go out from another address than the previous process's"},
 		{name: "another VRID", snap: master(nil), cfg: func(i *Instance) { i.VRID = 34 },
 			events: "INIT>BACKUP (startup), BACKUP>MASTER (master down timer expired)", log: "virtualRouterID 34, was 33"},
 		{name: "another interface", snap: master(nil), cfg: func(i *Instance) { i.Interface = "eth1" },

@@ -20,8 +20,9 @@ import (
 //     instance resumes its state before Apply returns: a master has sent
 //     its first advertisement and renewed its VIPs. Both processes now
 //     advertise, from the same address with the same priority, which a
-//     backup (gitedge or keepalived) takes as one master's adverts; each
-//     process discards the other's as its own (Router.receive).
+//     backup (gitedge or keepalived) takes as one master's adverts. Each
+//     process discards the other's as its own (Router.receive), should
+//     it hear them: multicast loopback is off on the sockets.
 //  3. new: ready (tableflip's Ready) → old: Manager.Release stops its
 //     instances without a word. If the new process fails instead, old:
 //     Manager.AbortHandover, and it carries on as if nothing happened;

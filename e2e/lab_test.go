@@ -35,6 +35,7 @@ type lab struct {
 	t      testing.TB
 	prefix string
 	sw, cl string
+	made   []string // namespaces, deleted in reverse order
 	nodes  []*labNode
 	mon    *vipMonitor
 }
@@ -87,44 +88,65 @@ func newLab(t testing.TB, nodes int) *lab {
 	requireTools(t, "ip", "bridge")
 	l := &lab{t: t, prefix: fmt.Sprintf("ge-%d-%d-", os.Getpid(), labSeq.Add(1))}
 	l.sw, l.cl = l.prefix+"sw", l.prefix+"cl"
-	var made []string
 	t.Cleanup(func() {
-		for _, ns := range slices.Backward(made) {
+		for _, ns := range slices.Backward(l.made) {
 			exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
-	addNS := func(ns string) {
-		run(t, "ip", "netns", "add", ns)
-		made = append(made, ns)
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-		// No duplicate address detection: link-local addresses usable at once.
-		run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-	}
-	addNS(l.sw)
+	l.addNS(l.sw)
 	run(t, "ip", "-n", l.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
 	run(t, "ip", "-n", l.sw, "link", "set", "br0", "up")
-	attach := func(ns, port, mac string, addrs ...string) {
-		run(t, "ip", "link", "add", "eth0", "netns", ns, "address", mac, "type", "veth", "peer", "name", port, "netns", l.sw)
-		run(t, "ip", "-n", l.sw, "link", "set", port, "master", "br0", "up")
-		for _, a := range addrs {
-			run(t, "ip", "-n", ns, "addr", "add", a, "dev", "eth0")
-		}
-		run(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-	}
 	for i := 1; i <= nodes; i++ {
 		n := &labNode{lab: l, name: fmt.Sprintf("n%d", i), ns: fmt.Sprintf("%sn%d", l.prefix, i),
 			addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}), port: fmt.Sprintf("p%d", i)}
-		addNS(n.ns)
-		attach(n.ns, n.port, fmt.Sprintf("02:00:00:00:00:1%d", i), n.addr.String()+"/24", fmt.Sprintf("2001:db8::1%d/64", i))
+		l.addNS(n.ns)
+		l.attach(n.ns, n.port, fmt.Sprintf("02:00:00:00:00:1%d", i), n.addr.String()+"/24", fmt.Sprintf("2001:db8::1%d/64", i))
 		run(t, "ip", "-n", n.ns, "link", "add", "svc0", "type", "veth", "peer", "name", "svc0p")
 		run(t, "ip", "-n", n.ns, "link", "set", "svc0p", "up")
 		run(t, "ip", "-n", n.ns, "link", "set", "svc0", "up")
 		l.nodes = append(l.nodes, n)
 	}
-	addNS(l.cl)
-	attach(l.cl, "pc", "02:00:00:00:00:99", "192.0.2.100/24", "2001:db8::100/64")
+	l.addNS(l.cl)
+	l.attach(l.cl, "pc", "02:00:00:00:00:99", "192.0.2.100/24", "2001:db8::100/64")
 	l.mon = newVIPMonitor(t, l)
 	return l
+}
+
+func (l *lab) addNS(ns string) {
+	run(l.t, "ip", "netns", "add", ns)
+	l.made = append(l.made, ns)
+	run(l.t, "ip", "-n", ns, "link", "set", "lo", "up")
+	// No duplicate address detection: link-local addresses usable at once.
+	run(l.t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+}
+
+// attach plugs namespace ns into the bridge with a veth whose end in ns
+// is eth0, with the given addresses.
+func (l *lab) attach(ns, port, mac string, addrs ...string) {
+	run(l.t, "ip", "link", "add", "eth0", "netns", ns, "address", mac, "type", "veth", "peer", "name", port, "netns", l.sw)
+	run(l.t, "ip", "-n", l.sw, "link", "set", port, "master", "br0", "up")
+	for _, a := range addrs {
+		run(l.t, "ip", "-n", ns, "addr", "add", a, "dev", "eth0")
+	}
+	run(l.t, "ip", "-n", ns, "link", "set", "eth0", "up")
+}
+
+var hostSeq atomic.Int32
+
+// addHost adds a namespace on the segment that is not a node (the git
+// server, the Proxmox simulator, the backends), with IPv4 addresses in
+// 192.0.2.0/24 (the first is its own, the others extra); it returns the
+// namespace's name.
+func (l *lab) addHost(name string, addrs ...string) string {
+	ns := l.prefix + name
+	l.addNS(ns)
+	var cidrs []string
+	for _, a := range addrs {
+		cidrs = append(cidrs, a+"/24")
+	}
+	i := hostSeq.Add(1)
+	l.attach(ns, "h"+name, fmt.Sprintf("02:00:00:01:%02x:%02x", byte(i>>8), byte(i)), cidrs...)
+	return ns
 }
 
 func (l *lab) node(name string) *labNode {
@@ -140,20 +162,41 @@ func (l *lab) node(name string) *labNode {
 // startProc starts a command in a namespace and kills it when the test ends.
 func (l *lab) startProc(ns string, env []string, stdout, stderr io.Writer, name string, args ...string) *exec.Cmd {
 	l.t.Helper()
+	cmd, _ := l.startProcDone(l.t, ns, env, stdout, stderr, name, args...)
+	return cmd
+}
+
+// startProcDone is startProc that also returns a channel closed when the
+// process has ended (and been waited for: nobody else may call Wait). A
+// failure to start fails t (the running test or subtest); the process is
+// killed when the lab's test ends.
+func (l *lab) startProcDone(t testing.TB, ns string, env []string, stdout, stderr io.Writer, name string, args ...string) (*exec.Cmd, <-chan struct{}) {
+	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Children that inherited the output (git daemon's upload-packs) must
+	// not keep Wait from returning once the process itself has ended.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
-		l.t.Fatalf("starting %s in %s: %v", name, ns, err)
+		t.Fatalf("starting %s in %s: %v", name, ns, err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() {
+		cmd.Wait()
+		for _, w := range []io.Writer{stdout, stderr} {
+			if pw, ok := w.(*io.PipeWriter); ok {
+				pw.Close() // the log reader sees the end
+			}
+		}
+		close(done)
+	}()
 	l.t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-done
 	})
-	return cmd
+	return cmd, done
 }
 
 // startServer runs the node's service on the VIPs (helper "serve").
@@ -198,8 +241,9 @@ func (n *labNode) killServer() {
 
 // probes is the client's record of attempts on one VIP.
 type probes struct {
-	mu  sync.Mutex
-	got []probeResult
+	every time.Duration // the interval between attempts
+	mu    sync.Mutex
+	got   []probeResult
 }
 
 type probeResult struct {
@@ -214,7 +258,7 @@ func (l *lab) startProbe(vip string) *probes {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	p := &probes{}
+	p := &probes{every: 10 * time.Millisecond}
 	pr, pw := io.Pipe()
 	l.startProc(l.cl, []string{"GE_E2E_HELPER=probe", "GE_E2E_TARGET=" + net.JoinHostPort(vip, "80")}, pw, os.Stderr, self, "-test.run=^$")
 	go func() {
@@ -269,7 +313,7 @@ func (p *probes) servedBySince(node string, from, to time.Time) bool {
 		}
 		n++
 	}
-	return n > int(to.Sub(from)/(20*time.Millisecond))
+	return n > int(to.Sub(from)/(2*p.every))
 }
 
 func (p *probes) tail(n int) string {
@@ -290,7 +334,7 @@ func (p *probes) tail(n int) string {
 
 // outage is the longest time without a successful probe around a fault
 // at `at`: the largest gap between consecutive successes among the probes
-// sent from 1 s before it up to `until`, less the 10 ms probe interval.
+// sent from 1 s before it up to `until`, less the probe interval.
 func (p *probes) outage(at, until time.Time) time.Duration {
 	var last time.Time
 	var worst time.Duration
@@ -303,7 +347,37 @@ func (p *probes) outage(at, until time.Time) time.Duration {
 		}
 		last = r.at
 	}
-	return max(0, worst-10*time.Millisecond)
+	return max(0, worst-p.every)
+}
+
+// gap is the longest outage the client saw among the probes sent from
+// `from` to `to`: from the last success before a run of failed probes to
+// the next success, less the probe interval; 0 when no probe failed.
+func (p *probes) gap(from, to time.Time) time.Duration {
+	var last time.Time
+	var worst time.Duration
+	failed := false
+	for _, r := range p.snapshot() {
+		if r.at.Before(from) || r.at.After(to) {
+			continue
+		}
+		if last.IsZero() {
+			last = r.at
+		}
+		if r.who == "" {
+			failed = true
+			continue
+		}
+		if failed {
+			worst = max(worst, r.at.Sub(last)-p.every)
+			failed = false
+		}
+		last = r.at
+	}
+	if failed { // still failing at `to`
+		worst = max(worst, to.Sub(last))
+	}
+	return max(0, worst)
 }
 
 // reachedAfter is how long after `at` the client got to node for good
@@ -334,7 +408,8 @@ type daemon struct {
 	kind    string
 	node    *labNode
 	cmd     *exec.Cmd
-	pidVRRP string // keepalived's VRRP child pid file
+	done    <-chan struct{} // closed when the process has ended
+	pidVRRP string          // keepalived's VRRP child pid file
 	mu      sync.Mutex
 	states  map[string][]stateEvent
 	log     []string
@@ -413,7 +488,7 @@ func (n *labNode) startGitedge(dir string, extra ...string) *daemon {
 	n.lab.t.Helper()
 	d := &daemon{kind: "gitedge", node: n, states: map[string][]stateEvent{}}
 	pr, pw := io.Pipe()
-	d.cmd = n.lab.startProc(n.ns, nil, io.Discard, pw, gitedgeBin(n.lab.t), append([]string{"vrrp", dir, "--node", n.name, "--log-format", "json"}, extra...)...)
+	d.cmd, d.done = n.lab.startProcDone(n.lab.t, n.ns, nil, io.Discard, pw, gitedgeBin(n.lab.t), append([]string{"vrrp", dir, "--node", n.name, "--log-format", "json"}, extra...)...)
 	go d.readLog(pr)
 	n.d = d
 	return d
@@ -432,7 +507,7 @@ func (n *labNode) startKeepalived(conf string) *daemon {
 	}
 	d := &daemon{kind: "keepalived", node: n, states: map[string][]stateEvent{}, pidVRRP: filepath.Join(dir, "vrrp.pid")}
 	pr, pw := io.Pipe()
-	d.cmd = n.lab.startProc(n.ns, nil, pw, pw, "keepalived", "--vrrp", "--dont-fork", "--log-console", "--no-syslog", "--log-detail",
+	d.cmd, d.done = n.lab.startProcDone(n.lab.t, n.ns, nil, pw, pw, "keepalived", "--vrrp", "--dont-fork", "--log-console", "--no-syslog", "--log-detail",
 		"-f", path, "-p", filepath.Join(dir, "keepalived.pid"), "-r", d.pidVRRP)
 	go d.readLog(pr)
 	t.Cleanup(func() { d.kill() })
@@ -444,18 +519,8 @@ func (n *labNode) startKeepalived(conf string) *daemon {
 func (d *daemon) stop(t testing.TB) {
 	t.Helper()
 	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		for {
-			if err := d.cmd.Process.Signal(syscall.Signal(0)); err != nil {
-				close(done)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
 	select {
-	case <-done:
+	case <-d.done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s on %s did not stop on SIGTERM", d.kind, d.node.name)
 	}
@@ -484,12 +549,14 @@ type vipMonitor struct {
 	split   bool                       // the link between nodes is cut
 	healing bool                       // the link is back; split ends when one holder is left
 	dualAt  map[string]time.Time       // vip -> when two started holding it
+	changed map[string]time.Time       // vip -> when a node last added or removed it
 	overlap []string
+	spans   []dualSpan // every time two live nodes held a VIP with the link up
 	maxOver time.Duration
 }
 
 func newVIPMonitor(t testing.TB, l *lab) *vipMonitor {
-	m := &vipMonitor{held: map[string]map[string]bool{}, dead: map[string]bool{}, dualAt: map[string]time.Time{}}
+	m := &vipMonitor{held: map[string]map[string]bool{}, dead: map[string]bool{}, dualAt: map[string]time.Time{}, changed: map[string]time.Time{}}
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	for _, n := range l.nodes {
@@ -523,7 +590,15 @@ func (m *vipMonitor) set(vip, node string, held bool) {
 		m.held[vip] = map[string]bool{}
 	}
 	m.held[vip][node] = held
+	m.changed[vip] = time.Now()
 	m.checkLocked(vip)
+}
+
+// lastChange is when a node last added or removed vip.
+func (m *vipMonitor) lastChange(vip string) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed[vip]
 }
 
 func (m *vipMonitor) checkLocked(vip string) {
@@ -546,6 +621,7 @@ func (m *vipMonitor) checkLocked(vip string) {
 		delete(m.dualAt, vip)
 		m.maxOver = max(m.maxOver, d)
 		m.overlap = append(m.overlap, fmt.Sprintf("%s held by two nodes for %v", vip, d))
+		m.spans = append(m.spans, dualSpan{vip, start, d})
 	}
 }
 
@@ -617,6 +693,41 @@ func (m *vipMonitor) checkNoDual(t testing.TB) {
 	}
 }
 
+// dualSpan is a time two live nodes held vip at once with the link up.
+type dualSpan struct {
+	vip   string
+	start time.Time
+	d     time.Duration
+}
+
+// checkNoDualWithin fails the test if, since `since`, two live nodes held
+// a VIP at once with the link whole for longer than tolerance.
+func (m *vipMonitor) checkNoDualWithin(t testing.TB, since time.Time, tolerance time.Duration) time.Duration {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var worst time.Duration
+	var long []string
+	for vip, at := range m.dualAt {
+		if !m.split && time.Since(at) > tolerance {
+			t.Errorf("%s held by two live nodes for %v and counting: %v", vip, time.Since(at), m.held[vip])
+		}
+	}
+	for _, s := range m.spans {
+		if s.start.Before(since) {
+			continue
+		}
+		worst = max(worst, s.d)
+		if s.d > tolerance {
+			long = append(long, fmt.Sprintf("%s for %v at %s", s.vip, s.d.Round(time.Millisecond), s.start.Format("15:04:05.000")))
+		}
+	}
+	if len(long) > 0 {
+		t.Errorf("a VIP was held by two live nodes with the link up for longer than %v: %s", tolerance, strings.Join(long, "; "))
+	}
+	return worst
+}
+
 func (m *vipMonitor) waitHolders(t testing.TB, vip string, want []string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -666,42 +777,61 @@ type instanceSpec struct {
 	preempt  bool
 	vips     []string
 	track    bool // track.interfaces: [svc0]
+	proxy    bool // track.proxy: true (gitedge run)
 	unicast  bool // unicastPeers: true
 }
 
 func (l *lab) edgeConfig(instances ...instanceSpec) string {
 	l.t.Helper()
 	var b strings.Builder
-	b.WriteString("apiVersion: gitedge/v1\nkind: Edge\nmetadata: {name: lab}\nspec:\n  nodes:\n")
-	for _, n := range l.nodes {
-		fmt.Fprintf(&b, "    - {name: %s, address: %s}\n", n.name, n.addr)
-	}
-	b.WriteString("  failover:\n")
-	for _, in := range instances {
-		fmt.Fprintf(&b, "    - name: %s\n      interface: eth0\n      virtualRouterID: %d\n      version: %d\n      advertInterval: %s\n      preempt: %v\n",
-			in.name, in.vrid, in.version, in.interval, in.preempt)
-		var prios []string
-		for _, n := range l.nodes {
-			if p, ok := in.prio[n.name]; ok {
-				prios = append(prios, fmt.Sprintf("%s: %d", n.name, p))
-			}
-		}
-		fmt.Fprintf(&b, "      priority: {%s}\n      vips: [%s]\n", strings.Join(prios, ", "), strings.Join(in.vips, ", "))
-		if in.auth {
-			b.WriteString("      auth: {type: pass, password: \"9999\"}\n")
-		}
-		if in.track {
-			b.WriteString("      track: {interfaces: [svc0]}\n")
-		}
-		if in.unicast {
-			b.WriteString("      unicastPeers: true\n")
-		}
-	}
+	edgeHead(&b, l.nodes)
+	failoverYAML(&b, l.nodes, instances)
 	dir := l.t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(b.String()), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 	return dir
+}
+
+// edgeHead writes the Edge document's header and its nodes.
+func edgeHead(b *strings.Builder, nodes []*labNode) {
+	b.WriteString("apiVersion: gitedge/v1\nkind: Edge\nmetadata: {name: lab}\nspec:\n  nodes:\n")
+	for _, n := range nodes {
+		fmt.Fprintf(b, "    - {name: %s, address: %s}\n", n.name, n.addr)
+	}
+}
+
+// failoverYAML writes the Edge's spec.failover for the instances.
+func failoverYAML(b *strings.Builder, nodes []*labNode, instances []instanceSpec) {
+	if len(instances) == 0 {
+		return
+	}
+	b.WriteString("  failover:\n")
+	for _, in := range instances {
+		fmt.Fprintf(b, "    - name: %s\n      interface: eth0\n      virtualRouterID: %d\n      version: %d\n      advertInterval: %s\n      preempt: %v\n",
+			in.name, in.vrid, in.version, in.interval, in.preempt)
+		var prios []string
+		for _, n := range nodes {
+			if p, ok := in.prio[n.name]; ok {
+				prios = append(prios, fmt.Sprintf("%s: %d", n.name, p))
+			}
+		}
+		fmt.Fprintf(b, "      priority: {%s}\n      vips: [%s]\n", strings.Join(prios, ", "), strings.Join(in.vips, ", "))
+		if in.auth {
+			b.WriteString("      auth: {type: pass, password: \"9999\"}\n")
+		}
+		switch {
+		case in.track && in.proxy:
+			b.WriteString("      track: {interfaces: [svc0], proxy: true}\n")
+		case in.track:
+			b.WriteString("      track: {interfaces: [svc0]}\n")
+		case in.proxy:
+			b.WriteString("      track: {proxy: true}\n")
+		}
+		if in.unicast {
+			b.WriteString("      unicastPeers: true\n")
+		}
+	}
 }
 
 // keepalivedConf renders a keepalived.conf with the user's settings for

@@ -28,7 +28,10 @@ func TestMain(m *testing.M) {
 	case "probe":
 		probe(os.Getenv("GE_E2E_TARGET"))
 	default:
-		os.Exit(m.Run())
+		code := m.Run()
+		printFigures(os.Stdout)
+		cleanupKeys()
+		os.Exit(code)
 	}
 }
 

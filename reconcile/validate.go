@@ -177,7 +177,9 @@ func (c *converter) checkServerLoops() {
 // mastership), a VIP outside the subnet of every node, and, for multicast
 // VRRP, nodes that do not all share the VIP's subnet (adverts do not cross
 // subnets). The subnet is the VIP's prefix applied to the nodes'
-// addresses; nodes of the other address family are not compared.
+// addresses; nodes of the other address family are not compared. A host
+// VIP (/32, /128: what keepalived makes of a bare address) says nothing of
+// its subnet, so only the node-address rule applies to it.
 func (c *converter) checkVIPs(d *document, f string, vips []string, in *VRRPInstance) {
 	nodes := c.desired.Edge.Nodes
 	split := false
@@ -194,6 +196,9 @@ func (c *converter) checkVIPs(d *document, f string, vips []string, in *VRRPInst
 		a := p.Addr().Unmap()
 		if i := slices.IndexFunc(nodes, func(n Node) bool { return n.Address == a }); i >= 0 {
 			c.l.failAt(d, field, "%s is the address of node %q: a VIP must be an address no node owns (gitedge removes a VIP when it stops or loses mastership, which would cut the node off)", a, nodes[i].Name)
+			continue
+		}
+		if p.IsSingleIP() {
 			continue
 		}
 		subnet := p.Masked()

@@ -100,3 +100,39 @@ func TestNodeConfigSyntaxError(t *testing.T) {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }
+
+// TestHostVIPs: a VIP with a host prefix (/32, /128, what keepalived makes
+// of a bare address) carries no subnet, so only the node-address rule
+// applies; a shorter prefix must hold a node.
+func TestHostVIPs(t *testing.T) {
+	edge := func(vips string) Files {
+		return Files{"edge.yaml": []byte(`apiVersion: gitedge/v1
+kind: Edge
+metadata: {name: e}
+spec:
+  nodes: [{name: a, address: 192.0.2.1}, {name: b, address: 192.0.2.2}]
+  failover:
+    - {name: VI_1, interface: eth0, virtualRouterID: 1, priority: {a: 100, b: 101}, vips: ` + vips + `}
+`)}
+	}
+	tests := []struct {
+		vips string
+		want string // "" loads
+	}{
+		{"[192.0.2.254/32]", ""},
+		{"[198.51.100.7/32]", ""},
+		{`["2001:db8::7/128"]`, ""},
+		{"[192.0.2.254/24]", ""},
+		{"[198.51.100.7/24]", "198.51.100.7/24 is outside the subnet of every node"},
+		{"[192.0.2.1/32]", `192.0.2.1 is the address of node "a"`},
+	}
+	for _, tt := range tests {
+		_, err := Load(edge(tt.vips))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("vips %s: %v", tt.vips, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("vips %s: got %v, want an error with %q", tt.vips, err, tt.want)
+		}
+	}
+}

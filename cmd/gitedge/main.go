@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"source":    {"fetch and verify the configured routes repository and show what would be loaded (--watch follows it)", runSource},
 		"vrrp":      {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
 		"proxy":     {"serve the listeners, routes and backends of DIR; reload on SIGHUP and file change", runProxy},
+		"import":    {"turn an haproxy.cfg, keepalived.conf files and Terraform into a routes repository, with a report", runImport},
 	}
 }
 

@@ -11,6 +11,12 @@
 // VIPs, timers, preemption, auth, peers, tracking) without a new election;
 // only a change that needs a new socket restarts one (changeRules).
 //
+// An upgrade in place hands the running instances to a new process
+// without a new election (handover.go): the old Manager's Handover gives
+// a Snapshot, the new Manager resumes it (Options.Inherit) and advertises
+// before the old one stops without a word (Release), so a master stays
+// master and its backups see nothing.
+//
 // Errors name the instance and the interface once each and never the
 // package: the caller says "failover" (reconcile's step, gitedge vrrp).
 package failover

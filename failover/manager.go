@@ -52,6 +52,15 @@ type Options struct {
 	Ready <-chan struct{}
 	// System defaults to LinuxSystem.
 	System System
+	// Inherit is the state the process this one replaces handed over (an
+	// upgrade in place: Manager.Handover there, ParseSnapshot here). The
+	// first Apply resumes each instance it names whose interface, VRID,
+	// version and address family are unchanged in that state, without
+	// Initialize and without waiting for Ready (the old process's proxy
+	// serves meanwhile); any other instance starts normally, and the log
+	// says why. A snapshot older than SnapshotMaxAge is ignored. With
+	// Inherit the Manager is provisional until Confirm.
+	Inherit *Snapshot
 }
 
 // Manager runs the VRRP instances of a Config and applies new ones.
@@ -68,6 +77,13 @@ type Manager struct {
 	watchStop context.CancelFunc
 	watchDone chan struct{}
 	closed    bool
+
+	// The upgrade in place (handover.go).
+	handingOver     bool           // old side: between Handover and Release or AbortHandover
+	released        bool           // old side: Release closed the Manager
+	provisional     bool           // new side: from NewManager with Inherit until Confirm
+	inherit         *Snapshot      // new side: taken by the first Apply
+	predecessorVIPs []netip.Prefix // held by the old process while provisional
 }
 
 type runningInstance struct {
@@ -76,6 +92,9 @@ type runningInstance struct {
 	fx     Effects
 	cancel context.CancelFunc
 	done   chan struct{}
+	// proxyDeferred: an inherited instance's track.proxy waits for the
+	// first SetProxyHealthy after Confirm. Guarded by Manager.mu.
+	proxyDeferred bool
 }
 
 // NewManager makes a Manager; nothing runs until Apply.
@@ -85,6 +104,10 @@ func NewManager(o Options) (*Manager, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.log = m.log.With("subsystem", "failover")
+	if o.Inherit != nil {
+		s := *o.Inherit
+		m.inherit, m.provisional, m.predecessorVIPs = &s, true, s.VIPsHeld()
+	}
 	if m.sys == nil {
 		m.sys = LinuxSystem{}
 	}
@@ -133,10 +156,15 @@ func (m *Manager) Apply(ctx context.Context, cfg Config) error {
 	defer m.applyMu.Unlock()
 	m.mu.Lock()
 	if m.closed {
+		released := m.released
 		m.mu.Unlock()
+		if released {
+			return errors.New("Apply after Release: the instances run in the new process now")
+		}
 		return errors.New("Apply after Close")
 	}
 	m.startWatchLocked()
+	inherit := m.takeInheritLocked(cfg)
 	// Stop what left or must restart first, so an instance never runs twice.
 	var stop []*runningInstance
 	for name, ri := range m.running {
@@ -153,7 +181,7 @@ func (m *Manager) Apply(ctx context.Context, cfg Config) error {
 		}
 	}
 	m.mu.Unlock()
-	stopAll(stop)
+	stopAll(stop, false)
 	// ri.in changes only under applyMu, which we hold: read it freely.
 	for _, in := range cfg.Instances {
 		m.mu.Lock()
@@ -162,7 +190,16 @@ func (m *Manager) Apply(ctx context.Context, cfg Config) error {
 		var err error
 		switch {
 		case !ok:
-			err = m.start(in)
+			var inh *InstanceSnapshot
+			if s, found := inherit[in.Name]; found {
+				if why := adoptable(s, in); why != "" {
+					m.log.Warn("not inheriting the previous process's state: the config changed in a way that needs a new election; starting normally",
+						"instance", in.Name, "was", s.State.String(), "changed", why)
+				} else {
+					inh = &s
+				}
+			}
+			err = m.start(in, inh)
 		case !ri.in.Equal(in):
 			err = m.reconfigure(ri, in)
 		}
@@ -204,13 +241,14 @@ func (m *Manager) reconfigure(ri *runningInstance, in Instance) error {
 		}
 	}
 	if old.TrackProxy != in.TrackProxy && m.opts.TrackProxy {
-		if in.TrackProxy {
-			m.mu.Lock()
+		m.mu.Lock()
+		if in.TrackProxy && !ri.proxyDeferred {
 			ri.r.Track("proxy", m.proxyOK)
-			m.mu.Unlock()
-		} else {
+		} else if !in.TrackProxy {
+			ri.proxyDeferred = false
 			ri.r.Untrack("proxy")
 		}
+		m.mu.Unlock()
 	}
 	return err
 }
@@ -225,8 +263,16 @@ func (m *Manager) seedLink(r *Router, instance, name string) {
 }
 
 // stopAll stops instances at once (each master's priority 0 goes out
-// together) and waits for them.
-func stopAll(list []*runningInstance) {
+// together) and waits for them. silent stops them without a word instead
+// (Router.Release), for a process that hands them over.
+func stopAll(list []*runningInstance, silent bool) {
+	if silent {
+		var wg sync.WaitGroup
+		for _, ri := range list {
+			wg.Go(func() { ri.r.Release() })
+		}
+		wg.Wait()
+	}
 	for _, ri := range list {
 		ri.cancel()
 	}
@@ -237,13 +283,24 @@ func stopAll(list []*runningInstance) {
 	}
 }
 
-func (m *Manager) start(in Instance) error {
+// start opens and runs a new instance; inh, when set, is the state it
+// resumes (Options.Inherit), taken before start returns.
+func (m *Manager) start(in Instance, inh *InstanceSnapshot) error {
 	tr, fx, err := m.sys.Open(in)
 	if err != nil {
 		// System errors name the interface; the instance is named here, once.
 		return fmt.Errorf("instance %q: %w", in.Name, err)
 	}
-	r, err := NewRouter(in, RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition, Ready: m.opts.Ready})
+	ropts := RouterOptions{Transport: tr, Effects: fx, Logger: m.log, Metrics: m.metrics, OnTransition: m.opts.OnTransition, Ready: m.opts.Ready}
+	m.mu.Lock()
+	ropts.KeepVIPs = m.provisional && overlaps(in.VIPs, m.predecessorVIPs)
+	m.mu.Unlock()
+	if inh != nil {
+		ropts.Inherit, ropts.Ready = inh, nil
+		m.log.Info("resuming the previous process's state", "instance", in.Name, "state", inh.State.String(),
+			"pid", m.inheritPID(), "lastAdvertSent", inh.LastAdvertSent)
+	}
+	r, err := NewRouter(in, ropts)
 	if err != nil {
 		tr.Close()
 		closeEffects(fx)
@@ -263,7 +320,11 @@ func (m *Manager) start(in Instance) error {
 	if in.TrackProxy {
 		if m.opts.TrackProxy {
 			m.mu.Lock()
-			r.Track("proxy", m.proxyOK)
+			if inh != nil && m.provisional {
+				ri.proxyDeferred = true
+			} else {
+				r.Track("proxy", m.proxyOK)
+			}
 			m.mu.Unlock()
 		} else {
 			m.log.Info("track.proxy ignored: no proxy runs in this process", "instance", in.Name)
@@ -275,6 +336,14 @@ func (m *Manager) start(in Instance) error {
 			m.log.Error("instance stopped", "instance", in.Name, "err", err)
 		}
 	}()
+	if inh != nil {
+		// Apply returns once a resumed master has advertised: the old
+		// process may stop as soon as the caller says it is ready.
+		select {
+		case <-r.begun:
+		case <-ri.done:
+		}
+	}
 	return nil
 }
 
@@ -344,9 +413,16 @@ func (m *Manager) SetProxyHealthy(ok bool) {
 		return
 	}
 	for _, ri := range m.running {
-		if ri.in.TrackProxy {
-			ri.r.Track("proxy", ok)
+		if !ri.in.TrackProxy {
+			continue
 		}
+		if ri.proxyDeferred {
+			if m.provisional {
+				continue // the old process's proxy serves until Confirm
+			}
+			ri.proxyDeferred = false
+		}
+		ri.r.Track("proxy", ok)
 	}
 }
 
@@ -378,7 +454,9 @@ func (m *Manager) Status() []InstanceStatus {
 }
 
 // Close stops every instance cleanly (a master sends priority 0 and
-// removes its VIPs) and waits for them.
+// removes its VIPs) and waits for them. While the Manager is provisional
+// (Options.Inherit before Confirm) it stops them without a word instead:
+// the old process still runs them. After Release it does nothing.
 func (m *Manager) Close() error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
@@ -387,20 +465,35 @@ func (m *Manager) Close() error {
 		m.mu.Unlock()
 		return nil
 	}
-	m.closed = true
-	var list []*runningInstance
-	for name, ri := range m.running {
-		list = append(list, ri)
-		delete(m.running, name)
-	}
-	watchStop, watchDone := m.watchStop, m.watchDone
+	silent := m.provisional
+	list, watchStop, watchDone := m.closeLocked()
 	m.mu.Unlock()
-	stopAll(list)
+	if silent && len(list) > 0 {
+		m.log.Warn("stopping without a priority 0 advertisement and leaving the VIPs: the upgrade was not confirmed, the previous process runs the instances")
+	}
+	stopAll(list, silent)
 	if watchStop != nil {
 		watchStop()
 		<-watchDone
 	}
 	return nil
+}
+
+// closeLocked marks the Manager closed and takes its instances and watch.
+func (m *Manager) closeLocked() (list []*runningInstance, watchStop context.CancelFunc, watchDone chan struct{}) {
+	m.closed = true
+	for name, ri := range m.running {
+		list = append(list, ri)
+		delete(m.running, name)
+	}
+	return list, m.watchStop, m.watchDone
+}
+
+func (m *Manager) inheritPID() int {
+	if m.opts.Inherit == nil {
+		return 0
+	}
+	return m.opts.Inherit.PID
 }
 
 // Run waits for ctx and then closes the Manager: the Task form for an

@@ -28,6 +28,10 @@ type fakeSystem struct {
 	links   map[string]bool
 	openErr map[string]error // by interface
 	w       Watcher
+	// host, when set, is the system of another process on the same node:
+	// an instance opened here gets the effects last opened there for it
+	// (one interface, one set of addresses), as an upgraded process does.
+	host *fakeSystem
 }
 
 func newFakeSystem() *fakeSystem { return newFakeSystemOn(&lan{}, "192.0.2.11") }
@@ -46,11 +50,25 @@ func (s *fakeSystem) Open(in Instance) (Transport, Effects, error) {
 		return nil, nil, err
 	}
 	s.opens[in.Name]++
-	fx := s.lan.effects()
+	var fx *memEffects
+	if s.host != nil {
+		fx = s.host.effects(in.Name)
+	}
+	if fx == nil {
+		fx = s.lan.effects()
+	}
 	tr := s.lan.port(s.addr)
 	s.fx[in.Name], s.tr[in.Name] = fx, tr
 	s.allFx[in.Name] = append(s.allFx[in.Name], fx)
 	return tr, fx, nil
+}
+
+// successor is a system for a new process on the same node as s: same
+// address, same lan, same interfaces.
+func (s *fakeSystem) successor() *fakeSystem {
+	n := newFakeSystemOn(s.lan, s.addr)
+	n.host = s
+	return n
 }
 
 func (s *fakeSystem) LinkUp(name string) (bool, error) {

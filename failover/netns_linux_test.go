@@ -47,6 +47,9 @@ func inNetns(t *testing.T) bool {
 	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
 		t.Fatalf("the child did not run %s:\n%s", t.Name(), out)
 	}
+	if testing.Verbose() {
+		t.Logf("in a network namespace:\n%s", out)
+	}
 	return false
 }
 

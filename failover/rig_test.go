@@ -142,6 +142,7 @@ type memEffects struct {
 	announce  []time.Time
 	announced [][]netip.Prefix // the VIPs of each burst
 	addErr    error            // returned by AddVIPs (which still adds) when set
+	removes   []string         // every RemoveVIPs call as "[vips]@time"
 }
 
 func newEffects() *memEffects { return &memEffects{vips: map[netip.Prefix]bool{}} }
@@ -167,6 +168,7 @@ func (e *memEffects) AddVIPs(v []netip.Prefix) error {
 func (e *memEffects) RemoveVIPs(v []netip.Prefix) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.removes = append(e.removes, fmt.Sprintf("%v@%v", v, time.Now().UTC().Format(time.TimeOnly+".000")))
 	for _, p := range v {
 		delete(e.vips, p)
 	}
@@ -209,6 +211,13 @@ func (e *memEffects) burstLog(t0 time.Time) []string {
 		out = append(out, fmt.Sprintf("%d×%v@%v", n, e.announced[i], e.announce[i].Sub(t0)))
 	}
 	return out
+}
+
+// removals returns the RemoveVIPs calls so far.
+func (e *memEffects) removals() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.removes)
 }
 
 func (e *memEffects) announcements() []time.Time {

@@ -32,6 +32,15 @@ type RouterOptions struct {
 	// (the proxy listening), so a node never claims a VIP with nothing
 	// behind it. nil starts at once.
 	Ready <-chan struct{}
+	// Inherit, when set, is this instance's state as the process it
+	// replaces handed it over (an upgrade in place, Manager.Handover):
+	// Run resumes that state instead of starting in Initialize (see
+	// resume). The caller has checked it is this instance's
+	// (Manager.Apply does); Ready does not hold an inherited instance.
+	Inherit *InstanceSnapshot
+	// KeepVIPs skips the removal of leftover VIPs when Run starts:
+	// another process on this node, the one being upgraded, holds them.
+	KeepVIPs bool
 }
 
 // Router runs one VRRP instance: a single goroutine (Run) owns all its
@@ -39,12 +48,16 @@ type RouterOptions struct {
 // updates; every state change goes through transition.
 type Router struct {
 	cfg   Instance
+	name  string // cfg.Name, which never changes: readable from any goroutine
 	tr    Transport
 	fx    Effects
 	log   *slog.Logger
 	m     *instanceMetrics
 	hook  func(Event)
 	ready <-chan struct{}
+	// inherit and keepVIPs: see RouterOptions.
+	inherit  *InstanceSnapshot
+	keepVIPs bool
 
 	state   atomic.Int32
 	started atomic.Bool
@@ -56,7 +69,10 @@ type Router struct {
 	trackCh  chan struct{}   // poked after health changes
 	vipLost  chan struct{}
 	reconf   chan reconfigRequest
-	exited   chan struct{} // closed when Run returns
+	release  chan struct{}              // Release asks Run to stop without a word
+	snap     chan chan InstanceSnapshot // Snapshot asks Run for its state
+	begun    chan struct{}              // closed once Run has taken its first state
+	exited   chan struct{}              // closed when Run returns
 
 	// Owned by the Run goroutine.
 	masterAdverInt time.Duration
@@ -73,6 +89,11 @@ type Router struct {
 	takingOver     bool
 	faults         []string // failing tracked conditions, sorted
 	mismatchLogged bool
+	// The master as last accepted (its address is master, under mu) and
+	// when we last advertised, for Snapshot.
+	masterPrio uint8
+	masterSeen time.Time
+	lastSent   time.Time
 }
 
 // NewRouter makes a Router for in; call Run to start it.
@@ -91,18 +112,24 @@ func NewRouter(in Instance, o RouterOptions) (*Router, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{
-		cfg:     in,
-		tr:      o.Transport,
-		fx:      o.Effects,
-		log:     log.With("instance", in.Name, "vrid", in.VRID),
-		m:       o.Metrics.forInstance(in.Name),
-		hook:    o.OnTransition,
-		ready:   o.Ready,
-		health:  map[string]bool{},
-		trackCh: make(chan struct{}, 1),
-		vipLost: make(chan struct{}, 1),
-		reconf:  make(chan reconfigRequest),
-		exited:  make(chan struct{}),
+		cfg:      in,
+		name:     in.Name,
+		tr:       o.Transport,
+		fx:       o.Effects,
+		log:      log.With("instance", in.Name, "vrid", in.VRID),
+		m:        o.Metrics.forInstance(in.Name),
+		hook:     o.OnTransition,
+		ready:    o.Ready,
+		inherit:  o.Inherit,
+		keepVIPs: o.KeepVIPs || o.Inherit != nil,
+		health:   map[string]bool{},
+		trackCh:  make(chan struct{}, 1),
+		vipLost:  make(chan struct{}, 1),
+		reconf:   make(chan reconfigRequest),
+		release:  make(chan struct{}),
+		snap:     make(chan chan InstanceSnapshot),
+		begun:    make(chan struct{}),
+		exited:   make(chan struct{}),
 	}
 	r.counters.Drops = map[string]uint64{}
 	r.m.setState(StateInitialize)
@@ -122,7 +149,7 @@ func fieldErrs(fe []*FieldError) []error {
 }
 
 // Name is the instance's name.
-func (r *Router) Name() string { return r.cfg.Name }
+func (r *Router) Name() string { return r.name }
 
 // State is the instance's current state; safe from any goroutine.
 func (r *Router) State() State { return State(r.state.Load()) }
@@ -140,6 +167,12 @@ func (r *Router) setMaster(a netip.Addr) {
 	r.mu.Lock()
 	r.master = a
 	r.mu.Unlock()
+}
+
+// seeMaster records the master whose advertisement a backup accepted.
+func (r *Router) seeMaster(src netip.Addr, p *vrrp.Packet) {
+	r.setMaster(src)
+	r.masterPrio, r.masterSeen = p.Priority, time.Now()
 }
 
 // Master is the address of the instance's master as this node last saw
@@ -248,8 +281,11 @@ func (r *Router) Run(ctx context.Context) error {
 	r.adv, r.down, r.garp, r.refresh, r.handover = stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer(), stoppedTimer()
 	// A previous run may have died holding the VIPs (SIGKILL): remove them
 	// before anything else so this node never claims what it does not own.
-	if err := r.fx.RemoveVIPs(r.cfg.VIPs); err != nil {
-		r.log.Warn("removing stale VIPs at start-up", "err", err)
+	// Not during an upgrade: the process being replaced holds them, alive.
+	if !r.keepVIPs {
+		if err := r.fx.RemoveVIPs(r.cfg.VIPs); err != nil {
+			r.log.Warn("removing stale VIPs at start-up", "err", err)
+		}
 	}
 
 	rx := make(chan Datagram, 64)
@@ -268,18 +304,36 @@ func (r *Router) Run(ctx context.Context) error {
 			ready = nil
 		case req := <-r.reconf:
 			req.done <- r.reconfigure(req.in)
+		case reply := <-r.snap:
+			close(reply) // Initialize: nothing to hand over
+		case <-r.release:
+			r.log.Info("handed over to the new process before starting")
+			return nil
 		case <-ctx.Done():
 			r.shutdown()
 			return nil
 		}
 	}
 	r.updateFaults()
-	r.startup("startup")
+	if r.inherit != nil {
+		r.resume(*r.inherit)
+	} else {
+		r.startup("startup")
+	}
+	close(r.begun)
 	for {
 		select {
 		case <-ctx.Done():
 			r.shutdown()
 			return nil
+		case <-r.release:
+			r.releaseSilently()
+			return nil
+		case reply := <-r.snap:
+			if s, ok := r.snapshot(); ok {
+				reply <- s
+			}
+			close(reply)
 		case d := <-rx:
 			r.receive(d)
 		case <-r.adv.C:
@@ -594,7 +648,7 @@ func (r *Router) backupReceive(p *vrrp.Packet, src netip.Addr) {
 		return
 	}
 	if !r.cfg.Preempt || p.Priority >= r.cfg.Priority {
-		r.setMaster(src)
+		r.seeMaster(src, p)
 		r.preemptAt = time.Time{}
 		r.learnInterval(p)
 		r.down.Reset(r.masterDownInterval())
@@ -638,7 +692,7 @@ func (r *Router) masterReceive(p *vrrp.Packet, src netip.Addr) {
 	own := r.tr.Source()
 	if p.Priority > r.cfg.Priority || (p.Priority == r.cfg.Priority && src.Compare(own) > 0) {
 		r.learnInterval(p)
-		r.setMaster(src)
+		r.seeMaster(src, p)
 		// One last advertisement with our priority (keepalived's
 		// higher_prio_send_advert), once the VIPs are gone: if the other
 		// master never heard us (a healed partition where its advert
@@ -734,6 +788,9 @@ func (r *Router) sendAdvert(prio uint8) {
 		r.counters.AdvertsSent++
 		r.mu.Unlock()
 		r.m.sent()
+		if prio != 0 {
+			r.lastSent = time.Now()
+		}
 	}
 }
 

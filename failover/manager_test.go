@@ -251,3 +251,12 @@ func TestStatusJSON(t *testing.T) {
 		t.Error("an unknown state reads")
 	}
 }
+
+// counters is every running instance's counters by name, from Status.
+func counters(m *Manager) map[string]Counters {
+	out := map[string]Counters{}
+	for _, s := range m.Status() {
+		out[s.Name] = s.Counters
+	}
+	return out
+}

@@ -510,7 +510,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 			rw.Header().Set("Retry-After", strconv.Itoa(int(w.cfg.BodyTimeout.Seconds())+1))
 		}
-		reply(code, reason, msg)
+		reply(code, "refused", msg) // the reason counts in MetricWebhookRefused
 	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)

@@ -429,20 +429,19 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	// route to a VM not yet up is covered by health checks, and a removed
 	// VM (prune) is no longer routed to before it goes. Every step is tried
 	// even after one fails.
+	// A subsystem this process does not run has no step and no condition.
 	steps := []struct {
 		name string
+		on   bool
 		run  func() error
 	}{
-		{"dataplane", func() error {
-			if l.Dataplane == nil || (live != nil && live.Dataplane.Equal(desired.Dataplane)) {
+		{"dataplane", l.Dataplane != nil, func() error {
+			if live != nil && live.Dataplane.Equal(desired.Dataplane) {
 				return nil
 			}
 			return l.Dataplane.Apply(ctx, desired.Dataplane)
 		}},
-		{"failover", func() error {
-			if l.Failover == nil {
-				return nil
-			}
+		{"failover", l.Failover != nil, func() error {
 			if live != nil {
 				if old, err := live.FailoverFor(l.Node); err == nil && old.Equal(fcfg) {
 					return nil
@@ -450,10 +449,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			}
 			return l.Failover.Apply(ctx, fcfg)
 		}},
-		{"infra", func() error {
-			if l.Infra == nil {
-				return nil
-			}
+		{"infra", l.Infra != nil, func() error {
 			if q := l.infraQueue(); q != nil {
 				// Run's worker applies it: a clone taking minutes must not
 				// hold back the next commit's routes.
@@ -473,6 +469,9 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	}
 	var errs stepErrors
 	for _, s := range steps {
+		if !s.on {
+			continue
+		}
 		switch err := s.run(); {
 		case errors.Is(err, errQueued):
 			// Progressing, said by the step itself.

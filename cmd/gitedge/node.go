@@ -105,7 +105,8 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	if o.proxy {
 		popts := dataplane.Options{Logger: log, Registry: n.reg}
 		if o.access {
-			popts.AccessLog = log
+			// A stream of its own, named apart from the proxy's log.
+			popts.AccessLog = log.With("subsystem", "access")
 		}
 		n.proxy = dataplane.New(popts)
 		n.loop.Dataplane = proxyApplier{n.proxy}

@@ -63,6 +63,9 @@ lint:
 	$(GO) vet -tags e2e ./e2e/...
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags e2e ./e2e/...
+	@# macOS, where reviewers run validate and plan: every package that
+	@# does not need the dataplane builds and vets (scripts/darwin-pkgs.sh).
+	pkgs=$$(GO=$(GO) ./scripts/darwin-pkgs.sh); GOOS=darwin $(GO) build $$pkgs && GOOS=darwin $(GO) vet $$pkgs
 
 # fuzz runs each fuzz target for FUZZTIME (scripts/fuzz.sh: one target per
 # run; minimising a new input capped at 1s, as the 60s default let a large

@@ -50,7 +50,8 @@ type Options struct {
 	// Ready, when set, holds every instance in Initialize until it is
 	// closed: cmd passes the proxy's readiness.
 	Ready <-chan struct{}
-	// System defaults to LinuxSystem.
+	// System defaults to LinuxSystem on Linux; elsewhere every instance
+	// fails to start, saying VRRP needs Linux.
 	System System
 	// Inherit is the state the process this one replaces handed over (an
 	// upgrade in place: Manager.Handover there, ParseSnapshot here). The
@@ -109,7 +110,7 @@ func NewManager(o Options) (*Manager, error) {
 		m.inherit, m.provisional, m.predecessorVIPs = &s, true, s.VIPsHeld()
 	}
 	if m.sys == nil {
-		m.sys = LinuxSystem{}
+		m.sys = hostSystem()
 	}
 	if o.Registerer != nil {
 		met, err := NewMetrics(o.Registerer)

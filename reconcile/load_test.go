@@ -3,14 +3,15 @@ package reconcile
 import (
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gitedge/gitedge/infra"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -88,8 +89,8 @@ func TestHomelabV3IsHomelab(t *testing.T) {
 	if !v2.Dataplane.Equal(v3.Dataplane) {
 		t.Errorf("dataplane differs")
 	}
-	if !slices.EqualFunc(v2.Infra.VMs, v3.Infra.VMs, infra.VM.Equal) || v2.Infra.Prune != v3.Infra.Prune {
-		t.Errorf("infra differs")
+	if diff := cmp.Diff(v2.Infra, v3.Infra, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
+		t.Errorf("infra differs (-v2 +v3):\n%s", diff)
 	}
 	if !slices.Equal(v2.Edge.Nodes, v3.Edge.Nodes) || v2.Edge.InfraLeader != v3.Edge.InfraLeader {
 		t.Errorf("nodes or infra leader differ")

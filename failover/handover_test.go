@@ -1,7 +1,6 @@
 package failover
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,11 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -23,28 +22,10 @@ var cmpAddrs = cmp.Options{
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // upgraded starts the Manager of a new process on the node of old (same
 // address, same interface) with the snapshot old handed over, as cmd does
 // after SIGUSR2: through its JSON. ready is its Options.Ready (nil: none).
-func upgraded(t *testing.T, old *mnode, s Snapshot, ready <-chan struct{}, log *syncBuffer) *mnode {
+func upgraded(t *testing.T, old *mnode, s Snapshot, ready <-chan struct{}, log *testkit.SyncBuffer) *mnode {
 	t.Helper()
 	b, err := s.Marshal()
 	if err != nil {
@@ -327,7 +308,7 @@ func TestHandoverMismatchStartsNormally(t *testing.T) {
 				}
 				old := &mnode{sys: newFakeSystem()}
 				tc.snap.TakenAt = time.Now().Add(-tc.age)
-				var log syncBuffer
+				var log testkit.SyncBuffer
 				n := upgradedRaw(t, old, tc.snap, &log)
 				t0 := time.Now()
 				n.apply(t, in)
@@ -349,7 +330,7 @@ func TestHandoverMismatchStartsNormally(t *testing.T) {
 
 // upgradedRaw is upgraded without the JSON round trip, for snapshots
 // ParseSnapshot would refuse.
-func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *syncBuffer) *mnode {
+func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *testkit.SyncBuffer) *mnode {
 	t.Helper()
 	n := &mnode{sys: old.sys.successor()}
 	m, err := NewManager(Options{System: n.sys, Logger: slog.New(slog.NewTextHandler(log, nil)), Inherit: &s,
@@ -372,7 +353,7 @@ func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *syncBuffer) *mnode {
 // leaves the VIPs.
 func TestHandoverAbortThenRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var log syncBuffer
+		var log testkit.SyncBuffer
 		sys := newFakeSystem()
 		m, err := NewManager(Options{System: sys, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if err != nil {

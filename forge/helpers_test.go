@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -28,16 +28,6 @@ const (
 
 // testToken is distinctive so a grep for it cannot match anything else.
 const testToken = "tok-SECRET-3f9c2a71e0d84b5c"
-
-// writeFile writes content to a new file in a test directory.
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // seen is one request as the fake forge received it.
 type seen struct {
@@ -212,7 +202,7 @@ func newRig(t *testing.T, cfg Config, h http.Handler, mem bool) *rig {
 		cfg.API = srv.URL + cfg.API
 	}
 	if cfg.TokenFile == "" {
-		cfg.TokenFile = writeFile(t, "token", testToken+"\n")
+		cfg.TokenFile = testkit.TempFile(t, "token", testToken+"\n")
 	}
 	if cfg.Node == "" {
 		cfg.Node = "lb-0"
@@ -223,15 +213,7 @@ func newRig(t *testing.T, cfg Config, h http.Handler, mem bool) *rig {
 		t.Fatal(err)
 	}
 	g.r = r
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v on cancellation, want nil", err)
-		}
-	})
+	testkit.Run(t, r.Run)
 	return g
 }
 

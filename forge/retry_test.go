@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The retry tests run in synctest bubbles over an in-memory transport, so
@@ -231,7 +233,7 @@ func TestReportNeverBlocks(t *testing.T) {
 func TestRunOnceAndNil(t *testing.T) {
 	t.Parallel()
 	g := newRig(t, Config{Kind: GitHub, API: "/", Repository: "infra/edge"}, newFakeForge(), false)
-	once, err := New(Config{Kind: GitHub, Repository: "infra/edge", Node: "lb-0", TokenFile: writeFile(t, "t", testToken)}, Options{})
+	once, err := New(Config{Kind: GitHub, Repository: "infra/edge", Node: "lb-0", TokenFile: testkit.TempFile(t, "t", testToken)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The requests as each forge documents them:
@@ -233,7 +235,7 @@ func TestTokenRotatedAfter401(t *testing.T) {
 		}
 		created(w, r)
 	}
-	tokenFile := writeFile(t, "token", testToken)
+	tokenFile := testkit.TempFile(t, "token", testToken)
 	f := newFakeForge(auth)
 	g := newRig(t, Config{Kind: Gitea, API: "/api/v1", Repository: "infra/edge", TokenFile: tokenFile}, f, false)
 	if err := writeTokenFile(tokenFile, newToken+"\n"); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestForcePush rewrites the branch under both policies.
@@ -172,7 +174,7 @@ func TestWrongPassword(t *testing.T) {
 		name string
 		auth Auth
 	}{
-		{"wrong password", Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "wrong-staple-9911\n")}},
+		{"wrong password", Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "wrong-staple-9911\n")}},
 		{"no credentials", Auth{}},
 		{"unreadable file", Auth{PasswordFile: filepath.Join(t.TempDir(), "missing")}},
 	} {
@@ -197,7 +199,7 @@ func TestWrongPassword(t *testing.T) {
 			}
 		})
 	}
-	g, _ := newSource(t, Config{URL: h.URL, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	g, _ := newSource(t, Config{URL: h.URL, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
 	if rev := next(t, g); rev.Commit != c1 {
 		t.Fatal(rev.Commit)
 	}
@@ -407,10 +409,10 @@ func TestCredentialsRefusedAtStart(t *testing.T) {
 	u.push("main")
 	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
 	state := t.TempDir()
-	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
 	next(t, g1)
 	g1.storage.Close()
-	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "rotated-wrongly")}})
+	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "rotated-wrongly")}})
 	rev := next(t, g2)
 	var stale *Error
 	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonAuth || !strings.Contains(rev.Trigger.Detail, "credentials refused") {

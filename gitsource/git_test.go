@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestTransports follows one repository through each kind of remote: the
@@ -26,11 +28,11 @@ func TestTransports(t *testing.T) {
 		}},
 		{"http-backend basic auth", func(t *testing.T, u *upstream) (string, Auth) {
 			h := startHTTPGit(t, u.root, "deploy", "s3cret-pass")
-			return h.URL, Auth{Username: "deploy", PasswordFile: writeFile(t, "pass", "s3cret-pass\n")}
+			return h.URL, Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "pass", "s3cret-pass\n")}
 		}},
 		{"http-backend token", func(t *testing.T, u *upstream) (string, Auth) {
 			h := startHTTPGit(t, u.root, "git", "tok-123")
-			return h.URL, Auth{TokenFile: writeFile(t, "token", "tok-123")}
+			return h.URL, Auth{TokenFile: testkit.TempFile(t, "token", "tok-123")}
 		}},
 		{"ssh", func(t *testing.T, u *upstream) (string, Auth) {
 			s := startSSHD(t)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // Jitter is fixed at 0 in the rig: the wait before attempt n+1 is
@@ -128,8 +130,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	slack, hook, am := newReceiver(echo(500), echo(400)), newReceiver(echo(500), echo(403)), newReceiver(echo(500), echo(401))
 	cfg := Config{RetryMin: time.Millisecond, RetryMax: time.Millisecond, Sinks: []SinkConfig{
 		{Kind: Slack, URL: path},
-		{Kind: Webhook, URL: path, SecretFile: writeFile(t, "key", key)},
-		{Kind: Alertmanager, URL: "/?x=SECRET", SecretFile: writeFile(t, "tok", tok)}, // an Alertmanager path is shown, a query never
+		{Kind: Webhook, URL: path, SecretFile: testkit.TempFile(t, "key", key)},
+		{Kind: Alertmanager, URL: "/?x=SECRET", SecretFile: testkit.TempFile(t, "tok", tok)}, // an Alertmanager path is shown, a query never
 	}}
 	g := newRig(t, cfg, []*receiver{slack, hook, am}, false)
 	g.n.Notify(ApplyFailed("0123456789abcdef0123456789abcdef01234567", &testErr{"x"}))

@@ -8,25 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
-
-// writeFile writes content to a new file in a test directory.
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // got is one request as a receiver saw it.
 type got struct {
@@ -211,15 +200,7 @@ func newRig(t *testing.T, cfg Config, rcv []*receiver, mem bool) *rig {
 		t.Fatal(err)
 	}
 	g.n = n
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v on cancellation, want nil", err)
-		}
-	})
+	testkit.Run(t, n.Run)
 	return g
 }
 

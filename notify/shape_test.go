@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 const statusURL = "https://lb-0.example.org/"
@@ -22,7 +24,7 @@ func TestWebhookShape(t *testing.T) {
 	const key = "hmac-key-5d2f0a"
 	signed, plain := newReceiver(), newReceiver()
 	g := newRig(t, Config{StatusURL: statusURL, Sinks: []SinkConfig{
-		{Kind: Webhook, URL: "/hooks/gitedge", SecretFile: writeFile(t, "key", key+"\n")},
+		{Kind: Webhook, URL: "/hooks/gitedge", SecretFile: testkit.TempFile(t, "key", key+"\n")},
 		{Kind: Webhook, URL: "/plain"},
 	}}, []*receiver{signed, plain}, false)
 	at := time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC)
@@ -121,7 +123,7 @@ func TestAlertmanagerShape(t *testing.T) {
 	t.Parallel()
 	rc, full := newReceiver(), newReceiver()
 	g := newRig(t, Config{StatusURL: statusURL, Sinks: []SinkConfig{
-		{Kind: Alertmanager, URL: "", SecretFile: writeFile(t, "am", "am-token-77\n")},
+		{Kind: Alertmanager, URL: "", SecretFile: testkit.TempFile(t, "am", "am-token-77\n")},
 		{Kind: Alertmanager, URL: "/api/v2/alerts/"},
 	}}, []*receiver{rc, full}, false)
 	down := ServerDown("web", "192.0.2.10:8080", "timeout", 0)

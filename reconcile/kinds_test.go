@@ -10,6 +10,7 @@ import (
 
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 type terminalErr struct{ error }
@@ -120,9 +121,9 @@ func TestTransientStepRetried(t *testing.T) {
 		})}
 	src := make(chanSource)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil), Trigger: "poll"}
-	waitFor(t, "c1 live", func() bool { s := l.Status(); return s.Live != nil && s.Live.Commit == "c1" })
+	testkit.WaitFor(t, "c1 live", func() bool { s := l.Status(); return s.Live != nil && s.Live.Commit == "c1" })
 	if n := calls.Load(); n != 3 {
 		t.Errorf("dataplane applied %d times, want 3 (two failures, one success)", n)
 	}
@@ -160,9 +161,9 @@ func TestInfraRetriedByKind(t *testing.T) {
 		})}
 	src := make(chanSource)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}
-	waitFor(t, "infra retried to Ready", func() bool { return l.Status().Conditions["infra"].Status == CondReady })
+	testkit.WaitFor(t, "infra retried to Ready", func() bool { return l.Status().Conditions["infra"].Status == CondReady })
 	if n := calls.Load(); n != 2 {
 		t.Errorf("infra applied %d times, want 2", n)
 	}
@@ -170,9 +171,9 @@ func TestInfraRetriedByKind(t *testing.T) {
 	calls.Store(0)
 	terminal.Store(true)
 	l.Poke()
-	waitFor(t, "infra Stalled", func() bool { return l.Status().Conditions["infra"].Status == CondStalled })
+	testkit.WaitFor(t, "infra Stalled", func() bool { return l.Status().Conditions["infra"].Status == CondStalled })
 	l.Poke()
-	waitFor(t, "the poke's infra pass", func() bool { return l.Status().Conditions["infra"].Status == CondReady })
+	testkit.WaitFor(t, "the poke's infra pass", func() bool { return l.Status().Conditions["infra"].Status == CondReady })
 	if n := calls.Load(); n != 2 {
 		t.Errorf("infra applied %d times, want 2: the terminal failure, then the poke", n)
 	}

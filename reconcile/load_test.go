@@ -2,19 +2,16 @@ package reconcile
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // TestInvalidRepositories loads every repository under testdata/invalid and
 // compares the full error list, one error per line with file, line,
@@ -46,19 +43,7 @@ func TestInvalidRepositories(t *testing.T) {
 				got.WriteString(e.Error())
 				got.WriteString("\n")
 			}
-			golden := filepath.Join(dir, "want.txt")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./reconcile -run TestInvalidRepositories -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), got.String()); diff != "" {
-				t.Errorf("errors differ from %s (-want +got):\n%s", golden, diff)
-			}
+			testkit.Golden(t, filepath.Join(dir, "want.txt"), got.String())
 		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -233,9 +234,7 @@ func TestLoopRunAndResync(t *testing.T) {
 	src := make(chanSource)
 	l.Source = src
 	l.Resync = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- l.Run(ctx) }()
+	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil), Trigger: "start"}
 	// Resync re-applies infra without a new commit; wait for two of them.
 	deadline := time.After(5 * time.Second)
@@ -265,14 +264,10 @@ func TestLoopRunAndResync(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run returned %v on cancel", err)
-	}
 }
 
 // TestResyncKeepsTheRefusal: a resync over the live commit must not hide
-// that the newest head was refused (SPEC §4.7: say why anything failed).
+// that the newest head was refused (a node says why anything failed).
 func TestResyncKeepsTheRefusal(t *testing.T) {
 	rec := &recorder{}
 	l := rec.loop("lb-0")
@@ -319,13 +314,7 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	}
 	src := make(chanSource)
 	l.Source = src
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- l.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	testkit.Run(t, l.Run)
 	wait := func(ch chan int, what string) int {
 		t.Helper()
 		select {
@@ -359,7 +348,7 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 		t.Fatalf("routes %d, want 4", n)
 	}
 	// The pass applies routes first, then queues infra: wait for the queue.
-	waitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
+	testkit.WaitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
 	if c := l.Status().Conditions["infra"]; c.Status != CondProgressing {
 		t.Errorf("infra condition %+v, want Progressing", c)
 	}
@@ -392,7 +381,7 @@ func TestStepErrorOnePrefix(t *testing.T) {
 // 10: an infra error on the leader logged "leader":false, the leadership
 // of when the pass queued the job).
 func TestInfraLeadershipAtApplyTime(t *testing.T) {
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	var leading atomic.Bool
 	release := make(chan struct{})
 	leads := make(chan bool, 4)
@@ -411,19 +400,19 @@ func TestInfraLeadershipAtApplyTime(t *testing.T) {
 	}
 	src := make(chanSource)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}
 	if <-leads {
 		t.Fatal("c1 led before the node was master")
 	}
 	src <- Revision{Commit: "c2", Files: mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 2048"}}})}
-	waitFor(t, "c2 queued", func() bool { a := l.Status().LastAttempt; return a != nil && a.Commit == "c2" })
+	testkit.WaitFor(t, "c2 queued", func() bool { a := l.Status().LastAttempt; return a != nil && a.Commit == "c2" })
 	leading.Store(true) // VRRP made this node master while c1's clone ran
 	close(release)
 	if !<-leads {
 		t.Fatal("c2's infra job ran as a follower on the master")
 	}
-	waitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
+	testkit.WaitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
 	if !strings.Contains(logs.String(), `"msg":"infra apply failed","subsystem":"reconcile","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
 		t.Errorf("log:\n%s", logs.String())
 	}

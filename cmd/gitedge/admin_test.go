@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gitedge/gitedge/failover"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -24,19 +24,8 @@ import (
 // ends and returns its address.
 func serveAdmin(t *testing.T, a *adminServer) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- a.serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	ln := testkit.Listen(t)
+	testkit.Run(t, func(ctx context.Context) error { return a.serve(ctx, ln) })
 	return ln.Addr().String()
 }
 

@@ -5,12 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 	proxmox "github.com/luthermonson/go-proxmox"
@@ -54,17 +52,9 @@ func writeNodeConfig(t *testing.T, url string, caPEM []byte) string {
 // nothing through the node config's proxmox section; a second pass writes
 // nothing; gitedge inventory lists them with their agent addresses.
 func TestHomelabVMsAndInventory(t *testing.T) {
-	sim, err := pvesim.New(pvesim.Options{Tokens: map[string]string{testTokenID: testSecret}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(sim)
-	srv.TLS = &tls.Config{NextProtos: []string{"http/1.1"}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	cfgPath := writeNodeConfig(t, srv.URL+"/api2/json", caPEM)
+	pve := testkit.StartPvesim(t, pvesim.Options{Tokens: map[string]string{testTokenID: testSecret}})
+	sim := pve.Sim
+	cfgPath := writeNodeConfig(t, pve.URL, pve.CAPEM)
 
 	desired, err := reconcile.LoadDir("../../examples/homelab")
 	if err != nil {
@@ -126,7 +116,7 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 	}
 
 	// A wrong token: a clear error, no secret.
-	bad := writeNodeConfig(t, srv.URL+"/api2/json", caPEM)
+	bad := writeNodeConfig(t, pve.URL, pve.CAPEM)
 	nb, _ := nodeconfig.Load(bad)
 	os.WriteFile(nb.Proxmox.TokenSecretFile, []byte("wrong-"+testSecret), 0o600)
 	out.Reset()

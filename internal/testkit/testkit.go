@@ -184,3 +184,30 @@ func Golden(t testing.TB, path, got string) {
 
 // Updating reports whether -update was given.
 func Updating() bool { return *update }
+
+// SeedFiles adds the content of every file matching the patterns to the
+// fuzzer's corpus; a pattern that matches nothing fails, so a moved
+// testdata directory cannot silently empty the seeds.
+func SeedFiles(f *testing.F, patterns ...string) {
+	f.Helper()
+	for _, pat := range patterns {
+		files, err := filepath.Glob(pat)
+		if err != nil || len(files) == 0 {
+			f.Fatalf("no seed file matches %s", pat)
+		}
+		for _, name := range files {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+}
+
+// Seeds adds each string to the fuzzer's corpus as bytes.
+func Seeds(f *testing.F, seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+}

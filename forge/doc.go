@@ -54,5 +54,6 @@
 // Snapshot under /status. A nil *Reporter is valid and
 // does nothing, for nodes without a forge. See Example.
 //
-// forge imports no other gitedge package.
+// forge imports no other gitedge package but the internal helpers it
+// shares with notify (internal/deliver, internal/promreg).
 package forge

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -457,13 +458,13 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 		return nil, fmt.Errorf("webhook.secretFile: %w", err)
 	}
 	w := &Webhook{cfg: cfg, secret: []byte(secret), notify: notify, log: opts.Logger,
-		reqs: register(opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		reqs: promreg.Register("gitsource", opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricWebhookRequests, Help: "Webhook requests, by forge and result.",
 		}, []string{"forge", "result"})),
-		refused: register(opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		refused: promreg.Register("gitsource", opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricWebhookRefused, Help: "Webhook requests and connections refused, by reason.",
 		}, []string{"reason"})),
-		inflight: register(opts.Registry, prometheus.NewGauge(prometheus.GaugeOpts{
+		inflight: promreg.Register("gitsource", opts.Registry, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricWebhookBodies, Help: "Webhook request bodies being read.",
 		})),
 		seen: newDeliveries(cfg.Deliveries),

@@ -57,5 +57,6 @@
 // Snapshot under /status. A nil *Notifier is valid and does nothing. See
 // Example.
 //
-// notify imports no other gitedge package.
+// notify imports no other gitedge package but the internal helpers it
+// shares with forge (internal/deliver, internal/promreg).
 package notify

@@ -46,7 +46,7 @@
 // # Wiring
 //
 // The node config's `forge:` section decodes into Config (JSON names as in
-// SPEC §2); the caller sets Config.Node. cmd/gitedge runs the Reporter as
+// docs/node-config.md); the caller sets Config.Node. cmd/gitedge runs the Reporter as
 // a Task; the reconcile loop calls Report(sha, Pending, "") when it takes a
 // new commit and Report(sha, Success|Failure|Error, Summarize(err)) when
 // that commit's pass ends (a pass that finds nothing new reports nothing;

@@ -25,7 +25,7 @@ const (
 	ForcePushRefuse ForcePushPolicy = "refuse"
 )
 
-// Config says where the routes repository comes from (SPEC §2 `source`).
+// Config says where the routes repository comes from (the node config's `source` section).
 // It is plain data; secrets are named as files and read when needed, so a
 // rotated token or keyring is picked up without a restart.
 type Config struct {

@@ -80,12 +80,9 @@ func NewDir(cfg DirConfig, opts Options) (*Dir, error) {
 		return nil, fmt.Errorf("gitsource: source directory %s: not a directory (%v)", cfg.Dir, err)
 	}
 	cfg.Dir = abs
-	d := &Dir{cfg: cfg, log: opts.Logger, m: newSourceMetrics(opts.Registry), queue: opts.Queue}
+	d := &Dir{cfg: cfg, log: opts.Logger, m: newSourceMetrics(opts.Registry), queue: NewQueue(opts.Registry)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
-	}
-	if d.queue == nil {
-		d.queue = NewQueue(opts.Registry)
 	}
 	d.log = d.log.With("subsystem", "gitsource", "source", abs)
 	if cfg.NoWatch {
@@ -132,9 +129,6 @@ func (d *Dir) Close() error {
 	}
 	return d.watcher.Close()
 }
-
-// Queue returns the trigger queue Next reads.
-func (d *Dir) Queue() *Queue { return d.queue }
 
 // Trigger asks for a read of the directory.
 func (d *Dir) Trigger(t Trigger) { d.queue.Poke(t) }

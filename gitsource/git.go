@@ -39,9 +39,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil keeps them unregistered.
 	Registry prometheus.Registerer
-	// Queue is the trigger queue to read; nil makes a new one. Pass the
-	// same queue to a Poller and a Webhook, or use Trigger.
-	Queue *Queue
 }
 
 // lastRef records, inside the cache, the commit last handed over, so the
@@ -131,21 +128,15 @@ func New(cfg Config, opts Options) (*Git, error) {
 		dir:      dir,
 		log:      opts.Logger,
 		m:        newSourceMetrics(opts.Registry),
-		queue:    opts.Queue,
+		queue:    NewQueue(opts.Registry),
 		maxPacks: maxPacks,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	if g.queue == nil {
-		g.queue = NewQueue(opts.Registry)
-	}
 	g.log = g.log.With("subsystem", "gitsource", "source", g.disp, "ref", cmp.Or(cfg.ref(), cfg.Commit))
 	return g, nil
 }
-
-// Queue returns the trigger queue Next reads.
-func (g *Git) Queue() *Queue { return g.queue }
 
 // Trigger asks for a look at the remote; see Queue.Poke.
 func (g *Git) Trigger(t Trigger) { g.queue.Poke(t) }

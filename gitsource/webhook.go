@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// WebhookConfig is the push endpoint (SPEC §2 `webhook`). Zero values
+// WebhookConfig is the push endpoint (the node config's `webhook` section). Zero values
 // take the defaults given; cmd/gitedge sets only the first four.
 //
 // Whatever the number of clients, what requests not yet authenticated can
@@ -436,7 +436,7 @@ const refusalLogInterval = 10 * time.Second
 
 // NewWebhook reads the secret and returns the endpoint; notify receives a
 // Trigger per accepted push (use a Queue's Poke or Git.Trigger) and must not
-// block. opts.Queue is not used.
+// block.
 func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook, error) {
 	cfg.Path = cmp.Or(cfg.Path, "/hook")
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 2<<20)

@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ func (a Action) String() string {
 	case OpUpdate:
 		fields := make([]string, len(a.Fields))
 		for i, f := range a.Fields {
-			fields[i] = fmt.Sprintf("%s %s → %s", f.Key, orNone(f.Old), orNone(f.New))
+			fields[i] = fmt.Sprintf("%s %s → %s", f.Key, cmp.Or(f.Old, "(none)"), cmp.Or(f.New, "(none)"))
 		}
 		return fmt.Sprintf("update %s: %s", ref, strings.Join(fields, ", "))
 	case OpResize:

@@ -51,7 +51,7 @@
 // # Wiring
 //
 // The node config's `notify:` list decodes into []SinkConfig (JSON names
-// as in SPEC §2); the caller sets Config.Node and Config.StatusURL.
+// as in docs/node-config.md); the caller sets Config.Node and Config.StatusURL.
 // cmd/gitedge runs the Notifier as a Task, hands it to the subsystems as a
 // func(Event) (or an interface with Notify), and the admin server shows
 // Snapshot under /status. A nil *Notifier is valid and does nothing. See

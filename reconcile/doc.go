@@ -24,7 +24,7 @@
 //     commit).
 //
 // The last applied record (Record, StateFile) is what makes a restart
-// serve the last good commit before any fetch (SPEC §4.1): Loop.Run
+// serve the last good commit before any fetch: Loop.Run
 // applies it first, and every pass that applies a new commit records it,
 // atomically, once every step took it. Failing to record never fails a
 // pass.

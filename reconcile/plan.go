@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/netip"
@@ -64,11 +65,6 @@ func (p Plan) Counts() (add, change, remove int) {
 	return
 }
 
-// Touches reports whether the plan changes any item of the given kinds.
-func (p Plan) Touches(kinds ...string) bool {
-	return slices.ContainsFunc(p.Changes, func(c ItemChange) bool { return slices.Contains(kinds, c.Kind) })
-}
-
 // WriteText renders the plan for people, as a pull-request comment.
 func (p Plan) WriteText(w io.Writer) error {
 	var b strings.Builder
@@ -79,7 +75,7 @@ func (p Plan) WriteText(w io.Writer) error {
 			if c.Action == Add {
 				fmt.Fprintf(&b, "    %s: %s\n", f.Path, f.New)
 			} else {
-				fmt.Fprintf(&b, "    %s: %s → %s\n", f.Path, orNone(f.Old), orNone(f.New))
+				fmt.Fprintf(&b, "    %s: %s → %s\n", f.Path, cmp.Or(f.Old, "(none)"), cmp.Or(f.New, "(none)"))
 			}
 		}
 	}
@@ -91,13 +87,6 @@ func (p Plan) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
 }
 
 // kv is one flattened field.

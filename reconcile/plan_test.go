@@ -116,8 +116,8 @@ func TestPlanCountsAndJSON(t *testing.T) {
 	if a, c, r := p.Counts(); a != 0 || c != 1 || r != 0 {
 		t.Fatalf("counts = %d/%d/%d, want 0/1/0", a, c, r)
 	}
-	if !p.Touches("Route") || p.Touches("VirtualMachine", "VRRPInstance") {
-		t.Errorf("Touches is wrong for %+v", p)
+	if len(p.Changes) != 1 || p.Changes[0].Kind != "Route" {
+		t.Errorf("changes %+v, want one Route", p.Changes)
 	}
 	data, err := json.Marshal(p)
 	if err != nil {

@@ -4,17 +4,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +17,7 @@ import (
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/tlscert"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 	k8syaml "sigs.k8s.io/yaml"
@@ -156,7 +151,11 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	scheme := "http"
 	if *useTLS {
-		cert, der, err := selfSigned(ln.Addr())
+		hosts := []string{"localhost", "proxmox1", "127.0.0.1", "::1"}
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+			hosts = append(hosts, ta.IP.String())
+		}
+		cert, der, err := tlscert.SelfSigned("pvesim", hosts, 10*365*24*time.Hour)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
 			return 1
@@ -188,32 +187,4 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// selfSigned makes a certificate for localhost and the listen address.
-func selfSigned(addr net.Addr) (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "pvesim", Organization: []string{"gitedge Proxmox simulator"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost", "proxmox1"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
-		tpl.IPAddresses = append(tpl.IPAddresses, ta.IP)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, nil
 }

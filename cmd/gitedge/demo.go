@@ -44,12 +44,10 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	d := &demo{out: env.stdout}
 	if err := daemonSupported(); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge demo: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if err := d.run(ctx, *dir, *keep, fs.logger()); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge demo: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	return 0
 }

@@ -51,8 +51,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if err := importer.CheckOut(*out, *force); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge import: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	res, err := importer.Import(opts)
 	if res != nil {
@@ -69,8 +68,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	}
 	removed, err := importer.WriteDir(*out, res.Files, *force)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge import: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	for _, r := range removed {
 		fmt.Fprintf(env.stdout, "removed %s\n", r)

@@ -42,13 +42,11 @@ func runInventory(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	nc, err := nodeconfig.Load(*config)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge inventory: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	cc, err := nc.ProxmoxClient()
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge inventory: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	d, err := reconcile.LoadDir(dir)
 	if err != nil {
@@ -57,17 +55,14 @@ func runInventory(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	api, err := infra.NewAPI(cc)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge inventory: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	hosts, err := infra.Inventory(ctx, api, d.Infra, *wait, time.Second)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge inventory: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if err := infra.WriteINI(env.stdout, *group, hosts); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge inventory: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	return 0
 }
@@ -116,8 +111,7 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 		case err == nil:
 			opts.State = st
 		case !errors.Is(err, os.ErrNotExist):
-			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 	}
 	if *faultsPath != "" {
@@ -135,13 +129,11 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	sim, err := pvesim.New(opts)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	srv := &http.Server{
 		Handler:           sim,
@@ -157,13 +149,11 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 		}
 		cert, der, err := tlscert.SelfSigned("pvesim", hosts, 10*365*24*time.Hour)
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 		if *certOut != "" {
 			if err := os.WriteFile(*certOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-				fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-				return 1
+				return fs.fail(err)
 			}
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})

@@ -115,6 +115,12 @@ func newFlags(env *cliEnv, name, argsUsage string) *cmdFlags {
 	return f
 }
 
+// fail reports err as the command's failure and returns exit status 1.
+func (f *cmdFlags) fail(err error) int {
+	fmt.Fprintf(f.env.stderr, "gitedge %s: %v\n", f.name, err)
+	return 1
+}
+
 // logDefaults sets the command's defaults of the logging flags.
 func (f *cmdFlags) logDefaults(level, format string) {
 	f.logLevel, f.Lookup("log-level").DefValue = level, level

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
 )
 
 // daemonSupported says whether the commands that serve traffic or VRRP
@@ -18,4 +21,13 @@ func supportedOn(goos string) error {
 		return nil
 	}
 	return fmt.Errorf("runs on Linux only (this is %s); validate, plan, import, inventory, status and version work here", goos)
+}
+
+// notifyHUP asks for SIGHUP (reload) for a command that runs a node. Call
+// it before anything else: SIGHUP's default action ends the process, and
+// a reload asked early must not be lost.
+func notifyHUP() (<-chan os.Signal, func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return hup, func() { signal.Stop(hup) }
 }

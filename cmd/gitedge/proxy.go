@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/gitedge/gitedge/nodeconfig"
@@ -21,10 +18,8 @@ import (
 // SIGTERM/SIGINT drain before it exits 0. Like haproxy, it refuses to
 // start on a directory it cannot load or listeners it cannot bind.
 func runProxy(ctx context.Context, env *cliEnv, args []string) int {
-	// Ask for SIGHUP before the first load, so an early reload is not lost.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup, stop := notifyHUP()
+	defer stop()
 
 	fs := newFlags(env, "proxy", "DIR")
 	access := fs.Bool("access-log", false, "log one event per request and TLS connection")
@@ -40,8 +35,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if err := daemonSupported(); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge proxy: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	dir := pos[0]
 	d, err := reconcile.LoadDir(dir)
@@ -51,14 +45,12 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	nc, err := dirConfig(dir, "local", *admin)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge proxy: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	log := fs.logger()
 	n, err := newNode(nc, nodeOptions{proxy: true, sourceDir: dir, noWatch: !*watch, debounce: *debounce, access: *access, pprof: *pprofOn}, log)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge proxy: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if err := n.proxy.Apply(d.Dataplane); err != nil {
 		n.close()
@@ -69,8 +61,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	log.Info("gitedge proxy starting", "dir", dir, "listeners", len(d.Dataplane.Listeners), "routes", len(d.Dataplane.Routes),
 		"backends", len(d.Dataplane.Backends), "admin", nc.AdminListen)
 	if err := n.run(ctx); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge proxy: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	return 0
 }

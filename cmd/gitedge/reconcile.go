@@ -40,14 +40,12 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 		nc, err = builtinConfig(*dir)
 	}
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	log := fs.logger()
 	src, _, err := openSource(nc, sourceSpec{dir: *dir}, nil, gitsource.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	rev, fetchErr := src.Next(ctx)
 	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log}
@@ -61,8 +59,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 		loop.Infra = rec
 	}
@@ -90,8 +87,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if res != reconcile.ResultApplied && res != reconcile.ResultUnchanged && res != reconcile.ResultPlanned {
 		return 1

@@ -41,8 +41,7 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	if *nodeConfig != "" {
 		nc, err := nodeconfig.Load(*nodeConfig)
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge validate: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 		opts.Local = nc.Local()
 	}

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/gitedge/gitedge/nodeconfig"
@@ -16,10 +13,8 @@ import (
 // runRun is `gitedge run`: the daemon. SIGTERM and SIGINT (the context)
 // stop it cleanly; SIGHUP re-reads the node config and re-fetches.
 func runRun(ctx context.Context, env *cliEnv, args []string) int {
-	// Ask for SIGHUP first: its default action would end the process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup, stop := notifyHUP()
+	defer stop()
 
 	fs := newFlags(env, "run", "[--config FILE] [--source DIR]")
 	fs.logDefaults("info", "json")
@@ -31,20 +26,17 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 		return code
 	}
 	if err := daemonSupported(); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	log := fs.logger()
 	nc, defaults, err := readRunConfig(*config, *dir)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	n, err := newNode(nc, nodeOptions{proxy: true, vrrp: !*noVRRP, sourceDir: *dir, keepState: true, local: true,
 		defaults: defaults, resync: time.Minute, access: *access}, log)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	n.hup = hup
 	n.readConfig = func() (*nodeconfig.Config, error) {
@@ -54,8 +46,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	log.Info("gitedge starting", "node", nc.Node, "version", version, "source", sourceName(nc, *dir), "admin", nc.AdminListen,
 		"stateDir", nc.StateDir)
 	if err := n.run(ctx); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge run: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	log.Info("gitedge stopped")
 	return 0

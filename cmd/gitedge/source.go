@@ -125,22 +125,19 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	if *dir == "" {
 		var err error
 		if nc, err = nodeconfig.Load(*config); err != nil {
-			fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 	}
 	src, tasks, err := openSource(nc, sourceSpec{dir: *dir, triggers: *watch}, nil, gitsource.Options{Logger: fs.logger(), Registry: prometheus.NewRegistry()})
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if !*watch {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		rev, err := src.Next(ctx)
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 		printRevision(env.stdout, rev)
 		if rev.Stale != nil {
@@ -176,8 +173,7 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	wg.Wait()
 	close(errs)
 	if err := errors.Join(collect(errs)...); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	return 0
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/reconcile"
@@ -20,10 +17,8 @@ import (
 // removed); a change to DIR's files, or SIGHUP, reloads it; a refused
 // change keeps the running instances.
 func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
-	// Catch SIGHUP first: its default action would end the process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hup, stop := notifyHUP()
+	defer stop()
 
 	fs := newFlags(env, "vrrp", "DIR --node NAME")
 	node := fs.String("node", "", "this node's name in the Edge's spec.nodes (required)")
@@ -38,38 +33,32 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if err := daemonSupported(); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	dir := pos[0]
 	cfg, err := vrrpLoad(dir, *node)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	nc, err := dirConfig(dir, *node, *admin)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	log := fs.logger()
 	n, err := newNode(nc, nodeOptions{vrrp: true, sourceDir: dir, noWatch: !*watch, debounce: *debounce}, log)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	// The first config must apply (raw sockets, interfaces), as keepalived
 	// refuses to start without them.
 	if err := n.vrrp.Apply(ctx, cfg); err != nil {
 		n.close()
-		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	n.hup = hup
 	log.Info("vrrp running", "dir", dir, "node", *node, "instances", vrrpInstanceNames(cfg), "admin", nc.AdminListen)
 	if err := n.run(ctx); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge vrrp: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	log.Info("stopped: priority 0 sent, VIPs removed")
 	return 0

@@ -81,10 +81,7 @@ func TestForcePush(t *testing.T) {
 // down hands over the cached last good commit.
 func TestUnreachableThenBack(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	u, h, c1 := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n"})
 	state := t.TempDir()
 	g, _ := newSource(t, Config{URL: h.URL, StateDir: state, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	next(t, g)
@@ -141,10 +138,7 @@ func TestNothingListening(t *testing.T) {
 // timeout, as a transient failure, and followed again once it answers.
 func TestSlowRemote(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n"})
 	g, _ := newSource(t, Config{URL: h.URL, Timeout: 300 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	next(t, g)
 	h.stall.Store(true)
@@ -241,10 +235,7 @@ func TestCorruptedCache(t *testing.T) {
 	for name, fn := range damage {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			u := newUpstream(t)
-			u.commit("one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
-			u.push("main")
-			h := startHTTPGit(t, u.root, "", "")
+			u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
 			state := t.TempDir()
 			g1, _ := newSource(t, Config{URL: h.URL, StateDir: state})
 			next(t, g1)

@@ -99,10 +99,7 @@ func TestTransports(t *testing.T) {
 // with the head unchanged is one GET of info/refs and no upload-pack POST.
 func TestPollNoChangeCostsOneRefAdvertisement(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("routes", map[string]string{"a.yaml": "a\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	_, h, _ := servedUpstream(t, "routes", map[string]string{"a.yaml": "a\n"})
 	g, _ := newSource(t, Config{URL: h.URL})
 	next(t, g)
 	ads0, packs0 := h.counts()
@@ -124,10 +121,7 @@ func TestPollNoChangeCostsOneRefAdvertisement(t *testing.T) {
 // an unchanged head fetches nothing.
 func TestRestartUsesCache(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("routes", map[string]string{"a.yaml": "a\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	_, h, c1 := servedUpstream(t, "routes", map[string]string{"a.yaml": "a\n"})
 	state := t.TempDir()
 	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state})
 	next(t, g1)

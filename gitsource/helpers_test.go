@@ -376,3 +376,13 @@ func TestMain(m *testing.M) {
 	cleanupGPG()
 	os.Exit(code)
 }
+
+// servedUpstream is an upstream with one commit of files on main, served
+// by git http-backend; it returns the commit too.
+func servedUpstream(t *testing.T, msg string, files map[string]string) (*upstream, *httpGit, string) {
+	t.Helper()
+	u := newUpstream(t)
+	c := u.commit(msg, files)
+	u.push("main")
+	return u, startHTTPGit(t, u.root, "", ""), c
+}

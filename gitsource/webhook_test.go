@@ -275,10 +275,7 @@ func TestWebhookConfig(t *testing.T) {
 // fetches, every delivery is answered 202, and the new commit arrives.
 func TestWebhookBurst(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n"})
 	g, _ := newSource(t, Config{URL: h.URL})
 	next(t, g)
 	_, packs0 := h.counts()

@@ -242,10 +242,21 @@ func ParseRequest(b []byte, r *Request) error {
 	}
 	r.HeadLen = len(b) - len(rest) + n
 	r.Flags, r.connTokens, r.Host = st.flags, st.ct, st.host
-	if authority != nil {
-		r.Host = authority
-	} else if st.hosts == 0 && r.Minor == 1 {
+	// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host field with a
+	// valid value, whatever the form of its target; an absolute-form
+	// target's authority then wins for routing (§3.2.2), even when the
+	// field disagrees. Two Host fields were refused while parsing.
+	if st.hosts == 0 && r.Minor == 1 {
 		return ErrNoHost
+	}
+	if !validHost(st.host) {
+		return ErrHost
+	}
+	if authority != nil {
+		if !validHost(authority) {
+			return ErrTarget
+		}
+		r.Host = authority
 	}
 	switch {
 	case st.flags&HasTE != 0:
@@ -261,9 +272,6 @@ func ParseRequest(b []byte, r *Request) error {
 		r.Chunked = true
 	case st.flags&HasCL != 0:
 		r.ContentLength = st.cl
-	}
-	if !validHost(r.Host) {
-		return ErrHost
 	}
 	return nil
 }

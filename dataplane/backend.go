@@ -67,6 +67,7 @@ type backend struct {
 	dialer  net.Dialer
 	pp      byte // PROXY protocol version sent to servers; 0 none
 	lcNext  int  // leastconn tie-break rotation; guarded by st.mu
+	loops   bool // every server is this proxy's own listener (loop.go)
 }
 
 // server is a server in one generation.
@@ -75,10 +76,13 @@ type server struct {
 	st  *serverState
 	b   *backend
 	cw  int // smooth weighted round robin current weight; guarded by st.b.mu
+	// self: the address is this proxy's own listener; never dialled.
+	// Set before the generation is published.
+	self bool
 }
 
 func (s *server) eligible(exclude *serverState) bool {
-	return s.st != exclude && s.cfg.Weight > 0 && s.st.up.Load() &&
+	return s.st != exclude && s.cfg.Weight > 0 && !s.self && s.st.up.Load() &&
 		(s.cfg.MaxConn == 0 || s.st.active < s.cfg.MaxConn)
 }
 
@@ -146,7 +150,7 @@ func (b *backend) pick(hash uint32, exclude *serverState) *server {
 // anyUp reports whether some server could ever take a request now.
 func (b *backend) anyUp() bool {
 	for _, s := range b.servers {
-		if s.cfg.Weight > 0 && s.st.up.Load() {
+		if s.cfg.Weight > 0 && !s.self && s.st.up.Load() {
 			return true
 		}
 	}
@@ -274,8 +278,9 @@ func (b *backend) dial(s *server) (*net.TCPConn, error) {
 type upConn struct {
 	side
 	srv    *serverState
-	idleAt int64 // unix nanoseconds it went idle in a pool
-	uses   int   // requests served
+	idleAt int64          // unix nanoseconds it went idle in a pool
+	uses   int            // requests served
+	own    netip.AddrPort // local address registered in Proxy.dials; zero if none
 }
 
 // idlePool keeps a server's idle keep-alive connections, most recently

@@ -135,6 +135,11 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
 		return err
 	}
 	c.pre = rest
+	if lg.cfg.Mode == ModeTLS && c.p.dials.has(c.peer) {
+		// Our own tunnel's server connection (its PROXY header read).
+		c.p.loopDetected(loopSelfConn, lg.cfg.Name, c.peer, "", "a connection from this proxy's own dial")
+		return errLoop
+	}
 	if src, ok := hdr.SourceAddr.(*net.TCPAddr); ok && hdr.Command.IsProxy() {
 		ap := src.AddrPort()
 		c.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

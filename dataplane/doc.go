@@ -26,4 +26,13 @@
 // and again before each request, so a request in flight finishes on the
 // server it started on and the next request uses the new routes. Removed
 // listeners stop accepting at once and drain within their drainTimeout.
+//
+// # Loops
+//
+// A server that is the proxy's own listener is never dialled (508 in http
+// mode, a close in tls mode); every forwarded request carries the proxy's
+// random id in a Gitedge-Hop field, and a request that comes back with it
+// is answered 508; a tunnel connection whose source is one of the proxy's
+// own dials is closed. So a looping config costs one hop, not every
+// descriptor (loop.go, MetricLoops).
 package dataplane

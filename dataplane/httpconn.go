@@ -130,6 +130,10 @@ func (h *httpConn) serve(lg *listenerGen) {
 		if !h.exchange() {
 			return
 		}
+		if h.out != nil { // a failed exchange may leave it
+			putBuf(h.out)
+			h.out = nil
+		}
 		// Drop the request from the client buffer, keeping pipelined bytes.
 		h.consumeIn(h.consumed)
 	}
@@ -283,6 +287,14 @@ func (h *httpConn) exchange() bool {
 	h.consumed = h.headLen
 	req := &h.req
 	lg := h.lg
+	if req.Flags&httphead.HasHopMark != 0 && req.CarriesHopMark(h.in.b[:h.headLen], h.p.hopID) {
+		// Our own request came back: answer the hop before us, and close.
+		h.p.loopDetected(loopHopMark, lg.cfg.Name, h.peer, "", "a request carrying this proxy's own "+httphead.HopMarkField)
+		h.status = 508
+		h.writeClient(errorResponse(508, false))
+		h.logRequest(nil, nil)
+		return false
+	}
 	b := lg.route(req.Host)
 	if b == nil {
 		h.lm.errs[errKindNoRoute].Inc()
@@ -403,6 +415,11 @@ func (h *httpConn) connect(b *backend) bool {
 		pc.c.Close()
 	}
 	s, u, err := h.p.connectServer(b, h.peer, h.local, true)
+	if err == errLoop {
+		h.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
+		h.status = 508
+		return false
+	}
 	if err != nil {
 		h.status = 503
 		return false
@@ -411,20 +428,21 @@ func (h *httpConn) connect(b *backend) bool {
 	return true
 }
 
-// sendHead writes the request head (rewritten when needed) and the body
-// bytes already buffered.
+// sendHead writes the request head (rewritten when needed) with this
+// proxy's hop mark, and the body bytes already buffered.
 func (h *httpConn) sendHead(bodyInBuf int) error {
 	up := h.up
 	up.dl.write(up.c, time.Now().UnixNano(), up.timeout)
-	if !h.req.NeedsRewrite(&h.rw) {
-		n, err := up.c.Write(h.in.b[:h.headLen+bodyInBuf])
-		h.inBytes = int64(n)
-		return err
-	}
 	if h.out == nil {
 		h.out = getBuf()
 	}
-	o := httphead.AppendRequest(h.out.b[:0], h.in.b[:h.headLen], &h.req, &h.rw)
+	var o []byte
+	if h.req.NeedsRewrite(&h.rw) {
+		o = httphead.AppendRequest(h.out.b[:0], h.in.b[:h.headLen], &h.req, &h.rw)
+	} else {
+		o = append(h.out.b[:0], h.in.b[:h.headLen]...)
+	}
+	o = append(o[:len(o)-2], h.p.hopLine...)
 	body := h.in.b[h.headLen : h.headLen+bodyInBuf]
 	if len(o)+len(body) <= cap(o) {
 		o = append(o, body...)
@@ -810,7 +828,7 @@ func (h *httpConn) releaseSlot() {
 // 5xx answers when the request had no body left unread.
 func (h *httpConn) fail(b *backend, status int) bool {
 	h.status = status
-	keep := h.req.KeepAlive() && !h.req.HasBody() && status >= 500 && !h.draining.Load() && h.req.Minor == 1
+	keep := h.req.KeepAlive() && !h.req.HasBody() && status >= 500 && status != 508 && !h.draining.Load() && h.req.Minor == 1
 	if err := h.writeClient(errorResponse(status, keep)); err != nil {
 		keep = false
 	}

@@ -66,6 +66,15 @@ type Proxy struct {
 	conns   sync.WaitGroup
 
 	httpConnPool sync.Pool
+
+	// Loop detection (loop.go).
+	hopID    string // this proxy's id in the Gitedge-Hop field
+	hopLine  []byte // "Gitedge-Hop: <id>\r\n\r\n"
+	dials    ownDials
+	loopLogs map[string]*rateLog
+	// noSelfCheck turns the Apply-time self-server check off, so tests
+	// can reach the checks behind it.
+	noSelfCheck bool
 }
 
 // sockKey identifies a listening socket across generations: its bind, or
@@ -121,7 +130,10 @@ func New(opts Options) *Proxy {
 		backends: map[string]*backendState{},
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
+		hopID:    newHopID(),
+		loopLogs: map[string]*rateLog{loopHopMark: {}, loopSelfAddr: {}, loopSelfConn: {}},
 	}
+	p.hopLine = hopLine(p.hopID)
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -284,6 +296,13 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 	for key, s := range opened {
 		p.socks[key] = s
 	}
+	// Servers that are this proxy's own listeners, before anything can
+	// dial them.
+	listening := make([]netip.AddrPort, 0, len(gen.listeners))
+	for key := range gen.listeners {
+		listening = append(listening, p.socks[key].Addr())
+	}
+	p.markSelf(gen, listening)
 	for key, lg := range gen.listeners {
 		s := p.socks[key]
 		s.cur.Store(lg)

@@ -72,6 +72,12 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 			return false
 		}
 	}
+	if len(lg.cfg.AcceptProxy) == 0 && c.p.dials.has(c.peer) {
+		// Our own tunnel's server connection, its ClientHello read: a loop.
+		c.p.loopDetected(loopSelfConn, lg.cfg.Name, c.peer, "", "a connection from this proxy's own dial")
+		c.logTLS(lg, start, sni, nil, nil, 0, 0, errLoop.Error())
+		return false
+	}
 	b := lg.route(sni)
 	if b == nil {
 		c.lm.errs[errKindNoRoute].Inc()
@@ -79,6 +85,9 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 		return false
 	}
 	s, up, err := c.p.connectServer(b, c.peer, c.local, false)
+	if err == errLoop {
+		c.p.loopDetected(loopSelfAddr, lg.cfg.Name, c.peer, b.cfg.Name, "every server is this proxy's own listener")
+	}
 	if err != nil {
 		c.logTLS(lg, start, sni, b, nil, 0, 0, err.Error())
 		return false
@@ -91,7 +100,7 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 	if _, err := up.c.Write(buf.b[:n]); err != nil {
 		s.st.m.errs[errKindResponse].Inc()
 		c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
-		up.c.Close()
+		up.closeTunnel(c.p)
 		s.release()
 		return false
 	}
@@ -105,7 +114,7 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 	c.cl.dl = deadlines{}
 	t := newTunnel(&c.cl, &up.side, b.cfg.IdleTimeout)
 	t.start(func(toServer, toClient int64) {
-		up.c.Close()
+		up.closeTunnel(c.p)
 		c.cl.c.Close()
 		s.release()
 		in += toServer

@@ -65,6 +65,7 @@ const (
 	HasCL                           // Content-Length is present
 	HasTE                           // Transfer-Encoding is present
 	HasConnField                    // a Connection field is present
+	HasHopMark                      // a Gitedge-Hop field is present (loop detection)
 )
 
 // Request is a parsed request head. Slices alias the parsed buffer.
@@ -475,6 +476,10 @@ func parseFields(b []byte, st *fieldState, request bool) (int, error) {
 				}
 				st.flags |= HasCL
 				st.cl = v
+			}
+		case len(HopMarkField):
+			if equalFold(name, hopMarkLower) {
+				st.flags |= HasHopMark
 			}
 		case 16:
 			if equalFold(name, "proxy-connection") {

@@ -363,3 +363,52 @@ func TestHostRule(t *testing.T) {
 		})
 	}
 }
+
+func TestHopMark(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		id   string
+		want bool
+	}{
+		{"none", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "abc", false},
+		{"ours", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop: abc\r\n\r\n", "abc", true},
+		{"ours in a list", "GET / HTTP/1.1\r\nHost: a\r\ngitedge-hop: x1, abc ,y\r\n\r\n", "abc", true},
+		{"ours on a second line", "GET / HTTP/1.1\r\nGitedge-Hop: x1\r\nHost: a\r\nGITEDGE-HOP: abc\r\n\r\n", "abc", true},
+		{"another proxy's", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop: abcd\r\n\r\n", "abc", false},
+		{"prefix only", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop: ab\r\n\r\n", "abc", false},
+		{"other field with the id", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hoq: abc\r\n\r\n", "abc", false},
+		{"empty id never matches", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop:\r\n\r\n", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := parseReq(t, tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.CarriesHopMark([]byte(tt.in), tt.id); got != tt.want {
+				t.Errorf("CarriesHopMark = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestResponseHopMarkStripped: a server that echoes the mark back in a
+// response head never shows it to the client.
+func TestResponseHopMarkStripped(t *testing.T) {
+	in := "HTTP/1.1 200 OK\r\nGitedge-Hop: abc\r\nContent-Length: 0\r\n\r\n"
+	var r Response
+	if err := ParseResponse([]byte(in), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ForwardAsIs(true, 1) {
+		t.Fatal("a response carrying the hop mark would be forwarded as is")
+	}
+	out := string(AppendResponse(nil, []byte(in), &r, true, 1))
+	if strings.Contains(strings.ToLower(out), "gitedge-hop") {
+		t.Fatalf("hop mark kept: %q", out)
+	}
+	if out != "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" {
+		t.Fatalf("got %q", out)
+	}
+}

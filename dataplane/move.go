@@ -129,9 +129,6 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 	}
 	cb := s.readCB
 	*s = side{c: c, rc: rc, timeout: timeout, readCB: cb}
-	if s.readCB == nil {
-		s.readCB = s.onReadable
-	}
 	return nil
 }
 
@@ -139,6 +136,9 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 // the error values plain (no *net.OpError allocated on a deadline).
 func (s *side) read(p []byte) (int, error) {
 	s.rbuf, s.rn, s.rerr = p, 0, nil
+	if s.readCB == nil {
+		s.readCB = s.onReadable // bound once, on first use
+	}
 	err := s.rc.Read(s.readCB)
 	s.rbuf = nil
 	if err != nil {

@@ -72,6 +72,10 @@ type Proxy struct {
 	hopLine  []byte // "Gitedge-Hop: <id>\r\n\r\n"
 	dials    ownDials
 	loopLogs map[string]*rateLog
+
+	// Idle parking (park.go): lingering counts goroutines waiting idle.
+	park      parker
+	lingering atomic.Int64
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool
@@ -134,6 +138,7 @@ func New(opts Options) *Proxy {
 		loopLogs: map[string]*rateLog{loopHopMark: {}, loopSelfAddr: {}, loopSelfConn: {}},
 	}
 	p.hopLine = hopLine(p.hopID)
+	p.park.p = p
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -418,6 +423,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	idle := time.NewTicker(idleSweep)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -427,6 +434,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return nil
 		case <-sweep.C:
 			p.sweepPools()
+		case <-idle.C:
+			p.sweepIdle()
 		}
 	}
 }
@@ -467,6 +476,7 @@ func (p *Proxy) shutdown(graceful bool) {
 	wg.Wait()
 	p.drains.Wait()
 	p.conns.Wait()
+	p.park.close()
 	p.mu.Lock()
 	for _, st := range p.backends {
 		for _, ss := range st.servers {

@@ -44,6 +44,7 @@ type httpConn struct {
 	reqChunk, respChunk httphead.Chunked
 
 	resumed bool   // bytes are waiting: read them before any idle check
+	marked  bool   // the hop mark is in the client buffer's head
 	parkAt  int64  // the read deadline a parking connection had
 	pre     []byte // bytes read past a PROXY header, served first
 
@@ -55,10 +56,24 @@ type httpConn struct {
 	consumed          int  // bytes of in that belong to this request
 }
 
+// maxIdleHTTPConns bounds the httpConns kept for reuse (about 1 KB each):
+// enough for the connections busy at once, never one per idle connection.
+const maxIdleHTTPConns = 256
+
+// getHTTPConn takes the serving state for a busy connection from a plain
+// free list rather than a sync.Pool: a parked connection takes one each
+// time it wakes, and neither a garbage collection nor the race detector
+// (which makes sync.Pool drop items) may turn that into an allocation.
 func (p *Proxy) getHTTPConn() *httpConn {
-	if h, ok := p.httpConnPool.Get().(*httpConn); ok {
+	p.httpFree.Lock()
+	if n := len(p.httpFree.list); n > 0 {
+		h := p.httpFree.list[n-1]
+		p.httpFree.list[n-1] = nil
+		p.httpFree.list = p.httpFree.list[:n-1]
+		p.httpFree.Unlock()
 		return h
 	}
+	p.httpFree.Unlock()
 	h := &httpConn{}
 	h.readFn = h.onReadable
 	h.reqBody.bind()
@@ -74,7 +89,11 @@ func (p *Proxy) putHTTPConn(h *httpConn) {
 	h.readFn = readFn
 	h.reqBody.readFn, h.reqBody.outFn = rb.readFn, rb.outFn
 	h.respBody.readFn, h.respBody.outFn = sb.readFn, sb.outFn
-	p.httpConnPool.Put(h)
+	p.httpFree.Lock()
+	if len(p.httpFree.list) < maxIdleHTTPConns {
+		p.httpFree.list = append(p.httpFree.list, h)
+	}
+	p.httpFree.Unlock()
 }
 
 // onReadable reads client bytes when the socket is readable, taking a
@@ -310,7 +329,7 @@ func (h *httpConn) writeClient(b []byte) error {
 // client connection stays open for another request.
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
-	h.status, h.inBytes, h.outBytes, h.bodySent = 0, 0, 0, false
+	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked = 0, 0, 0, false, false
 	h.used = nil
 	h.consumed = h.headLen
 	req := &h.req
@@ -461,11 +480,29 @@ func (h *httpConn) connect(b *backend) bool {
 func (h *httpConn) sendHead(bodyInBuf int) error {
 	up := h.up
 	up.dl.write(up.c, time.Now().UnixNano(), up.timeout)
+	rewrite := h.req.NeedsRewrite(&h.rw)
+	if d := len(h.sock.p.hopLine) - 2; !rewrite && !h.marked && h.inLen+d <= len(h.in.b) {
+		// The common case: the mark goes into the client buffer before the
+		// head's final CRLF, moving only what follows the head (usually
+		// nothing), and the head goes out as the bytes that came.
+		copy(h.in.b[h.headLen+d:], h.in.b[h.headLen:h.inLen])
+		copy(h.in.b[h.headLen-2:], h.sock.p.hopLine)
+		h.headLen += d
+		h.req.HeadLen += d
+		h.inLen += d
+		h.consumed += d
+		h.marked = true
+	}
+	if h.marked {
+		n, err := up.c.Write(h.in.b[:h.headLen+bodyInBuf])
+		h.inBytes = int64(n)
+		return err
+	}
 	if h.out == nil {
 		h.out = getBuf()
 	}
 	var o []byte
-	if h.req.NeedsRewrite(&h.rw) {
+	if rewrite {
 		o = httphead.AppendRequest(h.out.b[:0], h.in.b[:h.headLen], &h.req, &h.rw)
 	} else {
 		o = append(h.out.b[:0], h.in.b[:h.headLen]...)

@@ -302,8 +302,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 // unwrapOp turns a *net.OpError from a RawConn call into its cause, so
 // callers can test for os.ErrDeadlineExceeded and net.ErrClosed.
 func unwrapOp(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) {
+	if op, ok := err.(*net.OpError); ok { // not errors.As: its target escapes, an allocation
 		return op.Err
 	}
 	return err

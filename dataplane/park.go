@@ -3,6 +3,7 @@ package dataplane
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,7 +46,14 @@ type parker struct {
 	exp    []*clientConn         // min-heap on idleAt (the expiry)
 	timer  *time.Timer
 	wg     sync.WaitGroup
+
+	// Goroutines that served a woken connection wait here for the next
+	// one (a go statement with an argument allocates); at most maxIdleWorkers.
+	work        chan *clientConn
+	idleWorkers atomic.Int32
 }
+
+const maxIdleWorkers = 64
 
 // start creates the epoll set and its goroutine. Called under k.mu.
 func (k *parker) start() error {
@@ -65,6 +73,7 @@ func (k *parker) start() error {
 	}
 	k.ep, k.f, k.rc = ep, f, rc
 	k.conns = map[int32]*clientConn{}
+	k.work = make(chan *clientConn)
 	k.timer = time.AfterFunc(time.Hour, k.expire)
 	k.timer.Stop()
 	k.wg.Add(1)
@@ -177,9 +186,31 @@ func (k *parker) wait() {
 				continue // stale: the connection left meanwhile
 			}
 			k.take(c)
-			go c.resume()
+			select {
+			case k.work <- c:
+			default:
+				go k.worker(c)
+			}
 		}
 		k.mu.Unlock()
+	}
+}
+
+// worker serves woken connections: c, then whatever the parker hands it
+// while it waits as one of at most maxIdleWorkers idle workers.
+func (k *parker) worker(c *clientConn) {
+	for {
+		c.resume()
+		if k.idleWorkers.Add(1) > maxIdleWorkers {
+			k.idleWorkers.Add(-1)
+			return
+		}
+		var ok bool
+		c, ok = <-k.work
+		k.idleWorkers.Add(-1)
+		if !ok {
+			return
+		}
 	}
 }
 
@@ -218,6 +249,9 @@ func (k *parker) close() {
 	}
 	k.mu.Unlock()
 	k.wg.Wait()
+	if k.work != nil {
+		close(k.work) // idle workers end; wait has ended, so no send races this
+	}
 }
 
 // The expiry heap, ordered by idleAt (the expiry); each connection knows its index.
@@ -286,7 +320,11 @@ func (p *Proxy) sweepIdle() {
 	if p.lingering.Load() == 0 {
 		return
 	}
-	cut := time.Now().UnixNano() - int64(idleLinger)
+	linger := idleLinger
+	if p.linger > 0 {
+		linger = p.linger
+	}
+	cut := time.Now().UnixNano() - int64(linger)
 	p.mu.Lock()
 	for _, s := range p.socks {
 		s.mu.Lock()

@@ -65,7 +65,10 @@ type Proxy struct {
 	done    chan struct{} // closed by Close
 	conns   sync.WaitGroup
 
-	httpConnPool sync.Pool
+	httpFree struct {
+		sync.Mutex
+		list []*httpConn
+	}
 
 	// Loop detection (loop.go).
 	hopID    string // this proxy's id in the Gitedge-Hop field
@@ -76,6 +79,7 @@ type Proxy struct {
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
 	park      parker
 	lingering atomic.Int64
+	linger    time.Duration // tests: replaces idleLinger when set
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool

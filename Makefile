@@ -1,6 +1,7 @@
 # gitedge — build, test and benchmark. `make test` is what CI runs (.ci/run).
 # Everything the tests need that is missing is installed with apt-get
-# (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg.
+# (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg, and
+# for the benchmark's smoke test nginx, its stream module, caddy and wrk.
 
 SHELL      := /bin/bash
 GO         ?= go
@@ -10,11 +11,14 @@ COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Debian packages the tests use; installed only when missing.
-TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps
-BENCH_PKGS := haproxy nginx libnginx-mod-stream wrk curl openssl
+TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps nginx libnginx-mod-stream caddy wrk
+BENCH_PKGS := haproxy nginx libnginx-mod-stream caddy wrk
+# BENCH_FLAGS are passed to `go run ./bench run` (see its -h), e.g.
+# BENCH_FLAGS="-rounds 5 -out /tmp/bench-results".
+BENCH_FLAGS ?=
 FUZZTIME   ?= 10s
 
-.PHONY: all build test unit lint fuzz e2e bench bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean
+.PHONY: all build test unit lint fuzz e2e bench bench-smoke bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean
 
 all: build
 
@@ -61,10 +65,18 @@ fuzz:
 e2e: build
 	$(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
 
+# bench: the reconcile benchmarks, then the proxy side by side with
+# HAProxy, nginx and Caddy (bench/, docs/benchmarks.md): every scenario,
+# 3 rounds of the throughput ones, about 12 minutes on two cores; the
+# table is printed and kept with the raw results.
 bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./reconcile/
-	BENCH=$(CURDIR)/../shared/bench; \
-	GITEDGE_BIN=$(CURDIR)/$(BIN) $$BENCH/run.sh ka,close,tls-ka,tls-close,big,reload,reload-close,reload-tls,mem,mem-tls direct,haproxy,nginx,gitedge 3
+	$(GO) run ./bench run -gitedge $(BIN) $(BENCH_FLAGS)
+
+# bench-smoke: the whole benchmark once, briefly, unpinned (about a
+# minute); it also runs in `make test` as bench's TestSmoke.
+bench-smoke: bench-deps
+	$(GO) test -count=1 -run '^TestSmoke$$' ./bench/
 
 # bench-gitsource: webhook received → new commit's files handed over, on
 # loopback git http-backend, for a 10,000-file repository with 100 commits

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -34,27 +33,22 @@ type clientConn struct {
 	// header names; local is the address the client connected to.
 	peer, local netip.AddrPort
 	lm          *listenerMetrics
-	state       atomic.Int32
 	draining    atomic.Bool
 	accepted    int64 // unix ns
 
 	http     *httpConn // the serving state while a goroutine serves an http connection
 	httpMode bool      // accepted on an http listener; set once
 
-	// Idle parking (park.go). idleAt is when the current idle wait began
-	// (unix ns), or while parked when the connection expires (0 never);
-	// parkReq asks the waiting goroutine to park.
-	idleAt  atomic.Int64
-	parkReq atomic.Bool
-	inEpoll bool   // registered in the parker's epoll set
-	parkIdx int32  // index in the parker's expiry heap; -1 outside. Guarded by parker.mu
-	parkFD  int32  // the descriptor, as the last read saw it
-	parkGen uint32 // counts parkings, to tell a stale readiness event
+	parkFields // the connection's state, and idle parking (park.go)
+	// tun is the tunnel of a tls connection once it is routed; the
+	// sweeper parks its idle directions.
+	tun atomic.Pointer[tunnel]
 }
 
 // newClientConn wraps an accepted connection; nil if it was refused.
 func (p *Proxy) newClientConn(s *listenSock, c *net.TCPConn, lg *listenerGen) *clientConn {
-	cc := &clientConn{parkIdx: -1, httpMode: lg.cfg.Mode == ModeHTTP}
+	cc := &clientConn{httpMode: lg.cfg.Mode == ModeHTTP}
+	cc.parkIdx = -1
 	cc.sock, cc.lm, cc.accepted = s, lg.m, time.Now().UnixNano()
 	if err := cc.cl.init(c, lg.cfg.ClientTimeout); err != nil {
 		c.Close()
@@ -274,45 +268,23 @@ func proxyHeaderLen(buf []byte) (int, error) {
 // request with nothing buffered; false if it is draining and should close
 // instead.
 func (c *clientConn) enterIdle(now int64) bool {
-	c.idleAt.Store(now)
-	c.state.Store(stIdle)
-	c.sock.p.lingering.Add(1)
+	c.parkFields.enterIdle(&c.sock.p.lingering, now)
 	if c.draining.Load() {
-		c.state.Store(stBusy)
-		c.sock.p.lingering.Add(-1)
+		c.leaveIdle()
 		return false
 	}
 	return true
 }
 
-// leaveIdle marks the connection busy again. If a drain or the sweeper
-// interrupted the wait meanwhile, the read deadline it set is forgotten
-// so the next read sets a fresh one, and leaveIdle reports whether the
-// sweeper asked the connection to park.
+// leaveIdle marks the connection busy again; a read deadline set by a
+// poke is forgotten, so that the next read sets a fresh one. It reports
+// whether the sweeper asked the connection to park.
 func (c *clientConn) leaveIdle() (parkAsked bool) {
-	c.sock.p.lingering.Add(-1)
-	if c.state.CompareAndSwap(stIdle, stBusy) {
-		return false
+	poked, asked := c.parkFields.leaveIdle(&c.sock.p.lingering)
+	if poked {
+		c.cl.dl.rd = 0
 	}
-	for c.state.Load() == stPoking {
-		runtime.Gosched()
-	}
-	c.state.Store(stBusy)
-	c.cl.dl.rd = 0
-	return c.parkReq.Swap(false)
-}
-
-// askPark interrupts the idle wait of a connection so that it parks.
-// Called by the sweeper; a connection that left its wait meanwhile is
-// left alone.
-func (c *clientConn) askPark() {
-	c.parkReq.Store(true)
-	if c.state.CompareAndSwap(stIdle, stPoking) {
-		_ = c.cl.c.SetReadDeadline(time.Unix(1, 0))
-		c.state.Store(stPoked)
-		return
-	}
-	c.parkReq.Store(false)
+	return asked
 }
 
 // drain asks the connection to close once its current exchange ends,
@@ -336,4 +308,22 @@ func (c *clientConn) forceClose() {
 		return
 	}
 	c.cl.c.Close()
+	if t := c.tun.Load(); t != nil {
+		go t.cut() // its parked directions end too; the caller holds the socket's lock
+	}
+}
+
+// The parker's view of an idle http connection (park.go).
+
+func (c *clientConn) fields() *parkFields { return &c.parkFields }
+func (c *clientConn) due() int64          { return c.idleAt.Load() }
+func (c *clientConn) refuse() bool        { return c.draining.Load() }
+
+// wake serves the connection again: bytes arrived.
+func (c *clientConn) wake() { c.resume() }
+
+// expire closes the connection: it stayed idle until its deadline.
+func (c *clientConn) expire() {
+	c.cl.c.Close()
+	c.done()
 }

@@ -845,7 +845,7 @@ func (h *httpConn) upgrade(b *backend) {
 	putBuf(h.upIn)
 	h.upIn, h.upLen = nil, 0
 	if err == nil {
-		t := newTunnel(&h.cl, &h.up.side, b.cfg.IdleTimeout)
+		t := newTunnel(h.sock.p, &h.cl, &h.up.side, b.cfg.IdleTimeout, false)
 		in, out := t.run()
 		h.inBytes += in
 		h.outBytes += out

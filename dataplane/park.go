@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,7 +25,10 @@ import (
 // Busy connections never park: the linger keeps the per-request path as
 // it was (a wait in the netpoller), so only connections idle for longer
 // than a loaded client's think time pay the park and resume (two epoll
-// calls and a goroutine start).
+// calls and a hand-over to a worker goroutine).
+//
+// A TLS tunnel parks the same way, one direction at a time (tunnel.go):
+// an idle passthrough connection then holds no goroutine either.
 
 const (
 	// idleLinger is how long an idle http connection keeps its goroutine
@@ -31,6 +36,68 @@ const (
 	idleLinger = 5 * time.Millisecond
 	idleSweep  = 5 * time.Millisecond
 )
+
+// parkFields is the state the parker and the sweeper need of something
+// that can park: an idle http connection, or one direction of a tunnel.
+type parkFields struct {
+	state atomic.Int32 // stBusy, stIdle, stPoking, stPoked, stParked
+	// idleAt is when the current idle wait began (unix ns), or while
+	// parked, when it expires (0: never).
+	idleAt  atomic.Int64
+	parkReq atomic.Bool // the sweeper asks the waiting goroutine to park
+	inEpoll bool        // registered in the parker's epoll set
+	parkIdx int32       // index in the expiry heap; -1 outside. Guarded by parker.mu
+	parkFD  int32       // the descriptor waited on, as the last read saw it
+	parkGen uint32      // counts parkings, to tell a stale readiness event
+}
+
+// enterIdle marks a wait for bytes, since now; lingering counts them.
+func (f *parkFields) enterIdle(lingering *atomic.Int64, now int64) {
+	f.idleAt.Store(now)
+	f.state.Store(stIdle)
+	lingering.Add(1)
+}
+
+// leaveIdle marks the wait over. poked: a drain or the sweeper set a read
+// deadline in the past meanwhile (the caller forgets its own deadline
+// bookkeeping); parkAsked: that was the sweeper, asking to park.
+func (f *parkFields) leaveIdle(lingering *atomic.Int64) (poked, parkAsked bool) {
+	lingering.Add(-1)
+	if f.state.CompareAndSwap(stIdle, stBusy) {
+		return false, false
+	}
+	for f.state.Load() == stPoking {
+		runtime.Gosched()
+	}
+	f.state.Store(stBusy)
+	return true, f.parkReq.Swap(false)
+}
+
+// askPark interrupts the idle wait on c so that its goroutine parks.
+// Called by the sweeper; a wait that ended meanwhile is left alone.
+func (f *parkFields) askPark(c *net.TCPConn) {
+	f.parkReq.Store(true)
+	if f.state.CompareAndSwap(stIdle, stPoking) {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+		f.state.Store(stPoked)
+		return
+	}
+	f.parkReq.Store(false)
+}
+
+// parkable is what the parker holds.
+type parkable interface {
+	fields() *parkFields
+	// due is when it expires now (unix ns); activity elsewhere (the other
+	// direction of a tunnel) may have moved it past the parked deadline.
+	due() int64
+	// refuse reports that it must not park now (a drain started).
+	refuse() bool
+	// wake serves it again, on a worker goroutine: bytes arrived.
+	wake()
+	// expire ends it: its deadline passed, or a drain took it.
+	expire()
+}
 
 // parker holds parked connections. The zero value is ready; the epoll set
 // and its goroutine start with the first park.
@@ -42,14 +109,14 @@ type parker struct {
 	f      *os.File // ep, waited on by the netpoller
 	rc     syscall.RawConn
 	closed bool
-	conns  map[int32]*clientConn // by parkFD
-	exp    []*clientConn         // min-heap on idleAt (the expiry)
+	held   map[int32]parkable // by parkFD
+	exp    []parkable         // min-heap on idleAt (the expiry)
 	timer  *time.Timer
 	wg     sync.WaitGroup
 
-	// Goroutines that served a woken connection wait here for the next
-	// one (a go statement with an argument allocates); at most maxIdleWorkers.
-	work        chan *clientConn
+	// Workers that served a woken descriptor wait here for the next one
+	// (a go statement with an argument allocates); at most maxIdleWorkers.
+	work        chan parkable
 	idleWorkers atomic.Int32
 }
 
@@ -72,8 +139,8 @@ func (k *parker) start() error {
 		return err
 	}
 	k.ep, k.f, k.rc = ep, f, rc
-	k.conns = map[int32]*clientConn{}
-	k.work = make(chan *clientConn)
+	k.held = map[int32]parkable{}
+	k.work = make(chan parkable)
 	k.timer = time.AfterFunc(time.Hour, k.expire)
 	k.timer.Stop()
 	k.wg.Add(1)
@@ -81,14 +148,15 @@ func (k *parker) start() error {
 	return nil
 }
 
-// park registers an idle connection, already given back its httpConn,
-// until it is readable or deadline (unix ns; 0 none) passes. false: it
-// cannot be parked (the proxy is stopping); the caller closes it.
-func (k *parker) park(c *clientConn, deadline int64) bool {
-	fd := c.parkFD
+// park registers x, idle, until its descriptor is readable or deadline
+// (unix ns; 0 none) passes. false: it cannot be parked (a drain started,
+// the proxy is stopping); the caller goes on with it.
+func (k *parker) park(x parkable, deadline int64) bool {
+	f := x.fields()
+	fd := f.parkFD
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.closed || c.draining.Load() {
+	if k.closed || x.refuse() {
 		return false
 	}
 	if k.f == nil {
@@ -98,22 +166,22 @@ func (k *parker) park(c *clientConn, deadline int64) bool {
 			return false
 		}
 	}
-	c.idleAt.Store(deadline)
-	c.parkGen++
-	k.conns[fd] = c
+	f.idleAt.Store(deadline)
+	f.parkGen++
+	k.held[fd] = x
 	if deadline != 0 {
-		k.push(c)
+		k.push(x)
 	}
-	c.state.Store(stParked)
-	// A drain that started meanwhile either saw stParked (and owns the
-	// connection now) or is seen here.
-	if c.draining.Load() && c.state.CompareAndSwap(stParked, stBusy) {
-		k.take(c)
+	f.state.Store(stParked)
+	// A drain that started meanwhile either saw stParked (and owns x
+	// now) or is seen here.
+	if x.refuse() && f.state.CompareAndSwap(stParked, stBusy) {
+		k.take(x)
 		return false
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: fd, Pad: int32(c.parkGen)}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: fd, Pad: int32(f.parkGen)}
 	op := unix.EPOLL_CTL_ADD
-	if c.inEpoll {
+	if f.inEpoll {
 		op = unix.EPOLL_CTL_MOD
 	}
 	err := unix.EpollCtl(k.ep, op, int(fd), &ev)
@@ -121,41 +189,40 @@ func (k *parker) park(c *clientConn, deadline int64) bool {
 		err = unix.EpollCtl(k.ep, unix.EPOLL_CTL_MOD, int(fd), &ev)
 	}
 	if err != nil {
-		if !c.state.CompareAndSwap(stParked, stBusy) {
+		if !f.state.CompareAndSwap(stParked, stBusy) {
 			return true // a drain owns it
 		}
-		k.take(c)
+		k.take(x)
 		return false
 	}
-	c.inEpoll = true
-	if c.parkIdx == 0 {
+	f.inEpoll = true
+	if f.parkIdx == 0 {
 		k.timer.Reset(time.Until(time.Unix(0, deadline)))
 	}
 	return true
 }
 
-// take removes c, which the caller moved out of stParked, from the
+// take removes x, which the caller moved out of stParked, from the
 // parker. Called under k.mu.
-func (k *parker) take(c *clientConn) {
-	if k.conns[c.parkFD] == c {
-		delete(k.conns, c.parkFD)
+func (k *parker) take(x parkable) {
+	f := x.fields()
+	if k.held[f.parkFD] == x {
+		delete(k.held, f.parkFD)
 	}
-	k.remove(c)
+	k.remove(x)
 }
 
-// release closes a parked connection the caller moved out of stParked (a
-// drain).
-func (k *parker) release(c *clientConn) {
+// release ends a parked x the caller moved out of stParked (a drain).
+func (k *parker) release(x parkable) {
 	k.mu.Lock()
-	k.take(c)
+	k.take(x)
 	k.mu.Unlock()
-	c.cl.c.Close()
-	c.done()
+	x.expire()
 }
 
 // wait is the parker's goroutine: it waits for the epoll set to be
-// readable through the netpoller, then hands each readable connection to
-// a new goroutine.
+// readable through the netpoller, then hands each readable descriptor to
+// a worker.
 func (k *parker) wait() {
 	defer k.wg.Done()
 	evs := make([]unix.EpollEvent, 128)
@@ -181,32 +248,35 @@ func (k *parker) wait() {
 		k.mu.Lock()
 		for i := range evs[:n] {
 			ev := &evs[i]
-			c := k.conns[ev.Fd]
-			if c == nil || int32(c.parkGen) != ev.Pad || !c.state.CompareAndSwap(stParked, stBusy) {
-				continue // stale: the connection left meanwhile
+			x := k.held[ev.Fd]
+			if x == nil {
+				continue
 			}
-			k.take(c)
+			if f := x.fields(); int32(f.parkGen) != ev.Pad || !f.state.CompareAndSwap(stParked, stBusy) {
+				continue // stale: it left meanwhile
+			}
+			k.take(x)
 			select {
-			case k.work <- c:
+			case k.work <- x:
 			default:
-				go k.worker(c)
+				go k.worker(x)
 			}
 		}
 		k.mu.Unlock()
 	}
 }
 
-// worker serves woken connections: c, then whatever the parker hands it
+// worker serves woken descriptors: x, then whatever the parker hands it
 // while it waits as one of at most maxIdleWorkers idle workers.
-func (k *parker) worker(c *clientConn) {
+func (k *parker) worker(x parkable) {
 	for {
-		c.resume()
+		x.wake()
 		if k.idleWorkers.Add(1) > maxIdleWorkers {
 			k.idleWorkers.Add(-1)
 			return
 		}
 		var ok bool
-		c, ok = <-k.work
+		x, ok = <-k.work
 		k.idleWorkers.Add(-1)
 		if !ok {
 			return
@@ -214,30 +284,39 @@ func (k *parker) worker(c *clientConn) {
 	}
 }
 
-// expire closes the parked connections whose deadline passed.
+// expire ends what stayed parked past its deadline.
 func (k *parker) expire() {
 	now := time.Now().UnixNano()
-	var due []*clientConn
+	var due []parkable
 	k.mu.Lock()
-	for len(k.exp) > 0 && k.exp[0].idleAt.Load() <= now {
-		c := k.exp[0]
-		k.remove(c)
-		if c.state.CompareAndSwap(stParked, stBusy) {
-			k.take(c)
-			due = append(due, c)
+	for len(k.exp) > 0 {
+		x := k.exp[0]
+		f := x.fields()
+		if f.idleAt.Load() > now {
+			break
+		}
+		if d := x.due(); d > now {
+			// Still in use (a tunnel's other direction moved bytes).
+			f.idleAt.Store(d)
+			k.down(0)
+			continue
+		}
+		k.remove(x)
+		if f.state.CompareAndSwap(stParked, stBusy) {
+			k.take(x)
+			due = append(due, x)
 		}
 	}
 	if len(k.exp) > 0 && !k.closed {
-		k.timer.Reset(time.Until(time.Unix(0, k.exp[0].idleAt.Load())))
+		k.timer.Reset(time.Until(time.Unix(0, k.exp[0].fields().idleAt.Load())))
 	}
 	k.mu.Unlock()
-	for _, c := range due {
-		c.cl.c.Close()
-		c.done()
+	for _, x := range due {
+		x.expire()
 	}
 }
 
-// close stops the parker once no connection is parked any more.
+// close stops the parker once nothing is parked any more.
 func (k *parker) close() {
 	k.mu.Lock()
 	k.closed = true
@@ -254,16 +333,19 @@ func (k *parker) close() {
 	}
 }
 
-// The expiry heap, ordered by idleAt (the expiry); each connection knows its index.
+// The expiry heap, ordered by idleAt (the expiry); each entry knows its index.
 
-func (k *parker) push(c *clientConn) {
-	c.parkIdx = int32(len(k.exp))
-	k.exp = append(k.exp, c)
-	k.up(int(c.parkIdx))
+func (k *parker) at(i int) int64 { return k.exp[i].fields().idleAt.Load() }
+
+func (k *parker) push(x parkable) {
+	x.fields().parkIdx = int32(len(k.exp))
+	k.exp = append(k.exp, x)
+	k.up(len(k.exp) - 1)
 }
 
-func (k *parker) remove(c *clientConn) {
-	i := int(c.parkIdx)
+func (k *parker) remove(x parkable) {
+	f := x.fields()
+	i := int(f.parkIdx)
 	if i < 0 {
 		return
 	}
@@ -273,7 +355,7 @@ func (k *parker) remove(c *clientConn) {
 	}
 	k.exp[last] = nil
 	k.exp = k.exp[:last]
-	c.parkIdx = -1
+	f.parkIdx = -1
 	if i != last {
 		k.down(i)
 		k.up(i)
@@ -282,13 +364,13 @@ func (k *parker) remove(c *clientConn) {
 
 func (k *parker) swap(i, j int) {
 	k.exp[i], k.exp[j] = k.exp[j], k.exp[i]
-	k.exp[i].parkIdx, k.exp[j].parkIdx = int32(i), int32(j)
+	k.exp[i].fields().parkIdx, k.exp[j].fields().parkIdx = int32(i), int32(j)
 }
 
 func (k *parker) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if k.exp[p].idleAt.Load() <= k.exp[i].idleAt.Load() {
+		if k.at(p) <= k.at(i) {
 			return
 		}
 		k.swap(i, p)
@@ -304,10 +386,10 @@ func (k *parker) down(i int) {
 			return
 		}
 		m := l
-		if r := l + 1; r < n && k.exp[r].idleAt.Load() < k.exp[l].idleAt.Load() {
+		if r := l + 1; r < n && k.at(r) < k.at(l) {
 			m = r
 		}
-		if k.exp[i].idleAt.Load() <= k.exp[m].idleAt.Load() {
+		if k.at(i) <= k.at(m) {
 			return
 		}
 		k.swap(i, m)
@@ -315,7 +397,8 @@ func (k *parker) down(i int) {
 	}
 }
 
-// sweepIdle asks the http connections idle for idleLinger to park.
+// sweepIdle asks the http connections and tunnel directions idle for
+// idleLinger to park.
 func (p *Proxy) sweepIdle() {
 	if p.lingering.Load() == 0 {
 		return
@@ -329,8 +412,15 @@ func (p *Proxy) sweepIdle() {
 	for _, s := range p.socks {
 		s.mu.Lock()
 		for c := range s.conns {
-			if c.httpMode && c.state.Load() == stIdle && c.idleAt.Load() <= cut {
-				c.askPark()
+			switch {
+			case c.httpMode:
+				if c.state.Load() == stIdle && c.idleAt.Load() <= cut {
+					c.askPark(c.cl.c)
+				}
+			default:
+				if t := c.tun.Load(); t != nil {
+					t.sweep(cut)
+				}
 			}
 		}
 		s.mu.Unlock()

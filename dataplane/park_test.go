@@ -1,6 +1,9 @@
 package dataplane
 
 import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -13,7 +16,7 @@ import (
 func (p *Proxy) parkedCount() int {
 	p.park.mu.Lock()
 	defer p.park.mu.Unlock()
-	return len(p.park.conns)
+	return len(p.park.held)
 }
 
 // waitParked polls (bounded) until n connections are parked.
@@ -154,5 +157,82 @@ func TestParkedDrain(t *testing.T) {
 	// The other listener's parked connection still serves.
 	if r := o.do("GET", "x", "/", ""); r.StatusCode != 200 {
 		t.Fatal(r.StatusCode)
+	}
+}
+
+// TestTunnelParking: idle passthrough tunnels give up both directions'
+// goroutines, carry bytes again when either side sends, and still end at
+// their idle timeout or when their listener is removed.
+func TestTunnelParking(t *testing.T) {
+	be := startTLSBackend(t, "t1", false)
+	b := backendOf("tb", srv("t1", be))
+	b.IdleTimeout = 2 * time.Second
+	l := tlsListener("tls", "tb")
+	l.DrainTimeout = 300 * time.Millisecond
+	cfg := Config{Listeners: []Listener{l, httpListener("web", "tb")}, Backends: []Backend{b}}
+	p := startProxy(t, cfg)
+	addr := p.addr(t, "tls")
+	const n = 20
+	type tc struct {
+		br *bufio.Reader
+		c  io.Writer
+	}
+	var conns []tc
+	g0 := runtime.NumGoroutine()
+	for range n {
+		line, c := tlsHello(t, addr, "a.test")
+		if !strings.HasPrefix(line, "t1 ") {
+			t.Fatalf("greeting %q", line)
+		}
+		conns = append(conns, tc{bufio.NewReader(c), c})
+	}
+	waitParked(t, p.Proxy, 2*n)
+	g := runtime.NumGoroutine()
+	// Bytes both ways on every parked tunnel.
+	for i, c := range conns {
+		fmt.Fprintf(c.c, "ping %d\n", i)
+		c.c.(*tls.Conn).SetReadDeadline(time.Now().Add(waitFor))
+		got, err := c.br.ReadString('\n')
+		if err != nil || got != fmt.Sprintf("t1: ping %d\n", i) {
+			t.Fatalf("tunnel %d after parking: %q %v", i, got, err)
+		}
+	}
+	// The backend's handlers, in this process, are n of them; tunnels
+	// that kept their goroutines would add 2n more.
+	if g-g0 >= 2*n {
+		t.Errorf("%d more goroutines with %d tunnels parked", g-g0, n)
+	}
+	// They park again and end at the idle timeout.
+	waitParked(t, p.Proxy, 2*n)
+	start := time.Now()
+	for i, c := range conns {
+		c.c.(*tls.Conn).SetReadDeadline(time.Now().Add(waitFor))
+		if _, err := c.br.ReadString('\n'); err == nil {
+			t.Fatalf("tunnel %d still open", i)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("idle tunnels ended after %v, idle timeout 2s", d)
+	}
+	deadline := time.Now().Add(waitFor)
+	for p.parkedCount() != 0 || p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("parked %d, active %v after the idle timeout", p.parkedCount(), p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A parked tunnel of a removed listener is cut at its drain timeout.
+	line, c := tlsHello(t, addr, "a.test")
+	if !strings.HasPrefix(line, "t1 ") {
+		t.Fatalf("greeting %q", line)
+	}
+	waitParked(t, p.Proxy, 2)
+	cfg.Listeners = cfg.Listeners[1:]
+	if err := p.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("tunnel of a removed listener still open")
 	}
 }

@@ -111,7 +111,8 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	}
 	release()
 	c.cl.dl = deadlines{}
-	t := newTunnel(&c.cl, &up.side, b.cfg.IdleTimeout)
+	t := newTunnel(c.sock.p, &c.cl, &up.side, b.cfg.IdleTimeout, true)
+	c.tun.Store(t)
 	t.start(func(toServer, toClient int64) {
 		up.closeTunnel(c.sock.p)
 		c.cl.c.Close()

@@ -404,8 +404,8 @@ func (p *Proxy) sweepIdle() {
 		return
 	}
 	linger := idleLinger
-	if p.linger > 0 {
-		linger = p.linger
+	if l := p.linger.Load(); l > 0 {
+		linger = time.Duration(l)
 	}
 	cut := time.Now().UnixNano() - int64(linger)
 	p.mu.Lock()

@@ -79,7 +79,7 @@ type Proxy struct {
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
 	park      parker
 	lingering atomic.Int64
-	linger    time.Duration // tests: replaces idleLinger when set
+	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool

@@ -427,8 +427,8 @@ func TestRunStopDrains(t *testing.T) {
 		t.Error("healthy while stopping")
 	}
 	close(a.hold)
-	if r := c.read("GET"); bodyOf(r) != "a1 held stop" || !r.Close {
-		t.Fatalf("in-flight request during stop: %q close=%v", bodyOf(r), r.Close)
+	if r := c.read("GET"); !r.Close || bodyOf(r) != "a1 held stop" {
+		t.Fatalf("in-flight request during stop: %d close=%v", r.StatusCode, r.Close)
 	}
 	select {
 	case err := <-done:

@@ -35,6 +35,11 @@ const (
 	// before it parks; the sweeper runs every idleSweep.
 	idleLinger = 5 * time.Millisecond
 	idleSweep  = 5 * time.Millisecond
+	// tunnelLinger is the same for a tunnel direction: longer, because a
+	// TLS handshake passing through waits a server's round trips (a
+	// direction parked and woken between handshake messages costs more
+	// than it saves).
+	tunnelLinger = 20 * time.Millisecond
 )
 
 // parkFields is the state the parker and the sweeper need of something
@@ -407,7 +412,8 @@ func (p *Proxy) sweepIdle() {
 	if l := p.linger.Load(); l > 0 {
 		linger = time.Duration(l)
 	}
-	cut := time.Now().UnixNano() - int64(linger)
+	now := time.Now().UnixNano()
+	cut, tunCut := now-int64(linger), now-int64(max(linger, tunnelLinger))
 	p.mu.Lock()
 	for _, s := range p.socks {
 		s.mu.Lock()
@@ -419,7 +425,7 @@ func (p *Proxy) sweepIdle() {
 				}
 			default:
 				if t := c.tun.Load(); t != nil {
-					t.sweep(cut)
+					t.sweep(tunCut)
 				}
 			}
 		}

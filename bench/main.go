@@ -49,7 +49,7 @@ func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	o := defaultOptions()
 	scen := fs.String("scenarios", strings.Join(o.Scenarios, ","), "comma list: "+strings.Join(allScenarios, ","))
-	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge")
+	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn")
 	fs.IntVar(&o.OtherRounds, "other-rounds", o.OtherRounds, "rounds of the reload and memory scenarios")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured wrk run")
@@ -58,6 +58,7 @@ func cmdRun(args []string) error {
 	fs.IntVar(&o.Reloads, "reloads", o.Reloads, "reloads during a reload scenario")
 	fs.IntVar(&o.MemConns, "mem-conns", o.MemConns, "idle connections of the memory scenarios (0: as many as the descriptor limit allows, at most 9000)")
 	fs.StringVar(&o.Gitedge, "gitedge", o.Gitedge, "the gitedge binary under test")
+	fs.StringVar(&o.GitedgeBase, "gitedge-base", "", "another gitedge build, measured as the proxy gitedge-base (add it to -proxies) to compare two builds in one run")
 	fs.StringVar(&o.Out, "out", o.Out, "results directory (default: a new directory under the system's temporary one)")
 	fs.BoolVar(&o.NoPin, "no-pin", o.NoPin, "do not pin the proxy and the load generator to separate cores")
 	fs.Parse(args)
@@ -125,6 +126,7 @@ type options struct {
 	Conns          int // wrk -c
 	BigConns       int // wrk -c for the 1 MiB download
 	Gitedge        string
+	GitedgeBase    string
 	Out            string
 	NoPin          bool
 	Topology       topology

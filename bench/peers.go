@@ -78,21 +78,28 @@ var peers = map[string]*peer{
 			return nil
 		},
 	},
-	"gitedge": {
-		name: "gitedge", tool: "", tls: true,
+	"gitedge":      gitedgePeer("gitedge", func(o *options) string { return o.Gitedge }),
+	"gitedge-base": gitedgePeer("gitedge-base", func(o *options) string { return o.GitedgeBase }),
+}
+
+// gitedgePeer runs `gitedge proxy` on the routes directory itself; bin
+// picks the binary (gitedge-base: another build, to compare two).
+func gitedgePeer(name string, bin func(*options) string) *peer {
+	return &peer{
+		name: name, tls: true,
 		version: func(r *runner) string {
-			out, _ := exec.Command(r.o.Gitedge, "version").CombinedOutput()
+			out, _ := exec.Command(bin(&r.o), "version").CombinedOutput()
 			return strings.Join(strings.Fields(string(out)), " ")
 		},
 		start: func(r *runner, dir string) (*proc, error) {
 			// As every other proxy here: one core (GOMAXPROCS=1), SIGHUP reloads.
-			return r.start("gitedge", r.proxyCPU, []string{"GOMAXPROCS=1"}, dir,
-				r.o.Gitedge, "proxy", "--watch=false", filepath.Join(dir, "routes"))
+			return r.start(name, r.proxyCPU, []string{"GOMAXPROCS=1"}, dir,
+				bin(&r.o), "proxy", "--watch=false", filepath.Join(dir, "routes"))
 		},
 		reload: func(r *runner, dir string, p *proc) error {
 			return p.cmd.Process.Signal(syscall.SIGHUP)
 		},
-	},
+	}
 }
 
 // caddyEnv keeps Caddy's state in the run directory, on one core.

@@ -50,7 +50,7 @@ func run(ctx context.Context, o options, log io.Writer) (string, error) {
 	}
 	for _, p := range o.Proxies {
 		if peers[p] == nil {
-			return "", fmt.Errorf("unknown proxy %q (known: haproxy, nginx, caddy, gitedge)", p)
+			return "", fmt.Errorf("unknown proxy %q (known: haproxy, nginx, caddy, gitedge, gitedge-base)", p)
 		}
 	}
 	r := &runner{o: o, log: log, stream: findStreamModule()}
@@ -126,12 +126,17 @@ func (r *runner) check() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("missing %s: `make bench-deps` installs Debian's haproxy, nginx, libnginx-mod-stream, caddy and wrk", strings.Join(missing, ", "))
 	}
-	if slices.Contains(r.o.Proxies, "gitedge") {
-		if _, err := os.Stat(r.o.Gitedge); err != nil {
-			return fmt.Errorf("gitedge binary %s: %w (run `make build`, or pass -gitedge)", r.o.Gitedge, err)
+	for name, bin := range map[string]*string{"gitedge": &r.o.Gitedge, "gitedge-base": &r.o.GitedgeBase} {
+		if !slices.Contains(r.o.Proxies, name) {
+			continue
 		}
-		abs, _ := filepath.Abs(r.o.Gitedge)
-		r.o.Gitedge = abs
+		if *bin == "" {
+			return fmt.Errorf("%s needs -%s BINARY", name, name)
+		}
+		if _, err := os.Stat(*bin); err != nil {
+			return fmt.Errorf("%s binary %s: %w (run `make build`, or pass -%s)", name, *bin, err, name)
+		}
+		*bin, _ = filepath.Abs(*bin)
 	}
 	return nil
 }

@@ -31,7 +31,13 @@ end
 
 // wrkArgs are wrk's arguments for a scenario (without -d).
 func (r *runner) wrkArgs(sc string, t topology, conns int) []string {
+	if sc == "big" {
+		conns = r.o.BigConns
+	}
 	args := []string{"-t1", "-c", strconv.Itoa(conns), "--latency"}
+	if r.o.WrkTimeout > 0 {
+		args = append(args, "--timeout", strconv.Itoa(int(r.o.WrkTimeout/time.Second))+"s")
+	}
 	switch sc {
 	case "ka", "reload":
 		args = append(args, "-H", "Host: a.test", "http://"+t.httpAddr()+"/")
@@ -42,7 +48,7 @@ func (r *runner) wrkArgs(sc string, t topology, conns int) []string {
 	case "tls-close":
 		args = append(args, "-H", "Connection: close", "-s", r.luaScript(), fmt.Sprintf("https://a.test:%d/", t.TLSPort))
 	case "big":
-		args = []string{"-t1", "-c", strconv.Itoa(r.o.BigConns), "--latency", "-H", "Host: a.test", "http://" + t.httpAddr() + "/1m"}
+		args = append(args, "-H", "Host: a.test", "http://"+t.httpAddr()+"/1m")
 	}
 	return args
 }

@@ -123,8 +123,9 @@ type options struct {
 	Reloads        int
 	MemConns       int
 	MemHold        time.Duration
-	Conns          int // wrk -c
-	BigConns       int // wrk -c for the 1 MiB download
+	Conns          int           // wrk -c
+	WrkTimeout     time.Duration // wrk --timeout; 0: wrk's own (2s)
+	BigConns       int           // wrk -c for the 1 MiB download
 	Gitedge        string
 	GitedgeBase    string
 	Out            string

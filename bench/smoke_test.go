@@ -89,6 +89,9 @@ func TestSmoke(t *testing.T) {
 	o.Scenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-tls", "mem", "mem-tls"}
 	o.Rounds, o.OtherRounds = 1, 1
 	o.Duration, o.Warmup = time.Second, 0
+	// Few connections and a long wrk timeout: on a loaded machine a TLS
+	// handshake can take a second, and this run only proves the harness.
+	o.Conns, o.BigConns, o.WrkTimeout = 8, 2, 10*time.Second
 	o.ReloadDuration, o.Reloads = 2*time.Second, 2
 	o.MemConns, o.MemHold = 100, 200*time.Millisecond
 	o.Gitedge, o.Out, o.NoPin = bin, filepath.Join(dir, "out"), true

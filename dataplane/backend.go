@@ -79,6 +79,7 @@ type server struct {
 	// self: the address is this proxy's own listener; never dialled.
 	// Set before the generation is published.
 	self bool
+	addr string // cfg.Address, formatted once for dialling
 }
 
 func (s *server) eligible(exclude *serverState) bool {
@@ -269,9 +270,17 @@ func sourceHash(a netip.Addr) uint32 {
 	return h
 }
 
-// dial connects to a server within the backend's connect timeout.
+// dial connects to a server within the backend's connect timeout. Not
+// Dialer.DialTCP: its local address, even the zero one, is bound before
+// connecting, which costs a system call and takes a port from the whole
+// ephemeral range instead of the range per server address (under
+// thousands of tunnels the connects failed with EADDRINUSE).
 func (b *backend) dial(s *server) (*net.TCPConn, error) {
-	return b.dialer.DialTCP(context.Background(), "tcp", netip.AddrPort{}, s.cfg.Address)
+	c, err := b.dialer.DialContext(context.Background(), "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // upConn is a connection to a server.

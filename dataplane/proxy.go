@@ -235,7 +235,7 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 				ss.up.Store(true)
 				f.servers = append(f.servers, ss)
 			}
-			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b})
+			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b, addr: sc.Address.String()})
 		}
 		gen.backends[bc.Name] = b
 	}

@@ -287,9 +287,9 @@ func (b *backend) dial(s *server) (*net.TCPConn, error) {
 type upConn struct {
 	side
 	srv    *serverState
-	idleAt int64          // unix nanoseconds it went idle in a pool
-	uses   int            // requests served
-	own    netip.AddrPort // local address registered in Proxy.dials; zero if none
+	idleAt int64    // unix nanoseconds it went idle in a pool
+	uses   int      // requests served
+	own    dialEnds // registered in Proxy.dials (tunnels); zero if none
 }
 
 // idlePool keeps a server's idle keep-alive connections, most recently

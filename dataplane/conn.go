@@ -167,7 +167,7 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) (rest []byte, err error)
 	if err != nil {
 		return nil, err
 	}
-	if lg.cfg.Mode == ModeTLS && c.sock.p.dials.has(c.peer) {
+	if lg.cfg.Mode == ModeTLS && c.sock.p.dials.has(c.peer, c.local) {
 		// Our own tunnel's server connection (its PROXY header read).
 		c.sock.p.loopDetected(loopSelfConn, lg.cfg.Name, c.peer, "", "a connection from this proxy's own dial")
 		return nil, errLoop

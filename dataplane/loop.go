@@ -118,34 +118,44 @@ func localAddrs() map[netip.Addr]bool {
 	return m
 }
 
-// ownDials holds the local addresses of the server connections this proxy
-// dialled for tunnels, so an accepted connection can tell it is one.
+// ownDials holds the two ends of the server connections this proxy
+// dialled for tunnels, so that an accepted connection can tell it is one:
+// its peer is our dial's local end and its local end our dial's remote
+// one. Both ends, since one local port serves many connections to
+// different servers.
 type ownDials struct {
 	mu sync.Mutex
-	m  map[netip.AddrPort]struct{}
+	m  map[dialEnds]struct{}
 }
 
-func (d *ownDials) add(c *net.TCPConn) netip.AddrPort {
-	a := c.LocalAddr().(*net.TCPAddr).AddrPort()
-	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+type dialEnds struct{ local, remote netip.AddrPort }
+
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+func (d *ownDials) add(c *net.TCPConn) dialEnds {
+	e := dialEnds{unmapped(c.LocalAddr().(*net.TCPAddr).AddrPort()), unmapped(c.RemoteAddr().(*net.TCPAddr).AddrPort())}
 	d.mu.Lock()
 	if d.m == nil {
-		d.m = map[netip.AddrPort]struct{}{}
+		d.m = map[dialEnds]struct{}{}
 	}
-	d.m[a] = struct{}{}
+	d.m[e] = struct{}{}
 	d.mu.Unlock()
-	return a
+	return e
 }
 
-func (d *ownDials) remove(a netip.AddrPort) {
+func (d *ownDials) remove(e dialEnds) {
 	d.mu.Lock()
-	delete(d.m, a)
+	delete(d.m, e)
 	d.mu.Unlock()
 }
 
-func (d *ownDials) has(a netip.AddrPort) bool {
+// has reports whether a connection accepted from peer on local is one
+// this proxy dialled.
+func (d *ownDials) has(peer, local netip.AddrPort) bool {
 	d.mu.Lock()
-	_, ok := d.m[a]
+	_, ok := d.m[dialEnds{peer, local}]
 	d.mu.Unlock()
 	return ok
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -243,5 +244,52 @@ func TestHopMarkForwarded(t *testing.T) {
 	head := <-seen
 	if !strings.Contains(head, "\r\nGitedge-Hop: "+p.hopID+"\r\n\r\n") {
 		t.Fatalf("server saw %q, want the hop mark %s", head, p.hopID)
+	}
+}
+
+// TestOwnDialsBothEnds: one local port serves connections to different
+// servers, so a client connection whose source port equals that of one of
+// our dials is not our own (it was taken for a loop, found by the memory
+// benchmark); only the same two ends are.
+func TestOwnDialsBothEnds(t *testing.T) {
+	ln1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln1.Close()
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	reuse := func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+		return serr
+	}
+	d := net.Dialer{Control: reuse}
+	c1, err := d.Dial("tcp", ln1.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	d.LocalAddr = c1.LocalAddr() // the same source address and port, to another server
+	c2, err := d.Dial("tcp", ln2.Addr().String())
+	if err != nil {
+		t.Skipf("cannot share a source port here: %v", err)
+	}
+	defer c2.Close()
+	var dials ownDials
+	e := dials.add(c1.(*net.TCPConn))
+	ap := func(a net.Addr) netip.AddrPort { return unmapped(a.(*net.TCPAddr).AddrPort()) }
+	if !dials.has(ap(c1.LocalAddr()), ap(c1.RemoteAddr())) {
+		t.Error("our own dial not recognised")
+	}
+	if dials.has(ap(c2.LocalAddr()), ap(c2.RemoteAddr())) {
+		t.Error("another connection from the same source port taken for our own dial")
+	}
+	dials.remove(e)
+	if dials.has(ap(c1.LocalAddr()), ap(c1.RemoteAddr())) {
+		t.Error("removed dial still recognised")
 	}
 }

@@ -47,7 +47,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 		if err == nil {
 			s.st.connectOK()
 			s.st.m.conns.Inc()
-			var own netip.AddrPort
+			var own dialEnds
 			if !pooled {
 				// Before the first byte goes out: the accepting side
 				// checks once it has read bytes (loop.go).
@@ -58,7 +58,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 				u.own = own
 				return s, u, nil
 			}
-			if own.IsValid() {
+			if own.local.IsValid() {
 				p.dials.remove(own)
 			}
 		}
@@ -96,7 +96,7 @@ func newUpConn(c *net.TCPConn, b *backend, s *server, peer, local netip.AddrPort
 // local address.
 func (u *upConn) closeTunnel(p *Proxy) {
 	u.c.Close()
-	if u.own.IsValid() {
+	if u.own.local.IsValid() {
 		p.dials.remove(u.own)
 	}
 }

@@ -80,6 +80,9 @@ type server struct {
 	// Set before the generation is published.
 	self bool
 	addr string // cfg.Address, formatted once for dialling
+	// mayLoop: a wildcard listener shares the port; tunnels to this
+	// server register their dials (loop.go).
+	mayLoop bool
 }
 
 func (s *server) eligible(exclude *serverState) bool {

@@ -57,6 +57,20 @@ func hopLine(id string) []byte {
 // markSelf flags the servers of gen whose address reaches one of the
 // listening addresses. Called by commit under Proxy.mu.
 func (p *Proxy) markSelf(gen *generation, listening []netip.AddrPort) {
+	// A server on the port of a wildcard listener may become this host
+	// later (a VIP that moves here): its tunnels' dials are registered so
+	// that the accepting side can tell (ownDials). Others cannot loop back
+	// without the Apply-time check seeing it, and cost nothing.
+	for _, b := range gen.backends {
+		for _, s := range b.servers {
+			s.mayLoop = false
+			for _, l := range listening {
+				if l.Port() == s.cfg.Address.Port() && l.Addr().IsUnspecified() {
+					s.mayLoop = true
+				}
+			}
+		}
+	}
 	if p.noSelfCheck {
 		listening = nil
 	}
@@ -124,6 +138,7 @@ func localAddrs() map[netip.Addr]bool {
 // one. Both ends, since one local port serves many connections to
 // different servers.
 type ownDials struct {
+	n  atomic.Int64 // entries: the lookup is skipped while there are none
 	mu sync.Mutex
 	m  map[dialEnds]struct{}
 }
@@ -141,6 +156,7 @@ func (d *ownDials) add(c *net.TCPConn) dialEnds {
 		d.m = map[dialEnds]struct{}{}
 	}
 	d.m[e] = struct{}{}
+	d.n.Store(int64(len(d.m)))
 	d.mu.Unlock()
 	return e
 }
@@ -148,12 +164,16 @@ func (d *ownDials) add(c *net.TCPConn) dialEnds {
 func (d *ownDials) remove(e dialEnds) {
 	d.mu.Lock()
 	delete(d.m, e)
+	d.n.Store(int64(len(d.m)))
 	d.mu.Unlock()
 }
 
 // has reports whether a connection accepted from peer on local is one
 // this proxy dialled.
 func (d *ownDials) has(peer, local netip.AddrPort) bool {
+	if d.n.Load() == 0 {
+		return false
+	}
 	d.mu.Lock()
 	_, ok := d.m[dialEnds{peer, local}]
 	d.mu.Unlock()

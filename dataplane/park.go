@@ -42,8 +42,12 @@ const (
 	// runs every idleSweep.
 	idleLinger = 50 * time.Millisecond
 	busyLinger = 5 * time.Millisecond
-	manyIdle   = 256
-	idleSweep  = 5 * time.Millisecond
+	// tunnelLinger is the linger of a tunnel direction outside a crowd:
+	// shorter, since a passthrough connection costs twice the goroutines,
+	// and still past a handshake's round trip on a loaded machine.
+	tunnelLinger = 20 * time.Millisecond
+	manyIdle     = 256
+	idleSweep    = 5 * time.Millisecond
 )
 
 // parkFields is the state the parker and the sweeper need of something
@@ -420,7 +424,8 @@ func (p *Proxy) sweepIdle() {
 	if l := p.linger.Load(); l > 0 {
 		linger = time.Duration(l)
 	}
-	cut := time.Now().UnixNano() - int64(linger)
+	now := time.Now().UnixNano()
+	cut, tunCut := now-int64(linger), now-int64(min(linger, tunnelLinger))
 	p.mu.Lock()
 	for _, s := range p.socks {
 		s.mu.Lock()
@@ -432,7 +437,7 @@ func (p *Proxy) sweepIdle() {
 				}
 			default:
 				if t := c.tun.Load(); t != nil {
-					t.sweep(cut)
+					t.sweep(tunCut)
 				}
 			}
 		}

@@ -48,7 +48,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 			s.st.connectOK()
 			s.st.m.conns.Inc()
 			var own dialEnds
-			if !pooled {
+			if !pooled && s.mayLoop {
 				// Before the first byte goes out: the accepting side
 				// checks once it has read bytes (loop.go).
 				own = p.dials.add(c)

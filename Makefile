@@ -2,7 +2,8 @@
 # Everything the tests need that is missing is installed with apt-get
 # (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg,
 # systemd (systemd-analyze), adduser and init-system-helpers (the package's
-# maintainer scripts).
+# maintainer scripts), and for the benchmark's smoke test nginx, its stream
+# module, caddy and wrk.
 
 SHELL      := /bin/bash
 GO         ?= go
@@ -13,8 +14,11 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Debian packages the tests use; installed only when missing.
 TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps \
-              systemd adduser init-system-helpers
-BENCH_PKGS := haproxy nginx libnginx-mod-stream wrk curl openssl
+              systemd adduser init-system-helpers nginx libnginx-mod-stream caddy wrk
+BENCH_PKGS := haproxy nginx libnginx-mod-stream caddy wrk
+# BENCH_FLAGS are passed to `go run ./bench run` (see its -h), e.g.
+# BENCH_FLAGS="-rounds 5 -out /tmp/bench-results".
+BENCH_FLAGS ?=
 FUZZTIME   ?= 10s
 # Release artifacts: dist/gitedge_<debian version>_<arch>.deb,
 # dist/gitedge_<version>_linux_<arch>.tar.gz and dist/SHA256SUMS.
@@ -28,7 +32,7 @@ PACKAGE    = $(GO) run ./packaging/build
 # static (CGO_ENABLED=0) so the package needs no libc and arm64 cross-builds.
 release-binary = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -ldflags "$(LDFLAGS)" -o $(DIST)/linux_$(1)/gitedge ./cmd/gitedge
 
-.PHONY: all build test unit lint fuzz e2e bench bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean deb release
+.PHONY: all build test unit lint fuzz e2e bench bench-smoke bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean deb release
 
 all: build
 
@@ -78,10 +82,18 @@ fuzz:
 e2e: build
 	$(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
 
+# bench: the reconcile benchmarks, then the proxy side by side with
+# HAProxy, nginx and Caddy (bench/, docs/benchmarks.md): every scenario,
+# 3 rounds of the throughput ones, about 12 minutes on two cores; the
+# table is printed and kept with the raw results.
 bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./reconcile/
-	BENCH=$(CURDIR)/../shared/bench; \
-	GITEDGE_BIN=$(CURDIR)/$(BIN) $$BENCH/run.sh ka,close,tls-ka,tls-close,big,reload,reload-close,reload-tls,mem,mem-tls direct,haproxy,nginx,gitedge 3
+	$(GO) run ./bench run -gitedge $(BIN) $(BENCH_FLAGS)
+
+# bench-smoke: the whole benchmark once, briefly, unpinned (about a
+# minute); it also runs in `make test` as bench's TestSmoke.
+bench-smoke: bench-deps
+	$(GO) test -count=1 -run '^TestSmoke$$' ./bench/
 
 # bench-gitsource: webhook received → new commit's files handed over, on
 # loopback git http-backend, for a 10,000-file repository with 100 commits

@@ -67,6 +67,7 @@ type backend struct {
 	dialer  net.Dialer
 	pp      byte // PROXY protocol version sent to servers; 0 none
 	lcNext  int  // leastconn tie-break rotation; guarded by st.mu
+	loops   bool // every server is this proxy's own listener (loop.go)
 }
 
 // server is a server in one generation.
@@ -75,10 +76,17 @@ type server struct {
 	st  *serverState
 	b   *backend
 	cw  int // smooth weighted round robin current weight; guarded by st.b.mu
+	// self: the address is this proxy's own listener; never dialled.
+	// Set before the generation is published.
+	self bool
+	addr string // cfg.Address, formatted once for dialling
+	// mayLoop: a wildcard listener shares the port; tunnels to this
+	// server register their dials (loop.go).
+	mayLoop bool
 }
 
 func (s *server) eligible(exclude *serverState) bool {
-	return s.st != exclude && s.cfg.Weight > 0 && s.st.up.Load() &&
+	return s.st != exclude && s.cfg.Weight > 0 && !s.self && s.st.up.Load() &&
 		(s.cfg.MaxConn == 0 || s.st.active < s.cfg.MaxConn)
 }
 
@@ -146,7 +154,7 @@ func (b *backend) pick(hash uint32, exclude *serverState) *server {
 // anyUp reports whether some server could ever take a request now.
 func (b *backend) anyUp() bool {
 	for _, s := range b.servers {
-		if s.cfg.Weight > 0 && s.st.up.Load() {
+		if s.cfg.Weight > 0 && !s.self && s.st.up.Load() {
 			return true
 		}
 	}
@@ -265,17 +273,26 @@ func sourceHash(a netip.Addr) uint32 {
 	return h
 }
 
-// dial connects to a server within the backend's connect timeout.
+// dial connects to a server within the backend's connect timeout. Not
+// Dialer.DialTCP: its local address, even the zero one, is bound before
+// connecting, which costs a system call and takes a port from the whole
+// ephemeral range instead of the range per server address (under
+// thousands of tunnels the connects failed with EADDRINUSE).
 func (b *backend) dial(s *server) (*net.TCPConn, error) {
-	return b.dialer.DialTCP(context.Background(), "tcp", netip.AddrPort{}, s.cfg.Address)
+	c, err := b.dialer.DialContext(context.Background(), "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // upConn is a connection to a server.
 type upConn struct {
 	side
 	srv    *serverState
-	idleAt int64 // unix nanoseconds it went idle in a pool
-	uses   int   // requests served
+	idleAt int64    // unix nanoseconds it went idle in a pool
+	uses   int      // requests served
+	own    dialEnds // registered in Proxy.dials (tunnels); zero if none
 }
 
 // idlePool keeps a server's idle keep-alive connections, most recently

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -21,38 +20,36 @@ import (
 const (
 	stBusy int32 = iota
 	stIdle
-	stPoking // a drain is interrupting the idle wait
+	stPoking // a drain or the idle sweeper is interrupting the idle wait
 	stPoked
+	stParked // idle in the parker: no goroutine (park.go)
 )
 
 // clientConn is what every accepted connection has, whatever its mode.
 type clientConn struct {
-	p    *Proxy
-	sock *listenSock
+	sock *listenSock // and through it the Proxy
 	cl   side
 	// peer is the client: the TCP peer, or the source a trusted PROXY
 	// header names; local is the address the client connected to.
 	peer, local netip.AddrPort
 	lm          *listenerMetrics
-	state       atomic.Int32
 	draining    atomic.Bool
-	accepted    time.Time
-	// pre holds bytes read past a PROXY header.
-	pre []byte
+	accepted    int64 // unix ns
 
-	http *httpConn // set for mode http
+	http     *httpConn // the serving state while a goroutine serves an http connection
+	httpMode bool      // accepted on an http listener; set once
+
+	parkFields // the connection's state, and idle parking (park.go)
+	// tun is the tunnel of a tls connection once it is routed; the
+	// sweeper parks its idle directions.
+	tun atomic.Pointer[tunnel]
 }
 
 // newClientConn wraps an accepted connection; nil if it was refused.
 func (p *Proxy) newClientConn(s *listenSock, c *net.TCPConn, lg *listenerGen) *clientConn {
-	var cc *clientConn
-	if lg.cfg.Mode == ModeHTTP {
-		h := p.getHTTPConn()
-		cc = &h.clientConn
-	} else {
-		cc = &clientConn{}
-	}
-	cc.p, cc.sock, cc.lm, cc.accepted = p, s, lg.m, time.Now()
+	cc := &clientConn{httpMode: lg.cfg.Mode == ModeHTTP}
+	cc.parkIdx = -1
+	cc.sock, cc.lm, cc.accepted = s, lg.m, time.Now().UnixNano()
 	if err := cc.cl.init(c, lg.cfg.ClientTimeout); err != nil {
 		c.Close()
 		return nil
@@ -80,7 +77,7 @@ func (c *clientConn) serve(lg *listenerGen) {
 
 // done is the end of a connection's life.
 func (c *clientConn) done() {
-	p := c.p
+	p := c.sock.p
 	c.lm.active.Dec()
 	c.sock.untrack(c)
 	// Only now may the pooled state be handed to another connection
@@ -94,27 +91,63 @@ func (c *clientConn) done() {
 // run serves the connection; true when it was handed to a tunnel that
 // calls done itself.
 func (c *clientConn) run(lg *listenerGen) bool {
+	var pre []byte // bytes read past a PROXY header
 	if len(lg.cfg.AcceptProxy) > 0 {
-		if err := c.acceptProxyHeader(lg); err != nil {
+		var err error
+		if pre, err = c.acceptProxyHeader(lg); err != nil {
 			c.lm.errs[errKindProxyRefused].Inc()
-			if c.p.log.Enabled(c.p.bg, slogDebug) {
-				c.p.log.Debug("PROXY header refused", "listener", lg.cfg.Name, "peer", c.peer.String(), "error", err)
+			if c.sock.p.log.Enabled(c.sock.p.bg, slogDebug) {
+				c.sock.p.log.Debug("PROXY header refused", "listener", lg.cfg.Name, "peer", c.peer.String(), "error", err)
 			}
 			c.cl.c.Close()
 			return false
 		}
 	}
-	if c.http != nil {
-		c.http.serve(lg)
-		return false
+	if c.httpMode {
+		return c.serveHTTP(lg, true, false, pre)
 	}
-	return c.serveTLS(lg)
+	return c.serveTLS(lg, pre)
+}
+
+// serveHTTP serves the connection's requests on a pooled httpConn. It
+// reports true when the connection was parked: it stays open, and the
+// parker starts resume when bytes arrive. first: the first request;
+// resumed: bytes are waiting (the parker saw the socket readable).
+func (c *clientConn) serveHTTP(lg *listenerGen, first, resumed bool, pre []byte) bool {
+	h := c.sock.p.getHTTPConn()
+	h.clientConn, c.http = c, h
+	h.resumed, h.pre = resumed, pre
+	if !h.serve(lg, first) {
+		return false // done puts h back
+	}
+	at := h.parkAt
+	c.http, h.clientConn = nil, nil
+	c.sock.p.putHTTPConn(h)
+	if c.sock.p.park.park(c, at) {
+		return true
+	}
+	c.cl.c.Close()
+	return false
+}
+
+// resume serves a parked http connection that became readable. It runs
+// on a goroutine of its own, started by the parker.
+func (c *clientConn) resume() {
+	lg := c.sock.cur.Load()
+	if lg == nil || lg.cfg.Mode != ModeHTTP {
+		c.cl.c.Close()
+		c.done()
+		return
+	}
+	if !c.serveHTTP(lg, false, true, nil) {
+		c.done()
+	}
 }
 
 // acceptProxyHeader reads the PROXY v1/v2 header a listener with
 // acceptProxy requires, from trusted sources only (HAProxy's
 // accept-proxy with a source ACL).
-func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
+func (c *clientConn) acceptProxyHeader(lg *listenerGen) (rest []byte, err error) {
 	trusted := false
 	for _, pfx := range lg.cfg.AcceptProxy {
 		if pfx.Contains(c.peer.Addr()) {
@@ -123,7 +156,7 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
 		}
 	}
 	if !trusted {
-		return fmt.Errorf("%s is not in acceptProxy", c.peer.Addr())
+		return nil, fmt.Errorf("%s is not in acceptProxy", c.peer.Addr())
 	}
 	timeout := lg.cfg.RequestTimeout
 	if lg.cfg.Mode == ModeTLS {
@@ -132,9 +165,13 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
 	_ = c.cl.c.SetReadDeadline(time.Now().Add(timeout))
 	hdr, rest, err := readProxyHeader(c.cl.c)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.pre = rest
+	if lg.cfg.Mode == ModeTLS && c.sock.p.dials.has(c.peer, c.local) {
+		// Our own tunnel's server connection (its PROXY header read).
+		c.sock.p.loopDetected(loopSelfConn, lg.cfg.Name, c.peer, "", "a connection from this proxy's own dial")
+		return nil, errLoop
+	}
 	if src, ok := hdr.SourceAddr.(*net.TCPAddr); ok && hdr.Command.IsProxy() {
 		ap := src.AddrPort()
 		c.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
@@ -143,7 +180,7 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) error {
 			c.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
-	return nil
+	return rest, nil
 }
 
 // readProxyHeader reads a PROXY v1 or v2 header from r and returns it with
@@ -227,35 +264,37 @@ func proxyHeaderLen(buf []byte) (int, error) {
 	return 0, errors.New("no PROXY header from a listener that requires one")
 }
 
-// enterIdle marks the connection as waiting for a request with nothing
-// buffered; false if it is draining and should close instead.
-func (c *clientConn) enterIdle() bool {
-	c.state.Store(stIdle)
+// enterIdle marks the connection as waiting, since now (unix ns), for a
+// request with nothing buffered; false if it is draining and should close
+// instead.
+func (c *clientConn) enterIdle(now int64) bool {
+	c.parkFields.enterIdle(&c.sock.p.lingering, now)
 	if c.draining.Load() {
-		c.state.Store(stBusy)
+		c.leaveIdle()
 		return false
 	}
 	return true
 }
 
-// leaveIdle marks the connection busy again. If a drain interrupted the
-// wait meanwhile, the read deadline it set is forgotten so the next read
-// sets a fresh one.
-func (c *clientConn) leaveIdle() {
-	if c.state.CompareAndSwap(stIdle, stBusy) {
-		return
+// leaveIdle marks the connection busy again; a read deadline set by a
+// poke is forgotten, so that the next read sets a fresh one. It reports
+// whether the sweeper asked the connection to park.
+func (c *clientConn) leaveIdle() (parkAsked bool) {
+	poked, asked := c.parkFields.leaveIdle(&c.sock.p.lingering)
+	if poked {
+		c.cl.dl.rd = 0
 	}
-	for c.state.Load() == stPoking {
-		runtime.Gosched()
-	}
-	c.state.Store(stBusy)
-	c.cl.dl.rd = 0
+	return asked
 }
 
 // drain asks the connection to close once its current exchange ends,
-// interrupting it now if it is idle.
+// interrupting it now if it is idle, and closing it if it is parked.
 func (c *clientConn) drain() {
 	c.draining.Store(true)
+	if c.state.CompareAndSwap(stParked, stBusy) {
+		go c.sock.p.park.release(c) // the caller holds the socket's lock, which done takes
+		return
+	}
 	if c.state.CompareAndSwap(stIdle, stPoking) {
 		_ = c.cl.c.SetReadDeadline(time.Unix(1, 0))
 		c.state.Store(stPoked)
@@ -264,5 +303,27 @@ func (c *clientConn) drain() {
 
 // forceClose cuts the connection (drain deadline passed).
 func (c *clientConn) forceClose() {
+	if c.state.CompareAndSwap(stParked, stBusy) {
+		go c.sock.p.park.release(c) // the caller holds the socket's lock, which done takes
+		return
+	}
 	c.cl.c.Close()
+	if t := c.tun.Load(); t != nil {
+		go t.cut() // its parked directions end too; the caller holds the socket's lock
+	}
+}
+
+// The parker's view of an idle http connection (park.go).
+
+func (c *clientConn) fields() *parkFields { return &c.parkFields }
+func (c *clientConn) due() int64          { return c.idleAt.Load() }
+func (c *clientConn) refuse() bool        { return c.draining.Load() }
+
+// wake serves the connection again: bytes arrived.
+func (c *clientConn) wake() { c.resume() }
+
+// expire closes the connection: it stayed idle until its deadline.
+func (c *clientConn) expire() {
+	c.cl.c.Close()
+	c.done()
 }

@@ -20,8 +20,8 @@ const slogDebug = slog.LevelDebug
 // its callbacks are bound once, so a kept-alive request costs no
 // allocation.
 type httpConn struct {
-	clientConn
-	lg *listenerGen
+	*clientConn // attached while a goroutine serves the connection
+	lg          *listenerGen
 
 	in      *buffer // client bytes: head, body start, pipelined requests; nil while idle
 	inLen   int
@@ -43,6 +43,11 @@ type httpConn struct {
 	reqBody, respBody   mover
 	reqChunk, respChunk httphead.Chunked
 
+	resumed bool   // bytes are waiting: read them before any idle check
+	marked  bool   // the hop mark is in the client buffer's head
+	parkAt  int64  // the read deadline a parking connection had
+	pre     []byte // bytes read past a PROXY header, served first
+
 	// per request
 	start             time.Time
 	status            int
@@ -51,12 +56,25 @@ type httpConn struct {
 	consumed          int  // bytes of in that belong to this request
 }
 
+// maxIdleHTTPConns bounds the httpConns kept for reuse (about 1 KB each):
+// enough for the connections busy at once, never one per idle connection.
+const maxIdleHTTPConns = 256
+
+// getHTTPConn takes the serving state for a busy connection from a plain
+// free list rather than a sync.Pool: a parked connection takes one each
+// time it wakes, and neither a garbage collection nor the race detector
+// (which makes sync.Pool drop items) may turn that into an allocation.
 func (p *Proxy) getHTTPConn() *httpConn {
-	if h, ok := p.httpConnPool.Get().(*httpConn); ok {
+	p.httpFree.Lock()
+	if n := len(p.httpFree.list); n > 0 {
+		h := p.httpFree.list[n-1]
+		p.httpFree.list[n-1] = nil
+		p.httpFree.list = p.httpFree.list[:n-1]
+		p.httpFree.Unlock()
 		return h
 	}
+	p.httpFree.Unlock()
 	h := &httpConn{}
-	h.http = h
 	h.readFn = h.onReadable
 	h.reqBody.bind()
 	h.respBody.bind()
@@ -68,16 +86,21 @@ func (p *Proxy) putHTTPConn(h *httpConn) {
 	readFn := h.readFn
 	rb, sb := h.reqBody, h.respBody
 	*h = httpConn{}
-	h.http, h.readFn = h, readFn
+	h.readFn = readFn
 	h.reqBody.readFn, h.reqBody.outFn = rb.readFn, rb.outFn
 	h.respBody.readFn, h.respBody.outFn = sb.readFn, sb.outFn
-	p.httpConnPool.Put(h)
+	p.httpFree.Lock()
+	if len(p.httpFree.list) < maxIdleHTTPConns {
+		p.httpFree.list = append(p.httpFree.list, h)
+	}
+	p.httpFree.Unlock()
 }
 
 // onReadable reads client bytes when the socket is readable, taking a
 // buffer only when there are bytes, and giving it back before the
 // goroutine parks (RawConn.Read calls it again when readable).
 func (h *httpConn) onReadable(fd uintptr) bool {
+	h.parkFD = int32(fd)
 	if h.in == nil {
 		h.in = getBuf()
 	}
@@ -106,29 +129,43 @@ func (h *httpConn) onReadable(fd uintptr) bool {
 	}
 }
 
-func (h *httpConn) serve(lg *listenerGen) {
-	defer h.finish()
+// serve runs requests until the connection ends (false) or waits idle
+// long enough to be parked (true: the connection stays open, holding no
+// goroutine and no buffer; park.go). first: the connection's first
+// request, whose head has requestTimeout from the accept.
+func (h *httpConn) serve(lg *listenerGen, first bool) (parked bool) {
+	defer func() {
+		if !parked {
+			h.finish()
+		}
+	}()
 	if len(h.pre) > 0 {
 		h.in = getBuf()
 		h.inLen = copy(h.in.b, h.pre)
 		h.pre = nil
 	}
-	first := true
 	for {
 		if !first {
 			lg = h.sock.cur.Load()
-			if lg == nil || lg.cfg.Mode != ModeHTTP || h.draining.Load() && h.inLen == 0 {
-				return
+			if lg == nil || lg.cfg.Mode != ModeHTTP || h.draining.Load() && h.inLen == 0 && !h.resumed {
+				return false
 			}
 		}
 		h.lg = lg
 		h.cl.timeout = lg.cfg.ClientTimeout
-		if !h.readHead(first) {
-			return
+		switch h.readHead(first) {
+		case headPark:
+			return true
+		case headEnd:
+			return false
 		}
 		first = false
 		if !h.exchange() {
 			return
+		}
+		if h.out != nil { // a failed exchange may leave it
+			putBuf(h.out)
+			h.out = nil
 		}
 		// Drop the request from the client buffer, keeping pipelined bytes.
 		h.consumeIn(h.consumed)
@@ -148,12 +185,19 @@ func (h *httpConn) finish() {
 	h.in, h.out, h.upIn = nil, nil, nil
 }
 
+// What readHead found.
+const (
+	headOK   = iota // a complete, valid head is buffered
+	headEnd         // the connection ends (answered if need be)
+	headPark        // idle past idleLinger with nothing buffered: park it
+)
+
 // readHead reads until a complete, valid request head is buffered.
-func (h *httpConn) readHead(first bool) bool {
+func (h *httpConn) readHead(first bool) int {
 	lg := h.lg
 	now := time.Now()
 	if first {
-		h.cl.dl.readAt(h.cl.c, h.accepted.Add(lg.cfg.RequestTimeout).UnixNano())
+		h.cl.dl.readAt(h.cl.c, h.accepted+int64(lg.cfg.RequestTimeout))
 	} else {
 		h.cl.dl.read(h.cl.c, now.UnixNano(), lg.cfg.ClientTimeout)
 	}
@@ -174,23 +218,23 @@ func (h *httpConn) readHead(first bool) bool {
 			n, err := httphead.HeadComplete(h.in.b[:h.inLen], from)
 			if err == nil && n > lg.cfg.MaxHeaderBytes {
 				h.reject(httphead.ErrTooLarge)
-				return false
+				return headEnd
 			}
 			if err == nil && n > 0 {
 				if err := httphead.ParseRequest(h.in.b[:n], &h.req); err != nil {
 					h.reject(err)
-					return false
+					return headEnd
 				}
 				h.headLen = n
-				return true
+				return headOK
 			}
 			if err != nil {
 				h.reject(err)
-				return false
+				return headEnd
 			}
 			if h.inLen >= lg.cfg.MaxHeaderBytes {
 				h.reject(httphead.ErrTooLarge)
-				return false
+				return headEnd
 			}
 			from = max(0, h.inLen-3)
 			if !timed {
@@ -202,13 +246,20 @@ func (h *httpConn) readHead(first bool) bool {
 				h.growIn(lg.cfg.MaxHeaderBytes)
 			}
 		}
-		idle := h.inLen == 0
-		if idle && !h.enterIdle() {
-			return false
+		idle := h.inLen == 0 && !h.resumed
+		h.resumed = false
+		if idle && !h.enterIdle(now.UnixNano()) {
+			return headEnd
 		}
 		err := h.cl.rc.Read(h.readFn)
 		if idle {
-			h.leaveIdle()
+			rd := h.cl.dl.rd
+			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.draining.Load() {
+				// The sweeper asked this idle connection to park: it waits
+				// in the parker until readable or until its deadline.
+				h.parkAt = rd
+				return headPark
+			}
 			now = time.Now()
 			// The table may have been swapped while the connection sat
 			// idle: the request now arriving is routed by the table current
@@ -225,13 +276,13 @@ func (h *httpConn) readHead(first bool) bool {
 				h.writeClient(errorResponse(408, false))
 				h.logRequest(nil, nil)
 			}
-			return false
+			return headEnd
 		}
 		if h.rerr != nil {
 			if h.inLen > 0 {
 				h.lm.errs[errKindClient].Inc()
 			}
-			return false
+			return headEnd
 		}
 	}
 }
@@ -260,8 +311,8 @@ func (h *httpConn) reject(err error) {
 	h.status = status
 	h.start = time.Now()
 	h.writeClient(errorResponse(status, false))
-	if h.p.log.Enabled(h.p.bg, slogDebug) {
-		h.p.log.Debug("request rejected", "listener", h.lg.cfg.Name, "client", h.peer.String(), "status", status, "error", err)
+	if h.sock.p.log.Enabled(h.sock.p.bg, slogDebug) {
+		h.sock.p.log.Debug("request rejected", "listener", h.lg.cfg.Name, "client", h.peer.String(), "status", status, "error", err)
 	}
 	h.logRequest(nil, nil)
 }
@@ -278,11 +329,19 @@ func (h *httpConn) writeClient(b []byte) error {
 // client connection stays open for another request.
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
-	h.status, h.inBytes, h.outBytes, h.bodySent = 0, 0, 0, false
+	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked = 0, 0, 0, false, false
 	h.used = nil
 	h.consumed = h.headLen
 	req := &h.req
 	lg := h.lg
+	if req.Flags&httphead.HasHopMark != 0 && req.CarriesHopMark(h.in.b[:h.headLen], h.sock.p.hopID) {
+		// Our own request came back: answer the hop before us, and close.
+		h.sock.p.loopDetected(loopHopMark, lg.cfg.Name, h.peer, "", "a request carrying this proxy's own "+httphead.HopMarkField)
+		h.status = 508
+		h.writeClient(errorResponse(508, false))
+		h.logRequest(nil, nil)
+		return false
+	}
 	b := lg.route(req.Host)
 	if b == nil {
 		h.lm.errs[errKindNoRoute].Inc()
@@ -378,7 +437,7 @@ func (h *httpConn) redial(b *backend) bool {
 	c, err := b.dial(h.used)
 	if err != nil {
 		h.used.st.m.errs[errKindConnect].Inc()
-		h.used.st.report(h.p, false, false, unwrapOp(err).Error())
+		h.used.st.report(h.sock.p, false, false, unwrapOp(err).Error())
 		return false
 	}
 	h.used.st.m.conns.Inc()
@@ -402,7 +461,12 @@ func (h *httpConn) connect(b *backend) bool {
 		}
 		pc.c.Close()
 	}
-	s, u, err := h.p.connectServer(b, h.peer, h.local, true)
+	s, u, err := h.sock.p.connectServer(b, h.peer, h.local, true)
+	if err == errLoop {
+		h.sock.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
+		h.status = 508
+		return false
+	}
 	if err != nil {
 		h.status = 503
 		return false
@@ -411,12 +475,25 @@ func (h *httpConn) connect(b *backend) bool {
 	return true
 }
 
-// sendHead writes the request head (rewritten when needed) and the body
-// bytes already buffered.
+// sendHead writes the request head (rewritten when needed) with this
+// proxy's hop mark, and the body bytes already buffered.
 func (h *httpConn) sendHead(bodyInBuf int) error {
 	up := h.up
 	up.dl.write(up.c, time.Now().UnixNano(), up.timeout)
-	if !h.req.NeedsRewrite(&h.rw) {
+	rewrite := h.req.NeedsRewrite(&h.rw)
+	if d := len(h.sock.p.hopLine) - 2; !rewrite && !h.marked && h.inLen+d <= len(h.in.b) {
+		// The common case: the mark goes into the client buffer before the
+		// head's final CRLF, moving only what follows the head (usually
+		// nothing), and the head goes out as the bytes that came.
+		copy(h.in.b[h.headLen+d:], h.in.b[h.headLen:h.inLen])
+		copy(h.in.b[h.headLen-2:], h.sock.p.hopLine)
+		h.headLen += d
+		h.req.HeadLen += d
+		h.inLen += d
+		h.consumed += d
+		h.marked = true
+	}
+	if h.marked {
 		n, err := up.c.Write(h.in.b[:h.headLen+bodyInBuf])
 		h.inBytes = int64(n)
 		return err
@@ -424,7 +501,13 @@ func (h *httpConn) sendHead(bodyInBuf int) error {
 	if h.out == nil {
 		h.out = getBuf()
 	}
-	o := httphead.AppendRequest(h.out.b[:0], h.in.b[:h.headLen], &h.req, &h.rw)
+	var o []byte
+	if rewrite {
+		o = httphead.AppendRequest(h.out.b[:0], h.in.b[:h.headLen], &h.req, &h.rw)
+	} else {
+		o = append(h.out.b[:0], h.in.b[:h.headLen]...)
+	}
+	o = append(o[:len(o)-2], h.sock.p.hopLine...)
 	body := h.in.b[h.headLen : h.headLen+bodyInBuf]
 	if len(o)+len(body) <= cap(o) {
 		o = append(o, body...)
@@ -561,7 +644,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 			return h.fail(b, status)
 		}
 		if h.resp.Status >= 200 || h.resp.Status == 101 {
-			h.p.respSeconds(b, h.start)
+			h.sock.p.respSeconds(b, h.start)
 			break
 		}
 		// 1xx interim (100 Continue, 103): forward, then read on.
@@ -762,7 +845,7 @@ func (h *httpConn) upgrade(b *backend) {
 	putBuf(h.upIn)
 	h.upIn, h.upLen = nil, 0
 	if err == nil {
-		t := newTunnel(&h.cl, &h.up.side, b.cfg.IdleTimeout)
+		t := newTunnel(h.sock.p, &h.cl, &h.up.side, b.cfg.IdleTimeout, false)
 		in, out := t.run()
 		h.inBytes += in
 		h.outBytes += out
@@ -810,7 +893,7 @@ func (h *httpConn) releaseSlot() {
 // 5xx answers when the request had no body left unread.
 func (h *httpConn) fail(b *backend, status int) bool {
 	h.status = status
-	keep := h.req.KeepAlive() && !h.req.HasBody() && status >= 500 && !h.draining.Load() && h.req.Minor == 1
+	keep := h.req.KeepAlive() && !h.req.HasBody() && status >= 500 && status != 508 && !h.draining.Load() && h.req.Minor == 1
 	if err := h.writeClient(errorResponse(status, keep)); err != nil {
 		keep = false
 	}
@@ -835,7 +918,7 @@ func (h *httpConn) logRequest(b *backend, s *server) {
 	}
 	h.lm.bytesIn.Add(float64(h.inBytes))
 	h.lm.bytesOut.Add(float64(h.outBytes))
-	if al := h.p.access; al != nil && al.Enabled(h.p.bg, slog.LevelInfo) {
+	if al := h.sock.p.access; al != nil && al.Enabled(h.sock.p.bg, slog.LevelInfo) {
 		h.accessLog(al, b, s)
 	}
 }
@@ -853,7 +936,7 @@ func (h *httpConn) accessLog(al *slog.Logger, b *backend, s *server) {
 	if s != nil {
 		serverName = s.cfg.Name
 	}
-	al.LogAttrs(h.p.bg, slog.LevelInfo, "http",
+	al.LogAttrs(h.sock.p.bg, slog.LevelInfo, "http",
 		slog.String("listener", h.lg.cfg.Name),
 		slog.String("client", h.peer.String()),
 		slog.String("method", string(h.req.Method)),

@@ -19,6 +19,7 @@ var errorMessages = map[int]string{
 	503: "No server is available to handle this request.",
 	504: "The server didn't respond in time.",
 	505: "HTTP version not supported.",
+	508: "The request came back to this proxy: a backend leads to the proxy itself.",
 }
 
 var cannedClose, cannedKeep = map[int][]byte{}, map[int][]byte{}

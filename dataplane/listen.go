@@ -160,10 +160,15 @@ func (s *listenSock) untrack(c *clientConn) {
 	s.mu.Unlock()
 }
 
-// stopAccepting closes the socket; connections already accepted go on.
+// stopAccepting closes the socket; connections already accepted go on,
+// marked draining first, so that once the socket is closed every answer
+// tells its client the connection closes.
 func (s *listenSock) stopAccepting() {
 	s.mu.Lock()
 	s.draining = true
+	for c := range s.conns {
+		c.draining.Store(true)
+	}
 	s.mu.Unlock()
 	s.cur.Store(nil)
 	s.healthy.Store(false)

@@ -24,6 +24,7 @@ const (
 	MetricLastReloadOK     = "gitedge_dataplane_last_reload_successful"
 	MetricLastReloadTime   = "gitedge_dataplane_last_reload_success_timestamp_seconds"
 	MetricConfigGeneration = "gitedge_dataplane_config_generation"
+	MetricLoops            = "gitedge_dataplane_loops_detected_total"
 )
 
 // Error kinds, the "kind" label of the error counters.
@@ -68,6 +69,7 @@ type metrics struct {
 	lastReloadOK prometheus.Gauge
 	lastReloadAt prometheus.Gauge
 	generation   prometheus.Gauge
+	loops        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -90,11 +92,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastReloadOK, Help: "1 when the last config application succeeded."}),
 		lastReloadAt: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastReloadTime, Help: "Unix time of the last successful config application."}),
 		generation:   prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricConfigGeneration, Help: "Number of configs applied since start."}),
+		loops:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricLoops, Help: "Requests or connections refused because a backend leads back to this proxy, per kind (hop_mark, self_server, self_connection)."}, []string{"kind"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.conns, m.active, m.requests, m.lErrors, m.lBytes, m.sRequests, m.sConns,
 			m.sActive, m.sUp, m.sErrors, m.sBytes, m.bQueued, m.bErrors, m.respSeconds, m.reloads, m.lastReloadOK,
-			m.lastReloadAt, m.generation} {
+			m.lastReloadAt, m.generation, m.loops} {
 			reg.MustRegister(c)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,9 +130,6 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 	}
 	cb := s.readCB
 	*s = side{c: c, rc: rc, timeout: timeout, readCB: cb}
-	if s.readCB == nil {
-		s.readCB = s.onReadable
-	}
 	return nil
 }
 
@@ -139,6 +137,9 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 // the error values plain (no *net.OpError allocated on a deadline).
 func (s *side) read(p []byte) (int, error) {
 	s.rbuf, s.rn, s.rerr = p, 0, nil
+	if s.readCB == nil {
+		s.readCB = s.onReadable // bound once, on first use
+	}
 	err := s.rc.Read(s.readCB)
 	s.rbuf = nil
 	if err != nil {
@@ -181,6 +182,12 @@ type mover struct {
 	// came from waiting for the source (idle), not from a stuck destination.
 	readTimedOut bool
 
+	// park, when set, marks each wait for the source as idle, so that
+	// the sweeper may ask this direction to park (move then returns
+	// errParkAsked); lingering counts idle waits.
+	park      *parkFields
+	lingering *atomic.Int64
+
 	p      *pipe
 	want   int
 	n      int
@@ -211,7 +218,20 @@ func (m *mover) move(limit int64) (int64, error) {
 		now := time.Now().UnixNano()
 		m.src.dl.read(m.src.c, now, m.src.timeout)
 		m.n, m.err = 0, nil
-		if err := m.src.rc.Read(m.readFn); err != nil {
+		var err error
+		if m.park != nil {
+			m.park.enterIdle(m.lingering, now)
+			err = m.src.rc.Read(m.readFn)
+			if poked, asked := m.park.leaveIdle(m.lingering); poked {
+				m.src.dl.rd = 0
+				if asked && err != nil {
+					return moved, errParkAsked
+				}
+			}
+		} else {
+			err = m.src.rc.Read(m.readFn)
+		}
+		if err != nil {
 			m.readTimedOut = true
 			return moved, unwrapOp(err)
 		}
@@ -253,6 +273,9 @@ func (m *mover) release() {
 // spliceIn is called by RawConn.Read when src may be readable. It takes a
 // pipe when there are bytes and gives it back before the goroutine parks.
 func (m *mover) spliceIn(fd uintptr) bool {
+	if m.park != nil {
+		m.park.parkFD = int32(fd)
+	}
 	if m.p == nil {
 		p, err := getPipe()
 		if err != nil {
@@ -302,8 +325,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 // unwrapOp turns a *net.OpError from a RawConn call into its cause, so
 // callers can test for os.ErrDeadlineExceeded and net.ErrClosed.
 func unwrapOp(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) {
+	if op, ok := err.(*net.OpError); ok { // not errors.As: its target escapes, an allocation
 		return op.Err
 	}
 	return err

@@ -65,7 +65,24 @@ type Proxy struct {
 	done    chan struct{} // closed by Close
 	conns   sync.WaitGroup
 
-	httpConnPool sync.Pool
+	httpFree struct {
+		sync.Mutex
+		list []*httpConn
+	}
+
+	// Loop detection (loop.go).
+	hopID    string // this proxy's id in the Gitedge-Hop field
+	hopLine  []byte // "Gitedge-Hop: <id>\r\n\r\n"
+	dials    ownDials
+	loopLogs map[string]*rateLog
+
+	// Idle parking (park.go): lingering counts goroutines waiting idle.
+	park      parker
+	lingering atomic.Int64
+	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
+	// noSelfCheck turns the Apply-time self-server check off, so tests
+	// can reach the checks behind it.
+	noSelfCheck bool
 }
 
 // sockKey identifies a listening socket across generations: its bind, or
@@ -121,7 +138,11 @@ func New(opts Options) *Proxy {
 		backends: map[string]*backendState{},
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
+		hopID:    newHopID(),
+		loopLogs: map[string]*rateLog{loopHopMark: {}, loopSelfAddr: {}, loopSelfConn: {}},
 	}
+	p.hopLine = hopLine(p.hopID)
+	p.park.p = p
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -214,7 +235,7 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 				ss.up.Store(true)
 				f.servers = append(f.servers, ss)
 			}
-			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b})
+			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b, addr: sc.Address.String()})
 		}
 		gen.backends[bc.Name] = b
 	}
@@ -284,6 +305,13 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 	for key, s := range opened {
 		p.socks[key] = s
 	}
+	// Servers that are this proxy's own listeners, before anything can
+	// dial them.
+	listening := make([]netip.AddrPort, 0, len(gen.listeners))
+	for key := range gen.listeners {
+		listening = append(listening, p.socks[key].Addr())
+	}
+	p.markSelf(gen, listening)
 	for key, lg := range gen.listeners {
 		s := p.socks[key]
 		s.cur.Store(lg)
@@ -399,6 +427,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	idle := time.NewTicker(idleSweep)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -408,6 +438,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return nil
 		case <-sweep.C:
 			p.sweepPools()
+		case <-idle.C:
+			p.sweepIdle()
 		}
 	}
 }
@@ -448,6 +480,7 @@ func (p *Proxy) shutdown(graceful bool) {
 	wg.Wait()
 	p.drains.Wait()
 	p.conns.Wait()
+	p.park.close()
 	p.mu.Lock()
 	for _, st := range p.backends {
 		for _, ss := range st.servers {

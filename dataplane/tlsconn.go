@@ -12,7 +12,7 @@ import (
 // serveTLS routes a TLS connection by the SNI of its ClientHello without
 // terminating TLS, then relays both ways with splice. It reports whether
 // the connection went to a tunnel (which then ends it).
-func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
+func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	defer func() {
 		if !handedOff {
 			c.cl.c.Close()
@@ -27,9 +27,8 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 		buf, scratch = nil, nil
 	}
 	defer func() { release() }()
-	n := copy(buf.b, c.pre)
-	c.pre = nil
-	c.cl.dl.readAt(c.cl.c, c.accepted.Add(lg.cfg.InspectTimeout).UnixNano())
+	n := copy(buf.b, pre)
+	c.cl.dl.readAt(c.cl.c, c.accepted+int64(lg.cfg.InspectTimeout))
 	var sni []byte
 	for {
 		if n > 0 {
@@ -54,7 +53,7 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 			}
 		}
 		idle := n == 0
-		if idle && !c.enterIdle() {
+		if idle && !c.enterIdle(0) {
 			return false
 		}
 		r, err := c.cl.c.Read(buf.b[n:])
@@ -72,18 +71,27 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 			return false
 		}
 	}
+	if len(lg.cfg.AcceptProxy) == 0 && c.sock.p.dials.has(c.peer, c.local) {
+		// Our own tunnel's server connection, its ClientHello read: a loop.
+		c.sock.p.loopDetected(loopSelfConn, lg.cfg.Name, c.peer, "", "a connection from this proxy's own dial")
+		c.logTLS(lg, start, sni, nil, nil, 0, 0, errLoop.Error())
+		return false
+	}
 	b := lg.route(sni)
 	if b == nil {
 		c.lm.errs[errKindNoRoute].Inc()
 		c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
 		return false
 	}
-	s, up, err := c.p.connectServer(b, c.peer, c.local, false)
+	s, up, err := c.sock.p.connectServer(b, c.peer, c.local, false)
+	if err == errLoop {
+		c.sock.p.loopDetected(loopSelfAddr, lg.cfg.Name, c.peer, b.cfg.Name, "every server is this proxy's own listener")
+	}
 	if err != nil {
 		c.logTLS(lg, start, sni, b, nil, 0, 0, err.Error())
 		return false
 	}
-	c.p.respSeconds(b, start)
+	c.sock.p.respSeconds(b, start)
 	c.lm.class[0].Inc()
 	s.st.m.requests.Inc()
 	// The ClientHello bytes read so far go first.
@@ -91,21 +99,22 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 	if _, err := up.c.Write(buf.b[:n]); err != nil {
 		s.st.m.errs[errKindResponse].Inc()
 		c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
-		up.c.Close()
+		up.closeTunnel(c.sock.p)
 		s.release()
 		return false
 	}
 	in := int64(n)
 	// Keep the SNI for the log only when logging; buf goes back now.
 	var name string
-	if c.p.access != nil {
+	if c.sock.p.access != nil {
 		name = string(sni)
 	}
 	release()
 	c.cl.dl = deadlines{}
-	t := newTunnel(&c.cl, &up.side, b.cfg.IdleTimeout)
+	t := newTunnel(c.sock.p, &c.cl, &up.side, b.cfg.IdleTimeout, true)
+	c.tun.Store(t)
 	t.start(func(toServer, toClient int64) {
-		up.c.Close()
+		up.closeTunnel(c.sock.p)
 		c.cl.c.Close()
 		s.release()
 		in += toServer
@@ -121,8 +130,8 @@ func (c *clientConn) serveTLS(lg *listenerGen) (handedOff bool) {
 
 // logTLS emits the access-log event of a TLS connection.
 func (c *clientConn) logTLS(lg *listenerGen, start time.Time, sni []byte, b *backend, s *server, in, out int64, errText string) {
-	al := c.p.access
-	if al == nil || !al.Enabled(c.p.bg, slog.LevelInfo) {
+	al := c.sock.p.access
+	if al == nil || !al.Enabled(c.sock.p.bg, slog.LevelInfo) {
 		return
 	}
 	backendName, serverName := "", ""
@@ -145,5 +154,5 @@ func (c *clientConn) logTLS(lg *listenerGen, start time.Time, sni []byte, b *bac
 	if errText != "" {
 		attrs = append(attrs, slog.String("error", errText))
 	}
-	al.LogAttrs(c.p.bg, slog.LevelInfo, "tls", attrs...)
+	al.LogAttrs(c.sock.p.bg, slog.LevelInfo, "tls", attrs...)
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 )
@@ -11,24 +12,50 @@ import (
 // The tunnel is idle when no byte moved either way for its idle timeout
 // (HAProxy's timeout tunnel); a direction whose read times out while the
 // other is busy keeps waiting.
+//
+// A parking tunnel (TLS passthrough) lets a direction that waited
+// idleLinger for bytes give up its goroutine: the direction parks on its
+// source descriptor (park.go) and a worker goes on with it when bytes
+// arrive, so an idle passthrough connection holds no goroutine.
 type tunnel struct {
+	p      *Proxy
 	a, b   *side
-	ab, ba mover
+	ab, ba tunDir
 	idle   time.Duration
 	last   atomic.Int64 // unix nanoseconds of the last byte moved
+	parks  bool
 
-	left     atomic.Int32 // directions still running
-	nAB, nBA int64
-	done     func(aToB, bToA int64)
+	left atomic.Int32 // directions still running
+	done func(aToB, bToA int64)
 }
 
-func newTunnel(a, b *side, idle time.Duration) *tunnel {
-	t := &tunnel{a: a, b: b, idle: idle}
+// tunDir is one direction of a tunnel: what it moves, what it moved, and
+// its parking state.
+type tunDir struct {
+	parkFields
+	t     *tunnel
+	m     mover
+	total int64
+	ended atomic.Bool
+}
+
+// errParkAsked is a mover's idle wait interrupted by the sweeper.
+var errParkAsked = errors.New("asked to park")
+
+func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
+	t := &tunnel{p: p, a: a, b: b, idle: idle, parks: parks}
 	a.timeout, b.timeout = idle, idle
-	t.ab = mover{src: a, dst: b, onProgress: t.touch}
-	t.ba = mover{src: b, dst: a, onProgress: t.touch}
-	t.ab.bind()
-	t.ba.bind()
+	for _, d := range []*tunDir{&t.ab, &t.ba} {
+		d.t = t
+		d.parkIdx = -1
+		d.m.onProgress = t.touch
+		d.m.bind()
+		if parks {
+			d.m.park, d.m.lingering = &d.parkFields, &p.lingering
+		}
+	}
+	t.ab.m.src, t.ab.m.dst = a, b
+	t.ba.m.src, t.ba.m.dst = b, a
 	return t
 }
 
@@ -56,38 +83,86 @@ func (t *tunnel) start(done func(aToB, bToA int64)) {
 }
 
 // pumpAB and pumpBA are the directions' goroutines, named for stack dumps.
-func (t *tunnel) pumpAB() {
-	t.nAB = t.pump(&t.ab)
-	t.finish()
-}
+func (t *tunnel) pumpAB() { t.pump(&t.ab) }
+func (t *tunnel) pumpBA() { t.pump(&t.ba) }
 
-func (t *tunnel) pumpBA() {
-	t.nBA = t.pump(&t.ba)
-	t.finish()
-}
-
-func (t *tunnel) finish() {
-	if t.left.Add(-1) == 0 {
-		t.done(t.nAB, t.nBA)
-	}
-}
-
-func (t *tunnel) pump(m *mover) int64 {
-	var total int64
+// pump moves bytes one way until the direction ends or parks.
+func (t *tunnel) pump(d *tunDir) {
+	m := &d.m
 	for {
 		n, err := m.move(-1)
-		total += n
-		if err == nil {
+		d.total += n
+		switch {
+		case err == nil:
 			// EOF from the source: pass the half-close on.
 			_ = m.dst.c.CloseWrite()
-			return total
-		}
-		if isTimeout(err) && m.readTimedOut && time.Now().UnixNano()-t.last.Load() < int64(t.idle) {
+			t.finish(d)
+			return
+		case err == errParkAsked:
+			if t.p.park.park(d, d.due()) {
+				return // wake goes on with it
+			}
+			continue
+		case isTimeout(err) && m.readTimedOut && time.Now().UnixNano()-t.last.Load() < int64(t.idle):
 			continue
 		}
 		// An error or a truly idle tunnel: cut both ways.
-		t.a.c.Close()
-		t.b.c.Close()
-		return total
+		t.finish(d)
+		t.cut()
+		return
 	}
+}
+
+// finish ends a direction, once.
+func (t *tunnel) finish(d *tunDir) {
+	if !d.ended.CompareAndSwap(false, true) {
+		return
+	}
+	if t.left.Add(-1) == 0 {
+		t.done(t.ab.total, t.ba.total)
+	}
+}
+
+// cut closes both sides and ends the directions that are parked (their
+// descriptors leave the epoll set as they close, so nothing would wake
+// them); running directions end on their next read or write.
+func (t *tunnel) cut() {
+	t.a.c.Close()
+	t.b.c.Close()
+	for _, d := range []*tunDir{&t.ab, &t.ba} {
+		if d.state.CompareAndSwap(stParked, stBusy) {
+			t.p.park.mu.Lock()
+			t.p.park.take(d)
+			t.p.park.mu.Unlock()
+			t.finish(d)
+		}
+	}
+}
+
+// sweep asks the directions idle since before cut to park. Called by the
+// sweeper.
+func (t *tunnel) sweep(cut int64) {
+	for _, d := range []*tunDir{&t.ab, &t.ba} {
+		if d.state.Load() == stIdle && d.idleAt.Load() <= cut {
+			d.askPark(d.m.src.c)
+		}
+	}
+}
+
+// The parker's view of a tunnel direction.
+
+func (d *tunDir) fields() *parkFields { return &d.parkFields }
+func (d *tunDir) refuse() bool        { return false }
+
+// due is when the tunnel is idle for its timeout, by the last byte moved
+// either way.
+func (d *tunDir) due() int64 { return d.t.last.Load() + int64(d.t.idle) }
+
+// wake goes on moving bytes: the source is readable.
+func (d *tunDir) wake() { d.t.pump(d) }
+
+// expire ends an idle tunnel.
+func (d *tunDir) expire() {
+	d.t.finish(d)
+	d.t.cut()
 }

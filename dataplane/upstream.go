@@ -16,11 +16,16 @@ var errConnectFailed = errors.New("could not connect to any server")
 // pooled keep-alive one when pooled is set and the backend sends no PROXY
 // header, else a new one. A failed connect marks the server (passive
 // health) and is retried on another server, Retries times (HAProxy's
-// retries with redispatch).
+// retries with redispatch). A new connection for a tunnel (pooled unset)
+// is registered in p.dials until upConn.closeTunnel. errLoop: every
+// server is this proxy's own listener.
 func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled bool) (*server, *upConn, error) {
 	var hash uint32
 	if b.cfg.Balance == BalanceSource {
 		hash = sourceHash(peer.Addr())
+	}
+	if b.loops {
+		return nil, nil, errLoop
 	}
 	var exclude *serverState
 	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
@@ -42,9 +47,19 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 		if err == nil {
 			s.st.connectOK()
 			s.st.m.conns.Inc()
+			var own dialEnds
+			if !pooled && s.mayLoop {
+				// Before the first byte goes out: the accepting side
+				// checks once it has read bytes (loop.go).
+				own = p.dials.add(c)
+			}
 			u, err := newUpConn(c, b, s, peer, local)
 			if err == nil {
+				u.own = own
 				return s, u, nil
+			}
+			if own.local.IsValid() {
+				p.dials.remove(own)
 			}
 		}
 		err = unwrapOp(err)
@@ -75,6 +90,15 @@ func newUpConn(c *net.TCPConn, b *backend, s *server, peer, local netip.AddrPort
 		}
 	}
 	return u, nil
+}
+
+// closeTunnel closes a tunnel's server connection and forgets its
+// local address.
+func (u *upConn) closeTunnel(p *Proxy) {
+	u.c.Close()
+	if u.own.local.IsValid() {
+		p.dials.remove(u.own)
+	}
 }
 
 // sendProxyHeader writes a PROXY v1/v2 header naming the client and the

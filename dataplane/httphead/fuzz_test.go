@@ -27,6 +27,11 @@ func requestSeeds(f *testing.F) {
 		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
 		"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+		// RFC 9112 §3.2: absolute-form without Host, with two, with a bad one.
+		"GET http://a.test/ HTTP/1.1\r\n\r\n",
+		"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nhost: b.test\r\n\r\n",
+		"GET http://a.test/ HTTP/1.1\r\nHost: a/b\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -51,6 +56,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if r.HeadLen != n {
 			t.Fatalf("HeadLen %d, HeadComplete %d", r.HeadLen, n)
+		}
+		if hosts := countHostLines(b[:n]); hosts > 1 || (r.Minor == 1 && hosts != 1) {
+			t.Fatalf("accepted an HTTP/1.%d request with %d Host fields (RFC 9112 §3.2):\n%q", r.Minor, hosts, b[:n])
 		}
 		rw := Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}
 		out := AppendRequest(nil, b[:n], &r, &rw)
@@ -128,4 +136,17 @@ func FuzzChunked(f *testing.F) {
 			t.Fatalf("whole consumed %d, parts %d", n, total)
 		}
 	})
+}
+
+// countHostLines counts the Host field lines of a head, independently of
+// the parser.
+func countHostLines(head []byte) int {
+	lines := bytes.Split(head, []byte("\r\n"))
+	n := 0
+	for _, l := range lines[1:] {
+		if i := bytes.IndexByte(l, ':'); i == 4 && bytes.EqualFold(l[:4], []byte("host")) {
+			n++
+		}
+	}
+	return n
 }

@@ -65,6 +65,7 @@ const (
 	HasCL                           // Content-Length is present
 	HasTE                           // Transfer-Encoding is present
 	HasConnField                    // a Connection field is present
+	HasHopMark                      // a Gitedge-Hop field is present (loop detection)
 )
 
 // Request is a parsed request head. Slices alias the parsed buffer.
@@ -242,10 +243,21 @@ func ParseRequest(b []byte, r *Request) error {
 	}
 	r.HeadLen = len(b) - len(rest) + n
 	r.Flags, r.connTokens, r.Host = st.flags, st.ct, st.host
-	if authority != nil {
-		r.Host = authority
-	} else if st.hosts == 0 && r.Minor == 1 {
+	// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host field with a
+	// valid value, whatever the form of its target; an absolute-form
+	// target's authority then wins for routing (§3.2.2), even when the
+	// field disagrees. Two Host fields were refused while parsing.
+	if st.hosts == 0 && r.Minor == 1 {
 		return ErrNoHost
+	}
+	if !validHost(st.host) {
+		return ErrHost
+	}
+	if authority != nil {
+		if !validHost(authority) {
+			return ErrTarget
+		}
+		r.Host = authority
 	}
 	switch {
 	case st.flags&HasTE != 0:
@@ -261,9 +273,6 @@ func ParseRequest(b []byte, r *Request) error {
 		r.Chunked = true
 	case st.flags&HasCL != 0:
 		r.ContentLength = st.cl
-	}
-	if !validHost(r.Host) {
-		return ErrHost
 	}
 	return nil
 }
@@ -467,6 +476,10 @@ func parseFields(b []byte, st *fieldState, request bool) (int, error) {
 				}
 				st.flags |= HasCL
 				st.cl = v
+			}
+		case len(HopMarkField):
+			if equalFold(name, hopMarkLower) {
+				st.flags |= HasHopMark
 			}
 		case 16:
 			if equalFold(name, "proxy-connection") {

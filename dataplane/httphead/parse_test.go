@@ -308,3 +308,107 @@ func TestParseAllocs(t *testing.T) {
 		t.Errorf("%v allocations per parse, want 0", allocs)
 	}
 }
+
+// TestHostRule is RFC 9112 §3.2: an HTTP/1.1 request without exactly one
+// valid Host field is a 400, whatever the form of its request-target; an
+// absolute-form target routes by its own authority even when Host differs.
+func TestHostRule(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		host string // routing host when accepted
+		err  *Error // nil: accepted
+	}{
+		{"origin-form with Host", "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", "a.test", nil},
+		{"origin-form without Host", "GET / HTTP/1.1\r\nX: 1\r\n\r\n", "", ErrNoHost},
+		{"origin-form two Hosts", "GET / HTTP/1.1\r\nHost: a.test\r\nHost: a.test\r\n\r\n", "", ErrHost},
+		{"origin-form invalid Host", "GET / HTTP/1.1\r\nHost: a test\r\n\r\n", "", ErrHost},
+		{"absolute-form without Host", "GET http://a.test/ HTTP/1.1\r\n\r\n", "", ErrNoHost},
+		{"absolute-form https without Host", "GET https://a.test:8443/x HTTP/1.1\r\nX: 1\r\n\r\n", "", ErrNoHost},
+		{"absolute-form two Hosts", "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", "", ErrHost},
+		{"absolute-form invalid Host", "GET http://a.test/ HTTP/1.1\r\nHost: a/b\r\n\r\n", "", ErrHost},
+		{"absolute-form Host bad port", "GET http://a.test/ HTTP/1.1\r\nHost: a.test:x\r\n\r\n", "", ErrHost},
+		{"absolute-form same Host", "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n", "a.test", nil},
+		{"absolute-form disagreeing Host", "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n", "a.test", nil},
+		{"absolute-form empty Host", "GET http://a.test/ HTTP/1.1\r\nHost:\r\n\r\n", "a.test", nil},
+		{"absolute-form bad authority", "GET http://a\"b/ HTTP/1.1\r\nHost: a\r\n\r\n", "", ErrTarget},
+		{"absolute-form bad authority port", "GET http://a.test:8x/ HTTP/1.1\r\nHost: a.test\r\n\r\n", "", ErrTarget},
+		{"asterisk-form without Host", "OPTIONS * HTTP/1.1\r\n\r\n", "", ErrNoHost},
+		{"asterisk-form with Host", "OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", "a.test", nil},
+		{"Host case-insensitive name", "GET / HTTP/1.1\r\nhOsT: a.test\r\n\r\n", "a.test", nil},
+		{"two Hosts differing in case", "GET / HTTP/1.1\r\nhost: a\r\nHOST: a\r\n\r\n", "", ErrHost},
+		{"1.0 without Host", "GET / HTTP/1.0\r\n\r\n", "", nil},
+		{"1.0 absolute-form without Host", "GET http://a.test/ HTTP/1.0\r\n\r\n", "a.test", nil},
+		{"1.0 two Hosts", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "", ErrHost},
+		{"1.0 invalid Host", "GET / HTTP/1.0\r\nHost: a b\r\n\r\n", "", ErrHost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := parseReq(t, tt.in)
+			if tt.err == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if string(r.Host) != tt.host {
+					t.Errorf("routing host %q, want %q", r.Host, tt.host)
+				}
+				return
+			}
+			if err != tt.err {
+				t.Fatalf("got %v, want %v", err, tt.err)
+			}
+			if tt.err.Status != 400 {
+				t.Fatalf("status %d, want 400", tt.err.Status)
+			}
+		})
+	}
+}
+
+func TestHopMark(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		id   string
+		want bool
+	}{
+		{"none", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "abc", false},
+		{"ours", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop: abc\r\n\r\n", "abc", true},
+		{"ours in a list", "GET / HTTP/1.1\r\nHost: a\r\ngitedge-hop: x1, abc ,y\r\n\r\n", "abc", true},
+		{"ours on a second line", "GET / HTTP/1.1\r\nGitedge-Hop: x1\r\nHost: a\r\nGITEDGE-HOP: abc\r\n\r\n", "abc", true},
+		{"another proxy's", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop: abcd\r\n\r\n", "abc", false},
+		{"prefix only", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop: ab\r\n\r\n", "abc", false},
+		{"other field with the id", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hoq: abc\r\n\r\n", "abc", false},
+		{"empty id never matches", "GET / HTTP/1.1\r\nHost: a\r\nGitedge-Hop:\r\n\r\n", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := parseReq(t, tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.CarriesHopMark([]byte(tt.in), tt.id); got != tt.want {
+				t.Errorf("CarriesHopMark = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestResponseHopMarkStripped: a server that echoes the mark back in a
+// response head never shows it to the client.
+func TestResponseHopMarkStripped(t *testing.T) {
+	in := "HTTP/1.1 200 OK\r\nGitedge-Hop: abc\r\nContent-Length: 0\r\n\r\n"
+	var r Response
+	if err := ParseResponse([]byte(in), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ForwardAsIs(true, 1) {
+		t.Fatal("a response carrying the hop mark would be forwarded as is")
+	}
+	out := string(AppendResponse(nil, []byte(in), &r, true, 1))
+	if strings.Contains(strings.ToLower(out), "gitedge-hop") {
+		t.Fatalf("hop mark kept: %q", out)
+	}
+	if out != "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" {
+		t.Fatalf("got %q", out)
+	}
+}

@@ -71,7 +71,7 @@ func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 // unchanged: it names no hop-by-hop field but Connection, and what it
 // implies about the connection is what the proxy will do (keepAlive).
 func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
-	if r.Flags&HopOther != 0 {
+	if r.Flags&(HopOther|HasHopMark) != 0 {
 		return false
 	}
 	if r.Status == 101 {
@@ -99,7 +99,7 @@ func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor ui
 			break
 		}
 		name := line[:bytes.IndexByte(line, ':')]
-		if isHopByHop(name) || r.connTokens.has(name) {
+		if isHopByHop(name) || r.connTokens.has(name) || isHopMark(name) {
 			continue
 		}
 		dst = append(dst, line...)
@@ -135,4 +135,44 @@ func (t *tokens) has(name []byte) bool {
 		}
 	}
 	return false
+}
+
+// HopMarkField is the request field in which each gitedge proxy on the
+// path appends its own random id. A proxy that receives a request carrying
+// its own id has been sent its own request back: a loop (RFC 9110 §7.6.3
+// gives Via this role; a private field is used so that servers which
+// change behaviour on Via, as nginx's gzip_proxied does, see no
+// difference). Responses never carry it to clients.
+const HopMarkField = "Gitedge-Hop"
+
+const hopMarkLower = "gitedge-hop"
+
+func isHopMark(name []byte) bool {
+	return len(name) == len(hopMarkLower) && equalFold(name, hopMarkLower)
+}
+
+// CarriesHopMark reports whether the request head src (parsed into r)
+// has a HopMarkField naming id among its comma-separated values.
+func (r *Request) CarriesHopMark(src []byte, id string) bool {
+	if r.Flags&HasHopMark == 0 || id == "" {
+		return false
+	}
+	_, rest, _ := nextLine(src[:r.HeadLen])
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i-1]
+		rest = rest[i+1:]
+		if len(line) == 0 {
+			return false
+		}
+		c := bytes.IndexByte(line, ':')
+		if !isHopMark(line[:c]) {
+			continue
+		}
+		for v := range bytes.SplitSeq(line[c+1:], []byte(",")) {
+			if string(trimOWS(v)) == id {
+				return true
+			}
+		}
+	}
 }

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(os.Args[2:])
+	case "configs":
+		err = cmdConfigs(os.Args[2:])
+	case "table":
+		err = cmdTable(os.Args[2:])
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  bench run [flags]                    measure the proxies side by side (see -h)
+  bench configs -routes DIR -out DIR   write haproxy.cfg, nginx.conf and Caddyfile for a routes directory
+  bench table RESULTS.jsonl            print the markdown table of a run
+`)
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	o := defaultOptions()
+	scen := fs.String("scenarios", strings.Join(o.Scenarios, ","), "comma list: "+strings.Join(allScenarios, ","))
+	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn")
+	fs.IntVar(&o.OtherRounds, "other-rounds", o.OtherRounds, "rounds of the reload and memory scenarios")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured wrk run")
+	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unrecorded load before each measured run")
+	fs.DurationVar(&o.ReloadDuration, "reload-duration", o.ReloadDuration, "length of a reload scenario")
+	fs.IntVar(&o.Reloads, "reloads", o.Reloads, "reloads during a reload scenario")
+	fs.IntVar(&o.MemConns, "mem-conns", o.MemConns, "idle connections of the memory scenarios (0: as many as the descriptor limit allows, at most 9000)")
+	fs.StringVar(&o.Gitedge, "gitedge", o.Gitedge, "the gitedge binary under test")
+	fs.StringVar(&o.GitedgeBase, "gitedge-base", "", "another gitedge build, measured as the proxy gitedge-base (add it to -proxies) to compare two builds in one run")
+	fs.StringVar(&o.Out, "out", o.Out, "results directory (default: a new directory under the system's temporary one)")
+	fs.BoolVar(&o.NoPin, "no-pin", o.NoPin, "do not pin the proxy and the load generator to separate cores")
+	fs.Parse(args)
+	o.Scenarios = splitList(*scen)
+	o.Proxies = splitList(*prox)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, o, os.Stderr)
+	if rep != "" {
+		fmt.Print(rep)
+	}
+	return err
+}
+
+func cmdConfigs(args []string) error {
+	fs := flag.NewFlagSet("configs", flag.ExitOnError)
+	routes := fs.String("routes", "", "a routes directory (what `gitedge proxy DIR` loads)")
+	out := fs.String("out", "", "where to write the configs")
+	stream := fs.String("nginx-stream-module", findStreamModule(), "nginx's stream module, loaded for tls listeners")
+	fs.Parse(args)
+	if *routes == "" || *out == "" {
+		return errors.New("configs needs -routes DIR and -out DIR")
+	}
+	d, err := reconcile.LoadDir(*routes)
+	if err != nil {
+		return err
+	}
+	return writeConfigs(&d.Dataplane, *out, *stream, defaultTopology())
+}
+
+func cmdTable(args []string) error {
+	if len(args) != 1 {
+		return errors.New("table needs the results.jsonl of a run")
+	}
+	rs, err := readResults(args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Print(table(rs))
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// options of a run.
+type options struct {
+	Scenarios      []string
+	Proxies        []string
+	Rounds         int
+	OtherRounds    int
+	Duration       time.Duration
+	Warmup         time.Duration
+	ReloadDuration time.Duration
+	Reloads        int
+	MemConns       int
+	MemHold        time.Duration
+	Conns          int           // wrk -c
+	WrkTimeout     time.Duration // wrk --timeout; 0: wrk's own (2s)
+	BigConns       int           // wrk -c for the 1 MiB download
+	Gitedge        string
+	GitedgeBase    string
+	Out            string
+	NoPin          bool
+	Topology       topology
+}
+
+var allScenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-close", "reload-tls", "mem", "mem-tls"}
+
+// defaultOptions is what `make bench` runs: about 12 minutes on two cores.
+func defaultOptions() options {
+	return options{
+		Scenarios: allScenarios, Proxies: []string{"haproxy", "nginx", "caddy", "gitedge"},
+		Rounds: 3, OtherRounds: 1, Duration: 6 * time.Second, Warmup: time.Second,
+		ReloadDuration: 10 * time.Second, Reloads: 10, MemHold: 2 * time.Second,
+		Conns: 64, BigConns: 8, Gitedge: "bin/gitedge", Topology: defaultTopology(),
+	}
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// peer is a proxy the benchmark runs: how to start it on a run directory
+// holding its config, and how to make it re-read that config.
+type peer struct {
+	name    string
+	tool    string // the executable that must be installed
+	tls     bool   // SNI passthrough
+	version func(r *runner) string
+	start   func(r *runner, dir string) (*proc, error)
+	// reload applies the config now in dir; the routes directory has been
+	// rewritten and the peers' configs regenerated from it.
+	reload func(r *runner, dir string, p *proc) error
+}
+
+var peers = map[string]*peer{
+	"haproxy": {
+		name: "haproxy", tool: "haproxy", tls: true,
+		version: func(*runner) string { return firstLine("haproxy", "-v") },
+		start: func(r *runner, dir string) (*proc, error) {
+			cfg := filepath.Join(dir, "haproxy.cfg")
+			if out, err := exec.Command("haproxy", "-c", "-q", "-f", cfg).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("haproxy -c %s: %v: %s", cfg, err, out)
+			}
+			// Master-worker: a reload (USR2) starts a new worker that takes
+			// the listeners over from the old one, which finishes its
+			// connections (HAProxy's seamless reload).
+			return r.start("haproxy", r.proxyCPU, nil, dir, "haproxy", "-W", "-f", cfg)
+		},
+		reload: func(r *runner, dir string, p *proc) error {
+			if out, err := exec.Command("haproxy", "-c", "-q", "-f", filepath.Join(dir, "haproxy.cfg")).CombinedOutput(); err != nil {
+				return fmt.Errorf("haproxy -c: %v: %s", err, out)
+			}
+			return p.cmd.Process.Signal(syscall.SIGUSR2)
+		},
+	},
+	"nginx": {
+		name: "nginx", tool: "nginx", tls: true,
+		version: func(*runner) string { return firstLine("nginx", "-v") },
+		start: func(r *runner, dir string) (*proc, error) {
+			cfg := filepath.Join(dir, "nginx.conf")
+			if out, err := exec.Command("nginx", "-t", "-q", "-c", cfg, "-p", dir).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("nginx -t %s: %v: %s", cfg, err, out)
+			}
+			return r.start("nginx", r.proxyCPU, nil, dir, "nginx", "-c", cfg, "-p", dir)
+		},
+		reload: func(r *runner, dir string, p *proc) error {
+			if out, err := exec.Command("nginx", "-t", "-q", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir).CombinedOutput(); err != nil {
+				return fmt.Errorf("nginx -t: %v: %s", err, out)
+			}
+			return p.cmd.Process.Signal(syscall.SIGHUP)
+		},
+	},
+	"caddy": {
+		name: "caddy", tool: "caddy",
+		version: func(*runner) string { return firstLine("caddy", "version") },
+		start: func(r *runner, dir string) (*proc, error) {
+			return r.start("caddy", r.proxyCPU, caddyEnv(dir), dir, "caddy", "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile")
+		},
+		reload: func(r *runner, dir string, p *proc) error {
+			t := r.o.Topology
+			cmd := exec.Command("caddy", "reload", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile",
+				"--address", fmt.Sprintf("%s:%d", t.ProxyIP, t.AdminPort))
+			cmd.Env = append(os.Environ(), caddyEnv(dir)...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("caddy reload: %v: %s", err, out)
+			}
+			return nil
+		},
+	},
+	"gitedge":      gitedgePeer("gitedge", func(o *options) string { return o.Gitedge }),
+	"gitedge-base": gitedgePeer("gitedge-base", func(o *options) string { return o.GitedgeBase }),
+}
+
+// gitedgePeer runs `gitedge proxy` on the routes directory itself; bin
+// picks the binary (gitedge-base: another build, to compare two).
+func gitedgePeer(name string, bin func(*options) string) *peer {
+	return &peer{
+		name: name, tls: true,
+		version: func(r *runner) string {
+			out, _ := exec.Command(bin(&r.o), "version").CombinedOutput()
+			return strings.Join(strings.Fields(string(out)), " ")
+		},
+		start: func(r *runner, dir string) (*proc, error) {
+			// As every other proxy here: one core (GOMAXPROCS=1), SIGHUP reloads.
+			return r.start(name, r.proxyCPU, []string{"GOMAXPROCS=1"}, dir,
+				bin(&r.o), "proxy", "--watch=false", filepath.Join(dir, "routes"))
+		},
+		reload: func(r *runner, dir string, p *proc) error {
+			return p.cmd.Process.Signal(syscall.SIGHUP)
+		},
+	}
+}
+
+// caddyEnv keeps Caddy's state in the run directory, on one core.
+func caddyEnv(dir string) []string {
+	return []string{"GOMAXPROCS=1", "HOME=" + dir, "XDG_DATA_HOME=" + filepath.Join(dir, "caddy-data"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "caddy-config")}
+}
+
+// clockTicks is the kernel's USER_HZ (100 on Linux).
+const clockTicks = 100.0
+
+// groupTicks sums the CPU ticks (user+system) of p's process group.
+func groupTicks(p *proc) int64 {
+	var sum int64
+	forGroup(p, func(pid string, f []string) {
+		var u, s int64
+		fmt.Sscan(f[11], &u)
+		fmt.Sscan(f[12], &s)
+		sum += u + s
+	})
+	return sum
+}
+
+// groupRSS sums the resident memory (KiB) of p's process group.
+func groupRSS(p *proc) int64 {
+	var sum int64
+	forGroup(p, func(pid string, _ []string) {
+		b, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			return
+		}
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				var kib int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
+				sum += kib
+			}
+		}
+	})
+	return sum
+}
+
+// forGroup calls fn with the fields after the command name of
+// /proc/PID/stat (f[0] is the state) for every process of p's group.
+func forGroup(p *proc, fn func(pid string, f []string)) {
+	pg := p.cmd.Process.Pid
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 13 {
+			continue
+		}
+		var pgrp int
+		fmt.Sscan(f[2], &pgrp)
+		if pgrp == pg {
+			fn(pid, f)
+		}
+	}
+}
+
+// finalWithin bounds the time a proxy may take to apply its last reload.
+const finalWithin = 5 * time.Second

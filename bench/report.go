@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+)
+
+func readResults(path string) ([]result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rs []result
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, sc.Err()
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+func ratio(a, b float64) string {
+	if b == 0 || a == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func num(x float64) string {
+	switch {
+	case x == 0:
+		return "0"
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 10:
+		return fmt.Sprintf("%.1f", x)
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+// table renders the results as markdown: per scenario, one row per proxy
+// with the median of its rounds, and ratios to HAProxy and to the better
+// of HAProxy and nginx, from the same run.
+func table(rs []result) string {
+	var b strings.Builder
+	var order []string
+	by := map[string]map[string][]result{}
+	var proxies []string
+	for _, r := range rs {
+		if by[r.Scenario] == nil {
+			by[r.Scenario] = map[string][]result{}
+			order = append(order, r.Scenario)
+		}
+		by[r.Scenario][r.Proxy] = append(by[r.Scenario][r.Proxy], r)
+		if !slices.Contains(proxies, r.Proxy) {
+			proxies = append(proxies, r.Proxy)
+		}
+	}
+	var failures []string
+	for _, r := range rs {
+		if r.Error != "" {
+			failures = append(failures, fmt.Sprintf("%s %s round %d: %s", r.Scenario, r.Proxy, r.Round, r.Error))
+		}
+	}
+	for _, sc := range order {
+		fmt.Fprintf(&b, "\n### %s\n\n", sc)
+		ok := func(p string) []result {
+			var out []result
+			for _, r := range by[sc][p] {
+				if r.Skipped == "" && r.Error == "" {
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+		med := func(p string, f func(result) float64) float64 {
+			var xs []float64
+			for _, r := range ok(p) {
+				xs = append(xs, f(r))
+			}
+			return median(xs)
+		}
+		switch {
+		case strings.HasPrefix(sc, "mem"):
+			b.WriteString("| proxy | runs | bytes per idle connection (median) | × HAProxy | connections ready | RSS idle MiB | RSS loaded MiB |\n|---|---|---|---|---|---|---|\n")
+			bpc := func(r result) float64 { return r.BytesPerConn }
+			h := med("haproxy", bpc)
+			for _, p := range proxies {
+				runs := ok(p)
+				if len(runs) == 0 {
+					continue
+				}
+				var ready []string
+				for _, r := range runs {
+					ready = append(ready, fmt.Sprintf("%d/%d", r.Ready, r.Conns))
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.1f | %.1f |\n", p, len(runs), num(med(p, bpc)), ratio(med(p, bpc), h),
+					strings.Join(ready, " "), med(p, func(r result) float64 { return float64(r.RSSBaseKiB) / 1024 }),
+					med(p, func(r result) float64 { return float64(r.RSSLoadKiB) / 1024 }))
+			}
+		case strings.HasPrefix(sc, "reload"):
+			b.WriteString("| proxy | runs | req/s (median) | socket errors per run | non-2xx per run | reload failures | final routes in force |\n|---|---|---|---|---|---|---|\n")
+			for _, p := range proxies {
+				runs := ok(p)
+				if len(runs) == 0 {
+					continue
+				}
+				var errs, non2xx, fails, final []string
+				for _, r := range runs {
+					errs = append(errs, fmt.Sprint(r.Errors))
+					non2xx = append(non2xx, fmt.Sprint(r.Non2xx))
+					fails = append(fails, fmt.Sprintf("%d/%d", r.ReloadFailed, r.Reloads))
+					final = append(final, map[bool]string{true: "yes", false: "NO"}[r.FinalOK])
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", p, len(runs), num(med(p, func(r result) float64 { return r.RPS })),
+					strings.Join(errs, " "), strings.Join(non2xx, " "), strings.Join(fails, " "), strings.Join(final, " "))
+			}
+		default:
+			unit, val := "req/s", func(r result) float64 { return r.RPS }
+			if sc == "big" {
+				unit, val = "MiB/s", func(r result) float64 { return r.MiBps }
+			}
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% |\n|---|---|---|---|---|---|---|---|---|---|\n", unit)
+			h := med("haproxy", val)
+			best := max(h, med("nginx", val))
+			p99 := func(r result) float64 { return r.P99 }
+			for _, p := range proxies {
+				runs := ok(p)
+				if len(runs) == 0 {
+					continue
+				}
+				lo, hi := val(runs[0]), val(runs[0])
+				var errs int64
+				for _, r := range runs {
+					lo, hi = min(lo, val(r)), max(hi, val(r))
+					errs += r.Errors + r.Non2xx
+				}
+				m := med(p, val)
+				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s |\n", p, len(runs), num(m), num(lo), num(hi),
+					ratio(m, h), ratio(m, best), num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
+					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })))
+			}
+		}
+		for _, p := range proxies {
+			for _, r := range by[sc][p] {
+				if r.Skipped != "" {
+					fmt.Fprintf(&b, "\n%s: skipped (%s).\n", p, r.Skipped)
+				}
+			}
+		}
+	}
+	if len(failures) > 0 {
+		b.WriteString("\n### runs that failed\n\n")
+		for _, f := range failures {
+			b.WriteString("- " + f + "\n")
+		}
+	}
+	return b.String()
+}

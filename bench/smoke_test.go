@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freePort finds a port free on every address given (bounded tries).
+func freePort(t *testing.T, ips ...string) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", ips[0]+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := true
+		for _, ip := range ips[1:] {
+			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return port
+		}
+	}
+	t.Fatal("no port free on every benchmark address")
+	return 0
+}
+
+// TestSmoke runs the whole benchmark once, briefly, unpinned: it proves
+// the harness works from a clone of the project alone — every proxy
+// starts from the configs generated from the routes, routes correctly,
+// answers every scenario with no error, and reloads. The figures of such
+// a short run mean nothing; `make bench` measures.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the smoke run takes about a minute")
+	}
+	for _, tool := range []string{"wrk", "nginx", "haproxy", "caddy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: `make deps` installs what the tests need", tool)
+		}
+	}
+	if findStreamModule() == "" {
+		t.Fatal("nginx's stream module is not installed (libnginx-mod-stream): `make deps`")
+	}
+	// Not t.TempDir (0700): nginx's workers run as nobody and must read
+	// the backends' 1 MiB file.
+	dir, err := os.MkdirTemp("", "gitedge-bench-smoke-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "gitedge")
+	build := exec.Command("go", "build", "-o", bin, "github.com/gitedge/gitedge/cmd/gitedge")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building gitedge: %v\n%s", err, out)
+	}
+	topo := defaultTopology()
+	var beIPs []string
+	for _, s := range httpServers {
+		beIPs = append(beIPs, s.ip)
+	}
+	for _, s := range tlsServers {
+		beIPs = append(beIPs, s.ip)
+	}
+	topo.HTTPPort = freePort(t, topo.ProxyIP)
+	topo.TLSPort = freePort(t, topo.ProxyIP)
+	topo.AdminPort = freePort(t, topo.ProxyIP)
+	topo.BackendHTTP = freePort(t, beIPs...)
+	topo.BackendTLS = freePort(t, beIPs...)
+	o := defaultOptions()
+	o.Topology = topo
+	o.Scenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-tls", "mem", "mem-tls"}
+	o.Rounds, o.OtherRounds = 1, 1
+	o.Duration, o.Warmup = time.Second, 0
+	// Few connections and a long wrk timeout: on a loaded machine a TLS
+	// handshake can take a second, and this run only proves the harness.
+	o.Conns, o.BigConns, o.WrkTimeout = 8, 2, 10*time.Second
+	o.ReloadDuration, o.Reloads = 2*time.Second, 2
+	o.MemConns, o.MemHold = 100, 200*time.Millisecond
+	o.Gitedge, o.Out, o.NoPin = bin, filepath.Join(dir, "out"), true
+	var log strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	table, err := run(ctx, o, &log)
+	t.Log("\n" + log.String() + table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := readResults(filepath.Join(o.Out, "results.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		what := fmt.Sprintf("%s %s", r.Scenario, r.Proxy)
+		switch {
+		case r.Skipped != "":
+			if r.Proxy != "caddy" || !strings.Contains(r.Scenario, "tls") {
+				t.Errorf("%s skipped: %s", what, r.Skipped)
+			}
+			continue
+		case r.Error != "":
+			t.Errorf("%s: %s", what, r.Error)
+			continue
+		}
+		seen[r.Proxy] = true
+		switch {
+		case strings.HasPrefix(r.Scenario, "mem"):
+			if r.Ready != r.Conns || r.RSSLoadKiB == 0 {
+				t.Errorf("%s: %d of %d connections held, RSS %d KiB", what, r.Ready, r.Conns, r.RSSLoadKiB)
+			}
+		case strings.HasPrefix(r.Scenario, "reload"):
+			if r.Requests == 0 || r.ReloadFailed != 0 || !r.FinalOK {
+				t.Errorf("%s: %d requests, %d of %d reloads failed, final routes in force %v", what, r.Requests, r.ReloadFailed, r.Reloads, r.FinalOK)
+			}
+			// Peers may lose requests on a reload (that is what the
+			// scenario shows); gitedge must not.
+			if r.Proxy == "gitedge" && (r.Errors != 0 || r.Non2xx != 0) {
+				t.Errorf("%s: %d socket errors, %d non-2xx answers during reloads", what, r.Errors, r.Non2xx)
+			}
+		default:
+			if r.Requests == 0 || r.Errors != 0 || r.Non2xx != 0 {
+				t.Errorf("%s: %d requests, %d socket errors, %d non-2xx", what, r.Requests, r.Errors, r.Non2xx)
+			}
+		}
+	}
+	for _, p := range o.Proxies {
+		if !seen[p] {
+			t.Errorf("no successful run of %s", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(o.Out, "table.md")); err != nil {
+		t.Error(err)
+	}
+}

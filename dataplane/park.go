@@ -1,0 +1,447 @@
+package dataplane
+
+import (
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// An idle keep-alive connection need not own a goroutine. Once it has
+// waited idleLinger with nothing buffered, the sweeper interrupts its wait
+// and it parks: its goroutine ends and its httpConn (buffers, parse state)
+// goes back to the pool, leaving the clientConn and the socket. The parker
+// holds parked sockets in an epoll set of its own (EPOLLONESHOT), whose
+// descriptor is itself waited on through Go's netpoller by one goroutine;
+// when a parked socket becomes readable, that goroutine starts a new one
+// to serve it. Parked connections expire at the read deadline they had
+// (clientTimeout, or requestTimeout before the first request).
+//
+// Busy connections never park: the linger keeps the per-request path as
+// it was (a wait in the netpoller), so only connections idle for longer
+// than a loaded client's think time pay the park and resume (two epoll
+// calls and a hand-over to a worker goroutine).
+//
+// A TLS tunnel parks the same way, one direction at a time (tunnel.go):
+// an idle passthrough connection then holds no goroutine either.
+
+const (
+	// idleLinger is how long an idle connection or tunnel direction keeps
+	// its goroutine before it parks: longer than a loaded client's think
+	// time or a TLS handshake's round trip, so that busy connections never
+	// pay a park and a wake-up per request (with a 5 ms linger, a CPU
+	// profile of keep-alive load on a loaded machine showed most requests
+	// served on woken connections). When more than manyIdle waits linger at once (a crowd
+	// of new or idle connections), they park after busyLinger instead, so
+	// that lingering goroutines never add up to much memory. The sweeper
+	// runs every idleSweep.
+	idleLinger = 50 * time.Millisecond
+	busyLinger = 5 * time.Millisecond
+	// tunnelLinger is the linger of a tunnel direction outside a crowd:
+	// shorter, since a passthrough connection costs twice the goroutines,
+	// and still past a handshake's round trip on a loaded machine.
+	tunnelLinger = 20 * time.Millisecond
+	manyIdle     = 256
+	idleSweep    = 5 * time.Millisecond
+)
+
+// parkFields is the state the parker and the sweeper need of something
+// that can park: an idle http connection, or one direction of a tunnel.
+type parkFields struct {
+	state atomic.Int32 // stBusy, stIdle, stPoking, stPoked, stParked
+	// idleAt is when the current idle wait began (unix ns), or while
+	// parked, when it expires (0: never).
+	idleAt  atomic.Int64
+	parkReq atomic.Bool // the sweeper asks the waiting goroutine to park
+	inEpoll bool        // registered in the parker's epoll set
+	parkIdx int32       // index in the expiry heap; -1 outside. Guarded by parker.mu
+	parkFD  int32       // the descriptor waited on, as the last read saw it
+	parkGen uint32      // counts parkings, to tell a stale readiness event
+}
+
+// enterIdle marks a wait for bytes, since now; lingering counts them.
+func (f *parkFields) enterIdle(lingering *atomic.Int64, now int64) {
+	f.idleAt.Store(now)
+	f.state.Store(stIdle)
+	lingering.Add(1)
+}
+
+// leaveIdle marks the wait over. poked: a drain or the sweeper set a read
+// deadline in the past meanwhile (the caller forgets its own deadline
+// bookkeeping); parkAsked: that was the sweeper, asking to park.
+func (f *parkFields) leaveIdle(lingering *atomic.Int64) (poked, parkAsked bool) {
+	lingering.Add(-1)
+	if f.state.CompareAndSwap(stIdle, stBusy) {
+		return false, false
+	}
+	for f.state.Load() == stPoking {
+		runtime.Gosched()
+	}
+	f.state.Store(stBusy)
+	return true, f.parkReq.Swap(false)
+}
+
+// askPark interrupts the idle wait on c so that its goroutine parks.
+// Called by the sweeper; a wait that ended meanwhile is left alone.
+func (f *parkFields) askPark(c *net.TCPConn) {
+	f.parkReq.Store(true)
+	if f.state.CompareAndSwap(stIdle, stPoking) {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+		f.state.Store(stPoked)
+		return
+	}
+	f.parkReq.Store(false)
+}
+
+// parkable is what the parker holds.
+type parkable interface {
+	fields() *parkFields
+	// due is when it expires now (unix ns); activity elsewhere (the other
+	// direction of a tunnel) may have moved it past the parked deadline.
+	due() int64
+	// refuse reports that it must not park now (a drain started).
+	refuse() bool
+	// wake serves it again, on a worker goroutine: bytes arrived.
+	wake()
+	// expire ends it: its deadline passed, or a drain took it.
+	expire()
+}
+
+// parker holds parked connections. The zero value is ready; the epoll set
+// and its goroutine start with the first park.
+type parker struct {
+	p *Proxy
+
+	mu     sync.Mutex
+	ep     int
+	f      *os.File // ep, waited on by the netpoller
+	rc     syscall.RawConn
+	closed bool
+	held   map[int32]parkable // by parkFD
+	exp    []parkable         // min-heap on idleAt (the expiry)
+	timer  *time.Timer
+	wg     sync.WaitGroup
+
+	// Workers that served a woken descriptor wait here for the next one
+	// (a go statement with an argument allocates); at most maxIdleWorkers.
+	work        chan parkable
+	idleWorkers atomic.Int32
+}
+
+const maxIdleWorkers = 64
+
+// start creates the epoll set and its goroutine. Called under k.mu.
+func (k *parker) start() error {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(ep, true); err != nil {
+		unix.Close(ep)
+		return os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(ep), "parker-epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	k.ep, k.f, k.rc = ep, f, rc
+	k.held = map[int32]parkable{}
+	k.work = make(chan parkable)
+	k.timer = time.AfterFunc(time.Hour, k.expire)
+	k.timer.Stop()
+	k.wg.Add(1)
+	go k.wait()
+	return nil
+}
+
+// park registers x, idle, until its descriptor is readable or deadline
+// (unix ns; 0 none) passes. false: it cannot be parked (a drain started,
+// the proxy is stopping); the caller goes on with it.
+func (k *parker) park(x parkable, deadline int64) bool {
+	f := x.fields()
+	fd := f.parkFD
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed || x.refuse() {
+		return false
+	}
+	if k.f == nil {
+		if err := k.start(); err != nil {
+			k.p.log.Warn("idle connections cannot be parked; they keep a goroutine", "error", err)
+			k.closed = true
+			return false
+		}
+	}
+	f.idleAt.Store(deadline)
+	f.parkGen++
+	k.held[fd] = x
+	if deadline != 0 {
+		k.push(x)
+	}
+	f.state.Store(stParked)
+	// A drain that started meanwhile either saw stParked (and owns x
+	// now) or is seen here.
+	if x.refuse() && f.state.CompareAndSwap(stParked, stBusy) {
+		k.take(x)
+		return false
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: fd, Pad: int32(f.parkGen)}
+	op := unix.EPOLL_CTL_ADD
+	if f.inEpoll {
+		op = unix.EPOLL_CTL_MOD
+	}
+	err := unix.EpollCtl(k.ep, op, int(fd), &ev)
+	if err == unix.EEXIST {
+		err = unix.EpollCtl(k.ep, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	}
+	if err != nil {
+		if !f.state.CompareAndSwap(stParked, stBusy) {
+			return true // a drain owns it
+		}
+		k.take(x)
+		return false
+	}
+	f.inEpoll = true
+	if f.parkIdx == 0 {
+		k.timer.Reset(time.Until(time.Unix(0, deadline)))
+	}
+	return true
+}
+
+// take removes x, which the caller moved out of stParked, from the
+// parker. Called under k.mu.
+func (k *parker) take(x parkable) {
+	f := x.fields()
+	if k.held[f.parkFD] == x {
+		delete(k.held, f.parkFD)
+	}
+	k.remove(x)
+}
+
+// release ends a parked x the caller moved out of stParked (a drain).
+func (k *parker) release(x parkable) {
+	k.mu.Lock()
+	k.take(x)
+	k.mu.Unlock()
+	x.expire()
+}
+
+// wait is the parker's goroutine: it waits for the epoll set to be
+// readable through the netpoller, then hands each readable descriptor to
+// a worker.
+func (k *parker) wait() {
+	defer k.wg.Done()
+	evs := make([]unix.EpollEvent, 128)
+	n := 0
+	poll := func(uintptr) bool {
+		for {
+			m, err := unix.EpollWait(k.ep, evs, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			n = max(m, 0)
+			return m > 0 || err != nil
+		}
+	}
+	for {
+		n = 0
+		if err := k.rc.Read(poll); err != nil {
+			return // closed
+		}
+		if n == 0 {
+			return // epoll_wait failed
+		}
+		k.mu.Lock()
+		for i := range evs[:n] {
+			ev := &evs[i]
+			x := k.held[ev.Fd]
+			if x == nil {
+				continue
+			}
+			if f := x.fields(); int32(f.parkGen) != ev.Pad || !f.state.CompareAndSwap(stParked, stBusy) {
+				continue // stale: it left meanwhile
+			}
+			k.take(x)
+			select {
+			case k.work <- x:
+			default:
+				go k.worker(x)
+			}
+		}
+		k.mu.Unlock()
+	}
+}
+
+// worker serves woken descriptors: x, then whatever the parker hands it
+// while it waits as one of at most maxIdleWorkers idle workers.
+func (k *parker) worker(x parkable) {
+	for {
+		x.wake()
+		if k.idleWorkers.Add(1) > maxIdleWorkers {
+			k.idleWorkers.Add(-1)
+			return
+		}
+		var ok bool
+		x, ok = <-k.work
+		k.idleWorkers.Add(-1)
+		if !ok {
+			return
+		}
+	}
+}
+
+// expire ends what stayed parked past its deadline.
+func (k *parker) expire() {
+	now := time.Now().UnixNano()
+	var due []parkable
+	k.mu.Lock()
+	for len(k.exp) > 0 {
+		x := k.exp[0]
+		f := x.fields()
+		if f.idleAt.Load() > now {
+			break
+		}
+		if d := x.due(); d > now {
+			// Still in use (a tunnel's other direction moved bytes).
+			f.idleAt.Store(d)
+			k.down(0)
+			continue
+		}
+		k.remove(x)
+		if f.state.CompareAndSwap(stParked, stBusy) {
+			k.take(x)
+			due = append(due, x)
+		}
+	}
+	if len(k.exp) > 0 && !k.closed {
+		k.timer.Reset(time.Until(time.Unix(0, k.exp[0].fields().idleAt.Load())))
+	}
+	k.mu.Unlock()
+	for _, x := range due {
+		x.expire()
+	}
+}
+
+// close stops the parker once nothing is parked any more.
+func (k *parker) close() {
+	k.mu.Lock()
+	k.closed = true
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+	if k.f != nil {
+		k.f.Close()
+	}
+	k.mu.Unlock()
+	k.wg.Wait()
+	if k.work != nil {
+		close(k.work) // idle workers end; wait has ended, so no send races this
+	}
+}
+
+// The expiry heap, ordered by idleAt (the expiry); each entry knows its index.
+
+func (k *parker) at(i int) int64 { return k.exp[i].fields().idleAt.Load() }
+
+func (k *parker) push(x parkable) {
+	x.fields().parkIdx = int32(len(k.exp))
+	k.exp = append(k.exp, x)
+	k.up(len(k.exp) - 1)
+}
+
+func (k *parker) remove(x parkable) {
+	f := x.fields()
+	i := int(f.parkIdx)
+	if i < 0 {
+		return
+	}
+	last := len(k.exp) - 1
+	if i != last {
+		k.swap(i, last)
+	}
+	k.exp[last] = nil
+	k.exp = k.exp[:last]
+	f.parkIdx = -1
+	if i != last {
+		k.down(i)
+		k.up(i)
+	}
+}
+
+func (k *parker) swap(i, j int) {
+	k.exp[i], k.exp[j] = k.exp[j], k.exp[i]
+	k.exp[i].fields().parkIdx, k.exp[j].fields().parkIdx = int32(i), int32(j)
+}
+
+func (k *parker) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if k.at(p) <= k.at(i) {
+			return
+		}
+		k.swap(i, p)
+		i = p
+	}
+}
+
+func (k *parker) down(i int) {
+	n := len(k.exp)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && k.at(r) < k.at(l) {
+			m = r
+		}
+		if k.at(i) <= k.at(m) {
+			return
+		}
+		k.swap(i, m)
+		i = m
+	}
+}
+
+// sweepIdle asks the http connections and tunnel directions idle for
+// idleLinger (busyLinger in a crowd) to park.
+func (p *Proxy) sweepIdle() {
+	n := p.lingering.Load()
+	if n == 0 {
+		return
+	}
+	linger := idleLinger
+	if n > manyIdle {
+		linger = busyLinger
+	}
+	if l := p.linger.Load(); l > 0 {
+		linger = time.Duration(l)
+	}
+	now := time.Now().UnixNano()
+	cut, tunCut := now-int64(linger), now-int64(min(linger, tunnelLinger))
+	p.mu.Lock()
+	for _, s := range p.socks {
+		s.mu.Lock()
+		for c := range s.conns {
+			switch {
+			case c.httpMode:
+				if c.state.Load() == stIdle && c.idleAt.Load() <= cut {
+					c.askPark(c.cl.c)
+				}
+			default:
+				if t := c.tun.Load(); t != nil {
+					t.sweep(tunCut)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	p.mu.Unlock()
+}

@@ -1,0 +1,238 @@
+package dataplane
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parkedCount is how many connections sit in the parker.
+func (p *Proxy) parkedCount() int {
+	p.park.mu.Lock()
+	defer p.park.mu.Unlock()
+	return len(p.park.held)
+}
+
+// waitParked polls (bounded) until n connections are parked.
+func waitParked(t *testing.T, p *Proxy, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for p.parkedCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections parked, want %d", p.parkedCount(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestIdleParking: idle keep-alive connections give up their goroutines
+// and come back when the client sends its next request, routed by the
+// table current then.
+func TestIdleParking(t *testing.T) {
+	a := startHTTPBackend(t, "a", false)
+	b := startHTTPBackend(t, "b", false)
+	cfg := Config{
+		Listeners: []Listener{httpListener("web", "a")},
+		Backends:  []Backend{backendOf("a", srv("a1", a.addr)), backendOf("b", srv("b1", b.addr))},
+	}
+	p := startProxy(t, cfg)
+	addr := p.addr(t, "web")
+	const n = 50
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dialClient(t, addr)
+		r := clients[i].do("GET", "x.test", "/", "")
+		if body := bodyOf(r); r.StatusCode != 200 || !strings.HasPrefix(body, "a ") {
+			t.Fatalf("first request: %d %q", r.StatusCode, body)
+		}
+	}
+	waitParked(t, p.Proxy, n)
+	// Parked connections hold no goroutine: far fewer than one each.
+	if g := runtime.NumGoroutine(); g > n {
+		t.Logf("goroutines with %d parked connections: %d", n, g)
+	}
+	before := runtime.NumGoroutine()
+	// A reload while they are parked: their next request takes the new table.
+	cfg.Listeners = []Listener{cfg.Listeners[0]}
+	cfg.Listeners[0].DefaultBackend = "b"
+	if err := p.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		r := c.do("GET", "x.test", "/", "")
+		if body := bodyOf(r); r.StatusCode != 200 || !strings.HasPrefix(body, "b ") {
+			t.Fatalf("client %d after parking: %d %q", i, r.StatusCode, body)
+		}
+	}
+	if before >= n {
+		t.Errorf("%d goroutines while %d connections were parked", before, n)
+	}
+	// They park again, and a pipelined pair is served whole.
+	waitParked(t, p.Proxy, n)
+	c := clients[0]
+	if _, err := io.WriteString(c.c, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if r := c.read("GET"); r.StatusCode != 200 {
+			t.Fatalf("pipelined after parking: %d", r.StatusCode)
+		}
+	}
+}
+
+// TestParkedExpiry: a parked connection closes at its clientTimeout, and
+// one that never sent a request at its requestTimeout.
+func TestParkedExpiry(t *testing.T) {
+	a := startHTTPBackend(t, "a", false)
+	l := httpListener("web", "a")
+	l.ClientTimeout = 300 * time.Millisecond
+	l.RequestTimeout = 400 * time.Millisecond
+	p := startProxy(t, Config{Listeners: []Listener{l}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}})
+	addr := p.addr(t, "web")
+	kept := dialClient(t, addr)
+	if r := kept.do("GET", "x", "/", ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitParked(t, p.Proxy, 2)
+	for name, c := range map[string]net.Conn{"kept-alive": kept.c, "silent": silent} {
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(waitFor))
+		if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("%s: read %d, %v; want EOF", name, n, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s closed after %v", name, d)
+		}
+	}
+	deadline := time.Now().Add(waitFor)
+	for p.parkedCount() != 0 || p.metric(t, MetricActiveConns, map[string]string{"listener": "web"}) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("parked %d, active %v after expiry", p.parkedCount(), p.metric(t, MetricActiveConns, nil))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestParkedDrain: removing a listener closes its parked connections at
+// once, and stopping the proxy with parked connections returns.
+func TestParkedDrain(t *testing.T) {
+	a := startHTTPBackend(t, "a", false)
+	cfg := Config{
+		Listeners: []Listener{httpListener("web", "a"), httpListener("other", "a")},
+		Backends:  []Backend{backendOf("a", srv("a1", a.addr))},
+	}
+	p := startProxy(t, cfg)
+	c := dialClient(t, p.addr(t, "web"))
+	if r := c.do("GET", "x", "/", ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	o := dialClient(t, p.addr(t, "other"))
+	if r := o.do("GET", "x", "/", ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	waitParked(t, p.Proxy, 2)
+	cfg.Listeners = cfg.Listeners[1:]
+	if err := p.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.c.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := c.c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("parked connection of a removed listener: %v, want EOF", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("closed after %v", d)
+	}
+	// The other listener's parked connection still serves.
+	if r := o.do("GET", "x", "/", ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+}
+
+// TestTunnelParking: idle passthrough tunnels give up both directions'
+// goroutines, carry bytes again when either side sends, and still end at
+// their idle timeout or when their listener is removed.
+func TestTunnelParking(t *testing.T) {
+	be := startTLSBackend(t, "t1", false)
+	b := backendOf("tb", srv("t1", be))
+	b.IdleTimeout = 2 * time.Second
+	l := tlsListener("tls", "tb")
+	l.DrainTimeout = 300 * time.Millisecond
+	cfg := Config{Listeners: []Listener{l, httpListener("web", "tb")}, Backends: []Backend{b}}
+	p := startProxy(t, cfg)
+	addr := p.addr(t, "tls")
+	const n = 20
+	type tc struct {
+		br *bufio.Reader
+		c  io.Writer
+	}
+	var conns []tc
+	g0 := runtime.NumGoroutine()
+	for range n {
+		line, c := tlsHello(t, addr, "a.test")
+		if !strings.HasPrefix(line, "t1 ") {
+			t.Fatalf("greeting %q", line)
+		}
+		conns = append(conns, tc{bufio.NewReader(c), c})
+	}
+	waitParked(t, p.Proxy, 2*n)
+	g := runtime.NumGoroutine()
+	// Bytes both ways on every parked tunnel.
+	for i, c := range conns {
+		fmt.Fprintf(c.c, "ping %d\n", i)
+		c.c.(*tls.Conn).SetReadDeadline(time.Now().Add(waitFor))
+		got, err := c.br.ReadString('\n')
+		if err != nil || got != fmt.Sprintf("t1: ping %d\n", i) {
+			t.Fatalf("tunnel %d after parking: %q %v", i, got, err)
+		}
+	}
+	// The backend's handlers, in this process, are n of them; tunnels
+	// that kept their goroutines would add 2n more.
+	if g-g0 >= 2*n {
+		t.Errorf("%d more goroutines with %d tunnels parked", g-g0, n)
+	}
+	// They park again and end at the idle timeout.
+	waitParked(t, p.Proxy, 2*n)
+	start := time.Now()
+	for i, c := range conns {
+		c.c.(*tls.Conn).SetReadDeadline(time.Now().Add(waitFor))
+		if _, err := c.br.ReadString('\n'); err == nil {
+			t.Fatalf("tunnel %d still open", i)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("idle tunnels ended after %v, idle timeout 2s", d)
+	}
+	deadline := time.Now().Add(waitFor)
+	for p.parkedCount() != 0 || p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("parked %d, active %v after the idle timeout", p.parkedCount(), p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A parked tunnel of a removed listener is cut at its drain timeout.
+	line, c := tlsHello(t, addr, "a.test")
+	if !strings.HasPrefix(line, "t1 ") {
+		t.Fatalf("greeting %q", line)
+	}
+	waitParked(t, p.Proxy, 2)
+	cfg.Listeners = cfg.Listeners[1:]
+	if err := p.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("tunnel of a removed listener still open")
+	}
+}

@@ -60,7 +60,7 @@ func startProxy(t testing.TB, cfg Config, opts ...func(*Options)) *proxyRig {
 		f(&o)
 	}
 	p := New(o)
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

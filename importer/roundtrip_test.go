@@ -167,7 +167,7 @@ func roundTrip(t *testing.T, bin, src string) {
 		t.Fatal(err)
 	}
 	p := dataplane.New(dataplane.Options{})
-	if err := p.Apply(d.Dataplane); err != nil {
+	if err := p.Apply(context.Background(), d.Dataplane); err != nil {
 		t.Fatal(err)
 	}
 	pctx, pcancel := context.WithCancel(context.Background())

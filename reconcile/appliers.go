@@ -10,7 +10,7 @@ import (
 
 // The subsystems as the loop sees them, declared here where they are
 // consumed and satisfied directly by the subsystems' own types (the guards
-// below, and in cmd/gitedge for the dataplane). Every Apply shares one
+// below). Every Apply shares one
 // contract: it may be called any number of times with the same config and
 // must cope; it diffs against what it last applied and what it observes;
 // it tries every item, even after one failed, and returns the failures
@@ -40,8 +40,9 @@ type InfraApplier interface {
 // Interface guards: the subsystems satisfy the loop's interfaces as they
 // are, with no adapter.
 var (
-	_ FailoverApplier = (*failover.Manager)(nil)
-	_ InfraApplier    = (*infra.Reconciler)(nil)
+	_ DataplaneApplier = (*dataplane.Proxy)(nil)
+	_ FailoverApplier  = (*failover.Manager)(nil)
+	_ InfraApplier     = (*infra.Reconciler)(nil)
 )
 
 // Leadership decides whether this node applies infra changes: the one

@@ -109,7 +109,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 			popts.AccessLog = log.With("subsystem", "access")
 		}
 		n.proxy = dataplane.New(popts)
-		n.loop.Dataplane = proxyApplier{n.proxy}
+		n.loop.Dataplane = n.proxy
 	}
 	if o.vrrp {
 		fo := failover.Options{
@@ -207,14 +207,6 @@ func (n *node) healthy() error {
 	}
 	return nil
 }
-
-// proxyApplier gives the proxy's Apply the loop's shape, with a context.
-// The lead removes it once dataplane.Proxy.Apply takes one itself.
-type proxyApplier struct{ p *dataplane.Proxy }
-
-func (a proxyApplier) Apply(_ context.Context, cfg dataplane.Config) error { return a.p.Apply(cfg) }
-
-var _ reconcile.DataplaneApplier = proxyApplier{}
 
 // run starts every part under one errgroup; one fatal error stops all.
 func (n *node) run(ctx context.Context) error {

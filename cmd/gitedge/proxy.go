@@ -52,7 +52,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	if err != nil {
 		return fs.fail(err)
 	}
-	if err := n.proxy.Apply(d.Dataplane); err != nil {
+	if err := n.proxy.Apply(ctx, d.Dataplane); err != nil {
 		n.close()
 		fmt.Fprintf(env.stderr, "gitedge proxy: %s: %v\n", dir, err)
 		return 1

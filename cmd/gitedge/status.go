@@ -31,21 +31,10 @@ type nodeStatus struct {
 	reconcile.Status
 	Version  string                    `json:"version"`
 	VRRP     []failover.InstanceStatus `json:"vrrp,omitempty"`     // per instance: state, priority, master
-	Backends []serverStatus            `json:"backends,omitempty"` // per backend and server: health, load
+	Backends []dataplane.ServerStatus  `json:"backends,omitempty"` // per backend and server: health, load
 	Infra    *infra.Status             `json:"infra,omitempty"`    // the last infra pass
 	Forge    *forge.Snapshot           `json:"forge,omitempty"`    // commit statuses posted
 	Notify   *notify.Snapshot          `json:"notify,omitempty"`   // notification sinks
-}
-
-// serverStatus is one backend server as /status shows it. It stands in
-// for dataplane.ServerStatus until that carries JSON tags of its own.
-type serverStatus struct {
-	Backend string `json:"backend"`
-	Server  string `json:"server"`
-	Address string `json:"address"`
-	Up      bool   `json:"up"`
-	Active  int    `json:"active"` // requests or tunnels in flight
-	Idle    int    `json:"idle"`   // pooled keep-alive connections
 }
 
 // status is the node's status now: the one place it is put together.
@@ -55,7 +44,7 @@ func (n *node) status() nodeStatus {
 		s.VRRP = n.vrrp.Status()
 	}
 	if n.proxy != nil {
-		s.Backends = serverStatuses(n.proxy.Status())
+		s.Backends = n.proxy.Status()
 	}
 	if n.infra != nil {
 		s.Infra = n.infra.Status()
@@ -69,14 +58,6 @@ func (n *node) status() nodeStatus {
 		s.Notify = &ns
 	}
 	return s
-}
-
-func serverStatuses(in []dataplane.ServerStatus) []serverStatus {
-	out := make([]serverStatus, len(in))
-	for i, s := range in {
-		out[i] = serverStatus{Backend: s.Backend, Server: s.Server, Address: s.Address.String(), Up: s.Up, Active: s.Active, Idle: s.Idle}
-	}
-	return out
 }
 
 // runStatus asks a running node's admin server what it runs.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // reloadConfigs returns two configs that differ the way the bench's
@@ -386,7 +389,7 @@ func TestRemovedListenerDrains(t *testing.T) {
 // in flight, and Healthy turns false.
 func TestRunStopDrains(t *testing.T) {
 	a := startHTTPBackend(t, "a1", false)
-	p := New(Options{Logger: testLogger(t)})
+	p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
 	if p.Healthy() {
 		t.Fatal("healthy before Apply")
 	}

@@ -1,6 +1,3 @@
-// Command gitedge is the edge node agent: it pulls a git repository of YAML
-// and runs the proxy, VRRP failover and Proxmox VMs it declares. Each
-// subcommand lives in its own file; this one only dispatches.
 package main
 
 import (

@@ -562,6 +562,8 @@ type fibState struct {
 	gws []netip.Addr // sorted; empty: no route
 }
 
+func (s fibState) String() string { return fmt.Sprintf("%s %v", s.at.Format("15:04:05.000"), s.gws) }
+
 func watchFIB(t *testing.T, ns string) *fibWatch {
 	nsh, err := netns.GetFromName(ns)
 	if err != nil {
@@ -660,7 +662,12 @@ func (w *fibWatch) since(p netip.Prefix, t time.Time) []fibState {
 // first did (per the samples).
 func (w *fibWatch) waitFor(t testing.TB, p netip.Prefix, within time.Duration, ok func([]netip.Addr) bool) time.Time {
 	t.Helper()
-	start := time.Now()
+	return w.waitSince(t, p, time.Now(), within, ok)
+}
+
+// waitSince is waitFor for a change that may have happened since start.
+func (w *fibWatch) waitSince(t testing.TB, p netip.Prefix, start time.Time, within time.Duration, ok func([]netip.Addr) bool) time.Time {
+	t.Helper()
 	var at time.Time
 	poll(t, within, func() string {
 		for _, s := range w.since(p, start) {
@@ -828,6 +835,13 @@ func (l *lab) startProbe(addr string) *probe {
 func (pr *probe) end() {
 	pr.once.Do(func() { close(pr.stop) })
 	<-pr.done
+}
+
+// finishPeek returns the results so far.
+func (pr *probe) finishPeek() []probeResult {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return slices.Clone(pr.results)
 }
 
 // finish stops the probe and returns its results in time order.

@@ -32,8 +32,9 @@ import (
 // a bridge (192.0.2.1/24, 2001:db8::1/64) towards the speaker nodes
 // n1..nN (192.0.2.11.., each in its own namespace, a helper process of
 // the test binary) and a veth towards a client namespace (198.51.100.2/28
-// behind 198.51.100.1). The nodes announce VIPs from 198.51.100.0/24
-// outside the client's /28. ECMP is on (maximum-paths 8) with L4 hashing
+// behind 198.51.100.1, 2001:db8:1::2/64 behind 2001:db8:1::1). The nodes
+// announce VIPs from 198.51.100.0/24 outside the client's /28 and from
+// 2001:db8:100::/48. ECMP is on (maximum-paths 8) with L4 hashing
 // (fib_multipath_hash_policy=1).
 
 const (
@@ -164,6 +165,9 @@ func newLab(t *testing.T, o labOptions) *lab {
 	l.run("ip", "-n", l.client, "link", "set", "eth0", "up")
 	l.run("ip", "-n", l.router, "link", "set", "eth1", "up")
 	l.run("ip", "-n", l.client, "route", "add", "default", "via", "198.51.100.1")
+	l.run("ip", "-n", l.client, "addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad")
+	l.run("ip", "-n", l.router, "addr", "add", "2001:db8:1::1/64", "dev", "eth1", "nodad")
+	l.run("ip", "-n", l.client, "-6", "route", "add", "default", "via", "2001:db8:1::1")
 
 	for i := 1; i <= o.nodes; i++ {
 		n := &labNode{name: fmt.Sprintf("n%d", i), ns: fmt.Sprintf("%sn%d", l.prefix, i),
@@ -497,14 +501,21 @@ func (l *lab) up(holdTime time.Duration, prefixes ...netip.Prefix) {
 		l.apply(n, l.config(n, holdTime, prefixes...))
 		l.serve(n)
 	}
-	var all []netip.Addr
+	var all, all6 []netip.Addr
 	for _, n := range l.nodes {
 		all = append(all, n.addr)
+		all6 = append(all6, n.addr6)
 	}
-	l.waitEstablished(20*time.Second, all...)
+	if l.opts.v6 {
+		l.waitEstablished(20*time.Second, append(all, all6...)...)
+	} else {
+		l.waitEstablished(20*time.Second, all...)
+	}
 	for _, p := range prefixes {
 		if p.Addr().Is4() {
 			l.fib.waitFor(l.t, p, 10*time.Second, sameSet(all...))
+		} else {
+			l.fib.waitFor(l.t, p, 10*time.Second, sameSet(all6...))
 		}
 	}
 }

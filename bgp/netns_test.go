@@ -67,38 +67,55 @@ func (l *lab) spread(p netip.Prefix, n int) (map[string]int, int) {
 // 1. Three speakers: sessions open before the proxy serves and nothing
 // is announced; once they serve, the router's FIB holds the prefix with
 // three next hops, and 3,000 new connections spread within ±20% of a
-// third each.
+// third each. The same over IPv6 sessions for an IPv6 prefix.
 func TestFRRSpread(t *testing.T) {
-	l := newLab(t, labOptions{nodes: 3})
+	l := newLab(t, labOptions{nodes: 3, v6: true})
 	for _, n := range l.nodes {
-		l.apply(n, l.config(n, 3*time.Second, vip1))
+		l.apply(n, l.config(n, 3*time.Second, vip1, vip6))
 	}
-	l.waitEstablished(20*time.Second, l.addrs()...)
+	var addrs6 []netip.Addr
+	for _, n := range l.nodes {
+		addrs6 = append(addrs6, n.addr6)
+	}
+	l.waitEstablished(20*time.Second, append(l.addrs(), addrs6...)...)
 	if st := l.status(l.nodes[0]); st.State != "waitingForProxy" || st.Announcements[0].Announced {
 		t.Fatalf("before the proxy serves: %+v", st)
 	}
 	if gws := l.fib.now(vip1); len(gws) != 0 {
 		t.Fatalf("the router routes %s via %v before any node serves", vip1, gws)
 	}
+	t0 := time.Now()
 	for _, n := range l.nodes {
 		l.serve(n)
 	}
-	l.fib.waitFor(t, vip1, 10*time.Second, sameSet(l.addrs()...))
-	const total = 3000
-	start := time.Now()
-	counts, failed := l.spread(vip1, total)
-	t.Logf("spread of %d connections over 3 nodes: %v, %d failed, in %v", total, counts, failed, time.Since(start).Round(time.Millisecond))
-	if failed > 0 {
-		t.Errorf("%d connections failed", failed)
-	}
-	for _, n := range l.nodes {
-		if c := counts[n.name]; c < total/3*8/10 || c > total/3*12/10 {
-			t.Errorf("%s got %d of %d connections, want %d±20%%", n.name, c, total, total/3)
+	at := l.fib.waitSince(t, vip1, t0, 10*time.Second, sameSet(l.addrs()...))
+	at6 := l.fib.waitSince(t, vip6, t0, 10*time.Second, sameSet(addrs6...))
+	t.Logf("announced once serving: %s via 3 next hops after %v, %s after %v", vip1, at.Sub(t0).Round(time.Millisecond), vip6, at6.Sub(t0).Round(time.Millisecond))
+	for _, p := range []netip.Prefix{vip1, vip6} {
+		total := 3000
+		if p.Addr().Is6() {
+			total = 600
+		}
+		start := time.Now()
+		counts, failed := l.spread(p, total)
+		t.Logf("spread of %d connections to %s over 3 nodes: %v, %d failed, in %v", total, p, counts, failed, time.Since(start).Round(time.Millisecond))
+		if failed > 0 {
+			t.Errorf("%d connections failed", failed)
+		}
+		for _, n := range l.nodes {
+			if c := counts[n.name]; c < total/3*8/10 || c > total/3*12/10 {
+				t.Errorf("%s got %d of %d connections, want %d±20%%", n.name, c, total, total/3)
+			}
 		}
 	}
 	st := l.status(l.nodes[0])
-	if st.State != "announcing" || len(st.Peers) != 1 || st.Peers[0].State != StateEstablished || st.Peers[0].PrefixesAnnounced != 1 || !st.Announcements[0].Announced {
+	if st.State != "announcing" || len(st.Peers) != 2 || !st.Announcements[0].Announced || !st.Announcements[1].Announced {
 		t.Fatalf("status: %+v", st)
+	}
+	for _, p := range st.Peers {
+		if p.State != StateEstablished || p.PrefixesAnnounced != 1 {
+			t.Errorf("status of peer %s: %+v (want established, 1 prefix of its family)", p.Address, p)
+		}
 	}
 }
 

@@ -13,17 +13,10 @@ import (
 // Defaults, applied by Config.WithDefaults (and so by Validate and Apply).
 const (
 	// DefaultHoldTime is RFC 4271 §10's suggested hold time. Fast failure
-	// detection wants 3s (keepalives every second) or BFD.
+	// detection wants 3s (keepalives every second).
 	DefaultHoldTime = 90 * time.Second
 	// DefaultPort is BGP's TCP port (RFC 4271 §8.2.1).
 	DefaultPort = 179
-)
-
-// BFD timers used when a peer has BFD on (RFC 5880 §6.8.4): a packet
-// every 300 ms, down after 3 missed, so a dead node is detected in 0.9 s.
-const (
-	BFDInterval   = 300 * time.Millisecond
-	BFDMultiplier = 3
 )
 
 // Config is the bgp section of the Edge as one node runs it. It is plain
@@ -63,9 +56,11 @@ type Peer struct {
 	// Password enables TCP MD5 signatures (RFC 2385) with this key; ""
 	// means none. At most 80 bytes (Linux's TCP_MD5SIG_MAXKEYLEN).
 	Password string
-	// BFD runs a single-hop BFD session (RFC 5880, 5881) beside the BGP
-	// one, with BFDInterval and BFDMultiplier: a dead node is seen in under
-	// a second instead of the hold time. The router must run BFD too.
+	// BFD asks for a BFD session (RFC 5880) beside the BGP one. Not
+	// available: Validate refuses true. GoBGP v4.8's BFD resets the
+	// session as soon as it is up against FRR 8.4's bfdd (it takes the
+	// router's re-initialised BFD session for a failure); a 3s hold time
+	// detects a dead node in 3s meanwhile.
 	BFD bool
 	// Port is the router's BGP port; 0 means DefaultPort.
 	Port uint16
@@ -294,6 +289,9 @@ func (c Config) Validate() []*FieldError {
 		}
 		if p.RestartTime < time.Second || p.RestartTime > maxRestartTime || p.RestartTime%time.Second != 0 {
 			add(f+".restartTime", "must be whole seconds in 1s..4095s (RFC 4724 §3), got %s", p.RestartTime)
+		}
+		if p.BFD {
+			add(f+".bfd", "BFD is not available yet (GoBGP's BFD resets sessions against FRR's bfdd); use holdTime: 3s for a 3s detection")
 		}
 		if len(p.Password) > maxPasswordLen {
 			add(f+".password", "at most %d bytes (a TCP MD5 key), got %d", maxPasswordLen, len(p.Password))

@@ -151,14 +151,6 @@ func (e *gobgpEngine) addPeer(p Peer, restarting bool) error {
 		},
 		AfiSafis: []*api.AfiSafi{afi},
 	}
-	if p.BFD {
-		peer.Bfd = &api.BfdPeerConfig{
-			Enabled:                  true,
-			DesiredMinimumTxInterval: uint32(BFDInterval / time.Microsecond),
-			RequiredMinimumReceive:   uint32(BFDInterval / time.Microsecond),
-			DetectionMultiplier:      BFDMultiplier,
-		}
-	}
 	return e.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: peer})
 }
 

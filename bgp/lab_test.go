@@ -28,7 +28,7 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// The lab: FRR (zebra, bgpd, optionally bfdd) in a router namespace with
+// The lab: FRR (zebra, bgpd) in a router namespace with
 // a bridge (192.0.2.1/24, 2001:db8::1/64) towards the speaker nodes
 // n1..nN (192.0.2.11.., each in its own namespace, a helper process of
 // the test binary) and a veth towards a client namespace (198.51.100.2/28
@@ -74,7 +74,6 @@ type lab struct {
 type labOptions struct {
 	nodes int
 	v6    bool // IPv6 sessions beside the IPv4 ones
-	bfd   bool // bfdd on the router, BFD on its neighbours
 }
 
 type labNode struct {
@@ -102,7 +101,7 @@ func requireLab(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces (make test runs as root)")
 	}
-	for _, p := range []string{frrDaemons + "/zebra", frrDaemons + "/bgpd", frrDaemons + "/bfdd"} {
+	for _, p := range []string{frrDaemons + "/zebra", frrDaemons + "/bgpd"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("FRR is required as the upstream router (apt-get install frr; make deps installs it): %v", err)
 		}
@@ -252,9 +251,6 @@ router bgp {{.RouterASN}}
  neighbor NODES remote-as {{.EdgeASN}}
  neighbor NODES timers 1 3
  neighbor NODES passive
-{{- if .BFD}}
- neighbor NODES bfd
-{{- end}}
 {{- range .Nodes}}
  neighbor {{.}} peer-group NODES
 {{- end}}
@@ -279,7 +275,7 @@ router bgp {{.RouterASN}}
 {{- end}}
 `
 
-// startFRR starts zebra, bgpd (and bfdd) in the router namespace, as the
+// startFRR starts zebra and bgpd in the router namespace, as the
 // frr user, every file in a directory of the test's, and waits until
 // vtysh reaches them.
 func (l *lab) startFRR() {
@@ -291,9 +287,9 @@ func (l *lab) startFRR() {
 		Dir                string
 		RouterASN, EdgeASN int
 		RouterID           netip.Addr
-		BFD, V6            bool
+		V6                 bool
 		Nodes, Nodes6      []netip.Addr
-	}{Dir: l.frrDir, RouterASN: routerASN, EdgeASN: edgeASN, RouterID: routerAddr, BFD: l.opts.bfd, V6: l.opts.v6}
+	}{Dir: l.frrDir, RouterASN: routerASN, EdgeASN: edgeASN, RouterID: routerAddr, V6: l.opts.v6}
 	for _, n := range l.nodes {
 		data.Nodes = append(data.Nodes, n.addr)
 		data.Nodes6 = append(data.Nodes6, n.addr6)
@@ -302,18 +298,14 @@ func (l *lab) startFRR() {
 	if err := template.Must(template.New("bgpd").Parse(bgpdConf)).Execute(&conf, data); err != nil {
 		l.t.Fatal(err)
 	}
-	files := map[string]string{"bgpd.conf": conf.String(), "zebra.conf": "hostname router\n", "bfdd.conf": "hostname router\n"}
+	files := map[string]string{"bgpd.conf": conf.String(), "zebra.conf": "hostname router\n"}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(l.frrDir, name), []byte(body), 0o644); err != nil {
 			l.t.Fatal(err)
 		}
 	}
 	l.run("chown", "-R", "frr:frr", l.frrDir)
-	daemons := []string{"zebra", "bgpd"}
-	if l.opts.bfd {
-		daemons = append(daemons, "bfdd")
-	}
-	for _, d := range daemons {
+	for _, d := range []string{"zebra", "bgpd"} {
 		l.start(l.router, filepath.Join(l.dir, d+".out"), nil, nil, filepath.Join(frrDaemons, d),
 			"-u", "frr", "-g", "frr", "-f", filepath.Join(l.frrDir, d+".conf"), "-i", filepath.Join(l.frrDir, d+".pid"),
 			"-z", filepath.Join(l.frrDir, "zserv.api"), "--vty_socket", l.frrDir, "-P", "0")
@@ -465,7 +457,7 @@ func (l *lab) call(n *labNode, method, path string, body any, out any) {
 // config is a node's Config announcing the given prefixes (track proxy).
 func (l *lab) config(n *labNode, holdTime time.Duration, prefixes ...netip.Prefix) Config {
 	c := Config{ASN: edgeASN, Node: n.name, NodeAddress: n.addr,
-		Peers: []Peer{{Address: routerAddr, ASN: routerASN, HoldTime: holdTime, BFD: l.opts.bfd}}}
+		Peers: []Peer{{Address: routerAddr, ASN: routerASN, HoldTime: holdTime}}}
 	if l.opts.v6 {
 		c.Peers = append(c.Peers, Peer{Address: routerAddr6, ASN: routerASN, HoldTime: holdTime})
 	}

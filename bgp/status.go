@@ -40,7 +40,6 @@ type PeerStatus struct {
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 	// Flaps counts the times the session left Established.
 	Flaps uint64 `json:"flaps"`
-	BFD   bool   `json:"bfd,omitempty"`
 }
 
 // AnnouncementStatus is one configured prefix.
@@ -120,7 +119,7 @@ func (s *Speaker) status(withEngine bool) Status {
 			continue
 		}
 		ps := PeerStatus{Address: a, ASN: p.ASN, State: ss.state, Since: ss.since, LastError: ss.lastErr,
-			LastErrorAt: ss.lastErrAt, Flaps: ss.flaps, BFD: p.BFD}
+			LastErrorAt: ss.lastErrAt, Flaps: ss.flaps}
 		if ss.state == StateEstablished {
 			ps.UptimeSeconds = int64(now.Sub(ss.established) / time.Second)
 			if withEngine {

@@ -77,17 +77,16 @@ type labOptions struct {
 }
 
 type labNode struct {
-	name         string
-	ns           string
-	addr, addr6  netip.Addr
-	ctl          string
-	pid          int
-	proc         *os.Process
-	done         <-chan struct{}
-	gen          int
-	client       *http.Client
-	logPath      string
-	successorPID int
+	name        string
+	ns          string
+	addr, addr6 netip.Addr
+	ctl         string
+	pid         int
+	proc        *os.Process
+	done        <-chan struct{}
+	gen         int
+	client      *http.Client
+	logPath     string
 }
 
 // requireLab skips without root (or with -short) and fails when root

@@ -2,7 +2,8 @@
 # Everything the tests need that is missing is installed with apt-get
 # (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg,
 # systemd (systemd-analyze), adduser and init-system-helpers (the package's
-# maintainer scripts).
+# maintainer scripts), frr (the upstream router of the bgp package's
+# namespace tests).
 
 SHELL      := /bin/bash
 GO         ?= go
@@ -13,7 +14,7 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Debian packages the tests use; installed only when missing.
 TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps \
-              systemd adduser init-system-helpers
+              systemd adduser init-system-helpers frr
 BENCH_PKGS := haproxy nginx libnginx-mod-stream wrk curl openssl
 FUZZTIME   ?= 10s
 # Release artifacts: dist/gitedge_<debian version>_<arch>.deb,

@@ -161,12 +161,14 @@ func deepEqual(a, b reflect.Value) bool {
 }
 
 // WithDefaults returns c with every unset field at its default: each
-// peer's HoldTime, Port and RestartTime. The one place defaults live;
+// peer's HoldTime, Port and RestartTime (and its Address unmapped from
+// IPv4-in-IPv6). The one place defaults live;
 // Validate and Apply call it, so callers need not.
 func (c Config) WithDefaults() Config {
 	c.Peers = slices.Clone(c.Peers)
 	for i := range c.Peers {
 		p := &c.Peers[i]
+		p.Address = p.Address.Unmap()
 		if p.HoldTime == 0 {
 			p.HoldTime = DefaultHoldTime
 		}

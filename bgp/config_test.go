@@ -89,10 +89,11 @@ func TestValidate(t *testing.T) {
 }
 
 func TestWithDefaults(t *testing.T) {
-	c := Config{Peers: []Peer{{}, {HoldTime: 3 * time.Second, Port: 1179, RestartTime: 10 * time.Second}, {HoldTime: time.Hour * 2}}}
+	mapped := netip.MustParseAddr("::ffff:192.0.2.1")
+	c := Config{Peers: []Peer{{Address: mapped}, {HoldTime: 3 * time.Second, Port: 1179, RestartTime: 10 * time.Second}, {HoldTime: time.Hour * 2}}}
 	d := c.WithDefaults()
 	want := []Peer{
-		{HoldTime: DefaultHoldTime, Port: DefaultPort, RestartTime: DefaultHoldTime},
+		{Address: peerA, HoldTime: DefaultHoldTime, Port: DefaultPort, RestartTime: DefaultHoldTime},
 		{HoldTime: 3 * time.Second, Port: 1179, RestartTime: 10 * time.Second},
 		{HoldTime: 2 * time.Hour, Port: DefaultPort, RestartTime: maxRestartTime},
 	}

@@ -74,6 +74,8 @@ type lab struct {
 type labOptions struct {
 	nodes int
 	v6    bool // IPv6 sessions beside the IPv4 ones
+	// password is the router's TCP MD5 key for the nodes' sessions.
+	password string
 }
 
 type labNode struct {
@@ -250,6 +252,9 @@ router bgp {{.RouterASN}}
  neighbor NODES remote-as {{.EdgeASN}}
  neighbor NODES timers 1 3
  neighbor NODES passive
+{{- if .Password}}
+ neighbor NODES password {{.Password}}
+{{- end}}
 {{- range .Nodes}}
  neighbor {{.}} peer-group NODES
 {{- end}}
@@ -287,8 +292,9 @@ func (l *lab) startFRR() {
 		RouterASN, EdgeASN int
 		RouterID           netip.Addr
 		V6                 bool
+		Password           string
 		Nodes, Nodes6      []netip.Addr
-	}{Dir: l.frrDir, RouterASN: routerASN, EdgeASN: edgeASN, RouterID: routerAddr, V6: l.opts.v6}
+	}{Dir: l.frrDir, RouterASN: routerASN, EdgeASN: edgeASN, RouterID: routerAddr, V6: l.opts.v6, Password: l.opts.password}
 	for _, n := range l.nodes {
 		data.Nodes = append(data.Nodes, n.addr)
 		data.Nodes6 = append(data.Nodes6, n.addr6)

@@ -21,6 +21,9 @@ const (
 
 // metrics are the bgp Prometheus series; a nil *metrics records nothing.
 type metrics struct {
+	// known are the prefixes with a series, touched only by the
+	// Speaker's goroutine.
+	known       map[string]bool
 	state       *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
 	prefixes    *prometheus.GaugeVec
@@ -29,6 +32,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		known: map[string]bool{},
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricSessionState,
 			Help: "BGP session state per peer: 0 idle, 1 connect, 2 active, 3 openSent, 4 openConfirm, 5 established."}, []string{"peer"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricSessionTransitions,
@@ -83,12 +87,20 @@ func (m *metrics) announced(configured []Route, now map[netip.Prefix]Route) {
 	if m == nil {
 		return
 	}
-	m.prefixes.Reset()
+	keep := map[string]bool{}
 	for _, r := range configured {
 		v := 0.0
 		if _, ok := now[r.Prefix]; ok {
 			v = 1
 		}
+		keep[r.Prefix.String()] = true
 		m.prefixes.WithLabelValues(r.Prefix.String()).Set(v)
 	}
+	for p := range m.known {
+		if !keep[p] {
+			m.prefixes.DeleteLabelValues(p)
+			m.updates.DeletePartialMatch(prometheus.Labels{"prefix": p})
+		}
+	}
+	m.known = keep
 }

@@ -223,9 +223,9 @@ func absDiff(a, b int64) int64 {
 	return b - a
 }
 
-// waitFRRUptime waits until every session of the router has been up at
-// least d.
-func waitFRRUptime(t *testing.T, l *lab, d time.Duration) {
+// waitFRRUptime waits until the router's sessions with the given nodes
+// (all when none) have been up at least d.
+func waitFRRUptime(t *testing.T, l *lab, d time.Duration, only ...netip.Addr) {
 	t.Helper()
 	poll(t, d+10*time.Second, func() string {
 		out := l.vtysh("show bgp summary json")
@@ -240,6 +240,9 @@ func waitFRRUptime(t *testing.T, l *lab, d time.Duration) {
 			return err.Error()
 		}
 		for a, p := range sum.IPv4.Peers {
+			if len(only) > 0 && !slices.Contains(only, netip.MustParseAddr(a)) {
+				continue
+			}
 			if time.Duration(p.UptimeMsec)*time.Millisecond < d {
 				return fmt.Sprintf("%s up for %dms", a, p.UptimeMsec)
 			}
@@ -492,5 +495,31 @@ func TestFRRUpgradeHandover(t *testing.T) {
 	}
 	if after == 0 {
 		t.Errorf("%s's successor answered no connection", n1.name)
+	}
+}
+
+// TCP MD5 signatures (RFC 2385): with the router's key the session comes
+// up; with another key it never does, and the status says the session is
+// not established.
+func TestFRRPassword(t *testing.T) {
+	l := newLab(t, labOptions{nodes: 2, password: "s3cret-key"})
+	good, bad := l.nodes[0], l.nodes[1]
+	c := l.config(good, 3*time.Second, vip1)
+	c.Peers[0].Password = "s3cret-key"
+	l.apply(good, c)
+	c = l.config(bad, 3*time.Second, vip1)
+	c.Peers[0].Password = "wrong-key"
+	l.apply(bad, c)
+	l.serve(good)
+	l.serve(bad)
+	l.waitEstablished(20*time.Second, good.addr)
+	l.fib.waitFor(t, vip1, 5*time.Second, sameSet(good.addr))
+	// The wrong key had as long as the right one, and 5 s more.
+	waitFRRUptime(t, l, 5*time.Second, good.addr)
+	if s := l.neighbors()[bad.addr.String()].State; s == "Established" {
+		t.Errorf("the session with the wrong key is %s", s)
+	}
+	if st := l.status(bad); st.Peers[0].State == StateEstablished {
+		t.Errorf("the node with the wrong key reports %+v", st.Peers[0])
 	}
 }

@@ -483,6 +483,13 @@ gitedge_bgp_session_state{peer="192.0.2.1"} 5
 		if p := st.Peers[0]; p.State != StateIdle || p.Flaps != 1 || p.LastError != "hold-timer-expired" {
 			t.Errorf("peer status after the session dropped: %+v", p)
 		}
+		// A prefix that leaves the config leaves the metrics.
+		c := baseConfig()
+		c.Announce = c.Announce[:1]
+		r.apply(c)
+		if n := testutil.CollectAndCount(r.s.met.prefixes); n != 1 {
+			t.Errorf("%d %s series after removing a prefix, want 1", n, MetricPrefixAnnounced)
+		}
 		r.stop()
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -117,12 +118,54 @@ func requireLab(t *testing.T) {
 	}
 }
 
+// labName is a lab namespace's name: gb<pid>-<seq>-<role>.
+var labName = regexp.MustCompile(`^gb(\d+)-\d+-(r|c|n\d+)$`)
+
+// sweepStaleLabs removes the labs of test processes that died without
+// their cleanup (a killed or timed-out go test): the processes in their
+// namespaces, then the namespaces. FRR's daemons drop their parent-death
+// signal when they change user, so nothing else ends them.
+func sweepStaleLabs() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		ns, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		m := labName.FindStringSubmatch(ns)
+		if m == nil {
+			continue
+		}
+		if pid, _ := strconv.Atoi(m[1]); pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue // a live test's
+		}
+		pids, _ := exec.Command("ip", "netns", "pids", ns).Output()
+		for _, f := range strings.Fields(string(pids)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "gitedge-bgp-lab-*"))
+	for _, d := range dirs {
+		f := strings.Split(filepath.Base(d), "-")
+		if len(f) < 5 {
+			continue
+		}
+		if pid, err := strconv.Atoi(f[3]); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+			os.RemoveAll(d)
+		}
+	}
+}
+
 func newLab(t *testing.T, o labOptions) *lab {
 	requireLab(t)
+	sweepStaleLabs()
 	l := &lab{t: t, opts: o, prefix: fmt.Sprintf("gb%d-%d-", os.Getpid(), labSeq.Add(1))}
 	l.router, l.client = l.prefix+"r", l.prefix+"c"
 	// Not t.TempDir: its parent is private to root, and FRR runs as frr.
-	dir, err := os.MkdirTemp("", "gitedge-bgp-lab-")
+	dir, err := os.MkdirTemp("", fmt.Sprintf("gitedge-bgp-lab-%d-", os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}

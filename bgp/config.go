@@ -185,6 +185,12 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// isZero reports whether c configures nothing (Node and NodeAddress
+// aside): no bgp section.
+func (c Config) isZero() bool {
+	return c.ASN == 0 && len(c.RouterID) == 0 && len(c.Peers) == 0 && len(c.Announce) == 0
+}
+
 // LocalRouterID is this node's BGP identifier: its entry in RouterID, or
 // else its address.
 func (c Config) LocalRouterID() netip.Addr {

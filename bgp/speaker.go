@@ -128,8 +128,9 @@ func New(o Options) (*Speaker, error) {
 	return s, nil
 }
 
-// Ready is closed once the speaker runs a config: its BGP server is up
-// and its sessions are being opened (not necessarily established).
+// Ready is closed once the speaker runs its first config: its BGP server
+// is up and its sessions are being opened (not necessarily established),
+// or the config was the zero one (no BGP).
 func (s *Speaker) Ready() <-chan struct{} { return s.ready }
 
 // String names the Task.
@@ -219,8 +220,13 @@ func (s *Speaker) do(ctx context.Context, f func() error) error {
 // the start); a new AS number or router ID restarts every session. Routes
 // whose attributes change are replaced in place, without a withdrawal.
 // An invalid cfg changes nothing; otherwise every item is tried and the
-// errors joined, each naming its peer or prefix. Apply waits for Run.
+// errors joined, each naming its peer or prefix. The zero Config (the
+// bgp section removed) stops BGP: the sessions end with a Cease and the
+// prefixes leave the node. Apply waits for Run.
 func (s *Speaker) Apply(ctx context.Context, cfg Config) error {
+	if cfg.isZero() {
+		return s.do(ctx, s.clear)
+	}
 	cfg = cfg.WithDefaults()
 	var errs []error
 	if cfg.Node == "" {
@@ -233,6 +239,28 @@ func (s *Speaker) Apply(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("config not applied: %w", errors.Join(errs...))
 	}
 	return s.do(ctx, func() error { return s.apply(cfg) })
+}
+
+// clear stops the BGP server and removes the prefixes: no config.
+func (s *Speaker) clear() error {
+	if s.handedOver {
+		return errors.New("config not applied: the sessions were handed over to a new process")
+	}
+	var errs []error
+	if s.started {
+		s.log.Info("BGP removed from the config: closing every session")
+		errs = append(errs, s.eng.stop(false))
+		s.started = false
+	}
+	for a := range s.peers {
+		s.forgetSession(a)
+	}
+	s.cfg, s.peers, s.routes = Config{}, map[netip.Addr]Peer{}, map[netip.Prefix]Route{}
+	errs = append(errs, s.host.SetPrefixes(nil))
+	s.met.announced(nil, nil)
+	s.publish()
+	s.readyOnce.Do(func() { close(s.ready) }) // nothing to run is running
+	return errors.Join(errs...)
 }
 
 func (s *Speaker) apply(cfg Config) error {

@@ -312,6 +312,10 @@ func TestSpeakerStates(t *testing.T) {
 		r.step("a prefix and a peer removed", func() { r.apply(c) })
 		c.RouterID = map[string]netip.Addr{"lb-0": netip.MustParseAddr("192.0.2.99")}
 		r.step("a new router ID: every session restarts", func() { r.apply(c) })
+		r.step("the bgp section removed: sessions closed with a Cease, prefixes gone", func() {
+			r.apply(Config{Node: "lb-0", NodeAddress: c.NodeAddress})
+		})
+		r.step("the section back: a new server", func() { r.apply(c) })
 		r.step("withdraw for a clean stop: routes gone, sessions kept", func() {
 			if err := r.s.Withdraw(t.Context(), 2*time.Second); err != nil {
 				t.Fatal(err)
@@ -335,6 +339,27 @@ func TestSpeakerStates(t *testing.T) {
 		if st := r.s.Status(); st.State != "stopped" {
 			t.Errorf("status after Run: %+v", st)
 		}
+	})
+}
+
+// A node without BGP: the zero Config is accepted, Ready closes, nothing
+// runs.
+func TestZeroConfig(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, false)
+		r.step("no bgp section", func() { r.apply(Config{Node: "lb-0"}) })
+		select {
+		case <-r.s.Ready():
+		default:
+			t.Error("not ready after the zero config")
+		}
+		if got := r.eng.dump(r.host); got != "" {
+			t.Errorf("the zero config started something:\n%s", got)
+		}
+		if st := r.s.Status(); st.State != "idle" || len(st.Peers) != 0 {
+			t.Errorf("status: %+v", st)
+		}
+		r.stop()
 	})
 }
 

@@ -2,7 +2,8 @@
 # Everything the tests need that is missing is installed with apt-get
 # (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg,
 # systemd (systemd-analyze), adduser and init-system-helpers (the package's
-# maintainer scripts), and for the benchmark's smoke test nginx, its stream
+# maintainer scripts), frr (the upstream router of the bgp package's
+# namespace tests), and for the benchmark's smoke test nginx, its stream
 # module, caddy and wrk.
 
 SHELL      := /bin/bash
@@ -14,7 +15,7 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Debian packages the tests use; installed only when missing.
 TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps \
-              systemd adduser init-system-helpers nginx libnginx-mod-stream caddy wrk
+              systemd adduser init-system-helpers nginx libnginx-mod-stream caddy wrk frr
 BENCH_PKGS := haproxy nginx libnginx-mod-stream caddy wrk
 # BENCH_FLAGS are passed to `go run ./bench run` (see its -h), e.g.
 # BENCH_FLAGS="-rounds 5 -out /tmp/bench-results".

@@ -111,7 +111,7 @@ func New(o Options) (*Speaker, error) {
 	}
 	s.log = s.log.With("subsystem", "bgp")
 	if s.host == nil {
-		s.host = &LinuxHost{}
+		s.host = hostSystem()
 	}
 	if s.eng == nil {
 		s.eng = &gobgpEngine{log: s.log}

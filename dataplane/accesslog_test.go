@@ -1,52 +1,34 @@
 package dataplane
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
-}
 
 // TestAccessLog: one JSON event per request with what an operator greps
 // for; nothing at all when the handler is above Info.
 func TestAccessLog(t *testing.T) {
 	be := startHTTPBackend(t, "a1", false)
-	var buf lockedBuffer
+	var buf testkit.SyncBuffer
 	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", be.addr))}},
 		func(o *Options) { o.AccessLog = slog.New(slog.NewJSONHandler(&buf, nil)) })
 	c := dialClient(t, p.addr(t, "http"))
 	c.do("GET", "a.test", "/client?x=1", "")
 	c.do("POST", "b.test", "/echo", "hello")
 	// The event is written after the response is sent: wait for it.
-	lines := buf.lines()
-	for deadline := time.Now().Add(waitFor); len(lines) < 2 && time.Now().Before(deadline); lines = buf.lines() {
-		time.Sleep(time.Millisecond)
-	}
-	if len(lines) != 2 {
-		t.Fatalf("%d events: %q", len(lines), lines)
+	lines := func() []string { return strings.Split(strings.TrimSpace(buf.String()), "\n") }
+	testkit.WaitFor(t, "two access events", func() bool { return len(lines()) >= 2 })
+	if got := lines(); len(got) != 2 {
+		t.Fatalf("%d events: %q", len(got), got)
 	}
 	var ev map[string]any
-	if err := json.Unmarshal([]byte(lines[1]), &ev); err != nil {
+	if err := json.Unmarshal([]byte(lines()[1]), &ev); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]any{"msg": "http", "listener": "http", "method": "POST", "host": "b.test", "target": "/echo",
@@ -66,13 +48,37 @@ func TestAccessLog(t *testing.T) {
 		t.Errorf("client %v", ev["client"])
 	}
 
-	var quiet lockedBuffer
+	// Above Info: the proxy asks the handler's level and writes nothing.
+	// The probe says when it asked, so the check does not race the
+	// response; a proxy that wrote without asking would fail either way.
+	var quiet testkit.SyncBuffer
+	probe := &levelProbe{Handler: slog.NewJSONHandler(&quiet, &slog.HandlerOptions{Level: slog.LevelWarn}), asked: make(chan slog.Level, 16)}
 	p2 := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", be.addr))}},
-		func(o *Options) {
-			o.AccessLog = slog.New(slog.NewJSONHandler(&quiet, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		})
+		func(o *Options) { o.AccessLog = slog.New(probe) })
 	get(t, p2.addr(t, "http"), "a.test", "/")
-	if got := quiet.lines(); len(got) != 1 || got[0] != "" {
+	select {
+	case lv := <-probe.asked:
+		if lv != slog.LevelInfo {
+			t.Errorf("asked level %s, want INFO", lv)
+		}
+	case <-time.After(testkit.Deadline):
+		t.Fatal("the proxy never asked the access log's level")
+	}
+	if got := quiet.String(); got != "" {
 		t.Errorf("access log above Info still logged: %q", got)
 	}
+}
+
+// levelProbe reports every level its handler is asked about.
+type levelProbe struct {
+	slog.Handler
+	asked chan slog.Level
+}
+
+func (p *levelProbe) Enabled(ctx context.Context, l slog.Level) bool {
+	select {
+	case p.asked <- l:
+	default:
+	}
+	return p.Handler.Enabled(ctx, l)
 }

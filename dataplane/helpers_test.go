@@ -3,16 +3,10 @@ package dataplane
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -23,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,19 +26,6 @@ import (
 const waitFor = 10 * time.Second
 
 var loopback = netip.MustParseAddr("127.0.0.1")
-
-// testLogger sends the proxy's log to the test log.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // proxyRig is a running proxy under test.
 type proxyRig struct {
@@ -55,12 +37,12 @@ type proxyRig struct {
 func startProxy(t testing.TB, cfg Config, opts ...func(*Options)) *proxyRig {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	o := Options{Registry: reg, Logger: testLogger(t)}
+	o := Options{Registry: reg, Logger: testkit.Logger(t, slog.LevelInfo)}
 	for _, f := range opts {
 		f(&o)
 	}
 	p := New(o)
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -439,39 +421,12 @@ func get(t testing.TB, addr, host, target string) (int, string) {
 
 // TLS backends.
 
-var (
-	testCertOnce sync.Once
-	testCert     tls.Certificate
-)
-
-func selfSigned(t testing.TB) tls.Certificate {
-	testCertOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "gitedge test"},
-			DNSNames:     []string{"*.test", "a.test", "b.test"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	})
-	return testCert
-}
-
 // startTLSBackend starts a TLS server that greets each client with its
 // name, the SNI it saw and the client address (from a PROXY header when
 // pp), then echoes lines.
 func startTLSBackend(t testing.TB, name string, pp bool) netip.AddrPort {
 	t.Helper()
-	cert := selfSigned(t)
+	cert := testkit.SelfSigned(t, "*.test", "a.test", "b.test")
 	return rawServer(t, func(c net.Conn) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(3 * waitFor))

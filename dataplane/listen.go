@@ -3,15 +3,12 @@ package dataplane
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // listenSock is one listening socket, kept across config generations as
@@ -40,33 +37,7 @@ type listenSock struct {
 // and with TCP keep-alive probes set on the socket (accepted sockets
 // inherit them: no per-connection setsockopt).
 func listenTCP(b Bind) (*net.TCPListener, error) {
-	lc := net.ListenConfig{
-		KeepAlive: -1,
-		Control: func(network, address string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				ifd := int(fd)
-				if network == "tcp6" || (network == "tcp" && !b.Addr.Is4()) {
-					// Ignore an error: old kernels lack IPV6_FREEBIND; binding still works for held addresses.
-					_ = unix.SetsockoptInt(ifd, unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-				}
-				if network != "tcp6" {
-					if err := unix.SetsockoptInt(ifd, unix.SOL_IP, unix.IP_FREEBIND, 1); err != nil && b.Addr.Is4() {
-						serr = fmt.Errorf("setting IP_FREEBIND: %w", err)
-						return
-					}
-				}
-				_ = unix.SetsockoptInt(ifd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-				_ = unix.SetsockoptInt(ifd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 60)
-				_ = unix.SetsockoptInt(ifd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
-				_ = unix.SetsockoptInt(ifd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 4)
-			})
-			if err != nil {
-				return err
-			}
-			return serr
-		},
-	}
+	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl(b)}
 	network := "tcp"
 	switch {
 	case b.Addr.Is4():

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/netip"
@@ -67,7 +68,7 @@ func startLoopRig(t *testing.T, bind Bind, target func(web, tl netip.AddrPort) (
 	lh, lt := target(web, tl)
 	cfg := loopConfig(bind, good.addr, goodTLS, lh, lt)
 	cfg.Listeners[0].Bind.Port, cfg.Listeners[1].Bind.Port = 0, 0
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	return p, web.String(), tl.String()
@@ -194,7 +195,7 @@ func TestLoopOwnDial(t *testing.T) {
 	cfg := p.cfg
 	cfg.Backends = append([]Backend(nil), cfg.Backends...)
 	cfg.Backends[3].ConnectTimeout++
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	before := openFDs(t)

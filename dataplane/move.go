@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Bytes in bulk move between two *net.TCPConn with splice(2), through a
@@ -36,40 +34,6 @@ const (
 var pipes struct {
 	sync.Mutex
 	free []*pipe
-}
-
-func getPipe() (*pipe, error) {
-	pipes.Lock()
-	if n := len(pipes.free); n > 0 {
-		p := pipes.free[n-1]
-		pipes.free = pipes.free[:n-1]
-		pipes.Unlock()
-		return p, nil
-	}
-	pipes.Unlock()
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return nil, os.NewSyscallError("pipe2", err)
-	}
-	// A larger pipe moves more per call; the kernel may refuse, which is fine.
-	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
-	return &pipe{r: fds[0], w: fds[1]}, nil
-}
-
-// putPipe returns an empty pipe to the pool; one still holding bytes (a
-// failed write) is closed, since its bytes belong to a dead transfer.
-func putPipe(p *pipe) {
-	if p.data == 0 {
-		pipes.Lock()
-		if len(pipes.free) < maxIdlePipes {
-			pipes.free = append(pipes.free, p)
-			pipes.Unlock()
-			return
-		}
-		pipes.Unlock()
-	}
-	unix.Close(p.r)
-	unix.Close(p.w)
 }
 
 // deadlines keeps a conn's read and write deadlines at least timeout-slack
@@ -268,58 +232,6 @@ func (m *mover) release() {
 		putPipe(m.p)
 		m.p = nil
 	}
-}
-
-// spliceIn is called by RawConn.Read when src may be readable. It takes a
-// pipe when there are bytes and gives it back before the goroutine parks.
-func (m *mover) spliceIn(fd uintptr) bool {
-	if m.park != nil {
-		m.park.parkFD = int32(fd)
-	}
-	if m.p == nil {
-		p, err := getPipe()
-		if err != nil {
-			m.err = err
-			return true
-		}
-		m.p = p
-	}
-	for {
-		n, err := unix.Splice(int(fd), nil, m.p.w, nil, m.want, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		switch err {
-		case nil:
-			m.n = int(n)
-			m.p.data += int(n)
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			putPipe(m.p)
-			m.p = nil
-			return false
-		default:
-			m.err = os.NewSyscallError("splice", err)
-			return true
-		}
-	}
-}
-
-// spliceOut drains the pipe into dst; RawConn.Write waits while dst is full.
-func (m *mover) spliceOut(fd uintptr) bool {
-	for m.p.data > 0 {
-		n, err := unix.Splice(m.p.r, nil, int(fd), nil, m.p.data, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		switch err {
-		case nil:
-			m.p.data -= int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			m.err = os.NewSyscallError("splice", err)
-			return true
-		}
-	}
-	return true
 }
 
 // unwrapOp turns a *net.OpError from a RawConn call into its cause, so

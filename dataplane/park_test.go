@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -61,7 +62,7 @@ func TestIdleParking(t *testing.T) {
 	// A reload while they are parked: their next request takes the new table.
 	cfg.Listeners = []Listener{cfg.Listeners[0]}
 	cfg.Listeners[0].DefaultBackend = "b"
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range clients {
@@ -143,7 +144,7 @@ func TestParkedDrain(t *testing.T) {
 	}
 	waitParked(t, p.Proxy, 2)
 	cfg.Listeners = cfg.Listeners[1:]
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -228,7 +229,7 @@ func TestTunnelParking(t *testing.T) {
 	}
 	waitParked(t, p.Proxy, 2)
 	cfg.Listeners = cfg.Listeners[1:]
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(waitFor))

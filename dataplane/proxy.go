@@ -158,8 +158,12 @@ var ErrStopped = errors.New("dataplane: proxy stopped")
 // (DrainTimeout), in-flight requests and tunnels finish on the server they
 // started on, and the next request on a kept-alive connection uses the new
 // table. Servers that stay keep their health and counters. Apply is
-// idempotent and safe to call concurrently with serving.
-func (p *Proxy) Apply(cfg Config) error {
+// idempotent and safe to call concurrently with serving. A ctx already
+// done changes nothing.
+func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if errs := cfg.Validate(); len(errs) > 0 {
 		all := make([]error, len(errs))
 		for i, e := range errs {
@@ -542,11 +546,12 @@ func (p *Proxy) Addr(listener string) (netip.AddrPort, bool) {
 
 // ServerStatus is one server's state, for status pages.
 type ServerStatus struct {
-	Backend, Server string
-	Address         netip.AddrPort
-	Up              bool
-	Active          int
-	Idle            int // pooled keep-alive connections
+	Backend string         `json:"backend"`
+	Server  string         `json:"server"`
+	Address netip.AddrPort `json:"address"`
+	Up      bool           `json:"up"`     // health checks say so
+	Active  int            `json:"active"` // requests or tunnels in flight
+	Idle    int            `json:"idle"`   // pooled keep-alive connections
 }
 
 // Status returns every server's state, sorted by backend and server.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -16,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // reloadConfigs returns two configs that differ the way the bench's
@@ -126,7 +127,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		if i%2 == 0 {
 			cfg = cfgB
 		}
-		if err := p.Apply(cfg); err != nil {
+		if err := p.Apply(context.Background(), cfg); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 		// Let some requests run on this generation (bounded by count).
@@ -209,7 +210,7 @@ func TestInFlightKeepsItsBackend(t *testing.T) {
 	case <-timeAfter():
 		t.Fatal("request did not reach x1")
 	}
-	if err := p.Apply(cfg("y")); err != nil {
+	if err := p.Apply(context.Background(), cfg("y")); err != nil {
 		t.Fatal(err)
 	}
 	if _, body := get(t, p.addr(t, "http"), "a.test", "/"); !strings.HasPrefix(body, "y1 ") {
@@ -243,7 +244,7 @@ func TestIdleKeepAliveTakesNewTable(t *testing.T) {
 		t.Fatalf("first request went to %q", body)
 	}
 	// The connection is idle now, waiting for its next request.
-	if err := p.Apply(cfg("y")); err != nil {
+	if err := p.Apply(context.Background(), cfg("y")); err != nil {
 		t.Fatal(err)
 	}
 	if body := bodyOf(c.do("GET", "a.test", "/", "")); !strings.HasPrefix(body, "y1 ") {
@@ -271,7 +272,7 @@ func TestReloadKeepsStateAndListeners(t *testing.T) {
 	cfg2.Routes = []Route{routeHTTP("new", "be", "new.test")}
 	cfg2.Backends = []Backend{be}
 	cfg2.Backends[0].Retries = 3 // a change to the backend, servers unchanged
-	if err := p.Apply(cfg2); err != nil {
+	if err := p.Apply(context.Background(), cfg2); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.addr(t, "http"); got != addr {
@@ -303,7 +304,7 @@ func TestReloadFailureKeepsServing(t *testing.T) {
 	other := httpListener("other", "a")
 	bad.Listeners = []Listener{cfg.Listeners[0], other, taken}
 	bad.Routes = []Route{routeHTTP("r", "a", "r.test")}
-	err = p.Apply(bad)
+	err = p.Apply(context.Background(), bad)
 	if err == nil || !strings.Contains(err.Error(), `listener "taken"`) || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("Apply with a taken bind: %v", err)
 	}
@@ -312,7 +313,7 @@ func TestReloadFailureKeepsServing(t *testing.T) {
 	}
 	invalid := cfg
 	invalid.Routes = []Route{routeHTTP("r", "nope", "r.test")}
-	if err := p.Apply(invalid); err == nil || !strings.Contains(err.Error(), `no Backend named "nope"`) {
+	if err := p.Apply(context.Background(), invalid); err == nil || !strings.Contains(err.Error(), `no Backend named "nope"`) {
 		t.Fatalf("Apply of an invalid config: %v", err)
 	}
 	if v := p.metric(t, MetricLastReloadOK, nil); v != 0 {
@@ -358,7 +359,7 @@ func TestRemovedListenerDrains(t *testing.T) {
 	}
 	cfg.Listeners = cfg.Listeners[:1]
 	start := time.Now()
-	if err := p.Apply(cfg); err != nil {
+	if err := p.Apply(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := net.Dial("tcp", goneAddr); !errors.Is(err, syscall.ECONNREFUSED) {
@@ -388,11 +389,11 @@ func TestRemovedListenerDrains(t *testing.T) {
 // in flight, and Healthy turns false.
 func TestRunStopDrains(t *testing.T) {
 	a := startHTTPBackend(t, "a1", false)
-	p := New(Options{Logger: testLogger(t)})
+	p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
 	if p.Healthy() {
 		t.Fatal("healthy before Apply")
 	}
-	if err := p.Apply(Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}); err != nil {
+	if err := p.Apply(context.Background(), Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -440,42 +441,7 @@ func TestRunStopDrains(t *testing.T) {
 	case <-timeAfter():
 		t.Fatal("Run did not return")
 	}
-	if err := p.Apply(Config{}); !errors.Is(err, ErrStopped) {
+	if err := p.Apply(context.Background(), Config{}); !errors.Is(err, ErrStopped) {
 		t.Errorf("Apply after stop: %v", err)
-	}
-}
-
-func TestIPv6AndFreebind(t *testing.T) {
-	a := startHTTPBackend(t, "a1", false)
-	v6 := httpListener("v6", "a")
-	v6.Bind = Bind{Addr: netip.MustParseAddr("::1")}
-	p := startProxy(t, Config{Listeners: []Listener{httpListener("v4", "a"), v6}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}})
-	addr := p.addr(t, "v6")
-	if !strings.HasPrefix(addr, "[::1]:") {
-		t.Fatalf("v6 listener on %s", addr)
-	}
-	if code, body := get(t, addr, "a.test", "/"); code != 200 || body != "a1 a.test" {
-		t.Fatalf("over IPv6: %d %q", code, body)
-	}
-	// Both sockets carry IP(V6)_FREEBIND, so a VIP not held yet could be bound.
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.socks {
-		rc, err := s.ln.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v int
-		var gerr error
-		rc.Control(func(fd uintptr) {
-			if s.bind.Addr.Is6() {
-				v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND)
-			} else {
-				v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND)
-			}
-		})
-		if gerr != nil || v != 1 {
-			t.Errorf("listener %s: freebind=%d %v", s.bind, v, gerr)
-		}
 	}
 }

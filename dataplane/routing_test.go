@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// routingConfig is SPEC §1's routing cases over four backends.
+// routingConfig is the repository format's routing cases over four backends.
 func routingConfig(a, b, wild, deep, def netip.AddrPort) Config {
 	return Config{
 		Listeners: []Listener{httpListener("http", "def"), httpListener("http-nodefault", "")},

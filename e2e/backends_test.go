@@ -5,24 +5,18 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
-	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	proxyproto "github.com/pires/go-proxyproto"
 )
 
@@ -57,7 +51,7 @@ func (l *lab) startBackends(n int) *backends {
 		b.addrs[fmt.Sprintf("be%d", i)] = ip
 	}
 	b.ns = l.addHost("be", ips...)
-	cert := selfSignedCert(t)
+	cert := testkit.SelfSigned(t, "*.lab")
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("be%d", i)
 		for _, port := range []string{"80", "443"} {
@@ -118,25 +112,6 @@ func echoHandler(name string) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(e)
 	})
-}
-
-func selfSignedCert(t testing.TB) tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "lab backend"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		DNSNames:     []string{"*.lab"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // httpGet sends GET path with Host host to addr (ip:port) from namespace

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"syscall"
@@ -254,14 +255,22 @@ func TestLabReload(t *testing.T) {
 	spec.track = false
 	dir := l.edgeConfig(spec)
 	n1 := l.node("n1")
-	d := n1.startGitedge(dir, "--metrics", "127.0.0.1:9101", "--watch", "100ms")
+	d := n1.startGitedge(dir, "--metrics", "127.0.0.1:9101", "--debounce", "100ms")
 	d.waitState(t, "VI_1", "MASTER", 5*time.Second)
 	l.mon.waitHolders(t, vip1, []string{"n1"}, time.Second)
 	requireTools(t, "curl")
 	metrics := run(t, "ip", "netns", "exec", n1.ns, "curl", "-sf", "http://127.0.0.1:9101/metrics")
 	status := run(t, "ip", "netns", "exec", n1.ns, "curl", "-sf", "http://127.0.0.1:9101/status")
-	if !strings.Contains(status, `"name":"VI_1","state":"MASTER","priority":100,"master":"192.0.2.11"`) {
-		t.Errorf("status: %s", status)
+	var st struct {
+		Node string `json:"node"`
+		VRRP []struct {
+			Name, State, Master string
+			Priority            int
+		} `json:"vrrp"`
+	}
+	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Node != "n1" || len(st.VRRP) != 1 ||
+		st.VRRP[0].Name != "VI_1" || st.VRRP[0].State != "MASTER" || st.VRRP[0].Priority != 100 || st.VRRP[0].Master != "192.0.2.11" {
+		t.Errorf("status (%v): %s", err, status)
 	}
 	for _, want := range []string{`gitedge_vrrp_state{instance="VI_1"} 2`, `gitedge_vrrp_transitions_total{instance="VI_1",to="MASTER"} 1`, `gitedge_vrrp_adverts_sent_total{instance="VI_1"}`} {
 		if !strings.Contains(metrics, want) {
@@ -281,7 +290,7 @@ func TestLabReload(t *testing.T) {
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	time.Sleep(500 * time.Millisecond)
-	if !strings.Contains(d.logText(), "reload refused") {
+	if !strings.Contains(d.logText(), "reconcile pass failed") {
 		t.Fatalf("broken directory not refused:\n%s", d.logText())
 	}
 	l.mon.waitHolders(t, vip2, []string{"n1"}, time.Second)

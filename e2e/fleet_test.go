@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -157,7 +158,7 @@ func (n *edgeNode) writeConfig(t testing.TB, o nodeConfigOpts) {
 		return p
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "node: %s\nsource:\n  url: %q\n  branch: main\n  poll: %q\n", n.name, cmpOr(o.source, n.f.git.url()), cmpOr(o.poll, "@every 1m"))
+	fmt.Fprintf(&b, "node: %s\nsource:\n  url: %q\n  branch: main\n  poll: %q\n", n.name, cmp.Or(o.source, n.f.git.url()), cmp.Or(o.poll, "@every 1m"))
 	if o.keyring {
 		fmt.Fprintf(&b, "  verify: {keyringFile: %s}\n", write("trusted.asc", n.f.git.key.pub))
 	}
@@ -167,13 +168,6 @@ func (n *edgeNode) writeConfig(t testing.TB, o nodeConfigOpts) {
 	}
 	fmt.Fprintf(&b, "admin: {listen: \"127.0.0.1:9100\"}\nstateDir: %s\n", n.stateDir)
 	n.config = write("gitedge.yaml", b.String())
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // start runs `gitedge run` on the node and waits until its admin server

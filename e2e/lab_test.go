@@ -766,7 +766,7 @@ func (n *labNode) setLink(dev string, up bool) {
 	run(n.lab.t, "ip", "-n", n.ns, "link", "set", dev, s)
 }
 
-// edgeConfig writes a routes directory with one Edge for the lab's nodes.
+// instanceSpec is one VRRP instance of the Edge edgeConfig writes.
 type instanceSpec struct {
 	name     string
 	vrid     int
@@ -781,6 +781,7 @@ type instanceSpec struct {
 	unicast  bool // unicastPeers: true
 }
 
+// edgeConfig writes a routes directory with one Edge for the lab's nodes.
 func (l *lab) edgeConfig(instances ...instanceSpec) string {
 	l.t.Helper()
 	var b strings.Builder

@@ -10,7 +10,7 @@ import (
 )
 
 // repoSpec is what the test puts in the routes repository; render turns
-// it into the YAML files of SPEC §1.
+// it into the YAML files of the routes repository.
 type repoSpec struct {
 	instances []instanceSpec
 	listeners []listenerSpec

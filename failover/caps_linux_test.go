@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -88,14 +89,14 @@ func TestApplyNamesMissingCapabilities(t *testing.T) {
 			defer m.Close()
 			in := baseInstance(100)
 			in.Interface, in.VIPs = "lo", []netip.Prefix{netip.MustParsePrefix(tt.vips)}
-			withoutCaps(t, tt.drop, func() { err = m.Apply(Config{Instances: []Instance{in}}) })
+			withoutCaps(t, tt.drop, func() { err = m.Apply(context.Background(), Config{Instances: []Instance{in}}) })
 			if err == nil || err.Error() != tt.want {
 				t.Fatalf("Apply:\n %v\nwant\n %s", err, tt.want)
 			}
 			if !errors.Is(err, os.ErrPermission) {
 				t.Error("not an os.ErrPermission")
 			}
-			if s := m.States(); len(s) != 0 {
+			if s := states(m); len(s) != 0 {
 				t.Errorf("instances running: %v", s)
 			}
 		})

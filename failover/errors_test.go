@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -35,7 +36,7 @@ func TestErrorsNameEachPlaceOnce(t *testing.T) {
 		defer m.Close()
 		in := baseInstance(100)
 		in.Interface = "gitedge-nx9"
-		check(t, m.Apply(Config{Instances: []Instance{in}}),
+		check(t, m.Apply(context.Background(), Config{Instances: []Instance{in}}),
 			`instance "VI_1": interface gitedge-nx9 does not exist on this node: create it or correct the instance's interface`)
 	})
 	t.Run("capability", func(t *testing.T) {
@@ -47,7 +48,7 @@ func TestErrorsNameEachPlaceOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			err = m.Apply(Config{Instances: []Instance{baseInstance(100)}})
+			err = m.Apply(context.Background(), Config{Instances: []Instance{baseInstance(100)}})
 			check(t, err, `instance "VI_1": interface eth0: not permitted: the process lacks CAP_NET_ADMIN (to add the VIPs when it becomes master); run gitedge as root or grant it CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW)`)
 			if !errors.Is(err, os.ErrPermission) {
 				t.Fatal("not an os.ErrPermission")
@@ -67,7 +68,7 @@ func TestErrorsNameEachPlaceOnce(t *testing.T) {
 		a.AdvertInterval = 5 * time.Millisecond
 		b := baseInstance(0)
 		b.Name = "VI_2"
-		check(t, m.Apply(Config{Instances: []Instance{a, b}}), `config not applied: instance "VI_1": advertInterval: VRRP v3 needs a multiple of 10ms in 10ms..40.95s, got 5ms`+"\n"+
+		check(t, m.Apply(context.Background(), Config{Instances: []Instance{a, b}}), `config not applied: instance "VI_1": advertInterval: VRRP v3 needs a multiple of 10ms in 10ms..40.95s, got 5ms`+"\n"+
 			`instance "VI_2": priority 0: this node has no priority for it`)
 	})
 	t.Run("host error on an in-place change", func(t *testing.T) {
@@ -79,14 +80,14 @@ func TestErrorsNameEachPlaceOnce(t *testing.T) {
 			}
 			defer m.Close()
 			a := baseInstance(100)
-			if err := m.Apply(Config{Instances: []Instance{a}}); err != nil {
+			if err := m.Apply(context.Background(), Config{Instances: []Instance{a}}); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(time.Second)
 			synctest.Wait()
 			sys.effects("VI_1").addErr = fmt.Errorf("adding VIP %v to eth0: %w", vip2, syscall.EPERM)
 			a.VIPs = append(a.VIPs, vip2)
-			check(t, m.Apply(Config{Instances: []Instance{a}}), `instance "VI_1": adding VIP 192.0.2.20/24 to eth0: operation not permitted`)
+			check(t, m.Apply(context.Background(), Config{Instances: []Instance{a}}), `instance "VI_1": adding VIP 192.0.2.20/24 to eth0: operation not permitted`)
 		})
 	})
 	t.Run("router", func(t *testing.T) {

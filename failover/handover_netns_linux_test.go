@@ -2,6 +2,7 @@ package failover
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -108,7 +109,7 @@ func helperMain(specJSON string) int {
 	}
 	m, err := NewManager(o)
 	if err == nil {
-		err = m.Apply(Config{Instances: []Instance{spec.Instance}})
+		err = m.Apply(context.Background(), Config{Instances: []Instance{spec.Instance}})
 	}
 	if err != nil {
 		// The new binary refusing its config: it exits, and says why.

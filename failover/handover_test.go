@@ -1,18 +1,18 @@
 package failover
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -22,28 +22,10 @@ var cmpAddrs = cmp.Options{
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // upgraded starts the Manager of a new process on the node of old (same
 // address, same interface) with the snapshot old handed over, as cmd does
 // after SIGUSR2: through its JSON. ready is its Options.Ready (nil: none).
-func upgraded(t *testing.T, old *mnode, s Snapshot, ready <-chan struct{}, log *syncBuffer) *mnode {
+func upgraded(t *testing.T, old *mnode, s Snapshot, ready <-chan struct{}, log *testkit.SyncBuffer) *mnode {
 	t.Helper()
 	b, err := s.Marshal()
 	if err != nil {
@@ -135,7 +117,7 @@ func TestHandoverOverlap(t *testing.T) {
 				time.Sleep(5 * iv)
 				synctest.Wait()
 				a.want(t, StateMaster)
-				if got := b.m.States()["VI_1"]; got != StateBackup {
+				if got := states(b.m)["VI_1"]; got != StateBackup {
 					t.Fatalf("B %v before the upgrade", got)
 				}
 				lastA := a.tr().sentPackets()
@@ -176,7 +158,7 @@ func TestHandoverOverlap(t *testing.T) {
 				synctest.Wait()
 
 				a2.want(t, StateMaster)
-				if got := b.m.States()["VI_1"]; got != StateBackup {
+				if got := states(b.m)["VI_1"]; got != StateBackup {
 					t.Fatalf("B %v after the upgrade", got)
 				}
 				if ev := b.reasoned(t0); len(ev) > 0 {
@@ -210,13 +192,13 @@ func TestHandoverOverlap(t *testing.T) {
 					t.Fatalf("gratuitous ARPs sent during the upgrade: %v", got)
 				}
 				// Each heard the other from its own address and let it be.
-				if c := a2.m.Counters()["VI_1"]; c.Drops[DropOwn] == 0 {
+				if c := counters(a2.m)["VI_1"]; c.Drops[DropOwn] == 0 {
 					t.Fatalf("A' counters %+v: A's adverts never reached it, the overlap is not tested", c)
 				}
-				if got := a.m.States(); len(got) != 0 {
+				if got := states(a.m); len(got) != 0 {
 					t.Fatalf("A still runs %v after Release", got)
 				}
-				if err := a.m.Apply(Config{Instances: []Instance{inst(100)}}); err == nil || !strings.Contains(err.Error(), "after Release") {
+				if err := a.m.Apply(context.Background(), Config{Instances: []Instance{inst(100)}}); err == nil || !strings.Contains(err.Error(), "after Release") {
 					t.Fatalf("Apply after Release: %v", err)
 				}
 			})
@@ -255,7 +237,7 @@ func TestHandoverInheritBackup(t *testing.T) {
 				n := upgraded(t, old, s, nil, nil)
 				n.apply(t, in)
 				synctest.Wait()
-				if got := n.m.States()["VI_1"]; got != StateBackup {
+				if got := states(n.m)["VI_1"]; got != StateBackup {
 					t.Fatalf("state %v after Apply, want BACKUP", got)
 				}
 				if st := n.m.Status(); st[0].Master != addr2 {
@@ -326,7 +308,7 @@ func TestHandoverMismatchStartsNormally(t *testing.T) {
 				}
 				old := &mnode{sys: newFakeSystem()}
 				tc.snap.TakenAt = time.Now().Add(-tc.age)
-				var log syncBuffer
+				var log testkit.SyncBuffer
 				n := upgradedRaw(t, old, tc.snap, &log)
 				t0 := time.Now()
 				n.apply(t, in)
@@ -348,7 +330,7 @@ func TestHandoverMismatchStartsNormally(t *testing.T) {
 
 // upgradedRaw is upgraded without the JSON round trip, for snapshots
 // ParseSnapshot would refuse.
-func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *syncBuffer) *mnode {
+func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *testkit.SyncBuffer) *mnode {
 	t.Helper()
 	n := &mnode{sys: old.sys.successor()}
 	m, err := NewManager(Options{System: n.sys, Logger: slog.New(slog.NewTextHandler(log, nil)), Inherit: &s,
@@ -371,14 +353,14 @@ func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *syncBuffer) *mnode {
 // leaves the VIPs.
 func TestHandoverAbortThenRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var log syncBuffer
+		var log testkit.SyncBuffer
 		sys := newFakeSystem()
 		m, err := NewManager(Options{System: sys, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		if err := m.Apply(Config{Instances: []Instance{baseInstance(100)}}); err != nil {
+		if err := m.Apply(context.Background(), Config{Instances: []Instance{baseInstance(100)}}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second)
@@ -402,7 +384,7 @@ func TestHandoverAbortThenRelease(t *testing.T) {
 			!strings.Contains(log.String(), "the new binary exited with status 1") {
 			t.Fatalf("the abort is not logged with its reason:\n%s", log.String())
 		}
-		if s := m.States()["VI_1"]; s != StateMaster {
+		if s := states(m)["VI_1"]; s != StateMaster {
 			t.Fatalf("state %v after the abort", s)
 		}
 		sent := tr.sentSince(t0)
@@ -411,7 +393,7 @@ func TestHandoverAbortThenRelease(t *testing.T) {
 				t.Fatalf("adverts around the abort: %v", adverts(tr, t0))
 			}
 		}
-		if c := m.Counters()["VI_1"]; c.Transitions != 2 { // INIT>BACKUP>MASTER at start, no more
+		if c := counters(m)["VI_1"]; c.Transitions != 2 { // INIT>BACKUP>MASTER at start, no more
 			t.Fatalf("%d transitions", c.Transitions)
 		}
 
@@ -474,7 +456,7 @@ func TestHandoverProvisional(t *testing.T) {
 			a2.m.SetProxyHealthy(false)
 			time.Sleep(time.Second)
 			synctest.Wait()
-			if s := a2.m.States(); s["VI_1"] != StateMaster || s["VI_2"] != StateInitialize {
+			if s := states(a2.m); s["VI_1"] != StateMaster || s["VI_2"] != StateInitialize {
 				t.Fatalf("provisional states %v: want VI_1 MASTER (proxy health not its call yet), VI_2 waiting for Ready", s)
 			}
 			if _, err := a2.m.Handover(); err == nil || !strings.Contains(err.Error(), "not confirmed") {
@@ -521,13 +503,13 @@ func TestHandoverProvisional(t *testing.T) {
 			}
 			a2.m.Confirm()
 			synctest.Wait()
-			if s := a2.m.States()["VI_1"]; s != StateMaster {
+			if s := states(a2.m)["VI_1"]; s != StateMaster {
 				t.Fatalf("state %v at Confirm: a report from before it counted", s)
 			}
 			t1 := time.Now()
 			a2.m.SetProxyHealthy(false)
 			synctest.Wait()
-			if s := a2.m.States()["VI_1"]; s != StateFault {
+			if s := states(a2.m)["VI_1"]; s != StateFault {
 				t.Fatalf("state %v after an unhealthy report past Confirm, want FAULT", s)
 			}
 			if _, prio0 := wireGaps(t1, a2.tr()); len(prio0) != 1 {

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"strings"
@@ -43,7 +44,7 @@ func managed(t *testing.T, l *lan, addr string, ins ...Instance) *mnode {
 
 func (n *mnode) apply(t *testing.T, ins ...Instance) {
 	t.Helper()
-	if err := n.m.Apply(Config{Instances: ins}); err != nil {
+	if err := n.m.Apply(context.Background(), Config{Instances: ins}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -71,7 +72,7 @@ func (n *mnode) fx() *memEffects   { return n.sys.effects("VI_1") }
 
 func (n *mnode) want(t *testing.T, s State) {
 	t.Helper()
-	if got := n.m.States()["VI_1"]; got != s {
+	if got := states(n.m)["VI_1"]; got != s {
 		t.Fatalf("managed node: state %v, want %v (transitions %s)", got, s, n.since(time.Time{}))
 	}
 	if n.fx().holds() != (s == StateMaster) {

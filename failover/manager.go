@@ -50,7 +50,8 @@ type Options struct {
 	// Ready, when set, holds every instance in Initialize until it is
 	// closed: cmd passes the proxy's readiness.
 	Ready <-chan struct{}
-	// System defaults to LinuxSystem.
+	// System defaults to LinuxSystem on Linux; elsewhere every instance
+	// fails to start, saying VRRP needs Linux.
 	System System
 	// Inherit is the state the process this one replaces handed over (an
 	// upgrade in place: Manager.Handover there, ParseSnapshot here). The
@@ -109,7 +110,7 @@ func NewManager(o Options) (*Manager, error) {
 		m.inherit, m.provisional, m.predecessorVIPs = &s, true, s.VIPsHeld()
 	}
 	if m.sys == nil {
-		m.sys = LinuxSystem{}
+		m.sys = hostSystem()
 	}
 	if o.Registerer != nil {
 		met, err := NewMetrics(o.Registerer)
@@ -130,8 +131,11 @@ func NewManager(o Options) (*Manager, error) {
 // family; see changeRules) restarts the instance. Apply is idempotent. An
 // invalid cfg changes nothing; otherwise every instance is tried and the
 // errors are joined, each naming its instance once. Errors do not name the
-// package: the caller says "failover".
-func (m *Manager) Apply(cfg Config) error {
+// package: the caller says "failover". A ctx already done changes nothing.
+func (m *Manager) Apply(ctx context.Context, cfg Config) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var errs []error
 	names := map[string]bool{}
 	for _, in := range cfg.Instances {
@@ -423,21 +427,11 @@ func (m *Manager) SetProxyHealthy(ok bool) {
 	}
 }
 
-// States returns every running instance's state by name.
-func (m *Manager) States() map[string]State {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]State, len(m.running))
-	for n, ri := range m.running {
-		out[n] = ri.r.State()
-	}
-	return out
-}
-
-// InstanceStatus is what a status page shows of one instance.
+// InstanceStatus is what a status page shows of one instance: the
+// Manager's one view of its instances.
 type InstanceStatus struct {
 	Name     string     `json:"name"`
-	State    string     `json:"state"`
+	State    State      `json:"state"`
 	Priority uint8      `json:"priority"`
 	Master   netip.Addr `json:"master,omitzero"` // the master as last seen
 	VIPs     []string   `json:"vips"`
@@ -450,24 +444,13 @@ func (m *Manager) Status() []InstanceStatus {
 	defer m.mu.Unlock()
 	out := make([]InstanceStatus, 0, len(m.running))
 	for n, ri := range m.running {
-		st := InstanceStatus{Name: n, State: ri.r.State().String(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
+		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
 		for _, v := range ri.in.VIPs {
 			st.VIPs = append(st.VIPs, v.String())
 		}
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// Counters returns every running instance's counters by name.
-func (m *Manager) Counters() map[string]Counters {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]Counters, len(m.running))
-	for n, ri := range m.running {
-		out[n] = ri.r.Counters()
-	}
 	return out
 }
 

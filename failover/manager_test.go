@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -126,19 +127,19 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		b := baseInstance(100)
 		b.Name, b.VRID, b.VIPs, b.TrackProxy = "VI_2", 34, []netip.Prefix{netip.MustParsePrefix("192.0.2.20/24")}, true
 		cfg := Config{Instances: []Instance{a, b}}
-		if err := m.Apply(cfg); err != nil {
+		if err := m.Apply(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if s := m.States(); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
+		if s := states(m); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
 			t.Fatalf("states %v", s)
 		}
-		if st := m.Status(); len(st) != 2 || st[0].Name != "VI_1" || st[0].State != "MASTER" || st[0].Master != addr1 || st[1].VIPs[0] != "192.0.2.20/24" {
+		if st := m.Status(); len(st) != 2 || st[0].Name != "VI_1" || st[0].State != StateMaster || st[0].Master != addr1 || st[1].VIPs[0] != "192.0.2.20/24" {
 			t.Fatalf("status %+v", st)
 		}
 		// Same config: nothing restarts.
-		if err := m.Apply(cfg); err != nil {
+		if err := m.Apply(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
 		if sys.openCount("VI_1") != 1 || sys.openCount("VI_2") != 1 {
@@ -146,21 +147,21 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		}
 		// An invalid config changes nothing.
 		bad := Config{Instances: []Instance{a, a}}
-		if err := m.Apply(bad); err == nil || !strings.Contains(err.Error(), "used twice") {
+		if err := m.Apply(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "used twice") {
 			t.Fatalf("duplicate instance accepted: %v", err)
 		}
 		// Tracked interface down: only VI_1 faults. Proxy unhealthy: VI_2.
 		sys.w.Link("eth1", false)
 		m.SetProxyHealthy(false)
 		synctest.Wait()
-		if s := m.States(); s["VI_1"] != StateFault || s["VI_2"] != StateFault {
+		if s := states(m); s["VI_1"] != StateFault || s["VI_2"] != StateFault {
 			t.Fatalf("states after tracking failures %v", s)
 		}
 		sys.w.Link("eth1", true)
 		m.SetProxyHealthy(true)
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if s := m.States(); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
+		if s := states(m); s["VI_1"] != StateMaster || s["VI_2"] != StateMaster {
 			t.Fatalf("states after healing %v", s)
 		}
 		// A VIP removed by hand is put back.
@@ -175,13 +176,13 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		// takes the change in place and stays master.
 		fx2 := sys.effects("VI_2")
 		a.Priority = 120
-		if err := m.Apply(Config{Instances: []Instance{a}}); err != nil {
+		if err := m.Apply(context.Background(), Config{Instances: []Instance{a}}); err != nil {
 			t.Fatal(err)
 		}
 		if fx2.holds() || !fx1.holds() || sys.openCount("VI_1") != 1 {
 			t.Fatalf("after change: VI_2 holds %v, VI_1 holds %v, VI_1 opened %d times", fx2.holds(), fx1.holds(), sys.openCount("VI_1"))
 		}
-		if s := m.States(); len(s) != 1 || s["VI_1"] != StateMaster {
+		if s := states(m); len(s) != 1 || s["VI_1"] != StateMaster {
 			t.Fatalf("states %v", s)
 		}
 		if st := m.Status(); st[0].Priority != 120 {
@@ -209,7 +210,7 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 		if sys.effects("VI_1").holds() {
 			t.Fatal("VIPs left after Close")
 		}
-		if err := m.Apply(cfg); err == nil {
+		if err := m.Apply(context.Background(), cfg); err == nil {
 			t.Fatal("Apply after Close accepted")
 		}
 		mu.Lock()
@@ -218,4 +219,44 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 			t.Fatalf("events %v", events)
 		}
 	})
+}
+
+// states is every running instance's state by name, from Status.
+func states(m *Manager) map[string]State {
+	out := map[string]State{}
+	for _, s := range m.Status() {
+		out[s.Name] = s.State
+	}
+	return out
+}
+
+// TestStatusJSON: the status of an instance reads in lowerCamel JSON, its
+// state as keepalived names it, and reads back.
+func TestStatusJSON(t *testing.T) {
+	st := InstanceStatus{Name: "VI_1", State: StateMaster, Priority: 100, VIPs: []string{"192.0.2.20/24"},
+		Counters: Counters{AdvertsSent: 3, Drops: map[string]uint64{DropAuth: 1}}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"name":"VI_1","state":"MASTER","priority":100,"vips":["192.0.2.20/24"],"counters":{"advertsSent":3,"advertsReceived":0,"transitions":0,"becameMaster":0,"announcements":0,"addressMismatch":0,"drops":{"Auth":1}}}`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+	var back InstanceStatus
+	if err := json.Unmarshal(b, &back); err != nil || back.State != StateMaster {
+		t.Errorf("read back: %v %+v", err, back)
+	}
+	if err := json.Unmarshal([]byte(`{"state":"LEADER"}`), &back); err == nil {
+		t.Error("an unknown state reads")
+	}
+}
+
+// counters is every running instance's counters by name, from Status.
+func counters(m *Manager) map[string]Counters {
+	out := map[string]Counters{}
+	for _, s := range m.Status() {
+		out[s.Name] = s.Counters
+	}
+	return out
 }

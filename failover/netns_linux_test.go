@@ -198,12 +198,12 @@ func TestNetnsInPlace(t *testing.T) {
 	}
 	apply := func(in Instance) {
 		t.Helper()
-		if err := m.Apply(Config{Instances: []Instance{in}}); err != nil {
+		if err := m.Apply(context.Background(), Config{Instances: []Instance{in}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	master := func() string {
-		if s := m.States()["VI_1"]; s != StateMaster {
+		if s := states(m)["VI_1"]; s != StateMaster {
 			return "state " + s.String()
 		}
 		return ""

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +26,9 @@ import (
 // VIPs and link state, AF_PACKET for gratuitous ARP and unsolicited NA.
 // It works in the network namespace of the calling process.
 type LinuxSystem struct{}
+
+// hostSystem is the System of this host.
+func hostSystem() System { return LinuxSystem{} }
 
 var _ System = LinuxSystem{}
 
@@ -93,37 +95,6 @@ func closeAll(tr Transport, fx *netlinkEffects) {
 		fx.Close()
 	}
 }
-
-// Linux capabilities an instance needs, as CapabilityError names them.
-const (
-	CapNetAdmin = "CAP_NET_ADMIN"
-	CapNetRaw   = "CAP_NET_RAW"
-)
-
-// CapabilityError says the process may not do what an instance needs.
-type CapabilityError struct {
-	Interface string
-	Missing   []string // CapNetAdmin, CapNetRaw
-}
-
-func (e *CapabilityError) Error() string {
-	why := map[string]string{
-		CapNetAdmin: CapNetAdmin + " (to add the VIPs when it becomes master)",
-		CapNetRaw:   CapNetRaw + " (to send and receive VRRP and gratuitous ARP / NA)",
-	}
-	var b strings.Builder
-	for i, c := range e.Missing {
-		if i > 0 {
-			b.WriteString(" and ")
-		}
-		b.WriteString(why[c])
-	}
-	return fmt.Sprintf("interface %s: not permitted: the process lacks %s; run gitedge as root or grant it %s (systemd: AmbientCapabilities=%s %s)",
-		e.Interface, b.String(), strings.Join(e.Missing, " and "), CapNetAdmin, CapNetRaw)
-}
-
-// Unwrap makes errors.Is(err, os.ErrPermission) hold.
-func (e *CapabilityError) Unwrap() error { return syscall.EPERM }
 
 func isPermission(err error) bool {
 	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)

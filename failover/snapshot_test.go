@@ -1,8 +1,6 @@
 package failover
 
 import (
-	"bytes"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,10 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // goldenSnapshot is testdata/handover/snapshot-v1.json as Go values: a
 // master and a backup.
@@ -40,17 +37,10 @@ func TestSnapshotFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.Golden(t, path, string(got))
 	want, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("Marshal differs from %s:\n%s", path, cmp.Diff(string(want), string(got)))
 	}
 	back, err := ParseSnapshot(want)
 	if err != nil {

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -173,7 +174,7 @@ VI_3 stopped opens=1 holds=[] last advert: v3 prio=0 int=10 addrs=[192.0.2.30] t
 		t.Cleanup(func() { m.Close() })
 		for _, s := range steps {
 			t0 := time.Now()
-			if err := m.Apply(Config{Instances: s.cfg}); err != nil {
+			if err := m.Apply(context.Background(), Config{Instances: s.cfg}); err != nil {
 				t.Fatalf("%s: %v", s.name, err)
 			}
 			time.Sleep(2 * time.Second)

@@ -32,6 +32,20 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int32(s))
 }
 
+// MarshalText writes the state as String does ("MASTER"), for status JSON.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (s *State) UnmarshalText(b []byte) error {
+	for st := StateInitialize; st <= StateFault; st++ {
+		if st.String() == string(b) {
+			*s = st
+			return nil
+		}
+	}
+	return fmt.Errorf("VRRP state %q: expected INIT, BACKUP, MASTER or FAULT", b)
+}
+
 // Event is one state transition of an instance.
 type Event struct {
 	Instance string
@@ -85,30 +99,31 @@ type Effects interface {
 
 // Counters are an instance's totals since it started.
 type Counters struct {
-	AdvertsSent     uint64
-	AdvertsReceived uint64 // accepted ones
-	Transitions     uint64
-	BecameMaster    uint64
-	Announcements   uint64 // bursts of GARP / NA
-	AddressMismatch uint64 // accepted adverts whose address list differs from ours
-	// Drops counts discarded packets by reason (the DropReason constants).
-	Drops map[string]uint64
+	AdvertsSent     uint64 `json:"advertsSent"`
+	AdvertsReceived uint64 `json:"advertsReceived"` // accepted ones
+	Transitions     uint64 `json:"transitions"`
+	BecameMaster    uint64 `json:"becameMaster"`
+	Announcements   uint64 `json:"announcements"`   // bursts of GARP / NA
+	AddressMismatch uint64 `json:"addressMismatch"` // accepted adverts whose address list differs from ours
+	// Drops counts discarded packets by reason (the Drop constants).
+	Drops map[string]uint64 `json:"drops,omitempty"`
 }
 
-// Drop reasons, the label values of the drops metric.
+// Drop reasons, the label values of the drops metric, in PascalCase as
+// every reason of gitedge.
 const (
-	DropTTL         = "ttl"
-	DropTooShort    = "too_short"
-	DropTooLong     = "too_long"
-	DropVersion     = "version"
-	DropType        = "type"
-	DropChecksum    = "checksum"
-	DropAddresses   = "addresses"
-	DropVRID        = "vrid"
-	DropAuth        = "auth"
-	DropInterval    = "interval"
-	DropOwner       = "owner"
-	DropUnknownPeer = "unknown_peer"
-	DropOwn         = "own"
-	DropFault       = "fault"
+	DropTTL         = "TTL"
+	DropTooShort    = "TooShort"
+	DropTooLong     = "TooLong"
+	DropVersion     = "Version"
+	DropType        = "Type"
+	DropChecksum    = "Checksum"
+	DropAddresses   = "Addresses"
+	DropVRID        = "VRID"
+	DropAuth        = "Auth"
+	DropInterval    = "Interval"
+	DropOwner       = "Owner"
+	DropUnknownPeer = "UnknownPeer"
+	DropOwn         = "Own"
+	DropFault       = "Fault"
 )

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/deliver"
 )
 
 // State is what the node says about a commit.
@@ -239,14 +241,14 @@ func apiMessage(body []byte) string {
 		Error   any `json:"error"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return cut(string(body), 200)
+		return deliver.Cut(string(body), 200)
 	}
 	var parts []string
 	for _, v := range []any{doc.Message, doc.Error, doc.Errors} {
 		flatten(v, "", &parts)
 	}
 	parts = slices.Compact(parts)
-	return cut(strings.Join(parts, "; "), 300)
+	return deliver.Cut(strings.Join(parts, "; "), 300)
 }
 
 // flatten collects the strings in a decoded JSON value, prefixing those

@@ -4,33 +4,17 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-)
 
-// backoff is the wait before attempt n+1 (n counts from 0): exponential
-// from lo, capped at hi, with equal jitter (half fixed, half random) so
-// many nodes retrying the same forge spread out.
-func backoff(n int, lo, hi time.Duration, rnd func() float64) time.Duration {
-	d := hi
-	if n < 32 {
-		if e := lo << n; e > 0 && e < hi {
-			d = e
-		}
-	}
-	return d/2 + time.Duration(rnd()*float64(d/2))
-}
+	"github.com/gitedge/gitedge/internal/deliver"
+)
 
 // serverWait is how long the forge asked us to wait, from Retry-After
 // (seconds or an HTTP date, RFC 9110 §10.2.3) or, when GitHub says the
 // primary rate limit is spent (x-ratelimit-remaining: 0), until
 // x-ratelimit-reset (UTC epoch seconds). ok is false when it asked nothing.
 func serverWait(h http.Header, now time.Time) (time.Duration, bool) {
-	if v := h.Get("Retry-After"); v != "" {
-		if s, err := strconv.ParseInt(v, 10, 64); err == nil && s >= 0 {
-			return time.Duration(min(s, maxServerWait)) * time.Second, true
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return clampWait(t.Sub(now)), true
-		}
+	if d, ok := deliver.RetryAfter(h, now, maxServerWait*time.Second); ok {
+		return d, true
 	}
 	if h.Get("X-Ratelimit-Remaining") == "0" {
 		if s, err := strconv.ParseInt(h.Get("X-Ratelimit-Reset"), 10, 64); err == nil {

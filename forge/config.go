@@ -45,7 +45,7 @@ const (
 const ContextPrefix = "gitedge/"
 
 // Config says which forge gets this node's commit statuses (the node
-// config's `forge:` section, SPEC §2). The JSON names are the node
+// config's `forge:` section, docs/node-config.md). The JSON names are the node
 // config's; the fields tagged "-" are filled by the caller.
 type Config struct {
 	// Kind is github, gitea (also Forgejo) or gitlab. Required.

@@ -3,6 +3,8 @@ package forge
 import (
 	"strings"
 	"testing"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 func TestValidate(t *testing.T) {
@@ -102,7 +104,7 @@ func TestNewReadsToken(t *testing.T) {
 		{"two lines", "a\nb\n", "more than one line"},
 	} {
 		c := base
-		c.TokenFile = writeFile(t, "token", tt.content)
+		c.TokenFile = testkit.TempFile(t, "token", tt.content)
 		if _, err := New(c, Options{}); err == nil || !strings.Contains(err.Error(), "forge.tokenFile "+c.TokenFile+": "+tt.want) {
 			t.Errorf("%s: New error %v, want %q", tt.name, err, tt.want)
 		}

@@ -46,7 +46,7 @@
 // # Wiring
 //
 // The node config's `forge:` section decodes into Config (JSON names as in
-// SPEC §2); the caller sets Config.Node. cmd/gitedge runs the Reporter as
+// docs/node-config.md); the caller sets Config.Node. cmd/gitedge runs the Reporter as
 // a Task; the reconcile loop calls Report(sha, Pending, "") when it takes a
 // new commit and Report(sha, Success|Failure|Error, Summarize(err)) when
 // that commit's pass ends (a pass that finds nothing new reports nothing;
@@ -54,5 +54,6 @@
 // Snapshot under /status. A nil *Reporter is valid and
 // does nothing, for nodes without a forge. See Example.
 //
-// forge imports no other gitedge package.
+// forge imports no other gitedge package but the internal helpers it
+// shares with notify (internal/deliver, internal/promreg).
 package forge

@@ -1,8 +1,7 @@
 package forge
 
 import (
-	"errors"
-
+	"github.com/gitedge/gitedge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -32,29 +31,11 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
-		statuses: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		statuses: promreg.Register("forge", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricStatuses, Help: "Commit statuses for the forge, by forge and result.",
 		}, []string{"forge", "result"})),
-		queue: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		queue: promreg.Register("forge", reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricQueueLength, Help: "Commits whose status waits to be posted to the forge.",
 		})),
 	}
-}
-
-// register registers c, or returns the collector already registered under
-// the same description, so two Reporters can share one registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("forge: registering metrics: " + err.Error())
-	}
-	return c
 }

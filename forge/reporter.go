@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/deliver"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -93,7 +94,7 @@ func New(cfg Config, opts Options) (*Reporter, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	r.log = r.log.With("forge", string(cfg.Kind), "repository", cfg.Repository)
+	r.log = r.log.With("subsystem", "forge", "forge", string(cfg.Kind), "repository", cfg.Repository)
 	if r.jitter == nil {
 		r.jitter = rand.Float64
 	}
@@ -135,7 +136,7 @@ func (r *Reporter) Report(commit string, state State, description string) {
 	if description == "" {
 		description = state.defaultDescription()
 	}
-	it := &item{commit: commit, state: state, desc: cut(r.tok.Load().scrub(description), r.cfg.DescriptionLimit())}
+	it := &item{commit: commit, state: state, desc: deliver.Cut(r.tok.Load().scrub(description), r.cfg.DescriptionLimit())}
 
 	r.mu.Lock()
 	if q, ok := r.byCommit[commit]; ok {
@@ -269,7 +270,7 @@ func (r *Reporter) deliver(ctx context.Context, it *item) {
 		if wait > 0 {
 			r.notBefore = time.Now().Add(wait)
 		} else {
-			wait = backoff(attempt, r.cfg.RetryMin, r.cfg.RetryMax, r.jitter)
+			wait = deliver.Backoff(attempt, r.cfg.RetryMin, r.cfg.RetryMax, r.jitter)
 		}
 		attempt++
 		if time.Since(start)+wait > r.cfg.GiveUpAfter {

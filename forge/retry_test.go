@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The retry tests run in synctest bubbles over an in-memory transport, so
@@ -17,7 +19,6 @@ import (
 
 // recv takes the next request inside a bubble (a missing one is a
 // deadlock synctest reports).
-func (f *fakeForge) recv() seen { return <-f.got }
 
 func TestRetryServerErrorsThenSuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -25,7 +26,7 @@ func TestRetryServerErrorsThenSuccess(t *testing.T) {
 		g := newRig(t, Config{Kind: GitHub, Repository: "infra/edge"}, f, true)
 		start := time.Now()
 		g.r.Report(commitA, Success, "")
-		a, b, c := f.recv(), f.recv(), f.recv()
+		a, b, c := f.Recv(), f.Recv(), f.Recv()
 		if a.At.Sub(start) != 0 || b.At.Sub(a.At) != 500*time.Millisecond || c.At.Sub(b.At) != time.Second {
 			t.Errorf("attempts at +%v, +%v, +%v; want +0, +500ms, +1.5s", a.At.Sub(start), b.At.Sub(start), c.At.Sub(start))
 		}
@@ -71,7 +72,7 @@ func TestRetryHonoursServerWait(t *testing.T) {
 				f := newFakeForge(tt.handler(time.Now()), created)
 				g := newRig(t, Config{Kind: GitHub, Repository: "infra/edge"}, f, true)
 				g.r.Report(commitA, Pending, "")
-				a, b := f.recv(), f.recv()
+				a, b := f.Recv(), f.Recv()
 				if got := b.At.Sub(a.At); got != tt.want {
 					t.Errorf("retried after %v, want %v", got, tt.want)
 				}
@@ -88,10 +89,10 @@ func TestRetryHonoursServerWait(t *testing.T) {
 // status is retried.
 func TestHangTimesOutAndRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakeForge(hang, created)
+		f := newFakeForge(testkit.Hang, created)
 		g := newRig(t, Config{Kind: GitLab, API: "https://gitlab.example.org/api/v4", Repository: "infra/edge", Timeout: 10 * time.Second}, f, true)
 		g.r.Report(commitA, Success, "")
-		a, b := f.recv(), f.recv()
+		a, b := f.Recv(), f.Recv()
 		if got := b.At.Sub(a.At); got != 10*time.Second+500*time.Millisecond {
 			t.Errorf("second attempt after %v, want the 10s timeout plus 500ms backoff", got)
 		}
@@ -116,7 +117,7 @@ func TestGiveUpAfter(t *testing.T) {
 		synctest.Wait() // the first attempt is done; the rest follow the fake clock
 		time.Sleep(2 * time.Minute)
 		synctest.Wait()
-		reqs := f.requests()
+		reqs := f.Requests()
 		// Waits 0.5, 1, 2, 4, then 5s each (RetryMax/2): attempts at 0,
 		// 0.5, 1.5, 3.5, 7.5, 12.5 … 57.5; the next would start at 62.5s.
 		if len(reqs) != 15 || reqs[len(reqs)-1].At.Sub(start) != 57500*time.Millisecond {
@@ -128,7 +129,7 @@ func TestGiveUpAfter(t *testing.T) {
 		if s := g.r.Snapshot().LastError; !strings.Contains(s, "giving up after 15 attempts in 58s (forge.giveUpAfter)") {
 			t.Errorf("LastError %q", s)
 		}
-		if !strings.Contains(g.log.text(), `"msg":"forge status given up"`) {
+		if !strings.Contains(g.log.Text(), `"msg":"forge status given up"`) {
 			t.Errorf("no give-up log line")
 		}
 	})
@@ -141,17 +142,17 @@ func TestNewerStateReplacesRetried(t *testing.T) {
 		f := newFakeForge(answer(503, ``), created)
 		g := newRig(t, Config{Kind: Gitea, API: "https://git.example.org/api/v1", Repository: "infra/edge"}, f, true)
 		g.r.Report(commitA, Pending, "")
-		if s := decode(t, f.recv().Body)["state"]; s != "pending" {
+		if s := decode(t, f.Recv().Body)["state"]; s != "pending" {
 			t.Fatalf("first state %v", s)
 		}
 		synctest.Wait() // waiting for the retry
 		g.r.Report(commitA, Success, "applied in 2s")
-		b := decode(t, f.recv().Body)
+		b := decode(t, f.Recv().Body)
 		if b["state"] != "success" || b["description"] != "applied in 2s" {
 			t.Errorf("retry posted %v, want the newer success", b)
 		}
 		synctest.Wait()
-		if n := len(f.requests()); n != 2 {
+		if n := len(f.Requests()); n != 2 {
 			t.Errorf("%d requests, want 2", n)
 		}
 		if g.count(t, ResultCoalesced) != 1 || g.count(t, ResultPosted) != 1 {
@@ -168,7 +169,7 @@ func TestQueuedStatesCoalesce(t *testing.T) {
 		f := newFakeForge(func(w http.ResponseWriter, r *http.Request) { <-release; created(w, r) }, created)
 		g := newRig(t, Config{Kind: GitHub, Repository: "infra/edge"}, f, true)
 		g.r.Report(commitA, Pending, "")
-		f.recv() // in flight, held
+		f.Recv() // in flight, held
 		g.r.Report(commitB, Pending, "")
 		g.r.Report(commitB, Success, "")
 		g.r.Report(commitC, Failure, "bad")
@@ -177,12 +178,12 @@ func TestQueuedStatesCoalesce(t *testing.T) {
 			t.Errorf("queue length %d, want 2", q)
 		}
 		close(release)
-		b, c := f.recv(), f.recv()
+		b, c := f.Recv(), f.Recv()
 		if !strings.Contains(b.Path, commitB) || decode(t, b.Body)["state"] != "error" || !strings.Contains(c.Path, commitC) {
 			t.Errorf("posted %s %s then %s", b.Path, b.Body, c.Path)
 		}
 		synctest.Wait()
-		if n := len(f.requests()); n != 3 {
+		if n := len(f.Requests()); n != 3 {
 			t.Errorf("%d requests, want 3", n)
 		}
 		if g.count(t, ResultCoalesced) != 2 {
@@ -200,10 +201,10 @@ func TestQueuedStatesCoalesce(t *testing.T) {
 // time, bounded by a deadline.
 func TestReportNeverBlocks(t *testing.T) {
 	t.Parallel()
-	f := newFakeForge(hang)
+	f := newFakeForge(testkit.Hang)
 	g := newRig(t, Config{Kind: GitHub, API: "/api/v3", Repository: "infra/edge", Timeout: time.Hour}, f, false)
 	g.r.Report(commitA, Pending, "")
-	f.next(t) // the worker is now stuck in a request that never ends
+	f.Next(t) // the worker is now stuck in a request that never ends
 	const n = 10000
 	done := make(chan struct{})
 	go func() {
@@ -223,7 +224,7 @@ func TestReportNeverBlocks(t *testing.T) {
 	if d := g.count(t, ResultDropped); d != n-64 {
 		t.Errorf("dropped %v, want %d", d, n-64)
 	}
-	if v := counterValue(t, g.reg, MetricQueueLength, nil); v != 64 {
+	if v := testkit.MetricValue(t, g.reg, MetricQueueLength, nil); v != 64 {
 		t.Errorf("%s = %v, want 64", MetricQueueLength, v)
 	}
 }
@@ -231,7 +232,7 @@ func TestReportNeverBlocks(t *testing.T) {
 func TestRunOnceAndNil(t *testing.T) {
 	t.Parallel()
 	g := newRig(t, Config{Kind: GitHub, API: "/", Repository: "infra/edge"}, newFakeForge(), false)
-	once, err := New(Config{Kind: GitHub, Repository: "infra/edge", Node: "lb-0", TokenFile: writeFile(t, "t", testToken)}, Options{})
+	once, err := New(Config{Kind: GitHub, Repository: "infra/edge", Node: "lb-0", TokenFile: testkit.TempFile(t, "t", testToken)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestRateLimitHoldsEveryStatus(t *testing.T) {
 		start := time.Now()
 		g.r.Report(commitA, Success, "")
 		g.r.Report(commitB, Success, "")
-		a, b := f.recv(), f.recv()
+		a, b := f.Recv(), f.Recv()
 		if !strings.Contains(a.Path, commitA) || !strings.Contains(b.Path, commitB) || b.At.Sub(start) != time.Minute {
 			t.Errorf("%s at +0, then %s at +%v; want %s after the 60s asked for", a.Path, b.Path, b.At.Sub(start), commitB)
 		}

@@ -29,12 +29,12 @@ func TestTokenNeverShown(t *testing.T) {
 			g.r.Report(commitA, Failure, "bad commit; the token is "+testToken)
 			var sent [][]byte
 			for range 2 {
-				sent = append(sent, f.next(t).Body)
+				sent = append(sent, f.Next(t).Body)
 			}
-			g.log.waitLog(t, "forge status given up")
+			waitLog(t, g.log, "forge status given up")
 			g.r.Report(commitB, Success, "")
-			f.next(t) // 401: the token file is re-read, unchanged: given up
-			g.log.waitLog(t, "forge status given up")
+			f.Next(t) // 401: the token file is re-read, unchanged: given up
+			waitLog(t, g.log, "forge status given up")
 
 			snap := g.r.Snapshot()
 			js, err := json.Marshal(snap)
@@ -45,7 +45,7 @@ func TestTokenNeverShown(t *testing.T) {
 			tok := *g.r.tok.Load()
 			slog.New(slog.NewTextHandler(&b, nil)).Info("x", "token", tok, "reporter", g.r, "config", g.r.cfg)
 			outputs := map[string]string{
-				"log":       g.log.text(),
+				"log":       g.log.Text(),
 				"snapshot":  string(js),
 				"lastError": snap.LastError,
 				"fmt":       fmt.Sprintf("%v|%+v|%#v|%s|%q|%x|%v|%+v", tok, tok, tok, tok, tok, tok, g.r, g.r.cfg),

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The requests as each forge documents them:
@@ -93,7 +95,7 @@ func TestRequestShape(t *testing.T) {
 			f := newFakeForge()
 			g := newRig(t, tt.cfg, f, false)
 			g.r.Report(commitA, tt.state, tt.desc)
-			s := f.next(t)
+			s := f.Next(t)
 			if s.Method != http.MethodPost {
 				t.Errorf("method %s, want POST", s.Method)
 			}
@@ -119,7 +121,7 @@ func TestRequestShape(t *testing.T) {
 					t.Errorf("body field %s is %T, want a string", k, v)
 				}
 			}
-			g.log.waitLog(t, "forge status posted")
+			waitLog(t, g.log, "forge status posted")
 			snap := g.r.Snapshot()
 			if len(snap.Statuses) != 1 || snap.Statuses[0].Commit != commitA || snap.Statuses[0].State != tt.state ||
 				snap.Statuses[0].ForgeState != tt.want.body["state"] || snap.QueueLength != 0 || snap.LastError != "" {
@@ -151,7 +153,7 @@ func TestDescriptionCutToLimit(t *testing.T) {
 			g := newRig(t, cfg, f, false)
 			g.r.Report(commitA, Failure, long)
 			var body map[string]any
-			json.Unmarshal(f.next(t).Body, &body)
+			json.Unmarshal(f.Next(t).Body, &body)
 			d, _ := body["description"].(string)
 			limit := cfg.DescriptionLimit()
 			if !utf8.ValidString(d) || utf8.RuneCountInString(d) != limit || !strings.HasSuffix(d, "…") {
@@ -196,14 +198,14 @@ func TestRefusedIsGivenUp(t *testing.T) {
 			f := newFakeForge(tt.handler, created)
 			g := newRig(t, Config{Kind: GitHub, API: "/api/v3", Repository: "infra/edge"}, f, false)
 			g.r.Report(commitA, Success, "")
-			f.next(t)
-			g.log.waitLog(t, "forge status given up")
+			f.Next(t)
+			waitLog(t, g.log, "forge status given up")
 			g.r.Report(commitB, Success, "")
-			if s := f.next(t); !strings.Contains(s.Path, commitB) {
+			if s := f.Next(t); !strings.Contains(s.Path, commitB) {
 				t.Fatalf("second request for %s, want %s", s.Path, commitB)
 			}
-			g.log.waitLog(t, "forge status posted")
-			if n := len(f.requests()); n != 2 {
+			waitLog(t, g.log, "forge status posted")
+			if n := len(f.Requests()); n != 2 {
 				t.Errorf("%d requests, want 2 (no retry of the refused one)", n)
 			}
 			if g.count(t, ResultFailed) != 1 || g.count(t, ResultRetry) != 0 || g.count(t, ResultPosted) != 1 {
@@ -214,7 +216,7 @@ func TestRefusedIsGivenUp(t *testing.T) {
 			if !strings.Contains(snap.LastError, tt.wantErr) || !strings.HasPrefix(snap.LastError, "success for 0123456789ab: ") {
 				t.Errorf("LastError %q\nwant it to contain %q", snap.LastError, tt.wantErr)
 			}
-			log := g.log.text()
+			log := g.log.Text()
 			if !strings.Contains(log, fmt.Sprintf(`"code":%d`, tt.code)) || !strings.Contains(log, `"commit":"`+commitA) {
 				t.Errorf("give-up log line lacks code or commit:\n%s", log)
 			}
@@ -233,19 +235,19 @@ func TestTokenRotatedAfter401(t *testing.T) {
 		}
 		created(w, r)
 	}
-	tokenFile := writeFile(t, "token", testToken)
+	tokenFile := testkit.TempFile(t, "token", testToken)
 	f := newFakeForge(auth)
 	g := newRig(t, Config{Kind: Gitea, API: "/api/v1", Repository: "infra/edge", TokenFile: tokenFile}, f, false)
 	if err := writeTokenFile(tokenFile, newToken+"\n"); err != nil {
 		t.Fatal(err)
 	}
 	g.r.Report(commitA, Pending, "")
-	first, second := f.next(t), f.next(t)
+	first, second := f.Next(t), f.Next(t)
 	if first.Header.Get("Authorization") != "token "+testToken || second.Header.Get("Authorization") != "token "+newToken {
 		t.Errorf("Authorization %q then %q; want the old token then the rotated one",
 			first.Header.Get("Authorization"), second.Header.Get("Authorization"))
 	}
-	g.log.waitLog(t, "forge status posted")
+	waitLog(t, g.log, "forge status posted")
 	if g.count(t, ResultPosted) != 1 || g.count(t, ResultFailed) != 0 {
 		t.Errorf("posted=%v failed=%v", g.count(t, ResultPosted), g.count(t, ResultFailed))
 	}
@@ -258,8 +260,8 @@ func TestGitLabRepeatedStateIsNoop(t *testing.T) {
 	f := newFakeForge(answer(400, `{"message":"Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"}`))
 	g := newRig(t, Config{Kind: GitLab, API: "/api/v4", Repository: "infra/edge"}, f, false)
 	g.r.Report(commitA, Pending, "")
-	f.next(t)
-	g.log.waitLog(t, "forge status posted")
+	f.Next(t)
+	waitLog(t, g.log, "forge status posted")
 	if g.count(t, ResultNoop) != 1 || g.count(t, ResultFailed) != 0 {
 		t.Errorf("noop=%v failed=%v, want 1 0", g.count(t, ResultNoop), g.count(t, ResultFailed))
 	}
@@ -271,8 +273,8 @@ func TestGitLabRepeatedStateIsNoop(t *testing.T) {
 	f2 := newFakeForge(answer(400, `{"message":"Cannot transition status"}`))
 	g2 := newRig(t, Config{Kind: GitHub, API: "", Repository: "infra/edge"}, f2, false)
 	g2.r.Report(commitA, Pending, "")
-	f2.next(t)
-	g2.log.waitLog(t, "forge status given up")
+	f2.Next(t)
+	waitLog(t, g2.log, "forge status given up")
 }
 
 // Redirects are not followed: the token must reach forge.api only.
@@ -286,9 +288,9 @@ func TestRedirectNotFollowed(t *testing.T) {
 	})
 	g := newRig(t, Config{Kind: GitLab, API: "/api/v4", Repository: "infra/edge"}, f, false)
 	g.r.Report(commitA, Success, "")
-	f.next(t)
-	g.log.waitLog(t, "forge status given up")
-	if n := len(elsewhere.requests()); n != 0 {
+	f.Next(t)
+	waitLog(t, g.log, "forge status given up")
+	if n := len(elsewhere.Requests()); n != 0 {
 		t.Fatalf("the redirect target got %d requests (the token travelled)", n)
 	}
 	if !strings.Contains(g.r.Snapshot().LastError, "redirects are not followed") {
@@ -302,16 +304,16 @@ func TestReportIsIdempotent(t *testing.T) {
 	f := newFakeForge()
 	g := newRig(t, Config{Kind: GitHub, API: "", Repository: "infra/edge"}, f, false)
 	g.r.Report(commitA, Success, "applied")
-	f.next(t)
-	g.log.waitLog(t, "forge status posted")
+	f.Next(t)
+	waitLog(t, g.log, "forge status posted")
 	g.r.Report(commitA, Success, "applied")
 	g.r.Report(commitA, Success, "") // "" is the same default text
 	g.r.Report(commitB, Pending, "") // a marker: when it is posted, the others were considered
-	if s := f.next(t); !strings.Contains(s.Path, commitB) {
+	if s := f.Next(t); !strings.Contains(s.Path, commitB) {
 		t.Fatalf("posted %s again", s.Path)
 	}
 	g.r.Report(commitA, Error, "apply failed: vm 101") // a new state is posted
-	if s := f.next(t); !strings.Contains(s.Path, commitA) || decode(t, s.Body)["state"] != "error" {
+	if s := f.Next(t); !strings.Contains(s.Path, commitA) || decode(t, s.Body)["state"] != "error" {
 		t.Fatalf("got %s %s", s.Path, s.Body)
 	}
 }

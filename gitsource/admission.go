@@ -172,9 +172,9 @@ type slot struct {
 
 // Refusal reasons of admission.
 const (
-	refusedBusy       = "busy"        // every slot taken and the queue full, or the wait over
-	refusedSourceBusy = "source-busy" // this source already waits for its share
-	refusedPreempted  = "preempted"   // a slow body cut for a request waiting for its slot
+	refusedBusy       = "Busy"       // every slot taken and the queue full, or the wait over
+	refusedSourceBusy = "SourceBusy" // this source already waits for its share
+	refusedPreempted  = "Preempted"  // a slow body cut for a request waiting for its slot
 )
 
 func newAdmission(max, perSource int, wait, preemptAfter time.Duration, gauge func(float64)) *admission {

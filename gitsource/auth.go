@@ -1,8 +1,13 @@
 package gitsource
 
 import (
+	"cmp"
 	"fmt"
+	"net"
+	"os"
+	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 )
@@ -21,7 +26,7 @@ func sshPublicKeys(user, keyFile, knownHosts, hostPort string) (*gitssh.PublicKe
 	}
 	db, err := gitssh.NewKnownHostsDb(files...)
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %v (the server's host key must be listed; unknown hosts are refused)", cmpOr(knownHosts, "(default files)"), err)
+		return nil, fmt.Errorf("known_hosts %s: %v (the server's host key must be listed; unknown hosts are refused)", cmp.Or(knownHosts, "(default files)"), err)
 	}
 	keys.HostKeyCallback = db.HostKeyCallback()
 	// Offer only the algorithms known_hosts has a key for, so a server
@@ -33,4 +38,61 @@ func sshPublicKeys(user, keyFile, knownHosts, hostPort string) (*gitssh.PublicKe
 // basicAuth is https basic auth; String never shows the password.
 func basicAuth(user, password string) *githttp.BasicAuth {
 	return &githttp.BasicAuth{Username: user, Password: password}
+}
+
+// auth builds the credentials for the remote from the files in Config.Auth.
+// The files are read on every use so rotation needs no restart.
+func (g *Git) auth() (transport.AuthMethod, error) {
+	ep, err := transport.NewEndpoint(g.url)
+	if err != nil {
+		return nil, &Error{Step: StepFetch, Reason: ReasonNotFound, Source: g.disp, Err: fmt.Errorf("url: %v", redactErr(err, g.url))}
+	}
+	a := g.cfg.Auth
+	authErr := func(err error) error {
+		return &Error{Step: StepFetch, Reason: ReasonAuth, Source: g.disp, Err: err}
+	}
+	switch ep.Protocol {
+	case "ssh":
+		if a.SSHKeyFile == "" {
+			return nil, nil // go-git falls back to the ssh agent
+		}
+		user := cmp.Or(ep.User, "git")
+		keys, err := sshPublicKeys(user, a.SSHKeyFile, a.KnownHostsFile, net.JoinHostPort(ep.Host, fmt.Sprint(cmpPort(ep.Port, 22))))
+		if err != nil {
+			return nil, authErr(err)
+		}
+		return keys, nil
+	case "http", "https":
+		file := cmp.Or(a.TokenFile, a.PasswordFile)
+		if file == "" {
+			return nil, nil
+		}
+		secret, err := readSecret(file)
+		if err != nil {
+			return nil, authErr(err)
+		}
+		return basicAuth(cmp.Or(a.Username, "git"), secret), nil
+	}
+	return nil, nil
+}
+
+func cmpPort(p, def int) int {
+	if p == 0 {
+		return def
+	}
+	return p
+}
+
+// readSecret reads a credential file, without its trailing newline. Errors
+// name the file, never its content.
+func readSecret(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("credential file: %w", err)
+	}
+	s := strings.TrimRight(string(data), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("credential file %s is empty", file)
+	}
+	return s, nil
 }

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The benchmark repository: benchFiles route files, benchCommits commits.
@@ -144,7 +146,7 @@ const followerEnv = "GITSOURCE_BENCH_FOLLOWER"
 
 func startFollower(b *testing.B, url string) *follower {
 	b.Helper()
-	secret := writeFile(b, "secret", testSecret)
+	secret := testkit.TempFile(b, "secret", testSecret)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), followerEnv+"="+url, "FOLLOWER_STATE="+b.TempDir(), "FOLLOWER_SECRET="+secret)
 	cmd.Stderr = os.Stderr

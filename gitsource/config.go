@@ -25,7 +25,7 @@ const (
 	ForcePushRefuse ForcePushPolicy = "refuse"
 )
 
-// Config says where the routes repository comes from (SPEC §2 `source`).
+// Config says where the routes repository comes from (the node config's `source` section).
 // It is plain data; secrets are named as files and read when needed, so a
 // rotated token or keyring is picked up without a restart.
 type Config struct {
@@ -91,9 +91,6 @@ type Auth struct {
 	PasswordFile string
 }
 
-// Equal reports whether two configs are the same.
-func (c Config) Equal(o Config) bool { return c == o }
-
 // ref is the full name of the followed ref, "" for a commit pin.
 func (c Config) ref() string {
 	switch {
@@ -110,8 +107,9 @@ func (c Config) ref() string {
 // or "" when a commit is pinned. Webhooks use it to ignore other pushes.
 func (c Config) Ref() string { return c.ref() }
 
-// withDefaults returns c with defaults filled in.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with every default filled in: the one place the
+// source's defaults live (the node config applies them through it).
+func (c Config) WithDefaults() Config {
 	if c.Tag == "" && c.Commit == "" {
 		c.Branch = cmp.Or(c.Branch, "main")
 	}
@@ -130,10 +128,10 @@ func (c Config) withDefaults() Config {
 
 // Validate checks c (after defaults) and returns every problem found.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	var errs []error
 	if c.URL == "" {
-		errs = append(errs, errors.New("source.url: missing"))
+		errs = append(errs, errors.New("source.url: missing: the routes repository (ssh://, https://, git://, file:// or a path)"))
 	} else if err := checkURL(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("source.url: %w", err))
 	}

@@ -34,12 +34,15 @@ type DirConfig struct {
 	MaxWait time.Duration
 	// MaxTreeBytes bounds the bytes read; default 256 MiB.
 	MaxTreeBytes int64
+	// NoWatch reads the directory only at start and when triggered
+	// (SIGHUP), without fsnotify: Run then only waits for its context.
+	NoWatch bool
 }
 
 // Dir is a local directory as a source: Next hands over the files as they
 // are on disk, with the SHA-256 of their paths and contents as the
 // "commit". Run watches the directory with fsnotify and must be running
-// for changes to be seen. Next is for one caller; Trigger is safe from any
+// for changes to be seen (unless NoWatch: then only triggers are). Next is for one caller; Trigger is safe from any
 // goroutine.
 type Dir struct {
 	cfg     DirConfig
@@ -77,20 +80,19 @@ func NewDir(cfg DirConfig, opts Options) (*Dir, error) {
 		return nil, fmt.Errorf("gitsource: source directory %s: not a directory (%v)", cfg.Dir, err)
 	}
 	cfg.Dir = abs
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("gitsource: fsnotify: %w", err)
-	}
-	d := &Dir{cfg: cfg, log: opts.Logger, m: newSourceMetrics(opts.Registry), queue: opts.Queue, watcher: w}
+	d := &Dir{cfg: cfg, log: opts.Logger, m: newSourceMetrics(opts.Registry), queue: NewQueue(opts.Registry)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
-	if d.queue == nil {
-		d.queue = NewQueue(opts.Registry)
+	d.log = d.log.With("subsystem", "gitsource", "source", abs)
+	if cfg.NoWatch {
+		return d, nil
 	}
-	d.log = d.log.With("source", abs)
+	if d.watcher, err = fsnotify.NewWatcher(); err != nil {
+		return nil, fmt.Errorf("gitsource: fsnotify: %w", err)
+	}
 	if err := d.watchTree(abs); err != nil {
-		w.Close()
+		d.watcher.Close()
 		return nil, err
 	}
 	return d, nil
@@ -119,8 +121,14 @@ func (d *Dir) watchTree(dir string) error {
 	})
 }
 
-// Queue returns the trigger queue Next reads.
-func (d *Dir) Queue() *Queue { return d.queue }
+// Close stops watching the directory, for a Dir whose Run never runs
+// (Run stops watching by itself when its context ends).
+func (d *Dir) Close() error {
+	if d.watcher == nil {
+		return nil
+	}
+	return d.watcher.Close()
+}
 
 // Trigger asks for a read of the directory.
 func (d *Dir) Trigger(t Trigger) { d.queue.Poke(t) }
@@ -130,6 +138,10 @@ func (d *Dir) Trigger(t Trigger) { d.queue.Poke(t) }
 func (d *Dir) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return errors.New("gitsource: Dir.Run called twice")
+	}
+	if d.watcher == nil { // NoWatch
+		<-ctx.Done()
+		return nil
 	}
 	defer d.watcher.Close()
 	var (

@@ -1,28 +1,22 @@
 package gitsource
 
 import (
-	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 func startDir(t *testing.T, dir string) *Dir {
 	t.Helper()
-	d, err := NewDir(DirConfig{Dir: dir, Debounce: 100 * time.Millisecond}, Options{Logger: testLogger(t)})
+	d, err := NewDir(DirConfig{Dir: dir, Debounce: 100 * time.Millisecond}, Options{Logger: testkit.Logger(t, slog.LevelDebug)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	testkit.Run(t, d.Run)
 	return d
 }
 

@@ -46,10 +46,10 @@ func Example() {
 			return
 		case errors.As(err, &e):
 			// Keep serving the last good commit; the source retries by
-			// itself when e.Retryable, and skips e.Commit otherwise.
-			log.Warn("source", "step", e.Step, "reason", e.Reason, "transient", e.Retryable)
+			// itself when e.Transient(), and skips e.Commit otherwise.
+			log.Warn("source", "step", e.Step, "reason", e.Reason, "transient", e.Transient())
 			continue
 		}
-		_ = rev.Files // hand to the loader: reconcile.LoadFS(rev.Files) or the like
+		_ = rev.Files // hand to the loader: reconcile.Load(rev.Files)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestForcePush rewrites the branch under both policies.
@@ -44,7 +46,7 @@ func TestForcePush(t *testing.T) {
 				return
 			}
 			e := nextErr(t, g)
-			if e.Step != StepVerify || e.Reason != ReasonForcePush || e.Retryable || e.Commit != rewritten ||
+			if e.Step != StepVerify || e.Reason != ReasonForcePush || e.Transient() || e.Commit != rewritten ||
 				!strings.Contains(e.Error(), "does not descend from the live commit "+short(c1)) {
 				t.Fatalf("refuse: %+v: %v", e, e)
 			}
@@ -79,10 +81,7 @@ func TestForcePush(t *testing.T) {
 // down hands over the cached last good commit.
 func TestUnreachableThenBack(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	u, h, c1 := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n"})
 	state := t.TempDir()
 	g, _ := newSource(t, Config{URL: h.URL, StateDir: state, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	next(t, g)
@@ -92,19 +91,19 @@ func TestUnreachableThenBack(t *testing.T) {
 	u.push("main")
 	g.Trigger(Trigger{Kind: TriggerPoll})
 	e := nextErr(t, g)
-	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Retryable || !IsTransient(e) {
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient() || !e.Transient() {
 		t.Fatalf("server down: %+v: %v", e, e)
 	}
 	// Still down: the scheduled retries fail again, on their own.
 	e = nextErr(t, g)
-	if !e.Retryable {
+	if !e.Transient() {
 		t.Fatalf("retry: %+v", e)
 	}
 
 	// A restart meanwhile serves the last good commit from the cache.
 	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state})
 	rev := next(t, g2)
-	if rev.Commit != c1 || !IsTransient(rev.Stale) || !strings.Contains(rev.Trigger.Detail, "from cache") {
+	if rev.Commit != c1 || !transient(rev.Stale) || !strings.Contains(rev.Trigger.Detail, "from cache") {
 		t.Fatalf("restart while down: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
 	}
 	if readFS(t, rev.Files, "a.yaml") != "one\n" {
@@ -127,10 +126,10 @@ func TestNothingListening(t *testing.T) {
 	t.Parallel()
 	g, _ := newSource(t, Config{URL: fmt.Sprintf("http://127.0.0.1:%d/git/repo.git", freePort(t))})
 	e := nextErr(t, g)
-	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Retryable {
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient() {
 		t.Fatalf("%+v: %v", e, e)
 	}
-	if e := nextErr(t, g); !e.Retryable { // woken by the retry alone
+	if e := nextErr(t, g); !e.Transient() { // woken by the retry alone
 		t.Fatalf("retry: %+v", e)
 	}
 }
@@ -139,10 +138,7 @@ func TestNothingListening(t *testing.T) {
 // timeout, as a transient failure, and followed again once it answers.
 func TestSlowRemote(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n"})
 	g, _ := newSource(t, Config{URL: h.URL, Timeout: 300 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	next(t, g)
 	h.stall.Store(true)
@@ -151,7 +147,7 @@ func TestSlowRemote(t *testing.T) {
 	g.Trigger(Trigger{Kind: TriggerPoll})
 	start := time.Now()
 	e := nextErr(t, g)
-	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Retryable || time.Since(start) > 10*time.Second {
+	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient() || time.Since(start) > 10*time.Second {
 		t.Fatalf("stalled remote: %+v after %s: %v", e, time.Since(start), e)
 	}
 	h.stall.Store(false)
@@ -172,7 +168,7 @@ func TestWrongPassword(t *testing.T) {
 		name string
 		auth Auth
 	}{
-		{"wrong password", Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "wrong-staple-9911\n")}},
+		{"wrong password", Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "wrong-staple-9911\n")}},
 		{"no credentials", Auth{}},
 		{"unreadable file", Auth{PasswordFile: filepath.Join(t.TempDir(), "missing")}},
 	} {
@@ -184,7 +180,7 @@ func TestWrongPassword(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := nextErr(t, g)
-			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Retryable {
+			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Transient() {
 				t.Fatalf("%+v: %v", e, e)
 			}
 			for what, text := range map[string]string{"error": e.Error(), "log": logs.String()} {
@@ -192,12 +188,12 @@ func TestWrongPassword(t *testing.T) {
 					t.Fatalf("%s shows a password: %s", what, text)
 				}
 			}
-			if !strings.Contains(logs.String(), "reason=auth") {
+			if !strings.Contains(logs.String(), "reason=Auth") {
 				t.Fatalf("failure not logged: %s", logs.String())
 			}
 		})
 	}
-	g, _ := newSource(t, Config{URL: h.URL, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	g, _ := newSource(t, Config{URL: h.URL, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
 	if rev := next(t, g); rev.Commit != c1 {
 		t.Fatal(rev.Commit)
 	}
@@ -239,10 +235,7 @@ func TestCorruptedCache(t *testing.T) {
 	for name, fn := range damage {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			u := newUpstream(t)
-			u.commit("one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
-			u.push("main")
-			h := startHTTPGit(t, u.root, "", "")
+			u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
 			state := t.TempDir()
 			g1, _ := newSource(t, Config{URL: h.URL, StateDir: state})
 			next(t, g1)
@@ -294,8 +287,8 @@ func TestErrorUnwrap(t *testing.T) {
 	if !errors.Is(err, base) {
 		t.Fatal("errors.Is through *Error")
 	}
-	if IsTransient(err) {
-		t.Fatal("not transient")
+	if err.(*Error).Transient() {
+		t.Fatal("a fetch error without a reason is not transient")
 	}
 	if got := err.Error(); got != "gitsource fetch https://h/r.git at aaaaaaaaaaaa: boom" {
 		t.Fatal(got)
@@ -358,7 +351,7 @@ func TestCompaction(t *testing.T) {
 // TestErrorTransientMethod: reconcile's loop tells retryable errors by a
 // Transient() bool method anywhere in the chain.
 func TestErrorTransientMethod(t *testing.T) {
-	var err error = fmt.Errorf("pass: %w", &Error{Step: StepFetch, Retryable: true, Err: errors.New("refused")})
+	var err error = fmt.Errorf("pass: %w", &Error{Step: StepFetch, Reason: ReasonUnreachable, Err: errors.New("refused")})
 	var tr interface{ Transient() bool }
 	if !errors.As(err, &tr) || !tr.Transient() {
 		t.Fatal("Transient() not found through wrapping")
@@ -407,10 +400,10 @@ func TestCredentialsRefusedAtStart(t *testing.T) {
 	u.push("main")
 	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
 	state := t.TempDir()
-	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "right-horse-battery")}})
+	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
 	next(t, g1)
 	g1.storage.Close()
-	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: writeFile(t, "p", "rotated-wrongly")}})
+	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "rotated-wrongly")}})
 	rev := next(t, g2)
 	var stale *Error
 	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonAuth || !strings.Contains(rev.Trigger.Detail, "credentials refused") {
@@ -455,7 +448,7 @@ func TestStuckFetchLeavesCacheAlone(t *testing.T) {
 	stuck := make(chan struct{})
 	g.busy, g.busySince = stuck, time.Now()
 	g.Trigger(Trigger{Kind: TriggerPoll})
-	if e := nextErr(t, g); e.Reason != ReasonUnreachable || !e.Retryable || !strings.Contains(e.Error(), "still stuck") {
+	if e := nextErr(t, g); e.Reason != ReasonUnreachable || !e.Transient() || !strings.Contains(e.Error(), "still stuck") {
 		t.Fatalf("look while a fetch is stuck: %+v: %v", e, e)
 	}
 
@@ -471,4 +464,13 @@ func TestStuckFetchLeavesCacheAlone(t *testing.T) {
 	if rev := next(t, g); rev.Commit != c2 {
 		t.Fatalf("once the fetch returned: %s", short(rev.Commit))
 	}
+}
+
+// transient asks an error's Transient method, as the reconcile loop does.
+func transient(err error) bool {
+	t, ok := errors.AsType[interface {
+		error
+		Transient() bool
+	}](err)
+	return ok && t.Transient()
 }

@@ -125,7 +125,7 @@ func TestStateDirFull(t *testing.T) {
 			start := time.Now()
 			rev := next(t, g2)
 			var stale *Error
-			if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonDiskFull || !stale.Retryable ||
+			if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonDiskFull || !stale.Transient() ||
 				!strings.Contains(rev.Trigger.Detail, "from cache: disk full") {
 				t.Fatalf("restart on a full disk: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
 			}
@@ -140,7 +140,7 @@ func TestStateDirFull(t *testing.T) {
 				t.Fatalf("the cache was thrown away %d times on a full disk", n)
 			}
 			// Still full: the scheduled retry fails the same way.
-			if e := nextErr(t, g2); e.Reason != ReasonDiskFull || !e.Retryable {
+			if e := nextErr(t, g2); e.Reason != ReasonDiskFull || !e.Transient() {
 				t.Fatalf("retry on a full disk: %+v: %v", e, e)
 			}
 			if tmp, _ := filepath.Glob(filepath.Join(g2.CacheDir(), "objects", "pack", "tmp_*")); len(tmp) != 0 {
@@ -269,7 +269,7 @@ func TestLocalFetchStalls(t *testing.T) {
 	g.Trigger(Trigger{Kind: TriggerPoll})
 	start := time.Now()
 	e := nextErr(t, g)
-	if took := time.Since(start); e.Reason != ReasonUnreachable || !e.Retryable || took > bound {
+	if took := time.Since(start); e.Reason != ReasonUnreachable || !e.Transient() || took > bound {
 		t.Fatalf("stalled fetch: %+v after %s (bound %s): %v", e, took, bound, e)
 	}
 	g.storage.Close()
@@ -305,7 +305,7 @@ func TestStateDirFirstStart(t *testing.T) {
 			state := tmpfs(t, 1<<20)
 			tc.spoil(t, state)
 			g, _ := newSource(t, Config{URL: u.bare, StateDir: state})
-			if e := nextErr(t, g); e.Reason != tc.reason || !e.Retryable {
+			if e := nextErr(t, g); e.Reason != tc.reason || !e.Transient() {
 				t.Fatalf("first start: %+v: %v", e, e)
 			}
 		})

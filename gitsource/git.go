@@ -1,25 +1,22 @@
 package gitsource
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -38,9 +35,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the metrics; nil keeps them unregistered.
 	Registry prometheus.Registerer
-	// Queue is the trigger queue to read; nil makes a new one. Pass the
-	// same queue to a Poller and a Webhook, or use Trigger.
-	Queue *Queue
 }
 
 // lastRef records, inside the cache, the commit last handed over, so the
@@ -108,7 +102,7 @@ func New(cfg Config, opts Options) (*Git, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gitsource: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	u, err := normalizeURL(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("gitsource: source.url: %w", err)
@@ -130,21 +124,15 @@ func New(cfg Config, opts Options) (*Git, error) {
 		dir:      dir,
 		log:      opts.Logger,
 		m:        newSourceMetrics(opts.Registry),
-		queue:    opts.Queue,
+		queue:    NewQueue(opts.Registry),
 		maxPacks: maxPacks,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	if g.queue == nil {
-		g.queue = NewQueue(opts.Registry)
-	}
-	g.log = g.log.With("source", g.disp, "ref", cmpOr(cfg.ref(), cfg.Commit))
+	g.log = g.log.With("subsystem", "gitsource", "source", g.disp, "ref", cmp.Or(cfg.ref(), cfg.Commit))
 	return g, nil
 }
-
-// Queue returns the trigger queue Next reads.
-func (g *Git) Queue() *Queue { return g.queue }
 
 // Trigger asks for a look at the remote; see Queue.Poke.
 func (g *Git) Trigger(t Trigger) { g.queue.Poke(t) }
@@ -218,10 +206,10 @@ func (g *Git) wait(ctx context.Context) (Trigger, error) {
 func (g *Git) failed(err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		e = &Error{Step: StepFetch, Reason: ReasonUnreachable, Retryable: true, Source: g.disp, Err: err}
+		e = &Error{Step: StepFetch, Reason: ReasonUnreachable, Source: g.disp, Err: err}
 	}
 	g.m.errors.WithLabelValues(string(e.Step), e.Reason).Inc()
-	if !e.Retryable {
+	if !e.Transient() {
 		if e.Commit != "" {
 			g.lastObserved = e.Commit
 			g.log.Warn("revision refused", "commit", short(e.Commit), "step", string(e.Step), "reason", e.Reason, "err", err)
@@ -329,7 +317,7 @@ func (g *Git) lsRemote(ctx context.Context) (string, error) {
 			peeled = r.Hash().String()
 		}
 	}
-	if head := cmpOr(peeled, direct); head != "" {
+	if head := cmp.Or(peeled, direct); head != "" {
 		return head, nil
 	}
 	return "", &Error{Step: StepFetch, Reason: ReasonNotFound, Source: g.disp,
@@ -350,127 +338,8 @@ func (g *Git) netError(err error, doing string) error {
 		e.Reason = ReasonNotFound
 	default:
 		e.Reason = ReasonUnreachable
-		e.Retryable = true
 	}
 	return e
-}
-
-// auth builds the credentials for the remote from the files in Config.Auth.
-// The files are read on every use so rotation needs no restart.
-func (g *Git) auth() (transport.AuthMethod, error) {
-	ep, err := transport.NewEndpoint(g.url)
-	if err != nil {
-		return nil, &Error{Step: StepFetch, Reason: ReasonNotFound, Source: g.disp, Err: fmt.Errorf("url: %v", redactErr(err, g.url))}
-	}
-	a := g.cfg.Auth
-	authErr := func(err error) error {
-		return &Error{Step: StepFetch, Reason: ReasonAuth, Source: g.disp, Err: err}
-	}
-	switch ep.Protocol {
-	case "ssh":
-		if a.SSHKeyFile == "" {
-			return nil, nil // go-git falls back to the ssh agent
-		}
-		user := cmpOr(ep.User, "git")
-		keys, err := sshPublicKeys(user, a.SSHKeyFile, a.KnownHostsFile, net.JoinHostPort(ep.Host, fmt.Sprint(cmpPort(ep.Port, 22))))
-		if err != nil {
-			return nil, authErr(err)
-		}
-		return keys, nil
-	case "http", "https":
-		file := cmpOr(a.TokenFile, a.PasswordFile)
-		if file == "" {
-			return nil, nil
-		}
-		secret, err := readSecret(file)
-		if err != nil {
-			return nil, authErr(err)
-		}
-		return basicAuth(cmpOr(a.Username, "git"), secret), nil
-	}
-	return nil, nil
-}
-
-func cmpPort(p, def int) int {
-	if p == 0 {
-		return def
-	}
-	return p
-}
-
-// readSecret reads a credential file, without its trailing newline. Errors
-// name the file, never its content.
-func readSecret(file string) (string, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("credential file: %w", err)
-	}
-	s := strings.TrimRight(string(data), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("credential file %s is empty", file)
-	}
-	return s, nil
-}
-
-// open opens (or creates) the bare cache repository.
-func (g *Git) open() (*git.Repository, error) {
-	if g.repo != nil {
-		return g.repo, nil
-	}
-	_, statErr := os.Stat(filepath.Join(g.dir, "config"))
-	if err := os.MkdirAll(g.dir, 0o750); err != nil {
-		return nil, err
-	}
-	st := filesystem.NewStorageWithOptions(osfs.New(g.dir), cache.NewObjectLRU(objectCacheSize),
-		filesystem.Options{ExclusiveAccess: true, KeepDescriptors: true})
-	var repo *git.Repository
-	var err error
-	if os.IsNotExist(statErr) {
-		repo, err = git.Init(st, nil)
-		if err == nil {
-			_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{g.url}})
-		}
-	} else {
-		repo, err = git.Open(st, nil)
-	}
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("cache %s: %w", g.dir, err)
-	}
-	if g.last == "" {
-		if r, err := repo.Reference(lastRef, false); err == nil {
-			g.last = r.Hash().String()
-		}
-	}
-	g.storage, g.repo = st, repo
-	return repo, nil
-}
-
-// openReadOnly opens the cache through a storage of its own, for reading
-// only, while another one may be in use.
-func (g *Git) openReadOnly() (*git.Repository, func(), error) {
-	st := filesystem.NewStorageWithOptions(osfs.New(g.dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{})
-	repo, err := git.Open(st, nil)
-	if err != nil {
-		st.Close()
-		return nil, nil, fmt.Errorf("cache %s: %w", g.dir, err)
-	}
-	return repo, func() { st.Close() }, nil
-}
-
-// wipe throws the cache away; the next open starts afresh.
-func (g *Git) wipe(why error) {
-	g.log.Warn("throwing the local cache away, fetching it again", "dir", g.dir, "why", why)
-	g.m.reclones.Inc()
-	if g.storage != nil {
-		g.storage.Close()
-	}
-	// prevFiles stays: its bytes are addressed by blob hash and were read
-	// before anything broke.
-	g.storage, g.repo = nil, nil
-	if err := os.RemoveAll(g.dir); err != nil {
-		g.log.Warn("removing the cache", "dir", g.dir, "err", err)
-	}
 }
 
 // load makes head available locally (fetching if needed), checks it and
@@ -504,7 +373,7 @@ func (g *Git) load(ctx context.Context, head string, t Trigger) (Revision, error
 		}
 		g.wipe(err)
 	}
-	return Revision{}, &Error{Step: StepFetch, Reason: ReasonCache, Retryable: true, Source: g.disp, Commit: head,
+	return Revision{}, &Error{Step: StepFetch, Reason: ReasonCache, Source: g.disp, Commit: head,
 		Err: fmt.Errorf("cache %s is unusable even after fetching it again: %w", g.dir, err)}
 }
 
@@ -533,7 +402,7 @@ func (g *Git) loadFrom(ctx context.Context, repo *git.Repository, head string, t
 			return Revision{}, err
 		}
 		if have == "" {
-			what := cmpOr(g.cfg.ref(), "commit "+g.cfg.Commit)
+			what := cmp.Or(g.cfg.ref(), "commit "+g.cfg.Commit)
 			return Revision{}, &Error{Step: StepFetch, Reason: ReasonNotFound, Source: g.disp, Commit: g.cfg.Commit,
 				Err: fmt.Errorf("the remote has no %s reachable from its branches", what)}
 		}
@@ -617,136 +486,6 @@ func (g *Git) fastForward(repo *git.Repository, old string, c *object.Commit) (f
 	return ok, true
 }
 
-// cachedLastGood hands over the commit last handed over, from the cache,
-// when the look at start failed to reach or fetch from the remote: it is
-// unreachable, answers "not found" or refuses the credentials, or the
-// state directory is full or read-only. The cache is only read.
-func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
-	var e *Error
-	if !errors.As(cause, &e) || e.Step != StepFetch {
-		return Revision{}, false
-	}
-	var repo *git.Repository
-	var err error
-	if g.busy == nil {
-		repo, err = g.open()
-	} else {
-		// A stuck fetch still holds the cache's storage: read it through
-		// a storage of its own.
-		var release func()
-		repo, release, err = g.openReadOnly()
-		if err == nil {
-			defer release()
-			if r, rerr := repo.Reference(lastRef, false); rerr == nil && g.last == "" {
-				g.last = r.Hash().String()
-			}
-		}
-	}
-	if err != nil || g.last == "" {
-		return Revision{}, false
-	}
-	t.Detail = strings.TrimSpace(t.Detail + " from cache: " + fallbackWhy(e.Reason))
-	rev, err := g.loadCached(repo, g.last, t)
-	rev.Stale = cause
-	if err != nil {
-		g.log.Warn("cached commit not usable", "commit", short(g.last), "err", err)
-		return Revision{}, false
-	}
-	g.lastObserved = g.last // when the remote answers, fetch only if it moved
-	return rev, true
-}
-
-// checkBusy fails while a fetch left behind at its deadline still runs:
-// the cache is not touched until it returns.
-func (g *Git) checkBusy() error {
-	if g.busy == nil {
-		return nil
-	}
-	select {
-	case <-g.busy:
-		g.busy = nil
-		return nil
-	default:
-	}
-	return &Error{Step: StepFetch, Reason: ReasonUnreachable, Retryable: true, Source: g.disp,
-		Err: fmt.Errorf("a fetch started %s ago is still stuck past its deadline; the cache is left alone until it returns (check the remote, or a local source's disk)",
-			time.Since(g.busySince).Round(time.Second))}
-}
-
-// fallbackWhy says in a few words why the cache was used.
-func fallbackWhy(reason string) string {
-	switch reason {
-	case ReasonUnreachable:
-		return "remote unreachable"
-	case ReasonNotFound:
-		return "repository or ref not found on the remote"
-	case ReasonAuth:
-		return "credentials refused"
-	case ReasonDiskFull:
-		return "disk full"
-	case ReasonReadOnly:
-		return "state directory read-only"
-	}
-	return reason
-}
-
-func (g *Git) loadCached(repo *git.Repository, commit string, t Trigger) (Revision, error) {
-	c, err := repo.CommitObject(plumbing.NewHash(commit))
-	if err != nil {
-		return Revision{}, err
-	}
-	rev := Revision{Commit: commit, Ref: g.cfg.ref(), Trigger: t, Message: c.Message,
-		Author:    Signature{c.Author.Name, c.Author.Email, c.Author.When},
-		Committer: Signature{c.Committer.Name, c.Committer.Email, c.Committer.When}}
-	if g.cfg.KeyringFile != "" {
-		if rev.Signer, err = g.verify(c); err != nil {
-			return Revision{}, err
-		}
-	}
-	files, index, err := g.readTree(c)
-	if err != nil {
-		return Revision{}, err
-	}
-	rev.Files = files
-	g.handedOver, g.prevFiles = true, index
-	return rev, nil
-}
-
-// localHead is the commit the cache holds for the followed ref, "" if none.
-func (g *Git) localHead(repo *git.Repository) (string, error) {
-	if g.cfg.Commit != "" {
-		if hasCommit(repo, g.cfg.Commit) {
-			return g.cfg.Commit, nil
-		}
-		return "", nil
-	}
-	name := plumbing.ReferenceName(g.cfg.ref())
-	if name.IsBranch() {
-		name = plumbing.NewRemoteReferenceName("origin", name.Short())
-	}
-	r, err := repo.Reference(name, true)
-	if errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reference %s: %w", name, err)
-	}
-	h := r.Hash()
-	if tag, err := repo.TagObject(h); err == nil { // annotated tag: peel
-		c, err := tag.Commit()
-		if err != nil {
-			return "", fmt.Errorf("tag %s does not point at a commit: %w", g.cfg.Tag, err)
-		}
-		h = c.Hash
-	}
-	return h.String(), nil
-}
-
-func hasCommit(repo *git.Repository, h string) bool {
-	_, err := repo.CommitObject(plumbing.NewHash(h))
-	return err == nil
-}
-
 // fetch brings the followed ref's objects into the cache.
 func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	auth, err := g.auth()
@@ -812,164 +551,9 @@ func (g *Git) fetch(ctx context.Context, repo *git.Repository) error {
 	return nil
 }
 
-// stateDirError types a failure to write the cache because the state
-// directory's filesystem is full or read-only; nil for any other error.
-// It is retryable: freeing space or remounting needs no new commit.
-func (g *Git) stateDirError(err error, doing string) *Error {
-	reason, advice := diskReason(err)
-	if reason == "" {
-		return nil
-	}
-	return &Error{Step: StepFetch, Reason: reason, Retryable: true, Source: g.disp,
-		Err: fmt.Errorf("%s: state directory %s %s: %w", doing, g.cfg.StateDir, advice, err)}
-}
-
-// diskReason tells a full or read-only filesystem from other failures, by
-// errno where go-git keeps the chain and by message where it does not.
-func diskReason(err error) (reason, advice string) {
-	const (
-		full     = "is full: free space there (or raise the quota)"
-		readOnly = "is on a read-only filesystem: remount it read-write"
-	)
-	switch {
-	case err == nil:
-		return "", ""
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return ReasonDiskFull, full
-	case errors.Is(err, syscall.EROFS):
-		return ReasonReadOnly, readOnly
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, syscall.ENOSPC.Error()), strings.Contains(msg, syscall.EDQUOT.Error()):
-		return ReasonDiskFull, full
-	case strings.Contains(msg, syscall.EROFS.Error()):
-		return ReasonReadOnly, readOnly
-	}
-	return "", ""
-}
-
-// removeTempPacks deletes the partial pack files a failed fetch can leave
-// (go-git does not always), so retries on a nearly full disk do not pile
-// them up. The cache is ours alone (ExclusiveAccess).
-func (g *Git) removeTempPacks() {
-	tmp, _ := filepath.Glob(filepath.Join(g.dir, "objects", "pack", "tmp_*"))
-	for _, p := range tmp {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			g.log.Warn("removing a partial pack", "file", p, "err", err)
-		}
-	}
-}
-
 // stuckGrace is how long past its deadline a remote operation may take to
 // give up by itself before it is left behind.
 const stuckGrace = 3 * time.Second
-
-// errStuck is the error of a remote operation left behind at its deadline.
-var errStuck = errors.New("no answer before the deadline, and the transport did not give up (a git-upload-pack stuck on its repository's disk?)")
-
-// bounded runs op, which must honour ctx, and waits for it until ctx ends
-// plus stuckGrace. go-git honours ctx while it reads from the remote, but a
-// transport can still block past it: the file transport waits for its
-// git-upload-pack child on close, and a child stuck in the kernel (a hung
-// NFS mount) or a grandchild holding its stderr keeps that wait going.
-// Then op is left running, and bounded returns a channel closed when op
-// returns at last (until then nothing op uses may be touched) and errStuck.
-func bounded(ctx context.Context, op func() error) (<-chan struct{}, error) {
-	result := make(chan error, 1)
-	done := make(chan struct{})
-	go boundedOp(op, result, done)
-	select {
-	case err := <-result:
-		return nil, err
-	case <-ctx.Done():
-	}
-	t := time.NewTimer(stuckGrace)
-	defer t.Stop()
-	select {
-	case err := <-result:
-		return nil, err
-	case <-t.C:
-		return done, fmt.Errorf("%w: %w", errStuck, ctx.Err())
-	}
-}
-
-func boundedOp(op func() error, result chan<- error, done chan<- struct{}) {
-	result <- op()
-	close(done)
-}
-
-// isNetErr tells talking-to-the-remote failures from local cache failures.
-func isNetErr(err error) bool {
-	var ne net.Error
-	var oe *net.OpError
-	var errno syscall.Errno
-	switch {
-	case errors.As(err, &ne) && !errors.As(err, &errno), // an errno looks like a net.Error but is local
-		errors.As(err, &oe),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
-		errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{"connection refused", "unexpected client error", "unexpected requesting",
-		"ssh:", "handshake", "unable to authenticate", "knownhosts", "remote error", "status code"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// packCount is the number of pack files in the open cache.
-func (g *Git) packCount() int {
-	if g.repo == nil {
-		return 0
-	}
-	entries, err := os.ReadDir(filepath.Join(g.dir, "objects", "pack"))
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".pack") {
-			n++
-		}
-	}
-	return n
-}
-
-// cacheHealthy checks the cache's files, its remote, and that the live
-// and cached head commits and their root trees can be read: when all of
-// that works, a failed fetch is blamed on the remote, not on the cache.
-func (g *Git) cacheHealthy(repo *git.Repository) bool {
-	for _, name := range []string{"config", "HEAD", "objects"} {
-		if _, err := os.Stat(filepath.Join(g.dir, name)); err != nil {
-			return false
-		}
-	}
-	if _, err := repo.Remote("origin"); err != nil {
-		return false
-	}
-	head, err := g.localHead(repo)
-	if err != nil {
-		return false
-	}
-	for _, h := range []string{head, g.last} {
-		if h == "" {
-			continue
-		}
-		c, err := repo.CommitObject(plumbing.NewHash(h))
-		if err != nil {
-			return false
-		}
-		if _, err = c.Tree(); err != nil {
-			return false
-		}
-	}
-	return true
-}
 
 // scpLike matches "user@host:path" and "host:path" (not "C:\…", not "/a:b").
 var scpLike = regexp.MustCompile(`^(?:[^@/\s]+@)?[^@/\s:]{2,}:`)

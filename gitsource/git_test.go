@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestTransports follows one repository through each kind of remote: the
@@ -26,11 +28,11 @@ func TestTransports(t *testing.T) {
 		}},
 		{"http-backend basic auth", func(t *testing.T, u *upstream) (string, Auth) {
 			h := startHTTPGit(t, u.root, "deploy", "s3cret-pass")
-			return h.URL, Auth{Username: "deploy", PasswordFile: writeFile(t, "pass", "s3cret-pass\n")}
+			return h.URL, Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "pass", "s3cret-pass\n")}
 		}},
 		{"http-backend token", func(t *testing.T, u *upstream) (string, Auth) {
 			h := startHTTPGit(t, u.root, "git", "tok-123")
-			return h.URL, Auth{TokenFile: writeFile(t, "token", "tok-123")}
+			return h.URL, Auth{TokenFile: testkit.TempFile(t, "token", "tok-123")}
 		}},
 		{"ssh", func(t *testing.T, u *upstream) (string, Auth) {
 			s := startSSHD(t)
@@ -97,10 +99,7 @@ func TestTransports(t *testing.T) {
 // with the head unchanged is one GET of info/refs and no upload-pack POST.
 func TestPollNoChangeCostsOneRefAdvertisement(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("routes", map[string]string{"a.yaml": "a\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	_, h, _ := servedUpstream(t, "routes", map[string]string{"a.yaml": "a\n"})
 	g, _ := newSource(t, Config{URL: h.URL})
 	next(t, g)
 	ads0, packs0 := h.counts()
@@ -122,10 +121,7 @@ func TestPollNoChangeCostsOneRefAdvertisement(t *testing.T) {
 // an unchanged head fetches nothing.
 func TestRestartUsesCache(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("routes", map[string]string{"a.yaml": "a\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	_, h, c1 := servedUpstream(t, "routes", map[string]string{"a.yaml": "a\n"})
 	state := t.TempDir()
 	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state})
 	next(t, g1)
@@ -146,7 +142,7 @@ func TestPathMissingIsTerminal(t *testing.T) {
 	u.push("main")
 	g, _ := newSource(t, Config{URL: u.bare, Path: "edge/"})
 	e := nextErr(t, g)
-	if e.Step != StepRead || e.Reason != ReasonPath || e.Retryable || e.Commit != c1 || !strings.Contains(e.Error(), `no directory "edge"`) {
+	if e.Step != StepRead || e.Reason != ReasonPath || e.Transient() || e.Commit != c1 || !strings.Contains(e.Error(), `no directory "edge"`) {
 		t.Fatalf("error %+v: %v", e, e)
 	}
 	// Not retried until the head moves.
@@ -196,7 +192,7 @@ func TestTagAndCommitPins(t *testing.T) {
 	})
 	t.Run("missing commit", func(t *testing.T) {
 		g, _ := newSource(t, Config{URL: h.URL, Commit: strings.Repeat("ab", 20)})
-		if e := nextErr(t, g); e.Step != StepFetch || e.Reason != ReasonNotFound || e.Retryable {
+		if e := nextErr(t, g); e.Step != StepFetch || e.Reason != ReasonNotFound || e.Transient() {
 			t.Fatalf("error %+v", e)
 		}
 	})

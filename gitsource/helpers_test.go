@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -280,16 +281,6 @@ func (h *httpGit) up(t testing.TB) {
 
 func (h *httpGit) counts() (refAds, packs int64) { return h.refAds.Load(), h.uploadPack.Load() }
 
-// writeFile writes content to a new file in a fresh temp dir.
-func writeFile(t testing.TB, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // newSource builds a Git source with a fresh registry and fast retries.
 func newSource(t testing.TB, cfg Config) (*Git, *prometheus.Registry) {
 	t.Helper()
@@ -300,7 +291,7 @@ func newSource(t testing.TB, cfg Config) (*Git, *prometheus.Registry) {
 	cfg.RetryMax = cmpDur(cfg.RetryMax, 200*time.Millisecond)
 	cfg.Timeout = cmpDur(cfg.Timeout, 20*time.Second)
 	reg := prometheus.NewRegistry()
-	g, err := New(cfg, Options{Registry: reg, Logger: testLogger(t)})
+	g, err := New(cfg, Options{Registry: reg, Logger: testkit.Logger(t, slog.LevelDebug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,17 +368,6 @@ func readFS(t testing.TB, fsys fs.FS, name string) string {
 	return string(b)
 }
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 func TestMain(m *testing.M) {
 	if os.Getenv(followerEnv) != "" {
 		runFollower() // the benchmark's follower process; exits
@@ -395,4 +375,14 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	cleanupGPG()
 	os.Exit(code)
+}
+
+// servedUpstream is an upstream with one commit of files on main, served
+// by git http-backend; it returns the commit too.
+func servedUpstream(t *testing.T, msg string, files map[string]string) (*upstream, *httpGit, string) {
+	t.Helper()
+	u := newUpstream(t)
+	c := u.commit(msg, files)
+	u.push("main")
+	return u, startHTTPGit(t, u.root, "", ""), c
 }

@@ -1,8 +1,7 @@
 package gitsource
 
 import (
-	"errors"
-
+	"github.com/gitedge/gitedge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,46 +33,27 @@ type sourceMetrics struct {
 
 func newSourceMetrics(reg prometheus.Registerer) *sourceMetrics {
 	return &sourceMetrics{
-		refAds: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		refAds: promreg.Register("gitsource", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRefAdvertisements, Help: "Ref listings of the remote (one ref advertisement each), by result.",
 		}, []string{"result"})),
-		fetches: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		fetches: promreg.Register("gitsource", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricFetches, Help: "Fetches (pack negotiations) from the remote, by result.",
 		}, []string{"result"})),
-		skipped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		skipped: promreg.Register("gitsource", reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricFetchSkipped, Help: "Looks that found the head unchanged and fetched nothing.",
 		})),
-		fetchTime: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		fetchTime: promreg.Register("gitsource", reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: MetricFetchDuration, Help: "Duration of fetches from the remote.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		})),
-		reclones: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		reclones: promreg.Register("gitsource", reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricReclones, Help: "Times the local cache was thrown away and fetched again.",
 		})),
-		revisions: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		revisions: promreg.Register("gitsource", reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricRevisions, Help: "Revisions handed over to the loader.",
 		})),
-		errors: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		errors: promreg.Register("gitsource", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricErrors, Help: "Failed looks, by step and reason.",
 		}, []string{"step", "reason"})),
 	}
-}
-
-// register registers c with reg (nil: not at all) and returns the collector
-// to use: the one already registered under the same name, if any, so two
-// sources or webhooks may share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("gitsource: registering metrics: " + err.Error())
-	}
-	return c
 }

@@ -3,6 +3,7 @@ package gitsource
 import (
 	"time"
 
+	"github.com/gitedge/gitedge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -20,10 +21,10 @@ type Queue struct {
 func NewQueue(reg prometheus.Registerer) *Queue {
 	return &Queue{
 		ch: make(chan Trigger, 1),
-		triggers: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		triggers: promreg.Register("gitsource", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricTriggers, Help: "Triggers received, by kind.",
 		}, []string{"kind"})),
-		coalesced: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		coalesced: promreg.Register("gitsource", reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricTriggersCoalesced, Help: "Triggers that replaced a pending one (bursts coalesced).",
 		})),
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 type sshServer struct {
@@ -103,9 +105,9 @@ func TestSSHHostKeyChecked(t *testing.T) {
 		"changed key":  fmt.Sprintf("[127.0.0.1]:%d %s %s\n", s.port, f[0], f[1]),
 	} {
 		t.Run(name, func(t *testing.T) {
-			g, _ := newSource(t, Config{URL: url, Auth: Auth{SSHKeyFile: s.clientKey, KnownHostsFile: writeFile(t, "kh", kh)}})
+			g, _ := newSource(t, Config{URL: url, Auth: Auth{SSHKeyFile: s.clientKey, KnownHostsFile: testkit.TempFile(t, "kh", kh)}})
 			e := nextErr(t, g)
-			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Retryable {
+			if e.Step != StepFetch || e.Reason != ReasonAuth || e.Transient() {
 				t.Fatalf("error %+v: %v", e, e)
 			}
 		})

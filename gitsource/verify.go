@@ -1,6 +1,7 @@
 package gitsource
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -56,9 +57,9 @@ func verifyCommit(c *object.Commit, keyring, keyringFile string) (*Signer, error
 	entity, err := c.Verify(keyring)
 	switch {
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
-		return nil, &verifyError{ReasonUntrusted, fmt.Errorf("commit %s is signed by key %s, which is not in the keyring %s", short(c.Hash.String()), cmpOr(issuer, "(unknown id)"), keyringFile)}
+		return nil, &verifyError{ReasonUntrusted, fmt.Errorf("commit %s is signed by key %s, which is not in the keyring %s", short(c.Hash.String()), cmp.Or(issuer, "(unknown id)"), keyringFile)}
 	case err != nil:
-		return nil, &verifyError{ReasonBadSignature, fmt.Errorf("commit %s: signature by key %s does not verify: %v", short(c.Hash.String()), cmpOr(issuer, "(unknown id)"), err)}
+		return nil, &verifyError{ReasonBadSignature, fmt.Errorf("commit %s: signature by key %s does not verify: %v", short(c.Hash.String()), cmp.Or(issuer, "(unknown id)"), err)}
 	}
 	s := &Signer{KeyID: issuer, Fingerprint: strings.ToUpper(fmt.Sprintf("%x", entity.PrimaryKey.Fingerprint))}
 	if id := entity.PrimaryIdentity(); id != nil {
@@ -89,11 +90,4 @@ func signatureIssuer(armored string) string {
 		return fmt.Sprintf("%X", s.IssuerFingerprint[len(s.IssuerFingerprint)-8:])
 	}
 	return ""
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // gpgKeys is a throw-away GNUPGHOME with two signing keys, made once per
@@ -101,7 +103,7 @@ func TestSignatures(t *testing.T) {
 	k := keys(t)
 	u := newUpstream(t)
 	u.signing(k)
-	keyring := writeFile(t, "trusted.asc", k.trustedPub)
+	keyring := testkit.TempFile(t, "trusted.asc", k.trustedPub)
 	h := startHTTPGit(t, u.root, "", "")
 	g, _ := newSource(t, Config{URL: h.URL, KeyringFile: keyring})
 
@@ -146,7 +148,7 @@ func TestSignatures(t *testing.T) {
 		u.push("--force", "main")
 		g.Trigger(Trigger{Kind: TriggerWebhook, Detail: s.name})
 		e := nextErr(t, g)
-		if e.Step != StepVerify || e.Reason != s.reason || e.Retryable || e.Commit != c || !strings.Contains(e.Error(), s.want) {
+		if e.Step != StepVerify || e.Reason != s.reason || e.Transient() || e.Commit != c || !strings.Contains(e.Error(), s.want) {
 			t.Fatalf("%s: %+v: %v", s.name, e, e)
 		}
 		// Refused for good: the same head is not looked at again.
@@ -170,9 +172,9 @@ func TestKeyringProblems(t *testing.T) {
 	u.push("main")
 	for name, file := range map[string]string{
 		"missing":   t.TempDir() + "/nope.asc",
-		"not pgp":   writeFile(t, "k.asc", "hello\n"),
-		"no keys":   writeFile(t, "k.asc", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n-----END PGP PUBLIC KEY BLOCK-----\n"),
-		"truncated": writeFile(t, "k.asc", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ\n-----END PGP PUBLIC KEY BLOCK-----\n"),
+		"not pgp":   testkit.TempFile(t, "k.asc", "hello\n"),
+		"no keys":   testkit.TempFile(t, "k.asc", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n-----END PGP PUBLIC KEY BLOCK-----\n"),
+		"truncated": testkit.TempFile(t, "k.asc", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ\n-----END PGP PUBLIC KEY BLOCK-----\n"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			g, _ := newSource(t, Config{URL: u.bare, KeyringFile: file})

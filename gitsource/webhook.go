@@ -24,10 +24,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// WebhookConfig is the push endpoint (SPEC §2 `webhook`). Zero values
+// WebhookConfig is the push endpoint (the node config's `webhook` section). Zero values
 // take the defaults given; cmd/gitedge sets only the first four.
 //
 // Whatever the number of clients, what requests not yet authenticated can
@@ -89,8 +90,23 @@ type WebhookConfig struct {
 	Deliveries int
 }
 
-// Equal reports whether two configs are the same.
-func (c WebhookConfig) Equal(o WebhookConfig) bool { return c == o }
+// Validate checks what a node's webhook needs (Listen and SecretFile)
+// and returns every problem found, named by its node-config field.
+func (c WebhookConfig) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("webhook.listen: missing: the address to listen on, as :9000"))
+	}
+	if c.SecretFile == "" {
+		errs = append(errs, errNoSecret)
+	}
+	if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
+		errs = append(errs, fmt.Errorf("webhook.path: %q: expected an absolute path, as /hook", c.Path))
+	}
+	return errors.Join(errs...)
+}
+
+var errNoSecret = errors.New("webhook.secretFile: missing: unsigned webhooks are not accepted")
 
 // Forge is the sender of a webhook, told apart by its headers.
 type Forge string
@@ -420,7 +436,7 @@ const refusalLogInterval = 10 * time.Second
 
 // NewWebhook reads the secret and returns the endpoint; notify receives a
 // Trigger per accepted push (use a Queue's Poke or Git.Trigger) and must not
-// block. opts.Queue is not used.
+// block.
 func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook, error) {
 	cfg.Path = cmp.Or(cfg.Path, "/hook")
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, 2<<20)
@@ -432,7 +448,7 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	cfg.BodyTimeout = cmp.Or(cfg.BodyTimeout, 5*time.Second)
 	cfg.Deliveries = cmp.Or(cfg.Deliveries, 4096)
 	if cfg.SecretFile == "" {
-		return nil, errors.New("webhook.secretFile: missing: unsigned webhooks are not accepted")
+		return nil, errNoSecret
 	}
 	if notify == nil {
 		return nil, errors.New("webhook: nothing to notify")
@@ -442,13 +458,13 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 		return nil, fmt.Errorf("webhook.secretFile: %w", err)
 	}
 	w := &Webhook{cfg: cfg, secret: []byte(secret), notify: notify, log: opts.Logger,
-		reqs: register(opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		reqs: promreg.Register("gitsource", opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricWebhookRequests, Help: "Webhook requests, by forge and result.",
 		}, []string{"forge", "result"})),
-		refused: register(opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		refused: promreg.Register("gitsource", opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricWebhookRefused, Help: "Webhook requests and connections refused, by reason.",
 		}, []string{"reason"})),
-		inflight: register(opts.Registry, prometheus.NewGauge(prometheus.GaugeOpts{
+		inflight: promreg.Register("gitsource", opts.Registry, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricWebhookBodies, Help: "Webhook request bodies being read.",
 		})),
 		seen: newDeliveries(cfg.Deliveries),
@@ -456,6 +472,7 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	w.log = w.log.With("subsystem", "gitsource")
 	// A slot is held at most BodyTimeout: a request waiting a little
 	// longer is sure to see one freed.
 	w.admit = newAdmission(cfg.MaxBodies, cfg.MaxBodiesPerSource, cfg.BodyTimeout+time.Second,
@@ -464,16 +481,17 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	return w, nil
 }
 
-// Refusal reasons of the webhook, besides admission's, as metric labels.
+// Refusal reasons of the webhook, besides admission's, as metric labels
+// (PascalCase, as every reason).
 const (
-	refusedMethod       = "method"
-	refusedTooLarge     = "too-large"
-	refusedUnsigned     = "unsigned"
-	refusedBadSignature = "bad-signature"
-	refusedTimeout      = "timeout"
-	refusedBadRequest   = "bad-request"
-	refusedConnections  = "connections" // over MaxConnsPerSource, closed at accept
-	refusedPath         = "path"        // not the webhook's path
+	refusedMethod       = "Method"
+	refusedTooLarge     = "TooLarge"
+	refusedUnsigned     = "Unsigned"
+	refusedBadSignature = "BadSignature"
+	refusedTimeout      = "Timeout"
+	refusedBadRequest   = "BadRequest"
+	refusedConnections  = "Connections" // over MaxConnsPerSource, closed at accept
+	refusedPath         = "Path"        // not the webhook's path
 )
 
 // ServeHTTP handles one webhook delivery.
@@ -493,7 +511,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 			rw.Header().Set("Retry-After", strconv.Itoa(int(w.cfg.BodyTimeout.Seconds())+1))
 		}
-		reply(code, reason, msg)
+		reply(code, "refused", msg) // the reason counts in MetricWebhookRefused
 	}
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -65,9 +66,9 @@ func (c *lineCounter) warnings() []string {
 func guardWebhook(t testing.TB, cfg WebhookConfig, notify func(Trigger), h slog.Handler) (*Webhook, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg.SecretFile = writeFile(t, "secret", testSecret+"\n")
+	cfg.SecretFile = testkit.TempFile(t, "secret", testSecret+"\n")
 	if h == nil {
-		h = testLogger(t).Handler()
+		h = testkit.Logger(t, slog.LevelDebug).Handler()
 	}
 	w, err := NewWebhook(cfg, notify, Options{Registry: reg, Logger: slog.New(h)})
 	if err != nil {
@@ -270,14 +271,14 @@ func TestAdmission(t *testing.T) {
 	// a's share is taken: a second body from a waits, as does c's later.
 	gotA := make(chan *slot, 1)
 	go func() { sl, _ := a.acquire("a"); gotA <- sl }()
-	waitFor(t, queued(a, 1))
+	testkit.WaitFor(t, "1 waiting", queued(a, 1))
 	slB, why := a.acquire("b")
 	if why != "" || inflight.Load() != 2 {
 		t.Fatalf("b: %q, in flight %d", why, inflight.Load())
 	}
 	gotC := make(chan *slot, 1)
 	go func() { sl, _ := a.acquire("c"); gotC <- sl }()
-	waitFor(t, queued(a, 2))
+	testkit.WaitFor(t, "2 waiting", queued(a, 2))
 	// b's slot goes to c, which reads nothing, not to a, which waited
 	// first but already reads its share.
 	slB.release()
@@ -331,7 +332,7 @@ func TestAdmission(t *testing.T) {
 	for range 2 {
 		go func() { _, why := c.acquire("greedy"); evicted <- why }()
 	}
-	waitFor(t, queued(c, 2))
+	testkit.WaitFor(t, "2 waiting", queued(c, 2))
 	if _, why := c.acquire("greedy"); why != refusedSourceBusy {
 		t.Fatalf("a third greedy waiter: %q", why)
 	}
@@ -340,7 +341,7 @@ func TestAdmission(t *testing.T) {
 	if why := <-evicted; why != refusedBusy {
 		t.Fatalf("evicted waiter: %q", why)
 	}
-	waitFor(t, queued(c, 2))
+	testkit.WaitFor(t, "2 waiting", queued(c, 2))
 	held.release()
 	if sl := <-newcomer; sl == nil || sl.src != "new" {
 		t.Fatal("the newcomer did not get the freed slot")
@@ -354,9 +355,9 @@ func TestAdmission(t *testing.T) {
 	hold, _ := e.acquire("other")
 	gotFlood, gotForge := make(chan *slot, 1), make(chan *slot, 1)
 	go func() { sl, _ := e.acquire("flood"); gotFlood <- sl }()
-	waitFor(t, queued(e, 1))
+	testkit.WaitFor(t, "1 waiting", queued(e, 1))
 	go func() { sl, _ := e.acquire("forge"); gotForge <- sl }()
-	waitFor(t, queued(e, 2))
+	testkit.WaitFor(t, "2 waiting", queued(e, 2))
 	hold.release()
 	select {
 	case sl := <-gotForge:
@@ -384,18 +385,6 @@ func TestAdmission(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 5s.
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestWebhookRefusalLog: 2,000 refused requests in a burst make at most
 // two log lines (the first in full, one summary), and the summary counts
 // them all.
@@ -419,8 +408,8 @@ func TestWebhookRefusalLog(t *testing.T) {
 	if len(warn) != 2 {
 		t.Fatalf("%d refusals made %d log lines, want 2:\n%s", n, len(warn), strings.Join(warn, "\n"))
 	}
-	if !strings.Contains(warn[1], "count=1999") || !strings.Contains(warn[1], "bad-signature=1000") ||
-		!strings.Contains(warn[1], "unsigned=999") || !strings.Contains(warn[1], "sources=64+") {
+	if !strings.Contains(warn[1], "count=1999") || !strings.Contains(warn[1], "BadSignature=1000") ||
+		!strings.Contains(warn[1], "Unsigned=999") || !strings.Contains(warn[1], "sources=64+") {
 		t.Fatalf("summary: %s", warn[1])
 	}
 	if got := testutil.ToFloat64(w.refused.WithLabelValues(refusedUnsigned)) + testutil.ToFloat64(w.refused.WithLabelValues(refusedBadSignature)); got != n {
@@ -490,7 +479,7 @@ func TestWebhookWaitsAndPreempts(t *testing.T) {
 	addr := serveWebhook(t, w)
 	held := time.Now()
 	slow := slowBody(t, addr)
-	waitFor(t, func() bool { return testutil.ToFloat64(w.inflight) == 1 })
+	testkit.WaitFor(t, "one body in flight", func() bool { return testutil.ToFloat64(w.inflight) == 1 })
 
 	gitlab := forgeRequest(t, "http://"+addr+"/hook", ForgeGitLab, "Push Hook", testdataPayload(t, "gitlab-push.json"), "good")
 	resp, err := http.DefaultClient.Do(gitlab)
@@ -568,7 +557,7 @@ func TestWebhookConnLimits(t *testing.T) {
 	if _, err := a3.Read(make([]byte, 1)); err == nil {
 		t.Fatal("a third connection from one source was kept")
 	}
-	waitFor(t, func() bool { return testutil.ToFloat64(w.refused.WithLabelValues(refusedConnections)) == 1 })
+	testkit.WaitFor(t, "the connection refused", func() bool { return testutil.ToFloat64(w.refused.WithLabelValues(refusedConnections)) == 1 })
 	b1 := dial(3) // the third of three: accepted
 	_ = b1
 	// A fourth waits in the accept queue until one closes, then is served.
@@ -710,7 +699,7 @@ func TestWebhookFlood(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, func() bool { return refused() >= attackers && testutil.ToFloat64(w.inflight) >= 16 })
+	testkit.WaitFor(t, "the attackers refused and 16 bodies in flight", func() bool { return refused() >= attackers && testutil.ToFloat64(w.inflight) >= 16 })
 	body := testdataPayload(t, "github-push.json")
 	start := time.Now()
 	resp, err := (&http.Client{Timeout: maxFlood}).Do(forgeRequest(t, "http://"+addr+"/hook", ForgeGitHub, "push", body, "good"))

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -103,8 +105,8 @@ func (r *recorder) count() int       { r.mu.Lock(); defer r.mu.Unlock(); return 
 func newTestWebhook(t testing.TB, ref string, notify func(Trigger)) (*Webhook, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	w, err := NewWebhook(WebhookConfig{SecretFile: writeFile(t, "secret", testSecret+"\n"), Ref: ref, MaxBody: 64 << 10},
-		notify, Options{Registry: reg, Logger: testLogger(t)})
+	w, err := NewWebhook(WebhookConfig{SecretFile: testkit.TempFile(t, "secret", testSecret+"\n"), Ref: ref, MaxBody: 64 << 10},
+		notify, Options{Registry: reg, Logger: testkit.Logger(t, slog.LevelDebug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +261,7 @@ func TestWebhookConfig(t *testing.T) {
 	if _, err := NewWebhook(WebhookConfig{}, func(Trigger) {}, Options{}); err == nil {
 		t.Fatal("no secret file accepted")
 	}
-	if _, err := NewWebhook(WebhookConfig{SecretFile: writeFile(t, "s", "\n")}, func(Trigger) {}, Options{}); err == nil {
+	if _, err := NewWebhook(WebhookConfig{SecretFile: testkit.TempFile(t, "s", "\n")}, func(Trigger) {}, Options{}); err == nil {
 		t.Fatal("empty secret accepted")
 	}
 	_, err := NewWebhook(WebhookConfig{SecretFile: filepath.Join(t.TempDir(), "none")}, func(Trigger) {}, Options{})
@@ -273,10 +275,7 @@ func TestWebhookConfig(t *testing.T) {
 // fetches, every delivery is answered 202, and the new commit arrives.
 func TestWebhookBurst(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
-	h := startHTTPGit(t, u.root, "", "")
+	u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n"})
 	g, _ := newSource(t, Config{URL: h.URL})
 	next(t, g)
 	_, packs0 := h.counts()

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -833,7 +834,7 @@ func (h *fromHAProxy) routes() {
 			if was != now {
 				h.add(t.fe.Pos, report.Changed, t.fe.Label(), c.pat,
 					"routed to %s by %s (line %d), and gitedge's routes are shared by every mode %s listener; this frontend sent it to %s",
-					now, c.fe.Label(), c.pos.Line, t.mode, orNone(was))
+					now, c.fe.Label(), c.pos.Line, t.mode, cmp.Or(was, "(none)"))
 			}
 		}
 	}
@@ -904,11 +905,4 @@ func (h *fromHAProxy) routes() {
 			h.addAt(o.From, report.Changed, "gitedge adds X-Forwarded-For per listener: %s routes to %s without it", t.fe.Label(), name)
 		}
 	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "no backend (503 or close)"
-	}
-	return s
 }

@@ -2,28 +2,19 @@ package importer
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/gitedge/gitedge/importer/report"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // FuzzImportHAProxy: whatever haproxy.cfg comes in, the import either
 // fails with located errors or writes a repository gitedge's loader
 // accepts; it never panics and never writes an invalid repository.
 func FuzzImportHAProxy(f *testing.F) {
-	files, _ := filepath.Glob("testdata/roundtrip/*.cfg")
-	files = append(files, "testdata/seed/haproxy.cfg")
-	for _, n := range files {
-		data, err := os.ReadFile(n)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Add([]byte(feHTTP + "  acl a hdr_end(host) -i .x.example\n  acl b hdr(host) -i y.x.example\n  use_backend web if a b\n" + beWeb))
-	f.Add([]byte(feTLS + "  use_backend web if { req.ssl_sni -m dom a } || TRUE\n" + beWeb))
+	testkit.SeedFiles(f, "testdata/roundtrip/*.cfg", "testdata/seed/haproxy.cfg")
+	testkit.Seeds(f, feHTTP+"  acl a hdr_end(host) -i .x.example\n  acl b hdr(host) -i y.x.example\n  use_backend web if a b\n"+beWeb,
+		feTLS+"  use_backend web if { req.ssl_sni -m dom a } || TRUE\n"+beWeb)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res, err := Import(Options{HAProxy: "h.cfg", ReadFile: memFiles(map[string]string{"h.cfg": string(data)})})
 		var invalid *InvalidError

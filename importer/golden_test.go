@@ -2,7 +2,6 @@ package importer
 
 import (
 	"bytes"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,18 +9,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/reconcile"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden from the current import")
 
 // goldenDir compares files with the tree under testdata/golden/name, or
 // rewrites it with -update. The tree holds exactly the imported files.
 func goldenDir(t *testing.T, name string, files map[string][]byte) {
 	t.Helper()
 	root := filepath.Join("testdata", "golden", name)
-	if *update {
+	if testkit.Updating() {
 		if err := os.RemoveAll(root); err != nil {
 			t.Fatal(err)
 		}
@@ -61,23 +59,7 @@ func goldenDir(t *testing.T, name string, files map[string][]byte) {
 // goldenFile compares text with testdata/golden/name, or rewrites it.
 func goldenFile(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it after review):\n%s", p, d)
-	}
+	testkit.Golden(t, filepath.Join("testdata", "golden", name), got)
 }
 
 func reportText(t *testing.T, res *Result) string {

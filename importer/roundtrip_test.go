@@ -24,6 +24,7 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/importer/haproxy"
 	"github.com/gitedge/gitedge/importer/report"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -138,7 +139,7 @@ func roundTrip(t *testing.T, bin, src string) {
 		t.Fatalf("haproxy -c refuses the configuration: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var hapLog syncBuffer
+	var hapLog testkit.SyncBuffer
 	cmd := exec.CommandContext(ctx, bin, "-db", "-f", hapCfg)
 	cmd.Stdout, cmd.Stderr = &hapLog, &hapLog
 	if err := cmd.Start(); err != nil {
@@ -166,7 +167,7 @@ func roundTrip(t *testing.T, bin, src string) {
 		t.Fatal(err)
 	}
 	p := dataplane.New(dataplane.Options{})
-	if err := p.Apply(d.Dataplane); err != nil {
+	if err := p.Apply(context.Background(), d.Dataplane); err != nil {
 		t.Fatal(err)
 	}
 	pctx, pcancel := context.WithCancel(context.Background())
@@ -546,7 +547,7 @@ func (p *portPool) release() {
 }
 
 // waitListening polls a loopback port until it accepts, for at most 10s.
-func waitListening(t *testing.T, port int, log *syncBuffer) {
+func waitListening(t *testing.T, port int, log *testkit.SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -560,21 +561,4 @@ func waitListening(t *testing.T, port int, log *syncBuffer) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -106,7 +106,7 @@ func (es Errors) Error() string {
 func (es Errors) Unwrap() []error { return es }
 
 // Transient reports whether any of the errors is transient.
-func (es Errors) Transient() bool { return IsTransient(es) }
+func (es Errors) Transient() bool { return isTransient(es) }
 
 // join returns nil, the single error, or Errors.
 func join(errs []error) error {
@@ -122,9 +122,10 @@ func join(errs []error) error {
 	return out
 }
 
-// IsTransient reports whether err (or any error joined into it) should be
-// retried with backoff.
-func IsTransient(err error) bool {
+// isTransient reports whether err (or any error joined into it) should be
+// retried with backoff: the Transient method of Errors, which the reconcile
+// loop's IsTransient asks.
+func isTransient(err error) bool {
 	found := false
 	walk(err, func(e *Error) {
 		if e.Kind == Transient {

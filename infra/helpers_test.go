@@ -1,31 +1,21 @@
 package infra_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/pem"
-	"flag"
-	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	tokenID     = "gitedge@pve!reconcile"
@@ -39,25 +29,8 @@ type rig struct {
 	srv *httptest.Server
 	cfg infra.ClientConfig
 	api infra.API
-	log *syncBuffer
+	log *testkit.SyncBuffer
 	reg *prometheus.Registry
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newRig(t testing.TB, opts pvesim.Options) *rig {
@@ -65,29 +38,13 @@ func newRig(t testing.TB, opts pvesim.Options) *rig {
 	if opts.Tokens == nil {
 		opts.Tokens = map[string]string{tokenID: tokenSecret}
 	}
-	sim, err := pvesim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(sim)
-	// pveproxy speaks HTTP/1.1 over TLS; keep HTTP/2 off (no reason phrases there).
-	srv.TLS = &tls.Config{NextProtos: []string{"http/1.1"}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(func() {
-		srv.Close()
-		_ = sim.Close()
-	})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := infra.ClientConfig{URL: srv.URL + "/api2/json", TokenID: tokenID, TokenSecret: tokenSecret, CAFile: ca, Timeout: 5 * time.Second}
+	p := testkit.StartPvesim(t, opts)
+	cfg := infra.ClientConfig{URL: p.URL, TokenID: tokenID, TokenSecret: tokenSecret, CAFile: p.CAFile, Timeout: 5 * time.Second}
 	api, err := infra.NewAPI(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{sim: sim, srv: srv, cfg: cfg, api: api, log: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	return &rig{sim: p.Sim, srv: p.Server, cfg: cfg, api: api, log: &testkit.SyncBuffer{}, reg: prometheus.NewRegistry()}
 }
 
 func (r *rig) reconciler(t testing.TB, mod ...func(*infra.Options)) *infra.Reconciler {
@@ -158,51 +115,7 @@ func writes(calls []pvesim.Call) []string {
 // golden compares got with testdata/name (rewritten with -update).
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs (-want +got):\n%s", path, lineDiff(string(want), got))
-	}
-}
-
-func lineDiff(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	var out strings.Builder
-	seen := map[string]int{}
-	for _, l := range bl {
-		seen[l]++
-	}
-	for _, l := range al {
-		if seen[l] > 0 {
-			seen[l]--
-			continue
-		}
-		out.WriteString("-" + l + "\n")
-	}
-	seen = map[string]int{}
-	for _, l := range al {
-		seen[l]++
-	}
-	for _, l := range bl {
-		if seen[l] > 0 {
-			seen[l]--
-			continue
-		}
-		out.WriteString("+" + l + "\n")
-	}
-	return out.String()
+	testkit.Golden(t, filepath.Join("testdata", name), got)
 }
 
 var _ http.Handler = (*pvesim.Sim)(nil)

@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -130,7 +131,7 @@ func (p Plan) WriteText(w io.Writer) error {
 				if f.Drift {
 					drift = " (drift)"
 				}
-				fmt.Fprintf(&b, "~ update %s %s: %s -> %s%s\n", ref, f.Key, orNone(f.Old), orNone(f.New), drift)
+				fmt.Fprintf(&b, "~ update %s %s: %s -> %s%s\n", ref, f.Key, cmp.Or(f.Old, "(none)"), cmp.Or(f.New, "(none)"), drift)
 			}
 		case OpResize:
 			fmt.Fprintf(&b, "~ resize %s %s: %s -> %s\n", ref, a.Disk, a.From, a.Size)
@@ -167,13 +168,6 @@ func (p Plan) String() string {
 	var b strings.Builder
 	_ = p.WriteText(&b)
 	return b.String()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
 }
 
 // cloneMarker is the description a clone gets until its first config write

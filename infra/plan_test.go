@@ -136,7 +136,7 @@ func TestClassify(t *testing.T) {
 		}
 	}
 	joined := errors.Join(&Error{Kind: Terminal, Reason: ReasonConflict}, &Error{Kind: Transient, Reason: ReasonLocked})
-	if !IsTransient(joined) || !IsTerminal(joined) || !IsConflict(joined) {
+	if !isTransient(joined) || !IsTerminal(joined) || !IsConflict(joined) {
 		t.Error("joined errors are not seen through")
 	}
 	// The reconcile loop asks errors.As for a Transient method: a pass with
@@ -238,7 +238,7 @@ func TestRacedCloneBacksOff(t *testing.T) {
 	}
 	v := specLB()
 	_, err = rec.Apply(context.Background(), Config{VMs: []VM{v}}, func() bool { return true })
-	if !HasReason(err, ReasonRaced) || !IsTransient(err) || IsTerminal(err) {
+	if !HasReason(err, ReasonRaced) || !isTransient(err) || IsTerminal(err) {
 		t.Fatalf("err = %v, want transient Raced", err)
 	}
 	var clones, writes int

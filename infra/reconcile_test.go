@@ -248,7 +248,7 @@ func TestLockedVMRetriesThenConverges(t *testing.T) {
 	cfg.VMs[0].Cores, cfg.VMs[1].Cores = 4, 4
 	r.sim.ResetCalls()
 	_, err := rec.Apply(context.Background(), cfg, leader)
-	if err == nil || !infra.IsTransient(err) || !infra.HasReason(err, infra.ReasonLocked) || !strings.Contains(err.Error(), "VM 150") {
+	if err == nil || !infra.IsTransientErr(err) || !infra.HasReason(err, infra.ReasonLocked) || !strings.Contains(err.Error(), "VM 150") {
 		t.Fatalf("err = %v, want a transient Locked error for VM 150", err)
 	}
 	var tries int
@@ -297,7 +297,7 @@ func TestInjectedFaultsConverge(t *testing.T) {
 		if err == nil && res.Converged() {
 			break
 		}
-		if err != nil && !infra.IsTransient(err) {
+		if err != nil && !infra.IsTransientErr(err) {
 			t.Fatalf("pass %d: a terminal error from injected faults: %v", passes, err)
 		}
 	}
@@ -348,7 +348,7 @@ func TestTwoReconcilersRacing(t *testing.T) {
 		}
 		wg.Wait()
 		for _, e := range errs {
-			if e != nil && !infra.IsTransient(e) {
+			if e != nil && !infra.IsTransientErr(e) {
 				t.Fatalf("round %d: terminal error while racing: %v", round, e)
 			}
 		}
@@ -417,7 +417,7 @@ func TestInterruptedCreateIsAdopted(t *testing.T) {
 	})
 	rec := r.reconciler(t)
 	_, err := rec.Apply(context.Background(), cfg, leader)
-	if !infra.HasReason(err, infra.ReasonWaiting) || !infra.IsTransient(err) || infra.IsTerminal(err) {
+	if !infra.HasReason(err, infra.ReasonWaiting) || !infra.IsTransientErr(err) || infra.IsTerminal(err) {
 		t.Fatalf("err = %v, want transient WaitingForClone", err)
 	}
 	if w := writes(r.sim.Calls()); len(w) != 0 {
@@ -590,29 +590,28 @@ func TestBadSpecIsTerminal(t *testing.T) {
 	}
 }
 
-// LoopApply is the shape the reconcile loop calls (reconcile.InfraFunc).
-func TestLoopApply(t *testing.T) {
+// TestApplyLeadsAndLast: Apply writes only while leads says so, and Last
+// reports the last pass (what /status shows).
+func TestApplyLeadsAndLast(t *testing.T) {
 	r := newRig(t, pvesim.Options{})
 	rec := r.reconciler(t)
-	apply := rec.LoopApply(nil)
-	if err := apply(context.Background(), homelab(), false); err != nil {
+	ctx := context.Background()
+	if _, err := rec.Apply(ctx, homelab(), func() bool { return false }); err != nil {
 		t.Fatal(err)
 	}
 	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("lead=false wrote %v", w)
+		t.Errorf("a follower wrote %v", w)
 	}
 	if last, ok := rec.Last(); !ok || last.Leader || len(last.Plan.Actions) != 2 {
 		t.Errorf("Last() = %+v, %v", last, ok)
 	}
-	var lost atomic.Bool
-	lost.Store(true)
-	if err := rec.LoopApply(func() bool { return !lost.Load() })(context.Background(), homelab(), true); err != nil {
+	if _, err := rec.Apply(ctx, homelab(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("lead=true but no longer leader: wrote %v", w)
+		t.Errorf("leads nil wrote %v", w)
 	}
-	if err := apply(context.Background(), homelab(), true); err != nil {
+	if _, err := rec.Apply(ctx, homelab(), func() bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 	if last, _ := rec.Last(); !last.Leader || len(last.Applied) != 2 {

@@ -140,22 +140,6 @@ func (s Size) String() string {
 	return strconv.FormatInt(int64(s), 10)
 }
 
-// Equal reports whether two VM specs are identical.
-func (v VM) Equal(o VM) bool {
-	return v.Name == o.Name && v.VMID == o.VMID && v.Node == o.Node && v.Clone == o.Clone &&
-		v.CPU == o.CPU && v.Cores == o.Cores && v.Memory == o.Memory && v.OnBoot == o.OnBoot &&
-		v.Agent == o.Agent && v.Description == o.Description && v.Disk == o.Disk &&
-		slices.Equal(v.Network, o.Network) && v.CloudInit.equal(o.CloudInit) &&
-		v.Serial == o.Serial && v.VGA == o.VGA &&
-		((v.HA == nil && o.HA == nil) || (v.HA != nil && o.HA != nil && *v.HA == *o.HA)) &&
-		slices.Equal(v.IgnoreChanges, o.IgnoreChanges)
-}
-
-func (c CloudInit) equal(o CloudInit) bool {
-	return c.User == o.User && c.IPConfig == o.IPConfig && c.Nameserver == o.Nameserver &&
-		c.SearchDomain == o.SearchDomain && slices.Equal(c.SSHKeys, o.SSHKeys)
-}
-
 // IgnorableFields returns the names accepted in IgnoreChanges.
 func IgnorableFields() []string {
 	return []string{"cpu", "cores", "memory", "onBoot", "agent", "description", "disk", "network", "cloudInit", "serial", "vga", "ha"}

@@ -24,7 +24,7 @@ const (
 	Alertmanager SinkKind = "alertmanager"
 )
 
-// SinkConfig is one entry of the node config's `notify:` list (SPEC §2);
+// SinkConfig is one entry of the node config's `notify:` list (docs/node-config.md);
 // the JSON names are the node config's.
 type SinkConfig struct {
 	// Kind is webhook, slack or alertmanager. Required.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 func TestValidate(t *testing.T) {
@@ -76,7 +78,7 @@ func TestNewReadsSecrets(t *testing.T) {
 	t.Parallel()
 	_, err := New(Config{Node: "n", Sinks: []SinkConfig{
 		{Kind: Webhook, URL: "https://h.example", SecretFile: "/nonexistent/secret"},
-		{Kind: Alertmanager, URL: "https://am.example", SecretFile: writeFile(t, "empty", "\n")},
+		{Kind: Alertmanager, URL: "https://am.example", SecretFile: testkit.TempFile(t, "empty", "\n")},
 	}}, Options{})
 	if err == nil || !strings.Contains(err.Error(), "notify[0].secretFile /nonexistent/secret: no such file or directory") ||
 		!strings.Contains(err.Error(), "notify[1].secretFile ") || !strings.Contains(err.Error(), ": empty") {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // Jitter is fixed at 0 in the rig: the wait before attempt n+1 is
@@ -18,11 +20,11 @@ import (
 
 func TestRetryThenDelivered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rc := newReceiver(answer(500, "boom"), answer(429, "rate_limited", "Retry-After", "3"), hang, ok)
-		g := newRig(t, Config{Timeout: 10 * time.Second, Sinks: []SinkConfig{{Kind: Slack, URL: "/services/x"}}}, []*receiver{rc}, true)
+		rc := testkit.NewReceiver(testkit.Answer(500, "boom"), testkit.Answer(429, "rate_limited", "Retry-After", "3"), testkit.Hang, ok)
+		g := newRig(t, Config{Timeout: 10 * time.Second, Sinks: []SinkConfig{{Kind: Slack, URL: "/services/x"}}}, []*testkit.Receiver{rc}, true)
 		g.n.Notify(ApplyFailed("0123456789abcdef0123456789abcdef01234567", &testErr{"x"}))
-		a, b, c, d := rc.recv(), rc.recv(), rc.recv(), rc.recv()
-		// 500 → backoff 0.5s; 429 → Retry-After 3s; hang → 10s timeout, then backoff 2s.
+		a, b, c, d := rc.Recv(), rc.Recv(), rc.Recv(), rc.Recv()
+		// 500 → backoff 0.5s; 429 → Retry-After 3s; testkit.Hang → 10s timeout, then backoff 2s.
 		if b.At.Sub(a.At) != 500*time.Millisecond || c.At.Sub(b.At) != 3*time.Second || d.At.Sub(c.At) != 12*time.Second {
 			t.Errorf("attempts at +0, +%v, +%v, +%v; want +0.5s, +3.5s, +15.5s", b.At.Sub(a.At), c.At.Sub(a.At), d.At.Sub(a.At))
 		}
@@ -43,22 +45,22 @@ func TestRetryThenDelivered(t *testing.T) {
 // on with the next notification.
 func TestRefusedIsGivenUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rc := newReceiver(answer(404, "no_service"), ok)
-		g := newRig(t, Config{Sinks: []SinkConfig{{Kind: Slack, URL: "/services/T0/B0/gone"}}}, []*receiver{rc}, true)
+		rc := testkit.NewReceiver(testkit.Answer(404, "no_service"), ok)
+		g := newRig(t, Config{Sinks: []SinkConfig{{Kind: Slack, URL: "/services/T0/B0/gone"}}}, []*testkit.Receiver{rc}, true)
 		g.n.Notify(ServerDown("web", "192.0.2.10:80", "", 0))
 		g.n.Notify(ServerDown("api", "192.0.2.20:80", "", 0))
-		rc.recv()
-		if r := rc.recv(); !strings.Contains(string(r.Body), "backend api") {
+		rc.Recv()
+		if r := rc.Recv(); !strings.Contains(string(r.Body), "backend api") {
 			t.Errorf("second request %s", r.Body)
 		}
 		synctest.Wait()
-		if len(rc.requests()) != 2 || g.count(t, Slack, ResultFailed) != 1 || g.count(t, Slack, ResultSent) != 1 {
-			t.Errorf("requests=%d failed=%v sent=%v", len(rc.requests()), g.count(t, Slack, ResultFailed), g.count(t, Slack, ResultSent))
+		if len(rc.Requests()) != 2 || g.count(t, Slack, ResultFailed) != 1 || g.count(t, Slack, ResultSent) != 1 {
+			t.Errorf("requests=%d failed=%v sent=%v", len(rc.Requests()), g.count(t, Slack, ResultFailed), g.count(t, Slack, ResultSent))
 		}
 		if s := g.n.Snapshot().Sinks[0].LastError; s != "answered 404 Not Found: no_service" {
 			t.Errorf("LastError %q", s)
 		}
-		if log := g.log.text(); !strings.Contains(log, `"msg":"notification given up"`) || !strings.Contains(log, `"code":404`) {
+		if log := g.log.Text(); !strings.Contains(log, `"msg":"notification given up"`) || !strings.Contains(log, `"code":404`) {
 			t.Errorf("no give-up log line:\n%s", log)
 		}
 	})
@@ -66,12 +68,12 @@ func TestRefusedIsGivenUp(t *testing.T) {
 
 func TestMaxAttempts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rc := newReceiver(answer(503, ""))
-		g := newRig(t, Config{MaxAttempts: 4, Sinks: []SinkConfig{{Kind: Alertmanager, URL: ""}}}, []*receiver{rc}, true)
+		rc := testkit.NewReceiver(testkit.Answer(503, ""))
+		g := newRig(t, Config{MaxAttempts: 4, Sinks: []SinkConfig{{Kind: Alertmanager, URL: ""}}}, []*testkit.Receiver{rc}, true)
 		g.n.Notify(VRRPTransition("vi_1", "MASTER", "FAULT"))
 		time.Sleep(time.Hour)
 		synctest.Wait()
-		if n := len(rc.requests()); n != 4 {
+		if n := len(rc.Requests()); n != 4 {
 			t.Errorf("%d attempts, want 4", n)
 		}
 		if g.count(t, Alertmanager, ResultFailed) != 1 {
@@ -87,10 +89,10 @@ func TestMaxAttempts(t *testing.T) {
 // oldest are dropped and counted. Real sockets and real time, bounded.
 func TestNotifyNeverBlocks(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(hang)
-	g := newRig(t, Config{Timeout: time.Hour, Sinks: []SinkConfig{{Kind: Webhook, URL: "/"}}}, []*receiver{rc}, false)
+	rc := testkit.NewReceiver(testkit.Hang)
+	g := newRig(t, Config{Timeout: time.Hour, Sinks: []SinkConfig{{Kind: Webhook, URL: "/"}}}, []*testkit.Receiver{rc}, false)
 	g.n.Notify(DriftCorrected("lb-1", 101, "first"))
-	rc.next(t) // the sink is now stuck in a request that never ends
+	rc.Next(t) // the sink is now stuck in a request that never ends
 	const n = 10000
 	done := make(chan struct{})
 	go func() {
@@ -108,7 +110,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	if s.QueueLength != 100 || s.Dropped != n-100 || g.count(t, Webhook, ResultDropped) != n-100 {
 		t.Errorf("queue %d dropped %d (metric %v); want 100 and %d", s.QueueLength, s.Dropped, g.count(t, Webhook, ResultDropped), n-100)
 	}
-	if v := metricValue(t, g.reg, MetricQueueLength, map[string]string{"sink": "webhook"}); v != 100 {
+	if v := testkit.MetricValue(t, g.reg, MetricQueueLength, map[string]string{"sink": "webhook"}); v != 100 {
 		t.Errorf("%s = %v", MetricQueueLength, v)
 	}
 }
@@ -122,27 +124,27 @@ func TestSecretsNeverShown(t *testing.T) {
 	const key, tok = "hmac-SECRET-key-19ab", "am-SECRET-token-c3"
 	echo := func(code int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			answer(code, "bad "+r.URL.String()+" "+r.Header.Get("Authorization"))(w, r)
+			testkit.Answer(code, "bad "+r.URL.String()+" "+r.Header.Get("Authorization"))(w, r)
 		}
 	}
-	slack, hook, am := newReceiver(echo(500), echo(400)), newReceiver(echo(500), echo(403)), newReceiver(echo(500), echo(401))
+	slack, hook, am := testkit.NewReceiver(echo(500), echo(400)), testkit.NewReceiver(echo(500), echo(403)), testkit.NewReceiver(echo(500), echo(401))
 	cfg := Config{RetryMin: time.Millisecond, RetryMax: time.Millisecond, Sinks: []SinkConfig{
 		{Kind: Slack, URL: path},
-		{Kind: Webhook, URL: path, SecretFile: writeFile(t, "key", key)},
-		{Kind: Alertmanager, URL: "/?x=SECRET", SecretFile: writeFile(t, "tok", tok)}, // an Alertmanager path is shown, a query never
+		{Kind: Webhook, URL: path, SecretFile: testkit.TempFile(t, "key", key)},
+		{Kind: Alertmanager, URL: "/?x=SECRET", SecretFile: testkit.TempFile(t, "tok", tok)}, // an Alertmanager path is shown, a query never
 	}}
-	g := newRig(t, cfg, []*receiver{slack, hook, am}, false)
+	g := newRig(t, cfg, []*testkit.Receiver{slack, hook, am}, false)
 	g.n.Notify(ApplyFailed("0123456789abcdef0123456789abcdef01234567", &testErr{"x"}))
-	for _, rc := range []*receiver{slack, hook, am} {
-		rc.next(t)
-		rc.next(t)
+	for _, rc := range []*testkit.Receiver{slack, hook, am} {
+		rc.Next(t)
+		rc.Next(t)
 	}
-	g.log.waitLogs(t, "notification given up", 3)
+	waitLogs(t, g.log, "notification given up", 3)
 	snap, _ := json.Marshal(g.n.Snapshot())
 	var b bytes.Buffer
 	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "notifier", g.n, "secret", g.n.sinks[1].secret)
 	outputs := map[string]string{
-		"log":      g.log.text(),
+		"log":      g.log.Text(),
 		"snapshot": string(snap),
 		"fmt":      fmt.Sprintf("%v %+v %#v %s", g.n, g.n.sinks[1].secret, g.n.sinks[2].secret, g.n.sinks[1].secret),
 		"slog":     b.String(),
@@ -161,23 +163,23 @@ func TestSecretsNeverShown(t *testing.T) {
 // server still down is resent every ResendInterval until it is up.
 func TestAlertmanagerResendsOpenAlerts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rc := newReceiver()
-		g := newRig(t, Config{ResendInterval: time.Minute, Sinks: []SinkConfig{{Kind: Alertmanager, URL: ""}}}, []*receiver{rc}, true)
+		rc := testkit.NewReceiver()
+		g := newRig(t, Config{ResendInterval: time.Minute, Sinks: []SinkConfig{{Kind: Alertmanager, URL: ""}}}, []*testkit.Receiver{rc}, true)
 		start := time.Now()
 		g.n.Notify(ServerDown("web", "192.0.2.10:80", "timeout", 0))
 		g.n.Notify(ServerDown("api", "192.0.2.20:80", "timeout", 3))
 		g.n.Notify(VRRPTransition("vi_1", "BACKUP", "MASTER")) // one-off: never resent
 		for range 3 {
-			rc.recv()
+			rc.Recv()
 		}
-		alerts := func(r got) []amAlert {
+		alerts := func(r testkit.Request) []amAlert {
 			var a []amAlert
 			if err := json.Unmarshal(r.Body, &a); err != nil {
 				t.Fatal(err)
 			}
 			return a
 		}
-		r := rc.recv()
+		r := rc.Recv()
 		if a := alerts(r); r.At.Sub(start) != time.Minute || len(a) != 2 || a[0].Labels["backend"] != "api" ||
 			a[1].Labels["backend"] != "web" || !a[1].StartsAt.Equal(start) || !a[1].EndsAt.IsZero() ||
 			a[1].Labels["severity"] != "critical" || a[0].Labels["severity"] != "warning" {
@@ -185,18 +187,18 @@ func TestAlertmanagerResendsOpenAlerts(t *testing.T) {
 		}
 		time.Sleep(30 * time.Second)
 		g.n.Notify(ServerUp("web", "192.0.2.10:80"))
-		if a := alerts(rc.recv()); len(a) != 1 || a[0].Labels["severity"] != "critical" || !a[0].EndsAt.Equal(start.Add(90*time.Second)) {
+		if a := alerts(rc.Recv()); len(a) != 1 || a[0].Labels["severity"] != "critical" || !a[0].EndsAt.Equal(start.Add(90*time.Second)) {
 			t.Errorf("resolve %+v", a)
 		}
-		r = rc.recv()
+		r = rc.Recv()
 		if a := alerts(r); r.At.Sub(start) != 2*time.Minute || len(a) != 1 || a[0].Labels["backend"] != "api" {
 			t.Errorf("resend at +%v: %s", r.At.Sub(start), r.Body)
 		}
 		g.n.Notify(ServerUp("api", "192.0.2.20:80"))
-		rc.recv()
+		rc.Recv()
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
-		if n := len(rc.requests()); n != 7 {
+		if n := len(rc.Requests()); n != 7 {
 			t.Errorf("%d requests; nothing is resent once every alert is resolved", n)
 		}
 		if s := g.n.Snapshot().Sinks[0]; s.OpenAlerts != 0 {
@@ -238,15 +240,15 @@ func TestRunOnceAndNil(t *testing.T) {
 // travel to another host.
 func TestRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
-	elsewhere := newReceiver()
-	rc := newReceiver(func(w http.ResponseWriter, r *http.Request) {
+	elsewhere := testkit.NewReceiver()
+	rc := testkit.NewReceiver(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://elsewhere.example/x", http.StatusTemporaryRedirect)
 	})
-	g := newRig(t, Config{Sinks: []SinkConfig{{Kind: Alertmanager, URL: ""}}}, []*receiver{rc}, false)
+	g := newRig(t, Config{Sinks: []SinkConfig{{Kind: Alertmanager, URL: ""}}}, []*testkit.Receiver{rc}, false)
 	g.n.Notify(ServerDown("web", "192.0.2.10:80", "", 0))
-	rc.next(t)
-	g.log.waitLogs(t, "notification given up", 1)
-	if len(elsewhere.requests()) != 0 || !strings.Contains(g.n.Snapshot().Sinks[0].LastError, "redirects are not followed") {
+	rc.Next(t)
+	waitLogs(t, g.log, "notification given up", 1)
+	if len(elsewhere.Requests()) != 0 || !strings.Contains(g.n.Snapshot().Sinks[0].LastError, "redirects are not followed") {
 		t.Errorf("LastError %q", g.n.Snapshot().Sinks[0].LastError)
 	}
 }

@@ -51,11 +51,12 @@
 // # Wiring
 //
 // The node config's `notify:` list decodes into []SinkConfig (JSON names
-// as in SPEC §2); the caller sets Config.Node and Config.StatusURL.
+// as in docs/node-config.md); the caller sets Config.Node and Config.StatusURL.
 // cmd/gitedge runs the Notifier as a Task, hands it to the subsystems as a
 // func(Event) (or an interface with Notify), and the admin server shows
 // Snapshot under /status. A nil *Notifier is valid and does nothing. See
 // Example.
 //
-// notify imports no other gitedge package.
+// notify imports no other gitedge package but the internal helpers it
+// shares with forge (internal/deliver, internal/promreg).
 package notify

@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/gitedge/gitedge/internal/deliver"
 )
 
 // Headers of webhook deliveries.
@@ -95,7 +96,7 @@ func slackEscape(s string) string {
 
 // slackCut cuts escaped text without splitting an entity (&amp;).
 func slackCut(s string, limit int) string {
-	out := cut(s, limit)
+	out := deliver.Cut(s, limit)
 	if !strings.HasSuffix(out, "…") {
 		return out
 	}
@@ -183,41 +184,4 @@ func encodeAlertmanager(events []Event, statusURL string) ([]byte, error) {
 		alerts = append(alerts, amAlert{Labels: labels, Annotations: ann, StartsAt: starts.UTC(), EndsAt: ends.UTC(), GeneratorURL: statusURL})
 	}
 	return json.Marshal(alerts)
-}
-
-// cut makes s one line and at most limit characters, ending with "…" when
-// something was cut; it never splits a character.
-func cut(s string, limit int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	var b strings.Builder
-	n := 0
-	space := false
-	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			space = n > 0
-			continue
-		}
-		if space {
-			b.WriteByte(' ')
-			n++
-			space = false
-		}
-		b.WriteRune(r)
-		n++
-		if n > limit+1 {
-			break
-		}
-	}
-	out := b.String()
-	if n <= limit {
-		return out
-	}
-	keep := 0
-	for i := range out {
-		if keep == limit-1 {
-			return strings.TrimRight(out[:i], " ") + "…"
-		}
-		keep++
-	}
-	return out
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/deliver"
 )
 
 // Severity says how urgently a person must look.
@@ -250,44 +252,4 @@ func shortID(s string) string {
 // prefixed with the count when there are several ("3 errors, first:
 // routes/blog.yaml:12: …"). Lists (errors.Join, reconcile.Errors), even
 // behind fmt.Errorf's %w, are walked to their first leaf.
-func Summarize(err error) string {
-	if err == nil {
-		return ""
-	}
-	n, first, isList := firstLeaf(err)
-	switch {
-	case n > 1:
-		return fmt.Sprintf("%d errors, first: %s", n, first.Error())
-	case isList:
-		return first.Error()
-	}
-	return err.Error()
-}
-
-func firstLeaf(err error) (int, error, bool) {
-	switch x := err.(type) {
-	case interface{ Unwrap() []error }:
-		var first error
-		n := 0
-		for _, e := range x.Unwrap() {
-			if e == nil {
-				continue
-			}
-			c, f, _ := firstLeaf(e)
-			if first == nil {
-				first = f
-			}
-			n += c
-		}
-		if first != nil {
-			return n, first, true
-		}
-	case interface{ Unwrap() error }:
-		if inner := x.Unwrap(); inner != nil {
-			if n, f, ok := firstLeaf(inner); ok {
-				return n, f, true
-			}
-		}
-	}
-	return 1, err, false
-}
+func Summarize(err error) string { return deliver.Summarize(err) }

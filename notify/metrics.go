@@ -1,8 +1,7 @@
 package notify
 
 import (
-	"errors"
-
+	"github.com/gitedge/gitedge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,29 +28,11 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
-		events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: promreg.Register("notify", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricEvents, Help: "Notification events by sink kind and result.",
 		}, []string{"sink", "result"})),
-		queue: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		queue: promreg.Register("notify", reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: MetricQueueLength, Help: "Notification deliveries waiting, by sink kind.",
 		}, []string{"sink"})),
 	}
-}
-
-// register registers c, or returns the collector already registered under
-// the same description.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("notify: registering metrics: " + err.Error())
-	}
-	return c
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/deliver"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -58,6 +59,7 @@ func New(cfg Config, opts Options) (*Notifier, error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	n.log = n.log.With("subsystem", "notify")
 	if n.jitter == nil {
 		n.jitter = rand.Float64
 	}
@@ -120,7 +122,7 @@ func (n *Notifier) Notify(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	e.Message = cut(e.Message, maxMessage)
+	e.Message = deliver.Cut(e.Message, maxMessage)
 	e.Repeats = 0
 	e.problem = nil
 	for _, s := range n.sinks {

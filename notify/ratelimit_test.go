@@ -4,6 +4,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // Repeats of an event inside the window are held back and counted; when
@@ -11,14 +13,14 @@ import (
 // starts. Fake clock: every time below is exact.
 func TestRateLimitRepeats(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rc := newReceiver()
-		g := newRig(t, Config{Window: 5 * time.Minute, Sinks: []SinkConfig{{Kind: Webhook, URL: "/"}}}, []*receiver{rc}, true)
+		rc := testkit.NewReceiver()
+		g := newRig(t, Config{Window: 5 * time.Minute, Sinks: []SinkConfig{{Kind: Webhook, URL: "/"}}}, []*testkit.Receiver{rc}, true)
 		start := time.Now()
 		down := func(reason string) Event { return ServerDown("web", "192.0.2.10:80", reason, 1) }
-		at := func(r got) time.Duration { return r.At.Sub(start) }
+		at := func(r testkit.Request) time.Duration { return r.At.Sub(start) }
 
 		g.n.Notify(down("timeout"))
-		if r := rc.recv(); at(r) != 0 || event(t, r.Body).Repeats != 0 {
+		if r := rc.Recv(); at(r) != 0 || event(t, r.Body).Repeats != 0 {
 			t.Errorf("first notice at +%v: %s", at(r), r.Body)
 		}
 		for range 9 { // nine repeats within 3m45s
@@ -26,10 +28,10 @@ func TestRateLimitRepeats(t *testing.T) {
 			g.n.Notify(down("timeout"))
 		}
 		synctest.Wait()
-		if n := len(rc.requests()); n != 1 {
+		if n := len(rc.Requests()); n != 1 {
 			t.Fatalf("%d notices inside the window, want 1", n)
 		}
-		r := rc.recv() // when the window ends
+		r := rc.Recv() // when the window ends
 		e := event(t, r.Body)
 		if at(r) != 5*time.Minute || e.Repeats != 9 || e.Message != "timeout; 1 healthy left" || !e.Time.Equal(start.Add(225*time.Second)) {
 			t.Errorf("held-back notice at +%v %+v; want at +5m the newest of the 9 (at +3m45s), Repeats 9", at(r), e)
@@ -42,7 +44,7 @@ func TestRateLimitRepeats(t *testing.T) {
 		// A different message is a different event: sent at once.
 		time.Sleep(time.Minute)
 		g.n.Notify(down("connection refused"))
-		if r := rc.recv(); at(r) != 6*time.Minute || event(t, r.Body).Repeats != 0 {
+		if r := rc.Recv(); at(r) != 6*time.Minute || event(t, r.Body).Repeats != 0 {
 			t.Errorf("different message at +%v: %s", at(r), r.Body)
 		}
 		// Both are now inside their windows. The server says "refused"
@@ -54,17 +56,17 @@ func TestRateLimitRepeats(t *testing.T) {
 		g.n.Notify(down("timeout"))
 		time.Sleep(30 * time.Minute)
 		synctest.Wait()
-		if n := len(rc.requests()); n != 4 {
+		if n := len(rc.Requests()); n != 4 {
 			t.Fatalf("%d notices, want 4", n)
 		}
-		r = rc.recv()
+		r = rc.Recv()
 		if last := event(t, r.Body); at(r) != 10*time.Minute || last.Message != "timeout; 1 healthy left" || last.Repeats != 1 {
 			t.Errorf("last notice at +%v %+v; want at +10m the timeout, Repeats 1", at(r), last)
 		}
 
 		// After a quiet window the same event goes out at once.
 		g.n.Notify(down("timeout"))
-		if r := rc.recv(); at(r) != 36*time.Minute+20*time.Second || event(t, r.Body).Repeats != 0 {
+		if r := rc.Recv(); at(r) != 36*time.Minute+20*time.Second || event(t, r.Body).Repeats != 0 {
 			t.Errorf("after the window: +%v %s", at(r), r.Body)
 		}
 		synctest.Wait()
@@ -87,9 +89,9 @@ func TestRateLimitFlapEndsWithCurrentState(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				rc := newReceiver()
+				rc := testkit.NewReceiver()
 				g := newRig(t, Config{Window: 5 * time.Minute, Sinks: []SinkConfig{{Kind: Webhook, URL: "/", MinSeverity: Info}}},
-					[]*receiver{rc}, true)
+					[]*testkit.Receiver{rc}, true)
 				for _, k := range tt.seq {
 					e := ServerUp("web", "192.0.2.10:80")
 					if k == KindServerDown {
@@ -100,7 +102,7 @@ func TestRateLimitFlapEndsWithCurrentState(t *testing.T) {
 				}
 				time.Sleep(20 * time.Minute)
 				synctest.Wait()
-				reqs := rc.requests()
+				reqs := rc.Requests()
 				last := event(t, reqs[len(reqs)-1].Body)
 				if want := tt.seq[len(tt.seq)-1]; last.Kind != want {
 					var kinds []Kind
@@ -121,18 +123,18 @@ func TestRateLimitFlapEndsWithCurrentState(t *testing.T) {
 // does not count it.
 func TestRateLimitPerSink(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		all, crit := newReceiver(), newReceiver()
+		all, crit := testkit.NewReceiver(), testkit.NewReceiver()
 		g := newRig(t, Config{Sinks: []SinkConfig{
 			{Kind: Webhook, URL: "/", MinSeverity: Info},
 			{Kind: Slack, URL: "/", MinSeverity: Critical},
-		}}, []*receiver{all, crit}, true)
+		}}, []*testkit.Receiver{all, crit}, true)
 		for range 3 {
 			g.n.Notify(VRRPTransition("vi_1", "BACKUP", "MASTER"))
 		}
 		synctest.Wait()
-		if g.count(t, Webhook, ResultSuppressed) != 2 || g.count(t, Slack, ResultSuppressed) != 0 || len(crit.requests()) != 0 {
+		if g.count(t, Webhook, ResultSuppressed) != 2 || g.count(t, Slack, ResultSuppressed) != 0 || len(crit.Requests()) != 0 {
 			t.Errorf("webhook suppressed=%v slack suppressed=%v slack got %d",
-				g.count(t, Webhook, ResultSuppressed), g.count(t, Slack, ResultSuppressed), len(crit.requests()))
+				g.count(t, Webhook, ResultSuppressed), g.count(t, Slack, ResultSuppressed), len(crit.Requests()))
 		}
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 const statusURL = "https://lb-0.example.org/"
@@ -20,17 +22,17 @@ const statusURL = "https://lb-0.example.org/"
 func TestWebhookShape(t *testing.T) {
 	t.Parallel()
 	const key = "hmac-key-5d2f0a"
-	signed, plain := newReceiver(), newReceiver()
+	signed, plain := testkit.NewReceiver(), testkit.NewReceiver()
 	g := newRig(t, Config{StatusURL: statusURL, Sinks: []SinkConfig{
-		{Kind: Webhook, URL: "/hooks/gitedge", SecretFile: writeFile(t, "key", key+"\n")},
+		{Kind: Webhook, URL: "/hooks/gitedge", SecretFile: testkit.TempFile(t, "key", key+"\n")},
 		{Kind: Webhook, URL: "/plain"},
-	}}, []*receiver{signed, plain}, false)
+	}}, []*testkit.Receiver{signed, plain}, false)
 	at := time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC)
 	e := ServerDown("web", "192.0.2.10:8080", "connect: connection refused", 0)
 	e.Time = at
 	g.n.Notify(e)
 
-	r := signed.next(t)
+	r := signed.Next(t)
 	if r.Method != http.MethodPost || r.Path != "/hooks/gitedge" {
 		t.Errorf("%s %s", r.Method, r.Path)
 	}
@@ -43,7 +45,7 @@ func TestWebhookShape(t *testing.T) {
 		t.Errorf("%s %q, want %q", HeaderSignature, r.Header.Get(HeaderSignature), want)
 	}
 	var body map[string]any
-	decodeJSON(t, r.Body, &body)
+	testkit.DecodeJSON(t, r.Body, &body)
 	want := map[string]any{
 		"kind": "server-down", "severity": "critical", "node": "lb-0",
 		"subject":   map[string]any{"backend": "web", "server": "192.0.2.10:8080"},
@@ -55,7 +57,7 @@ func TestWebhookShape(t *testing.T) {
 	if !reflect.DeepEqual(body, want) {
 		t.Errorf("body %v\nwant %v", body, want)
 	}
-	if p := plain.next(t); p.Header.Get(HeaderSignature) != "" || p.Path != "/plain" {
+	if p := plain.Next(t); p.Header.Get(HeaderSignature) != "" || p.Path != "/plain" {
 		t.Errorf("unsigned sink sent %q to %s", p.Header.Get(HeaderSignature), p.Path)
 	}
 }
@@ -64,17 +66,17 @@ func TestWebhookShape(t *testing.T) {
 // compatible services read "text". mrkdwn's &, < and > are escaped.
 func TestSlackShape(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver()
+	rc := testkit.NewReceiver()
 	g := newRig(t, Config{StatusURL: statusURL, Sinks: []SinkConfig{{Kind: Slack, URL: "/services/T000/B000/XXXX"}}},
-		[]*receiver{rc}, false)
+		[]*testkit.Receiver{rc}, false)
 	commit := "0123456789abcdef0123456789abcdef01234567"
 	g.n.Notify(ApplyFailed(commit, &testErr{`vm <lb-1> & "db": 500`}))
-	r := rc.next(t)
+	r := rc.Next(t)
 	if r.Path != "/services/T000/B000/XXXX" || r.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("%s %v", r.Path, r.Header)
 	}
 	var body map[string]any
-	decodeJSON(t, r.Body, &body)
+	testkit.DecodeJSON(t, r.Body, &body)
 	text := ":rotating_light: *CRITICAL* lb-0: apply of commit 0123456789ab failed: vm &lt;lb-1&gt; &amp; \"db\": 500"
 	want := map[string]any{
 		"text": text,
@@ -119,26 +121,26 @@ func TestSlackLongMessage(t *testing.T) {
 // server back up resolves the alert it fired, with the same labels.
 func TestAlertmanagerShape(t *testing.T) {
 	t.Parallel()
-	rc, full := newReceiver(), newReceiver()
+	rc, full := testkit.NewReceiver(), testkit.NewReceiver()
 	g := newRig(t, Config{StatusURL: statusURL, Sinks: []SinkConfig{
-		{Kind: Alertmanager, URL: "", SecretFile: writeFile(t, "am", "am-token-77\n")},
+		{Kind: Alertmanager, URL: "", SecretFile: testkit.TempFile(t, "am", "am-token-77\n")},
 		{Kind: Alertmanager, URL: "/api/v2/alerts/"},
-	}}, []*receiver{rc, full}, false)
+	}}, []*testkit.Receiver{rc, full}, false)
 	down := ServerDown("web", "192.0.2.10:8080", "timeout", 0)
 	down.Time = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	g.n.Notify(down)
-	r := rc.next(t)
+	r := rc.Next(t)
 	if r.Method != http.MethodPost || r.Path != "/api/v2/alerts" || r.Header.Get("Content-Type") != "application/json" ||
 		r.Header.Get("Authorization") != "Bearer am-token-77" {
 		t.Errorf("%s %s %v", r.Method, r.Path, r.Header)
 	}
-	if p := full.next(t).Path; p != "/api/v2/alerts" {
+	if p := full.Next(t).Path; p != "/api/v2/alerts" {
 		t.Errorf("a URL ending in /api/v2/alerts/ posted to %s", p)
 	}
 	labels := map[string]any{"alertname": "GitedgeServerDown", "severity": "critical", "node": "lb-0",
 		"backend": "web", "server": "192.0.2.10:8080"}
 	var alerts []map[string]any
-	decodeJSON(t, r.Body, &alerts)
+	testkit.DecodeJSON(t, r.Body, &alerts)
 	want := []map[string]any{{
 		"labels": labels,
 		"annotations": map[string]any{
@@ -155,7 +157,7 @@ func TestAlertmanagerShape(t *testing.T) {
 	up := ServerUp("web", "192.0.2.10:8080")
 	up.Time = down.Time.Add(90 * time.Second)
 	g.n.Notify(up)
-	decodeJSON(t, rc.next(t).Body, &alerts)
+	testkit.DecodeJSON(t, rc.Next(t).Body, &alerts)
 	if len(alerts) != 1 || !reflect.DeepEqual(alerts[0]["labels"], labels) ||
 		alerts[0]["startsAt"] != "2026-03-01T12:00:00Z" || alerts[0]["endsAt"] != "2026-03-01T12:01:30Z" {
 		t.Errorf("resolving alert %v; want the firing labels and endsAt", alerts)
@@ -198,12 +200,12 @@ func validLabelName(s string) bool {
 // sent to the sinks that were told it was down, whatever their minimum.
 func TestMinSeverity(t *testing.T) {
 	t.Parallel()
-	warn, crit, info := newReceiver(), newReceiver(), newReceiver()
+	warn, crit, info := testkit.NewReceiver(), testkit.NewReceiver(), testkit.NewReceiver()
 	g := newRig(t, Config{Sinks: []SinkConfig{
 		{Kind: Webhook, URL: "/w"}, // default warning
 		{Kind: Webhook, URL: "/c", MinSeverity: Critical},
 		{Kind: Webhook, URL: "/i", MinSeverity: Info},
-	}}, []*receiver{warn, crit, info}, false)
+	}}, []*testkit.Receiver{warn, crit, info}, false)
 	events := []Event{
 		VRRPTransition("vi_1", "INIT", "BACKUP"),                                    // info
 		ServerDown("web", "192.0.2.10:80", "timeout", 1),                            // warning
@@ -216,10 +218,10 @@ func TestMinSeverity(t *testing.T) {
 	for _, e := range events {
 		g.n.Notify(e)
 	}
-	kinds := func(rc *receiver) []string {
+	kinds := func(rc *testkit.Receiver) []string {
 		var out []string
 		for {
-			r := rc.next(t)
+			r := rc.Next(t)
 			e := event(t, r.Body)
 			out = append(out, string(e.Kind)+":"+e.Subject.Backend)
 			if e.Kind == KindApplyFailed {
@@ -229,7 +231,7 @@ func TestMinSeverity(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name string
-		rc   *receiver
+		rc   *testkit.Receiver
 		want []string
 	}{
 		{"warning", warn, []string{"server-down:web", "server-up:web", "server-down:api", "server-up:api", "apply-failed:"}},

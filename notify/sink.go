@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/deliver"
 )
 
 // Bounds on a sink's memory.
@@ -342,7 +344,7 @@ func (s *sink) deliver(ctx context.Context, d delivery) {
 			return
 		}
 		if wait == 0 {
-			wait = backoff(attempt-1, s.n.cfg.RetryMin, s.n.cfg.RetryMax, s.n.jitter)
+			wait = deliver.Backoff(attempt-1, s.n.cfg.RetryMin, s.n.cfg.RetryMax, s.n.jitter)
 		}
 		s.setError(err)
 		level := slog.LevelDebug
@@ -414,10 +416,10 @@ func (s *sink) post(ctx context.Context, d delivery, body []byte) (code int, wai
 		return code, 0, false, nil
 	}
 	msg := "answered " + resp.Status
-	if t := cut(string(text), 200); t != "" {
+	if t := deliver.Cut(string(text), 200); t != "" {
 		msg += ": " + t
 	}
-	wait, _ = retryAfter(resp.Header, time.Now())
+	wait, _ = deliver.RetryAfter(resp.Header, time.Now(), maxServerWait)
 	switch {
 	case code >= 300 && code < 400:
 		msg += "; redirects are not followed: set the final URL"
@@ -490,3 +492,7 @@ func (s *sink) status() SinkStatus {
 	st.OpenAlerts = len(s.open)
 	return st
 }
+
+// maxServerWait caps the wait a receiver may ask for; MaxAttempts still
+// bounds the total.
+const maxServerWait = 10 * time.Minute

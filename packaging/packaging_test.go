@@ -23,7 +23,7 @@ import (
 
 	k8syaml "sigs.k8s.io/yaml"
 
-	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/nodeconfig"
 )
 
 // testVersion is what the test binary and packages are stamped with.
@@ -285,7 +285,7 @@ func TestUnitVerify(t *testing.T) {
 // the code expects.
 func TestUnitMatchesCode(t *testing.T) {
 	d := unitDirectives(t)
-	nc, err := reconcile.ParseNodeConfig("test", []byte("node: a\nsource: {url: /srv/edge}\n"))
+	nc, err := nodeconfig.Parse("test", []byte("node: a\nsource: {url: /srv/edge}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestUnitMatchesCode(t *testing.T) {
 		key  string
 		want []string
 	}{
-		{"ExecStart", []string{binPath + " run --config " + reconcile.DefaultNodeConfigPath}},
+		{"ExecStart", []string{binPath + " run --config " + nodeconfig.DefaultPath}},
 		{"Type", []string{"notify"}},
 		{"NotifyAccess", []string{"all"}},
 		{"ExecReload", []string{"/bin/kill -HUP $MAINPID"}},
@@ -311,8 +311,8 @@ func TestUnitMatchesCode(t *testing.T) {
 			t.Errorf("gitedge.service: %s=%q, want %q", tc.key, got, tc.want)
 		}
 	}
-	if configPath != reconcile.DefaultNodeConfigPath {
-		t.Errorf("the package installs the config at %s, gitedge reads %s", configPath, reconcile.DefaultNodeConfigPath)
+	if configPath != nodeconfig.DefaultPath {
+		t.Errorf("the package installs the config at %s, gitedge reads %s", configPath, nodeconfig.DefaultPath)
 	}
 }
 
@@ -372,12 +372,12 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = reconcile.ParseNodeConfig(configPath, b)
+	_, err = nodeconfig.Parse(configPath, b)
 	if err == nil || !strings.Contains(err.Error(), "node: missing") || !strings.Contains(err.Error(), "source.url: missing") {
 		t.Errorf("the example as shipped: got %v, want node and source.url reported missing", err)
 	}
 	full := uncomment(b)
-	nc, err := reconcile.ParseNodeConfig(configPath, full)
+	nc, err := nodeconfig.Parse(configPath, full)
 	if err != nil {
 		t.Fatalf("the example uncommented: %v\n%s", err, full)
 	}
@@ -389,7 +389,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	described := map[string]bool{"source.tag": true, "source.commit": true}
-	for _, f := range jsonFields(reflect.TypeFor[reconcile.NodeConfig](), "") {
+	for _, f := range jsonFields(reflect.TypeFor[nodeconfig.File](), "") {
 		if hasPath(m, f) {
 			continue
 		}

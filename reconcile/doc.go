@@ -23,8 +23,17 @@
 //     port (`gitedge validate --node-config`; `gitedge run` on every
 //     commit).
 //
+// The loop (Loop) drives the subsystems through the interfaces declared in
+// appliers.go (DataplaneApplier, FailoverApplier, InfraApplier), which
+// *dataplane.Proxy, *failover.Manager and *infra.Reconciler satisfy as
+// they are. Leadership is the one place that decides whether this node
+// applies infra changes. An error's kind decides what follows
+// (IsTransient): a transient failure is retried with jittered, bounded
+// backoff (Loop.Retry), a terminal one is Stalled until a new commit. How
+// a new subsystem plugs in is told in cmd/gitedge's package doc.
+//
 // The last applied record (Record, StateFile) is what makes a restart
-// serve the last good commit before any fetch (SPEC §4.1): Loop.Run
+// serve the last good commit before any fetch: Loop.Run
 // applies it first, and every pass that applies a new commit records it,
 // atomically, once every step took it. Failing to record never fails a
 // pass.

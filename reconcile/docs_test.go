@@ -38,6 +38,9 @@ import (
 
 const docsDir = "../docs"
 
+// everyCommand is the section of docs/cli.md whose flags every command has.
+const everyCommand = "Every command"
+
 // commonSection is the section of docs/repository.md whose rows hold for
 // every kind.
 const commonSection = "*"
@@ -243,8 +246,29 @@ func TestDocsRepositoryFieldsMatchCode(t *testing.T) {
 	}
 }
 
+// The node config's types live in package nodeconfig, which imports
+// reconcile: docs_nodeconfig_test.go (package reconcile_test, which may
+// import it) hands them over here before the tests run.
+var (
+	nodeConfigFile  reflect.Type                          // nodeconfig.File
+	parseNodeConfig func(where string, data []byte) error // nodeconfig.Parse
+)
+
+// SetNodeConfigForDocs is how docs_nodeconfig_test.go hands them over.
+func SetNodeConfigForDocs(file reflect.Type, parse func(where string, data []byte) error) {
+	nodeConfigFile, parseNodeConfig = file, parse
+}
+
+func nodeConfigFields(t *testing.T) map[string][]string {
+	t.Helper()
+	if nodeConfigFile == nil || parseNodeConfig == nil {
+		t.Fatal("docs_nodeconfig_test.go did not hand the node config over")
+	}
+	return map[string][]string{"": fieldPaths(nodeConfigFile)}
+}
+
 func TestDocsNodeConfigFieldsMatchCode(t *testing.T) {
-	want := map[string][]string{"": fieldPaths(reflect.TypeFor[NodeConfig]())}
+	want := nodeConfigFields(t)
 	for _, p := range checkFields("docs/node-config.md", readDoc(t, "node-config.md"), false, want) {
 		t.Error(p)
 	}
@@ -255,7 +279,7 @@ func TestDocsNodeConfigFieldsMatchCode(t *testing.T) {
 func TestDocsFieldCheckCatches(t *testing.T) {
 	repo := readDoc(t, "repository.md")
 	node := readDoc(t, "node-config.md")
-	nodeWant := map[string][]string{"": fieldPaths(reflect.TypeFor[NodeConfig]())}
+	nodeWant := nodeConfigFields(t)
 	dropRow := func(doc, path string) string {
 		var out []string
 		dropped := false
@@ -381,7 +405,8 @@ func TestDocsExamplesValidate(t *testing.T) {
 				}
 			case "yaml node-config":
 				counts[b.info]++
-				if _, err := ParseNodeConfig(where, []byte(b.text)); err != nil {
+				nodeConfigFields(t)
+				if err := parseNodeConfig(where, []byte(b.text)); err != nil {
 					t.Errorf("%s: the node config example does not parse: %v", where, err)
 				}
 			}
@@ -500,6 +525,9 @@ func TestDocsStandAlone(t *testing.T) {
 // (tables whose header starts with "| flag |", the flag in backticks
 // first: `--config FILE`, `-v`). Every section must also say how the
 // command exits.
+//
+// The flags every command has are documented once, in the section
+// "## Every command", and count as documented for each command.
 func TestDocsCLIMatchesBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -548,6 +576,12 @@ func TestDocsCLIMatchesBinary(t *testing.T) {
 			docCmds[cur] = []string{}
 			continue
 		}
+		if strings.TrimSpace(line) == "## "+everyCommand {
+			cur = everyCommand
+			docCmds[cur] = []string{}
+			exits[cur] = true
+			continue
+		}
 		if strings.HasPrefix(line, "## ") {
 			cur = ""
 			continue
@@ -573,8 +607,11 @@ func TestDocsCLIMatchesBinary(t *testing.T) {
 			docCmds[cur] = append(docCmds[cur], m[1])
 		}
 	}
+	common := docCmds[everyCommand]
+	delete(docCmds, everyCommand)
 	for _, name := range sortedKeys(binCmds) {
 		got, ok := docCmds[name]
+		got = append(slices.Clone(got), common...)
 		if !ok {
 			t.Errorf("docs/cli.md: command %q has no \"## gitedge %s\" section", name, name)
 			continue

@@ -2,27 +2,18 @@ package reconcile
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"testing/fstest"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // FuzzLoad feeds arbitrary bytes as one YAML file. Load must never panic,
 // must return either a Desired or located Errors (never both), and a
 // Desired it returns must plan consistently.
 func FuzzLoad(f *testing.F) {
-	seeds, _ := filepath.Glob("../examples/homelab/*.yaml")
-	more, _ := filepath.Glob("testdata/invalid/*/*.yaml")
-	valid, _ := filepath.Glob("testdata/valid/*/*.y*ml")
-	for _, p := range append(append(seeds, more...), valid...) {
-		if data, err := os.ReadFile(p); err == nil {
-			f.Add(data)
-		}
-	}
-	f.Add([]byte("---\n---\n"))
-	f.Add([]byte("kind: Edge\n--- {kind: Route}\n...\n"))
-	f.Add([]byte("a: &x [*x]\n"))
+	testkit.SeedFiles(f, "../examples/homelab/*.yaml", "testdata/invalid/*/*.yaml", "testdata/valid/*/*.y*ml")
+	testkit.Seeds(f, "---\n---\n", "kind: Edge\n--- {kind: Route}\n...\n", "a: &x [*x]\n")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Load(fstest.MapFS{"a.yaml": {Data: data}})
 		if (d == nil) == (err == nil) {

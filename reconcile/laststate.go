@@ -14,9 +14,8 @@ import (
 	"time"
 )
 
-// Record is the last commit a node applied, kept across restarts (SPEC
-// §4.1): a restart applies it before any fetch, whatever the branch tip
-// holds.
+// Record is the last commit a node applied, kept across restarts: a
+// restart applies it before any fetch, whatever the branch tip holds.
 type Record struct {
 	Commit    string    `json:"commit"`
 	Signer    string    `json:"signer,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -140,32 +141,6 @@ func (g *gatedSource) Next(ctx context.Context) (Revision, error) {
 	}
 }
 
-// runLoop runs l until the test ends.
-func runLoop(t *testing.T, l *Loop) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-}
-
-// waitFor polls cond (bounded).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestRestartServesLastApplied is issue 9's defect 1 at the loop: a node
 // applied c1, refused c2; restarted, it applies c1 from its record before
 // it asks the source for anything, and the refused tip changes nothing.
@@ -198,7 +173,7 @@ func TestRestartServesLastApplied(t *testing.T) {
 	l.Metrics = NewMetrics(reg)
 	src := newGatedSource(rec)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	select {
 	case before := <-src.firstCall:
 		// Infra has its own worker: it may or may not have run yet.
@@ -217,14 +192,14 @@ func TestRestartServesLastApplied(t *testing.T) {
 		t.Errorf("state condition %+v", c)
 	}
 	src.ch <- Revision{Commit: "c2", Files: bad, Trigger: "start: from cache: remote unreachable"}
-	waitFor(t, "the refused tip", func() bool { return l.Status().LastAttempt.Commit == "c2" })
+	testkit.WaitFor(t, "the refused tip", func() bool { return l.Status().LastAttempt.Commit == "c2" })
 	st = l.Status()
 	if st.Live.Commit != "c1" || st.Conditions["config"].Status != CondStalled || st.Conditions["live"].Status != CondReady {
 		t.Errorf("after the refused tip: live %+v, conditions %+v", st.Live, st.Conditions)
 	}
 	// The tip fixed: it applies and is recorded.
 	src.ch <- Revision{Commit: "c3", Files: good, Trigger: "poll"}
-	waitFor(t, "c3", func() bool { return l.Status().Live.Commit == "c3" })
+	testkit.WaitFor(t, "c3", func() bool { return l.Status().Live.Commit == "c3" })
 	if r, _ := state.Load(); r.Commit != "c3" {
 		t.Errorf("record holds %s after c3", r.Commit)
 	}
@@ -244,7 +219,7 @@ func TestRestartWithADamagedRecord(t *testing.T) {
 	if err := os.WriteFile(state.Path, good[:len(good)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	rec := &recorder{}
 	l := rec.loop("lb-0")
 	l.State = state
@@ -252,21 +227,21 @@ func TestRestartWithADamagedRecord(t *testing.T) {
 	l.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	src := newGatedSource(rec)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	if before := <-src.firstCall; len(before) != 0 {
 		t.Fatalf("applied something from a damaged record: %q", before)
 	}
 	if c := l.Status().Conditions["state"]; c.Status != CondFailed || !strings.Contains(c.Message, state.Path+": half-written") {
 		t.Errorf("state condition %+v", c)
 	}
-	if want := `level=ERROR msg="the last applied record cannot be used; fetching instead" error="state record ` + state.Path + `: half-written: `; !strings.Contains(logs.String(), want) {
+	if want := `level=ERROR msg="the last applied record cannot be used; fetching instead" subsystem=reconcile error="state record ` + state.Path + `: half-written: `; !strings.Contains(logs.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, logs.String())
 	}
 	if n := testutil.ToFloat64(l.Metrics.stateErrors.WithLabelValues("load")); n != 1 {
 		t.Errorf("%s{op=load} = %v", MetricStateErrors, n)
 	}
 	src.ch <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}
-	waitFor(t, "c1", func() bool { st := l.Status(); return st.Live != nil && st.Live.Commit == "c1" })
+	testkit.WaitFor(t, "c1", func() bool { st := l.Status(); return st.Live != nil && st.Live.Commit == "c1" })
 	if r, err := state.Load(); err != nil || r.Commit != "c1" {
 		t.Errorf("the damaged record was not replaced: %v %v", r, err)
 	}
@@ -280,9 +255,9 @@ func TestFirstStartWithABadTip(t *testing.T) {
 	l.State = NewStateFile(t.TempDir())
 	src := newGatedSource(rec)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	src.ch <- Revision{Commit: "bad1234567890", Files: mapFS(t, "../examples/homelab", map[string][][2]string{"routes/blog.yaml": {{"k3s-http-ingress", "nope"}}})}
-	waitFor(t, "the refusal", func() bool { return l.Status().LastAttempt != nil })
+	testkit.WaitFor(t, "the refusal", func() bool { return l.Status().LastAttempt != nil })
 	st := l.Status()
 	b, _ := json.Marshal(st)
 	if !strings.Contains(string(b), `"live":null`) {
@@ -296,7 +271,7 @@ func TestFirstStartWithABadTip(t *testing.T) {
 	}
 	// Still running: a good commit is applied.
 	src.ch <- Revision{Commit: "good", Files: mapFS(t, "../examples/homelab", nil)}
-	waitFor(t, "the good commit", func() bool { st := l.Status(); return st.Live != nil && st.Live.Commit == "good" })
+	testkit.WaitFor(t, "the good commit", func() bool { st := l.Status(); return st.Live != nil && st.Live.Commit == "good" })
 	if c := l.Status().Conditions["live"]; c.Status != CondReady {
 		t.Errorf("live condition after a good commit: %+v", c)
 	}
@@ -312,7 +287,7 @@ func TestRecordFailureNeverFailsAPass(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	rec := &recorder{}
 	l := rec.loop("lb-0")
 	l.State = NewStateFile(blocker)
@@ -352,7 +327,7 @@ func TestRecordFailureNeverFailsAPass(t *testing.T) {
 func TestRecordOnlyAfterEveryStep(t *testing.T) {
 	state := NewStateFile(t.TempDir())
 	l := &Loop{Node: "lb-0", State: state,
-		Dataplane: DataplaneFunc(func(context.Context, dataplane.Config) error { return errors.New("bind :80: address in use") })}
+		Dataplane: dataplaneFake(func(context.Context, dataplane.Config) error { return errors.New("bind :80: address in use") })}
 	if res, _ := l.Pass(context.Background(), Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}, nil); res != ResultFailed {
 		t.Fatal(res)
 	}
@@ -383,21 +358,4 @@ func filesOf(t *testing.T, fsys fs.FS) map[string][]byte {
 		t.Fatal(err)
 	}
 	return out
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -242,7 +242,7 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 		unknown := unknownFields(d.node(), reflect.TypeOf(v))
 		for _, u := range unknown {
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line + u.line - 1, Doc: d.id(), Field: u.path,
-				Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in SPEC §1)", u.key)})
+				Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in docs/repository.md)", u.key)})
 		}
 		if len(unknown) == 0 { // cannot happen when both libraries agree; keep the message
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line, Doc: d.id(), Msg: msg})

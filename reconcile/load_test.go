@@ -2,18 +2,16 @@ package reconcile
 
 import (
 	"errors"
-	"flag"
-	"os"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // TestInvalidRepositories loads every repository under testdata/invalid and
 // compares the full error list, one error per line with file, line,
@@ -45,19 +43,7 @@ func TestInvalidRepositories(t *testing.T) {
 				got.WriteString(e.Error())
 				got.WriteString("\n")
 			}
-			golden := filepath.Join(dir, "want.txt")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./reconcile -run TestInvalidRepositories -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), got.String()); diff != "" {
-				t.Errorf("errors differ from %s (-want +got):\n%s", golden, diff)
-			}
+			testkit.Golden(t, filepath.Join(dir, "want.txt"), got.String())
 		})
 	}
 }
@@ -88,8 +74,8 @@ func TestHomelabV3IsHomelab(t *testing.T) {
 	if !v2.Dataplane.Equal(v3.Dataplane) {
 		t.Errorf("dataplane differs")
 	}
-	if !slices.EqualFunc(v2.Infra.VMs, v3.Infra.VMs, infra.VM.Equal) || v2.Infra.Prune != v3.Infra.Prune {
-		t.Errorf("infra differs")
+	if diff := cmp.Diff(v2.Infra, v3.Infra, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
+		t.Errorf("infra differs (-v2 +v3):\n%s", diff)
 	}
 	if !slices.Equal(v2.Edge.Nodes, v3.Edge.Nodes) || v2.Edge.InfraLeader != v3.Edge.InfraLeader {
 		t.Errorf("nodes or infra leader differ")

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/gitedge/gitedge/dataplane"
-	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/infra"
 )
 
@@ -26,44 +23,11 @@ type Revision struct {
 }
 
 // Source is the loop's view of gitsource: Next blocks until there is a
-// revision to look at (or a fetch failed) and returns it. Errors should
-// implement Transient() bool when retrying can help; others are terminal
-// for that head.
+// revision to look at (or a fetch failed) and returns it. An error's kind
+// (IsTransient) says whether the source retries by itself (transient) or
+// the head is refused until it moves (terminal).
 type Source interface {
 	Next(ctx context.Context) (Revision, error)
-}
-
-// DataplaneApplier, FailoverApplier and InfraApplier are the subsystems as
-// the loop sees them. Apply must be idempotent: it may be called any
-// number of times with the same config, tries every item, and returns the
-// joined errors.
-type DataplaneApplier interface {
-	Apply(ctx context.Context, cfg dataplane.Config) error
-}
-
-// FailoverApplier applies this node's VRRP instances.
-type FailoverApplier interface {
-	Apply(ctx context.Context, cfg failover.Config) error
-}
-
-// InfraApplier observes and plans the VMs on every node, and writes only
-// when lead is true (the infra leader, SPEC §4.4).
-type InfraApplier interface {
-	Apply(ctx context.Context, cfg infra.Config, lead bool) error
-}
-
-// DataplaneFunc, FailoverFunc and InfraFunc adapt functions to the applier
-// interfaces, so cmd can wire a subsystem whose method has another shape.
-type (
-	DataplaneFunc func(ctx context.Context, cfg dataplane.Config) error
-	FailoverFunc  func(ctx context.Context, cfg failover.Config) error
-	InfraFunc     func(ctx context.Context, cfg infra.Config, lead bool) error
-)
-
-func (f DataplaneFunc) Apply(ctx context.Context, c dataplane.Config) error { return f(ctx, c) }
-func (f FailoverFunc) Apply(ctx context.Context, c failover.Config) error   { return f(ctx, c) }
-func (f InfraFunc) Apply(ctx context.Context, c infra.Config, lead bool) error {
-	return f(ctx, c, lead)
 }
 
 // Loop is the reconcile loop of one node: fetch, validate, plan, apply,
@@ -76,16 +40,20 @@ type Loop struct {
 	Dataplane DataplaneApplier
 	Failover  FailoverApplier
 	Infra     InfraApplier
-	// IsLeader answers whether this node applies infra changes now; nil
-	// means a node leads when the Edge names no leader or names it.
-	IsLeader func(Leader) bool
-	// Resync re-applies the last good state this often, so drift made by
-	// hand (a VM edited in Proxmox) is set back without a new commit.
-	// 0 disables it.
+	// Leadership decides whether this node applies infra changes, asked
+	// before every write. Its zero value leads when the Edge names no
+	// leader or names this node.
+	Leadership Leadership
+	// Resync re-applies what the node runs this often (the live commit, or
+	// a newer one still being retried), so drift made by hand (a VM edited
+	// in Proxmox) is set back without a new commit. 0 disables it.
 	Resync time.Duration
+	// Retry paces the retries of a step that failed transiently (a pass,
+	// or an infra apply); a terminal failure is not retried.
+	Retry Backoff
 	// DryRun stops every pass after plan.
 	DryRun bool
-	// State keeps the last applied commit across restarts (SPEC §4.1):
+	// State keeps the last applied commit across restarts (guarantee 1):
 	// Run applies its record before the first fetch, and every pass that
 	// applies a commit not yet recorded records it, once every step took
 	// it. A failure to record is reported (condition "state", metric, log)
@@ -95,7 +63,7 @@ type Loop struct {
 	// name in spec.nodes, its admin and webhook ports). nil: the
 	// repository alone. While Run runs, change it with SetLocal only.
 	Local   *Local
-	Logger  *slog.Logger // nil discards
+	Logger  *slog.Logger // nil discards; the loop adds subsystem=reconcile
 	Metrics *Metrics     // nil: no metrics
 
 	infraQ   chan infraJob // set by Run: infra is applied by its own worker
@@ -114,19 +82,21 @@ type Loop struct {
 type Result string
 
 const (
-	ResultApplied   Result = "applied"   // a new state was applied everywhere
-	ResultUnchanged Result = "unchanged" // the revision plans nothing; subsystems re-checked
-	ResultPlanned   Result = "planned"   // dry run: stopped after plan
-	ResultInvalid   Result = "invalid"   // fetch, verify, parse or validate refused it: terminal for this head
-	ResultFailed    Result = "failed"    // a subsystem failed to apply; retried on the next pass
-	ResultFetchErr  Result = "fetch-error"
+	ResultApplied   Result = "applied"     // a new state was applied everywhere
+	ResultUnchanged Result = "unchanged"   // the revision plans nothing; subsystems re-checked
+	ResultPlanned   Result = "planned"     // dry run: stopped after plan
+	ResultInvalid   Result = "invalid"     // refused (verify, parse, validate, or a terminal fetch error): waits for a new head
+	ResultFailed    Result = "failed"      // a subsystem failed to apply: retried with backoff when transient
+	ResultFetchErr  Result = "fetch-error" // the source failed transiently and retries by itself
 )
 
-// Triggers the loop makes itself: re-applying the live revision, and
-// applying the last applied record at start.
+// Triggers the loop makes itself: re-applying what the node runs
+// (resync, poke), retrying a pass that failed transiently, and applying
+// the last applied record at start.
 const (
 	TriggerResync  = "resync"
 	TriggerPoke    = "poke"
+	TriggerRetry   = "retry"
 	TriggerRestart = "restart"
 )
 
@@ -163,10 +133,14 @@ func (l *Loop) Run(ctx context.Context) error {
 	if l.Infra != nil {
 		workers.Go(func() { l.infraWorker(ctx) })
 	}
+	var r retrier
+	defer r.stop()
 	// The last applied commit serves first, before any fetch: a branch
 	// tip that is refused, a remote that is down or a full disk cannot
 	// keep a restarted node from serving.
-	l.restore(ctx)
+	if rev, res, err := l.restore(ctx); res != "" {
+		l.after(&r, rev, res, err)
+	}
 	go func() { // the only reader of Source
 		for {
 			r, err := l.Source.Next(ctx)
@@ -186,23 +160,88 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	again := func(trigger string) {
+		// What the node should run: the revision still being retried, or
+		// the live one.
+		rev, ok := r.pending()
+		if !ok {
+			l.mu.Lock()
+			rev = l.liveRev
+			l.mu.Unlock()
+		}
+		if rev.Files == nil {
+			return
+		}
+		rev.Trigger = trigger
+		res, err := l.Pass(ctx, rev, nil)
+		l.after(&r, rev, res, err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case n := <-revs:
-			l.Pass(ctx, n.rev, n.err)
+			res, err := l.Pass(ctx, n.rev, n.err)
+			l.after(&r, n.rev, res, err)
 		case <-resync:
-			l.again(ctx, TriggerResync)
+			again(TriggerResync)
 		case <-l.pokes():
-			l.again(ctx, TriggerPoke)
+			again(TriggerPoke)
+		case <-r.c:
+			again(TriggerRetry)
 		}
 	}
 }
 
+// retrier holds the revision whose pass failed transiently, and the timer
+// of its next try. Only Run's goroutine touches it.
+type retrier struct {
+	rev   *Revision
+	n     int // failures in a row
+	timer *time.Timer
+	c     <-chan time.Time // nil while nothing is to retry
+}
+
+func (r *retrier) pending() (Revision, bool) {
+	if r.rev == nil {
+		return Revision{}, false
+	}
+	return *r.rev, true
+}
+
+func (r *retrier) stop() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.rev, r.n, r.c = nil, 0, nil
+}
+
+// after decides what follows a pass: a transient failure is tried again
+// after a backoff (a newer revision supersedes it); anything else ends the
+// retries. A fetch error is retried by the source itself.
+func (l *Loop) after(r *retrier, rev Revision, res Result, err error) {
+	if res != ResultFailed || !IsTransient(err) {
+		if res != ResultFetchErr {
+			r.stop()
+		}
+		return
+	}
+	r.n++
+	rev.Trigger = ""
+	r.rev = &rev
+	d := l.Retry.Delay(r.n)
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d)
+	}
+	r.c = r.timer.C
+	l.logger().Info("retrying the pass", "commit", short(rev.Commit), "in", d.Round(time.Millisecond), "failures", r.n)
+}
+
 type infraJob struct {
 	cfg    infra.Config
-	leader Leader // who leads, as the commit says; asked again when the job runs
+	leader Leader // who leads, as the commit says
 	commit string
 }
 
@@ -215,34 +254,66 @@ func (l *Loop) infraQueue() chan infraJob {
 	return l.infraQ
 }
 
-// infraWorker applies infra configs one at a time, always the newest.
+// infraWorker applies infra configs one at a time, always the newest. A
+// transient failure is retried with backoff until a newer job comes; a
+// terminal one waits for the next job (a new commit, a resync, a poke).
 func (l *Loop) infraWorker(ctx context.Context) {
 	q := l.infraQueue()
+	var (
+		retry    <-chan time.Time
+		timer    *time.Timer
+		failures int
+		last     infraJob
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
+		var j infraJob
 		select {
 		case <-ctx.Done():
 			return
-		case j := <-q:
-			// Leadership as it is now, not as it was when the pass queued
-			// the job: a node that became the VRRP master meanwhile leads
-			// this job, and the log says so.
-			lead := l.leads(j.leader)
-			err := l.Infra.Apply(ctx, j.cfg, lead)
-			switch {
-			case ctx.Err() != nil:
-				return
-			case err != nil:
-				l.setCondition("infra", CondFailed, err.Error())
-				l.logger().Warn("infra apply failed", "commit", short(j.commit), "leader", lead, "error", err)
-			default:
-				l.setCondition("infra", CondReady, "")
-			}
+		case j = <-q:
+			failures = 0
+		case <-retry:
+			j = last
 		}
+		retry, last = nil, j
+		res, err := l.Infra.Apply(ctx, j.cfg, l.leads(j.leader))
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			l.setCondition("infra", CondReady, "")
+			continue
+		}
+		// res.Leader is the leadership the pass ran with, asked when it
+		// ran: a node that became the VRRP master while the job waited
+		// leads it, and the log says so.
+		log := l.logger().With("commit", short(j.commit), "leader", res.Leader)
+		if !IsTransient(err) {
+			l.setCondition("infra", CondStalled, err.Error()+" (needs a change; not retried before the next commit or resync)")
+			log.Warn("infra apply failed", "error", err)
+			continue
+		}
+		failures++
+		d := l.Retry.Delay(failures)
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		retry = timer.C
+		l.setCondition("infra", CondFailed, err.Error()+" (retrying)")
+		log.Warn("infra apply failed", "error", err, "retryIn", d.Round(time.Millisecond))
 	}
 }
 
-// restore applies the record of State, if there is one it can trust.
-func (l *Loop) restore(ctx context.Context) {
+// restore applies the record of State, if there is one it can trust, and
+// returns that pass (res "" when it made none).
+func (l *Loop) restore(ctx context.Context) (rev Revision, res Result, err error) {
 	if l.State == nil {
 		return
 	}
@@ -253,7 +324,7 @@ func (l *Loop) restore(ctx context.Context) {
 		l.recordError("load")
 		l.setCondition("state", CondFailed, err.Error()+": ignored, the node fetches instead")
 		log.Error("the last applied record cannot be used; fetching instead", "error", err)
-		return
+		return rev, "", nil
 	case rec == nil:
 		log.Info("no last applied commit recorded (first start): fetching")
 		return
@@ -263,12 +334,13 @@ func (l *Loop) restore(ctx context.Context) {
 	l.mu.Lock()
 	l.recorded = rec.Commit
 	l.mu.Unlock()
-	rev := Revision{Commit: rec.Commit, Files: rec.Files, Signer: rec.Signer, Author: rec.Author, Message: rec.Message, Trigger: TriggerRestart}
-	if res, err := l.Pass(ctx, rev, nil); res != ResultApplied && res != ResultUnchanged {
+	rev = Revision{Commit: rec.Commit, Files: rec.Files, Signer: rec.Signer, Author: rec.Author, Message: rec.Message, Trigger: TriggerRestart}
+	if res, err = l.Pass(ctx, rev, nil); res != ResultApplied && res != ResultUnchanged {
 		l.setCondition("state", CondFailed, fmt.Sprintf("the recorded commit %s did not apply: %v", short(rec.Commit), err))
-		return
+		return rev, res, err
 	}
 	l.setCondition("state", CondReady, fmt.Sprintf("restored commit %s, recorded %s", short(rec.Commit), rec.AppliedAt.UTC().Format(time.RFC3339)))
+	return rev, res, err
 }
 
 // record makes State hold rev, once every step applied it. It never fails
@@ -305,17 +377,6 @@ func (l *Loop) record(rev Revision, files Files, log *slog.Logger) {
 func (l *Loop) recordError(op string) {
 	if l.Metrics != nil {
 		l.Metrics.stateErrors.WithLabelValues(op).Inc()
-	}
-}
-
-// again re-runs a pass over the live revision, if there is one.
-func (l *Loop) again(ctx context.Context, trigger string) {
-	l.mu.Lock()
-	rev := l.liveRev
-	l.mu.Unlock()
-	if rev.Files != nil {
-		rev.Trigger = trigger
-		l.Pass(ctx, rev, nil)
 	}
 }
 
@@ -368,20 +429,19 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	// route to a VM not yet up is covered by health checks, and a removed
 	// VM (prune) is no longer routed to before it goes. Every step is tried
 	// even after one fails.
+	// A subsystem this process does not run has no step and no condition.
 	steps := []struct {
 		name string
+		on   bool
 		run  func() error
 	}{
-		{"dataplane", func() error {
-			if l.Dataplane == nil || (live != nil && live.Dataplane.Equal(desired.Dataplane)) {
+		{"dataplane", l.Dataplane != nil, func() error {
+			if live != nil && live.Dataplane.Equal(desired.Dataplane) {
 				return nil
 			}
 			return l.Dataplane.Apply(ctx, desired.Dataplane)
 		}},
-		{"failover", func() error {
-			if l.Failover == nil {
-				return nil
-			}
+		{"failover", l.Failover != nil, func() error {
 			if live != nil {
 				if old, err := live.FailoverFor(l.Node); err == nil && old.Equal(fcfg) {
 					return nil
@@ -389,10 +449,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			}
 			return l.Failover.Apply(ctx, fcfg)
 		}},
-		{"infra", func() error {
-			if l.Infra == nil {
-				return nil
-			}
+		{"infra", l.Infra != nil, func() error {
 			if q := l.infraQueue(); q != nil {
 				// Run's worker applies it: a clone taking minutes must not
 				// hold back the next commit's routes.
@@ -400,26 +457,33 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 				case <-q: // a stale pending job: this one supersedes it
 				default:
 				}
+				// Said before the job is handed over: the worker's outcome
+				// must not be overwritten by it.
+				l.setCondition("infra", CondProgressing, "applying commit "+short(rev.Commit))
 				q <- infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
 				return errQueued
 			}
-			return l.Infra.Apply(ctx, desired.Infra, l.leads(desired.Edge.InfraLeader))
+			_, err := l.Infra.Apply(ctx, desired.Infra, l.leads(desired.Edge.InfraLeader))
+			return err
 		}},
 	}
-	var errs []error
+	var errs stepErrors
 	for _, s := range steps {
+		if !s.on {
+			continue
+		}
 		switch err := s.run(); {
 		case errors.Is(err, errQueued):
-			l.setCondition(s.name, CondProgressing, "applying commit "+short(rev.Commit))
+			// Progressing, said by the step itself.
 		case err != nil:
 			errs = append(errs, &StepError{Step: s.name, Err: err})
-			l.setCondition(s.name, CondFailed, err.Error())
+			l.setCondition(s.name, condition(err), err.Error())
 		default:
 			l.setCondition(s.name, CondReady, "")
 		}
 	}
 	if len(errs) > 0 {
-		return ResultFailed, errors.Join(errs...)
+		return ResultFailed, errs
 	}
 	l.mu.Lock()
 	l.live, l.liveRev = desired, rev
@@ -439,11 +503,10 @@ func (l *Loop) SetLocal(loc *Local) {
 	l.Local = loc
 }
 
-func (l *Loop) leads(ld Leader) bool {
-	if l.IsLeader != nil {
-		return l.IsLeader(ld)
-	}
-	return ld == (Leader{}) || ld.Node == l.Node
+// leads answers, whenever asked, whether this node applies infra changes
+// for the leader ld names.
+func (l *Loop) leads(ld Leader) func() bool {
+	return func() bool { return l.Leadership.Leads(l.Node, ld) }
 }
 
 // Live returns the last desired state applied without error, or nil.
@@ -453,11 +516,12 @@ func (l *Loop) Live() *Desired {
 	return l.live
 }
 
+// logger is Logger, naming the loop as the subsystems name themselves.
 func (l *Loop) logger() *slog.Logger {
 	if l.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return l.Logger
+	return l.Logger.With("subsystem", "reconcile")
 }
 
 func short(c string) string {
@@ -465,37 +529,4 @@ func short(c string) string {
 		return c[:12]
 	}
 	return c
-}
-
-// StepError says which step of a pass failed.
-type StepError struct {
-	Step string // fetch, verify, load, infra, dataplane, failover
-	Err  error
-}
-
-// Error prefixes the step, unless the subsystem's error already says it
-// ("dataplane: listener …"): one prefix, never "dataplane: dataplane:".
-func (e *StepError) Error() string {
-	msg := e.Err.Error()
-	if strings.HasPrefix(msg, e.Step+": ") {
-		return msg
-	}
-	return e.Step + ": " + msg
-}
-func (e *StepError) Unwrap() error { return e.Err }
-
-// IsTransient reports whether retrying may help: an error anywhere in the
-// chain with Transient() true (a remote unreachable, a Proxmox 5xx). A
-// validation error is never transient.
-func IsTransient(err error) bool {
-	if _, ok := errors.AsType[Errors](err); ok {
-		return false
-	}
-	if t, ok := errors.AsType[interface {
-		error
-		Transient() bool
-	}](err); ok {
-		return t.Transient()
-	}
-	return false
 }

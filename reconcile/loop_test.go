@@ -18,6 +18,7 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -74,13 +75,13 @@ func (r *recorder) take() []string {
 func (r *recorder) loop(node string) *Loop {
 	return &Loop{
 		Node: node,
-		Dataplane: DataplaneFunc(func(_ context.Context, c dataplane.Config) error {
+		Dataplane: dataplaneFake(func(_ context.Context, c dataplane.Config) error {
 			return r.record("dataplane " + itoa(len(c.Routes)) + " routes")
 		}),
-		Failover: FailoverFunc(func(_ context.Context, c failover.Config) error {
+		Failover: failoverFake(func(_ context.Context, c failover.Config) error {
 			return r.record("failover priority " + itoa(int(c.Instances[0].Priority)))
 		}),
-		Infra: InfraFunc(func(_ context.Context, c infra.Config, lead bool) error {
+		Infra: infraFake(func(_ context.Context, c infra.Config, lead bool) error {
 			l := "follower"
 			if lead {
 				l = "leader"
@@ -88,6 +89,21 @@ func (r *recorder) loop(node string) *Loop {
 			return r.record("infra " + itoa(len(c.VMs)) + " VMs " + l)
 		}),
 	}
+}
+
+// Fakes of the appliers, as functions; infraFake asks leads once, at the
+// start, as the real reconciler does before its first write.
+type (
+	dataplaneFake func(context.Context, dataplane.Config) error
+	failoverFake  func(context.Context, failover.Config) error
+	infraFake     func(ctx context.Context, c infra.Config, lead bool) error
+)
+
+func (f dataplaneFake) Apply(ctx context.Context, c dataplane.Config) error { return f(ctx, c) }
+func (f failoverFake) Apply(ctx context.Context, c failover.Config) error   { return f(ctx, c) }
+func (f infraFake) Apply(ctx context.Context, c infra.Config, leads func() bool) (infra.Result, error) {
+	lead := leads()
+	return infra.Result{Leader: lead}, f(ctx, c, lead)
 }
 
 type transientErr struct{ error }
@@ -110,7 +126,7 @@ func TestLoopPasses(t *testing.T) {
 	l := rec.loop("lb-1")
 	l.Metrics = NewMetrics(reg)
 	leader := true
-	l.IsLeader = func(ld Leader) bool { return ld.VRRP == "VI_1" && leader }
+	l.Leadership = Leadership{Master: func(instance string) bool { return instance == "VI_1" && leader }}
 	ctx := context.Background()
 
 	steps := []struct {
@@ -218,9 +234,7 @@ func TestLoopRunAndResync(t *testing.T) {
 	src := make(chanSource)
 	l.Source = src
 	l.Resync = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- l.Run(ctx) }()
+	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil), Trigger: "start"}
 	// Resync re-applies infra without a new commit; wait for two of them.
 	deadline := time.After(5 * time.Second)
@@ -250,14 +264,10 @@ func TestLoopRunAndResync(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run returned %v on cancel", err)
-	}
 }
 
 // TestResyncKeepsTheRefusal: a resync over the live commit must not hide
-// that the newest head was refused (SPEC §4.7: say why anything failed).
+// that the newest head was refused (a node says why anything failed).
 func TestResyncKeepsTheRefusal(t *testing.T) {
 	rec := &recorder{}
 	l := rec.loop("lb-0")
@@ -289,11 +299,11 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	routes := make(chan int, 10)
 	l := &Loop{
 		Node: "lb-0",
-		Dataplane: DataplaneFunc(func(_ context.Context, c dataplane.Config) error {
+		Dataplane: dataplaneFake(func(_ context.Context, c dataplane.Config) error {
 			routes <- len(c.Routes)
 			return nil
 		}),
-		Infra: InfraFunc(func(ctx context.Context, c infra.Config, _ bool) error {
+		Infra: infraFake(func(ctx context.Context, c infra.Config, _ bool) error {
 			infraCalls <- c.VMs[0].Memory
 			select {
 			case <-release:
@@ -304,13 +314,7 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	}
 	src := make(chanSource)
 	l.Source = src
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- l.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	testkit.Run(t, l.Run)
 	wait := func(ch chan int, what string) int {
 		t.Helper()
 		select {
@@ -344,7 +348,7 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 		t.Fatalf("routes %d, want 4", n)
 	}
 	// The pass applies routes first, then queues infra: wait for the queue.
-	waitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
+	testkit.WaitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
 	if c := l.Status().Conditions["infra"]; c.Status != CondProgressing {
 		t.Errorf("infra condition %+v, want Progressing", c)
 	}
@@ -357,9 +361,9 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 // TestStepErrorOnePrefix: a subsystem error that names its package is not
 // prefixed again ("dataplane: dataplane: …" in issue 10).
 func TestStepErrorOnePrefix(t *testing.T) {
-	l := &Loop{Node: "lb-0", Dataplane: DataplaneFunc(func(context.Context, dataplane.Config) error {
+	l := &Loop{Node: "lb-0", Dataplane: dataplaneFake(func(context.Context, dataplane.Config) error {
 		return errors.New(`dataplane: listener "http": cannot listen on :80: address in use`)
-	}), Failover: FailoverFunc(func(context.Context, failover.Config) error {
+	}), Failover: failoverFake(func(context.Context, failover.Config) error {
 		return errors.New(`instance "VI_1": interface "eth9": no such interface`)
 	})}
 	_, err := l.Pass(context.Background(), Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}, nil)
@@ -377,14 +381,15 @@ func TestStepErrorOnePrefix(t *testing.T) {
 // 10: an infra error on the leader logged "leader":false, the leadership
 // of when the pass queued the job).
 func TestInfraLeadershipAtApplyTime(t *testing.T) {
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	var leading atomic.Bool
 	release := make(chan struct{})
 	leads := make(chan bool, 4)
 	var calls atomic.Int32
 	l := &Loop{Node: "lb-0", Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
-		IsLeader: func(Leader) bool { return leading.Load() },
-		Infra: InfraFunc(func(ctx context.Context, c infra.Config, lead bool) error {
+		Leadership: Leadership{Master: func(string) bool { return leading.Load() }},
+		Retry:      Backoff{Min: time.Hour, Max: time.Hour}, // one failure is enough here
+		Infra: infraFake(func(ctx context.Context, c infra.Config, lead bool) error {
 			leads <- lead
 			if calls.Add(1) == 1 {
 				<-release // a long clone
@@ -395,20 +400,20 @@ func TestInfraLeadershipAtApplyTime(t *testing.T) {
 	}
 	src := make(chanSource)
 	l.Source = src
-	runLoop(t, l)
+	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil)}
 	if <-leads {
 		t.Fatal("c1 led before the node was master")
 	}
 	src <- Revision{Commit: "c2", Files: mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 2048"}}})}
-	waitFor(t, "c2 queued", func() bool { a := l.Status().LastAttempt; return a != nil && a.Commit == "c2" })
+	testkit.WaitFor(t, "c2 queued", func() bool { a := l.Status().LastAttempt; return a != nil && a.Commit == "c2" })
 	leading.Store(true) // VRRP made this node master while c1's clone ran
 	close(release)
 	if !<-leads {
 		t.Fatal("c2's infra job ran as a follower on the master")
 	}
-	waitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
-	if !strings.Contains(logs.String(), `"msg":"infra apply failed","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
+	testkit.WaitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
+	if !strings.Contains(logs.String(), `"msg":"infra apply failed","subsystem":"reconcile","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
 		t.Errorf("log:\n%s", logs.String())
 	}
 }

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/netip"
@@ -64,11 +65,6 @@ func (p Plan) Counts() (add, change, remove int) {
 	return
 }
 
-// Touches reports whether the plan changes any item of the given kinds.
-func (p Plan) Touches(kinds ...string) bool {
-	return slices.ContainsFunc(p.Changes, func(c ItemChange) bool { return slices.Contains(kinds, c.Kind) })
-}
-
 // WriteText renders the plan for people, as a pull-request comment.
 func (p Plan) WriteText(w io.Writer) error {
 	var b strings.Builder
@@ -79,7 +75,7 @@ func (p Plan) WriteText(w io.Writer) error {
 			if c.Action == Add {
 				fmt.Fprintf(&b, "    %s: %s\n", f.Path, f.New)
 			} else {
-				fmt.Fprintf(&b, "    %s: %s → %s\n", f.Path, orNone(f.Old), orNone(f.New))
+				fmt.Fprintf(&b, "    %s: %s → %s\n", f.Path, cmp.Or(f.Old, "(none)"), cmp.Or(f.New, "(none)"))
 			}
 		}
 	}
@@ -93,15 +89,14 @@ func (p Plan) WriteText(w io.Writer) error {
 	return err
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
 // kv is one flattened field.
 type kv struct{ k, v string }
+
+// secret marks a key whose value is compared but never shown (the VRRP
+// password): a plan says it changed, never what it is.
+const secret = "\x00"
+
+func secretKV(k, v string) kv { return kv{secret + k, v} }
 
 // Diff computes the plan that turns base into head. A nil base is the empty
 // state: everything in head is added.
@@ -119,7 +114,7 @@ func Diff(base, head *Desired) Plan {
 	diffItems(&p, "Backend", base.Dataplane.Backends, head.Dataplane.Backends, func(b dataplane.Backend) string { return b.Name }, backendFields)
 	diffItems(&p, "VRRPInstance", base.Edge.Failover, head.Edge.Failover, func(v VRRPInstance) string { return v.Name }, instanceFields)
 	diffItems(&p, "VirtualMachine", base.Infra.VMs, head.Infra.VMs, func(v infra.VM) string { return v.Name }, vmFields)
-	diffItems(&p, "Infra", infraOf(base), infraOf(head), func(i infraItem) string { return i.edge }, infraFields)
+	diffItems(&p, "Infra", infraOf(base), infraOf(head), func(i infraItem) string { return i.Edge }, infraFields)
 	return p
 }
 
@@ -137,7 +132,7 @@ func diffItems[T any](p *Plan, kind string, base, head []T, name func(T) string,
 		if !ok {
 			var fc []FieldChange
 			for _, f := range fields(h) {
-				if f.v != "" {
+				if f.v != "" && !strings.HasPrefix(f.k, secret) {
 					fc = append(fc, FieldChange{Path: f.k, New: f.v})
 				}
 			}
@@ -170,12 +165,21 @@ func diffFields(a, b []kv) []FieldChange {
 	}
 	var out []FieldChange
 	for _, f := range b {
-		if am[f.k] != f.v {
-			out = append(out, FieldChange{Path: f.k, Old: am[f.k], New: f.v})
+		old := am[f.k]
+		switch {
+		case old == f.v:
+		case strings.HasPrefix(f.k, secret):
+			// Set or unset shows in the field that goes with it (auth);
+			// a secret replaced by another shows here, never its value.
+			if old != "" && f.v != "" {
+				out = append(out, FieldChange{Path: strings.TrimPrefix(f.k, secret), Old: "(set)", New: "(changed)"})
+			}
+		default:
+			out = append(out, FieldChange{Path: f.k, Old: old, New: f.v})
 		}
 	}
 	for _, f := range a {
-		if _, ok := bm[f.k]; !ok && f.v != "" {
+		if _, ok := bm[f.k]; !ok && f.v != "" && !strings.HasPrefix(f.k, secret) {
 			out = append(out, FieldChange{Path: f.k, Old: f.v})
 		}
 	}
@@ -219,9 +223,9 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // infraItem is the Edge's infra settings as one plan item; a repository
 // without infra has none.
 type infraItem struct {
-	edge   string
-	leader Leader
-	prune  bool
+	Edge   string // the item's name
+	Leader Leader
+	Prune  bool
 }
 
 func infraOf(d *Desired) []infraItem {
@@ -232,7 +236,7 @@ func infraOf(d *Desired) []infraItem {
 }
 
 func infraFields(i infraItem) []kv {
-	return []kv{{"leader", i.leader.String()}, {"prune", strconv.FormatBool(i.prune)}}
+	return []kv{{"leader", i.Leader.String()}, {"prune", strconv.FormatBool(i.Prune)}}
 }
 
 func nodeFields(n Node) []kv { return []kv{{"address", fmtAddr(n.Address)}} }
@@ -312,6 +316,7 @@ func instanceFields(v VRRPInstance) []kv {
 		kv{"preempt", strconv.FormatBool(v.Preempt)},
 		kv{"preemptDelay", fmtDur(v.PreemptDelay)},
 		kv{"auth", auth},
+		secretKV("auth.password", v.AuthPass),
 		kv{"unicastPeers", strconv.FormatBool(v.Unicast)},
 		kv{"vips", fmtList(v.VIPs, netip.Prefix.String)},
 		kv{"track.proxy", strconv.FormatBool(v.TrackProxy)},

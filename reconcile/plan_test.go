@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // copyTree copies a routes directory, applying replacements per file
@@ -53,19 +53,7 @@ func mustLoad(t *testing.T, dir string) *Desired {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "plan", name+".txt")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
+	testkit.Golden(t, filepath.Join("testdata", "plan", name+".txt"), got)
 }
 
 func TestPlanText(t *testing.T) {
@@ -128,8 +116,8 @@ func TestPlanCountsAndJSON(t *testing.T) {
 	if a, c, r := p.Counts(); a != 0 || c != 1 || r != 0 {
 		t.Fatalf("counts = %d/%d/%d, want 0/1/0", a, c, r)
 	}
-	if !p.Touches("Route") || p.Touches("VirtualMachine", "VRRPInstance") {
-		t.Errorf("Touches is wrong for %+v", p)
+	if len(p.Changes) != 1 || p.Changes[0].Kind != "Route" {
+		t.Errorf("changes %+v, want one Route", p.Changes)
 	}
 	data, err := json.Marshal(p)
 	if err != nil {

@@ -1,6 +1,6 @@
 package reconcile
 
-// The raw structs mirror the YAML format of SPEC §1 exactly. Durations,
+// The raw structs mirror the YAML format (docs/repository.md) exactly. Durations,
 // sizes and addresses stay strings here; pointers mark fields where unset
 // differs from zero. convert.go turns them into the subsystems' types.
 

@@ -9,9 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Status is what a node reports about itself (SPEC §4.7): the commit it
-// runs, the last attempt and why it failed, and a condition per step. The
-// admin server, `gitedge status` and the metrics all read this one value.
+// Status is what the loop reports of a node: the commit it runs, the last
+// attempt and why it failed, and a condition per step. It is the core of
+// the node's status (cmd/gitedge adds what the subsystems report live).
 type Status struct {
 	Node string `json:"node"`
 	// Live is the commit the node serves: null until a first commit
@@ -40,13 +40,27 @@ type CommitInfo struct {
 
 // Attempt is the last pass.
 type Attempt struct {
-	Commit   string        `json:"commit,omitempty"`
-	Trigger  string        `json:"trigger,omitempty"`
-	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration"`
-	Result   Result        `json:"result"`
-	Error    string        `json:"error,omitempty"`
-	Plan     string        `json:"plan,omitempty"` // "2 to add, 1 to change, 0 to remove"
+	Commit   string    `json:"commit,omitempty"`
+	Trigger  string    `json:"trigger,omitempty"`
+	Started  time.Time `json:"started"`
+	Duration Duration  `json:"duration"`
+	Result   Result    `json:"result"`
+	Error    string    `json:"error,omitempty"`
+	Plan     string    `json:"plan,omitempty"` // "2 to add, 1 to change, 0 to remove"
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// ("1.25s"), not as nanoseconds.
+type Duration time.Duration
+
+func (d Duration) String() string               { return time.Duration(d).String() }
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
 }
 
 // CondStatus is the state of one condition.
@@ -114,16 +128,19 @@ func (l *Loop) setConditionLocked(name string, st CondStatus, msg string) {
 func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan Plan, log *slog.Logger) {
 	d := time.Since(start)
 	a, c, r := plan.Counts()
-	att := &Attempt{Commit: rev.Commit, Trigger: rev.Trigger, Started: start, Duration: d, Result: res}
+	att := &Attempt{Commit: rev.Commit, Trigger: rev.Trigger, Started: start, Duration: Duration(d), Result: res}
 	if res != ResultInvalid && res != ResultFetchErr {
 		att.Plan = planSummary(a, c, r)
 	}
 	if err != nil {
 		att.Error = err.Error()
 	}
-	resync := rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke
 	ok := res == ResultApplied || res == ResultUnchanged
 	l.mu.Lock()
+	// A pass over the live commit again (resync, poke, or the retry of
+	// one) is reported apart: it must not hide why the newest head failed.
+	resync := rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke ||
+		(rev.Trigger == TriggerRetry && l.status.Live != nil && l.status.Live.Commit == rev.Commit)
 	if resync {
 		l.status.LastResync = att
 	} else {
@@ -143,7 +160,7 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	case res == ResultFetchErr:
 		l.setConditionLocked("source", CondFailed, att.Error)
 	case res == ResultInvalid:
-		// Last known good (SPEC §4.1): nothing changes until a new head.
+		// Last known good: nothing changes until a new head.
 		step := "config"
 		if rev.Files == nil {
 			step = "source"

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -29,16 +30,23 @@ type LocalListen struct {
 	Addr  string // as written there, as "127.0.0.1:9100" or ":9000"
 }
 
-// Local returns the node-local facts of a node config.
-func (c *NodeConfig) Local() *Local {
-	l := &Local{Node: c.Node, Config: c.Path}
-	if c.Admin.Listen != "" && c.Admin.Listen != "off" {
-		l.Listens = append(l.Listens, LocalListen{"admin.listen", c.Admin.Listen})
+// Clashes reports the node's own listening addresses that cannot both
+// listen (the admin server and the webhook on one port), each named by its
+// node-config field.
+func (l *Local) Clashes() error {
+	var errs []error
+	for i, a := range l.Listens {
+		ab, err := dataplane.ParseBind(a.Addr)
+		if err != nil {
+			continue // the field's own check reports it
+		}
+		for _, b := range l.Listens[:i] {
+			if bb, err := dataplane.ParseBind(b.Addr); err == nil && bindsClash(ab, bb) {
+				errs = append(errs, fmt.Errorf("%s: %s clashes with %s %s: use two ports", a.Field, a.Addr, b.Field, b.Addr))
+			}
+		}
 	}
-	if c.Webhook != nil && c.Webhook.Listen != "" {
-		l.Listens = append(l.Listens, LocalListen{"webhook.listen", c.Webhook.Listen})
-	}
-	return l
+	return errors.Join(errs...)
 }
 
 // bindsClash reports whether two binds cannot both listen on one node: the

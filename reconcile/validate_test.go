@@ -10,11 +10,10 @@ import (
 // TestLocalChecks: with the node's config, validation also refuses what
 // only that node would refuse at run time.
 func TestLocalChecks(t *testing.T) {
-	nc, err := ParseNodeConfig("/etc/gitedge/gitedge.yaml", []byte(
-		"node: lb-0\nsource: {url: /srv/edge}\nadmin: {listen: '127.0.0.1:9100'}\nwebhook: {listen: ':9000', secretFile: /etc/gitedge/hook}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// What nodeconfig makes of a node config with an admin server and a
+	// webhook (nodeconfig's tests check that it does).
+	nc := &Local{Node: "lb-0", Config: "/etc/gitedge/gitedge.yaml", Listens: []LocalListen{
+		{"admin.listen", "127.0.0.1:9100"}, {"webhook.listen", ":9000"}}}
 	edge := func(listeners string) Files {
 		return Files{"edge.yaml": []byte(`apiVersion: gitedge/v1
 kind: Edge
@@ -31,7 +30,7 @@ spec:
 		want      []string
 	}{
 		{"repository alone", "    - {name: http, bind: \":9100\", mode: http, defaultBackend: web}\n", nil, nil},
-		{"node config", "    - {name: http, bind: \":9100\", mode: http, defaultBackend: web}\n    - {name: hook, bind: \"0.0.0.0:9000\", mode: http, defaultBackend: web}\n    - {name: fine, bind: \"127.0.0.2:9001\", mode: http, defaultBackend: web}\n", nc.Local(), []string{
+		{"node config", "    - {name: http, bind: \":9100\", mode: http, defaultBackend: web}\n    - {name: hook, bind: \"0.0.0.0:9000\", mode: http, defaultBackend: web}\n    - {name: fine, bind: \"127.0.0.2:9001\", mode: http, defaultBackend: web}\n", nc, []string{
 			`edge.yaml:5: Edge "e": spec.nodes: this node, "lb-0" (node config /etc/gitedge/gitedge.yaml), is not in spec.nodes [lb-1]: add it, or set node: in the node config to one of them`,
 			`edge.yaml:7: Edge "e": spec.listeners[0].bind: listener "http" binds :9100, which clashes with this node's admin.listen 127.0.0.1:9100 (node config /etc/gitedge/gitedge.yaml): move one of them to another port`,
 			`edge.yaml:8: Edge "e": spec.listeners[1].bind: listener "hook" binds 0.0.0.0:9000, which clashes with this node's webhook.listen :9000 (node config /etc/gitedge/gitedge.yaml): move one of them to another port`,
@@ -87,17 +86,13 @@ func TestBindsClash(t *testing.T) {
 	}
 }
 
-func TestNodeConfigAdminAndWebhookClash(t *testing.T) {
-	_, err := ParseNodeConfig("n.yaml", []byte("node: a\nsource: {url: /x}\nadmin: {listen: '127.0.0.1:9000'}\nwebhook: {listen: ':9000', secretFile: /s}\n"))
-	if want := "node config n.yaml: webhook.listen: :9000 clashes with admin.listen 127.0.0.1:9000: use two ports"; err == nil || err.Error() != want {
-		t.Fatalf("got %v\nwant %s", err, want)
+func TestLocalClashes(t *testing.T) {
+	l := &Local{Listens: []LocalListen{{"admin.listen", "127.0.0.1:9000"}, {"webhook.listen", ":9000"}, {"other.listen", "127.0.0.1:9001"}}}
+	if want := "webhook.listen: :9000 clashes with admin.listen 127.0.0.1:9000: use two ports"; l.Clashes() == nil || l.Clashes().Error() != want {
+		t.Fatalf("got %v\nwant %s", l.Clashes(), want)
 	}
-}
-
-func TestNodeConfigSyntaxError(t *testing.T) {
-	_, err := ParseNodeConfig("n.yaml", []byte("node: lb-0\nsource: {url: [\n"))
-	if want := "node config n.yaml: line 2: did not find expected node content"; err == nil || err.Error() != want {
-		t.Fatalf("got %v\nwant %s", err, want)
+	if err := (&Local{Listens: l.Listens[1:]}).Clashes(); err != nil {
+		t.Errorf("no clash: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,38 +18,16 @@ import (
 	"github.com/gitedge/gitedge/reconcile"
 )
 
-// nodeStatus is the body of GET /status: the loop's status plus what the
-// subsystems report live.
-type nodeStatus struct {
-	reconcile.Status
-	Version  string `json:"version"`
-	VRRP     any    `json:"vrrp,omitempty"`     // per instance: state, priority, master
-	Backends any    `json:"backends,omitempty"` // per backend and server: health, active
-	Infra    any    `json:"infra,omitempty"`    // last infra plan / drift
-}
-
-// adminServer serves /status, /metrics, /healthz and a status page at /.
+// adminServer serves a node's /status (JSON), /metrics, /healthz,
+// /readyz and a status page at /; with pprof, /debug/pprof/ too. Every
+// command that runs a node serves this one, on the listener it is given.
 type adminServer struct {
-	status   func() reconcile.Status
-	vrrp     func() any // may be nil
-	backends func() any // may be nil
-	infra    func() any // may be nil
+	status   func() nodeStatus
+	ready    func() reconcile.Status // the loop's status, for /readyz
+	healthy  func() error            // nil: every part works
 	registry *prometheus.Registry
 	logger   *slog.Logger
-}
-
-func (a *adminServer) snapshot() nodeStatus {
-	s := nodeStatus{Status: a.status(), Version: version}
-	if a.vrrp != nil {
-		s.VRRP = a.vrrp()
-	}
-	if a.backends != nil {
-		s.Backends = a.backends()
-	}
-	if a.infra != nil {
-		s.Infra = a.infra()
-	}
-	return s
+	pprof    bool
 }
 
 func (a *adminServer) handler() http.Handler {
@@ -57,18 +36,24 @@ func (a *adminServer) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(a.snapshot())
+		_ = enc.Encode(a.status())
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		// Alive and serving the last good commit; a failing commit does not
-		// make a node unhealthy (it keeps serving, SPEC §4.1).
-		w.Write([]byte("ok\n"))
+		// Alive, and every part this process runs works (the proxy's
+		// listeners accept). A refused commit does not make a node
+		// unhealthy: it keeps serving the last good one.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := a.healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		// Ready once a commit serves (the last applied one counts, before
 		// any fetch); not before: a load balancer in front should wait.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		s := a.status()
+		s := a.ready()
 		if s.Live == nil {
 			msg := "no commit applied yet"
 			if c, ok := s.Conditions["live"]; ok && c.Message != "" {
@@ -81,32 +66,52 @@ func (a *adminServer) handler() http.Handler {
 		fmt.Fprintf(w, "ready: serving commit %s\n", s.Live.Commit)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
+	if a.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := statusPage.Execute(w, a.snapshot()); err != nil {
+		if err := statusPage.Execute(w, a.status()); err != nil {
 			a.logger.Warn("status page", "error", err)
 		}
 	})
 	return mux
 }
 
-// serve runs the admin server on addr until ctx ends.
-func (a *adminServer) serve(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// serve serves on ln until ctx ends (or serving fails), then closes it.
+func (a *adminServer) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	served, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
-		<-ctx.Done()
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+		case <-served:
+			return
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := srv.Serve(ln)
+	close(served)
+	<-stopped
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// listenAndServe binds addr and serves on it until ctx ends.
+func (a *adminServer) listenAndServe(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
 		return err
 	}
-	return nil
+	return a.serve(ctx, ln)
 }
 
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
@@ -141,9 +146,13 @@ pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>
 <h2>Conditions</h2>
 <table><tr><th>step</th><th>status</th><th>since</th><th>message</th></tr>
 {{range $k, $c := .Conditions}}<tr><td>{{$k}}</td><td class="{{$c.Status}}">{{$c.Status}}</td><td>{{ago $c.Since}}</td><td>{{$c.Message}}</td></tr>{{end}}</table>
-{{with .VRRP}}<h2>VRRP</h2><pre>{{json .}}</pre>{{end}}
-{{with .Backends}}<h2>Backends</h2><pre>{{json .}}</pre>{{end}}
+{{with .VRRP}}<h2>VRRP</h2><table><tr><th>instance</th><th>state</th><th>priority</th><th>master</th><th>VIPs</th></tr>
+{{range .}}<tr><td>{{.Name}}</td><td>{{.State}}</td><td>{{.Priority}}</td><td>{{if .Master.IsValid}}{{.Master}}{{end}}</td><td>{{range .VIPs}}{{.}} {{end}}</td></tr>{{end}}</table>{{end}}
+{{with .Backends}}<h2>Backends</h2><table><tr><th>backend</th><th>server</th><th>address</th><th>health</th><th>active</th><th>idle</th></tr>
+{{range .}}<tr><td>{{.Backend}}</td><td>{{.Server}}</td><td>{{.Address}}</td><td class="{{if .Up}}Ready{{else}}Failed{{end}}">{{if .Up}}up{{else}}down{{end}}</td><td>{{.Active}}</td><td>{{.Idle}}</td></tr>{{end}}</table>{{end}}
 {{with .Infra}}<h2>Infra</h2><pre>{{json .}}</pre>{{end}}
+{{with .Forge}}<h2>Forge</h2><pre>{{json .}}</pre>{{end}}
+{{with .Notify}}<h2>Notifications</h2><pre>{{json .}}</pre>{{end}}
 <p><a href="/status">/status</a> · <a href="/metrics">/metrics</a></p>
 </body></html>
 `))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // gitedge runs the CLI in-process and returns exit code, stdout, stderr.
@@ -133,5 +134,40 @@ func TestVersionCommand(t *testing.T) {
 	}
 	if code, _, _ := gitedge(t, "no-such-command"); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+}
+
+// TestLoggingFlags: every command takes --log-level and --log-format, and
+// a bad value is a usage error naming the flag (issue 11: run ignored a
+// bad level), before the command does anything.
+func TestLoggingFlags(t *testing.T) {
+	for name := range commands() {
+		for _, tc := range []struct{ flag, value string }{{"--log-level", "loud"}, {"--log-format", "xml"}} {
+			code, _, errOut := gitedge(t, name, tc.flag, tc.value)
+			if code != 2 || !strings.Contains(errOut, tc.flag+` "`+tc.value+`"`) {
+				t.Errorf("gitedge %s %s %s: exit %d, stderr:\n%s", name, tc.flag, tc.value, code, errOut)
+			}
+		}
+	}
+	var b bytes.Buffer
+	log, err := newLogger(&b, "debug", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("took", "duration", 1500*time.Millisecond)
+	if !strings.Contains(b.String(), `"duration":"1.5s"`) {
+		t.Errorf("a duration in a JSON log: %s", b.String())
+	}
+}
+
+// TestDaemonOffLinux: the commands that serve refuse to start off Linux
+// with a message that says what works there.
+func TestDaemonOffLinux(t *testing.T) {
+	if err := supportedOn("linux"); err != nil {
+		t.Fatal(err)
+	}
+	err := supportedOn("darwin")
+	if err == nil || err.Error() != "runs on Linux only (this is darwin); validate, plan, import, inventory, status and version work here" {
+		t.Errorf("darwin: %v", err)
 	}
 }

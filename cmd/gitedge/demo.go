@@ -1,38 +1,30 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -43,16 +35,19 @@ import (
 // walks through what a merged pull request does.
 func runDemo(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "demo", "[--keep] [--dir DIR]")
+	// The tour speaks for itself; --log-level info shows the node's logs.
+	fs.logDefaults("error", "text")
 	keep := fs.Bool("keep", false, "keep running after the tour (Ctrl-C stops), to explore with curl, gitedge status and the status page")
 	dir := fs.String("dir", "", "where to create the demo repository and node config (default: a temporary directory, removed at the end)")
-	verbose := fs.Bool("v", false, "show the node's logs")
-	if _, code, ok := parseFlags(fs, args); !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
 	}
 	d := &demo{out: env.stdout}
-	if err := d.run(ctx, *dir, *keep, *verbose, env.stderr); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge demo: %v\n", err)
-		return 1
+	if err := daemonSupported(); err != nil {
+		return fs.fail(err)
+	}
+	if err := d.run(ctx, *dir, *keep, fs.logger()); err != nil {
+		return fs.fail(err)
 	}
 	return 0
 }
@@ -72,7 +67,7 @@ type demo struct {
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
-func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.Writer) error {
+func (d *demo) run(ctx context.Context, dir string, keep bool, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if dir == "" {
@@ -109,7 +104,7 @@ func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.
 		return err
 	}
 	defer sim.Close()
-	pveAddr, err := serveHTTP(ctx, &wg, sim)
+	pveAddr, err := serve(ctx, &wg, nil, sim)
 	if err != nil {
 		return err
 	}
@@ -148,31 +143,31 @@ func (d *demo) run(ctx context.Context, dir string, keep, verbose bool, logw io.
 	if err := os.WriteFile(secretFile, d.secret, 0o600); err != nil {
 		return err
 	}
-	ncText := fmt.Sprintf(`node: lb-0
-source: {url: %s, branch: main, poll: "@every 10s"}
-webhook: {listen: "%s", path: /hook, secretFile: %s}
-proxmox: {url: "http://%s/api2/json", tokenID: "gitedge@pve!demo", tokenSecretFile: %s}
-admin: {listen: "%s"}
-stateDir: %s
-`, repoDir, hookAddr, secretFile, pveAddr, tokenFile, d.adminAddr, filepath.Join(dir, "state"))
+	ncFile := nodeconfig.File{
+		Node:     "lb-0",
+		Source:   nodeconfig.Source{URL: repoDir, Branch: "main", Poll: "@every 10s"},
+		Webhook:  &nodeconfig.Webhook{Listen: hookAddr, Path: "/hook", SecretFile: secretFile},
+		Proxmox:  &nodeconfig.Proxmox{URL: "http://" + pveAddr + "/api2/json", TokenID: "gitedge@pve!demo", TokenSecretFile: tokenFile},
+		Admin:    nodeconfig.Admin{Listen: d.adminAddr},
+		StateDir: filepath.Join(dir, "state"),
+	}
 	ncPath := filepath.Join(dir, "gitedge.yaml")
-	if err := os.WriteFile(ncPath, []byte(ncText), 0o644); err != nil {
-		return err
-	}
-	nc, err := reconcile.ParseNodeConfig(ncPath, []byte(ncText))
+	nc, err := nodeconfig.Build(ncFile, ncPath)
 	if err != nil {
 		return err
 	}
-	logOut := io.Discard
-	if verbose {
-		logOut = logw
-	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d.node, err = newNode(nc, nodeOptions{noVRRP: true}, log)
+	// Written for the operator to read and reuse (gitedge run --config).
+	ncText, err := k8syaml.Marshal(ncFile)
 	if err != nil {
 		return err
 	}
-	d.node.loop.Resync = 2 * time.Second // set drift back quickly in the demo
+	if err := os.WriteFile(ncPath, ncText, 0o644); err != nil {
+		return err
+	}
+	d.node, err = newNode(nc, nodeOptions{proxy: true, keepState: true, local: true, resync: 2 * time.Second}, log)
+	if err != nil {
+		return err
+	}
 	nodeErr := make(chan error, 1)
 	d.started = time.Now()
 	wg.Go(func() { nodeErr <- d.node.run(ctx) })
@@ -190,7 +185,7 @@ stateDir: %s
 	if err := d.waitInfra(ctx, 20*time.Second); err != nil {
 		return err
 	}
-	cc, err := proxmoxClientConfig(nc)
+	cc, err := nc.ProxmoxClient()
 	if err != nil {
 		return err
 	}
@@ -258,10 +253,10 @@ stateDir: %s
 
 	d.say("\n8. gitedge status:")
 	var b strings.Builder
-	printStatus(&b, d.snapshotStatus())
+	printStatus(&b, d.node.status())
 	for line := range strings.Lines(b.String()) {
 		if strings.HasPrefix(line, "backends:") || strings.HasPrefix(line, "infra:") || strings.HasPrefix(line, " ") {
-			continue // the full JSON is on the status page
+			continue // the details are on the status page
 		}
 		d.say("   %s", strings.TrimRight(line, "\n"))
 	}
@@ -275,10 +270,6 @@ stateDir: %s
 	}
 	d.say("\nDone. `gitedge demo --keep` leaves it running to explore.")
 	return nil
-}
-
-func (d *demo) snapshotStatus() nodeStatus {
-	return nodeStatus{Status: d.node.loop.Status(), Version: version}
 }
 
 // commit writes files into the repository's work tree and commits them.
@@ -419,101 +410,6 @@ func (d *demo) showRequests() error {
 	return nil
 }
 
-func get(addr, host string) (string, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-	req.Host = host
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
-}
-
-func tlsPeer(addr, sni string) (string, error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
-		&tls.Config{ServerName: sni, InsecureSkipVerify: true}) // the demo backend's certificate is self-signed
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
-}
-
-// load runs keep-alive requests through the proxy until stopped.
-type load struct {
-	stopc    chan struct{}
-	done     chan struct{}
-	n, fails atomic.Int64
-	mu       sync.Mutex
-	seen     []string
-}
-
-func startLoad(addr, host string) *load {
-	l := &load{stopc: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			l.fails.Add(1)
-			return
-		}
-		defer conn.Close()
-		br := bufio.NewReader(conn)
-		req := "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
-		for i := 0; i < 200000; i++ { // bounded in count and by stop
-			select {
-			case <-l.stopc:
-				return
-			default:
-			}
-			conn.SetDeadline(time.Now().Add(5 * time.Second))
-			resp, err := writeRead(conn, br, req)
-			if err != nil {
-				l.fails.Add(1)
-				return
-			}
-			l.n.Add(1)
-			l.mu.Lock()
-			if len(l.seen) == 0 || l.seen[len(l.seen)-1] != resp {
-				l.seen = append(l.seen, resp)
-			}
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-func writeRead(conn net.Conn, br *bufio.Reader, req string) (string, error) {
-	if _, err := io.WriteString(conn, req); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 {
-		return "", fmt.Errorf("status %s %v", resp.Status, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-func (l *load) stop() (int64, int64, []string) {
-	close(l.stopc)
-	<-l.done
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	short := make([]string, len(l.seen))
-	for i, s := range l.seen {
-		short[i], _, _ = strings.Cut(s, " ")
-	}
-	return l.n.Load(), l.fails.Load(), short
-}
-
 func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error), what string) error {
 	deadline := time.Now().Add(limit)
 	for {
@@ -533,155 +429,4 @@ func waitFor(ctx context.Context, limit time.Duration, cond func() (bool, error)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// freePorts reserves n loopback ports and releases them for the node.
-func freePorts(n int) ([]string, error) {
-	var out []string
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out, nil
-}
-
-func serveHTTP(ctx context.Context, wg *sync.WaitGroup, h http.Handler) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	wg.Go(func() { _ = srv.Serve(ln) })
-	wg.Go(func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	})
-	return ln.Addr().String(), nil
-}
-
-func demoHTTPBackend(ctx context.Context, wg *sync.WaitGroup, name string) (string, error) {
-	return serveHTTP(ctx, wg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s (X-Forwarded-For: %s)\n", name, r.Header.Get("X-Forwarded-For"))
-	}))
-}
-
-func demoTLSBackend(ctx context.Context, wg *sync.WaitGroup, name string) (string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + ".demo.test"},
-		DNSNames: []string{name + ".demo.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	tln := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s over TLS\n", name)
-	})}
-	wg.Go(func() { _ = srv.Serve(tln) })
-	wg.Go(func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	})
-	return ln.Addr().String(), nil
-}
-
-// demoRepository is the demo's routes repository (under edge/ in git).
-func demoRepository(httpAddr, tlsAddr, blue, green, secure string) map[string]string {
-	return map[string]string{
-		"edge.yaml": fmt.Sprintf(`apiVersion: gitedge/v1
-kind: Edge
-metadata: {name: demo}
-spec:
-  nodes:
-    - {name: lb-0, address: 192.0.2.250}
-  listeners:
-    - {name: http, bind: "%s", mode: http, defaultBackend: blue, forwardFor: true}
-    - {name: https, bind: "%s", mode: tls, defaultBackend: secure}
-  infra: {leader: lb-0, prune: false}
-`, httpAddr, tlsAddr),
-		"backends.yaml": fmt.Sprintf(`apiVersion: gitedge/v1
-kind: Backend
-metadata: {name: blue}
-spec:
-  healthCheck: {type: http, path: /, interval: 1s}
-  servers: [{name: blue-1, address: "%s"}]
----
-apiVersion: gitedge/v1
-kind: Backend
-metadata: {name: green}
-spec:
-  healthCheck: {type: http, path: /, interval: 1s}
-  servers: [{name: green-1, address: "%s"}]
----
-apiVersion: gitedge/v1
-kind: Backend
-metadata: {name: secure}
-spec:
-  servers: [{name: secure-1, address: "%s"}]
-`, blue, green, secure),
-		"routes/app.yaml": `apiVersion: gitedge/v1
-kind: Route
-metadata: {name: app}
-spec:
-  hosts: [app.demo.test]
-  http: {backend: blue}
-`,
-		"routes/secure.yaml": `apiVersion: gitedge/v1
-kind: Route
-metadata: {name: secure}
-spec:
-  hosts: [secure.demo.test]
-  tls: {backend: secure}
-`,
-		"vms.yaml": demoVM("lb-0", 150, "192.0.2.250") + "---\n" + demoVM("lb-1", 151, "192.0.2.251"),
-	}
-}
-
-func demoVM(name string, vmid int, ip string) string {
-	return fmt.Sprintf(`apiVersion: gitedge/v1
-kind: VirtualMachine
-metadata: {name: %s}
-spec:
-  vmid: %d
-  node: proxmox1
-  clone: debian-bullseye-cloudinit-template
-  cpu: host
-  cores: 2
-  memory: 4096
-  onBoot: true
-  agent: true
-  disk: {bus: scsi, storage: vmdata, size: 8G, format: qcow2}
-  network: [{model: virtio, bridge: vmbr0, vlan: 33}]
-  cloudInit:
-    user: ansible
-    ipConfig: {ip: %s/24, gateway: 192.0.2.1}
-    nameserver: 192.0.2.1
-    searchDomain: demo.test
-  serial: socket
-  vga: serial0
-  ha: {group: main, state: started}
-`, name, vmid, ip)
 }

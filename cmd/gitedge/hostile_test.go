@@ -1,16 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestValidateAndPlanRefuseLinksOutside is issue 10 defect 4 through the
@@ -21,9 +19,9 @@ func TestValidateAndPlanRefuseLinksOutside(t *testing.T) {
 	root := t.TempDir()
 	repo := filepath.Join(root, "repo")
 	for name, body := range routeFiles("127.0.0.1:18080", "192.0.2.10:80", "192.0.2.11:80", "one") {
-		writeFile(t, filepath.Join(repo, name), body)
+		testkit.WriteFile(t, filepath.Join(repo, name), body)
 	}
-	writeFile(t, filepath.Join(root, "secret.env"), "AWS_SECRET_ACCESS_KEY=hunter2-OUTSIDE\n")
+	testkit.WriteFile(t, filepath.Join(root, "secret.env"), "AWS_SECRET_ACCESS_KEY=hunter2-OUTSIDE\n")
 	if err := os.Symlink("../../secret.env", filepath.Join(repo, "routes", "leak.yaml")); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +51,7 @@ func TestValidateAndPlanRefuseLinksOutside(t *testing.T) {
 	// A link inside is followed: validate and plan agree.
 	os.Remove(filepath.Join(repo, "routes", "leak.yaml"))
 	os.Remove(filepath.Join(repo, "abs.yaml"))
-	writeFile(t, filepath.Join(repo, "shared", "b.txt"), "apiVersion: gitedge/v1\nkind: Route\nmetadata: {name: b}\nspec:\n  hosts: [b.test]\n  http: {backend: two}\n")
+	testkit.WriteFile(t, filepath.Join(repo, "shared", "b.txt"), "apiVersion: gitedge/v1\nkind: Route\nmetadata: {name: b}\nspec:\n  hosts: [b.test]\n  http: {backend: two}\n")
 	if err := os.Symlink("../shared/b.txt", filepath.Join(repo, "routes", "b.yaml")); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +73,7 @@ func TestValidateNodeConfig(t *testing.T) {
 		"    - {name: all, bind: \"0.0.0.0:8080\", mode: http, defaultBackend: one}\n" +
 		"    - {name: local, bind: \"127.0.0.1:8080\", mode: http, defaultBackend: one}\n"
 	for name, body := range files {
-		writeFile(t, filepath.Join(repo, name), body)
+		testkit.WriteFile(t, filepath.Join(repo, name), body)
 	}
 	code, _, errOut := gitedge(t, "validate", repo)
 	if code != 1 || !strings.Contains(errOut, `edge.yaml:9: Edge "test": spec.listeners[2].bind: listener "local" binds 127.0.0.1:8080, which clashes with listener "all" on 0.0.0.0:8080 (spec.listeners[1])`) ||
@@ -83,7 +81,7 @@ func TestValidateNodeConfig(t *testing.T) {
 		t.Fatalf("repository alone: exit %d\n%s", code, errOut)
 	}
 	nc := filepath.Join(t.TempDir(), "gitedge.yaml")
-	writeFile(t, nc, "node: lb-0\nsource: {url: /srv/edge}\nadmin: {listen: '127.0.0.1:9100'}\nwebhook: {listen: ':9000', secretFile: /etc/gitedge/hook}\n")
+	testkit.WriteFile(t, nc, "node: lb-0\nsource: {url: /srv/edge}\nadmin: {listen: '127.0.0.1:9100'}\nwebhook: {listen: ':9000', secretFile: /etc/gitedge/hook}\n")
 	code, _, errOut = gitedge(t, "validate", repo, "--node-config", nc)
 	for _, want := range []string{
 		`edge.yaml:5: Edge "test": spec.nodes: this node, "lb-0" (node config ` + nc + `), is not in spec.nodes [lb-1]`,
@@ -104,7 +102,7 @@ func TestValidateNodeConfig(t *testing.T) {
 func TestValidateOversizedRepository(t *testing.T) {
 	repo := t.TempDir()
 	for name, body := range routeFiles("127.0.0.1:18080", "192.0.2.10:80", "192.0.2.11:80", "one") {
-		writeFile(t, filepath.Join(repo, name), body)
+		testkit.WriteFile(t, filepath.Join(repo, name), body)
 	}
 	f, err := os.Create(filepath.Join(repo, "routes", "huge.yaml"))
 	if err != nil {
@@ -122,60 +120,26 @@ func TestValidateOversizedRepository(t *testing.T) {
 	}
 }
 
-// TestInfraStatusIsReadable is issue 10 defect 7: /status shows each
-// applied infra change as a line of text, never a Go struct dump.
-func TestInfraStatusIsReadable(t *testing.T) {
-	vm := infra.VMRef{Name: "lb-0", VMID: 150, Node: "proxmox1"}
-	r := infra.Result{Leader: true, Duration: 1234 * time.Millisecond, Applied: []infra.Action{
-		{Op: infra.OpCreate, VM: vm, Clone: "debian-12"},
-		{Op: infra.OpUpdate, VM: vm, Fields: []infra.FieldChange{{Key: "memory", Old: "1024", New: "4096"}, {Key: "onboot", New: "1"}}},
-		{Op: infra.OpResize, VM: vm, Disk: "scsi0", From: 8 << 30, Size: 16 << 30},
-		{Op: infra.OpHACreate, VM: vm, HA: &infra.HA{Group: "main", State: "started"}},
-		{Op: infra.OpStart, VM: vm},
-		{Op: infra.OpDelete, VM: infra.VMRef{Name: "old", VMID: 199, Node: "proxmox1"}},
-	}}
-	b, err := json.MarshalIndent(infraSummary(r), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{
-  "leader": true,
-  "converged": false,
-  "applied": [
-    "create VM 150 \"lb-0\" on proxmox1 from debian-12",
-    "update VM 150 \"lb-0\": memory 1024 → 4096, onboot (none) → 1",
-    "resize VM 150 \"lb-0\" scsi0: 8G → 16G",
-    "ha-create VM 150 \"lb-0\" group=main state=started",
-    "start VM 150 \"lb-0\"",
-    "delete VM 199 \"old\""
-  ],
-  "took": "1.234s"
-}`
-	if string(b) != want {
-		t.Errorf("got:\n%s\nwant:\n%s", b, want)
-	}
-}
-
 // TestInfraErrorOnTheLeaderSaysLeader is issue 10 defect 7: an infra
 // failure on the leader (Proxmox refuses the token) logs "leader":true,
 // in the loop's line and in infra's own.
 func TestInfraErrorOnTheLeaderSaysLeader(t *testing.T) {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
-	files := routeFiles(quietPort(t), "192.0.2.10:80", "192.0.2.11:80", "one")
+	files := routeFiles(testkit.QuietPort(t), "192.0.2.10:80", "192.0.2.11:80", "one")
 	files["edge.yaml"] = strings.Replace(files["edge.yaml"], "  listeners:\n", "  nodes: [{name: lb-0, address: 192.0.2.250}]\n  infra: {leader: lb-0}\n  listeners:\n", 1)
 	files["vms.yaml"] = "apiVersion: gitedge/v1\nkind: VirtualMachine\nmetadata: {name: vm-a}\nspec: {vmid: 200, node: proxmox1, clone: tmpl}\n"
 	for name, body := range files {
-		writeFile(t, filepath.Join(repo, name), body)
+		testkit.WriteFile(t, filepath.Join(repo, name), body)
 	}
-	writeFile(t, filepath.Join(dir, "token"), "secret\n")
+	testkit.WriteFile(t, filepath.Join(dir, "token"), "secret\n")
 	pve := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "authentication failure", http.StatusUnauthorized)
 	}))
 	t.Cleanup(pve.Close)
-	admin := quietPort(t)
+	admin := testkit.QuietPort(t)
 	cfg := filepath.Join(dir, "gitedge.yaml")
-	writeFile(t, cfg, "node: lb-0\nsource: {url: "+repo+"}\nadmin: {listen: '"+admin+"'}\nstateDir: "+filepath.Join(dir, "state")+"\n"+
+	testkit.WriteFile(t, cfg, "node: lb-0\nsource: {url: "+repo+"}\nadmin: {listen: '"+admin+"'}\nstateDir: "+filepath.Join(dir, "state")+"\n"+
 		"proxmox: {url: '"+pve.URL+"/api2/json', tokenID: 'gitedge@pve!edge', tokenSecretFile: "+filepath.Join(dir, "token")+", insecureSkipVerify: true}\n")
 	n := startNode(t, admin, "--config", cfg, "--source", repo)
 	n.waitLog(`"msg":"infra apply failed"`)

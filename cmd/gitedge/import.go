@@ -32,7 +32,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	out := fs.String("out", "", "the directory to write the repository into (refused when not empty, unless --force)")
 	force := fs.Bool("force", false, "write into a non-empty --out, replacing its YAML files")
 	fs.BoolVar(&opts.Strict, "strict", false, "fail (and write nothing) when anything is not carried over as it was")
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
@@ -51,8 +51,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 		return 2
 	}
 	if err := importer.CheckOut(*out, *force); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge import: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	res, err := importer.Import(opts)
 	if res != nil {
@@ -69,8 +68,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	}
 	removed, err := importer.WriteDir(*out, res.Files, *force)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge import: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	for _, r := range removed {
 		fmt.Fprintf(env.stdout, "removed %s\n", r)

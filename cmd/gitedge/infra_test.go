@@ -5,12 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +17,8 @@ import (
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 	proxmox "github.com/luthermonson/go-proxmox"
 )
@@ -53,27 +52,19 @@ func writeNodeConfig(t *testing.T, url string, caPEM []byte) string {
 // nothing through the node config's proxmox section; a second pass writes
 // nothing; gitedge inventory lists them with their agent addresses.
 func TestHomelabVMsAndInventory(t *testing.T) {
-	sim, err := pvesim.New(pvesim.Options{Tokens: map[string]string{testTokenID: testSecret}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(sim)
-	srv.TLS = &tls.Config{NextProtos: []string{"http/1.1"}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	cfgPath := writeNodeConfig(t, srv.URL+"/api2/json", caPEM)
+	pve := testkit.StartPvesim(t, pvesim.Options{Tokens: map[string]string{testTokenID: testSecret}})
+	sim := pve.Sim
+	cfgPath := writeNodeConfig(t, pve.URL, pve.CAPEM)
 
 	desired, err := reconcile.LoadDir("../../examples/homelab")
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := reconcile.LoadNodeConfig(cfgPath)
+	nc, err := nodeconfig.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := proxmoxClientConfig(nc)
+	cc, err := nc.ProxmoxClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +96,10 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 	}
 
 	// The reconcile loop drives the same Reconciler through its InfraApplier.
-	var applier reconcile.InfraApplier = reconcile.InfraFunc(rec.LoopApply(nil))
+	var applier reconcile.InfraApplier = rec
 	sim.ResetCalls()
-	if err := applier.Apply(ctx, desired.Infra, true); err != nil {
-		t.Fatalf("through reconcile.InfraFunc: %v", err)
+	if _, err := applier.Apply(ctx, desired.Infra, func() bool { return true }); err != nil {
+		t.Fatalf("through reconcile.InfraApplier: %v", err)
 	}
 	if w := sim.Writes(); len(w) != 0 {
 		t.Errorf("pass through the loop's interface wrote %v", w)
@@ -125,8 +116,8 @@ func TestHomelabVMsAndInventory(t *testing.T) {
 	}
 
 	// A wrong token: a clear error, no secret.
-	bad := writeNodeConfig(t, srv.URL+"/api2/json", caPEM)
-	nb, _ := reconcile.LoadNodeConfig(bad)
+	bad := writeNodeConfig(t, pve.URL, pve.CAPEM)
+	nb, _ := nodeconfig.Load(bad)
 	os.WriteFile(nb.Proxmox.TokenSecretFile, []byte("wrong-"+testSecret), 0o600)
 	out.Reset()
 	errb.Reset()

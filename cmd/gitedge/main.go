@@ -1,6 +1,3 @@
-// Command gitedge is the edge node agent: it pulls a git repository of YAML
-// and runs the proxy, VRRP failover and Proxmox VMs it declares. Each
-// subcommand lives in its own file; this one only dispatches.
 package main
 
 import (
@@ -9,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -89,34 +87,73 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nRun gitedge COMMAND -h for a command's flags.")
 }
 
-// newFlags makes a FlagSet that reports to the command's stderr and returns
-// errors rather than exiting.
-func newFlags(env *cliEnv, name, argsUsage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.stderr, "usage: gitedge %s %s\n", name, argsUsage)
-		fs.PrintDefaults()
-	}
-	return fs
+// cmdFlags is a command's flag set: its own flags plus the logging flags
+// every command has (--log-level, --log-format).
+type cmdFlags struct {
+	*flag.FlagSet
+	env       *cliEnv
+	name      string
+	logLevel  string
+	logFormat string
 }
 
-// parseFlags parses args allowing flags after positional arguments
-// ("gitedge plan DIR --base X"), returning the positionals. ok is false
-// when the command should exit with the returned code.
-func parseFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
+// newFlags makes a command's flag set; it reports to the command's stderr
+// and returns errors rather than exiting. The logging flags default to
+// info and text; a command changes that with logDefaults.
+func newFlags(env *cliEnv, name, argsUsage string) *cmdFlags {
+	f := &cmdFlags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: env, name: name}
+	f.SetOutput(env.stderr)
+	f.Usage = func() {
+		fmt.Fprintf(env.stderr, "usage: gitedge %s %s\n", name, argsUsage)
+		f.PrintDefaults()
+	}
+	f.StringVar(&f.logLevel, "log-level", "info", "log at this level and above: debug, info, warn or error")
+	f.StringVar(&f.logFormat, "log-format", "text", "log lines as text (key=value) or json")
+	return f
+}
+
+// fail reports err as the command's failure and returns exit status 1.
+func (f *cmdFlags) fail(err error) int {
+	fmt.Fprintf(f.env.stderr, "gitedge %s: %v\n", f.name, err)
+	return 1
+}
+
+// logDefaults sets the command's defaults of the logging flags.
+func (f *cmdFlags) logDefaults(level, format string) {
+	f.logLevel, f.Lookup("log-level").DefValue = level, level
+	f.logFormat, f.Lookup("log-format").DefValue = format, format
+}
+
+// parse parses args allowing flags after positional arguments ("gitedge
+// plan DIR --base X"), returning the positionals, and checks the logging
+// flags. ok is false when the command should exit with the returned code
+// (2 for a usage error, 0 after -h).
+func (f *cmdFlags) parse(args []string) (pos []string, code int, ok bool) {
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, 0, false
 			}
 			return nil, 2, false
 		}
-		args = fs.Args()
+		args = f.Args()
 		if len(args) == 0 {
-			return pos, 0, true
+			break
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+	if _, err := newLogger(io.Discard, f.logLevel, f.logFormat); err != nil {
+		fmt.Fprintf(f.env.stderr, "gitedge %s: %v\n", f.name, err)
+		f.Usage()
+		return nil, 2, false
+	}
+	return pos, 0, true
+}
+
+// logger is the command's logger, on its stderr, as the logging flags say
+// (parse checked them).
+func (f *cmdFlags) logger() *slog.Logger {
+	log, _ := newLogger(f.env.stderr, f.logLevel, f.logFormat)
+	return log
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 var (
@@ -65,7 +66,7 @@ type gitRemote struct {
 	addr   string
 	cmd    *exec.Cmd
 	exited chan struct{}
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 }
 
 func newGitRemote(t *testing.T) *gitRemote {
@@ -74,7 +75,7 @@ func newGitRemote(t *testing.T) *gitRemote {
 		t.Fatalf("git daemon is required (make deps installs git): %v", err)
 	}
 	root := t.TempDir()
-	g := &gitRemote{t: t, root: root, work: filepath.Join(root, "work"), addr: quietPort(t)}
+	g := &gitRemote{t: t, root: root, work: filepath.Join(root, "work"), addr: testkit.QuietPort(t)}
 	gitCmd(t, root, "init", "-q", "--bare", "-b", "main", filepath.Join(root, "repo.git"))
 	gitCmd(t, root, "init", "-q", "-b", "main", g.work)
 	gitCmd(t, g.work, "remote", "add", "origin", filepath.Join(root, "repo.git"))
@@ -110,7 +111,7 @@ func (g *gitRemote) commit(branch, msg string, files map[string]string) string {
 func (g *gitRemote) start() {
 	g.t.Helper()
 	_, port, _ := net.SplitHostPort(g.addr)
-	g.logs = &syncBuffer{}
+	g.logs = &testkit.SyncBuffer{}
 	g.cmd = exec.Command(gitDaemonBin, "--export-all", "--base-path="+g.root, "--port="+port,
 		"--listen=127.0.0.1", "--reuseaddr", g.root)
 	g.cmd.Env = []string{"HOME=" + g.root, "PATH=" + os.Getenv("PATH"), "GIT_CONFIG_NOSYSTEM=1"}
@@ -167,7 +168,7 @@ func routeFiles(bind, one, two, route string) map[string]string {
 type nodeProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	admin  string
 	exited chan struct{}
 	code   int
@@ -176,7 +177,7 @@ type nodeProc struct {
 // startNode runs the built binary with args; admin is its admin address.
 func startNode(t *testing.T, admin string, args ...string) *nodeProc {
 	t.Helper()
-	p := &nodeProc{t: t, logs: &syncBuffer{}, admin: admin, exited: make(chan struct{})}
+	p := &nodeProc{t: t, logs: &testkit.SyncBuffer{}, admin: admin, exited: make(chan struct{})}
 	p.cmd = exec.Command(gitedgeBinary(t), append([]string{"run", "--no-vrrp"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -273,25 +274,6 @@ func (p *nodeProc) waitLog(want string) {
 	}
 }
 
-// quietPort returns a loopback address on a port below the kernel's
-// ephemeral range that was free a moment ago: the processes these tests
-// start must be told their ports, and a port picked by binding to :0 lies
-// in the ephemeral range, where another test's outgoing connection may
-// take it meanwhile.
-func quietPort(t *testing.T) string {
-	t.Helper()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			ln.Close()
-			return ln.Addr().String()
-		}
-	}
-	t.Fatal("no free port in 20000..32000")
-	return ""
-}
-
 // logLine returns the first log line holding s.
 func (p *nodeProc) logLine(s string) string {
 	for line := range strings.Lines(p.logs.String()) {
@@ -300,17 +282,6 @@ func (p *nodeProc) logLine(s string) string {
 		}
 	}
 	return ""
-}
-
-// writeFile writes a file, failing the test on error.
-func writeFile(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // indentJSON makes a /status body readable in a test log.

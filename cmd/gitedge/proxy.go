@@ -2,40 +2,31 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"log/slog"
-	"net/http"
-	"net/http/pprof"
-	"os"
-	"os/signal"
-	"path/filepath"
-	"strings"
-	"syscall"
+	"io"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // runProxy is `gitedge proxy DIR`: the dataplane alone, from a routes
-// directory, as `haproxy -f` is to HAProxy. It reloads on SIGHUP and on
-// file changes (debounced), keeps serving the last good config when a
-// reload fails, and drains on SIGTERM/SIGINT before exiting 0.
+// directory, as `haproxy -f` is to HAProxy. It follows DIR as `gitedge
+// run --source DIR` does: the same node, source, loop and admin server,
+// with only the dataplane. A change is applied when the files stay quiet
+// (and on SIGHUP); a refused change keeps the last good config serving;
+// SIGTERM/SIGINT drain before it exits 0. Like haproxy, it refuses to
+// start on a directory it cannot load or listeners it cannot bind.
 func runProxy(ctx context.Context, env *cliEnv, args []string) int {
+	hup, stop := notifyHUP()
+	defer stop()
+
 	fs := newFlags(env, "proxy", "DIR")
-	accessLog := fs.Bool("access-log", false, "log one JSON event per request and TLS connection to stderr")
-	metricsAddr := fs.String("metrics", "", "serve /metrics and /healthz on this address (as 127.0.0.1:9101); empty: off")
+	access := fs.Bool("access-log", false, "log one event per request and TLS connection")
+	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the --metrics address")
-	debounce := fs.Duration("debounce", 300*time.Millisecond, "wait this long after the last file change before reloading")
-	watch := fs.Bool("watch", true, "reload when files under DIR change (SIGHUP always reloads)")
-	verbose := fs.Bool("v", false, "debug logging")
-	pos, code, ok := parseFlags(fs, args)
+	watch, debounce := dirFlags(fs)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
@@ -43,185 +34,66 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
+	if err := daemonSupported(); err != nil {
+		return fs.fail(err)
+	}
 	dir := pos[0]
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
-	opts := dataplane.Options{Logger: log}
-	if *accessLog {
-		opts.AccessLog = slog.New(slog.NewJSONHandler(env.stderr, nil))
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	opts.Registry = reg
-	p := dataplane.New(opts)
-
-	// Ask for SIGHUP before the first load, so an early reload is not lost.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	load := func(reason string) error {
-		d, err := reconcile.LoadDir(dir)
-		if err != nil {
-			return err
-		}
-		if err := p.Apply(d.Dataplane); err != nil {
-			return err
-		}
-		log.Info("routes loaded", "dir", dir, "reason", reason, "listeners", len(d.Dataplane.Listeners),
-			"routes", len(d.Dataplane.Routes), "backends", len(d.Dataplane.Backends))
-		return nil
-	}
-	if err := load("start"); err != nil {
+	d, err := reconcile.LoadDir(dir)
+	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge proxy: %s: %v\n", dir, err)
-		p.Close()
 		return 1
 	}
-
-	var changes <-chan fsnotify.Event
-	var watchErrs <-chan error
-	if *watch {
-		w, err := watchTree(dir)
-		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge proxy: watching %s: %v (use --watch=false to rely on SIGHUP)\n", dir, err)
-			p.Close()
-			return 1
-		}
-		done := make(chan struct{})
-		defer close(done)
-		defer w.Close()
-		changes, watchErrs = watchNewDirs(w, done), w.Errors
-	}
-
-	if *metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-			if !p.Healthy() {
-				http.Error(w, "listeners not accepting", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
-		if *pprofOn {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		srv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server failed", "addr", *metricsAddr, "error", err)
-			}
-		}()
-		defer srv.Close()
-	}
-
-	runErr := make(chan error, 1)
-	go func() { runErr <- p.Run(ctx) }()
-
-	var timer *time.Timer
-	var fire <-chan time.Time
-	reload := func(reason string) {
-		if err := load(reason); err != nil {
-			log.Error("reload failed: still serving the previous config", "dir", dir, "reason", reason, "error", err)
-		}
-	}
-	for {
-		select {
-		case err := <-runErr:
-			if err != nil {
-				fmt.Fprintf(env.stderr, "gitedge proxy: %v\n", err)
-				return 1
-			}
-			return 0
-		case <-hup:
-			reload("SIGHUP")
-		case ev, ok := <-changes:
-			if !ok {
-				changes = nil
-				continue
-			}
-			if !relevant(ev.Name) {
-				continue
-			}
-			if timer == nil {
-				timer = time.NewTimer(*debounce)
-			} else {
-				timer.Reset(*debounce)
-			}
-			fire = timer.C
-		case <-fire:
-			fire = nil
-			reload("file change")
-		case err, ok := <-watchErrs:
-			if !ok {
-				watchErrs = nil
-				continue
-			}
-			log.Warn("file watch error; SIGHUP still reloads", "dir", dir, "error", err)
-		}
-	}
-}
-
-// relevant reports whether a changed path can affect the routes: YAML
-// files and directories, not hidden names or editor droppings.
-func relevant(path string) bool {
-	base := filepath.Base(path)
-	if strings.HasPrefix(base, ".") || strings.HasSuffix(base, "~") {
-		return false
-	}
-	ext := filepath.Ext(base)
-	return ext == ".yaml" || ext == ".yml" || ext == ""
-}
-
-// watchTree watches dir and every non-hidden directory below it.
-func watchTree(dir string) (*fsnotify.Watcher, error) {
-	w, err := fsnotify.NewWatcher()
+	nc, err := dirConfig(dir, "local", *admin)
 	if err != nil {
-		return nil, err
+		return fs.fail(err)
 	}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		if path != dir && strings.HasPrefix(d.Name(), ".") {
-			return filepath.SkipDir
-		}
-		return w.Add(path)
-	})
+	log := fs.logger()
+	n, err := newNode(nc, nodeOptions{proxy: true, sourceDir: dir, noWatch: !*watch, debounce: *debounce, access: *access, pprof: *pprofOn}, log)
 	if err != nil {
-		w.Close()
-		return nil, err
+		return fs.fail(err)
 	}
-	return w, nil
+	if err := n.proxy.Apply(ctx, d.Dataplane); err != nil {
+		n.close()
+		fmt.Fprintf(env.stderr, "gitedge proxy: %s: %v\n", dir, err)
+		return 1
+	}
+	n.hup = hup
+	log.Info("gitedge proxy starting", "dir", dir, "listeners", len(d.Dataplane.Listeners), "routes", len(d.Dataplane.Routes),
+		"backends", len(d.Dataplane.Backends), "admin", nc.AdminListen)
+	if err := n.run(ctx); err != nil {
+		return fs.fail(err)
+	}
+	return 0
 }
 
-// watchNewDirs adds directories created under the tree to the watcher and
-// passes every event on until done closes.
-func watchNewDirs(w *fsnotify.Watcher, done <-chan struct{}) <-chan fsnotify.Event {
-	out := make(chan fsnotify.Event)
-	go func() {
-		defer close(out)
-		for ev := range w.Events {
-			if ev.Has(fsnotify.Create) {
-				if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && !strings.HasPrefix(filepath.Base(ev.Name), ".") {
-					_ = w.Add(ev.Name)
-				}
-			}
-			select {
-			case out <- ev:
-			case <-done:
-				return
-			}
-		}
-	}()
-	return out
+// dirFlags are how `gitedge proxy` and `gitedge vrrp` follow their
+// directory.
+func dirFlags(fs *cmdFlags) (watch *bool, debounce *time.Duration) {
+	watch = fs.Bool("watch", true, "apply changes to files under DIR when they stay quiet; --watch=false: only on SIGHUP")
+	debounce = fs.Duration("debounce", 300*time.Millisecond, "how long the files must stay quiet after a change before it is applied")
+	return watch, debounce
+}
+
+// dirConfig is the node config of a command following a directory: the
+// node's name, the directory as its source, and the admin server on addr
+// ("" turns it off). Nothing is kept in a state directory.
+func dirConfig(dir, node, addr string) (*nodeconfig.Config, error) {
+	admin := addr
+	if admin == "" {
+		admin = "off"
+	}
+	return nodeconfig.Build(nodeconfig.File{Node: node, Source: nodeconfig.Source{URL: dir}, Admin: nodeconfig.Admin{Listen: admin}}, "")
+}
+
+// close releases what newNode opened, for a node that will not run.
+func (n *node) close() {
+	if n.proxy != nil {
+		n.proxy.Close()
+	}
+	if n.vrrp != nil {
+		n.vrrp.Close()
+	}
+	if c, ok := n.parts.src.(io.Closer); ok {
+		c.Close()
+	}
 }

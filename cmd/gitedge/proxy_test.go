@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,29 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
-
-// syncBuffer is a goroutine-safe stderr for an in-process command.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // namedServer answers every request with its name.
 func namedServer(t *testing.T, name string) string {
@@ -46,16 +28,6 @@ func namedServer(t *testing.T, name string) string {
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	return ln.Addr().String()
 }
 
@@ -138,10 +110,10 @@ type exited struct {
 	code int
 }
 
-func startProxyCommand(t *testing.T, args ...string) (*syncBuffer, context.CancelFunc, *exited) {
+func startProxyCommand(t *testing.T, args ...string) (*testkit.SyncBuffer, context.CancelFunc, *exited) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
+	stderr := &testkit.SyncBuffer{}
 	env := &cliEnv{stdout: io.Discard, stderr: stderr}
 	done := &exited{ch: make(chan struct{})}
 	go func() {
@@ -162,7 +134,7 @@ func startProxyCommand(t *testing.T, args ...string) (*syncBuffer, context.Cance
 func TestProxyCommandReloadsOnFileChange(t *testing.T) {
 	one, two := namedServer(t, "one"), namedServer(t, "two")
 	dir := t.TempDir()
-	bind := freePort(t)
+	bind := testkit.FreePort(t)
 	writeRoutes(t, dir, bind, one, two, "one")
 	stderr, cancel, done := startProxyCommand(t, "--debounce", "50ms", dir)
 	askUntil(t, bind, "one")
@@ -173,7 +145,7 @@ func TestProxyCommandReloadsOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "reload failed") && time.Now().Before(deadline) {
+	for !strings.Contains(stderr.String(), "reconcile pass failed") && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !strings.Contains(stderr.String(), `no Backend named \"nope\"`) {
@@ -194,7 +166,7 @@ func TestProxyCommandReloadsOnFileChange(t *testing.T) {
 func TestProxyCommandReloadsOnSIGHUP(t *testing.T) {
 	one, two := namedServer(t, "one"), namedServer(t, "two")
 	dir := t.TempDir()
-	bind := freePort(t)
+	bind := testkit.FreePort(t)
 	writeRoutes(t, dir, bind, one, two, "one")
 	stderr, _, _ := startProxyCommand(t, "--watch=false", dir)
 	askUntil(t, bind, "one")
@@ -203,7 +175,7 @@ func TestProxyCommandReloadsOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	askUntil(t, bind, "two")
-	if !strings.Contains(stderr.String(), "reason=SIGHUP") {
+	if !strings.Contains(stderr.String(), `trigger="manual: SIGHUP"`) {
 		t.Errorf("no SIGHUP reload logged:\n%s", stderr)
 	}
 }
@@ -211,7 +183,7 @@ func TestProxyCommandReloadsOnSIGHUP(t *testing.T) {
 func TestProxyCommandRefusesBadDir(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "x.yaml"), []byte("apiVersion: gitedge/v1\nkind: Route\nmetadata: {name: a}\nspec: {hosts: [a.test], http: {backend: nope}}\n"), 0o644)
-	stderr := &syncBuffer{}
+	stderr := &testkit.SyncBuffer{}
 	code := dispatch(context.Background(), &cliEnv{stdout: io.Discard, stderr: stderr}, []string{"proxy", dir})
 	if code != 1 || !strings.Contains(stderr.String(), "nope") {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)

@@ -7,7 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -17,13 +19,14 @@ import (
 // planned only. The exit status says whether the pass converged.
 func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead]")
+	fs.logDefaults("warn", "json")
 	once := fs.Bool("once", false, "run one pass and exit (required: the loop itself is `gitedge run`)")
 	dry := fs.Bool("dry-run", false, "stop after plan: change nothing")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "node config (SPEC §2)")
+	config := fs.String("config", nodeconfig.DefaultPath, "node config")
 	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
 	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
-	if _, code, ok := parseFlags(fs, args); !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
 	}
 	if !*once {
@@ -32,25 +35,23 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	nc, err := reconcile.LoadNodeConfig(*config)
+	nc, err := nodeconfig.Load(*config)
 	if err != nil && *dir != "" && errors.Is(err, os.ErrNotExist) {
-		nc, err = reconcile.ParseNodeConfig("(defaults)", []byte("node: local\nsource: {url: "+*dir+"}\n"))
+		nc, err = builtinConfig(*dir)
 	}
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
-	log := newLogger(os.Stderr, "warn")
-	src, _, err := openSource(nc, *dir, false, log, nil)
+	log := fs.logger()
+	src, _, err := openSource(nc, sourceSpec{dir: *dir}, nil, gitsource.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	rev, fetchErr := src.Next(ctx)
 	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log}
 	var rec *infra.Reconciler
 	if nc.Proxmox != nil {
-		cc, err := proxmoxClientConfig(nc)
+		cc, err := nc.ProxmoxClient()
 		if err == nil {
 			var api infra.API
 			if api, err = infra.NewAPI(cc); err == nil {
@@ -58,14 +59,12 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
-		loop.Infra = reconcile.InfraFunc(rec.LoopApply(nil))
+		loop.Infra = rec
 	}
-	loop.IsLeader = func(ld reconcile.Leader) bool {
-		return *lead || ld == (reconcile.Leader{}) || ld.Node == nc.Node
-	}
+	// No VRRP runs here to ask: a VRRP leader is led only with --lead.
+	loop.Leadership = reconcile.Leadership{Always: *lead}
 	res, err := loop.Pass(ctx, loopRevision(rev), fetchErr)
 	fmt.Fprintf(env.stdout, "commit %s: %s\n", rev.Commit, res)
 	if live := loop.Live(); live != nil {
@@ -80,7 +79,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			fmt.Fprintf(env.stdout, "infra (%s):\n", role)
 			_ = r.Plan.WriteText(env.stdout)
 			for _, a := range r.Applied {
-				fmt.Fprintf(env.stdout, "  done: %s\n", actionText(a))
+				fmt.Fprintf(env.stdout, "  done: %s\n", a)
 			}
 			if !r.Converged() {
 				res = reconcile.ResultFailed
@@ -88,8 +87,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge reconcile: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if res != reconcile.ResultApplied && res != reconcile.ResultUnchanged && res != reconcile.ResultPlanned {
 		return 1

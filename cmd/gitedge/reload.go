@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"sync"
 	"time"
 
 	"github.com/gitedge/gitedge/gitsource"
-	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/nodeconfig"
 )
 
 // What a SIGHUP (systemctl reload) may change while the node runs, and
@@ -20,13 +19,13 @@ import (
 // logged and waits for a restart. The log level is a flag, not config.
 var (
 	liveFields    = []string{"source", "webhook", "admin"}
-	restartFields = []string{"node", "stateDir", "proxmox"}
+	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify"}
 )
 
 // liveParts are the parts of a node a reload may replace: the source, and
 // the tasks that go with it (poller, webhook) and the admin server.
 type liveParts struct {
-	cfg   *reconcile.NodeConfig
+	cfg   *nodeconfig.Config
 	src   revisionSource
 	tasks []task
 }
@@ -34,59 +33,21 @@ type liveParts struct {
 // buildParts builds the source, its triggers and the admin server for nc.
 // The triggers poke whatever source the node runs now (n.src), so a source
 // swapped by a reload or built late is poked the same way.
-func (n *node) buildParts(nc *reconcile.NodeConfig) (liveParts, error) {
-	p := liveParts{cfg: nc}
-	opts := gitsource.Options{Logger: n.log.With("subsystem", "gitsource"), Registry: n.reg}
-	notify := func(t gitsource.Trigger) {
+func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
+	poke := func(t gitsource.Trigger) {
 		if n.src != nil {
 			n.src.Trigger(t)
 		}
 	}
-	if dir := n.opts.sourceDir; dir != "" {
-		d, err := gitsource.NewDir(gitsource.DirConfig{Dir: dir}, opts)
-		if err != nil {
-			return p, err
-		}
-		p.src = d
-		p.tasks = append(p.tasks, task{"fsnotify " + dir, d.Run})
-	} else {
-		cfg := sourceConfig(nc)
-		if err := cfg.Validate(); err != nil {
-			return p, fmt.Errorf("gitsource: %w", err)
-		}
-		g, err := gitsource.New(cfg, opts)
-		if err != nil {
-			// The configuration is valid: the state directory failed (a
-			// full disk). Come up anyway, serve the last applied commit,
-			// report, and build the source again later.
-			n.log.Error("the git source cannot be opened; serving the last applied commit and retrying", "error", err)
-			p.src = &deferredSource{first: err, build: func() (revisionSource, error) {
-				g, err := gitsource.New(cfg, opts)
-				if err != nil {
-					return nil, err
-				}
-				return g, nil
-			}}
-		} else {
-			p.src = g
-		}
-		poll, err := gitsource.NewPoller(cfg.Poll, cfg.Node, notify)
-		if err != nil {
-			return p, err
-		}
-		p.tasks = append(p.tasks, task{"poll " + cfg.Poll, poll.Run})
-		if wc, ok := webhookConfig(nc, cfg.Ref()); ok {
-			w, err := gitsource.NewWebhook(wc, notify, opts)
-			if err != nil {
-				return p, err
-			}
-			p.tasks = append(p.tasks, task{"webhook " + wc.Listen, w.Run})
-		}
+	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true}
+	src, tasks, err := openSource(nc, spec, poke, gitsource.Options{Logger: n.log, Registry: n.reg})
+	if err != nil {
+		return liveParts{}, err
 	}
-	if addr := nc.Admin.Listen; addr != "" && addr != "off" {
-		p.tasks = append(p.tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.serve(ctx, addr) }})
+	if addr := nc.AdminListen; addr != "" {
+		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.listenAndServe(ctx, addr) }})
 	}
-	return p, nil
+	return liveParts{cfg: nc, src: src, tasks: tasks}, nil
 }
 
 // superviseParts runs the live parts, and on SIGHUP re-reads the node
@@ -155,18 +116,24 @@ func (n *node) reload(cur liveParts) *liveParts {
 	}
 	live, restart := configChanges(cur.cfg, nc)
 	// What needs a restart keeps its running value until then.
-	merged := *nc
-	merged.Node, merged.StateDir, merged.Proxmox = cur.cfg.Node, cur.cfg.StateDir, cur.cfg.Proxmox
+	f, was := nc.File, cur.cfg.File
+	f.Node, f.StateDir, f.Proxmox, f.Forge, f.Notify = was.Node, was.StateDir, was.Proxmox, was.Forge, was.Notify
 	var next *liveParts
 	if len(live) > 0 {
-		p, err := n.buildParts(&merged)
+		merged, err := nodeconfig.Build(f, nc.Path)
+		if err != nil {
+			n.log.Error("SIGHUP: the new node config does not go with the running one; keeping the running config", "config", path, "error", err)
+			n.src.Trigger(refetch)
+			return nil
+		}
+		p, err := n.buildParts(merged)
 		if err != nil {
 			n.log.Error("SIGHUP: the new node config cannot be applied; keeping the running config", "config", path, "error", err)
 			n.src.Trigger(refetch)
 			return nil
 		}
 		next = &p
-		n.loop.SetLocal(localChecks(&merged, n.opts))
+		n.loop.SetLocal(localChecks(merged, n.opts))
 	}
 	attrs := []any{"config", path, "appliedLive", live, "needsRestart", restart}
 	if len(restart) > 0 {
@@ -182,14 +149,17 @@ func (n *node) reload(cur liveParts) *liveParts {
 
 // configChanges lists the sections that differ, split into those a reload
 // applies and those that need a restart.
-func configChanges(old, new *reconcile.NodeConfig) (live, restart []string) {
+func configChanges(old, new *nodeconfig.Config) (live, restart []string) {
+	o, n := old.File, new.File
 	differ := map[string]bool{
-		"source":   !reflect.DeepEqual(old.Source, new.Source),
-		"webhook":  !reflect.DeepEqual(old.Webhook, new.Webhook),
-		"admin":    old.Admin != new.Admin,
+		"source":   o.Source != n.Source,
+		"webhook":  !reflect.DeepEqual(o.Webhook, n.Webhook),
+		"admin":    old.AdminListen != new.AdminListen,
 		"node":     old.Node != new.Node,
 		"stateDir": old.StateDir != new.StateDir,
-		"proxmox":  !reflect.DeepEqual(old.Proxmox, new.Proxmox),
+		"proxmox":  !reflect.DeepEqual(o.Proxmox, n.Proxmox),
+		"forge":    !reflect.DeepEqual(o.Forge, n.Forge),
+		"notify":   !reflect.DeepEqual(o.Notify, n.Notify),
 	}
 	live, restart = []string{}, []string{}
 	for _, f := range liveFields {

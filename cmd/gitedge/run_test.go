@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -27,7 +28,7 @@ type fleetNode struct {
 }
 
 func newFleetNode(t *testing.T) *fleetNode {
-	f := &fleetNode{remote: newGitRemote(t), bind: quietPort(t), admin: quietPort(t),
+	f := &fleetNode{remote: newGitRemote(t), bind: testkit.QuietPort(t), admin: testkit.QuietPort(t),
 		one: namedServer(t, "one"), two: namedServer(t, "two")}
 	dir := t.TempDir()
 	f.config, f.state = filepath.Join(dir, "gitedge.yaml"), filepath.Join(dir, "state")
@@ -37,7 +38,7 @@ func newFleetNode(t *testing.T) *fleetNode {
 }
 
 func (f *fleetNode) writeConfig(t *testing.T, branch, admin, poll string) {
-	writeFile(t, f.config, fmt.Sprintf("node: lb-0\nsource: {url: %q, branch: %s, path: edge/, poll: %q}\nadmin: {listen: %q}\nstateDir: %s\n",
+	testkit.WriteFile(t, f.config, fmt.Sprintf("node: lb-0\nsource: {url: %q, branch: %s, path: edge/, poll: %q}\nadmin: {listen: %q}\nstateDir: %s\n",
 		f.remote.URL(), branch, poll, admin, f.state))
 }
 
@@ -192,7 +193,7 @@ func TestRunLocalDirectoryUsesTheRecord(t *testing.T) {
 	dir := t.TempDir()
 	write := func(files map[string]string) {
 		for name, body := range files {
-			writeFile(t, filepath.Join(dir, name), body)
+			testkit.WriteFile(t, filepath.Join(dir, name), body)
 		}
 	}
 	write(f.goodFiles)
@@ -284,7 +285,7 @@ func TestRunSourceCannotOpen(t *testing.T) {
 	if err := os.RemoveAll(cache); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, cache, "in the way")
+	testkit.WriteFile(t, cache, "in the way")
 	newer := f.remote.commit("main", "newer", routeFiles(f.bind, f.one, f.two, "two"))
 	n = startNode(t, f.admin, "--config", f.config)
 	askUntil(t, f.bind, "one")
@@ -304,7 +305,7 @@ func TestRunNodeLocalChecks(t *testing.T) {
 	f := newFleetNode(t)
 	dir := t.TempDir()
 	for name, body := range routeFiles(f.admin, f.one, f.two, "one") {
-		writeFile(t, filepath.Join(dir, name), body)
+		testkit.WriteFile(t, filepath.Join(dir, name), body)
 	}
 	n := startNode(t, f.admin, "--config", f.config, "--source", dir)
 	s, raw := n.waitStatus("the commit refused", func(s nodeStatus) bool { return s.LastAttempt != nil })

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/reconcile"
 )
 
@@ -34,7 +35,7 @@ func TestRunSIGHUP(t *testing.T) {
 	}
 
 	// 2. Another branch and another admin address: both applied live.
-	admin2 := quietPort(t)
+	admin2 := testkit.QuietPort(t)
 	f.writeConfig(t, "other", admin2, "@every 1h")
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	askUntil(t, f.bind, "one")
@@ -47,7 +48,7 @@ func TestRunSIGHUP(t *testing.T) {
 	}
 
 	// 3. A config that does not load: logged, the running one kept.
-	writeFile(t, f.config, "node: lb-0\nsource: {url: [\n")
+	testkit.WriteFile(t, f.config, "node: lb-0\nsource: {url: [\n")
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	n.waitLog(`"level":"ERROR","msg":"SIGHUP: the node config does not load; keeping the running config","config":"` + f.config + `"`)
 	askUntil(t, f.bind, "one")
@@ -56,7 +57,7 @@ func TestRunSIGHUP(t *testing.T) {
 	// 4. A change that needs a restart is said, and waits for it.
 	f.writeConfig(t, "other", admin2, "@every 1h")
 	text := strings.Replace(readFileString(t, f.config), "node: lb-0", "node: lb-9", 1)
-	writeFile(t, f.config, text)
+	testkit.WriteFile(t, f.config, text)
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	n.waitLog(`"level":"WARN","msg":"SIGHUP: node config reloaded; some changes need a restart (systemctl restart gitedge)","config":"` + f.config + `","appliedLive":[],"needsRestart":["node"]`)
 	if s, _ := n.status(); s.Node != "lb-0" {

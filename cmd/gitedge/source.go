@@ -6,58 +6,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// sourceConfig maps the node config's source section (SPEC §2) onto
-// gitsource's own config type; gitsource does not import reconcile.
-func sourceConfig(nc *reconcile.NodeConfig) gitsource.Config {
-	s := nc.Source
-	c := gitsource.Config{
-		URL:       s.URL,
-		Tag:       s.Tag,
-		Commit:    s.Commit,
-		Path:      s.Path,
-		Poll:      s.Poll,
-		ForcePush: gitsource.ForcePushPolicy(s.ForcePush),
-		Depth:     s.Depth,
-		Auth: gitsource.Auth{
-			SSHKeyFile:     s.Auth.SSHKeyFile,
-			KnownHostsFile: s.Auth.KnownHostsFile,
-			Username:       s.Auth.Username,
-			TokenFile:      s.Auth.TokenFile,
-			PasswordFile:   s.Auth.PasswordFile,
-		},
-		KeyringFile: s.Verify.KeyringFile,
-		StateDir:    nc.StateDir,
-		Node:        nc.Node,
-	}
-	if s.Tag == "" && s.Commit == "" {
-		c.Branch = s.Branch // the node config defaults it to main
-	}
-	return c
-}
-
-// webhookConfig maps the node config's webhook section; ok is false when
-// there is none.
-func webhookConfig(nc *reconcile.NodeConfig, ref string) (gitsource.WebhookConfig, bool) {
-	if nc.Webhook == nil {
-		return gitsource.WebhookConfig{}, false
-	}
-	return gitsource.WebhookConfig{
-		Listen:     nc.Webhook.Listen,
-		Path:       nc.Webhook.Path,
-		SecretFile: nc.Webhook.SecretFile,
-		Ref:        ref,
-	}, true
-}
 
 // revisionSource is what the node follows: a git remote or a directory.
 type revisionSource interface {
@@ -71,39 +29,77 @@ type task struct {
 	run  func(ctx context.Context) error
 }
 
-// openSource builds the node's source and, with triggers, the tasks that
-// feed it: the poller and the webhook for a git remote (from nc), or the
-// fsnotify watcher for a local directory (dir, during development).
-func openSource(nc *reconcile.NodeConfig, dir string, triggers bool, log *slog.Logger, reg prometheus.Registerer) (revisionSource, []task, error) {
-	opts := gitsource.Options{Logger: log, Registry: reg}
-	if dir != "" {
-		d, err := gitsource.NewDir(gitsource.DirConfig{Dir: dir}, opts)
+// sourceSpec says which source to open and what feeds it.
+type sourceSpec struct {
+	// dir follows a local directory instead of the node config's git
+	// remote (development); noWatch reads it only when triggered, debounce
+	// is how quiet it must stay before it is read (0: gitsource's default).
+	dir      string
+	noWatch  bool
+	debounce time.Duration
+	// triggers builds the tasks that poke the source: fsnotify for a
+	// directory, the poller and the webhook for a git remote.
+	triggers bool
+	// deferOpen stands in for a git source whose state directory cannot
+	// take the cache (a full disk): the node comes up, serves its last
+	// applied commit, reports, and builds the source again later.
+	deferOpen bool
+}
+
+// openSource builds a source and, with triggers, the tasks that feed it;
+// poke receives their triggers (nil: the source itself). `gitedge run`,
+// `gitedge proxy`, `gitedge vrrp`, `gitedge source` and `gitedge
+// reconcile --once` all open their source here.
+func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trigger), opts gitsource.Options) (revisionSource, []task, error) {
+	if spec.dir != "" {
+		d, err := gitsource.NewDir(gitsource.DirConfig{Dir: spec.dir, Debounce: spec.debounce, NoWatch: spec.noWatch || !spec.triggers}, opts)
 		if err != nil {
 			return nil, nil, err
 		}
-		return d, []task{{"fsnotify " + dir, d.Run}}, nil
+		if !spec.triggers || spec.noWatch {
+			return d, nil, nil
+		}
+		return d, []task{{"fsnotify " + spec.dir, d.Run}}, nil
 	}
-	cfg := sourceConfig(nc)
+	cfg := nc.Source
+	var src revisionSource
 	g, err := gitsource.New(cfg, opts)
-	if err != nil {
+	switch {
+	case err != nil && !spec.deferOpen:
 		return nil, nil, err
+	case err != nil:
+		// The configuration is valid (nodeconfig checked it): the state
+		// directory failed.
+		opts.Logger.Error("the git source cannot be opened; serving the last applied commit and retrying", "error", err)
+		src = &deferredSource{first: err, build: func() (revisionSource, error) {
+			g, err := gitsource.New(cfg, opts)
+			if err != nil {
+				return nil, err
+			}
+			return g, nil
+		}}
+	default:
+		src = g
 	}
-	if !triggers {
-		return g, nil, nil
+	if !spec.triggers {
+		return src, nil, nil
 	}
-	p, err := gitsource.NewPoller(cfg.Poll, cfg.Node, g.Trigger)
+	if poke == nil {
+		poke = src.Trigger
+	}
+	p, err := gitsource.NewPoller(cfg.Poll, cfg.Node, poke)
 	if err != nil {
 		return nil, nil, err
 	}
 	tasks := []task{{"poll " + cfg.Poll, p.Run}}
-	if wc, ok := webhookConfig(nc, cfg.Ref()); ok {
-		w, err := gitsource.NewWebhook(wc, g.Trigger, opts)
+	if wc := nc.Webhook; wc != nil {
+		w, err := gitsource.NewWebhook(*wc, poke, opts)
 		if err != nil {
 			return nil, nil, err
 		}
 		tasks = append(tasks, task{"webhook " + wc.Listen, w.Run})
 	}
-	return g, tasks, nil
+	return src, tasks, nil
 }
 
 // runSource is `gitedge source`: look at the configured source once and
@@ -111,12 +107,13 @@ func openSource(nc *reconcile.NodeConfig, dir string, triggers bool, log *slog.L
 // node's own triggers. It applies nothing.
 func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "source", "[--config FILE | --dir DIR] [--watch]")
-	config := fs.String("config", reconcile.DefaultNodeConfigPath, "the node config naming the source")
+	// What the source does is logged at info; its revisions go to stdout.
+	fs.logDefaults("warn", "text")
+	config := fs.String("config", nodeconfig.DefaultPath, "the node config naming the source")
 	dir := fs.String("dir", "", "follow a local directory instead of the configured repository (development)")
 	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as `gitedge run` does, printing each revision")
 	timeout := fs.Duration("timeout", 5*time.Minute, "without --watch: give up after this long")
-	verbose := fs.Bool("v", false, "log what the source does to stderr")
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
@@ -124,31 +121,23 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	var nc *reconcile.NodeConfig
+	var nc *nodeconfig.Config
 	if *dir == "" {
 		var err error
-		if nc, err = reconcile.LoadNodeConfig(*config); err != nil {
-			fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-			return 1
+		if nc, err = nodeconfig.Load(*config); err != nil {
+			return fs.fail(err)
 		}
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
-	src, tasks, err := openSource(nc, *dir, *watch, log, prometheus.NewRegistry())
+	src, tasks, err := openSource(nc, sourceSpec{dir: *dir, triggers: *watch}, nil, gitsource.Options{Logger: fs.logger(), Registry: prometheus.NewRegistry()})
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	if !*watch {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		rev, err := src.Next(ctx)
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 		printRevision(env.stdout, rev)
 		if rev.Stale != nil {
@@ -184,8 +173,7 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	wg.Wait()
 	close(errs)
 	if err := errors.Join(collect(errs)...); err != nil {
-		fmt.Fprintf(env.stderr, "gitedge source: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	return 0
 }
@@ -238,4 +226,39 @@ func printRevision(w io.Writer, rev gitsource.Revision) {
 		fmt.Fprintf(w, "  %s\n", n)
 	}
 	fmt.Fprintln(w)
+}
+
+// sourceAdapter turns gitsource's revisions into the loop's.
+type sourceAdapter struct{ src revisionSource }
+
+func (a sourceAdapter) Next(ctx context.Context) (reconcile.Revision, error) {
+	r, err := a.src.Next(ctx)
+	if err != nil {
+		return reconcile.Revision{Trigger: string(r.Trigger.Kind)}, err
+	}
+	return loopRevision(r), nil
+}
+
+func loopRevision(r gitsource.Revision) reconcile.Revision {
+	rev := reconcile.Revision{
+		Commit:  r.Commit,
+		Files:   r.Files,
+		Message: firstLine(r.Message),
+		Trigger: string(r.Trigger.Kind),
+	}
+	if r.Signer != nil {
+		rev.Signer = r.Signer.Identity + " (" + r.Signer.KeyID + ")"
+	}
+	if r.Author.Name != "" {
+		rev.Author = r.Author.Name + " <" + r.Author.Email + ">"
+	}
+	if r.Trigger.Detail != "" {
+		rev.Trigger += ": " + r.Trigger.Detail
+	}
+	return rev
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
 }

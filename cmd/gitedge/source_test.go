@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gitedge/gitedge/gitsource"
-	"github.com/gitedge/gitedge/reconcile"
 )
 
 func gitCmd(t *testing.T, dir string, args ...string) string {
@@ -71,34 +68,5 @@ func TestSourceCommand(t *testing.T) {
 	defer cancel()
 	if code := dispatch(ctx, &cliEnv{stdout: &out, stderr: &errb}, []string{"source", "--config", cfg}); code != 1 || !strings.Contains(errb.String(), "refs/heads/nope") {
 		t.Fatalf("missing branch: exit %d: %s", code, errb.String())
-	}
-}
-
-func TestSourceConfigMapping(t *testing.T) {
-	t.Parallel()
-	nc, err := reconcile.LoadNodeConfig("../../examples/nodes/lb-0.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := sourceConfig(nc)
-	want := gitsource.Config{
-		URL: "ssh://git@git.example/infra/edge.git", Branch: "main", Path: "edge/", Poll: "@every 1m",
-		ForcePush:   gitsource.ForcePushFollow,
-		Auth:        gitsource.Auth{SSHKeyFile: "/etc/gitedge/id_ed25519", KnownHostsFile: "/etc/gitedge/known_hosts"},
-		KeyringFile: "/etc/gitedge/trusted.asc", StateDir: "/var/lib/gitedge", Node: "lb-0",
-	}
-	if !got.Equal(want) {
-		t.Fatalf("sourceConfig:\n got %+v\nwant %+v", got, want)
-	}
-	if err := got.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	wc, ok := webhookConfig(nc, got.Ref())
-	if !ok || !wc.Equal(gitsource.WebhookConfig{Listen: ":9000", Path: "/hook", SecretFile: "/etc/gitedge/webhook.secret", Ref: "refs/heads/main"}) {
-		t.Fatalf("webhookConfig: %+v", wc)
-	}
-	nc.Source.Tag = "v1"
-	if c := sourceConfig(nc); c.Branch != "" || c.Ref() != "refs/tags/v1" {
-		t.Fatalf("tag pin: %+v", c)
 	}
 }

@@ -16,7 +16,7 @@ var (
 
 func runVersion(_ context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "version", "")
-	if _, code, ok := parseFlags(fs, args); !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
 	}
 	c := commit

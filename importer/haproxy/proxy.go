@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -568,22 +569,15 @@ func (p *Proxy) HTTPCheckOf() HTTPCheck {
 	o := p.Options["httpchk"]
 	hc, _ := httpchkArgs(o.Args)
 	if s := p.HTTPCheck; s.Set {
-		hc.Method = cmpOr(s.Val.Method, hc.Method)
-		hc.URI = cmpOr(s.Val.URI, hc.URI)
-		hc.Version = cmpOr(s.Val.Version, hc.Version)
-		hc.Host = cmpOr(s.Val.Host, hc.Host)
+		hc.Method = cmp.Or(s.Val.Method, hc.Method)
+		hc.URI = cmp.Or(s.Val.URI, hc.URI)
+		hc.Version = cmp.Or(s.Val.Version, hc.Version)
+		hc.Host = cmp.Or(s.Val.Host, hc.Host)
 	}
-	hc.Method = cmpOr(hc.Method, "OPTIONS")
-	hc.URI = cmpOr(hc.URI, "/")
-	hc.Version = cmpOr(hc.Version, "HTTP/1.0")
+	hc.Method = cmp.Or(hc.Method, "OPTIONS")
+	hc.URI = cmp.Or(hc.URI, "/")
+	hc.Version = cmp.Or(hc.Version, "HTTP/1.0")
 	return hc
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func httpCheckSend(args []string) (HTTPCheck, error) {

@@ -2,36 +2,28 @@ package keepalived
 
 import (
 	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/gitedge/gitedge/importer/report"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // FuzzParse: any input parses or fails with located errors, never panics.
 func FuzzParse(f *testing.F) {
 	f.Add(seed(f))
-	for _, s := range []string{
+	testkit.Seeds(f,
 		"vrrp_instance V { interface eth0\n virtual_router_id 1 }\n",
 		"vrrp_instance V {\n virtual_ipaddress { 2001:db8::1/64 dev eth1 label x }\n unicast_peer { 192.0.2.1 }\n}\n",
 		"global_defs { vrrp_version 3 }\nvrrp_script s { script \"pidof haproxy\" weight -2 }\n",
 		"a { b { c { } } } }\n{\n",
 		"include x\n",
-	} {
-		f.Add([]byte(s))
-	}
+	)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.conf", data, Options{})
 		lines := bytes.Count(data, []byte("\n")) + 1
 		if err != nil {
-			var es report.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("%T is not report.Errors: %v", err, err)
-			}
-			for _, e := range es {
-				if e.File != "fuzz.conf" || e.Line < 1 || e.Line > lines+1 {
-					t.Fatalf("error not located in the input: %v", e)
-				}
+			if err := report.Unlocated(err, "fuzz.conf", data); err != nil {
+				t.Fatal(err)
 			}
 			return
 		}

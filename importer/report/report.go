@@ -1,7 +1,9 @@
 package report
 
 import (
+	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -161,6 +163,23 @@ func (e *Error) Error() string {
 
 // Errors is every problem found, in file and line order.
 type Errors []*Error
+
+// Unlocated returns the first error that does not point into data read
+// as file (its name, and a line of it), or nil: what the parsers' fuzzers
+// check of every error.
+func Unlocated(err error, file string, data []byte) error {
+	es, ok := errors.AsType[Errors](err)
+	if !ok {
+		return fmt.Errorf("%T is not report.Errors: %v", err, err)
+	}
+	lines := bytes.Count(data, []byte("\n")) + 1
+	for _, e := range es {
+		if e.File != file || e.Line < 1 || e.Line > lines+1 {
+			return fmt.Errorf("error not located in the input: %v", e)
+		}
+	}
+	return nil
+}
 
 // Add appends one located error.
 func (es *Errors) Add(p Pos, format string, args ...any) {

@@ -629,7 +629,7 @@ func (s *Sim) route(method, path string, p params, who principal) (any, *apiErro
 	return nil, notImpl
 }
 
-// errNotFound is PVE's answer for a VM whose config is not on that node.
+// errNoVM is PVE's answer for a VM whose config is not on that node.
 func errNoVM(node string, vmid int) *apiError {
 	return errf(500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", node, vmid)
 }

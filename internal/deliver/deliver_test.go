@@ -1,4 +1,4 @@
-package forge
+package deliver
 
 import (
 	"errors"
@@ -67,20 +67,20 @@ func TestCut(t *testing.T) {
 		{"eleven chr!", 10, "eleven ch…"},
 		{"日本語のテキストです", 5, "日本語の…"},
 		{"ab🚀🚀🚀🚀", 4, "ab🚀…"},
-		{"é\u0301é\u0301é\u0301", 3, "é\u0301…"}, // code points, as the forges count
+		{"é\u0301é\u0301é\u0301", 3, "é\u0301…"}, // code points, as services count
 		{"bad \xff\xfe utf8", 40, "bad \uFFFD utf8"},
 		{"cut at space", 8, "cut at…"},
 		{"cut at space", 9, "cut at s…"},
 		{"\x00ctl\x07chars", 20, "ctl chars"},
 	}
 	for _, tt := range tests {
-		if got := cut(tt.in, tt.limit); got != tt.want {
-			t.Errorf("cut(%q, %d) = %q, want %q", tt.in, tt.limit, got, tt.want)
+		if got := Cut(tt.in, tt.limit); got != tt.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", tt.in, tt.limit, got, tt.want)
 		}
 	}
 }
 
-// FuzzCut checks cut's promises on any input: valid UTF-8, one line, no
+// FuzzCut checks Cut's promises on any input: valid UTF-8, one line, no
 // longer than the limit, and unchanged when it already fits.
 func FuzzCut(f *testing.F) {
 	f.Add("routes/blog.yaml:12: Route \"blog\":\n  spec.http.backend: no Backend", 140)
@@ -90,7 +90,7 @@ func FuzzCut(f *testing.F) {
 		if limit < 1 || limit > 1000 {
 			return
 		}
-		out := cut(s, limit)
+		out := Cut(s, limit)
 		if !utf8.ValidString(out) {
 			t.Fatalf("invalid UTF-8: %q", out)
 		}
@@ -105,7 +105,7 @@ func FuzzCut(f *testing.F) {
 		if strings.HasPrefix(out, " ") || strings.HasSuffix(out, " ") {
 			t.Fatalf("untrimmed %q", out)
 		}
-		if cut(out, limit) != out {
+		if Cut(out, limit) != out {
 			t.Fatalf("not idempotent: %q", out)
 		}
 	})

@@ -1,27 +1,71 @@
 package main
 
+// The commands around the Proxmox VMs: inventory and the simulator.
+
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/tlscert"
+	"github.com/gitedge/gitedge/nodeconfig"
+	"github.com/gitedge/gitedge/reconcile"
 	k8syaml "sigs.k8s.io/yaml"
 )
+
+func runInventory(ctx context.Context, env *cliEnv, args []string) int {
+	fs := newFlags(env, "inventory", "[--config FILE] [--group NAME] [--wait D] [DIR]")
+	config := fs.String("config", nodeconfig.DefaultPath, "the node config (its proxmox section says how to reach the API)")
+	group := fs.String("group", "gitedge", "the inventory group the VMs are listed in")
+	wait := fs.Duration("wait", 0, "keep asking guest agents that are not up yet for this long")
+	pos, code, ok := fs.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return 2
+	}
+	dir := "."
+	if len(pos) == 1 {
+		dir = pos[0]
+	}
+	nc, err := nodeconfig.Load(*config)
+	if err != nil {
+		return fs.fail(err)
+	}
+	cc, err := nc.ProxmoxClient()
+	if err != nil {
+		return fs.fail(err)
+	}
+	d, err := reconcile.LoadDir(dir)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "gitedge inventory: %s is not valid:\n%v\n", dir, err)
+		return 1
+	}
+	api, err := infra.NewAPI(cc)
+	if err != nil {
+		return fs.fail(err)
+	}
+	hosts, err := infra.Inventory(ctx, api, d.Infra, *wait, time.Second)
+	if err != nil {
+		return fs.fail(err)
+	}
+	if err := infra.WriteINI(env.stdout, *group, hosts); err != nil {
+		return fs.fail(err)
+	}
+	return 0
+}
 
 // tokenFlags collects repeated --token USER@REALM!ID=SECRET values.
 type tokenFlags map[string]string
@@ -50,7 +94,7 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	faultsPath := fs.String("faults", "", "YAML or JSON file of injected faults (latency, errorRate, slowRate, slowDelay, failTasks, locked, offlineNodes, seed)")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate, like pveproxy")
 	certOut := fs.String("cert-out", "", "with --tls: write the certificate (PEM) here, for a node config's proxmox.caFile")
-	pos, code, ok := parseFlags(fs, args)
+	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
@@ -67,8 +111,7 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 		case err == nil:
 			opts.State = st
 		case !errors.Is(err, os.ErrNotExist):
-			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 	}
 	if *faultsPath != "" {
@@ -86,13 +129,11 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	sim, err := pvesim.New(opts)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-		return 1
+		return fs.fail(err)
 	}
 	srv := &http.Server{
 		Handler:           sim,
@@ -102,15 +143,17 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	scheme := "http"
 	if *useTLS {
-		cert, der, err := selfSigned(ln.Addr())
+		hosts := []string{"localhost", "proxmox1", "127.0.0.1", "::1"}
+		if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+			hosts = append(hosts, ta.IP.String())
+		}
+		cert, der, err := tlscert.SelfSigned("pvesim", hosts, 10*365*24*time.Hour)
 		if err != nil {
-			fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-			return 1
+			return fs.fail(err)
 		}
 		if *certOut != "" {
 			if err := os.WriteFile(*certOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-				fmt.Fprintf(env.stderr, "gitedge pvesim: %v\n", err)
-				return 1
+				return fs.fail(err)
 			}
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
@@ -134,32 +177,4 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// selfSigned makes a certificate for localhost and the listen address.
-func selfSigned(addr net.Addr) (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "pvesim", Organization: []string{"gitedge Proxmox simulator"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost", "proxmox1"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
-		tpl.IPAddresses = append(tpl.IPAddresses, ta.IP)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, nil
 }

@@ -583,23 +583,6 @@ func (l *lab) dumpLogs() {
 	}
 }
 
-// poll calls f until it returns "" or the deadline passes, then fails
-// with its last answer.
-func poll(t testing.TB, within time.Duration, f func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		msg := f()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // fibWatch samples the router's main table every 2 ms and keeps the
 // history of each watched prefix's next hops.
 type fibWatch struct {

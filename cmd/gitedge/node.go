@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/failover"
+	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/nodeconfig"
+	"github.com/gitedge/gitedge/notify"
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+// node is one running gitedge process: the subsystems its options and
+// node config enable, the reconcile loop that drives them from a source,
+// the source's triggers and the admin server. `gitedge run` runs every
+// part; `gitedge proxy` and `gitedge vrrp` run one subsystem each, from a
+// directory, the same way; the demo runs one in-process.
+type node struct {
+	cfg   *nodeconfig.Config
+	opts  nodeOptions
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	src   *switchSource // what the loop reads, across reloads
+	parts liveParts     // the parts a reload may replace
+	loop  *reconcile.Loop
+	admin *adminServer
+
+	// The subsystems; nil when this process does not run them.
+	proxy *dataplane.Proxy
+	vrrp  *failover.Manager
+	infra *infra.Reconciler
+	// forge and notify run when configured; the loop does not report to
+	// them yet (the seam: reconcile.Loop will take them as its reporters).
+	forge  *forge.Reporter
+	notify *notify.Notifier
+
+	trackGap time.Duration
+	// hup delivers SIGHUP: re-read the node config and re-fetch. nil: no
+	// reloads (the demo).
+	hup <-chan os.Signal
+	// readConfig re-reads the node config on SIGHUP; nil: nothing to
+	// re-read, SIGHUP only looks at the source again.
+	readConfig func() (*nodeconfig.Config, error)
+}
+
+// nodeOptions say which parts a node runs and how.
+type nodeOptions struct {
+	proxy bool // the dataplane
+	vrrp  bool // failover (raw sockets: Linux, root or CAP_NET_RAW)
+	// sourceDir follows a local directory (gitsource.Dir) instead of the
+	// configured git remote; noWatch reads it only at start and on SIGHUP,
+	// debounce is how quiet it must stay before it is read (0: gitsource's
+	// default).
+	sourceDir string
+	noWatch   bool
+	debounce  time.Duration
+	// keepState records the last applied commit in the state directory
+	// and serves it first at start.
+	keepState bool
+	// local checks every commit against this node: its name in
+	// spec.nodes (unless defaults: the node config is built in and names
+	// no real node) and its own ports.
+	local    bool
+	defaults bool
+	resync   time.Duration // 0: no resync
+	dryRun   bool
+	access   bool // access log of every request and connection
+	pprof    bool // /debug/pprof/ on the admin server
+}
+
+func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, error) {
+	n := &node{cfg: nc, opts: o, log: log, reg: prometheus.NewRegistry(), trackGap: 20 * time.Millisecond}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The loop and the subsystems name themselves in their logs.
+	n.loop = &reconcile.Loop{
+		Node: nc.Node,
+		// Asked before every infra write, so a node that loses mastership
+		// mid-pass stops writing (one writer).
+		Leadership: reconcile.Leadership{Master: n.isMaster},
+		Resync:     o.resync,
+		DryRun:     o.dryRun,
+		Logger:     log,
+		Metrics:    reconcile.NewMetrics(n.reg),
+	}
+	if o.local {
+		n.loop.Local = localChecks(nc, o)
+	}
+	if o.keepState && nc.StateDir != "" && !o.dryRun {
+		// The last applied commit, served at start before any fetch.
+		n.loop.State = reconcile.NewStateFile(nc.StateDir)
+	}
+	if o.proxy {
+		popts := dataplane.Options{Logger: log, Registry: n.reg}
+		if o.access {
+			// A stream of its own, named apart from the proxy's log.
+			popts.AccessLog = log.With("subsystem", "access")
+		}
+		n.proxy = dataplane.New(popts)
+		n.loop.Dataplane = n.proxy
+	}
+	if o.vrrp {
+		fo := failover.Options{
+			Logger:     log,
+			Registerer: n.reg,
+			OnTransition: func(e failover.Event) {
+				// A node that becomes master of any instance re-applies at
+				// once: it may now lead infra (infra.leader: vrrp:NAME).
+				if e.To == failover.StateMaster {
+					n.loop.Poke()
+				}
+			},
+		}
+		if n.proxy != nil {
+			fo.TrackProxy = true
+			fo.Ready = n.proxy.Ready() // never claim a VIP with nothing listening
+		}
+		var err error
+		if n.vrrp, err = failover.NewManager(fo); err != nil {
+			return nil, err
+		}
+		n.loop.Failover = n.vrrp
+	}
+	if nc.Proxmox != nil {
+		cc, err := nc.ProxmoxClient()
+		if err != nil {
+			return nil, err
+		}
+		api, err := infra.NewAPI(cc)
+		if err != nil {
+			return nil, err
+		}
+		if n.infra, err = infra.New(infra.Options{API: api, Logger: log, Registerer: n.reg}); err != nil {
+			return nil, err
+		}
+		n.loop.Infra = n.infra
+	}
+	if nc.Forge != nil {
+		var err error
+		if n.forge, err = forge.New(*nc.Forge, forge.Options{Logger: log.With("subsystem", "forge"), Registerer: n.reg}); err != nil {
+			return nil, fmt.Errorf("forge: %w", err)
+		}
+	}
+	if len(nc.Notify.Sinks) > 0 {
+		var err error
+		if n.notify, err = notify.New(nc.Notify, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
+			return nil, fmt.Errorf("notify: %w", err)
+		}
+	}
+	n.admin = &adminServer{status: n.status, ready: n.loop.Status, healthy: n.healthy, registry: n.reg, logger: log, pprof: o.pprof}
+	// The source last: a node whose state directory cannot take the git
+	// cache (a full disk) still comes up and serves its last applied
+	// commit; the source reports the failure and is built again later.
+	parts, err := n.buildParts(nc)
+	if err != nil {
+		return nil, err
+	}
+	n.parts = parts
+	n.src = newSwitchSource(parts.src)
+	n.loop.Source = sourceAdapter{n.src}
+	return n, nil
+}
+
+// localChecks are the node-local checks every commit gets under gitedge
+// run: the node's name (unless the config is the built-in one) and its own
+// ports.
+func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
+	loc := nc.Local()
+	if o.defaults {
+		loc.Node, loc.Config = "", ""
+	}
+	return loc
+}
+
+// isMaster reports whether this node is the VRRP master of an instance
+// now: what infra.leader "vrrp:NAME" follows.
+func (n *node) isMaster(instance string) bool {
+	if n.vrrp == nil {
+		return false
+	}
+	for _, st := range n.vrrp.Status() {
+		if st.Name == instance {
+			return st.State == failover.StateMaster
+		}
+	}
+	return false
+}
+
+// healthy says whether every part this process runs works: today, that
+// the proxy's listeners accept. A refused commit does not make a node
+// unhealthy: it keeps serving the last good one.
+func (n *node) healthy() error {
+	if n.proxy != nil && !n.proxy.Healthy() {
+		return errors.New("listeners not accepting")
+	}
+	return nil
+}
+
+// run starts every part under one errgroup; one fatal error stops all.
+func (n *node) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if n.proxy != nil {
+		g.Go(func() error { return named("dataplane", n.proxy.Run(ctx)) })
+	}
+	if n.vrrp != nil {
+		g.Go(func() error { return named("failover", n.vrrp.Run(ctx)) })
+		if n.proxy != nil {
+			g.Go(func() error { return n.trackProxy(ctx) })
+		}
+	}
+	if n.forge != nil {
+		g.Go(func() error { return named("forge", n.forge.Run(ctx)) })
+	}
+	if n.notify != nil {
+		g.Go(func() error { return named("notify", n.notify.Run(ctx)) })
+	}
+	g.Go(func() error { return named("reconcile", n.loop.Run(ctx)) })
+	g.Go(func() error { return n.superviseParts(ctx) })
+	err := g.Wait()
+	if n.vrrp != nil {
+		_ = n.vrrp.Close() // priority 0 and VIPs removed (a clean stop)
+	}
+	return err
+}
+
+// trackProxy feeds the proxy's listener health to failover's track.proxy.
+func (n *node) trackProxy(ctx context.Context) error {
+	t := time.NewTicker(n.trackGap)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n.vrrp.SetProxyHealthy(n.proxy.Healthy())
+		}
+	}
+}
+
+// named prefixes a part's error with its name, once: an error that
+// already starts with it ("dataplane: …") is left as it is.
+func named(name string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	if strings.HasPrefix(err.Error(), name+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}

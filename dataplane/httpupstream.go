@@ -1,0 +1,491 @@
+package dataplane
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/gitedge/gitedge/dataplane/httphead"
+)
+
+// canRetry: a connection from the pool may have been closed by the server
+// while idle; the request is sent again on a new connection if nothing of
+// the response came and the whole request is still in the buffer.
+func (h *httpConn) canRetry(retried bool, bodyInBuf int) bool {
+	if retried || h.up == nil || h.up.uses == 0 || h.upLen > 0 || h.bodySent {
+		return false
+	}
+	req := &h.req
+	return !req.HasBody() || (req.Chunked && h.reqChunk.Done()) || (!req.Chunked && int64(bodyInBuf) == req.ContentLength)
+}
+
+// redial replaces a stale pooled connection with a new one to the same server.
+func (h *httpConn) redial(b *backend) bool {
+	h.closeUp()
+	h.upLen = 0
+	c, err := b.dial(h.used)
+	if err != nil {
+		h.used.st.m.errs[errKindConnect].Inc()
+		h.used.st.report(h.sock.p, false, false, unwrapOp(err).Error())
+		return false
+	}
+	h.used.st.m.conns.Inc()
+	u, err := newUpConn(c, b, h.used, h.peer, h.local)
+	h.up = u
+	return err == nil
+}
+
+// connect takes a server slot and a connection to it: the client's
+// private PROXY-protocol connection when it fits, else a pooled or new one.
+func (h *httpConn) connect(b *backend) bool {
+	if pc := h.priv; pc != nil {
+		h.priv = nil
+		if pc.srv.b == b.st && !pc.srv.removed.Load() {
+			for _, s := range b.servers {
+				if s.st == pc.srv && b.acquireServer(s) {
+					h.srv, h.used, h.up = s, s, pc
+					return true
+				}
+			}
+		}
+		pc.c.Close()
+	}
+	s, u, err := h.sock.p.connectServer(b, h.peer, h.local, true)
+	if err == errLoop {
+		h.sock.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
+		h.status = 508
+		return false
+	}
+	if err != nil {
+		h.status = 503
+		return false
+	}
+	h.srv, h.used, h.up = s, s, u
+	return true
+}
+
+// sendHead writes the request head (rewritten when needed) with this
+// proxy's hop mark, and the body bytes already buffered.
+func (h *httpConn) sendHead(bodyInBuf int) error {
+	up := h.up
+	up.dl.write(up.c, time.Now().UnixNano(), up.timeout)
+	rewrite := h.req.NeedsRewrite(&h.rw)
+	if d := len(h.sock.p.hopLine) - 2; !rewrite && !h.marked && h.inLen+d <= len(h.in.b) {
+		// The common case: the mark goes into the client buffer before the
+		// head's final CRLF, moving only what follows the head (usually
+		// nothing), and the head goes out as the bytes that came.
+		copy(h.in.b[h.headLen+d:], h.in.b[h.headLen:h.inLen])
+		copy(h.in.b[h.headLen-2:], h.sock.p.hopLine)
+		h.headLen += d
+		h.req.HeadLen += d
+		h.inLen += d
+		h.consumed += d
+		h.marked = true
+	}
+	if h.marked {
+		n, err := up.c.Write(h.in.b[:h.headLen+bodyInBuf])
+		h.inBytes = int64(n)
+		return err
+	}
+	if h.out == nil {
+		h.out = getBuf()
+	}
+	var o []byte
+	if rewrite {
+		o = httphead.AppendRequest(h.out.b[:0], h.in.b[:h.headLen], &h.req, &h.rw)
+	} else {
+		o = append(h.out.b[:0], h.in.b[:h.headLen]...)
+	}
+	o = append(o[:len(o)-2], h.sock.p.hopLine...)
+	body := h.in.b[h.headLen : h.headLen+bodyInBuf]
+	if len(o)+len(body) <= cap(o) {
+		o = append(o, body...)
+		body = nil
+	}
+	n, err := up.c.Write(o)
+	h.inBytes = int64(n)
+	if err == nil && len(body) > 0 {
+		n, err = up.c.Write(body)
+		h.inBytes += int64(n)
+	}
+	return err
+}
+
+// forwardBody sends the rest of the request body to up.
+func (h *httpConn) forwardBody(up *upConn, bodyInBuf int) error {
+	h.bodySent = true
+	if !h.req.Chunked {
+		h.reqBody.src, h.reqBody.dst = &h.cl, &up.side
+		n, err := h.reqBody.move(h.req.ContentLength - int64(bodyInBuf))
+		h.inBytes += n
+		return err
+	}
+	// The chunked bytes in the buffer are sent; the rest is read fresh.
+	h.consumeIn(h.headLen + bodyInBuf)
+	h.consumed = 0
+	if h.in == nil {
+		h.in = getBuf()
+	}
+	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody)
+	h.inLen = left
+	h.inBytes += n
+	return err
+}
+
+// forwardBodyAsync is forwardBody on its own goroutine (Expect:
+// 100-continue), named for stack dumps.
+func (h *httpConn) forwardBodyAsync(up *upConn, bodyInBuf int, done chan<- error) {
+	done <- h.forwardBody(up, bodyInBuf)
+}
+
+// spliceMin is the size from which chunk data is spliced rather than
+// copied through the buffer.
+const spliceMin = 64 << 10
+
+// pumpChunked forwards a chunked body from src to dst. buf holds n
+// unscanned bytes read from src. It returns how many bytes past the body's
+// end are left at the front of buf.
+func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer, n int, mv *mover) (int, int64, error) {
+	var moved int64
+	for {
+		if n > 0 {
+			k, err := ch.Scan(buf.b[:n])
+			if err != nil {
+				return 0, moved, err
+			}
+			dst.dl.write(dst.c, time.Now().UnixNano(), dst.timeout)
+			if _, err := dst.c.Write(buf.b[:k]); err != nil {
+				return 0, moved, err
+			}
+			moved += int64(k)
+			n = copy(buf.b, buf.b[k:n])
+			if ch.Done() {
+				return n, moved, nil
+			}
+		}
+		if left := ch.DataLeft(); left >= spliceMin {
+			mv.src, mv.dst = src, dst
+			m, err := mv.move(int64(left))
+			moved += m
+			ch.Skip(uint64(m))
+			if err != nil {
+				return 0, moved, err
+			}
+			continue
+		}
+		src.dl.read(src.c, time.Now().UnixNano(), src.timeout)
+		r, err := src.read(buf.b[n:])
+		n += r
+		if r == 0 && err != nil {
+			if err == io.EOF {
+				err = errShortBody
+			}
+			return 0, moved, err
+		}
+	}
+}
+
+// bodyFailed ends an exchange whose request body could not be forwarded.
+func (h *httpConn) bodyFailed(b *backend, err error) bool {
+	h.closeUp()
+	var he *httphead.Error
+	switch {
+	case errors.As(err, &he):
+		h.reject(err)
+		return false
+	case isTimeout(err) || errors.Is(err, errShortBody):
+		h.lm.errs[errKindClient].Inc()
+		h.status = 408
+		if isTimeout(err) {
+			h.writeClient(errorResponse(408, false))
+		}
+	default:
+		h.used.st.m.errs[errKindResponse].Inc()
+		h.status = 502
+		h.writeClient(errorResponse(502, false))
+	}
+	h.logRequest(b, h.used)
+	return false
+}
+
+// response reads the response head(s) and forwards the response.
+func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyInBuf int) bool {
+	req := &h.req
+	for {
+		n, err := h.readRespHead()
+		if err != nil {
+			if h.canRetry(retried, bodyInBuf) && bodyDone == nil && !isTimeout(err) {
+				retried = true
+				if h.redial(b) {
+					if err := h.sendHead(bodyInBuf); err == nil {
+						continue
+					}
+				}
+			}
+			h.closeUp()
+			h.abortBody(bodyDone)
+			status := 502
+			kind := errKindResponse
+			if isTimeout(err) {
+				status, kind = 504, errKindTimeout
+			}
+			h.used.st.m.errs[kind].Inc()
+			return h.fail(b, status)
+		}
+		if h.resp.Status >= 200 || h.resp.Status == 101 {
+			h.sock.p.respSeconds(b, h.start)
+			break
+		}
+		// 1xx interim (100 Continue, 103): forward, then read on.
+		if err := h.writeClient(h.upIn.b[:n]); err != nil {
+			h.closeUp()
+			h.abortBody(bodyDone)
+			return false
+		}
+		h.upLen = copy(h.upIn.b, h.upIn.b[n:h.upLen])
+	}
+	resp := &h.resp
+	h.status = resp.Status
+	if resp.Status == 101 {
+		if !req.Upgrade() || bodyDone != nil {
+			h.used.st.m.errs[errKindResponse].Inc()
+			h.closeUp()
+			return h.fail(b, 502)
+		}
+		h.upgrade(b)
+		return false
+	}
+	bodyOK := true
+	if bodyDone != nil {
+		select {
+		case err := <-bodyDone:
+			bodyDone = nil
+			bodyOK = err == nil
+		default:
+		}
+	}
+	kind := resp.BodyKind(req.IsHEAD)
+	keep := req.KeepAlive() && kind != httphead.BodyUntilClose && bodyDone == nil && bodyOK && !h.draining.Load()
+	reuse := resp.KeepAlive() && kind != httphead.BodyUntilClose && bodyDone == nil && bodyOK
+	// Head plus the body bytes already read, in one write when possible.
+	headLen := resp.HeadLen
+	inBuf := h.upLen - headLen
+	var bodyPart int
+	switch kind {
+	case httphead.BodyLength:
+		bodyPart = int(min(int64(inBuf), resp.ContentLength))
+	case httphead.BodyChunked:
+		h.respChunk.Reset()
+		k, err := h.respChunk.Scan(h.upIn.b[headLen:h.upLen])
+		if err != nil {
+			h.closeUp()
+			h.abortBody(bodyDone)
+			h.used.st.m.errs[errKindResponse].Inc()
+			return h.fail(b, 502)
+		}
+		bodyPart = k
+	case httphead.BodyUntilClose:
+		bodyPart = inBuf
+	}
+	if inBuf > bodyPart {
+		reuse = false // the server sent more than the response
+	}
+	// A response already whole in the buffer frees its server connection
+	// and slot before the client write: the next request may use them.
+	whole := kind == httphead.BodyNone ||
+		(kind == httphead.BodyLength && int64(bodyPart) == resp.ContentLength) ||
+		(kind == httphead.BodyChunked && h.respChunk.Done())
+	if whole && bodyDone == nil {
+		h.account(b)
+		h.finishUp(b, reuse)
+		h.releaseSlot()
+	}
+	var err error
+	if resp.ForwardAsIs(keep, req.Minor) {
+		err = h.writeClient(h.upIn.b[:headLen+bodyPart])
+	} else {
+		if h.out == nil {
+			h.out = getBuf()
+		}
+		o := httphead.AppendResponse(h.out.b[:0], h.upIn.b[:headLen], resp, keep, req.Minor)
+		body := h.upIn.b[headLen : headLen+bodyPart]
+		if len(o)+len(body) <= cap(o) {
+			err = h.writeClient(append(o, body...))
+		} else if err = h.writeClient(o); err == nil {
+			err = h.writeClient(body)
+		}
+	}
+	if err == nil {
+		switch kind {
+		case httphead.BodyLength:
+			if rem := resp.ContentLength - int64(bodyPart); rem > 0 {
+				h.respBody.src, h.respBody.dst = &h.up.side, &h.cl
+				var n int64
+				n, err = h.respBody.move(rem)
+				h.outBytes += n
+			}
+		case httphead.BodyChunked:
+			if !h.respChunk.Done() {
+				h.upLen = 0
+				var n int64
+				var left int
+				left, n, err = h.pumpChunked(&h.respChunk, &h.up.side, &h.cl, h.upIn, 0, &h.respBody)
+				h.outBytes += n
+				if left > 0 {
+					reuse = false
+				}
+			}
+		case httphead.BodyUntilClose:
+			h.respBody.src, h.respBody.dst = &h.up.side, &h.cl
+			var n int64
+			n, err = h.respBody.move(-1)
+			h.outBytes += n
+			reuse = false
+		}
+	}
+	if bodyDone != nil {
+		// The response ended before the request body: stop reading it.
+		h.closeUp()
+		h.abortBody(bodyDone)
+		keep, reuse = false, false
+	}
+	h.upLen = 0
+	putBuf(h.upIn)
+	h.upIn = nil
+	putBuf(h.out)
+	h.out = nil
+	if err != nil {
+		h.closeUp()
+		if !errors.Is(err, errShortBody) && !isTimeout(err) {
+			h.lm.errs[errKindClient].Inc()
+		} else {
+			h.used.st.m.errs[errKindResponse].Inc()
+		}
+		h.logRequest(b, h.used)
+		return false
+	}
+	if !whole || bodyDone != nil {
+		h.finishUp(b, reuse)
+		h.account(b)
+	}
+	h.logRequest(b, h.used)
+	return keep
+}
+
+// abortBody stops an asynchronous request-body copy and waits for it.
+func (h *httpConn) abortBody(done chan error) {
+	if done == nil {
+		return
+	}
+	_ = h.cl.c.SetReadDeadline(time.Unix(1, 0))
+	<-done
+	h.cl.dl.rd = 0
+	h.consumeIn(h.inLen)
+}
+
+// readRespHead reads until a complete response head is buffered and
+// returns its length. Errors are os.ErrDeadlineExceeded (504), or a
+// read or parse error (502).
+func (h *httpConn) readRespHead() (int, error) {
+	up := h.up
+	if h.upIn == nil {
+		h.upIn = getBuf()
+	}
+	from := 0
+	for {
+		if h.upLen > 0 {
+			n, err := httphead.HeadComplete(h.upIn.b[:h.upLen], from)
+			if err != nil {
+				return 0, err
+			}
+			if n > 0 {
+				if err := httphead.ParseResponse(h.upIn.b[:n], &h.resp); err != nil {
+					return 0, err
+				}
+				return n, nil
+			}
+			if h.upLen == len(h.upIn.b) {
+				return 0, errors.New("response head larger than 16 KiB")
+			}
+			from = max(0, h.upLen-3)
+		}
+		up.dl.read(up.c, time.Now().UnixNano(), up.timeout)
+		r, err := up.read(h.upIn.b[h.upLen:])
+		h.upLen += r
+		if r == 0 && err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+}
+
+// upgrade relays both ways after a 101 Switching Protocols (WebSocket).
+func (h *httpConn) upgrade(b *backend) {
+	// The 101 head and anything after it, then anything the client sent
+	// after its request head.
+	err := h.writeClient(h.upIn.b[:h.upLen])
+	if err == nil && h.inLen > h.headLen {
+		h.up.dl.write(h.up.c, time.Now().UnixNano(), h.up.timeout)
+		_, err = h.up.c.Write(h.in.b[h.headLen:h.inLen])
+	}
+	h.consumeIn(h.inLen)
+	putBuf(h.upIn)
+	h.upIn, h.upLen = nil, 0
+	if err == nil {
+		t := newTunnel(h.sock.p, &h.cl, &h.up.side, b.cfg.IdleTimeout, false)
+		in, out := t.run()
+		h.inBytes += in
+		h.outBytes += out
+	}
+	h.closeUp()
+	h.account(b)
+	h.logRequest(b, h.used)
+}
+
+// finishUp pools or keeps the server connection, or closes it.
+func (h *httpConn) finishUp(b *backend, reuse bool) {
+	up := h.up
+	h.up = nil
+	if up == nil {
+		return
+	}
+	if reuse && !up.srv.removed.Load() && up.srv.up.Load() {
+		up.uses++
+		if b.pp != 0 {
+			h.priv = up
+			return
+		}
+		if up.srv.pool.put(up, time.Now().UnixNano()) {
+			return
+		}
+	}
+	up.c.Close()
+}
+
+func (h *httpConn) closeUp() {
+	if h.up != nil {
+		h.up.c.Close()
+		h.up = nil
+	}
+}
+
+func (h *httpConn) releaseSlot() {
+	if h.srv != nil {
+		h.srv.release()
+		h.srv = nil
+	}
+}
+
+// fail answers with the proxy's own error; the connection stays open for
+// 5xx answers when the request had no body left unread.
+func (h *httpConn) fail(b *backend, status int) bool {
+	h.status = status
+	keep := h.req.KeepAlive() && !h.req.HasBody() && status >= 500 && status != 508 && !h.draining.Load() && h.req.Minor == 1
+	if err := h.writeClient(errorResponse(status, keep)); err != nil {
+		keep = false
+	}
+	h.logRequest(b, h.used)
+	return keep
+}

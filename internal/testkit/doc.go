@@ -1,0 +1,6 @@
+// Package testkit holds what gitedge's tests share: loopback ports and
+// listeners, synchronised buffers and test loggers, self-signed
+// certificates, golden files, waiting with a deadline, and the field
+// mutations that keep Equal methods and field tables from going stale.
+// Only tests import it.
+package testkit

@@ -1,0 +1,213 @@
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a log or a
+// command's stderr written by goroutines and read by the test.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Reset forgets what was written.
+func (s *SyncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
+// Logger logs at level into the test's log, one line per record, so a
+// failing test shows what the code under test said.
+func Logger(t testing.TB, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Run runs task on its own goroutine until the test ends, then cancels
+// it and fails the test unless it returned nil: the Task contract (nil on
+// cancellation) checked on every run.
+func Run(t testing.TB, task func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- task(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v on cancellation, want nil", err)
+		}
+	})
+}
+
+// Deadline bounds every wait of WaitFor.
+const Deadline = 10 * time.Second
+
+// WaitFor polls cond until it holds, failing the test after Deadline with
+// what it waited for. For conditions no signal reports (a file, a
+// status seen from outside); prefer waiting on a channel where there is
+// one.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Deadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s waiting for %s", Deadline, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Listen binds a loopback TCP port and closes it when the test ends.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// FreePort returns a loopback address that was free a moment ago, for a
+// server that cannot be handed a listener (another process). It lies in
+// the kernel's ephemeral range: for a process started later, prefer
+// QuietPort.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// QuietPort returns a loopback address on a port below the kernel's
+// ephemeral range that was free a moment ago: a process the test starts
+// later must be told its port, and a port picked by binding :0 lies in
+// the ephemeral range, where another test's outgoing connection may take
+// it meanwhile.
+func QuietPort(t testing.TB) string {
+	t.Helper()
+	for range 1000 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			ln.Close()
+			return ln.Addr().String()
+		}
+	}
+	t.Fatal("no free port in 20000..32000")
+	return ""
+}
+
+// WriteFile writes content at path (mode 0644), creating its directory.
+func WriteFile(t testing.TB, path, content string) {
+	t.Helper()
+	writeFile(t, path, content, 0o644)
+}
+
+// TempFile writes content to a new file named name in a fresh directory
+// removed with the test, readable by its owner only (a secret), and
+// returns its path.
+func TempFile(t testing.TB, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	writeFile(t, p, content, 0o600)
+	return p
+}
+
+func writeFile(t testing.TB, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// update is -update: rewrite golden files instead of comparing.
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// Golden compares got with the file at path, or writes it there with
+// -update.
+func Golden(t testing.TB, path, got string) {
+	t.Helper()
+	if *update {
+		WriteFile(t, path, got)
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update writes it)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s differs (-want +got; go test -update rewrites it after review):\n%s", path, d)
+	}
+}
+
+// Updating reports whether -update was given.
+func Updating() bool { return *update }
+
+// SeedFiles adds the content of every file matching the patterns to the
+// fuzzer's corpus; a pattern that matches nothing fails, so a moved
+// testdata directory cannot silently empty the seeds.
+func SeedFiles(f *testing.F, patterns ...string) {
+	f.Helper()
+	for _, pat := range patterns {
+		files, err := filepath.Glob(pat)
+		if err != nil || len(files) == 0 {
+			f.Fatalf("no seed file matches %s", pat)
+		}
+		for _, name := range files {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+}
+
+// Seeds adds each string to the fuzzer's corpus as bytes.
+func Seeds(f *testing.F, seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+}

@@ -1,0 +1,202 @@
+package nodeconfig
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	k8syaml "sigs.k8s.io/yaml"
+
+	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/infra"
+	"github.com/gitedge/gitedge/notify"
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+// The node-level defaults; each subsystem's section gets its defaults
+// from that subsystem.
+const (
+	// DefaultPath is where gitedge looks for the node config.
+	DefaultPath = "/etc/gitedge/gitedge.yaml"
+	// DefaultAdminListen is admin.listen when unset.
+	DefaultAdminListen = "127.0.0.1:9100"
+	// DefaultStateDir is stateDir when unset.
+	DefaultStateDir = "/var/lib/gitedge"
+)
+
+// Config is a node config, built and checked: each section is the config
+// type of the subsystem it configures.
+type Config struct {
+	// Path is the file the config was read from; "" for one built in
+	// code. Messages name it.
+	Path string
+	// Node is this node's name, as in the Edge's spec.nodes.
+	Node string
+	// Source is the routes repository, with gitsource's defaults applied
+	// and Node and StateDir filled in.
+	Source gitsource.Config
+	// Webhook is the push endpoint; nil: none. Ref is the source's.
+	Webhook *gitsource.WebhookConfig
+	// Proxmox is how to reach the Proxmox VE API; nil: no infra.
+	Proxmox *Proxmox
+	// AdminListen is the admin server's address; "" when it is off.
+	AdminListen string
+	// Forge is where commit statuses go; nil: nowhere. Node is filled.
+	Forge *forge.Config
+	// Notify lists the notification sinks (none: Sinks is empty). Node
+	// is filled.
+	Notify notify.Config
+	// StateDir holds the last applied record and the git cache.
+	StateDir string
+	// File is the config as written, before defaults: what a reload
+	// compares section by section.
+	File File
+}
+
+// Load reads and builds a node config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes node config bytes strictly and builds them; path names the
+// file in errors.
+func Parse(path string, data []byte) (*Config, error) {
+	var f File
+	if err := k8syaml.UnmarshalStrict(data, &f); err != nil {
+		msg := err.Error()
+		for _, p := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: while decoding JSON: ", "yaml: "} {
+			msg = strings.TrimPrefix(msg, p)
+		}
+		return nil, fmt.Errorf("node config %s: %s", path, msg)
+	}
+	return Build(f, path)
+}
+
+// Build turns a File into a Config: node-level defaults applied, each
+// section converted into its subsystem's type and checked by it. Every
+// problem is reported, prefixed with path (the file, or a name for a
+// config made in code).
+func Build(f File, path string) (*Config, error) {
+	c := &Config{
+		Path:        path,
+		Node:        f.Node,
+		AdminListen: f.Admin.Listen,
+		StateDir:    f.StateDir,
+		Proxmox:     f.Proxmox,
+		File:        f,
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = DefaultAdminListen
+	} else if c.AdminListen == "off" {
+		c.AdminListen = ""
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	s := f.Source
+	c.Source = gitsource.Config{
+		URL: s.URL, Branch: s.Branch, Tag: s.Tag, Commit: s.Commit, Path: s.Path, Poll: s.Poll,
+		ForcePush: gitsource.ForcePushPolicy(s.ForcePush), Depth: s.Depth,
+		Auth: gitsource.Auth{
+			SSHKeyFile: s.Auth.SSHKeyFile, KnownHostsFile: s.Auth.KnownHostsFile,
+			Username: s.Auth.Username, TokenFile: s.Auth.TokenFile, PasswordFile: s.Auth.PasswordFile,
+		},
+		KeyringFile: s.Verify.KeyringFile,
+		StateDir:    c.StateDir,
+		Node:        c.Node,
+	}.WithDefaults()
+	if w := f.Webhook; w != nil {
+		c.Webhook = &gitsource.WebhookConfig{Listen: w.Listen, Path: w.Path, SecretFile: w.SecretFile, Ref: c.Source.Ref()}
+	}
+	if f.Forge != nil {
+		fc := *f.Forge
+		fc.Node = c.Node
+		c.Forge = &fc
+	}
+	c.Notify = notify.Config{Node: c.Node, Sinks: f.Notify}
+
+	var errs []error
+	if c.Node == "" {
+		errs = append(errs, errors.New("node: missing: the name of this node, as in the Edge's spec.nodes"))
+	}
+	if err := c.Source.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Webhook != nil {
+		if err := c.Webhook.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.Local().Clashes(); err != nil {
+		errs = append(errs, err)
+	}
+	if p := c.Proxmox; p != nil && (p.URL == "" || p.TokenID == "" || p.TokenSecretFile == "") {
+		errs = append(errs, errors.New("proxmox: url, tokenID and tokenSecretFile are all required"))
+	}
+	if c.Forge != nil && c.Node != "" {
+		if err := c.Forge.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Node != "" {
+		if err := c.Notify.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %w", c.where(), errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// where names the config in messages.
+func (c *Config) where() string {
+	if c.Path == "" {
+		return "node config"
+	}
+	return "node config " + c.Path
+}
+
+// Local returns what a routes repository is checked against on this node
+// (`gitedge validate --node-config`, and every commit under `gitedge
+// run`): the node's name and the addresses it listens on for itself.
+func (c *Config) Local() *reconcile.Local {
+	l := &reconcile.Local{Node: c.Node, Config: c.Path}
+	if c.AdminListen != "" {
+		l.Listens = append(l.Listens, reconcile.LocalListen{Field: "admin.listen", Addr: c.AdminListen})
+	}
+	if c.Webhook != nil && c.Webhook.Listen != "" {
+		l.Listens = append(l.Listens, reconcile.LocalListen{Field: "webhook.listen", Addr: c.Webhook.Listen})
+	}
+	return l
+}
+
+// ProxmoxClient builds the Proxmox client config, reading the token secret
+// from its file. Errors name the file, never its content.
+func (c *Config) ProxmoxClient() (infra.ClientConfig, error) {
+	p := c.Proxmox
+	if p == nil {
+		return infra.ClientConfig{}, fmt.Errorf("%s: no proxmox section (url, tokenID, tokenSecretFile)", c.where())
+	}
+	data, err := os.ReadFile(p.TokenSecretFile)
+	if err != nil {
+		return infra.ClientConfig{}, fmt.Errorf("%s: proxmox.tokenSecretFile: %w", c.where(), err)
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		return infra.ClientConfig{}, fmt.Errorf("%s: proxmox.tokenSecretFile %s is empty", c.where(), p.TokenSecretFile)
+	}
+	return infra.ClientConfig{
+		URL:                p.URL,
+		TokenID:            p.TokenID,
+		TokenSecret:        infra.Secret(secret),
+		CAFile:             p.CAFile,
+		InsecureSkipVerify: p.InsecureSkipVerify,
+	}, nil
+}

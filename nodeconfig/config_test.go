@@ -1,0 +1,172 @@
+package nodeconfig
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	k8syaml "sigs.k8s.io/yaml"
+
+	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/reconcile"
+)
+
+func TestExamples(t *testing.T) {
+	for _, n := range []string{"lb-0", "lb-1"} {
+		c, err := Load("../examples/nodes/" + n + ".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Node != n || c.Source.Branch != "main" || c.Webhook.Path != "/hook" || c.Proxmox.TokenID != "gitedge@pve!edge" {
+			t.Errorf("%s: %+v", n, c)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"minimal", "node: a\nsource: {url: /srv/edge}\n", ""},
+		{"no node", "source: {url: /srv/edge}\n", "node: missing"},
+		{"no source", "node: a\n", "source.url: missing"},
+		{"unknown field", "node: a\nsource: {url: x, brnch: main}\n", `unknown field "brnch"`},
+		{"tag and commit", "node: a\nsource: {url: x, tag: v1, commit: abc}\n", "source: set only one of branch, tag and commit"},
+		{"branch and tag", "node: a\nsource: {url: x, branch: main, tag: v1}\n", "source: set only one of branch, tag and commit"},
+		{"bad poll", "node: a\nsource: {url: x, poll: sometimes}\n", `source.poll: "sometimes"`},
+		{"force push", "node: a\nsource: {url: x, forcePush: maybe}\n", "source.forcePush"},
+		{"webhook without secret", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000'}\n", "unsigned webhooks are not accepted"},
+		{"webhook without listen", "node: a\nsource: {url: x}\nwebhook: {secretFile: /s}\n", "webhook.listen: missing"},
+		{"webhook path", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, path: hook}\n", `webhook.path: "hook": expected an absolute path`},
+		{"proxmox incomplete", "node: a\nsource: {url: x}\nproxmox: {url: 'https://pve:8006/api2/json'}\n", "tokenSecretFile are all required"},
+		{"forge", "node: a\nsource: {url: x}\nforge: {kind: github, repository: infra/edge, tokenFile: /etc/gitedge/forge.token}\n", ""},
+		{"forge incomplete", "node: a\nsource: {url: x}\nforge: {kind: gitbucket}\n", `forge.kind: "gitbucket"`},
+		{"forge unknown field", "node: a\nsource: {url: x}\nforge: {kind: github, node: b}\n", `unknown field "node"`},
+		{"notify", "node: a\nsource: {url: x}\nnotify: [{kind: webhook, url: 'https://hooks.example/gitedge'}]\n", ""},
+		{"notify incomplete", "node: a\nsource: {url: x}\nnotify: [{kind: slack}]\n", "notify[0].url: missing"},
+		{"admin and webhook", "node: a\nsource: {url: /x}\nadmin: {listen: '127.0.0.1:9000'}\nwebhook: {listen: ':9000', secretFile: /s}\n",
+			"webhook.listen: :9000 clashes with admin.listen 127.0.0.1:9000: use two ports"},
+		{"admin off", "node: a\nsource: {url: /x}\nadmin: {listen: 'off'}\nwebhook: {listen: '127.0.0.1:9100', secretFile: /s}\n", ""},
+		{"syntax", "node: lb-0\nsource: {url: [\n", "node config test.yaml: line 2: did not find expected node content"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("test.yaml", []byte(tt.yaml))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "node config test.yaml: ") {
+				t.Errorf("error %v, want it to start with the file and say %q (config %+v)", err, tt.want, c)
+			}
+		})
+	}
+}
+
+// TestDefaults: the node-level defaults are applied here, the source's by
+// gitsource, and the sections know the node and its state directory.
+func TestDefaults(t *testing.T) {
+	c, err := Parse("n.yaml", []byte("node: a\nsource: {url: /srv/edge}\nwebhook: {listen: ':9000', secretFile: /s}\nforge: {kind: gitea, api: 'https://gitea.example/api/v1', repository: o/r, tokenFile: /t}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSource := gitsource.Config{URL: "/srv/edge", StateDir: DefaultStateDir, Node: "a"}.WithDefaults()
+	if diff := cmp.Diff(wantSource, c.Source); diff != "" {
+		t.Errorf("source (-want +got):\n%s", diff)
+	}
+	if c.Source.Branch != "main" || c.Source.Poll != "@every 1m" {
+		t.Errorf("gitsource's defaults not applied: %+v", c.Source)
+	}
+	if c.AdminListen != DefaultAdminListen || c.StateDir != DefaultStateDir {
+		t.Errorf("node defaults: admin %q, stateDir %q", c.AdminListen, c.StateDir)
+	}
+	if c.Webhook.Ref != "refs/heads/main" || c.Forge.Node != "a" || c.Notify.Node != "a" || len(c.Notify.Sinks) != 0 {
+		t.Errorf("sections: webhook %+v, forge %+v, notify %+v", c.Webhook, c.Forge, c.Notify)
+	}
+	tag, err := Parse("n.yaml", []byte("node: a\nsource: {url: /x, tag: v1}\nwebhook: {listen: ':9000', secretFile: /s}\n"))
+	if err != nil || tag.Source.Branch != "" || tag.Source.Ref() != "refs/tags/v1" || tag.Webhook.Ref != "refs/tags/v1" {
+		t.Errorf("tag pin: %v %+v", err, tag)
+	}
+	off, err := Parse("n.yaml", []byte("node: a\nsource: {url: /x}\nadmin: {listen: 'off'}\n"))
+	if err != nil || off.AdminListen != "" || len(off.Local().Listens) != 0 {
+		t.Errorf("admin off: %v %+v", err, off)
+	}
+}
+
+// TestBuildQuotesNothing: a config made in code (the built-in one of
+// `gitedge run --source DIR`) takes any path as it is, where text pasted
+// into YAML would break on a quote or a colon.
+func TestBuildQuotesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), `a "dir": with #, quotes`)
+	c, err := Build(File{Node: "local", Source: Source{URL: dir}, StateDir: t.TempDir()}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source.URL != dir {
+		t.Errorf("url %q, want %q", c.Source.URL, dir)
+	}
+	if _, err := Build(File{Source: Source{URL: dir}}, ""); err == nil || !strings.HasPrefix(err.Error(), "node config: node: missing") {
+		t.Errorf("a built config without a node: %v", err)
+	}
+}
+
+// TestFileRoundTrip: a File marshals to YAML that parses back to itself
+// (the demo writes its node config this way).
+func TestFileRoundTrip(t *testing.T) {
+	f := File{Node: "lb-0", Source: Source{URL: "/srv/edge", Poll: "@every 10s"},
+		Webhook: &Webhook{Listen: "127.0.0.1:9000", SecretFile: "/s"}, Admin: Admin{Listen: "127.0.0.1:9101"}, StateDir: "/tmp/x"}
+	b, err := k8syaml.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back File
+	if err := k8syaml.UnmarshalStrict(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(f, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s\n%s", diff, b)
+	}
+}
+
+func TestLocal(t *testing.T) {
+	c, err := Parse("/etc/gitedge/gitedge.yaml", []byte("node: lb-0\nsource: {url: /srv/edge}\nwebhook: {listen: ':9000', secretFile: /s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &reconcile.Local{Node: "lb-0", Config: "/etc/gitedge/gitedge.yaml", Listens: []reconcile.LocalListen{
+		{Field: "admin.listen", Addr: "127.0.0.1:9100"}, {Field: "webhook.listen", Addr: ":9000"}}}
+	if diff := cmp.Diff(want, c.Local()); diff != "" {
+		t.Errorf("Local (-want +got):\n%s", diff)
+	}
+}
+
+func TestProxmoxClient(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(token, []byte("s3cret\n"), 0o600)
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	build := func(file string) *Config {
+		c, err := Build(File{Node: "a", Source: Source{URL: "/x"}, Proxmox: &Proxmox{URL: "https://pve:8006/api2/json", TokenID: "u@pam!t", TokenSecretFile: file}}, "n.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cc, err := build(token).ProxmoxClient()
+	if err != nil || cc.TokenSecret.Reveal() != "s3cret" || cc.TokenID != "u@pam!t" {
+		t.Errorf("client %+v, %v", cc, err)
+	}
+	if _, err := build(empty).ProxmoxClient(); err == nil || err.Error() != "node config n.yaml: proxmox.tokenSecretFile "+empty+" is empty" {
+		t.Errorf("empty token: %v", err)
+	}
+	if _, err := build(filepath.Join(dir, "none")).ProxmoxClient(); err == nil || !strings.Contains(err.Error(), "proxmox.tokenSecretFile") {
+		t.Errorf("missing token: %v", err)
+	}
+	c, _ := Build(File{Node: "a", Source: Source{URL: "/x"}}, "n.yaml")
+	if _, err := c.ProxmoxClient(); err == nil || !strings.Contains(err.Error(), "no proxmox section") {
+		t.Errorf("no section: %v", err)
+	}
+}

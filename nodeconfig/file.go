@@ -1,0 +1,77 @@
+package nodeconfig
+
+import (
+	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/notify"
+)
+
+// File mirrors the node config's YAML format, field for field; the JSON
+// names are the file's. Build turns it into a Config. Pointers mark the
+// sections that are optional as a whole.
+type File struct {
+	Node    string   `json:"node"`
+	Source  Source   `json:"source"`
+	Webhook *Webhook `json:"webhook,omitempty"`
+	Proxmox *Proxmox `json:"proxmox,omitempty"`
+	Admin   Admin    `json:"admin,omitzero"`
+	// Forge and Notify are decoded straight into the packages' own
+	// section types, which carry the file's JSON names.
+	Forge    *forge.Config       `json:"forge,omitempty"`
+	Notify   []notify.SinkConfig `json:"notify,omitempty"`
+	StateDir string              `json:"stateDir,omitempty"`
+}
+
+// Source says where the routes repository comes from.
+type Source struct {
+	URL    string `json:"url"`              // ssh://, https://, git://, file://, scp-style or a plain path
+	Branch string `json:"branch,omitempty"` // default main; at most one of branch, tag and commit
+	Tag    string `json:"tag,omitempty"`
+	Commit string `json:"commit,omitempty"`
+	Path   string `json:"path,omitempty"` // sub-directory holding the YAML; default the root
+	Poll   string `json:"poll,omitempty"` // robfig/cron spec; default "@every 1m"
+	// ForcePush is what to do when the branch moves to a commit that does
+	// not descend from the live one: "follow" (default) or "refuse".
+	ForcePush string       `json:"forcePush,omitempty"`
+	Auth      SourceAuth   `json:"auth,omitzero"`
+	Verify    SourceVerify `json:"verify,omitzero"`
+	// Depth > 0 fetches only that many commits (huge repositories); it
+	// needs forcePush: follow. Default 0, the whole history.
+	Depth int `json:"depth,omitempty"`
+}
+
+// SourceAuth names the credential files for the remote.
+type SourceAuth struct {
+	SSHKeyFile     string `json:"sshKeyFile,omitempty"`
+	KnownHostsFile string `json:"knownHostsFile,omitempty"`
+	TokenFile      string `json:"tokenFile,omitempty"`    // https: a token (sent as the basic-auth password)
+	Username       string `json:"username,omitempty"`     // https basic auth user; default "git"
+	PasswordFile   string `json:"passwordFile,omitempty"` // https basic auth password
+}
+
+// SourceVerify enables signature checks.
+type SourceVerify struct {
+	KeyringFile string `json:"keyringFile,omitempty"` // armored OpenPGP public keys
+}
+
+// Webhook enables the push webhook endpoint.
+type Webhook struct {
+	Listen     string `json:"listen"`
+	Path       string `json:"path,omitempty"` // default /hook
+	SecretFile string `json:"secretFile"`
+}
+
+// Proxmox says how to reach the Proxmox VE API. The token secret is read
+// from TokenSecretFile by ProxmoxClient, never kept in the config.
+type Proxmox struct {
+	URL             string `json:"url"`
+	TokenID         string `json:"tokenID"` // user@realm!tokenname
+	TokenSecretFile string `json:"tokenSecretFile"`
+	CAFile          string `json:"caFile,omitempty"`
+	// InsecureSkipVerify accepts any certificate (self-signed lab setups).
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// Admin is the status and metrics HTTP server.
+type Admin struct {
+	Listen string `json:"listen,omitempty"` // default 127.0.0.1:9100; "off" disables it
+}

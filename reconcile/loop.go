@@ -160,7 +160,27 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	// refused is the newest revision, refused for a problem of the node
+	// (a secret it could not resolve): once the node is fixed it applies,
+	// so resyncs and pokes (a reload) try it again before the live one.
+	var refused *Revision
+	notice := func(rev Revision, res Result, err error) {
+		if errs, ok := errors.AsType[Errors](err); ok && res == ResultInvalid && errs.NodeLocal() {
+			refused = &rev
+		} else {
+			refused = nil
+		}
+	}
 	again := func(trigger string) {
+		if refused != nil {
+			rev := *refused
+			rev.Trigger = trigger
+			res, err := l.Pass(ctx, rev, nil)
+			l.after(&r, rev, res, err)
+			if notice(rev, res, err); refused == nil {
+				return
+			}
+		}
 		// What the node should run: the revision still being retried, or
 		// the live one.
 		rev, ok := r.pending()
@@ -183,6 +203,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case n := <-revs:
 			res, err := l.Pass(ctx, n.rev, n.err)
 			l.after(&r, n.rev, res, err)
+			if n.err == nil {
+				notice(n.rev, res, err)
+			}
 		case <-resync:
 			again(TriggerResync)
 		case <-l.pokes():

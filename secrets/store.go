@@ -109,14 +109,14 @@ func (s *Store) named(name string) (string, error) {
 		return readSecret(name, f, s.conf("secrets.dir"))
 	}
 	tried = append(tried, f+" ("+s.conf("secrets.dir")+")")
-	return "", fmt.Errorf("secret %q is not on this node: no file %s: write the value into %s (mode 0600, owner gitedge), or map the name to a file in secrets.files; then systemctl reload gitedge",
+	return "", fmt.Errorf("secret %q is not on this node: no file %s: write the value into %s (chown root:gitedge, chmod 0640), or map the name to a file in secrets.files; then systemctl reload gitedge",
 		name, strings.Join(tried, " nor "), f)
 }
 
 // readSecret reads one secret file: refused when every user may read it,
 // empty, or too large; trailing newlines are dropped (echo adds one).
 func readSecret(name, path, from string) (string, error) {
-	b, err := readPrivate(path, fmt.Sprintf("secret %q", name), from, "write the value into it (mode 0600, owner gitedge)")
+	b, err := readPrivate(path, fmt.Sprintf("secret %q", name), from, "write the value into it (chown root:gitedge, chmod 0640)")
 	if err != nil {
 		return "", err
 	}
@@ -141,7 +141,7 @@ func readPrivate(path, what, from, missing string) ([]byte, error) {
 		case errors.Is(err, fs.ErrNotExist):
 			hint = ": " + missing
 		case errors.Is(err, fs.ErrPermission):
-			hint = ": make it readable by the user gitedge runs as (chown gitedge " + path + "; chmod 0600 " + path + ")"
+			hint = ": make it readable by the user gitedge runs as (chown root:gitedge " + path + "; chmod 0640 " + path + ")"
 		}
 		return nil, fmt.Errorf("%s: cannot read %s (%s): %w%s", what, path, from, err, hint)
 	}
@@ -154,7 +154,7 @@ func readPrivate(path, what, from, missing string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s (%s) is not a regular file", what, path, from)
 	}
 	if st.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("%s: %s (%s) is readable by every user (mode %04o): chmod 0600 %s (owner gitedge); refused until then",
+		return nil, fmt.Errorf("%s: %s (%s) is readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
 			what, path, from, st.Mode().Perm(), path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))

@@ -78,7 +78,7 @@ func (v Value) IsZero() bool { return v == Value{} }
 func (v Value) IsReference() bool { return v.Secret != "" || v.Age != "" }
 
 // Source says where the value comes from, never what it is: "in the
-// repository", `secret "vrrp-vi1"`, or "age-encrypted (1a2b3c4d)" with a
+// repository", `secret "vrrp-vi1"`, or "age-encrypted 1a2b3c4d" with a
 // short hash of the ciphertext, so a plan shows a re-encryption.
 func (v Value) Source() string {
 	switch {
@@ -86,7 +86,7 @@ func (v Value) Source() string {
 		return fmt.Sprintf("secret %q", v.Secret)
 	case v.Age != "":
 		h := sha256.Sum256([]byte(strings.TrimSpace(v.Age)))
-		return "age-encrypted (" + hex.EncodeToString(h[:4]) + ")"
+		return "age-encrypted " + hex.EncodeToString(h[:4])
 	case v.Plain != "":
 		return "in the repository"
 	}

@@ -91,8 +91,9 @@ const (
 )
 
 // Triggers the loop makes itself: re-applying what the node runs
-// (resync, poke), retrying a pass that failed transiently, and applying
-// the last applied record at start.
+// (resync, poke), retrying a pass that failed transiently (or a commit
+// refused for want of a secret on this node, at a resync or poke), and
+// applying the last applied record at start.
 const (
 	TriggerResync  = "resync"
 	TriggerPoke    = "poke"
@@ -173,8 +174,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	again := func(trigger string) {
 		if refused != nil {
+			// A new attempt of the newest head, reported as one (not as a
+			// resync of the live commit).
 			rev := *refused
-			rev.Trigger = trigger
+			rev.Trigger = TriggerRetry
 			res, err := l.Pass(ctx, rev, nil)
 			l.after(&r, rev, res, err)
 			if notice(rev, res, err); refused == nil {

@@ -141,9 +141,16 @@ func TestValueJSON(t *testing.T) {
 		{in: `{"secret":"vrrp-vi1"}`, want: Value{Secret: "vrrp-vi1"}},
 		{in: `{"age":"x"}`, want: Value{Age: "x"}},
 		{in: `null`, want: Value{}},
-		{in: `{"secret":"a","file":"/x"}`, err: `unknown field "file"`},
+		{in: `{"secret":5}`, err: "cannot unmarshal number into Go struct field .secret"},
 		{in: `9999`, err: "cannot unmarshal number into"},
 		{in: `[1]`, err: "cannot unmarshal array"},
+	}
+	var unknown Value
+	if err := json.Unmarshal([]byte(`{"secret":"a","file":"/x"}`), &unknown); err != nil {
+		t.Fatal(err) // the rest of the document decodes; Check reports it
+	}
+	if se, ok := unknown.Check().(*ShapeError); !ok || se.Field != "file" || !strings.Contains(se.Msg, `unknown field "file"`) {
+		t.Errorf("an unknown key: Check() = %v", unknown.Check())
 	}
 	for _, tt := range tests {
 		var v Value

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"filippo.io/age/armor"
@@ -26,6 +28,11 @@ type Value struct {
 	Secret string `json:"secret,omitempty"`
 	// Age is the value encrypted to the nodes' age recipients, armored.
 	Age string `json:"age,omitempty"`
+
+	// unknown is the first key of the mapping form that is neither secret
+	// nor age: Check reports it, located, so the rest of the document
+	// still decodes (an error here would stop the whole document's).
+	unknown string
 }
 
 // UnmarshalJSON accepts a string (the value itself) or a mapping with
@@ -38,14 +45,31 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 		*v = Value{}
 		return json.Unmarshal(b, &v.Plain)
 	case len(b) > 0 && b[0] == '{':
-		type plain Value // without this method
-		var p plain
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
 			return err
 		}
-		*v = Value(p)
+		*v = Value{}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			var dst *string
+			switch k {
+			case FieldSecret:
+				dst = &v.Secret
+			case FieldAge:
+				dst = &v.Age
+			default:
+				if v.unknown == "" {
+					v.unknown = k
+				}
+				continue
+			}
+			if err := json.Unmarshal(m[k], dst); err != nil {
+				if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+					te.Field = k
+				}
+				return err
+			}
+		}
 		return nil
 	case bytes.Equal(b, []byte("null")):
 		*v = Value{}
@@ -66,8 +90,10 @@ func (v Value) MarshalJSON() ([]byte, error) {
 	if v.Secret == "" && v.Age == "" {
 		return json.Marshal(v.Plain)
 	}
-	type plain Value
-	return json.Marshal(plain(v))
+	return json.Marshal(struct {
+		Secret string `json:"secret,omitempty"`
+		Age    string `json:"age,omitempty"`
+	}{v.Secret, v.Age})
 }
 
 // IsZero reports whether the value is unset.
@@ -119,6 +145,8 @@ func (e *ShapeError) Error() string { return e.Msg }
 // age ciphertext. It returns nil or a *ShapeError.
 func (v Value) Check() error {
 	switch {
+	case v.unknown != "":
+		return &ShapeError{Field: v.unknown, Msg: fmt.Sprintf("unknown field %q: expected secret (a name resolved on the node) or age (an encrypted value)", v.unknown)}
 	case v.IsZero():
 		return &ShapeError{Msg: "missing: the value, {secret: NAME} or {age: ENCRYPTED}"}
 	case v.Secret != "" && v.Age != "":

@@ -52,12 +52,8 @@ func (c *converter) secret(d *document, field string, v secrets.Value) (value, f
 		value, use.Resolved = v.Plain, true
 	case store != nil:
 		val, err := store.Resolve(v)
-		if err != nil {
-			conf := ""
-			if c.l.local.Config != "" {
-				conf = " (node config " + c.l.local.Config + ")"
-			}
-			c.l.failLocal(d, field, "%v%s", err, conf)
+		if err != nil { // the store names the node config's fields itself
+			c.l.failLocal(d, field, "%v", err)
 			return "", use.From
 		}
 		value, use.Resolved = val, true

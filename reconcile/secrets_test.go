@@ -82,7 +82,7 @@ func TestSecretResolution(t *testing.T) {
 		{name: "age on the node", pw: indentBlock(toNode), local: onNode, pass: secretValue, from: (secrets.Value{Age: toNode}).Source(), resolved: true},
 		{name: "secret missing", pw: "{secret: vrrp-vi2}", local: onNode, local2: true,
 			errs: []string{`edge.yaml:17: Edge "home": spec.failover[0].auth.password: secret "vrrp-vi2" is not on this node: no file ` + filepath.Join(dir, "vrrp-vi2"),
-				"(node config /etc/gitedge/gitedge.yaml)"}},
+				"(secrets.dir of node config /etc/gitedge/gitedge.yaml)"}},
 		{name: "age to another node", pw: indentBlock(toOther), local: onNode, local2: true,
 			errs: []string{"edge.yaml:17: ", "spec.failover[0].auth.password: the value is age-encrypted", "not to this node's age key", node.Recipient().String()}},
 		{name: "bad name", pw: "{secret: ../shadow}", errs: []string{`edge.yaml:17: Edge "home": spec.failover[0].auth.password.secret: bad secret name "../shadow"`}},

@@ -256,7 +256,7 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 	if te, isType := errors.AsType[*json.UnmarshalTypeError](err); isType {
 		d.name = name()
 		l.located = append(l.located, pendingError{doc: d, field: te.Field, want: te.Value,
-			msg: fmt.Sprintf("expected %s, got a %s", jsonTypeName(te.Type.String()), te.Value)})
+			msg: fmt.Sprintf("expected %s, got %s", jsonTypeName(te.Type.String()), withArticle(te.Value))})
 		return false, false
 	}
 	if strings.Contains(msg, `unknown field "`) {
@@ -364,6 +364,14 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		m[name] = f.Type
 	}
 	return m
+}
+
+// withArticle reads "a number", "an array", "an object".
+func withArticle(jsonType string) string {
+	if jsonType != "" && strings.ContainsRune("aeiou", rune(jsonType[0])) {
+		return "an " + jsonType
+	}
+	return "a " + jsonType
 }
 
 func jsonTypeName(goType string) string {

@@ -91,6 +91,7 @@ func TestSecretResolution(t *testing.T) {
 		{name: "empty mapping", pw: "{}", errs: []string{"spec.failover[0].auth.password: missing"}},
 		{name: "unknown key", pw: "{file: /etc/x}", errs: []string{`edge.yaml:17: Edge "home": spec.failover[0].auth.password.file: unknown field "file"`}, only: true},
 		{name: "a number", pw: "9999", errs: []string{`edge.yaml:17: Edge "home": spec.failover[0].auth.password: expected a string, got a number`}},
+		{name: "a list as name", pw: "{secret: [1]}", errs: []string{`edge.yaml:17: Edge "home": spec.failover[0].auth.password.secret: expected a string, got an array`}},
 		{name: "v3 with a reference", pw: "{secret: vrrp-vi1}", version: 3, errs: []string{"spec.failover[0].auth: authentication is VRRP v2 only"}},
 		{name: "resolved too long", pw: "{secret: long}", local: onNode, errs: []string{"spec.failover[0].auth.password: at most 8 characters"}},
 	}

@@ -89,6 +89,9 @@ func TestSecretPasswordReachesKeepalived(t *testing.T) {
 				t.Fatalf("keepalived went %v beside gitedge's master: the password in gitedge's adverts is not %q\n%s", h, tc.kaPass, d1.logText())
 			}
 			status := run(t, "ip", "netns", "exec", n2.ns, "curl", "-sf", "http://127.0.0.1:9101/status")
+			if !strings.Contains(status, `"from":`) || !strings.Contains(status, `"secrets":`) {
+				t.Errorf("/status does not say where the password comes from:\n%s", status)
+			}
 			for what, text := range map[string]string{"log": d2.logText(), "/status": status} {
 				if strings.Contains(text, pw) {
 					t.Errorf("gitedge's %s shows the password:\n%s", what, text)

@@ -513,6 +513,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	}
 	l.mu.Lock()
 	l.live, l.liveRev = desired, rev
+	l.status.Secrets = desired.Secrets
 	l.mu.Unlock()
 	l.record(rev, files, log)
 	if plan.Empty() {

@@ -10,15 +10,15 @@ import (
 // SecretUse is one field of the repository that holds a secret, and where
 // its value comes from; never the value itself.
 type SecretUse struct {
-	Doc   string // the document, as `Edge "home"`
-	Field string // the field path, as spec.failover[0].auth.password
+	Doc   string `json:"document"` // the document, as `Edge "home"`
+	Field string `json:"field"`    // the field path, as spec.failover[0].auth.password
 	// From says where the value comes from (secrets.Value.Source): "in
 	// the repository", `secret "vrrp-vi1"`, "age-encrypted 1a2b3c4d".
-	From string
+	From string `json:"from"`
 	// Resolved is true when this load resolved it with the node's secrets
 	// (gitedge run, validate --node-config); a load without them checks
 	// the reference's shape only.
-	Resolved bool
+	Resolved bool `json:"resolved"`
 }
 
 func (u SecretUse) String() string {

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -240,7 +241,9 @@ func TestLoopRetriesACommitRefusedForASecret(t *testing.T) {
 	if want := []string{"9999", secretValue}; !slices.Equal(applied, want) {
 		t.Errorf("failover got passwords %q, want %q", applied, want)
 	}
-	if st := l.Status(); strings.Contains(st.LastAttempt.Error, secretValue) {
-		t.Errorf("status shows the secret: %+v", st.LastAttempt)
+	st := l.Status()
+	b, err := json.Marshal(st)
+	if err != nil || strings.Contains(string(b), secretValue) || len(st.Secrets) != 1 || st.Secrets[0].From != `secret "vrrp-vi1"` {
+		t.Errorf("status (%v) must say where the live secret comes from, never its value:\n%s", err, b)
 	}
 }

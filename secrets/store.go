@@ -181,8 +181,8 @@ func (s *Store) identityFile() (path, from string) {
 	return DefaultAgeIdentity, "the default of secrets.ageIdentity"
 }
 
-// Identities reads the node's age identities; from names their file for
-// messages.
+// Identities reads the node's age identities and returns them with the
+// file they came from (named in messages).
 func (s *Store) Identities() (ids []age.Identity, path string, err error) {
 	path, from := s.identityFile()
 	b, err := readPrivate(path, "age identity", from, "make one with gitedge secret keygen --out "+path+", then re-encrypt the value to its recipient")

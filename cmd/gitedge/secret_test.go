@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/secrets"
 )
 
@@ -149,5 +151,40 @@ func TestValidateAndPlanWithSecrets(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Secrets) != 1 || !v.Secrets[0].Resolved || v.Secrets[0].From != `secret "vrrp-vi1"` {
 		t.Errorf("json secrets %v: %s", err, out)
+	}
+}
+
+// TestSecretsReachOnlyFailover: the node resolves the repository's
+// secrets when it runs VRRP (also gitedge vrrp, which has no node-local
+// checks), never for a proxy-only node, which does not need them; a
+// reload that changes the secrets section applies it live.
+func TestSecretsReachOnlyFailover(t *testing.T) {
+	nc, err := nodeconfig.Parse("/etc/gitedge/gitedge.yaml", []byte("node: lb-0\nsource: {url: /srv/edge}\nsecrets: {dir: /srv/secrets}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		o       nodeOptions
+		secrets bool
+		node    string
+	}{
+		{"run", nodeOptions{proxy: true, vrrp: true, local: true}, true, "lb-0"},
+		{"run --no-vrrp", nodeOptions{proxy: true, local: true}, false, "lb-0"},
+		{"vrrp", nodeOptions{vrrp: true}, true, ""},
+		{"proxy", nodeOptions{proxy: true, local: true}, false, "lb-0"},
+	}
+	for _, tt := range tests {
+		loc := localChecks(nc, tt.o)
+		if (loc.Secrets != nil) != tt.secrets || loc.Node != tt.node || tt.secrets && loc.Secrets.Dir != "/srv/secrets" {
+			t.Errorf("%s: Local %+v", tt.name, loc)
+		}
+	}
+	changed, err := nodeconfig.Parse("/etc/gitedge/gitedge.yaml", []byte("node: lb-0\nsource: {url: /srv/edge}\nsecrets: {dir: /srv/other}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live, restart := configChanges(nc, changed); !slices.Equal(live, []string{"secrets"}) || len(restart) != 0 {
+		t.Errorf("a new secrets section: live %v, restart %v", live, restart)
 	}
 }

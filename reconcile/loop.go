@@ -91,8 +91,9 @@ const (
 )
 
 // Triggers the loop makes itself: re-applying what the node runs
-// (resync, poke), retrying a pass that failed transiently, and applying
-// the last applied record at start.
+// (resync, poke), retrying a pass that failed transiently (or a commit
+// refused for want of a secret on this node, at a resync or poke), and
+// applying the last applied record at start.
 const (
 	TriggerResync  = "resync"
 	TriggerPoke    = "poke"
@@ -160,7 +161,29 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	// refused is the newest revision, refused for a problem of the node
+	// (a secret it could not resolve): once the node is fixed it applies,
+	// so resyncs and pokes (a reload) try it again before the live one.
+	var refused *Revision
+	notice := func(rev Revision, res Result, err error) {
+		if errs, ok := errors.AsType[Errors](err); ok && res == ResultInvalid && errs.NodeLocal() {
+			refused = &rev
+		} else {
+			refused = nil
+		}
+	}
 	again := func(trigger string) {
+		if refused != nil {
+			// A new attempt of the newest head, reported as one (not as a
+			// resync of the live commit).
+			rev := *refused
+			rev.Trigger = TriggerRetry
+			res, err := l.Pass(ctx, rev, nil)
+			l.after(&r, rev, res, err)
+			if notice(rev, res, err); refused == nil {
+				return
+			}
+		}
 		// What the node should run: the revision still being retried, or
 		// the live one.
 		rev, ok := r.pending()
@@ -183,6 +206,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case n := <-revs:
 			res, err := l.Pass(ctx, n.rev, n.err)
 			l.after(&r, n.rev, res, err)
+			if n.err == nil {
+				notice(n.rev, res, err)
+			}
 		case <-resync:
 			again(TriggerResync)
 		case <-l.pokes():
@@ -487,6 +513,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	}
 	l.mu.Lock()
 	l.live, l.liveRev = desired, rev
+	l.status.Secrets = desired.Secrets
 	l.mu.Unlock()
 	l.record(rev, files, log)
 	if plan.Empty() {

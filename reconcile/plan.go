@@ -308,9 +308,12 @@ func instanceFields(v VRRPInstance) []kv {
 	for _, n := range nodes {
 		f = append(f, kv{"priority." + n, itoa(int(v.Priorities[n]))})
 	}
-	auth := ""
-	if v.AuthPass != "" {
-		auth = "pass (password set)" // never print the password
+	auth := "" // never the password: where it comes from
+	switch {
+	case v.AuthFrom != "":
+		auth = "pass (password: " + v.AuthFrom + ")"
+	case v.AuthPass != "":
+		auth = "pass (password set)"
 	}
 	f = append(f,
 		kv{"preempt", strconv.FormatBool(v.Preempt)},

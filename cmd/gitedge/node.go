@@ -95,7 +95,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		Logger:     log,
 		Metrics:    reconcile.NewMetrics(n.reg),
 	}
-	if o.local {
+	if o.local || o.vrrp {
 		n.loop.Local = localChecks(nc, o)
 	}
 	if o.keepState && nc.StateDir != "" && !o.dryRun {
@@ -175,11 +175,18 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 
 // localChecks are the node-local checks every commit gets under gitedge
 // run: the node's name (unless the config is the built-in one) and its own
-// ports.
+// ports; and the secrets the repository names, resolved when the node
+// runs VRRP (their only user: a proxy-only node never needs them).
 func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	loc := nc.Local()
+	if !o.local {
+		loc = &reconcile.Local{Secrets: loc.Secrets}
+	}
 	if o.defaults {
 		loc.Node, loc.Config = "", ""
+	}
+	if !o.vrrp {
+		loc.Secrets = nil
 	}
 	return loc
 }

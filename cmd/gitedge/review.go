@@ -17,7 +17,7 @@ import (
 func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "validate", "[DIR] [--node-config FILE]")
 	output := fs.String("output", "text", "text or json")
-	nodeConfig := fs.String("node-config", "", "also check DIR against this node: its name is in spec.nodes, no listener takes its admin or webhook port")
+	nodeConfig := fs.String("node-config", "", "also check DIR against this node: its name is in spec.nodes, no listener takes its admin or webhook port, the secrets DIR names resolve with its secrets section")
 	fs.Usage = func() {
 		fmt.Fprintf(env.stderr, "usage: gitedge validate [DIR] [--node-config FILE]\n")
 		fs.PrintDefaults()
@@ -55,16 +55,32 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 			Field string `json:"field,omitempty"`
 			Msg   string `json:"message"`
 		}
+		type jsonSecret struct {
+			Doc      string `json:"document"`
+			Field    string `json:"field"`
+			From     string `json:"from"`
+			Resolved bool   `json:"resolved"`
+		}
 		out := struct {
-			Valid  bool      `json:"valid"`
-			Errors []jsonErr `json:"errors"`
-		}{Valid: err == nil, Errors: []jsonErr{}}
+			Valid    bool         `json:"valid"`
+			Errors   []jsonErr    `json:"errors"`
+			Warnings []jsonErr    `json:"warnings"`
+			Secrets  []jsonSecret `json:"secrets"`
+		}{Valid: err == nil, Errors: []jsonErr{}, Warnings: []jsonErr{}, Secrets: []jsonSecret{}}
 		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
 			for _, e := range errs {
 				out.Errors = append(out.Errors, jsonErr{e.File, e.Line, e.Doc, e.Field, e.Msg})
 			}
 		} else if err != nil {
 			out.Errors = append(out.Errors, jsonErr{Msg: err.Error()})
+		}
+		if d != nil {
+			for _, e := range d.Warnings {
+				out.Warnings = append(out.Warnings, jsonErr{e.File, e.Line, e.Doc, e.Field, e.Msg})
+			}
+			for _, u := range d.Secrets {
+				out.Secrets = append(out.Secrets, jsonSecret{u.Doc, u.Field, u.From, u.Resolved})
+			}
 		}
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
@@ -78,7 +94,11 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 		} else if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge validate: %v\n", err)
 		} else {
+			for _, w := range d.Warnings {
+				fmt.Fprintf(env.stderr, "warning: %v\n", w)
+			}
 			fmt.Fprintf(env.stdout, "%s: valid: %s\n", dir, summary(d))
+			writeSecrets(env, d, *nodeConfig)
 		}
 	default:
 		fmt.Fprintf(env.stderr, "gitedge validate: --output %q: expected text or json\n", *output)
@@ -88,6 +108,27 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// writeSecrets says where the repository's secrets come from (never
+// their values), and whether this run resolved them.
+func writeSecrets(env *cliEnv, d *reconcile.Desired, nodeConfig string) {
+	if len(d.Secrets) == 0 {
+		return
+	}
+	if un := d.Unresolved(); len(un) > 0 {
+		fmt.Fprintf(env.stdout, "%d secret reference(s), resolved on each node (validate --node-config FILE resolves them as that node does):\n", len(un))
+		for _, u := range un {
+			fmt.Fprintf(env.stdout, "  %s\n", u)
+		}
+		return
+	}
+	if nodeConfig != "" {
+		fmt.Fprintf(env.stdout, "%d secret(s) resolved with node config %s:\n", len(d.Secrets), nodeConfig)
+		for _, u := range d.Secrets {
+			fmt.Fprintf(env.stdout, "  %s\n", u)
+		}
+	}
 }
 
 func summary(d *reconcile.Desired) string {

@@ -38,8 +38,8 @@ func TestAdminServerAndStatusCommand(t *testing.T) {
 	var unhealthy error
 	a := &adminServer{
 		status: func() nodeStatus {
-			return nodeStatus{Status: loop.Status(), Version: version, VRRP: []failover.InstanceStatus{
-				{Name: "VI_1", State: failover.StateMaster, Priority: 101, Master: netip.MustParseAddr("192.0.2.251"), VIPs: []string{"192.0.2.254/24"}}}}
+			return nodeStatus{Status: loop.Status(), Version: version, VRRP: []vrrpStatus{{InstanceStatus: failover.InstanceStatus{
+				Name: "VI_1", State: failover.StateMaster, Priority: 101, Master: netip.MustParseAddr("192.0.2.251"), VIPs: []string{"192.0.2.254/24"}}}}}
 		},
 		ready: loop.Status, healthy: func() error { return unhealthy }, registry: reg, logger: slog.New(slog.DiscardHandler)}
 	addr := serveAdmin(t, a)
@@ -69,7 +69,7 @@ func TestAdminServerAndStatusCommand(t *testing.T) {
 	if body := get("/metrics", 200); !strings.Contains(body, reconcile.MetricLiveCommit+`{commit="0123456789abcdef"} 1`) {
 		t.Errorf("/metrics lacks the live commit:\n%s", body)
 	}
-	if body := get("/", 200); !strings.Contains(body, "node lb-0") || !strings.Contains(body, "0123456789abcdef") || !strings.Contains(body, "<td>MASTER</td>") {
+	if body := get("/", 200); !strings.Contains(body, `<span class="node">lb-0</span>`) || !strings.Contains(body, "0123456789abcdef") || !strings.Contains(body, `<span class="st-master">MASTER</span>`) {
 		t.Errorf("status page:\n%s", body)
 	}
 	get("/debug/pprof/", 404) // only with pprof

@@ -1,0 +1,31 @@
+// Refreshes the page's content every 5 seconds from the node, in place
+// (no scroll jump), while the tab is visible and not paused; says so
+// when the node stops answering.
+(function () {
+  var paused = false, btn = document.getElementById("pause");
+  btn.addEventListener("click", function () {
+    paused = !paused;
+    btn.textContent = paused ? "resume" : "pause";
+    document.getElementById("refresh").textContent = paused ? "paused" : "refreshes every 5s";
+  });
+  function refresh() {
+    if (paused || document.hidden) return;
+    fetch(location.pathname, {cache: "no-store"}).then(function (r) {
+      if (!r.ok) throw new Error(r.status);
+      return r.text();
+    }).then(function (text) {
+      var doc = new DOMParser().parseFromString(text, "text/html");
+      var next = doc.getElementById("main");
+      if (!next) throw new Error("no page");
+      document.title = doc.title;
+      var cur = document.getElementById("main");
+      // Keep the pause button and its state.
+      next.querySelector("#pause").replaceWith(btn);
+      next.querySelector("#refresh").textContent = document.getElementById("refresh").textContent;
+      cur.replaceWith(next);
+    }).catch(function () {
+      document.getElementById("stale").hidden = false;
+    });
+  }
+  setInterval(refresh, 5000);
+})();

@@ -50,7 +50,10 @@ func (a *adminServer) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		// Ready once a commit serves (the last applied one counts, before
-		// any fetch); not before: a load balancer in front should wait.
+		// any fetch); not before: a load balancer in front should wait. A
+		// refused newer commit leaves it ready (every node would refuse
+		// it at once: last known good keeps them serving), and the body
+		// says it serves an older one.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		s := a.ready()
 		if s.Live == nil {
@@ -62,7 +65,7 @@ func (a *adminServer) handler() http.Handler {
 			fmt.Fprintln(w, msg)
 			return
 		}
-		fmt.Fprintf(w, "ready: serving commit %s\n", s.Live.Commit)
+		fmt.Fprintln(w, readyMessage(s))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
 	if a.pprof {
@@ -120,4 +123,23 @@ func (a *adminServer) listenAndServe(ctx context.Context, addr string) error {
 		return err
 	}
 	return a.serve(ctx, ln)
+}
+
+// readyMessage is /readyz's answer for a node that serves: which commit,
+// and whether it is the newest one the node saw.
+func readyMessage(s reconcile.Status) string {
+	msg := "ready: serving commit " + s.Live.Commit
+	a := s.LastAttempt
+	switch {
+	case a == nil || a.Error == "" || a.Result == reconcile.ResultApplied || a.Result == reconcile.ResultUnchanged:
+		return msg + ", the newest"
+	case a.Result == reconcile.ResultFetchErr:
+		return msg + "; the source cannot be fetched, a newer commit may wait: " + firstLine(a.Error)
+	case a.Commit == s.Live.Commit:
+		return msg + ", the newest, but its last pass " + string(a.Result) + ": " + firstLine(a.Error)
+	case a.Commit != "":
+		return msg + "; not the newest: commit " + a.Commit + " is " + string(a.Result) + ": " + firstLine(a.Error)
+	default:
+		return msg + "; not the newest: the newest is " + string(a.Result) + ": " + firstLine(a.Error)
+	}
 }

@@ -204,57 +204,61 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	if *output != "text" && *output != "json" {
 		fmt.Fprintf(env.stderr, "gitedge status: --output %q: expected text or json\n", *output)
-		return 2
+		return statusUsage
 	}
 	addr := *admin
 	if addr == "" {
 		c, err := nodeconfig.Load(*config)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge status: %v (or pass --admin ADDR)\n", err)
-			return 1
+			return statusNoAnswer
 		}
 		if addr = c.AdminListen; addr == "" {
 			fmt.Fprintf(env.stderr, "gitedge status: %s: admin.listen is off: no admin server to ask\n", *config)
-			return 1
+			return statusNoAnswer
 		}
 	}
 	statusURL, err := adminURL(addr)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: --admin %q: %v\n", addr, err)
-		return 2
+		return statusUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: --admin %q: %v\n", addr, err)
-		return 2
+		return statusUsage
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: is gitedge running? %v\n", err)
-		return 1
+		return statusNoAnswer
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(env.stderr, "gitedge status: %s answered %s %v\n", addr, resp.Status, err)
-		return 1
-	}
-	if *output == "json" {
-		env.stdout.Write(body)
-		return 0
+		return statusNoAnswer
 	}
 	var s nodeStatus
 	if err := json.Unmarshal(body, &s); err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: bad answer from %s: %v\n", addr, err)
-		return 1
+		return statusNoAnswer
 	}
-	printStatus(env.stdout, s)
-	if s.LastAttempt != nil && s.LastAttempt.Error != "" {
-		return 1
+	h := judge(s)
+	if *output == "json" {
+		env.stdout.Write(body)
+	} else {
+		printStatus(env.stdout, s)
+		if !h.OK() {
+			fmt.Fprintln(env.stdout, "\nPROBLEM:")
+			for _, r := range h.Reasons {
+				fmt.Fprintf(env.stdout, "  - %s\n", r)
+			}
+		}
 	}
-	return 0
+	return h.Code
 }
 
 // adminURL is the /status URL of an admin address (host:port; ":port"
@@ -333,10 +337,29 @@ func printStatus(w io.Writer, s nodeStatus) {
 			label = "vrrp:"
 		}
 		master := ""
-		if v.Master.IsValid() {
+		switch {
+		case v.MasterNode != "" && v.Master.IsValid():
+			master = ", master " + v.MasterNode + " (" + v.Master.String() + ")"
+		case v.MasterNode != "":
+			master = ", master " + v.MasterNode
+		case v.Master.IsValid():
 			master = ", master " + v.Master.String()
 		}
 		fmt.Fprintf(w, "%-13s %s %s, priority %d%s, VIPs %s\n", label, v.Name, v.State, v.Priority, master, strings.Join(v.VIPs, " "))
+	}
+	for i, r := range s.Routes {
+		label := ""
+		if i == 0 {
+			label = "routes:"
+		}
+		var to []string
+		if r.HTTPBackend != "" {
+			to = append(to, "http → "+r.HTTPBackend)
+		}
+		if r.TLSBackend != "" {
+			to = append(to, "tls → "+r.TLSBackend)
+		}
+		fmt.Fprintf(w, "%-13s %s: %s\n", label, strings.Join(r.Hosts, " "), strings.Join(to, ", "))
 	}
 	for i, b := range s.Backends {
 		label := ""
@@ -347,7 +370,7 @@ func printStatus(w io.Writer, s nodeStatus) {
 		if b.Up {
 			health = "up"
 		}
-		fmt.Fprintf(w, "%-13s %s/%s %s %s, %d active, %d idle\n", label, b.Backend, b.Server, b.Address, health, b.Active, b.Idle)
+		fmt.Fprintf(w, "%-13s %s/%s %s %s, weight %d, %d active, %d idle\n", label, b.Backend, b.Server, b.Address, health, b.Weight, b.Active, b.Idle)
 	}
 	if in := s.Infra; in != nil {
 		role := "follower (plans only)"

@@ -29,6 +29,7 @@ var (
 		"ago":   func(now, t time.Time) string { return ago(now, t) },
 		"utc":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"lower": strings.ToLower,
+		"dur":   func(d reconcile.Duration) string { return time.Duration(d).Round(100 * time.Microsecond).String() },
 	}).ParseFS(statusPageFiles, "statuspage/page.html"))
 	statusPageCSS = mustRead("statuspage/page.css")
 	statusPageJS  = mustRead("statuspage/page.js")
@@ -55,12 +56,13 @@ func cspHash(s string) string {
 // reading (a route per host, servers per backend) and judged (health).
 type pageData struct {
 	nodeStatus
-	Now      time.Time
-	Health   statusHealth
-	Hosts    []pageHost
-	Pools    []pagePool
-	Attempts []pageAttempt
-	Conds    []pageCond
+	Now       time.Time
+	Health    statusHealth
+	Hosts     []pageHost
+	ServersUp int
+	Pools     []pagePool
+	Attempts  []pageAttempt
+	Conds     []pageCond
 	// BGP is nodeStatus's BGP field when it has one and it is set; the
 	// page's BGP section renders only then.
 	BGP any
@@ -122,6 +124,7 @@ func newPageData(s nodeStatus, now time.Time) pageData {
 		p.Servers = append(p.Servers, sv)
 		if sv.Up {
 			p.Up++
+			d.ServersUp++
 		}
 	}
 	for _, l := range s.Listeners {

@@ -18,11 +18,12 @@
       var next = doc.getElementById("main");
       if (!next) throw new Error("no page");
       document.title = doc.title;
-      var cur = document.getElementById("main");
+      var icon = doc.querySelector("link[rel=icon]"), cur = document.querySelector("link[rel=icon]");
+      if (icon && cur) cur.href = icon.href; // green or red in the tab
       // Keep the pause button and its state.
       next.querySelector("#pause").replaceWith(btn);
       next.querySelector("#refresh").textContent = document.getElementById("refresh").textContent;
-      cur.replaceWith(next);
+      document.getElementById("main").replaceWith(next);
     }).catch(function () {
       document.getElementById("stale").hidden = false;
     });

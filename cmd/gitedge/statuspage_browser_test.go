@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,7 +52,7 @@ func artifactsDir(t *testing.T) string {
 }
 
 // TestStatusPageInBrowser loads the status page of a running node (the
-// built binary, a git daemon, a route and two backends) in headless
+// built binary, a git daemon, two routes and two backends) in headless
 // Chromium: the live commit and the route's host are in the rendered
 // DOM, the page reports no console error, exception or CSP violation, the
 // refresh script replaces the content in place, a phone-width viewport
@@ -59,11 +61,15 @@ func artifactsDir(t *testing.T) string {
 func TestStatusPageInBrowser(t *testing.T) {
 	browser := chromiumPath(t)
 	f := newFleetNode(t)
-	f.good = f.remote.commit("main", "blog: route a.test to one", f.goodFiles)
+	files := maps.Clone(f.goodFiles)
+	files["backends.yaml"] = fmt.Sprintf("apiVersion: gitedge/v1\nkind: Backend\nmetadata: {name: one}\nspec:\n  servers: [{name: s1, address: %q, weight: 3}]\n"+
+		"---\napiVersion: gitedge/v1\nkind: Backend\nmetadata: {name: two}\nspec:\n  servers: [{name: s2, address: %q, maxConn: 100}]\n", f.one, f.two)
+	files["routes/b.yaml"] = "apiVersion: gitedge/v1\nkind: Route\nmetadata: {name: apps}\nspec:\n  hosts: [b.test, \"*.apps.test\"]\n  http: {backend: two}\n"
+	f.good = f.remote.commit("main", "route b.test and *.apps.test to two", files)
 	f.remote.start()
 	n := startNode(t, f.admin, "--config", f.config)
 	n.waitStatus("the commit live with its backends", func(s nodeStatus) bool {
-		return s.Live != nil && s.Live.Commit == f.good && len(s.Backends) == 2 && len(s.Routes) == 1
+		return s.Live != nil && s.Live.Commit == f.good && len(s.Backends) == 2 && len(s.Routes) == 2
 	})
 	url := "http://" + f.admin + "/"
 
@@ -127,7 +133,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#live-commit"))); err != nil {
 		t.Fatalf("loading %s: %v", url, err)
 	}
-	t.Logf("first load: %s (browser start, navigation and render)", time.Since(start).Round(time.Millisecond))
+	t.Logf("first load: %s (navigation until the live commit is visible)", time.Since(start).Round(time.Millisecond))
 	nav, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]float64](
 		`(() => { const n = performance.getEntriesByType("navigation")[0]; return {ttfb: n.responseStart - n.requestStart, dom: n.domContentLoadedEventEnd, load: n.loadEventEnd, bytes: n.transferSize, resources: performance.getEntriesByType("resource").length}; })()`))
 	if err != nil {
@@ -144,11 +150,11 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("#live-commit = %q, %v; want %s", commit, err, f.good)
 	}
 	hosts, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#routes td.host")].map(e => e.textContent)`))
-	if err != nil || len(hosts) != 1 || hosts[0] != "a.test" {
-		t.Errorf("route hosts in the DOM = %q, %v; want [a.test]", hosts, err)
+	if err != nil || !slices.Equal(hosts, []string{"*.apps.test", "a.test", "b.test"}) {
+		t.Errorf("route hosts in the DOM = %q, %v; want [*.apps.test a.test b.test]", hosts, err)
 	}
-	servers, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#routes .srv")))
-	if err != nil || !strings.Contains(servers, "s1 up") {
+	servers, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector("#routes tbody tr:nth-child(2) .srv").textContent`))
+	if err != nil || servers != "s1 up · w3 · 0 active" {
 		t.Errorf("the route's server = %q, %v", servers, err)
 	}
 	if health, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#health"))); health != "OK" {

@@ -191,3 +191,42 @@ func TestAgo(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusJoinsLiveCommit: /status's masterNode, weights and routes come
+// from the live commit, joined with what the subsystems see.
+func TestStatusJoinsLiveCommit(t *testing.T) {
+	live := &reconcile.Desired{
+		Edge: reconcile.Edge{Nodes: []reconcile.Node{{Name: "lb-0", Address: netip.MustParseAddr("192.0.2.250")}, {Name: "lb-1", Address: netip.MustParseAddr("192.0.2.251")}}},
+		Dataplane: dataplane.Config{
+			Listeners: []dataplane.Listener{{Name: "http", Bind: dataplane.Bind{Port: 80}, Mode: dataplane.ModeHTTP, DefaultBackend: "web"}},
+			Routes:    []dataplane.Route{{Name: "blog", Hosts: []string{"blog.example.org"}, HTTPBackend: "web"}},
+			Backends:  []dataplane.Backend{{Name: "web", Servers: []dataplane.Server{{Name: "s1", Weight: 10, MaxConn: 5}, {Name: "s2", Weight: 0}}}},
+		},
+	}
+	for _, c := range []struct {
+		name   string
+		in     failover.InstanceStatus
+		live   *reconcile.Desired
+		master string
+	}{
+		{"master: this node", failover.InstanceStatus{State: failover.StateMaster}, live, "lb-0"},
+		{"backup: the peer by address", failover.InstanceStatus{State: failover.StateBackup, Master: netip.MustParseAddr("192.0.2.251")}, live, "lb-1"},
+		{"backup: an address not in spec.nodes", failover.InstanceStatus{State: failover.StateBackup, Master: netip.MustParseAddr("192.0.2.9")}, live, ""},
+		{"backup: no master seen", failover.InstanceStatus{State: failover.StateBackup}, live, ""},
+		{"nothing applied yet", failover.InstanceStatus{State: failover.StateBackup, Master: netip.MustParseAddr("192.0.2.251")}, nil, ""},
+	} {
+		if got := masterNode("lb-0", c.in, c.live); got != c.master {
+			t.Errorf("%s: masterNode = %q, want %q", c.name, got, c.master)
+		}
+	}
+	ls, rs, ss := dataplaneStatus([]dataplane.ServerStatus{{Backend: "web", Server: "s1", Up: true}, {Backend: "web", Server: "s2"}, {Backend: "old", Server: "x"}}, live)
+	if len(ls) != 1 || ls[0] != (listenerStatus{Name: "http", Bind: ":80", Mode: "http", DefaultBackend: "web"}) {
+		t.Errorf("listeners = %+v", ls)
+	}
+	if len(rs) != 1 || rs[0].HTTPBackend != "web" || rs[0].Hosts[0] != "blog.example.org" {
+		t.Errorf("routes = %+v", rs)
+	}
+	if len(ss) != 3 || ss[0].Weight != 10 || ss[0].MaxConn != 5 || ss[1].Weight != 0 || ss[2].Weight != 1 {
+		t.Errorf("servers = %+v, want weights 10 (maxConn 5), 0 (drained), 1 (not in the live commit: the default)", ss)
+	}
+}

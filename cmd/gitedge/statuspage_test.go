@@ -230,3 +230,19 @@ func TestStatusJoinsLiveCommit(t *testing.T) {
 		t.Errorf("servers = %+v, want weights 10 (maxConn 5), 0 (drained), 1 (not in the live commit: the default)", ss)
 	}
 }
+
+// BenchmarkRenderStatusPage: the server-side cost of one page (every
+// section set), and its size.
+func BenchmarkRenderStatusPage(b *testing.B) {
+	now := time.Now()
+	s := pageStatus(now)
+	var size int
+	for b.Loop() {
+		page, err := renderStatusPage(s, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(page)
+	}
+	b.ReportMetric(float64(size), "bytes/page")
+}

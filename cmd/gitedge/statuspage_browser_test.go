@@ -56,8 +56,9 @@ func artifactsDir(t *testing.T) string {
 // Chromium: the live commit and the route's host are in the rendered
 // DOM, the page reports no console error, exception or CSP violation, the
 // refresh script replaces the content in place, a phone-width viewport
-// needs no horizontal scrolling, and screenshots land in the artifacts
-// directory. With -update it also rewrites docs/status-page.png.
+// needs no horizontal scrolling, a refused commit whose error quotes
+// markup shows it as text and runs nothing, and screenshots land in the
+// artifacts directory. With -update it also rewrites docs/status-page.png.
 func TestStatusPageInBrowser(t *testing.T) {
 	browser := chromiumPath(t)
 	f := newFleetNode(t)
@@ -210,6 +211,26 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("on a 390px phone the page is %v px wide for a %v px viewport (horizontal scrolling)", over[0], over[1])
 	}
 	shot("statuspage-phone.png")
+
+	// A refused commit whose error quotes hostile text: the page says
+	// PROBLEM and shows the text as text, and nothing runs.
+	hostileFiles := maps.Clone(files)
+	hostileFiles["routes/a.yaml"] = "apiVersion: gitedge/v1\nkind: Route\nmetadata: {name: a}\nspec:\n  hosts: [a.test]\n  http: {backend: \"<img src=x onerror=window.pwned=1>\"}\n"
+	f.bad = f.remote.commit("main", "<script>window.pwned=2</script>", hostileFiles)
+	n.waitStatus("the hostile commit refused", func(s nodeStatus) bool { return s.LastAttempt != nil && s.LastAttempt.Commit == f.bad })
+	if err := chromedp.Do(bctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#problems"))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]any](`({imgs: document.querySelectorAll("img").length, scripts: document.scripts.length, pwned: window.pwned === undefined ? 0 : window.pwned,
+		error: document.querySelector("#attempts pre").textContent, health: document.getElementById("health").textContent, live: document.getElementById("live-commit").textContent})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["imgs"] != 0.0 || got["scripts"] != 1.0 || got["pwned"] != 0.0 || got["health"] != "PROBLEM" || got["live"] != f.good ||
+		!strings.Contains(fmt.Sprint(got["error"]), "<img src=x onerror=window.pwned=1>") {
+		t.Errorf("the page after a hostile commit was refused: %v", got)
+	}
+	shot("statuspage-problem.png")
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -3,6 +3,9 @@
 // when the node stops answering.
 (function () {
   var paused = false, btn = document.getElementById("pause");
+  // Without this script the page reloads itself (noscript meta refresh).
+  btn.hidden = false;
+  document.getElementById("refresh").textContent = "refreshes every 5s";
   btn.addEventListener("click", function () {
     paused = !paused;
     btn.textContent = paused ? "resume" : "pause";

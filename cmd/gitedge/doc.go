@@ -34,5 +34,8 @@
 //     unhealthy) are wired there with funcs or channels, never imports.
 //  5. status.go: nodeStatus gets its typed status (lowerCamel JSON tags;
 //     TestStatusJSONKeysLowerCamel checks a running node), filled by
-//     (*node).status, printed by printStatus and the status page.
+//     (*node).status, printed by printStatus and shown on the status
+//     page: a section of statuspage/page.html under {{with .BGP}}, which
+//     renders only while the field is set (statuspage_test.go feeds it
+//     hostile text to prove it escapes).
 package main

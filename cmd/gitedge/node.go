@@ -160,7 +160,11 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	}
 	if len(nc.Notify.Sinks) > 0 {
 		var err error
-		if n.notify, err = notify.New(nc.Notify, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
+		ncfg := nc.Notify
+		if nc.Forge != nil {
+			ncfg.StatusURL = nc.Forge.StatusURL // linked from Slack messages, Alertmanager's generatorURL
+		}
+		if n.notify, err = notify.New(ncfg, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
 			return nil, fmt.Errorf("notify: %w", err)
 		}
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/reconcile"
 )
@@ -251,4 +256,77 @@ func TestRunReportsToForgeAndNotifies(t *testing.T) {
 			t.Error("/metrics holds the forge token")
 		}
 	})
+}
+
+// fakeRevisions is a revisionSource answering one error.
+type fakeRevisions struct{ err error }
+
+func (f fakeRevisions) Next(context.Context) (gitsource.Revision, error) {
+	return gitsource.Revision{}, f.err
+}
+func (fakeRevisions) Trigger(gitsource.Trigger) {}
+
+// TestSourceAdapterNamesTheRefusedCommit: a head the source refuses for
+// good (a bad signature) reaches the loop with its commit, so the forge
+// gets its failure status; a transient failure names none (the source
+// retries it by itself, and it is no verdict on a commit).
+func TestSourceAdapterNamesTheRefusedCommit(t *testing.T) {
+	const c = "0123456789abcdef0123456789abcdef01234567"
+	for _, tt := range []struct {
+		reason, want string
+	}{
+		{gitsource.ReasonUntrusted, c},
+		{gitsource.ReasonUnreachable, ""},
+	} {
+		err := &gitsource.Error{Step: gitsource.StepVerify, Reason: tt.reason, Commit: c, Err: errors.New("x")}
+		rev, got := sourceAdapter{fakeRevisions{err}}.Next(context.Background())
+		if rev.Commit != tt.want || !errors.Is(got, err) {
+			t.Errorf("%s: revision commit %q, error %v; want %q", tt.reason, rev.Commit, got, tt.want)
+		}
+	}
+}
+
+// TestFeedbackKeepsInfraErrorsVisible: a commit whose VM pass failed
+// stays "error" on the forge through resyncs of its routes, and turns
+// "success" again once a VM pass converges.
+func TestFeedbackKeepsInfraErrorsVisible(t *testing.T) {
+	hook := testkit.NewReceiver(testkit.Answer(http.StatusCreated, `{"id":1}`))
+	srv := httptest.NewServer(hook)
+	t.Cleanup(srv.Close)
+	fr, err := forge.New(forge.Config{Kind: forge.GitHub, API: srv.URL, Repository: "infra/edge", Node: "lb-0",
+		TokenFile: testkit.TempFile(t, "token", "tok\n")}, forge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Run(t, fr.Run)
+	fb := &feedback{forge: fr}
+	c1, c2 := strings.Repeat("1", 40), strings.Repeat("2", 40)
+	next := func() string {
+		t.Helper()
+		q := hook.Next(t)
+		var s forgeStatus
+		testkit.DecodeJSON(t, q.Body, &s)
+		return q.Path[strings.LastIndex(q.Path, "/")+1:][:1] + " " + s.State + " " + s.Description
+	}
+	steps := []struct {
+		e    reconcile.Event
+		want string // the next status posted; "" none
+	}{
+		{reconcile.Event{Kind: reconcile.EventFetched, Rev: reconcile.Revision{Commit: c1}}, "1 pending fetched; validating and applying"},
+		{reconcile.Event{Kind: reconcile.EventApplied, Rev: reconcile.Revision{Commit: c1}}, "1 success applied"},
+		{reconcile.Event{Kind: reconcile.EventInfra, Rev: reconcile.Revision{Commit: c1}, Err: errors.New("proxmox1: 500 internal error"), Infra: &infra.Result{Leader: true}},
+			"1 error infra: proxmox1: 500 internal error"},
+		{reconcile.Event{Kind: reconcile.EventApplied, Rev: reconcile.Revision{Commit: c1, Trigger: reconcile.TriggerResync}}, ""},
+		{reconcile.Event{Kind: reconcile.EventFetched, Rev: reconcile.Revision{Commit: c2}}, "2 pending fetched; validating and applying"},
+		{reconcile.Event{Kind: reconcile.EventInfra, Rev: reconcile.Revision{Commit: c1}, Infra: &infra.Result{Leader: true}}, "1 success applied"},
+	}
+	for i, s := range steps {
+		fb.Observe(s.e)
+		if s.want == "" {
+			continue
+		}
+		if got := next(); got != s.want {
+			t.Errorf("step %d (%s): posted %q, want %q", i, s.e.Kind, got, s.want)
+		}
+	}
 }

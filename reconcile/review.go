@@ -64,9 +64,33 @@ func (r Review) Plan() Plan { return Plan{Changes: r.Changes} }
 func Consequences(base, head *Desired) []Consequence {
 	out := []Consequence{}
 	out = append(out, vipConsequences(base, head)...)
+	out = append(out, listenerConsequences(base, head)...)
 	out = append(out, hostConsequences(base, head)...)
 	out = append(out, backendConsequences(base, head)...)
 	out = append(out, vmConsequences(base, head)...)
+	out = append(out, infraConsequences(base, head)...)
+	return out
+}
+
+// infraConsequences: who applies VM changes, and prune turned on.
+func infraConsequences(base, head *Desired) []Consequence {
+	var out []Consequence
+	about := fmt.Sprintf("Edge %q", head.Edge.Name)
+	if b, h := base.Edge.InfraLeader, head.Edge.InfraLeader; b != h && len(head.Infra.VMs) > 0 {
+		who := func(l Leader) string {
+			switch {
+			case l.VRRP != "":
+				return "the VRRP master of " + l.VRRP
+			case l.Node != "":
+				return "node " + l.Node
+			}
+			return "every node that runs this repository with a proxmox section"
+		}
+		out = append(out, Consequence{about, fmt.Sprintf("VM changes are now applied by %s instead of %s", who(h), who(b))})
+	}
+	if !base.Infra.Prune && head.Infra.Prune {
+		out = append(out, Consequence{about, "infra.prune turns on: every VM tagged gitedge that the repository no longer declares is deleted by the infra leader, including VMs kept until now"})
+	}
 	return out
 }
 
@@ -152,6 +176,33 @@ func prefixes(ps []netip.Prefix) string {
 		s[i] = p.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// listenerConsequences: a listener removed or moved to another address
+// stops accepting there; its connections drain first.
+func listenerConsequences(base, head *Desired) []Consequence {
+	now := map[string]dataplane.Listener{}
+	for _, l := range head.Dataplane.Listeners {
+		now[l.Name] = l
+	}
+	var out []Consequence
+	for _, b := range base.Dataplane.Listeners {
+		about := fmt.Sprintf("Listener %q", b.Name)
+		drain := "its connections in flight drain"
+		if b.DrainTimeout > 0 {
+			drain += " (up to " + fmtDur(b.DrainTimeout) + ")"
+		}
+		h, ok := now[b.Name]
+		switch {
+		case !ok:
+			out = append(out, Consequence{about, fmt.Sprintf("listener %s stops accepting on %s: %s, then the port closes", b.Name, b.Bind, drain)})
+		case h.Bind != b.Bind:
+			out = append(out, Consequence{about, fmt.Sprintf("listener %s moves from %s to %s: %s stops accepting, %s, then closes", b.Name, b.Bind, h.Bind, b.Bind, drain)})
+		case h.Mode != b.Mode:
+			out = append(out, Consequence{about, fmt.Sprintf("listener %s on %s switches from %s to %s routing: clients speaking %s there are no longer served", b.Name, b.Bind, b.Mode, h.Mode, b.Mode)})
+		}
+	}
+	return out
 }
 
 // routeTarget is where a host goes in one mode.

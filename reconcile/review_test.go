@@ -33,6 +33,10 @@ func TestReviewGolden(t *testing.T) {
 					"size: 16G, format: qcow2}\n  network: [{model: virtio, bridge: vmbr0, vlan: 33}]\n  cloudInit:\n    user: ansible\n    ipConfig: {ip: 192.0.2.250/24"},
 			},
 		}},
+		{name: "listeners-and-infra", edits: map[string][][2]string{
+			"edge.yaml": {{"bind: \":80\"", "bind: \":8080\""}, {"bind: \":443\"\n      mode: tls", "bind: \":443\"\n      mode: http"},
+				{"leader: vrrp:VI_1", "leader: lb-1"}, {"prune: false", "prune: true"}},
+		}},
 		{name: "no-changes"},
 		{name: "invalid", edits: map[string][][2]string{
 			"routes/blog.yaml": {{"http: {backend: k3s-http-ingress}", "http: {backend: nope}"}},

@@ -64,9 +64,11 @@ func TestDriftCorrectedIsNotified(t *testing.T) {
 	testkit.Run(t, nt.Run)
 	testkit.Run(t, loop.Run)
 
-	testkit.WaitFor(t, "VM 200 created", func() bool {
+	// Created and configured: the first infra pass ended without error
+	// (an edit made before the create's own config write is no drift).
+	testkit.WaitFor(t, "VM 200 created and configured", func() bool {
 		vm := pve.Sim.Snapshot().VMs[200]
-		return vm != nil && vm.Conf["cores"] == "2"
+		return vm != nil && vm.Conf["cores"] == "2" && loop.Status().Conditions["infra"].Status == reconcile.CondReady
 	})
 	// Resyncs that find nothing to correct: no notification.
 	var before *reconcile.Attempt

@@ -65,6 +65,10 @@ type Loop struct {
 	Local   *Local
 	Logger  *slog.Logger // nil discards; the loop adds subsystem=reconcile
 	Metrics *Metrics     // nil: no metrics
+	// Observer hears what happens to each commit (fetched, applied,
+	// refused, apply failed) and each infra pass: the forge's commit
+	// statuses and the notifications hang here. nil: nobody.
+	Observer Observer
 
 	infraQ   chan infraJob // set by Run: infra is applied by its own worker
 	pokeOnce sync.Once
@@ -308,9 +312,11 @@ func (l *Loop) infraWorker(ctx context.Context) {
 		}
 		retry, last = nil, j
 		res, err := l.Infra.Apply(ctx, j.cfg, l.leads(j.leader))
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
+		}
+		l.observe(Event{Kind: EventInfra, Rev: Revision{Commit: j.commit}, Err: err, Infra: &res})
+		switch {
 		case err == nil:
 			l.setCondition("infra", CondReady, "")
 			continue
@@ -416,11 +422,23 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	log := l.logger().With("pass", id, "commit", short(rev.Commit), "trigger", rev.Trigger)
 	start := time.Now()
 	var plan Plan
+	var queued *infraJob // the infra step's job for the worker
 	defer func() {
 		if p := recover(); p != nil {
 			res, err = ResultFailed, fmt.Errorf("reconcile pass panicked: %v", p)
 		}
 		l.report(rev, start, res, err, plan, log)
+		if e, ok := passEvent(rev, res, err, plan); ok {
+			l.observe(e)
+		}
+		if queued != nil {
+			q := l.infraQueue()
+			select {
+			case <-q: // a stale pending job: this one supersedes it
+			default:
+			}
+			q <- *queued
+		}
 	}()
 
 	// 1. fetch and verify happened in the source; its error decides.
@@ -429,6 +447,9 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			return ResultFetchErr, fetchErr
 		}
 		return ResultInvalid, fetchErr
+	}
+	if fetched(rev) {
+		l.observe(Event{Kind: EventFetched, Rev: rev})
 	}
 	// 2. load and validate: all-or-nothing.
 	l.mu.Lock()
@@ -479,14 +500,12 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			if q := l.infraQueue(); q != nil {
 				// Run's worker applies it: a clone taking minutes must not
 				// hold back the next commit's routes.
-				select {
-				case <-q: // a stale pending job: this one supersedes it
-				default:
-				}
 				// Said before the job is handed over: the worker's outcome
 				// must not be overwritten by it.
 				l.setCondition("infra", CondProgressing, "applying commit "+short(rev.Commit))
-				q <- infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
+				// Handed over once the pass is reported, so the Observer
+				// hears the pass before the worker's outcome.
+				queued = &infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
 				return errQueued
 			}
 			_, err := l.Infra.Apply(ctx, desired.Infra, l.leads(desired.Edge.InfraLeader))

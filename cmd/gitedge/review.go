@@ -138,14 +138,15 @@ func summary(d *reconcile.Desired) string {
 }
 
 func runPlan(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "plan", "[DIR] --base DIR|REF")
+	fs := newFlags(env, "plan", "[DIR] --base DIR|REF [--output text|json|markdown] [--detailed-exitcode]")
 	base := fs.String("base", "", "what DIR is compared with: a directory, or a git revision (branch, tag, commit) of the repository holding DIR; empty = nothing (everything is added)")
-	output := fs.String("output", "text", "text or json")
+	output := fs.String("output", "text", "text, json or markdown (a pull-request comment)")
+	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing changes, 1 on error, 2 when there are changes (as terraform plan -detailed-exitcode)")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
 	}
-	if len(pos) > 1 || (*output != "text" && *output != "json") {
+	if len(pos) > 1 || (*output != "text" && *output != "json" && *output != "markdown") {
 		fs.Usage()
 		return 2
 	}
@@ -153,42 +154,76 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
+	review := reconcile.Review{Base: reconcile.Ref{Name: *base}, Head: reconcile.Ref{Name: dir}}
+	if _, h, err := gitsource.TreeAt(dir, "HEAD"); err == nil {
+		review.Head.Commit = h.String() // the working tree is planned; HEAD says where it stands
+	}
 	head, err := reconcile.LoadDir(dir)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge plan: %s is not valid:\n%v\n", dir, err)
+		if *output == "text" {
+			fmt.Fprintf(env.stderr, "gitedge plan: %s is not valid:\n%v\n", dir, err)
+			return 1
+		}
+		review.Errors, review.Changes, review.Consequences = []string{}, []reconcile.ItemChange{}, []reconcile.Consequence{}
+		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
+			for _, e := range errs {
+				review.Errors = append(review.Errors, e.Error())
+			}
+		} else {
+			review.Errors = append(review.Errors, err.Error())
+		}
+		writeReview(env, *output, review)
 		return 1
 	}
 	var old *reconcile.Desired
 	if *base != "" {
-		old, err = loadBase(dir, *base)
+		old, review.Base.Commit, err = loadBase(dir, *base)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge plan: base %s: %v\n", *base, err)
 			return 1
 		}
 	}
-	p := reconcile.Diff(old, head)
-	if *output == "json" {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		if p.Changes == nil {
-			p.Changes = []reconcile.ItemChange{}
-		}
-		_ = enc.Encode(p)
-		return 0
+	r := reconcile.NewReview(old, head)
+	r.Base, r.Head = review.Base, review.Head
+	writeReview(env, *output, r)
+	if *detailed && len(r.Changes) > 0 {
+		return 2
 	}
-	_ = p.WriteText(env.stdout)
 	return 0
 }
 
+// writeReview prints a review in the chosen output.
+func writeReview(env *cliEnv, output string, r reconcile.Review) {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+	case "markdown":
+		_ = r.WriteMarkdown(env.stdout)
+	default:
+		_ = r.Plan().WriteText(env.stdout)
+		if len(r.Changes) > 0 && len(r.Consequences) > 0 {
+			fmt.Fprintln(env.stdout, "\nConsequences:")
+			for _, c := range r.Consequences {
+				fmt.Fprintf(env.stdout, "  - %s\n", c.Message)
+			}
+		}
+	}
+}
+
 // loadBase loads the base of a plan: a directory when one exists at that
-// path, otherwise a git revision of the repository that holds dir.
-func loadBase(dir, base string) (*reconcile.Desired, error) {
+// path, otherwise a git revision of the repository that holds dir (and
+// then its commit).
+func loadBase(dir, base string) (*reconcile.Desired, string, error) {
 	if st, err := os.Stat(base); err == nil && st.IsDir() {
-		return reconcile.LoadDir(base)
+		d, err := reconcile.LoadDir(base)
+		return d, "", err
 	}
-	files, _, err := gitsource.TreeAt(dir, base)
+	files, h, err := gitsource.TreeAt(dir, base)
 	if err != nil {
-		return nil, fmt.Errorf("not a directory, and not a git revision: %w", err)
+		return nil, "", fmt.Errorf("not a directory, and not a git revision: %w", err)
 	}
-	return reconcile.Load(files)
+	d, err := reconcile.Load(files)
+	return d, h.String(), err
 }

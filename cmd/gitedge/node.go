@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,10 @@ type node struct {
 	// readConfig re-reads the node config on SIGHUP; nil: nothing to
 	// re-read, SIGHUP only looks at the source again.
 	readConfig func() (*nodeconfig.Config, error)
+	// sd tells systemd how the node stands (serve.go); nil: not started by
+	// systemd. sdReady is set once READY=1 was sent.
+	sd      *sdNotifier
+	sdReady atomic.Bool
 }
 
 // nodeOptions say which parts a node runs and how.
@@ -78,6 +83,9 @@ type nodeOptions struct {
 	dryRun   bool
 	access   bool // access log of every request and connection
 	pprof    bool // /debug/pprof/ on the admin server
+	// up hands sockets and VRRP state between the processes of an upgrade
+	// in place (upgrade.go); nil: no upgrades (the demo).
+	up *upgrades
 }
 
 func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, error) {
@@ -108,6 +116,9 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 			// A stream of its own, named apart from the proxy's log.
 			popts.AccessLog = log.With("subsystem", "access")
 		}
+		if o.up != nil {
+			popts.Inherit = o.up.takeDataplane
+		}
 		n.proxy = dataplane.New(popts)
 		n.loop.Dataplane = n.proxy
 	}
@@ -122,6 +133,9 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 					n.loop.Poke()
 				}
 			},
+		}
+		if o.up != nil {
+			fo.Inherit = o.up.snapshot
 		}
 		if n.proxy != nil {
 			fo.TrackProxy = true

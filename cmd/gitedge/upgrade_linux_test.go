@@ -432,3 +432,62 @@ func sdHas(m sdMessage, prefix string) bool {
 	}
 	return false
 }
+
+// TestRunSDNotify is the unit's Type=notify as systemd hears it: READY=1
+// with the live commit in STATUS=, RELOADING=1 (with MONOTONIC_USEC) and
+// READY=1 around a SIGHUP, STOPPING=1 on SIGTERM. (MAINPID on an upgrade:
+// TestRunUpgradeUnderLoad.)
+func TestRunSDNotify(t *testing.T) {
+	f := newFleetNode(t)
+	f.good = f.remote.commit("main", "good", f.goodFiles)
+	f.remote.start()
+	sock := filepath.Join(t.TempDir(), "notify")
+	sd := sdListen(t, sock)
+	n := startUpgradedNode(t, gitedgeBinary(t), f.admin, []string{"NOTIFY_SOCKET=" + sock}, "--config", f.config)
+	pid := int32(n.first.Process.Pid)
+	m := sdWait(t, sd, "READY=1")
+	if m.pid != pid || !sdHas(m, "STATUS=gitedge dev: serving commit "+short(f.good)) {
+		t.Fatalf("READY: %+v", m)
+	}
+	askUntil(t, f.bind, "one") // ready means serving
+
+	syscall.Kill(n.pid, syscall.SIGHUP)
+	m = sdWait(t, sd, "RELOADING=1")
+	if !sdHas(m, "MONOTONIC_USEC=") || m.pid != pid {
+		t.Errorf("RELOADING: %+v", m)
+	}
+	if m = sdWait(t, sd, "READY=1"); !sdHas(m, "STATUS=gitedge dev: serving commit ") {
+		t.Errorf("READY after the reload: %+v", m)
+	}
+
+	syscall.Kill(n.pid, syscall.SIGTERM)
+	if m = sdWait(t, sd, "STOPPING=1"); m.pid != pid {
+		t.Errorf("STOPPING: %+v", m)
+	}
+	n.waitGone(n.pid)
+}
+
+// TestRunSDNotifyNothingToServe: a first start with no valid commit (the
+// branch holds a refused one, nothing recorded) is READY=1 all the same, so
+// that systemd does not restart it in a loop, with STATUS= saying nothing
+// serves and why; /readyz stays 503.
+func TestRunSDNotifyNothingToServe(t *testing.T) {
+	f := newFleetNode(t)
+	f.bad = f.remote.commit("main", "dangling backend", f.badFiles())
+	f.remote.start()
+	sock := filepath.Join(t.TempDir(), "notify")
+	sd := sdListen(t, sock)
+	n := startUpgradedNode(t, gitedgeBinary(t), f.admin, []string{"NOTIFY_SOCKET=" + sock}, "--config", f.config)
+	m := sdWait(t, sd, "READY=1")
+	if !sdHas(m, "STATUS=gitedge dev: nothing serves yet: ") || !strings.Contains(strings.Join(m.lines, "\n"), `no Backend named "nope"`) {
+		t.Fatalf("READY: %q", m.lines)
+	}
+	resp, err := http.Get("http://" + n.admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz: %d, want 503", resp.StatusCode)
+	}
+}

@@ -54,6 +54,12 @@ type node struct {
 	// readConfig re-reads the node config on SIGHUP; nil: nothing to
 	// re-read, SIGHUP only looks at the source again.
 	readConfig func() (*nodeconfig.Config, error)
+	// handOver are the steps the old process of an upgrade in place runs
+	// once the new one is ready, before it releases VRRP (upgrade.go): what
+	// else a subsystem hands over without a gap. An error is logged and the
+	// upgrade goes on, the new process serving already. BGP plugs in here,
+	// in newNode: n.handOver = append(n.handOver, speaker.HandOver).
+	handOver []func(context.Context) error
 	// sd tells systemd how the node stands (serve.go); nil: not started by
 	// systemd. sdReady is set once READY=1 was sent.
 	sd      *sdNotifier

@@ -92,12 +92,6 @@ type upgrades struct {
 	inherited map[string]*os.File         // not taken yet
 	open      map[*trackedListener]string // admin and webhook sockets open now, by key
 
-	// handOver runs in the old process once the new one is ready, before
-	// VRRP is released: what else the new process takes over. An error is
-	// logged and the upgrade goes on (the new process serves already).
-	// BGP goes here: bgp's Speaker.HandOver.
-	handOver []func(context.Context) error
-
 	// successor is the control socket to the new process, once it is
 	// ready; kept referenced so that only this process's exit closes it.
 	successor *os.File
@@ -326,7 +320,7 @@ func (u *upgrades) upgrade(ctx context.Context, n *node) bool {
 		_ = u.sd.Status(n.sdStatus() + "; last upgrade failed: " + firstLine(err.Error()))
 		return false
 	}
-	for _, h := range u.handOver {
+	for _, h := range n.handOver {
 		if err := h(ctx); err != nil {
 			log.Error("upgrade: a hand-over step failed; the new process serves already", "error", err)
 		}

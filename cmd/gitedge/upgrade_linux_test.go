@@ -86,7 +86,7 @@ func startUpgradedNode(t *testing.T, exe, admin string, env []string, args ...st
 		t.Fatal(err)
 	}
 	defer f.Close()
-	n.first = exec.Command(exe, append([]string{"run", "--no-vrrp"}, args...)...)
+	n.first = exec.Command(exe, args...)
 	n.first.Env = append(os.Environ(), env...)
 	// A file, not a pipe: the processes an upgrade starts write to it too,
 	// and outlive the first.
@@ -278,7 +278,7 @@ func TestRunUpgradeUnderLoad(t *testing.T) {
 	f.remote.start()
 	sock := filepath.Join(t.TempDir(), "notify")
 	sd := sdListen(t, sock)
-	n := startUpgradedNode(t, exe, f.admin, []string{"NOTIFY_SOCKET=" + sock}, "--config", f.config)
+	n := startUpgradedNode(t, exe, f.admin, []string{"NOTIFY_SOCKET=" + sock}, "run", "--no-vrrp", "--config", f.config)
 	ready := sdWait(t, sd, "READY=1")
 	if ready.pid != int32(n.first.Process.Pid) || !sdHas(ready, "STATUS=gitedge 1.0.0-upgrade: serving commit "+short(f.good)) {
 		t.Fatalf("first READY: %+v", ready)
@@ -341,7 +341,7 @@ func TestRunUpgradeRefused(t *testing.T) {
 	f := newFleetNode(t)
 	f.good = f.remote.commit("main", "good", f.goodFiles)
 	f.remote.start()
-	n := startUpgradedNode(t, exe, f.admin, nil, "--config", f.config)
+	n := startUpgradedNode(t, exe, f.admin, nil, "run", "--no-vrrp", "--config", f.config)
 	n.waitLogLines("ready", 1)
 	askUntil(t, f.bind, "one")
 
@@ -443,7 +443,7 @@ func TestRunSDNotify(t *testing.T) {
 	f.remote.start()
 	sock := filepath.Join(t.TempDir(), "notify")
 	sd := sdListen(t, sock)
-	n := startUpgradedNode(t, gitedgeBinary(t), f.admin, []string{"NOTIFY_SOCKET=" + sock}, "--config", f.config)
+	n := startUpgradedNode(t, gitedgeBinary(t), f.admin, []string{"NOTIFY_SOCKET=" + sock}, "run", "--no-vrrp", "--config", f.config)
 	pid := int32(n.first.Process.Pid)
 	m := sdWait(t, sd, "READY=1")
 	if m.pid != pid || !sdHas(m, "STATUS=gitedge dev: serving commit "+short(f.good)) {
@@ -477,7 +477,7 @@ func TestRunSDNotifyNothingToServe(t *testing.T) {
 	f.remote.start()
 	sock := filepath.Join(t.TempDir(), "notify")
 	sd := sdListen(t, sock)
-	n := startUpgradedNode(t, gitedgeBinary(t), f.admin, []string{"NOTIFY_SOCKET=" + sock}, "--config", f.config)
+	n := startUpgradedNode(t, gitedgeBinary(t), f.admin, []string{"NOTIFY_SOCKET=" + sock}, "run", "--no-vrrp", "--config", f.config)
 	m := sdWait(t, sd, "READY=1")
 	if !sdHas(m, "STATUS=gitedge dev: nothing serves yet: ") || !strings.Contains(strings.Join(m.lines, "\n"), `no Backend named "nope"`) {
 		t.Fatalf("READY: %q", m.lines)
@@ -489,5 +489,27 @@ func TestRunSDNotifyNothingToServe(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz: %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestProxyUpgrade: `gitedge proxy` upgrades in place on SIGUSR2 as
+// `gitedge run` does.
+func TestProxyUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries")
+	}
+	v1, v2 := versionedBinary(t, "1.0.0-upgrade"), versionedBinary(t, "2.0.0-upgrade")
+	exe := filepath.Join(t.TempDir(), "gitedge")
+	install(t, v1, exe)
+	dir, bind, admin := t.TempDir(), testkit.QuietPort(t), testkit.QuietPort(t)
+	writeRoutes(t, dir, bind, namedServer(t, "one"), namedServer(t, "two"), "one")
+	n := startUpgradedNode(t, exe, admin, nil, "proxy", dir, "--metrics", admin, "--log-format", "json")
+	n.waitLogLines("ready", 1)
+	askUntil(t, bind, "one")
+	install(t, v2, exe)
+	n.upgrade(1)
+	askUntil(t, bind, "one")
+	if v := n.version(); v != "2.0.0-upgrade" {
+		t.Errorf("/status version %q after the upgrade", v)
 	}
 }

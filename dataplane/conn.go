@@ -38,10 +38,11 @@ type clientConn struct {
 
 	http     *httpConn // the serving state while a goroutine serves an http connection
 	httpMode bool      // accepted on an http listener; set once
-	// headSeen is set once the first request head arrived (http). Until
-	// then, for freshGrace after the accept, a drain lets the connection
-	// wait for it: its client connected to send one, perhaps just before
-	// the listener stopped accepting (a reload, an upgrade in place).
+	// headSeen is set once the first request head (http) or the
+	// ClientHello (tls) arrived. Until then, for freshGrace after the
+	// accept, a drain lets the connection wait for it: its client connected
+	// to send one, perhaps just before the listener stopped accepting (a
+	// reload, an upgrade in place).
 	headSeen atomic.Bool
 
 	parkFields // the connection's state, and idle parking (park.go)
@@ -274,7 +275,7 @@ func proxyHeaderLen(buf []byte) (int, error) {
 // instead.
 func (c *clientConn) enterIdle(now int64) bool {
 	c.parkFields.enterIdle(&c.sock.p.lingering, now)
-	if c.draining.Load() && !c.inGrace(now) {
+	if c.draining.Load() && !c.inGrace(time.Now().UnixNano()) {
 		c.leaveIdle()
 		return false
 	}
@@ -304,14 +305,15 @@ func (c *clientConn) drain() {
 	c.interrupt()
 }
 
-// freshGrace is how long a drain lets a new http connection wait for its
-// first request: a client sends it within a round trip of connecting.
+// freshGrace is how long a drain lets a new connection wait for its first
+// request or ClientHello: a client sends it within a round trip of
+// connecting.
 const freshGrace = time.Second
 
 // inGrace says whether a drain lets the connection wait for its first
 // request still.
 func (c *clientConn) inGrace(now int64) bool {
-	return c.httpMode && !c.headSeen.Load() && now < c.accepted+int64(freshGrace)
+	return !c.headSeen.Load() && now < c.accepted+int64(freshGrace)
 }
 
 // interrupt ends the idle wait of a draining connection, or releases it

@@ -360,7 +360,7 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 	}
 	// Closed once the new process has them, or on any error.
 	defer func() { closeFDs(fds) }()
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	pair, err := socketpair()
 	if err != nil {
 		return 0, fmt.Errorf("control socket: %w", err)
 	}
@@ -480,4 +480,19 @@ func environWithout(name string) []string {
 		}
 	}
 	return out
+}
+
+// socketpair is a connected pair of unix stream sockets, close-on-exec
+// (as the standard library does where SOCK_CLOEXEC is missing: under
+// ForkLock, so no process started meanwhile inherits them).
+func socketpair() ([2]int, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return pair, err
+	}
+	unix.CloseOnExec(pair[0])
+	unix.CloseOnExec(pair[1])
+	return pair, nil
 }

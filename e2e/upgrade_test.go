@@ -94,13 +94,9 @@ func TestFleetUpgradeMaster(t *testing.T) {
 		t.Errorf("the backup changed state during the upgrades: %v, was %v", h, backupHistory)
 	}
 	got := adverts.between(start, end)
-	var longest time.Duration
-	var at time.Time
-	for i := 1; i < len(got); i++ {
-		if d := got[i].at.Sub(got[i-1].at); d > longest {
-			longest, at = d, got[i].at
-		}
-	}
+	longest, at := longestGap(got)
+	// The same machine's jitter with no upgrade: the second before the first.
+	baseline, _ := longestGap(adverts.between(start, start.Add(time.Second)))
 	for _, a := range got {
 		if a.prio != 101 {
 			t.Errorf("an advert with priority %d at %v", a.prio, a.at.Sub(start))
@@ -110,9 +106,12 @@ func TestFleetUpgradeMaster(t *testing.T) {
 	if len(got) < int(end.Sub(start)/advert)/2 {
 		t.Errorf("%d adverts in %v", len(got), end.Sub(start))
 	}
-	// One interval plus slack for a shared 2-core machine; the backup takes
-	// over only after 3 intervals and its skew.
-	if limit := advert + 100*time.Millisecond; longest > limit {
+	// By design at most one interval: both processes advertise until the
+	// old one releases, and the new one's timer runs from its first advert.
+	// Plus slack for a shared 2-core machine running other tests (its own
+	// jitter is the baseline); the backup would take over only after
+	// about 3.6 intervals, and that it never does is checked above.
+	if limit := advert + 150*time.Millisecond; longest > limit {
 		t.Errorf("longest gap between the master's adverts %v (at %v into the upgrades), more than %v", longest, at.Sub(start), limit)
 	}
 	failed := 0
@@ -126,9 +125,10 @@ func TestFleetUpgradeMaster(t *testing.T) {
 			failed++
 		}
 	}
-	t.Logf("master upgraded twice: %d adverts, longest gap %v; SIGUSR2 to new process ready %v; VIP probes %d, %d not answered by n2",
-		len(got), longest, tooks, tried, failed)
-	figure("upgrade in place", "longest advert gap, master upgraded twice (100 ms interval)", "%v", longest.Round(time.Millisecond))
+	t.Logf("master upgraded twice: %d adverts, longest gap %v (%v with no upgrade); SIGUSR2 to new process ready %v; VIP probes %d, %d not answered by n2",
+		len(got), longest, baseline, tooks, tried, failed)
+	figure("upgrade in place", "longest advert gap, master upgraded twice (100 ms interval)", "%v (%v in the second before)",
+		longest.Round(time.Millisecond), baseline.Round(time.Millisecond))
 	figure("upgrade in place", "SIGUSR2 to the new process ready", "%v", tooks)
 	if failed > 0 {
 		t.Errorf("%d of %d probes of the VIP during the upgrades were not answered by the master", failed, tried)
@@ -257,3 +257,13 @@ func captureAdvertsIn(t *testing.T, ns string, src netip.Addr) *advertLog {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// longestGap is the longest time between two adverts, and when it ended.
+func longestGap(got []advertSeen) (longest time.Duration, at time.Time) {
+	for i := 1; i < len(got); i++ {
+		if d := got[i].at.Sub(got[i-1].at); d > longest {
+			longest, at = d, got[i].at
+		}
+	}
+	return longest, at
+}

@@ -67,8 +67,10 @@ func TestFleetUpgradeMaster(t *testing.T) {
 	start := time.Now()
 	pid := cmd.Process.Pid
 	var tooks []string
+	var windows [][2]time.Time // from each SIGUSR2 until the old process is gone, and an interval more
 	for i := 1; i <= 2; i++ {
 		time.Sleep(time.Second) // adverts before, between and after
+		sent := time.Now()
 		if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +81,7 @@ func TestFleetUpgradeMaster(t *testing.T) {
 		pids = append(pids, next)
 		pidsMu.Unlock()
 		waitGone(t, pid)
+		windows = append(windows, [2]time.Time{sent, time.Now().Add(advert)})
 		if i == 1 {
 			<-done // the first process, waited for by startProcDone
 		}
@@ -94,9 +97,9 @@ func TestFleetUpgradeMaster(t *testing.T) {
 		t.Errorf("the backup changed state during the upgrades: %v, was %v", h, backupHistory)
 	}
 	got := adverts.between(start, end)
-	longest, at := longestGap(got)
-	// The same machine's jitter with no upgrade: the second before the first.
-	baseline, _ := longestGap(adverts.between(start, start.Add(time.Second)))
+	// The gaps during the upgrades, and the same machine's jitter with no
+	// upgrade going on (the rest of the run).
+	longest, at, baseline := splitGaps(got, windows)
 	for _, a := range got {
 		if a.prio != 101 {
 			t.Errorf("an advert with priority %d at %v", a.prio, a.at.Sub(start))
@@ -108,11 +111,12 @@ func TestFleetUpgradeMaster(t *testing.T) {
 	}
 	// By design at most one interval: both processes advertise until the
 	// old one releases, and the new one's timer runs from its first advert.
-	// Plus slack for a shared 2-core machine running other tests (its own
-	// jitter is the baseline); the backup would take over only after
-	// about 3.6 intervals, and that it never does is checked above.
-	if limit := advert + 150*time.Millisecond; longest > limit {
-		t.Errorf("longest gap between the master's adverts %v (at %v into the upgrades), more than %v", longest, at.Sub(start), limit)
+	// Plus slack for a shared 2-core machine running other tests: 150 ms,
+	// or the machine's own jitter in this run outside the upgrades and 50
+	// ms more. The backup would take over only after about 3.6 intervals,
+	// and that it never does is checked above.
+	if limit := max(advert+150*time.Millisecond, baseline+50*time.Millisecond); longest > limit {
+		t.Errorf("longest gap between the master's adverts during an upgrade %v (at %v into the run), more than %v", longest, at.Sub(start), limit)
 	}
 	failed := 0
 	var tried int
@@ -125,9 +129,9 @@ func TestFleetUpgradeMaster(t *testing.T) {
 			failed++
 		}
 	}
-	t.Logf("master upgraded twice: %d adverts, longest gap %v (%v with no upgrade); SIGUSR2 to new process ready %v; VIP probes %d, %d not answered by n2",
+	t.Logf("master upgraded twice: %d adverts, longest gap during an upgrade %v (%v outside them); SIGUSR2 to new process ready %v; VIP probes %d, %d not answered by n2",
 		len(got), longest, baseline, tooks, tried, failed)
-	figure("upgrade in place", "longest advert gap, master upgraded twice (100 ms interval)", "%v (%v in the second before)",
+	figure("upgrade in place", "longest advert gap, master upgraded twice (100 ms interval)", "%v (%v outside the upgrades)",
 		longest.Round(time.Millisecond), baseline.Round(time.Millisecond))
 	figure("upgrade in place", "SIGUSR2 to the new process ready", "%v", tooks)
 	if failed > 0 {
@@ -258,12 +262,24 @@ func captureAdvertsIn(t *testing.T, ns string, src netip.Addr) *advertLog {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// longestGap is the longest time between two adverts, and when it ended.
-func longestGap(got []advertSeen) (longest time.Duration, at time.Time) {
+// splitGaps returns the longest gap between two adverts that overlaps a
+// window (and when it ended), and the longest of the others.
+func splitGaps(got []advertSeen, windows [][2]time.Time) (in time.Duration, at time.Time, out time.Duration) {
 	for i := 1; i < len(got); i++ {
-		if d := got[i].at.Sub(got[i-1].at); d > longest {
-			longest, at = d, got[i].at
+		from, to := got[i-1].at, got[i].at
+		d := to.Sub(from)
+		overlaps := false
+		for _, w := range windows {
+			if from.Before(w[1]) && to.After(w[0]) {
+				overlaps = true
+			}
+		}
+		switch {
+		case overlaps && d > in:
+			in, at = d, to
+		case !overlaps && d > out:
+			out = d
 		}
 	}
-	return longest, at
+	return in, at, out
 }

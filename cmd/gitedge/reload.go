@@ -14,11 +14,13 @@ import (
 // What a SIGHUP (systemctl reload) may change while the node runs, and
 // what needs a restart. The source (remote, branch, path, poll, auth,
 // keyring), the webhook and the admin server are rebuilt and swapped in;
+// the secrets section applies from the next pass, and every SIGHUP
+// re-applies the live commit so changed secret files are read at once;
 // the node's name, its state directory and the Proxmox connection are
 // what the running subsystems were built with, so a change there is
 // logged and waits for a restart. The log level is a flag, not config.
 var (
-	liveFields    = []string{"source", "webhook", "admin"}
+	liveFields    = []string{"source", "webhook", "admin", "secrets"}
 	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify"}
 )
 
@@ -107,6 +109,9 @@ func (n *node) waitReload(ctx context.Context, cur liveParts, failed <-chan erro
 				_ = n.sd.Reloading("reloading: re-reading the node config and fetching")
 			}
 			next := n.reload(cur)
+			// The secrets' files are read again by a pass over what the
+			// node runs (or a commit refused for want of one).
+			n.loop.Poke()
 			if ready {
 				_ = n.sd.Ready(n.sdStatus())
 			}
@@ -179,6 +184,7 @@ func configChanges(old, new *nodeconfig.Config) (live, restart []string) {
 		"proxmox":  !reflect.DeepEqual(o.Proxmox, n.Proxmox),
 		"forge":    !reflect.DeepEqual(o.Forge, n.Forge),
 		"notify":   !reflect.DeepEqual(o.Notify, n.Notify),
+		"secrets":  !reflect.DeepEqual(o.Secrets, n.Secrets),
 	}
 	live, restart = []string{}, []string{}
 	for _, f := range liveFields {

@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 
-	k8syaml "sigs.k8s.io/yaml"
-
 	"github.com/gitedge/gitedge/forge"
 	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/infra"
@@ -57,25 +55,50 @@ type Config struct {
 
 // Load reads and builds a node config file.
 func Load(path string) (*Config, error) {
+	return LoadFor(path, "")
+}
+
+// LoadFor reads and builds a node config file for a command that follows
+// the local directory dir instead of the configured remote (--source
+// DIR): there the source section is optional, its url defaulting to dir.
+// dir "" is Load.
+func LoadFor(path, dir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
-	return Parse(path, data)
+	f, err := decode(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if dir != "" && f.Source.URL == "" {
+		f.Source.URL = dir
+	}
+	return Build(f, path)
 }
 
 // Parse decodes node config bytes strictly and builds them; path names the
 // file in errors.
 func Parse(path string, data []byte) (*Config, error) {
-	var f File
-	if err := k8syaml.UnmarshalStrict(data, &f); err != nil {
-		msg := err.Error()
-		for _, p := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: while decoding JSON: ", "yaml: "} {
-			msg = strings.TrimPrefix(msg, p)
-		}
-		return nil, fmt.Errorf("node config %s: %s", path, msg)
+	f, err := decode(path, data)
+	if err != nil {
+		return nil, err
 	}
 	return Build(f, path)
+}
+
+// decode decodes node config bytes strictly, errors located as the routes
+// repository's are (file:line: field: message).
+func decode(path string, data []byte) (File, error) {
+	var f File
+	if err := reconcile.DecodeFile(path, data, &f, "the node config's fields in docs/node-config.md"); err != nil {
+		var errs reconcile.Errors
+		if errors.As(err, &errs) && len(errs) > 1 {
+			return f, fmt.Errorf("node config %s: %w", path, err)
+		}
+		return f, fmt.Errorf("node config %w", err)
+	}
+	return f, nil
 }
 
 // Build turns a File into a Config: node-level defaults applied, each

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ type loader struct {
 	errs  Errors
 	// pending errors whose line is looked up at the end, once per document
 	located []pendingError
+	// fieldsDoc is where an unknown field's message sends the reader;
+	// "" means the routes repository's reference.
+	fieldsDoc string
 }
 
 type pendingError struct {
@@ -234,7 +238,7 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 	if te, isType := errors.AsType[*json.UnmarshalTypeError](err); isType {
 		d.name = name()
 		l.located = append(l.located, pendingError{doc: d, field: te.Field, want: te.Value,
-			msg: fmt.Sprintf("expected %s, got a %s", jsonTypeName(te.Type.String()), te.Value)})
+			msg: fmt.Sprintf("expected %s, got %s", jsonTypeName(te.Type.String()), jsonValueName(te.Value))})
 		return false, false
 	}
 	if strings.Contains(msg, `unknown field "`) {
@@ -242,7 +246,7 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 		unknown := unknownFields(d.node(), reflect.TypeOf(v))
 		for _, u := range unknown {
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line + u.line - 1, Doc: d.id(), Field: u.path,
-				Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in docs/repository.md)", u.key)})
+				Msg: fmt.Sprintf("unknown field %q (check its spelling and %s)", u.key, cmp.Or(l.fieldsDoc, "the kind's fields in docs/repository.md"))})
 		}
 		if len(unknown) == 0 { // cannot happen when both libraries agree; keep the message
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line, Doc: d.id(), Msg: msg})
@@ -342,6 +346,19 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		m[name] = f.Type
 	}
 	return m
+}
+
+// jsonValueName names the kind of value encoding/json found ("array").
+func jsonValueName(v string) string {
+	switch v {
+	case "array":
+		return "a list"
+	case "object":
+		return "a mapping"
+	case "bool":
+		return "true or false"
+	}
+	return "a " + v
 }
 
 func jsonTypeName(goType string) string {

@@ -55,7 +55,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 // readRunConfig reads the node config; with --source and no config file,
 // the built-in one (defaults true).
 func readRunConfig(path, dir string) (nc *nodeconfig.Config, defaults bool, err error) {
-	nc, err = nodeconfig.Load(path)
+	nc, err = nodeconfig.LoadFor(path, dir)
 	if err != nil && dir != "" && errors.Is(err, os.ErrNotExist) {
 		nc, err = builtinConfig(dir)
 		return nc, true, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/gitedge/gitedge/forge"
 	"github.com/gitedge/gitedge/gitsource"
@@ -134,8 +135,10 @@ func Build(f File, path string) (*Config, error) {
 		StateDir:    c.StateDir,
 		Node:        c.Node,
 	}.WithDefaults()
+	var errs []error
 	if w := f.Webhook; w != nil {
 		c.Webhook = &gitsource.WebhookConfig{Listen: w.Listen, Path: w.Path, SecretFile: w.SecretFile, Ref: c.Source.Ref()}
+		errs = append(errs, webhookLimits(c.Webhook, w.Limits)...)
 	}
 	if f.Forge != nil {
 		fc := *f.Forge
@@ -144,7 +147,6 @@ func Build(f File, path string) (*Config, error) {
 	}
 	c.Notify = notify.Config{Node: c.Node, Sinks: f.Notify}
 
-	var errs []error
 	if c.Node == "" {
 		errs = append(errs, errors.New("node: missing: the name of this node, as in the Edge's spec.nodes"))
 	}
@@ -176,6 +178,42 @@ func Build(f File, path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", c.where(), errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// webhookLimits sets the limits of a webhook section on wc, and returns
+// what is wrong with them.
+func webhookLimits(wc *gitsource.WebhookConfig, l *WebhookLimits) []error {
+	if l == nil {
+		return nil
+	}
+	var errs []error
+	count := func(field string, v int64) int64 {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("webhook.limits.%s: %d: expected a positive number (or 0 for the default)", field, v))
+			return 0
+		}
+		return v
+	}
+	dur := func(field, v string) time.Duration {
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("webhook.limits.%s: %q: expected a positive duration, as 5s", field, v))
+			return 0
+		}
+		return d
+	}
+	wc.MaxBody = count("maxBodyBytes", l.MaxBodyBytes)
+	wc.MaxConns = int(count("maxConns", int64(l.MaxConns)))
+	wc.MaxConnsPerSource = int(count("maxConnsPerSource", int64(l.MaxConnsPerSource)))
+	wc.MaxBodies = int(count("maxBodies", int64(l.MaxBodies)))
+	wc.MaxBodiesPerSource = int(count("maxBodiesPerSource", int64(l.MaxBodiesPerSource)))
+	wc.Deliveries = int(count("deliveries", int64(l.Deliveries)))
+	wc.HeaderTimeout = dur("headerTimeout", l.HeaderTimeout)
+	wc.BodyTimeout = dur("bodyTimeout", l.BodyTimeout)
+	return errs
 }
 
 // where names the config in messages.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	k8syaml "sigs.k8s.io/yaml"
@@ -172,5 +173,33 @@ func TestProxmoxClient(t *testing.T) {
 	c, _ := Build(File{Node: "a", Source: Source{URL: "/x"}}, "n.yaml")
 	if _, err := c.ProxmoxClient(); err == nil || !strings.Contains(err.Error(), "no proxmox section") {
 		t.Errorf("no section: %v", err)
+	}
+}
+
+// TestWebhookLimits: the webhook's limits are settable from the node
+// config (a node behind a reverse proxy sees every delivery from one
+// address, past the default of 4 bodies per address); unset ones keep
+// gitsource's defaults, bad ones are refused by field.
+func TestWebhookLimits(t *testing.T) {
+	c, err := Parse("test.yaml", []byte(`node: a
+source: {url: /x}
+webhook:
+  listen: ":9000"
+  secretFile: /s
+  limits: {maxBodyBytes: 8388608, maxConns: 512, maxConnsPerSource: 300, maxBodies: 64, maxBodiesPerSource: 64, headerTimeout: 2s, bodyTimeout: 8s, deliveries: 100}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := gitsource.WebhookConfig{Listen: ":9000", SecretFile: "/s", Ref: "refs/heads/main", MaxBody: 8 << 20, MaxConns: 512,
+		MaxConnsPerSource: 300, MaxBodies: 64, MaxBodiesPerSource: 64, HeaderTimeout: 2 * time.Second, BodyTimeout: 8 * time.Second, Deliveries: 100}
+	if diff := cmp.Diff(want, *c.Webhook); diff != "" {
+		t.Errorf("webhook config (-want +got):\n%s", diff)
+	}
+	_, err = Parse("test.yaml", []byte("node: a\nsource: {url: /x}\nwebhook: {listen: ':9000', secretFile: /s, limits: {maxBodies: -1, bodyTimeout: 0s}}\n"))
+	for _, want := range []string{"webhook.limits.maxBodies: -1: expected a positive number", `webhook.limits.bodyTimeout: "0s": expected a positive duration`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
 	}
 }

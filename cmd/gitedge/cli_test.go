@@ -200,6 +200,9 @@ func TestCommandLineUsage(t *testing.T) {
 			if flags < 2 {
 				t.Errorf("-h lists %d flags:\n%s", flags, errOut)
 			}
+			if strings.Contains(errOut, "SPEC") || strings.Contains(errOut, "../shared") {
+				t.Errorf("-h points outside the repository:\n%s", errOut)
+			}
 
 			bad := []struct {
 				args  []string

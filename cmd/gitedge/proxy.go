@@ -21,7 +21,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	hup, stop := notifyHUP()
 	defer stop()
 
-	fs := newFlags(env, "proxy", "DIR [--metrics ADDR] [--watch=false] [--debounce D]")
+	fs := newFlags(env, "proxy", "DIR [--metrics ADDR] [--access-log] [--watch=false] [--debounce D] [--pprof]")
 	fs.positional(1, 1, "DIR")
 	access := fs.Bool("access-log", false, "log one event per request and TLS connection")
 	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")

@@ -16,7 +16,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	hup, stop := notifyHUP()
 	defer stop()
 
-	fs := newFlags(env, "run", "[--config FILE] [--source DIR]")
+	fs := newFlags(env, "run", "[--config FILE] [--source DIR] [--no-vrrp] [--access-log]")
 	fs.logDefaults("info", "json")
 	config := fs.String("config", nodeconfig.DefaultPath, "node config; re-read on SIGHUP")
 	dir := fs.String("source", "", "follow a local directory with fsnotify instead of the configured git remote (development)")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 func TestExamples(t *testing.T) {
@@ -34,7 +35,7 @@ func TestParse(t *testing.T) {
 		{"unknown field", "node: a\nsource: {url: x, brnch: main}\n", `node config test.yaml:2: source.brnch: unknown field "brnch" (check its spelling and the node config's fields in docs/node-config.md)`},
 		{"two unknown fields", "node: a\nsource: {url: x}\nadmn: {}\nstatDir: /x\n", "node config test.yaml: 2 errors:\n  test.yaml:3: admn: unknown field \"admn\" (check its spelling and the node config's fields in docs/node-config.md)\n  test.yaml:4: statDir: unknown field"},
 		// Was "json: cannot unmarshal array into Go struct field File.node of type string".
-		{"wrong type", "node: [a]\nsource: {url: x}\n", "node config test.yaml:1: node: expected a string, got a list"},
+		{"wrong type", "node: [a]\nsource: {url: x}\n", "node config test.yaml:1: node: expected a string, got an array"},
 		{"wrong type deep", "node: a\nsource:\n  url: x\n  depth: deep\n", "node config test.yaml:4: source.depth: expected a number, got a string"},
 		{"tag and commit", "node: a\nsource: {url: x, tag: v1, commit: abc}\n", "source: set only one of branch, tag and commit"},
 		{"branch and tag", "node: a\nsource: {url: x, branch: main, tag: v1}\n", "source: set only one of branch, tag and commit"},
@@ -53,6 +54,10 @@ func TestParse(t *testing.T) {
 			"webhook.listen: :9000 clashes with admin.listen 127.0.0.1:9000: use two ports"},
 		{"admin off", "node: a\nsource: {url: /x}\nadmin: {listen: 'off'}\nwebhook: {listen: '127.0.0.1:9100', secretFile: /s}\n", ""},
 		{"syntax", "node: lb-0\nsource: {url: [\n", "node config test.yaml:2: not valid YAML: did not find expected node content"},
+		{"secrets", "node: a\nsource: {url: x}\nsecrets: {dir: /etc/gitedge/secrets, files: {vrrp-vi1: /etc/keepalived/vi1.pass}, ageIdentity: /etc/gitedge/age.key}\n", ""},
+		{"secret name", "node: a\nsource: {url: x}\nsecrets: {files: {../x: /y}}\n", `secrets.files.../x: bad secret name "../x"`},
+		{"secret file", "node: a\nsource: {url: x}\nsecrets: {files: {x: ''}}\n", "secrets.files.x: missing"},
+		{"secrets unknown field", "node: a\nsource: {url: x}\nsecrets: {directory: /x}\n", `unknown field "directory"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,12 +141,14 @@ func TestFileRoundTrip(t *testing.T) {
 }
 
 func TestLocal(t *testing.T) {
+	t.Setenv(secrets.CredentialsEnv, "")
 	c, err := Parse("/etc/gitedge/gitedge.yaml", []byte("node: lb-0\nsource: {url: /srv/edge}\nwebhook: {listen: ':9000', secretFile: /s}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &reconcile.Local{Node: "lb-0", Config: "/etc/gitedge/gitedge.yaml", Listens: []reconcile.LocalListen{
-		{Field: "admin.listen", Addr: "127.0.0.1:9100"}, {Field: "webhook.listen", Addr: ":9000"}}}
+		{Field: "admin.listen", Addr: "127.0.0.1:9100"}, {Field: "webhook.listen", Addr: ":9000"}},
+		Secrets: &secrets.Store{Config: "/etc/gitedge/gitedge.yaml"}}
 	if diff := cmp.Diff(want, c.Local()); diff != "" {
 		t.Errorf("Local (-want +got):\n%s", diff)
 	}
@@ -201,5 +208,29 @@ webhook:
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want %q", err, want)
 		}
+
+	}
+}
+
+// TestSecrets: the secrets section becomes the node's store, with
+// systemd's credentials directory from the environment.
+func TestSecrets(t *testing.T) {
+	t.Setenv(secrets.CredentialsEnv, "/run/credentials/gitedge.service")
+	c, err := Parse("/etc/gitedge/gitedge.yaml", []byte("node: a\nsource: {url: /x}\nsecrets: {dir: /srv/s, files: {vi1: /k/vi1}, ageIdentity: /k/age}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := secrets.Store{Dir: "/srv/s", Files: map[string]string{"vi1": "/k/vi1"}, AgeIdentity: "/k/age",
+		CredentialsDir: "/run/credentials/gitedge.service", Config: "/etc/gitedge/gitedge.yaml"}
+	if diff := cmp.Diff(want, c.Secrets); diff != "" {
+		t.Errorf("store (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&want, c.Local().Secrets); diff != "" {
+		t.Errorf("Local().Secrets (-want +got):\n%s", diff)
+	}
+	t.Setenv(secrets.CredentialsEnv, "")
+	d, err := Parse("n.yaml", []byte("node: a\nsource: {url: /x}\n"))
+	if err != nil || !cmp.Equal(d.Secrets, secrets.Store{Config: "n.yaml"}) {
+		t.Errorf("without a section: %v %+v (want the defaults)", err, d.Secrets)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"os"
 	"os/exec"
@@ -82,7 +83,8 @@ func TestPlanCommandBaseDir(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n"
+	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n" +
+		"\nConsequences:\n  - VM lb-0: memory 4096 → 2048 MiB (pending until the VM's next start)\n"
 	if out != want {
 		t.Errorf("plan output:\n%s\nwant:\n%s", out, want)
 	}
@@ -181,7 +183,8 @@ func TestDaemonOffLinux(t *testing.T) {
 // and exits 2.
 func TestCommandLineUsage(t *testing.T) {
 	flagLine := regexp.MustCompile(`^  -([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
-	maxArgs := map[string]int{"validate": 1, "plan": 1, "inventory": 1, "proxy": 1, "vrrp": 1}
+	maxArgs := map[string]int{"validate": 1, "plan": 1, "inventory": 1, "proxy": 1, "vrrp": 1, "secret": 1}
+	argNames := map[string]string{"secret": "ACTION: encrypt, keygen or recipient"}
 	for name := range commands() {
 		t.Run(name, func(t *testing.T) {
 			code, out, errOut := gitedge(t, name, "-h")
@@ -221,7 +224,7 @@ func TestCommandLineUsage(t *testing.T) {
 				bad = append(bad, struct {
 					args  []string
 					first string
-				}{extra, "gitedge " + name + `: too many arguments ["a1" "a2"]: expected at most 1 (DIR)`})
+				}{extra, "gitedge " + name + `: too many arguments ["a1" "a2"]: expected at most 1 (` + cmp.Or(argNames[name], "DIR") + ")"})
 			}
 			for _, b := range bad {
 				code, out, errOut := gitedge(t, append([]string{name}, b.args...)...)
@@ -243,7 +246,7 @@ func TestCommandLineUsage(t *testing.T) {
 		{[]string{"proxy"}, "gitedge proxy: missing argument: DIR"},
 		{[]string{"vrrp", "dir"}, "gitedge vrrp: --node NAME is required: this node's name in the Edge's spec.nodes"},
 		{[]string{"reconcile"}, "gitedge reconcile: --once is required: one pass and exit (the loop itself is gitedge run)"},
-		{[]string{"plan", "--output", "yaml"}, `gitedge plan: --output "yaml": expected text or json`},
+		{[]string{"plan", "--output", "yaml"}, `gitedge plan: --output "yaml": expected text, json or markdown`},
 		{[]string{"validate", "--output", "yaml"}, `gitedge validate: --output "yaml": expected text or json`},
 		{[]string{"import"}, "gitedge import: --out DIR is required"},
 	} {
@@ -251,5 +254,40 @@ func TestCommandLineUsage(t *testing.T) {
 		if first, _, _ := strings.Cut(errOut, "\n"); code != 2 || first != tc.first {
 			t.Errorf("gitedge %v: exit %d, stderr:\n%s\nwant first line %q", tc.args, code, errOut, tc.first)
 		}
+
+	}
+}
+
+// TestPlanDetailedExitcode: with --detailed-exitcode, as Terraform's, 0
+// says nothing changes, 2 that something does and 1 an error; the
+// Markdown review of an invalid head lists its errors, and of a change its
+// consequences.
+func TestPlanDetailedExitcode(t *testing.T) {
+	changed := t.TempDir()
+	copyDir(t, "../../examples/homelab", changed, "edge.yaml", "priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}")
+	invalid := t.TempDir()
+	copyDir(t, "../../examples/homelab", invalid, "routes/blog.yaml", "http: {backend: k3s-http-ingress}", "http: {backend: nope}")
+	tests := []struct {
+		name, head string
+		output     string
+		code       int
+		want       string
+	}{
+		{"no changes", "../../examples/homelab", "markdown", 0, "**Valid**: no changes."},
+		{"changes", changed, "markdown", 2, "moves VIP 192.0.2.254/32 of VRRP instance VI\\_1 from lb-1 to lb-0"},
+		{"changes, json", changed, "json", 2, `"new": 102`},
+		{"invalid", invalid, "markdown", 1, "- `routes/blog.yaml:7: Route \"blog\": spec.http.backend: no Backend named \"nope\"`"},
+		{"invalid, json", invalid, "json", 1, `"valid": false`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := gitedge(t, "plan", tt.head, "--base", "../../examples/homelab", "--output", tt.output, "--detailed-exitcode")
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d (want %d); stdout lacks %q?\n%s%s", code, tt.code, tt.want, out, errOut)
+			}
+		})
+	}
+	if code, _, _ := gitedge(t, "plan", changed, "--base", "../../examples/homelab"); code != 0 {
+		t.Errorf("without --detailed-exitcode a plan with changes exits %d, want 0", code)
 	}
 }

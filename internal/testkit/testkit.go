@@ -211,3 +211,21 @@ func Seeds(f *testing.F, seeds ...string) {
 		f.Add([]byte(s))
 	}
 }
+
+// Poll calls f until it returns "" or within has passed, then fails the
+// test with f's last answer: for waits whose failure message says what
+// was last seen.
+func Poll(t testing.TB, within time.Duration, f func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		msg := f()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

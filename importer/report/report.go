@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gitedge/gitedge/internal/errlist"
 )
 
 // Pos is a place in an input file. Line is 1-based; 0 means the whole file.
@@ -186,27 +188,10 @@ func (es *Errors) Add(p Pos, format string, args ...any) {
 	*es = append(*es, &Error{Pos: p, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (es Errors) Error() string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d errors:", len(es))
-	for _, e := range es {
-		b.WriteString("\n  ")
-		b.WriteString(e.Error())
-	}
-	return b.String()
-}
+func (es Errors) Error() string { return errlist.Error(es) }
 
 // Unwrap lets errors.As find one *Error.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+func (es Errors) Unwrap() []error { return errlist.Unwrap(es) }
 
 // Err returns the sorted errors, or nil when there are none.
 func (es Errors) Err() error {

@@ -163,6 +163,16 @@ func instance(b *Block, errs *report.Errors) *Instance {
 			}
 			return args[0], true
 		}
+		// oneTo255 reads one number 1..255 into to (a VRID, a priority).
+		oneTo255 := func(to *int) {
+			if v, ok := one(); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 255 {
+					fail("expected 1..255, got %q", v)
+				}
+				*to = n
+			}
+		}
 		in.Lines[kw] = d.Pos
 		switch kw {
 		case "state":
@@ -177,21 +187,9 @@ func instance(b *Block, errs *report.Errors) *Instance {
 				in.Interface = v
 			}
 		case "virtual_router_id":
-			if v, ok := one(); ok {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 1 || n > 255 {
-					fail("expected 1..255, got %q", v)
-				}
-				in.VRID = n
-			}
+			oneTo255(&in.VRID)
 		case "priority":
-			if v, ok := one(); ok {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 1 || n > 255 {
-					fail("expected 1..255, got %q", v)
-				}
-				in.Priority = n
-			}
+			oneTo255(&in.Priority)
 		case "advert_int":
 			if v, ok := one(); ok {
 				t, err := seconds(v)

@@ -124,6 +124,23 @@ func (f *cmdFlags) logDefaults(level, format string) {
 	f.logFormat, f.Lookup("log-format").DefValue = format, format
 }
 
+// parseDir is parse for a command that takes at most one positional
+// argument, a directory: "." when none is given.
+func (f *cmdFlags) parseDir(args []string) (dir string, code int, ok bool) {
+	pos, code, ok := f.parse(args)
+	if !ok {
+		return "", code, false
+	}
+	switch len(pos) {
+	case 0:
+		return ".", 0, true
+	case 1:
+		return pos[0], 0, true
+	}
+	f.Usage()
+	return "", 2, false
+}
+
 // parse parses args allowing flags after positional arguments ("gitedge
 // plan DIR --base X"), returning the positionals, and checks the logging
 // flags. ok is false when the command should exit with the returned code

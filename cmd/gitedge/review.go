@@ -25,17 +25,9 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 			"Symbolic links are followed inside DIR; one that leaves DIR, is absolute or dangles is an error.\n",
 			reconcile.MaxFileBytes>>20, reconcile.MaxDocumentsPerFile, reconcile.MaxFiles, reconcile.MaxTotalBytes>>20, reconcile.MaxRoutes, reconcile.MaxHostsPerRoute)
 	}
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	if !ok {
 		return code
-	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return 2
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
 	}
 	var opts reconcile.LoadOptions
 	if *nodeConfig != "" {
@@ -100,17 +92,13 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "plan", "[DIR] --base DIR|REF")
 	base := fs.String("base", "", "what DIR is compared with: a directory, or a git revision (branch, tag, commit) of the repository holding DIR; empty = nothing (everything is added)")
 	output := fs.String("output", "text", "text or json")
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	if !ok {
 		return code
 	}
-	if len(pos) > 1 || (*output != "text" && *output != "json") {
+	if *output != "text" && *output != "json" {
 		fs.Usage()
 		return 2
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
 	}
 	head, err := reconcile.LoadDir(dir)
 	if err != nil {

@@ -396,10 +396,7 @@ func TestCredentialsRefusedAtStart(t *testing.T) {
 	primeCache(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
 	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "rotated-wrongly")}})
 	rev := next(t, g2)
-	var stale *Error
-	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonAuth || !strings.Contains(rev.Trigger.Detail, "credentials refused") {
-		t.Fatalf("restart with refused credentials: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
-	}
+	servedFromCache(t, "restart with refused credentials", rev, c1, ReasonAuth, "credentials refused")
 }
 
 // TestBounded: an operation that ignores its deadline is left behind

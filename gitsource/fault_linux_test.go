@@ -122,10 +122,9 @@ func TestStateDirFull(t *testing.T) {
 			g2, reg := newSource(t, cfg) // the node starts again
 			start := time.Now()
 			rev := next(t, g2)
-			var stale *Error
-			if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonDiskFull || !stale.Transient() ||
-				!strings.Contains(rev.Trigger.Detail, "from cache: disk full") {
-				t.Fatalf("restart on a full disk: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+			stale := servedFromCache(t, "restart on a full disk", rev, c1, ReasonDiskFull, "from cache: disk full")
+			if !stale.Transient() {
+				t.Fatalf("restart on a full disk: %v is not transient", stale)
 			}
 			t.Logf("cached commit handed over %s after start: %v", time.Since(start).Round(time.Millisecond), rev.Stale)
 			if !strings.Contains(stale.Error(), "state directory "+state+" is full") || strings.Contains(stale.Error(), "unreachable") {
@@ -184,10 +183,7 @@ func TestStateDirReadOnly(t *testing.T) {
 	}
 	g2, _ := newSource(t, Config{URL: u.bare, StateDir: state})
 	rev := next(t, g2)
-	var stale *Error
-	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonReadOnly || !strings.Contains(rev.Trigger.Detail, "read-only") {
-		t.Fatalf("read-only state directory: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
-	}
+	servedFromCache(t, "read-only state directory", rev, c1, ReasonReadOnly, "read-only")
 }
 
 // TestRepositoryGone: a remote that answers "repository not found" (moved,
@@ -214,11 +210,7 @@ func TestRepositoryGone(t *testing.T) {
 			}
 			g2, _ := newSource(t, Config{URL: url, StateDir: state})
 			rev := next(t, g2)
-			var stale *Error
-			if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonNotFound ||
-				!strings.Contains(rev.Trigger.Detail, "from cache: repository or ref not found") {
-				t.Fatalf("restart with the repository gone: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
-			}
+			servedFromCache(t, "restart with the repository gone", rev, c1, ReasonNotFound, "from cache: repository or ref not found")
 		})
 	}
 }

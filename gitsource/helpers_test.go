@@ -170,6 +170,18 @@ func primeCache(t testing.TB, cfg Config) *Git {
 	return g
 }
 
+// servedFromCache checks that rev, after a restart, is the cached commit
+// c marked stale for reason, with detail in its trigger's detail; it
+// returns the stale error.
+func servedFromCache(t testing.TB, what string, rev Revision, c, reason, detail string) *Error {
+	t.Helper()
+	var stale *Error
+	if rev.Commit != c || !errors.As(rev.Stale, &stale) || stale.Reason != reason || !strings.Contains(rev.Trigger.Detail, detail) {
+		t.Fatalf("%s: %s %q, stale: %v", what, short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+	}
+	return stale
+}
+
 // startProcess runs a server process until the test ends.
 func startProcess(t testing.TB, addr string, env []string, name string, args ...string) {
 	t.Helper()

@@ -174,22 +174,9 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 	if streamModule != "" {
 		fmt.Fprintf(&b, "load_module %s;\n", streamModule)
 	}
-	fmt.Fprintf(&b, `worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 19500; }
-http {
-  access_log off;
-  keepalive_timeout 60s;
+	fmt.Fprintf(&b, nginxMain+`  keepalive_timeout 60s;
   keepalive_requests 10000000;
-  client_body_temp_path %[1]s/tmp/body;
-  proxy_temp_path %[1]s/tmp/proxy;
-  fastcgi_temp_path %[1]s/tmp/fastcgi;
-  uwsgi_temp_path %[1]s/tmp/uwsgi;
-  scgi_temp_path %[1]s/tmp/scgi;
-  proxy_http_version 1.1;
+`+nginxTemps+`  proxy_http_version 1.1;
   proxy_set_header Connection "";
   proxy_set_header Host $http_host;
 `, runDir)
@@ -327,13 +314,11 @@ func caddyConfig(cfg *dataplane.Config, admin string) (string, error) {
 // backendsConfig renders the nginx config of the servers themselves: each
 // plain server answers "/" with its name and "/1m" with 1 MiB; each TLS
 // server does the same over TLS with a self-signed certificate.
-func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
-	bm, err := modes(cfg)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `worker_processes 1;
+// nginxMain opens an nginx.conf whose files are all below the directory
+// given as the format's first argument, up to the http block's first
+// line; nginxTemps puts the http block's temporary files there too.
+const (
+	nginxMain = `worker_processes 1;
 worker_rlimit_nofile 20000;
 daemon off;
 pid %[1]s/nginx.pid;
@@ -341,16 +326,26 @@ error_log %[1]s/error.log warn;
 events { worker_connections 19500; }
 http {
   access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_timeout 120s;
-  keepalive_requests 10000000;
-  client_body_temp_path %[1]s/tmp/body;
+`
+	nginxTemps = `  client_body_temp_path %[1]s/tmp/body;
   proxy_temp_path %[1]s/tmp/proxy;
   fastcgi_temp_path %[1]s/tmp/fastcgi;
   uwsgi_temp_path %[1]s/tmp/uwsgi;
   scgi_temp_path %[1]s/tmp/scgi;
-  ssl_protocols TLSv1.2 TLSv1.3;
+`
+)
+
+func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
+	bm, err := modes(cfg)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, nginxMain+`  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 120s;
+  keepalive_requests 10000000;
+`+nginxTemps+`  ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;
 `, dir)
 	seen := map[string]bool{}

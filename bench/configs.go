@@ -52,6 +52,19 @@ type hostRoute struct {
 	host, backend string
 }
 
+// haproxyRoutes writes an acl on fetch (the Host field, the SNI) and a
+// use_backend line for each route; a "*." host matches by suffix.
+func haproxyRoutes(b *strings.Builder, routes []hostRoute, fetch string) {
+	for i, r := range routes {
+		if h, ok := strings.CutPrefix(r.host, "*."); ok {
+			fmt.Fprintf(b, "    acl r%d %s -i -m end .%s\n", i, fetch, h)
+		} else {
+			fmt.Fprintf(b, "    acl r%d %s -i %s\n", i, fetch, r.host)
+		}
+		fmt.Fprintf(b, "    use_backend %s if r%d\n", r.backend, i)
+	}
+}
+
 func routesOf(cfg *dataplane.Config, mode dataplane.Mode) []hostRoute {
 	var out []hostRoute
 	for _, r := range cfg.Routes {
@@ -114,24 +127,10 @@ defaults
 			if l.ForwardFor {
 				b.WriteString("    option forwardfor\n")
 			}
-			for i, r := range routesOf(cfg, l.Mode) {
-				if h, ok := strings.CutPrefix(r.host, "*."); ok {
-					fmt.Fprintf(&b, "    acl r%d req.hdr(host),field(1,:) -i -m end .%s\n", i, h)
-				} else {
-					fmt.Fprintf(&b, "    acl r%d req.hdr(host),field(1,:) -i %s\n", i, r.host)
-				}
-				fmt.Fprintf(&b, "    use_backend %s if r%d\n", r.backend, i)
-			}
+			haproxyRoutes(&b, routesOf(cfg, l.Mode), "req.hdr(host),field(1,:)")
 		} else {
 			fmt.Fprintf(&b, "    mode tcp\n    tcp-request inspect-delay %s\n    tcp-request content accept if { req_ssl_hello_type 1 }\n", secs(l.InspectTimeout))
-			for i, r := range routesOf(cfg, l.Mode) {
-				if h, ok := strings.CutPrefix(r.host, "*."); ok {
-					fmt.Fprintf(&b, "    acl r%d req_ssl_sni -i -m end .%s\n", i, h)
-				} else {
-					fmt.Fprintf(&b, "    acl r%d req_ssl_sni -i %s\n", i, r.host)
-				}
-				fmt.Fprintf(&b, "    use_backend %s if r%d\n", r.backend, i)
-			}
+			haproxyRoutes(&b, routesOf(cfg, l.Mode), "req_ssl_sni")
 		}
 		if l.DefaultBackend != "" {
 			fmt.Fprintf(&b, "    default_backend %s\n", l.DefaultBackend)

@@ -293,6 +293,18 @@ func (p *probes) waitServedBy(t testing.TB, node string, stable, timeout time.Du
 	t.Fatalf("client not served by %s for %v within %v; last probes: %s", node, stable, timeout, p.tail(30))
 }
 
+// wantOutage logs the client's outage since t0, after what happened
+// then, and fails the test if it is over limit (failure: what the error
+// says happened).
+func (p *probes) wantOutage(t testing.TB, t0 time.Time, limit time.Duration, what, failure string) {
+	t.Helper()
+	out := p.outage(t0, time.Now())
+	t.Logf("outage after %s: %v", what, out)
+	if out > limit {
+		t.Errorf("outage %v (over %v) after %s", out, limit, failure)
+	}
+}
+
 func (p *probes) servedBySince(node string, from, to time.Time) bool {
 	n := 0
 	for _, r := range p.snapshot() {

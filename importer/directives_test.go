@@ -3,6 +3,8 @@ package importer
 import (
 	"errors"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,7 +72,7 @@ func runChecks(t *testing.T, opts Options, files map[string]string, checks ...ch
 			name := strings.TrimPrefix(sev, "!")
 			data, ok := res.Files[name]
 			if !ok && !neg {
-				t.Errorf("no file %s; files: %v", name, sortedKeys(res.Files))
+				t.Errorf("no file %s; files: %v", name, slices.Sorted(maps.Keys(res.Files)))
 				continue
 			}
 			if got := strings.Contains(string(data), msg); got == neg {

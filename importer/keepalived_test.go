@@ -1,6 +1,8 @@
 package importer
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,7 +36,7 @@ func runKeepalived(t *testing.T, confs map[string]string, checks ...check) {
 	t.Helper()
 	files := map[string]string{}
 	opts := Options{}
-	for _, node := range sortedKeys(confs) {
+	for _, node := range slices.Sorted(maps.Keys(confs)) {
 		name := node + ".conf"
 		files[name] = confs[node]
 		opts.Keepalived = append(opts.Keepalived, NodeFile{Node: node, Path: name})

@@ -86,13 +86,8 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	faultsPath := fs.String("faults", "", "YAML or JSON file of injected faults (latency, errorRate, slowRate, slowDelay, failTasks, locked, offlineNodes, seed)")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate, like pveproxy")
 	certOut := fs.String("cert-out", "", "with --tls: write the certificate (PEM) here, for a node config's proxmox.caFile")
-	pos, code, ok := fs.parse(args)
-	if !ok {
+	if code, ok := fs.parseNone(args); !ok {
 		return code
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return 2
 	}
 	log := slog.New(slog.NewTextHandler(env.stderr, nil))
 	opts := pvesim.Options{Tokens: tokens, StatePath: *statePath, BootDelay: *bootDelay, TaskDuration: *taskDuration,

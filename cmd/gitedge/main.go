@@ -124,6 +124,16 @@ func (f *cmdFlags) logDefaults(level, format string) {
 	f.logFormat, f.Lookup("log-format").DefValue = format, format
 }
 
+// parseNone is parse for a command that takes no positional argument.
+func (f *cmdFlags) parseNone(args []string) (code int, ok bool) {
+	pos, code, ok := f.parse(args)
+	if ok && len(pos) != 0 {
+		f.Usage()
+		return 2, false
+	}
+	return code, ok
+}
+
 // parseDir is parse for a command that takes at most one positional
 // argument, a directory: "." when none is given.
 func (f *cmdFlags) parseDir(args []string) (dir string, code int, ok bool) {

@@ -113,13 +113,8 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	dir := fs.String("dir", "", "follow a local directory instead of the configured repository (development)")
 	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as `gitedge run` does, printing each revision")
 	timeout := fs.Duration("timeout", 5*time.Minute, "without --watch: give up after this long")
-	pos, code, ok := fs.parse(args)
-	if !ok {
+	if code, ok := fs.parseNone(args); !ok {
 		return code
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return 2
 	}
 	var nc *nodeconfig.Config
 	if *dir == "" {

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"errors"
@@ -181,6 +182,22 @@ func Unlocated(err error, file string, data []byte) error {
 		}
 	}
 	return nil
+}
+
+// Lines calls f with each line of data, read as file: its position and
+// its text without the line end ("\n" or "\r\n"). A line too long to read
+// (over 1 MiB) ends the reading with an error in errs at its position.
+func Lines(file string, data []byte, errs *Errors, f func(pos Pos, text string)) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		f(Pos{File: file, Line: line}, strings.TrimSuffix(sc.Text(), "\r"))
+	}
+	if err := sc.Err(); err != nil {
+		errs.Add(Pos{File: file, Line: line + 1}, "cannot read: %v", err)
+	}
 }
 
 // Add appends one located error.

@@ -21,6 +21,10 @@ type Error struct {
 	Doc   string // `Kind "name"`; "" when the problem is not in one document
 	Field string // dotted path with [i] indexes; "" for the whole document
 	Msg   string
+	// NodeLocal marks a problem of the node, not of the repository (a
+	// secret it cannot resolve): fixed on the node, the same commit can
+	// apply, so the loop tries it again (resync, reload).
+	NodeLocal bool
 }
 
 func (e *Error) Error() string {
@@ -50,6 +54,17 @@ func (e *Error) Error() string {
 type Errors []*Error
 
 func (es Errors) Error() string { return errlist.Error(es) }
+
+// NodeLocal reports whether every problem is the node's (NodeLocal): the
+// same repository may load once the node is fixed.
+func (es Errors) NodeLocal() bool {
+	for _, e := range es {
+		if !e.NodeLocal {
+			return false
+		}
+	}
+	return len(es) > 0
+}
 
 // Unwrap lets errors.As find one *Error.
 func (es Errors) Unwrap() []error { return errlist.Unwrap(es) }

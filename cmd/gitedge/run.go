@@ -33,7 +33,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	if err != nil {
 		return fs.fail(err)
 	}
-	n, err := newNode(nc, nodeOptions{proxy: true, vrrp: !*noVRRP, sourceDir: *dir, keepState: true, local: true,
+	n, err := newNode(nc, nodeOptions{proxy: true, vrrp: !*noVRRP, bgp: true, sourceDir: *dir, keepState: true, local: true,
 		defaults: defaults, resync: time.Minute, access: *access}, log)
 	if err != nil {
 		return fs.fail(err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitedge/gitedge/bgp"
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/forge"
@@ -31,6 +32,7 @@ type nodeStatus struct {
 	reconcile.Status
 	Version  string                    `json:"version"`
 	VRRP     []failover.InstanceStatus `json:"vrrp,omitempty"`     // per instance: state, priority, master
+	BGP      *bgp.Status               `json:"bgp,omitempty"`      // sessions per peer, prefixes announced
 	Backends []dataplane.ServerStatus  `json:"backends,omitempty"` // per backend and server: health, load
 	Infra    *infra.Status             `json:"infra,omitempty"`    // the last infra pass
 	Forge    *forge.Snapshot           `json:"forge,omitempty"`    // commit statuses posted
@@ -42,6 +44,12 @@ func (n *node) status() nodeStatus {
 	s := nodeStatus{Status: n.loop.Status(), Version: version}
 	if n.vrrp != nil {
 		s.VRRP = n.vrrp.Status()
+	}
+	if n.bgp != nil {
+		// Shown once the repository declares bgp (or after it removed it).
+		if st := n.bgp.Status(); st.State != "idle" || len(st.Peers) > 0 || len(st.Announcements) > 0 {
+			s.BGP = &st
+		}
 	}
 	if n.proxy != nil {
 		s.Backends = n.proxy.Status()
@@ -205,6 +213,9 @@ func printStatus(w io.Writer, s nodeStatus) {
 		}
 		fmt.Fprintf(w, "%-13s %s %s, priority %d%s, VIPs %s\n", label, v.Name, v.State, v.Priority, master, strings.Join(v.VIPs, " "))
 	}
+	if b := s.BGP; b != nil {
+		printBGP(w, b)
+	}
 	for i, b := range s.Backends {
 		label := ""
 		if i == 0 {
@@ -252,5 +263,33 @@ func printStatus(w io.Writer, s nodeStatus) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+}
+
+// printBGP prints the BGP part of a status: the speaker, each session and
+// each announcement.
+func printBGP(w io.Writer, b *bgp.Status) {
+	id := ""
+	if b.ASN != 0 {
+		id = fmt.Sprintf(", AS %d, router ID %s", b.ASN, b.RouterID)
+	}
+	fmt.Fprintf(w, "bgp:          %s%s\n", b.State, id)
+	for _, p := range b.Peers {
+		up := ""
+		if p.State == bgp.StateEstablished {
+			up = fmt.Sprintf(" for %s, %d prefixes sent", time.Duration(p.UptimeSeconds)*time.Second, p.PrefixesAnnounced)
+		}
+		fmt.Fprintf(w, "              peer %s AS %d %s%s, %d flaps", p.Address, p.ASN, p.State, up, p.Flaps)
+		if p.LastError != "" {
+			fmt.Fprintf(w, ", last error: %s", p.LastError)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, a := range b.Announcements {
+		state := "announced"
+		if !a.Announced {
+			state = "not announced (" + a.Reason + ")"
+		}
+		fmt.Fprintf(w, "              %s %s\n", a.Prefix, state)
 	}
 }

@@ -93,3 +93,14 @@ func TestPrintStatusBGP(t *testing.T) {
 		t.Errorf("a node without bgp prints it:\n%s", out.String())
 	}
 }
+
+func TestValidateSummarisesBGP(t *testing.T) {
+	code, out, errOut := gitedge(t, "validate", "../../reconcile/testdata/valid/bgp")
+	if code != 0 || !strings.Contains(out, ", BGP: 2 peer(s), 2 prefix(es)") || strings.Contains(out+errOut, "s3cret") {
+		t.Fatalf("validate: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	code, out, errOut = gitedge(t, "validate", "../../examples/homelab")
+	if code != 0 || strings.Contains(out, "BGP") {
+		t.Fatalf("a repository without bgp: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+}

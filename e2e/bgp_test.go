@@ -3,24 +3,17 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/gitedge/gitedge/internal/frrlab"
 )
 
 // The BGP lab: the fleet's nodes run `gitedge run` with a spec.bgp
@@ -33,7 +26,6 @@ import (
 const (
 	bgpRouterASN = 65000
 	bgpEdgeASN   = 65010
-	frrDaemons   = "/usr/lib/frr"
 )
 
 var (
@@ -61,14 +53,14 @@ func bgpSection(prefixes ...netip.Prefix) string {
 // every 10 ms: withdrawn before its listeners close, no connection
 // fails; (d) a node's proxy failing its track is withdrawn within 200 ms.
 func TestBGP(t *testing.T) {
-	requireFRR(t)
+	frrlab.Require(t)
 	spec := webSpec()
 	spec.bgp = bgpSection(bgpVIP1)
 	var r *frrRouter
 	f := newFleet(t, fleetOpts{nodes: 3, backends: 2, spec: spec, setup: func(f *fleet) { r = startRouter(f) }})
 	all := f.nodeAddrs()
-	r.waitEstablished(t, 20*time.Second, all...)
-	r.fib.waitFor(t, bgpVIP1, 10*time.Second, sameSet(all...))
+	r.WaitEstablished(t, 20*time.Second, all...)
+	r.fib.WaitFor(t, bgpVIP1, 10*time.Second, frrlab.SameSet(all...))
 
 	t.Run("a-spread", func(t *testing.T) { bgpSpread(t, f, r) })
 	t.Run("c-commit-keeps-sessions", func(t *testing.T) { bgpCommitKeepsSessions(t, f, r) })
@@ -143,21 +135,21 @@ func bgpSpread(t *testing.T, f *fleet, r *frrRouter) {
 // establishment time and counts, and the first prefix's route never
 // changes.
 func bgpCommitKeepsSessions(t *testing.T, f *fleet, r *frrRouter) {
-	before := r.neighbors(t)
+	before := r.Neighbors(t)
 	spec := f.spec.clone()
 	spec.bgp = bgpSection(bgpVIP1, bgpVIP2)
 	t0 := time.Now()
 	head, _ := f.commit(t, spec, "announce a second VIP", false)
 	f.spec = spec
-	at := r.fib.waitSince(t, bgpVIP2, t0, 10*time.Second, sameSet(f.nodeAddrs()...))
+	at := r.fib.WaitSince(t, bgpVIP2, t0, 10*time.Second, frrlab.SameSet(f.nodeAddrs()...))
 	for _, n := range f.nodes {
 		n.waitLive(t, head, 10*time.Second)
 	}
 	t.Logf("second prefix via all three nodes %v after the push", at.Sub(t0).Round(time.Millisecond))
 	figure("bgp c commit", "second prefix in the router's FIB via 3 nodes after the push", "%v", at.Sub(t0).Round(time.Millisecond))
 	// A few keepalives (1 s) later, so that a reset would show.
-	r.waitUptime(t, 2*time.Second)
-	after := r.neighbors(t)
+	r.WaitUptime(t, 2*time.Second)
+	after := r.Neighbors(t)
 	for _, n := range f.nodes {
 		b, a := before[n.addr.String()], after[n.addr.String()]
 		// FRR derives the epoch from the uptime: it may move by a second.
@@ -165,10 +157,10 @@ func bgpCommitKeepsSessions(t *testing.T, f *fleet, r *frrRouter) {
 			t.Errorf("the router's session with %s was reset: before %+v, after %+v", n.name, b, a)
 		}
 	}
-	if h := r.fib.since(bgpVIP1, t0); len(h) != 1 {
+	if h := r.fib.Since(bgpVIP1, t0); len(h) != 1 {
 		t.Errorf("the first prefix's route changed during the commit: %v", h)
 	}
-	if out := r.vtysh(t, "show bgp ipv4 unicast "+bgpVIP2.String()); !strings.Contains(out, fmt.Sprintf("%d:100", bgpEdgeASN)) {
+	if out := r.Vtysh(t, "show bgp ipv4 unicast "+bgpVIP2.String()); !strings.Contains(out, fmt.Sprintf("%d:100", bgpEdgeASN)) {
 		t.Errorf("the router has not the community on %s:\n%s", bgpVIP2, out)
 	}
 }
@@ -183,7 +175,7 @@ func bgpSIGTERM(t *testing.T, f *fleet, r *frrRouter) {
 	mark := n.d.mark()
 	t0 := time.Now()
 	n.stopWithin(t, 15*time.Second)
-	at := r.fib.waitSince(t, bgpVIP1, t0, 5*time.Second, sameSet(f.nodeAddrs("n2")...))
+	at := r.fib.WaitSince(t, bgpVIP1, t0, 5*time.Second, frrlab.SameSet(f.nodeAddrs("n2")...))
 	closed := n.d.logTime(t, mark, `"msg":"stopping: draining connections"`)
 	pr.waitCount(t, pr.count()+50)
 	res := pr.stop()
@@ -221,7 +213,7 @@ func bgpTrack(t *testing.T, f *fleet, r *frrRouter) {
 	n := f.node("n3")
 	want := f.nodeAddrs("n2", "n3")
 	t0 := n.breakListener(t, 80)
-	at := r.fib.waitSince(t, bgpVIP1, t0, 5*time.Second, sameSet(want...))
+	at := r.fib.WaitSince(t, bgpVIP1, t0, 5*time.Second, frrlab.SameSet(want...))
 	d := at.Sub(t0)
 	t.Logf("track failed on %s → next hop gone from the router's FIB after %v", n.name, d.Round(time.Millisecond))
 	figure("bgp d track", "next hop withdrawn after the proxy's listener failed", "%v", d.Round(time.Millisecond))
@@ -284,49 +276,14 @@ func (d *daemon) logTime(t testing.TB, mark int, substr string) time.Time {
 	return e.Time
 }
 
-// requireFRR fails the test when FRR is missing: CI runs as root with it
-// installed and must not pass by skipping.
-func requireFRR(t *testing.T) {
-	t.Helper()
-	requireTools(t, "ip", "vtysh")
-	for _, p := range []string{frrDaemons + "/zebra", frrDaemons + "/bgpd"} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("FRR is required as the upstream router (apt-get install frr; make deps installs it): %v", err)
-		}
-	}
-	if _, err := user.Lookup("frr"); err != nil {
-		t.Fatalf("the frr user is missing (the frr package creates it): %v", err)
-	}
-}
-
 // frrRouter is FRR in the router namespace, and the client behind it.
 type frrRouter struct {
+	*frrlab.Router
 	ns, client string
-	dir        string // FRR's configuration, sockets and logs
-	fib        *fibWatch
+	fib        *frrlab.FIB
 }
 
-const frrBGPConf = `hostname router
-log file {{.Dir}}/bgpd.log informational
-router bgp {{.RouterASN}}
- bgp router-id {{.RouterID}}
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor EDGE peer-group
- neighbor EDGE remote-as {{.EdgeASN}}
- neighbor EDGE timers 1 3
- neighbor EDGE passive
-{{- range .Nodes}}
- neighbor {{.}} peer-group EDGE
-{{- end}}
- address-family ipv4 unicast
-  neighbor EDGE activate
-  maximum-paths 8
- exit-address-family
-`
-
-// startRouter builds the router and client namespaces and starts FRR,
-// waiting until vtysh reaches it.
+// startRouter builds the router and client namespaces and starts FRR.
 func startRouter(f *fleet) *frrRouter {
 	t := f.t
 	t.Helper()
@@ -343,156 +300,19 @@ func startRouter(f *fleet) *frrRouter {
 	run(t, "ip", "-n", r.client, "link", "set", "eth0", "up")
 	run(t, "ip", "-n", r.ns, "link", "set", "eth1", "up")
 	run(t, "ip", "-n", r.client, "route", "add", "default", "via", "198.51.100.1")
+	cfg := frrlab.Config{NS: r.ns, RouterASN: bgpRouterASN, EdgeASN: bgpEdgeASN, RouterID: bgpRouter}
 	for _, n := range f.lab.nodes {
 		run(t, "ip", "-n", n.ns, "route", "add", "198.51.100.0/28", "via", bgpRouter.String())
+		cfg.Nodes = append(cfg.Nodes, n.addr)
 	}
-	// Not t.TempDir: its parent is private to root, and FRR runs as frr.
-	dir, err := os.MkdirTemp("", fmt.Sprintf("gitedge-e2e-frr-%d-", os.Getpid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) }) // after FRR is killed: cleanups run last-in first-out
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r.dir = dir
-	data := struct {
-		Dir                string
-		RouterASN, EdgeASN int
-		RouterID           netip.Addr
-		Nodes              []netip.Addr
-	}{Dir: dir, RouterASN: bgpRouterASN, EdgeASN: bgpEdgeASN, RouterID: bgpRouter}
-	for _, n := range f.lab.nodes {
-		data.Nodes = append(data.Nodes, n.addr)
-	}
-	var conf bytes.Buffer
-	if err := template.Must(template.New("bgpd").Parse(frrBGPConf)).Execute(&conf, data); err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range map[string]string{"bgpd.conf": conf.String(), "zebra.conf": "hostname router\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run(t, "chown", "-R", "frr:frr", dir)
-	for _, d := range []string{"zebra", "bgpd"} {
-		out, err := os.Create(filepath.Join(dir, d+".out"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { out.Close() })
-		f.startProc(r.ns, nil, out, out, filepath.Join(frrDaemons, d),
-			"-u", "frr", "-g", "frr", "-f", filepath.Join(dir, d+".conf"), "-i", filepath.Join(dir, d+".pid"),
-			"-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-P", "0")
-		if d == "zebra" {
-			// bgpd gives up on a zebra socket that is not there yet.
-			pollUntil(t, 10*time.Second, func() string {
-				if _, err := os.Stat(filepath.Join(dir, "zserv.api")); err != nil {
-					return "zebra's socket: " + err.Error()
-				}
-				return ""
-			})
-		}
-	}
-	pollUntil(t, 15*time.Second, func() string {
-		if out, err := r.vtyshErr("show bgp summary json"); err != nil {
-			return fmt.Sprintf("vtysh: %v %s", err, out)
-		}
-		return ""
-	})
+	r.Router = frrlab.Start(t, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
-			r.dump(t)
+			r.Dump(t)
 		}
 	})
-	r.fib = watchFIB(t, r.ns, bgpVIP1, bgpVIP2)
+	r.fib = frrlab.WatchFIB(t, r.ns, bgpVIP1, bgpVIP2)
 	return r
-}
-
-func (r *frrRouter) vtyshErr(cmd string) (string, error) {
-	out, err := exec.Command("ip", "netns", "exec", r.ns, "vtysh", "--vty_socket", r.dir, "-c", cmd).CombinedOutput()
-	return string(out), err
-}
-
-func (r *frrRouter) vtysh(t testing.TB, cmd string) string {
-	t.Helper()
-	out, err := r.vtyshErr(cmd)
-	if err != nil {
-		t.Fatalf("vtysh -c %q: %v\n%s", cmd, err, out)
-	}
-	return out
-}
-
-func (r *frrRouter) dump(t testing.TB) {
-	for _, c := range []string{"show bgp summary", "show bgp ipv4 unicast"} {
-		out, _ := r.vtyshErr(c)
-		t.Logf("--- vtysh %s:\n%s", c, out)
-	}
-	out, _ := exec.Command("ip", "-n", r.ns, "route", "show").CombinedOutput()
-	t.Logf("--- ip route (router):\n%s", out)
-	if b, err := os.ReadFile(filepath.Join(r.dir, "bgpd.log")); err == nil {
-		if len(b) > 4000 {
-			b = b[len(b)-4000:]
-		}
-		t.Logf("--- bgpd.log:\n%s", b)
-	}
-}
-
-// frrNeighbor is a part of `show bgp neighbors json`.
-type frrNeighbor struct {
-	State                  string `json:"bgpState"`
-	UpEpoch                int64  `json:"bgpTimerUpEstablishedEpoch"`
-	UptimeMsec             int64  `json:"bgpTimerUpMsec"`
-	ConnectionsEstablished int    `json:"connectionsEstablished"`
-	ConnectionsDropped     int    `json:"connectionsDropped"`
-}
-
-func (r *frrRouter) neighbors(t testing.TB) map[string]frrNeighbor {
-	t.Helper()
-	out := r.vtysh(t, "show bgp neighbors json")
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
-		t.Fatalf("show bgp neighbors json: %v\n%s", err, out)
-	}
-	res := map[string]frrNeighbor{}
-	for k, v := range raw {
-		if _, err := netip.ParseAddr(k); err != nil {
-			continue
-		}
-		var n frrNeighbor
-		if err := json.Unmarshal(v, &n); err == nil {
-			res[k] = n
-		}
-	}
-	return res
-}
-
-// waitEstablished waits until the router has every given neighbour up.
-func (r *frrRouter) waitEstablished(t testing.TB, within time.Duration, addrs ...netip.Addr) {
-	t.Helper()
-	pollUntil(t, within, func() string {
-		nb := r.neighbors(t)
-		for _, a := range addrs {
-			if s := nb[a.String()].State; s != "Established" {
-				return fmt.Sprintf("the router's session with %s is %q", a, s)
-			}
-		}
-		return ""
-	})
-}
-
-// waitUptime waits until every established session of the router has
-// been up at least d.
-func (r *frrRouter) waitUptime(t testing.TB, d time.Duration) {
-	t.Helper()
-	pollUntil(t, d+10*time.Second, func() string {
-		for a, n := range r.neighbors(t) {
-			if n.State == "Established" && time.Duration(n.UptimeMsec)*time.Millisecond < d {
-				return fmt.Sprintf("%s up for %dms", a, n.UptimeMsec)
-			}
-		}
-		return ""
-	})
 }
 
 func absDiff(a, b int64) int64 {
@@ -500,154 +320,6 @@ func absDiff(a, b int64) int64 {
 		return a - b
 	}
 	return b - a
-}
-
-// pollUntil calls check every 20 ms until it returns "" or within ends,
-// then fails t with its last answer.
-func pollUntil(t testing.TB, within time.Duration, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		msg := check()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// fibWatch samples the router's main table every 2 ms and keeps the
-// history of each watched prefix's next hops.
-type fibWatch struct {
-	mu       sync.Mutex
-	h        *netlink.Handle
-	prefixes []netip.Prefix
-	hist     map[netip.Prefix][]fibState
-}
-
-type fibState struct {
-	at  time.Time
-	gws []netip.Addr // sorted; empty: no route
-}
-
-func (s fibState) String() string { return fmt.Sprintf("%s %v", s.at.Format("15:04:05.000"), s.gws) }
-
-func watchFIB(t testing.TB, ns string, prefixes ...netip.Prefix) *fibWatch {
-	nsh, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(nsh)
-	nsh.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &fibWatch{h: h, prefixes: prefixes, hist: map[netip.Prefix][]fibState{}}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				w.sample()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done; h.Close() })
-	return w
-}
-
-func (w *fibWatch) sample() {
-	now := time.Now()
-	for _, p := range w.prefixes {
-		gws := w.lookup(p)
-		w.mu.Lock()
-		h := w.hist[p]
-		if len(h) == 0 || !slices.Equal(h[len(h)-1].gws, gws) {
-			w.hist[p] = append(h, fibState{at: now, gws: gws})
-		}
-		w.mu.Unlock()
-	}
-}
-
-func (w *fibWatch) lookup(p netip.Prefix) []netip.Addr {
-	dst := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-	routes, err := w.h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: dst}, netlink.RT_FILTER_DST)
-	if err != nil {
-		return nil
-	}
-	var gws []netip.Addr
-	for _, r := range routes {
-		if a, ok := netip.AddrFromSlice(r.Gw); ok {
-			gws = append(gws, a.Unmap())
-		}
-		for _, nh := range r.MultiPath {
-			if a, ok := netip.AddrFromSlice(nh.Gw); ok {
-				gws = append(gws, a.Unmap())
-			}
-		}
-	}
-	slices.SortFunc(gws, netip.Addr.Compare)
-	return slices.Compact(gws)
-}
-
-func (w *fibWatch) now(p netip.Prefix) []netip.Addr {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	h := w.hist[p]
-	if len(h) == 0 {
-		return nil
-	}
-	return h[len(h)-1].gws
-}
-
-// since returns p's states from the one current at t on.
-func (w *fibWatch) since(p netip.Prefix, t time.Time) []fibState {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	h := w.hist[p]
-	i := 0
-	for j, s := range h {
-		if !s.at.After(t) {
-			i = j
-		}
-	}
-	return slices.Clone(h[i:])
-}
-
-func (w *fibWatch) waitFor(t testing.TB, p netip.Prefix, within time.Duration, ok func([]netip.Addr) bool) time.Time {
-	t.Helper()
-	return w.waitSince(t, p, time.Now(), within, ok)
-}
-
-// waitSince waits until p's next hops satisfy ok, for a change that may
-// have happened since start, and returns when they first did.
-func (w *fibWatch) waitSince(t testing.TB, p netip.Prefix, start time.Time, within time.Duration, ok func([]netip.Addr) bool) time.Time {
-	t.Helper()
-	var at time.Time
-	pollUntil(t, within, func() string {
-		for _, s := range w.since(p, start) {
-			if ok(s.gws) {
-				at = s.at
-				return ""
-			}
-		}
-		return fmt.Sprintf("the router's route to %s goes via %v", p, w.now(p))
-	})
-	return at
-}
-
-func sameSet(want ...netip.Addr) func([]netip.Addr) bool {
-	w := slices.Clone(want)
-	slices.SortFunc(w, netip.Addr.Compare)
-	return func(gws []netip.Addr) bool { return slices.Equal(gws, w) }
 }
 
 // vipProbe has a client in namespace ns GET host on addr every `every`,
@@ -712,7 +384,7 @@ func (p *vipProbe) count() int {
 
 func (p *vipProbe) waitCount(t testing.TB, n int) {
 	t.Helper()
-	pollUntil(t, 10*time.Second, func() string {
+	frrlab.Poll(t, 10*time.Second, func() string {
 		if c := p.count(); c < n {
 			return fmt.Sprintf("%d probes, want %d", c, n)
 		}

@@ -120,6 +120,7 @@ func (c *converter) convertBGP() {
 		}
 		cfg.Announce = append(cfg.Announce, a)
 	}
+	c.checkAnnounced(cfg, fail)
 	cfg = cfg.WithDefaults()
 	// The section's own rules, then what each node adds (its router ID).
 	seen := map[string]bool{}
@@ -188,4 +189,34 @@ func (d *Desired) BGPFor(node string) (bgp.Config, error) {
 		cfg.Announce[i].Communities = slices.Clone(cfg.Announce[i].Communities)
 	}
 	return cfg, nil
+}
+
+// checkAnnounced refuses a prefix holding an address the node must reach
+// or own otherwise: every node makes the whole prefix local (a route on
+// lo), so a node's own address, a peer's or a VRRP VIP inside it would be
+// taken over by that route.
+func (c *converter) checkAnnounced(cfg bgp.Config, fail func(field, format string, args ...any)) {
+	for i, a := range cfg.Announce {
+		if !a.Prefix.IsValid() {
+			continue
+		}
+		f := fmt.Sprintf("spec.bgp.announce[%d].prefix", i)
+		p := a.Prefix.Masked()
+		switch {
+		case slices.ContainsFunc(c.desired.Edge.Nodes, func(n Node) bool { return p.Contains(n.Address) }):
+			i := slices.IndexFunc(c.desired.Edge.Nodes, func(n Node) bool { return p.Contains(n.Address) })
+			n := c.desired.Edge.Nodes[i]
+			fail(f, "%s holds %s, node %q's own address: every node makes the prefix local, announce only addresses no node owns", a.Prefix, n.Address, n.Name)
+		case slices.ContainsFunc(cfg.Peers, func(pr bgp.Peer) bool { return p.Contains(pr.Address) }):
+			i := slices.IndexFunc(cfg.Peers, func(pr bgp.Peer) bool { return p.Contains(pr.Address) })
+			fail(f, "%s holds %s, the address of peers[%d]: the nodes would no longer reach that router", a.Prefix, cfg.Peers[i].Address, i)
+		default:
+			for _, in := range c.desired.Edge.Failover {
+				if j := slices.IndexFunc(in.VIPs, func(v netip.Prefix) bool { return p.Contains(v.Addr()) }); j >= 0 {
+					fail(f, "%s holds %s, a VIP of failover instance %q: serve an address by VRRP or by BGP, not both", a.Prefix, in.VIPs[j].Addr(), in.Name)
+					break
+				}
+			}
+		}
+	}
 }

@@ -202,3 +202,34 @@ func TestLoopAppliesBGP(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsBGPFieldCheckCatches: spec.bgp's rows live in docs/bgp.md; the
+// field check still catches a missing one and a bogus one there.
+func TestDocsBGPFieldCheckCatches(t *testing.T) {
+	repo, page := readDoc(t, "repository.md"), readDoc(t, "bgp.md")
+	check := func(page string) []string {
+		return checkFieldDocs([]fieldDoc{
+			{file: "docs/repository.md", text: repo, kinds: true},
+			{file: "docs/bgp.md", text: page, section: "Edge"},
+		}, repositoryFields())
+	}
+	if p := check(page); len(p) > 0 {
+		t.Fatalf("the docs as they are: %q", p)
+	}
+	row := "| `spec.bgp.peers[].port` |"
+	i := strings.Index(page, row)
+	if i < 0 {
+		t.Fatalf("no row %s in docs/bgp.md", row)
+	}
+	end := i + strings.IndexByte(page[i:], '\n') + 1
+	missing := page[:i] + page[end:]
+	bogus := page[:end] + "| `spec.bgp.peers[].ttl` | integer | 1 | | made up |\n" + page[end:]
+	for name, tt := range map[string]struct{ doc, mention string }{
+		"missing": {missing, "`spec.bgp.peers[].port` (section \"Edge\") is in the code but not documented"},
+		"bogus":   {bogus, "docs/bgp.md:"},
+	} {
+		if p := check(tt.doc); !slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, tt.mention) }) {
+			t.Errorf("%s row: no problem mentions %q; got %q", name, tt.mention, p)
+		}
+	}
+}

@@ -104,3 +104,25 @@ func TestValidateSummarisesBGP(t *testing.T) {
 		t.Fatalf("a repository without bgp: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }
+
+// TestStatusPageBGP: the status page's BGP section shows the sessions and
+// the announcements, and is absent without bgp.
+func TestStatusPageBGP(t *testing.T) {
+	now := time.Date(2026, 12, 3, 18, 0, 0, 0, time.UTC)
+	page, err := renderStatusPage(nodeStatus{BGP: bgpStatus()}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<section id="bgp">`, "AS 65010", "<code>192.0.2.1</code>", "hold timer expired", "<code>2001:db8:100::10/128</code>", "the proxy is unhealthy"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the status page lacks %q", want)
+		}
+	}
+	page, err = renderStatusPage(nodeStatus{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(page), `<section id="bgp">`) {
+		t.Errorf("a node without bgp has a BGP section")
+	}
+}

@@ -81,7 +81,8 @@ func TestPlanCommandBaseDir(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n"
+	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n" +
+		"\nConsequences:\n  - VM lb-0: memory 4096 → 2048 MiB (pending until the VM's next start)\n"
 	if out != want {
 		t.Errorf("plan output:\n%s\nwant:\n%s", out, want)
 	}
@@ -169,5 +170,39 @@ func TestDaemonOffLinux(t *testing.T) {
 	err := supportedOn("darwin")
 	if err == nil || err.Error() != "runs on Linux only (this is darwin); validate, plan, import, inventory, status and version work here" {
 		t.Errorf("darwin: %v", err)
+	}
+}
+
+// TestPlanDetailedExitcode: with --detailed-exitcode, as Terraform's, 0
+// says nothing changes, 2 that something does and 1 an error; the
+// Markdown review of an invalid head lists its errors, and of a change its
+// consequences.
+func TestPlanDetailedExitcode(t *testing.T) {
+	changed := t.TempDir()
+	copyDir(t, "../../examples/homelab", changed, "edge.yaml", "priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}")
+	invalid := t.TempDir()
+	copyDir(t, "../../examples/homelab", invalid, "routes/blog.yaml", "http: {backend: k3s-http-ingress}", "http: {backend: nope}")
+	tests := []struct {
+		name, head string
+		output     string
+		code       int
+		want       string
+	}{
+		{"no changes", "../../examples/homelab", "markdown", 0, "**Valid**: no changes."},
+		{"changes", changed, "markdown", 2, "moves VIP 192.0.2.254/32 of VRRP instance VI\\_1 from lb-1 to lb-0"},
+		{"changes, json", changed, "json", 2, `"new": 102`},
+		{"invalid", invalid, "markdown", 1, "- `routes/blog.yaml:7: Route \"blog\": spec.http.backend: no Backend named \"nope\"`"},
+		{"invalid, json", invalid, "json", 1, `"valid": false`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := gitedge(t, "plan", tt.head, "--base", "../../examples/homelab", "--output", tt.output, "--detailed-exitcode")
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d (want %d); stdout lacks %q?\n%s%s", code, tt.code, tt.want, out, errOut)
+			}
+		})
+	}
+	if code, _, _ := gitedge(t, "plan", changed, "--base", "../../examples/homelab"); code != 0 {
+		t.Errorf("without --detailed-exitcode a plan with changes exits %d, want 0", code)
 	}
 }

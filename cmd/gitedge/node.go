@@ -48,8 +48,9 @@ type node struct {
 	// withdrawWait is how long a stop waits, once BGP withdrew its routes,
 	// before the proxy closes its listeners.
 	withdrawWait time.Duration
-	// forge and notify run when configured; the loop does not report to
-	// them yet (the seam: reconcile.Loop will take them as its reporters).
+	// forge and notify run when configured; the loop reports to them
+	// through its Observer (feedback.go), failover and the proxy through
+	// their hooks.
 	forge  *forge.Reporter
 	notify *notify.Notifier
 
@@ -104,7 +105,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		Logger:     log,
 		Metrics:    reconcile.NewMetrics(n.reg),
 	}
-	if o.local {
+	if o.local || o.vrrp {
 		n.loop.Local = localChecks(nc, o)
 	}
 	if o.keepState && nc.StateDir != "" && !o.dryRun {
@@ -116,6 +117,9 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		if o.access {
 			// A stream of its own, named apart from the proxy's log.
 			popts.AccessLog = log.With("subsystem", "access")
+		}
+		popts.OnServerHealth = func(backend, server string, up bool, reason string) {
+			n.notify.Notify(serverHealth(backend, server, up, reason, n.proxy.Status()))
 		}
 		n.proxy = dataplane.New(popts)
 		n.loop.Dataplane = n.proxy
@@ -130,6 +134,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 				if e.To == failover.StateMaster {
 					n.loop.Poke()
 				}
+				n.notify.Notify(vrrpTransition(e))
 			},
 		}
 		if n.proxy != nil {
@@ -175,10 +180,19 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	}
 	if len(nc.Notify.Sinks) > 0 {
 		var err error
-		if n.notify, err = notify.New(nc.Notify, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
+		ncfg := nc.Notify
+		if nc.Forge != nil {
+			ncfg.StatusURL = nc.Forge.StatusURL // linked from Slack messages, Alertmanager's generatorURL
+		}
+		if n.notify, err = notify.New(ncfg, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
 			return nil, fmt.Errorf("notify: %w", err)
 		}
 	}
+	fb := &feedback{forge: n.forge, notify: n.notify}
+	if o.sourceDir != "" {
+		fb.forge = nil // a directory's content hash is no commit the forge knows
+	}
+	n.loop.Observer = fb
 	n.admin = &adminServer{status: n.status, ready: n.loop.Status, healthy: n.healthy, registry: n.reg, logger: log, pprof: o.pprof}
 	// The source last: a node whose state directory cannot take the git
 	// cache (a full disk) still comes up and serves its last applied
@@ -195,11 +209,18 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 
 // localChecks are the node-local checks every commit gets under gitedge
 // run: the node's name (unless the config is the built-in one) and its own
-// ports.
+// ports; and the secrets the repository names, resolved when the node
+// runs VRRP (their only user: a proxy-only node never needs them).
 func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	loc := nc.Local()
+	if !o.local {
+		loc = &reconcile.Local{Secrets: loc.Secrets}
+	}
 	if o.defaults {
 		loc.Node, loc.Config = "", ""
+	}
+	if !o.vrrp {
+		loc.Secrets = nil
 	}
 	return loc
 }

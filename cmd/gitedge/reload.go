@@ -14,11 +14,13 @@ import (
 // What a SIGHUP (systemctl reload) may change while the node runs, and
 // what needs a restart. The source (remote, branch, path, poll, auth,
 // keyring), the webhook and the admin server are rebuilt and swapped in;
+// the secrets section applies from the next pass, and every SIGHUP
+// re-applies the live commit so changed secret files are read at once;
 // the node's name, its state directory and the Proxmox connection are
 // what the running subsystems were built with, so a change there is
 // logged and waits for a restart. The log level is a flag, not config.
 var (
-	liveFields    = []string{"source", "webhook", "admin"}
+	liveFields    = []string{"source", "webhook", "admin", "secrets"}
 	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify"}
 )
 
@@ -91,7 +93,11 @@ func (n *node) waitReload(ctx context.Context, cur liveParts, failed <-chan erro
 			}
 			n.log.Error("a part started by a reload failed; the node runs on without it", "error", err)
 		case <-n.hup:
-			if next := n.reload(cur); next != nil {
+			next := n.reload(cur)
+			// The secrets' files are read again by a pass over what the
+			// node runs (or a commit refused for want of one).
+			n.loop.Poke()
+			if next != nil {
 				return next, nil
 			}
 		}
@@ -160,6 +166,7 @@ func configChanges(old, new *nodeconfig.Config) (live, restart []string) {
 		"proxmox":  !reflect.DeepEqual(o.Proxmox, n.Proxmox),
 		"forge":    !reflect.DeepEqual(o.Forge, n.Forge),
 		"notify":   !reflect.DeepEqual(o.Notify, n.Notify),
+		"secrets":  !reflect.DeepEqual(o.Secrets, n.Secrets),
 	}
 	live, restart = []string{}, []string{}
 	for _, f := range liveFields {

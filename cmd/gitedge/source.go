@@ -234,7 +234,12 @@ type sourceAdapter struct{ src revisionSource }
 func (a sourceAdapter) Next(ctx context.Context) (reconcile.Revision, error) {
 	r, err := a.src.Next(ctx)
 	if err != nil {
-		return reconcile.Revision{Trigger: string(r.Trigger.Kind)}, err
+		// A refused head names its commit: the loop reports it refused.
+		rev := reconcile.Revision{Trigger: string(r.Trigger.Kind)}
+		if ge, ok := errors.AsType[*gitsource.Error](err); ok && !reconcile.IsTransient(err) {
+			rev.Commit = ge.Commit
+		}
+		return rev, err
 	}
 	return loopRevision(r), nil
 }

@@ -167,8 +167,13 @@ func bgpCommitKeepsSessions(t *testing.T, f *fleet, r *frrRouter) {
 
 // (b) SIGTERM on a node while the client opens a connection every 10 ms:
 // its next hop leaves the router's FIB before its listeners close (the
-// proxy's "stopping: draining connections"), and no connection fails.
+// proxy's "stopping: draining connections"), and no connection fails but
+// one still in flight to the node when the router moved its flows: with
+// plain ECMP its next packets (the request, sent after the handshake) go
+// to another node, which resets it, as for any connection established to
+// a node that leaves (docs/bgp.md). Those are counted apart.
 func bgpSIGTERM(t *testing.T, f *fleet, r *frrRouter) {
+	const inFlight = 50 * time.Millisecond
 	pr := probeFrom(t, r.client, net.JoinHostPort(bgpVIP1.Addr().String(), "80"), "www.lab", f, 10*time.Millisecond)
 	pr.waitCount(t, 50)
 	n := f.node("n2")
@@ -180,22 +185,28 @@ func bgpSIGTERM(t *testing.T, f *fleet, r *frrRouter) {
 	pr.waitCount(t, pr.count()+50)
 	res := pr.stop()
 	var failed []probeResult
-	late := 0
+	late, moving := 0, 0
 	for _, p := range res {
 		if p.at.Before(t0.Add(-time.Second)) {
 			continue
 		}
 		if p.who == "" {
+			// In flight when the route moved: started up to inFlight
+			// before the sample that saw it.
+			if !p.at.After(at) && at.Sub(p.at) < inFlight {
+				moving++
+				continue
+			}
 			failed = append(failed, p)
 		}
 		if p.who == n.name && p.at.After(at.Add(50*time.Millisecond)) {
 			late++
 		}
 	}
-	t.Logf("SIGTERM of %s: next hop gone from the router's FIB %v after the signal, listeners closed %v after that; %d probes, %d failed",
-		n.name, at.Sub(t0).Round(time.Millisecond), closed.Sub(at).Round(time.Millisecond), len(res), len(failed))
+	t.Logf("SIGTERM of %s: next hop gone from the router's FIB %v after the signal, listeners closed %v after that; %d probes, %d failed, and %d in flight when the route moved",
+		n.name, at.Sub(t0).Round(time.Millisecond), closed.Sub(at).Round(time.Millisecond), len(res), len(failed), moving)
 	figure("bgp b SIGTERM", "next hop withdrawn after SIGTERM; listeners closed after that", "%v; %v", at.Sub(t0).Round(time.Millisecond), closed.Sub(at).Round(time.Millisecond))
-	figure("bgp b SIGTERM", "failed connections (one every 10 ms)", "%d of %d", len(failed), len(res))
+	figure("bgp b SIGTERM", "failed connections (one every 10 ms); in flight when the route moved", "%d of %d; %d", len(failed), len(res), moving)
 	if !at.Before(closed) {
 		t.Errorf("the listeners closed at %s, before the next hop left the FIB at %s", closed.Format("15:04:05.000"), at.Format("15:04:05.000"))
 	}

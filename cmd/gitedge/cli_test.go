@@ -126,6 +126,14 @@ func TestPlanCommandBaseRef(t *testing.T) {
 	if code, _, errOut := gitedge(t, "plan", edge, "--base", "no-such-branch"); code != 1 || !strings.Contains(errOut, "no-such-branch") {
 		t.Errorf("unknown base: exit %d, stderr %s", code, errOut)
 	}
+	// The pull request that adds the routes directory: the base commit has
+	// none, so everything is added.
+	git("mv", "edge", "edge2")
+	git("commit", "-q", "-m", "routes elsewhere")
+	code, out, errOut = gitedge(t, "plan", filepath.Join(repo, "edge2"), "--base", "HEAD~1", "--output", "json")
+	if code != 0 || !strings.Contains(out, `"action": "add"`) || strings.Contains(out, `"action": "remove"`) || strings.Contains(out, `"action": "change"`) {
+		t.Errorf("base without the directory: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 func TestVersionCommand(t *testing.T) {
@@ -204,5 +212,19 @@ func TestPlanDetailedExitcode(t *testing.T) {
 	}
 	if code, _, _ := gitedge(t, "plan", changed, "--base", "../../examples/homelab"); code != 0 {
 		t.Errorf("without --detailed-exitcode a plan with changes exits %d, want 0", code)
+	}
+	// A usage error is an error (1), never "changes" (2) that CI would
+	// read as a plan to post.
+	for _, args := range [][]string{
+		{"plan", changed, "--bogus", "--detailed-exitcode"},
+		{"plan", changed, "--detailed-exitcode", "--output", "yaml"},
+		{"plan", changed, "extra", "--detailed-exitcode=true"},
+	} {
+		if code, _, _ := gitedge(t, args...); code != 1 {
+			t.Errorf("gitedge %v: exit %d, want 1", args, code)
+		}
+	}
+	if code, _, _ := gitedge(t, "plan", changed, "--bogus"); code != 2 {
+		t.Errorf("a usage error without --detailed-exitcode: exit %d, want 2", code)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/nodeconfig"
@@ -147,12 +149,22 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	output := fs.String("output", "text", "text, json or markdown (a pull-request comment)")
 	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing changes, 1 on error, 2 when there are changes (as terraform plan -detailed-exitcode)")
 	pos, code, ok := fs.parse(args)
-	if !ok {
+	// With --detailed-exitcode 2 means "changes": a usage error is 1 then,
+	// as terraform plan answers, so CI never reads a typo as a plan.
+	usage := func(code int) int {
+		if code == 2 && slices.ContainsFunc(args, func(a string) bool {
+			return strings.TrimLeft(a, "-") == "detailed-exitcode" || strings.HasPrefix(strings.TrimLeft(a, "-"), "detailed-exitcode=")
+		}) {
+			return 1
+		}
 		return code
+	}
+	if !ok {
+		return usage(code)
 	}
 	if len(pos) > 1 || (*output != "text" && *output != "json" && *output != "markdown") {
 		fs.Usage()
-		return 2
+		return usage(2)
 	}
 	dir := "."
 	if len(pos) == 1 {
@@ -225,6 +237,9 @@ func loadBase(dir, base string) (*reconcile.Desired, string, error) {
 		return d, "", err
 	}
 	files, h, err := gitsource.TreeAt(dir, base)
+	if errors.Is(err, gitsource.ErrNoDirectory) {
+		return nil, h.String(), nil // the base has no routes yet: everything is added
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("not a directory, and not a git revision: %w", err)
 	}

@@ -213,8 +213,7 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 			}
 			p.m.reloads.WithLabelValues("failed").Inc()
 			p.m.lastReloadOK.Set(0)
-			return fmt.Errorf("dataplane: listener %q: cannot listen on %s: %w (the running config keeps serving; free the address or change the bind)",
-				lg.cfg.Name, lg.cfg.Bind, err)
+			return &BindError{Listener: lg.cfg.Name, Bind: lg.cfg.Bind, Err: err, Serving: p.applied}
 		}
 		opened[key] = &listenSock{p: p, bind: lg.cfg.Bind, ln: ln, conns: map[*clientConn]struct{}{}}
 	}

@@ -24,7 +24,8 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	usr2 := notifyUSR2()
 	defer signal.Stop(usr2)
 
-	fs := newFlags(env, "proxy", "DIR")
+	fs := newFlags(env, "proxy", "DIR [--metrics ADDR] [--access-log] [--watch=false] [--debounce D] [--pprof]")
+	fs.positional(1, 1, "DIR")
 	access := fs.Bool("access-log", false, "log one event per request and TLS connection")
 	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the --metrics address")
@@ -32,10 +33,6 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
 	}
 	if err := daemonSupported(); err != nil {
 		return fs.fail(err)

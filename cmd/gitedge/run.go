@@ -21,7 +21,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	usr2 := notifyUSR2()
 	defer signal.Stop(usr2)
 
-	fs := newFlags(env, "run", "[--config FILE] [--source DIR]")
+	fs := newFlags(env, "run", "[--config FILE] [--source DIR] [--no-vrrp] [--access-log]")
 	fs.logDefaults("info", "json")
 	config := fs.String("config", nodeconfig.DefaultPath, "node config; re-read on SIGHUP")
 	dir := fs.String("source", "", "follow a local directory with fsnotify instead of the configured git remote (development)")
@@ -82,7 +82,7 @@ func daemonSetup(usr2 chan os.Signal, log *slog.Logger) (*sdNotifier, *upgrades,
 // readRunConfig reads the node config; with --source and no config file,
 // the built-in one (defaults true).
 func readRunConfig(path, dir string) (nc *nodeconfig.Config, defaults bool, err error) {
-	nc, err = nodeconfig.Load(path)
+	nc, err = nodeconfig.LoadFor(path, dir)
 	if err != nil && dir != "" && errors.Is(err, os.ErrNotExist) {
 		nc, err = builtinConfig(dir)
 		return nc, true, err

@@ -120,20 +120,15 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 // show what the node would load, or keep following it (--watch) with the
 // node's own triggers. It applies nothing.
 func runSource(ctx context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "source", "[--config FILE | --dir DIR] [--watch]")
+	fs := newFlags(env, "source", "[--config FILE | --source DIR] [--watch] [--timeout D]")
 	// What the source does is logged at info; its revisions go to stdout.
 	fs.logDefaults("warn", "text")
 	config := fs.String("config", nodeconfig.DefaultPath, "the node config naming the source")
-	dir := fs.String("dir", "", "follow a local directory instead of the configured repository (development)")
-	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as `gitedge run` does, printing each revision")
+	dir := fs.String("source", "", "follow a local directory instead of the configured repository (development)")
+	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as gitedge run does, printing each revision")
 	timeout := fs.Duration("timeout", 5*time.Minute, "without --watch: give up after this long")
-	pos, code, ok := fs.parse(args)
-	if !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return 2
 	}
 	var nc *nodeconfig.Config
 	if *dir == "" {

@@ -205,7 +205,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	}
 	if nc.Forge != nil {
 		var err error
-		if n.forge, err = forge.New(*nc.Forge, forge.Options{Logger: log.With("subsystem", "forge"), Registerer: n.reg}); err != nil {
+		if n.forge, err = forge.New(*nc.Forge, forge.Options{Logger: log, Registerer: n.reg}); err != nil {
 			return nil, fmt.Errorf("forge: %w", err)
 		}
 	}
@@ -215,7 +215,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		if nc.Forge != nil {
 			ncfg.StatusURL = nc.Forge.StatusURL // linked from Slack messages, Alertmanager's generatorURL
 		}
-		if n.notify, err = notify.New(ncfg, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
+		if n.notify, err = notify.New(ncfg, notify.Options{Logger: log, Registerer: n.reg}); err != nil {
 			return nil, fmt.Errorf("notify: %w", err)
 		}
 	}

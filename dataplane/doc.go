@@ -18,7 +18,8 @@
 // # Idle connections
 //
 // A keep-alive connection idle for 50 ms, or a tunnel direction idle for
-// 20 ms (either 5 ms when hundreds wait at once), parks: its goroutine ends and its buffers go back, and the
+// 20 ms once its tunnel is a second old (either 5 ms when hundreds wait
+// at once), parks: its goroutine ends and its buffers go back, and the
 // socket waits in an epoll set of the proxy's own (EPOLLONESHOT), itself
 // waited on through Go's netpoller by one goroutine that hands readable
 // sockets to workers (park.go). An idle HTTP connection then costs about

@@ -105,7 +105,7 @@ func (h *httpConn) onReadable(fd uintptr) bool {
 		h.in = getBuf()
 	}
 	for {
-		n, err := syscall.Read(int(fd), h.in.b[h.inLen:])
+		n, err := rawRead(int(fd), h.in.b[h.inLen:])
 		switch {
 		case err == nil && n > 0:
 			h.inLen += n
@@ -320,7 +320,7 @@ func (h *httpConn) reject(err error) {
 // writeClient writes to the client within clientTimeout.
 func (h *httpConn) writeClient(b []byte) error {
 	h.cl.dl.write(h.cl.c, time.Now().UnixNano(), h.cl.timeout)
-	n, err := h.cl.c.Write(b)
+	n, err := h.cl.write(b)
 	h.outBytes += int64(n)
 	return err
 }

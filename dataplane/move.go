@@ -85,6 +85,11 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
+
+	wbuf    []byte
+	wn      int
+	werr    error
+	writeCB func(uintptr) bool
 }
 
 func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
@@ -92,9 +97,43 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	cb := s.readCB
-	*s = side{c: c, rc: rc, timeout: timeout, readCB: cb}
+	rcb, wcb := s.readCB, s.writeCB
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, writeCB: wcb}
 	return nil
+}
+
+// write writes all of p, waiting in the netpoller while the socket is
+// full. Unlike c.Write, its syscalls are raw (sys_linux.go).
+func (s *side) write(p []byte) (int, error) {
+	s.wbuf, s.wn, s.werr = p, 0, nil
+	if s.writeCB == nil {
+		s.writeCB = s.onWritable // bound once, on first use
+	}
+	err := s.rc.Write(s.writeCB)
+	n := s.wn
+	s.wbuf = nil
+	if err != nil {
+		return n, unwrapOp(err)
+	}
+	return n, s.werr
+}
+
+func (s *side) onWritable(fd uintptr) bool {
+	for len(s.wbuf) > 0 {
+		n, err := rawWrite(int(fd), s.wbuf)
+		switch err {
+		case nil:
+			s.wn += n
+			s.wbuf = s.wbuf[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			s.werr = os.NewSyscallError("write", err)
+			return true
+		}
+	}
+	return true
 }
 
 // read reads into p. Reading through RawConn rather than c.Read keeps
@@ -114,7 +153,7 @@ func (s *side) read(p []byte) (int, error) {
 
 func (s *side) onReadable(fd uintptr) bool {
 	for {
-		n, err := syscall.Read(int(fd), s.rbuf)
+		n, err := rawRead(int(fd), s.rbuf)
 		switch err {
 		case nil:
 			s.rn = n

@@ -55,7 +55,7 @@ func (m *mover) spliceIn(fd uintptr) bool {
 		m.p = p
 	}
 	for {
-		n, err := unix.Splice(int(fd), nil, m.p.w, nil, m.want, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := rawSplice(int(fd), m.p.w, m.want)
 		switch err {
 		case nil:
 			m.n = int(n)
@@ -77,7 +77,7 @@ func (m *mover) spliceIn(fd uintptr) bool {
 // spliceOut drains the pipe into dst; RawConn.Write waits while dst is full.
 func (m *mover) spliceOut(fd uintptr) bool {
 	for m.p.data > 0 {
-		n, err := unix.Splice(m.p.r, nil, int(fd), nil, m.p.data, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := rawSplice(m.p.r, int(fd), m.p.data)
 		switch err {
 		case nil:
 			m.p.data -= int(n)

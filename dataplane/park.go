@@ -44,8 +44,15 @@ const (
 	// shorter, since a passthrough connection costs twice the goroutines,
 	// and still past a handshake's round trip on a loaded machine.
 	tunnelLinger = 20 * time.Millisecond
-	manyIdle     = 256
-	idleSweep    = 5 * time.Millisecond
+	// tunnelYoung: outside a crowd, a tunnel younger than this never
+	// parks. Its first waits are a TLS handshake's round trips (tens of
+	// milliseconds on the Internet, or on a loaded machine), each of
+	// which would otherwise cost a park and a wake-up per direction (an
+	// epoll_ctl, a timer, a hand-over to a worker): most of a short
+	// connection's CPU in a profile of new TLS connections under load.
+	tunnelYoung = time.Second
+	manyIdle    = 256
+	idleSweep   = 5 * time.Millisecond
 )
 
 // parkFields is the state the parker and the sweeper need of something
@@ -104,8 +111,8 @@ type parkable interface {
 	due() int64
 	// refuse reports that it must not park now (a drain started).
 	refuse() bool
-	// wake serves it again, on a worker goroutine: bytes arrived.
-	wake()
+	// job: work serves it again, on a worker goroutine: bytes arrived.
+	job
 	// expire ends it: its deadline passed, or a drain took it.
 	expire()
 }
@@ -124,14 +131,7 @@ type parker struct {
 	exp    []parkable         // min-heap on idleAt (the expiry)
 	timer  *time.Timer
 	wg     sync.WaitGroup
-
-	// Workers that served a woken descriptor wait here for the next one
-	// (a go statement with an argument allocates); at most maxIdleWorkers.
-	work        chan parkable
-	idleWorkers atomic.Int32
 }
-
-const maxIdleWorkers = 64
 
 // take removes x, which the caller moved out of stParked, from the
 // parker. Called under k.mu.
@@ -149,24 +149,6 @@ func (k *parker) release(x parkable) {
 	k.take(x)
 	k.mu.Unlock()
 	x.expire()
-}
-
-// worker serves woken descriptors: x, then whatever the parker hands it
-// while it waits as one of at most maxIdleWorkers idle workers.
-func (k *parker) worker(x parkable) {
-	for {
-		x.wake()
-		if k.idleWorkers.Add(1) > maxIdleWorkers {
-			k.idleWorkers.Add(-1)
-			return
-		}
-		var ok bool
-		x, ok = <-k.work
-		k.idleWorkers.Add(-1)
-		if !ok {
-			return
-		}
-	}
 }
 
 // expire ends what stayed parked past its deadline.
@@ -213,9 +195,6 @@ func (k *parker) close() {
 	}
 	k.mu.Unlock()
 	k.wg.Wait()
-	if k.work != nil {
-		close(k.work) // idle workers end; wait has ended, so no send races this
-	}
 }
 
 // The expiry heap, ordered by idleAt (the expiry); each entry knows its index.
@@ -290,7 +269,8 @@ func (p *Proxy) sweepIdle() {
 		return
 	}
 	linger := idleLinger
-	if n > manyIdle {
+	crowd := n > manyIdle
+	if crowd {
 		linger = busyLinger
 	}
 	if l := p.linger.Load(); l > 0 {
@@ -298,6 +278,10 @@ func (p *Proxy) sweepIdle() {
 	}
 	now := time.Now().UnixNano()
 	cut, tunCut := now-int64(linger), now-int64(min(linger, tunnelLinger))
+	bornCut := now - int64(tunnelYoung) // tunnels born after it park only in a crowd
+	if crowd {
+		bornCut = now
+	}
 	p.mu.Lock()
 	for _, s := range p.socks {
 		s.mu.Lock()
@@ -308,7 +292,7 @@ func (p *Proxy) sweepIdle() {
 					c.askPark(c.cl.c)
 				}
 			default:
-				if t := c.tun.Load(); t != nil {
+				if t := c.tun.Load(); t != nil && t.born <= bornCut {
 					t.sweep(tunCut)
 				}
 			}

@@ -20,6 +20,12 @@ func (p *Proxy) parkedCount() int {
 	return len(p.park.held)
 }
 
+// goroutines counts the goroutines but the proxy's idle workers (a pool
+// of at most maxIdleWorkers, which parked connections do not hold).
+func goroutines(p *Proxy) int {
+	return runtime.NumGoroutine() - int(p.workers.idle.Load())
+}
+
 // waitParked polls (bounded) until n connections are parked.
 func waitParked(t *testing.T, p *Proxy, n int) {
 	t.Helper()
@@ -55,10 +61,10 @@ func TestIdleParking(t *testing.T) {
 	}
 	waitParked(t, p.Proxy, n)
 	// Parked connections hold no goroutine: far fewer than one each.
-	if g := runtime.NumGoroutine(); g > n {
+	if g := goroutines(p.Proxy); g > n {
 		t.Logf("goroutines with %d parked connections: %d", n, g)
 	}
-	before := runtime.NumGoroutine()
+	before := goroutines(p.Proxy)
 	// A reload while they are parked: their next request takes the new table.
 	cfg.Listeners = []Listener{cfg.Listeners[0]}
 	cfg.Listeners[0].DefaultBackend = "b"
@@ -179,7 +185,7 @@ func TestTunnelParking(t *testing.T) {
 		c  io.Writer
 	}
 	var conns []tc
-	g0 := runtime.NumGoroutine()
+	g0 := goroutines(p.Proxy)
 	for range n {
 		line, c := tlsHello(t, addr, "a.test")
 		if !strings.HasPrefix(line, "t1 ") {
@@ -188,7 +194,7 @@ func TestTunnelParking(t *testing.T) {
 		conns = append(conns, tc{bufio.NewReader(c), c})
 	}
 	waitParked(t, p.Proxy, 2*n)
-	g := runtime.NumGoroutine()
+	g := goroutines(p.Proxy)
 	// Bytes both ways on every parked tunnel.
 	for i, c := range conns {
 		fmt.Fprintf(c.c, "ping %d\n", i)

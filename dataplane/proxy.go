@@ -78,6 +78,7 @@ type Proxy struct {
 
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
 	park      parker
+	workers   *workers // goroutines for connections and tunnel directions
 	lingering atomic.Int64
 	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
 	// noSelfCheck turns the Apply-time self-server check off, so tests
@@ -143,6 +144,7 @@ func New(opts Options) *Proxy {
 	}
 	p.hopLine = hopLine(p.hopID)
 	p.park.p = p
+	p.workers = newWorkers()
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -485,6 +487,7 @@ func (p *Proxy) shutdown(graceful bool) {
 	p.drains.Wait()
 	p.conns.Wait()
 	p.park.close()
+	p.workers.close() // nothing runs a job any more: no connection, no parker
 	p.mu.Lock()
 	for _, st := range p.backends {
 		for _, ss := range st.servers {

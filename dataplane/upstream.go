@@ -110,6 +110,6 @@ func sendProxyHeader(s *side, version byte, client, local netip.AddrPort) error 
 		return err
 	}
 	s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
-	_, err = s.c.Write(b)
+	_, err = s.write(b)
 	return err
 }

@@ -49,7 +49,7 @@ func slack(timeout time.Duration) int64 {
 	return int64(min(timeout/10, time.Second))
 }
 
-func (d *deadlines) read(c *net.TCPConn, now int64, timeout time.Duration) {
+func (d *deadlines) read(c sockConn, now int64, timeout time.Duration) {
 	want := now + int64(timeout)
 	if d.rd > now && d.rd <= want && want-d.rd < slack(timeout) {
 		return
@@ -59,12 +59,12 @@ func (d *deadlines) read(c *net.TCPConn, now int64, timeout time.Duration) {
 }
 
 // readAt sets an exact read deadline (a request head's own timeout).
-func (d *deadlines) readAt(c *net.TCPConn, at int64) {
+func (d *deadlines) readAt(c sockConn, at int64) {
 	d.rd = at
 	_ = c.SetReadDeadline(time.Unix(0, at))
 }
 
-func (d *deadlines) write(c *net.TCPConn, now int64, timeout time.Duration) {
+func (d *deadlines) write(c sockConn, now int64, timeout time.Duration) {
 	want := now + int64(timeout)
 	if d.wd > now && d.wd <= want && want-d.wd < slack(timeout) {
 		return
@@ -73,10 +73,20 @@ func (d *deadlines) write(c *net.TCPConn, now int64, timeout time.Duration) {
 	_ = c.SetWriteDeadline(time.Unix(0, want))
 }
 
+// sockConn is a side's socket: a *net.TCPConn accepted from a listener,
+// or a connection this proxy dialled (dialedConn).
+type sockConn interface {
+	Read([]byte) (int, error)
+	Close() error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
 // side is one end of a proxied stream: the conn, its raw form for
 // readiness waits, its deadlines and its inactivity timeout.
 type side struct {
-	c       *net.TCPConn
+	c       sockConn
 	rc      syscall.RawConn
 	dl      deadlines
 	timeout time.Duration
@@ -92,7 +102,7 @@ type side struct {
 	writeCB func(uintptr) bool
 }
 
-func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
+func (s *side) init(c sockConn, timeout time.Duration) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -101,6 +111,9 @@ func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
 	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, writeCB: wcb}
 	return nil
 }
+
+// closeWrite half-closes the socket: its FIN goes out.
+func (s *side) closeWrite() { _ = s.rc.Control(shutdownWrite) }
 
 // write writes all of p, waiting in the netpoller while the socket is
 // full. Unlike c.Write, its syscalls are raw (sys_linux.go).

@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -93,7 +92,7 @@ func (f *parkFields) leaveIdle(lingering *atomic.Int64) (poked, parkAsked bool) 
 
 // askPark interrupts the idle wait on c so that its goroutine parks.
 // Called by the sweeper; a wait that ended meanwhile is left alone.
-func (f *parkFields) askPark(c *net.TCPConn) {
+func (f *parkFields) askPark(c sockConn) {
 	f.parkReq.Store(true)
 	if f.state.CompareAndSwap(stIdle, stPoking) {
 		_ = c.SetReadDeadline(time.Unix(1, 0))

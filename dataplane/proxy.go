@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -226,7 +225,7 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 			st = &backendState{name: bc.Name, servers: map[serverKey]*serverState{}}
 			f.backends = append(f.backends, st)
 		}
-		b := &backend{cfg: bc, st: st, dialer: net.Dialer{Timeout: bc.ConnectTimeout, KeepAlive: -1}}
+		b := &backend{cfg: bc, st: st}
 		switch bc.ProxyProtocol {
 		case ProxyV1:
 			b.pp = 1
@@ -241,7 +240,7 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 				ss.up.Store(true)
 				f.servers = append(f.servers, ss)
 			}
-			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b, addr: sc.Address.String()})
+			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b})
 		}
 		gen.backends[bc.Name] = b
 	}

@@ -90,7 +90,7 @@ func (t *tunnel) pump(d *tunDir) {
 		switch {
 		case err == nil:
 			// EOF from the source: pass the half-close on.
-			_ = m.dst.c.CloseWrite()
+			m.dst.closeWrite()
 			t.finish(d)
 			return
 		case err == errParkAsked:

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -202,7 +201,7 @@ type mover struct {
 	// the sweeper may ask this direction to park (move then returns
 	// errParkAsked); lingering counts idle waits.
 	park      *parkFields
-	lingering *atomic.Int64
+	lingering *lingerCount
 
 	p      *pipe
 	want   int

@@ -68,8 +68,29 @@ type parkFields struct {
 	parkGen uint32      // counts parkings, to tell a stale readiness event
 }
 
+// lingerCount counts the goroutines waiting idle (that the sweeper may
+// ask to park). The sweeper runs only while there are some: an idle proxy
+// wakes up for nothing (a 5 ms ticker cost an idle proxy 1.3% of its core,
+// 160 µs per connection at 80 new connections a second). The first
+// waiter kicks it.
+type lingerCount struct {
+	n    atomic.Int64
+	kick chan struct{} // buffered (1): a kick is never lost
+}
+
+func (l *lingerCount) Add(d int64) {
+	if l.n.Add(d) == 1 && d > 0 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l *lingerCount) Load() int64 { return l.n.Load() }
+
 // enterIdle marks a wait for bytes, since now; lingering counts them.
-func (f *parkFields) enterIdle(lingering *atomic.Int64, now int64) {
+func (f *parkFields) enterIdle(lingering *lingerCount, now int64) {
 	f.idleAt.Store(now)
 	f.state.Store(stIdle)
 	lingering.Add(1)
@@ -78,7 +99,7 @@ func (f *parkFields) enterIdle(lingering *atomic.Int64, now int64) {
 // leaveIdle marks the wait over. poked: a drain or the sweeper set a read
 // deadline in the past meanwhile (the caller forgets its own deadline
 // bookkeeping); parkAsked: that was the sweeper, asking to park.
-func (f *parkFields) leaveIdle(lingering *atomic.Int64) (poked, parkAsked bool) {
+func (f *parkFields) leaveIdle(lingering *lingerCount) (poked, parkAsked bool) {
 	lingering.Add(-1)
 	if f.state.CompareAndSwap(stIdle, stBusy) {
 		return false, false
@@ -261,11 +282,12 @@ func (k *parker) down(i int) {
 }
 
 // sweepIdle asks the http connections and tunnel directions idle for
-// idleLinger (busyLinger in a crowd) to park.
-func (p *Proxy) sweepIdle() {
+// idleLinger (busyLinger in a crowd) to park. It reports whether any
+// goroutine waits idle, that is, whether to sweep again.
+func (p *Proxy) sweepIdle() bool {
 	n := p.lingering.Load()
 	if n == 0 {
-		return
+		return false
 	}
 	linger := idleLinger
 	crowd := n > manyIdle
@@ -299,4 +321,5 @@ func (p *Proxy) sweepIdle() {
 		s.mu.Unlock()
 	}
 	p.mu.Unlock()
+	return true
 }

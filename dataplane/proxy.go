@@ -78,7 +78,7 @@ type Proxy struct {
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
 	park      parker
 	workers   *workers // goroutines for connections and tunnel directions
-	lingering atomic.Int64
+	lingering lingerCount
 	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
@@ -143,6 +143,7 @@ func New(opts Options) *Proxy {
 	}
 	p.hopLine = hopLine(p.hopID)
 	p.park.p = p
+	p.lingering.kick = make(chan struct{}, 1)
 	p.workers = newWorkers()
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
@@ -432,8 +433,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	// The idle sweeper ticks only while goroutines wait idle.
 	idle := time.NewTicker(idleSweep)
 	defer idle.Stop()
+	ticking := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -443,8 +446,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return nil
 		case <-sweep.C:
 			p.sweepPools()
+		case <-p.lingering.kick:
+			if !ticking {
+				idle.Reset(idleSweep)
+				ticking = true
+			}
 		case <-idle.C:
-			p.sweepIdle()
+			if !p.sweepIdle() {
+				idle.Stop()
+				ticking = false
+			}
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,10 @@ func benchNewConn(b *testing.B, mode string) {
 	p := startProxy(b, cfg, func(o *Options) { o.Logger = nil })
 	addr := p.addr(b, listener)
 	peer.run(b, addr, 2*newConnParallel) // warm up: pools, goroutines, buffers
+	var tracer *syscallCounter
+	if os.Getenv(straceEnv) != "" {
+		tracer = startSyscallCounter(b)
+	}
 	b.ReportAllocs()
 	var before, after syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
@@ -78,6 +83,74 @@ func benchNewConn(b *testing.B, mode string) {
 	cpu := time.Duration(syscall.TimevalToNsec(after.Utime) - syscall.TimevalToNsec(before.Utime) +
 		syscall.TimevalToNsec(after.Stime) - syscall.TimevalToNsec(before.Stime))
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/conn")
+	if tracer != nil {
+		b.ReportMetric(float64(tracer.stop(b))/float64(b.N), "syscalls/conn")
+	}
+}
+
+// straceEnv set makes BenchmarkNewConn count the proxy's system calls
+// with strace (-f -c, attached to this process while the clients run;
+// the CPU and time figures of such a run mean nothing).
+const straceEnv = "GITEDGE_BENCH_STRACE"
+
+type syscallCounter struct {
+	cmd *exec.Cmd
+	out string
+}
+
+func startSyscallCounter(b *testing.B) *syscallCounter {
+	b.Helper()
+	path, err := exec.LookPath("strace")
+	if err != nil {
+		b.Skipf("%s set but no strace: %v", straceEnv, err)
+	}
+	sc := &syscallCounter{out: filepath.Join(b.TempDir(), "strace.txt")}
+	sc.cmd = exec.Command(path, "-f", "-c", "-o", sc.out, "-p", strconv.Itoa(os.Getpid()))
+	if err := sc.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	// Attached once this process has a tracer.
+	deadline := time.Now().Add(waitFor)
+	for {
+		st, _ := os.ReadFile("/proc/self/status")
+		if i := bytes.Index(st, []byte("TracerPid:\t")); i >= 0 && !bytes.HasPrefix(st[i+len("TracerPid:\t"):], []byte("0\n")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = sc.cmd.Process.Kill()
+			_ = sc.cmd.Wait()
+			b.Fatal("strace did not attach")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return sc
+}
+
+// stop detaches strace and returns the number of calls it counted.
+func (sc *syscallCounter) stop(b *testing.B) int {
+	b.Helper()
+	_ = sc.cmd.Process.Signal(os.Interrupt)
+	_ = sc.cmd.Wait()
+	out, err := os.ReadFile(sc.out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if testing.Verbose() {
+		b.Logf("strace -f -c over %d connections:\n%s", b.N, out)
+	}
+	// The summary's last line: "100.00 seconds usecs/call calls errors total".
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[len(f)-1] == "total" {
+			n, err := strconv.Atoi(f[3])
+			if err != nil {
+				b.Fatalf("strace summary %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("no total in strace's summary:\n%s", out)
+	return 0
 }
 
 // newConnPeer is the child process: servers and clients.

@@ -203,6 +203,14 @@ type mover struct {
 	park      *parkFields
 	lingering *lingerCount
 
+	// A move copies through a pooled buffer until a read fills it, and
+	// splices through a pipe from then on (HAProxy's splice-auto): for
+	// the few small messages of a TLS handshake or a short answer, two
+	// copies cost the kernel less than moving pipe buffers around.
+	bulk bool
+	buf  *buffer
+	off  int // bytes of buf already written
+
 	p      *pipe
 	want   int
 	n      int
@@ -225,6 +233,7 @@ var errShortBody = io.ErrUnexpectedEOF
 func (m *mover) move(limit int64) (int64, error) {
 	var moved int64
 	defer m.release()
+	m.bulk = false
 	for limit != 0 {
 		m.want = maxSpliceSize
 		if limit > 0 && limit < int64(m.want) {
@@ -282,6 +291,10 @@ func (m *mover) release() {
 	if m.p != nil {
 		putPipe(m.p)
 		m.p = nil
+	}
+	if m.buf != nil {
+		putBuf(m.buf)
+		m.buf = nil
 	}
 }
 

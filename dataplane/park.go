@@ -36,7 +36,11 @@ const (
 	// served on woken connections). When more than manyIdle waits linger at once (a crowd
 	// of new or idle connections), they park after busyLinger instead, so
 	// that lingering goroutines never add up to much memory. The sweeper
-	// runs every idleSweep.
+	// runs every idleSweep, every crowdSweep in a crowd: so a wait parks
+	// within half a linger of its due time, and a proxy with a few
+	// connections open is not woken up 200 times a second (each wake-up
+	// of the proxy's thread also wakes the Go runtime's monitor thread:
+	// that was a third of the context switches per new TLS connection).
 	idleLinger = 50 * time.Millisecond
 	busyLinger = 5 * time.Millisecond
 	// tunnelLinger is the linger of a tunnel direction outside a crowd:
@@ -51,7 +55,8 @@ const (
 	// connection's CPU in a profile of new TLS connections under load.
 	tunnelYoung = time.Second
 	manyIdle    = 256
-	idleSweep   = 5 * time.Millisecond
+	idleSweep   = 20 * time.Millisecond
+	crowdSweep  = busyLinger
 )
 
 // parkFields is the state the parker and the sweeper need of something
@@ -282,12 +287,12 @@ func (k *parker) down(i int) {
 }
 
 // sweepIdle asks the http connections and tunnel directions idle for
-// idleLinger (busyLinger in a crowd) to park. It reports whether any
-// goroutine waits idle, that is, whether to sweep again.
-func (p *Proxy) sweepIdle() bool {
+// idleLinger (busyLinger in a crowd) to park. It returns when to sweep
+// again: 0 when no goroutine waits idle.
+func (p *Proxy) sweepIdle() time.Duration {
 	n := p.lingering.Load()
 	if n == 0 {
-		return false
+		return 0
 	}
 	linger := idleLinger
 	crowd := n > manyIdle
@@ -321,5 +326,8 @@ func (p *Proxy) sweepIdle() bool {
 		s.mu.Unlock()
 	}
 	p.mu.Unlock()
-	return true
+	if crowd {
+		return crowdSweep
+	}
+	return idleSweep
 }

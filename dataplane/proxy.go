@@ -436,7 +436,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// The idle sweeper ticks only while goroutines wait idle.
 	idle := time.NewTicker(idleSweep)
 	defer idle.Stop()
-	ticking := true
+	every := idleSweep // 0: stopped
 	for {
 		select {
 		case <-ctx.Done():
@@ -447,14 +447,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 		case <-sweep.C:
 			p.sweepPools()
 		case <-p.lingering.kick:
-			if !ticking {
-				idle.Reset(idleSweep)
-				ticking = true
+			if every == 0 {
+				every = idleSweep
+				idle.Reset(every)
 			}
 		case <-idle.C:
-			if !p.sweepIdle() {
+			switch next := p.sweepIdle(); {
+			case next == 0:
 				idle.Stop()
-				ticking = false
+				every = 0
+			case next != every:
+				every = next
+				idle.Reset(every)
 			}
 		}
 	}

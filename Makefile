@@ -82,7 +82,8 @@ fuzz:
 
 # e2e: multi-node tests in network namespaces, against the built binary.
 e2e: build
-	$(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
+	GE_E2E_FIGURES=$(CURDIR)/bin/e2e-figures.txt $(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
+	@cat bin/e2e-figures.txt 2>/dev/null || true
 
 # bench: the proxy's Go benchmarks (bench-dataplane), the reconcile
 # benchmarks, then the proxy side by side with

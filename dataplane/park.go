@@ -304,7 +304,11 @@ func (p *Proxy) sweepIdle() time.Duration {
 	}
 	now := time.Now().UnixNano()
 	cut, tunCut := now-int64(linger), now-int64(min(linger, tunnelLinger))
-	bornCut := now - int64(tunnelYoung) // tunnels born after it park only in a crowd
+	young := int64(tunnelYoung)
+	if y := p.young.Load(); y != 0 {
+		young = max(y, 0)
+	}
+	bornCut := now - young // tunnels born after it park only in a crowd
 	if crowd {
 		bornCut = now
 	}

@@ -80,6 +80,7 @@ type Proxy struct {
 	workers   *workers // goroutines for connections and tunnel directions
 	lingering lingerCount
 	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
+	young     atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool

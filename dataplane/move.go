@@ -95,10 +95,7 @@ type side struct {
 	rerr   error
 	readCB func(uintptr) bool
 
-	wbuf    []byte
-	wn      int
-	werr    error
-	writeCB func(uintptr) bool
+	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
 
 func (s *side) init(c sockConn, timeout time.Duration) error {
@@ -106,8 +103,8 @@ func (s *side) init(c sockConn, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	rcb, wcb := s.readCB, s.writeCB
-	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, writeCB: wcb}
+	rcb, w := s.readCB, s.w
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, w: w}
 	return nil
 }
 
@@ -117,31 +114,48 @@ func (s *side) closeWrite() { _ = s.rc.Control(shutdownWrite) }
 // write writes all of p, waiting in the netpoller while the socket is
 // full. Unlike c.Write, its syscalls are raw (sys_linux.go).
 func (s *side) write(p []byte) (int, error) {
-	s.wbuf, s.wn, s.werr = p, 0, nil
-	if s.writeCB == nil {
-		s.writeCB = s.onWritable // bound once, on first use
+	if s.w == nil {
+		s.w = new(sideWriter)
 	}
-	err := s.rc.Write(s.writeCB)
-	n := s.wn
-	s.wbuf = nil
+	return s.w.write(s, p)
+}
+
+// sideWriter is the state of a write in progress, kept apart from side so
+// that an idle client connection does not carry it (its httpConn, pooled,
+// has one).
+type sideWriter struct {
+	buf []byte
+	n   int
+	err error
+	cb  func(uintptr) bool
+}
+
+func (w *sideWriter) write(s *side, p []byte) (int, error) {
+	w.buf, w.n, w.err = p, 0, nil
+	if w.cb == nil {
+		w.cb = w.onWritable // bound once, on first use
+	}
+	err := s.rc.Write(w.cb)
+	n := w.n
+	w.buf = nil
 	if err != nil {
 		return n, unwrapOp(err)
 	}
-	return n, s.werr
+	return n, w.err
 }
 
-func (s *side) onWritable(fd uintptr) bool {
-	for len(s.wbuf) > 0 {
-		n, err := rawWrite(int(fd), s.wbuf)
+func (w *sideWriter) onWritable(fd uintptr) bool {
+	for len(w.buf) > 0 {
+		n, err := rawWrite(int(fd), w.buf)
 		switch err {
 		case nil:
-			s.wn += n
-			s.wbuf = s.wbuf[n:]
+			w.n += n
+			w.buf = w.buf[n:]
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			s.werr = os.NewSyscallError("write", err)
+			w.err = os.NewSyscallError("write", err)
 			return true
 		}
 	}

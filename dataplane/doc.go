@@ -12,8 +12,11 @@
 // its client instead). Buffers come from a free list only while bytes are
 // in flight, and callbacks are bound once per connection: a kept-alive
 // request allocates nothing (BenchmarkKeepAlive). Bodies past the first
-// buffer, upgraded connections and TLS tunnels move with splice(2) through
-// pipes taken only while bytes flow.
+// buffer, upgraded connections and TLS tunnels are copied through a pooled
+// buffer until a read fills it, then move with splice(2) through pipes
+// taken only while bytes flow. New connections and tunnel directions run
+// on pooled worker goroutines, and servers are dialled with raw syscalls
+// (BenchmarkNewConn: allocations, CPU and system calls per connection).
 //
 // # Idle connections
 //

@@ -3,8 +3,9 @@
 # (Debian): git, keepalived, iproute2, haproxy, openssh-server, gnupg,
 # systemd (systemd-analyze), adduser and init-system-helpers (the package's
 # maintainer scripts), frr (the upstream router of the bgp package's
-# namespace tests), and for the benchmark's smoke test nginx, its stream
-# module, caddy and wrk.
+# namespace tests), chromium (the status page's browser test, which saves
+# its screenshots in bin/artifacts/), and for the benchmark's smoke test
+# nginx, its stream module, caddy and wrk.
 
 SHELL      := /bin/bash
 GO         ?= go
@@ -15,7 +16,7 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 # Debian packages the tests use; installed only when missing.
 TEST_PKGS  := git keepalived iproute2 haproxy openssh-server openssh-client gnupg curl procps \
-              systemd adduser init-system-helpers nginx libnginx-mod-stream caddy wrk frr
+              systemd adduser init-system-helpers nginx libnginx-mod-stream caddy wrk frr chromium
 BENCH_PKGS := haproxy nginx libnginx-mod-stream caddy wrk
 # BENCH_FLAGS are passed to `go run ./bench run` (see its -h), e.g.
 # BENCH_FLAGS="-rounds 5 -out /tmp/bench-results".

@@ -75,7 +75,7 @@ func readCommitFiles(c *object.Commit, sub string, prev map[string]blobData, lim
 		tree, err = tree.Tree(sub)
 		if errors.Is(err, object.ErrDirectoryNotFound) {
 			return nil, nil, &Error{Step: StepRead, Reason: ReasonPath, Commit: c.Hash.String(),
-				Err: fmt.Errorf("commit %s has no directory %q (check source.path)", short(c.Hash.String()), sub)}
+				Err: noDirectoryError{commit: short(c.Hash.String()), dir: sub}}
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("directory %q at commit %s: %w", sub, short(c.Hash.String()), err)
@@ -169,3 +169,16 @@ func (g *Git) readTree(c *object.Commit) (*MemFS, map[string]blobData, error) {
 	}
 	return files, next, err
 }
+
+// ErrNoDirectory is matched (errors.Is) by the error of a commit that has
+// no directory at the path asked for: `plan --base REF` on the pull request
+// that adds the routes directory plans everything as added.
+var ErrNoDirectory = errors.New("no such directory at this commit")
+
+type noDirectoryError struct{ commit, dir string }
+
+func (e noDirectoryError) Error() string {
+	return fmt.Sprintf("commit %s has no directory %q (check source.path)", e.commit, e.dir)
+}
+
+func (e noDirectoryError) Is(target error) bool { return target == ErrNoDirectory }

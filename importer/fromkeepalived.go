@@ -10,6 +10,7 @@ import (
 
 	"github.com/gitedge/gitedge/importer/keepalived"
 	"github.com/gitedge/gitedge/importer/report"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 // NodeConfig is one node's keepalived configuration.
@@ -29,18 +30,45 @@ const (
 	kaAdvert   = time.Second
 )
 
-// secretPassword decides how an auth password lands in the repository.
-// The format has no secret reference yet, so the password is written as is
-// and the report says it is in git; when a reference form exists, this is
-// the one place to emit it instead.
-func secretPassword(in *instance, pass string, at report.Pos, rep *report.List) {
-	in.auth = &auth{typ: "pass", password: pass}
-	rep.Add(at, report.Note, "vrrp_instance "+in.name, "auth_pass", "written into edge.yaml as is: the password is in git (the repository format has no secret reference yet)")
+// passwords decides how the auth passwords land in the repository: as
+// they are (the report says they are in git), or, with a secret name
+// (--secret-password), as {secret: NAME} with the report saying where the
+// value goes on the nodes. Instances sharing one name must share the
+// password.
+type passwords struct {
+	name  string                                 // "" writes the passwords as they are
+	given map[string]struct{ pass, inst string } // secret name -> first use
+}
+
+const instancePlaceholder = "{instance}"
+
+func (pw *passwords) set(in *instance, pass string, at report.Pos, rep *report.List, errs *report.Errors) {
+	where := "vrrp_instance " + in.name
+	if pw.name == "" {
+		in.auth = &auth{typ: "pass", password: pass}
+		rep.Add(at, report.Note, where, "auth_pass", "written into edge.yaml as is: the password is in git (--secret-password NAME writes a reference to a file on the nodes instead)")
+		return
+	}
+	name := strings.ReplaceAll(pw.name, instancePlaceholder, in.name)
+	if err := (secrets.Value{Secret: name}).Check(); err != nil {
+		errs.Add(at, "%s: --secret-password %s: %v", where, pw.name, err)
+		return
+	}
+	if prev, ok := pw.given[name]; ok && prev.pass != pass {
+		errs.Add(at, "%s: --secret-password %s: vrrp_instance %s has another password under the same name: put %s in the name (as vrrp-%s)", where, pw.name, prev.inst, instancePlaceholder, instancePlaceholder)
+		return
+	} else if !ok {
+		pw.given[name] = struct{ pass, inst string }{pass, in.name}
+	}
+	in.auth = &auth{typ: "pass", secret: name}
+	rep.Add(at, report.Note, where, "auth_pass", "written as {secret: %s}: on every node, put this auth_pass into %s/%s (chown root:gitedge, chmod 0640), or name another file in the node config's secrets.files; or encrypt it into the repository with gitedge secret encrypt",
+		name, secrets.DefaultDir, name)
 }
 
 // importKeepalived merges the nodes' configurations into failover
 // instances and the node list.
-func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs *report.Errors) {
+func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs *report.Errors, secretName string) {
+	pw := &passwords{name: secretName, given: map[string]struct{ pass, inst string }{}}
 	// Lines outside instances.
 	for _, n := range nodes {
 		for _, b := range n.cfg.Other {
@@ -181,7 +209,7 @@ func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs 
 				rep.Add(first.Lines["authentication"], report.Changed, where, "auth_pass", "keepalived used only the first 8 characters: so does the import")
 				pass = pass[:8]
 			}
-			secretPassword(in, pass, first.Lines["authentication"], rep)
+			pw.set(in, pass, first.Lines["authentication"], rep, errs)
 		}
 		// VIPs.
 		for _, v := range first.VIPs {

@@ -29,6 +29,11 @@ type Options struct {
 	Strict bool
 	// EdgeName is the Edge document's name; "edge" when empty.
 	EdgeName string
+	// SecretPassword, when set, writes each VRRP password as a reference
+	// {secret: NAME} resolved on the nodes, instead of the password
+	// itself; "{instance}" in it is replaced by the instance's name. The
+	// report says where each value goes.
+	SecretPassword string
 	// ReadFile reads the input files; nil means os.ReadFile.
 	ReadFile func(name string) ([]byte, error)
 }
@@ -132,7 +137,7 @@ func Import(opts Options) (*Result, error) {
 		out.edge.sources = append(out.edge.sources, fmt.Sprintf("%s (%s)", nf.Path, nf.Node))
 	}
 	if len(nodes) > 0 {
-		importKeepalived(nodes, out, rep, &errs)
+		importKeepalived(nodes, out, rep, &errs, opts.SecretPassword)
 	}
 
 	var vms []*tfVM

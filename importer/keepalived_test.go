@@ -133,3 +133,47 @@ func TestKeepalived(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivedSecretPassword: --secret-password writes a reference the
+// nodes resolve, never the password, and the report says where it goes.
+func TestKeepalivedSecretPassword(t *testing.T) {
+	auth := func(pass, src string) string {
+		return "    authentication {\n        auth_type PASS\n        auth_pass " + pass + "\n    }\n    unicast_src_ip " + src + "\n"
+	}
+	two := func(pass2 string) map[string]string {
+		c := func(prio, src, pass string) string {
+			second := strings.ReplaceAll(strings.ReplaceAll(kaConf(prio, auth(pass, src)), "VI_1", "VI_2"), "virtual_router_id 33", "virtual_router_id 34")
+			second = strings.ReplaceAll(second, "192.0.2.254/24", "192.0.2.253/24")
+			second = second[strings.Index(second, "vrrp_instance"):]
+			return kaConf(prio, auth("pw-one", src)) + second
+		}
+		return map[string]string{"a": c("100", "192.0.2.1", pass2), "b": c("50", "192.0.2.2", pass2)}
+	}
+	for _, tc := range []struct {
+		name, secret string
+		confs        map[string]string
+		checks       []check
+	}{
+		{"one name", "vrrp-vi1", map[string]string{"a": kaConf("100", auth("pw-one", "192.0.2.1")), "b": kaConf("50", auth("pw-one", "192.0.2.2"))},
+			[]check{"edge.yaml: auth: {type: pass, password: {secret: vrrp-vi1}}", "!edge.yaml: pw-one",
+				"note: written as {secret: vrrp-vi1}: on every node, put this auth_pass into /etc/gitedge/secrets/vrrp-vi1 (chown root:gitedge, chmod 0640)"}},
+		{"a name per instance", "vrrp-{instance}", two("pw-two"),
+			[]check{"edge.yaml: password: {secret: vrrp-VI_1}", "edge.yaml: password: {secret: vrrp-VI_2}", "!edge.yaml: pw-"}},
+		{"one name, one password", "vrrp", two("pw-one"),
+			[]check{"edge.yaml: password: {secret: vrrp}}", "!edge.yaml: pw-"}},
+		{"one name, two passwords", "vrrp", two("pw-two"),
+			[]check{"error: vrrp_instance VI_2: --secret-password vrrp: vrrp_instance VI_1 has another password under the same name: put {instance} in the name"}},
+		{"a name that is not a file name", "../x", map[string]string{"a": kaConf("100", auth("pw-one", "192.0.2.1")), "b": kaConf("50", auth("pw-one", "192.0.2.2"))},
+			[]check{`error: --secret-password ../x: bad secret name "../x"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{}
+			opts := Options{SecretPassword: tc.secret}
+			for _, node := range sortedKeys(tc.confs) {
+				files[node+".conf"] = tc.confs[node]
+				opts.Keepalived = append(opts.Keepalived, NodeFile{Node: node, Path: node + ".conf"})
+			}
+			runChecks(t, opts, files, tc.checks...)
+		})
+	}
+}

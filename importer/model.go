@@ -62,6 +62,7 @@ type nodePriority struct {
 
 type auth struct {
 	typ, password string
+	secret        string // written as {secret: NAME} instead of the password
 }
 
 type listener struct {
@@ -299,7 +300,11 @@ func (in *instance) yaml() *ynode {
 	prio.LineComment = in.priorityComment
 	var a *ynode
 	if in.auth != nil {
-		a = flow(mapping("type", str(in.auth.typ), "password", str(in.auth.password)))
+		pw := str(in.auth.password)
+		if in.auth.secret != "" {
+			pw = flow(mapping("secret", str(in.auth.secret)))
+		}
+		a = flow(mapping("type", str(in.auth.typ), "password", pw))
 	}
 	var track *ynode
 	if in.trackProxy || len(in.trackIfaces) > 0 {

@@ -3,7 +3,9 @@ package nodeconfig
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	k8syaml "sigs.k8s.io/yaml"
@@ -13,6 +15,7 @@ import (
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/notify"
 	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 // The node-level defaults; each subsystem's section gets its defaults
@@ -50,6 +53,10 @@ type Config struct {
 	Notify notify.Config
 	// StateDir holds the last applied record and the git cache.
 	StateDir string
+	// Secrets resolves the secrets the repository names: the secrets
+	// section with its defaults, and systemd's $CREDENTIALS_DIRECTORY as
+	// it was when the config was built.
+	Secrets secrets.Store
 	// File is the config as written, before defaults: what a reload
 	// compares section by section.
 	File File
@@ -120,6 +127,11 @@ func Build(f File, path string) (*Config, error) {
 		c.Forge = &fc
 	}
 	c.Notify = notify.Config{Node: c.Node, Sinks: f.Notify}
+	c.Secrets = secrets.Store{Config: path}
+	if sc := f.Secrets; sc != nil {
+		c.Secrets.Dir, c.Secrets.Files, c.Secrets.AgeIdentity = sc.Dir, sc.Files, sc.AgeIdentity
+	}
+	c.Secrets = c.Secrets.FromEnv()
 
 	var errs []error
 	if c.Node == "" {
@@ -149,6 +161,15 @@ func Build(f File, path string) (*Config, error) {
 			errs = append(errs, err)
 		}
 	}
+	if sc := f.Secrets; sc != nil {
+		for _, name := range slices.Sorted(maps.Keys(sc.Files)) {
+			if err := (secrets.Value{Secret: name}).Check(); err != nil {
+				errs = append(errs, fmt.Errorf("secrets.files.%s: %v", name, err))
+			} else if sc.Files[name] == "" {
+				errs = append(errs, fmt.Errorf("secrets.files.%s: missing: the file holding the secret", name))
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s: %w", c.where(), errors.Join(errs...))
 	}
@@ -165,9 +186,11 @@ func (c *Config) where() string {
 
 // Local returns what a routes repository is checked against on this node
 // (`gitedge validate --node-config`, and every commit under `gitedge
-// run`): the node's name and the addresses it listens on for itself.
+// run`): the node's name, the addresses it listens on for itself, and its
+// secrets.
 func (c *Config) Local() *reconcile.Local {
-	l := &reconcile.Local{Node: c.Node, Config: c.Path}
+	store := c.Secrets
+	l := &reconcile.Local{Node: c.Node, Config: c.Path, Secrets: &store}
 	if c.AdminListen != "" {
 		l.Listens = append(l.Listens, reconcile.LocalListen{Field: "admin.listen", Addr: c.AdminListen})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 func TestExamples(t *testing.T) {
@@ -47,6 +48,10 @@ func TestParse(t *testing.T) {
 		{"admin and webhook", "node: a\nsource: {url: /x}\nadmin: {listen: '127.0.0.1:9000'}\nwebhook: {listen: ':9000', secretFile: /s}\n",
 			"webhook.listen: :9000 clashes with admin.listen 127.0.0.1:9000: use two ports"},
 		{"admin off", "node: a\nsource: {url: /x}\nadmin: {listen: 'off'}\nwebhook: {listen: '127.0.0.1:9100', secretFile: /s}\n", ""},
+		{"secrets", "node: a\nsource: {url: x}\nsecrets: {dir: /etc/gitedge/secrets, files: {vrrp-vi1: /etc/keepalived/vi1.pass}, ageIdentity: /etc/gitedge/age.key}\n", ""},
+		{"secret name", "node: a\nsource: {url: x}\nsecrets: {files: {../x: /y}}\n", `secrets.files.../x: bad secret name "../x"`},
+		{"secret file", "node: a\nsource: {url: x}\nsecrets: {files: {x: ''}}\n", "secrets.files.x: missing"},
+		{"secrets unknown field", "node: a\nsource: {url: x}\nsecrets: {directory: /x}\n", `unknown field "directory"`},
 		{"syntax", "node: lb-0\nsource: {url: [\n", "node config test.yaml: line 2: did not find expected node content"},
 	}
 	for _, tt := range tests {
@@ -131,12 +136,14 @@ func TestFileRoundTrip(t *testing.T) {
 }
 
 func TestLocal(t *testing.T) {
+	t.Setenv(secrets.CredentialsEnv, "")
 	c, err := Parse("/etc/gitedge/gitedge.yaml", []byte("node: lb-0\nsource: {url: /srv/edge}\nwebhook: {listen: ':9000', secretFile: /s}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &reconcile.Local{Node: "lb-0", Config: "/etc/gitedge/gitedge.yaml", Listens: []reconcile.LocalListen{
-		{Field: "admin.listen", Addr: "127.0.0.1:9100"}, {Field: "webhook.listen", Addr: ":9000"}}}
+		{Field: "admin.listen", Addr: "127.0.0.1:9100"}, {Field: "webhook.listen", Addr: ":9000"}},
+		Secrets: &secrets.Store{Config: "/etc/gitedge/gitedge.yaml"}}
 	if diff := cmp.Diff(want, c.Local()); diff != "" {
 		t.Errorf("Local (-want +got):\n%s", diff)
 	}
@@ -168,5 +175,28 @@ func TestProxmoxClient(t *testing.T) {
 	c, _ := Build(File{Node: "a", Source: Source{URL: "/x"}}, "n.yaml")
 	if _, err := c.ProxmoxClient(); err == nil || !strings.Contains(err.Error(), "no proxmox section") {
 		t.Errorf("no section: %v", err)
+	}
+}
+
+// TestSecrets: the secrets section becomes the node's store, with
+// systemd's credentials directory from the environment.
+func TestSecrets(t *testing.T) {
+	t.Setenv(secrets.CredentialsEnv, "/run/credentials/gitedge.service")
+	c, err := Parse("/etc/gitedge/gitedge.yaml", []byte("node: a\nsource: {url: /x}\nsecrets: {dir: /srv/s, files: {vi1: /k/vi1}, ageIdentity: /k/age}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := secrets.Store{Dir: "/srv/s", Files: map[string]string{"vi1": "/k/vi1"}, AgeIdentity: "/k/age",
+		CredentialsDir: "/run/credentials/gitedge.service", Config: "/etc/gitedge/gitedge.yaml"}
+	if diff := cmp.Diff(want, c.Secrets); diff != "" {
+		t.Errorf("store (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&want, c.Local().Secrets); diff != "" {
+		t.Errorf("Local().Secrets (-want +got):\n%s", diff)
+	}
+	t.Setenv(secrets.CredentialsEnv, "")
+	d, err := Parse("n.yaml", []byte("node: a\nsource: {url: /x}\n"))
+	if err != nil || !cmp.Equal(d.Secrets, secrets.Store{Config: "n.yaml"}) {
+		t.Errorf("without a section: %v %+v (want the defaults)", err, d.Secrets)
 	}
 }

@@ -12,5 +12,7 @@
 // live here. Every problem is reported at once, prefixed with the file.
 //
 // Secrets are never in the file: it names the files holding them, read by
-// whoever needs them (ProxmoxClient reads the Proxmox token).
+// whoever needs them (ProxmoxClient reads the Proxmox token; the secrets
+// section becomes a secrets.Store that resolves, on every commit, the
+// secrets the routes repository names).
 package nodeconfig

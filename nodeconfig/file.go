@@ -19,6 +19,21 @@ type File struct {
 	Forge    *forge.Config       `json:"forge,omitempty"`
 	Notify   []notify.SinkConfig `json:"notify,omitempty"`
 	StateDir string              `json:"stateDir,omitempty"`
+	Secrets  *Secrets            `json:"secrets,omitempty"`
+}
+
+// Secrets says where this node finds the secrets the routes repository
+// names instead of holding ({secret: NAME}, {age: …}).
+type Secrets struct {
+	// Dir holds one file per secret name; default /etc/gitedge/secrets.
+	Dir string `json:"dir,omitempty"`
+	// Files maps a secret name to its file, ahead of the credentials
+	// directory and Dir.
+	Files map[string]string `json:"files,omitempty"`
+	// AgeIdentity is the age identity file decrypting {age: …}; default
+	// $CREDENTIALS_DIRECTORY/age.key when systemd passes it, else
+	// /etc/gitedge/age.key.
+	AgeIdentity string `json:"ageIdentity,omitempty"`
 }
 
 // Source says where the routes repository comes from.

@@ -128,9 +128,14 @@ func (c *converter) instance(d *document, f string, r rawInstance, nodes map[str
 	if r.Auth != nil {
 		switch r.Auth.Type {
 		case "pass":
-			in.AuthPass = r.Auth.Password
-			if r.Auth.Password == "" {
-				l.failAt(d, f+".auth.password", "missing: auth type pass needs a password")
+			if r.Auth.Password.IsZero() {
+				l.failAt(d, f+".auth.password", "missing: auth type pass needs a password (the value, {secret: NAME} or {age: …})")
+				break
+			}
+			in.AuthPass, in.AuthFrom = c.secret(d, f+".auth.password", r.Auth.Password)
+			if in.AuthPass == "" && in.AuthFrom != "" && in.Version != 2 {
+				// Resolved, failover's own check says it (below).
+				l.failAt(d, f+".auth", "authentication is VRRP v2 only (RFC 5798 removed it); use version: 2 or drop auth")
 			}
 		default:
 			l.failAt(d, f+".auth.type", "%q is not supported: expected pass (keepalived's auth_type PASS)", r.Auth.Type)

@@ -16,6 +16,12 @@ type Desired struct {
 	Edge      Edge
 	Dataplane dataplane.Config
 	Infra     infra.Config
+	// Secrets lists the fields holding a secret and where each comes
+	// from (never the value).
+	Secrets []SecretUse
+	// Warnings are problems that do not refuse the repository (a secret
+	// written in it), located as errors are.
+	Warnings Errors
 }
 
 // Edge holds the repository-wide values of the Edge document.
@@ -43,6 +49,10 @@ type VRRPInstance struct {
 	failover.Instance
 	Priorities map[string]uint8
 	Unicast    bool // advertise to the other nodes' addresses instead of multicast
+	// AuthFrom says where AuthPass comes from (secrets.Value.Source), ""
+	// without auth. With AuthPass "" it was not resolved (a load without
+	// the node's secrets), and FailoverFor refuses the instance.
+	AuthFrom string
 }
 
 // Leader names who applies infra changes: the master of a VRRP instance, or
@@ -87,6 +97,9 @@ func (d *Desired) FailoverFor(node string) (failover.Config, error) {
 		return cfg, fmt.Errorf("node %q is not in the Edge's spec.nodes %v: set node in the node config to one of them", node, names)
 	}
 	for _, vi := range d.Edge.Failover {
+		if vi.AuthFrom != "" && vi.AuthPass == "" {
+			return cfg, fmt.Errorf("instance %q: auth.password (%s) was not resolved: the repository was loaded without this node's secrets (a node config's secrets section)", vi.Name, vi.AuthFrom)
+		}
 		in := vi.Instance
 		in.Priority = vi.Priorities[node]
 		in.VIPs = slices.Clone(vi.VIPs)

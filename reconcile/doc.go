@@ -32,6 +32,13 @@
 // backoff (Loop.Retry), a terminal one is Stalled until a new commit. How
 // a new subsystem plugs in is told in cmd/gitedge's package doc.
 //
+// What happens to each commit (fetched, applied, refused, apply failed)
+// and each infra pass is told to the Loop's Observer (observer.go) as an
+// Event: cmd/gitedge turns them into commit statuses and notifications,
+// so reconcile imports neither forge nor notify. A review (review.go) is
+// a plan for a pull request: the changes and their consequences, as
+// Markdown or typed JSON.
+//
 // The last applied record (Record, StateFile) is what makes a restart
 // serve the last good commit before any fetch: Loop.Run
 // applies it first, and every pass that applies a new commit records it,

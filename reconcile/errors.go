@@ -19,6 +19,10 @@ type Error struct {
 	Doc   string // `Kind "name"`; "" when the problem is not in one document
 	Field string // dotted path with [i] indexes; "" for the whole document
 	Msg   string
+	// NodeLocal marks a problem of the node, not of the repository (a
+	// secret it cannot resolve): fixed on the node, the same commit can
+	// apply, so the loop tries it again (resync, reload).
+	NodeLocal bool
 }
 
 func (e *Error) Error() string {
@@ -58,6 +62,17 @@ func (es Errors) Error() string {
 		b.WriteString(e.Error())
 	}
 	return b.String()
+}
+
+// NodeLocal reports whether every problem is the node's (NodeLocal): the
+// same repository may load once the node is fixed.
+func (es Errors) NodeLocal() bool {
+	for _, e := range es {
+		if !e.NodeLocal {
+			return false
+		}
+	}
+	return len(es) > 0
 }
 
 // Unwrap lets errors.As find one *Error.

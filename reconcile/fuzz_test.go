@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"testing/fstest"
 
@@ -14,6 +15,12 @@ import (
 func FuzzLoad(f *testing.F) {
 	testkit.SeedFiles(f, "../examples/homelab/*.yaml", "testdata/invalid/*/*.yaml", "testdata/valid/*/*.y*ml")
 	testkit.Seeds(f, "---\n---\n", "kind: Edge\n--- {kind: Route}\n...\n", "a: &x [*x]\n")
+	// The forms of a secret (secrets.Value decodes them itself).
+	edge := "apiVersion: gitedge/v1\nkind: Edge\nmetadata: {name: e}\nspec:\n  nodes: [{name: a, address: 192.0.2.1}]\n" +
+		"  failover: [{name: V, interface: eth0, virtualRouterID: 1, version: 2, priority: {a: 1}, vips: [192.0.2.9/24], auth: {type: pass, password: %s}}]\n"
+	for _, pw := range []string{`{secret: vrrp-v}`, `{secret: "../x", file: y}`, `{age: "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n-----END AGE ENCRYPTED FILE-----\n"}`, `{secret: [1]}`, `7`, `{}`} {
+		f.Add([]byte(fmt.Sprintf(edge, pw)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := Load(fstest.MapFS{"a.yaml": {Data: data}})
 		if (d == nil) == (err == nil) {

@@ -57,6 +57,7 @@ type loader struct {
 	errs  Errors
 	// pending errors whose line is looked up at the end, once per document
 	located []pendingError
+	warned  []pendingError // the same, for warnings
 }
 
 type pendingError struct {
@@ -64,6 +65,7 @@ type pendingError struct {
 	field string
 	want  string // JSON type name to match among candidates, for type errors
 	msg   string
+	local bool // Error.NodeLocal
 }
 
 func (l *loader) failAt(d *document, field, format string, args ...any) {
@@ -74,8 +76,28 @@ func (l *loader) failFile(file string, line int, format string, args ...any) {
 	l.errs = append(l.errs, &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// failLocal is failAt for a problem of the node, not of the repository.
+func (l *loader) failLocal(d *document, field, format string, args ...any) {
+	l.located = append(l.located, pendingError{doc: d, field: field, msg: fmt.Sprintf(format, args...), local: true})
+}
+
+// warnAt records a problem that does not refuse the repository (a
+// secret written in it): Desired.Warnings lists them, located.
+func (l *loader) warnAt(d *document, field, format string, args ...any) {
+	l.warned = append(l.warned, pendingError{doc: d, field: field, msg: fmt.Sprintf(format, args...)})
+}
+
 func (l *loader) finish() Errors {
-	for _, p := range l.located {
+	l.errs = append(l.errs, locateAll(l.located)...)
+	l.located = nil
+	l.errs.sort()
+	return l.errs
+}
+
+// locateAll turns pending problems into located ones.
+func locateAll(ps []pendingError) Errors {
+	var out Errors
+	for _, p := range ps {
 		line, field := 0, p.field
 		if p.field != "" {
 			if n := p.doc.node(); n != nil {
@@ -85,11 +107,10 @@ func (l *loader) finish() Errors {
 		if line == 0 {
 			line = 1
 		}
-		l.errs = append(l.errs, &Error{File: p.doc.file, Line: p.doc.line + line - 1, Doc: p.doc.id(), Field: field, Msg: p.msg})
+		out = append(out, &Error{File: p.doc.file, Line: p.doc.line + line - 1, Doc: p.doc.id(), Field: field, Msg: p.msg, NodeLocal: p.local})
 	}
-	l.located = nil
-	l.errs.sort()
-	return l.errs
+	out.sort()
+	return out
 }
 
 // LoadDir loads a routes directory from disk.
@@ -163,6 +184,7 @@ func LoadWith(fsys fs.FS, o LoadOptions) (*Desired, Files, error) {
 	if errs := l.finish(); len(errs) > 0 {
 		return nil, nil, errs
 	}
+	desired.Warnings = locateAll(l.warned)
 	return desired, r.files, nil
 }
 
@@ -234,7 +256,7 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 	if te, isType := errors.AsType[*json.UnmarshalTypeError](err); isType {
 		d.name = name()
 		l.located = append(l.located, pendingError{doc: d, field: te.Field, want: te.Value,
-			msg: fmt.Sprintf("expected %s, got a %s", jsonTypeName(te.Type.String()), te.Value)})
+			msg: fmt.Sprintf("expected %s, got %s", jsonTypeName(te.Type.String()), withArticle(te.Value))})
 		return false, false
 	}
 	if strings.Contains(msg, `unknown field "`) {
@@ -342,6 +364,14 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		m[name] = f.Type
 	}
 	return m
+}
+
+// withArticle reads "a number", "an array", "an object".
+func withArticle(jsonType string) string {
+	if jsonType != "" && strings.ContainsRune("aeiou", rune(jsonType[0])) {
+		return "an " + jsonType
+	}
+	return "a " + jsonType
 }
 
 func jsonTypeName(goType string) string {

@@ -65,6 +65,10 @@ type Loop struct {
 	Local   *Local
 	Logger  *slog.Logger // nil discards; the loop adds subsystem=reconcile
 	Metrics *Metrics     // nil: no metrics
+	// Observer hears what happens to each commit (fetched, applied,
+	// refused, apply failed) and each infra pass: the forge's commit
+	// statuses and the notifications hang here. nil: nobody.
+	Observer Observer
 
 	infraQ   chan infraJob // set by Run: infra is applied by its own worker
 	pokeOnce sync.Once
@@ -91,8 +95,9 @@ const (
 )
 
 // Triggers the loop makes itself: re-applying what the node runs
-// (resync, poke), retrying a pass that failed transiently, and applying
-// the last applied record at start.
+// (resync, poke), retrying a pass that failed transiently (or a commit
+// refused for want of a secret on this node, at a resync or poke), and
+// applying the last applied record at start.
 const (
 	TriggerResync  = "resync"
 	TriggerPoke    = "poke"
@@ -160,7 +165,29 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	// refused is the newest revision, refused for a problem of the node
+	// (a secret it could not resolve): once the node is fixed it applies,
+	// so resyncs and pokes (a reload) try it again before the live one.
+	var refused *Revision
+	notice := func(rev Revision, res Result, err error) {
+		if errs, ok := errors.AsType[Errors](err); ok && res == ResultInvalid && errs.NodeLocal() {
+			refused = &rev
+		} else {
+			refused = nil
+		}
+	}
 	again := func(trigger string) {
+		if refused != nil {
+			// A new attempt of the newest head, reported as one (not as a
+			// resync of the live commit).
+			rev := *refused
+			rev.Trigger = TriggerRetry
+			res, err := l.Pass(ctx, rev, nil)
+			l.after(&r, rev, res, err)
+			if notice(rev, res, err); refused == nil {
+				return
+			}
+		}
 		// What the node should run: the revision still being retried, or
 		// the live one.
 		rev, ok := r.pending()
@@ -183,6 +210,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case n := <-revs:
 			res, err := l.Pass(ctx, n.rev, n.err)
 			l.after(&r, n.rev, res, err)
+			if n.err == nil {
+				notice(n.rev, res, err)
+			}
 		case <-resync:
 			again(TriggerResync)
 		case <-l.pokes():
@@ -282,9 +312,11 @@ func (l *Loop) infraWorker(ctx context.Context) {
 		}
 		retry, last = nil, j
 		res, err := l.Infra.Apply(ctx, j.cfg, l.leads(j.leader))
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
+		}
+		l.observe(Event{Kind: EventInfra, Rev: Revision{Commit: j.commit}, Err: err, Infra: &res})
+		switch {
 		case err == nil:
 			l.setCondition("infra", CondReady, "")
 			continue
@@ -390,11 +422,23 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	log := l.logger().With("pass", id, "commit", short(rev.Commit), "trigger", rev.Trigger)
 	start := time.Now()
 	var plan Plan
+	var queued *infraJob // the infra step's job for the worker
 	defer func() {
 		if p := recover(); p != nil {
 			res, err = ResultFailed, fmt.Errorf("reconcile pass panicked: %v", p)
 		}
 		l.report(rev, start, res, err, plan, log)
+		if e, ok := passEvent(rev, res, err, plan); ok {
+			l.observe(e)
+		}
+		if queued != nil {
+			q := l.infraQueue()
+			select {
+			case <-q: // a stale pending job: this one supersedes it
+			default:
+			}
+			q <- *queued
+		}
 	}()
 
 	// 1. fetch and verify happened in the source; its error decides.
@@ -403,6 +447,9 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			return ResultFetchErr, fetchErr
 		}
 		return ResultInvalid, fetchErr
+	}
+	if fetched(rev) {
+		l.observe(Event{Kind: EventFetched, Rev: rev})
 	}
 	// 2. load and validate: all-or-nothing.
 	l.mu.Lock()
@@ -453,14 +500,12 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			if q := l.infraQueue(); q != nil {
 				// Run's worker applies it: a clone taking minutes must not
 				// hold back the next commit's routes.
-				select {
-				case <-q: // a stale pending job: this one supersedes it
-				default:
-				}
 				// Said before the job is handed over: the worker's outcome
 				// must not be overwritten by it.
 				l.setCondition("infra", CondProgressing, "applying commit "+short(rev.Commit))
-				q <- infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
+				// Handed over once the pass is reported, so the Observer
+				// hears the pass before the worker's outcome.
+				queued = &infraJob{cfg: desired.Infra, leader: desired.Edge.InfraLeader, commit: rev.Commit}
 				return errQueued
 			}
 			_, err := l.Infra.Apply(ctx, desired.Infra, l.leads(desired.Edge.InfraLeader))
@@ -487,6 +532,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	}
 	l.mu.Lock()
 	l.live, l.liveRev = desired, rev
+	l.status.Secrets = desired.Secrets
 	l.mu.Unlock()
 	l.record(rev, files, log)
 	if plan.Empty() {

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -41,10 +42,54 @@ type ItemChange struct {
 }
 
 // FieldChange is one field of an item; Old is empty for an added item.
+// Old and New are the values as text ("[a, b]" for a list); JSON keeps
+// them typed: lists as lists, numbers as numbers, booleans as booleans.
 type FieldChange struct {
 	Path string `json:"path"`
 	Old  string `json:"old,omitempty"`
 	New  string `json:"new,omitempty"`
+
+	t              valType
+	rawOld, rawNew string // lists: the items joined by listSep
+}
+
+func newFieldChange(path string, t valType, old, new string) FieldChange {
+	return FieldChange{Path: path, Old: display(t, old), New: display(t, new), t: t, rawOld: old, rawNew: new}
+}
+
+// display is a value as text.
+func display(t valType, v string) string {
+	if t == listVal && v != "" {
+		return "[" + strings.ReplaceAll(v, listSep, ", ") + "]"
+	}
+	return v
+}
+
+// MarshalJSON writes the values typed; an absent value is left out.
+func (f FieldChange) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Path string `json:"path"`
+		Old  any    `json:"old,omitempty"`
+		New  any    `json:"new,omitempty"`
+	}{Path: f.Path, Old: typed(f.t, f.rawOld, f.Old), New: typed(f.t, f.rawNew, f.New)}
+	return json.Marshal(out)
+}
+
+// typed is a value for JSON: nil when absent.
+func typed(t valType, raw, text string) any {
+	switch {
+	case text == "":
+		return nil
+	case raw == "" || text != display(t, raw):
+		return text // a placeholder such as "(set)", or built by hand
+	case t == numVal:
+		return json.Number(raw)
+	case t == boolVal:
+		return raw == "true"
+	case t == listVal:
+		return strings.Split(raw, listSep)
+	}
+	return text
 }
 
 // Empty reports whether the plan changes nothing.
@@ -89,14 +134,43 @@ func (p Plan) WriteText(w io.Writer) error {
 	return err
 }
 
-// kv is one flattened field.
-type kv struct{ k, v string }
+// kv is one flattened field: its text (a list's items joined by
+// listSep) and its type, which JSON keeps.
+type kv struct {
+	k, v string
+	t    valType
+}
+
+// valType is what a field's value is, so JSON output keeps it typed
+// (lists as lists, numbers as numbers).
+type valType uint8
+
+const (
+	textVal valType = iota
+	numVal
+	boolVal
+	listVal
+)
+
+// listSep joins a list's items in a kv; no item holds it.
+const listSep = "\x1f"
+
+func num(k string, i int) kv   { return kv{k, itoa(i), numVal} }
+func flag(k string, b bool) kv { return kv{k, strconv.FormatBool(b), boolVal} }
+
+func list[T any](k string, xs []T, f func(T) string) kv {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = f(x)
+	}
+	return kv{k, strings.Join(parts, listSep), listVal}
+}
 
 // secret marks a key whose value is compared but never shown (the VRRP
 // password): a plan says it changed, never what it is.
 const secret = "\x00"
 
-func secretKV(k, v string) kv { return kv{secret + k, v} }
+func secretKV(k, v string) kv { return kv{k: secret + k, v: v} }
 
 // Diff computes the plan that turns base into head. A nil base is the empty
 // state: everything in head is added.
@@ -133,7 +207,7 @@ func diffItems[T any](p *Plan, kind string, base, head []T, name func(T) string,
 			var fc []FieldChange
 			for _, f := range fields(h) {
 				if f.v != "" && !strings.HasPrefix(f.k, secret) {
-					fc = append(fc, FieldChange{Path: f.k, New: f.v})
+					fc = append(fc, newFieldChange(f.k, f.t, "", f.v))
 				}
 			}
 			changes = append(changes, ItemChange{Kind: kind, Name: n, Action: Add, Fields: fc})
@@ -159,6 +233,10 @@ func diffFields(a, b []kv) []FieldChange {
 	for _, f := range a {
 		am[f.k] = f.v
 	}
+	types := make(map[string]valType, len(a)+len(b))
+	for _, f := range append(slices.Clone(a), b...) {
+		types[f.k] = f.t
+	}
 	bm := make(map[string]string, len(b))
 	for _, f := range b {
 		bm[f.k] = f.v
@@ -175,12 +253,12 @@ func diffFields(a, b []kv) []FieldChange {
 				out = append(out, FieldChange{Path: strings.TrimPrefix(f.k, secret), Old: "(set)", New: "(changed)"})
 			}
 		default:
-			out = append(out, FieldChange{Path: f.k, Old: old, New: f.v})
+			out = append(out, newFieldChange(f.k, types[f.k], old, f.v))
 		}
 	}
 	for _, f := range a {
 		if _, ok := bm[f.k]; !ok && f.v != "" && !strings.HasPrefix(f.k, secret) {
-			out = append(out, FieldChange{Path: f.k, Old: f.v})
+			out = append(out, newFieldChange(f.k, f.t, f.v, ""))
 		}
 	}
 	return out
@@ -198,17 +276,6 @@ func fmtDur(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-func fmtList[T any](xs []T, f func(T) string) string {
-	if len(xs) == 0 {
-		return ""
-	}
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = f(x)
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
 }
 
 func fmtAddr(a netip.Addr) string {
@@ -236,69 +303,69 @@ func infraOf(d *Desired) []infraItem {
 }
 
 func infraFields(i infraItem) []kv {
-	return []kv{{"leader", i.Leader.String()}, {"prune", strconv.FormatBool(i.Prune)}}
+	return []kv{{k: "leader", v: i.Leader.String()}, flag("prune", i.Prune)}
 }
 
-func nodeFields(n Node) []kv { return []kv{{"address", fmtAddr(n.Address)}} }
+func nodeFields(n Node) []kv { return []kv{{k: "address", v: fmtAddr(n.Address)}} }
 
 func listenerFields(l dataplane.Listener) []kv {
 	return []kv{
-		{"bind", l.Bind.String()},
-		{"mode", string(l.Mode)},
-		{"defaultBackend", l.DefaultBackend},
-		{"forwardFor", strconv.FormatBool(l.ForwardFor)},
-		{"inspectTimeout", fmtDur(l.InspectTimeout)},
-		{"acceptProxy", fmtList(l.AcceptProxy, netip.Prefix.String)},
-		{"requestTimeout", fmtDur(l.RequestTimeout)},
-		{"clientTimeout", fmtDur(l.ClientTimeout)},
-		{"maxHeaderBytes", itoa(l.MaxHeaderBytes)},
-		{"drainTimeout", fmtDur(l.DrainTimeout)},
+		{k: "bind", v: l.Bind.String()},
+		{k: "mode", v: string(l.Mode)},
+		{k: "defaultBackend", v: l.DefaultBackend},
+		flag("forwardFor", l.ForwardFor),
+		{k: "inspectTimeout", v: fmtDur(l.InspectTimeout)},
+		list("acceptProxy", l.AcceptProxy, netip.Prefix.String),
+		{k: "requestTimeout", v: fmtDur(l.RequestTimeout)},
+		{k: "clientTimeout", v: fmtDur(l.ClientTimeout)},
+		num("maxHeaderBytes", l.MaxHeaderBytes),
+		{k: "drainTimeout", v: fmtDur(l.DrainTimeout)},
 	}
 }
 
 func routeFields(r dataplane.Route) []kv {
 	return []kv{
-		{"hosts", fmtList(r.Hosts, func(s string) string { return s })},
-		{"http.backend", r.HTTPBackend},
-		{"tls.backend", r.TLSBackend},
+		list("hosts", r.Hosts, func(s string) string { return s }),
+		{k: "http.backend", v: r.HTTPBackend},
+		{k: "tls.backend", v: r.TLSBackend},
 	}
 }
 
 func backendFields(b dataplane.Backend) []kv {
 	f := []kv{
-		{"balance", string(b.Balance)},
-		{"proxyProtocol", string(b.ProxyProtocol)},
-		{"connectTimeout", fmtDur(b.ConnectTimeout)},
-		{"queueTimeout", fmtDur(b.QueueTimeout)},
-		{"idleTimeout", fmtDur(b.IdleTimeout)},
-		{"retries", itoa(b.Retries)},
+		{k: "balance", v: string(b.Balance)},
+		{k: "proxyProtocol", v: string(b.ProxyProtocol)},
+		{k: "connectTimeout", v: fmtDur(b.ConnectTimeout)},
+		{k: "queueTimeout", v: fmtDur(b.QueueTimeout)},
+		{k: "idleTimeout", v: fmtDur(b.IdleTimeout)},
+		num("retries", b.Retries),
 	}
 	if hc := b.HealthCheck; hc.Type != dataplane.CheckNone {
 		f = append(f,
-			kv{"healthCheck.type", string(hc.Type)},
-			kv{"healthCheck.path", hc.Path},
-			kv{"healthCheck.host", hc.Host},
-			kv{"healthCheck.interval", fmtDur(hc.Interval)},
-			kv{"healthCheck.timeout", fmtDur(hc.Timeout)},
-			kv{"healthCheck.rise", itoa(hc.Rise)},
-			kv{"healthCheck.fall", itoa(hc.Fall)})
+			kv{k: "healthCheck.type", v: string(hc.Type)},
+			kv{k: "healthCheck.path", v: hc.Path},
+			kv{k: "healthCheck.host", v: hc.Host},
+			kv{k: "healthCheck.interval", v: fmtDur(hc.Interval)},
+			kv{k: "healthCheck.timeout", v: fmtDur(hc.Timeout)},
+			num("healthCheck.rise", hc.Rise),
+			num("healthCheck.fall", hc.Fall))
 	}
 	for _, s := range b.Servers {
 		p := "servers[" + s.Name + "]."
 		f = append(f,
-			kv{p + "address", s.Address.String()},
-			kv{p + "weight", itoa(s.Weight)},
-			kv{p + "maxConn", itoa(s.MaxConn)})
+			kv{k: p + "address", v: s.Address.String()},
+			num(p+"weight", s.Weight),
+			num(p+"maxConn", s.MaxConn))
 	}
 	return f
 }
 
 func instanceFields(v VRRPInstance) []kv {
 	f := []kv{
-		{"interface", v.Interface},
-		{"virtualRouterID", itoa(int(v.VRID))},
-		{"version", itoa(v.Version)},
-		{"advertInterval", fmtDur(v.AdvertInterval)},
+		{k: "interface", v: v.Interface},
+		num("virtualRouterID", int(v.VRID)),
+		num("version", v.Version),
+		{k: "advertInterval", v: fmtDur(v.AdvertInterval)},
 	}
 	nodes := make([]string, 0, len(v.Priorities))
 	for n := range v.Priorities {
@@ -306,43 +373,46 @@ func instanceFields(v VRRPInstance) []kv {
 	}
 	slices.Sort(nodes)
 	for _, n := range nodes {
-		f = append(f, kv{"priority." + n, itoa(int(v.Priorities[n]))})
+		f = append(f, num("priority."+n, int(v.Priorities[n])))
 	}
-	auth := ""
-	if v.AuthPass != "" {
-		auth = "pass (password set)" // never print the password
+	auth := "" // never the password: where it comes from
+	switch {
+	case v.AuthFrom != "":
+		auth = "pass (password: " + v.AuthFrom + ")"
+	case v.AuthPass != "":
+		auth = "pass (password set)"
 	}
 	f = append(f,
-		kv{"preempt", strconv.FormatBool(v.Preempt)},
-		kv{"preemptDelay", fmtDur(v.PreemptDelay)},
-		kv{"auth", auth},
+		flag("preempt", v.Preempt),
+		kv{k: "preemptDelay", v: fmtDur(v.PreemptDelay)},
+		kv{k: "auth", v: auth},
 		secretKV("auth.password", v.AuthPass),
-		kv{"unicastPeers", strconv.FormatBool(v.Unicast)},
-		kv{"vips", fmtList(v.VIPs, netip.Prefix.String)},
-		kv{"track.proxy", strconv.FormatBool(v.TrackProxy)},
-		kv{"track.interfaces", fmtList(v.TrackInterfaces, func(s string) string { return s })},
-		kv{"garp.repeat", itoa(v.GARP.Repeat)},
-		kv{"garp.delay", fmtDur(v.GARP.Delay)},
-		kv{"garp.refresh", fmtDur(v.GARP.Refresh)},
+		flag("unicastPeers", v.Unicast),
+		list("vips", v.VIPs, netip.Prefix.String),
+		flag("track.proxy", v.TrackProxy),
+		list("track.interfaces", v.TrackInterfaces, func(s string) string { return s }),
+		num("garp.repeat", v.GARP.Repeat),
+		kv{k: "garp.delay", v: fmtDur(v.GARP.Delay)},
+		kv{k: "garp.refresh", v: fmtDur(v.GARP.Refresh)},
 	)
 	return f
 }
 
 func vmFields(v infra.VM) []kv {
 	f := []kv{
-		{"vmid", itoa(v.VMID)},
-		{"node", v.Node},
-		{"clone", v.Clone},
-		{"description", v.Description},
-		{"cpu", v.CPU},
-		{"cores", itoa(v.Cores)},
-		{"memory", itoa(v.Memory)},
-		{"onBoot", strconv.FormatBool(v.OnBoot)},
-		{"agent", strconv.FormatBool(v.Agent)},
-		{"disk.bus", v.Disk.Bus},
-		{"disk.storage", v.Disk.Storage},
-		{"disk.size", sizeStr(v.Disk.Size)},
-		{"disk.format", v.Disk.Format},
+		num("vmid", v.VMID),
+		{k: "node", v: v.Node},
+		{k: "clone", v: v.Clone},
+		{k: "description", v: v.Description},
+		{k: "cpu", v: v.CPU},
+		num("cores", v.Cores),
+		num("memory", v.Memory),
+		flag("onBoot", v.OnBoot),
+		flag("agent", v.Agent),
+		{k: "disk.bus", v: v.Disk.Bus},
+		{k: "disk.storage", v: v.Disk.Storage},
+		{k: "disk.size", v: sizeStr(v.Disk.Size)},
+		{k: "disk.format", v: v.Disk.Format},
 	}
 	for i, n := range v.Network {
 		p := fmt.Sprintf("network[%d].", i)
@@ -350,22 +420,22 @@ func vmFields(v infra.VM) []kv {
 		if n.VLAN != 0 {
 			vlan = itoa(n.VLAN)
 		}
-		f = append(f, kv{p + "model", n.Model}, kv{p + "bridge", n.Bridge}, kv{p + "vlan", vlan})
+		f = append(f, kv{k: p + "model", v: n.Model}, kv{k: p + "bridge", v: n.Bridge}, kv{k: p + "vlan", v: vlan})
 	}
 	ci := v.CloudInit
 	f = append(f,
-		kv{"cloudInit.user", ci.User},
-		kv{"cloudInit.ipConfig", ci.IPConfig.String()},
-		kv{"cloudInit.nameserver", ci.Nameserver},
-		kv{"cloudInit.searchDomain", ci.SearchDomain},
-		kv{"cloudInit.sshKeys", fmtList(ci.SSHKeys, shortKey)},
-		kv{"serial", v.Serial},
-		kv{"vga", v.VGA},
+		kv{k: "cloudInit.user", v: ci.User},
+		kv{k: "cloudInit.ipConfig", v: ci.IPConfig.String()},
+		kv{k: "cloudInit.nameserver", v: ci.Nameserver},
+		kv{k: "cloudInit.searchDomain", v: ci.SearchDomain},
+		list("cloudInit.sshKeys", ci.SSHKeys, shortKey),
+		kv{k: "serial", v: v.Serial},
+		kv{k: "vga", v: v.VGA},
 	)
 	if v.HA != nil {
-		f = append(f, kv{"ha.group", v.HA.Group}, kv{"ha.state", v.HA.State})
+		f = append(f, kv{k: "ha.group", v: v.HA.Group}, kv{k: "ha.state", v: v.HA.State})
 	}
-	f = append(f, kv{"ignoreChanges", fmtList(v.IgnoreChanges, func(s string) string { return s })})
+	f = append(f, list("ignoreChanges", v.IgnoreChanges, func(s string) string { return s }))
 	return f
 }
 

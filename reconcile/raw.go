@@ -4,6 +4,8 @@ package reconcile
 // sizes and addresses stay strings here; pointers mark fields where unset
 // differs from zero. convert.go turns them into the subsystems' types.
 
+import "github.com/gitedge/gitedge/secrets"
+
 const apiVersion = "gitedge/v1"
 
 type rawMeta struct {
@@ -67,8 +69,8 @@ type rawInstance struct {
 }
 
 type rawAuth struct {
-	Type     string `json:"type"`
-	Password string `json:"password"`
+	Type     string        `json:"type"`
+	Password secrets.Value `json:"password"` // the value, {secret: NAME} or {age: ARMOR}
 }
 
 type rawTrack struct {

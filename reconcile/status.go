@@ -23,6 +23,9 @@ type Status struct {
 	// why the last new revision failed.
 	LastResync *Attempt             `json:"lastResync,omitempty"`
 	Conditions map[string]Condition `json:"conditions"`
+	// Secrets says where each secret of the live commit comes from,
+	// never its value.
+	Secrets []SecretUse `json:"secrets,omitempty"`
 }
 
 // CommitInfo describes a commit.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 // Local is what a repository is checked against on one node, beyond the
@@ -22,6 +23,10 @@ type Local struct {
 	Config string
 	// Listens are the node's own listening addresses.
 	Listens []LocalListen
+	// Secrets resolves the secrets the repository names ({secret: NAME},
+	// {age: …}) on this node; nil checks their shape only and leaves them
+	// unresolved.
+	Secrets *secrets.Store
 }
 
 // LocalListen is one address the node listens on for itself.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,7 +50,10 @@ func (a *adminServer) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		// Ready once a commit serves (the last applied one counts, before
-		// any fetch); not before: a load balancer in front should wait.
+		// any fetch); not before: a load balancer in front should wait. A
+		// refused newer commit leaves it ready (every node would refuse
+		// it at once: last known good keeps them serving), and the body
+		// says it serves an older one.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		s := a.ready()
 		if s.Live == nil {
@@ -63,7 +65,7 @@ func (a *adminServer) handler() http.Handler {
 			fmt.Fprintln(w, msg)
 			return
 		}
-		fmt.Fprintf(w, "ready: serving commit %s\n", s.Live.Commit)
+		fmt.Fprintln(w, readyMessage(s))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
 	if a.pprof {
@@ -73,10 +75,19 @@ func (a *adminServer) handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := statusPage.Execute(w, a.status()); err != nil {
+		page, err := renderStatusPage(a.status(), time.Now())
+		if err != nil {
 			a.logger.Warn("status page", "error", err)
+			http.Error(w, "status page: "+err.Error()+"; /status has it as JSON", http.StatusInternalServerError)
+			return
 		}
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", statusPageCSP)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		w.Write(page)
 	})
 	return mux
 }
@@ -114,45 +125,21 @@ func (a *adminServer) listenAndServe(ctx context.Context, addr string) error {
 	return a.serve(ctx, ln)
 }
 
-var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"ago": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return time.Since(t).Round(time.Second).String() + " ago"
-	},
-	"json": func(v any) (string, error) {
-		b, err := json.MarshalIndent(v, "", "  ")
-		return string(b), err
-	},
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>gitedge {{.Node}}</title>
-<meta http-equiv="refresh" content="5">
-<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.Ready{color:#070}.Failed,.Stalled{color:#b00}
-pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>
-<h1>gitedge — node {{.Node}}</h1>
-<p>version {{.Version}}</p>
-<h2>Live commit</h2>
-{{with .Live}}<table><tr><th>commit</th><td><code>{{.Commit}}</code></td></tr>
-<tr><th>signer</th><td>{{or .Signer "not verified"}}</td></tr><tr><th>author</th><td>{{.Author}}</td></tr>
-<tr><th>message</th><td>{{.Message}}</td></tr><tr><th>applied</th><td>{{ago .AppliedAt}}{{if .Restored}} (the last applied commit, restored at start before any fetch){{end}}</td></tr></table>
-{{else}}<p>No commit applied yet.{{with index .Conditions "live"}} {{.Message}}{{end}}</p>{{end}}
-<h2>Last attempt</h2>
-{{with .LastAttempt}}<table><tr><th>commit</th><td><code>{{.Commit}}</code></td></tr><tr><th>trigger</th><td>{{.Trigger}}</td></tr>
-<tr><th>result</th><td>{{.Result}}</td></tr><tr><th>started</th><td>{{ago .Started}} ({{.Duration}})</td></tr>
-<tr><th>plan</th><td>{{.Plan}}</td></tr>{{if .Error}}<tr><th>error</th><td><pre>{{.Error}}</pre></td></tr>{{end}}</table>
-{{else}}<p>No attempt yet.</p>{{end}}
-<h2>Conditions</h2>
-<table><tr><th>step</th><th>status</th><th>since</th><th>message</th></tr>
-{{range $k, $c := .Conditions}}<tr><td>{{$k}}</td><td class="{{$c.Status}}">{{$c.Status}}</td><td>{{ago $c.Since}}</td><td>{{$c.Message}}</td></tr>{{end}}</table>
-{{with .VRRP}}<h2>VRRP</h2><table><tr><th>instance</th><th>state</th><th>priority</th><th>master</th><th>VIPs</th></tr>
-{{range .}}<tr><td>{{.Name}}</td><td>{{.State}}</td><td>{{.Priority}}</td><td>{{if .Master.IsValid}}{{.Master}}{{end}}</td><td>{{range .VIPs}}{{.}} {{end}}</td></tr>{{end}}</table>{{end}}
-{{with .Backends}}<h2>Backends</h2><table><tr><th>backend</th><th>server</th><th>address</th><th>health</th><th>active</th><th>idle</th></tr>
-{{range .}}<tr><td>{{.Backend}}</td><td>{{.Server}}</td><td>{{.Address}}</td><td class="{{if .Up}}Ready{{else}}Failed{{end}}">{{if .Up}}up{{else}}down{{end}}</td><td>{{.Active}}</td><td>{{.Idle}}</td></tr>{{end}}</table>{{end}}
-{{with .Infra}}<h2>Infra</h2><pre>{{json .}}</pre>{{end}}
-{{with .Forge}}<h2>Forge</h2><pre>{{json .}}</pre>{{end}}
-{{with .Notify}}<h2>Notifications</h2><pre>{{json .}}</pre>{{end}}
-<p><a href="/status">/status</a> · <a href="/metrics">/metrics</a></p>
-</body></html>
-`))
+// readyMessage is /readyz's answer for a node that serves: which commit,
+// and whether it is the newest one the node saw.
+func readyMessage(s reconcile.Status) string {
+	msg := "ready: serving commit " + s.Live.Commit
+	a := s.LastAttempt
+	switch {
+	case a == nil || a.Error == "" || a.Result == reconcile.ResultApplied || a.Result == reconcile.ResultUnchanged:
+		return msg + ", the newest"
+	case a.Result == reconcile.ResultFetchErr:
+		return msg + "; the source cannot be fetched, a newer commit may wait: " + firstLine(a.Error)
+	case a.Commit == s.Live.Commit:
+		return msg + ", the newest, but its last pass " + string(a.Result) + ": " + firstLine(a.Error)
+	case a.Commit != "":
+		return msg + "; not the newest: commit " + a.Commit + " is " + string(a.Result) + ": " + firstLine(a.Error)
+	default:
+		return msg + "; not the newest: the newest is " + string(a.Result) + ": " + firstLine(a.Error)
+	}
+}

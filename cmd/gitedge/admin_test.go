@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"unicode"
 
@@ -38,8 +39,8 @@ func TestAdminServerAndStatusCommand(t *testing.T) {
 	var unhealthy error
 	a := &adminServer{
 		status: func() nodeStatus {
-			return nodeStatus{Status: loop.Status(), Version: version, VRRP: []failover.InstanceStatus{
-				{Name: "VI_1", State: failover.StateMaster, Priority: 101, Master: netip.MustParseAddr("192.0.2.251"), VIPs: []string{"192.0.2.254/24"}}}}
+			return nodeStatus{Status: loop.Status(), Version: version, VRRP: []vrrpStatus{{InstanceStatus: failover.InstanceStatus{
+				Name: "VI_1", State: failover.StateMaster, Priority: 101, Master: netip.MustParseAddr("192.0.2.251"), VIPs: []string{"192.0.2.254/24"}}}}}
 		},
 		ready: loop.Status, healthy: func() error { return unhealthy }, registry: reg, logger: slog.New(slog.DiscardHandler)}
 	addr := serveAdmin(t, a)
@@ -63,13 +64,13 @@ func TestAdminServerAndStatusCommand(t *testing.T) {
 	if body := get("/healthz", 503); body != "listeners not accepting\n" {
 		t.Errorf("/healthz of an unhealthy node = %q", body)
 	}
-	if body := get("/readyz", 200); body != "ready: serving commit 0123456789abcdef\n" {
+	if body := get("/readyz", 200); body != "ready: serving commit 0123456789abcdef, the newest\n" {
 		t.Errorf("/readyz = %q", body)
 	}
 	if body := get("/metrics", 200); !strings.Contains(body, reconcile.MetricLiveCommit+`{commit="0123456789abcdef"} 1`) {
 		t.Errorf("/metrics lacks the live commit:\n%s", body)
 	}
-	if body := get("/", 200); !strings.Contains(body, "node lb-0") || !strings.Contains(body, "0123456789abcdef") || !strings.Contains(body, "<td>MASTER</td>") {
+	if body := get("/", 200); !strings.Contains(body, `<span class="node">lb-0</span>`) || !strings.Contains(body, "0123456789abcdef") || !strings.Contains(body, `<span class="st-master">MASTER</span>`) {
 		t.Errorf("status page:\n%s", body)
 	}
 	get("/debug/pprof/", 404) // only with pprof
@@ -212,4 +213,92 @@ func lowerCamel(k string) bool {
 		}
 	}
 	return true
+}
+
+// TestStatusExitCodes: `gitedge status` (text and JSON) exits by what a
+// running node says, for monitoring scripts, and /readyz says whether the
+// node serves the newest commit (issue 12.6).
+func TestStatusExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// setup pushes commits and waits for the node to take them; it
+		// returns the node's admin address.
+		setup     func(t *testing.T, f *fleetNode) string
+		code      int
+		say       string // in the text output
+		readyCode int    // 0: the node is gone
+		ready     string // the start of /readyz's body, %s the live commit, %b the refused one (%B its short form)
+	}{
+		{name: "serving the newest", code: statusOK, readyCode: 200, ready: "ready: serving commit %s, the newest\n",
+			setup: func(t *testing.T, f *fleetNode) string {
+				f.good = f.remote.commit("main", "good", f.goodFiles)
+				f.remote.start()
+				n := startNode(t, f.admin, "--config", f.config)
+				n.waitStatus("the good commit live", func(s nodeStatus) bool { return s.Live != nil && s.Live.Commit == f.good })
+				return f.admin
+			}},
+		{name: "a newer commit refused", code: statusUnhealthy, say: "  - config Stalled: ", readyCode: 200,
+			ready: "ready: serving commit %s; not the newest: commit %b is invalid: ",
+			setup: func(t *testing.T, f *fleetNode) string {
+				f.good = f.remote.commit("main", "good", f.goodFiles)
+				f.remote.start()
+				n := startNode(t, f.admin, "--config", f.config)
+				n.waitStatus("the good commit live", func(s nodeStatus) bool { return s.Live != nil && s.Live.Commit == f.good })
+				f.bad = f.remote.commit("main", "dangling backend", f.badFiles())
+				n.waitStatus("the bad commit refused", func(s nodeStatus) bool { return s.LastAttempt != nil && s.LastAttempt.Commit == f.bad })
+				return f.admin
+			}},
+		{name: "nothing serves", code: statusUnhealthy, say: "  - no commit serves\n", readyCode: 503, ready: "no commit applied yet: commit %B was refused",
+			setup: func(t *testing.T, f *fleetNode) string {
+				f.bad = f.remote.commit("main", "dangling backend", f.badFiles())
+				f.remote.start()
+				n := startNode(t, f.admin, "--config", f.config)
+				n.waitStatus("the tip refused", func(s nodeStatus) bool { return s.LastAttempt != nil })
+				return f.admin
+			}},
+		{name: "the node is gone", code: statusNoAnswer,
+			setup: func(t *testing.T, f *fleetNode) string {
+				f.good = f.remote.commit("main", "good", f.goodFiles)
+				f.remote.start()
+				n := startNode(t, f.admin, "--config", f.config)
+				n.waitStatus("the good commit live", func(s nodeStatus) bool { return s.Live != nil })
+				n.stop(syscall.SIGTERM)
+				return f.admin
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFleetNode(t)
+			admin := c.setup(t, f)
+			code, out, errOut := gitedge(t, "status", "--admin", admin)
+			if code != c.code || !strings.Contains(out, c.say) {
+				t.Errorf("gitedge status: exit %d, want %d; output lacks %q?\n%s%s", code, c.code, c.say, out, errOut)
+			}
+			if code, out, errOut := gitedge(t, "status", "--admin", admin, "--output", "json"); code != c.code || c.code != statusNoAnswer && !json.Valid([]byte(out)) {
+				t.Errorf("gitedge status --output json: exit %d, want %d\n%s%s", code, c.code, out, errOut)
+			}
+			if c.readyCode == 0 {
+				return
+			}
+			resp, err := http.Get("http://" + admin + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := strings.NewReplacer("%s", f.good, "%b", f.bad, "%B", shortCommit(f.bad)).Replace(c.ready)
+			if resp.StatusCode != c.readyCode || !strings.HasPrefix(string(body), want) {
+				t.Errorf("/readyz: %s %q, want %d %q…", resp.Status, body, c.readyCode, want)
+			}
+			if c.readyCode != 200 {
+				return
+			}
+			// A refused commit leaves the node healthy: it serves.
+			if resp, err := http.Get("http://" + admin + "/healthz"); err != nil || resp.StatusCode != 200 {
+				t.Errorf("/healthz of a node that serves: %v %v", resp, err)
+			} else {
+				resp.Body.Close()
+			}
+		})
+	}
 }

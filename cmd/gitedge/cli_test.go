@@ -81,7 +81,8 @@ func TestPlanCommandBaseDir(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n"
+	want := "~ VirtualMachine \"lb-0\"\n    memory: 4096 → 2048\n\nPlan: 0 to add, 1 to change, 0 to remove.\n" +
+		"\nConsequences:\n  - VM lb-0: memory 4096 → 2048 MiB (pending until the VM's next start)\n"
 	if out != want {
 		t.Errorf("plan output:\n%s\nwant:\n%s", out, want)
 	}
@@ -124,6 +125,14 @@ func TestPlanCommandBaseRef(t *testing.T) {
 	}
 	if code, _, errOut := gitedge(t, "plan", edge, "--base", "no-such-branch"); code != 1 || !strings.Contains(errOut, "no-such-branch") {
 		t.Errorf("unknown base: exit %d, stderr %s", code, errOut)
+	}
+	// The pull request that adds the routes directory: the base commit has
+	// none, so everything is added.
+	git("mv", "edge", "edge2")
+	git("commit", "-q", "-m", "routes elsewhere")
+	code, out, errOut = gitedge(t, "plan", filepath.Join(repo, "edge2"), "--base", "HEAD~1", "--output", "json")
+	if code != 0 || !strings.Contains(out, `"action": "add"`) || strings.Contains(out, `"action": "remove"`) || strings.Contains(out, `"action": "change"`) {
+		t.Errorf("base without the directory: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
@@ -169,5 +178,53 @@ func TestDaemonOffLinux(t *testing.T) {
 	err := supportedOn("darwin")
 	if err == nil || err.Error() != "runs on Linux only (this is darwin); validate, plan, import, inventory, status and version work here" {
 		t.Errorf("darwin: %v", err)
+	}
+}
+
+// TestPlanDetailedExitcode: with --detailed-exitcode, as Terraform's, 0
+// says nothing changes, 2 that something does and 1 an error; the
+// Markdown review of an invalid head lists its errors, and of a change its
+// consequences.
+func TestPlanDetailedExitcode(t *testing.T) {
+	changed := t.TempDir()
+	copyDir(t, "../../examples/homelab", changed, "edge.yaml", "priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}")
+	invalid := t.TempDir()
+	copyDir(t, "../../examples/homelab", invalid, "routes/blog.yaml", "http: {backend: k3s-http-ingress}", "http: {backend: nope}")
+	tests := []struct {
+		name, head string
+		output     string
+		code       int
+		want       string
+	}{
+		{"no changes", "../../examples/homelab", "markdown", 0, "**Valid**: no changes."},
+		{"changes", changed, "markdown", 2, "moves VIP 192.0.2.254/32 of VRRP instance VI\\_1 from lb-1 to lb-0"},
+		{"changes, json", changed, "json", 2, `"new": 102`},
+		{"invalid", invalid, "markdown", 1, "- `routes/blog.yaml:7: Route \"blog\": spec.http.backend: no Backend named \"nope\"`"},
+		{"invalid, json", invalid, "json", 1, `"valid": false`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := gitedge(t, "plan", tt.head, "--base", "../../examples/homelab", "--output", tt.output, "--detailed-exitcode")
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d (want %d); stdout lacks %q?\n%s%s", code, tt.code, tt.want, out, errOut)
+			}
+		})
+	}
+	if code, _, _ := gitedge(t, "plan", changed, "--base", "../../examples/homelab"); code != 0 {
+		t.Errorf("without --detailed-exitcode a plan with changes exits %d, want 0", code)
+	}
+	// A usage error is an error (1), never "changes" (2) that CI would
+	// read as a plan to post.
+	for _, args := range [][]string{
+		{"plan", changed, "--bogus", "--detailed-exitcode"},
+		{"plan", changed, "--detailed-exitcode", "--output", "yaml"},
+		{"plan", changed, "extra", "--detailed-exitcode=true"},
+	} {
+		if code, _, _ := gitedge(t, args...); code != 1 {
+			t.Errorf("gitedge %v: exit %d, want 1", args, code)
+		}
+	}
+	if code, _, _ := gitedge(t, "plan", changed, "--bogus"); code != 2 {
+		t.Errorf("a usage error without --detailed-exitcode: exit %d, want 2", code)
 	}
 }

@@ -25,14 +25,22 @@
 //     dependency order (grow: infra, dataplane, failover, then bgp).
 //  3. nodeconfig, only if the node's own file must configure it: a section
 //     in File (the YAML) and its typed form in Config, checked by bgp's
-//     Validate; forge and notify are wired this far today.
+//     Validate. forge and notify are wired this way: the loop's
+//     Observer (reconcile.Event) and the subsystems' hooks reach them
+//     through feedback.go, so no subsystem imports them.
 //  4. cmd/gitedge/node.go: newNode builds it when the node enables it,
 //     registering its metrics into n.reg and handing it the bare logger
 //     (each package names itself, subsystem=bgp), sets n.loop.BGP, and
 //     n.run runs it as a task if it has Run(ctx) (nil on cancellation).
 //     Cross-subsystem signals (bgp withdrawing when the proxy is
 //     unhealthy) are wired there with funcs or channels, never imports.
+//     A subsystem that holds something a new process must take over on
+//     an upgrade in place (SIGUSR2, upgrade.go: BGP sessions) registers
+//     its hand-over step in n.handOver.
 //  5. status.go: nodeStatus gets its typed status (lowerCamel JSON tags;
 //     TestStatusJSONKeysLowerCamel checks a running node), filled by
-//     (*node).status, printed by printStatus and the status page.
+//     (*node).status, printed by printStatus and shown on the status
+//     page: a section of statuspage/page.html under {{with .BGP}}, which
+//     renders only while the field is set (statuspage_test.go feeds it
+//     hostile text to prove it escapes).
 package main

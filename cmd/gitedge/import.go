@@ -14,7 +14,7 @@ import (
 // keepalived.conf and the Terraform setup of the VMs become a routes
 // repository, with a report of everything not carried over as it was.
 func runImport(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "import", "[--haproxy FILE] [--keepalived NODE=FILE]... [--terraform FILE|DIR]... --out DIR [--force] [--strict]")
+	fs := newFlags(env, "import", "[--haproxy FILE] [--keepalived NODE=FILE]... [--terraform FILE|DIR]... --out DIR [--force] [--strict] [--secret-password NAME]")
 	var opts importer.Options
 	fs.StringVar(&opts.HAProxy, "haproxy", "", "an HAProxy configuration (haproxy.cfg)")
 	fs.Func("keepalived", "a node's keepalived.conf, as NODE=FILE; once per node (the priorities land per node)", func(s string) error {
@@ -32,6 +32,7 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	out := fs.String("out", "", "the directory to write the repository into (refused when not empty, unless --force)")
 	force := fs.Bool("force", false, "write into a non-empty --out, replacing its YAML files")
 	fs.BoolVar(&opts.Strict, "strict", false, "fail (and write nothing) when anything is not carried over as it was")
+	fs.StringVar(&opts.SecretPassword, "secret-password", "", "write each VRRP auth_pass as {secret: NAME}, resolved on the nodes, instead of the password; {instance} in NAME is the instance's name (vrrp-{instance}); the report says where each value goes")
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code

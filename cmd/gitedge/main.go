@@ -23,6 +23,7 @@ type command struct {
 // cliEnv carries the process's streams so commands are testable in-process.
 type cliEnv struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // nil: os.Stdin (gitedge secret encrypt)
 }
 
 func commands() map[string]command {
@@ -41,6 +42,7 @@ func commands() map[string]command {
 		"vrrp":      {"run the VRRP instances of a routes directory for one node (as keepalived -f)", runVrrp},
 		"proxy":     {"serve the listeners, routes and backends of DIR; reload on SIGHUP and file change", runProxy},
 		"import":    {"turn an haproxy.cfg, keepalived.conf files and Terraform into a routes repository, with a report", runImport},
+		"secret":    {"encrypt a secret for the repository to the nodes' age keys; make or show a node's age key", runSecret},
 	}
 }
 

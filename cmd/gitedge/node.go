@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,8 +42,9 @@ type node struct {
 	proxy *dataplane.Proxy
 	vrrp  *failover.Manager
 	infra *infra.Reconciler
-	// forge and notify run when configured; the loop does not report to
-	// them yet (the seam: reconcile.Loop will take them as its reporters).
+	// forge and notify run when configured; the loop reports to them
+	// through its Observer (feedback.go), failover and the proxy through
+	// their hooks.
 	forge  *forge.Reporter
 	notify *notify.Notifier
 
@@ -53,6 +55,16 @@ type node struct {
 	// readConfig re-reads the node config on SIGHUP; nil: nothing to
 	// re-read, SIGHUP only looks at the source again.
 	readConfig func() (*nodeconfig.Config, error)
+	// handOver are the steps the old process of an upgrade in place runs
+	// once the new one is ready, before it releases VRRP (upgrade.go): what
+	// else a subsystem hands over without a gap. An error is logged and the
+	// upgrade goes on, the new process serving already. BGP plugs in here,
+	// in newNode: n.handOver = append(n.handOver, speaker.HandOver).
+	handOver []func(context.Context) error
+	// sd tells systemd how the node stands (serve.go); nil: not started by
+	// systemd. sdReady is set once READY=1 was sent.
+	sd      *sdNotifier
+	sdReady atomic.Bool
 }
 
 // nodeOptions say which parts a node runs and how.
@@ -78,6 +90,9 @@ type nodeOptions struct {
 	dryRun   bool
 	access   bool // access log of every request and connection
 	pprof    bool // /debug/pprof/ on the admin server
+	// up hands sockets and VRRP state between the processes of an upgrade
+	// in place (upgrade.go); nil: no upgrades (the demo).
+	up *upgrades
 }
 
 func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, error) {
@@ -95,7 +110,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		Logger:     log,
 		Metrics:    reconcile.NewMetrics(n.reg),
 	}
-	if o.local {
+	if o.local || o.vrrp {
 		n.loop.Local = localChecks(nc, o)
 	}
 	if o.keepState && nc.StateDir != "" && !o.dryRun {
@@ -107,6 +122,12 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		if o.access {
 			// A stream of its own, named apart from the proxy's log.
 			popts.AccessLog = log.With("subsystem", "access")
+		}
+		if o.up != nil {
+			popts.Inherit = o.up.takeDataplane
+		}
+		popts.OnServerHealth = func(backend, server string, up bool, reason string) {
+			n.notify.Notify(serverHealth(backend, server, up, reason, n.proxy.Status()))
 		}
 		n.proxy = dataplane.New(popts)
 		n.loop.Dataplane = n.proxy
@@ -121,7 +142,11 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 				if e.To == failover.StateMaster {
 					n.loop.Poke()
 				}
+				n.notify.Notify(vrrpTransition(e))
 			},
+		}
+		if o.up != nil {
+			fo.Inherit = o.up.snapshot
 		}
 		if n.proxy != nil {
 			fo.TrackProxy = true
@@ -155,10 +180,19 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	}
 	if len(nc.Notify.Sinks) > 0 {
 		var err error
-		if n.notify, err = notify.New(nc.Notify, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
+		ncfg := nc.Notify
+		if nc.Forge != nil {
+			ncfg.StatusURL = nc.Forge.StatusURL // linked from Slack messages, Alertmanager's generatorURL
+		}
+		if n.notify, err = notify.New(ncfg, notify.Options{Logger: log.With("subsystem", "notify"), Registerer: n.reg}); err != nil {
 			return nil, fmt.Errorf("notify: %w", err)
 		}
 	}
+	fb := &feedback{forge: n.forge, notify: n.notify}
+	if o.sourceDir != "" {
+		fb.forge = nil // a directory's content hash is no commit the forge knows
+	}
+	n.loop.Observer = fb
 	n.admin = &adminServer{status: n.status, ready: n.loop.Status, healthy: n.healthy, registry: n.reg, logger: log, pprof: o.pprof}
 	// The source last: a node whose state directory cannot take the git
 	// cache (a full disk) still comes up and serves its last applied
@@ -175,11 +209,18 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 
 // localChecks are the node-local checks every commit gets under gitedge
 // run: the node's name (unless the config is the built-in one) and its own
-// ports.
+// ports; and the secrets the repository names, resolved when the node
+// runs VRRP (their only user: a proxy-only node never needs them).
 func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	loc := nc.Local()
+	if !o.local {
+		loc = &reconcile.Local{Secrets: loc.Secrets}
+	}
 	if o.defaults {
 		loc.Node, loc.Config = "", ""
+	}
+	if !o.vrrp {
+		loc.Secrets = nil
 	}
 	return loc
 }

@@ -14,11 +14,13 @@ import (
 // What a SIGHUP (systemctl reload) may change while the node runs, and
 // what needs a restart. The source (remote, branch, path, poll, auth,
 // keyring), the webhook and the admin server are rebuilt and swapped in;
+// the secrets section applies from the next pass, and every SIGHUP
+// re-applies the live commit so changed secret files are read at once;
 // the node's name, its state directory and the Proxmox connection are
 // what the running subsystems were built with, so a change there is
 // logged and waits for a restart. The log level is a flag, not config.
 var (
-	liveFields    = []string{"source", "webhook", "admin"}
+	liveFields    = []string{"source", "webhook", "admin", "secrets"}
 	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify"}
 )
 
@@ -39,13 +41,24 @@ func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
 			n.src.Trigger(t)
 		}
 	}
-	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true}
+	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true,
+		listen: n.opts.up.listen}
 	src, tasks, err := openSource(nc, spec, poke, gitsource.Options{Logger: n.log, Registry: n.reg})
 	if err != nil {
 		return liveParts{}, err
 	}
 	if addr := nc.AdminListen; addr != "" {
-		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.listenAndServe(ctx, addr) }})
+		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error {
+			if n.opts.up == nil {
+				return n.admin.listenAndServe(ctx, addr)
+			}
+			// An upgrade hands the socket on (upgrade.go).
+			ln, err := n.opts.up.listen(addr)
+			if err != nil {
+				return err
+			}
+			return n.admin.serve(ctx, ln)
+		}})
 	}
 	return liveParts{cfg: nc, src: src, tasks: tasks}, nil
 }
@@ -91,7 +104,18 @@ func (n *node) waitReload(ctx context.Context, cur liveParts, failed <-chan erro
 			}
 			n.log.Error("a part started by a reload failed; the node runs on without it", "error", err)
 		case <-n.hup:
-			if next := n.reload(cur); next != nil {
+			ready := n.sdReady.Load() // before READY=1 at start, systemd hears nothing of reloads
+			if ready {
+				_ = n.sd.Reloading("reloading: re-reading the node config and fetching")
+			}
+			next := n.reload(cur)
+			// The secrets' files are read again by a pass over what the
+			// node runs (or a commit refused for want of one).
+			n.loop.Poke()
+			if ready {
+				_ = n.sd.Ready(n.sdStatus())
+			}
+			if next != nil {
 				return next, nil
 			}
 		}
@@ -160,6 +184,7 @@ func configChanges(old, new *nodeconfig.Config) (live, restart []string) {
 		"proxmox":  !reflect.DeepEqual(o.Proxmox, n.Proxmox),
 		"forge":    !reflect.DeepEqual(o.Forge, n.Forge),
 		"notify":   !reflect.DeepEqual(o.Notify, n.Notify),
+		"secrets":  !reflect.DeepEqual(o.Secrets, n.Secrets),
 	}
 	live, restart = []string{}, []string{}
 	for _, f := range liveFields {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/gitedge/gitedge/gitsource"
 	"github.com/gitedge/gitedge/nodeconfig"
@@ -17,7 +19,7 @@ import (
 func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "validate", "[DIR] [--node-config FILE]")
 	output := fs.String("output", "text", "text or json")
-	nodeConfig := fs.String("node-config", "", "also check DIR against this node: its name is in spec.nodes, no listener takes its admin or webhook port")
+	nodeConfig := fs.String("node-config", "", "also check DIR against this node: its name is in spec.nodes, no listener takes its admin or webhook port, the secrets DIR names resolve with its secrets section")
 	fs.Usage = func() {
 		fmt.Fprintf(env.stderr, "usage: gitedge validate [DIR] [--node-config FILE]\n")
 		fs.PrintDefaults()
@@ -55,16 +57,32 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 			Field string `json:"field,omitempty"`
 			Msg   string `json:"message"`
 		}
+		type jsonSecret struct {
+			Doc      string `json:"document"`
+			Field    string `json:"field"`
+			From     string `json:"from"`
+			Resolved bool   `json:"resolved"`
+		}
 		out := struct {
-			Valid  bool      `json:"valid"`
-			Errors []jsonErr `json:"errors"`
-		}{Valid: err == nil, Errors: []jsonErr{}}
+			Valid    bool         `json:"valid"`
+			Errors   []jsonErr    `json:"errors"`
+			Warnings []jsonErr    `json:"warnings"`
+			Secrets  []jsonSecret `json:"secrets"`
+		}{Valid: err == nil, Errors: []jsonErr{}, Warnings: []jsonErr{}, Secrets: []jsonSecret{}}
 		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
 			for _, e := range errs {
 				out.Errors = append(out.Errors, jsonErr{e.File, e.Line, e.Doc, e.Field, e.Msg})
 			}
 		} else if err != nil {
 			out.Errors = append(out.Errors, jsonErr{Msg: err.Error()})
+		}
+		if d != nil {
+			for _, e := range d.Warnings {
+				out.Warnings = append(out.Warnings, jsonErr{e.File, e.Line, e.Doc, e.Field, e.Msg})
+			}
+			for _, u := range d.Secrets {
+				out.Secrets = append(out.Secrets, jsonSecret{u.Doc, u.Field, u.From, u.Resolved})
+			}
 		}
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
@@ -78,7 +96,11 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 		} else if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge validate: %v\n", err)
 		} else {
+			for _, w := range d.Warnings {
+				fmt.Fprintf(env.stderr, "warning: %v\n", w)
+			}
 			fmt.Fprintf(env.stdout, "%s: valid: %s\n", dir, summary(d))
+			writeSecrets(env, d, *nodeConfig)
 		}
 	default:
 		fmt.Fprintf(env.stderr, "gitedge validate: --output %q: expected text or json\n", *output)
@@ -90,6 +112,27 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	return 0
 }
 
+// writeSecrets says where the repository's secrets come from (never
+// their values), and whether this run resolved them.
+func writeSecrets(env *cliEnv, d *reconcile.Desired, nodeConfig string) {
+	if len(d.Secrets) == 0 {
+		return
+	}
+	if un := d.Unresolved(); len(un) > 0 {
+		fmt.Fprintf(env.stdout, "%d secret reference(s), resolved on each node (validate --node-config FILE resolves them as that node does):\n", len(un))
+		for _, u := range un {
+			fmt.Fprintf(env.stdout, "  %s\n", u)
+		}
+		return
+	}
+	if nodeConfig != "" {
+		fmt.Fprintf(env.stdout, "%d secret(s) resolved with node config %s:\n", len(d.Secrets), nodeConfig)
+		for _, u := range d.Secrets {
+			fmt.Fprintf(env.stdout, "  %s\n", u)
+		}
+	}
+}
+
 func summary(d *reconcile.Desired) string {
 	return fmt.Sprintf("%d node(s), %d listener(s), %d route(s), %d backend(s), %d VRRP instance(s), %d VM(s)",
 		len(d.Edge.Nodes), len(d.Dataplane.Listeners), len(d.Dataplane.Routes), len(d.Dataplane.Backends),
@@ -97,57 +140,105 @@ func summary(d *reconcile.Desired) string {
 }
 
 func runPlan(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "plan", "[DIR] --base DIR|REF")
+	fs := newFlags(env, "plan", "[DIR] --base DIR|REF [--output text|json|markdown] [--detailed-exitcode]")
 	base := fs.String("base", "", "what DIR is compared with: a directory, or a git revision (branch, tag, commit) of the repository holding DIR; empty = nothing (everything is added)")
-	output := fs.String("output", "text", "text or json")
+	output := fs.String("output", "text", "text, json or markdown (a pull-request comment)")
+	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing changes, 1 on error, 2 when there are changes (as terraform plan -detailed-exitcode)")
 	pos, code, ok := fs.parse(args)
-	if !ok {
+	// With --detailed-exitcode 2 means "changes": a usage error is 1 then,
+	// as terraform plan answers, so CI never reads a typo as a plan.
+	usage := func(code int) int {
+		if code == 2 && slices.ContainsFunc(args, func(a string) bool {
+			return strings.TrimLeft(a, "-") == "detailed-exitcode" || strings.HasPrefix(strings.TrimLeft(a, "-"), "detailed-exitcode=")
+		}) {
+			return 1
+		}
 		return code
 	}
-	if len(pos) > 1 || (*output != "text" && *output != "json") {
+	if !ok {
+		return usage(code)
+	}
+	if len(pos) > 1 || (*output != "text" && *output != "json" && *output != "markdown") {
 		fs.Usage()
-		return 2
+		return usage(2)
 	}
 	dir := "."
 	if len(pos) == 1 {
 		dir = pos[0]
 	}
+	review := reconcile.Review{Base: reconcile.Ref{Name: *base}, Head: reconcile.Ref{Name: dir}}
+	if _, h, err := gitsource.TreeAt(dir, "HEAD"); err == nil {
+		review.Head.Commit = h.String() // the working tree is planned; HEAD says where it stands
+	}
 	head, err := reconcile.LoadDir(dir)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "gitedge plan: %s is not valid:\n%v\n", dir, err)
+		if *output == "text" {
+			fmt.Fprintf(env.stderr, "gitedge plan: %s is not valid:\n%v\n", dir, err)
+			return 1
+		}
+		review.Errors, review.Changes, review.Consequences = []string{}, []reconcile.ItemChange{}, []reconcile.Consequence{}
+		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
+			for _, e := range errs {
+				review.Errors = append(review.Errors, e.Error())
+			}
+		} else {
+			review.Errors = append(review.Errors, err.Error())
+		}
+		writeReview(env, *output, review)
 		return 1
 	}
 	var old *reconcile.Desired
 	if *base != "" {
-		old, err = loadBase(dir, *base)
+		old, review.Base.Commit, err = loadBase(dir, *base)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge plan: base %s: %v\n", *base, err)
 			return 1
 		}
 	}
-	p := reconcile.Diff(old, head)
-	if *output == "json" {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		if p.Changes == nil {
-			p.Changes = []reconcile.ItemChange{}
-		}
-		_ = enc.Encode(p)
-		return 0
+	r := reconcile.NewReview(old, head)
+	r.Base, r.Head = review.Base, review.Head
+	writeReview(env, *output, r)
+	if *detailed && len(r.Changes) > 0 {
+		return 2
 	}
-	_ = p.WriteText(env.stdout)
 	return 0
 }
 
+// writeReview prints a review in the chosen output.
+func writeReview(env *cliEnv, output string, r reconcile.Review) {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+	case "markdown":
+		_ = r.WriteMarkdown(env.stdout)
+	default:
+		_ = r.Plan().WriteText(env.stdout)
+		if len(r.Changes) > 0 && len(r.Consequences) > 0 {
+			fmt.Fprintln(env.stdout, "\nConsequences:")
+			for _, c := range r.Consequences {
+				fmt.Fprintf(env.stdout, "  - %s\n", c.Message)
+			}
+		}
+	}
+}
+
 // loadBase loads the base of a plan: a directory when one exists at that
-// path, otherwise a git revision of the repository that holds dir.
-func loadBase(dir, base string) (*reconcile.Desired, error) {
+// path, otherwise a git revision of the repository that holds dir (and
+// then its commit).
+func loadBase(dir, base string) (*reconcile.Desired, string, error) {
 	if st, err := os.Stat(base); err == nil && st.IsDir() {
-		return reconcile.LoadDir(base)
+		d, err := reconcile.LoadDir(base)
+		return d, "", err
 	}
-	files, _, err := gitsource.TreeAt(dir, base)
+	files, h, err := gitsource.TreeAt(dir, base)
+	if errors.Is(err, gitsource.ErrNoDirectory) {
+		return nil, h.String(), nil // the base has no routes yet: everything is added
+	}
 	if err != nil {
-		return nil, fmt.Errorf("not a directory, and not a git revision: %w", err)
+		return nil, "", fmt.Errorf("not a directory, and not a git revision: %w", err)
 	}
-	return reconcile.Load(files)
+	d, err := reconcile.Load(files)
+	return d, h.String(), err
 }

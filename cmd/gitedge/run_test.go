@@ -172,7 +172,7 @@ func TestRunFirstStartWithABadTip(t *testing.T) {
 	}
 	t.Logf("/readyz: %s %s", resp.Status, body[:k])
 	code, out, _ := gitedge(t, "status", "--admin", n.admin)
-	if code != 1 || !strings.Contains(out, "live commit:  none yet (no commit applied yet: commit "+f.bad[:12]) {
+	if code != statusUnhealthy || !strings.Contains(out, "live commit:  none yet (no commit applied yet: commit "+f.bad[:12]) {
 		t.Errorf("gitedge status: exit %d\n%s", code, out)
 	}
 	t.Logf("gitedge status:\n%s", out)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type sourceSpec struct {
 	// take the cache (a full disk): the node comes up, serves its last
 	// applied commit, reports, and builds the source again later.
 	deferOpen bool
+	// listen opens the webhook's socket (an upgrade in place hands it on);
+	// nil: the webhook opens its own.
+	listen func(addr string) (net.Listener, error)
 }
 
 // openSource builds a source and, with triggers, the tasks that feed it;
@@ -97,7 +101,17 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 		if err != nil {
 			return nil, nil, err
 		}
-		tasks = append(tasks, task{"webhook " + wc.Listen, w.Run})
+		run := w.Run
+		if spec.listen != nil {
+			run = func(ctx context.Context) error {
+				ln, err := spec.listen(wc.Listen)
+				if err != nil {
+					return fmt.Errorf("webhook: %w", err)
+				}
+				return w.Serve(ctx, ln)
+			}
+		}
+		tasks = append(tasks, task{"webhook " + wc.Listen, run})
 	}
 	return src, tasks, nil
 }
@@ -234,7 +248,12 @@ type sourceAdapter struct{ src revisionSource }
 func (a sourceAdapter) Next(ctx context.Context) (reconcile.Revision, error) {
 	r, err := a.src.Next(ctx)
 	if err != nil {
-		return reconcile.Revision{Trigger: string(r.Trigger.Kind)}, err
+		// A refused head names its commit: the loop reports it refused.
+		rev := reconcile.Revision{Trigger: string(r.Trigger.Kind)}
+		if ge, ok := errors.AsType[*gitsource.Error](err); ok && !reconcile.IsTransient(err) {
+			rev.Commit = ge.Commit
+		}
+		return rev, err
 	}
 	return loopRevision(r), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,29 +26,87 @@ import (
 // nodeStatus is what a node says about itself: the body of GET /status,
 // what `gitedge status` prints, the status page and the demo's summary.
 // The loop's status (live commit, last attempt, conditions) is inline;
-// each subsystem this process runs adds its own typed status. Every key is
-// lowerCamelCase.
+// each subsystem this process runs adds its own typed status, completed
+// with what the live commit declares (weights, routes, node names). Every
+// key is lowerCamelCase.
 type nodeStatus struct {
 	reconcile.Status
-	Version  string                    `json:"version"`
-	VRRP     []failover.InstanceStatus `json:"vrrp,omitempty"`     // per instance: state, priority, master
-	Backends []dataplane.ServerStatus  `json:"backends,omitempty"` // per backend and server: health, load
-	Infra    *infra.Status             `json:"infra,omitempty"`    // the last infra pass
-	Forge    *forge.Snapshot           `json:"forge,omitempty"`    // commit statuses posted
-	Notify   *notify.Snapshot          `json:"notify,omitempty"`   // notification sinks
+	Version   string           `json:"version"`
+	VRRP      []vrrpStatus     `json:"vrrp,omitempty"`      // per instance: state, priority, master
+	Listeners []listenerStatus `json:"listeners,omitempty"` // as the live commit declares them
+	Routes    []routeStatus    `json:"routes,omitempty"`    // host names to backends, per mode
+	Backends  []serverStatus   `json:"backends,omitempty"`  // per backend and server: health, weight, load
+	Infra     *infraStatus     `json:"infra,omitempty"`     // the last infra pass
+	Forge     *forge.Snapshot  `json:"forge,omitempty"`     // commit statuses posted
+	Notify    *notify.Snapshot `json:"notify,omitempty"`    // notification sinks
+}
+
+// vrrpStatus is one VRRP instance, with the master named.
+type vrrpStatus struct {
+	failover.InstanceStatus
+	// MasterNode names the master: this node while it is MASTER, else the
+	// node of spec.nodes whose address is the master's; "" when unknown.
+	MasterNode string `json:"masterNode,omitempty"`
+}
+
+// listenerStatus is one listener of the live commit.
+type listenerStatus struct {
+	Name           string `json:"name"`
+	Bind           string `json:"bind"`
+	Mode           string `json:"mode"`
+	DefaultBackend string `json:"defaultBackend,omitempty"`
+}
+
+// routeStatus is one Route of the live commit.
+type routeStatus struct {
+	Name        string   `json:"name"`
+	Hosts       []string `json:"hosts"`
+	HTTPBackend string   `json:"httpBackend,omitempty"`
+	TLSBackend  string   `json:"tlsBackend,omitempty"`
+}
+
+// serverStatus is one backend server: what the proxy sees (health, load)
+// and what the live commit declares (weight, maxConn).
+type serverStatus struct {
+	dataplane.ServerStatus
+	Weight  int `json:"weight"`            // 0: drained
+	MaxConn int `json:"maxConn,omitempty"` // 0: unlimited
+}
+
+// infraStatus is the last infra pass, with the declared VMs and what the
+// pass planned: changes left to make and drift found.
+type infraStatus struct {
+	infra.Status
+	VMs []vmStatus `json:"vms,omitempty"`
+	// Plan is what the last pass planned, one line per change (on a node
+	// that does not lead: what the leader should do).
+	Plan  []string `json:"plan,omitempty"`
+	Drift []string `json:"drift,omitempty"` // keys changed by hand, as `VM 150 "lb-0": memory is 2048, declared 4096`
+}
+
+// vmStatus is one declared VM.
+type vmStatus struct {
+	Name   string `json:"name"`
+	VMID   int    `json:"vmid"`
+	Node   string `json:"node"`
+	Cores  int    `json:"cores"`
+	Memory int    `json:"memory"` // MiB
 }
 
 // status is the node's status now: the one place it is put together.
 func (n *node) status() nodeStatus {
 	s := nodeStatus{Status: n.loop.Status(), Version: version}
+	live := n.loop.Live()
 	if n.vrrp != nil {
-		s.VRRP = n.vrrp.Status()
+		for _, in := range n.vrrp.Status() {
+			s.VRRP = append(s.VRRP, vrrpStatus{InstanceStatus: in, MasterNode: masterNode(s.Node, in, live)})
+		}
 	}
 	if n.proxy != nil {
-		s.Backends = n.proxy.Status()
+		s.Listeners, s.Routes, s.Backends = dataplaneStatus(n.proxy.Status(), live)
 	}
 	if n.infra != nil {
-		s.Infra = n.infra.Status()
+		s.Infra = infraStatusOf(n.infra, live)
 	}
 	if n.forge != nil {
 		f := n.forge.Snapshot()
@@ -56,6 +115,80 @@ func (n *node) status() nodeStatus {
 	if n.notify != nil {
 		ns := n.notify.Snapshot()
 		s.Notify = &ns
+	}
+	return s
+}
+
+// masterNode names an instance's master: self while MASTER, else the node
+// of spec.nodes at the master's address.
+func masterNode(self string, in failover.InstanceStatus, live *reconcile.Desired) string {
+	if in.State == failover.StateMaster {
+		return self
+	}
+	if !in.Master.IsValid() || live == nil {
+		return ""
+	}
+	for _, nd := range live.Edge.Nodes {
+		if nd.Address.Unmap() == in.Master.Unmap() {
+			return nd.Name
+		}
+	}
+	return ""
+}
+
+// dataplaneStatus joins the proxy's view of its servers with the live
+// commit's listeners, routes and server weights.
+func dataplaneStatus(servers []dataplane.ServerStatus, live *reconcile.Desired) ([]listenerStatus, []routeStatus, []serverStatus) {
+	var cfg dataplane.Config
+	if live != nil {
+		cfg = live.Dataplane
+	}
+	var ls []listenerStatus
+	for _, l := range cfg.Listeners {
+		ls = append(ls, listenerStatus{Name: l.Name, Bind: l.Bind.String(), Mode: string(l.Mode), DefaultBackend: l.DefaultBackend})
+	}
+	var rs []routeStatus
+	for _, r := range cfg.Routes {
+		rs = append(rs, routeStatus{Name: r.Name, Hosts: r.Hosts, HTTPBackend: r.HTTPBackend, TLSBackend: r.TLSBackend})
+	}
+	ss := make([]serverStatus, 0, len(servers))
+	for _, st := range servers {
+		s := serverStatus{ServerStatus: st, Weight: -1}
+		if b, ok := cfg.Backend(st.Backend); ok {
+			for _, sv := range b.Servers {
+				if sv.Name == st.Server {
+					s.Weight, s.MaxConn = sv.Weight, sv.MaxConn
+				}
+			}
+		}
+		if s.Weight < 0 {
+			s.Weight = 1 // a server the live commit does not name (yet): the default
+		}
+		ss = append(ss, s)
+	}
+	return ls, rs, ss
+}
+
+// infraStatusOf is the last infra pass with the declared VMs, nil before
+// the first pass.
+func infraStatusOf(r *infra.Reconciler, live *reconcile.Desired) *infraStatus {
+	last, ok := r.Last()
+	if !ok {
+		return nil
+	}
+	s := &infraStatus{Status: last.Status()}
+	if live != nil {
+		for _, vm := range live.Infra.VMs {
+			s.VMs = append(s.VMs, vmStatus{Name: vm.Name, VMID: vm.VMID, Node: vm.Node, Cores: vm.Cores, Memory: vm.Memory})
+		}
+	}
+	for _, a := range last.Plan.Actions {
+		s.Plan = append(s.Plan, a.String())
+		for _, f := range a.Fields {
+			if f.Drift {
+				s.Drift = append(s.Drift, fmt.Sprintf("VM %d %q: %s is %s, declared %s", a.VM.VMID, a.VM.Name, f.Key, cmp.Or(f.Old, "(none)"), cmp.Or(f.New, "(none)")))
+			}
+		}
 	}
 	return s
 }
@@ -71,57 +204,61 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	if *output != "text" && *output != "json" {
 		fmt.Fprintf(env.stderr, "gitedge status: --output %q: expected text or json\n", *output)
-		return 2
+		return statusUsage
 	}
 	addr := *admin
 	if addr == "" {
 		c, err := nodeconfig.Load(*config)
 		if err != nil {
 			fmt.Fprintf(env.stderr, "gitedge status: %v (or pass --admin ADDR)\n", err)
-			return 1
+			return statusNoAnswer
 		}
 		if addr = c.AdminListen; addr == "" {
 			fmt.Fprintf(env.stderr, "gitedge status: %s: admin.listen is off: no admin server to ask\n", *config)
-			return 1
+			return statusNoAnswer
 		}
 	}
 	statusURL, err := adminURL(addr)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: --admin %q: %v\n", addr, err)
-		return 2
+		return statusUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: --admin %q: %v\n", addr, err)
-		return 2
+		return statusUsage
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: is gitedge running? %v\n", err)
-		return 1
+		return statusNoAnswer
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(env.stderr, "gitedge status: %s answered %s %v\n", addr, resp.Status, err)
-		return 1
-	}
-	if *output == "json" {
-		env.stdout.Write(body)
-		return 0
+		return statusNoAnswer
 	}
 	var s nodeStatus
 	if err := json.Unmarshal(body, &s); err != nil {
 		fmt.Fprintf(env.stderr, "gitedge status: bad answer from %s: %v\n", addr, err)
-		return 1
+		return statusNoAnswer
 	}
-	printStatus(env.stdout, s)
-	if s.LastAttempt != nil && s.LastAttempt.Error != "" {
-		return 1
+	h := judge(s)
+	if *output == "json" {
+		env.stdout.Write(body)
+	} else {
+		printStatus(env.stdout, s)
+		if !h.OK() {
+			fmt.Fprintln(env.stdout, "\nPROBLEM:")
+			for _, r := range h.Reasons {
+				fmt.Fprintf(env.stdout, "  - %s\n", r)
+			}
+		}
 	}
-	return 0
+	return h.Code
 }
 
 // adminURL is the /status URL of an admin address (host:port; ":port"
@@ -200,10 +337,29 @@ func printStatus(w io.Writer, s nodeStatus) {
 			label = "vrrp:"
 		}
 		master := ""
-		if v.Master.IsValid() {
+		switch {
+		case v.MasterNode != "" && v.Master.IsValid():
+			master = ", master " + v.MasterNode + " (" + v.Master.String() + ")"
+		case v.MasterNode != "":
+			master = ", master " + v.MasterNode
+		case v.Master.IsValid():
 			master = ", master " + v.Master.String()
 		}
 		fmt.Fprintf(w, "%-13s %s %s, priority %d%s, VIPs %s\n", label, v.Name, v.State, v.Priority, master, strings.Join(v.VIPs, " "))
+	}
+	for i, r := range s.Routes {
+		label := ""
+		if i == 0 {
+			label = "routes:"
+		}
+		var to []string
+		if r.HTTPBackend != "" {
+			to = append(to, "http → "+r.HTTPBackend)
+		}
+		if r.TLSBackend != "" {
+			to = append(to, "tls → "+r.TLSBackend)
+		}
+		fmt.Fprintf(w, "%-13s %s: %s\n", label, strings.Join(r.Hosts, " "), strings.Join(to, ", "))
 	}
 	for i, b := range s.Backends {
 		label := ""
@@ -214,7 +370,7 @@ func printStatus(w io.Writer, s nodeStatus) {
 		if b.Up {
 			health = "up"
 		}
-		fmt.Fprintf(w, "%-13s %s/%s %s %s, %d active, %d idle\n", label, b.Backend, b.Server, b.Address, health, b.Active, b.Idle)
+		fmt.Fprintf(w, "%-13s %s/%s %s %s, weight %d, %d active, %d idle\n", label, b.Backend, b.Server, b.Address, health, b.Weight, b.Active, b.Idle)
 	}
 	if in := s.Infra; in != nil {
 		role := "follower (plans only)"

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/reconcile"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 // runVrrp is `gitedge vrrp DIR --node NAME`: the failover part alone, as
@@ -36,11 +37,11 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 		return fs.fail(err)
 	}
 	dir := pos[0]
-	cfg, err := vrrpLoad(dir, *node)
+	nc, err := dirConfig(dir, *node, *admin)
 	if err != nil {
 		return fs.fail(err)
 	}
-	nc, err := dirConfig(dir, *node, *admin)
+	cfg, err := vrrpLoad(dir, *node, nc.Local().Secrets)
 	if err != nil {
 		return fs.fail(err)
 	}
@@ -64,10 +65,11 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	return 0
 }
 
-// vrrpLoad is what `gitedge vrrp` checks before it starts: DIR loads, the
-// node is in it, and it declares instances.
-func vrrpLoad(dir, node string) (failover.Config, error) {
-	d, err := reconcile.LoadDir(dir)
+// vrrpLoad is what `gitedge vrrp` checks before it starts: DIR loads with
+// its secrets resolved (store: secrets' defaults and systemd's
+// credentials), the node is in it, and it declares instances.
+func vrrpLoad(dir, node string, store *secrets.Store) (failover.Config, error) {
+	d, _, err := reconcile.LoadDirWith(dir, reconcile.LoadOptions{Local: &reconcile.Local{Secrets: store}})
 	if err != nil {
 		return failover.Config{}, fmt.Errorf("loading %s: %w", dir, err)
 	}

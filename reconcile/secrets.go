@@ -1,0 +1,75 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gitedge/gitedge/secrets"
+)
+
+// SecretUse is one field of the repository that holds a secret, and where
+// its value comes from; never the value itself.
+type SecretUse struct {
+	Doc   string `json:"document"` // the document, as `Edge "home"`
+	Field string `json:"field"`    // the field path, as spec.failover[0].auth.password
+	// From says where the value comes from (secrets.Value.Source): "in
+	// the repository", `secret "vrrp-vi1"`, "age-encrypted 1a2b3c4d".
+	From string `json:"from"`
+	// Resolved is true when this load resolved it with the node's secrets
+	// (gitedge run, validate --node-config); a load without them checks
+	// the reference's shape only.
+	Resolved bool `json:"resolved"`
+}
+
+func (u SecretUse) String() string {
+	return fmt.Sprintf("%s: %s: %s", u.Doc, u.Field, u.From)
+}
+
+// plainSecret is the warning for a secret written in the repository.
+const plainSecret = "the value is in the repository, readable by whoever can read it: name it instead ({secret: NAME}, a file on each node) or encrypt it to the nodes' age keys (gitedge secret encrypt); see docs/repository.md, Secrets"
+
+// secret converts a field holding a secret: it checks the value's shape,
+// resolves a reference with the node's secrets when the load has them
+// (LoadOptions.Local.Secrets), and records where it comes from. An
+// unresolved reference yields value "" and from set.
+func (c *converter) secret(d *document, field string, v secrets.Value) (value, from string) {
+	if err := v.Check(); err != nil {
+		f := field
+		if se, ok := errors.AsType[*secrets.ShapeError](err); ok && se.Field != "" {
+			f += "." + se.Field
+		}
+		c.l.failAt(d, f, "%v", err)
+		return "", ""
+	}
+	use := SecretUse{Doc: d.id(), Field: field, From: v.Source()}
+	var store *secrets.Store
+	if c.l.local != nil {
+		store = c.l.local.Secrets
+	}
+	switch {
+	case !v.IsReference():
+		c.l.warnAt(d, field, plainSecret)
+		value, use.Resolved = v.Plain, true
+	case store != nil:
+		val, err := store.Resolve(v)
+		if err != nil { // the store names the node config's fields itself
+			c.l.failLocal(d, field, "%v", err)
+			return "", use.From
+		}
+		value, use.Resolved = val, true
+	}
+	c.desired.Secrets = append(c.desired.Secrets, use)
+	return value, use.From
+}
+
+// Unresolved lists the secrets this Desired names but was loaded without
+// (a load without the node's secrets): applying it would run without them.
+func (d *Desired) Unresolved() []SecretUse {
+	var out []SecretUse
+	for _, u := range d.Secrets {
+		if !u.Resolved {
+			out = append(out, u)
+		}
+	}
+	return out
+}

@@ -86,11 +86,12 @@ e2e: build
 	GE_E2E_FIGURES=$(CURDIR)/bin/e2e-figures.txt $(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
 	@cat bin/e2e-figures.txt 2>/dev/null || true
 
-# bench: the reconcile benchmarks, then the proxy side by side with
+# bench: the proxy's Go benchmarks (bench-dataplane), the reconcile
+# benchmarks, then the proxy side by side with
 # HAProxy, nginx and Caddy (bench/, docs/benchmarks.md): every scenario,
 # 3 rounds of the throughput ones, about 12 minutes on two cores; the
 # table is printed and kept with the raw results.
-bench: build bench-deps
+bench: build bench-deps bench-dataplane
 	$(GO) test -run '^$$' -bench . -benchmem ./reconcile/
 	$(GO) run ./bench run -gitedge $(BIN) $(BENCH_FLAGS)
 
@@ -114,9 +115,14 @@ bench-failover: build deps
 	$(GO) test -tags e2e -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m ./e2e/
 
 # bench-dataplane: the proxy's Go benchmarks. The keep-alive path must show
-# 0 allocs/op, and routes=10000 stay within 5% of routes=10.
+# 0 allocs/op, and routes=10000 stay within 5% of routes=10;
+# BenchmarkNewConn gives allocations and CPU per new connection, then (with
+# strace) system calls per new connection.
 bench-dataplane:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 3 ./dataplane/...
+	@if command -v strace >/dev/null; then \
+		GITEDGE_BENCH_STRACE=1 $(GO) test -run '^$$' -bench '^BenchmarkNewConn$$' -benchmem -cpu 1 -benchtime 3000x ./dataplane/; \
+	fi
 
 demo: build
 	./$(BIN) demo

@@ -141,7 +141,16 @@ func table(rs []result) string {
 			if sc == "big" {
 				unit, val = "MiB/s", func(r result) float64 { return r.MiBps }
 			}
-			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% |\n|---|---|---|---|---|---|---|---|---|---|\n", unit)
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", unit)
+			// The proxy's CPU time per request (per connection in close
+			// and tls-close): what a load-generator-bound scenario does
+			// not show in its rate.
+			cpuPerReq := func(r result) float64 {
+				if r.RPS <= 0 {
+					return 0
+				}
+				return r.ProxyCPU * 1e4 / r.RPS
+			}
 			h := med("haproxy", val)
 			best := max(h, med("nginx", val))
 			p99 := func(r result) float64 { return r.P99 }
@@ -157,9 +166,10 @@ func table(rs []result) string {
 					errs += r.Errors + r.Non2xx
 				}
 				m := med(p, val)
-				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s |\n", p, len(runs), num(m), num(lo), num(hi),
+				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", p, len(runs), num(m), num(lo), num(hi),
 					ratio(m, h), ratio(m, best), num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
-					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })))
+					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
+					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)))
 			}
 		}
 		for _, p := range proxies {

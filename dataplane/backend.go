@@ -1,9 +1,7 @@
 package dataplane
 
 import (
-	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -64,7 +62,6 @@ type backend struct {
 	cfg     Backend
 	st      *backendState
 	servers []*server
-	dialer  net.Dialer
 	pp      byte // PROXY protocol version sent to servers; 0 none
 	lcNext  int  // leastconn tie-break rotation; guarded by st.mu
 	loops   bool // every server is this proxy's own listener (loop.go)
@@ -79,7 +76,6 @@ type server struct {
 	// self: the address is this proxy's own listener; never dialled.
 	// Set before the generation is published.
 	self bool
-	addr string // cfg.Address, formatted once for dialling
 	// mayLoop: a wildcard listener shares the port; tunnels to this
 	// server register their dials (loop.go).
 	mayLoop bool
@@ -278,12 +274,8 @@ func sourceHash(a netip.Addr) uint32 {
 // connecting, which costs a system call and takes a port from the whole
 // ephemeral range instead of the range per server address (under
 // thousands of tunnels the connects failed with EADDRINUSE).
-func (b *backend) dial(s *server) (*net.TCPConn, error) {
-	c, err := b.dialer.DialContext(context.Background(), "tcp", s.addr)
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
+func (b *backend) dial(s *server) (sockConn, error) {
+	return dialTCP(s.cfg.Address, b.cfg.ConnectTimeout)
 }
 
 // upConn is a connection to a server.

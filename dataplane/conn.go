@@ -36,8 +36,9 @@ type clientConn struct {
 	draining    atomic.Bool
 	accepted    int64 // unix ns
 
-	http     *httpConn // the serving state while a goroutine serves an http connection
-	httpMode bool      // accepted on an http listener; set once
+	http     *httpConn    // the serving state while a goroutine serves an http connection
+	gen      *listenerGen // a new connection's config, until a worker starts serving it
+	httpMode bool         // accepted on an http listener; set once
 	// headSeen is set once the first request head (http) or the
 	// ClientHello (tls) arrived. Until then, for freshGrace after the
 	// accept, a drain lets the connection wait for it: its client connected
@@ -347,8 +348,15 @@ func (c *clientConn) fields() *parkFields { return &c.parkFields }
 func (c *clientConn) due() int64          { return c.idleAt.Load() }
 func (c *clientConn) refuse() bool        { return c.draining.Load() }
 
-// wake serves the connection again: bytes arrived.
-func (c *clientConn) wake() { c.resume() }
+// work serves a new connection, or a parked one again: bytes arrived.
+func (c *clientConn) work() {
+	if lg := c.gen; lg != nil {
+		c.gen = nil
+		c.serve(lg)
+		return
+	}
+	c.resume()
+}
 
 // expire closes the connection: it stayed idle until its deadline.
 func (c *clientConn) expire() {

@@ -27,6 +27,7 @@ type httpConn struct {
 	inLen   int
 	rerr    error
 	readFn  func(uintptr) bool
+	cw      sideWriter // writes to the client
 	headLen int
 	req     httphead.Request
 	resp    httphead.Response
@@ -76,6 +77,7 @@ func (p *Proxy) getHTTPConn() *httpConn {
 	p.httpFree.Unlock()
 	h := &httpConn{}
 	h.readFn = h.onReadable
+	h.cw.cb = h.cw.onWritable
 	h.reqBody.bind()
 	h.respBody.bind()
 	return h
@@ -83,10 +85,10 @@ func (p *Proxy) getHTTPConn() *httpConn {
 
 // putHTTPConn returns h to the pool once its goroutine is done with it.
 func (p *Proxy) putHTTPConn(h *httpConn) {
-	readFn := h.readFn
+	readFn, cwcb := h.readFn, h.cw.cb
 	rb, sb := h.reqBody, h.respBody
 	*h = httpConn{}
-	h.readFn = readFn
+	h.readFn, h.cw.cb = readFn, cwcb
 	h.reqBody.readFn, h.reqBody.outFn = rb.readFn, rb.outFn
 	h.respBody.readFn, h.respBody.outFn = sb.readFn, sb.outFn
 	p.httpFree.Lock()
@@ -105,7 +107,7 @@ func (h *httpConn) onReadable(fd uintptr) bool {
 		h.in = getBuf()
 	}
 	for {
-		n, err := syscall.Read(int(fd), h.in.b[h.inLen:])
+		n, err := rawRead(int(fd), h.in.b[h.inLen:])
 		switch {
 		case err == nil && n > 0:
 			h.inLen += n
@@ -323,7 +325,7 @@ func (h *httpConn) reject(err error) {
 // writeClient writes to the client within clientTimeout.
 func (h *httpConn) writeClient(b []byte) error {
 	h.cl.dl.write(h.cl.c, time.Now().UnixNano(), h.cl.timeout)
-	n, err := h.cl.c.Write(b)
+	n, err := h.cw.write(&h.cl, b)
 	h.outBytes += int64(n)
 	return err
 }

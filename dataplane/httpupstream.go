@@ -83,7 +83,7 @@ func (h *httpConn) sendHead(bodyInBuf int) error {
 		h.marked = true
 	}
 	if h.marked {
-		n, err := up.c.Write(h.in.b[:h.headLen+bodyInBuf])
+		n, err := up.write(h.in.b[:h.headLen+bodyInBuf])
 		h.inBytes = int64(n)
 		return err
 	}
@@ -102,10 +102,10 @@ func (h *httpConn) sendHead(bodyInBuf int) error {
 		o = append(o, body...)
 		body = nil
 	}
-	n, err := up.c.Write(o)
+	n, err := up.write(o)
 	h.inBytes = int64(n)
 	if err == nil && len(body) > 0 {
-		n, err = up.c.Write(body)
+		n, err = up.write(body)
 		h.inBytes += int64(n)
 	}
 	return err
@@ -154,7 +154,7 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 				return 0, moved, err
 			}
 			dst.dl.write(dst.c, time.Now().UnixNano(), dst.timeout)
-			if _, err := dst.c.Write(buf.b[:k]); err != nil {
+			if _, err := dst.write(buf.b[:k]); err != nil {
 				return 0, moved, err
 			}
 			moved += int64(k)
@@ -428,7 +428,7 @@ func (h *httpConn) upgrade(b *backend) {
 	err := h.writeClient(h.upIn.b[:h.upLen])
 	if err == nil && h.inLen > h.headLen {
 		h.up.dl.write(h.up.c, time.Now().UnixNano(), h.up.timeout)
-		_, err = h.up.c.Write(h.in.b[h.headLen:h.inLen])
+		_, err = h.up.write(h.in.b[h.headLen:h.inLen])
 	}
 	h.consumeIn(h.inLen)
 	putBuf(h.upIn)

@@ -139,7 +139,8 @@ func (s *listenSock) acceptLoop() {
 		if cc == nil {
 			continue
 		}
-		go cc.serve(lg)
+		cc.gen = lg
+		s.p.workers.run(cc)
 	}
 }
 

@@ -149,8 +149,16 @@ func unmapped(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-func (d *ownDials) add(c *net.TCPConn) dialEnds {
-	e := dialEnds{unmapped(c.LocalAddr().(*net.TCPAddr).AddrPort()), unmapped(c.RemoteAddr().(*net.TCPAddr).AddrPort())}
+func (d *ownDials) add(c sockConn, remote netip.AddrPort) (dialEnds, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return dialEnds{}, err
+	}
+	local, err := localAddr(rc)
+	if err != nil {
+		return dialEnds{}, err
+	}
+	e := dialEnds{unmapped(local), unmapped(remote)}
 	d.mu.Lock()
 	if d.m == nil {
 		d.m = map[dialEnds]struct{}{}
@@ -158,7 +166,7 @@ func (d *ownDials) add(c *net.TCPConn) dialEnds {
 	d.m[e] = struct{}{}
 	d.n.Store(int64(len(d.m)))
 	d.mu.Unlock()
-	return e
+	return e, nil
 }
 
 func (d *ownDials) remove(e dialEnds) {

@@ -282,8 +282,11 @@ func TestOwnDialsBothEnds(t *testing.T) {
 	}
 	defer c2.Close()
 	var dials ownDials
-	e := dials.add(c1.(*net.TCPConn))
 	ap := func(a net.Addr) netip.AddrPort { return unmapped(a.(*net.TCPAddr).AddrPort()) }
+	e, err := dials.add(c1.(*net.TCPConn), ap(c1.RemoteAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !dials.has(ap(c1.LocalAddr()), ap(c1.RemoteAddr())) {
 		t.Error("our own dial not recognised")
 	}

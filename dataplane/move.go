@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -49,7 +48,7 @@ func slack(timeout time.Duration) int64 {
 	return int64(min(timeout/10, time.Second))
 }
 
-func (d *deadlines) read(c *net.TCPConn, now int64, timeout time.Duration) {
+func (d *deadlines) read(c sockConn, now int64, timeout time.Duration) {
 	want := now + int64(timeout)
 	if d.rd > now && d.rd <= want && want-d.rd < slack(timeout) {
 		return
@@ -59,12 +58,12 @@ func (d *deadlines) read(c *net.TCPConn, now int64, timeout time.Duration) {
 }
 
 // readAt sets an exact read deadline (a request head's own timeout).
-func (d *deadlines) readAt(c *net.TCPConn, at int64) {
+func (d *deadlines) readAt(c sockConn, at int64) {
 	d.rd = at
 	_ = c.SetReadDeadline(time.Unix(0, at))
 }
 
-func (d *deadlines) write(c *net.TCPConn, now int64, timeout time.Duration) {
+func (d *deadlines) write(c sockConn, now int64, timeout time.Duration) {
 	want := now + int64(timeout)
 	if d.wd > now && d.wd <= want && want-d.wd < slack(timeout) {
 		return
@@ -73,10 +72,20 @@ func (d *deadlines) write(c *net.TCPConn, now int64, timeout time.Duration) {
 	_ = c.SetWriteDeadline(time.Unix(0, want))
 }
 
+// sockConn is a side's socket: a *net.TCPConn accepted from a listener,
+// or a connection this proxy dialled (dialedConn).
+type sockConn interface {
+	Read([]byte) (int, error)
+	Close() error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	SyscallConn() (syscall.RawConn, error)
+}
+
 // side is one end of a proxied stream: the conn, its raw form for
 // readiness waits, its deadlines and its inactivity timeout.
 type side struct {
-	c       *net.TCPConn
+	c       sockConn
 	rc      syscall.RawConn
 	dl      deadlines
 	timeout time.Duration
@@ -85,16 +94,72 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
+
+	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
 
-func (s *side) init(c *net.TCPConn, timeout time.Duration) error {
+func (s *side) init(c sockConn, timeout time.Duration) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
-	cb := s.readCB
-	*s = side{c: c, rc: rc, timeout: timeout, readCB: cb}
+	rcb, w := s.readCB, s.w
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, w: w}
 	return nil
+}
+
+// closeWrite half-closes the socket: its FIN goes out.
+func (s *side) closeWrite() { _ = s.rc.Control(shutdownWrite) }
+
+// write writes all of p, waiting in the netpoller while the socket is
+// full. Unlike c.Write, its syscalls are raw (sys_linux.go).
+func (s *side) write(p []byte) (int, error) {
+	if s.w == nil {
+		s.w = new(sideWriter)
+	}
+	return s.w.write(s, p)
+}
+
+// sideWriter is the state of a write in progress, kept apart from side so
+// that an idle client connection does not carry it (its httpConn, pooled,
+// has one).
+type sideWriter struct {
+	buf []byte
+	n   int
+	err error
+	cb  func(uintptr) bool
+}
+
+func (w *sideWriter) write(s *side, p []byte) (int, error) {
+	w.buf, w.n, w.err = p, 0, nil
+	if w.cb == nil {
+		w.cb = w.onWritable // bound once, on first use
+	}
+	err := s.rc.Write(w.cb)
+	n := w.n
+	w.buf = nil
+	if err != nil {
+		return n, unwrapOp(err)
+	}
+	return n, w.err
+}
+
+func (w *sideWriter) onWritable(fd uintptr) bool {
+	for len(w.buf) > 0 {
+		n, err := rawWrite(int(fd), w.buf)
+		switch err {
+		case nil:
+			w.n += n
+			w.buf = w.buf[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			w.err = os.NewSyscallError("write", err)
+			return true
+		}
+	}
+	return true
 }
 
 // read reads into p. Reading through RawConn rather than c.Read keeps
@@ -114,7 +179,7 @@ func (s *side) read(p []byte) (int, error) {
 
 func (s *side) onReadable(fd uintptr) bool {
 	for {
-		n, err := syscall.Read(int(fd), s.rbuf)
+		n, err := rawRead(int(fd), s.rbuf)
 		switch err {
 		case nil:
 			s.rn = n
@@ -150,7 +215,15 @@ type mover struct {
 	// the sweeper may ask this direction to park (move then returns
 	// errParkAsked); lingering counts idle waits.
 	park      *parkFields
-	lingering *atomic.Int64
+	lingering *lingerCount
+
+	// A move copies through a pooled buffer until a read fills it, and
+	// splices through a pipe from then on (HAProxy's splice-auto): for
+	// the few small messages of a TLS handshake or a short answer, two
+	// copies cost the kernel less than moving pipe buffers around.
+	bulk bool
+	buf  *buffer
+	off  int // bytes of buf already written
 
 	p      *pipe
 	want   int
@@ -174,6 +247,7 @@ var errShortBody = io.ErrUnexpectedEOF
 func (m *mover) move(limit int64) (int64, error) {
 	var moved int64
 	defer m.release()
+	m.bulk = false
 	for limit != 0 {
 		m.want = maxSpliceSize
 		if limit > 0 && limit < int64(m.want) {
@@ -231,6 +305,10 @@ func (m *mover) release() {
 	if m.p != nil {
 		putPipe(m.p)
 		m.p = nil
+	}
+	if m.buf != nil {
+		putBuf(m.buf)
+		m.buf = nil
 	}
 }
 

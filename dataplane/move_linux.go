@@ -46,6 +46,13 @@ func (m *mover) spliceIn(fd uintptr) bool {
 	if m.park != nil {
 		m.park.parkFD = int32(fd)
 	}
+	if !m.bulk {
+		return m.copyIn(fd)
+	}
+	if m.buf != nil {
+		putBuf(m.buf)
+		m.buf = nil
+	}
 	if m.p == nil {
 		p, err := getPipe()
 		if err != nil {
@@ -55,7 +62,7 @@ func (m *mover) spliceIn(fd uintptr) bool {
 		m.p = p
 	}
 	for {
-		n, err := unix.Splice(int(fd), nil, m.p.w, nil, m.want, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := rawSplice(int(fd), m.p.w, m.want)
 		switch err {
 		case nil:
 			m.n = int(n)
@@ -74,10 +81,55 @@ func (m *mover) spliceIn(fd uintptr) bool {
 	}
 }
 
-// spliceOut drains the pipe into dst; RawConn.Write waits while dst is full.
+// copyIn reads what src has into a pooled buffer, taken only when there
+// are bytes; a read that fills it turns the move to splicing.
+func (m *mover) copyIn(fd uintptr) bool {
+	if m.buf == nil {
+		m.buf = getBuf()
+	}
+	for {
+		n, err := rawRead(int(fd), m.buf.b[:min(m.want, len(m.buf.b))])
+		switch err {
+		case nil:
+			m.n, m.off = n, 0
+			if n == len(m.buf.b) {
+				m.bulk = true
+			}
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			putBuf(m.buf)
+			m.buf = nil
+			return false
+		default:
+			m.err = os.NewSyscallError("read", err)
+			return true
+		}
+	}
+}
+
+// spliceOut drains the pipe (or the buffer) into dst; RawConn.Write waits
+// while dst is full.
 func (m *mover) spliceOut(fd uintptr) bool {
+	if m.p == nil {
+		for m.off < m.n {
+			n, err := rawWrite(int(fd), m.buf.b[m.off:m.n])
+			switch err {
+			case nil:
+				m.off += n
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				m.err = os.NewSyscallError("write", err)
+				return true
+			}
+		}
+		return true
+	}
 	for m.p.data > 0 {
-		n, err := unix.Splice(m.p.r, nil, int(fd), nil, m.p.data, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := rawSplice(m.p.r, int(fd), m.p.data)
 		switch err {
 		case nil:
 			m.p.data -= int(n)

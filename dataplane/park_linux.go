@@ -25,7 +25,6 @@ func (k *parker) start() error {
 	}
 	k.ep, k.f, k.rc = ep, f, rc
 	k.held = map[int32]parkable{}
-	k.work = make(chan parkable)
 	k.timer = time.AfterFunc(time.Hour, k.expire)
 	k.timer.Stop()
 	k.wg.Add(1)
@@ -123,11 +122,7 @@ func (k *parker) wait() {
 				continue // stale: it left meanwhile
 			}
 			k.take(x)
-			select {
-			case k.work <- x:
-			default:
-				go k.worker(x)
-			}
+			k.p.workers.run(x)
 		}
 		k.mu.Unlock()
 	}

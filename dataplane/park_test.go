@@ -20,6 +20,12 @@ func (p *Proxy) parkedCount() int {
 	return len(p.park.held)
 }
 
+// goroutines counts the goroutines but the proxy's idle workers (a pool
+// of at most maxIdleWorkers, which parked connections do not hold).
+func goroutines(p *Proxy) int {
+	return runtime.NumGoroutine() - int(p.workers.idle.Load())
+}
+
 // waitParked polls (bounded) until n connections are parked.
 func waitParked(t *testing.T, p *Proxy, n int) {
 	t.Helper()
@@ -55,10 +61,10 @@ func TestIdleParking(t *testing.T) {
 	}
 	waitParked(t, p.Proxy, n)
 	// Parked connections hold no goroutine: far fewer than one each.
-	if g := runtime.NumGoroutine(); g > n {
+	if g := goroutines(p.Proxy); g > n {
 		t.Logf("goroutines with %d parked connections: %d", n, g)
 	}
-	before := runtime.NumGoroutine()
+	before := goroutines(p.Proxy)
 	// A reload while they are parked: their next request takes the new table.
 	cfg.Listeners = []Listener{cfg.Listeners[0]}
 	cfg.Listeners[0].DefaultBackend = "b"
@@ -92,8 +98,10 @@ func TestIdleParking(t *testing.T) {
 func TestParkedExpiry(t *testing.T) {
 	a := startHTTPBackend(t, "a", false)
 	l := httpListener("web", "a")
-	l.ClientTimeout = 300 * time.Millisecond
-	l.RequestTimeout = 400 * time.Millisecond
+	// Both park after idleLinger plus a sweep (70 ms) and must still be
+	// parked together when waitParked looks, on a loaded machine too.
+	l.ClientTimeout = 600 * time.Millisecond
+	l.RequestTimeout = 700 * time.Millisecond
 	p := startProxy(t, Config{Listeners: []Listener{l}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}})
 	addr := p.addr(t, "web")
 	kept := dialClient(t, addr)
@@ -167,11 +175,19 @@ func TestParkedDrain(t *testing.T) {
 func TestTunnelParking(t *testing.T) {
 	be := startTLSBackend(t, "t1", false)
 	b := backendOf("tb", srv("t1", be))
-	b.IdleTimeout = 2 * time.Second
+	// Long enough for twenty handshakes through the proxy under the race
+	// detector on a loaded machine (up to 250 ms each seen): all tunnels
+	// must be alive and parked at once.
+	b.IdleTimeout = 4 * time.Second
 	l := tlsListener("tls", "tb")
 	l.DrainTimeout = 300 * time.Millisecond
 	cfg := Config{Listeners: []Listener{l, httpListener("web", "tb")}, Backends: []Backend{b}}
 	p := startProxy(t, cfg)
+	// Tunnels park from their birth here (TestYoungTunnel covers the
+	// first second): with twenty handshakes under the race detector on a
+	// loaded machine, the first tunnels could otherwise reach their idle
+	// timeout before the last ones are old enough to park.
+	p.young.Store(-1)
 	addr := p.addr(t, "tls")
 	const n = 20
 	type tc struct {
@@ -179,7 +195,7 @@ func TestTunnelParking(t *testing.T) {
 		c  io.Writer
 	}
 	var conns []tc
-	g0 := runtime.NumGoroutine()
+	g0 := goroutines(p.Proxy)
 	for range n {
 		line, c := tlsHello(t, addr, "a.test")
 		if !strings.HasPrefix(line, "t1 ") {
@@ -188,7 +204,7 @@ func TestTunnelParking(t *testing.T) {
 		conns = append(conns, tc{bufio.NewReader(c), c})
 	}
 	waitParked(t, p.Proxy, 2*n)
-	g := runtime.NumGoroutine()
+	g := goroutines(p.Proxy)
 	// Bytes both ways on every parked tunnel.
 	for i, c := range conns {
 		fmt.Fprintf(c.c, "ping %d\n", i)
@@ -212,8 +228,8 @@ func TestTunnelParking(t *testing.T) {
 			t.Fatalf("tunnel %d still open", i)
 		}
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("idle tunnels ended after %v, idle timeout 2s", d)
+	if d := time.Since(start); d > 7*time.Second {
+		t.Errorf("idle tunnels ended after %v, idle timeout 4s", d)
 	}
 	deadline := time.Now().Add(waitFor)
 	for p.parkedCount() != 0 || p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}) != 0 {
@@ -235,5 +251,34 @@ func TestTunnelParking(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(waitFor))
 	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
 		t.Fatal("tunnel of a removed listener still open")
+	}
+}
+
+// TestYoungTunnel: outside a crowd, a tunnel keeps its goroutines for its
+// first second (a handshake's round trips would otherwise each cost a park
+// and a wake-up), and parks once it is older.
+func TestYoungTunnel(t *testing.T) {
+	be := startTLSBackend(t, "t1", false)
+	cfg := Config{Listeners: []Listener{tlsListener("tls", "tb")}, Backends: []Backend{backendOf("tb", srv("t1", be))}}
+	p := startProxy(t, cfg)
+	line, _ := tlsHello(t, p.addr(t, "tls"), "a.test")
+	if !strings.HasPrefix(line, "t1 ") {
+		t.Fatalf("greeting %q", line)
+	}
+	born := time.Now()
+	// Both directions wait idle, well past tunnelLinger, and stay unparked
+	// while the tunnel is young.
+	for time.Since(born) < tunnelYoung/2 {
+		if n := p.parkedCount(); n != 0 {
+			t.Fatalf("%d directions of a tunnel %v old parked", n, time.Since(born))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := p.lingering.Load(); n != 2 {
+		t.Fatalf("%d goroutines waiting idle, want the tunnel's 2", n)
+	}
+	waitParked(t, p.Proxy, 2)
+	if age := time.Since(born); age < tunnelYoung-100*time.Millisecond {
+		t.Errorf("a tunnel %v old parked", age)
 	}
 }

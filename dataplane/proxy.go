@@ -84,8 +84,10 @@ type Proxy struct {
 
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
 	park      parker
-	lingering atomic.Int64
+	workers   *workers // goroutines for connections and tunnel directions
+	lingering lingerCount
 	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
+	young     atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool
@@ -160,6 +162,8 @@ func New(opts Options) *Proxy {
 	}
 	p.hopLine = hopLine(p.hopID)
 	p.park.p = p
+	p.lingering.kick = make(chan struct{}, 1)
+	p.workers = newWorkers()
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -240,7 +244,7 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 			st = &backendState{name: bc.Name, servers: map[serverKey]*serverState{}}
 			f.backends = append(f.backends, st)
 		}
-		b := &backend{cfg: bc, st: st, dialer: net.Dialer{Timeout: bc.ConnectTimeout, KeepAlive: -1}}
+		b := &backend{cfg: bc, st: st}
 		switch bc.ProxyProtocol {
 		case ProxyV1:
 			b.pp = 1
@@ -255,7 +259,7 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 				ss.up.Store(true)
 				f.servers = append(f.servers, ss)
 			}
-			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b, addr: sc.Address.String()})
+			b.servers = append(b.servers, &server{cfg: sc, st: ss, b: b})
 		}
 		gen.backends[bc.Name] = b
 	}
@@ -447,8 +451,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	// The idle sweeper ticks only while goroutines wait idle.
 	idle := time.NewTicker(idleSweep)
 	defer idle.Stop()
+	every := idleSweep // 0: stopped
 	for {
 		select {
 		case <-ctx.Done():
@@ -458,8 +464,20 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return nil
 		case <-sweep.C:
 			p.sweepPools()
+		case <-p.lingering.kick:
+			if every == 0 {
+				every = idleSweep
+				idle.Reset(every)
+			}
 		case <-idle.C:
-			p.sweepIdle()
+			switch next := p.sweepIdle(); {
+			case next == 0:
+				idle.Stop()
+				every = 0
+			case next != every:
+				every = next
+				idle.Reset(every)
+			}
 		}
 	}
 }
@@ -501,6 +519,7 @@ func (p *Proxy) shutdown(graceful bool) {
 	p.drains.Wait()
 	p.conns.Wait()
 	p.park.close()
+	p.workers.close() // nothing runs a job any more: no connection, no parker
 	p.mu.Lock()
 	for _, st := range p.backends {
 		for _, ss := range st.servers {

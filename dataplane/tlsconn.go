@@ -97,7 +97,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	s.st.m.requests.Inc()
 	// The ClientHello bytes read so far go first.
 	up.dl.write(up.c, time.Now().UnixNano(), b.cfg.IdleTimeout)
-	if _, err := up.c.Write(buf.b[:n]); err != nil {
+	if _, err := up.write(buf.b[:n]); err != nil {
 		s.st.m.errs[errKindResponse].Inc()
 		c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
 		up.closeTunnel(c.sock.p)

@@ -22,6 +22,7 @@ type tunnel struct {
 	a, b   *side
 	ab, ba tunDir
 	idle   time.Duration
+	born   int64        // unix nanoseconds it was made; read by the sweeper
 	last   atomic.Int64 // unix nanoseconds of the last byte moved
 	parks  bool
 
@@ -43,7 +44,7 @@ type tunDir struct {
 var errParkAsked = errors.New("asked to park")
 
 func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
-	t := &tunnel{p: p, a: a, b: b, idle: idle, parks: parks}
+	t := &tunnel{p: p, a: a, b: b, idle: idle, parks: parks, born: time.Now().UnixNano()}
 	a.timeout, b.timeout = idle, idle
 	for _, d := range []*tunDir{&t.ab, &t.ba} {
 		d.t = t
@@ -70,21 +71,15 @@ func (t *tunnel) run() (aToB, bToA int64) {
 	return r[0], r[1]
 }
 
-// start relays on two new goroutines and calls done once both directions
-// have ended. Fresh goroutines keep an idle tunnel small: their stacks hold
-// only the relay loop, not the depth of the ClientHello read and the
-// connect that came before.
+// start relays on two worker goroutines and calls done once both
+// directions have ended. An idle tunnel gives them back when it parks.
 func (t *tunnel) start(done func(aToB, bToA int64)) {
 	t.touch(time.Now().UnixNano())
 	t.done = done
 	t.left.Store(2)
-	go t.pumpAB()
-	go t.pumpBA()
+	t.p.workers.run(&t.ab)
+	t.p.workers.run(&t.ba)
 }
-
-// pumpAB and pumpBA are the directions' goroutines, named for stack dumps.
-func (t *tunnel) pumpAB() { t.pump(&t.ab) }
-func (t *tunnel) pumpBA() { t.pump(&t.ba) }
 
 // pump moves bytes one way until the direction ends or parks.
 func (t *tunnel) pump(d *tunDir) {
@@ -95,7 +90,7 @@ func (t *tunnel) pump(d *tunDir) {
 		switch {
 		case err == nil:
 			// EOF from the source: pass the half-close on.
-			_ = m.dst.c.CloseWrite()
+			m.dst.closeWrite()
 			t.finish(d)
 			return
 		case err == errParkAsked:
@@ -158,8 +153,9 @@ func (d *tunDir) refuse() bool        { return false }
 // either way.
 func (d *tunDir) due() int64 { return d.t.last.Load() + int64(d.t.idle) }
 
-// wake goes on moving bytes: the source is readable.
-func (d *tunDir) wake() { d.t.pump(d) }
+// work moves bytes until the direction ends or parks: the relay started,
+// or the source became readable.
+func (d *tunDir) work() { d.t.pump(d) }
 
 // expire ends an idle tunnel.
 func (d *tunDir) expire() {

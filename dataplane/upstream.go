@@ -51,9 +51,14 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 			if !pooled && s.mayLoop {
 				// Before the first byte goes out: the accepting side
 				// checks once it has read bytes (loop.go).
-				own = p.dials.add(c)
+				if own, err = p.dials.add(c, s.cfg.Address); err != nil {
+					c.Close()
+				}
 			}
-			u, err := newUpConn(c, b, s, peer, local)
+			var u *upConn
+			if err == nil {
+				u, err = newUpConn(c, b, s, peer, local)
+			}
 			if err == nil {
 				u.own = own
 				return s, u, nil
@@ -77,7 +82,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 
 // newUpConn wraps a new server connection and sends the PROXY header the
 // backend asks for (the connection then belongs to this client only).
-func newUpConn(c *net.TCPConn, b *backend, s *server, peer, local netip.AddrPort) (*upConn, error) {
+func newUpConn(c sockConn, b *backend, s *server, peer, local netip.AddrPort) (*upConn, error) {
 	u := &upConn{srv: s.st}
 	if err := u.init(c, b.cfg.IdleTimeout); err != nil {
 		c.Close()
@@ -110,6 +115,6 @@ func sendProxyHeader(s *side, version byte, client, local netip.AddrPort) error 
 		return err
 	}
 	s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
-	_, err = s.c.Write(b)
+	_, err = s.write(b)
 	return err
 }

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package dataplane
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// dialTCP connects to a server (off Linux, where the proxy does not run,
+// through net.Dialer; the package builds for validate and plan).
+func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
+	c, err := d.Dial("tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+func localAddr(syscall.RawConn) (netip.AddrPort, error) {
+	return netip.AddrPort{}, errors.New("dataplane: local address of a dialled connection needs Linux")
+}
+
+func shutdownWrite(uintptr) {}

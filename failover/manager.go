@@ -436,6 +436,10 @@ type InstanceStatus struct {
 	Master   netip.Addr `json:"master,omitzero"` // the master as last seen
 	VIPs     []string   `json:"vips"`
 	Counters Counters   `json:"counters"`
+	// PeerMismatch is the last advertisement dropped in the last minute
+	// because its sender's configuration differs from ours (password,
+	// VRID, version, interval, peers): a likely split brain.
+	PeerMismatch *PeerMismatch `json:"peerMismatch,omitempty"`
 }
 
 // Status returns every running instance's status, sorted by name.
@@ -444,7 +448,7 @@ func (m *Manager) Status() []InstanceStatus {
 	defer m.mu.Unlock()
 	out := make([]InstanceStatus, 0, len(m.running))
 	for n, ri := range m.running {
-		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
+		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters(), PeerMismatch: ri.r.PeerMismatch()}
 		for _, v := range ri.in.VIPs {
 			st.VIPs = append(st.VIPs, v.String())
 		}

@@ -334,6 +334,13 @@ func nextErr(t testing.TB, s interface {
 	if !errors.As(err, &e) {
 		t.Fatalf("Next: error %T %v is not a *gitsource.Error", err, err)
 	}
+	// The failed look still says what it looked at and why, for the
+	// loop's log and /status (they used to get an empty commit and
+	// trigger).
+	if rev.Commit != e.Commit || rev.Trigger.Kind == "" || rev.Files != nil {
+		t.Errorf("Next: with error %v, revision commit %q trigger %q files %v; want commit %q (the error's), a trigger, no files",
+			err, rev.Commit, rev.Trigger.Kind, rev.Files != nil, e.Commit)
+	}
 	return e
 }
 

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +180,89 @@ func TestDaemonOffLinux(t *testing.T) {
 	err := supportedOn("darwin")
 	if err == nil || err.Error() != "runs on Linux only (this is darwin); validate, plan, import, inventory, status and version work here" {
 		t.Errorf("darwin: %v", err)
+	}
+}
+
+// TestCommandLineUsage: every command's -h, a bad flag and a bad
+// argument count, as an operator sees them. -h prints the usage line and
+// flags whose value placeholders are types (a backquoted word in a help
+// text used to render as "-once gitedge run"); a usage error names the
+// command once, says what was wrong on its first line, then the usage,
+// and exits 2.
+func TestCommandLineUsage(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
+	maxArgs := map[string]int{"validate": 1, "plan": 1, "inventory": 1, "proxy": 1, "vrrp": 1, "secret": 1}
+	argNames := map[string]string{"secret": "ACTION: encrypt, keygen or recipient"}
+	for name := range commands() {
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := gitedge(t, name, "-h")
+			if code != 0 || out != "" || !strings.HasPrefix(errOut, "usage: gitedge "+name+" ") {
+				t.Errorf("-h: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+			}
+			flags := 0
+			for _, l := range strings.Split(errOut, "\n") {
+				if strings.HasPrefix(l, "  -") {
+					flags++
+					if !flagLine.MatchString(l) {
+						t.Errorf("-h: flag line %q: the value placeholder is not a type", l)
+					}
+				}
+			}
+			if flags < 2 {
+				t.Errorf("-h lists %d flags:\n%s", flags, errOut)
+			}
+			if strings.Contains(errOut, "SPEC") || strings.Contains(errOut, "../shared") {
+				t.Errorf("-h points outside the repository:\n%s", errOut)
+			}
+
+			bad := []struct {
+				args  []string
+				first string
+			}{
+				{[]string{"--no-such-flag"}, "gitedge " + name + ": flag provided but not defined: -no-such-flag"},
+				{[]string{"--log-level"}, "gitedge " + name + ": flag needs an argument: -log-level"},
+			}
+			extra := []string{"a1", "a2"}[:min(maxArgs[name]+1, 2)]
+			if maxArgs[name] == 0 {
+				bad = append(bad, struct {
+					args  []string
+					first string
+				}{extra, "gitedge " + name + `: unexpected argument "a1": this command takes flags only`})
+			} else {
+				bad = append(bad, struct {
+					args  []string
+					first string
+				}{extra, "gitedge " + name + `: too many arguments ["a1" "a2"]: expected at most 1 (` + cmp.Or(argNames[name], "DIR") + ")"})
+			}
+			for _, b := range bad {
+				code, out, errOut := gitedge(t, append([]string{name}, b.args...)...)
+				first, rest, _ := strings.Cut(errOut, "\n")
+				if code != 2 || out != "" || first != b.first || !strings.HasPrefix(rest, "usage: gitedge "+name+" ") {
+					t.Errorf("gitedge %s %v: exit %d, stdout %q, stderr:\n%s\nwant first line %q, then the usage", name, b.args, code, out, errOut, b.first)
+				}
+				if strings.Contains(errOut, "gitedge "+name+": gitedge") {
+					t.Errorf("gitedge %s %v: doubled prefix:\n%s", name, b.args, errOut)
+				}
+			}
+		})
+	}
+	// Required arguments and flags say which.
+	for _, tc := range []struct {
+		args  []string
+		first string
+	}{
+		{[]string{"proxy"}, "gitedge proxy: missing argument: DIR"},
+		{[]string{"vrrp", "dir"}, "gitedge vrrp: --node NAME is required: this node's name in the Edge's spec.nodes"},
+		{[]string{"reconcile"}, "gitedge reconcile: --once is required: one pass and exit (the loop itself is gitedge run)"},
+		{[]string{"plan", "--output", "yaml"}, `gitedge plan: --output "yaml": expected text, json or markdown`},
+		{[]string{"validate", "--output", "yaml"}, `gitedge validate: --output "yaml": expected text or json`},
+		{[]string{"import"}, "gitedge import: --out DIR is required"},
+	} {
+		code, _, errOut := gitedge(t, tc.args...)
+		if first, _, _ := strings.Cut(errOut, "\n"); code != 2 || first != tc.first {
+			t.Errorf("gitedge %v: exit %d, stderr:\n%s\nwant first line %q", tc.args, code, errOut, tc.first)
+		}
+
 	}
 }
 

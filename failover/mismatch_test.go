@@ -70,7 +70,7 @@ func TestRouterPeerMismatch(t *testing.T) {
 		warn     string // in the one WARN line; "" none
 		mismatch bool
 	}{
-		{"VRID differs, our VIP", 3, v3(34, "192.0.2.10"), 255, DropVRID, "it is for VRID 34 with our peer or virtual addresses (set the same vrid on both nodes)", true},
+		{"VRID differs, our VIP", 3, v3(34, "192.0.2.10"), 255, DropVRID, "it is for VRID 34 with our peer or virtual addresses (set the same virtualRouterID on both nodes)", true},
 		{"another group on the link", 3, v3(34, "192.0.2.99"), 255, DropVRID, "", false},
 		{"version differs", 3, v2("", 1), 255, DropVersion, "VRRP version 2, ours 3 (set the same version on both nodes)", true},
 		{"password differs", 2, v2("other", 1), 255, DropAuth, "authentication mismatch (check auth.password on both nodes)", true},

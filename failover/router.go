@@ -563,7 +563,7 @@ func (r *Router) receive(d Datagram) {
 	if p.VRID != r.cfg.VRID {
 		r.drop(DropVRID, d, fmt.Errorf("VRID %d", p.VRID))
 		if r.ours(p, d.Src) {
-			r.peerDrop(DropVRID, d.Src, fmt.Sprintf("it is for VRID %d with our peer or virtual addresses (set the same vrid on both nodes)", p.VRID), true)
+			r.peerDrop(DropVRID, d.Src, fmt.Sprintf("it is for VRID %d with our peer or virtual addresses (set the same virtualRouterID on both nodes)", p.VRID), true)
 		}
 		return
 	}
@@ -573,7 +573,7 @@ func (r *Router) receive(d Datagram) {
 	}
 	if len(r.cfg.UnicastPeers) > 0 && !slices.Contains(r.cfg.UnicastPeers, d.Src.Unmap()) {
 		r.drop(DropUnknownPeer, d, fmt.Errorf("source %v is not a unicast peer", d.Src))
-		r.peerDrop(DropUnknownPeer, d.Src, "the sender is not one of our unicast peers (check the nodes' addresses on both nodes)", true)
+		r.peerDrop(DropUnknownPeer, d.Src, "the sender is not one of our unicast peers (check spec.nodes[].address)", true)
 		return
 	}
 	if r.cfg.Version == 2 {

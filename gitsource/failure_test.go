@@ -124,7 +124,7 @@ func TestUnreachableThenBack(t *testing.T) {
 // fails as transient and schedules its own retry.
 func TestNothingListening(t *testing.T) {
 	t.Parallel()
-	g, _ := newSource(t, Config{URL: fmt.Sprintf("http://127.0.0.1:%d/git/repo.git", freePort(t))})
+	g, _ := newSource(t, Config{URL: "http://" + testkit.FreePort(t) + "/git/repo.git"})
 	e := nextErr(t, g)
 	if e.Step != StepFetch || e.Reason != ReasonUnreachable || !e.Transient() {
 		t.Fatalf("%+v: %v", e, e)
@@ -181,9 +181,7 @@ func nextPastTimeouts(t *testing.T, g *Git) Revision {
 // never shows the secret; the right password works.
 func TestWrongPassword(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, c1 := upstreamOne(t)
 	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
 	for _, tc := range []struct {
 		name string
@@ -258,10 +256,7 @@ func TestCorruptedCache(t *testing.T) {
 			t.Parallel()
 			u, h, _ := servedUpstream(t, "one", map[string]string{"a.yaml": "one\n", "b.yaml": "b\n"})
 			state := t.TempDir()
-			g1, _ := newSource(t, Config{URL: h.URL, StateDir: state})
-			next(t, g1)
-			g1.storage.Close()
-			fn(t, g1.CacheDir())
+			fn(t, primeCache(t, Config{URL: h.URL, StateDir: state}).CacheDir())
 			c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
 			u.push("main")
 			// A restarted node finds its cache broken.
@@ -416,20 +411,13 @@ func TestShallowCacheRevert(t *testing.T) {
 // now refuses serves the cached commit, with the auth error as the cause.
 func TestCredentialsRefusedAtStart(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, c1 := upstreamOne(t)
 	h := startHTTPGit(t, u.root, "deploy", "right-horse-battery")
 	state := t.TempDir()
-	g1, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
-	next(t, g1)
-	g1.storage.Close()
+	primeCache(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "right-horse-battery")}})
 	g2, _ := newSource(t, Config{URL: h.URL, StateDir: state, Auth: Auth{Username: "deploy", PasswordFile: testkit.TempFile(t, "p", "rotated-wrongly")}})
 	rev := next(t, g2)
-	var stale *Error
-	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonAuth || !strings.Contains(rev.Trigger.Detail, "credentials refused") {
-		t.Fatalf("restart with refused credentials: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
-	}
+	servedFromCache(t, "restart with refused credentials", rev, c1, ReasonAuth, "credentials refused")
 }
 
 // TestBounded: an operation that ignores its deadline is left behind
@@ -457,9 +445,7 @@ func TestBounded(t *testing.T) {
 // the cached commit through a storage of its own.
 func TestStuckFetchLeavesCacheAlone(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, c1 := upstreamOne(t)
 	state := t.TempDir()
 	g, _ := newSource(t, Config{URL: u.bare, StateDir: state, RetryMin: time.Hour, RetryMax: time.Hour})
 	next(t, g)

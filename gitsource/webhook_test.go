@@ -2,7 +2,6 @@ package gitsource
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,8 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 const testSecret = "webhook-shared-secret-7f3a"
@@ -113,19 +113,22 @@ func newTestWebhook(t testing.TB, ref string, notify func(Trigger)) (*Webhook, *
 	return w, reg
 }
 
+// pushes are a push delivery of every forge: its event header and the
+// payload in testdata.
+var pushes = []struct {
+	forge   Forge
+	event   string
+	payload string
+}{
+	{ForgeGitHub, "push", "github-push.json"},
+	{ForgeGitea, "push", "gitea-push.json"},
+	{ForgeGitLab, "Push Hook", "gitlab-push.json"},
+	{ForgeGeneric, "", "generic-push.json"},
+}
+
 func TestWebhookForges(t *testing.T) {
 	t.Parallel()
-	forges := []struct {
-		forge   Forge
-		event   string
-		payload string
-	}{
-		{ForgeGitHub, "push", "github-push.json"},
-		{ForgeGitea, "push", "gitea-push.json"},
-		{ForgeGitLab, "Push Hook", "gitlab-push.json"},
-		{ForgeGeneric, "", "generic-push.json"},
-	}
-	for _, f := range forges {
+	for _, f := range pushes {
 		body := testdataPayload(t, f.payload)
 		other := bytes.Replace(body, []byte(`"refs/heads/main"`), []byte(`"refs/heads/feature/x"`), 1)
 		for _, tc := range []struct {
@@ -281,20 +284,7 @@ func TestWebhookBurst(t *testing.T) {
 	_, packs0 := h.counts()
 
 	w, _ := newTestWebhook(t, g.cfg.Ref(), g.Trigger)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- w.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	hookURL := "http://" + ln.Addr().String() + "/hook"
+	hookURL := "http://" + serveWebhook(t, w) + "/hook"
 
 	c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
 	u.push("main")

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// mapFS reads a directory into memory, applying edits as copyTree does.
+// mapFS reads a directory into memory, applying edits as testkit.CopyTree does.
 func mapFS(t *testing.T, dir string, edits map[string][][2]string) fstest.MapFS {
 	t.Helper()
 	out := fstest.MapFS{}

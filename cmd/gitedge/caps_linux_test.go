@@ -68,7 +68,7 @@ func TestRunBindWithoutCapability(t *testing.T) {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "edge")
 	// Port 1 is refused before it is looked at: nothing is bound.
-	copyDir(t, "../../examples/homelab", repo, "edge.yaml", `bind: ":80"`, `bind: "127.0.0.1:1"`)
+	testkit.CopyTree(t, "../../examples/homelab", repo, map[string][][2]string{"edge.yaml": {{`bind: ":80"`, `bind: "127.0.0.1:1"`}}})
 	data := readFileString(t, filepath.Join(repo, "edge.yaml"))
 	testkit.WriteFile(t, filepath.Join(repo, "edge.yaml"), strings.Replace(data, `bind: ":443"`, `bind: "`+testkit.QuietPort(t)+`"`, 1))
 	admin := testkit.QuietPort(t)
@@ -100,7 +100,7 @@ func TestRunBindWithoutCapability(t *testing.T) {
 func TestVrrpWithoutCapability(t *testing.T) {
 	argv := dropCaps(t, "net_admin")
 	repo := filepath.Join(t.TempDir(), "edge")
-	copyDir(t, "../../examples/homelab", repo, "edge.yaml", "interface: eth0", "interface: lo")
+	testkit.CopyTree(t, "../../examples/homelab", repo, map[string][][2]string{"edge.yaml": {{"interface: eth0", "interface: lo"}}})
 	cmd := exec.Command(argv[0], append(argv[1:], "vrrp", repo, "--node", "lb-0")...)
 	out, err := cmd.CombinedOutput()
 	want := `instance "VI_1": interface lo: not permitted: the process lacks CAP_NET_ADMIN (to add the VIPs when it becomes master); run gitedge as root or grant it CAP_NET_ADMIN`

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // gitedge runs the CLI in-process and returns exit code, stdout, stderr.
@@ -19,34 +21,6 @@ func gitedge(t *testing.T, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, args)
 	return code, out.String(), errb.String()
-}
-
-// copyDir copies a directory tree, applying one replacement to one file.
-func copyDir(t *testing.T, src, dst, file, old, repl string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if filepath.ToSlash(rel) == file {
-			if !bytes.Contains(data, []byte(old)) {
-				t.Fatalf("%s does not contain %q", p, old)
-			}
-			data = bytes.Replace(data, []byte(old), []byte(repl), 1)
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestValidateCommand(t *testing.T) {
@@ -77,8 +51,8 @@ func TestValidateCommand(t *testing.T) {
 }
 
 func TestPlanCommandBaseDir(t *testing.T) {
-	head := t.TempDir()
-	copyDir(t, "../../examples/homelab", head, "vms.yaml", "memory: 4096", "memory: 2048")
+	head := testkit.CopyTree(t, "../../examples/homelab", t.TempDir(), map[string][][2]string{
+		"vms.yaml": {{"Loadbalancer 0\n  cpu: host\n  cores: 2\n  memory: 4096", "Loadbalancer 0\n  cpu: host\n  cores: 2\n  memory: 2048"}}})
 	code, out, errOut := gitedge(t, "plan", head, "--base", "../../examples/homelab")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -105,7 +79,7 @@ func TestPlanCommandBaseRef(t *testing.T) {
 		}
 	}
 	edge := filepath.Join(repo, "edge")
-	copyDir(t, "../../examples/homelab", edge, "", "", "")
+	testkit.CopyTree(t, "../../examples/homelab", edge, nil)
 	git("init", "-q", "-b", "main")
 	git("add", "-A")
 	git("commit", "-q", "-m", "homelab")
@@ -272,9 +246,9 @@ func TestCommandLineUsage(t *testing.T) {
 // consequences.
 func TestPlanDetailedExitcode(t *testing.T) {
 	changed := t.TempDir()
-	copyDir(t, "../../examples/homelab", changed, "edge.yaml", "priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}")
+	testkit.CopyTree(t, "../../examples/homelab", changed, map[string][][2]string{"edge.yaml": {{"priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}"}}})
 	invalid := t.TempDir()
-	copyDir(t, "../../examples/homelab", invalid, "routes/blog.yaml", "http: {backend: k3s-http-ingress}", "http: {backend: nope}")
+	testkit.CopyTree(t, "../../examples/homelab", invalid, map[string][][2]string{"routes/blog.yaml": {{"http: {backend: k3s-http-ingress}", "http: {backend: nope}"}}})
 	tests := []struct {
 		name, head string
 		output     string

@@ -29,13 +29,9 @@ func runInventory(ctx context.Context, env *cliEnv, args []string) int {
 	config := fs.String("config", nodeconfig.DefaultPath, "the node config (its proxmox section says how to reach the API)")
 	group := fs.String("group", "gitedge", "the inventory group the VMs are listed in")
 	wait := fs.Duration("wait", 0, "keep asking guest agents that are not up yet for this long")
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	if !ok {
 		return code
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
 	}
 	nc, err := nodeconfig.Load(*config)
 	if err != nil {

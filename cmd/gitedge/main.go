@@ -157,6 +157,19 @@ func (f *cmdFlags) logDefaults(level, format string) {
 	f.logFormat, f.Lookup("log-format").DefValue = format, format
 }
 
+// parseDir is parse for a command whose one optional positional argument
+// is a directory (fs.positional(0, 1, "DIR")): "." when none is given.
+func (f *cmdFlags) parseDir(args []string) (dir string, code int, ok bool) {
+	pos, code, ok := f.parse(args)
+	if !ok {
+		return "", code, false
+	}
+	if len(pos) == 1 {
+		return pos[0], 0, true
+	}
+	return ".", 0, true
+}
+
 // parse parses args allowing flags after positional arguments ("gitedge
 // plan DIR --base X"), returning the positionals, and checks their number
 // and the logging flags. ok is false when the command should exit with

@@ -24,16 +24,12 @@ func runValidate(_ context.Context, env *cliEnv, args []string) int {
 	fs.epilog = fmt.Sprintf("Limits: a file at most %d MiB and %d documents; a repository at most %d files, %d MiB and %d routes; a route at most %d hosts.\n"+
 		"Symbolic links are followed inside DIR; one that leaves DIR, is absolute or dangles is an error.",
 		reconcile.MaxFileBytes>>20, reconcile.MaxDocumentsPerFile, reconcile.MaxFiles, reconcile.MaxTotalBytes>>20, reconcile.MaxRoutes, reconcile.MaxHostsPerRoute)
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	if !ok {
 		return code
 	}
 	if *output != "text" && *output != "json" {
 		return fs.usageError("--output %q: expected text or json", *output)
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
 	}
 	var opts reconcile.LoadOptions
 	if *nodeConfig != "" {
@@ -141,7 +137,7 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	base := fs.String("base", "", "what DIR is compared with: a directory, or a git revision (branch, tag, commit) of the repository holding DIR; empty = nothing (everything is added)")
 	output := fs.String("output", "text", "text, json or markdown (a pull-request comment)")
 	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing changes, 1 on error, 2 when there are changes (as terraform plan -detailed-exitcode)")
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	// With --detailed-exitcode 2 means "changes": a usage error is 1 then,
 	// as terraform plan answers, so CI never reads a typo as a plan.
 	usage := func(code int) int {
@@ -157,10 +153,6 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	}
 	if *output != "text" && *output != "json" && *output != "markdown" {
 		return usage(fs.usageError("--output %q: expected text, json or markdown", *output))
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
 	}
 	review := reconcile.Review{Base: reconcile.Ref{Name: *base}, Head: reconcile.Ref{Name: dir}}
 	if _, h, err := gitsource.TreeAt(dir, "HEAD"); err == nil {

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
 )
 
 // TestNetnsPeerMismatch runs two nodes in two namespaces with VRRP v2
@@ -22,7 +25,7 @@ func TestNetnsPeerMismatch(t *testing.T) {
 		{"same password", "same-pw", "same-pw", false},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			if !inNetns(t) {
+			if !nstest.InNetns(t) {
 				return
 			}
 			l := newHandoverLab(t, 2, time.Second)
@@ -57,7 +60,7 @@ func TestNetnsPeerMismatch(t *testing.T) {
 			}
 			if !tc.mismatch {
 				b.awaitState(t, "BACKUP", 10*time.Second)
-				poll(t, 15*time.Second, func() string {
+				testkit.Poll(t, 15*time.Second, func() string {
 					if st := status(b); st.Counters.AdvertsReceived < 4 {
 						return fmt.Sprintf("B accepted %d adverts, want 4", st.Counters.AdvertsReceived)
 					}
@@ -82,7 +85,7 @@ func TestNetnsPeerMismatch(t *testing.T) {
 					other = labA
 				}
 				var pm *PeerMismatch
-				poll(t, 15*time.Second, func() string {
+				testkit.Poll(t, 15*time.Second, func() string {
 					pm = status(h).PeerMismatch
 					if pm == nil || pm.Count < 4 {
 						return fmt.Sprintf("%s: peer mismatch %+v, want 4 drops", h.name, pm)

@@ -65,6 +65,7 @@ type helperSpec struct {
 //	confirm        Confirm → "confirmed"
 //	close          Close → "closed", then exits
 //	crash          exits at once with status 3, nothing cleaned up
+//	status         Status → "status"
 //
 // At the end of stdin it closes the Manager and exits.
 func helperMain(specJSON string) int {
@@ -155,6 +156,8 @@ func helperMain(specJSON string) int {
 			return 0
 		case "crash":
 			os.Exit(3)
+		case "status":
+			emit(helperEvent{Ev: "status", Status: m.Status()})
 		}
 	}
 	m.Close()
@@ -186,9 +189,10 @@ func realtime() {
 // helperEvent is one line a helper prints (or a keepalived state line).
 type helperEvent struct {
 	Ev                         string
-	Instance, From, To, Reason string    `json:",omitempty"`
-	Err                        string    `json:",omitempty"`
-	At                         time.Time `json:"-"` // when the test read it
+	Instance, From, To, Reason string           `json:",omitempty"`
+	Err                        string           `json:",omitempty"`
+	Status                     []InstanceStatus `json:",omitempty"`
+	At                         time.Time        `json:"-"` // when the test read it
 }
 
 // helper is a helper process as the test sees it.

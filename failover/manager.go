@@ -243,7 +243,7 @@ func (m *Manager) reconfigure(ri *runningInstance, in Instance) error {
 	}
 	if old.TrackProxy != in.TrackProxy && m.opts.TrackProxy {
 		m.mu.Lock()
-		if in.TrackProxy && !ri.proxyDeferred {
+		if in.TrackProxy && !ri.proxyDeferred && m.proxyStarted() {
 			ri.r.Track("proxy", m.proxyOK)
 		} else if !in.TrackProxy {
 			ri.proxyDeferred = false
@@ -321,11 +321,14 @@ func (m *Manager) start(in Instance, inh *InstanceSnapshot) error {
 	if in.TrackProxy {
 		if m.opts.TrackProxy {
 			m.mu.Lock()
-			if inh != nil && m.provisional {
+			switch {
+			case inh != nil && m.provisional:
 				ri.proxyDeferred = true
-			} else {
+			case m.proxyStarted():
 				r.Track("proxy", m.proxyOK)
 			}
+			// Else the proxy's health is not known yet: the first report
+			// after Ready tells (SetProxyHealthy).
 			m.mu.Unlock()
 		} else {
 			m.log.Info("track.proxy ignored: no proxy runs in this process", "instance", in.Name)
@@ -405,8 +408,14 @@ func (w managerWatcher) Error(err error) { w.m.log.Warn("link watch", "err", err
 
 // SetProxyHealthy reports whether this node's proxy listeners accept
 // connections; instances with track.proxy go to Fault while they don't.
-// Never blocks.
+// Reports before Options.Ready is closed are ignored: a proxy that has
+// not applied its first config has not failed, it has not started (the
+// instances wait in Initialize meanwhile), so the caller should compute
+// ok after seeing Ready closed. Never blocks.
 func (m *Manager) SetProxyHealthy(ok bool) {
+	if !m.proxyStarted() {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.proxyOK = ok
@@ -427,6 +436,20 @@ func (m *Manager) SetProxyHealthy(ok bool) {
 	}
 }
 
+// proxyStarted reports whether the proxy's health means something yet:
+// Options.Ready is nil or closed.
+func (m *Manager) proxyStarted() bool {
+	if m.opts.Ready == nil {
+		return true
+	}
+	select {
+	case <-m.opts.Ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // InstanceStatus is what a status page shows of one instance: the
 // Manager's one view of its instances.
 type InstanceStatus struct {
@@ -436,6 +459,10 @@ type InstanceStatus struct {
 	Master   netip.Addr `json:"master,omitzero"` // the master as last seen
 	VIPs     []string   `json:"vips"`
 	Counters Counters   `json:"counters"`
+	// PeerMismatch is the last advertisement dropped in the last minute
+	// because its sender's configuration differs from ours (password,
+	// VRID, version, interval, peers): a likely split brain.
+	PeerMismatch *PeerMismatch `json:"peerMismatch,omitempty"`
 }
 
 // Status returns every running instance's status, sorted by name.
@@ -444,7 +471,7 @@ func (m *Manager) Status() []InstanceStatus {
 	defer m.mu.Unlock()
 	out := make([]InstanceStatus, 0, len(m.running))
 	for n, ri := range m.running {
-		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters()}
+		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters(), PeerMismatch: ri.r.PeerMismatch()}
 		for _, v := range ri.in.VIPs {
 			st.VIPs = append(st.VIPs, v.String())
 		}

@@ -260,3 +260,56 @@ func counters(m *Manager) map[string]Counters {
 	}
 	return out
 }
+
+// TestManagerProxyNotStartedIsNoFault: at a node's first start the proxy
+// tracker reports "unhealthy" until the proxy applies its first config
+// (no listener yet). That is a proxy not started, not a failed one: the
+// instance waits in Initialize for Ready and then starts, with no
+// INIT > FAULT > INIT (a false critical notification). A proxy failing
+// afterwards is a FAULT.
+func TestManagerProxyNotStartedIsNoFault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ready := make(chan struct{})
+		var mu sync.Mutex
+		var events []string
+		m, err := NewManager(Options{System: newFakeSystem(), TrackProxy: true, Ready: ready, OnTransition: func(e Event) {
+			mu.Lock()
+			events = append(events, e.From.String()+">"+e.To.String())
+			mu.Unlock()
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		log := func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Join(events, ", ")
+		}
+		in := baseInstance(100)
+		in.TrackProxy = true
+		m.SetProxyHealthy(false) // the tracker's ticks before the first config
+		if err := m.Apply(context.Background(), Config{Instances: []Instance{in}}); err != nil {
+			t.Fatal(err)
+		}
+		m.SetProxyHealthy(false)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := log(); got != "" {
+			t.Fatalf("transitions before the proxy is ready: %s", got)
+		}
+		close(ready) // the first config applied: listening
+		synctest.Wait()
+		m.SetProxyHealthy(true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got, want := log(), "INIT>BACKUP, BACKUP>MASTER"; got != want {
+			t.Fatalf("transitions at the first start %q, want %q", got, want)
+		}
+		m.SetProxyHealthy(false) // a real failure
+		synctest.Wait()
+		if got, want := log(), "INIT>BACKUP, BACKUP>MASTER, MASTER>FAULT"; got != want {
+			t.Fatalf("transitions after the proxy failed %q, want %q", got, want)
+		}
+	})
+}

@@ -89,6 +89,10 @@ type Router struct {
 	takingOver     bool
 	faults         []string // failing tracked conditions, sorted
 	mismatchLogged bool
+	// Drops that point at a peer's configuration (mismatch.go).
+	dropLogs      map[dropKey]*dropLog
+	mismatchEvery time.Duration
+	mismatch      *PeerMismatch // the last one; guarded by mu
 	// The master as last accepted (its address is master, under mu) and
 	// when we last advertised, for Snapshot.
 	masterPrio uint8
@@ -132,6 +136,7 @@ func NewRouter(in Instance, o RouterOptions) (*Router, error) {
 		exited:   make(chan struct{}),
 	}
 	r.counters.Drops = map[string]uint64{}
+	r.dropLogs, r.mismatchEvery = map[dropKey]*dropLog{}, mismatchLogEvery
 	r.m.setState(StateInitialize)
 	return r, nil
 }
@@ -537,21 +542,29 @@ func (r *Router) receive(d Datagram) {
 	// RFC 5798 §7.1 / RFC 3768 §7.1: the TTL must be 255.
 	if d.TTL != vrrp.TTL {
 		r.drop(DropTTL, d, fmt.Errorf("TTL %d", d.TTL))
+		r.peerDrop(DropTTL, d.Src, fmt.Sprintf("TTL %d, not 255: the packet was routed (VRRP peers must share a link)", d.TTL), false)
 		return
 	}
 	// Version, type, length against the address count, checksum.
 	p, err := vrrp.Decode(d.Payload, d.Src, d.Dst)
 	if err != nil {
 		r.drop(decodeReason(err), d, err)
+		r.peerDrop(decodeReason(err), d.Src, "malformed advertisement: "+err.Error(), false)
 		return
 	}
 	if int(p.Version) != r.cfg.Version {
 		r.drop(DropVersion, d, fmt.Errorf("version %d, configured %d", p.Version, r.cfg.Version))
+		if p.VRID == r.cfg.VRID || r.ours(p, d.Src) {
+			r.peerDrop(DropVersion, d.Src, fmt.Sprintf("VRRP version %d, ours %d (set the same version on both nodes)", p.Version, r.cfg.Version), true)
+		}
 		return
 	}
 	// §7.1: the VRID must be one configured on this interface.
 	if p.VRID != r.cfg.VRID {
 		r.drop(DropVRID, d, fmt.Errorf("VRID %d", p.VRID))
+		if r.ours(p, d.Src) {
+			r.peerDrop(DropVRID, d.Src, fmt.Sprintf("it is for VRID %d with our peer or virtual addresses (set the same virtualRouterID on both nodes)", p.VRID), true)
+		}
 		return
 	}
 	if d.Src == r.tr.Source() {
@@ -560,6 +573,7 @@ func (r *Router) receive(d Datagram) {
 	}
 	if len(r.cfg.UnicastPeers) > 0 && !slices.Contains(r.cfg.UnicastPeers, d.Src.Unmap()) {
 		r.drop(DropUnknownPeer, d, fmt.Errorf("source %v is not a unicast peer", d.Src))
+		r.peerDrop(DropUnknownPeer, d.Src, "the sender is not one of our unicast peers (check spec.nodes[].address)", true)
 		return
 	}
 	if r.cfg.Version == 2 {
@@ -572,11 +586,17 @@ func (r *Router) receive(d Datagram) {
 		}
 		if p.AuthType != want.AuthType || p.AuthData != want.AuthData {
 			r.drop(DropAuth, d, fmt.Errorf("auth type %v does not match", p.AuthType))
+			hint := "authentication mismatch (check auth.password on both nodes)"
+			if p.AuthType != want.AuthType {
+				hint = fmt.Sprintf("authentication mismatch: auth type %v, ours %v (set auth.password on both nodes or on neither)", p.AuthType, want.AuthType)
+			}
+			r.peerDrop(DropAuth, d.Src, hint, true)
 			return
 		}
 		// RFC 3768 §7.1: the Adver Interval must be the configured one.
 		if p.AdvertInterval() != r.cfg.AdvertInterval {
 			r.drop(DropInterval, d, fmt.Errorf("interval %v, configured %v", p.AdvertInterval(), r.cfg.AdvertInterval))
+			r.peerDrop(DropInterval, d.Src, fmt.Sprintf("advertisement interval %v, ours %v (set the same advertInterval on both nodes)", p.AdvertInterval(), r.cfg.AdvertInterval), true)
 			return
 		}
 	}
@@ -589,6 +609,7 @@ func (r *Router) receive(d Datagram) {
 	r.counters.AdvertsReceived++
 	r.mu.Unlock()
 	r.m.received()
+	r.peerAccepted(d.Src)
 	r.checkAddresses(p, d.Src)
 	if r.log.Enabled(context.Background(), slog.LevelDebug) {
 		r.log.Debug("advertisement", "from", d.Src, "priority", p.Priority, "interval", p.AdvertInterval())

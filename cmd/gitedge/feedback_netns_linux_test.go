@@ -24,6 +24,9 @@ const feedbackNetnsEnv = "GITEDGE_FEEDBACK_NETNS_TEST"
 // veth in a network namespace of its own, with a webhook sink from
 // severity info: the node goes INIT → BACKUP → MASTER, and both
 // transitions are notified with their severities (info, then warning).
+// The instance tracks the proxy, which at this first start (no last
+// applied record) applies its first config after failover starts: no
+// INIT → FAULT while the proxy has not started.
 // Root only: the test runs again in a child process in a new network
 // namespace, which ends with it.
 func TestRunNotifiesVRRPTransitions(t *testing.T) {
@@ -77,7 +80,7 @@ func TestRunNotifiesVRRPTransitions(t *testing.T) {
 	files := routeFiles(testkit.QuietPort(t), "192.0.2.20:80", "192.0.2.21:80", "one")
 	files["edge.yaml"] = strings.Replace(files["edge.yaml"], "  listeners:\n",
 		"  nodes: [{name: lb-0, address: 192.0.2.10}]\n"+
-			"  failover:\n    - {name: VI_1, interface: vr0, virtualRouterID: 51, advertInterval: 100ms, priority: {lb-0: 100}, vips: [192.0.2.254/32]}\n"+
+			"  failover:\n    - {name: VI_1, interface: vr0, virtualRouterID: 51, advertInterval: 100ms, priority: {lb-0: 100}, vips: [192.0.2.254/32], track: {proxy: true}}\n"+
 			"  listeners:\n", 1)
 	for name, body := range files {
 		testkit.WriteFile(t, filepath.Join(repo, name), body)

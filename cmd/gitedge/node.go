@@ -358,6 +358,13 @@ func (n *node) withdraw() {
 // trackProxy feeds the proxy's listener health to failover's track.proxy
 // and to the BGP announcements' track.proxy: one signal for both.
 func (n *node) trackProxy(ctx context.Context) error {
+	// Not before the first config applies: a proxy not started yet has
+	// not failed (no FAULT at start-up; failover waits for Ready).
+	select {
+	case <-n.proxy.Ready():
+	case <-ctx.Done():
+		return nil
+	}
 	t := time.NewTicker(n.trackGap)
 	defer t.Stop()
 	for {

@@ -103,6 +103,7 @@ func (n *node) status() nodeStatus {
 		for _, in := range n.vrrp.Status() {
 			s.VRRP = append(s.VRRP, vrrpStatus{InstanceStatus: in, MasterNode: masterNode(s.Node, in, live)})
 		}
+		peerMismatchCondition(&s)
 	}
 	if n.bgp != nil {
 		// Shown once the repository declares bgp (or after it removed it).
@@ -125,6 +126,29 @@ func (n *node) status() nodeStatus {
 		s.Notify = &ns
 	}
 	return s
+}
+
+// peerMismatchCondition makes the failover condition Failed while an
+// instance drops a peer's adverts because their configurations differ
+// (a password rotated on one node only): the step applied, but the nodes
+// cannot hear each other and both may be master. An apply error already
+// there says more and stays.
+func peerMismatchCondition(s *nodeStatus) {
+	for _, v := range s.VRRP {
+		pm := v.PeerMismatch
+		if pm == nil {
+			continue
+		}
+		if c, ok := s.Conditions["failover"]; ok && (c.Status == reconcile.CondFailed || c.Status == reconcile.CondStalled) {
+			return
+		}
+		if s.Conditions == nil {
+			s.Conditions = map[string]reconcile.Condition{}
+		}
+		s.Conditions["failover"] = reconcile.Condition{Status: reconcile.CondFailed, Since: pm.First,
+			Message: fmt.Sprintf("instance %s: %s", v.Name, pm.Message)}
+		return
+	}
 }
 
 // masterNode names an instance's master: self while MASTER, else the node

@@ -52,6 +52,19 @@ type hostRoute struct {
 	host, backend string
 }
 
+// haproxyRoutes writes an acl on fetch (the Host field, the SNI) and a
+// use_backend line for each route; a "*." host matches by suffix.
+func haproxyRoutes(b *strings.Builder, routes []hostRoute, fetch string) {
+	for i, r := range routes {
+		if h, ok := strings.CutPrefix(r.host, "*."); ok {
+			fmt.Fprintf(b, "    acl r%d %s -i -m end .%s\n", i, fetch, h)
+		} else {
+			fmt.Fprintf(b, "    acl r%d %s -i %s\n", i, fetch, r.host)
+		}
+		fmt.Fprintf(b, "    use_backend %s if r%d\n", r.backend, i)
+	}
+}
+
 func routesOf(cfg *dataplane.Config, mode dataplane.Mode) []hostRoute {
 	var out []hostRoute
 	for _, r := range cfg.Routes {
@@ -114,24 +127,10 @@ defaults
 			if l.ForwardFor {
 				b.WriteString("    option forwardfor\n")
 			}
-			for i, r := range routesOf(cfg, l.Mode) {
-				if h, ok := strings.CutPrefix(r.host, "*."); ok {
-					fmt.Fprintf(&b, "    acl r%d req.hdr(host),field(1,:) -i -m end .%s\n", i, h)
-				} else {
-					fmt.Fprintf(&b, "    acl r%d req.hdr(host),field(1,:) -i %s\n", i, r.host)
-				}
-				fmt.Fprintf(&b, "    use_backend %s if r%d\n", r.backend, i)
-			}
+			haproxyRoutes(&b, routesOf(cfg, l.Mode), "req.hdr(host),field(1,:)")
 		} else {
 			fmt.Fprintf(&b, "    mode tcp\n    tcp-request inspect-delay %s\n    tcp-request content accept if { req_ssl_hello_type 1 }\n", secs(l.InspectTimeout))
-			for i, r := range routesOf(cfg, l.Mode) {
-				if h, ok := strings.CutPrefix(r.host, "*."); ok {
-					fmt.Fprintf(&b, "    acl r%d req_ssl_sni -i -m end .%s\n", i, h)
-				} else {
-					fmt.Fprintf(&b, "    acl r%d req_ssl_sni -i %s\n", i, r.host)
-				}
-				fmt.Fprintf(&b, "    use_backend %s if r%d\n", r.backend, i)
-			}
+			haproxyRoutes(&b, routesOf(cfg, l.Mode), "req_ssl_sni")
 		}
 		if l.DefaultBackend != "" {
 			fmt.Fprintf(&b, "    default_backend %s\n", l.DefaultBackend)
@@ -174,22 +173,9 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 	if streamModule != "" {
 		fmt.Fprintf(&b, "load_module %s;\n", streamModule)
 	}
-	fmt.Fprintf(&b, `worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 19500; }
-http {
-  access_log off;
-  keepalive_timeout 60s;
+	fmt.Fprintf(&b, nginxMain+`  keepalive_timeout 60s;
   keepalive_requests 10000000;
-  client_body_temp_path %[1]s/tmp/body;
-  proxy_temp_path %[1]s/tmp/proxy;
-  fastcgi_temp_path %[1]s/tmp/fastcgi;
-  uwsgi_temp_path %[1]s/tmp/uwsgi;
-  scgi_temp_path %[1]s/tmp/scgi;
-  proxy_http_version 1.1;
+`+nginxTemps+`  proxy_http_version 1.1;
   proxy_set_header Connection "";
   proxy_set_header Host $http_host;
 `, runDir)
@@ -327,13 +313,11 @@ func caddyConfig(cfg *dataplane.Config, admin string) (string, error) {
 // backendsConfig renders the nginx config of the servers themselves: each
 // plain server answers "/" with its name and "/1m" with 1 MiB; each TLS
 // server does the same over TLS with a self-signed certificate.
-func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
-	bm, err := modes(cfg)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `worker_processes 1;
+// nginxMain opens an nginx.conf whose files are all below the directory
+// given as the format's first argument, up to the http block's first
+// line; nginxTemps puts the http block's temporary files there too.
+const (
+	nginxMain = `worker_processes 1;
 worker_rlimit_nofile 20000;
 daemon off;
 pid %[1]s/nginx.pid;
@@ -341,16 +325,26 @@ error_log %[1]s/error.log warn;
 events { worker_connections 19500; }
 http {
   access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_timeout 120s;
-  keepalive_requests 10000000;
-  client_body_temp_path %[1]s/tmp/body;
+`
+	nginxTemps = `  client_body_temp_path %[1]s/tmp/body;
   proxy_temp_path %[1]s/tmp/proxy;
   fastcgi_temp_path %[1]s/tmp/fastcgi;
   uwsgi_temp_path %[1]s/tmp/uwsgi;
   scgi_temp_path %[1]s/tmp/scgi;
-  ssl_protocols TLSv1.2 TLSv1.3;
+`
+)
+
+func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
+	bm, err := modes(cfg)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, nginxMain+`  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 120s;
+  keepalive_requests 10000000;
+`+nginxTemps+`  ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;
 `, dir)
 	seen := map[string]bool{}

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -245,7 +246,7 @@ func (c Config) Validate() []*FieldError {
 	if msg := checkASN(c.ASN); msg != "" {
 		add(".asn", "%s", msg)
 	}
-	nodes := sortedKeys(c.RouterID)
+	nodes := slices.Sorted(maps.Keys(c.RouterID))
 	seenID := map[netip.Addr]string{}
 	for _, n := range nodes {
 		id := c.RouterID[n]
@@ -328,7 +329,7 @@ func (c Config) Validate() []*FieldError {
 			fam := map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()]
 			add(f+".prefix", "no %s peer to announce %s to: a session carries its own address family", fam, p)
 		}
-		for _, n := range sortedKeys(a.MED) {
+		for _, n := range slices.Sorted(maps.Keys(a.MED)) {
 			if n == "" {
 				add(f+".med", "an empty node name")
 			}
@@ -352,15 +353,6 @@ func orUnset(a netip.Addr) any {
 		return "nothing"
 	}
 	return a
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Community is a BGP community (RFC 1997): an AS number in the high 16

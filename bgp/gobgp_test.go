@@ -13,6 +13,8 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The real engine without root: a Speaker peers over loopback with a
@@ -136,7 +138,7 @@ func (r *loopRouter) paths(t *testing.T) uint64 {
 
 func (r *loopRouter) waitSession(t *testing.T, what string, ok func(loopSession) bool) {
 	t.Helper()
-	poll(t, 15*time.Second, func() string {
+	testkit.Poll(t, 15*time.Second, func() string {
 		if ls := r.session(t); !ok(ls) {
 			return fmt.Sprintf("the router's session: %+v, want %s", ls, what)
 		}
@@ -146,7 +148,7 @@ func (r *loopRouter) waitSession(t *testing.T, what string, ok func(loopSession)
 
 func (r *loopRouter) waitRoutes(t *testing.T, want ...string) {
 	t.Helper()
-	poll(t, 15*time.Second, func() string {
+	testkit.Poll(t, 15*time.Second, func() string {
 		if got := r.routes(t); !slices.Equal(got, want) {
 			return fmt.Sprintf("the router has %q, want %q", got, want)
 		}

@@ -1,50 +1,18 @@
 package bgp
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
 )
-
-const netnsChildEnv = "GITEDGE_BGP_NETNS_TEST"
-
-// inNetns runs the calling test again in a child process of the test
-// binary, in a network namespace of its own that ends with the process,
-// and fails with the child's output when the child fails. It returns
-// true in the child, where the test body runs. Root only.
-func inNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(netnsChildEnv) == t.Name() {
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace (make test runs as root)")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), netnsChildEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("in a network namespace: %v\n%s", err, out)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-		t.Fatalf("the child did not run %s:\n%s", t.Name(), out)
-	}
-	return false
-}
 
 // localRoutes lists the local-table routes on lo with their protocol.
 func localRoutes(t *testing.T) []string {
@@ -74,7 +42,7 @@ func localRoutes(t *testing.T) []string {
 // locally, a route removed by hand comes back, a foreign local route is
 // never touched, and Close removes exactly its own.
 func TestLinuxHost(t *testing.T) {
-	if !inNetns(t) {
+	if !nstest.InNetns(t) {
 		return
 	}
 	lo, err := netlink.LinkByName("lo")

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"text/template"
@@ -27,6 +26,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
 )
 
 // The lab: FRR (zebra, bgpd) in a router namespace with
@@ -53,8 +55,6 @@ var (
 	vip6        = netip.MustParsePrefix("2001:db8:100::10/128")
 )
 
-var labSeq atomic.Int32
-
 type lab struct {
 	t      *testing.T
 	dir    string
@@ -62,7 +62,7 @@ type lab struct {
 	prefix string
 	router string // namespace names
 	client string
-	made   []string
+	nss    *nstest.Set
 	procs  []func() // kill and wait, in the teardown
 	nodes  []*labNode
 	lifeW  *os.File // the helpers' lifeline: closing it ends them
@@ -162,7 +162,8 @@ func sweepStaleLabs() {
 func newLab(t *testing.T, o labOptions) *lab {
 	requireLab(t)
 	sweepStaleLabs()
-	l := &lab{t: t, opts: o, prefix: fmt.Sprintf("gb%d-%d-", os.Getpid(), labSeq.Add(1))}
+	l := &lab{t: t, opts: o, nss: nstest.NewSet(t, "gb")}
+	l.prefix = l.nss.Prefix
 	l.router, l.client = l.prefix+"r", l.prefix+"c"
 	// Not t.TempDir: its parent is private to root, and FRR runs as frr.
 	dir, err := os.MkdirTemp("", fmt.Sprintf("gitedge-bgp-lab-%d-", os.Getpid()))
@@ -171,7 +172,7 @@ func newLab(t *testing.T, o labOptions) *lab {
 	}
 	l.dir = dir
 	// One teardown, whatever happens: the logs of a failure while all is
-	// still there, then every process, then the namespaces.
+	// still there, then every process; the namespaces go after it (nss).
 	t.Cleanup(func() {
 		if t.Failed() {
 			l.dumpLogs()
@@ -182,9 +183,6 @@ func newLab(t *testing.T, o labOptions) *lab {
 		}
 		for _, stop := range slices.Backward(l.procs) {
 			stop()
-		}
-		for _, ns := range slices.Backward(l.made) {
-			exec.Command("ip", "netns", "del", ns).Run()
 		}
 		os.RemoveAll(dir)
 	})
@@ -242,19 +240,10 @@ func newLab(t *testing.T, o labOptions) *lab {
 
 func (l *lab) run(name string, args ...string) string {
 	l.t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		l.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return nstest.Run(l.t, name, args...)
 }
 
-func (l *lab) addNS(ns string) {
-	l.run("ip", "netns", "add", ns)
-	l.made = append(l.made, ns)
-	l.run("ip", "-n", ns, "link", "set", "lo", "up")
-	l.run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-}
+func (l *lab) addNS(ns string) { l.t.Helper(); l.nss.Add(ns) }
 
 // start runs a command in a namespace; it is killed when the test ends.
 func (l *lab) start(ns, logPath string, env []string, extra []*os.File, name string, args ...string) (*os.Process, <-chan struct{}) {
@@ -263,11 +252,9 @@ func (l *lab) start(ns, logPath string, env []string, extra []*os.File, name str
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := nstest.Command(ns, env, name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = extra
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		l.t.Fatalf("starting %s in %s: %v", name, ns, err)
@@ -359,7 +346,7 @@ func (l *lab) startFRR() {
 			"-z", filepath.Join(l.frrDir, "zserv.api"), "--vty_socket", l.frrDir, "-P", "0")
 		if d == "zebra" {
 			// bgpd gives up on a zebra socket that is not there yet.
-			poll(l.t, 10*time.Second, func() string {
+			testkit.Poll(l.t, 10*time.Second, func() string {
 				if _, err := os.Stat(filepath.Join(l.frrDir, "zserv.api")); err != nil {
 					return "zebra's socket: " + err.Error()
 				}
@@ -367,7 +354,7 @@ func (l *lab) startFRR() {
 			})
 		}
 	}
-	poll(l.t, 15*time.Second, func() string {
+	testkit.Poll(l.t, 15*time.Second, func() string {
 		out, err := l.vtyshErr("show bgp summary json")
 		if err != nil {
 			return fmt.Sprintf("vtysh: %v %s", err, out)
@@ -429,7 +416,7 @@ func (l *lab) neighbors() map[string]frrNeighbor {
 // waitEstablished waits until the router has every given neighbour up.
 func (l *lab) waitEstablished(within time.Duration, addrs ...netip.Addr) {
 	l.t.Helper()
-	poll(l.t, within, func() string {
+	testkit.Poll(l.t, within, func() string {
 		nb := l.neighbors()
 		for _, a := range addrs {
 			if s := nb[a.String()].State; s != "Established" {
@@ -451,7 +438,7 @@ func (l *lab) startSpeaker(n *labNode) {
 		[]*os.File{l.lifeR}, os.Args[0], "-test.run=^$")
 	n.proc, n.pid, n.done = proc, proc.Pid, done
 	n.client = unixClient(n.ctl)
-	poll(l.t, 20*time.Second, func() string {
+	testkit.Poll(l.t, 20*time.Second, func() string {
 		select {
 		case <-done:
 			return "the helper exited"
@@ -703,7 +690,7 @@ func (w *fibWatch) waitFor(t testing.TB, p netip.Prefix, within time.Duration, o
 func (w *fibWatch) waitSince(t testing.TB, p netip.Prefix, start time.Time, within time.Duration, ok func([]netip.Addr) bool) time.Time {
 	t.Helper()
 	var at time.Time
-	poll(t, within, func() string {
+	testkit.Poll(t, within, func() string {
 		for _, s := range w.since(p, start) {
 			if ok(s.gws) {
 				at = s.at

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // Scenarios against FRR in network namespaces (lab_test.go). Each quotes
@@ -132,7 +134,7 @@ func except(l *lab, gone ...*labNode) []netip.Addr {
 // waitProbes waits until the probe has n results.
 func waitProbes(t *testing.T, pr *probe, n int) {
 	t.Helper()
-	poll(t, 10*time.Second, func() string {
+	testkit.Poll(t, 10*time.Second, func() string {
 		pr.mu.Lock()
 		defer pr.mu.Unlock()
 		if len(pr.results) < n {
@@ -227,7 +229,7 @@ func absDiff(a, b int64) int64 {
 // (all when none) have been up at least d.
 func waitFRRUptime(t *testing.T, l *lab, d time.Duration, only ...netip.Addr) {
 	t.Helper()
-	poll(t, d+10*time.Second, func() string {
+	testkit.Poll(t, d+10*time.Second, func() string {
 		out := l.vtysh("show bgp summary json")
 		var sum struct {
 			IPv4 struct {
@@ -460,7 +462,7 @@ func TestFRRUpgradeHandover(t *testing.T) {
 	handedOver := time.Unix(0, rep.HandedOverAt)
 	n1.client = unixClient(ctl)
 	var reup time.Time
-	poll(t, 15*time.Second, func() string {
+	testkit.Poll(t, 15*time.Second, func() string {
 		nb := l.neighbors()[n1.addr.String()]
 		if nb.State != "Established" || nb.ConnectionsEstablished != before.ConnectionsEstablished+1 {
 			return fmt.Sprintf("the router's session with %s: %s, established %d times", n1.name, nb.State, nb.ConnectionsEstablished)

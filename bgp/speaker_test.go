@@ -3,11 +3,9 @@ package bgp
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,12 +13,11 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files")
+	"github.com/gitedge/gitedge/internal/testkit"
+)
 
 // fakeEngine is an engine that keeps its state in memory and logs every
 // call that changes it.
@@ -263,24 +260,6 @@ func (r *rig) stop() error {
 	return <-r.done
 }
 
-func checkGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := "testdata/" + name
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
-}
-
 // A sequence of configs, health changes and stops through one Speaker,
 // the whole state of the BGP server and the host compared after each
 // step (testdata/states.golden): what each change touches, and what it
@@ -332,7 +311,7 @@ func TestSpeakerStates(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		checkGolden(t, "states.golden", r.golden.String())
+		testkit.Golden(t, "testdata/states.golden", r.golden.String())
 		if err := r.s.Apply(t.Context(), c); !errors.Is(err, ErrStopped) {
 			t.Errorf("Apply after Run: %v, want ErrStopped", err)
 		}
@@ -435,7 +414,7 @@ func TestHandOver(t *testing.T) {
 		c.Peers = append(c.Peers, Peer{Address: peerB, ASN: 65001})
 		next.step("a peer added later: no Restart State bit", func() { next.apply(c) })
 		next.stop()
-		checkGolden(t, "handover.golden", old.golden.String()+next.golden.String())
+		testkit.Golden(t, "testdata/handover.golden", old.golden.String()+next.golden.String())
 	})
 }
 

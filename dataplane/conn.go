@@ -38,6 +38,12 @@ type clientConn struct {
 
 	http     *httpConn // the serving state while a goroutine serves an http connection
 	httpMode bool      // accepted on an http listener; set once
+	// headSeen is set once the first request head (http) or the
+	// ClientHello (tls) arrived. Until then, for freshGrace after the
+	// accept, a drain lets the connection wait for it: its client connected
+	// to send one, perhaps just before the listener stopped accepting (a
+	// reload, an upgrade in place).
+	headSeen atomic.Bool
 
 	parkFields // the connection's state, and idle parking (park.go)
 	// tun is the tunnel of a tls connection once it is routed; the
@@ -269,7 +275,7 @@ func proxyHeaderLen(buf []byte) (int, error) {
 // instead.
 func (c *clientConn) enterIdle(now int64) bool {
 	c.parkFields.enterIdle(&c.sock.p.lingering, now)
-	if c.draining.Load() {
+	if c.draining.Load() && !c.inGrace(time.Now().UnixNano()) {
 		c.leaveIdle()
 		return false
 	}
@@ -291,6 +297,28 @@ func (c *clientConn) leaveIdle() (parkAsked bool) {
 // interrupting it now if it is idle, and closing it if it is parked.
 func (c *clientConn) drain() {
 	c.draining.Store(true)
+	if now := time.Now().UnixNano(); c.inGrace(now) {
+		// Interrupted once the grace is over, if still waiting.
+		time.AfterFunc(time.Duration(c.accepted+int64(freshGrace)-now), c.interrupt)
+		return
+	}
+	c.interrupt()
+}
+
+// freshGrace is how long a drain lets a new connection wait for its first
+// request or ClientHello: a client sends it within a round trip of
+// connecting.
+const freshGrace = time.Second
+
+// inGrace says whether a drain lets the connection wait for its first
+// request still.
+func (c *clientConn) inGrace(now int64) bool {
+	return !c.headSeen.Load() && now < c.accepted+int64(freshGrace)
+}
+
+// interrupt ends the idle wait of a draining connection, or releases it
+// from the parker to close.
+func (c *clientConn) interrupt() {
 	if c.state.CompareAndSwap(stParked, stBusy) {
 		go c.sock.p.park.release(c) // the caller holds the socket's lock, which done takes
 		return

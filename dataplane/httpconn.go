@@ -159,6 +159,9 @@ func (h *httpConn) serve(lg *listenerGen, first bool) (parked bool) {
 		case headEnd:
 			return false
 		}
+		if first {
+			h.headSeen.Store(true)
+		}
 		first = false
 		if !h.exchange() {
 			return

@@ -38,18 +38,53 @@ type listenSock struct {
 // inherit them: no per-connection setsockopt).
 func listenTCP(b Bind) (*net.TCPListener, error) {
 	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl(b)}
-	network := "tcp"
-	switch {
-	case b.Addr.Is4():
-		network = "tcp4"
-	case b.Addr.Is6():
-		network = "tcp6"
-	}
-	ln, err := lc.Listen(context.Background(), network, b.String())
+	ln, err := lc.Listen(context.Background(), bindNetwork(b), b.String())
 	if err != nil {
 		return nil, err
 	}
 	return ln.(*net.TCPListener), nil
+}
+
+// bindNetwork is the network a bind listens on: tcp4 or tcp6 for an
+// address, tcp (both) for a wildcard.
+func bindNetwork(b Bind) string {
+	switch {
+	case b.Addr.Is4():
+		return "tcp4"
+	case b.Addr.Is6():
+		return "tcp6"
+	}
+	return "tcp"
+}
+
+// listen opens the socket of key, or takes the one Options.Inherit has.
+func (p *Proxy) listen(key sockKey) (*net.TCPListener, error) {
+	if p.inherit != nil {
+		if ln := p.inherit(key.String()); ln != nil {
+			return ln, nil
+		}
+	}
+	return listenTCP(key.bind)
+}
+
+// ListenSocket is one listening socket of the running config.
+type ListenSocket struct {
+	// Key names it in Options.Inherit.
+	Key      string
+	Listener *net.TCPListener
+}
+
+// Sockets returns the listening sockets of the running config, for a
+// process that hands them to its successor (an upgrade in place). They
+// stay the proxy's: the caller duplicates them (File) and closes nothing.
+func (p *Proxy) Sockets() []ListenSocket {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]ListenSocket, 0, len(p.socks))
+	for k, s := range p.socks {
+		out = append(out, ListenSocket{Key: k.String(), Listener: s.ln})
+	}
+	return out
 }
 
 // Addr returns the bound address (the real port when the bind asked for 0).

@@ -31,6 +31,11 @@ type Options struct {
 	// OnServerHealth is called after a server changes state (health checks
 	// or connect failures). It must not block.
 	OnServerHealth func(backend, server string, up bool, reason string)
+	// Inherit, when set, is asked for each listening socket before the
+	// proxy opens one, by the key Sockets gives it: a socket the process
+	// this one replaces handed over (an upgrade in place), or nil to open
+	// a new one. The proxy owns what it returns.
+	Inherit func(key string) *net.TCPListener
 }
 
 // Proxy is the dataplane: listeners, routes and backends from a Config,
@@ -42,10 +47,11 @@ type Options struct {
 // called any number of times, before or while Run runs. Close stops at
 // once without draining.
 type Proxy struct {
-	log    *slog.Logger
-	access *slog.Logger
-	m      *metrics
-	onHC   func(backend, server string, up bool, reason string)
+	log     *slog.Logger
+	access  *slog.Logger
+	m       *metrics
+	onHC    func(backend, server string, up bool, reason string)
+	inherit func(key string) *net.TCPListener
 
 	bg       context.Context // ends when the proxy stops: checkers, drains
 	bgCancel context.CancelFunc
@@ -93,6 +99,16 @@ type sockKey struct {
 	name string
 }
 
+// String is the socket's key in Options.Inherit and Sockets: the network,
+// the bind, and the listener's name for port 0.
+func (k sockKey) String() string {
+	s := bindNetwork(k.bind) + " " + k.bind.String()
+	if k.name != "" {
+		s += " " + k.name
+	}
+	return s
+}
+
 func keyOf(l *Listener) sockKey {
 	if l.Bind.Port == 0 {
 		return sockKey{bind: l.Bind, name: l.Name}
@@ -134,6 +150,7 @@ func New(opts Options) *Proxy {
 		access:   opts.AccessLog,
 		m:        newMetrics(opts.Registry),
 		onHC:     opts.OnServerHealth,
+		inherit:  opts.Inherit,
 		socks:    map[sockKey]*listenSock{},
 		backends: map[string]*backendState{},
 		ready:    make(chan struct{}),
@@ -189,15 +206,14 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 		if _, ok := p.socks[key]; ok {
 			continue
 		}
-		ln, err := listenTCP(lg.cfg.Bind)
+		ln, err := p.listen(key)
 		if err != nil {
 			for _, s := range opened {
 				s.ln.Close()
 			}
 			p.m.reloads.WithLabelValues("failed").Inc()
 			p.m.lastReloadOK.Set(0)
-			return fmt.Errorf("dataplane: listener %q: cannot listen on %s: %w (the running config keeps serving; free the address or change the bind)",
-				lg.cfg.Name, lg.cfg.Bind, err)
+			return &BindError{Listener: lg.cfg.Name, Bind: lg.cfg.Bind, Err: err, Serving: p.applied}
 		}
 		opened[key] = &listenSock{p: p, bind: lg.cfg.Bind, ln: ln, conns: map[*clientConn]struct{}{}}
 	}

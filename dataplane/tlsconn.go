@@ -71,6 +71,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 			return false
 		}
 	}
+	c.headSeen.Store(true)
 	if len(lg.cfg.AcceptProxy) == 0 && c.sock.p.dials.has(c.peer, c.local) {
 		// Our own tunnel's server connection, its ClientHello read: a loop.
 		c.sock.p.loopDetected(loopSelfConn, lg.cfg.Name, c.peer, "", "a connection from this proxy's own dial")

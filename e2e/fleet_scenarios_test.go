@@ -229,10 +229,7 @@ func scenarioReloadsUnderLoad(t *testing.T, f *fleet) {
 		s.setRoute(routeSpec{name: fmt.Sprintf("x%d", i), hosts: []string{"x.lab"}, http: g})
 		return s
 	}
-	head, _ := f.commit(t, gen(0), "load: generation 0", true)
-	for _, n := range f.nodes {
-		n.waitLive(t, head, 5*time.Second)
-	}
+	f.commitLive(t, gen(0), "load: generation 0")
 
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
@@ -271,10 +268,7 @@ func scenarioReloadsUnderLoad(t *testing.T, f *fleet) {
 	}
 	start := time.Now()
 	for i := 1; i <= 20; i++ {
-		head, _ := f.commit(t, gen(i), fmt.Sprintf("load: generation %d", i), true)
-		for _, n := range f.nodes {
-			n.waitLive(t, head, 5*time.Second)
-		}
+		f.commitLive(t, gen(i), fmt.Sprintf("load: generation %d", i))
 	}
 	took := time.Since(start)
 	hold(200 * time.Millisecond)
@@ -385,10 +379,7 @@ func scenarioKillMaster(t *testing.T, f *fleet) {
 	// preempt: false: the returning node stays backup.
 	s := f.spec.clone()
 	s.instances[0].preempt = false
-	head, _ := f.commit(t, s, "preempt: false", true)
-	for _, n := range f.nodes {
-		n.waitLive(t, head, 5*time.Second)
-	}
+	f.commitLive(t, s, "preempt: false")
 	f.spec = s
 	n2.kill()
 	n1.d.waitState(t, "VI_1", "MASTER", 2*time.Second)
@@ -404,11 +395,8 @@ func scenarioKillMaster(t *testing.T, f *fleet) {
 	// preempt: true again: n2 takes over.
 	s = s.clone()
 	s.instances[0].preempt = true
-	head, _ = f.commit(t, s, "preempt: true", true)
+	f.commitLive(t, s, "preempt: true")
 	f.spec = s
-	for _, n := range f.nodes {
-		n.waitLive(t, head, 5*time.Second)
-	}
 	f.ready(t)
 	p.waitServedBy(t, "n2", 300*time.Millisecond, 3*time.Second)
 	f.mon.checkNoDualWithin(t, since, advert)
@@ -493,11 +481,8 @@ func scenarioBadCommits(t *testing.T, f *fleet) {
 	good := f.spec.clone()
 	good.setBackend(backendSpec{name: "last-good", servers: []string{"be6:80"}})
 	good.setRoute(routeSpec{name: "last-good", hosts: []string{"lastgood.lab"}, http: "last-good"})
-	goodHead, _ := f.commit(t, good, "the last good commit", true)
+	goodHead := f.commitLive(t, good, "the last good commit")
 	f.spec = good
-	for _, n := range f.nodes {
-		n.waitLive(t, goodHead, 5*time.Second)
-	}
 	bad := []struct {
 		name  string
 		spec  func() repoSpec

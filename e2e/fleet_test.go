@@ -121,15 +121,7 @@ func best(prio map[string]int) string {
 	return top
 }
 
-func (f *fleet) node(name string) *edgeNode {
-	for _, n := range f.nodes {
-		if n.name == name {
-			return n
-		}
-	}
-	f.t.Fatalf("no node %s", name)
-	return nil
-}
+func (f *fleet) node(name string) *edgeNode { return byName(f.t, f.nodes, name) }
 
 // nodeByAddr names the node with address a ("" if none).
 func (f *fleet) nodeByAddr(a string) string {
@@ -382,6 +374,17 @@ func (f *fleet) waitRouteAll(t testing.TB, host, backend string, since time.Time
 // commit renders spec, commits and pushes it (signed if sign) and sends
 // the webhook to every running node; it returns the commit and when the
 // webhooks went out.
+// commitLive commits spec signed and waits until every node runs it; it
+// returns the commit.
+func (f *fleet) commitLive(t testing.TB, spec repoSpec, msg string) string {
+	t.Helper()
+	head, _ := f.commit(t, spec, msg, true)
+	for _, n := range f.nodes {
+		n.waitLive(t, head, 5*time.Second)
+	}
+	return head
+}
+
 func (f *fleet) commit(t testing.TB, spec repoSpec, msg string, sign bool) (string, time.Time) {
 	t.Helper()
 	head := f.git.commit(t, f.render(spec), msg, sign)

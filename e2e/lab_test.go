@@ -24,9 +24,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-)
 
-var labSeq atomic.Int32
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
+)
 
 // lab is a segment of network namespaces: a switch namespace with a
 // bridge, nodes n1..nN (192.0.2.11.., eth0 on the bridge, a veth svc0
@@ -35,7 +35,7 @@ type lab struct {
 	t      testing.TB
 	prefix string
 	sw, cl string
-	made   []string // namespaces, deleted in reverse order
+	nss    *nstest.Set // namespaces, deleted in reverse order
 	nodes  []*labNode
 	mon    *vipMonitor
 }
@@ -66,11 +66,7 @@ func gitedgeBin(t testing.TB) string {
 
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return nstest.Run(t, name, args...)
 }
 
 func requireTools(t testing.TB, tools ...string) {
@@ -86,13 +82,9 @@ func requireTools(t testing.TB, tools ...string) {
 // whatever happens.
 func newLab(t testing.TB, nodes int) *lab {
 	requireTools(t, "ip", "bridge")
-	l := &lab{t: t, prefix: fmt.Sprintf("ge-%d-%d-", os.Getpid(), labSeq.Add(1))}
+	l := &lab{t: t, nss: nstest.NewSet(t, "ge-")}
+	l.prefix = l.nss.Prefix
 	l.sw, l.cl = l.prefix+"sw", l.prefix+"cl"
-	t.Cleanup(func() {
-		for _, ns := range slices.Backward(l.made) {
-			exec.Command("ip", "netns", "del", ns).Run()
-		}
-	})
 	l.addNS(l.sw)
 	run(t, "ip", "-n", l.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
 	run(t, "ip", "-n", l.sw, "link", "set", "br0", "up")
@@ -112,13 +104,7 @@ func newLab(t testing.TB, nodes int) *lab {
 	return l
 }
 
-func (l *lab) addNS(ns string) {
-	run(l.t, "ip", "netns", "add", ns)
-	l.made = append(l.made, ns)
-	run(l.t, "ip", "-n", ns, "link", "set", "lo", "up")
-	// No duplicate address detection: link-local addresses usable at once.
-	run(l.t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-}
+func (l *lab) addNS(ns string) { l.t.Helper(); l.nss.Add(ns) }
 
 // attach plugs namespace ns into the bridge with a veth whose end in ns
 // is eth0, with the given addresses.
@@ -149,14 +135,21 @@ func (l *lab) addHost(name string, addrs ...string) string {
 	return ns
 }
 
-func (l *lab) node(name string) *labNode {
-	for _, n := range l.nodes {
-		if n.name == name {
+func (l *lab) node(name string) *labNode { return byName(l.t, l.nodes, name) }
+
+func (n *labNode) nodeName() string { return n.name }
+
+// byName is the node called name, failing the test if there is none.
+func byName[N interface{ nodeName() string }](t testing.TB, nodes []N, name string) N {
+	t.Helper()
+	for _, n := range nodes {
+		if n.nodeName() == name {
 			return n
 		}
 	}
-	l.t.Fatalf("no node %s", name)
-	return nil
+	t.Fatalf("no node %s", name)
+	var none N
+	return none
 }
 
 // startProc starts a command in a namespace and kills it when the test ends.
@@ -172,10 +165,8 @@ func (l *lab) startProc(ns string, env []string, stdout, stderr io.Writer, name 
 // killed when the lab's test ends.
 func (l *lab) startProcDone(t testing.TB, ns string, env []string, stdout, stderr io.Writer, name string, args ...string) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := nstest.Command(ns, env, name, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// Children that inherited the output (git daemon's upload-packs) must
 	// not keep Wait from returning once the process itself has ended.
 	cmd.WaitDelay = time.Second
@@ -300,6 +291,18 @@ func (p *probes) waitServedBy(t testing.TB, node string, stable, timeout time.Du
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("client not served by %s for %v within %v; last probes: %s", node, stable, timeout, p.tail(30))
+}
+
+// wantOutage logs the client's outage since t0, after what happened
+// then, and fails the test if it is over limit (failure: what the error
+// says happened).
+func (p *probes) wantOutage(t testing.TB, t0 time.Time, limit time.Duration, what, failure string) {
+	t.Helper()
+	out := p.outage(t0, time.Now())
+	t.Logf("outage after %s: %v", what, out)
+	if out > limit {
+		t.Errorf("outage %v (over %v) after %s", out, limit, failure)
+	}
 }
 
 func (p *probes) servedBySince(node string, from, to time.Time) bool {

@@ -34,5 +34,10 @@ func (e *CapabilityError) Error() string {
 		e.Interface, b.String(), strings.Join(e.Missing, " and "), CapNetAdmin, CapNetRaw)
 }
 
+// Transient answers false: retrying cannot grant a capability (the
+// reconcile loop reports it as stalled instead of retrying it every few
+// seconds); a restart with the capability can.
+func (e *CapabilityError) Transient() bool { return false }
+
 // Unwrap makes errors.Is(err, os.ErrPermission) hold.
 func (e *CapabilityError) Unwrap() error { return syscall.EPERM }

@@ -96,6 +96,12 @@ func TestApplyNamesMissingCapabilities(t *testing.T) {
 			if !errors.Is(err, os.ErrPermission) {
 				t.Error("not an os.ErrPermission")
 			}
+			if te, ok := errors.AsType[interface {
+				error
+				Transient() bool
+			}](err); !ok || te.Transient() {
+				t.Error("not a terminal error: the reconcile loop would retry it every few seconds")
+			}
 			if s := states(m); len(s) != 0 {
 				t.Errorf("instances running: %v", s)
 			}

@@ -28,6 +28,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gitedge/gitedge/failover/vrrp"
+	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
 )
 
 // helperEnv makes the test binary a helper process instead of running
@@ -451,7 +453,7 @@ func (w *wireLog) from(src netip.Addr) []wireAdvert {
 // time at, whichever the caller asks (zero skips either).
 func (w *wireLog) waitFor(t *testing.T, src netip.Addr, n int, after time.Time, within time.Duration) {
 	t.Helper()
-	poll(t, within, func() string {
+	testkit.Poll(t, within, func() string {
 		got := w.from(src)
 		if len(got) < n {
 			return fmt.Sprintf("%d adverts from %v, want %d", len(got), src, n)
@@ -807,7 +809,7 @@ func TestNetnsUpgradeV2Keepalived(t *testing.T) { upgradeCase(t, 2, time.Second,
 
 func upgradeCase(t *testing.T, version int, iv time.Duration, bKind string) {
 	t.Parallel()
-	if !inNetns(t) {
+	if !nstest.InNetns(t) {
 		return
 	}
 	l := newHandoverLab(t, version, iv)
@@ -870,7 +872,7 @@ func upgradeCase(t *testing.T, version int, iv time.Duration, bKind string) {
 // leaves BACKUP.
 func TestNetnsUpgradeSuccessorFails(t *testing.T) {
 	t.Parallel()
-	if !inNetns(t) {
+	if !nstest.InNetns(t) {
 		return
 	}
 	iv := 100 * time.Millisecond

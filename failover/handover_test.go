@@ -12,8 +12,9 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // cmpAddrs compares netip values by value.
@@ -35,26 +36,15 @@ func upgraded(t *testing.T, old *mnode, s Snapshot, ready <-chan struct{}, log *
 	if err != nil {
 		t.Fatalf("parsing the snapshot just written: %v\n%s", err, b)
 	}
-	n := &mnode{sys: old.sys.successor()}
-	o := Options{System: n.sys, TrackProxy: true, Ready: ready, Inherit: &parsed, OnTransition: func(e Event) {
-		n.mu.Lock()
-		n.events = append(n.events, e)
-		n.mu.Unlock()
-	}}
+	o := Options{TrackProxy: true, Ready: ready, Inherit: &parsed}
 	if log != nil {
 		o.Logger = slog.New(slog.NewTextHandler(log, nil))
 	}
-	m, err := NewManager(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.m = m
-	t.Cleanup(func() { m.Close() })
-	return n
+	return newMnode(t, old.sys.successor(), o)
 }
 
 // reasoned renders events since t0 as "FROM>TO (reason)".
-func (n *mnode) reasoned(t0 time.Time) []string {
+func (n *recorder) reasoned(t0 time.Time) []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out []string
@@ -332,19 +322,7 @@ func TestHandoverMismatchStartsNormally(t *testing.T) {
 // ParseSnapshot would refuse.
 func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *testkit.SyncBuffer) *mnode {
 	t.Helper()
-	n := &mnode{sys: old.sys.successor()}
-	m, err := NewManager(Options{System: n.sys, Logger: slog.New(slog.NewTextHandler(log, nil)), Inherit: &s,
-		OnTransition: func(e Event) {
-			n.mu.Lock()
-			n.events = append(n.events, e)
-			n.mu.Unlock()
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.m = m
-	t.Cleanup(func() { m.Close() })
-	return n
+	return newMnode(t, old.sys.successor(), Options{Logger: slog.New(slog.NewTextHandler(log, nil)), Inherit: &s})
 }
 
 // The old process's side: Release needs a Handover first; AbortHandover

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -18,27 +17,30 @@ import (
 type mnode struct {
 	m   *Manager
 	sys *fakeSystem
-
-	mu     sync.Mutex
-	events []Event
+	recorder
 }
 
 // managed starts a Manager at addr on l and applies ins. Must be called
 // inside a synctest bubble; the Manager is closed at the end of the test.
 func managed(t *testing.T, l *lan, addr string, ins ...Instance) *mnode {
 	t.Helper()
-	n := &mnode{sys: newFakeSystemOn(l, addr)}
-	m, err := NewManager(Options{System: n.sys, TrackProxy: true, OnTransition: func(e Event) {
-		n.mu.Lock()
-		n.events = append(n.events, e)
-		n.mu.Unlock()
-	}})
+	n := newMnode(t, newFakeSystemOn(l, addr), Options{TrackProxy: true})
+	n.apply(t, ins...)
+	return n
+}
+
+// newMnode starts a Manager with o on sys, its transitions recorded; it
+// is closed at the end of the test.
+func newMnode(t *testing.T, sys *fakeSystem, o Options) *mnode {
+	t.Helper()
+	n := &mnode{sys: sys}
+	o.System, o.OnTransition = sys, n.record
+	m, err := NewManager(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.m = m
 	t.Cleanup(func() { m.Close() })
-	n.apply(t, ins...)
 	return n
 }
 
@@ -49,13 +51,7 @@ func (n *mnode) apply(t *testing.T, ins ...Instance) {
 	}
 }
 
-func (n *mnode) since(t0 time.Time) string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return eventLog(n.events, t0)
-}
-
-func (n *mnode) reasons(t0 time.Time) []string {
+func (n *recorder) reasons(t0 time.Time) []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out []string
@@ -119,180 +115,141 @@ const (
 	downAfter1s = 321484375 * time.Nanosecond
 )
 
+// pair starts the managed node at 192.0.2.11 with a and a peer at
+// 192.0.2.12 with peer, and lets them elect for a second.
+func pair(t *testing.T, a, peer Instance) (*lan, *mnode, *node) {
+	t.Helper()
+	l := &lan{}
+	m := managed(t, l, "192.0.2.11", a)
+	p := start(t, l, "192.0.2.12", peer)
+	time.Sleep(time.Second)
+	synctest.Wait()
+	return l, m, p
+}
+
+// change applies a and lets d pass; it returns when a was applied.
+func (n *mnode) change(t *testing.T, a Instance, d time.Duration) time.Time {
+	t.Helper()
+	t1 := time.Now()
+	n.apply(t, a)
+	time.Sleep(d)
+	synctest.Wait()
+	return t1
+}
+
+// wantQuiet fails if any of the nodes made a transition since t0.
+func wantQuiet(t *testing.T, t0 time.Time, nodes ...interface{ since(time.Time) string }) {
+	t.Helper()
+	var got string
+	for _, n := range nodes {
+		got += n.since(t0)
+	}
+	if got != "" {
+		t.Fatalf("transitions after the change: %s", got)
+	}
+}
+
+// wantNoDualHolds fails if a VIP was added while another node held it.
+func (l *lan) wantNoDualHolds(t *testing.T) {
+	t.Helper()
+	if d := l.dualHolds(); d != 0 {
+		t.Fatalf("VIP added %d times while the other node held it", d)
+	}
+}
+
 // A new priority goes out with the next advertisement, and the election
 // follows it by the RFC's rules (RFC 5798 §6.4.2, §6.4.3), never through
 // Initialize.
 func TestInPlacePriority(t *testing.T) {
-	t.Run("master raised", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
-			a := baseInstance(101)
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(100))
-			time.Sleep(time.Second)
-			synctest.Wait()
-			m.want(t, StateMaster)
-			t1 := time.Now()
-			a.Priority = 150
-			m.apply(t, a)
-			time.Sleep(time.Second)
-			synctest.Wait()
-			// The advert already scheduled (every 100ms from 360.546875ms)
-			// carries the new priority; nothing is sent at the change.
-			wantAdverts(t, m.tr(), t1,
-				"60.546875ms v3 prio=150 int=10 addrs=[192.0.2.10] to=224.0.0.18",
-				"160.546875ms v3 prio=150 int=10 addrs=[192.0.2.10] to=224.0.0.18")
-			m.inPlace(t, t1)
-			if got := m.since(t1) + p.since(t1); got != "" {
-				t.Fatalf("transitions after the change: %s", got)
-			}
-			if st := m.m.Status(); st[0].Priority != 150 {
-				t.Fatalf("status priority %d", st[0].Priority)
-			}
+	nopreempt := func(prio uint8) Instance {
+		in := baseInstance(prio)
+		in.Preempt = false
+		return in
+	}
+	tests := []struct {
+		name          string
+		a, peer       Instance // the managed node and its peer at start
+		to            uint8    // the managed node's new priority
+		wait          time.Duration
+		before, after State    // the managed node's, before and after the change
+		adverts       []string // its first adverts after the change
+		mWant, pWant  string   // transitions after the change
+	}{{
+		name: "master raised", a: baseInstance(101), peer: baseInstance(100), to: 150, wait: time.Second,
+		before: StateMaster, after: StateMaster,
+		// The advert already scheduled (every 100ms from 360.546875ms)
+		// carries the new priority; nothing is sent at the change.
+		adverts: []string{
+			"60.546875ms v3 prio=150 int=10 addrs=[192.0.2.10] to=224.0.0.18",
+			"160.546875ms v3 prio=150 int=10 addrs=[192.0.2.10] to=224.0.0.18"},
+	}, {
+		name: "master lowered below a preempting backup", a: baseInstance(101), peer: baseInstance(100), to: 90, wait: 2 * time.Second,
+		before: StateMaster, after: StateBackup,
+		// The backup hears 90 < 100 at 60.5ms and lets its
+		// Master_Down_Timer run out (§6.4.2, Preempt_Mode true); the
+		// master steps down on its advert, with one last advert.
+		adverts: []string{
+			"60.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18",
+			"160.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18",
+			"260.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18",
+			"321.484375ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18"},
+		mWant: "MASTER>BACKUP@" + downAfter1s.String(), pWant: "BACKUP>MASTER@" + downAfter1s.String(),
+	}, {
+		name: "master lowered, backup without preempt", a: baseInstance(101), peer: nopreempt(100), to: 90, wait: 3 * time.Second,
+		before: StateMaster, after: StateMaster,
+		adverts: []string{"60.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18"},
+	}, {
+		name: "backup raised above the master", a: baseInstance(100), peer: baseInstance(101), to: 150, wait: 2 * time.Second,
+		before: StateBackup, after: StateMaster,
+		// The master's next advert (101 < 150) no longer resets the
+		// Master_Down_Timer; it runs out and we preempt.
+		adverts: []string{"321.484375ms v3 prio=150 int=10 addrs=[192.0.2.10] to=224.0.0.18"},
+		mWant:   "BACKUP>MASTER@" + downAfter1s.String(), pWant: "MASTER>BACKUP@" + downAfter1s.String(),
+	}, {
+		name: "backup raised, no preempt", a: nopreempt(100), peer: baseInstance(101), to: 150, wait: 3 * time.Second,
+		before: StateBackup, after: StateBackup,
+	}, {
+		// The owner preempts all the same (§6.1).
+		name: "backup made the address owner", a: nopreempt(100), peer: baseInstance(101), to: 255, wait: time.Second,
+		before: StateBackup, after: StateMaster,
+		// Our advert at once; the master releases the VIP on it, and we
+		// take it after the 50ms grace (its confirmation is dropped: the
+		// owner discards every advert, §7.1).
+		adverts: []string{
+			"0s v3 prio=255 int=10 addrs=[192.0.2.10] to=224.0.0.18",
+			"50ms v3 prio=255 int=10 addrs=[192.0.2.10] to=224.0.0.18",
+			"150ms v3 prio=255 int=10 addrs=[192.0.2.10] to=224.0.0.18"},
+		mWant: "BACKUP>MASTER@50ms", pWant: "MASTER>BACKUP@0s",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a := tt.a
+				l, m, p := pair(t, a, tt.peer)
+				m.want(t, tt.before)
+				a.Priority = tt.to
+				t1 := m.change(t, a, tt.wait)
+				wantAdverts(t, m.tr(), t1, tt.adverts...)
+				if got := m.since(t1); got != tt.mWant {
+					t.Fatalf("managed node transitions %q, want %q", got, tt.mWant)
+				}
+				if got := p.since(t1); got != tt.pWant {
+					t.Fatalf("peer transitions %q, want %q", got, tt.pWant)
+				}
+				m.inPlace(t, t1)
+				m.want(t, tt.after)
+				if tt.after == StateMaster {
+					wantState(t, p, StateBackup)
+				} else {
+					wantState(t, p, StateMaster)
+				}
+				l.wantNoDualHolds(t)
+				if st := m.m.Status(); st[0].Priority != tt.to {
+					t.Fatalf("status priority %d", st[0].Priority)
+				}
+			})
 		})
-	})
-	t.Run("master lowered below a preempting backup", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
-			a := baseInstance(101)
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(100))
-			time.Sleep(time.Second)
-			synctest.Wait()
-			t1 := time.Now()
-			a.Priority = 90
-			m.apply(t, a)
-			time.Sleep(2 * time.Second)
-			synctest.Wait()
-			// The backup hears 90 < 100 at 60.5ms and lets its
-			// Master_Down_Timer run out (§6.4.2, Preempt_Mode true); the
-			// master steps down on its advert, with one last advert.
-			wantAdverts(t, m.tr(), t1,
-				"60.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18",
-				"160.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18",
-				"260.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18",
-				"321.484375ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18")
-			if got, want := m.since(t1), "MASTER>BACKUP@"+downAfter1s.String(); got != want {
-				t.Fatalf("managed node transitions %q, want %q", got, want)
-			}
-			if got, want := p.since(t1), "BACKUP>MASTER@"+downAfter1s.String(); got != want {
-				t.Fatalf("peer transitions %q, want %q", got, want)
-			}
-			m.inPlace(t, t1)
-			m.want(t, StateBackup)
-			wantState(t, p, StateMaster)
-			if d := l.dualHolds(); d != 0 {
-				t.Fatalf("VIP added %d times while the other node held it", d)
-			}
-		})
-	})
-	t.Run("master lowered, backup without preempt", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
-			a := baseInstance(101)
-			m := managed(t, l, "192.0.2.11", a)
-			pin := baseInstance(100)
-			pin.Preempt = false
-			p := start(t, l, "192.0.2.12", pin)
-			time.Sleep(time.Second)
-			synctest.Wait()
-			t1 := time.Now()
-			a.Priority = 90
-			m.apply(t, a)
-			time.Sleep(3 * time.Second)
-			synctest.Wait()
-			if got := m.since(t1) + p.since(t1); got != "" {
-				t.Fatalf("transitions after the change: %s", got)
-			}
-			m.want(t, StateMaster)
-			wantAdverts(t, m.tr(), t1, "60.546875ms v3 prio=90 int=10 addrs=[192.0.2.10] to=224.0.0.18")
-			m.inPlace(t, t1)
-		})
-	})
-	t.Run("backup raised above the master", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
-			a := baseInstance(100)
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(101))
-			time.Sleep(time.Second)
-			synctest.Wait()
-			m.want(t, StateBackup)
-			t1 := time.Now()
-			a.Priority = 150
-			m.apply(t, a)
-			time.Sleep(2 * time.Second)
-			synctest.Wait()
-			// The master's next advert (101 < 150) no longer resets the
-			// Master_Down_Timer; it runs out and we preempt.
-			if got, want := m.since(t1), "BACKUP>MASTER@"+downAfter1s.String(); got != want {
-				t.Fatalf("managed node transitions %q, want %q", got, want)
-			}
-			if got, want := p.since(t1), "MASTER>BACKUP@"+downAfter1s.String(); got != want {
-				t.Fatalf("peer transitions %q, want %q", got, want)
-			}
-			wantAdverts(t, m.tr(), t1, "321.484375ms v3 prio=150 int=10 addrs=[192.0.2.10] to=224.0.0.18")
-			m.inPlace(t, t1)
-			m.want(t, StateMaster)
-			if d := l.dualHolds(); d != 0 {
-				t.Fatalf("VIP added %d times while the other node held it", d)
-			}
-		})
-	})
-	t.Run("backup raised, no preempt", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
-			a := baseInstance(100)
-			a.Preempt = false
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(101))
-			time.Sleep(time.Second)
-			synctest.Wait()
-			t1 := time.Now()
-			a.Priority = 150
-			m.apply(t, a)
-			time.Sleep(3 * time.Second)
-			synctest.Wait()
-			if got := m.since(t1) + p.since(t1); got != "" {
-				t.Fatalf("transitions after the change: %s", got)
-			}
-			m.want(t, StateBackup)
-			m.inPlace(t, t1)
-		})
-	})
-	t.Run("backup made the address owner", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
-			a := baseInstance(100)
-			a.Preempt = false // the owner preempts all the same (§6.1)
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(101))
-			time.Sleep(time.Second)
-			synctest.Wait()
-			t1 := time.Now()
-			a.Priority = 255
-			m.apply(t, a)
-			time.Sleep(time.Second)
-			synctest.Wait()
-			// Our advert at once; the master releases the VIP on it, and we
-			// take it after the 50ms grace (its confirmation is dropped: the
-			// owner discards every advert, §7.1).
-			wantAdverts(t, m.tr(), t1,
-				"0s v3 prio=255 int=10 addrs=[192.0.2.10] to=224.0.0.18",
-				"50ms v3 prio=255 int=10 addrs=[192.0.2.10] to=224.0.0.18",
-				"150ms v3 prio=255 int=10 addrs=[192.0.2.10] to=224.0.0.18")
-			if got, want := m.since(t1), "BACKUP>MASTER@50ms"; got != want {
-				t.Fatalf("managed node transitions %q, want %q", got, want)
-			}
-			if got, want := p.since(t1), "MASTER>BACKUP@0s"; got != want {
-				t.Fatalf("peer transitions %q, want %q", got, want)
-			}
-			m.inPlace(t, t1)
-			if d := l.dualHolds(); d != 0 {
-				t.Fatalf("VIP added %d times while the other node held it", d)
-			}
-		})
-	})
+	}
 }
 
 // preempt and preemptDelay change on a backup under a lower-priority
@@ -326,11 +283,8 @@ func TestInPlacePreempt(t *testing.T) {
 				time.Sleep(time.Second)
 				synctest.Wait()
 				m.want(t, StateBackup)
-				t1 := time.Now()
 				tt.after(&a)
-				m.apply(t, a)
-				time.Sleep(15 * time.Second)
-				synctest.Wait()
+				t1 := m.change(t, a, 15*time.Second)
 				if got := m.since(t1); got != tt.want {
 					t.Fatalf("transitions %q, want %q", got, tt.want)
 				}
@@ -355,12 +309,8 @@ var (
 func TestInPlaceVIPs(t *testing.T) {
 	t.Run("master", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
 			a := baseInstance(101)
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(100))
-			time.Sleep(time.Second)
-			synctest.Wait()
+			l, m, p := pair(t, a, baseInstance(100))
 			t0 := time.Now()
 			a.VIPs = []netip.Prefix{vip, vip2}
 			m.apply(t, a)
@@ -388,30 +338,19 @@ func TestInPlaceVIPs(t *testing.T) {
 				t.Fatalf("announcements %q", got)
 			}
 			m.inPlace(t, t0)
-			if got := m.since(t0) + p.since(t0); got != "" {
-				t.Fatalf("transitions after the change: %s", got)
-			}
+			wantQuiet(t, t0, m, p)
 			if st := m.m.Status(); !slices.Equal(st[0].VIPs, []string{"192.0.2.20/24", "192.0.2.30/24"}) {
 				t.Fatalf("status VIPs %v", st[0].VIPs)
 			}
-			if d := l.dualHolds(); d != 0 {
-				t.Fatalf("VIP added %d times while the other node held it", d)
-			}
+			l.wantNoDualHolds(t)
 		})
 	})
 	t.Run("backup", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			l := &lan{}
 			a := baseInstance(100)
-			m := managed(t, l, "192.0.2.11", a)
-			p := start(t, l, "192.0.2.12", baseInstance(101))
-			time.Sleep(time.Second)
-			synctest.Wait()
-			t0 := time.Now()
+			_, m, p := pair(t, a, baseInstance(101))
 			a.VIPs = []netip.Prefix{vip2}
-			m.apply(t, a)
-			time.Sleep(time.Second)
-			synctest.Wait()
+			t0 := m.change(t, a, time.Second)
 			m.want(t, StateBackup)
 			if len(m.fx().burstLog(t0)) != 0 || len(m.tr().sentSince(t0)) != 0 {
 				t.Fatalf("a backup announced or advertised on a VIP change")
@@ -436,17 +375,10 @@ func TestInPlaceVIPs(t *testing.T) {
 // (RFC 5798 §6.4.2).
 func TestInPlaceAdvertInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := &lan{}
 		a := baseInstance(101)
-		m := managed(t, l, "192.0.2.11", a)
-		p := start(t, l, "192.0.2.12", baseInstance(100))
-		time.Sleep(time.Second)
-		synctest.Wait()
-		t1 := time.Now()
+		l, m, p := pair(t, a, baseInstance(100))
 		a.AdvertInterval = 200 * time.Millisecond
-		m.apply(t, a)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		t1 := m.change(t, a, time.Second)
 		wantAdverts(t, m.tr(), t1,
 			"60.546875ms v3 prio=101 int=20 addrs=[192.0.2.10] to=224.0.0.18",
 			"260.546875ms v3 prio=101 int=20 addrs=[192.0.2.10] to=224.0.0.18",
@@ -481,11 +413,8 @@ func TestInPlaceAuthAndUnicastPeers(t *testing.T) {
 			time.Sleep(5 * time.Second)
 			synctest.Wait()
 			m.want(t, StateMaster)
-			t1 := time.Now()
 			a.AuthPass = "new"
-			m.apply(t, a)
-			time.Sleep(time.Second)
-			synctest.Wait()
+			t1 := m.change(t, a, time.Second)
 			wantAdverts(t, m.tr(), t1, "605.46875ms v2 prio=101 int=1 addrs=[192.0.2.10] to=224.0.0.18 pass=new")
 			if d := p.r.Counters().Drops[DropAuth]; d != 1 {
 				t.Fatalf("the peer with the old password dropped %d adverts, want 1", d)
@@ -501,11 +430,8 @@ func TestInPlaceAuthAndUnicastPeers(t *testing.T) {
 			m := managed(t, l, "192.0.2.11", a)
 			time.Sleep(time.Second)
 			synctest.Wait()
-			t1 := time.Now()
 			a.UnicastPeers = []netip.Addr{addr2, peer}
-			m.apply(t, a)
-			time.Sleep(100 * time.Millisecond)
-			synctest.Wait()
+			t1 := m.change(t, a, 100*time.Millisecond)
 			wantAdverts(t, m.tr(), t1,
 				"60.546875ms v3 prio=101 int=10 addrs=[192.0.2.10] to=192.0.2.12",
 				"60.546875ms v3 prio=101 int=10 addrs=[192.0.2.10] to=192.0.2.13")
@@ -568,20 +494,14 @@ func TestInPlaceGARP(t *testing.T) {
 		m := managed(t, l, "192.0.2.11", a)
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
-		t1 := time.Now()
 		a.GARP.Refresh = 20 * time.Second
 		a.GARP.Repeat = 2
-		m.apply(t, a)
-		time.Sleep(45 * time.Second)
-		synctest.Wait()
+		t1 := m.change(t, a, 45*time.Second)
 		if got := m.fx().burstLog(t1); !slices.Equal(got, []string{"1×[192.0.2.10/24]@20s", "1×[192.0.2.10/24]@40s"}) {
 			t.Fatalf("announcements after the change %q", got)
 		}
-		t2 := time.Now()
 		a.GARP.Refresh = 0
-		m.apply(t, a)
-		time.Sleep(2 * time.Minute)
-		synctest.Wait()
+		t2 := m.change(t, a, 2*time.Minute)
 		if got := m.fx().burstLog(t2); len(got) != 0 {
 			t.Fatalf("refresh turned off, still announced %q", got)
 		}
@@ -646,10 +566,7 @@ func TestApplyRestartsOnlyWhatNeedsIt(t *testing.T) {
 				m := managed(t, &lan{}, "192.0.2.11", a)
 				time.Sleep(5 * time.Second)
 				synctest.Wait()
-				t1 := time.Now()
-				m.apply(t, b)
-				time.Sleep(5 * time.Second)
-				synctest.Wait()
+				t1 := m.change(t, b, 5*time.Second)
 				stopped := slices.Contains(m.reasons(t1), "stopped")
 				if c := m.sys.openCount("VI_1"); stopped != tt.restart || (c == 2) != tt.restart {
 					t.Fatalf("restart %v (opened %d times, transitions %s), want %v", stopped, c, m.since(t1), tt.restart)

@@ -1,16 +1,11 @@
 package failover
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,57 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gitedge/gitedge/failover/vrrp"
+	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
 )
-
-const netnsChildEnv = "GITEDGE_FAILOVER_NETNS_TEST"
-
-// inNetns runs the calling test again in a child process of the test
-// binary, in a network namespace of its own that ends with the process
-// (nothing to clean up, no name to collide with another run), and fails
-// with the child's output when the child fails. It returns true in the
-// child, where the test body runs. Root only.
-func inNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(netnsChildEnv) == t.Name() {
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace (make test runs as root)")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), netnsChildEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("in a network namespace: %v\n%s", err, out)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-		t.Fatalf("the child did not run %s:\n%s", t.Name(), out)
-	}
-	if testing.Verbose() {
-		t.Logf("in a network namespace:\n%s", out)
-	}
-	return false
-}
-
-// poll calls f until it returns "" or the deadline passes, then fails
-// with its last answer.
-func poll(t *testing.T, within time.Duration, f func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		msg := f()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // advertCapture reads the VRRP adverts leaving an interface, from an
 // AF_PACKET socket that sees outgoing frames.
@@ -148,7 +95,7 @@ func vipsOn(t *testing.T, l netlink.Link) (addrs []string, lifetimes map[string]
 // wire carry the new values, the VIP lifetime follows the interval, no
 // INIT), and a new VRID restarts it.
 func TestNetnsInPlace(t *testing.T) {
-	if !inNetns(t) {
+	if !nstest.InNetns(t) {
 		return
 	}
 	// vr0 with 192.0.2.11/24; its peer vr1 (up, nothing on it) carries
@@ -174,28 +121,13 @@ func TestNetnsInPlace(t *testing.T) {
 	}
 	capture := captureAdverts(t, l.Attrs().Index)
 
-	var mu sync.Mutex
-	var events []Event
-	m, err := NewManager(Options{OnTransition: func(e Event) {
-		mu.Lock()
-		events = append(events, e)
-		mu.Unlock()
-	}})
+	var rec recorder
+	m, err := NewManager(Options{OnTransition: rec.record})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	log := func(since time.Time) string {
-		mu.Lock()
-		defer mu.Unlock()
-		var out []string
-		for _, e := range events {
-			if !e.At.Before(since) {
-				out = append(out, fmt.Sprintf("%s>%s (%s)", e.From, e.To, e.Reason))
-			}
-		}
-		return strings.Join(out, ", ")
-	}
+	log := func(since time.Time) string { return strings.Join(rec.reasoned(since), ", ") }
 	apply := func(in Instance) {
 		t.Helper()
 		if err := m.Apply(context.Background(), Config{Instances: []Instance{in}}); err != nil {
@@ -218,7 +150,7 @@ func TestNetnsInPlace(t *testing.T) {
 	a := baseInstance(100)
 	a.Interface = "vr0"
 	apply(a)
-	poll(t, 5*time.Second, master)
+	testkit.Poll(t, 5*time.Second, master)
 	wantVIPs("192.0.2.10/24")
 	if _, lt := vipsOn(t, l); lt["192.0.2.10/24"] > 3 {
 		t.Fatalf("VIP lifetime %ds at a 100ms interval, want at most 3s", lt["192.0.2.10/24"])
@@ -234,7 +166,7 @@ func TestNetnsInPlace(t *testing.T) {
 	}
 	// Renewed after that advert with the lifetime of a 500ms interval:
 	// 2×(1.5s+0.5s)+1s = 5s.
-	poll(t, time.Second, func() string {
+	testkit.Poll(t, time.Second, func() string {
 		if _, lt := vipsOn(t, l); lt["192.0.2.20/24"] != 5 && lt["192.0.2.20/24"] != 4 {
 			return fmt.Sprintf("lifetimes %v, want 5s", lt)
 		}
@@ -256,7 +188,7 @@ func TestNetnsInPlace(t *testing.T) {
 	t2 := time.Now()
 	a.VRID = 34
 	apply(a)
-	poll(t, 10*time.Second, master)
+	testkit.Poll(t, 10*time.Second, master)
 	if got, want := log(t2), "MASTER>INIT (stopped), INIT>BACKUP (startup), BACKUP>MASTER (master down timer expired)"; got != want {
 		t.Fatalf("transitions after a VRID change %q, want %q", got, want)
 	}

@@ -153,20 +153,11 @@ func linkUp(l netlink.Link) bool {
 }
 
 // Watch follows link and address changes over netlink until ctx is done,
-// resubscribing if the kernel drops the subscription.
+// resubscribing with backoff if the kernel drops or refuses the
+// subscription.
 func (LinuxSystem) Watch(ctx context.Context, w Watcher) error {
-	for {
-		err := watchOnce(ctx, w)
-		if ctx.Err() != nil {
-			return nil
-		}
-		w.Error(fmt.Errorf("netlink subscription ended, resubscribing: %w", err))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	resubscribe(ctx, w, watchOnce, watchMinWait, watchMaxWait)
+	return nil
 }
 
 func watchOnce(ctx context.Context, w Watcher) error {

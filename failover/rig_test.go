@@ -233,9 +233,20 @@ type node struct {
 	fx     *memEffects
 	cancel context.CancelFunc
 	done   chan struct{}
+	recorder
+}
 
+// recorder keeps the transitions a Router or Manager reports through
+// OnTransition (its record method).
+type recorder struct {
 	mu     sync.Mutex
 	events []Event
+}
+
+func (r *recorder) record(e Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
 }
 
 var vip = netip.MustParsePrefix("192.0.2.10/24")
@@ -251,11 +262,7 @@ func baseInstance(prio uint8) Instance {
 func start(t *testing.T, l *lan, addr string, in Instance) *node {
 	t.Helper()
 	n := &node{tr: l.port(addr), fx: l.effects(), done: make(chan struct{})}
-	r, err := NewRouter(in, RouterOptions{Transport: n.tr, Effects: n.fx, OnTransition: func(e Event) {
-		n.mu.Lock()
-		n.events = append(n.events, e)
-		n.mu.Unlock()
-	}})
+	r, err := NewRouter(in, RouterOptions{Transport: n.tr, Effects: n.fx, OnTransition: n.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,9 +285,9 @@ func (n *node) stop() {
 	<-n.done
 }
 
-// transitions renders the node's transitions as "INIT>BACKUP@0s" lines
+// transitions renders all the transitions as "INIT>BACKUP@0s" lines
 // relative to t0.
-func (n *node) transitions(t0 time.Time) string {
+func (n *recorder) transitions(t0 time.Time) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var b strings.Builder
@@ -290,7 +297,7 @@ func (n *node) transitions(t0 time.Time) string {
 	return strings.TrimSpace(b.String())
 }
 
-func (n *node) lastEvent() Event {
+func (n *recorder) lastEvent() Event {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(n.events) == 0 {
@@ -347,8 +354,8 @@ func eventLog(events []Event, t0 time.Time) string {
 	return strings.TrimSpace(b.String())
 }
 
-// since renders the node's transitions at or after t0.
-func (n *node) since(t0 time.Time) string {
+// since renders the transitions at or after t0.
+func (n *recorder) since(t0 time.Time) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return eventLog(n.events, t0)

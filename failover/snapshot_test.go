@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // goldenSnapshot is testdata/handover/snapshot-v1.json as Go values: a

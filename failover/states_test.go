@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -161,13 +160,8 @@ VI_3 stopped opens=1 holds=[] last advert: v3 prio=0 int=10 addrs=[192.0.2.30] t
 	}
 	synctest.Test(t, func(t *testing.T) {
 		sys := newFakeSystem()
-		var mu sync.Mutex
-		var events []Event
-		m, err := NewManager(Options{System: sys, OnTransition: func(e Event) {
-			mu.Lock()
-			events = append(events, e)
-			mu.Unlock()
-		}})
+		var rec recorder
+		m, err := NewManager(Options{System: sys, OnTransition: rec.record})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,9 +173,9 @@ VI_3 stopped opens=1 holds=[] last advert: v3 prio=0 int=10 addrs=[192.0.2.30] t
 			}
 			time.Sleep(2 * time.Second)
 			synctest.Wait()
-			mu.Lock()
-			got := dumpManager(m, sys, events, t0)
-			mu.Unlock()
+			rec.mu.Lock()
+			got := dumpManager(m, sys, rec.events, t0)
+			rec.mu.Unlock()
 			if want := strings.TrimSpace(s.want); got != want {
 				t.Fatalf("%s:\n got:\n%s\nwant:\n%s", s.name, got, want)
 			}

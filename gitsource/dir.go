@@ -240,8 +240,8 @@ func (d *Dir) Next(ctx context.Context) (Revision, error) {
 				e.Source = d.cfg.Dir
 			}
 			d.m.errors.WithLabelValues(string(e.Step), e.Reason).Inc()
-			d.log.Warn("reading the directory", "err", err)
-			return Revision{}, e
+			d.log.Warn("reading the directory", "trigger", string(t.Kind), "err", err)
+			return Revision{Trigger: t}, e
 		}
 		if sum == d.last {
 			d.m.skipped.Inc()

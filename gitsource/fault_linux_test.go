@@ -103,9 +103,7 @@ func TestStateDirFull(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			u := newUpstream(t)
-			c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-			u.push("main")
+			u, c1 := upstreamOne(t)
 			url := tc.url(t, u)
 			state := tmpfs(t, 8<<20)
 			cfg := Config{URL: url, StateDir: state, Timeout: 10 * time.Second, RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond}
@@ -124,10 +122,9 @@ func TestStateDirFull(t *testing.T) {
 			g2, reg := newSource(t, cfg) // the node starts again
 			start := time.Now()
 			rev := next(t, g2)
-			var stale *Error
-			if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonDiskFull || !stale.Transient() ||
-				!strings.Contains(rev.Trigger.Detail, "from cache: disk full") {
-				t.Fatalf("restart on a full disk: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+			stale := servedFromCache(t, "restart on a full disk", rev, c1, ReasonDiskFull, "from cache: disk full")
+			if !stale.Transient() {
+				t.Fatalf("restart on a full disk: %v is not transient", stale)
 			}
 			t.Logf("cached commit handed over %s after start: %v", time.Since(start).Round(time.Millisecond), rev.Stale)
 			if !strings.Contains(stale.Error(), "state directory "+state+" is full") || strings.Contains(stale.Error(), "unreachable") {
@@ -162,13 +159,9 @@ func TestStateDirFull(t *testing.T) {
 // the cached commit, the restart serves it without writing anything.
 func TestStateDirFullSameHead(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, c1 := upstreamOne(t)
 	state := tmpfs(t, 4<<20)
-	g1, _ := newSource(t, Config{URL: u.bare, StateDir: state})
-	next(t, g1)
-	g1.storage.Close()
+	primeCache(t, Config{URL: u.bare, StateDir: state})
 	fill(t, state)
 	g2, _ := newSource(t, Config{URL: u.bare, StateDir: state})
 	if rev := next(t, g2); rev.Commit != c1 || rev.Stale != nil {
@@ -180,13 +173,9 @@ func TestStateDirFullSameHead(t *testing.T) {
 // as such and the cached commit is served.
 func TestStateDirReadOnly(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, c1 := upstreamOne(t)
 	state := tmpfs(t, 8<<20)
-	g1, _ := newSource(t, Config{URL: u.bare, StateDir: state})
-	next(t, g1)
-	g1.storage.Close()
+	primeCache(t, Config{URL: u.bare, StateDir: state})
 	u.commit("two", map[string]string{"a.yaml": "two\n"})
 	u.push("main")
 	if err := unix.Mount("", state, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
@@ -194,10 +183,7 @@ func TestStateDirReadOnly(t *testing.T) {
 	}
 	g2, _ := newSource(t, Config{URL: u.bare, StateDir: state})
 	rev := next(t, g2)
-	var stale *Error
-	if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonReadOnly || !strings.Contains(rev.Trigger.Detail, "read-only") {
-		t.Fatalf("read-only state directory: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
-	}
+	servedFromCache(t, "read-only state directory", rev, c1, ReasonReadOnly, "read-only")
 }
 
 // TestRepositoryGone: a remote that answers "repository not found" (moved,
@@ -215,24 +201,16 @@ func TestRepositoryGone(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			u := newUpstream(t)
-			c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-			u.push("main")
+			u, c1 := upstreamOne(t)
 			url := tc.url(t, u)
 			state := t.TempDir()
-			g1, _ := newSource(t, Config{URL: url, StateDir: state})
-			next(t, g1)
-			g1.storage.Close()
+			primeCache(t, Config{URL: url, StateDir: state})
 			if err := os.Rename(u.bare, u.bare+".moved"); err != nil {
 				t.Fatal(err)
 			}
 			g2, _ := newSource(t, Config{URL: url, StateDir: state})
 			rev := next(t, g2)
-			var stale *Error
-			if rev.Commit != c1 || !errors.As(rev.Stale, &stale) || stale.Reason != ReasonNotFound ||
-				!strings.Contains(rev.Trigger.Detail, "from cache: repository or ref not found") {
-				t.Fatalf("restart with the repository gone: %s %q, stale: %v", short(rev.Commit), rev.Trigger.Detail, rev.Stale)
-			}
+			servedFromCache(t, "restart with the repository gone", rev, c1, ReasonNotFound, "from cache: repository or ref not found")
 		})
 	}
 }
@@ -242,9 +220,7 @@ func TestRepositoryGone(t *testing.T) {
 // deadline instead of hanging, and a restart meanwhile serves the cache.
 func TestLocalFetchStalls(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	c1 := u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, c1 := upstreamOne(t)
 	state := t.TempDir()
 	cfg := Config{URL: u.bare, StateDir: state, Timeout: time.Second, RetryMin: time.Minute, RetryMax: time.Minute}
 	g, _ := newSource(t, cfg)
@@ -286,9 +262,7 @@ func TestLocalFetchStalls(t *testing.T) {
 // nothing.
 func TestStateDirFirstStart(t *testing.T) {
 	t.Parallel()
-	u := newUpstream(t)
-	u.commit("one", map[string]string{"a.yaml": "one\n"})
-	u.push("main")
+	u, _ := upstreamOne(t)
 	for _, tc := range []struct {
 		name   string
 		spoil  func(t *testing.T, dir string)

@@ -164,7 +164,13 @@ func (g *Git) Next(ctx context.Context) (Revision, error) {
 			}
 			g.failed(err)
 			if rev.Commit == "" {
-				return Revision{}, err
+				// What was looked at and why, for the loop's log and
+				// status: the refused commit when one was seen.
+				failed := Revision{Trigger: t}
+				if e, ok := errors.AsType[*Error](err); ok {
+					failed.Commit = e.Commit
+				}
+				return failed, err
 			}
 			// The cached last good commit, handed over despite err.
 			changed = true

@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The real git servers and tools the tests drive. They must be installed
@@ -129,18 +130,6 @@ func (u *upstream) push(args ...string) {
 	u.git(append([]string{"push", "-q", "origin"}, args...)...)
 }
 
-// freePort returns a loopback port that was free a moment ago, for servers
-// that cannot be handed a listener (git daemon, sshd).
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // waitListening waits until something accepts on addr or the process
 // exits; bounded at 10s.
 func waitListening(t testing.TB, addr string, exited <-chan struct{}) {
@@ -159,6 +148,38 @@ func waitListening(t testing.TB, addr string, exited <-chan struct{}) {
 		}
 	}
 	t.Fatalf("nothing listens on %s after 10s", addr)
+}
+
+// upstreamOne is an upstream whose main holds one commit (a.yaml "one\n"),
+// returned too.
+func upstreamOne(t testing.TB) (*upstream, string) {
+	t.Helper()
+	u := newUpstream(t)
+	c := u.commit("one", map[string]string{"a.yaml": "one\n"})
+	u.push("main")
+	return u, c
+}
+
+// primeCache fetches once with cfg and closes the source's storage, as a
+// node that stops: its state directory holds the commit for a restart.
+func primeCache(t testing.TB, cfg Config) *Git {
+	t.Helper()
+	g, _ := newSource(t, cfg)
+	next(t, g)
+	g.storage.Close()
+	return g
+}
+
+// servedFromCache checks that rev, after a restart, is the cached commit
+// c marked stale for reason, with detail in its trigger's detail; it
+// returns the stale error.
+func servedFromCache(t testing.TB, what string, rev Revision, c, reason, detail string) *Error {
+	t.Helper()
+	var stale *Error
+	if rev.Commit != c || !errors.As(rev.Stale, &stale) || stale.Reason != reason || !strings.Contains(rev.Trigger.Detail, detail) {
+		t.Fatalf("%s: %s %q, stale: %v", what, short(rev.Commit), rev.Trigger.Detail, rev.Stale)
+	}
+	return stale
 }
 
 // startProcess runs a server process until the test ends.
@@ -188,10 +209,10 @@ func startProcess(t testing.TB, addr string, env []string, name string, args ...
 func startGitDaemon(t testing.TB, root string) string {
 	t.Helper()
 	need(t, gitDaemonBin)
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := testkit.FreePort(t)
+	_, port, _ := net.SplitHostPort(addr)
 	startProcess(t, addr, gitEnv(t), gitDaemonBin, "--export-all", "--base-path="+root,
-		fmt.Sprintf("--port=%d", port), "--listen=127.0.0.1", "--reuseaddr", root)
+		"--port="+port, "--listen=127.0.0.1", "--reuseaddr", root)
 	return fmt.Sprintf("git://%s/repo.git", addr)
 }
 
@@ -333,6 +354,13 @@ func nextErr(t testing.TB, s interface {
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("Next: error %T %v is not a *gitsource.Error", err, err)
+	}
+	// The failed look still says what it looked at and why, for the
+	// loop's log and /status (they used to get an empty commit and
+	// trigger).
+	if rev.Commit != e.Commit || rev.Trigger.Kind == "" || rev.Files != nil {
+		t.Errorf("Next: with error %v, revision commit %q trigger %q files %v; want commit %q (the error's), a trigger, no files",
+			err, rev.Commit, rev.Trigger.Kind, rev.Files != nil, e.Commit)
 	}
 	return e
 }

@@ -3,13 +3,13 @@ package gitsource
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"slices"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/gitedge/gitedge/internal/memfile"
 )
 
 // MemFS is a read-only file tree held in memory: the files of one commit
@@ -73,7 +73,7 @@ func (m *MemFS) Links() int { return len(m.links) }
 func (m *MemFS) index() {
 	m.once.Do(func() {
 		seen := map[string]map[string]fs.DirEntry{".": {}}
-		add := func(p string, info memInfo) {
+		add := func(p string, info memfile.Info) {
 			for {
 				dir, base := path.Split(p)
 				dir = strings.TrimSuffix(dir, "/")
@@ -86,19 +86,19 @@ func (m *MemFS) index() {
 					entries = map[string]fs.DirEntry{}
 					seen[dir] = entries
 				}
-				info.name = base
+				info.Base = base
 				entries[base] = fs.FileInfoToDirEntry(info)
 				if !newDir || dir == "." {
 					return
 				}
-				p, info = dir, memInfo{dir: true}
+				p, info = dir, memfile.Info{Dir: true}
 			}
 		}
 		for p, data := range m.files {
-			add(p, memInfo{size: int64(len(data))})
+			add(p, memfile.Info{Len: int64(len(data))})
 		}
 		for p, target := range m.links {
-			add(p, memInfo{size: int64(len(target)), link: true})
+			add(p, memfile.Info{Len: int64(len(target)), Link: true})
 		}
 		m.dirs = make(map[string][]fs.DirEntry, len(seen))
 		for dir, entries := range seen {
@@ -201,11 +201,11 @@ func (m *MemFS) Open(name string) (fs.File, error) {
 		return nil, err
 	}
 	if data, ok := m.files[p]; ok {
-		return &memFile{info: memInfo{name: path.Base(name), size: int64(len(data))}, r: strings.NewReader(string(data))}, nil
+		return memfile.OpenFile(memfile.Info{Base: path.Base(name), Len: int64(len(data))}, data), nil
 	}
 	m.index()
 	if entries, ok := m.dirs[p]; ok {
-		return &memDir{info: memInfo{name: path.Base(name), dir: true}, entries: entries}, nil
+		return memfile.OpenDir(memfile.Info{Base: path.Base(name), Dir: true}, entries), nil
 	}
 	return nil, m.notExist("open", name, via)
 }
@@ -263,14 +263,14 @@ func (m *MemFS) stat(op, name string, follow bool) (fs.FileInfo, error) {
 	}
 	base := path.Base(name)
 	if data, ok := m.files[p]; ok {
-		return memInfo{name: base, size: int64(len(data))}, nil
+		return memfile.Info{Base: base, Len: int64(len(data))}, nil
 	}
 	if target, ok := m.links[p]; ok { // only when not following
-		return memInfo{name: base, size: int64(len(target)), link: true}, nil
+		return memfile.Info{Base: base, Len: int64(len(target)), Link: true}, nil
 	}
 	m.index()
 	if _, ok := m.dirs[p]; ok {
-		return memInfo{name: base, dir: true}, nil
+		return memfile.Info{Base: base, Dir: true}, nil
 	}
 	return nil, m.notExist(op, name, via)
 }
@@ -294,60 +294,4 @@ func (m *MemFS) ReadLink(name string) (string, error) {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: errors.New("not a symbolic link")}
 	}
 	return "", m.notExist("readlink", name, via)
-}
-
-type memInfo struct {
-	name string
-	size int64
-	dir  bool
-	link bool
-}
-
-func (i memInfo) Name() string { return i.name }
-func (i memInfo) Size() int64  { return i.size }
-func (i memInfo) Mode() fs.FileMode {
-	switch {
-	case i.dir:
-		return fs.ModeDir | 0o555
-	case i.link:
-		return fs.ModeSymlink | 0o777
-	}
-	return 0o444
-}
-func (i memInfo) ModTime() time.Time { return time.Time{} }
-func (i memInfo) IsDir() bool        { return i.dir }
-func (i memInfo) Sys() any           { return nil }
-
-type memFile struct {
-	info memInfo
-	r    *strings.Reader
-}
-
-func (f *memFile) Stat() (fs.FileInfo, error) { return f.info, nil }
-func (f *memFile) Read(b []byte) (int, error) { return f.r.Read(b) }
-func (f *memFile) Close() error               { return nil }
-
-type memDir struct {
-	info    memInfo
-	entries []fs.DirEntry
-	off     int
-}
-
-func (d *memDir) Stat() (fs.FileInfo, error) { return d.info, nil }
-func (d *memDir) Read([]byte) (int, error) {
-	return 0, &fs.PathError{Op: "read", Path: d.info.name, Err: fs.ErrInvalid}
-}
-func (d *memDir) Close() error { return nil }
-func (d *memDir) ReadDir(n int) ([]fs.DirEntry, error) {
-	rest := d.entries[d.off:]
-	if n <= 0 {
-		d.off = len(d.entries)
-		return slices.Clone(rest), nil
-	}
-	if len(rest) == 0 {
-		return nil, io.EOF
-	}
-	n = min(n, len(rest))
-	d.off += n
-	return slices.Clone(rest[:n]), nil
 }

@@ -2,6 +2,7 @@ package gitsource
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 
 type sshServer struct {
 	addr       string
-	port       int
+	port       string
 	user       string
 	clientKey  string // private key file
 	knownHosts string // with the server's host key
@@ -50,11 +51,11 @@ func startSSHD(t testing.TB) *sshServer {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatalf("sshd needs /run/sshd: %v", err)
 	}
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := testkit.FreePort(t)
+	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(dir, "sshd_config")
 	cfg := strings.Join([]string{
-		fmt.Sprintf("Port %d", port),
+		"Port " + port,
 		"ListenAddress 127.0.0.1",
 		"HostKey " + hostKey,
 		"AuthorizedKeysFile " + authKeys,
@@ -79,7 +80,7 @@ func startSSHD(t testing.TB) *sshServer {
 	}
 	fields := strings.Fields(string(hostPub))
 	knownHosts := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%d %s %s\n", port, fields[0], fields[1])
+	line := fmt.Sprintf("[127.0.0.1]:%s %s %s\n", port, fields[0], fields[1])
 	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestSSHHostKeyChecked(t *testing.T) {
 	f := strings.Fields(string(otherPub))
 	for name, kh := range map[string]string{
 		"unknown host": "[127.0.0.1]:1 " + f[0] + " " + f[1] + "\n",
-		"changed key":  fmt.Sprintf("[127.0.0.1]:%d %s %s\n", s.port, f[0], f[1]),
+		"changed key":  fmt.Sprintf("[127.0.0.1]:%s %s %s\n", s.port, f[0], f[1]),
 	} {
 		t.Run(name, func(t *testing.T) {
 			g, _ := newSource(t, Config{URL: url, Auth: Auth{SSHKeyFile: s.clientKey, KnownHostsFile: testkit.TempFile(t, "kh", kh)}})

@@ -22,7 +22,9 @@ func TreeAt(dir, rev string) (*MemFS, plumbing.Hash, error) {
 	if err != nil {
 		return nil, plumbing.ZeroHash, err
 	}
-	repo, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true})
+	// A linked worktree (git worktree add) keeps its refs and objects in
+	// the main repository's .git, its commondir.
+	repo, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
 	if err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("%s is not inside a git repository: %w", dir, err)
 	}

@@ -47,6 +47,9 @@ type WebhookConfig struct {
 	// SecretFile holds the shared secret of the forge's webhook. Required:
 	// unsigned events are refused.
 	SecretFile string
+	// (It is read at start, which fails on a missing or empty file, and
+	// again whenever it changes: a rotated secret is used from the next
+	// delivery on, with no reload.)
 	// Ref is the followed ref (Config.Ref()); pushes to other refs are
 	// acknowledged and ignored. "" accepts pushes to any ref.
 	Ref string
@@ -417,7 +420,7 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // requests hold is told at WebhookConfig and in admission.go.
 type Webhook struct {
 	cfg      WebhookConfig
-	secret   []byte
+	secret   *secretFile
 	notify   func(Trigger)
 	log      *slog.Logger
 	reqs     *prometheus.CounterVec
@@ -453,11 +456,11 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	if notify == nil {
 		return nil, errors.New("webhook: nothing to notify")
 	}
-	secret, err := readSecret(cfg.SecretFile)
+	secret, err := openSecretFile(cfg.SecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("webhook.secretFile: %w", err)
 	}
-	w := &Webhook{cfg: cfg, secret: []byte(secret), notify: notify, log: opts.Logger,
+	w := &Webhook{cfg: cfg, secret: secret, notify: notify, log: opts.Logger,
 		reqs: promreg.Register("gitsource", opts.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricWebhookRequests, Help: "Webhook requests, by forge and result.",
 		}, []string{"forge", "result"})),
@@ -518,11 +521,12 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusMethodNotAllowed, refusedMethod, "only POST is accepted")
 		return
 	}
+	secret := w.secret.get(w.log)
 	// Check what the headers alone can tell before reading any body.
 	var want []byte
 	var err error
 	if forge == ForgeGitLab {
-		err = checkToken(r.Header, w.secret)
+		err = checkToken(r.Header, secret)
 	} else {
 		want, err = signatureOf(forge, r.Header)
 	}
@@ -555,7 +559,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		defer sl.release()
 		sl.setCut(func() { _ = rc.SetReadDeadline(time.Now()) })
-		mac = hmac.New(sha256.New, w.secret)
+		mac = hmac.New(sha256.New, secret)
 	}
 	_ = rc.SetReadDeadline(time.Now().Add(w.cfg.BodyTimeout)) // httptest cannot: fine
 	body, truncated, err := w.readBody(r.Body, mac)
@@ -713,4 +717,51 @@ func (w *Webhook) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// secretFile is the webhook's secret, read again whenever its file
+// changes (another inode, size or modification time): rotating the secret
+// is writing the file, no reload needed. A file that cannot be read or is
+// empty keeps the secret in use, said once per change in the log.
+type secretFile struct {
+	path string
+
+	mu     sync.Mutex
+	secret []byte
+	stat   os.FileInfo // of the file the secret was read from (or last failed at)
+}
+
+func openSecretFile(path string) (*secretFile, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("credential file: %w", err)
+	}
+	s, err := readSecret(path)
+	if err != nil {
+		return nil, err
+	}
+	return &secretFile{path: path, secret: []byte(s), stat: st}, nil
+}
+
+// get returns the secret, re-read first when the file changed.
+func (f *secretFile) get(log *slog.Logger) []byte {
+	st, err := os.Stat(f.path)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil || sameStat(st, f.stat) {
+		return f.secret
+	}
+	f.stat = st
+	s, err := readSecret(f.path)
+	if err != nil {
+		log.Error("webhook.secretFile changed but cannot be used; keeping the secret in use", "file", f.path, "error", err)
+		return f.secret
+	}
+	f.secret = []byte(s)
+	log.Info("webhook secret re-read: its file changed", "file", f.path)
+	return f.secret
+}
+
+func sameStat(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }

@@ -18,9 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // lineCounter is a slog handler that counts records by message and keeps
@@ -80,19 +81,8 @@ func guardWebhook(t testing.TB, cfg WebhookConfig, notify func(Trigger), h slog.
 // serveWebhook serves w on a loopback port until the test ends.
 func serveWebhook(t testing.TB, w *Webhook) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- w.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	ln := testkit.Listen(t)
+	testkit.Run(t, func(ctx context.Context) error { return w.Serve(ctx, ln) })
 	return ln.Addr().String()
 }
 
@@ -155,16 +145,7 @@ func TestWebhookRefusedOnHeaders(t *testing.T) {
 // any other; the memory of ids is bounded.
 func TestWebhookReplay(t *testing.T) {
 	t.Parallel()
-	for _, f := range []struct {
-		forge   Forge
-		event   string
-		payload string
-	}{
-		{ForgeGitHub, "push", "github-push.json"},
-		{ForgeGitea, "push", "gitea-push.json"},
-		{ForgeGitLab, "Push Hook", "gitlab-push.json"},
-		{ForgeGeneric, "", "generic-push.json"},
-	} {
+	for _, f := range pushes {
 		t.Run(string(f.forge), func(t *testing.T) {
 			t.Parallel()
 			var rec recorder

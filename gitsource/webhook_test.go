@@ -2,7 +2,6 @@ package gitsource
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,8 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 const testSecret = "webhook-shared-secret-7f3a"
@@ -113,19 +113,22 @@ func newTestWebhook(t testing.TB, ref string, notify func(Trigger)) (*Webhook, *
 	return w, reg
 }
 
+// pushes are a push delivery of every forge: its event header and the
+// payload in testdata.
+var pushes = []struct {
+	forge   Forge
+	event   string
+	payload string
+}{
+	{ForgeGitHub, "push", "github-push.json"},
+	{ForgeGitea, "push", "gitea-push.json"},
+	{ForgeGitLab, "Push Hook", "gitlab-push.json"},
+	{ForgeGeneric, "", "generic-push.json"},
+}
+
 func TestWebhookForges(t *testing.T) {
 	t.Parallel()
-	forges := []struct {
-		forge   Forge
-		event   string
-		payload string
-	}{
-		{ForgeGitHub, "push", "github-push.json"},
-		{ForgeGitea, "push", "gitea-push.json"},
-		{ForgeGitLab, "Push Hook", "gitlab-push.json"},
-		{ForgeGeneric, "", "generic-push.json"},
-	}
-	for _, f := range forges {
+	for _, f := range pushes {
 		body := testdataPayload(t, f.payload)
 		other := bytes.Replace(body, []byte(`"refs/heads/main"`), []byte(`"refs/heads/feature/x"`), 1)
 		for _, tc := range []struct {
@@ -281,20 +284,7 @@ func TestWebhookBurst(t *testing.T) {
 	_, packs0 := h.counts()
 
 	w, _ := newTestWebhook(t, g.cfg.Ref(), g.Trigger)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- w.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	hookURL := "http://" + ln.Addr().String() + "/hook"
+	hookURL := "http://" + serveWebhook(t, w) + "/hook"
 
 	c2 := u.commit("two", map[string]string{"a.yaml": "two\n"})
 	u.push("main")
@@ -346,4 +336,62 @@ func TestWebhookBurst(t *testing.T) {
 func clientFrom(i int) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i%250+2))}, Timeout: 5 * time.Second}
 	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}, Timeout: 30 * time.Second}
+}
+
+// TestWebhookSecretRotation: writing a new secret into the file is enough
+// (it used to be read once, at start, so a rotated secret kept being
+// refused until a restart): the new secret is accepted from the next
+// delivery, the old one refused; a file emptied or removed meanwhile
+// keeps the secret in use.
+func TestWebhookSecretRotation(t *testing.T) {
+	t.Parallel()
+	file := testkit.TempFile(t, "secret", "old-secret\n")
+	var rec recorder
+	w, err := NewWebhook(WebhookConfig{SecretFile: file, Ref: "refs/heads/main"}, rec.notify,
+		Options{Registry: prometheus.NewRegistry(), Logger: testkit.Logger(t, slog.LevelDebug)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := testdataPayload(t, "github-push.json")
+	deliver := func(secret string) int {
+		r := forgeRequest(t, "/hook", ForgeGitHub, "push", push, "good")
+		r.Header.Set(HeaderGitHubSignature, "sha256="+hmacHex([]byte(secret), push))
+		rw := httptest.NewRecorder()
+		w.ServeHTTP(rw, r)
+		return rw.Code
+	}
+	steps := []struct {
+		name, write string // write: the file's new content; "-" removes it
+		secret      string
+		code        int
+	}{
+		{"the secret at start", "", "old-secret", http.StatusAccepted},
+		{"rotated: the new secret", "new-secret\n", "new-secret", http.StatusAccepted},
+		{"rotated: the old secret", "", "old-secret", http.StatusForbidden},
+		{"emptied: the secret in use stays", "\n", "new-secret", http.StatusAccepted},
+		{"removed: the secret in use stays", "-", "new-secret", http.StatusAccepted},
+		{"written again", "third-secret", "third-secret", http.StatusAccepted},
+	}
+	for _, s := range steps {
+		switch s.write {
+		case "":
+		case "-":
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			// As an operator or a secrets agent does: a new file renamed
+			// over the old one.
+			tmp := file + ".tmp"
+			if err := os.WriteFile(tmp, []byte(s.write), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, file); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code := deliver(s.secret); code != s.code {
+			t.Errorf("%s: status %d, want %d", s.name, code, s.code)
+		}
+	}
 }

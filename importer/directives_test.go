@@ -3,6 +3,8 @@ package importer
 import (
 	"errors"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,7 +72,7 @@ func runChecks(t *testing.T, opts Options, files map[string]string, checks ...ch
 			name := strings.TrimPrefix(sev, "!")
 			data, ok := res.Files[name]
 			if !ok && !neg {
-				t.Errorf("no file %s; files: %v", name, sortedKeys(res.Files))
+				t.Errorf("no file %s; files: %v", name, slices.Sorted(maps.Keys(res.Files)))
 				continue
 			}
 			if got := strings.Contains(string(data), msg); got == neg {
@@ -123,11 +125,7 @@ func TestHAProxyBinds(t *testing.T) {
 }
 
 func TestHAProxyACLs(t *testing.T) {
-	for _, tc := range []struct {
-		name, rules string
-		tls         bool
-		checks      []check
-	}{
+	runRules(t, "\n  default_backend web\n", []ruleCase{
 		{"hdr(host) with values", "acl a hdr(host) -i a.example.org B.example.org\n  use_backend api if a", false,
 			[]check{"routes/a.yaml: hosts: [a.example.org, b.example.org]", "routes/a.yaml: http: {backend: api}"}},
 		{"acl lines add up", "acl a hdr(host) -i a.example.org\n  acl a hdr(host) -i b.example.org\n  use_backend api if a", false,
@@ -163,23 +161,34 @@ func TestHAProxyACLs(t *testing.T) {
 		{"req_ssl_sni -m end", "acl a req_ssl_sni -m end .example.org\n  use_backend api if a", true, []check{`routes/a.yaml: hosts: ["*.example.org"]`}},
 		{"req_ssl_sni -m dom", "acl a req_ssl_sni -m dom example.org\n  use_backend api if a", true, []check{`routes/a.yaml: hosts: [example.org, "*.example.org"]`}},
 		{"Host in mode tcp", "acl a hdr(host) -i a.example.org\n  use_backend api if a", true, []check{"dropped: hdr(host) needs mode http"}},
-	} {
+	})
+}
+
+// ruleCase is frontend rules (in the HTTP frontend, or the TLS one) and
+// what the import must say about them.
+type ruleCase struct {
+	name, rules string
+	tls         bool
+	checks      []check
+}
+
+// runRules imports each case's rules followed by tail, with the web and
+// api backends.
+func runRules(t *testing.T, tail string, cases []ruleCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			head := feHTTP
 			if tc.tls {
 				head = feTLS
 			}
-			runHAProxy(t, head+"  "+tc.rules+"\n  default_backend web\n"+beWeb+beAPI, tc.checks...)
+			runHAProxy(t, head+"  "+tc.rules+tail+beWeb+beAPI, tc.checks...)
 		})
 	}
 }
 
 func TestHAProxyRules(t *testing.T) {
-	for _, tc := range []struct {
-		name, rules string
-		tls         bool
-		checks      []check
-	}{
+	runRules(t, "\n", []ruleCase{
 		{"if A or B", "acl a hdr(host) -i a.example.org\n  acl b hdr(host) -i b.example.org\n  use_backend api if a or b\n  default_backend web", false,
 			[]check{"routes/a.yaml: hosts: [a.example.org, b.example.org]"}},
 		{"if A || B", "acl a hdr(host) -i a.example.org\n  acl b hdr(host) -i b.example.org\n  use_backend api if a || b\n  default_backend web", false,
@@ -212,15 +221,7 @@ func TestHAProxyRules(t *testing.T) {
 			[]check{"dropped: the backend name is computed per request"}},
 		{"default_backend", "default_backend api", false, []check{"edge.yaml: defaultBackend: api"}},
 		{"no default backend", "acl a hdr(host) -i a.example.org\n  use_backend api if a", false, []check{"!edge.yaml: defaultBackend"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			head := feHTTP
-			if tc.tls {
-				head = feTLS
-			}
-			runHAProxy(t, head+"  "+tc.rules+"\n"+beWeb+beAPI, tc.checks...)
-		})
-	}
+	})
 }
 
 func TestHAProxyBackends(t *testing.T) {

@@ -3,6 +3,7 @@ package importer
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -169,7 +170,7 @@ func mappedOption(name string) bool {
 // others reports a proxy's (or defaults section's) own lines that are not
 // mapped: options, directives, timeouts and tcp-request rules of defaults.
 func (h *fromHAProxy) others(p *haproxy.Proxy) {
-	for _, name := range sortedKeys(p.Options) {
+	for _, name := range slices.Sorted(maps.Keys(p.Options)) {
 		o := p.Options[name]
 		if o.From.Section != p.Section {
 			continue // reported where it is written
@@ -189,7 +190,7 @@ func (h *fromHAProxy) others(p *haproxy.Proxy) {
 			h.addAt(o.From, report.Dropped, "unknown option: not interpreted")
 		}
 	}
-	for _, name := range sortedKeys(p.Timeouts) {
+	for _, name := range slices.Sorted(maps.Keys(p.Timeouts)) {
 		t := p.Timeouts[name]
 		if t.From.Section != p.Section {
 			continue
@@ -242,15 +243,6 @@ func (h *fromHAProxy) others(p *haproxy.Proxy) {
 			}
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // serverOptionDisp covers server options other than those mapped.

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -74,7 +75,7 @@ func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs 
 		for _, b := range n.cfg.Other {
 			kaOther(b, rep)
 		}
-		for _, s := range sortedKeys(n.cfg.Scripts) {
+		for _, s := range slices.Sorted(maps.Keys(n.cfg.Scripts)) {
 			sc := n.cfg.Scripts[s]
 			for _, o := range sc.Other {
 				sev := report.Note

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -254,7 +255,7 @@ func vmFromTerraform(t *terraform.VM, display string, rep *report.List) *tfVM {
 		rep.Add(at, report.Note, where, "tags = "+s, "gitedge adds its own tag and leaves the others as they are")
 	}
 	// Nested blocks.
-	for _, typ := range sortedKeys(t.Blocks) {
+	for _, typ := range slices.Sorted(maps.Keys(t.Blocks)) {
 		blocks := t.Blocks[typ]
 		switch typ {
 		case "network":
@@ -329,7 +330,7 @@ func vmFromTerraform(t *terraform.VM, display string, rep *report.List) *tfVM {
 	handled := []string{"name", "vmid", "target_node", "target_nodes", "clone", "desc", "description", "cpu", "cores", "memory",
 		"onboot", "agent", "sockets", "ciuser", "ipconfig0", "nameserver", "searchdomain", "sshkeys", "cipassword",
 		"hastate", "hagroup", "os_type", "full_clone", "tags"}
-	for _, k := range sortedKeys(attrs) {
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
 		if slices.Contains(handled, k) || done[k] || strings.HasPrefix(k, "ipconfig") {
 			continue
 		}
@@ -405,7 +406,7 @@ func nicFrom(b *terraform.Block, where string, rep *report.List) (nic, bool) {
 	if tag := numAttr(b, "tag"); tag > 0 {
 		n.vlan = &tag
 	}
-	for _, k := range sortedKeys(b.Attrs) {
+	for _, k := range slices.Sorted(maps.Keys(b.Attrs)) {
 		switch k {
 		case "model", "bridge", "tag":
 			continue
@@ -434,7 +435,7 @@ func diskFrom(b *terraform.Block, where string, rep *report.List) *disk {
 			d.size = ""
 		}
 	}
-	for _, k := range sortedKeys(b.Attrs) {
+	for _, k := range slices.Sorted(maps.Keys(b.Attrs)) {
 		switch k {
 		case "type", "storage", "size", "format":
 			continue
@@ -459,11 +460,11 @@ func sizeOf(v any) string {
 // disks3 reads Telmate 3.x's disks { scsi { scsi0 { disk { … } } } }.
 func disks3(b *terraform.Block, where string, rep *report.List) *disk {
 	var found *disk
-	for _, bus := range sortedKeys(b.Blocks) {
+	for _, bus := range slices.Sorted(maps.Keys(b.Blocks)) {
 		for _, slots := range b.Blocks[bus] {
-			for _, slot := range sortedKeys(slots.Blocks) {
+			for _, slot := range slices.Sorted(maps.Keys(slots.Blocks)) {
 				for _, s := range slots.Blocks[slot] {
-					for _, kind := range sortedKeys(s.Blocks) {
+					for _, kind := range slices.Sorted(maps.Keys(s.Blocks)) {
 						for _, d := range s.Blocks[kind] {
 							if kind != "disk" {
 								if kind != "cloudinit" {
@@ -500,7 +501,7 @@ var tfToGitedge = map[string]string{
 }
 
 func lifecycle(b *terraform.Block, v *vm, where string, rep *report.List) {
-	for _, k := range sortedKeys(b.Attrs) {
+	for _, k := range slices.Sorted(maps.Keys(b.Attrs)) {
 		a := b.Attrs[k]
 		if k != "ignore_changes" {
 			rep.Add(a.Pos, report.Dropped, where, "lifecycle "+k, "a Terraform setting with no gitedge counterpart")

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -137,8 +138,7 @@ func evalCond(p *haproxy.Proxy, c *haproxy.Cond, mode string) condResult {
 
 func evalTerm(p *haproxy.Proxy, t haproxy.Term, mode string, r *condResult) hostSet {
 	if t.Neg {
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: a negated ACL matches every host but some, which gitedge cannot express", t))
-		return hostSet{}
+		return r.unsupportedf("%s: a negated ACL matches every host but some, which gitedge cannot express", t)
 	}
 	var acls []*haproxy.ACL
 	switch {
@@ -149,8 +149,7 @@ func evalTerm(p *haproxy.Proxy, t haproxy.Term, mode string, r *condResult) host
 	case t.Name == "FALSE":
 		return hostSet{}
 	case haproxy.IsPredefined(t.Name):
-		r.unsupported = append(r.unsupported, fmt.Sprintf("predefined ACL %s: gitedge routes by host name only", t.Name))
-		return hostSet{}
+		return r.unsupportedf("predefined ACL %s: gitedge routes by host name only", t.Name)
 	default:
 		acls = p.ACLs[t.Name]
 	}
@@ -198,44 +197,35 @@ func fetchKind(fetch string) (kind, method string) {
 
 // evalACL turns one acl line into host patterns.
 func evalACL(a *haproxy.ACL, mode string, r *condResult) hostSet {
-	where := fmt.Sprintf("acl %s (%s)", nameOr(a.Name, "{ … }"), a.Pos)
+	where := fmt.Sprintf("acl %s (%s)", cmp.Or(a.Name, "{ … }"), a.Pos)
 	kind, method := fetchKind(a.Fetch)
 	switch kind {
 	case "hello":
 		if mode == "tcp" && len(a.Values) == 1 && a.Values[0] == "1" && len(a.Files) == 0 {
 			return hostSet{all: true} // every connection gitedge's tls listener routes has sent a ClientHello
 		}
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s matches something other than a TLS ClientHello", where, a.Fetch))
-		return hostSet{}
+		return r.unsupportedf("%s: %s matches something other than a TLS ClientHello", where, a.Fetch)
 	case "host":
 		if mode != "http" {
-			r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s needs mode http (this frontend is mode %s)", where, a.Fetch, mode))
-			return hostSet{}
+			return r.unsupportedf("%s: %s needs mode http (this frontend is mode %s)", where, a.Fetch, mode)
 		}
 	case "sni":
 		if mode != "tcp" {
-			r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s is for mode tcp frontends (this one is mode %s)", where, a.Fetch, mode))
-			return hostSet{}
+			return r.unsupportedf("%s: %s is for mode tcp frontends (this one is mode %s)", where, a.Fetch, mode)
 		}
 	case "path":
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s matches paths, URLs or methods; gitedge routes by host name only", where, a.Fetch))
-		return hostSet{}
+		return r.unsupportedf("%s: %s matches paths, URLs or methods; gitedge routes by host name only", where, a.Fetch)
 	case "addr":
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s matches addresses or ports; gitedge routes by host name only", where, a.Fetch))
-		return hostSet{}
+		return r.unsupportedf("%s: %s matches addresses or ports; gitedge routes by host name only", where, a.Fetch)
 	case "tlsterm":
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s needs TLS termination, which gitedge does not do", where, a.Fetch))
-		return hostSet{}
+		return r.unsupportedf("%s: %s needs TLS termination, which gitedge does not do", where, a.Fetch)
 	case "header":
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s matches a header other than Host; gitedge routes by host name only", where, a.Fetch))
-		return hostSet{}
+		return r.unsupportedf("%s: %s matches a header other than Host; gitedge routes by host name only", where, a.Fetch)
 	default:
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %s is not a host or SNI match", where, a.Fetch))
-		return hostSet{}
+		return r.unsupportedf("%s: %s is not a host or SNI match", where, a.Fetch)
 	}
 	if len(a.Files) > 0 {
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: patterns read from %s: write them into the ACL, or into a Route by hand", where, strings.Join(a.Files, ", ")))
-		return hostSet{}
+		return r.unsupportedf("%s: patterns read from %s: write them into the ACL, or into a Route by hand", where, strings.Join(a.Files, ", "))
 	}
 	if a.Method != "" {
 		method = a.Method
@@ -243,8 +233,7 @@ func evalACL(a *haproxy.ACL, mode string, r *condResult) hostSet {
 	switch method {
 	case "str", "beg", "end", "dom":
 	default:
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: -m %s: only exact (str), beg, end and dom matches map to host names", where, method))
-		return hostSet{}
+		return r.unsupportedf("%s: -m %s: only exact (str), beg, end and dom matches map to host names", where, method)
 	}
 	if !a.Icase && slices.ContainsFunc(a.Values, func(v string) bool { return v != strings.ToLower(v) }) {
 		r.changed = append(r.changed, fmt.Sprintf("%s: without -i HAProxy matched these upper-case letters exactly; gitedge ignores case in host names", where))
@@ -259,11 +248,11 @@ func evalACL(a *haproxy.ACL, mode string, r *condResult) hostSet {
 	return out
 }
 
-func nameOr(n, def string) string {
-	if n == "" {
-		return def
-	}
-	return n
+// unsupportedf notes a condition gitedge cannot map to host names; it
+// returns the empty set the condition then stands for.
+func (r *condResult) unsupportedf(format string, a ...any) hostSet {
+	r.unsupported = append(r.unsupported, fmt.Sprintf(format, a...))
+	return hostSet{}
 }
 
 // hostValue maps one ACL value to host patterns.
@@ -276,8 +265,7 @@ func hostValue(where, kind, method, v string, r *condResult) hostSet {
 		}
 	}
 	if strings.Contains(v, "*") {
-		r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %q: HAProxy compares '*' literally, so no client ever matched it; use hdr_end(host) or -m end .suffix for a wildcard", where, orig))
-		return hostSet{}
+		return r.unsupportedf("%s: %q: HAProxy compares '*' literally, so no client ever matched it; use hdr_end(host) or -m end .suffix for a wildcard", where, orig)
 	}
 	norm := func(h string) (string, bool) {
 		n, err := dataplane.NormalizeHost(h)
@@ -305,8 +293,7 @@ func hostValue(where, kind, method, v string, r *condResult) hostSet {
 		}
 	case "beg":
 		if !strings.Contains(strings.Trim(v, "."), ".") || strings.HasSuffix(v, ".") {
-			r.unsupported = append(r.unsupported, fmt.Sprintf("%s: %q is a prefix, not a host name: gitedge cannot match names by their beginning", where, orig))
-			return hostSet{}
+			return r.unsupportedf("%s: %q is a prefix, not a host name: gitedge cannot match names by their beginning", where, orig)
 		}
 		if n, ok := norm(v); ok {
 			r.changed = append(r.changed, fmt.Sprintf("%s: %q: HAProxy also matched longer names beginning with it (as %s.x, or with a port); gitedge matches the name itself (with any port)", where, orig, n))

@@ -1,6 +1,8 @@
 package importer
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,7 +36,7 @@ func runKeepalived(t *testing.T, confs map[string]string, checks ...check) {
 	t.Helper()
 	files := map[string]string{}
 	opts := Options{}
-	for _, node := range sortedKeys(confs) {
+	for _, node := range slices.Sorted(maps.Keys(confs)) {
 		name := node + ".conf"
 		files[name] = confs[node]
 		opts.Keepalived = append(opts.Keepalived, NodeFile{Node: node, Path: name})
@@ -169,7 +171,7 @@ func TestKeepalivedSecretPassword(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{}
 			opts := Options{SecretPassword: tc.secret}
-			for _, node := range sortedKeys(tc.confs) {
+			for _, node := range slices.Sorted(maps.Keys(tc.confs)) {
 				files[node+".conf"] = tc.confs[node]
 				opts.Keepalived = append(opts.Keepalived, NodeFile{Node: node, Path: node + ".conf"})
 			}

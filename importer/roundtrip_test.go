@@ -269,7 +269,7 @@ func configHosts(cfg *haproxy.Config) []string {
 		}
 	}
 	for _, p := range cfg.Proxies {
-		for _, name := range sortedKeys(p.ACLs) {
+		for _, name := range slices.Sorted(maps.Keys(p.ACLs)) {
 			for _, a := range p.ACLs[name] {
 				visit(a)
 			}

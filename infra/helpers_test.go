@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
 	"github.com/gitedge/gitedge/internal/testkit"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 const (
@@ -102,6 +102,18 @@ func apply(t testing.TB, rec *infra.Reconciler, cfg infra.Config) infra.Result {
 	return res
 }
 
+// applyQuiet applies cfg with the simulator's call log reset, and fails
+// (what: which pass) if the pass wrote anything.
+func (r *rig) applyQuiet(t testing.TB, rec *infra.Reconciler, cfg infra.Config, what string) infra.Result {
+	t.Helper()
+	r.sim.ResetCalls()
+	res := apply(t, rec, cfg)
+	if w := writes(r.sim.Calls()); len(w) != 0 {
+		t.Errorf("%s wrote %v\nplan:\n%s", what, w, res.Plan)
+	}
+	return res
+}
+
 func writes(calls []pvesim.Call) []string {
 	var w []string
 	for _, c := range calls {
@@ -119,46 +131,3 @@ func golden(t *testing.T, name, got string) {
 }
 
 var _ http.Handler = (*pvesim.Sim)(nil)
-
-func findMetric(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) *dto.Metric {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			return m
-		}
-	}
-	return nil
-}
-
-func counter(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	return counterWith(t, reg, name, nil)
-}
-
-func counterWith(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	m := findMetric(t, reg, name, labels)
-	if m == nil {
-		return 0
-	}
-	return m.GetCounter().GetValue()
-}
-
-func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	m := findMetric(t, reg, name, nil)
-	if m == nil {
-		return -1
-	}
-	return m.GetGauge().GetValue()
-}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 const infraMetricDrift = infra.MetricDrift
@@ -29,11 +30,7 @@ func TestReconcileFromNothingThenNoWrites(t *testing.T) {
 	golden(t, "from-nothing.plan", res.Plan.String())
 	golden(t, "from-nothing.state", r.sim.Dump())
 
-	r.sim.ResetCalls()
-	res = apply(t, rec, homelab())
-	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("second pass wrote: %v\nplan:\n%s", w, res.Plan)
-	}
+	res = r.applyQuiet(t, rec, homelab(), "second pass")
 	if !res.Converged() {
 		t.Errorf("second pass not converged:\n%s", res.Plan)
 	}
@@ -84,11 +81,7 @@ func TestMemoryChangeIsOneConfigWrite(t *testing.T) {
 	}
 
 	// The next pass writes nothing and reports the pending restart.
-	r.sim.ResetCalls()
-	res = apply(t, rec, cfg)
-	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("pass after the change wrote %v", w)
-	}
+	res = r.applyQuiet(t, rec, cfg, "pass after the change")
 	if len(res.Plan.PendingReboot) != 1 || res.Plan.PendingReboot[0].VM.VMID != 150 || res.Plan.PendingReboot[0].Keys[0] != "memory" {
 		t.Errorf("PendingReboot = %+v, want VM 150: memory", res.Plan.PendingReboot)
 	}
@@ -138,14 +131,10 @@ func TestHandChangeIsDriftAndSetBack(t *testing.T) {
 	if len(w) != 2 || w[0] != "POST /nodes/proxmox1/qemu/151/config" || w[1] != "PUT /nodes/proxmox1/qemu/151/cloudinit" {
 		t.Errorf("writes = %v, want one config write and a cloud-init regenerate", w)
 	}
-	if got := counter(t, r.reg, infraMetricDrift); got != 3 {
+	if got := testkit.MetricValue(t, r.reg, infraMetricDrift, nil); got != 3 {
 		t.Errorf("%s = %v, want 3", infraMetricDrift, got)
 	}
-	r.sim.ResetCalls()
-	apply(t, rec, cfg)
-	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("pass after drift correction wrote %v", w)
-	}
+	r.applyQuiet(t, rec, cfg, "pass after drift correction")
 }
 
 func TestRemoveWithAndWithoutPrune(t *testing.T) {
@@ -160,11 +149,7 @@ func TestRemoveWithAndWithoutPrune(t *testing.T) {
 
 	only := cfg
 	only.VMs = cfg.VMs[:1]
-	r.sim.ResetCalls()
-	res := apply(t, rec, only)
-	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("without prune, removing lb-1 wrote %v", w)
-	}
+	res := r.applyQuiet(t, rec, only, "without prune, removing lb-1")
 	if len(res.Plan.Orphans) != 1 || res.Plan.Orphans[0].VMID != 151 {
 		t.Errorf("orphans = %+v, want VM 151", res.Plan.Orphans)
 	}
@@ -306,11 +291,7 @@ func TestInjectedFaultsConverge(t *testing.T) {
 		t.Fatalf("not converged after 40 passes; last error: %v", lastErr)
 	}
 	t.Logf("converged after %d passes", passes+1)
-	r.sim.ResetCalls()
-	apply(t, rec, want)
-	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("after convergence, a clean pass wrote %v", w)
-	}
+	r.applyQuiet(t, rec, want, "after convergence, a clean pass")
 	st := r.sim.Snapshot()
 	names := map[string]int{}
 	for _, vm := range st.VMs {
@@ -373,11 +354,7 @@ func TestTwoReconcilersRacing(t *testing.T) {
 		t.Errorf("%d VMs, want the template and 2", len(st.VMs))
 	}
 	for _, rec := range []*infra.Reconciler{a, b} {
-		r.sim.ResetCalls()
-		apply(t, rec, cfg)
-		if w := writes(r.sim.Calls()); len(w) != 0 {
-			t.Errorf("settled writer still writes: %v", w)
-		}
+		r.applyQuiet(t, rec, cfg, "settled writer")
 	}
 }
 
@@ -511,13 +488,13 @@ func TestMetrics(t *testing.T) {
 	rec := r.reconciler(t)
 	apply(t, rec, homelab())
 	apply(t, rec, homelab())
-	if got := gauge(t, r.reg, infra.MetricManagedVMs); got != 2 {
+	if got := testkit.MetricValue(t, r.reg, infra.MetricManagedVMs, nil); got != 2 {
 		t.Errorf("%s = %v, want 2", infra.MetricManagedVMs, got)
 	}
-	if got := counterWith(t, r.reg, infra.MetricActions, map[string]string{"op": "create", "result": "ok"}); got != 2 {
+	if got := testkit.MetricValue(t, r.reg, infra.MetricActions, map[string]string{"op": "create", "result": "ok"}); got != 2 {
 		t.Errorf("%s{create,ok} = %v, want 2", infra.MetricActions, got)
 	}
-	if got := counterWith(t, r.reg, infra.MetricPasses, map[string]string{"result": "ok"}); got != 2 {
+	if got := testkit.MetricValue(t, r.reg, infra.MetricPasses, map[string]string{"result": "ok"}); got != 2 {
 		t.Errorf("%s{ok} = %v, want 2", infra.MetricPasses, got)
 	}
 }
@@ -545,11 +522,7 @@ func TestStartWithoutHAAndStaleListing(t *testing.T) {
 		vm.Created = vm.Created.Add(-2 * time.Hour)
 		vm.Running, vm.WasRunning, vm.PowerChanged = false, true, time.Now()
 	})
-	r.sim.ResetCalls()
-	apply(t, rec, cfg)
-	if w := writes(r.sim.Calls()); len(w) != 0 {
-		t.Errorf("stale 'running' listing: writes %v", w)
-	}
+	r.applyQuiet(t, rec, cfg, "stale 'running' listing")
 	r.sim.Edit(func(st *pvesim.State) { st.VMs[150].PowerChanged = time.Now().Add(-2 * time.Hour) })
 	r.sim.ResetCalls()
 	apply(t, rec, cfg)

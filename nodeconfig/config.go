@@ -7,8 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
-
-	k8syaml "sigs.k8s.io/yaml"
+	"time"
 
 	"github.com/gitedge/gitedge/forge"
 	"github.com/gitedge/gitedge/gitsource"
@@ -64,25 +63,50 @@ type Config struct {
 
 // Load reads and builds a node config file.
 func Load(path string) (*Config, error) {
+	return LoadFor(path, "")
+}
+
+// LoadFor reads and builds a node config file for a command that follows
+// the local directory dir instead of the configured remote (--source
+// DIR): there the source section is optional, its url defaulting to dir.
+// dir "" is Load.
+func LoadFor(path, dir string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
-	return Parse(path, data)
+	f, err := decode(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if dir != "" && f.Source.URL == "" {
+		f.Source.URL = dir
+	}
+	return Build(f, path)
 }
 
 // Parse decodes node config bytes strictly and builds them; path names the
 // file in errors.
 func Parse(path string, data []byte) (*Config, error) {
-	var f File
-	if err := k8syaml.UnmarshalStrict(data, &f); err != nil {
-		msg := err.Error()
-		for _, p := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: while decoding JSON: ", "yaml: "} {
-			msg = strings.TrimPrefix(msg, p)
-		}
-		return nil, fmt.Errorf("node config %s: %s", path, msg)
+	f, err := decode(path, data)
+	if err != nil {
+		return nil, err
 	}
 	return Build(f, path)
+}
+
+// decode decodes node config bytes strictly, errors located as the routes
+// repository's are (file:line: field: message).
+func decode(path string, data []byte) (File, error) {
+	var f File
+	if err := reconcile.DecodeFile(path, data, &f, "the node config's fields in docs/node-config.md"); err != nil {
+		var errs reconcile.Errors
+		if errors.As(err, &errs) && len(errs) > 1 {
+			return f, fmt.Errorf("node config %s: %w", path, err)
+		}
+		return f, fmt.Errorf("node config %w", err)
+	}
+	return f, nil
 }
 
 // Build turns a File into a Config: node-level defaults applied, each
@@ -118,8 +142,10 @@ func Build(f File, path string) (*Config, error) {
 		StateDir:    c.StateDir,
 		Node:        c.Node,
 	}.WithDefaults()
+	var errs []error
 	if w := f.Webhook; w != nil {
 		c.Webhook = &gitsource.WebhookConfig{Listen: w.Listen, Path: w.Path, SecretFile: w.SecretFile, Ref: c.Source.Ref()}
+		errs = append(errs, webhookLimits(c.Webhook, w.Limits)...)
 	}
 	if f.Forge != nil {
 		fc := *f.Forge
@@ -133,7 +159,6 @@ func Build(f File, path string) (*Config, error) {
 	}
 	c.Secrets = c.Secrets.FromEnv()
 
-	var errs []error
 	if c.Node == "" {
 		errs = append(errs, errors.New("node: missing: the name of this node, as in the Edge's spec.nodes"))
 	}
@@ -174,6 +199,42 @@ func Build(f File, path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", c.where(), errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// webhookLimits sets the limits of a webhook section on wc, and returns
+// what is wrong with them.
+func webhookLimits(wc *gitsource.WebhookConfig, l *WebhookLimits) []error {
+	if l == nil {
+		return nil
+	}
+	var errs []error
+	count := func(field string, v int64) int64 {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("webhook.limits.%s: %d: expected a positive number (or 0 for the default)", field, v))
+			return 0
+		}
+		return v
+	}
+	dur := func(field, v string) time.Duration {
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("webhook.limits.%s: %q: expected a positive duration, as 5s", field, v))
+			return 0
+		}
+		return d
+	}
+	wc.MaxBody = count("maxBodyBytes", l.MaxBodyBytes)
+	wc.MaxConns = int(count("maxConns", int64(l.MaxConns)))
+	wc.MaxConnsPerSource = int(count("maxConnsPerSource", int64(l.MaxConnsPerSource)))
+	wc.MaxBodies = int(count("maxBodies", int64(l.MaxBodies)))
+	wc.MaxBodiesPerSource = int(count("maxBodiesPerSource", int64(l.MaxBodiesPerSource)))
+	wc.Deliveries = int(count("deliveries", int64(l.Deliveries)))
+	wc.HeaderTimeout = dur("headerTimeout", l.HeaderTimeout)
+	wc.BodyTimeout = dur("bodyTimeout", l.BodyTimeout)
+	return errs
 }
 
 // where names the config in messages.

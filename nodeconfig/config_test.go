@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	k8syaml "sigs.k8s.io/yaml"
@@ -31,7 +32,11 @@ func TestParse(t *testing.T) {
 		{"minimal", "node: a\nsource: {url: /srv/edge}\n", ""},
 		{"no node", "source: {url: /srv/edge}\n", "node: missing"},
 		{"no source", "node: a\n", "source.url: missing"},
-		{"unknown field", "node: a\nsource: {url: x, brnch: main}\n", `unknown field "brnch"`},
+		{"unknown field", "node: a\nsource: {url: x, brnch: main}\n", `node config test.yaml:2: source.brnch: unknown field "brnch" (check its spelling and the node config's fields in docs/node-config.md)`},
+		{"two unknown fields", "node: a\nsource: {url: x}\nadmn: {}\nstatDir: /x\n", "node config test.yaml: 2 errors:\n  test.yaml:3: admn: unknown field \"admn\" (check its spelling and the node config's fields in docs/node-config.md)\n  test.yaml:4: statDir: unknown field"},
+		// Was "json: cannot unmarshal array into Go struct field File.node of type string".
+		{"wrong type", "node: [a]\nsource: {url: x}\n", "node config test.yaml:1: node: expected a string, got an array"},
+		{"wrong type deep", "node: a\nsource:\n  url: x\n  depth: deep\n", "node config test.yaml:4: source.depth: expected a number, got a string"},
 		{"tag and commit", "node: a\nsource: {url: x, tag: v1, commit: abc}\n", "source: set only one of branch, tag and commit"},
 		{"branch and tag", "node: a\nsource: {url: x, branch: main, tag: v1}\n", "source: set only one of branch, tag and commit"},
 		{"bad poll", "node: a\nsource: {url: x, poll: sometimes}\n", `source.poll: "sometimes"`},
@@ -42,17 +47,17 @@ func TestParse(t *testing.T) {
 		{"proxmox incomplete", "node: a\nsource: {url: x}\nproxmox: {url: 'https://pve:8006/api2/json'}\n", "tokenSecretFile are all required"},
 		{"forge", "node: a\nsource: {url: x}\nforge: {kind: github, repository: infra/edge, tokenFile: /etc/gitedge/forge.token}\n", ""},
 		{"forge incomplete", "node: a\nsource: {url: x}\nforge: {kind: gitbucket}\n", `forge.kind: "gitbucket"`},
-		{"forge unknown field", "node: a\nsource: {url: x}\nforge: {kind: github, node: b}\n", `unknown field "node"`},
+		{"forge unknown field", "node: a\nsource: {url: x}\nforge: {kind: github, node: b}\n", `node config test.yaml:3: forge.node: unknown field "node"`},
 		{"notify", "node: a\nsource: {url: x}\nnotify: [{kind: webhook, url: 'https://hooks.example/gitedge'}]\n", ""},
 		{"notify incomplete", "node: a\nsource: {url: x}\nnotify: [{kind: slack}]\n", "notify[0].url: missing"},
 		{"admin and webhook", "node: a\nsource: {url: /x}\nadmin: {listen: '127.0.0.1:9000'}\nwebhook: {listen: ':9000', secretFile: /s}\n",
 			"webhook.listen: :9000 clashes with admin.listen 127.0.0.1:9000: use two ports"},
 		{"admin off", "node: a\nsource: {url: /x}\nadmin: {listen: 'off'}\nwebhook: {listen: '127.0.0.1:9100', secretFile: /s}\n", ""},
+		{"syntax", "node: lb-0\nsource: {url: [\n", "node config test.yaml:2: not valid YAML: did not find expected node content"},
 		{"secrets", "node: a\nsource: {url: x}\nsecrets: {dir: /etc/gitedge/secrets, files: {vrrp-vi1: /etc/keepalived/vi1.pass}, ageIdentity: /etc/gitedge/age.key}\n", ""},
 		{"secret name", "node: a\nsource: {url: x}\nsecrets: {files: {../x: /y}}\n", `secrets.files.../x: bad secret name "../x"`},
 		{"secret file", "node: a\nsource: {url: x}\nsecrets: {files: {x: ''}}\n", "secrets.files.x: missing"},
 		{"secrets unknown field", "node: a\nsource: {url: x}\nsecrets: {directory: /x}\n", `unknown field "directory"`},
-		{"syntax", "node: lb-0\nsource: {url: [\n", "node config test.yaml: line 2: did not find expected node content"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +68,7 @@ func TestParse(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "node config test.yaml: ") {
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "node config test.yaml:") || strings.Contains(err.Error(), "json:") {
 				t.Errorf("error %v, want it to start with the file and say %q (config %+v)", err, tt.want, c)
 			}
 		})
@@ -175,6 +180,35 @@ func TestProxmoxClient(t *testing.T) {
 	c, _ := Build(File{Node: "a", Source: Source{URL: "/x"}}, "n.yaml")
 	if _, err := c.ProxmoxClient(); err == nil || !strings.Contains(err.Error(), "no proxmox section") {
 		t.Errorf("no section: %v", err)
+	}
+}
+
+// TestWebhookLimits: the webhook's limits are settable from the node
+// config (a node behind a reverse proxy sees every delivery from one
+// address, past the default of 4 bodies per address); unset ones keep
+// gitsource's defaults, bad ones are refused by field.
+func TestWebhookLimits(t *testing.T) {
+	c, err := Parse("test.yaml", []byte(`node: a
+source: {url: /x}
+webhook:
+  listen: ":9000"
+  secretFile: /s
+  limits: {maxBodyBytes: 8388608, maxConns: 512, maxConnsPerSource: 300, maxBodies: 64, maxBodiesPerSource: 64, headerTimeout: 2s, bodyTimeout: 8s, deliveries: 100}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := gitsource.WebhookConfig{Listen: ":9000", SecretFile: "/s", Ref: "refs/heads/main", MaxBody: 8 << 20, MaxConns: 512,
+		MaxConnsPerSource: 300, MaxBodies: 64, MaxBodiesPerSource: 64, HeaderTimeout: 2 * time.Second, BodyTimeout: 8 * time.Second, Deliveries: 100}
+	if diff := cmp.Diff(want, *c.Webhook); diff != "" {
+		t.Errorf("webhook config (-want +got):\n%s", diff)
+	}
+	_, err = Parse("test.yaml", []byte("node: a\nsource: {url: /x}\nwebhook: {listen: ':9000', secretFile: /s, limits: {maxBodies: -1, bodyTimeout: 0s}}\n"))
+	for _, want := range []string{"webhook.limits.maxBodies: -1: expected a positive number", `webhook.limits.bodyTimeout: "0s": expected a positive duration`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+
 	}
 }
 

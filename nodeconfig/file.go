@@ -70,9 +70,24 @@ type SourceVerify struct {
 
 // Webhook enables the push webhook endpoint.
 type Webhook struct {
-	Listen     string `json:"listen"`
-	Path       string `json:"path,omitempty"` // default /hook
-	SecretFile string `json:"secretFile"`
+	Listen     string         `json:"listen"`
+	Path       string         `json:"path,omitempty"` // default /hook
+	SecretFile string         `json:"secretFile"`
+	Limits     *WebhookLimits `json:"limits,omitempty"`
+}
+
+// WebhookLimits bound what the webhook's requests may hold (gitsource's
+// WebhookConfig says why each default is what it is). Unset or 0: the
+// default. Durations are Go durations ("5s").
+type WebhookLimits struct {
+	MaxBodyBytes       int64  `json:"maxBodyBytes,omitempty"`
+	MaxConns           int    `json:"maxConns,omitempty"`
+	MaxConnsPerSource  int    `json:"maxConnsPerSource,omitempty"`
+	MaxBodies          int    `json:"maxBodies,omitempty"`
+	MaxBodiesPerSource int    `json:"maxBodiesPerSource,omitempty"`
+	HeaderTimeout      string `json:"headerTimeout,omitempty"`
+	BodyTimeout        string `json:"bodyTimeout,omitempty"`
+	Deliveries         int    `json:"deliveries,omitempty"`
 }
 
 // Proxmox says how to reach the Proxmox VE API. The token secret is read

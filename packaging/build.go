@@ -4,8 +4,10 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -61,7 +63,7 @@ func (o Options) check() error {
 		errs = append(errs, errors.New("version: missing"))
 	}
 	if _, ok := arches[o.Arch]; !ok {
-		errs = append(errs, fmt.Errorf("arch %q: expected one of %s", o.Arch, strings.Join(sortedKeys(arches), ", ")))
+		errs = append(errs, fmt.Errorf("arch %q: expected one of %s", o.Arch, strings.Join(slices.Sorted(maps.Keys(arches)), ", ")))
 	} else if err := checkBinary(o.Binary, o.Arch); err != nil {
 		errs = append(errs, err)
 	}
@@ -146,13 +148,4 @@ func docs(root string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

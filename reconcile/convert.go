@@ -145,6 +145,19 @@ func (c *converter) duration(d *document, field, s string, def time.Duration) ti
 	return v
 }
 
+// timeout is duration for a timeout that 0 would make expire at once: an
+// explicit 0s is refused (leaving the field out gives the default). No
+// timeout means "no limit": a connection that never ends is what HAProxy
+// warns about when a timeout is missing.
+func (c *converter) timeout(d *document, field, s string, def time.Duration) time.Duration {
+	v := c.duration(d, field, s, def)
+	if s != "" && v == 0 {
+		c.l.failAt(d, field, "must be more than 0s: %s would time out at once (leave the field out for the default, %s)", s, fmtDur(def))
+		return def
+	}
+	return v
+}
+
 func intOr(p *int, def int) int {
 	if p == nil {
 		return def

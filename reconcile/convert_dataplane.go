@@ -16,7 +16,7 @@ func (c *converter) backend(d *document, r *rawBackend) dataplane.Backend {
 		ProxyProtocol:  dataplane.ProxyProtocol(c.oneOf(d, "spec.proxyProtocol", r.ProxyProtocol, defProxyProtocol, "none", "v1", "v2")),
 		ConnectTimeout: c.duration(d, "spec.connectTimeout", r.ConnectTimeout, defConnectTimeout),
 		QueueTimeout:   c.duration(d, "spec.queueTimeout", r.QueueTimeout, defQueueTimeout),
-		IdleTimeout:    c.duration(d, "spec.idleTimeout", r.IdleTimeout, defIdleTimeout),
+		IdleTimeout:    c.timeout(d, "spec.idleTimeout", r.IdleTimeout, defIdleTimeout),
 		Retries:        intOr(r.Retries, defRetries),
 	}
 	if b.ConnectTimeout == 0 {
@@ -115,9 +115,9 @@ func (c *converter) listener(d *document, i int, r rawListener) dataplane.Listen
 		Name:           r.Name,
 		DefaultBackend: r.DefaultBackend,
 		ForwardFor:     r.ForwardFor,
-		InspectTimeout: c.duration(d, f+".inspectTimeout", r.InspectTimeout, defInspectTimeout),
-		RequestTimeout: c.duration(d, f+".requestTimeout", r.RequestTimeout, defRequestTimeout),
-		ClientTimeout:  c.duration(d, f+".clientTimeout", r.ClientTimeout, defClientTimeout),
+		InspectTimeout: c.timeout(d, f+".inspectTimeout", r.InspectTimeout, defInspectTimeout),
+		RequestTimeout: c.timeout(d, f+".requestTimeout", r.RequestTimeout, defRequestTimeout),
+		ClientTimeout:  c.timeout(d, f+".clientTimeout", r.ClientTimeout, defClientTimeout),
 		DrainTimeout:   c.duration(d, f+".drainTimeout", r.DrainTimeout, defDrainTimeout),
 		MaxHeaderBytes: intOr(r.MaxHeaderBytes, defMaxHeaderBytes),
 	}

@@ -24,6 +24,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,7 +207,7 @@ func checkFields(file, doc string, kinds bool, want map[string][]string) []strin
 			problems = append(problems, fmt.Sprintf("%s:%d: `%s` (section %q) is not a field of the code: remove the row or fix the path", file, r.line, r.path, r.section))
 		}
 	}
-	for _, section := range sortedKeys(want) {
+	for _, section := range slices.Sorted(maps.Keys(want)) {
 		for _, p := range want[section] {
 			if _, ok := documented[section][p]; !ok {
 				problems = append(problems, fmt.Sprintf("%s: field `%s` (section %q) is in the code but not documented: add a row to a field table of that section", file, p, section))
@@ -214,15 +215,6 @@ func checkFields(file, doc string, kinds bool, want map[string][]string) []strin
 		}
 	}
 	return problems
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func readDoc(t *testing.T, name string) string {
@@ -235,7 +227,7 @@ func readDoc(t *testing.T, name string) string {
 }
 
 func TestDocsKindsCoverTheLoader(t *testing.T) {
-	if got := sortedKeys(docKinds); !slices.Equal(got, slices.Sorted(slices.Values(kinds))) {
+	if got := slices.Sorted(maps.Keys(docKinds)); !slices.Equal(got, slices.Sorted(slices.Values(kinds))) {
 		t.Fatalf("docKinds has %v, the loader knows %v: map the new kind to its document type", got, kinds)
 	}
 }
@@ -609,7 +601,7 @@ func TestDocsCLIMatchesBinary(t *testing.T) {
 	}
 	common := docCmds[everyCommand]
 	delete(docCmds, everyCommand)
-	for _, name := range sortedKeys(binCmds) {
+	for _, name := range slices.Sorted(maps.Keys(binCmds)) {
 		got, ok := docCmds[name]
 		got = append(slices.Clone(got), common...)
 		if !ok {
@@ -624,7 +616,7 @@ func TestDocsCLIMatchesBinary(t *testing.T) {
 			t.Errorf("docs/cli.md: gitedge %s: the section does not say how it exits", name)
 		}
 	}
-	for _, name := range sortedKeys(docCmds) {
+	for _, name := range slices.Sorted(maps.Keys(docCmds)) {
 		if _, ok := binCmds[name]; !ok {
 			t.Errorf("docs/cli.md: documents command %q, which the binary does not have", name)
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gitedge/gitedge/internal/errlist"
 )
 
 // Error is one located problem in a routes repository: the file, the line
@@ -51,18 +53,7 @@ func (e *Error) Error() string {
 // Validation is all-or-nothing: a non-empty Errors means nothing is applied.
 type Errors []*Error
 
-func (es Errors) Error() string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d errors:", len(es))
-	for _, e := range es {
-		b.WriteString("\n  ")
-		b.WriteString(e.Error())
-	}
-	return b.String()
-}
+func (es Errors) Error() string { return errlist.Error(es) }
 
 // NodeLocal reports whether every problem is the node's (NodeLocal): the
 // same repository may load once the node is fixed.
@@ -76,13 +67,7 @@ func (es Errors) NodeLocal() bool {
 }
 
 // Unwrap lets errors.As find one *Error.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+func (es Errors) Unwrap() []error { return errlist.Unwrap(es) }
 
 func (es Errors) sort() {
 	slices.SortStableFunc(es, func(a, b *Error) int {

@@ -1,13 +1,12 @@
 package reconcile
 
 import (
-	"bytes"
-	"io"
 	"io/fs"
 	"path"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/gitedge/gitedge/internal/memfile"
 )
 
 // Files is the set of YAML files a Load consumed, by slash-separated path
@@ -40,9 +39,9 @@ func (f Files) Open(name string) (fs.File, error) {
 	}
 	if info.IsDir() {
 		entries, _ := f.ReadDir(name)
-		return &filesDir{info: info.(fileInfo), entries: entries}, nil
+		return memfile.OpenDir(info.(memfile.Info), entries), nil
 	}
-	return &filesFile{info: info.(fileInfo), r: bytes.NewReader(f[name])}, nil
+	return memfile.OpenFile(info.(memfile.Info), f[name]), nil
 }
 
 // ReadFile implements fs.ReadFileFS.
@@ -60,14 +59,14 @@ func (f Files) Stat(name string) (fs.FileInfo, error) {
 		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
 	}
 	if data, ok := f[name]; ok {
-		return fileInfo{name: path.Base(name), size: int64(len(data))}, nil
+		return memfile.Info{Base: path.Base(name), Len: int64(len(data))}, nil
 	}
 	if name == "." {
-		return fileInfo{name: ".", dir: true}, nil
+		return memfile.Info{Base: ".", Dir: true}, nil
 	}
 	for p := range f {
 		if strings.HasPrefix(p, name+"/") {
-			return fileInfo{name: path.Base(name), dir: true}, nil
+			return memfile.Info{Base: path.Base(name), Dir: true}, nil
 		}
 	}
 	return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
@@ -89,9 +88,9 @@ func (f Files) ReadDir(name string) ([]fs.DirEntry, error) {
 			continue
 		}
 		if dir, _, isDir := strings.Cut(rest, "/"); isDir {
-			seen[dir] = fs.FileInfoToDirEntry(fileInfo{name: dir, dir: true})
+			seen[dir] = fs.FileInfoToDirEntry(memfile.Info{Base: dir, Dir: true})
 		} else {
-			seen[rest] = fs.FileInfoToDirEntry(fileInfo{name: rest, size: int64(len(data))})
+			seen[rest] = fs.FileInfoToDirEntry(memfile.Info{Base: rest, Len: int64(len(data))})
 		}
 	}
 	out := make([]fs.DirEntry, 0, len(seen))
@@ -100,56 +99,4 @@ func (f Files) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	slices.SortFunc(out, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return out, nil
-}
-
-type fileInfo struct {
-	name string
-	size int64
-	dir  bool
-}
-
-func (i fileInfo) Name() string { return i.name }
-func (i fileInfo) Size() int64  { return i.size }
-func (i fileInfo) Mode() fs.FileMode {
-	if i.dir {
-		return fs.ModeDir | 0o555
-	}
-	return 0o444
-}
-func (i fileInfo) ModTime() time.Time { return time.Time{} }
-func (i fileInfo) IsDir() bool        { return i.dir }
-func (i fileInfo) Sys() any           { return nil }
-
-type filesFile struct {
-	info fileInfo
-	r    *bytes.Reader
-}
-
-func (f *filesFile) Stat() (fs.FileInfo, error) { return f.info, nil }
-func (f *filesFile) Read(b []byte) (int, error) { return f.r.Read(b) }
-func (f *filesFile) Close() error               { return nil }
-
-type filesDir struct {
-	info    fileInfo
-	entries []fs.DirEntry
-	off     int
-}
-
-func (d *filesDir) Stat() (fs.FileInfo, error) { return d.info, nil }
-func (d *filesDir) Read([]byte) (int, error) {
-	return 0, &fs.PathError{Op: "read", Path: d.info.name, Err: fs.ErrInvalid}
-}
-func (d *filesDir) Close() error { return nil }
-func (d *filesDir) ReadDir(n int) ([]fs.DirEntry, error) {
-	rest := d.entries[d.off:]
-	if n <= 0 {
-		d.off = len(d.entries)
-		return rest, nil
-	}
-	if len(rest) == 0 {
-		return nil, io.EOF
-	}
-	n = min(n, len(rest))
-	d.off += n
-	return rest[:n], nil
 }

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,9 @@ type loader struct {
 	// pending errors whose line is looked up at the end, once per document
 	located []pendingError
 	warned  []pendingError // the same, for warnings
+	// fieldsDoc is where an unknown field's message sends the reader;
+	// "" means the routes repository's reference.
+	fieldsDoc string
 }
 
 type pendingError struct {
@@ -264,7 +268,7 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 		unknown := unknownFields(d.node(), reflect.TypeOf(v))
 		for _, u := range unknown {
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line + u.line - 1, Doc: d.id(), Field: u.path,
-				Msg: fmt.Sprintf("unknown field %q (check its spelling and the kind's fields in docs/repository.md)", u.key)})
+				Msg: fmt.Sprintf("unknown field %q (check its spelling and %s)", u.key, cmp.Or(l.fieldsDoc, "the kind's fields in docs/repository.md"))})
 		}
 		if len(unknown) == 0 { // cannot happen when both libraries agree; keep the message
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line, Doc: d.id(), Msg: msg})

@@ -513,6 +513,13 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			return err
 		}},
 	}
+	// A pass over the live commit again (resync, poke) must not say Ready
+	// over the failure of a newer commit that did not apply.
+	l.mu.Lock()
+	la := l.status.LastAttempt
+	keepFailure := (rev.Trigger == TriggerResync || rev.Trigger == TriggerPoke) &&
+		la != nil && la.Result == ResultFailed && la.Commit != rev.Commit
+	l.mu.Unlock()
 	var errs stepErrors
 	for _, s := range steps {
 		if !s.on {
@@ -524,6 +531,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 		case err != nil:
 			errs = append(errs, &StepError{Step: s.name, Err: err})
 			l.setCondition(s.name, condition(err), err.Error())
+		case keepFailure:
 		default:
 			l.setCondition(s.name, CondReady, "")
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// mapFS reads a directory into memory, applying edits as copyTree does.
+// mapFS reads a directory into memory, applying edits as testkit.CopyTree does.
 func mapFS(t *testing.T, dir string, edits map[string][][2]string) fstest.MapFS {
 	t.Helper()
 	out := fstest.MapFS{}
@@ -415,5 +415,35 @@ func TestInfraLeadershipAtApplyTime(t *testing.T) {
 	testkit.WaitFor(t, "the infra error logged", func() bool { return strings.Contains(logs.String(), "infra apply failed") })
 	if !strings.Contains(logs.String(), `"msg":"infra apply failed","subsystem":"reconcile","commit":"c2","leader":true,"error":"proxmox1: 500 internal error"`) {
 		t.Errorf("log:\n%s", logs.String())
+	}
+}
+
+// TestResyncKeepsTheFailedApply: a newer commit whose apply failed for
+// good stays reported after a resync re-applies the live commit: the
+// step's condition used to flip back to Ready while lastAttempt kept the
+// error, so the node looked healthy with the newest commit not applied.
+func TestResyncKeepsTheFailedApply(t *testing.T) {
+	l := &Loop{Node: "lb-0", Dataplane: dataplaneFake(func(_ context.Context, c dataplane.Config) error {
+		if c.Listeners[0].ClientTimeout == 3000*time.Second {
+			return terminalErr{errors.New(`listener "http": mode quic: not supported`)}
+		}
+		return nil
+	})}
+	ctx := context.Background()
+	good := Revision{Commit: "good", Files: mapFS(t, "../examples/homelab", nil)}
+	if res, err := l.Pass(ctx, good, nil); res != ResultApplied {
+		t.Fatal(res, err)
+	}
+	more := mapFS(t, "../examples/homelab", map[string][][2]string{"edge.yaml": {{"clientTimeout: 3600s", "clientTimeout: 3000s"}}})
+	if res, _ := l.Pass(ctx, Revision{Commit: "newer", Files: more}, nil); res != ResultFailed {
+		t.Fatal(res)
+	}
+	good.Trigger = TriggerResync
+	if res, err := l.Pass(ctx, good, nil); res != ResultUnchanged {
+		t.Fatal(res, err)
+	}
+	st := l.Status()
+	if c := st.Conditions["dataplane"]; c.Status != CondStalled || st.LastAttempt.Commit != "newer" {
+		t.Errorf("after a resync of the live commit: dataplane %+v, last attempt %+v; want Stalled, newer", c, st.LastAttempt)
 	}
 }

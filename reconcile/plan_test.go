@@ -1,46 +1,13 @@
 package reconcile
 
 import (
-	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gitedge/gitedge/internal/testkit"
 )
-
-// copyTree copies a routes directory, applying replacements per file
-// (relative path -> old, new pairs, each of which must match once).
-func copyTree(t *testing.T, src string, edits map[string][][2]string) string {
-	t.Helper()
-	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, e := range edits[filepath.ToSlash(rel)] {
-			if bytes.Count(data, []byte(e[0])) != 1 {
-				t.Fatalf("%s: %q must occur exactly once", rel, e[0])
-			}
-			data = bytes.Replace(data, []byte(e[0]), []byte(e[1]), 1)
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
 
 func mustLoad(t *testing.T, dir string) *Desired {
 	t.Helper()
@@ -93,7 +60,7 @@ func TestPlanText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			head := mustLoad(t, copyTree(t, homelab, tt.edits))
+			head := mustLoad(t, testkit.CopyTree(t, homelab, t.TempDir(), tt.edits))
 			var base *Desired
 			if tt.base != "-" {
 				base = mustLoad(t, homelab)
@@ -109,7 +76,7 @@ func TestPlanText(t *testing.T) {
 
 func TestPlanCountsAndJSON(t *testing.T) {
 	base := mustLoad(t, "../examples/homelab")
-	head := mustLoad(t, copyTree(t, "../examples/homelab", map[string][][2]string{
+	head := mustLoad(t, testkit.CopyTree(t, "../examples/homelab", t.TempDir(), map[string][][2]string{
 		"routes/blog.yaml": {{"k3s-http-ingress", "k8s-http-ingress"}},
 	}))
 	p := Diff(base, head)

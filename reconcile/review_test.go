@@ -46,7 +46,7 @@ func TestReviewGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			base := mustLoad(t, homelab)
-			head, err := LoadDir(copyTree(t, homelab, tt.edits))
+			head, err := LoadDir(testkit.CopyTree(t, homelab, t.TempDir(), tt.edits))
 			var r Review
 			if errs, ok := errors.AsType[Errors](err); ok {
 				r = Review{Errors: []string{}, Changes: []ItemChange{}, Consequences: []Consequence{}}
@@ -78,7 +78,7 @@ func TestReviewGolden(t *testing.T) {
 // booleans in JSON, on both sides of a change and for an added item.
 func TestPlanJSONTyped(t *testing.T) {
 	base := mustLoad(t, "../examples/homelab")
-	head := mustLoad(t, copyTree(t, "../examples/homelab", map[string][][2]string{
+	head := mustLoad(t, testkit.CopyTree(t, "../examples/homelab", t.TempDir(), map[string][][2]string{
 		"routes/blog.yaml": {{"hosts: [blog.domain.tld]", "hosts: [blog.domain.tld, \"*.blog.domain.tld\"]"}},
 		"edge.yaml":        {{"priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}"}, {"preempt: true", "preempt: false"}},
 	}))

@@ -173,8 +173,12 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	switch live := l.status.Live; {
 	case live != nil:
 		l.setConditionLocked("live", CondReady, "serving commit "+short(live.Commit))
-	case res == ResultFetchErr || res == ResultFailed:
+	case res == ResultFetchErr || (res == ResultFailed && IsTransient(err)):
 		l.setConditionLocked("live", CondFailed, "no commit applied yet: "+firstLineOf(att.Error)+" (retrying)")
+	case res == ResultFailed:
+		// Terminal (a missing capability): the loop does not retry it.
+		l.setConditionLocked("live", CondStalled, "no commit applied yet: "+firstLineOf(att.Error)+
+			" (not retried: fix the cause, then restart gitedge or push a new commit)")
 	case res == ResultInvalid:
 		l.setConditionLocked("live", CondStalled, "no commit applied yet: commit "+short(rev.Commit)+" was refused (see config); waiting for a new commit")
 	}

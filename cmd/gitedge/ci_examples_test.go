@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestCIExamplesRunGitedge parses each CI file of examples/ci, finds the
@@ -19,7 +21,7 @@ import (
 // file must validate and post a Markdown plan with --detailed-exitcode.
 func TestCIExamplesRunGitedge(t *testing.T) {
 	repo := t.TempDir()
-	copyDir(t, "../../examples/homelab", filepath.Join(repo, "edge"), "", "", "")
+	testkit.CopyTree(t, "../../examples/homelab", filepath.Join(repo, "edge"), nil)
 	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "homelab"}} {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = repo

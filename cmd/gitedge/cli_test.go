@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // gitedge runs the CLI in-process and returns exit code, stdout, stderr.
@@ -17,34 +21,6 @@ func gitedge(t *testing.T, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, args)
 	return code, out.String(), errb.String()
-}
-
-// copyDir copies a directory tree, applying one replacement to one file.
-func copyDir(t *testing.T, src, dst, file, old, repl string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if filepath.ToSlash(rel) == file {
-			if !bytes.Contains(data, []byte(old)) {
-				t.Fatalf("%s does not contain %q", p, old)
-			}
-			data = bytes.Replace(data, []byte(old), []byte(repl), 1)
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestValidateCommand(t *testing.T) {
@@ -75,8 +51,8 @@ func TestValidateCommand(t *testing.T) {
 }
 
 func TestPlanCommandBaseDir(t *testing.T) {
-	head := t.TempDir()
-	copyDir(t, "../../examples/homelab", head, "vms.yaml", "memory: 4096", "memory: 2048")
+	head := testkit.CopyTree(t, "../../examples/homelab", t.TempDir(), map[string][][2]string{
+		"vms.yaml": {{"Loadbalancer 0\n  cpu: host\n  cores: 2\n  memory: 4096", "Loadbalancer 0\n  cpu: host\n  cores: 2\n  memory: 2048"}}})
 	code, out, errOut := gitedge(t, "plan", head, "--base", "../../examples/homelab")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -103,7 +79,7 @@ func TestPlanCommandBaseRef(t *testing.T) {
 		}
 	}
 	edge := filepath.Join(repo, "edge")
-	copyDir(t, "../../examples/homelab", edge, "", "", "")
+	testkit.CopyTree(t, "../../examples/homelab", edge, nil)
 	git("init", "-q", "-b", "main")
 	git("add", "-A")
 	git("commit", "-q", "-m", "homelab")
@@ -181,15 +157,98 @@ func TestDaemonOffLinux(t *testing.T) {
 	}
 }
 
+// TestCommandLineUsage: every command's -h, a bad flag and a bad
+// argument count, as an operator sees them. -h prints the usage line and
+// flags whose value placeholders are types (a backquoted word in a help
+// text used to render as "-once gitedge run"); a usage error names the
+// command once, says what was wrong on its first line, then the usage,
+// and exits 2.
+func TestCommandLineUsage(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
+	maxArgs := map[string]int{"validate": 1, "plan": 1, "inventory": 1, "proxy": 1, "vrrp": 1, "secret": 1}
+	argNames := map[string]string{"secret": "ACTION: encrypt, keygen or recipient"}
+	for name := range commands() {
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := gitedge(t, name, "-h")
+			if code != 0 || out != "" || !strings.HasPrefix(errOut, "usage: gitedge "+name+" ") {
+				t.Errorf("-h: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
+			}
+			flags := 0
+			for _, l := range strings.Split(errOut, "\n") {
+				if strings.HasPrefix(l, "  -") {
+					flags++
+					if !flagLine.MatchString(l) {
+						t.Errorf("-h: flag line %q: the value placeholder is not a type", l)
+					}
+				}
+			}
+			if flags < 2 {
+				t.Errorf("-h lists %d flags:\n%s", flags, errOut)
+			}
+			if strings.Contains(errOut, "SPEC") || strings.Contains(errOut, "../shared") {
+				t.Errorf("-h points outside the repository:\n%s", errOut)
+			}
+
+			bad := []struct {
+				args  []string
+				first string
+			}{
+				{[]string{"--no-such-flag"}, "gitedge " + name + ": flag provided but not defined: -no-such-flag"},
+				{[]string{"--log-level"}, "gitedge " + name + ": flag needs an argument: -log-level"},
+			}
+			extra := []string{"a1", "a2"}[:min(maxArgs[name]+1, 2)]
+			if maxArgs[name] == 0 {
+				bad = append(bad, struct {
+					args  []string
+					first string
+				}{extra, "gitedge " + name + `: unexpected argument "a1": this command takes flags only`})
+			} else {
+				bad = append(bad, struct {
+					args  []string
+					first string
+				}{extra, "gitedge " + name + `: too many arguments ["a1" "a2"]: expected at most 1 (` + cmp.Or(argNames[name], "DIR") + ")"})
+			}
+			for _, b := range bad {
+				code, out, errOut := gitedge(t, append([]string{name}, b.args...)...)
+				first, rest, _ := strings.Cut(errOut, "\n")
+				if code != 2 || out != "" || first != b.first || !strings.HasPrefix(rest, "usage: gitedge "+name+" ") {
+					t.Errorf("gitedge %s %v: exit %d, stdout %q, stderr:\n%s\nwant first line %q, then the usage", name, b.args, code, out, errOut, b.first)
+				}
+				if strings.Contains(errOut, "gitedge "+name+": gitedge") {
+					t.Errorf("gitedge %s %v: doubled prefix:\n%s", name, b.args, errOut)
+				}
+			}
+		})
+	}
+	// Required arguments and flags say which.
+	for _, tc := range []struct {
+		args  []string
+		first string
+	}{
+		{[]string{"proxy"}, "gitedge proxy: missing argument: DIR"},
+		{[]string{"vrrp", "dir"}, "gitedge vrrp: --node NAME is required: this node's name in the Edge's spec.nodes"},
+		{[]string{"reconcile"}, "gitedge reconcile: --once is required: one pass and exit (the loop itself is gitedge run)"},
+		{[]string{"plan", "--output", "yaml"}, `gitedge plan: --output "yaml": expected text, json or markdown`},
+		{[]string{"validate", "--output", "yaml"}, `gitedge validate: --output "yaml": expected text or json`},
+		{[]string{"import"}, "gitedge import: --out DIR is required"},
+	} {
+		code, _, errOut := gitedge(t, tc.args...)
+		if first, _, _ := strings.Cut(errOut, "\n"); code != 2 || first != tc.first {
+			t.Errorf("gitedge %v: exit %d, stderr:\n%s\nwant first line %q", tc.args, code, errOut, tc.first)
+		}
+
+	}
+}
+
 // TestPlanDetailedExitcode: with --detailed-exitcode, as Terraform's, 0
 // says nothing changes, 2 that something does and 1 an error; the
 // Markdown review of an invalid head lists its errors, and of a change its
 // consequences.
 func TestPlanDetailedExitcode(t *testing.T) {
 	changed := t.TempDir()
-	copyDir(t, "../../examples/homelab", changed, "edge.yaml", "priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}")
+	testkit.CopyTree(t, "../../examples/homelab", changed, map[string][][2]string{"edge.yaml": {{"priority: {lb-0: 100, lb-1: 101}", "priority: {lb-0: 102, lb-1: 101}"}}})
 	invalid := t.TempDir()
-	copyDir(t, "../../examples/homelab", invalid, "routes/blog.yaml", "http: {backend: k3s-http-ingress}", "http: {backend: nope}")
+	testkit.CopyTree(t, "../../examples/homelab", invalid, map[string][][2]string{"routes/blog.yaml": {{"http: {backend: k3s-http-ingress}", "http: {backend: nope}"}}})
 	tests := []struct {
 		name, head string
 		output     string

@@ -34,6 +34,9 @@
 //     n.run runs it as a task if it has Run(ctx) (nil on cancellation).
 //     Cross-subsystem signals (bgp withdrawing when the proxy is
 //     unhealthy) are wired there with funcs or channels, never imports.
+//     A subsystem that holds something a new process must take over on
+//     an upgrade in place (SIGUSR2, upgrade.go: BGP sessions) registers
+//     its hand-over step in n.handOver.
 //  5. status.go: nodeStatus gets its typed status (lowerCamel JSON tags;
 //     TestStatusJSONKeysLowerCamel checks a running node), filled by
 //     (*node).status, printed by printStatus and shown on the status

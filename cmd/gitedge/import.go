@@ -33,23 +33,14 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	force := fs.Bool("force", false, "write into a non-empty --out, replacing its YAML files")
 	fs.BoolVar(&opts.Strict, "strict", false, "fail (and write nothing) when anything is not carried over as it was")
 	fs.StringVar(&opts.SecretPassword, "secret-password", "", "write each VRRP auth_pass as {secret: NAME}, resolved on the nodes, instead of the password; {instance} in NAME is the instance's name (vrrp-{instance}); the report says where each value goes")
-	pos, code, ok := fs.parse(args)
-	if !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
 	}
 	switch {
-	case len(pos) > 0:
-		fmt.Fprintf(env.stderr, "gitedge import: unexpected argument %q: inputs are given with --haproxy, --keepalived and --terraform\n", pos[0])
-		fs.Usage()
-		return 2
 	case *out == "":
-		fmt.Fprintln(env.stderr, "gitedge import: --out DIR is required")
-		fs.Usage()
-		return 2
+		return fs.usageError("--out DIR is required")
 	case opts.HAProxy == "" && len(opts.Keepalived) == 0 && len(opts.Terraform) == 0:
-		fmt.Fprintln(env.stderr, "gitedge import: nothing to import: give --haproxy, --keepalived or --terraform")
-		fs.Usage()
-		return 2
+		return fs.usageError("nothing to import: give --haproxy, --keepalived or --terraform")
 	}
 	if err := importer.CheckOut(*out, *force); err != nil {
 		return fs.fail(err)

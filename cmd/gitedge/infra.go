@@ -25,20 +25,13 @@ import (
 
 func runInventory(ctx context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "inventory", "[--config FILE] [--group NAME] [--wait D] [DIR]")
+	fs.positional(0, 1, "DIR")
 	config := fs.String("config", nodeconfig.DefaultPath, "the node config (its proxmox section says how to reach the API)")
 	group := fs.String("group", "gitedge", "the inventory group the VMs are listed in")
 	wait := fs.Duration("wait", 0, "keep asking guest agents that are not up yet for this long")
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	if !ok {
 		return code
-	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return 2
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
 	}
 	nc, err := nodeconfig.Load(*config)
 	if err != nil {
@@ -94,13 +87,8 @@ func runPvesim(ctx context.Context, env *cliEnv, args []string) int {
 	faultsPath := fs.String("faults", "", "YAML or JSON file of injected faults (latency, errorRate, slowRate, slowDelay, failTasks, locked, offlineNodes, seed)")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate, like pveproxy")
 	certOut := fs.String("cert-out", "", "with --tls: write the certificate (PEM) here, for a node config's proxmox.caFile")
-	pos, code, ok := fs.parse(args)
-	if !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return 2
 	}
 	log := slog.New(slog.NewTextHandler(env.stderr, nil))
 	opts := pvesim.Options{Tokens: tokens, StatePath: *statePath, BootDelay: *bootDelay, TaskDuration: *taskDuration,

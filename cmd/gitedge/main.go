@@ -95,23 +95,54 @@ type cmdFlags struct {
 	*flag.FlagSet
 	env       *cliEnv
 	name      string
+	argsUsage string
 	logLevel  string
 	logFormat string
+	// minArgs and maxArgs bound the positional arguments (set with
+	// positional); both 0 by default: a command takes none unless it says.
+	minArgs, maxArgs int
+	argNames         string
+	// epilog is printed after the flags in the usage.
+	epilog string
 }
 
 // newFlags makes a command's flag set; it reports to the command's stderr
 // and returns errors rather than exiting. The logging flags default to
 // info and text; a command changes that with logDefaults.
 func newFlags(env *cliEnv, name, argsUsage string) *cmdFlags {
-	f := &cmdFlags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: env, name: name}
-	f.SetOutput(env.stderr)
-	f.Usage = func() {
-		fmt.Fprintf(env.stderr, "usage: gitedge %s %s\n", name, argsUsage)
-		f.PrintDefaults()
-	}
+	f := &cmdFlags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: env, name: name, argsUsage: argsUsage}
+	// parse reports errors and prints the usage itself, prefixed with the
+	// command's name.
+	f.SetOutput(io.Discard)
+	f.FlagSet.Usage = func() {}
 	f.StringVar(&f.logLevel, "log-level", "info", "log at this level and above: debug, info, warn or error")
 	f.StringVar(&f.logFormat, "log-format", "text", "log lines as text (key=value) or json")
 	return f
+}
+
+// Usage prints the command's usage line and flags on its stderr.
+func (f *cmdFlags) Usage() {
+	fmt.Fprintf(f.env.stderr, "usage: gitedge %s %s\n", f.name, f.argsUsage)
+	f.SetOutput(f.env.stderr)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+	if f.epilog != "" {
+		fmt.Fprintf(f.env.stderr, "\n%s\n", f.epilog)
+	}
+}
+
+// usageError reports what was wrong with the command line, then the
+// usage, and returns exit status 2.
+func (f *cmdFlags) usageError(format string, args ...any) int {
+	fmt.Fprintf(f.env.stderr, "gitedge %s: %s\n", f.name, fmt.Sprintf(format, args...))
+	f.Usage()
+	return 2
+}
+
+// positional says how many positional arguments the command takes, and
+// names them for the usage error ("DIR").
+func (f *cmdFlags) positional(lo, hi int, names string) {
+	f.minArgs, f.maxArgs, f.argNames = lo, hi, names
 }
 
 // fail reports err as the command's failure and returns exit status 1.
@@ -126,17 +157,32 @@ func (f *cmdFlags) logDefaults(level, format string) {
 	f.logFormat, f.Lookup("log-format").DefValue = format, format
 }
 
+// parseDir is parse for a command whose one optional positional argument
+// is a directory (fs.positional(0, 1, "DIR")): "." when none is given.
+func (f *cmdFlags) parseDir(args []string) (dir string, code int, ok bool) {
+	pos, code, ok := f.parse(args)
+	if !ok {
+		return "", code, false
+	}
+	if len(pos) == 1 {
+		return pos[0], 0, true
+	}
+	return ".", 0, true
+}
+
 // parse parses args allowing flags after positional arguments ("gitedge
-// plan DIR --base X"), returning the positionals, and checks the logging
-// flags. ok is false when the command should exit with the returned code
-// (2 for a usage error, 0 after -h).
+// plan DIR --base X"), returning the positionals, and checks their number
+// and the logging flags. ok is false when the command should exit with
+// the returned code (2 for a usage error, said on stderr with the usage;
+// 0 after -h).
 func (f *cmdFlags) parse(args []string) (pos []string, code int, ok bool) {
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				f.Usage()
 				return nil, 0, false
 			}
-			return nil, 2, false
+			return nil, f.usageError("%v", err), false
 		}
 		args = f.Args()
 		if len(args) == 0 {
@@ -146,9 +192,15 @@ func (f *cmdFlags) parse(args []string) (pos []string, code int, ok bool) {
 		args = args[1:]
 	}
 	if _, err := newLogger(io.Discard, f.logLevel, f.logFormat); err != nil {
-		fmt.Fprintf(f.env.stderr, "gitedge %s: %v\n", f.name, err)
-		f.Usage()
-		return nil, 2, false
+		return nil, f.usageError("%v", err), false
+	}
+	switch {
+	case len(pos) > f.maxArgs && f.maxArgs == 0:
+		return nil, f.usageError("unexpected argument %q: this command takes flags only", pos[0]), false
+	case len(pos) > f.maxArgs:
+		return nil, f.usageError("too many arguments %q: expected at most %d (%s)", pos, f.maxArgs, f.argNames), false
+	case len(pos) < f.minArgs:
+		return nil, f.usageError("missing argument: %s", f.argNames), false
 	}
 	return pos, 0, true
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,6 +55,16 @@ type node struct {
 	// readConfig re-reads the node config on SIGHUP; nil: nothing to
 	// re-read, SIGHUP only looks at the source again.
 	readConfig func() (*nodeconfig.Config, error)
+	// handOver are the steps the old process of an upgrade in place runs
+	// once the new one is ready, before it releases VRRP (upgrade.go): what
+	// else a subsystem hands over without a gap. An error is logged and the
+	// upgrade goes on, the new process serving already. BGP plugs in here,
+	// in newNode: n.handOver = append(n.handOver, speaker.HandOver).
+	handOver []func(context.Context) error
+	// sd tells systemd how the node stands (serve.go); nil: not started by
+	// systemd. sdReady is set once READY=1 was sent.
+	sd      *sdNotifier
+	sdReady atomic.Bool
 }
 
 // nodeOptions say which parts a node runs and how.
@@ -79,6 +90,9 @@ type nodeOptions struct {
 	dryRun   bool
 	access   bool // access log of every request and connection
 	pprof    bool // /debug/pprof/ on the admin server
+	// up hands sockets and VRRP state between the processes of an upgrade
+	// in place (upgrade.go); nil: no upgrades (the demo).
+	up *upgrades
 }
 
 func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, error) {
@@ -109,6 +123,9 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 			// A stream of its own, named apart from the proxy's log.
 			popts.AccessLog = log.With("subsystem", "access")
 		}
+		if o.up != nil {
+			popts.Inherit = o.up.takeDataplane
+		}
 		popts.OnServerHealth = func(backend, server string, up bool, reason string) {
 			n.notify.Notify(serverHealth(backend, server, up, reason, n.proxy.Status()))
 		}
@@ -127,6 +144,9 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 				}
 				n.notify.Notify(vrrpTransition(e))
 			},
+		}
+		if o.up != nil {
+			fo.Inherit = o.up.snapshot
 		}
 		if n.proxy != nil {
 			fo.TrackProxy = true

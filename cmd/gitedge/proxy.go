@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/signal"
 	"time"
 
 	"github.com/gitedge/gitedge/nodeconfig"
@@ -20,8 +21,11 @@ import (
 func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	hup, stop := notifyHUP()
 	defer stop()
+	usr2 := notifyUSR2()
+	defer signal.Stop(usr2)
 
-	fs := newFlags(env, "proxy", "DIR")
+	fs := newFlags(env, "proxy", "DIR [--metrics ADDR] [--access-log] [--watch=false] [--debounce D] [--pprof]")
+	fs.positional(1, 1, "DIR")
 	access := fs.Bool("access-log", false, "log one event per request and TLS connection")
 	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the --metrics address")
@@ -30,37 +34,44 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
 	if err := daemonSupported(); err != nil {
 		return fs.fail(err)
 	}
 	dir := pos[0]
+	log := fs.logger()
+	sd, up, err := daemonSetup(usr2, log)
+	if err != nil {
+		up.fail(err)
+		return fs.fail(err)
+	}
 	d, err := reconcile.LoadDir(dir)
 	if err != nil {
+		up.fail(fmt.Errorf("%s: %w", dir, err))
 		fmt.Fprintf(env.stderr, "gitedge proxy: %s: %v\n", dir, err)
 		return 1
 	}
 	nc, err := dirConfig(dir, "local", *admin)
 	if err != nil {
+		up.fail(err)
 		return fs.fail(err)
 	}
-	log := fs.logger()
-	n, err := newNode(nc, nodeOptions{proxy: true, sourceDir: dir, noWatch: !*watch, debounce: *debounce, access: *access, pprof: *pprofOn}, log)
+	n, err := newNode(nc, nodeOptions{proxy: true, sourceDir: dir, noWatch: !*watch, debounce: *debounce, access: *access, pprof: *pprofOn,
+		up: up}, log)
 	if err != nil {
+		up.fail(err)
 		return fs.fail(err)
 	}
 	if err := n.proxy.Apply(ctx, d.Dataplane); err != nil {
 		n.close()
+		up.fail(fmt.Errorf("%s: %w", dir, err))
 		fmt.Fprintf(env.stderr, "gitedge proxy: %s: %v\n", dir, err)
 		return 1
 	}
 	n.hup = hup
+	n.sd = sd
 	log.Info("gitedge proxy starting", "dir", dir, "listeners", len(d.Dataplane.Listeners), "routes", len(d.Dataplane.Routes),
 		"backends", len(d.Dataplane.Backends), "admin", nc.AdminListen)
-	if err := n.run(ctx); err != nil {
+	if err := serveNode(ctx, n, up); err != nil {
 		return fs.fail(err)
 	}
 	return 0

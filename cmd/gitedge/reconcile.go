@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/gitedge/gitedge/gitsource"
@@ -17,12 +18,14 @@ import (
 // planned only, with the node-local checks gitedge run makes: the node's
 // name and ports, and the secrets the repository names, resolved as a
 // node running VRRP resolves them (--no-vrrp: a proxy-only node, which
-// needs none). The exit status says whether the pass converged.
+// needs none). The exit status says whether the pass converged: 0 when
+// everything it may change was changed (or nothing needed to be), 1 when
+// it failed or left changes undone.
 func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead] [--no-vrrp]")
+	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead] [--no-vrrp] [--timeout D]")
 	fs.logDefaults("warn", "json")
 	once := fs.Bool("once", false, "run one pass and exit (required: the loop itself is gitedge run)")
-	dry := fs.Bool("dry-run", false, "stop after plan: change nothing")
+	dry := fs.Bool("dry-run", false, "stop after plan and print it: change nothing")
 	config := fs.String("config", nodeconfig.DefaultPath, "node config")
 	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
 	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
@@ -32,8 +35,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 		return code
 	}
 	if !*once {
-		fmt.Fprintln(env.stderr, "gitedge reconcile: only --once is supported; the loop is `gitedge run`")
-		return 2
+		return fs.usageError("--once is required: one pass and exit (the loop itself is gitedge run)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -70,6 +72,15 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	if live := loop.Live(); live != nil {
 		fmt.Fprintf(env.stdout, "desired: %s\n", summary(live))
 	}
+	if err != nil {
+		return fs.fail(err)
+	}
+	if res == reconcile.ResultPlanned {
+		if err := printDryRun(ctx, env, nc, defaults, rev.Files, rec); err != nil {
+			return fs.fail(err)
+		}
+		return 0
+	}
 	if rec != nil {
 		if r, ok := rec.Last(); ok {
 			role := "leader: applied"
@@ -81,16 +92,51 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 			for _, a := range r.Applied {
 				fmt.Fprintf(env.stdout, "  done: %s\n", a)
 			}
-			if !r.Converged() {
-				res = reconcile.ResultFailed
+			switch {
+			case r.Err != nil:
+				return fs.fail(r.Err)
+			case !r.Leader && !r.Plan.Empty():
+				return fs.fail(fmt.Errorf("not converged: %d VM change(s) left to the infra leader (--lead applies them from here)", len(r.Plan.Actions)))
 			}
 		}
 	}
-	if err != nil {
-		return fs.fail(err)
-	}
-	if res != reconcile.ResultApplied && res != reconcile.ResultUnchanged && res != reconcile.ResultPlanned {
+	if res != reconcile.ResultApplied && res != reconcile.ResultUnchanged {
 		return 1
 	}
 	return 0
+}
+
+// printDryRun prints what the pass would change: the declared state
+// against the last commit this node applied (its record in stateDir, when
+// there is one), and with a proxmox section the VM plan against the real
+// cluster. It writes nothing anywhere.
+func printDryRun(ctx context.Context, env *cliEnv, nc *nodeconfig.Config, defaults bool, files fs.FS, rec *infra.Reconciler) error {
+	desired, err := reconcile.Load(files)
+	if err != nil {
+		return err
+	}
+	var base *reconcile.Desired
+	against := "nothing applied on this node yet: everything is added"
+	if !defaults {
+		switch r, err := reconcile.NewStateFile(nc.StateDir).Load(); {
+		case err != nil:
+			against = fmt.Sprintf("the last applied commit cannot be read (%v): everything is added", err)
+		case r != nil:
+			if base, err = reconcile.Load(r.Files); err != nil {
+				return fmt.Errorf("the last applied commit %s: %w", r.Commit, err)
+			}
+			against = "compared with the last applied commit " + r.Commit
+		}
+	}
+	fmt.Fprintf(env.stdout, "plan (%s):\n", against)
+	if err := reconcile.Diff(base, desired).WriteText(env.stdout); err != nil {
+		return err
+	}
+	if rec == nil {
+		return nil
+	}
+	r, err := rec.Apply(ctx, desired.Infra, func() bool { return false })
+	fmt.Fprintln(env.stdout, "infra (dry run: planned only):")
+	_ = r.Plan.WriteText(env.stdout)
+	return err
 }

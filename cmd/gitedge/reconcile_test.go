@@ -6,7 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/secrets"
 )
 
@@ -37,7 +40,7 @@ func TestReconcileOnceResolvesSecrets(t *testing.T) {
 	root := t.TempDir()
 	t.Setenv(secrets.CredentialsEnv, "")
 	named := filepath.Join(root, "named")
-	copyDir(t, "../../examples/homelab", named, "edge.yaml", `password: "9999"`, "password: {secret: vrrp-VI_1}")
+	testkit.CopyTree(t, "../../examples/homelab", named, map[string][][2]string{"edge.yaml": {{`password: "9999"`, "password: {secret: vrrp-VI_1}"}}})
 	other, _, err := secrets.Keygen()
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +58,7 @@ func TestReconcileOnceResolvesSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	aged := filepath.Join(root, "aged")
-	copyDir(t, "../../examples/homelab", aged, "edge.yaml", `password: "9999"`, "password: {age: "+strconv.Quote(armored)+"}")
+	testkit.CopyTree(t, "../../examples/homelab", aged, map[string][][2]string{"edge.yaml": {{`password: "9999"`, "password: {age: " + strconv.Quote(armored) + "}"}}})
 	key := filepath.Join(root, "age.key")
 	if err := os.WriteFile(key, []byte(other), 0o600); err != nil {
 		t.Fatal(err)
@@ -89,5 +92,52 @@ func TestReconcileOnceResolvesSecrets(t *testing.T) {
 		if code, out, errs := gitedge(t, args...); code != 0 || !strings.Contains(out, ": planned") {
 			t.Errorf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, out, errs)
 		}
+	}
+}
+
+// TestReconcileOnceExitCodes: a one-shot that applies the VM changes
+// exits 0 (it used to exit 1 whenever the VM pass made changes), a second
+// one with nothing to do exits 0, one that may not lead and finds changes
+// exits 1 saying why, and --dry-run prints the plan and writes nothing.
+func TestReconcileOnceExitCodes(t *testing.T) {
+	pve := testkit.StartPvesim(t, pvesim.Options{Tokens: map[string]string{testTokenID: testSecret}, TaskDuration: time.Millisecond, BootDelay: time.Millisecond})
+	cfg := writeNodeConfig(t, pve.URL, pve.CAPEM)
+	base := []string{"reconcile", "--once", "--config", cfg, "--source", "../../examples/homelab"}
+
+	code, out, errOut := gitedge(t, append(base, "--dry-run")...)
+	for _, want := range []string{": planned", "plan (nothing applied on this node yet: everything is added):", `+ Route "whoami"`,
+		"infra (dry run: planned only):", "create VM 150"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--dry-run: stdout lacks %q", want)
+		}
+	}
+	if code != 0 || len(pve.Sim.Writes()) != 0 {
+		t.Fatalf("--dry-run: exit %d, writes %v\n%s\n%s", code, pve.Sim.Writes(), out, errOut)
+	}
+
+	code, out, errOut = gitedge(t, base...)
+	if code != 1 || !strings.Contains(errOut, "not converged: 2 VM change(s) left to the infra leader") {
+		t.Errorf("not the leader: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = gitedge(t, append(base, "--lead")...)
+	if code != 0 || !strings.Contains(out, "done: create VM 150") {
+		t.Errorf("applied: exit %d, want 0\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = gitedge(t, append(base, "--lead")...)
+	if code != 0 || strings.Contains(out, "done:") {
+		t.Errorf("nothing to do: exit %d, want 0\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestReconcileSourceWithoutSourceURL: with --source DIR the node config
+// needs no source section (it used to say "source.url: missing").
+func TestReconcileSourceWithoutSourceURL(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "gitedge.yaml")
+	if err := os.WriteFile(cfg, []byte("node: lb-0\nstateDir: "+t.TempDir()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := gitedge(t, "reconcile", "--once", "--config", cfg, "--source", "../../examples/homelab")
+	if code != 0 || !strings.Contains(out, ": applied") {
+		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
 	}
 }

@@ -41,13 +41,24 @@ func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
 			n.src.Trigger(t)
 		}
 	}
-	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true}
+	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true,
+		listen: n.opts.up.listen}
 	src, tasks, err := openSource(nc, spec, poke, gitsource.Options{Logger: n.log, Registry: n.reg})
 	if err != nil {
 		return liveParts{}, err
 	}
 	if addr := nc.AdminListen; addr != "" {
-		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error { return n.admin.listenAndServe(ctx, addr) }})
+		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error {
+			if n.opts.up == nil {
+				return n.admin.listenAndServe(ctx, addr)
+			}
+			// An upgrade hands the socket on (upgrade.go).
+			ln, err := n.opts.up.listen(addr)
+			if err != nil {
+				return err
+			}
+			return n.admin.serve(ctx, ln)
+		}})
 	}
 	return liveParts{cfg: nc, src: src, tasks: tasks}, nil
 }
@@ -93,10 +104,17 @@ func (n *node) waitReload(ctx context.Context, cur liveParts, failed <-chan erro
 			}
 			n.log.Error("a part started by a reload failed; the node runs on without it", "error", err)
 		case <-n.hup:
+			ready := n.sdReady.Load() // before READY=1 at start, systemd hears nothing of reloads
+			if ready {
+				_ = n.sd.Reloading("reloading: re-reading the node config and fetching")
+			}
 			next := n.reload(cur)
 			// The secrets' files are read again by a pass over what the
 			// node runs (or a commit refused for want of one).
 			n.loop.Poke()
+			if ready {
+				_ = n.sd.Ready(n.sdStatus())
+			}
 			if next != nil {
 				return next, nil
 			}

@@ -17,27 +17,19 @@ import (
 )
 
 func runValidate(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "validate", "[DIR] [--node-config FILE]")
+	fs := newFlags(env, "validate", "[DIR] [--node-config FILE] [--output text|json]")
+	fs.positional(0, 1, "DIR")
 	output := fs.String("output", "text", "text or json")
 	nodeConfig := fs.String("node-config", "", "also check DIR against this node: its name is in spec.nodes, no listener takes its admin or webhook port, the secrets DIR names resolve with its secrets section")
-	fs.Usage = func() {
-		fmt.Fprintf(env.stderr, "usage: gitedge validate [DIR] [--node-config FILE]\n")
-		fs.PrintDefaults()
-		fmt.Fprintf(env.stderr, "\nLimits: a file at most %d MiB and %d documents; a repository at most %d files, %d MiB and %d routes; a route at most %d hosts.\n"+
-			"Symbolic links are followed inside DIR; one that leaves DIR, is absolute or dangles is an error.\n",
-			reconcile.MaxFileBytes>>20, reconcile.MaxDocumentsPerFile, reconcile.MaxFiles, reconcile.MaxTotalBytes>>20, reconcile.MaxRoutes, reconcile.MaxHostsPerRoute)
-	}
-	pos, code, ok := fs.parse(args)
+	fs.epilog = fmt.Sprintf("Limits: a file at most %d MiB and %d documents; a repository at most %d files, %d MiB and %d routes; a route at most %d hosts.\n"+
+		"Symbolic links are followed inside DIR; one that leaves DIR, is absolute or dangles is an error.",
+		reconcile.MaxFileBytes>>20, reconcile.MaxDocumentsPerFile, reconcile.MaxFiles, reconcile.MaxTotalBytes>>20, reconcile.MaxRoutes, reconcile.MaxHostsPerRoute)
+	dir, code, ok := fs.parseDir(args)
 	if !ok {
 		return code
 	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return 2
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
+	if *output != "text" && *output != "json" {
+		return fs.usageError("--output %q: expected text or json", *output)
 	}
 	var opts reconcile.LoadOptions
 	if *nodeConfig != "" {
@@ -140,11 +132,12 @@ func summary(d *reconcile.Desired) string {
 }
 
 func runPlan(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "plan", "[DIR] --base DIR|REF [--output text|json|markdown] [--detailed-exitcode]")
+	fs := newFlags(env, "plan", "[DIR] [--base DIR|REF] [--output text|json|markdown] [--detailed-exitcode]")
+	fs.positional(0, 1, "DIR")
 	base := fs.String("base", "", "what DIR is compared with: a directory, or a git revision (branch, tag, commit) of the repository holding DIR; empty = nothing (everything is added)")
 	output := fs.String("output", "text", "text, json or markdown (a pull-request comment)")
 	detailed := fs.Bool("detailed-exitcode", false, "exit 0 when nothing changes, 1 on error, 2 when there are changes (as terraform plan -detailed-exitcode)")
-	pos, code, ok := fs.parse(args)
+	dir, code, ok := fs.parseDir(args)
 	// With --detailed-exitcode 2 means "changes": a usage error is 1 then,
 	// as terraform plan answers, so CI never reads a typo as a plan.
 	usage := func(code int) int {
@@ -158,13 +151,8 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 	if !ok {
 		return usage(code)
 	}
-	if len(pos) > 1 || (*output != "text" && *output != "json" && *output != "markdown") {
-		fs.Usage()
-		return usage(2)
-	}
-	dir := "."
-	if len(pos) == 1 {
-		dir = pos[0]
+	if *output != "text" && *output != "json" && *output != "markdown" {
+		return usage(fs.usageError("--output %q: expected text, json or markdown", *output))
 	}
 	review := reconcile.Review{Base: reconcile.Ref{Name: *base}, Head: reconcile.Ref{Name: dir}}
 	if _, h, err := gitsource.TreeAt(dir, "HEAD"); err == nil {

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"time"
 
@@ -11,12 +13,15 @@ import (
 )
 
 // runRun is `gitedge run`: the daemon. SIGTERM and SIGINT (the context)
-// stop it cleanly; SIGHUP re-reads the node config and re-fetches.
+// stop it cleanly; SIGHUP re-reads the node config and re-fetches; SIGUSR2
+// upgrades in place (upgrade.go).
 func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	hup, stop := notifyHUP()
 	defer stop()
+	usr2 := notifyUSR2()
+	defer signal.Stop(usr2)
 
-	fs := newFlags(env, "run", "[--config FILE] [--source DIR]")
+	fs := newFlags(env, "run", "[--config FILE] [--source DIR] [--no-vrrp] [--access-log]")
 	fs.logDefaults("info", "json")
 	config := fs.String("config", nodeconfig.DefaultPath, "node config; re-read on SIGHUP")
 	dir := fs.String("source", "", "follow a local directory with fsnotify instead of the configured git remote (development)")
@@ -29,15 +34,24 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 		return fs.fail(err)
 	}
 	log := fs.logger()
+	sd, up, err := daemonSetup(usr2, log)
+	fail := func(err error) int {
+		up.fail(err) // a process started by an upgrade tells the old one why
+		return fs.fail(err)
+	}
+	if err != nil {
+		return fail(err)
+	}
 	nc, defaults, err := readRunConfig(*config, *dir)
 	if err != nil {
-		return fs.fail(err)
+		return fail(err)
 	}
 	n, err := newNode(nc, nodeOptions{proxy: true, vrrp: !*noVRRP, sourceDir: *dir, keepState: true, local: true,
-		defaults: defaults, resync: time.Minute, access: *access}, log)
+		defaults: defaults, resync: time.Minute, access: *access, up: up}, log)
 	if err != nil {
-		return fs.fail(err)
+		return fail(err)
 	}
+	n.sd = sd
 	n.hup = hup
 	n.readConfig = func() (*nodeconfig.Config, error) {
 		nc, _, err := readRunConfig(*config, *dir)
@@ -45,17 +59,30 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	log.Info("gitedge starting", "node", nc.Node, "version", version, "source", sourceName(nc, *dir), "admin", nc.AdminListen,
 		"stateDir", nc.StateDir)
-	if err := n.run(ctx); err != nil {
+	if err := serveNode(ctx, n, up); err != nil {
 		return fs.fail(err)
 	}
 	log.Info("gitedge stopped")
 	return 0
 }
 
+// daemonSetup is what every command that runs a node as a service starts
+// with: the systemd notifier (nil when not started by systemd) and the
+// in-place upgrades, with what a previous process handed over.
+func daemonSetup(usr2 chan os.Signal, log *slog.Logger) (*sdNotifier, *upgrades, error) {
+	sd, err := newSDNotifier()
+	if err != nil {
+		log.Warn("systemd notifications are off", "error", err)
+		sd = nil
+	}
+	up, err := newUpgrades(usr2, log, sd)
+	return sd, up, err
+}
+
 // readRunConfig reads the node config; with --source and no config file,
 // the built-in one (defaults true).
 func readRunConfig(path, dir string) (nc *nodeconfig.Config, defaults bool, err error) {
-	nc, err = nodeconfig.Load(path)
+	nc, err = nodeconfig.LoadFor(path, dir)
 	if err != nil && dir != "" && errors.Is(err, os.ErrNotExist) {
 		nc, err = builtinConfig(dir)
 		return nc, true, err

@@ -21,6 +21,7 @@ const secretUsage = "encrypt --recipient age1… [--recipients-file FILE] [--arm
 
 func runSecret(_ context.Context, env *cliEnv, args []string) int {
 	fs := newFlags(env, "secret", secretUsage)
+	fs.positional(1, 1, "ACTION: encrypt, keygen or recipient")
 	var recipients, recipientFiles []string
 	fs.Func("recipient", "encrypt: an age recipient (age1…) the value is encrypted to; repeat it for every node (and yourself)", func(s string) error {
 		recipients = append(recipients, s)
@@ -37,10 +38,6 @@ func runSecret(_ context.Context, env *cliEnv, args []string) int {
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
 	}
 	only := func(allowed ...string) bool {
 		bad := ""

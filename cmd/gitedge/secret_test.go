@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gitedge/gitedge/internal/testkit"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/secrets"
 )
@@ -97,9 +98,9 @@ func TestSecretCommand(t *testing.T) {
 func TestValidateAndPlanWithSecrets(t *testing.T) {
 	root := t.TempDir()
 	plain := filepath.Join(root, "plain")
-	copyDir(t, "../../examples/homelab", plain, "edge.yaml", `password: "9999"`, `password: "`+secretValue[:8]+`"`)
+	testkit.CopyTree(t, "../../examples/homelab", plain, map[string][][2]string{"edge.yaml": {{`password: "9999"`, `password: "` + secretValue[:8] + `"`}}})
 	named := filepath.Join(root, "named")
-	copyDir(t, "../../examples/homelab", named, "edge.yaml", `password: "9999"`, "password: {secret: vrrp-vi1}")
+	testkit.CopyTree(t, "../../examples/homelab", named, map[string][][2]string{"edge.yaml": {{`password: "9999"`, "password: {secret: vrrp-vi1}"}}})
 	sdir := filepath.Join(root, "secrets")
 	if err := os.MkdirAll(sdir, 0o700); err != nil {
 		t.Fatal(err)

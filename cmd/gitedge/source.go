@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type sourceSpec struct {
 	// take the cache (a full disk): the node comes up, serves its last
 	// applied commit, reports, and builds the source again later.
 	deferOpen bool
+	// listen opens the webhook's socket (an upgrade in place hands it on);
+	// nil: the webhook opens its own.
+	listen func(addr string) (net.Listener, error)
 }
 
 // openSource builds a source and, with triggers, the tasks that feed it;
@@ -97,7 +101,17 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 		if err != nil {
 			return nil, nil, err
 		}
-		tasks = append(tasks, task{"webhook " + wc.Listen, w.Run})
+		run := w.Run
+		if spec.listen != nil {
+			run = func(ctx context.Context) error {
+				ln, err := spec.listen(wc.Listen)
+				if err != nil {
+					return fmt.Errorf("webhook: %w", err)
+				}
+				return w.Serve(ctx, ln)
+			}
+		}
+		tasks = append(tasks, task{"webhook " + wc.Listen, run})
 	}
 	return src, tasks, nil
 }
@@ -106,20 +120,15 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 // show what the node would load, or keep following it (--watch) with the
 // node's own triggers. It applies nothing.
 func runSource(ctx context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "source", "[--config FILE | --dir DIR] [--watch]")
+	fs := newFlags(env, "source", "[--config FILE | --source DIR] [--watch] [--timeout D]")
 	// What the source does is logged at info; its revisions go to stdout.
 	fs.logDefaults("warn", "text")
 	config := fs.String("config", nodeconfig.DefaultPath, "the node config naming the source")
-	dir := fs.String("dir", "", "follow a local directory instead of the configured repository (development)")
-	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as `gitedge run` does, printing each revision")
+	dir := fs.String("source", "", "follow a local directory instead of the configured repository (development)")
+	watch := fs.Bool("watch", false, "keep following: poll, webhook and fsnotify as gitedge run does, printing each revision")
 	timeout := fs.Duration("timeout", 5*time.Minute, "without --watch: give up after this long")
-	pos, code, ok := fs.parse(args)
-	if !ok {
+	if _, code, ok := fs.parse(args); !ok {
 		return code
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return 2
 	}
 	var nc *nodeconfig.Config
 	if *dir == "" {

@@ -56,7 +56,7 @@ func TestSourceCommand(t *testing.T) {
 
 	// A local directory instead, with --dir.
 	out.Reset()
-	code = dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, []string{"source", "--dir", filepath.Join(work, "edge")})
+	code = dispatch(context.Background(), &cliEnv{stdout: &out, stderr: &errb}, []string{"source", "--source", filepath.Join(work, "edge")})
 	if code != 0 || !strings.Contains(out.String(), "commit     dir:") || !strings.Contains(out.String(), "files      1 (12 bytes)") {
 		t.Fatalf("--dir: exit %d\n%s%s", code, out.String(), errb.String())
 	}

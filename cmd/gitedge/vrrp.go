@@ -21,7 +21,8 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	hup, stop := notifyHUP()
 	defer stop()
 
-	fs := newFlags(env, "vrrp", "DIR --node NAME")
+	fs := newFlags(env, "vrrp", "DIR --node NAME [--metrics ADDR] [--watch=false] [--debounce D]")
+	fs.positional(1, 1, "DIR")
 	node := fs.String("node", "", "this node's name in the Edge's spec.nodes (required)")
 	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")
 	secretsDir := fs.String("secrets-dir", "", "read {secret: NAME} from DIR/NAME (default "+secrets.DefaultDir+"; systemd credentials in $"+secrets.CredentialsEnv+" first)")
@@ -31,9 +32,8 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 || *node == "" {
-		fs.Usage()
-		return 2
+	if *node == "" {
+		return fs.usageError("--node NAME is required: this node's name in the Edge's spec.nodes")
 	}
 	if err := daemonSupported(); err != nil {
 		return fs.fail(err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // The command refuses what it cannot run, before touching the network.
@@ -15,7 +17,7 @@ func TestVrrpCommandErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(noFailover, "edge.yaml"), []byte(
 		"apiVersion: gitedge/v1\nkind: Edge\nmetadata: {name: x}\nspec:\n  nodes: [{name: a, address: 192.0.2.1}]\n"), 0o644)
 	named := filepath.Join(t.TempDir(), "named")
-	copyDir(t, "../../examples/homelab", named, "edge.yaml", `password: "9999"`, "password: {secret: vrrp-VI_1}")
+	testkit.CopyTree(t, "../../examples/homelab", named, map[string][][2]string{"edge.yaml": {{`password: "9999"`, "password: {secret: vrrp-VI_1}"}}})
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
 	empty := t.TempDir()
 	tests := []struct {

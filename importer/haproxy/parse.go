@@ -1,8 +1,6 @@
 package haproxy
 
 import (
-	"bufio"
-	"bytes"
 	"strings"
 
 	"github.com/gitedge/gitedge/importer/report"
@@ -69,40 +67,31 @@ func sections(file string, data []byte, errs *report.Errors) ([]*Section, []EnvV
 	var out []*Section
 	var env []EnvVar
 	var cur *Section
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		pos := report.Pos{File: file, Line: line}
-		text := strings.TrimSuffix(sc.Text(), "\r")
+	report.Lines(file, data, errs, func(pos report.Pos, text string) {
 		words, vars, err := splitLine(text)
 		if err != nil {
 			errs.Add(pos, "%v", err)
-			continue
+			return
 		}
 		for _, v := range vars {
 			env = append(env, EnvVar{pos, v})
 		}
 		if len(words) == 0 {
-			continue
+			return
 		}
 		kw := words[0]
 		if kw == "global" || kw == "defaults" || proxyKinds[kw] || otherSections[kw] {
 			cur = &Section{Pos: pos, Kind: kw}
 			out = append(out, cur)
 			header(cur, words[1:], errs)
-			continue
+			return
 		}
 		if cur == nil {
 			errs.Add(pos, "%q is outside of any section: a configuration starts with global, defaults, frontend, backend or listen", kw)
-			continue
+			return
 		}
 		cur.Directives = append(cur.Directives, &Directive{Pos: pos, Args: words, Section: cur})
-	}
-	if err := sc.Err(); err != nil {
-		errs.Add(report.Pos{File: file, Line: line + 1}, "cannot read: %v", err)
-	}
+	})
 	return out, env
 }
 

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/importer/report"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitedge/gitedge/importer/report"
+	"github.com/gitedge/gitedge/importer/report/reporttest"
 )
 
 func TestSplitLine(t *testing.T) {
@@ -371,21 +373,7 @@ func TestMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.cfg", []byte(tc.cfg))
-			if err == nil {
-				t.Fatalf("no error, want %q", tc.want)
-			}
-			var es report.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("%T is not report.Errors", err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error:\n%v\nwant it to contain %q", err, tc.want)
-			}
-			for _, e := range es {
-				if e.File != "t.cfg" || e.Line < 1 {
-					t.Errorf("error without file and line: %v", e)
-				}
-			}
+			reporttest.WantLocated(t, err, "t.cfg", tc.want)
 			if accepts[tc.name] != "" {
 				return
 			}

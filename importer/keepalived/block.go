@@ -1,8 +1,6 @@
 package keepalived
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"path"
 	"sort"
@@ -121,16 +119,11 @@ func (p *parser) parseFile(file string, data []byte) []*Block {
 	}
 	var top []*Block
 	stack := []frame{{nil, &top}}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		pos := report.Pos{File: file, Line: line}
-		ws, err := words(strings.TrimSuffix(sc.Text(), "\r"))
+	report.Lines(file, data, p.errs, func(pos report.Pos, text string) {
+		ws, err := words(text)
 		if err != nil {
 			p.errs.Add(pos, "%v", err)
-			continue
+			return
 		}
 		var cur *Block
 		for _, w := range ws {
@@ -165,10 +158,7 @@ func (p *parser) parseFile(file string, data []byte) []*Block {
 		if cur != nil {
 			p.add(stack[len(stack)-1].list, cur)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		p.errs.Add(report.Pos{File: file, Line: line + 1}, "cannot read: %v", err)
-	}
+	})
 	for _, f := range stack[1:] {
 		p.errs.Add(f.b.Pos, "block %q is not terminated: a '}' is missing before the end of the file", f.b.Keyword())
 	}

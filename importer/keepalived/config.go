@@ -144,14 +144,10 @@ func Parse(file string, data []byte, opts Options) (*Config, error) {
 
 func instance(b *Block, errs *report.Errors) *Instance {
 	in := &Instance{Block: b, Lines: map[string]report.Pos{}}
-	if len(b.Args) != 2 || !b.Braced {
-		errs.Add(b.Pos, "vrrp_instance needs a name and a { } block")
-		if len(b.Args) > 1 {
-			in.Name = b.Args[1]
-		}
+	var ok bool
+	if in.Name, ok = namedBlock(b, errs); !ok {
 		return in
 	}
-	in.Name = b.Args[1]
 	for _, d := range b.Children {
 		kw := d.Keyword()
 		args := d.Args[1:]
@@ -162,6 +158,16 @@ func instance(b *Block, errs *report.Errors) *Instance {
 				return "", false
 			}
 			return args[0], true
+		}
+		// oneTo255 reads one number 1..255 into to (a VRID, a priority).
+		oneTo255 := func(to *int) {
+			if v, ok := one(); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 255 {
+					fail("expected 1..255, got %q", v)
+				}
+				*to = n
+			}
 		}
 		in.Lines[kw] = d.Pos
 		switch kw {
@@ -177,21 +183,9 @@ func instance(b *Block, errs *report.Errors) *Instance {
 				in.Interface = v
 			}
 		case "virtual_router_id":
-			if v, ok := one(); ok {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 1 || n > 255 {
-					fail("expected 1..255, got %q", v)
-				}
-				in.VRID = n
-			}
+			oneTo255(&in.VRID)
 		case "priority":
-			if v, ok := one(); ok {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 1 || n > 255 {
-					fail("expected 1..255, got %q", v)
-				}
-				in.Priority = n
-			}
+			oneTo255(&in.Priority)
 		case "advert_int":
 			if v, ok := one(); ok {
 				t, err := seconds(v)
@@ -382,16 +376,25 @@ func vip(b *Block) (VIP, error) {
 	return v, nil
 }
 
+// namedBlock is the name of a "keyword NAME { … }" block; ok is false,
+// the error added, when b is not one.
+func namedBlock(b *Block, errs *report.Errors) (name string, ok bool) {
+	if len(b.Args) > 1 {
+		name = b.Args[1]
+	}
+	if len(b.Args) != 2 || !b.Braced {
+		errs.Add(b.Pos, "%s needs a name and a { } block", b.Keyword())
+		return name, false
+	}
+	return name, true
+}
+
 func script(b *Block, errs *report.Errors) *Script {
 	s := &Script{Block: b, lines: map[string]report.Pos{}}
-	if len(b.Args) != 2 || !b.Braced {
-		errs.Add(b.Pos, "vrrp_script needs a name and a { } block")
-		if len(b.Args) > 1 {
-			s.Name = b.Args[1]
-		}
+	var ok bool
+	if s.Name, ok = namedBlock(b, errs); !ok {
 		return s
 	}
-	s.Name = b.Args[1]
 	for _, d := range b.Children {
 		s.lines[d.Keyword()] = d.Pos
 		switch d.Keyword() {

@@ -1,7 +1,6 @@
 package keepalived
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"path"
@@ -9,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/importer/report"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitedge/gitedge/importer/report/reporttest"
 )
 
 func seed(t testing.TB) []byte {
@@ -199,21 +199,7 @@ func TestMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("k.conf", []byte(tc.conf), Options{})
-			if err == nil {
-				t.Fatalf("no error, want %q", tc.want)
-			}
-			var es report.Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("%T is not report.Errors", err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error:\n%v\nwant it to contain %q", err, tc.want)
-			}
-			for _, e := range es {
-				if e.File != "k.conf" || e.Line < 1 {
-					t.Errorf("error without file and line: %v", e)
-				}
-			}
+			reporttest.WantLocated(t, err, "k.conf", tc.want)
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gitedge/gitedge/internal/errlist"
 )
 
 // Pos is a place in an input file. Line is 1-based; 0 means the whole file.
@@ -181,32 +184,31 @@ func Unlocated(err error, file string, data []byte) error {
 	return nil
 }
 
+// Lines calls f with each line of data, read as file: its position and
+// its text without the line end ("\n" or "\r\n"). A line too long to read
+// (over 1 MiB) ends the reading with an error in errs at its position.
+func Lines(file string, data []byte, errs *Errors, f func(pos Pos, text string)) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		f(Pos{File: file, Line: line}, strings.TrimSuffix(sc.Text(), "\r"))
+	}
+	if err := sc.Err(); err != nil {
+		errs.Add(Pos{File: file, Line: line + 1}, "cannot read: %v", err)
+	}
+}
+
 // Add appends one located error.
 func (es *Errors) Add(p Pos, format string, args ...any) {
 	*es = append(*es, &Error{Pos: p, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (es Errors) Error() string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d errors:", len(es))
-	for _, e := range es {
-		b.WriteString("\n  ")
-		b.WriteString(e.Error())
-	}
-	return b.String()
-}
+func (es Errors) Error() string { return errlist.Error(es) }
 
 // Unwrap lets errors.As find one *Error.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+func (es Errors) Unwrap() []error { return errlist.Unwrap(es) }
 
 // Err returns the sorted errors, or nil when there are none.
 func (es Errors) Err() error {

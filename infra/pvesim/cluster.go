@@ -328,14 +328,23 @@ func normSID(sid string) (string, int, bool) {
 	return "vm:" + sid, id, true
 }
 
-func (s *Sim) haGet(raw string) (any, *apiError) {
+// haLookup finds the HA resource raw names.
+func (s *Sim) haLookup(raw string) (string, *HAState, *apiError) {
 	sid, _, ok := normSID(raw)
 	if !ok {
-		return nil, paramErr("sid", "unable to parse service id '%s'", raw)
+		return "", nil, paramErr("sid", "unable to parse service id '%s'", raw)
 	}
 	h := s.st.HA[sid]
 	if h == nil {
-		return nil, errf(500, "no such resource '%s'", sid)
+		return "", nil, errf(500, "no such resource '%s'", sid)
+	}
+	return sid, h, nil
+}
+
+func (s *Sim) haGet(raw string) (any, *apiError) {
+	sid, h, err := s.haLookup(raw)
+	if err != nil {
+		return nil, err
 	}
 	return s.haEntry(sid, h), nil
 }
@@ -345,7 +354,7 @@ var haStates = []string{"started", "stopped", "enabled", "disabled", "ignored"}
 func (s *Sim) haOptions(h *HAState, p params, allowed ...string) *apiError {
 	for k, v := range p {
 		if !slices.Contains(allowed, k) {
-			return paramErr(k, "property is not defined in schema and the schema does not allow additional properties")
+			return paramErr(k, errNotInSchema)
 		}
 		switch k {
 		case "state":
@@ -373,7 +382,7 @@ func (s *Sim) haOptions(h *HAState, p params, allowed ...string) *apiError {
 		case "failback":
 			// go-proxmox: HAResourceCreateOption has Failback, a PVE 9 option;
 			// PVE 8 rejects it, and so does the simulator.
-			return paramErr(k, "property is not defined in schema and the schema does not allow additional properties")
+			return paramErr(k, errNotInSchema)
 		}
 	}
 	return nil
@@ -412,13 +421,9 @@ func (s *Sim) haCreate(p params) (any, *apiError) {
 }
 
 func (s *Sim) haUpdate(raw string, p params) (any, *apiError) {
-	sid, _, ok := normSID(raw)
-	if !ok {
-		return nil, paramErr("sid", "unable to parse service id '%s'", raw)
-	}
-	h := s.st.HA[sid]
-	if h == nil {
-		return nil, errf(500, "no such resource '%s'", sid)
+	_, h, err := s.haLookup(raw)
+	if err != nil {
+		return nil, err
 	}
 	if d, ok := p["digest"]; ok && d.s != s.haDigest() {
 		return nil, errf(500, "detected modified configuration - file changed by other user? Try again.")
@@ -459,7 +464,7 @@ func (s *Sim) haDelete(raw string, p params) (any, *apiError) {
 	if _, ok := p["purge"]; ok {
 		// go-proxmox: HAResourceDelete(ctx, sid, true) sends purge=1, a PVE 9
 		// parameter; PVE 8 rejects it (client-calls.md).
-		return nil, paramErr("purge", "property is not defined in schema and the schema does not allow additional properties")
+		return nil, paramErr("purge", errNotInSchema)
 	}
 	sid, _, ok := normSID(raw)
 	if !ok {

@@ -115,7 +115,7 @@ func (s *Sim) resize(vm *VMState, p params, who principal) (any, *apiError) {
 	errs := map[string]string{}
 	for k := range p {
 		if !slices.Contains([]string{"disk", "size", "digest", "skiplock"}, k) {
-			errs[k] = "property is not defined in schema and the schema does not allow additional properties"
+			errs[k] = errNotInSchema
 		}
 	}
 	disk, sizeArg := p["disk"].s, p["size"].s

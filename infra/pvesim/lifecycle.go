@@ -17,7 +17,7 @@ func (s *Sim) clone(src *VMState, p params, who principal) (any, *apiError) {
 	allowed := []string{"newid", "name", "description", "full", "storage", "format", "target", "pool", "snapname", "bwlimit"}
 	for k := range p {
 		if !slices.Contains(allowed, k) {
-			errs[k] = "property is not defined in schema and the schema does not allow additional properties"
+			errs[k] = errNotInSchema
 		}
 	}
 	newid, err := strconv.Atoi(p["newid"].s)
@@ -221,7 +221,7 @@ func (s *Sim) power(vm *VMState, action string, p params, who principal) (any, *
 	}
 	for k := range p {
 		if !slices.Contains(allowed, k) {
-			return nil, paramErr(k, "property is not defined in schema and the schema does not allow additional properties")
+			return nil, paramErr(k, errNotInSchema)
 		}
 	}
 	skiplock := p["skiplock"].s == "1"
@@ -297,7 +297,7 @@ func (s *Sim) power(vm *VMState, action string, p params, who principal) (any, *
 func (s *Sim) destroy(vm *VMState, p params, who principal) (any, *apiError) {
 	for k, v := range p {
 		if !slices.Contains([]string{"purge", "destroy-unreferenced-disks", "skiplock"}, k) {
-			return nil, paramErr(k, "property is not defined in schema and the schema does not allow additional properties")
+			return nil, paramErr(k, errNotInSchema)
 		}
 		if _, msg := check(tBool, v); msg != "" {
 			return nil, paramErr(k, "%s", msg)
@@ -368,17 +368,7 @@ func (s *Sim) qemuCreate(node string, p params, who principal) (any, *apiError) 
 	set := map[string]string{}
 	errs := map[string]string{}
 	for k, v := range q {
-		t, ok := configKeyType(k)
-		if !ok {
-			errs[k] = "property is not defined in schema and the schema does not allow additional properties"
-			continue
-		}
-		val, msg := check(t, v)
-		if msg != "" {
-			errs[k] = msg
-			continue
-		}
-		set[k] = val
+		checkConfigKey(k, v, set, errs)
 	}
 	if len(errs) > 0 {
 		return nil, &apiError{code: 400, msg: "Parameter verification failed.", errs: errs}

@@ -166,6 +166,25 @@ func configKeyType(k string) (ptype, bool) {
 	return 0, false
 }
 
+// errNotInSchema is PVE's answer to a parameter it does not know.
+const errNotInSchema = "property is not defined in schema and the schema does not allow additional properties"
+
+// checkConfigKey validates config key k set to v: the value as PVE
+// stores it goes into set, or the error text into errs.
+func checkConfigKey(k string, v pval, set, errs map[string]string) {
+	t, ok := configKeyType(k)
+	if !ok {
+		errs[k] = errNotInSchema
+		return
+	}
+	val, msg := check(t, v)
+	if msg != "" {
+		errs[k] = msg
+		return
+	}
+	set[k] = val
+}
+
 // check validates one value against its type and returns the value as PVE
 // stores it, or the error text for the 400 "errors" object.
 func check(t ptype, v pval) (string, string) {

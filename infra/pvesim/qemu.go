@@ -233,7 +233,7 @@ func (s *Sim) statusCurrent(vm *VMState) map[string]any {
 func (s *Sim) configGet(vm *VMState, p params) (any, *apiError) {
 	for k := range p {
 		if k != "current" && k != "snapshot" {
-			return nil, paramErr(k, "property is not defined in schema and the schema does not allow additional properties")
+			return nil, paramErr(k, errNotInSchema)
 		}
 	}
 	if snap := p["snapshot"].s; snap != "" {
@@ -323,21 +323,11 @@ func (s *Sim) configUpdate(vm *VMState, p params, who principal, sync bool) (any
 	for k, v := range p {
 		if slices.Contains(configSpecial, k) {
 			if k == "background_delay" && sync {
-				errs[k] = "property is not defined in schema and the schema does not allow additional properties"
+				errs[k] = errNotInSchema
 			}
 			continue
 		}
-		t, ok := configKeyType(k)
-		if !ok {
-			errs[k] = "property is not defined in schema and the schema does not allow additional properties"
-			continue
-		}
-		val, msg := check(t, v)
-		if msg != "" {
-			errs[k] = msg
-			continue
-		}
-		set[k] = val
+		checkConfigKey(k, v, set, errs)
 	}
 	for _, b := range []string{"force", "skiplock"} {
 		if v, ok := p[b]; ok {

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gitedge/gitedge/infra/pvesim"
 	proxmox "github.com/luthermonson/go-proxmox"
+
+	"github.com/gitedge/gitedge/infra/pvesim"
 )
 
 // jsonType names the JSON type of a decoded value.
@@ -59,16 +60,8 @@ func TestResponsesMatchSampleTypes(t *testing.T) {
 	c := client(srv)
 	ctx := context.Background()
 	// Make a running, HA-managed, tagged VM 150 with a pending change.
-	tmpl := &proxmox.VirtualMachine{}
-	tmpl.New(c, "proxmox1", pvesim.TemplateVMID)
-	_, task, err := tmpl.Clone(ctx, &proxmox.VirtualMachineCloneOptions{NewID: 150, Name: "lb-1", Full: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	task.Ping(ctx)
-	vm := &proxmox.VirtualMachine{}
-	vm.New(c, "proxmox1", 150)
-	task, _ = vm.Config(ctx, proxmox.VirtualMachineOption{Name: "tags", Value: "gitedge;lb"}, proxmox.VirtualMachineOption{Name: "ipconfig0", Value: "ip=192.0.2.11/24,gw=192.0.2.1"},
+	vm := clone150(t, c, proxmox.VirtualMachineCloneOptions{Name: "lb-1"})
+	task, _ := vm.Config(ctx, proxmox.VirtualMachineOption{Name: "tags", Value: "gitedge;lb"}, proxmox.VirtualMachineOption{Name: "ipconfig0", Value: "ip=192.0.2.11/24,gw=192.0.2.1"},
 		proxmox.VirtualMachineOption{Name: "numa", Value: 0}, proxmox.VirtualMachineOption{Name: "onboot", Value: 1}, proxmox.VirtualMachineOption{Name: "ciuser", Value: "ansible"})
 	task.Ping(ctx)
 	st := "started"

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitedge/gitedge/infra/pvesim"
 	proxmox "github.com/luthermonson/go-proxmox"
+
+	"github.com/gitedge/gitedge/infra/pvesim"
 )
 
 const (
@@ -149,6 +150,24 @@ func TestTicketAuthAndCSRF(t *testing.T) {
 	}
 }
 
+// clone150 makes VM 150 a full clone of the template with o and returns
+// it once the clone task is over.
+func clone150(t *testing.T, c *proxmox.Client, o proxmox.VirtualMachineCloneOptions) *proxmox.VirtualMachine {
+	t.Helper()
+	ctx := context.Background()
+	tmpl := &proxmox.VirtualMachine{}
+	tmpl.New(c, "proxmox1", pvesim.TemplateVMID)
+	o.NewID, o.Full = 150, true
+	_, task, err := tmpl.Clone(ctx, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task.Ping(ctx)
+	vm := &proxmox.VirtualMachine{}
+	vm.New(c, "proxmox1", 150)
+	return vm
+}
+
 func client(srv *httptest.Server) *proxmox.Client {
 	return proxmox.NewClient(srv.URL+"/api2/json", proxmox.WithAPIToken(tokenID, secret), proxmox.WithTimeout(5*time.Second))
 }
@@ -204,13 +223,8 @@ func TestPendingSemantics(t *testing.T) {
 	sim, srv := start(t, pvesim.Options{})
 	c := client(srv)
 	ctx := context.Background()
-	tmpl := &proxmox.VirtualMachine{}
-	tmpl.New(c, "proxmox1", pvesim.TemplateVMID)
-	_, task, _ := tmpl.Clone(ctx, &proxmox.VirtualMachineCloneOptions{NewID: 150, Full: true})
-	task.Ping(ctx)
-	vm := &proxmox.VirtualMachine{}
-	vm.New(c, "proxmox1", 150)
-	task, _ = vm.Start(ctx)
+	vm := clone150(t, c, proxmox.VirtualMachineCloneOptions{})
+	task, _ := vm.Start(ctx)
 	task.Ping(ctx)
 	task, err := vm.Config(ctx,
 		proxmox.VirtualMachineOption{Name: "cores", Value: 4},
@@ -254,13 +268,8 @@ func TestAgentBootDelayAndFaults(t *testing.T) {
 	sim, srv := start(t, pvesim.Options{BootDelay: 150 * time.Millisecond})
 	c := client(srv)
 	ctx := context.Background()
-	tmpl := &proxmox.VirtualMachine{}
-	tmpl.New(c, "proxmox1", pvesim.TemplateVMID)
-	_, task, _ := tmpl.Clone(ctx, &proxmox.VirtualMachineCloneOptions{NewID: 150, Full: true})
-	task.Ping(ctx)
-	vm := &proxmox.VirtualMachine{}
-	vm.New(c, "proxmox1", 150)
-	task, _ = vm.Config(ctx, proxmox.VirtualMachineOption{Name: "ipconfig0", Value: "ip=192.0.2.50/24,gw=192.0.2.1"})
+	vm := clone150(t, c, proxmox.VirtualMachineCloneOptions{})
+	task, _ := vm.Config(ctx, proxmox.VirtualMachineOption{Name: "ipconfig0", Value: "ip=192.0.2.50/24,gw=192.0.2.1"})
 	task.Ping(ctx)
 	task, _ = vm.Start(ctx)
 	task.Ping(ctx)

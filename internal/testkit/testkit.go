@@ -211,3 +211,53 @@ func Seeds(f *testing.F, seeds ...string) {
 		f.Add([]byte(s))
 	}
 }
+
+// Poll calls f until it returns "" or within has passed, then fails the
+// test with f's last answer: for waits whose failure message says what
+// was last seen.
+func Poll(t testing.TB, within time.Duration, f func() string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		msg := f()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// CopyTree copies the directory tree src to dst (created as needed) and
+// returns dst, applying the edits of each file (its slash-separated path
+// below src → old, new pairs): each old text must occur in the file
+// exactly once.
+func CopyTree(t testing.TB, src, dst string, edits map[string][][2]string) string {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, e := range edits[filepath.ToSlash(rel)] {
+			if bytes.Count(data, []byte(e[0])) != 1 {
+				t.Fatalf("%s: %q must occur exactly once", rel, e[0])
+			}
+			data = bytes.Replace(data, []byte(e[0]), []byte(e[1]), 1)
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}

@@ -1,0 +1,498 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gitedge/gitedge/failover"
+)
+
+// An upgrade in place (SIGUSR2, as nginx's): the running process (the old
+// one) starts the binary now at its executable's path with the same
+// arguments, hands it its listening sockets (the proxy's, the admin
+// server's, the webhook's) and its VRRP state, and waits. The new process
+// applies the last good commit on those sockets, resumes the VRRP
+// instances as they were (a master keeps advertising), tells systemd it
+// is the unit's main process and ready, then tells the old one. The old
+// one hands over what else must go (the handOver hooks: BGP sessions),
+// releases VRRP without a word, tells the new one, drains its connections
+// and exits 0. If the new process fails to start, exits, refuses the
+// config or is not ready in time, the old one keeps serving as before and
+// logs why.
+//
+// The two processes talk over a socketpair (the control socket, the first
+// inherited descriptor): the new one writes "ready" or "error <why>", the
+// old one answers "released"; the old one's exit closes it too. What the
+// new process inherits is described by $GITEDGE_UPGRADE (upgradeSpec).
+// This does what cloudflare/tableflip does, by hand: tableflip keeps a
+// duplicate of every listener it ever handed out until the next upgrade,
+// so a listener removed from the routes repository would stay bound and
+// queue connections nobody accepts; here the sockets are duplicated only
+// for the moment the new process starts.
+
+// upgradeEnv names the environment variable that describes what a process
+// started by an upgrade inherits.
+const upgradeEnv = "GITEDGE_UPGRADE"
+
+// upgradeTimeout bounds how long the old process waits for the new one to
+// be ready (tableflip's default). A first fetch is not part of it: the new
+// process applies the last good commit, which is on disk.
+const upgradeTimeout = time.Minute
+
+// upgradeSpec is $GITEDGE_UPGRADE: the control socket's descriptor, the
+// inherited sockets by key and descriptor, and the VRRP snapshot.
+type upgradeSpec struct {
+	Control int            `json:"control"`
+	Files   map[string]int `json:"files,omitempty"`
+	// Serves says the old process served a commit: then the new one must
+	// too before it says ready.
+	Serves bool            `json:"serves"`
+	VRRP   json.RawMessage `json:"vrrp,omitempty"`
+	PID    int             `json:"pid"`
+}
+
+// Keys of the inherited sockets: the proxy's by dataplane's own key, the
+// others (admin, webhook) by address.
+const (
+	keyDataplane = "dataplane "
+	keyListen    = "listen "
+)
+
+// upgrades is one process's side of in-place upgrades: what it inherited
+// from the process it replaces (if any), the sockets it may hand on, and
+// SIGUSR2.
+type upgrades struct {
+	log  *slog.Logger
+	sd   *sdNotifier
+	exe  string // resolved at start: a later chdir or a replaced binary does not change it
+	args []string
+	usr2 chan os.Signal
+
+	// From the previous process; nil ctl on a first start.
+	ctl      *os.File
+	spec     upgradeSpec
+	snapshot *failover.Snapshot
+
+	mu        sync.Mutex
+	inherited map[string]*os.File         // not taken yet
+	open      map[*trackedListener]string // admin and webhook sockets open now, by key
+
+	// successor is the control socket to the new process, once it is
+	// ready; kept referenced so that only this process's exit closes it.
+	successor *os.File
+}
+
+// notifyUSR2 asks for SIGUSR2 (upgrade) for a command that runs a node.
+// Call it before anything slow: its default action ends the process.
+func notifyUSR2() chan os.Signal {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR2)
+	return c
+}
+
+// newUpgrades reads what the previous process handed over, if this
+// process was started by an upgrade; usr2 is notifyUSR2's.
+func newUpgrades(usr2 chan os.Signal, log *slog.Logger, sd *sdNotifier) (*upgrades, error) {
+	u := &upgrades{log: log, sd: sd, args: os.Args[1:], usr2: usr2,
+		inherited: map[string]*os.File{}, open: map[*trackedListener]string{}}
+	exe, err := executablePath(os.Args[0])
+	if err != nil {
+		log.Warn("upgrades in place (SIGUSR2) will fail: the executable's path is unknown", "argv0", os.Args[0], "error", err)
+	}
+	u.exe = exe
+	raw := os.Getenv(upgradeEnv)
+	if raw == "" {
+		return u, nil
+	}
+	os.Unsetenv(upgradeEnv)
+	if err := json.Unmarshal([]byte(raw), &u.spec); err != nil {
+		return u, fmt.Errorf("$%s: %w (set by the process this one replaces)", upgradeEnv, err)
+	}
+	u.ctl = os.NewFile(uintptr(u.spec.Control), "gitedge-upgrade-control")
+	for key, fd := range u.spec.Files {
+		unix.CloseOnExec(fd)
+		u.inherited[key] = os.NewFile(uintptr(fd), key)
+	}
+	unix.CloseOnExec(u.spec.Control)
+	if len(u.spec.VRRP) > 0 {
+		s, err := failover.ParseSnapshot(u.spec.VRRP)
+		if err != nil {
+			// Every instance then starts normally (a new election).
+			log.Warn("the VRRP state handed over does not parse; starting every instance normally", "error", err)
+		} else {
+			u.snapshot = &s
+		}
+	}
+	log.Info("started by an upgrade in place: taking over", "from", u.spec.PID, "sockets", len(u.spec.Files),
+		"vrrp", u.snapshot != nil)
+	return u, nil
+}
+
+// executablePath is the binary an upgrade starts: argv[0] made absolute
+// now (or looked up in PATH), so that the binary installed at that path
+// later is the one started, as nginx does. /proc/self/exe would name the
+// old binary, deleted.
+func executablePath(argv0 string) (string, error) {
+	if strings.Contains(argv0, "/") {
+		return filepath.Abs(argv0)
+	}
+	return exec.LookPath(argv0)
+}
+
+// child reports whether this process was started by an upgrade.
+func (u *upgrades) child() bool { return u != nil && u.ctl != nil }
+
+// fail tells the old process, if there is one, why this one will not take
+// over; it keeps serving.
+func (u *upgrades) fail(err error) {
+	if !u.child() || err == nil {
+		return
+	}
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	_, _ = u.ctl.WriteString("error " + msg + "\n")
+	u.ctl.Close()
+	u.ctl = nil
+}
+
+// takeDataplane is dataplane's Options.Inherit.
+func (u *upgrades) takeDataplane(key string) *net.TCPListener {
+	ln, err := u.take(keyDataplane + key)
+	if err != nil {
+		u.log.Warn("an inherited socket cannot be used; opening a new one", "socket", key, "error", err)
+		return nil
+	}
+	if ln == nil {
+		return nil
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil
+	}
+	return tl
+}
+
+// take returns the inherited socket of key, or nil.
+func (u *upgrades) take(key string) (net.Listener, error) {
+	if u == nil {
+		return nil, nil
+	}
+	u.mu.Lock()
+	f := u.inherited[key]
+	delete(u.inherited, key)
+	u.mu.Unlock()
+	if f == nil {
+		return nil, nil
+	}
+	defer f.Close()
+	return net.FileListener(f)
+}
+
+// listen opens a TCP listening socket on addr for the admin server or the
+// webhook, or takes the one inherited for it, and keeps it on the list an
+// upgrade hands on until it is closed.
+func (u *upgrades) listen(addr string) (net.Listener, error) {
+	key := keyListen + addr
+	ln, err := u.take(key)
+	if err != nil {
+		u.log.Warn("an inherited socket cannot be used; opening a new one", "socket", addr, "error", err)
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok || u == nil {
+		return ln, nil
+	}
+	t := &trackedListener{TCPListener: tl, u: u}
+	u.mu.Lock()
+	u.open[t] = key
+	u.mu.Unlock()
+	return t, nil
+}
+
+// trackedListener leaves the upgrade's list when closed.
+type trackedListener struct {
+	*net.TCPListener
+	u    *upgrades
+	once sync.Once
+}
+
+func (t *trackedListener) Close() error {
+	t.once.Do(func() {
+		t.u.mu.Lock()
+		delete(t.u.open, t)
+		t.u.mu.Unlock()
+	})
+	return t.TCPListener.Close()
+}
+
+// closeInherited closes what was inherited and not taken: sockets the
+// running config no longer has.
+func (u *upgrades) closeInherited() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for key, f := range u.inherited {
+		u.log.Info("an inherited socket is not in the running config: closed", "socket", key)
+		f.Close()
+	}
+	u.inherited = map[string]*os.File{}
+}
+
+// handoverSockets duplicates every socket to hand on, by key; the caller
+// closes the descriptors once the new process started. Raw descriptors,
+// never (*net.TCPListener).File and exec.Cmd: an *os.File's Fd puts the
+// socket in blocking mode, and the mode is shared with this process's own
+// listener, whose Accept would then block in the kernel where Close cannot
+// interrupt it.
+func (u *upgrades) handoverSockets(n *node) (map[string]int, error) {
+	fds := map[string]int{}
+	add := func(key string, ln *net.TCPListener) error {
+		rc, err := ln.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("the socket %s: %w", key, err)
+		}
+		var dup int
+		var derr error
+		if err := rc.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+			return fmt.Errorf("the socket %s: %w", key, err)
+		}
+		if derr != nil {
+			return fmt.Errorf("duplicating the socket %s: %w", key, derr)
+		}
+		fds[key] = dup
+		return nil
+	}
+	var err error
+	if n.proxy != nil {
+		for _, s := range n.proxy.Sockets() {
+			err = errors.Join(err, add(keyDataplane+s.Key, s.Listener))
+		}
+	}
+	u.mu.Lock()
+	for t, key := range u.open {
+		err = errors.Join(err, add(key, t.TCPListener))
+	}
+	u.mu.Unlock()
+	if err != nil {
+		closeFDs(fds)
+		return nil, err
+	}
+	return fds, nil
+}
+
+func closeFDs(fds map[string]int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// upgrade is the old process's side of SIGUSR2: it returns true once the
+// new process serves and this one has released VRRP (the caller then
+// drains and exits), false if this process keeps serving (logged).
+func (u *upgrades) upgrade(ctx context.Context, n *node) bool {
+	start := time.Now()
+	log := u.log.With("executable", u.exe)
+	log.Info("SIGUSR2: upgrading in place: starting the new binary")
+	pid, err := u.startSuccessor(ctx, n, log)
+	if err != nil {
+		if n.vrrp != nil {
+			n.vrrp.AbortHandover(err)
+		}
+		log.Error("SIGUSR2: upgrade failed; this process keeps serving", "reason", err.Error())
+		_ = u.sd.Status(n.sdStatus() + "; last upgrade failed: " + firstLine(err.Error()))
+		return false
+	}
+	for _, h := range n.handOver {
+		if err := h(ctx); err != nil {
+			log.Error("upgrade: a hand-over step failed; the new process serves already", "error", err)
+		}
+	}
+	if n.vrrp != nil {
+		if err := n.vrrp.Release(); err != nil {
+			log.Error("upgrade: releasing VRRP", "error", err)
+		}
+	}
+	// The new process runs VRRP alone from now on (its Confirm); this
+	// process's exit closes the socket as well.
+	_, _ = u.successor.WriteString("released\n")
+	log.Info("upgrade: the new process serves; this one drains and exits", "pid", pid, "took", time.Since(start))
+	return true
+}
+
+// startSuccessor starts the new process, hands it everything and waits
+// until it is ready. It returns the new process's pid; on an error the
+// new process is gone and this one changed nothing.
+func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger) (int, error) {
+	if u.exe == "" {
+		return 0, errors.New("the executable's path is unknown")
+	}
+	spec := upgradeSpec{Control: 3, Files: map[string]int{}, PID: os.Getpid(), Serves: n.loop.Status().Live != nil}
+	if n.vrrp != nil {
+		snap, err := n.vrrp.Handover()
+		if err != nil {
+			return 0, fmt.Errorf("VRRP: %w", err)
+		}
+		if spec.VRRP, err = snap.Marshal(); err != nil {
+			return 0, fmt.Errorf("VRRP: %w", err)
+		}
+	}
+	fds, err := u.handoverSockets(n)
+	if err != nil {
+		return 0, err
+	}
+	// Closed once the new process has them, or on any error.
+	defer func() { closeFDs(fds) }()
+	pair, err := socketpair()
+	if err != nil {
+		return 0, fmt.Errorf("control socket: %w", err)
+	}
+	fds["control"] = pair[1]
+	// This side non-blocking, so that Close interrupts a read.
+	if err := unix.SetNonblock(pair[0], true); err != nil {
+		unix.Close(pair[0])
+		return 0, fmt.Errorf("control socket: %w", err)
+	}
+	ctl := os.NewFile(uintptr(pair[0]), "upgrade-control")
+	files := []uintptr{0, 1, 2, uintptr(pair[1])}
+	for key, fd := range fds {
+		if key == "control" {
+			continue
+		}
+		spec.Files[key] = len(files)
+		files = append(files, uintptr(fd))
+	}
+	env, err := json.Marshal(spec)
+	if err != nil {
+		ctl.Close()
+		return 0, err
+	}
+	pid, err := syscall.ForkExec(u.exe, append([]string{u.exe}, u.args...), &syscall.ProcAttr{
+		Env:   append(environWithout(upgradeEnv), upgradeEnv+"="+string(env)),
+		Files: files,
+	})
+	if err != nil {
+		ctl.Close()
+		return 0, fmt.Errorf("starting %s: %w", u.exe, err)
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		ctl.Close()
+		return 0, err
+	}
+	closeFDs(fds)
+	fds = nil
+	exited := make(chan struct{})
+	var exitErr error
+	go func() {
+		st, err := proc.Wait()
+		if err == nil && !st.Success() {
+			err = errors.New(st.String())
+		}
+		exitErr = err
+		close(exited)
+	}()
+	said := make(chan string, 1)
+	r := bufio.NewReader(ctl)
+	go func() {
+		line, err := r.ReadString('\n')
+		if err != nil && line == "" {
+			line = "eof"
+		}
+		said <- strings.TrimSpace(line)
+	}()
+	log = log.With("pid", pid)
+	log.Info("upgrade: the new process started; waiting until it serves", "sockets", len(spec.Files), "vrrp", len(spec.VRRP) > 0)
+	fail := func(err error) (int, error) {
+		ctl.Close()
+		_ = proc.Kill()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
+		return 0, err
+	}
+	timeout := time.NewTimer(upgradeTimeout)
+	defer timeout.Stop()
+	select {
+	case line := <-said:
+		if line == "ready" {
+			u.successor = ctl
+			return pid, nil
+		}
+		if why, ok := strings.CutPrefix(line, "error "); ok {
+			return fail(fmt.Errorf("the new process refused to take over: %s", why))
+		}
+		// The control socket closed: the process is exiting.
+		select {
+		case <-exited:
+			return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)))
+		case <-time.After(10 * time.Second):
+			return fail(errors.New("the new process closed the control socket before it was ready"))
+		}
+	case <-exited:
+		// What it said before it exited, if anything, says why.
+		select {
+		case line := <-said:
+			if why, ok := strings.CutPrefix(line, "error "); ok {
+				return fail(fmt.Errorf("the new process refused to take over: %s", why))
+			}
+		case <-time.After(time.Second):
+		}
+		return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)))
+	case <-timeout.C:
+		return fail(fmt.Errorf("the new process was not ready within %v: killed", upgradeTimeout))
+	case <-ctx.Done():
+		return fail(errors.New("this process is stopping: the new process was killed"))
+	}
+}
+
+func exitReason(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// environWithout is this process's environment without name.
+func environWithout(name string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// socketpair is a connected pair of unix stream sockets, close-on-exec
+// (as the standard library does where SOCK_CLOEXEC is missing: under
+// ForkLock, so no process started meanwhile inherits them).
+func socketpair() ([2]int, error) {
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return pair, err
+	}
+	unix.CloseOnExec(pair[0])
+	unix.CloseOnExec(pair[1])
+	return pair, nil
+}

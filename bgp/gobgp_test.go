@@ -1,11 +1,16 @@
 package bgp
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +263,53 @@ func TestGoBGPHandOver(t *testing.T) {
 	if st := next.Status(); st.Restarting || st.State != "announcing" {
 		t.Errorf("the successor's status: %+v", st)
 	}
+}
+
+// The TCP MD5 password is a secret: neither the speaker's logs (GoBGP's
+// own included, at Debug), nor its status show it, when a session is
+// added and when its password changes.
+func TestGoBGPPasswordNeverShown(t *testing.T) {
+	r := newLoopRouter(t)
+	var logs syncBuffer
+	s, _ := runSpeaker(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	ctx := t.Context()
+	c := loopConfig(r.port, pfx1)
+	c.Peers[0].Password = "first-s3cret"
+	if err := s.Apply(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c.Peers[0].Password = "second-s3cret"
+	if err := s.Apply(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	st, err := json.Marshal(s.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String() + string(st)
+	if !strings.Contains(out, "re-opening the session") || !strings.Contains(out, "Password") {
+		t.Fatalf("no log of the password change (the test would see nothing):\n%s", out)
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("a password shows:\n%s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes (GoBGP logs
+// from its own goroutines).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -19,16 +19,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/gitedge/gitedge/internal/testkit"
-	"github.com/gitedge/gitedge/internal/testkit/nstest"
+	"github.com/gitedge/gitedge/internal/frrlab"
 )
 
 // The lab: FRR (zebra, bgpd) in a router namespace with
@@ -41,10 +39,9 @@ import (
 // (fib_multipath_hash_policy=1).
 
 const (
-	routerASN  = 65000
-	edgeASN    = 65010
-	servePort  = 8080
-	frrDaemons = "/usr/lib/frr"
+	routerASN = 65000
+	edgeASN   = 65010
+	servePort = 8080
 )
 
 var (
@@ -55,19 +52,21 @@ var (
 	vip6        = netip.MustParsePrefix("2001:db8:100::10/128")
 )
 
+var labSeq atomic.Int32
+
 type lab struct {
 	t      *testing.T
 	dir    string
-	frrDir string
+	frr    *frrlab.Router
 	prefix string
 	router string // namespace names
 	client string
-	nss    *nstest.Set
+	made   []string
 	procs  []func() // kill and wait, in the teardown
 	nodes  []*labNode
 	lifeW  *os.File // the helpers' lifeline: closing it ends them
 	lifeR  *os.File
-	fib    *fibWatch
+	fib    *frrlab.FIB
 	pool   *nsPool
 	opts   labOptions
 }
@@ -103,19 +102,7 @@ func requireLab(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces (make test runs as root)")
 	}
-	for _, p := range []string{frrDaemons + "/zebra", frrDaemons + "/bgpd"} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("FRR is required as the upstream router (apt-get install frr; make deps installs it): %v", err)
-		}
-	}
-	for _, tool := range []string{"ip", "vtysh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required (make deps installs it): %v", tool, err)
-		}
-	}
-	if _, err := user.Lookup("frr"); err != nil {
-		t.Fatalf("the frr user is missing (the frr package creates it): %v", err)
-	}
+	frrlab.Require(t)
 }
 
 // labName is a lab namespace's name: gb<pid>-<seq>-<role>.
@@ -147,14 +134,17 @@ func sweepStaleLabs() {
 		}
 		_ = exec.Command("ip", "netns", "del", ns).Run()
 	}
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "gitedge-bgp-lab-*"))
-	for _, d := range dirs {
-		f := strings.Split(filepath.Base(d), "-")
-		if len(f) < 5 {
-			continue
-		}
-		if pid, err := strconv.Atoi(f[3]); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
-			os.RemoveAll(d)
+	// The lab's directories and frrlab's: gitedge-bgp-lab-PID-*, gitedge-frr-PID-*.
+	for pattern, at := range map[string]int{"gitedge-bgp-lab-*": 3, "gitedge-frr-*": 2} {
+		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), pattern))
+		for _, d := range dirs {
+			f := strings.Split(filepath.Base(d), "-")
+			if len(f) < at+2 {
+				continue
+			}
+			if pid, err := strconv.Atoi(f[at]); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+				os.RemoveAll(d)
+			}
 		}
 	}
 }
@@ -162,8 +152,7 @@ func sweepStaleLabs() {
 func newLab(t *testing.T, o labOptions) *lab {
 	requireLab(t)
 	sweepStaleLabs()
-	l := &lab{t: t, opts: o, nss: nstest.NewSet(t, "gb")}
-	l.prefix = l.nss.Prefix
+	l := &lab{t: t, opts: o, prefix: fmt.Sprintf("gb%d-%d-", os.Getpid(), labSeq.Add(1))}
 	l.router, l.client = l.prefix+"r", l.prefix+"c"
 	// Not t.TempDir: its parent is private to root, and FRR runs as frr.
 	dir, err := os.MkdirTemp("", fmt.Sprintf("gitedge-bgp-lab-%d-", os.Getpid()))
@@ -172,17 +161,17 @@ func newLab(t *testing.T, o labOptions) *lab {
 	}
 	l.dir = dir
 	// One teardown, whatever happens: the logs of a failure while all is
-	// still there, then every process; the namespaces go after it (nss).
+	// still there, then every process, then the namespaces.
 	t.Cleanup(func() {
-		if t.Failed() {
-			l.dumpLogs()
-		}
 		if l.lifeW != nil {
 			l.lifeW.Close()
 			l.lifeR.Close()
 		}
 		for _, stop := range slices.Backward(l.procs) {
 			stop()
+		}
+		for _, ns := range slices.Backward(l.made) {
+			exec.Command("ip", "netns", "del", ns).Run()
 		}
 		os.RemoveAll(dir)
 	})
@@ -229,8 +218,21 @@ func newLab(t *testing.T, o labOptions) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.startFRR()
-	l.fib = watchFIB(t, l.router)
+	cfg := frrlab.Config{NS: l.router, RouterASN: routerASN, EdgeASN: edgeASN, RouterID: routerAddr, Password: o.password}
+	for _, n := range l.nodes {
+		cfg.Nodes = append(cfg.Nodes, n.addr)
+		if o.v6 {
+			cfg.Nodes6 = append(cfg.Nodes6, n.addr6)
+		}
+	}
+	l.frr = frrlab.Start(t, cfg)
+	// Registered after FRR, so it runs while FRR still answers.
+	t.Cleanup(func() {
+		if t.Failed() {
+			l.dumpLogs()
+		}
+	})
+	l.fib = frrlab.WatchFIB(t, l.router, vip1, vip2, vip6)
 	l.pool = newNSPool(t, l.client, 24)
 	for _, n := range l.nodes {
 		l.startSpeaker(n)
@@ -240,10 +242,19 @@ func newLab(t *testing.T, o labOptions) *lab {
 
 func (l *lab) run(name string, args ...string) string {
 	l.t.Helper()
-	return nstest.Run(l.t, name, args...)
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
-func (l *lab) addNS(ns string) { l.t.Helper(); l.nss.Add(ns) }
+func (l *lab) addNS(ns string) {
+	l.run("ip", "netns", "add", ns)
+	l.made = append(l.made, ns)
+	l.run("ip", "-n", ns, "link", "set", "lo", "up")
+	l.run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+}
 
 // start runs a command in a namespace; it is killed when the test ends.
 func (l *lab) start(ns, logPath string, env []string, extra []*os.File, name string, args ...string) (*os.Process, <-chan struct{}) {
@@ -252,9 +263,11 @@ func (l *lab) start(ns, logPath string, env []string, extra []*os.File, name str
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := nstest.Command(ns, env, name, args...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = extra
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		l.t.Fatalf("starting %s in %s: %v", name, ns, err)
@@ -272,159 +285,14 @@ func (l *lab) start(ns, logPath string, env []string, extra []*os.File, name str
 	return cmd.Process, done
 }
 
-const bgpdConf = `hostname router
-log file {{.Dir}}/bgpd.log informational
-router bgp {{.RouterASN}}
- bgp router-id {{.RouterID}}
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor NODES peer-group
- neighbor NODES remote-as {{.EdgeASN}}
- neighbor NODES timers 1 3
- neighbor NODES passive
-{{- if .Password}}
- neighbor NODES password {{.Password}}
-{{- end}}
-{{- range .Nodes}}
- neighbor {{.}} peer-group NODES
-{{- end}}
-{{- if .V6}}
- neighbor NODES6 peer-group
- neighbor NODES6 remote-as {{.EdgeASN}}
- neighbor NODES6 timers 1 3
- neighbor NODES6 passive
-{{- range .Nodes6}}
- neighbor {{.}} peer-group NODES6
-{{- end}}
-{{- end}}
- address-family ipv4 unicast
-  neighbor NODES activate
-  maximum-paths 8
- exit-address-family
-{{- if .V6}}
- address-family ipv6 unicast
-  neighbor NODES6 activate
-  maximum-paths 8
- exit-address-family
-{{- end}}
-`
+func (l *lab) vtysh(cmd string) string { l.t.Helper(); return l.frr.Vtysh(l.t, cmd) }
 
-// startFRR starts zebra and bgpd in the router namespace, as the
-// frr user, every file in a directory of the test's, and waits until
-// vtysh reaches them.
-func (l *lab) startFRR() {
-	l.frrDir = filepath.Join(l.dir, "frr")
-	if err := os.Mkdir(l.frrDir, 0o755); err != nil {
-		l.t.Fatal(err)
-	}
-	data := struct {
-		Dir                string
-		RouterASN, EdgeASN int
-		RouterID           netip.Addr
-		V6                 bool
-		Password           string
-		Nodes, Nodes6      []netip.Addr
-	}{Dir: l.frrDir, RouterASN: routerASN, EdgeASN: edgeASN, RouterID: routerAddr, V6: l.opts.v6, Password: l.opts.password}
-	for _, n := range l.nodes {
-		data.Nodes = append(data.Nodes, n.addr)
-		data.Nodes6 = append(data.Nodes6, n.addr6)
-	}
-	var conf bytes.Buffer
-	if err := template.Must(template.New("bgpd").Parse(bgpdConf)).Execute(&conf, data); err != nil {
-		l.t.Fatal(err)
-	}
-	files := map[string]string{"bgpd.conf": conf.String(), "zebra.conf": "hostname router\n"}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(l.frrDir, name), []byte(body), 0o644); err != nil {
-			l.t.Fatal(err)
-		}
-	}
-	l.run("chown", "-R", "frr:frr", l.frrDir)
-	for _, d := range []string{"zebra", "bgpd"} {
-		l.start(l.router, filepath.Join(l.dir, d+".out"), nil, nil, filepath.Join(frrDaemons, d),
-			"-u", "frr", "-g", "frr", "-f", filepath.Join(l.frrDir, d+".conf"), "-i", filepath.Join(l.frrDir, d+".pid"),
-			"-z", filepath.Join(l.frrDir, "zserv.api"), "--vty_socket", l.frrDir, "-P", "0")
-		if d == "zebra" {
-			// bgpd gives up on a zebra socket that is not there yet.
-			testkit.Poll(l.t, 10*time.Second, func() string {
-				if _, err := os.Stat(filepath.Join(l.frrDir, "zserv.api")); err != nil {
-					return "zebra's socket: " + err.Error()
-				}
-				return ""
-			})
-		}
-	}
-	testkit.Poll(l.t, 15*time.Second, func() string {
-		out, err := l.vtyshErr("show bgp summary json")
-		if err != nil {
-			return fmt.Sprintf("vtysh: %v %s", err, out)
-		}
-		return ""
-	})
-}
-
-func (l *lab) vtyshErr(cmd string) (string, error) {
-	out, err := exec.Command("ip", "netns", "exec", l.router, "vtysh", "--vty_socket", l.frrDir, "-c", cmd).CombinedOutput()
-	return string(out), err
-}
-
-func (l *lab) vtysh(cmd string) string {
-	l.t.Helper()
-	out, err := l.vtyshErr(cmd)
-	if err != nil {
-		l.t.Fatalf("vtysh -c %q: %v\n%s", cmd, err, out)
-	}
-	return out
-}
-
-// frrNeighbor is a part of `show bgp neighbors json`.
-type frrNeighbor struct {
-	State                  string `json:"bgpState"`
-	UpEpoch                int64  `json:"bgpTimerUpEstablishedEpoch"`
-	ConnectionsEstablished int    `json:"connectionsEstablished"`
-	ConnectionsDropped     int    `json:"connectionsDropped"`
-	LastReset              string `json:"lastResetDueTo"`
-	GR                     struct {
-		RemoteMode string `json:"remoteGrMode"`
-		RBit       bool   `json:"rBit"`
-		Timers     struct {
-			Received int `json:"receivedRestartTimer"`
-		} `json:"timers"`
-	} `json:"gracefulRestartInfo"`
-}
-
-func (l *lab) neighbors() map[string]frrNeighbor {
-	l.t.Helper()
-	out := l.vtysh("show bgp neighbors json")
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
-		l.t.Fatalf("show bgp neighbors json: %v\n%s", err, out)
-	}
-	res := map[string]frrNeighbor{}
-	for k, v := range raw {
-		if _, err := netip.ParseAddr(k); err != nil {
-			continue
-		}
-		var n frrNeighbor
-		if err := json.Unmarshal(v, &n); err == nil {
-			res[k] = n
-		}
-	}
-	return res
-}
+func (l *lab) neighbors() map[string]frrlab.Neighbor { l.t.Helper(); return l.frr.Neighbors(l.t) }
 
 // waitEstablished waits until the router has every given neighbour up.
 func (l *lab) waitEstablished(within time.Duration, addrs ...netip.Addr) {
 	l.t.Helper()
-	testkit.Poll(l.t, within, func() string {
-		nb := l.neighbors()
-		for _, a := range addrs {
-			if s := nb[a.String()].State; s != "Established" {
-				return fmt.Sprintf("the router's session with %s is %q", a, s)
-			}
-		}
-		return ""
-	})
+	l.frr.WaitEstablished(l.t, within, addrs...)
 }
 
 // startSpeaker starts a node's helper process.
@@ -540,28 +408,17 @@ func (l *lab) up(holdTime time.Duration, prefixes ...netip.Prefix) {
 	}
 	for _, p := range prefixes {
 		if p.Addr().Is4() {
-			l.fib.waitFor(l.t, p, 10*time.Second, sameSet(all...))
+			l.fib.WaitFor(l.t, p, 10*time.Second, sameSet(all...))
 		} else {
-			l.fib.waitFor(l.t, p, 10*time.Second, sameSet(all6...))
+			l.fib.WaitFor(l.t, p, 10*time.Second, sameSet(all6...))
 		}
 	}
 }
 
 func (l *lab) dumpLogs() {
-	for _, c := range [][]string{{"ip", "-n", l.router, "route", "show"}, {"ip", "-n", l.router, "-6", "route", "show"}, {"ip", "-n", l.router, "nexthop", "show"}} {
-		out, _ := exec.Command(c[0], c[1:]...).CombinedOutput()
-		l.t.Logf("--- %s:\n%s", strings.Join(c, " "), out)
-	}
-	if l.frrDir != "" {
-		for _, c := range []string{"show bgp summary", "show bgp ipv4 unicast", "show bgp ipv6 unicast"} {
-			out, _ := l.vtyshErr(c)
-			l.t.Logf("--- vtysh %s:\n%s", c, out)
-		}
-	}
+	l.frr.Dump(l.t)
 	files, _ := filepath.Glob(filepath.Join(l.dir, "*.log"))
-	more, _ := filepath.Glob(filepath.Join(l.dir, "*.out"))
-	frr, _ := filepath.Glob(filepath.Join(l.frrDir, "*.log"))
-	for _, f := range slices.Concat(files, more, frr) {
+	for _, f := range files {
 		b, _ := os.ReadFile(f)
 		if len(b) > 6000 {
 			b = b[len(b)-6000:]
@@ -570,143 +427,7 @@ func (l *lab) dumpLogs() {
 	}
 }
 
-// fibWatch samples the router's main table every 2 ms and keeps the
-// history of each watched prefix's next hops.
-type fibWatch struct {
-	mu   sync.Mutex
-	h    *netlink.Handle
-	hist map[netip.Prefix][]fibState
-}
-
-type fibState struct {
-	at  time.Time
-	gws []netip.Addr // sorted; empty: no route
-}
-
-func (s fibState) String() string { return fmt.Sprintf("%s %v", s.at.Format("15:04:05.000"), s.gws) }
-
-func watchFIB(t *testing.T, ns string) *fibWatch {
-	nsh, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(nsh)
-	nsh.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &fibWatch{h: h, hist: map[netip.Prefix][]fibState{}}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				w.sample()
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done; h.Close() })
-	return w
-}
-
-func (w *fibWatch) sample() {
-	now := time.Now()
-	for _, p := range []netip.Prefix{vip1, vip2, vip6} {
-		gws := w.lookup(p)
-		w.mu.Lock()
-		h := w.hist[p]
-		if len(h) == 0 || !slices.Equal(h[len(h)-1].gws, gws) {
-			w.hist[p] = append(h, fibState{at: now, gws: gws})
-		}
-		w.mu.Unlock()
-	}
-}
-
-func (w *fibWatch) lookup(p netip.Prefix) []netip.Addr {
-	fam := netlink.FAMILY_V4
-	if p.Addr().Is6() {
-		fam = netlink.FAMILY_V6
-	}
-	routes, err := w.h.RouteListFiltered(fam, &netlink.Route{Dst: ipNet(p)}, netlink.RT_FILTER_DST)
-	if err != nil {
-		return nil
-	}
-	var gws []netip.Addr
-	for _, r := range routes {
-		if r.Gw != nil {
-			if a, ok := netip.AddrFromSlice(r.Gw); ok {
-				gws = append(gws, a.Unmap())
-			}
-		}
-		for _, nh := range r.MultiPath {
-			if a, ok := netip.AddrFromSlice(nh.Gw); ok {
-				gws = append(gws, a.Unmap())
-			}
-		}
-	}
-	slices.SortFunc(gws, netip.Addr.Compare)
-	return slices.Compact(gws)
-}
-
-// now returns p's next hops as last sampled.
-func (w *fibWatch) now(p netip.Prefix) []netip.Addr {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	h := w.hist[p]
-	if len(h) == 0 {
-		return nil
-	}
-	return h[len(h)-1].gws
-}
-
-// since returns p's states from the one current at t on.
-func (w *fibWatch) since(p netip.Prefix, t time.Time) []fibState {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	h := w.hist[p]
-	i := 0
-	for j, s := range h {
-		if !s.at.After(t) {
-			i = j
-		}
-	}
-	return slices.Clone(h[i:])
-}
-
-// waitFor waits until p's next hops satisfy ok, and returns when they
-// first did (per the samples).
-func (w *fibWatch) waitFor(t testing.TB, p netip.Prefix, within time.Duration, ok func([]netip.Addr) bool) time.Time {
-	t.Helper()
-	return w.waitSince(t, p, time.Now(), within, ok)
-}
-
-// waitSince is waitFor for a change that may have happened since start.
-func (w *fibWatch) waitSince(t testing.TB, p netip.Prefix, start time.Time, within time.Duration, ok func([]netip.Addr) bool) time.Time {
-	t.Helper()
-	var at time.Time
-	testkit.Poll(t, within, func() string {
-		for _, s := range w.since(p, start) {
-			if ok(s.gws) {
-				at = s.at
-				return ""
-			}
-		}
-		return fmt.Sprintf("the router's route to %s goes via %v", p, w.now(p))
-	})
-	return at
-}
-
-func sameSet(want ...netip.Addr) func([]netip.Addr) bool {
-	w := slices.Clone(want)
-	slices.SortFunc(w, netip.Addr.Compare)
-	return func(gws []netip.Addr) bool { return slices.Equal(gws, w) }
-}
+func sameSet(want ...netip.Addr) func([]netip.Addr) bool { return frrlab.SameSet(want...) }
 
 // nsPool runs functions on OS threads moved into a namespace: a socket
 // belongs to the namespace of the thread that created it, so a

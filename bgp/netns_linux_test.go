@@ -1,8 +1,8 @@
 package bgp
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/gitedge/gitedge/internal/testkit"
 	"io"
 	"net"
 	"net/netip"
@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // Scenarios against FRR in network namespaces (lab_test.go). Each quotes
@@ -83,15 +81,15 @@ func TestFRRSpread(t *testing.T) {
 	if st := l.status(l.nodes[0]); st.State != "waitingForProxy" || st.Announcements[0].Announced {
 		t.Fatalf("before the proxy serves: %+v", st)
 	}
-	if gws := l.fib.now(vip1); len(gws) != 0 {
+	if gws := l.fib.Now(vip1); len(gws) != 0 {
 		t.Fatalf("the router routes %s via %v before any node serves", vip1, gws)
 	}
 	t0 := time.Now()
 	for _, n := range l.nodes {
 		l.serve(n)
 	}
-	at := l.fib.waitSince(t, vip1, t0, 10*time.Second, sameSet(l.addrs()...))
-	at6 := l.fib.waitSince(t, vip6, t0, 10*time.Second, sameSet(addrs6...))
+	at := l.fib.WaitSince(t, vip1, t0, 10*time.Second, sameSet(l.addrs()...))
+	at6 := l.fib.WaitSince(t, vip6, t0, 10*time.Second, sameSet(addrs6...))
 	t.Logf("announced once serving: %s via 3 next hops after %v, %s after %v", vip1, at.Sub(t0).Round(time.Millisecond), vip6, at6.Sub(t0).Round(time.Millisecond))
 	for _, p := range []netip.Prefix{vip1, vip6} {
 		total := 3000
@@ -153,7 +151,7 @@ func TestFRRTrackWithdraws(t *testing.T) {
 	for round := range 3 {
 		t0 := time.Now()
 		l.healthy(n, false)
-		at := l.fib.waitSince(t, vip1, t0, 5*time.Second, sameSet(except(l, n)...))
+		at := l.fib.WaitSince(t, vip1, t0, 5*time.Second, sameSet(except(l, n)...))
 		t.Logf("round %d: track failed → next hop %s gone from the router's FIB after %v", round, n.addr, at.Sub(t0).Round(time.Millisecond))
 		if d := at.Sub(t0); d > 200*time.Millisecond {
 			t.Errorf("withdrawn after %v, want within 200ms", d)
@@ -164,7 +162,7 @@ func TestFRRTrackWithdraws(t *testing.T) {
 		}
 		t1 := time.Now()
 		l.healthy(n, true)
-		at = l.fib.waitSince(t, vip1, t1, 5*time.Second, sameSet(l.addrs()...))
+		at = l.fib.WaitSince(t, vip1, t1, 5*time.Second, sameSet(l.addrs()...))
 		t.Logf("round %d: track recovered → next hop back after %v", round, at.Sub(t1).Round(time.Millisecond))
 	}
 }
@@ -183,7 +181,7 @@ func TestFRRApplyKeepsSessions(t *testing.T) {
 		c.Announce[1].MED = map[string]uint32{n.name: 10} // same on all: still ECMP
 		l.apply(n, c)
 	}
-	at := l.fib.waitSince(t, vip2, t0, 10*time.Second, sameSet(l.addrs()...))
+	at := l.fib.WaitSince(t, vip2, t0, 10*time.Second, sameSet(l.addrs()...))
 	t.Logf("second prefix via all three nodes %v after the first Apply", at.Sub(t0).Round(time.Millisecond))
 	// Some keepalives later, so a reset would show.
 	waitFRRUptime(t, l, 2*time.Second)
@@ -198,7 +196,7 @@ func TestFRRApplyKeepsSessions(t *testing.T) {
 			t.Errorf("%s status: %+v", n.name, st.Peers[0])
 		}
 	}
-	if h := l.fib.since(vip1, t0); len(h) != 1 {
+	if h := l.fib.Since(vip1, t0); len(h) != 1 {
 		t.Errorf("the first prefix's route changed during the Apply: %v", h)
 	}
 	out := l.vtysh("show bgp ipv4 unicast " + vip2.String())
@@ -210,7 +208,7 @@ func TestFRRApplyKeepsSessions(t *testing.T) {
 	for _, n := range l.nodes {
 		l.apply(n, l.config(n, 3*time.Second, vip2))
 	}
-	l.fib.waitSince(t, vip1, t1, 10*time.Second, sameSet())
+	l.fib.WaitSince(t, vip1, t1, 10*time.Second, sameSet())
 	for addr, a := range l.neighbors() {
 		if b := before[addr]; absDiff(a.UpEpoch, b.UpEpoch) > 1 || a.ConnectionsEstablished != b.ConnectionsEstablished {
 			t.Errorf("the router's session with %s was reset by removing a prefix", addr)
@@ -229,28 +227,7 @@ func absDiff(a, b int64) int64 {
 // (all when none) have been up at least d.
 func waitFRRUptime(t *testing.T, l *lab, d time.Duration, only ...netip.Addr) {
 	t.Helper()
-	testkit.Poll(t, d+10*time.Second, func() string {
-		out := l.vtysh("show bgp summary json")
-		var sum struct {
-			IPv4 struct {
-				Peers map[string]struct {
-					UptimeMsec int64 `json:"peerUptimeMsec"`
-				} `json:"peers"`
-			} `json:"ipv4Unicast"`
-		}
-		if err := json.Unmarshal([]byte(out), &sum); err != nil {
-			return err.Error()
-		}
-		for a, p := range sum.IPv4.Peers {
-			if len(only) > 0 && !slices.Contains(only, netip.MustParseAddr(a)) {
-				continue
-			}
-			if time.Duration(p.UptimeMsec)*time.Millisecond < d {
-				return fmt.Sprintf("%s up for %dms", a, p.UptimeMsec)
-			}
-		}
-		return ""
-	})
+	l.frr.WaitUptime(t, d, only...)
 }
 
 // 2. A clean stop (Withdraw, then the listener closes) while a client
@@ -265,7 +242,7 @@ func TestFRRCleanStop(t *testing.T) {
 	t0 := time.Now()
 	var rep stopReport
 	l.call(n, "POST", "/stop?propagation=1s", nil, &rep)
-	at := l.fib.waitSince(t, vip1, t0, 5*time.Second, sameSet(except(l, n)...))
+	at := l.fib.WaitSince(t, vip1, t0, 5*time.Second, sameSet(except(l, n)...))
 	closed := time.Unix(0, rep.ListenerClosedAt)
 	waitProbes(t, pr, len(pr.finishPeek())+50)
 	res := pr.finish()
@@ -299,7 +276,7 @@ func TestFRRKill(t *testing.T) {
 	if err := n.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	at := l.fib.waitSince(t, vip1, t0, 10*time.Second, sameSet(except(l, n)...))
+	at := l.fib.WaitSince(t, vip1, t0, 10*time.Second, sameSet(except(l, n)...))
 	waitProbes(t, pr, len(pr.finishPeek())+50)
 	res := pr.finish()
 	var during, failed int
@@ -393,7 +370,7 @@ func TestFRREstablishedFlows(t *testing.T) {
 	conns := l.hold(vip1, held)
 	t0 := time.Now()
 	l.healthy(n3, false)
-	l.fib.waitSince(t, vip1, t0, 5*time.Second, sameSet(except(l, n3)...))
+	l.fib.WaitSince(t, vip1, t0, 5*time.Second, sameSet(except(l, n3)...))
 	broke, survivors := broken(conns, n3.name)
 	t.Logf("plain ECMP: %d of %d established connections to the surviving nodes broke when %s left", broke, survivors, n3.name)
 	for _, h := range conns {
@@ -401,7 +378,7 @@ func TestFRREstablishedFlows(t *testing.T) {
 	}
 	t1 := time.Now()
 	l.healthy(n3, true)
-	l.fib.waitSince(t, vip1, t1, 5*time.Second, sameSet(l.addrs()...))
+	l.fib.WaitSince(t, vip1, t1, 5*time.Second, sameSet(l.addrs()...))
 
 	// The resilient group: one next hop object per node, the group, and a
 	// rule sending the VIP to a table that uses it.
@@ -420,7 +397,7 @@ func TestFRREstablishedFlows(t *testing.T) {
 	}
 	t2 := time.Now()
 	l.healthy(n3, false)
-	l.fib.waitSince(t, vip1, t2, 5*time.Second, sameSet(except(l, n3)...))
+	l.fib.WaitSince(t, vip1, t2, 5*time.Second, sameSet(except(l, n3)...))
 	// The router's FIB lost the next hop: a resilient router's group
 	// follows, keeping the buckets of the nodes that stay.
 	l.run("ip", "-n", l.router, "nexthop", "replace", "id", "1000", "group", strings.Join(ids[:2], "/"), "type", "resilient", "buckets", "128")
@@ -492,7 +469,7 @@ func TestFRRUpgradeHandover(t *testing.T) {
 	if f := failures(res); len(f) > 0 {
 		t.Errorf("%d connections failed, first %v after the request: %v", len(f), f[0].at.Sub(t0), f[0].err)
 	}
-	if h := l.fib.since(vip1, t0); len(h) != 1 {
+	if h := l.fib.Since(vip1, t0); len(h) != 1 {
 		t.Errorf("the router's route changed during the hand-over: %v", h)
 	}
 	if after == 0 {
@@ -515,7 +492,7 @@ func TestFRRPassword(t *testing.T) {
 	l.serve(good)
 	l.serve(bad)
 	l.waitEstablished(20*time.Second, good.addr)
-	l.fib.waitFor(t, vip1, 5*time.Second, sameSet(good.addr))
+	l.fib.WaitFor(t, vip1, 5*time.Second, sameSet(good.addr))
 	// The wrong key had as long as the right one, and 5 s more.
 	waitFRRUptime(t, l, 5*time.Second, good.addr)
 	if s := l.neighbors()[bad.addr.String()].State; s == "Established" {

@@ -51,6 +51,9 @@ type fleetOpts struct {
 	first []string
 	// run names the nodes that run gitedge; nil: all of them.
 	run []string
+	// setup runs once the lab, the backends and the git server are up,
+	// before any node starts (the BGP tests' router).
+	setup func(*fleet)
 }
 
 // edgeNode is one lab node running `gitedge run`.
@@ -87,6 +90,9 @@ func newFleet(t testing.TB, o fleetOpts) *fleet {
 		f.nodes = append(f.nodes, n)
 	}
 	f.spec = o.spec
+	if o.setup != nil {
+		o.setup(f)
+	}
 	f.head = f.git.commit(t, f.render(o.spec), "initial", o.signed)
 	for _, name := range o.first {
 		m := f.node(name)

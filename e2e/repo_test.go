@@ -18,6 +18,7 @@ type repoSpec struct {
 	routes    []routeSpec
 	vms       []vmSpec
 	leader    string            // spec.infra.leader; "" for no infra section
+	bgp       string            // the Edge's spec.bgp section as YAML, indented under spec; "" for none
 	extra     map[string]string // more files, as they are (broken ones)
 }
 
@@ -119,6 +120,7 @@ func (f *fleet) render(s repoSpec) map[string]string {
 	if s.leader != "" {
 		fmt.Fprintf(&b, "  infra: {leader: %q, prune: false}\n", s.leader)
 	}
+	b.WriteString(s.bgp)
 	files["edge.yaml"] = b.String()
 
 	b.Reset()

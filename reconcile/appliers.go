@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 
+	"github.com/gitedge/gitedge/bgp"
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/infra"
@@ -37,12 +38,19 @@ type InfraApplier interface {
 	Apply(ctx context.Context, cfg infra.Config, leads func() bool) (infra.Result, error)
 }
 
+// BGPApplier applies this node's BGP announcements (router ID and MEDs
+// already resolved for the node); the zero Config means no bgp section.
+type BGPApplier interface {
+	Apply(ctx context.Context, cfg bgp.Config) error
+}
+
 // Interface guards: the subsystems satisfy the loop's interfaces as they
 // are, with no adapter.
 var (
 	_ DataplaneApplier = (*dataplane.Proxy)(nil)
 	_ FailoverApplier  = (*failover.Manager)(nil)
 	_ InfraApplier     = (*infra.Reconciler)(nil)
+	_ BGPApplier       = (*bgp.Speaker)(nil)
 )
 
 // Leadership decides whether this node applies infra changes: the one

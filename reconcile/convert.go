@@ -193,6 +193,7 @@ func (c *converter) finish() *Desired {
 	}
 	if c.edge != nil {
 		c.convertEdge(c.edgeDoc, c.edge)
+		c.convertBGP()
 	}
 	c.validateDataplane()
 	if c.edgeDoc != nil {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/gitedge/gitedge/bgp"
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/infra"
@@ -16,6 +17,10 @@ type Desired struct {
 	Edge      Edge
 	Dataplane dataplane.Config
 	Infra     infra.Config
+	// BGP is spec.bgp as declared, for every node (defaults applied, Node
+	// and NodeAddress empty); BGPFor resolves it for one node. The zero
+	// Config when the repository declares no bgp.
+	BGP bgp.Config
 	// Secrets lists the fields holding a secret and where each comes
 	// from (never the value).
 	Secrets []SecretUse

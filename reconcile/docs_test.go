@@ -186,31 +186,57 @@ func parseFieldRows(doc string, kinds bool) (rows []docRow, problems []string) {
 	return rows, problems
 }
 
+// fieldDoc is one document holding field tables. A document without
+// kinds (its rows in no "## kind:" section) puts every row in section.
+type fieldDoc struct {
+	file, text string
+	kinds      bool
+	section    string
+}
+
 // checkFields compares documented rows with the fields of the code, by
 // section, and returns every difference.
 func checkFields(file, doc string, kinds bool, want map[string][]string) []string {
-	rows, problems := parseFieldRows(doc, kinds)
-	for i := range problems {
-		problems[i] = file + ": " + problems[i]
+	return checkFieldDocs([]fieldDoc{{file: file, text: doc, kinds: kinds}}, want)
+}
+
+// checkFieldDocs is checkFields over several documents that share the
+// sections: spec.bgp's rows are in docs/bgp.md, the rest of the Edge's in
+// docs/repository.md.
+func checkFieldDocs(docs []fieldDoc, want map[string][]string) []string {
+	var problems []string
+	type at struct {
+		file string
+		line int
 	}
-	documented := map[string]map[string]int{}
-	for _, r := range rows {
-		if documented[r.section] == nil {
-			documented[r.section] = map[string]int{}
+	documented := map[string]map[string]at{}
+	for _, fd := range docs {
+		rows, ps := parseFieldRows(fd.text, fd.kinds)
+		for _, p := range ps {
+			problems = append(problems, fd.file+": "+p)
 		}
-		if prev, dup := documented[r.section][r.path]; dup {
-			problems = append(problems, fmt.Sprintf("%s:%d: `%s` is documented twice in section %q (also line %d)", file, r.line, r.path, r.section, prev))
-			continue
-		}
-		documented[r.section][r.path] = r.line
-		if !slices.Contains(want[r.section], r.path) {
-			problems = append(problems, fmt.Sprintf("%s:%d: `%s` (section %q) is not a field of the code: remove the row or fix the path", file, r.line, r.path, r.section))
+		file := fd.file
+		for _, r := range rows {
+			if !fd.kinds {
+				r.section = fd.section
+			}
+			if documented[r.section] == nil {
+				documented[r.section] = map[string]at{}
+			}
+			if prev, dup := documented[r.section][r.path]; dup {
+				problems = append(problems, fmt.Sprintf("%s:%d: `%s` is documented twice in section %q (also %s:%d)", file, r.line, r.path, r.section, prev.file, prev.line))
+				continue
+			}
+			documented[r.section][r.path] = at{file, r.line}
+			if !slices.Contains(want[r.section], r.path) {
+				problems = append(problems, fmt.Sprintf("%s:%d: `%s` (section %q) is not a field of the code: remove the row or fix the path", file, r.line, r.path, r.section))
+			}
 		}
 	}
 	for _, section := range slices.Sorted(maps.Keys(want)) {
 		for _, p := range want[section] {
 			if _, ok := documented[section][p]; !ok {
-				problems = append(problems, fmt.Sprintf("%s: field `%s` (section %q) is in the code but not documented: add a row to a field table of that section", file, p, section))
+				problems = append(problems, fmt.Sprintf("%s: field `%s` (section %q) is in the code but not documented: add a row to a field table of that section", docs[0].file, p, section))
 			}
 		}
 	}
@@ -233,7 +259,12 @@ func TestDocsKindsCoverTheLoader(t *testing.T) {
 }
 
 func TestDocsRepositoryFieldsMatchCode(t *testing.T) {
-	for _, p := range checkFields("docs/repository.md", readDoc(t, "repository.md"), true, repositoryFields()) {
+	docs := []fieldDoc{
+		{file: "docs/repository.md", text: readDoc(t, "repository.md"), kinds: true},
+		// spec.bgp has a page of its own.
+		{file: "docs/bgp.md", text: readDoc(t, "bgp.md"), section: "Edge"},
+	}
+	for _, p := range checkFieldDocs(docs, repositoryFields()) {
 		t.Error(p)
 	}
 }

@@ -40,6 +40,7 @@ type Loop struct {
 	Dataplane DataplaneApplier
 	Failover  FailoverApplier
 	Infra     InfraApplier
+	BGP       BGPApplier
 	// Leadership decides whether this node applies infra changes, asked
 	// before every write. Its zero value leads when the Edge names no
 	// leader or names this node.
@@ -464,6 +465,10 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	if err != nil && l.Failover != nil {
 		return ResultInvalid, err
 	}
+	bcfg, err := desired.BGPFor(l.Node)
+	if err != nil && l.BGP != nil {
+		return ResultInvalid, err
+	}
 	// 3. plan against what is live.
 	l.mu.Lock()
 	live := l.live
@@ -472,7 +477,12 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	if l.DryRun {
 		return ResultPlanned, nil
 	}
-	// 4. apply: routes first, then VRRP, then VMs. A VM clone can take
+	// 4. apply: routes first, then VRRP, then BGP, then VMs. BGP comes
+	// after the proxy: a commit adding a listener on a new prefix has the
+	// listener open (the proxy binds with IP_FREEBIND, so it needs no
+	// local address first) before the prefix is made local and announced,
+	// and the speaker holds every announcement until the proxy is ready.
+	// A VM clone can take
 	// minutes and must never hold back routing (nor a node's start); a
 	// route to a VM not yet up is covered by health checks, and a removed
 	// VM (prune) is no longer routed to before it goes. Every step is tried
@@ -496,6 +506,12 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 				}
 			}
 			return l.Failover.Apply(ctx, fcfg)
+		}},
+		{"bgp", l.BGP != nil, func() error {
+			// Applied on every pass, unchanged or not: Apply is
+			// convergent, so a resync puts back a local route or a
+			// session removed by hand.
+			return l.BGP.Apply(ctx, bcfg)
 		}},
 		{"infra", l.Infra != nil, func() error {
 			if q := l.infraQueue(); q != nil {

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gitedge/gitedge/bgp"
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/infra"
 )
@@ -35,7 +37,7 @@ type Plan struct {
 // field for an added item, the differing ones for a changed item, and
 // nothing for a removed one.
 type ItemChange struct {
-	Kind   string        `json:"kind"` // Node, Listener, Route, Backend, VRRPInstance, VirtualMachine, Infra
+	Kind   string        `json:"kind"` // Node, Listener, Route, Backend, VRRPInstance, BGP, BGPPeer, BGPAnnouncement, VirtualMachine, Infra
 	Name   string        `json:"name"`
 	Action Action        `json:"action"`
 	Fields []FieldChange `json:"fields,omitempty"`
@@ -187,6 +189,9 @@ func Diff(base, head *Desired) Plan {
 	diffItems(&p, "Route", base.Dataplane.Routes, head.Dataplane.Routes, func(r dataplane.Route) string { return r.Name }, routeFields)
 	diffItems(&p, "Backend", base.Dataplane.Backends, head.Dataplane.Backends, func(b dataplane.Backend) string { return b.Name }, backendFields)
 	diffItems(&p, "VRRPInstance", base.Edge.Failover, head.Edge.Failover, func(v VRRPInstance) string { return v.Name }, instanceFields)
+	diffItems(&p, "BGP", bgpOf(base), bgpOf(head), func(b bgpItem) string { return b.Edge }, bgpFields)
+	diffItems(&p, "BGPPeer", base.BGP.Peers, head.BGP.Peers, func(p bgp.Peer) string { return fmtAddr(p.Address) }, peerFields)
+	diffItems(&p, "BGPAnnouncement", base.BGP.Announce, head.BGP.Announce, func(a bgp.Announcement) string { return a.Prefix.String() }, announceFields)
 	diffItems(&p, "VirtualMachine", base.Infra.VMs, head.Infra.VMs, func(v infra.VM) string { return v.Name }, vmFields)
 	diffItems(&p, "Infra", infraOf(base), infraOf(head), func(i infraItem) string { return i.Edge }, infraFields)
 	return p
@@ -456,4 +461,55 @@ func shortKey(k string) string {
 		return f[0] + " …" + f[1][len(f[1])-8:]
 	}
 	return k
+}
+
+// bgpItem is the bgp section's own settings as one plan item, named after
+// the Edge; its peers and announcements are items of their own, so a
+// plan says which session or prefix a change touches.
+type bgpItem struct {
+	Edge     string // the item's name
+	ASN      uint32
+	RouterID map[string]netip.Addr
+}
+
+func bgpOf(d *Desired) []bgpItem {
+	if d.BGP.ASN == 0 && len(d.BGP.Peers) == 0 && len(d.BGP.Announce) == 0 {
+		return nil
+	}
+	return []bgpItem{{d.Edge.Name, d.BGP.ASN, d.BGP.RouterID}}
+}
+
+func bgpFields(b bgpItem) []kv {
+	f := []kv{num("asn", int(b.ASN))}
+	for _, n := range slices.Sorted(maps.Keys(b.RouterID)) {
+		f = append(f, kv{k: "routerID." + n, v: fmtAddr(b.RouterID[n])})
+	}
+	return f
+}
+
+func peerFields(p bgp.Peer) []kv {
+	pw := ""
+	if p.Password != "" {
+		pw = "(set)" // never print the password
+	}
+	return []kv{
+		num("asn", int(p.ASN)),
+		{k: "holdTime", v: fmtDur(p.HoldTime)},
+		{k: "restartTime", v: fmtDur(p.RestartTime)},
+		num("port", int(p.Port)),
+		{k: "password", v: pw},
+		secretKV("password", p.Password),
+		flag("bfd", p.BFD),
+	}
+}
+
+func announceFields(a bgp.Announcement) []kv {
+	f := []kv{
+		flag("track.proxy", a.TrackProxy),
+		list("communities", a.Communities, bgp.Community.String),
+	}
+	for _, n := range slices.Sorted(maps.Keys(a.MED)) {
+		f = append(f, num("med."+n, int(a.MED[n])))
+	}
+	return f
 }

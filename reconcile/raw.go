@@ -45,6 +45,7 @@ type rawEdge struct {
 	Failover  []rawInstance `json:"failover"`
 	Listeners []rawListener `json:"listeners"`
 	Infra     *rawInfra     `json:"infra"`
+	BGP       *rawBGP       `json:"bgp"`
 }
 
 type rawNode struct {
@@ -101,6 +102,36 @@ type rawListener struct {
 type rawInfra struct {
 	Leader string `json:"leader"`
 	Prune  bool   `json:"prune"`
+}
+
+// rawBGP is spec.bgp. AS numbers and MEDs are int64 so that a value
+// outside 32 bits gets a located error rather than a decoding one.
+type rawBGP struct {
+	ASN      *int64            `json:"asn"`
+	RouterID map[string]string `json:"routerID"`
+	Peers    []rawBGPPeer      `json:"peers"`
+	Announce []rawAnnounce     `json:"announce"`
+}
+
+type rawBGPPeer struct {
+	Address     string `json:"address"`
+	ASN         *int64 `json:"asn"`
+	HoldTime    string `json:"holdTime"`
+	RestartTime string `json:"restartTime"`
+	Password    string `json:"password"`
+	Port        *int   `json:"port"`
+	BFD         bool   `json:"bfd"`
+}
+
+type rawAnnounce struct {
+	Prefix      string            `json:"prefix"`
+	Track       *rawAnnounceTrack `json:"track"`
+	Communities []string          `json:"communities"`
+	MED         map[string]int64  `json:"med"`
+}
+
+type rawAnnounceTrack struct {
+	Proxy bool `json:"proxy"`
 }
 
 type rawBackend struct {

@@ -126,9 +126,13 @@ func writeSecrets(env *cliEnv, d *reconcile.Desired, nodeConfig string) {
 }
 
 func summary(d *reconcile.Desired) string {
-	return fmt.Sprintf("%d node(s), %d listener(s), %d route(s), %d backend(s), %d VRRP instance(s), %d VM(s)",
+	s := fmt.Sprintf("%d node(s), %d listener(s), %d route(s), %d backend(s), %d VRRP instance(s), %d VM(s)",
 		len(d.Edge.Nodes), len(d.Dataplane.Listeners), len(d.Dataplane.Routes), len(d.Dataplane.Backends),
 		len(d.Edge.Failover), len(d.Infra.VMs))
+	if b := d.BGP; b.ASN != 0 {
+		s += fmt.Sprintf(", BGP: %d peer(s), %d prefix(es)", len(b.Peers), len(b.Announce))
+	}
+	return s
 }
 
 func runPlan(_ context.Context, env *cliEnv, args []string) int {

@@ -46,7 +46,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) int {
 	if err != nil {
 		return fail(err)
 	}
-	n, err := newNode(nc, nodeOptions{proxy: true, vrrp: !*noVRRP, sourceDir: *dir, keepState: true, local: true,
+	n, err := newNode(nc, nodeOptions{proxy: true, vrrp: !*noVRRP, bgp: true, sourceDir: *dir, keepState: true, local: true,
 		defaults: defaults, resync: time.Minute, access: *access, up: up}, log)
 	if err != nil {
 		return fail(err)

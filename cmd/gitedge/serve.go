@@ -197,6 +197,9 @@ func (u *upgrades) ready(n *node) {
 		if n.vrrp != nil {
 			n.vrrp.Confirm()
 		}
+		if n.takenOver != nil {
+			close(n.takenOver) // BGP's sessions open now
+		}
 		n.log.Info("upgrade complete: this process alone runs the node", "from", u.spec.PID, "vrrp", how)
 	}()
 }

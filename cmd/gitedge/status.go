@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitedge/gitedge/bgp"
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/forge"
@@ -33,6 +34,7 @@ type nodeStatus struct {
 	reconcile.Status
 	Version   string           `json:"version"`
 	VRRP      []vrrpStatus     `json:"vrrp,omitempty"`      // per instance: state, priority, master
+	BGP       *bgp.Status      `json:"bgp,omitempty"`       // sessions per peer, prefixes announced
 	Listeners []listenerStatus `json:"listeners,omitempty"` // as the live commit declares them
 	Routes    []routeStatus    `json:"routes,omitempty"`    // host names to backends, per mode
 	Backends  []serverStatus   `json:"backends,omitempty"`  // per backend and server: health, weight, load
@@ -100,6 +102,12 @@ func (n *node) status() nodeStatus {
 	if n.vrrp != nil {
 		for _, in := range n.vrrp.Status() {
 			s.VRRP = append(s.VRRP, vrrpStatus{InstanceStatus: in, MasterNode: masterNode(s.Node, in, live)})
+		}
+	}
+	if n.bgp != nil {
+		// Shown once the repository declares bgp (or after it removed it).
+		if st := n.bgp.Status(); st.State != "idle" || len(st.Peers) > 0 || len(st.Announcements) > 0 {
+			s.BGP = &st
 		}
 	}
 	if n.proxy != nil {
@@ -347,6 +355,9 @@ func printStatus(w io.Writer, s nodeStatus) {
 		}
 		fmt.Fprintf(w, "%-13s %s %s, priority %d%s, VIPs %s\n", label, v.Name, v.State, v.Priority, master, strings.Join(v.VIPs, " "))
 	}
+	if b := s.BGP; b != nil {
+		printBGP(w, b)
+	}
 	for i, r := range s.Routes {
 		label := ""
 		if i == 0 {
@@ -408,5 +419,33 @@ func printStatus(w io.Writer, s nodeStatus) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+}
+
+// printBGP prints the BGP part of a status: the speaker, each session and
+// each announcement.
+func printBGP(w io.Writer, b *bgp.Status) {
+	id := ""
+	if b.ASN != 0 {
+		id = fmt.Sprintf(", AS %d, router ID %s", b.ASN, b.RouterID)
+	}
+	fmt.Fprintf(w, "bgp:          %s%s\n", b.State, id)
+	for _, p := range b.Peers {
+		up := ""
+		if p.State == bgp.StateEstablished {
+			up = fmt.Sprintf(" for %s, %d prefixes sent", time.Duration(p.UptimeSeconds)*time.Second, p.PrefixesAnnounced)
+		}
+		fmt.Fprintf(w, "              peer %s AS %d %s%s, %d flaps", p.Address, p.ASN, p.State, up, p.Flaps)
+		if p.LastError != "" {
+			fmt.Fprintf(w, ", last error: %s", p.LastError)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, a := range b.Announcements {
+		state := "announced"
+		if !a.Announced {
+			state = "not announced (" + a.Reason + ")"
+		}
+		fmt.Fprintf(w, "              %s %s\n", a.Prefix, state)
 	}
 }

@@ -364,7 +364,7 @@ func TestRunUpgradeRefused(t *testing.T) {
 			// The real binary; the node config it reads at start is broken.
 			install(t, v2, exe)
 			testkit.WriteFile(t, f.config, "node: lb-0\nsource: {url: [\n")
-		}, "the new process refused to take over: node config " + f.config + ": line 2"},
+		}, "the new process refused to take over: node config " + f.config + ":2: not valid YAML"},
 		{"serves nothing", func() {
 			// The node config is fixed, but the state directory is lost (no
 			// record of the last applied commit, no git cache) and the git

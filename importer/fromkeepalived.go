@@ -174,7 +174,13 @@ func importKeepalived(nodes []nodeKeepalived, out *repo, rep *report.List, errs 
 			diff("advert_int", first.AdvertInt, k.AdvertInt)
 			diff("nopreempt", first.NoPreempt, k.NoPreempt)
 			diff("preempt_delay", first.PreemptDelay, k.PreemptDelay)
-			diff("authentication", first.AuthType+" "+first.AuthPass, k.AuthType+" "+k.AuthPass)
+			diff("auth_type", first.AuthType, k.AuthType)
+			if k.AuthPass != first.AuthPass {
+				// Where each node sets it, never the values: the report
+				// is pasted into pull requests and tickets.
+				rep.Add(k.Lines["authentication"], report.Changed, where, "auth_pass", "%s (%s) has another password than %s (%s): gitedge has one password for every node, %s's (the values are not shown)",
+					n.node, k.Lines["authentication"], fn.node, first.Lines["authentication"], fn.node)
+			}
 			diff("virtual_ipaddress", vipList(first), vipList(k))
 			diff("track_script", trackList(first.TrackScripts), trackList(k.TrackScripts))
 			diff("track_interface", trackList(first.TrackInterfaces), trackList(k.TrackInterfaces))

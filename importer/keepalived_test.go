@@ -179,3 +179,46 @@ func TestKeepalivedSecretPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivedPasswordsNeverInTheReport: nodes that disagree on the
+// password get a report item naming the nodes and where each one sets it,
+// never a value, with or without --secret-password; nor does an error
+// about a malformed auth_pass line show it.
+func TestKeepalivedPasswordsNeverInTheReport(t *testing.T) {
+	auth := func(pass, src string) string {
+		return "    authentication {\n        auth_type PASS\n        auth_pass " + pass + "\n    }\n    unicast_src_ip " + src + "\n"
+	}
+	for _, tc := range []struct {
+		name, secret string
+		a, b         string // auth_pass of each node
+		want         string // a report item or "error: " and the error
+	}{
+		{"values in git", "", "pw-aaaa", "pw-bbbb",
+			"b.conf:13: vrrp_instance VI_1: auth_pass: b (b.conf:13) has another password than a (a.conf:13): gitedge has one password for every node, a's (the values are not shown)"},
+		{"a secret", "vrrp-{instance}", "pw-aaaa", "pw-bbbb", "auth_pass: b (b.conf:13) has another password than a (a.conf:13)"},
+		{"a malformed line", "", "pw-aaaa", "pw-bbbb extra", "error: b.conf:15: authentication: auth_pass takes one value (the password, not shown here), got 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"a.conf": kaConf("100", auth(tc.a, "192.0.2.1")), "b.conf": kaConf("50", auth(tc.b, "192.0.2.2"))}
+			opts := Options{SecretPassword: tc.secret, ReadFile: memFiles(files),
+				Keepalived: []NodeFile{{Node: "a", Path: "a.conf"}, {Node: "b", Path: "b.conf"}}}
+			res, err := Import(opts)
+			var out string
+			if err != nil {
+				out = err.Error()
+			}
+			if res != nil {
+				var b strings.Builder
+				_ = res.Report.Write(&b)
+				out += b.String()
+			}
+			want, isErr := strings.CutPrefix(tc.want, "error: ")
+			if isErr != (err != nil) || !strings.Contains(out, want) {
+				t.Errorf("error %v; want %q in:\n%s", err, tc.want, out)
+			}
+			if strings.Contains(out, "pw-aaaa") || strings.Contains(out, "pw-bbbb") {
+				t.Errorf("the report or error shows a password:\n%s", out)
+			}
+		})
+	}
+}

@@ -457,6 +457,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 	local := l.Local
 	l.mu.Unlock()
 	desired, files, err := LoadWith(rev.Files, LoadOptions{Local: local})
+	l.noteSecrets(rev, local, desired, err)
 	if err != nil {
 		return ResultInvalid, err
 	}

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gitedge/gitedge/secrets"
 )
@@ -19,6 +20,12 @@ type SecretUse struct {
 	// (gitedge run, validate --node-config); a load without them checks
 	// the reference's shape only.
 	Resolved bool `json:"resolved"`
+	// Error says why the node no longer resolves it: set in the status of
+	// the live commit when a resync or reload could not (a file removed);
+	// the node keeps the value it runs.
+	Error string `json:"error,omitempty"`
+
+	ref bool // a reference ({secret:}, {age:}), not a value in git
 }
 
 func (u SecretUse) String() string {
@@ -41,7 +48,7 @@ func (c *converter) secret(d *document, field string, v secrets.Value) (value, f
 		c.l.failAt(d, f, "%v", err)
 		return "", ""
 	}
-	use := SecretUse{Doc: d.id(), Field: field, From: v.Source()}
+	use := SecretUse{Doc: d.id(), Field: field, From: v.Source(), ref: v.IsReference()}
 	var store *secrets.Store
 	if c.l.local != nil {
 		store = c.l.local.Secrets
@@ -72,4 +79,60 @@ func (d *Desired) Unresolved() []SecretUse {
 		}
 	}
 	return out
+}
+
+// noteSecrets keeps the secrets condition and the live commit's secrets
+// in status true to the last load with the node's secrets (local): a
+// secret it cannot resolve (the NodeLocal errors of err) makes the
+// condition Stalled, and when the pass is over the live commit (a resync,
+// a reload) marks it unresolved in status, with why: the node keeps what
+// it runs, but says so. A load that resolves the references makes the
+// condition Ready again. A node that resolves no reference has none.
+func (l *Loop) noteSecrets(rev Revision, local *Local, d *Desired, err error) {
+	if local == nil || local.Secrets == nil {
+		return
+	}
+	var lost Errors
+	if errs, ok := errors.AsType[Errors](err); ok {
+		for _, e := range errs {
+			if e.NodeLocal {
+				lost = append(lost, e)
+			}
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(lost) == 0 {
+		if err != nil {
+			return // the repository's errors: the config condition says them
+		}
+		n := 0
+		for _, u := range d.Secrets {
+			if u.ref {
+				n++
+			}
+		}
+		if _, ok := l.status.Conditions["secrets"]; ok || n > 0 {
+			l.setConditionLocked("secrets", CondReady, fmt.Sprintf("%d secret reference(s) of commit %s resolved", n, short(rev.Commit)))
+		}
+		return
+	}
+	what := "commit " + short(rev.Commit)
+	live := l.live != nil && rev.Commit == l.liveRev.Commit
+	if live {
+		what = "the live commit " + short(rev.Commit)
+	}
+	l.setConditionLocked("secrets", CondStalled, fmt.Sprintf("%s: %v (this node keeps what it runs; fix the node, then systemctl reload gitedge or wait for the next resync)", what, lost))
+	if !live {
+		return
+	}
+	uses := slices.Clone(l.status.Secrets)
+	for i := range uses {
+		for _, e := range lost {
+			if e.Doc == uses[i].Doc && e.Field == uses[i].Field {
+				uses[i].Resolved, uses[i].Error = false, e.Error()
+			}
+		}
+	}
+	l.status.Secrets = uses
 }

@@ -247,3 +247,69 @@ func TestLoopRetriesACommitRefusedForASecret(t *testing.T) {
 		t.Errorf("status (%v) must say where the live secret comes from, never its value:\n%s", err, b)
 	}
 }
+
+// TestLoopReportsASecretLostAtAResync: a secret of the live commit that
+// stops resolving (its file removed, then a resync or a reload) keeps the
+// node on what it runs (failover is not touched) but shows: the secrets
+// condition is Stalled with the located error, and status marks the secret
+// unresolved with why; once the file is back, both are Ready again.
+func TestLoopReportsASecretLostAtAResync(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "vrrp-VI_1")
+	if err := os.WriteFile(file, []byte(secretValue+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var applied []string // the passwords failover was given
+	l := &Loop{
+		Node: "lb-0",
+		Failover: failoverFake(func(_ context.Context, c failover.Config) error {
+			mu.Lock()
+			defer mu.Unlock()
+			applied = append(applied, c.Instances[0].AuthPass)
+			return nil
+		}),
+		Local: &Local{Node: "lb-0", Secrets: &secrets.Store{Dir: dir}},
+	}
+	src := make(chanSource)
+	l.Source = src
+	testkit.Run(t, l.Run)
+	named := mapFS(t, "../examples/homelab", map[string][][2]string{"edge.yaml": {{`password: "9999"`, "password: {secret: vrrp-VI_1}"}}})
+	src <- Revision{Commit: "c1", Files: named}
+	testkit.WaitFor(t, "c1 live", func() bool { st := l.Status(); return st.Live != nil && st.Live.Commit == "c1" })
+	if st := l.Status(); len(st.Secrets) != 1 || !st.Secrets[0].Resolved || st.Conditions["secrets"].Status != CondReady {
+		t.Fatalf("c1 live: secrets %+v, condition %+v", st.Secrets, st.Conditions["secrets"])
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	l.Poke()
+	testkit.WaitFor(t, "the resync refused", func() bool {
+		st := l.Status()
+		return st.LastResync != nil && st.LastResync.Result == ResultInvalid
+	})
+	st := l.Status()
+	const lost = `secret "vrrp-VI_1" is not on this node`
+	if c := st.Conditions["secrets"]; c.Status != CondStalled || !strings.Contains(c.Message, lost) || !strings.Contains(c.Message, "edge.yaml:") {
+		t.Errorf("secrets condition %+v, want Stalled with the located error", c)
+	}
+	if len(st.Secrets) != 1 || st.Secrets[0].Resolved || !strings.Contains(st.Secrets[0].Error, lost) {
+		t.Errorf("status secrets %+v, want unresolved with the error", st.Secrets)
+	}
+	if st.Live == nil || st.Live.Commit != "c1" {
+		t.Errorf("live %+v: the node keeps serving c1", st.Live)
+	}
+	if err := os.WriteFile(file, []byte(secretValue+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.Poke()
+	testkit.WaitFor(t, "the secret back", func() bool { return l.Status().Conditions["secrets"].Status == CondReady })
+	if st := l.Status(); len(st.Secrets) != 1 || !st.Secrets[0].Resolved || st.Secrets[0].Error != "" {
+		t.Errorf("status secrets %+v once the file is back", st.Secrets)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{secretValue}; !slices.Equal(applied, want) {
+		t.Errorf("failover got passwords %q, want %q: the old one stays in place", applied, want)
+	}
+}

@@ -220,3 +220,65 @@ func TestKeygenEncryptRoundTrip(t *testing.T) {
 		t.Error("no recipient accepted")
 	}
 }
+
+// TestMessagesSayWhereSettingsComeFrom: an error names the setting that
+// chose a file, and says when it is a default and why (the node config
+// leaves it unset, or the command's flag was not given); a command that
+// takes its settings from flags (gitedge vrrp) is told about its flags and
+// systemd credentials, never about node config fields it cannot set.
+func TestMessagesSayWhereSettingsComeFrom(t *testing.T) {
+	if _, err := os.Stat(DefaultDir); err == nil {
+		t.Skip(DefaultDir + " exists on this machine")
+	}
+	if _, err := os.Stat(DefaultAgeIdentity); err == nil {
+		t.Skip(DefaultAgeIdentity + " exists on this machine")
+	}
+	dir := t.TempDir()
+	node, _ := age.GenerateX25519Identity()
+	toNode := encrypt(t, value, node)
+	const cfg = "/etc/gitedge/node.yaml"
+	flags := Store{DirFlag: "--secrets-dir", AgeIdentityFlag: "--age-identity"}
+	withDir := flags
+	withDir.Dir = dir
+	tests := []struct {
+		name  string
+		store Store
+		v     Value
+		want  []string
+		never []string
+	}{
+		{"node config, dir unset", Store{Config: cfg}, Value{Secret: "nope"},
+			[]string{filepath.Join(DefaultDir, "nope") + " (the default /etc/gitedge/secrets: secrets.dir is unset in node config " + cfg + ")", "secrets.files"},
+			[]string{"secrets.dir of node config"}},
+		{"node config, dir set", Store{Config: cfg, Dir: dir}, Value{Secret: "nope"},
+			[]string{filepath.Join(dir, "nope") + " (secrets.dir of node config " + cfg + ")"}, nil},
+		{"node config, identity unset", Store{Config: cfg}, Value{Age: toNode},
+			[]string{"(the default /etc/gitedge/age.key: secrets.ageIdentity is unset in node config " + cfg + ", nor the systemd credential age.key in $CREDENTIALS_DIRECTORY)"},
+			[]string{"the default of secrets.ageIdentity"}},
+		{"flags, dir not given", flags, Value{Secret: "nope"},
+			[]string{"(the default /etc/gitedge/secrets: no --secrets-dir)", "name another directory with --secrets-dir", "LoadCredential=nope:FILE", "$CREDENTIALS_DIRECTORY"},
+			[]string{"secrets.files", "secrets.dir", "systemctl reload"}},
+		{"flags, dir given", withDir, Value{Secret: "nope"}, []string{filepath.Join(dir, "nope") + " (--secrets-dir)"}, []string{"secrets.dir"}},
+		{"flags, identity not given", flags, Value{Age: toNode},
+			[]string{"(the default /etc/gitedge/age.key: no --age-identity, nor the systemd credential age.key in $CREDENTIALS_DIRECTORY)"},
+			[]string{"secrets.ageIdentity"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.store.Resolve(tt.v)
+			if err == nil {
+				t.Fatal("resolved, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+			for _, w := range tt.never {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nsays %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -48,6 +48,11 @@ type Store struct {
 	AgeIdentity string
 	// Config names the node config in messages ("" for none).
 	Config string
+	// DirFlag and AgeIdentityFlag name the flags that set Dir and
+	// AgeIdentity when a command takes them from its flags instead of a
+	// node config (gitedge vrrp's --secrets-dir, --age-identity): messages
+	// then say what that command can do.
+	DirFlag, AgeIdentityFlag string
 }
 
 // FromEnv returns s with CredentialsDir taken from $CREDENTIALS_DIRECTORY
@@ -83,6 +88,22 @@ func (s *Store) conf(field string) string {
 	return field + " of node config " + s.Config
 }
 
+// from says where a setting's value comes from, for messages: the flag or
+// node config field that set it, or the default and why it applies.
+func (s *Store) from(field, flag, value, def string) string {
+	switch {
+	case value != "" && flag != "":
+		return flag
+	case value != "":
+		return s.conf(field)
+	case flag != "":
+		return "the default " + def + ": no " + flag
+	case s.Config != "":
+		return "the default " + def + ": " + field + " is unset in node config " + s.Config
+	}
+	return "the default " + def
+}
+
 func (s *Store) dir() string {
 	if s.Dir == "" {
 		return DefaultDir
@@ -105,12 +126,18 @@ func (s *Store) named(name string) (string, error) {
 		tried = append(tried, f+" ($"+CredentialsEnv+")")
 	}
 	f := filepath.Join(s.dir(), name)
+	from := s.from("secrets.dir", s.DirFlag, s.Dir, DefaultDir)
 	if _, err := os.Lstat(f); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return readSecret(name, f, s.conf("secrets.dir"))
+		return readSecret(name, f, from)
 	}
-	tried = append(tried, f+" ("+s.conf("secrets.dir")+")")
-	return "", fmt.Errorf("secret %q is not on this node: no file %s: write the value into %s (chown root:gitedge, chmod 0640), or map the name to a file in secrets.files; then systemctl reload gitedge",
-		name, strings.Join(tried, " nor "), f)
+	tried = append(tried, f+" ("+from+")")
+	then := "or map the name to a file in secrets.files; then systemctl reload gitedge"
+	if s.DirFlag != "" {
+		then = "or name another directory with " + s.DirFlag + ", or hand it over as the systemd credential " + name +
+			" (LoadCredential=" + name + ":FILE, read from $" + CredentialsEnv + ")"
+	}
+	return "", fmt.Errorf("secret %q is not on this node: no file %s: write the value into %s (chown root:gitedge, chmod 0640), %s",
+		name, strings.Join(tried, " nor "), f, then)
 }
 
 // readSecret reads one secret file: refused when every user may read it,
@@ -171,14 +198,14 @@ func readPrivate(path, what, from, missing string) ([]byte, error) {
 func (s *Store) identityFile() (path, from string) {
 	switch {
 	case s.AgeIdentity != "":
-		return s.AgeIdentity, s.conf("secrets.ageIdentity")
+		return s.AgeIdentity, s.from("secrets.ageIdentity", s.AgeIdentityFlag, s.AgeIdentity, DefaultAgeIdentity)
 	case s.CredentialsDir != "":
 		p := filepath.Join(s.CredentialsDir, CredentialAgeIdentity)
 		if _, err := os.Lstat(p); err == nil {
 			return p, "$" + CredentialsEnv
 		}
 	}
-	return DefaultAgeIdentity, "the default of secrets.ageIdentity"
+	return DefaultAgeIdentity, s.from("secrets.ageIdentity", s.AgeIdentityFlag, "", DefaultAgeIdentity) + ", nor the systemd credential " + CredentialAgeIdentity + " in $" + CredentialsEnv
 }
 
 // Identities reads the node's age identities and returns them with the

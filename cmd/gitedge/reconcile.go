@@ -15,17 +15,21 @@ import (
 // runReconcile is `gitedge reconcile --once`: fetch and verify the source,
 // validate, plan, and apply what a one-shot process can apply: the VMs.
 // The proxy and VRRP live in `gitedge run`; here they are validated and
-// planned only. The exit status says whether the pass converged: 0 when
+// planned only, with the node-local checks gitedge run makes: the node's
+// name and ports, and the secrets the repository names, resolved as a
+// node running VRRP resolves them (--no-vrrp: a proxy-only node, which
+// needs none). The exit status says whether the pass converged: 0 when
 // everything it may change was changed (or nothing needed to be), 1 when
 // it failed or left changes undone.
 func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead] [--timeout D]")
+	fs := newFlags(env, "reconcile", "--once [--dry-run] [--config FILE] [--source DIR] [--lead] [--no-vrrp] [--timeout D]")
 	fs.logDefaults("warn", "json")
 	once := fs.Bool("once", false, "run one pass and exit (required: the loop itself is gitedge run)")
 	dry := fs.Bool("dry-run", false, "stop after plan and print it: change nothing")
 	config := fs.String("config", nodeconfig.DefaultPath, "node config")
 	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
 	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
+	noVRRP := fs.Bool("no-vrrp", false, "check the commit as gitedge run --no-vrrp would: the repository's secrets (used by VRRP only) are not resolved")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	if _, code, ok := fs.parse(args); !ok {
 		return code
@@ -45,7 +49,8 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 		return fs.fail(err)
 	}
 	rev, fetchErr := src.Next(ctx)
-	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log}
+	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log,
+		Local: localChecks(nc, nodeOptions{vrrp: !*noVRRP, local: true, defaults: defaults})}
 	var rec *infra.Reconciler
 	if nc.Proxmox != nil {
 		cc, err := nc.ProxmoxClient()

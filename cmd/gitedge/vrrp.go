@@ -25,6 +25,8 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	fs.positional(1, 1, "DIR")
 	node := fs.String("node", "", "this node's name in the Edge's spec.nodes (required)")
 	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")
+	secretsDir := fs.String("secrets-dir", "", "read {secret: NAME} from DIR/NAME (default "+secrets.DefaultDir+"; systemd credentials in $"+secrets.CredentialsEnv+" first)")
+	ageIdentity := fs.String("age-identity", "", "decrypt {age: …} values with this age identity file (default $"+secrets.CredentialsEnv+"/"+secrets.CredentialAgeIdentity+", else "+secrets.DefaultAgeIdentity+")")
 	watch, debounce := dirFlags(fs)
 	pos, code, ok := fs.parse(args)
 	if !ok {
@@ -41,6 +43,10 @@ func runVrrp(ctx context.Context, env *cliEnv, args []string) int {
 	if err != nil {
 		return fs.fail(err)
 	}
+	// No node config: the secrets' settings are the flags, and the
+	// messages say so.
+	nc.Secrets.Dir, nc.Secrets.AgeIdentity = *secretsDir, *ageIdentity
+	nc.Secrets.DirFlag, nc.Secrets.AgeIdentityFlag = "--secrets-dir", "--age-identity"
 	cfg, err := vrrpLoad(dir, *node, nc.Local().Secrets)
 	if err != nil {
 		return fs.fail(err)

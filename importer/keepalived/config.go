@@ -216,6 +216,8 @@ func instance(b *Block, errs *report.Errors) *Instance {
 					}
 				case a.Keyword() == "auth_pass" && len(a.Args) == 2:
 					in.AuthPass = a.Args[1]
+				case a.Keyword() == "auth_pass":
+					errs.Add(a.Pos, "authentication: auth_pass takes one value (the password, not shown here), got %d", len(a.Args)-1)
 				default:
 					errs.Add(a.Pos, "authentication: unexpected %q (expected auth_type and auth_pass)", a.String())
 				}

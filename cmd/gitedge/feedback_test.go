@@ -9,6 +9,9 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -328,5 +331,30 @@ func TestFeedbackKeepsInfraErrorsVisible(t *testing.T) {
 		if got := next(); got != s.want {
 			t.Errorf("step %d (%s): posted %q, want %q", i, s.e.Kind, got, s.want)
 		}
+	}
+}
+
+// TestRunWithoutForgeToken: a forge token file that is missing keeps the
+// forge quiet, never the node: it starts, serves the commit and says why
+// no status is posted (review of issue 14: it refused to start).
+func TestRunWithoutForgeToken(t *testing.T) {
+	r := newFeedbackRig(t)
+	cfg, err := os.ReadFile(r.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "nope.token")
+	cfg = regexp.MustCompile(`tokenFile: [^,]+,`).ReplaceAll(cfg, []byte("tokenFile: "+missing+","))
+	testkit.WriteFile(t, r.config, string(cfg))
+	r.good = r.remote.commit("main", "good", r.goodFiles)
+	r.remote.start()
+	n := startNode(t, r.admin, "--config", r.config)
+	n.waitStatus("the good commit live", func(s nodeStatus) bool { return s.Live != nil && s.Live.Commit == r.good })
+	n.waitLog("commit statuses are off until the node config is fixed")
+	if !strings.Contains(n.logs.String(), missing) {
+		t.Errorf("the log does not name the missing token file %s", missing)
+	}
+	if got := len(r.forge.Requests()); got != 0 {
+		t.Errorf("%d requests reached the forge without a token", got)
 	}
 }

@@ -205,8 +205,13 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	}
 	if nc.Forge != nil {
 		var err error
+		// Reporting never keeps a node from serving: a forge section it
+		// cannot use (a token file missing) is an error in the log, and the
+		// node runs without commit statuses until it is restarted (forge is a
+		// restart field of the node config).
 		if n.forge, err = forge.New(*nc.Forge, forge.Options{Logger: log, Registerer: n.reg}); err != nil {
-			return nil, fmt.Errorf("forge: %w", err)
+			log.Error("forge: commit statuses are off until the node config is fixed", "error", err)
+			n.forge = nil
 		}
 	}
 	if len(nc.Notify.Sinks) > 0 {
@@ -216,7 +221,8 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 			ncfg.StatusURL = nc.Forge.StatusURL // linked from Slack messages, Alertmanager's generatorURL
 		}
 		if n.notify, err = notify.New(ncfg, notify.Options{Logger: log, Registerer: n.reg}); err != nil {
-			return nil, fmt.Errorf("notify: %w", err)
+			log.Error("notify: notifications are off until the node config is fixed", "error", err)
+			n.notify = nil
 		}
 	}
 	fb := &feedback{forge: n.forge, notify: n.notify}

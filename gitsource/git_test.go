@@ -48,7 +48,7 @@ func TestTransports(t *testing.T) {
 			url, auth := tc.setup(t, u)
 			g, _ := newSource(t, Config{URL: url, Branch: "main", Path: "edge", Auth: auth})
 
-			rev := next(t, g)
+			rev := nextPatient(t, g)
 			if rev.Commit != c1 || rev.Trigger.Kind != TriggerStart {
 				t.Fatalf("first revision %s (%s), want %s on start", rev.Commit, rev.Trigger.Kind, c1)
 			}

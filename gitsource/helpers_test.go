@@ -340,6 +340,28 @@ func next(t testing.TB, s interface {
 	return rev
 }
 
+// nextPatient is next for a first fetch over a real network server on a
+// loaded machine: a transient failure (sshd dropping a connection under
+// load) is retried by the source anyway, so it is skipped, bounded.
+func nextPatient(t testing.TB, s interface {
+	Next(context.Context) (Revision, error)
+}) Revision {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		rev, err := s.Next(ctx)
+		if err == nil {
+			return rev
+		}
+		var e *Error
+		if !errors.As(err, &e) || !e.Transient() || ctx.Err() != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		t.Logf("transient, the source retries: %v", err)
+	}
+}
+
 // nextErr calls Next and returns its *Error, failing when there is none.
 func nextErr(t testing.TB, s interface {
 	Next(context.Context) (Revision, error)

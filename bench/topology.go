@@ -38,7 +38,7 @@ var (
 )
 
 // writeRoutes writes the routes directory every proxy's config comes
-// from, as a gitedge routes repository (SPEC §1). Variant "b" adds the
+// from, as a gitedge routes repository (docs/repository.md). Variant "b" adds the
 // host d.test in both modes: reloads alternate a and b, so each is a real
 // change. The directory is replaced file by file through a rename, so a
 // reader never sees half a file.

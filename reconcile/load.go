@@ -270,8 +270,9 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 			l.errs = append(l.errs, &Error{File: d.file, Line: d.line + u.line - 1, Doc: d.id(), Field: u.path,
 				Msg: fmt.Sprintf("unknown field %q (check its spelling and %s)", u.key, cmp.Or(l.fieldsDoc, "the kind's fields in docs/repository.md"))})
 		}
-		if len(unknown) == 0 { // cannot happen when both libraries agree; keep the message
-			l.errs = append(l.errs, &Error{File: d.file, Line: d.line, Doc: d.id(), Msg: msg})
+		if len(unknown) == 0 { // the two YAML libraries disagree (odd input): keep the message, without the decoders' prefixes
+			l.errs = append(l.errs, &Error{File: d.file, Line: d.line, Doc: d.id(),
+				Msg: fmt.Sprintf("%s (check its spelling and %s)", stripDecoderPrefixes(msg), cmp.Or(l.fieldsDoc, "the kind's fields in docs/repository.md"))})
 		}
 		return false, true
 	}
@@ -281,12 +282,19 @@ func (l *loader) decodeStrict(d *document, v any, name func() string) (ok, usabl
 		line, _ = strconv.Atoi(m[1])
 		msg = msg[strings.Index(msg, m[0])+len(m[0]):]
 	} else {
-		for _, p := range []string{"error converting YAML to JSON: ", "yaml: ", "error unmarshaling JSON: while decoding JSON: ", "json: "} {
-			msg = strings.TrimPrefix(msg, p)
-		}
+		msg = stripDecoderPrefixes(msg)
 	}
 	l.errs = append(l.errs, &Error{File: d.file, Line: d.line + max(line, 1) - 1, Msg: "not valid YAML: " + msg})
 	return false, false
+}
+
+// stripDecoderPrefixes drops what sigs.k8s.io/yaml and encoding/json put
+// before their messages: the error is located by its own fields.
+func stripDecoderPrefixes(msg string) string {
+	for _, p := range []string{"error converting YAML to JSON: ", "yaml: ", "error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return msg
 }
 
 type unknownField struct {

@@ -60,7 +60,7 @@ bench-deps:
 test: deps lint unit fuzz e2e
 
 unit: build
-	$(GO) test -race -count=1 -timeout 15m ./...
+	GITEDGE_TEST_ALL=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -83,7 +83,7 @@ fuzz:
 
 # e2e: multi-node tests in network namespaces, against the built binary.
 e2e: build
-	GE_E2E_FIGURES=$(CURDIR)/bin/e2e-figures.txt $(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
+	GITEDGE_TEST_ALL=1 GE_E2E_FIGURES=$(CURDIR)/bin/e2e-figures.txt $(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
 	@cat bin/e2e-figures.txt 2>/dev/null || true
 
 # bench: the proxy's Go benchmarks (bench-dataplane), the reconcile

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/gitedge/gitedge/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 
 	"github.com/vishvananda/netns"
 
@@ -100,7 +101,7 @@ func requireLab(t *testing.T) {
 		t.Skip("network namespace lab: not with -short")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces (make test runs as root)")
+		testkit.Missing(t, "needs root for network namespaces (make test runs as root)")
 	}
 	frrlab.Require(t)
 }

@@ -16,11 +16,11 @@ import (
 func dropCaps(t *testing.T, caps ...string) []string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to run gitedge with and without capabilities")
+		testkit.Missing(t, "needs root to run gitedge with and without capabilities")
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		t.Skip("needs setpriv (util-linux)")
+		testkit.Missing(t, "needs setpriv (util-linux)")
 	}
 	var drop []string
 	for _, c := range caps {
@@ -28,34 +28,6 @@ func dropCaps(t *testing.T, caps ...string) []string {
 	}
 	d := strings.Join(drop, ",")
 	return []string{setpriv, "--inh-caps=" + d, "--ambient-caps=" + d, "--bounding-set=" + d, gitedgeBinary(t)}
-}
-
-// startNodeVia is startNode through a wrapper command (setpriv).
-func startNodeVia(t *testing.T, admin string, argv []string) *nodeProc {
-	t.Helper()
-	p := &nodeProc{t: t, logs: &testkit.SyncBuffer{}, admin: admin, exited: make(chan struct{})}
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("gitedge log:\n%s", p.logs)
-		}
-	})
-	return p
 }
 
 // TestRunBindWithoutCapability: at first start, a listener on a port

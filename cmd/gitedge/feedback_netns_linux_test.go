@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,9 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/internal/testkit/nstest"
 )
-
-const feedbackNetnsEnv = "GITEDGE_FEEDBACK_NETNS_TEST"
 
 // TestRunNotifiesVRRPTransitions runs `gitedge run` with VRRP, alone on a
 // veth in a network namespace of its own, with a webhook sink from
@@ -30,20 +26,7 @@ const feedbackNetnsEnv = "GITEDGE_FEEDBACK_NETNS_TEST"
 // Root only: the test runs again in a child process in a new network
 // namespace, which ends with it.
 func TestRunNotifiesVRRPTransitions(t *testing.T) {
-	if os.Getenv(feedbackNetnsEnv) != t.Name() {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for a network namespace (make test runs as root)")
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), feedbackNetnsEnv+"="+t.Name())
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-			t.Fatalf("in a network namespace: %v\n%s", err, out)
-		}
-		t.Logf("in a network namespace:\n%s", out)
+	if !nstest.InNetns(t) {
 		return
 	}
 

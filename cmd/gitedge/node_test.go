@@ -177,8 +177,15 @@ type nodeProc struct {
 // startNode runs the built binary with args; admin is its admin address.
 func startNode(t *testing.T, admin string, args ...string) *nodeProc {
 	t.Helper()
+	return startNodeVia(t, admin, append([]string{gitedgeBinary(t), "run", "--no-vrrp"}, args...))
+}
+
+// startNodeVia starts argv, a gitedge command line possibly behind a
+// wrapper command (setpriv), as startNode does.
+func startNodeVia(t *testing.T, admin string, argv []string) *nodeProc {
+	t.Helper()
 	p := &nodeProc{t: t, logs: &testkit.SyncBuffer{}, admin: admin, exited: make(chan struct{})}
-	p.cmd = exec.Command(gitedgeBinary(t), append([]string{"run", "--no-vrrp"}, args...)...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,7 +203,7 @@ func startNode(t *testing.T, admin string, args ...string) *nodeProc {
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("gitedge run log:\n%s", p.logs)
+			t.Logf("gitedge log:\n%s", p.logs)
 		}
 	})
 	return p

@@ -33,7 +33,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("no chromium: `make deps` installs it (apt-get install chromium), or set GITEDGE_CHROMIUM to a Chrome binary")
+	testkit.Missing(t, "no chromium: `make deps` installs it (apt-get install chromium), or set GITEDGE_CHROMIUM to a Chrome binary")
 	return ""
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // childEnv names, in a child test binary, the test it runs in a namespace.
@@ -29,7 +31,7 @@ func InNetns(t *testing.T) bool {
 		return true
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace (make test runs as root)")
+		testkit.Missing(t, "needs root for a network namespace (make test runs as root)")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

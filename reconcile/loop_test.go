@@ -335,20 +335,24 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 	// Infra is stuck; two more commits arrive.
 	extra := map[string][][2]string{"routes/blog.yaml": {{"name: blog", "name: blog2"}, {"[blog.domain.tld]", "[blog2.domain.tld]"}}}
 	src <- Revision{Commit: "c2", Files: mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 2048"}}})}
-	src <- Revision{Commit: "c3", Files: func() fstest.MapFS {
-		m := mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 8192"}}})
-		for k, v := range mapFS(t, "../examples/homelab", extra) {
-			if k == "routes/blog.yaml" {
-				m["routes/blog2.yaml"] = v
-			}
+	c3 := mapFS(t, "../examples/homelab", map[string][][2]string{"vms.yaml": {{"memory: 4096", "memory: 8192"}}})
+	for k, v := range mapFS(t, "../examples/homelab", extra) {
+		if k == "routes/blog.yaml" {
+			c3["routes/blog2.yaml"] = v
 		}
-		return m
-	}()}
+	}
+	src <- Revision{Commit: "c3", Files: c3}
 	if n := wait(routes, "routes of c3 while infra is busy"); n != 4 {
 		t.Fatalf("routes %d, want 4", n)
 	}
-	// The pass applies routes first, then queues infra: wait for the queue.
-	testkit.WaitFor(t, "c3's infra job queued", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
+	testkit.WaitFor(t, "c3's infra step", func() bool { return l.Status().Conditions["infra"].Message == "applying commit c3" })
+	// c3's job replaces c2's in the queue when c3's pass ends, after the
+	// condition above is set. Two resyncs of c3 make sure it has: the
+	// source's reader reads one revision ahead, so the second send returns
+	// only once the loop has finished c3's pass.
+	for range 2 {
+		src <- Revision{Commit: "c3", Files: c3, Trigger: TriggerResync}
+	}
 	if c := l.Status().Conditions["infra"]; c.Status != CondProgressing {
 		t.Errorf("infra condition %+v, want Progressing", c)
 	}

@@ -20,7 +20,7 @@ import (
 // stopped and closed its own descriptors.
 func TestInheritSockets(t *testing.T) {
 	a := startHTTPBackend(t, "a1", false)
-	port := testkit.FreePort(t)
+	port := testkit.QuietPort(t) // bound again by the proxy: not in the ephemeral range
 	cfg := Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}
 	cfg.Listeners[0].Bind = mustBind(t, port)
 

@@ -100,6 +100,9 @@ func TestHealthTCPAndAllDown(t *testing.T) {
 	}()
 	be := backendOf("be", srv("s1", addr))
 	be.HealthCheck = HealthCheck{Type: CheckTCP, Interval: 30 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
+	// A request that waited in the queue would take all of it: far more
+	// than the bound below, which leaves room for -race on a loaded machine.
+	be.QueueTimeout = 3 * waitFor
 	events := make(chan healthEvent, 100)
 	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
 		func(o *Options) { healthEvents(o, events) })
@@ -112,7 +115,7 @@ func TestHealthTCPAndAllDown(t *testing.T) {
 	if code, _ := get(t, p.addr(t, "http"), "x", "/"); code != 503 {
 		t.Fatalf("all servers down: %d", code)
 	}
-	if el := time.Since(start); el > time.Second {
+	if el := time.Since(start); el > waitFor {
 		t.Errorf("503 took %v: must not wait in the queue when nothing is up", el)
 	}
 }

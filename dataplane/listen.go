@@ -30,6 +30,10 @@ type listenSock struct {
 	accepted sync.WaitGroup // the accept loop
 	healthy  atomic.Bool    // the accept loop runs and has not failed
 	failErr  error
+	// last is cur when the socket stopped accepting: a connection the
+	// accept loop took meanwhile is served with it (draining), not closed
+	// unanswered.
+	last atomic.Pointer[listenerGen]
 }
 
 // listenTCP opens a listening socket with IP_FREEBIND (IPV6_FREEBIND), so a
@@ -132,6 +136,13 @@ func (s *listenSock) acceptLoop() {
 		delay = 0
 		lg := s.cur.Load()
 		if lg == nil {
+			// Accepted as the socket stopped (an upgrade in place shares
+			// it with the new process, which would have served this
+			// client): tracked as draining, it gets its first request
+			// answered, as one accepted a moment earlier.
+			lg = s.last.Load()
+		}
+		if lg == nil {
 			c.Close()
 			continue
 		}
@@ -177,6 +188,7 @@ func (s *listenSock) stopAccepting() {
 		c.draining.Store(true)
 	}
 	s.mu.Unlock()
+	s.last.Store(s.cur.Load()) // before cur is nil: the accept loop finds one of them
 	s.cur.Store(nil)
 	s.healthy.Store(false)
 	_ = s.ln.Close()

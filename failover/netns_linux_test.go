@@ -150,7 +150,7 @@ func TestNetnsInPlace(t *testing.T) {
 	a := baseInstance(100)
 	a.Interface = "vr0"
 	apply(a)
-	testkit.Poll(t, 5*time.Second, master)
+	testkit.Poll(t, testkit.Deadline, master)
 	wantVIPs("192.0.2.10/24")
 	if _, lt := vipsOn(t, l); lt["192.0.2.10/24"] > 3 {
 		t.Fatalf("VIP lifetime %ds at a 100ms interval, want at most 3s", lt["192.0.2.10/24"])
@@ -160,13 +160,13 @@ func TestNetnsInPlace(t *testing.T) {
 	a.Priority, a.AdvertInterval, a.VIPs = 150, 500*time.Millisecond, []netip.Prefix{vip, vip2}
 	apply(a)
 	wantVIPs("192.0.2.10/24", "192.0.2.20/24") // when Apply returns
-	p := capture.next(t, 2*time.Second, func(p *vrrp.Packet) bool { return p.Priority == 150 })
+	p := capture.next(t, testkit.Deadline, func(p *vrrp.Packet) bool { return p.Priority == 150 })
 	if p.VRID != 33 || p.Interval != 50 || !slices.Equal(p.Addresses, []netip.Addr{vip.Addr(), vip2.Addr()}) {
 		t.Fatalf("advert after the change: vrid %d, interval %d cs, addresses %v", p.VRID, p.Interval, p.Addresses)
 	}
 	// Renewed after that advert with the lifetime of a 500ms interval:
 	// 2×(1.5s+0.5s)+1s = 5s.
-	testkit.Poll(t, time.Second, func() string {
+	testkit.Poll(t, testkit.Deadline, func() string {
 		if _, lt := vipsOn(t, l); lt["192.0.2.20/24"] != 5 && lt["192.0.2.20/24"] != 4 {
 			return fmt.Sprintf("lifetimes %v, want 5s", lt)
 		}
@@ -176,7 +176,7 @@ func TestNetnsInPlace(t *testing.T) {
 	a.VIPs = []netip.Prefix{vip2}
 	apply(a)
 	wantVIPs("192.0.2.20/24")
-	p = capture.next(t, 3*time.Second, func(p *vrrp.Packet) bool { return len(p.Addresses) == 1 })
+	p = capture.next(t, testkit.Deadline, func(p *vrrp.Packet) bool { return len(p.Addresses) == 1 })
 	if p.Priority != 150 || p.Addresses[0] != vip2.Addr() {
 		t.Fatalf("advert after removing a VIP: priority %d, addresses %v", p.Priority, p.Addresses)
 	}
@@ -188,14 +188,14 @@ func TestNetnsInPlace(t *testing.T) {
 	t2 := time.Now()
 	a.VRID = 34
 	apply(a)
-	testkit.Poll(t, 10*time.Second, master)
+	testkit.Poll(t, testkit.Deadline, master)
 	if got, want := log(t2), "MASTER>INIT (stopped), INIT>BACKUP (startup), BACKUP>MASTER (master down timer expired)"; got != want {
 		t.Fatalf("transitions after a VRID change %q, want %q", got, want)
 	}
-	capture.next(t, 3*time.Second, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 150 })
+	capture.next(t, testkit.Deadline, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 150 })
 	wantVIPs("192.0.2.20/24")
 
 	m.Close()
 	wantVIPs()
-	capture.next(t, time.Second, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 0 })
+	capture.next(t, testkit.Deadline, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 0 })
 }

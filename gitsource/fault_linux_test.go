@@ -241,7 +241,9 @@ func TestLocalFetchStalls(t *testing.T) {
 		}
 	})
 
-	bound := cfg.Timeout + stuckGrace + 2*time.Second
+	// The fetch's own bound, plus room for a loaded machine under -race;
+	// a fetch that hangs meets nextErr's 30s bound instead.
+	bound := cfg.Timeout + stuckGrace + 10*time.Second
 	g.Trigger(Trigger{Kind: TriggerPoll})
 	start := time.Now()
 	e := nextErr(t, g)

@@ -131,10 +131,10 @@ func (u *upstream) push(args ...string) {
 }
 
 // waitListening waits until something accepts on addr or the process
-// exits; bounded at 10s.
+// exits; bounded by testkit.Deadline.
 func waitListening(t testing.TB, addr string, exited <-chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testkit.Deadline)
 	for time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
@@ -147,7 +147,7 @@ func waitListening(t testing.TB, addr string, exited <-chan struct{}) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("nothing listens on %s after 10s", addr)
+	t.Fatalf("nothing listens on %s after %s", addr, testkit.Deadline)
 }
 
 // upstreamOne is an upstream whose main holds one commit (a.yaml "one\n"),
@@ -209,7 +209,7 @@ func startProcess(t testing.TB, addr string, env []string, name string, args ...
 func startGitDaemon(t testing.TB, root string) string {
 	t.Helper()
 	need(t, gitDaemonBin)
-	addr := testkit.FreePort(t)
+	addr := testkit.QuietPort(t)
 	_, port, _ := net.SplitHostPort(addr)
 	startProcess(t, addr, gitEnv(t), gitDaemonBin, "--export-all", "--base-path="+root,
 		"--port="+port, "--listen=127.0.0.1", "--reuseaddr", root)

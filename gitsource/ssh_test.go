@@ -51,7 +51,7 @@ func startSSHD(t testing.TB) *sshServer {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatalf("sshd needs /run/sshd: %v", err)
 	}
-	addr := testkit.FreePort(t)
+	addr := testkit.QuietPort(t)
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(dir, "sshd_config")
 	cfg := strings.Join([]string{

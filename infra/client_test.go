@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/infra/pvesim"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // Every call the reconciler makes, through the real go-proxmox client over
@@ -19,7 +20,9 @@ func TestGoProxmoxAgainstSimulator(t *testing.T) {
 	ctx := context.Background()
 	waitOK := func(t *testing.T, upid string) infra.TaskStatus {
 		t.Helper()
-		for range 200 {
+		// Bounded in time, not in tries: each try is slow under -race on
+		// a loaded machine.
+		for deadline := time.Now().Add(testkit.Deadline); time.Now().Before(deadline); {
 			st, err := api.Task(ctx, upid)
 			if err != nil {
 				t.Fatalf("task %s: %v", upid, err)

@@ -237,7 +237,7 @@ func TestLoopRunAndResync(t *testing.T) {
 	testkit.Run(t, l.Run)
 	src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil), Trigger: "start"}
 	// Resync re-applies infra without a new commit; wait for two of them.
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(testkit.Deadline)
 	var infraCalls int
 	for infraCalls < 3 {
 		select {
@@ -255,7 +255,7 @@ func TestLoopRunAndResync(t *testing.T) {
 		t.Errorf("resync passes must be reported apart from the last new revision: %+v / %+v", st.LastAttempt, st.LastResync)
 	}
 	// A poke re-applies at once, well before the next resync.
-	l.Resync = 0
+	deadline = time.After(testkit.Deadline)
 	for r := l.Status().LastResync; r == nil || r.Trigger != TriggerPoke; r = l.Status().LastResync {
 		l.Poke()
 		select {
@@ -320,7 +320,7 @@ func TestLoopInfraDoesNotHoldBackRoutes(t *testing.T) {
 		select {
 		case v := <-ch:
 			return v
-		case <-time.After(5 * time.Second):
+		case <-time.After(testkit.Deadline):
 			t.Fatalf("no %s", what)
 			return 0
 		}

@@ -303,7 +303,12 @@ func TestLoopReportsASecretLostAtAResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Poke()
-	testkit.WaitFor(t, "the secret back", func() bool { return l.Status().Conditions["secrets"].Status == CondReady })
+	// The pass's end, not the condition alone: the condition is set when
+	// the commit loads, the status's secrets once its steps have applied.
+	testkit.WaitFor(t, "the poke's pass with the secret back", func() bool {
+		st := l.Status()
+		return st.Conditions["secrets"].Status == CondReady && st.LastResync != nil && st.LastResync.Result != ResultInvalid
+	})
 	if st := l.Status(); len(st.Secrets) != 1 || !st.Secrets[0].Resolved || st.Secrets[0].Error != "" {
 		t.Errorf("status secrets %+v once the file is back", st.Secrets)
 	}

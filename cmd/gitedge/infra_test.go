@@ -170,7 +170,7 @@ func TestPvesimCommand(t *testing.T) {
 	case line = <-stdout.seen:
 	case code := <-done:
 		t.Fatalf("pvesim exited %d", code)
-	case <-time.After(10 * time.Second):
+	case <-time.After(testkit.Deadline):
 		t.Fatal("pvesim did not start")
 	}
 	url := line[strings.Index(line, "https://"):]

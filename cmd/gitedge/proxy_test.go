@@ -134,7 +134,7 @@ func startProxyCommand(t *testing.T, args ...string) (*testkit.SyncBuffer, conte
 func TestProxyCommandReloadsOnFileChange(t *testing.T) {
 	one, two := namedServer(t, "one"), namedServer(t, "two")
 	dir := t.TempDir()
-	bind := testkit.FreePort(t)
+	bind := testkit.QuietPort(t) // bound later by the proxy: not in the ephemeral range
 	writeRoutes(t, dir, bind, one, two, "one")
 	stderr, cancel, done := startProxyCommand(t, "--debounce", "50ms", dir)
 	askUntil(t, bind, "one")
@@ -166,7 +166,7 @@ func TestProxyCommandReloadsOnFileChange(t *testing.T) {
 func TestProxyCommandReloadsOnSIGHUP(t *testing.T) {
 	one, two := namedServer(t, "one"), namedServer(t, "two")
 	dir := t.TempDir()
-	bind := testkit.FreePort(t)
+	bind := testkit.QuietPort(t) // bound later by the proxy: not in the ephemeral range
 	writeRoutes(t, dir, bind, one, two, "one")
 	stderr, _, _ := startProxyCommand(t, "--watch=false", dir)
 	askUntil(t, bind, "one")

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // sdListen opens the manager's side of a notify socket: a unixgram socket
@@ -240,17 +242,35 @@ func TestSDNotifyWatchdogPings(t *testing.T) {
 		}
 	}
 	cancel()
-	<-done
-	// Every ping the loop sent is queued now; count them.
+	// Count the pings while the loop stops, not after: the socket queues
+	// 10 datagrams (net.unix.max_dgram_qlen), and a ping sent into a full
+	// queue blocks the loop until it is read (this test descheduled for
+	// 100ms on a loaded machine left it waiting forever). Once the loop
+	// has returned, every ping it sent is queued: read until none is left.
 	pings := 3
-	for {
+	stopped := false
+	for deadline := time.Now().Add(testkit.Deadline); ; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the ping loop did not stop within %s of its context's end", testkit.Deadline)
+		}
 		if err := srv.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 64)
 		n, err := srv.Read(buf)
 		if err != nil {
-			break
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatal(err)
+			}
+			if stopped {
+				break
+			}
+			select {
+			case <-done:
+				stopped = true // one more read: what it sent last
+			default:
+			}
+			continue
 		}
 		if string(buf[:n]) != "WATCHDOG=1\n" {
 			t.Fatalf("unexpected message %q", buf[:n])

@@ -75,8 +75,10 @@ func Run(t testing.TB, task func(context.Context) error) {
 	})
 }
 
-// Deadline bounds every wait of WaitFor.
-const Deadline = 10 * time.Second
+// Deadline bounds every wait of WaitFor: 10s, 30s under the race
+// detector (make test runs -race on CI's two cores, shared by two test
+// binaries). It only costs time when a test fails, so it is generous.
+const Deadline = slowdown * 10 * time.Second
 
 // WaitFor polls cond until it holds, failing the test after Deadline with
 // what it waited for. For conditions no signal reports (a file, a

@@ -51,8 +51,14 @@ func TestFleetActiveActive(t *testing.T) {
 	if h := f.mon.holders(vipB); !slices.Equal(h, []string{"n3"}) {
 		t.Errorf("%s held by %v after n1 died, want [n3] alone", vipB, h)
 	}
-	if outB > advert {
-		t.Errorf("the client of %s (on n3) lost it for %v when n1 died", vipB, outB)
+	// The other VIP's client sees nothing: its VIP stays on n3 and no
+	// probe is refused or cut (one slower than 150 ms on a loaded
+	// machine is in the figure above, not a loss).
+	if fl := f.mon.flipsSince(vipB, t0); len(fl) > 0 {
+		t.Errorf("%s moved when n1 died: %s", vipB, strings.Join(fl, "; "))
+	}
+	if hard := pB.hardFailures(t0, time.Now()); len(hard) > 0 {
+		t.Errorf("the client of %s (on n3) lost it when n1 died: %s", vipB, strings.Join(hard, "; "))
 	}
 
 	// n1 returns: VI_1 goes back to it, VI_2 stays on n3.
@@ -65,10 +71,14 @@ func TestFleetActiveActive(t *testing.T) {
 	if tr := n3.d.transitionsSince("VI_2", t1); len(tr) != 0 {
 		t.Errorf("n1's return moved VI_2: n3 went %v", tr)
 	}
-	if out := pB.gap(t1, time.Now()); out > advert {
-		t.Errorf("the client of %s lost it for %v when n1 returned", vipB, out)
+	figure("10 active-active (3 nodes)", "n1 returns: outage on the other VIP", "%v", pB.gap(t1, time.Now()).Round(time.Millisecond))
+	if fl := f.mon.flipsSince(vipB, t1); len(fl) > 0 {
+		t.Errorf("%s moved when n1 returned: %s", vipB, strings.Join(fl, "; "))
 	}
-	f.mon.checkNoDualWithin(t, since, advert)
+	if hard := pB.hardFailures(t1, time.Now()); len(hard) > 0 {
+		t.Errorf("the client of %s lost it when n1 returned: %s", vipB, strings.Join(hard, "; "))
+	}
+	f.mon.checkNoDualWithin(t, since, dualBound(advert))
 }
 
 // Scenario 8: a mixed group during a migration — n1 runs `gitedge run`,
@@ -124,7 +134,7 @@ func TestFleetMixedKeepalived(t *testing.T) {
 	p.waitServedBy(t, "n2", time.Second, 3*time.Second)
 	f.mon.waitHolders(t, vip, []string{"n2"}, time.Second)
 	figure("8 mixed keepalived+gitedge (v2 1s)", "keepalived returns and preempts: outage", "%v", p.gap(t1, time.Now()).Round(time.Millisecond))
-	f.mon.checkNoDualWithin(t, since, time.Second)
+	f.mon.checkNoDualWithin(t, since, dualBound(time.Second))
 	if t.Failed() {
 		t.Logf("keepalived log:\n%s", ka.logText())
 	}

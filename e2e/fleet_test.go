@@ -289,6 +289,7 @@ func (n *edgeNode) status() (nodeStatus, error) {
 // waitStatus polls /status until ok says yes.
 func (n *edgeNode) waitStatus(t testing.TB, what string, timeout time.Duration, ok func(nodeStatus) bool) nodeStatus {
 	t.Helper()
+	timeout = waitFor(timeout)
 	deadline := time.Now().Add(timeout)
 	var last nodeStatus
 	var err error
@@ -325,6 +326,7 @@ func (n *edgeNode) get(host string) (echo, int, error) {
 // long that took.
 func (n *edgeNode) waitRoute(t testing.TB, host, backend string, timeout time.Duration) time.Duration {
 	t.Helper()
+	timeout = waitFor(timeout)
 	start := time.Now()
 	var last string
 	for time.Since(start) < timeout {
@@ -343,6 +345,7 @@ func (n *edgeNode) waitRoute(t testing.TB, host, backend string, timeout time.Du
 // backend, and returns for each how long after `since` that was.
 func (f *fleet) waitRouteAll(t testing.TB, host, backend string, since time.Time, timeout time.Duration) []time.Duration {
 	t.Helper()
+	timeout = waitFor(timeout)
 	var wg sync.WaitGroup
 	out := make([]time.Duration, len(f.nodes))
 	errs := make([]string, len(f.nodes))
@@ -442,6 +445,8 @@ func (f *fleet) probeVIP(vip, host string, every time.Duration) *probes {
 				r := probeResult{at: now}
 				if e, _, err := httpGet(c, net.JoinHostPort(vip, "80"), host, "/"); err == nil {
 					r.who = f.nodeByAddr(e.Via)
+				} else {
+					r.err = err
 				}
 				p.mu.Lock()
 				p.got = append(p.got, r)
@@ -508,6 +513,31 @@ func (d *daemon) transitionsSince(instance string, at time.Time) []string {
 		}
 	}
 	return out
+}
+
+// transitionLog describes the instance's transitions after at, with when
+// and why, for a failure message.
+func (d *daemon) transitionLog(instance string, at time.Time) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, e := range d.states[instance] {
+		if !e.at.Before(at) {
+			out = append(out, fmt.Sprintf("%s %s (%s)", e.at.Format("15:04:05.000"), e.state, e.reason))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// transitionLogs is transitionLog for every node that has run.
+func (f *fleet) transitionLogs(instance string, at time.Time) string {
+	var b strings.Builder
+	for _, n := range f.nodes {
+		if n.d != nil {
+			fmt.Fprintf(&b, "%s: %s\n", n.name, n.d.transitionLog(instance, at))
+		}
+	}
+	return b.String()
 }
 
 var ssUser = regexp.MustCompile(`pid=(\d+),fd=(\d+)`)

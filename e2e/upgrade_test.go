@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
@@ -211,7 +212,9 @@ func (l *advertLog) between(from, to time.Time) []advertSeen {
 }
 
 // captureAdvertsIn records the VRRP adverts from src arriving on eth0 of
-// namespace ns (an AF_PACKET socket opened there), until the test ends.
+// namespace ns (an AF_PACKET socket opened there), until the test ends,
+// each at the kernel's receive time (SO_TIMESTAMPNS): a test process
+// slow to read them does not stretch the gaps.
 func captureAdvertsIn(t *testing.T, ns string, src netip.Addr) *advertLog {
 	t.Helper()
 	var fd int
@@ -234,6 +237,9 @@ func captureAdvertsIn(t *testing.T, ns string, src netip.Addr) *advertLog {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		t.Fatal(err)
 	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		t.Fatal(err)
+	}
 	l := &advertLog{}
 	stop := make(chan struct{})
 	finished := make(chan struct{})
@@ -241,15 +247,23 @@ func captureAdvertsIn(t *testing.T, ns string, src netip.Addr) *advertLog {
 	want := src.As4()
 	go func() {
 		defer close(finished)
-		buf := make([]byte, 2048)
+		buf, oob := make([]byte, 2048), make([]byte, 128)
 		for {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			n, _, err := unix.Recvfrom(fd, buf, 0)
+			n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
 			now := time.Now()
+			if cms, cerr := unix.ParseSocketControlMessage(oob[:max(oobn, 0)]); err == nil && cerr == nil {
+				for _, cm := range cms {
+					if cm.Header.Level == unix.SOL_SOCKET && cm.Header.Type == unix.SO_TIMESTAMPNS && len(cm.Data) >= 16 {
+						// struct timespec: two 64-bit fields on Linux/amd64 and arm64.
+						now = time.Unix(int64(binary.NativeEndian.Uint64(cm.Data[0:8])), int64(binary.NativeEndian.Uint64(cm.Data[8:16])))
+					}
+				}
+			}
 			if err != nil || n < 28 || buf[0]>>4 != 4 || buf[9] != 112 || [4]byte(buf[12:16]) != want {
 				continue
 			}

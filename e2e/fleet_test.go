@@ -529,6 +529,60 @@ func (d *daemon) transitionLog(instance string, at time.Time) string {
 	return strings.Join(out, "; ")
 }
 
+// eventsSince is the instance's transitions after at.
+func (d *daemon) eventsSince(instance string, at time.Time) []stateEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []stateEvent
+	for _, e := range d.states[instance] {
+		if !e.at.Before(at) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// starvedTakeovers finds every takeover since at by the master down timer
+// (a backup that heard no advert for its Master_Down_Interval) and, from
+// the adverts of the other nodes as captured on the wire (adv, by node),
+// whether the master had really gone silent that long: its longest gap
+// in the 2 s before the takeover was logged, closed by a later advert of
+// it (so not a master that stepped down). On a machine starved of CPU a
+// live master can miss its adverts that long, and VRRP must then fail
+// over. It returns the takeovers so explained, and those not explained.
+func (f *fleet) starvedTakeovers(adv map[string]*advertLog, instance string, at time.Time, minDown time.Duration) (explained, unexplained []string) {
+	for _, n := range f.nodes {
+		if n.d == nil {
+			continue
+		}
+		for _, e := range n.d.eventsSince(instance, at) {
+			if e.state != "MASTER" || !strings.Contains(e.reason, "master down timer expired") {
+				continue
+			}
+			var gap time.Duration
+			for name, l := range adv {
+				if name == n.name {
+					continue
+				}
+				got := l.between(e.at.Add(-2*time.Second), e.at.Add(time.Minute))
+				for i := 1; i < len(got); i++ {
+					if got[i-1].at.After(e.at) || got[i-1].prio == 0 || got[i].prio == 0 {
+						continue
+					}
+					gap = max(gap, got[i].at.Sub(got[i-1].at))
+				}
+			}
+			what := fmt.Sprintf("%s at %s (the master's adverts stopped for %v)", n.name, e.at.Format("15:04:05.000"), gap.Round(time.Millisecond))
+			if gap >= minDown {
+				explained = append(explained, what)
+			} else {
+				unexplained = append(unexplained, what)
+			}
+		}
+	}
+	return explained, unexplained
+}
+
 // transitionLogs is transitionLog for every node that has run.
 func (f *fleet) transitionLogs(instance string, at time.Time) string {
 	var b strings.Builder

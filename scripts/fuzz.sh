@@ -19,11 +19,15 @@ set -uo pipefail
 # OUTPUT is the coordinator's deadline race, reported once the budget ran.
 deadline_race() {
 	local target=$1 budget
-	# FUZZTIME as whole seconds ("10s", "1m", "90s"); anything else
-	# ("500x") has no deadline, hence no race.
+	# FUZZTIME in milliseconds ("200ms", "10s", "1m"); anything else
+	# ("500x", "1m30s") has no deadline or is not understood: no race.
 	case $2 in
-	*[0-9]s) budget=${2%s} ;;
-	*[0-9]m) budget=$((${2%m} * 60)) ;;
+	*[0-9]ms) budget=${2%ms} ;;
+	*[0-9]s) budget=${2%s}000 ;;
+	*[0-9]m)
+		budget=${2%m}000
+		budget=$((budget * 60))
+		;;
 	*) return 1 ;;
 	esac
 	[[ $budget =~ ^[0-9]+$ ]] || return 1
@@ -31,7 +35,7 @@ deadline_race() {
 		$0 ~ "^--- FAIL: " target " \\(" {
 			fails++
 			d = $0; sub(/^.*\(/, "", d); sub(/s\)$/, "", d)
-			if (d + 0 < budget) bad = 1
+			if (d * 1000 < budget) bad = 1
 			infail = 1
 			next
 		}

@@ -469,14 +469,26 @@ func scenarioKillMaster(t *testing.T, f *fleet) {
 	n2.kill()
 	n1.d.waitState(t, "VI_1", "MASTER", 2*time.Second)
 	p.waitServedBy(t, "n1", 300*time.Millisecond, 3*time.Second)
+	// n1's adverts on the wire: n2 may take over only if n1 went silent
+	// for n2's master down interval (starved of CPU on a loaded machine).
+	adv1 := map[string]*advertLog{"n1": captureAdvertsIn(t, f.cl, n1.addr)}
 	n2.start(t)
 	n2.d.waitState(t, "VI_1", "BACKUP", 5*time.Second)
 	at := time.Now()
 	hold(10 * advert)
-	if tr := n2.d.transitionsSince("VI_1", at); len(tr) != 0 || n2.d.state("VI_1") != "BACKUP" {
-		t.Errorf("n2 with preempt: false: transitions %v after returning, want it to stay BACKUP", tr)
+	starved, unexplained := f.starvedTakeovers(adv1, "VI_1", at, 3*advert+(256-101)*advert/256)
+	switch {
+	case len(unexplained) > 0:
+		t.Errorf("n2 with preempt: false took over while n1's adverts kept coming: %s\n%s", strings.Join(unexplained, "; "), f.transitionLogs("VI_1", at))
+	case len(starved) > 0:
+		t.Logf("n1 was starved of CPU past n2's master down interval, and n2 took over: %s\n%s", strings.Join(starved, "; "), f.transitionLogs("VI_1", at))
+		figure("2 SIGKILL master", "preempt: false: failovers of a master starved of CPU", "%s", strings.Join(starved, "; "))
+	default:
+		if tr := n2.d.transitionsSince("VI_1", at); len(tr) != 0 || n2.d.state("VI_1") != "BACKUP" {
+			t.Errorf("n2 with preempt: false: transitions %v after returning, want it to stay BACKUP: %s", tr, n2.d.transitionLog("VI_1", at))
+		}
+		p.waitServedBy(t, "n1", 300*time.Millisecond, time.Second)
 	}
-	p.waitServedBy(t, "n1", 300*time.Millisecond, time.Second)
 	// preempt: true again: n2 takes over.
 	s = s.clone()
 	s.instances[0].preempt = true

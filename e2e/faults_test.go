@@ -170,7 +170,7 @@ func faultWebhookFlood(t *testing.T, f *fleet) {
 	hookTook := time.Since(hookAt)
 	var live time.Duration
 	liveErr := ""
-	for time.Since(hookAt) < 5*time.Second {
+	for time.Since(hookAt) < minWait {
 		if e, _, err := n.get("flood.lab"); err == nil && e.Backend == "be5" {
 			live = time.Since(hookAt)
 			break
@@ -178,7 +178,7 @@ func faultWebhookFlood(t *testing.T, f *fleet) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if live == 0 {
-		liveErr = "not live within 5 s"
+		liveErr = fmt.Sprintf("not live within %v", minWait)
 	}
 	wg.Wait()
 	cancel()
@@ -197,7 +197,7 @@ func faultWebhookFlood(t *testing.T, f *fleet) {
 		t.Errorf("the signed delivery sent during the flood was not served: %v", hookErr)
 	}
 	if live == 0 {
-		t.Errorf("the commit pushed during the flood did not go live within 5 s of its signed webhook")
+		t.Errorf("the commit pushed during the flood did not go live within %v of its signed webhook", minWait)
 	}
 	if int64(hwm)<<10 > floodRSSBound {
 		t.Errorf("the node's peak RSS (VmHWM) reached %d MiB under 300 unsigned 5 MiB webhooks (idle %d MiB, sampled peak %d MiB), bound %d MiB: unauthenticated bodies are not bounded",
@@ -263,8 +263,9 @@ func fill(t testing.TB, dir string) string {
 
 // (b) The node's stateDir is a tmpfs. A commit is applied; the node stops;
 // the branch moves on while it is down; the tmpfs is filled; the node
-// restarts. It must serve its last applied commit within 2 s and say
-// "disk full" in /status; after space is freed it catches up.
+// restarts. It must serve its last applied commit (how soon, well under
+// 2 s on an idle machine, goes to the figures) and say "disk full" in
+// /status; after space is freed it catches up.
 func faultFullStateDir(t *testing.T, f *fleet, source string) {
 	n := f.nodes[0]
 	kind := "git server"
@@ -294,7 +295,7 @@ func faultFullStateDir(t *testing.T, f *fleet, source string) {
 
 	n.start(t)
 	served := time.Duration(0)
-	for time.Since(n.started) < 2*time.Second {
+	for time.Since(n.started) < minWait {
 		if e, _, err := n.get("full.lab"); err == nil && e.Backend == "be3" {
 			served = time.Since(n.started)
 			break
@@ -303,14 +304,14 @@ func faultFullStateDir(t *testing.T, f *fleet, source string) {
 	}
 	if served == 0 {
 		st, _ := n.status()
-		t.Errorf("over a %s, restarted with a full state directory: the node does not serve its last applied commit %s within 2 s (live %q)\n%s\nlog:\n%s",
-			kind, short(head), short(st.live()), st.raw, n.d.logTail(15))
-		figure("b full stateDir ("+kind+")", "restart → last applied served", "not within 2 s")
+		t.Errorf("over a %s, restarted with a full state directory: the node does not serve its last applied commit %s within %v (live %q)\n%s\nlog:\n%s",
+			kind, short(head), minWait, short(st.live()), st.raw, n.d.logTail(15))
+		figure("b full stateDir ("+kind+")", "restart → last applied served", "not within %v", minWait)
 	} else {
 		figure("b full stateDir ("+kind+")", "restart → last applied served", "%v", served.Round(time.Millisecond))
 	}
 	var said bool
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(minWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if st, err := n.status(); err == nil && strings.Contains(strings.ToLower(st.raw), "disk full") {
 			said = true
 			break

@@ -34,6 +34,40 @@ func TestFleetActiveActive(t *testing.T) {
 	pB := f.probeVIP(vipB, "app.lab", 20*time.Millisecond)
 	pA.waitServedBy(t, "n1", 300*time.Millisecond, 3*time.Second)
 	pB.waitServedBy(t, "n3", 300*time.Millisecond, 3*time.Second)
+	// VI_2 stays on n3 whatever happens to n1: its client sees nothing,
+	// no probe refused or cut (one slower than 150 ms on a loaded machine
+	// is in the figures, not a loss). Unless n3 itself was starved of CPU
+	// past its backup's master down interval (its adverts, captured on
+	// the client's wire, say so): VRRP then fails VI_2 over, as it must,
+	// and that is logged and in the figures instead.
+	adv3 := map[string]*advertLog{"n3": captureAdvertsIn(t, f.cl, n3.addr)}
+	minDown := 3*advert + (256-102)*advert/256 // n2's, VI_2's first backup
+	otherUntouched := func(from time.Time, event string) {
+		t.Helper()
+		starved, unexplained := f.starvedTakeovers(adv3, "VI_2", from, minDown)
+		if len(unexplained) > 0 {
+			t.Errorf("%s: a takeover of VI_2 by the master down timer while n3's adverts kept coming: %s\n%s", event, strings.Join(unexplained, "; "), f.transitionLogs("VI_2", from))
+		}
+		if len(starved) > 0 {
+			t.Logf("%s: n3 was starved of CPU past the master down interval and VI_2 failed over: %s\n%s", event, strings.Join(starved, "; "), f.transitionLogs("VI_2", from))
+			figure("10 active-active (3 nodes)", event+": VI_2 failovers of a master starved of CPU", "%s", strings.Join(starved, "; "))
+			return
+		}
+		for _, n := range []*edgeNode{n2, n3} {
+			if tr := n.d.transitionsSince("VI_2", from); len(tr) != 0 {
+				t.Errorf("%s moved VI_2 too: %s went %v", event, n.name, tr)
+			}
+		}
+		if h := f.mon.holders(vipB); !slices.Equal(h, []string{"n3"}) {
+			t.Errorf("%s held by %v after %s, want [n3] alone", vipB, h, event)
+		}
+		if fl := f.mon.flipsSince(vipB, from); len(fl) > 0 {
+			t.Errorf("%s moved when %s: %s", vipB, event, strings.Join(fl, "; "))
+		}
+		if hard := pB.hardFailures(from, time.Now()); len(hard) > 0 {
+			t.Errorf("the client of %s (on n3) lost it when %s: %s", vipB, event, strings.Join(hard, "; "))
+		}
+	}
 
 	t0 := time.Now()
 	n1.kill()
@@ -43,17 +77,7 @@ func TestFleetActiveActive(t *testing.T) {
 	outA, outB := pA.outage(t0, time.Now()), pB.gap(t0, time.Now())
 	figure("10 active-active (3 nodes)", "SIGKILL n1: outage on its VIP", "%v", outA.Round(time.Millisecond))
 	figure("10 active-active (3 nodes)", "SIGKILL n1: outage on the other VIP", "%v", outB.Round(time.Millisecond))
-	for _, n := range []*edgeNode{n2, n3} {
-		if tr := n.d.transitionsSince("VI_2", t0); len(tr) != 0 {
-			t.Errorf("losing n1 moved VI_2 too: %s went %v", n.name, tr)
-		}
-	}
-	if h := f.mon.holders(vipB); !slices.Equal(h, []string{"n3"}) {
-		t.Errorf("%s held by %v after n1 died, want [n3] alone", vipB, h)
-	}
-	if outB > advert {
-		t.Errorf("the client of %s (on n3) lost it for %v when n1 died", vipB, outB)
-	}
+	otherUntouched(t0, "n1 died")
 
 	// n1 returns: VI_1 goes back to it, VI_2 stays on n3.
 	t1 := time.Now()
@@ -62,13 +86,9 @@ func TestFleetActiveActive(t *testing.T) {
 	n1.d.waitState(t, "VI_2", "BACKUP", time.Second)
 	pA.waitServedBy(t, "n1", 300*time.Millisecond, 3*time.Second)
 	f.mon.waitHolders(t, vipA, []string{"n1"}, time.Second)
-	if tr := n3.d.transitionsSince("VI_2", t1); len(tr) != 0 {
-		t.Errorf("n1's return moved VI_2: n3 went %v", tr)
-	}
-	if out := pB.gap(t1, time.Now()); out > advert {
-		t.Errorf("the client of %s lost it for %v when n1 returned", vipB, out)
-	}
-	f.mon.checkNoDualWithin(t, since, advert)
+	figure("10 active-active (3 nodes)", "n1 returns: outage on the other VIP", "%v", pB.gap(t1, time.Now()).Round(time.Millisecond))
+	otherUntouched(t1, "n1 returned")
+	f.mon.checkNoDualWithin(t, since, dualBound(advert))
 }
 
 // Scenario 8: a mixed group during a migration — n1 runs `gitedge run`,
@@ -124,7 +144,7 @@ func TestFleetMixedKeepalived(t *testing.T) {
 	p.waitServedBy(t, "n2", time.Second, 3*time.Second)
 	f.mon.waitHolders(t, vip, []string{"n2"}, time.Second)
 	figure("8 mixed keepalived+gitedge (v2 1s)", "keepalived returns and preempts: outage", "%v", p.gap(t1, time.Now()).Round(time.Millisecond))
-	f.mon.checkNoDualWithin(t, since, time.Second)
+	f.mon.checkNoDualWithin(t, since, dualBound(time.Second))
 	if t.Failed() {
 		t.Logf("keepalived log:\n%s", ka.logText())
 	}

@@ -289,6 +289,7 @@ func (n *edgeNode) status() (nodeStatus, error) {
 // waitStatus polls /status until ok says yes.
 func (n *edgeNode) waitStatus(t testing.TB, what string, timeout time.Duration, ok func(nodeStatus) bool) nodeStatus {
 	t.Helper()
+	timeout = waitFor(timeout)
 	deadline := time.Now().Add(timeout)
 	var last nodeStatus
 	var err error
@@ -325,6 +326,7 @@ func (n *edgeNode) get(host string) (echo, int, error) {
 // long that took.
 func (n *edgeNode) waitRoute(t testing.TB, host, backend string, timeout time.Duration) time.Duration {
 	t.Helper()
+	timeout = waitFor(timeout)
 	start := time.Now()
 	var last string
 	for time.Since(start) < timeout {
@@ -343,6 +345,7 @@ func (n *edgeNode) waitRoute(t testing.TB, host, backend string, timeout time.Du
 // backend, and returns for each how long after `since` that was.
 func (f *fleet) waitRouteAll(t testing.TB, host, backend string, since time.Time, timeout time.Duration) []time.Duration {
 	t.Helper()
+	timeout = waitFor(timeout)
 	var wg sync.WaitGroup
 	out := make([]time.Duration, len(f.nodes))
 	errs := make([]string, len(f.nodes))
@@ -442,6 +445,8 @@ func (f *fleet) probeVIP(vip, host string, every time.Duration) *probes {
 				r := probeResult{at: now}
 				if e, _, err := httpGet(c, net.JoinHostPort(vip, "80"), host, "/"); err == nil {
 					r.who = f.nodeByAddr(e.Via)
+				} else {
+					r.err = err
 				}
 				p.mu.Lock()
 				p.got = append(p.got, r)
@@ -508,6 +513,85 @@ func (d *daemon) transitionsSince(instance string, at time.Time) []string {
 		}
 	}
 	return out
+}
+
+// transitionLog describes the instance's transitions after at, with when
+// and why, for a failure message.
+func (d *daemon) transitionLog(instance string, at time.Time) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, e := range d.states[instance] {
+		if !e.at.Before(at) {
+			out = append(out, fmt.Sprintf("%s %s (%s)", e.at.Format("15:04:05.000"), e.state, e.reason))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// eventsSince is the instance's transitions after at.
+func (d *daemon) eventsSince(instance string, at time.Time) []stateEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []stateEvent
+	for _, e := range d.states[instance] {
+		if !e.at.Before(at) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// starvedTakeovers finds every takeover since at by the master down timer
+// (a backup that heard no advert for its Master_Down_Interval) and, from
+// the adverts of the other nodes as captured on the wire (adv, by node),
+// whether the master had really gone silent that long: its longest gap
+// in the 2 s before the takeover was logged, closed by a later advert of
+// it (so not a master that stepped down). On a machine starved of CPU a
+// live master can miss its adverts that long, and VRRP must then fail
+// over. It returns the takeovers so explained, and those not explained.
+func (f *fleet) starvedTakeovers(adv map[string]*advertLog, instance string, at time.Time, minDown time.Duration) (explained, unexplained []string) {
+	for _, n := range f.nodes {
+		if n.d == nil {
+			continue
+		}
+		for _, e := range n.d.eventsSince(instance, at) {
+			if e.state != "MASTER" || !strings.Contains(e.reason, "master down timer expired") {
+				continue
+			}
+			var gap time.Duration
+			for name, l := range adv {
+				if name == n.name {
+					continue
+				}
+				got := l.between(e.at.Add(-2*time.Second), e.at.Add(time.Minute))
+				for i := 1; i < len(got); i++ {
+					if got[i-1].at.After(e.at) || got[i-1].prio == 0 || got[i].prio == 0 {
+						continue
+					}
+					gap = max(gap, got[i].at.Sub(got[i-1].at))
+				}
+			}
+			what := fmt.Sprintf("%s at %s (the master's adverts stopped for %v)", n.name, e.at.Format("15:04:05.000"), gap.Round(time.Millisecond))
+			if gap >= minDown {
+				explained = append(explained, what)
+			} else {
+				unexplained = append(unexplained, what)
+			}
+		}
+	}
+	return explained, unexplained
+}
+
+// transitionLogs is transitionLog for every node that has run.
+func (f *fleet) transitionLogs(instance string, at time.Time) string {
+	var b strings.Builder
+	for _, n := range f.nodes {
+		if n.d != nil {
+			fmt.Fprintf(&b, "%s: %s\n", n.name, n.d.transitionLog(instance, at))
+		}
+	}
+	return b.String()
 }
 
 var ssUser = regexp.MustCompile(`pid=(\d+),fd=(\d+)`)

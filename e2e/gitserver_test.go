@@ -254,6 +254,7 @@ func cleanupKeys() {
 // waitTCP waits until addr accepts a connection from namespace ns.
 func waitTCP(t testing.TB, ns, addr string, timeout time.Duration) {
 	t.Helper()
+	timeout = waitFor(timeout)
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

@@ -70,7 +70,7 @@ func interopCase(t *testing.T, spec instanceSpec, masterKind string) {
 	d1.waitState(t, "VI_1", "BACKUP", 2*time.Second)
 	p.waitServedBy(t, "n2", 3*iv, down+5*time.Second)
 	l.mon.waitHolders(t, vip1, []string{"n2"}, time.Second)
-	l.mon.checkNoDual(t)
+	l.mon.checkNoDual(t, iv)
 	if t.Failed() {
 		t.Logf("n1 log:\n%s\nn2 log:\n%s", d1.logText(), d2.logText())
 	}

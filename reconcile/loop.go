@@ -327,7 +327,7 @@ func (l *Loop) infraWorker(ctx context.Context) {
 		// leads it, and the log says so.
 		log := l.logger().With("commit", short(j.commit), "leader", res.Leader)
 		if !IsTransient(err) {
-			l.setCondition("infra", CondStalled, err.Error()+" (needs a change; not retried before the next commit or resync)")
+			l.setCondition("infra", CondStalled, condMessage("infra", err)+" (needs a change; not retried before the next commit or resync)")
 			log.Warn("infra apply failed", "error", err)
 			continue
 		}
@@ -339,7 +339,7 @@ func (l *Loop) infraWorker(ctx context.Context) {
 			timer.Reset(d)
 		}
 		retry = timer.C
-		l.setCondition("infra", CondFailed, err.Error()+" (retrying)")
+		l.setCondition("infra", CondFailed, condMessage("infra", err)+" (retrying)")
 		log.Warn("infra apply failed", "error", err, "retryIn", d.Round(time.Millisecond))
 	}
 }
@@ -546,7 +546,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			// Progressing, said by the step itself.
 		case err != nil:
 			errs = append(errs, &StepError{Step: s.name, Err: err})
-			l.setCondition(s.name, condition(err), err.Error())
+			l.setCondition(s.name, condition(err), condMessage(s.name, err))
 		case keepFailure:
 		default:
 			l.setCondition(s.name, CondReady, "")

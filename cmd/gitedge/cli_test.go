@@ -186,7 +186,9 @@ func TestDaemonOffLinux(t *testing.T) {
 // command once, says what was wrong on its first line, then the usage,
 // and exits 2.
 func TestCommandLineUsage(t *testing.T) {
-	flagLine := regexp.MustCompile(`^  -([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
+	// Flags are spelled --name, as in the usage line and the docs (Go's
+	// flag package prints -name).
+	flagLine := regexp.MustCompile(`^  --([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
 	maxArgs := map[string]int{"validate": 1, "plan": 1, "inventory": 1, "proxy": 1, "vrrp": 1, "secret": 1}
 	argNames := map[string]string{"secret": "ACTION: encrypt, keygen or recipient"}
 	for name := range commands() {
@@ -215,8 +217,8 @@ func TestCommandLineUsage(t *testing.T) {
 				args  []string
 				first string
 			}{
-				{[]string{"--no-such-flag"}, "gitedge " + name + ": flag provided but not defined: -no-such-flag"},
-				{[]string{"--log-level"}, "gitedge " + name + ": flag needs an argument: -log-level"},
+				{[]string{"--no-such-flag"}, "gitedge " + name + ": flag provided but not defined: --no-such-flag"},
+				{[]string{"--log-level"}, "gitedge " + name + ": flag needs an argument: --log-level"},
 			}
 			extra := []string{"a1", "a2"}[:min(maxArgs[name]+1, 2)]
 			if maxArgs[name] == 0 {

@@ -170,14 +170,28 @@ func (l *Loop) Run(ctx context.Context) error {
 	// (a secret it could not resolve): once the node is fixed it applies,
 	// so resyncs and pokes (a reload) try it again before the live one.
 	var refused *Revision
+	// failed is the newest revision whose apply failed for good (a missing
+	// interface, a capability): not retried by itself, but a poke (SIGHUP,
+	// after the operator fixed the node) tries it again.
+	var failed *Revision
 	notice := func(rev Revision, res Result, err error) {
-		if errs, ok := errors.AsType[Errors](err); ok && res == ResultInvalid && errs.NodeLocal() {
+		refused, failed = nil, nil
+		switch errs, ok := errors.AsType[Errors](err); {
+		case ok && res == ResultInvalid && errs.NodeLocal():
 			refused = &rev
-		} else {
-			refused = nil
+		case res == ResultFailed && !IsTransient(err):
+			failed = &rev
 		}
 	}
 	again := func(trigger string) {
+		if failed != nil && trigger == TriggerPoke {
+			rev := *failed
+			rev.Trigger = TriggerRetry
+			res, err := l.Pass(ctx, rev, nil)
+			l.after(&r, rev, res, err)
+			notice(rev, res, err)
+			return
+		}
 		if refused != nil {
 			// A new attempt of the newest head, reported as one (not as a
 			// resync of the live commit).

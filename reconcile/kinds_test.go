@@ -181,22 +181,29 @@ func TestInfraRetriedByKind(t *testing.T) {
 }
 
 // TestPokeRetriesATerminalFailure: a commit whose apply failed for good
-// (a missing interface, a capability) is not retried by itself, but a poke
-// (SIGHUP: the operator fixed the node) tries it again: at first start
-// with nothing live, and for a newer commit beside the live one.
+// (terminal: a capability) is not retried by itself, but a poke (SIGHUP:
+// the operator fixed the node) tries it again: at first start with nothing
+// live, and for a newer commit beside the live one. A transient failure
+// (a port taken, an interface missing) waiting for its backoff is tried
+// at once by a poke too.
 func TestPokeRetriesATerminalFailure(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		live bool // c1 applies first; the failing commit is c2
-	}{{"first start", false}, {"newer commit", true}} {
+		name      string
+		live      bool // c1 applies first; the failing commit is c2
+		transient bool
+	}{{"first start", false, false}, {"newer commit", true, false}, {"transient, long backoff", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			const broken = "192.0.2.77:8080"
 			var fixed atomic.Bool
 			var calls atomic.Int32
-			l := &Loop{Node: "lb-0", Dataplane: dataplaneFake(func(_ context.Context, cfg dataplane.Config) error {
+			l := &Loop{Node: "lb-0", Retry: Backoff{Min: time.Hour, Max: time.Hour}, Dataplane: dataplaneFake(func(_ context.Context, cfg dataplane.Config) error {
 				calls.Add(1)
 				if !fixed.Load() && slices.ContainsFunc(cfg.Listeners, func(ln dataplane.Listener) bool { return ln.Bind.String() == broken }) {
-					return terminalErr{errors.New(`listener "http": no such address ` + broken)}
+					err := errors.New(`listener "http": no such address ` + broken)
+					if tc.transient {
+						return err
+					}
+					return terminalErr{err}
 				}
 				return nil
 			})}
@@ -215,8 +222,8 @@ func TestPokeRetriesATerminalFailure(t *testing.T) {
 				s := l.Status()
 				return s.LastAttempt != nil && s.LastAttempt.Commit == want && s.LastAttempt.Result == ResultFailed
 			})
-			if c := l.Status().Conditions["dataplane"]; c.Status != CondStalled {
-				t.Fatalf("dataplane condition %+v, want Stalled", c)
+			if c := l.Status().Conditions["dataplane"]; c.Status != map[bool]CondStatus{false: CondStalled, true: CondFailed}[tc.transient] {
+				t.Fatalf("dataplane condition %+v", c)
 			}
 			before := calls.Load()
 			fixed.Store(true) // the operator creates the address, then: systemctl reload

@@ -206,15 +206,20 @@ func (l *Loop) Run(ctx context.Context) error {
 		// What the node should run: the revision still being retried, or
 		// the live one.
 		rev, ok := r.pending()
-		if !ok {
+		if ok {
+			// Tried now rather than at its backoff, and reported as the
+			// retry it is: a newer commit that applies becomes live, not
+			// a resync of the old one.
+			rev.Trigger = TriggerRetry
+		} else {
 			l.mu.Lock()
 			rev = l.liveRev
 			l.mu.Unlock()
+			rev.Trigger = trigger
 		}
 		if rev.Files == nil {
 			return
 		}
-		rev.Trigger = trigger
 		res, err := l.Pass(ctx, rev, nil)
 		l.after(&r, rev, res, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -84,7 +85,11 @@ func (c *checker) once() error {
 	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, c.s.addr)
 	if err != nil {
-		return fmt.Errorf("connect: %w", unwrapOp(err))
+		err = unwrapOp(err)
+		if se, ok := err.(*os.SyscallError); ok && se.Syscall == "connect" {
+			return err // already "connect: connection refused"
+		}
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
 	if c.hc.Type == CheckTCP {

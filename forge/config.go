@@ -159,7 +159,7 @@ func (c Config) Validate() error {
 		add("node", "%q: no spaces allowed in the status context", c.Node)
 	}
 	if c.QueueSize < 0 {
-		add("forge.queueSize", "%d: must be positive", c.QueueSize)
+		add("forge", "queue size %d: must be positive", c.QueueSize)
 	}
 	if c.Timeout < 0 || c.RetryMin < 0 || c.RetryMax < 0 || c.GiveUpAfter < 0 {
 		add("forge", "negative timeout or retry bound")

@@ -1,6 +1,8 @@
 package forge
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -109,7 +111,27 @@ func TestNewReadsToken(t *testing.T) {
 			t.Errorf("%s: New error %v, want %q", tt.name, err, tt.want)
 		}
 	}
+	// A token every user of the node may read is refused, as ssh refuses
+	// such a key; readable by the owner's group is fine (0640 root:gitedge).
+	for _, mode := range []os.FileMode{0o644, 0o604} {
+		c := base
+		c.TokenFile = testkit.TempFile(t, "token", "tok\n")
+		if err := os.Chmod(c.TokenFile, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := New(c, Options{})
+		if want := fmt.Sprintf("forge.tokenFile %s: readable by every user (mode %04o): chmod 0640 %s", c.TokenFile, mode, c.TokenFile); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("mode %04o: New error %v, want %q", mode, err, want)
+		}
+	}
 	c := base
+	c.TokenFile = testkit.TempFile(t, "token", "tok\n")
+	if err := os.Chmod(c.TokenFile, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(c, Options{}); err != nil {
+		t.Errorf("mode 0640: %v", err)
+	}
 	c.TokenFile = "/nonexistent/forge.token"
 	if _, err := New(c, Options{}); err == nil || err.Error() != "forge.tokenFile /nonexistent/forge.token: no such file or directory" {
 		t.Errorf("missing file: %v", err)

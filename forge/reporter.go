@@ -274,7 +274,7 @@ func (r *Reporter) deliver(ctx context.Context, it *item) {
 		}
 		attempt++
 		if time.Since(start)+wait > r.cfg.GiveUpAfter {
-			o.err = fmt.Errorf("%w; giving up after %d attempts in %s (forge.giveUpAfter)", o.err, attempt, time.Since(start).Round(time.Second))
+			o.err = fmt.Errorf("%w; giving up after %d attempts in %s", o.err, attempt, time.Since(start).Round(time.Second))
 			r.giveUp(it, o)
 			return
 		}
@@ -324,7 +324,7 @@ func (r *Reporter) attempt(ctx context.Context, it *item) outcome {
 		}
 		msg := err.Error()
 		if errors.Is(err, context.DeadlineExceeded) {
-			msg = fmt.Sprintf("no answer within %s (forge.timeout)", r.cfg.Timeout)
+			msg = fmt.Sprintf("no answer within %s", r.cfg.Timeout)
 		}
 		return outcome{v: retry, err: errors.New(tok.scrub(msg))}
 	}
@@ -377,6 +377,10 @@ func (r *Reporter) record(it *item, o outcome) {
 		Description: it.desc, At: time.Now(),
 	}
 	r.order = append(r.order, it.commit)
+	// The forge takes statuses again: an earlier failure is history (the
+	// log and gitedge_forge_statuses_total{result="failed"} keep it), not
+	// a problem to show on the status page.
+	r.lastErr, r.lastErrAt = "", time.Time{}
 	if len(r.order) > keepPosted {
 		delete(r.posted, r.order[0])
 		r.order = slices.Delete(r.order, 0, 1)
@@ -411,8 +415,9 @@ type Snapshot struct {
 	// Statuses is the last status posted for each recent commit, newest
 	// first (at most 32).
 	Statuses []Posted `json:"statuses"`
-	// LastError is the last failed attempt, "" when none; it never holds
-	// the token.
+	// LastError is the last failed attempt and LastErrorAt when it
+	// failed; both are cleared when a later status is posted, so a
+	// LastError means the forge is failing now. It never holds the token.
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 }

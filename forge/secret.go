@@ -33,8 +33,14 @@ func scrub(s, secret string) string {
 }
 
 // readToken reads a token file: surrounding white space is dropped, and an
-// empty file is an error. Errors name the file, never its content.
+// empty file is an error. A file every user may read is refused, as ssh
+// refuses such a private key and the node refuses such a secret file
+// (package secrets). Errors name the file, never its content.
 func readToken(path string) (token, error) {
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 {
+		return token{}, fmt.Errorf("forge.tokenFile %s: readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
+			path, st.Mode().Perm(), path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		var pe *os.PathError

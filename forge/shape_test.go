@@ -200,6 +200,10 @@ func TestRefusedIsGivenUp(t *testing.T) {
 			g.r.Report(commitA, Success, "")
 			f.Next(t)
 			waitLog(t, g.log, "forge status given up")
+			snap := g.r.Snapshot()
+			if !strings.Contains(snap.LastError, tt.wantErr) || !strings.HasPrefix(snap.LastError, "success for 0123456789ab: ") || snap.LastErrorAt.IsZero() {
+				t.Errorf("LastError %q at %v\nwant it to contain %q, with a time", snap.LastError, snap.LastErrorAt, tt.wantErr)
+			}
 			g.r.Report(commitB, Success, "")
 			if s := f.Next(t); !strings.Contains(s.Path, commitB) {
 				t.Fatalf("second request for %s, want %s", s.Path, commitB)
@@ -212,9 +216,10 @@ func TestRefusedIsGivenUp(t *testing.T) {
 				t.Errorf("metrics failed=%v retry=%v posted=%v, want 1 0 1",
 					g.count(t, ResultFailed), g.count(t, ResultRetry), g.count(t, ResultPosted))
 			}
-			snap := g.r.Snapshot()
-			if !strings.Contains(snap.LastError, tt.wantErr) || !strings.HasPrefix(snap.LastError, "success for 0123456789ab: ") {
-				t.Errorf("LastError %q\nwant it to contain %q", snap.LastError, tt.wantErr)
+			// The next status was posted: the forge works again, the error
+			// is history (log, metric), no longer shown.
+			if snap := g.r.Snapshot(); snap.LastError != "" || !snap.LastErrorAt.IsZero() {
+				t.Errorf("after a later success: LastError %q at %v, want none", snap.LastError, snap.LastErrorAt)
 			}
 			log := g.log.Text()
 			if !strings.Contains(log, fmt.Sprintf(`"code":%d`, tt.code)) || !strings.Contains(log, `"commit":"`+commitA) {

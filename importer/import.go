@@ -34,6 +34,9 @@ type Options struct {
 	// itself; "{instance}" in it is replaced by the instance's name. The
 	// report says where each value goes.
 	SecretPassword string
+	// Addresses give nodes their address where keepalived has no
+	// unicast_src_ip and no Terraform VM has it (a multicast setup).
+	Addresses []NodeAddress
 	// ReadFile reads the input files; nil means os.ReadFile.
 	ReadFile func(name string) ([]byte, error)
 }
@@ -41,6 +44,13 @@ type Options struct {
 // NodeFile is one node's keepalived configuration.
 type NodeFile struct {
 	Node, Path string
+}
+
+// NodeAddress is a node's address given on the command line (--address
+// NODE=ADDRESS).
+type NodeAddress struct {
+	Node string
+	Addr netip.Addr
 }
 
 // Result is an import: the repository files and the report.
@@ -166,13 +176,16 @@ func Import(opts Options) (*Result, error) {
 	if len(vms) > 0 {
 		out.vms = mergeVMs(vms, rep, &errs)
 	}
+	// On an error the report so far is returned with it: an error may
+	// point at an item of the report ("each server line is in the
+	// report").
 	if err := errs.Err(); err != nil {
-		return nil, err
+		return res, err
 	}
 
-	nodeAddresses(out, vms, rep, &errs)
+	nodeAddresses(out, vms, opts.Addresses, rep, &errs)
 	if err := errs.Err(); err != nil {
-		return nil, err
+		return res, err
 	}
 	if len(out.vms) > 0 {
 		switch {
@@ -293,8 +306,28 @@ func readTerraform(p string, read func(string) ([]byte, error)) (*terraform.Resu
 }
 
 // nodeAddresses fills the nodes keepalived did not give an address
-// (unicast_src_ip) from the Terraform VM of the same name.
-func nodeAddresses(out *repo, vms []*tfVM, rep *report.List, errs *report.Errors) {
+// (unicast_src_ip) from --address, else from the Terraform VM of the same
+// name.
+func nodeAddresses(out *repo, vms []*tfVM, given []NodeAddress, rep *report.List, errs *report.Errors) {
+	var names []string
+	for _, n := range out.edge.nodes {
+		names = append(names, n.name)
+	}
+	for _, g := range given {
+		i := slices.IndexFunc(out.edge.nodes, func(n *node) bool { return n.name == g.Node })
+		switch {
+		case i < 0 && len(names) == 0:
+			errs.Add(report.Pos{}, "--address %s=%s: there are no nodes: nodes come from --keepalived NODE=FILE", g.Node, g.Addr)
+		case i < 0:
+			errs.Add(report.Pos{}, "--address %s=%s: no node %s; the nodes are those of --keepalived: %s", g.Node, g.Addr, g.Node, strings.Join(names, ", "))
+		case out.edge.nodes[i].address == "":
+			n := out.edge.nodes[i]
+			n.address, n.from = g.Addr.String(), fmt.Sprintf("--address %s=%s", g.Node, g.Addr)
+		case out.edge.nodes[i].address != g.Addr.String():
+			n := out.edge.nodes[i]
+			errs.Add(report.Pos{}, "--address %s=%s: keepalived gives node %s the address %s (%s); drop the flag or change unicast_src_ip", g.Node, g.Addr, n.name, n.address, n.from)
+		}
+	}
 	for _, n := range out.edge.nodes {
 		if n.address != "" {
 			continue
@@ -309,6 +342,6 @@ func nodeAddresses(out *repo, vms []*tfVM, rep *report.List, errs *report.Errors
 				continue
 			}
 		}
-		errs.Add(report.Pos{}, "node %s: no address: keepalived has no unicast_src_ip for it and no Terraform VM named %s has a static ipconfig0; spec.nodes needs every node's address (add unicast_src_ip, or pass the Terraform configuration with --terraform)", n.name, n.name)
+		errs.Add(report.Pos{}, "node %s: no address: keepalived has no unicast_src_ip for it and no Terraform VM named %s has a static ipconfig0; spec.nodes needs every node's address: give it with --address %s=ADDRESS (or add unicast_src_ip, or pass the Terraform configuration with --terraform)", n.name, n.name, n.name)
 	}
 }

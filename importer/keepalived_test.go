@@ -2,6 +2,7 @@ package importer
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -218,6 +219,47 @@ func TestKeepalivedPasswordsNeverInTheReport(t *testing.T) {
 			}
 			if strings.Contains(out, "pw-aaaa") || strings.Contains(out, "pw-bbbb") {
 				t.Errorf("the report or error shows a password:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestKeepalivedNodeAddresses: a multicast keepalived setup names no node
+// address; --address gives it (issue 13's review: "node lb-0: no address"
+// with no way out but Terraform), and a missing one says which flag adds
+// it.
+func TestKeepalivedNodeAddresses(t *testing.T) {
+	uni := "    unicast_src_ip 192.0.2.10\n    unicast_peer {\n        192.0.2.11\n    }\n"
+	uni1 := "    unicast_src_ip 192.0.2.11\n    unicast_peer {\n        192.0.2.10\n    }\n"
+	files := map[string]string{"a.conf": kaConf("100", ""), "b.conf": kaConf("90", ""), "u.conf": kaConf("100", uni), "v.conf": kaConf("90", uni1)}
+	addr := func(node, a string) NodeAddress { return NodeAddress{node, netip.MustParseAddr(a)} }
+	for _, tc := range []struct {
+		name  string
+		confs []NodeFile
+		given []NodeAddress
+		want  string // in edge.yaml, or "error: " and the error
+	}{
+		{"given", []NodeFile{{"lb-0", "a.conf"}, {"lb-1", "b.conf"}}, []NodeAddress{addr("lb-0", "192.0.2.250"), addr("lb-1", "192.0.2.251")},
+			"- {name: lb-0, address: 192.0.2.250} # --address lb-0=192.0.2.250\n    - {name: lb-1, address: 192.0.2.251} # --address lb-1=192.0.2.251"},
+		{"missing", []NodeFile{{"lb-0", "a.conf"}, {"lb-1", "b.conf"}}, []NodeAddress{addr("lb-0", "192.0.2.250")},
+			"error: node lb-1: no address: keepalived has no unicast_src_ip for it and no Terraform VM named lb-1 has a static ipconfig0; spec.nodes needs every node's address: give it with --address lb-1=ADDRESS"},
+		{"unknown node", []NodeFile{{"lb-0", "a.conf"}}, []NodeAddress{addr("lb-0", "192.0.2.250"), addr("lb-9", "192.0.2.9")},
+			"error: --address lb-9=192.0.2.9: no node lb-9; the nodes are those of --keepalived: lb-0"},
+		{"same as unicast_src_ip", []NodeFile{{"lb-0", "u.conf"}, {"lb-1", "v.conf"}}, []NodeAddress{addr("lb-0", "192.0.2.10")},
+			"- {name: lb-0, address: 192.0.2.10} # unicast_src_ip, u.conf:13"},
+		{"other than unicast_src_ip", []NodeFile{{"lb-0", "u.conf"}, {"lb-1", "v.conf"}}, []NodeAddress{addr("lb-0", "192.0.2.99")},
+			"error: --address lb-0=192.0.2.99: keepalived gives node lb-0 the address 192.0.2.10 (unicast_src_ip, u.conf:13)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Import(Options{Keepalived: tc.confs, Addresses: tc.given, ReadFile: memFiles(files)})
+			want, isErr := strings.CutPrefix(tc.want, "error: ")
+			switch {
+			case isErr && (err == nil || !strings.Contains(err.Error(), want)):
+				t.Errorf("error %v, want %q", err, want)
+			case !isErr && err != nil:
+				t.Errorf("error %v", err)
+			case !isErr && !strings.Contains(string(res.Files["edge.yaml"]), want):
+				t.Errorf("edge.yaml lacks %q:\n%s", want, res.Files["edge.yaml"])
 			}
 		})
 	}

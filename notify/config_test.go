@@ -3,6 +3,7 @@ package notify
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -83,6 +84,15 @@ func TestNewReadsSecrets(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "notify[0].secretFile /nonexistent/secret: no such file or directory") ||
 		!strings.Contains(err.Error(), "notify[1].secretFile ") || !strings.Contains(err.Error(), ": empty") {
 		t.Errorf("New: %v", err)
+	}
+	// A secret every user may read is refused, as ssh refuses such a key.
+	open := testkit.TempFile(t, "secret", "s3cret\n")
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Node: "n", Sinks: []SinkConfig{{Kind: Webhook, URL: "https://h.example", SecretFile: open}}}, Options{})
+	if want := "notify[0].secretFile " + open + ": readable by every user (mode 0644): chmod 0640 " + open; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("world-readable secret: %v, want %q", err, want)
 	}
 }
 

@@ -23,7 +23,14 @@ func TestRetryThenDelivered(t *testing.T) {
 		rc := testkit.NewReceiver(testkit.Answer(500, "boom"), testkit.Answer(429, "rate_limited", "Retry-After", "3"), testkit.Hang, ok)
 		g := newRig(t, Config{Timeout: 10 * time.Second, Sinks: []SinkConfig{{Kind: Slack, URL: "/services/x"}}}, []*testkit.Receiver{rc}, true)
 		g.n.Notify(ApplyFailed("0123456789abcdef0123456789abcdef01234567", &testErr{"x"}))
-		a, b, c, d := rc.Recv(), rc.Recv(), rc.Recv(), rc.Recv()
+		a, b, c := rc.Recv(), rc.Recv(), rc.Recv()
+		// The hang's timeout is shown, with its time, until the retry.
+		time.Sleep(10*time.Second + time.Millisecond)
+		synctest.Wait()
+		if s := g.n.Snapshot().Sinks[0]; s.LastError != "no answer within 10s" || s.LastErrorAt.Sub(c.At) != 10*time.Second {
+			t.Errorf("during the retry: LastError %q at +%v, want the timeout 10s after the third attempt", s.LastError, s.LastErrorAt.Sub(c.At))
+		}
+		d := rc.Recv()
 		// 500 → backoff 0.5s; 429 → Retry-After 3s; testkit.Hang → 10s timeout, then backoff 2s.
 		if b.At.Sub(a.At) != 500*time.Millisecond || c.At.Sub(b.At) != 3*time.Second || d.At.Sub(c.At) != 12*time.Second {
 			t.Errorf("attempts at +0, +%v, +%v, +%v; want +0.5s, +3.5s, +15.5s", b.At.Sub(a.At), c.At.Sub(a.At), d.At.Sub(a.At))
@@ -35,8 +42,9 @@ func TestRetryThenDelivered(t *testing.T) {
 		if g.count(t, Slack, ResultSent) != 1 || g.count(t, Slack, ResultFailed) != 0 {
 			t.Errorf("sent=%v failed=%v", g.count(t, Slack, ResultSent), g.count(t, Slack, ResultFailed))
 		}
-		if s := g.n.Snapshot().Sinks[0]; s.LastError != "no answer within 10s" || s.Sent != 1 {
-			t.Errorf("snapshot %+v", s)
+		// Delivered in the end: the failures are history.
+		if s := g.n.Snapshot().Sinks[0]; s.LastError != "" || !s.LastErrorAt.IsZero() || s.Sent != 1 {
+			t.Errorf("snapshot %+v, want no error after the delivery", s)
 		}
 	})
 }
@@ -48,8 +56,12 @@ func TestRefusedIsGivenUp(t *testing.T) {
 		rc := testkit.NewReceiver(testkit.Answer(404, "no_service"), ok)
 		g := newRig(t, Config{Sinks: []SinkConfig{{Kind: Slack, URL: "/services/T0/B0/gone"}}}, []*testkit.Receiver{rc}, true)
 		g.n.Notify(ServerDown("web", "192.0.2.10:80", "", 0))
-		g.n.Notify(ServerDown("api", "192.0.2.20:80", "", 0))
 		rc.Recv()
+		synctest.Wait()
+		if s := g.n.Snapshot().Sinks[0]; s.LastError != "answered 404 Not Found: no_service" || s.LastErrorAt.IsZero() {
+			t.Errorf("after the 404: LastError %q at %v", s.LastError, s.LastErrorAt)
+		}
+		g.n.Notify(ServerDown("api", "192.0.2.20:80", "", 0))
 		if r := rc.Recv(); !strings.Contains(string(r.Body), "backend api") {
 			t.Errorf("second request %s", r.Body)
 		}
@@ -57,8 +69,8 @@ func TestRefusedIsGivenUp(t *testing.T) {
 		if len(rc.Requests()) != 2 || g.count(t, Slack, ResultFailed) != 1 || g.count(t, Slack, ResultSent) != 1 {
 			t.Errorf("requests=%d failed=%v sent=%v", len(rc.Requests()), g.count(t, Slack, ResultFailed), g.count(t, Slack, ResultSent))
 		}
-		if s := g.n.Snapshot().Sinks[0].LastError; s != "answered 404 Not Found: no_service" {
-			t.Errorf("LastError %q", s)
+		if s := g.n.Snapshot().Sinks[0]; s.LastError != "" || s.Failed != 1 {
+			t.Errorf("after a later delivery: LastError %q, failed %d; want none, 1", s.LastError, s.Failed)
 		}
 		if log := g.log.Text(); !strings.Contains(log, `"msg":"notification given up"`) || !strings.Contains(log, `"code":404`) {
 			t.Errorf("no give-up log line:\n%s", log)

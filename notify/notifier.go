@@ -170,6 +170,9 @@ type SinkStatus struct {
 	Suppressed  uint64    `json:"suppressed"`
 	OpenAlerts  int       `json:"openAlerts"` // servers down, not yet up
 	LastSentAt  time.Time `json:"lastSentAt,omitzero"`
+	// LastError is the last failed attempt and LastErrorAt when it
+	// failed; both are cleared when a later notification is delivered, so
+	// a LastError means the sink is failing now.
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 }
@@ -198,9 +201,15 @@ func (secret) LogValue() slog.Value         { return slog.StringValue(redacted) 
 func (secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
 func (secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
 
-// readSecret reads a secret file, dropping surrounding white space. Errors
-// name the file's problem, never its content.
+// readSecret reads a secret file, dropping surrounding white space. A
+// file every user may read is refused, as ssh refuses such a private key
+// and the node refuses such a secret file (package secrets). Errors name
+// the file's problem, never its content.
 func readSecret(path string) (*secret, error) {
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 {
+		return nil, fmt.Errorf("%s: readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
+			path, st.Mode().Perm(), path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		var pe *os.PathError

@@ -461,6 +461,9 @@ func (s *sink) sent(d delivery) {
 	s.mu.Lock()
 	s.st.Sent += uint64(n)
 	s.st.LastSentAt = time.Now()
+	// The receiver takes notifications again: an earlier failure is
+	// history (the log, Failed and the metric keep it), not a problem.
+	s.st.LastError, s.st.LastErrorAt = "", time.Time{}
 	s.mu.Unlock()
 	s.n.m.events.WithLabelValues(s.label(), ResultSent).Add(float64(n))
 	s.n.log.Debug("notification delivered", "sink", s.idx, "kind", s.label(), "event", string(d.events[0].Kind), "events", n, "resend", d.resend)

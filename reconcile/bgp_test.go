@@ -6,13 +6,19 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
 
 	"github.com/gitedge/gitedge/bgp"
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/internal/testkit"
+	"github.com/gitedge/gitedge/secrets"
 )
 
 const bgpRepo = "testdata/valid/bgp"
@@ -130,7 +136,7 @@ func TestPlanShowsEveryBGPField(t *testing.T) {
 	d := mustLoad(t, bgpRepo)
 	key := "the item's name is its key: a rename is a remove and an add"
 	everyFieldShows(t, "BGP", bgpOf(d)[0], bgpFields, map[string]string{"Edge": key})
-	everyFieldShows(t, "BGPPeer", d.BGP.Peers[0], peerFields, map[string]string{"Address": key})
+	everyFieldShows(t, "BGPPeer", peersOf(d)[0], peerFields, map[string]string{"Address": key})
 	everyFieldShows(t, "BGPAnnouncement", d.BGP.Announce[0], announceFields, map[string]string{"Prefix": key})
 	// The resolved fields are not in the repository's form: a plan is
 	// about the repository, for every node.
@@ -231,5 +237,79 @@ func TestDocsBGPFieldCheckCatches(t *testing.T) {
 		if p := check(tt.doc); !slices.ContainsFunc(p, func(s string) bool { return strings.Contains(s, tt.mention) }) {
 			t.Errorf("%s row: no problem mentions %q; got %q", name, tt.mention, p)
 		}
+	}
+}
+
+// TestBGPPasswordSecret: a BGP peer's password takes the forms of VRRP's
+// auth.password. A reference is resolved with the node's secrets (never
+// shown), refused with the field named when the node lacks it, skipped by
+// a node that runs no BGP, and BGPFor refuses a config loaded without it.
+func TestBGPPasswordSecret(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bgp-r1"), []byte(secretValue+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node, _ := age.GenerateX25519Identity()
+	idFile := filepath.Join(dir, "age.key")
+	if err := os.WriteFile(idFile, []byte(node.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	armored, err := secrets.Encrypt([]byte(secretValue), []age.Recipient{node.Recipient()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &secrets.Store{Dir: dir, AgeIdentity: idFile}
+	repo := func(pw string) string {
+		return testkit.CopyTree(t, bgpRepo, t.TempDir(), map[string][][2]string{"edge.yaml": {{"password: s3cret-key}", "password: " + pw + "}"}}})
+	}
+	ageFlow := "{age: " + strconv.Quote(armored) + "}"
+	tests := []struct {
+		name, pw string
+		local    *Local
+		pass     string // the peer's password after BGPFor; "" with err or unresolved
+		from     string // in the plan
+		err      string
+	}{
+		{name: "plain", pw: "s3cret-key", pass: "s3cret-key", from: "(set)"},
+		{name: "secret, no node", pw: "{secret: bgp-r1}", from: `secret "bgp-r1"`, err: "BGPFor: peer 192.0.2.1: password (secret \"bgp-r1\") was not resolved"},
+		{name: "secret on the node", pw: "{secret: bgp-r1}", local: &Local{Secrets: store}, pass: secretValue, from: `secret "bgp-r1"`},
+		{name: "age on the node", pw: ageFlow, local: &Local{Secrets: store}, pass: secretValue, from: (secrets.Value{Age: armored}).Source()},
+		{name: "secret missing", pw: "{secret: bgp-r2}", local: &Local{Secrets: store},
+			err: `Edge "edge": spec.bgp.peers[0].password: secret "bgp-r2" is not on this node: no file ` + filepath.Join(dir, "bgp-r2")},
+		{name: "node without BGP", pw: "{secret: bgp-r2}", local: &Local{Secrets: store, NoBGP: true}, from: `secret "bgp-r2"`,
+			err: "BGPFor: peer 192.0.2.1: password (secret \"bgp-r2\") was not resolved"},
+		{name: "bad name", pw: "{secret: ../x}", err: `spec.bgp.peers[0].password.secret: bad secret name "../x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _, err := LoadDirWith(repo(tt.pw), LoadOptions{Local: tt.local})
+			if err != nil {
+				if tt.err == "" || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("load: %v, want %q", err, tt.err)
+				}
+				if strings.Contains(err.Error(), secretValue) {
+					t.Errorf("the error shows the secret")
+				}
+				return
+			}
+			var plan strings.Builder
+			if err := Diff(nil, d).WriteText(&plan); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan.String(), "    password: "+tt.from+"\n") || strings.Contains(plan.String(), secretValue) {
+				t.Errorf("the plan names the password as %q? it must never show it:\n%s", tt.from, plan.String())
+			}
+			cfg, err := d.BGPFor("lb-0")
+			switch {
+			case strings.HasPrefix(tt.err, "BGPFor: "):
+				if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(tt.err, "BGPFor: ")) {
+					t.Errorf("BGPFor: %v, want %q: an unresolved secret must never reach the speaker", err, tt.err)
+				}
+			case err != nil:
+				t.Errorf("BGPFor: %v", err)
+			case cfg.Peers[0].Password != tt.pass:
+				t.Errorf("peer password %q, want %q", cfg.Peers[0].Password, tt.pass)
+			}
+		})
 	}
 }

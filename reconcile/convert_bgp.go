@@ -55,13 +55,25 @@ func (c *converter) convertBGP() {
 	}
 	for i, rp := range r.Peers {
 		pf := fmt.Sprintf("%s.peers[%d]", f, i)
-		p := bgp.Peer{Password: rp.Password, BFD: rp.BFD}
+		p := bgp.Peer{BFD: rp.BFD}
 		if rp.Address != "" {
 			a, err := netip.ParseAddr(rp.Address)
 			if err != nil {
 				fail(pf+".address", "bad address %q: expected the router's IP address, as 192.0.2.1", rp.Address)
 			} else {
 				p.Address = a.Unmap()
+			}
+		}
+		if !rp.Password.IsZero() {
+			// A secret, as VRRP's auth.password: the value, or named and
+			// resolved on the node (a node running no BGP skips it).
+			var from string
+			p.Password, from = c.secret(d, pf+".password", rp.Password, c.l.local != nil && c.l.local.NoBGP)
+			if rp.Password.IsReference() && p.Address.IsValid() {
+				if c.desired.BGPPasswordFrom == nil {
+					c.desired.BGPPasswordFrom = map[netip.Addr]string{}
+				}
+				c.desired.BGPPasswordFrom[p.Address] = from
 			}
 		}
 		p.ASN = c.asn(rp.ASN, pf+".asn", fail)
@@ -180,6 +192,11 @@ func (d *Desired) BGPFor(node string) (bgp.Config, error) {
 			names[i] = n.Name
 		}
 		return bgp.Config{}, fmt.Errorf("node %q is not in the Edge's spec.nodes %v: set node in the node config to one of them", node, names)
+	}
+	for _, p := range cfg.Peers {
+		if from, ok := d.BGPPasswordFrom[p.Address]; ok && p.Password == "" {
+			return bgp.Config{}, fmt.Errorf("peer %s: password (%s) was not resolved: the repository was loaded without this node's secrets (a node config's secrets section)", p.Address, from)
+		}
 	}
 	cfg.Node, cfg.NodeAddress = self.Name, self.Address
 	// The node's config shares nothing with the repository's.

@@ -132,7 +132,7 @@ func (c *converter) instance(d *document, f string, r rawInstance, nodes map[str
 				l.failAt(d, f+".auth.password", "missing: auth type pass needs a password (the value, {secret: NAME} or {age: …})")
 				break
 			}
-			in.AuthPass, in.AuthFrom = c.secret(d, f+".auth.password", r.Auth.Password)
+			in.AuthPass, in.AuthFrom = c.secret(d, f+".auth.password", r.Auth.Password, c.l.local != nil && c.l.local.NoVRRP)
 			if in.AuthPass == "" && in.AuthFrom != "" && in.Version != 2 {
 				// Resolved, failover's own check says it (below).
 				l.failAt(d, f+".auth", "authentication is VRRP v2 only (RFC 5798 removed it); use version: 2 or drop auth")

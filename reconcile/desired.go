@@ -21,6 +21,11 @@ type Desired struct {
 	// and NodeAddress empty); BGPFor resolves it for one node. The zero
 	// Config when the repository declares no bgp.
 	BGP bgp.Config
+	// BGPPasswordFrom says where each BGP peer's password comes from when
+	// the repository names it ({secret: NAME}, {age: …}), by peer
+	// address (secrets.Value.Source); the password itself is in BGP,
+	// "" until resolved with the node's secrets.
+	BGPPasswordFrom map[netip.Addr]string
 	// Secrets lists the fields holding a secret and where each comes
 	// from (never the value).
 	Secrets []SecretUse

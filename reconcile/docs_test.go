@@ -570,7 +570,7 @@ func TestDocsCLIMatchesBinary(t *testing.T) {
 	for _, m := range commandRE.FindAllStringSubmatch(string(help), -1) {
 		usage, _ := exec.Command(bin, m[1], "-h").CombinedOutput()
 		var flags []string
-		for _, f := range regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)`).FindAllStringSubmatch(string(usage), -1) {
+		for _, f := range regexp.MustCompile(`(?m)^  --?([a-z][a-z0-9-]*)`).FindAllStringSubmatch(string(usage), -1) {
 			flags = append(flags, f[1])
 		}
 		slices.Sort(flags)

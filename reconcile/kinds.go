@@ -58,6 +58,13 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
+// condMessage is a step's error as the message of the step's condition,
+// which is already named after the step: "listener …", not "dataplane
+// Failed: dataplane: listener …" where the two are shown together.
+func condMessage(step string, err error) string {
+	return strings.TrimPrefix(err.Error(), step+": ")
+}
+
 // Transient is the kind of the step's error (IsTransient), so a pass that
 // failed in several steps is retried when any of them may recover.
 func (e *StepError) Transient() bool { return IsTransient(e.Err) }

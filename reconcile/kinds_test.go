@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,5 +177,65 @@ func TestInfraRetriedByKind(t *testing.T) {
 	testkit.WaitFor(t, "the poke's infra pass", func() bool { return l.Status().Conditions["infra"].Status == CondReady })
 	if n := calls.Load(); n != 2 {
 		t.Errorf("infra applied %d times, want 2: the terminal failure, then the poke", n)
+	}
+}
+
+// TestPokeRetriesATerminalFailure: a commit whose apply failed for good
+// (terminal: a capability) is not retried by itself, but a poke (SIGHUP:
+// the operator fixed the node) tries it again: at first start with nothing
+// live, and for a newer commit beside the live one. A transient failure
+// (a port taken, an interface missing) waiting for its backoff is tried
+// at once by a poke too.
+func TestPokeRetriesATerminalFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		live      bool // c1 applies first; the failing commit is c2
+		transient bool
+	}{{"first start", false, false}, {"newer commit", true, false}, {"transient, long backoff", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const broken = "192.0.2.77:8080"
+			var fixed atomic.Bool
+			var calls atomic.Int32
+			l := &Loop{Node: "lb-0", Retry: Backoff{Min: time.Hour, Max: time.Hour}, Dataplane: dataplaneFake(func(_ context.Context, cfg dataplane.Config) error {
+				calls.Add(1)
+				if !fixed.Load() && slices.ContainsFunc(cfg.Listeners, func(ln dataplane.Listener) bool { return ln.Bind.String() == broken }) {
+					err := errors.New(`listener "http": no such address ` + broken)
+					if tc.transient {
+						return err
+					}
+					return terminalErr{err}
+				}
+				return nil
+			})}
+			src := make(chanSource)
+			l.Source = src
+			testkit.Run(t, l.Run)
+			bad := mapFS(t, "../examples/homelab", map[string][][2]string{"edge.yaml": {{`bind: ":80"`, `bind: "` + broken + `"`}}})
+			want := "c1"
+			if tc.live {
+				src <- Revision{Commit: "c1", Files: mapFS(t, "../examples/homelab", nil), Trigger: "poll"}
+				testkit.WaitFor(t, "c1 live", func() bool { s := l.Status(); return s.Live != nil && s.Live.Commit == "c1" })
+				want = "c2"
+			}
+			src <- Revision{Commit: want, Files: bad, Trigger: "poll"}
+			testkit.WaitFor(t, want+" failed", func() bool {
+				s := l.Status()
+				return s.LastAttempt != nil && s.LastAttempt.Commit == want && s.LastAttempt.Result == ResultFailed
+			})
+			if c := l.Status().Conditions["dataplane"]; c.Status != map[bool]CondStatus{false: CondStalled, true: CondFailed}[tc.transient] {
+				t.Fatalf("dataplane condition %+v", c)
+			}
+			before := calls.Load()
+			fixed.Store(true) // the operator creates the address, then: systemctl reload
+			l.Poke()
+			testkit.WaitFor(t, want+" live after the poke", func() bool { s := l.Status(); return s.Live != nil && s.Live.Commit == want })
+			st := l.Status()
+			if st.LastAttempt.Trigger != TriggerRetry || st.Conditions["dataplane"].Status != CondReady {
+				t.Errorf("after the poke: last attempt %+v, dataplane %+v", st.LastAttempt, st.Conditions["dataplane"])
+			}
+			if n := calls.Load() - before; n != 1 {
+				t.Errorf("dataplane applied %d times for the poke, want 1 (the failed commit, once)", n)
+			}
+		})
 	}
 }

@@ -170,14 +170,28 @@ func (l *Loop) Run(ctx context.Context) error {
 	// (a secret it could not resolve): once the node is fixed it applies,
 	// so resyncs and pokes (a reload) try it again before the live one.
 	var refused *Revision
+	// failed is the newest revision whose apply failed for good (a missing
+	// interface, a capability): not retried by itself, but a poke (SIGHUP,
+	// after the operator fixed the node) tries it again.
+	var failed *Revision
 	notice := func(rev Revision, res Result, err error) {
-		if errs, ok := errors.AsType[Errors](err); ok && res == ResultInvalid && errs.NodeLocal() {
+		refused, failed = nil, nil
+		switch errs, ok := errors.AsType[Errors](err); {
+		case ok && res == ResultInvalid && errs.NodeLocal():
 			refused = &rev
-		} else {
-			refused = nil
+		case res == ResultFailed && !IsTransient(err):
+			failed = &rev
 		}
 	}
 	again := func(trigger string) {
+		if failed != nil && trigger == TriggerPoke {
+			rev := *failed
+			rev.Trigger = TriggerRetry
+			res, err := l.Pass(ctx, rev, nil)
+			l.after(&r, rev, res, err)
+			notice(rev, res, err)
+			return
+		}
 		if refused != nil {
 			// A new attempt of the newest head, reported as one (not as a
 			// resync of the live commit).
@@ -192,15 +206,20 @@ func (l *Loop) Run(ctx context.Context) error {
 		// What the node should run: the revision still being retried, or
 		// the live one.
 		rev, ok := r.pending()
-		if !ok {
+		if ok {
+			// Tried now rather than at its backoff, and reported as the
+			// retry it is: a newer commit that applies becomes live, not
+			// a resync of the old one.
+			rev.Trigger = TriggerRetry
+		} else {
 			l.mu.Lock()
 			rev = l.liveRev
 			l.mu.Unlock()
+			rev.Trigger = trigger
 		}
 		if rev.Files == nil {
 			return
 		}
-		rev.Trigger = trigger
 		res, err := l.Pass(ctx, rev, nil)
 		l.after(&r, rev, res, err)
 	}
@@ -327,7 +346,7 @@ func (l *Loop) infraWorker(ctx context.Context) {
 		// leads it, and the log says so.
 		log := l.logger().With("commit", short(j.commit), "leader", res.Leader)
 		if !IsTransient(err) {
-			l.setCondition("infra", CondStalled, err.Error()+" (needs a change; not retried before the next commit or resync)")
+			l.setCondition("infra", CondStalled, condMessage("infra", err)+" (needs a change; not retried before the next commit or resync)")
 			log.Warn("infra apply failed", "error", err)
 			continue
 		}
@@ -339,7 +358,7 @@ func (l *Loop) infraWorker(ctx context.Context) {
 			timer.Reset(d)
 		}
 		retry = timer.C
-		l.setCondition("infra", CondFailed, err.Error()+" (retrying)")
+		l.setCondition("infra", CondFailed, condMessage("infra", err)+" (retrying)")
 		log.Warn("infra apply failed", "error", err, "retryIn", d.Round(time.Millisecond))
 	}
 }
@@ -546,7 +565,7 @@ func (l *Loop) Pass(ctx context.Context, rev Revision, fetchErr error) (res Resu
 			// Progressing, said by the step itself.
 		case err != nil:
 			errs = append(errs, &StepError{Step: s.name, Err: err})
-			l.setCondition(s.name, condition(err), err.Error())
+			l.setCondition(s.name, condition(err), condMessage(s.name, err))
 		case keepFailure:
 		default:
 			l.setCondition(s.name, CondReady, "")

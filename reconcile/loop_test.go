@@ -375,8 +375,13 @@ func TestStepErrorOnePrefix(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
-	if c := l.Status().Conditions["dataplane"]; c.Message != `dataplane: listener "http": cannot listen on :80: address in use` {
+	// The condition is named after the step: its message does not say it
+	// again (the status page listed "dataplane Failed: dataplane: …").
+	if c := l.Status().Conditions["dataplane"]; c.Message != `listener "http": cannot listen on :80: address in use` {
 		t.Errorf("dataplane condition %q", c.Message)
+	}
+	if c := l.Status().Conditions["failover"]; c.Message != `instance "VI_1": interface "eth9": no such interface` {
+		t.Errorf("failover condition %q", c.Message)
 	}
 }
 

@@ -190,7 +190,7 @@ func Diff(base, head *Desired) Plan {
 	diffItems(&p, "Backend", base.Dataplane.Backends, head.Dataplane.Backends, func(b dataplane.Backend) string { return b.Name }, backendFields)
 	diffItems(&p, "VRRPInstance", base.Edge.Failover, head.Edge.Failover, func(v VRRPInstance) string { return v.Name }, instanceFields)
 	diffItems(&p, "BGP", bgpOf(base), bgpOf(head), func(b bgpItem) string { return b.Edge }, bgpFields)
-	diffItems(&p, "BGPPeer", base.BGP.Peers, head.BGP.Peers, func(p bgp.Peer) string { return fmtAddr(p.Address) }, peerFields)
+	diffItems(&p, "BGPPeer", peersOf(base), peersOf(head), func(p peerItem) string { return fmtAddr(p.Address) }, peerFields)
 	diffItems(&p, "BGPAnnouncement", base.BGP.Announce, head.BGP.Announce, func(a bgp.Announcement) string { return a.Prefix.String() }, announceFields)
 	diffItems(&p, "VirtualMachine", base.Infra.VMs, head.Infra.VMs, func(v infra.VM) string { return v.Name }, vmFields)
 	diffItems(&p, "Infra", infraOf(base), infraOf(head), func(i infraItem) string { return i.Edge }, infraFields)
@@ -487,10 +487,28 @@ func bgpFields(b bgpItem) []kv {
 	return f
 }
 
-func peerFields(p bgp.Peer) []kv {
-	pw := ""
-	if p.Password != "" {
-		pw = "(set)" // never print the password
+// peerItem is a BGP peer with where its password comes from when the
+// repository names it (Desired.BGPPasswordFrom).
+type peerItem struct {
+	bgp.Peer
+	PasswordFrom string
+}
+
+func peersOf(d *Desired) []peerItem {
+	out := make([]peerItem, len(d.BGP.Peers))
+	for i, p := range d.BGP.Peers {
+		out[i] = peerItem{p, d.BGPPasswordFrom[p.Address]}
+	}
+	return out
+}
+
+func peerFields(p peerItem) []kv {
+	pw := "" // never the password: where it comes from
+	switch {
+	case p.PasswordFrom != "":
+		pw = p.PasswordFrom
+	case p.Password != "":
+		pw = "(set)"
 	}
 	return []kv{
 		num("asn", int(p.ASN)),

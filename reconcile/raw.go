@@ -114,13 +114,13 @@ type rawBGP struct {
 }
 
 type rawBGPPeer struct {
-	Address     string `json:"address"`
-	ASN         *int64 `json:"asn"`
-	HoldTime    string `json:"holdTime"`
-	RestartTime string `json:"restartTime"`
-	Password    string `json:"password"`
-	Port        *int   `json:"port"`
-	BFD         bool   `json:"bfd"`
+	Address     string        `json:"address"`
+	ASN         *int64        `json:"asn"`
+	HoldTime    string        `json:"holdTime"`
+	RestartTime string        `json:"restartTime"`
+	Password    secrets.Value `json:"password"` // the value, {secret: NAME} or {age: ARMOR}
+	Port        *int          `json:"port"`
+	BFD         bool          `json:"bfd"`
 }
 
 type rawAnnounce struct {

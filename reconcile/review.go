@@ -252,17 +252,25 @@ func hostConsequences(base, head *Desired) []Consequence {
 				what = string(mode) + " hosts under " + h
 			}
 			if w, ok := wildcardFor(h, now); ok {
+				if now[w].backend == old[h].backend {
+					continue // same backend by another route: nothing changes for clients
+				}
 				out = append(out, Consequence{about, fmt.Sprintf("%s now matches %s (Route %q) and goes to backend %s instead of %s",
 					what, w, now[w].route, now[w].backend, old[h].backend)})
 				continue
 			}
 			var defs []string
+			same := true
 			for _, l := range listeners {
+				same = same && l.DefaultBackend == old[h].backend
 				if l.DefaultBackend == "" {
 					defs = append(defs, "no backend (listener "+l.Name+" has no defaultBackend: the request is refused)")
 				} else {
 					defs = append(defs, "defaultBackend "+l.DefaultBackend+" (listener "+l.Name+")")
 				}
+			}
+			if same {
+				continue // every listener's default is the backend it had
 			}
 			out = append(out, Consequence{about, fmt.Sprintf("%s now falls to %s instead of backend %s", what, strings.Join(defs, ", "), old[h].backend)})
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,5 +101,56 @@ func TestPlanJSONTyped(t *testing.T) {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("plan JSON from nothing lacks %s", want)
 		}
+	}
+}
+
+// TestHostConsequencesOnlyWhenTheBackendChanges: a host that loses its
+// route is a consequence only when the wildcard or defaultBackend it falls
+// to is another backend; "goes to backend X instead of X" was noise.
+func TestHostConsequencesOnlyWhenTheBackendChanges(t *testing.T) {
+	homelab := "../examples/homelab"
+	wild := map[string][][2]string{"routes/blog.yaml": {{"hosts: [blog.domain.tld]", `hosts: [blog.domain.tld, "*.domain.tld"]`}}}
+	moved := func(base map[string][][2]string) map[string][][2]string {
+		e := map[string][][2]string{
+			"routes/staging.yaml": {{"hosts: [test.domain.tld]", "hosts: [test2.domain.tld]"}},
+			"routes/whoami.yaml":  {{"hosts: [whoami.domain.tld]", "hosts: [whoami2.domain.tld]"}},
+		}
+		for k, v := range base {
+			e[k] = v
+		}
+		return e
+	}
+	tests := []struct {
+		name string
+		base map[string][][2]string
+		want []string
+	}{
+		// test.domain.tld falls to *.domain.tld, the same backends in both
+		// modes: nothing to say. whoami's HTTP backend does change.
+		{"wildcard", wild, []string{
+			`Route "whoami": http host whoami.domain.tld now matches *.domain.tld (Route "blog") and goes to backend k3s-http-ingress instead of k8s-http-ingress`,
+		}},
+		// Without a wildcard both fall to the listeners' defaultBackend:
+		// whoami's HTTP default is its own backend already.
+		{"defaultBackend", nil, []string{
+			`Route "staging": http host test.domain.tld now falls to defaultBackend k8s-http-ingress (listener http) instead of backend k3s-http-ingress`,
+			`Route "whoami": tls host whoami.domain.tld now falls to defaultBackend k8s-https-ingress (listener https) instead of backend k3s-https-ingress`,
+			`Route "staging": tls host test.domain.tld now falls to defaultBackend k8s-https-ingress (listener https) instead of backend k3s-https-ingress`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := mustLoad(t, testkit.CopyTree(t, homelab, t.TempDir(), tt.base))
+			head := mustLoad(t, testkit.CopyTree(t, homelab, t.TempDir(), moved(tt.base)))
+			var got []string
+			for _, c := range hostConsequences(base, head) {
+				got = append(got, c.About+": "+c.Message)
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tt.want))
+			if !slices.Equal(got, want) {
+				t.Errorf("consequences:\n %s\nwant\n %s", strings.Join(got, "\n "), strings.Join(want, "\n "))
+			}
+		})
 	}
 }

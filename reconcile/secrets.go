@@ -37,9 +37,10 @@ const plainSecret = "the value is in the repository, readable by whoever can rea
 
 // secret converts a field holding a secret: it checks the value's shape,
 // resolves a reference with the node's secrets when the load has them
-// (LoadOptions.Local.Secrets), and records where it comes from. An
+// (LoadOptions.Local.Secrets) and the node uses the field (skip: its
+// subsystem does not run here), and records where it comes from. An
 // unresolved reference yields value "" and from set.
-func (c *converter) secret(d *document, field string, v secrets.Value) (value, from string) {
+func (c *converter) secret(d *document, field string, v secrets.Value, skip bool) (value, from string) {
 	if err := v.Check(); err != nil {
 		f := field
 		if se, ok := errors.AsType[*secrets.ShapeError](err); ok && se.Field != "" {
@@ -50,7 +51,7 @@ func (c *converter) secret(d *document, field string, v secrets.Value) (value, f
 	}
 	use := SecretUse{Doc: d.id(), Field: field, From: v.Source(), ref: v.IsReference()}
 	var store *secrets.Store
-	if c.l.local != nil {
+	if c.l.local != nil && !skip {
 		store = c.l.local.Secrets
 	}
 	switch {
@@ -108,7 +109,7 @@ func (l *Loop) noteSecrets(rev Revision, local *Local, d *Desired, err error) {
 		}
 		n := 0
 		for _, u := range d.Secrets {
-			if u.ref {
+			if u.ref && u.Resolved {
 				n++
 			}
 		}

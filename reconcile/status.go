@@ -178,7 +178,7 @@ func (l *Loop) report(rev Revision, start time.Time, res Result, err error, plan
 	case res == ResultFailed:
 		// Terminal (a missing capability): the loop does not retry it.
 		l.setConditionLocked("live", CondStalled, "no commit applied yet: "+firstLineOf(att.Error)+
-			" (not retried: fix the cause, then restart gitedge or push a new commit)")
+			" (not retried by itself: fix the cause, then systemctl reload gitedge to try it again (a missing capability needs a restart), or push a new commit)")
 	case res == ResultInvalid:
 		l.setConditionLocked("live", CondStalled, "no commit applied yet: commit "+short(rev.Commit)+" was refused (see config); waiting for a new commit")
 	}

@@ -27,6 +27,10 @@ type Local struct {
 	// {age: …}) on this node; nil checks their shape only and leaves them
 	// unresolved.
 	Secrets *secrets.Store
+	// NoVRRP and NoBGP say the node runs no VRRP (a proxy-only node) or no
+	// BGP: the secrets only that subsystem uses are not resolved, so the
+	// node needs none of them.
+	NoVRRP, NoBGP bool
 }
 
 // LocalListen is one address the node listens on for itself.

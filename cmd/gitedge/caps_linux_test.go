@@ -57,7 +57,7 @@ func TestRunBindWithoutCapability(t *testing.T) {
 			t.Errorf("lastAttempt.error:\n %s\nwant it to hold\n %s\n%s", s.LastAttempt.Error, want, indentJSON(raw))
 		}
 	}
-	if c := s.Conditions["live"]; c.Status != "Stalled" || !strings.Contains(c.Message, "(not retried: fix the cause, then restart gitedge") {
+	if c := s.Conditions["live"]; c.Status != "Stalled" || !strings.Contains(c.Message, "(not retried by itself: fix the cause, then systemctl reload gitedge to try it again (a missing capability needs a restart)") {
 		t.Errorf("live condition %+v: it says retrying, but nothing retries a missing capability", c)
 	}
 	if strings.Contains(n.logs.String(), "keeps serving") || strings.Contains(n.logs.String(), "retrying the pass") {

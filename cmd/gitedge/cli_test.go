@@ -102,6 +102,28 @@ func TestPlanCommandBaseRef(t *testing.T) {
 	if code, _, errOut := gitedge(t, "plan", edge, "--base", "no-such-branch"); code != 1 || !strings.Contains(errOut, "no-such-branch") {
 		t.Errorf("unknown base: exit %d, stderr %s", code, errOut)
 	}
+	// An invalid head: the review still names the base commit it was
+	// compared with, as a valid one does.
+	rev := exec.Command("git", "rev-parse", "main")
+	rev.Dir = repo
+	id, err := rev.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mainID := strings.TrimSpace(string(id))
+	if err := os.WriteFile(filepath.Join(edge, "routes/blog.yaml"), []byte("apiVersion: gitedge/v1\nkind: Route\nmetadata: {name: blog}\nspec: {hosts: [blog.domain.tld], http: {backend: nope}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for output, want := range map[string]string{
+		"markdown": "Base: `main` (`" + mainID[:12] + "`)",
+		"json":     "\"base\": {\n    \"name\": \"main\",\n    \"commit\": \"" + mainID + "\"",
+	} {
+		code, out, errOut := gitedge(t, "plan", edge, "--base", "main", "--output", output)
+		if code != 1 || !strings.Contains(out, want) || !strings.Contains(out, `no Backend named`) {
+			t.Errorf("invalid head, --output %s: exit %d, want 1 and the base commit %q\n%s%s", output, code, want, out, errOut)
+		}
+	}
+	git("checkout", "-q", "--", ".")
 	// The pull request that adds the routes directory: the base commit has
 	// none, so everything is added.
 	git("mv", "edge", "edge2")
@@ -164,7 +186,9 @@ func TestDaemonOffLinux(t *testing.T) {
 // command once, says what was wrong on its first line, then the usage,
 // and exits 2.
 func TestCommandLineUsage(t *testing.T) {
-	flagLine := regexp.MustCompile(`^  -([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
+	// Flags are spelled --name, as in the usage line and the docs (Go's
+	// flag package prints -name).
+	flagLine := regexp.MustCompile(`^  --([a-z][a-z0-9-]*)( (string|duration|value|int|uint|float))?$`)
 	maxArgs := map[string]int{"validate": 1, "plan": 1, "inventory": 1, "proxy": 1, "vrrp": 1, "secret": 1}
 	argNames := map[string]string{"secret": "ACTION: encrypt, keygen or recipient"}
 	for name := range commands() {
@@ -193,8 +217,8 @@ func TestCommandLineUsage(t *testing.T) {
 				args  []string
 				first string
 			}{
-				{[]string{"--no-such-flag"}, "gitedge " + name + ": flag provided but not defined: -no-such-flag"},
-				{[]string{"--log-level"}, "gitedge " + name + ": flag needs an argument: -log-level"},
+				{[]string{"--no-such-flag"}, "gitedge " + name + ": flag provided but not defined: --no-such-flag"},
+				{[]string{"--log-level"}, "gitedge " + name + ": flag needs an argument: --log-level"},
 			}
 			extra := []string{"a1", "a2"}[:min(maxArgs[name]+1, 2)]
 			if maxArgs[name] == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/gitedge/gitedge/importer"
@@ -14,7 +15,7 @@ import (
 // keepalived.conf and the Terraform setup of the VMs become a routes
 // repository, with a report of everything not carried over as it was.
 func runImport(_ context.Context, env *cliEnv, args []string) int {
-	fs := newFlags(env, "import", "[--haproxy FILE] [--keepalived NODE=FILE]... [--terraform FILE|DIR]... --out DIR [--force] [--strict] [--secret-password NAME]")
+	fs := newFlags(env, "import", "[--haproxy FILE] [--keepalived NODE=FILE]... [--address NODE=ADDRESS]... [--terraform FILE|DIR]... --out DIR [--force] [--strict] [--secret-password NAME]")
 	var opts importer.Options
 	fs.StringVar(&opts.HAProxy, "haproxy", "", "an HAProxy configuration (haproxy.cfg)")
 	fs.Func("keepalived", "a node's keepalived.conf, as NODE=FILE; once per node (the priorities land per node)", func(s string) error {
@@ -23,6 +24,15 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 			return fmt.Errorf("expected NODE=FILE, as lb-0=/etc/keepalived/keepalived.conf")
 		}
 		opts.Keepalived = append(opts.Keepalived, importer.NodeFile{Node: node, Path: file})
+		return nil
+	})
+	fs.Func("address", "a node's address, as NODE=ADDRESS, where its keepalived.conf has no unicast_src_ip (multicast) and no Terraform VM gives it; repeatable", func(s string) error {
+		node, addr, ok := strings.Cut(s, "=")
+		a, err := netip.ParseAddr(addr)
+		if !ok || node == "" || err != nil {
+			return fmt.Errorf("expected NODE=ADDRESS, as lb-0=192.0.2.250")
+		}
+		opts.Addresses = append(opts.Addresses, importer.NodeAddress{Node: node, Addr: a})
 		return nil
 	})
 	fs.Func("terraform", "Terraform: a directory (.tf, tfvars, terraform.tfstate), a .tf file, terraform show -json output or a .tfstate; repeatable", func(s string) error {
@@ -52,6 +62,8 @@ func runImport(_ context.Context, env *cliEnv, args []string) int {
 	if err != nil {
 		var strict *importer.StrictError
 		if errors.As(err, &strict) {
+			fmt.Fprintf(env.stderr, "\ngitedge import: %v\nnothing written\n", err)
+		} else if res != nil && len(res.Report.Items) > 0 {
 			fmt.Fprintf(env.stderr, "\ngitedge import: %v\nnothing written\n", err)
 		} else {
 			fmt.Fprintf(env.stderr, "gitedge import: %v\n", err)

@@ -98,8 +98,38 @@ func TestImportCommandErrors(t *testing.T) {
 			}
 		})
 	}
+	// An error that points at the report ("each server line is in the
+	// report") comes with the report.
+	sslOnly := filepath.Join(dir, "ssl.cfg")
+	if err := os.WriteFile(sslOnly, []byte("defaults\n  mode http\n  timeout client 5s\n  timeout connect 1s\n  timeout server 1s\n"+
+		"frontend f\n  bind :80\n  default_backend web\nbackend web\n  server w1 192.0.2.10:443 ssl verify none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := gitedge(t, "import", "--haproxy", sslOnly, "--out", out)
+	if code != 1 || !strings.Contains(stderr, "(each server line is in the report)") || !strings.Contains(stderr, "nothing written") ||
+		!strings.Contains(stdout, sslOnly+`:10: backend "web": server w1 192.0.2.10:443 ssl verify none: ssl: gitedge does not open TLS to servers`) {
+		t.Errorf("an error pointing at the report: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a failed import wrote %s", out)
+	}
+	// keepalived alone (multicast: no unicast_src_ip): --address gives the
+	// nodes their addresses.
+	ka := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(ka, []byte("vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 33\n  priority 100\n  virtual_ipaddress {\n    192.0.2.254/24\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := gitedge(t, "import", "--keepalived", "lb-0="+ka, "--out", out); code != 1 || !strings.Contains(stderr, "give it with --address lb-0=ADDRESS") {
+		t.Errorf("keepalived without addresses: exit %d, stderr:\n%s", code, stderr)
+	}
+	if code, _, stderr := gitedge(t, "import", "--keepalived", "lb-0="+ka, "--address", "lb-0=192.0.2.250", "--out", out); code != 0 {
+		t.Errorf("keepalived with --address: exit %d, stderr:\n%s", code, stderr)
+	}
+	if code, vout, verr := gitedge(t, "validate", out); code != 0 {
+		t.Errorf("the keepalived import is not valid: %s%s", vout, verr)
+	}
+	if code, _, stderr := gitedge(t, "import", "--address", "lb-0", "--out", out); code != 2 || !strings.Contains(stderr, "expected NODE=ADDRESS") {
+		t.Errorf("bad --address: exit %d, stderr:\n%s", code, stderr)
 	}
 	if _, _, stderr := gitedge(t, "help"); !strings.Contains(stderr, "import ") {
 		t.Errorf("help does not list import:\n%s", stderr)

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -123,13 +125,37 @@ func newFlags(env *cliEnv, name, argsUsage string) *cmdFlags {
 // Usage prints the command's usage line and flags on its stderr.
 func (f *cmdFlags) Usage() {
 	fmt.Fprintf(f.env.stderr, "usage: gitedge %s %s\n", f.name, f.argsUsage)
-	f.SetOutput(f.env.stderr)
-	f.PrintDefaults()
-	f.SetOutput(io.Discard)
+	f.printFlags(f.env.stderr)
 	if f.epilog != "" {
 		fmt.Fprintf(f.env.stderr, "\n%s\n", f.epilog)
 	}
 }
+
+// printFlags lists the flags as the usage line, the docs and the help
+// spell them, "--name TYPE", not with flag.PrintDefaults' single dash.
+func (f *cmdFlags) printFlags(w io.Writer) {
+	f.VisitAll(func(fl *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(fl)
+		line := "  --" + fl.Name
+		if typ != "" {
+			line += " " + typ
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if d := fl.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && d != "[]" {
+			if typ == "string" {
+				fmt.Fprintf(w, " (default %q)", d)
+			} else {
+				fmt.Fprintf(w, " (default %v)", d)
+			}
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// flagErrorDashes spells the flag in one of the flag package's parse
+// errors ("flag provided but not defined: -x", "invalid value … for flag
+// -x: …") with two dashes, as everything else names flags.
+var flagErrorDashes = regexp.MustCompile(`(not defined: |needs an argument: |for flag )-([A-Za-z0-9])`)
 
 // usageError reports what was wrong with the command line, then the
 // usage, and returns exit status 2.
@@ -182,7 +208,7 @@ func (f *cmdFlags) parse(args []string) (pos []string, code int, ok bool) {
 				f.Usage()
 				return nil, 0, false
 			}
-			return nil, f.usageError("%v", err), false
+			return nil, f.usageError("%s", flagErrorDashes.ReplaceAllString(err.Error(), "$1--$2")), false
 		}
 		args = f.Args()
 		if len(args) == 0 {

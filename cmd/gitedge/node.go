@@ -246,8 +246,9 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 
 // localChecks are the node-local checks every commit gets under gitedge
 // run: the node's name (unless the config is the built-in one) and its own
-// ports; and the secrets the repository names, resolved when the node
-// runs VRRP (their only user: a proxy-only node never needs them).
+// ports; and the secrets the repository names, each resolved when the
+// node runs its user (VRRP's auth.password, a BGP peer's password): a
+// proxy-only node never needs them.
 func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	loc := nc.Local()
 	if !o.local {
@@ -256,7 +257,8 @@ func localChecks(nc *nodeconfig.Config, o nodeOptions) *reconcile.Local {
 	if o.defaults {
 		loc.Node, loc.Config = "", ""
 	}
-	if !o.vrrp {
+	loc.NoVRRP, loc.NoBGP = !o.vrrp, !o.bgp
+	if !o.vrrp && !o.bgp {
 		loc.Secrets = nil
 	}
 	return loc

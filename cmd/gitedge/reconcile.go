@@ -17,8 +17,8 @@ import (
 // The proxy and VRRP live in `gitedge run`; here they are validated and
 // planned only, with the node-local checks gitedge run makes: the node's
 // name and ports, and the secrets the repository names, resolved as a
-// node running VRRP resolves them (--no-vrrp: a proxy-only node, which
-// needs none). The exit status says whether the pass converged: 0 when
+// node running VRRP and BGP resolves them (--no-vrrp: VRRP's are not
+// resolved, as gitedge run --no-vrrp needs none). The exit status says whether the pass converged: 0 when
 // everything it may change was changed (or nothing needed to be), 1 when
 // it failed or left changes undone.
 func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
@@ -29,7 +29,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	config := fs.String("config", nodeconfig.DefaultPath, "node config")
 	dir := fs.String("source", "", "read a local directory instead of the configured git remote")
 	lead := fs.Bool("lead", false, "apply VM changes even when the infra leader is a VRRP master (this one-shot cannot know)")
-	noVRRP := fs.Bool("no-vrrp", false, "check the commit as gitedge run --no-vrrp would: the repository's secrets (used by VRRP only) are not resolved")
+	noVRRP := fs.Bool("no-vrrp", false, "check the commit as gitedge run --no-vrrp would: VRRP's secrets (auth.password) are not resolved")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	if _, code, ok := fs.parse(args); !ok {
 		return code
@@ -50,7 +50,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) int {
 	}
 	rev, fetchErr := src.Next(ctx)
 	loop := &reconcile.Loop{Node: nc.Node, DryRun: *dry, Logger: log,
-		Local: localChecks(nc, nodeOptions{vrrp: !*noVRRP, local: true, defaults: defaults})}
+		Local: localChecks(nc, nodeOptions{vrrp: !*noVRRP, bgp: true, local: true, defaults: defaults})}
 	var rec *infra.Reconciler
 	if nc.Proxmox != nil {
 		cc, err := nc.ProxmoxClient()

@@ -169,6 +169,11 @@ func runPlan(_ context.Context, env *cliEnv, args []string) int {
 			return 1
 		}
 		review.Errors, review.Changes, review.Consequences = []string{}, []reconcile.ItemChange{}, []reconcile.Consequence{}
+		if *base != "" {
+			// Which commit the reviewer compared with, as a valid head's
+			// review says; the base's own state does not matter here.
+			_, review.Base.Commit, _ = loadBase(dir, *base)
+		}
 		if errs, ok := errors.AsType[reconcile.Errors](err); ok {
 			for _, e := range errs {
 				review.Errors = append(review.Errors, e.Error())

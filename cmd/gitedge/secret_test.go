@@ -155,29 +155,33 @@ func TestValidateAndPlanWithSecrets(t *testing.T) {
 	}
 }
 
-// TestSecretsReachOnlyFailover: the node resolves the repository's
-// secrets when it runs VRRP (also gitedge vrrp, which has no node-local
-// checks), never for a proxy-only node, which does not need them; a
-// reload that changes the secrets section applies it live.
-func TestSecretsReachOnlyFailover(t *testing.T) {
+// TestSecretsReachTheirUsers: the node resolves the repository's secrets
+// for the subsystems it runs: VRRP's when it runs VRRP (also gitedge
+// vrrp, which has no node-local checks), a BGP peer's when it runs BGP
+// (gitedge run, also with --no-vrrp), never for a proxy-only node, which
+// does not need them; a reload that changes the secrets section applies
+// it live.
+func TestSecretsReachTheirUsers(t *testing.T) {
 	nc, err := nodeconfig.Parse("/etc/gitedge/gitedge.yaml", []byte("node: lb-0\nsource: {url: /srv/edge}\nsecrets: {dir: /srv/secrets}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name    string
-		o       nodeOptions
-		secrets bool
-		node    string
+		name          string
+		o             nodeOptions
+		secrets       bool
+		noVRRP, noBGP bool
+		node          string
 	}{
-		{"run", nodeOptions{proxy: true, vrrp: true, local: true}, true, "lb-0"},
-		{"run --no-vrrp", nodeOptions{proxy: true, local: true}, false, "lb-0"},
-		{"vrrp", nodeOptions{vrrp: true}, true, ""},
-		{"proxy", nodeOptions{proxy: true, local: true}, false, "lb-0"},
+		{"run", nodeOptions{proxy: true, vrrp: true, bgp: true, local: true}, true, false, false, "lb-0"},
+		{"run --no-vrrp", nodeOptions{proxy: true, bgp: true, local: true}, true, true, false, "lb-0"},
+		{"vrrp", nodeOptions{vrrp: true}, true, false, true, ""},
+		{"proxy", nodeOptions{proxy: true, local: true}, false, true, true, "lb-0"},
 	}
 	for _, tt := range tests {
 		loc := localChecks(nc, tt.o)
-		if (loc.Secrets != nil) != tt.secrets || loc.Node != tt.node || tt.secrets && loc.Secrets.Dir != "/srv/secrets" {
+		if (loc.Secrets != nil) != tt.secrets || loc.Node != tt.node || tt.secrets && loc.Secrets.Dir != "/srv/secrets" ||
+			loc.NoVRRP != tt.noVRRP || loc.NoBGP != tt.noBGP {
 			t.Errorf("%s: Local %+v", tt.name, loc)
 		}
 	}

@@ -427,7 +427,7 @@ func printStatus(w io.Writer, s nodeStatus) {
 	if f := s.Forge; f != nil {
 		fmt.Fprintf(w, "forge:        %s %s as %s, %d waiting", f.Forge, f.Repository, f.Context, f.QueueLength)
 		if f.LastError != "" {
-			fmt.Fprintf(w, ", last error: %s", f.LastError)
+			fmt.Fprintf(w, ", last error %s: %s", ago(time.Now(), f.LastErrorAt), f.LastError)
 		}
 		fmt.Fprintln(w)
 	}
@@ -439,7 +439,7 @@ func printStatus(w io.Writer, s nodeStatus) {
 			}
 			fmt.Fprintf(w, "%-13s %s %s: %d sent, %d failed", label, k.Kind, k.URL, k.Sent, k.Failed)
 			if k.LastError != "" {
-				fmt.Fprintf(w, ", last error: %s", k.LastError)
+				fmt.Fprintf(w, ", last error %s: %s", ago(time.Now(), k.LastErrorAt), k.LastError)
 			}
 			fmt.Fprintln(w)
 		}

@@ -55,9 +55,9 @@ func pageStatus(now time.Time) nodeStatus {
 			VMs:   []vmStatus{{Name: "vm" + hostile, VMID: 150, Node: "pve1", Cores: 2, Memory: 4096}},
 			Plan:  []string{"update VM 150 " + hostile},
 			Drift: []string{`VM 150 "lb-0": memory is 2048, declared 4096` + hostile}},
-		Forge: &forge.Snapshot{Forge: "github", Repository: "infra/edge" + hostile, Context: "gitedge/lb-0", LastError: "422 " + hostile,
+		Forge: &forge.Snapshot{Forge: "github", Repository: "infra/edge" + hostile, Context: "gitedge/lb-0", LastError: "422 " + hostile, LastErrorAt: now.Add(-4 * time.Minute),
 			Statuses: []forge.Posted{{Commit: "0123456789abcdef", State: "failure", Description: "d " + hostile, At: now}}},
-		Notify: &notify.Snapshot{Sinks: []notify.SinkStatus{{Kind: "webhook", URL: "https://hooks.example/" + hostile, Sent: 3, LastError: "e " + hostile}}},
+		Notify: &notify.Snapshot{Sinks: []notify.SinkStatus{{Kind: "webhook", URL: "https://hooks.example/" + hostile, Sent: 3, LastError: "e " + hostile, LastErrorAt: now.Add(-7 * time.Second)}}},
 	}
 }
 
@@ -93,6 +93,7 @@ func TestStatusPageEscapes(t *testing.T) {
 		`id="infra"`, `Drift`, `memory is 2048, declared 4096`,
 		`id="bgp"`, `AS 65010`, `198.51.100.10/32`,
 		`id="forge"`, `id="notify"`,
+		`last error 4m0s ago: 422 `, `>7s ago</span>: e `, // when forge and notify last failed
 		`href="/status"`, `href="/metrics"`,
 	} {
 		if !strings.Contains(out, want) {

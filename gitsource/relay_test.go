@@ -282,4 +282,3 @@ func TestRelayPath(t *testing.T) {
 		}
 	}
 }
-

@@ -342,3 +342,11 @@ func (c *nonceCache) check(nonce string, at int64, now time.Time, window time.Du
 	c.order.PushBack(nonceEntry{nonce, at})
 	return nonceFresh
 }
+
+// ReadRelayKey reads a relay key (or the webhook secret) as the relay
+// endpoint does: the file's content without its trailing newline; an
+// empty file is an error.
+func ReadRelayKey(file string) ([]byte, error) {
+	s, err := readSecret(file)
+	return []byte(s), err
+}

@@ -633,6 +633,9 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	detail := strings.TrimSpace(fmt.Sprintf("%s push %s %s", forge, ev.Ref, short(ev.After)))
+	if isCommitID(ev.After) {
+		w.relay.recent.add(ev.After) // a peer's relay of it has nothing new to say
+	}
 	w.notify(Trigger{Kind: TriggerWebhook, Detail: detail, At: time.Now(), Ref: ev.Ref, Commit: ev.After})
 	w.log.Info("webhook accepted", "forge", string(forge), "ref", ev.Ref, "after", short(ev.After), "delivery", DeliveryID(forge, r.Header))
 	reply(http.StatusAccepted, "accepted", "accepted")

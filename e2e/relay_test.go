@@ -62,10 +62,13 @@ func TestRelayThreeNodes(t *testing.T) {
 // that each node fetched each commit once and that the master's peers
 // acknowledged the last one.
 func relayPushes(t *testing.T, f *fleet, n int, label string) {
-	before := map[string]float64{}
+	fetched, received := map[string]float64{}, map[string]float64{}
 	for _, nd := range f.nodes {
-		before[nd.name] = nd.metric(t, "gitedge_gitsource_fetches_total")
+		fetched[nd.name] = nd.metric(t, "gitedge_gitsource_fetches_total", `result="ok"`)
+		received[nd.name] = nd.metric(t, "gitedge_gitsource_relays_received_total", `result="accepted"`)
 	}
+	master := f.node("n2")
+	masterReceived := master.metric(t, "gitedge_gitsource_relays_received_total")
 	var last []time.Duration
 	spec := f.spec.clone()
 	var head string
@@ -91,18 +94,23 @@ func relayPushes(t *testing.T, f *fleet, n int, label string) {
 		"%v (ms: %s)", medianOf(last).Round(time.Millisecond), msList(last))
 	for _, nd := range f.nodes {
 		nd.waitLive(t, head, 10*time.Second)
-		// Each node fetched each commit once: no relay loops, no second
-		// fetch for a relay of a commit it has.
-		if got := nd.metric(t, "gitedge_gitsource_fetches_total") - before[nd.name]; got != float64(n) {
+		// Each node fetched each commit once: no second fetch for a relay
+		// of a commit it has.
+		if got := nd.metric(t, "gitedge_gitsource_fetches_total", `result="ok"`) - fetched[nd.name]; got != float64(n) {
 			t.Errorf("%s fetched %v times for %d commits, want once each\n%s", nd.name, got, n, nd.d.logTail(30))
 		}
 	}
-	master := f.node("n2")
+	// No loops: only the master relays (what a relay made a peer find is
+	// never relayed), so it hears none, and each peer takes each commit
+	// once.
+	if got := master.metric(t, "gitedge_gitsource_relays_received_total") - masterReceived; got != 0 {
+		t.Errorf("the master received %v relays, want none: a relay was relayed again", got)
+	}
 	for _, nd := range f.nodes {
 		if nd == master {
 			continue
 		}
-		if got := nd.metric(t, "gitedge_gitsource_relays_received_total", `result="accepted"`); got < float64(n) {
+		if got := nd.metric(t, "gitedge_gitsource_relays_received_total", `result="accepted"`) - received[nd.name]; got != float64(n) {
 			t.Errorf("%s accepted %v relays, want %d (one per commit)", nd.name, got, n)
 		}
 		master.waitStatus(t, nd.name+" acknowledging "+short(head), 10*time.Second, func(s nodeStatus) bool {

@@ -175,17 +175,18 @@ const (
 
 // relayReceiver is the relay endpoint of a Webhook.
 type relayReceiver struct {
-	key      *secretFile
-	window   time.Duration
-	ref      string
-	known    func(string) bool
-	notify   func(Trigger)
-	log      *slog.Logger
-	refusals *refusalLog
-	received *prometheus.CounterVec
-	nonces   *nonceCache
-	recent   *deliveries // commits a relay already triggered a look for
-	now      func() time.Time
+	key         *secretFile
+	window      time.Duration
+	bodyTimeout time.Duration
+	ref         string
+	known       func(string) bool
+	notify      func(Trigger)
+	log         *slog.Logger
+	refusals    *refusalLog
+	received    *prometheus.CounterVec
+	nonces      *nonceCache
+	recent      *deliveries // commits a relay already triggered a look for
+	now         func() time.Time
 }
 
 func newRelayReceiver(cfg WebhookConfig, secret *secretFile, notify func(Trigger), log *slog.Logger, refusals *refusalLog, reg prometheus.Registerer) (*relayReceiver, error) {
@@ -197,7 +198,7 @@ func newRelayReceiver(cfg WebhookConfig, secret *secretFile, notify func(Trigger
 		}
 	}
 	return &relayReceiver{
-		key: key, window: cfg.RelayWindow, ref: cfg.Ref, known: cfg.Known, notify: notify, log: log, refusals: refusals,
+		key: key, window: cfg.RelayWindow, bodyTimeout: cfg.BodyTimeout, ref: cfg.Ref, known: cfg.Known, notify: notify, log: log, refusals: refusals,
 		received: promreg.Register("gitsource", reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRelaysReceived, Help: "Relays received from peers, by result.",
 		}, []string{"result"})),
@@ -240,6 +241,7 @@ func (rr *relayReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusRequestEntityTooLarge, RelayRefusedMalformed, fmt.Sprintf("body over %d bytes", maxRelayBody))
 		return
 	}
+	_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(rr.bodyTimeout)) // httptest cannot: fine
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRelayBody+1))
 	if err != nil {
 		refuse(http.StatusBadRequest, RelayRefusedMalformed, "reading the body failed")

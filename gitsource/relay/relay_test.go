@@ -206,22 +206,20 @@ func TestAnnounceRefused(t *testing.T) {
 }
 
 // TestAnnounceRetriesAndSupersedes: a peer answering 503 is retried; a
-// newer commit replaces the one being retried, and is delivered once
-// the peer answers.
+// newer commit replaces the one being retried, and is delivered.
 func TestAnnounceRetriesAndSupersedes(t *testing.T) {
 	t.Parallel()
-	var ok atomic.Bool
 	var tries atomic.Int32
 	got := make(chan string, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		tries.Add(1)
-		if !ok.Load() {
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
 		m, err := parseBody(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if m.Commit == commit1 { // the peer is busy for as long as it is asked about commit1
+			tries.Add(1)
+			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
 		got <- m.Commit
@@ -231,7 +229,6 @@ func TestAnnounceRetriesAndSupersedes(t *testing.T) {
 	r, reg := newRelayer(t, Config{Peers: map[string]string{"lb-1": srv.URL + "/hook/relay"}}, []Peer{{Name: "lb-1"}}, nil)
 	r.Announce("refs/heads/main", commit1)
 	testkit.WaitFor(t, "a retry", func() bool { return tries.Load() >= 2 })
-	ok.Store(true)
 	r.Announce("refs/heads/main", commit2)
 	waitSent(t, reg, 2)
 	if c := <-got; c != commit2 {
@@ -239,6 +236,9 @@ func TestAnnounceRetriesAndSupersedes(t *testing.T) {
 	}
 	if sent(t, reg, SentSuperseded) != 1 || sent(t, reg, SentAcknowledged) != 1 {
 		t.Fatalf("superseded %d, acknowledged %d; want 1, 1", sent(t, reg, SentSuperseded), sent(t, reg, SentAcknowledged))
+	}
+	if st := r.Status(); len(st) != 1 || st[0].Commit != commit2 || !st[0].Acknowledged {
+		t.Fatalf("status %+v, want commit2 acknowledged", st)
 	}
 }
 

@@ -54,6 +54,8 @@ type fleetOpts struct {
 	// setup runs once the lab, the backends and the git server are up,
 	// before any node starts (the BGP tests' router).
 	setup func(*fleet)
+	// poll is the nodes' source.poll; default "@every 1m".
+	poll string
 }
 
 // edgeNode is one lab node running `gitedge run`.
@@ -86,7 +88,7 @@ func newFleet(t testing.TB, o fleetOpts) *fleet {
 		n := &edgeNode{labNode: ln, f: f, dir: t.TempDir(),
 			admin: nsClient(ln.ns, 2*time.Second, false), client: nsClient(f.cl, 2*time.Second, false)}
 		n.stateDir = filepath.Join(n.dir, "state")
-		n.writeConfig(t, nodeConfigOpts{keyring: o.signed, pve: o.pve})
+		n.writeConfig(t, nodeConfigOpts{keyring: o.signed, pve: o.pve, poll: o.poll})
 		f.nodes = append(f.nodes, n)
 	}
 	f.spec = o.spec
@@ -261,6 +263,13 @@ type nodeStatus struct {
 		State    string `json:"state"`
 		Priority int    `json:"priority"`
 	} `json:"vrrp"`
+	Relay []struct {
+		Name         string `json:"name"`
+		Commit       string `json:"commit"`
+		Acknowledged bool   `json:"acknowledged"`
+		Result       string `json:"result"`
+		LastError    string `json:"lastError"`
+	} `json:"relay"`
 	raw string
 }
 

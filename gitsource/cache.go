@@ -114,7 +114,7 @@ func (g *Git) cachedLastGood(t Trigger, cause error) (Revision, bool) {
 		g.log.Warn("cached commit not usable", "commit", short(g.last), "err", err)
 		return Revision{}, false
 	}
-	g.lastObserved = g.last // when the remote answers, fetch only if it moved
+	g.setObserved(g.last) // when the remote answers, fetch only if it moved
 	return rev, true
 }
 

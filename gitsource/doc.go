@@ -25,6 +25,10 @@
 //     yet authenticated may hold is bounded whatever their number
 //     (admission.go), refusals are logged in summary, and replayed
 //     deliveries are recognised.
+//   - The relay endpoint (relay.go), served by the webhook at
+//     RelayPath(path): a peer node's signed, dated, single-use "commit X
+//     on ref B" pokes the queue as TriggerRelay, a hint only (the look
+//     decides); package gitsource/relay sends them.
 //
 // A revision's files are a MemFS: symbolic links are kept as links,
 // followed inside the tree and refused when they leave it, the same for a

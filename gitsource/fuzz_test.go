@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParseEvent feeds arbitrary bodies and headers to the webhook parser:
@@ -116,6 +117,30 @@ func FuzzMemFSLink(f *testing.F) {
 			if got, err := m.ReadLink("in/l"); got != target || err != nil {
 				t.Fatalf("ReadLink = %q, %v", got, err)
 			}
+		}
+	})
+}
+
+// FuzzParseRelay: any body gives a message or ErrRelayMessage, never a
+// panic; a message parsed is one Marshal gives back the same way.
+func FuzzParseRelay(f *testing.F) {
+	f.Add(NewRelayMessage("lb-0", "refs/heads/main", commitA, time.UnixMilli(1764800000000)).Marshal())
+	f.Add([]byte(`{"from":"lb-0","commit":"` + commitA + `","time":1,"nonce":"00112233445566778899aabbccddeeff"}`))
+	f.Add([]byte(`{"from":"lb-0","commit":"` + commitA + `","time":1,"nonce":"00112233445566778899aabbccddeeff"} {}`))
+	f.Add([]byte(`{"from":"","commit":"0000000000000000000000000000000000000000","time":-1,"nonce":"x","files":1}`))
+	f.Add([]byte(`{"from":"lb\u0000","ref":"main","commit":"` + strings.ToUpper(commitA) + `","time":1e3,"nonce":"00"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := ParseRelay(body)
+		if err != nil {
+			if !errors.Is(err, ErrRelayMessage) {
+				t.Fatalf("error %v is not ErrRelayMessage", err)
+			}
+			return
+		}
+		again, err := ParseRelay(m.Marshal())
+		if err != nil || again != m {
+			t.Fatalf("round trip: %+v → %+v, %v", m, again, err)
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -88,6 +89,23 @@ type Git struct {
 
 	retryMu sync.Mutex
 	retry   *time.Timer
+
+	// observed mirrors lastObserved for other goroutines (Observed).
+	observed atomic.Pointer[string]
+}
+
+// Observed reports whether commit is the head this source last handed
+// over or refused: a relay naming it has nothing new to say. Safe for
+// concurrent use (the webhook's relay endpoint asks it).
+func (g *Git) Observed(commit string) bool {
+	p := g.observed.Load()
+	return p != nil && *p == commit && commit != ""
+}
+
+// setObserved records the head last handed over or refused.
+func (g *Git) setObserved(head string) {
+	g.lastObserved = head
+	g.observed.Store(&head)
 }
 
 type blobData struct {
@@ -217,7 +235,7 @@ func (g *Git) failed(err error) {
 	g.m.errors.WithLabelValues(string(e.Step), e.Reason).Inc()
 	if !e.Transient() {
 		if e.Commit != "" {
-			g.lastObserved = e.Commit
+			g.setObserved(e.Commit)
 			g.log.Warn("revision refused", "commit", short(e.Commit), "step", string(e.Step), "reason", e.Reason, "err", err)
 			return
 		}
@@ -455,7 +473,8 @@ func (g *Git) loadFrom(ctx context.Context, repo *git.Repository, head string, t
 			return Revision{}, fmt.Errorf("recording the live commit: %w", err)
 		}
 	}
-	g.last, g.lastObserved, g.handedOver, g.prevFiles = head, head, true, index
+	g.last, g.handedOver, g.prevFiles = head, true, index
+	g.setObserved(head)
 	return rev, nil
 }
 

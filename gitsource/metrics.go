@@ -19,6 +19,7 @@ const (
 	MetricWebhookRequests   = "gitedge_gitsource_webhook_requests_total"
 	MetricWebhookRefused    = "gitedge_gitsource_webhook_refused_total"
 	MetricWebhookBodies     = "gitedge_gitsource_webhook_bodies_in_flight"
+	MetricRelaysReceived    = "gitedge_gitsource_relays_received_total"
 )
 
 type sourceMetrics struct {

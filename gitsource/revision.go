@@ -68,6 +68,7 @@ const (
 	TriggerFSNotify TriggerKind = "fsnotify" // a file changed (Dir)
 	TriggerRetry    TriggerKind = "retry"    // backoff after a transient failure
 	TriggerManual   TriggerKind = "manual"   // asked for by an operator or the loop
+	TriggerRelay    TriggerKind = "relay"    // a peer node told of a new commit (relay.go)
 )
 
 // Trigger is a reason to look again. It carries no state: what is looked
@@ -76,4 +77,8 @@ type Trigger struct {
 	Kind   TriggerKind
 	Detail string // for logs, e.g. "github push refs/heads/main 1a2b3c4"
 	At     time.Time
+	// Ref and Commit are what a push webhook or a relay names, when it
+	// does: a hint to pass on to the peers (gitsource/relay), never what
+	// is fetched.
+	Ref, Commit string
 }

@@ -91,6 +91,27 @@ type WebhookConfig struct {
 	// Deliveries is how many delivery ids are remembered, to recognise a
 	// replayed delivery; default 4096.
 	Deliveries int
+
+	// The relay endpoint (relay.go), at RelayPath(Path): peers tell this
+	// node of a new commit there. It is always served, with the relay
+	// turned off too (a hint costs one look, and a fleet can switch node
+	// by node); whether this node sends relays is gitsource/relay's
+	// business.
+	//
+	// RelayKeyFile holds the relay key the nodes share; "" uses the
+	// webhook secret (SecretFile). Re-read when it changes, as the secret.
+	RelayKeyFile string
+	// RelayWindow is how far a relay's time may be from this node's
+	// clock; default 30s (DefaultRelayWindow).
+	RelayWindow time.Duration
+	// RelayNonces bounds the nonces remembered within the window;
+	// default 4096 (DefaultRelayNonces).
+	RelayNonces int
+	// Known says whether the source already has commit (handed it over
+	// or refused it): a relay naming it triggers nothing. nil: only the
+	// commits relays already triggered a look for count. Git.Observed
+	// fits.
+	Known func(commit string) bool
 }
 
 // Validate checks what a node's webhook needs (Listen and SecretFile)
@@ -429,6 +450,7 @@ type Webhook struct {
 	admit    *admission
 	seen     *deliveries
 	refusals *refusalLog
+	relay    *relayReceiver
 }
 
 var _ http.Handler = (*Webhook)(nil)
@@ -450,6 +472,8 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	cfg.HeaderTimeout = cmp.Or(cfg.HeaderTimeout, 5*time.Second)
 	cfg.BodyTimeout = cmp.Or(cfg.BodyTimeout, 5*time.Second)
 	cfg.Deliveries = cmp.Or(cfg.Deliveries, 4096)
+	cfg.RelayWindow = cmp.Or(cfg.RelayWindow, DefaultRelayWindow)
+	cfg.RelayNonces = cmp.Or(cfg.RelayNonces, DefaultRelayNonces)
 	if cfg.SecretFile == "" {
 		return nil, errNoSecret
 	}
@@ -481,6 +505,9 @@ func NewWebhook(cfg WebhookConfig, notify func(Trigger), opts Options) (*Webhook
 	w.admit = newAdmission(cfg.MaxBodies, cfg.MaxBodiesPerSource, cfg.BodyTimeout+time.Second,
 		min(time.Second, cfg.BodyTimeout/2), w.inflight.Add)
 	w.refusals = newRefusalLog(w.log, refusalLogInterval)
+	if w.relay, err = newRelayReceiver(cfg, secret, notify, w.log, w.refusals, opts.Registry); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -606,7 +633,10 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	detail := strings.TrimSpace(fmt.Sprintf("%s push %s %s", forge, ev.Ref, short(ev.After)))
-	w.notify(Trigger{Kind: TriggerWebhook, Detail: detail, At: time.Now()})
+	if isCommitID(ev.After) {
+		w.relay.recent.add(ev.After) // a peer's relay of it has nothing new to say
+	}
+	w.notify(Trigger{Kind: TriggerWebhook, Detail: detail, At: time.Now(), Ref: ev.Ref, Commit: ev.After})
 	w.log.Info("webhook accepted", "forge", string(forge), "ref", ev.Ref, "after", short(ev.After), "delivery", DeliveryID(forge, r.Header))
 	reply(http.StatusAccepted, "accepted", "accepted")
 }
@@ -665,12 +695,22 @@ func (w *Webhook) Run(ctx context.Context) error {
 	return w.Serve(ctx, ln)
 }
 
-// Serve serves the endpoint at cfg.Path on ln until ctx ends, then shuts
+// Relay is the relay endpoint alone (served by Serve at
+// RelayPath(cfg.Path)), for a caller that mounts it elsewhere.
+func (w *Webhook) Relay() http.Handler { return w.relay }
+
+// Serve serves the endpoint at cfg.Path, and the relay endpoint at
+// RelayPath(cfg.Path), on ln until ctx ends, then shuts
 // down gracefully. It returns nil on cancellation and closes ln.
 func (w *Webhook) Serve(ctx context.Context, ln net.Listener) error {
 	// Another path gets 404 and loses its connection, so that no body
 	// is read there either.
+	relayPath := RelayPath(w.cfg.Path)
 	handler := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == relayPath {
+			w.relay.ServeHTTP(rw, r)
+			return
+		}
 		if r.URL.Path != w.cfg.Path {
 			w.refused.WithLabelValues(refusedPath).Inc()
 			w.refusals.add(refusedPath, sourceKey(r.RemoteAddr), "path", r.URL.Path)

@@ -1,16 +1,21 @@
 package nodeconfig
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gitedge/gitedge/forge"
 	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/gitsource/relay"
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/notify"
 	"github.com/gitedge/gitedge/reconcile"
@@ -41,6 +46,10 @@ type Config struct {
 	Source gitsource.Config
 	// Webhook is the push endpoint; nil: none. Ref is the source's.
 	Webhook *gitsource.WebhookConfig
+	// Relay is how this node tells its peers of a new commit; nil: it
+	// does not (no webhook, or webhook.relay: false). Node, KeyFile,
+	// Port and Path are filled.
+	Relay *relay.Config
 	// Proxmox is how to reach the Proxmox VE API; nil: no infra.
 	Proxmox *Proxmox
 	// AdminListen is the admin server's address; "" when it is off.
@@ -146,6 +155,7 @@ func Build(f File, path string) (*Config, error) {
 	if w := f.Webhook; w != nil {
 		c.Webhook = &gitsource.WebhookConfig{Listen: w.Listen, Path: w.Path, SecretFile: w.SecretFile, Ref: c.Source.Ref()}
 		errs = append(errs, webhookLimits(c.Webhook, w.Limits)...)
+		errs = append(errs, c.webhookRelay(w)...)
 	}
 	if f.Forge != nil {
 		fc := *f.Forge
@@ -235,6 +245,82 @@ func webhookLimits(wc *gitsource.WebhookConfig, l *WebhookLimits) []error {
 	wc.HeaderTimeout = dur("headerTimeout", l.HeaderTimeout)
 	wc.BodyTimeout = dur("bodyTimeout", l.BodyTimeout)
 	return errs
+}
+
+// webhookRelay sets the relay's settings on the webhook (the receiving
+// side) and builds c.Relay (the sending side) unless it is off; it
+// returns what is wrong with them.
+func (c *Config) webhookRelay(w *Webhook) []error {
+	r := w.Relay
+	if r == nil {
+		r = &WebhookRelay{}
+	}
+	var errs []error
+	c.Webhook.RelayKeyFile = r.KeyFile
+	if r.Window != "" {
+		d, err := time.ParseDuration(r.Window)
+		if err != nil || d < time.Second || d > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("webhook.relay.window: %q: expected a duration from 1s to 10m, as 30s", r.Window))
+		}
+		c.Webhook.RelayWindow = d
+	}
+	if r.Port < 0 || r.Port > 65535 {
+		errs = append(errs, fmt.Errorf("webhook.relay.port: %d: expected a port, 1 to 65535", r.Port))
+	}
+	path := gitsource.RelayPath(w.Path)
+	peers := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(r.Peers)) {
+		u, err := peerURL(r.Peers[name], path)
+		if name == "" {
+			err = errors.New("a node name is empty")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("webhook.relay.peers.%s: %v", name, err))
+			continue
+		}
+		peers[name] = u
+	}
+	port := r.Port
+	if port == 0 {
+		if _, p, err := net.SplitHostPort(w.Listen); err == nil {
+			port, _ = strconv.Atoi(p)
+		}
+		if port <= 0 && !r.Off && w.Listen != "" {
+			errs = append(errs, fmt.Errorf("webhook.relay.port: missing: webhook.listen %q names no port number to reach the peers at; set webhook.relay.port (or webhook.relay: false)", w.Listen))
+		}
+	}
+	if r.Off {
+		return errs
+	}
+	c.Relay = &relay.Config{Node: c.Node, KeyFile: cmp.Or(r.KeyFile, w.SecretFile), Port: port, Path: path, Peers: peers}
+	return errs
+}
+
+// peerURL checks a peer's URL from webhook.relay.peers and adds the relay
+// path when it has none.
+func peerURL(s, relayPath string) (string, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%q: not a URL: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%q: expected an http:// or https:// URL of the node's webhook listener, as https://lb-1.example:9000", s)
+	case u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("%q: no host", s)
+	case u.User != nil:
+		return "", fmt.Errorf("%q: no credentials in the URL: relays are signed with the relay key", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", fmt.Errorf("%q: no query or fragment", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%q: port %s: expected 1 to 65535", s, p)
+		}
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = relayPath
+	}
+	return u.String(), nil
 }
 
 // where names the config in messages.

@@ -11,6 +11,7 @@ import (
 	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/gitsource/relay"
 	"github.com/gitedge/gitedge/reconcile"
 	"github.com/gitedge/gitedge/secrets"
 )
@@ -57,6 +58,15 @@ func TestParse(t *testing.T) {
 		{"secrets", "node: a\nsource: {url: x}\nsecrets: {dir: /etc/gitedge/secrets, files: {vrrp-vi1: /etc/keepalived/vi1.pass}, ageIdentity: /etc/gitedge/age.key}\n", ""},
 		{"secret name", "node: a\nsource: {url: x}\nsecrets: {files: {../x: /y}}\n", `secrets.files.../x: bad secret name "../x"`},
 		{"secret file", "node: a\nsource: {url: x}\nsecrets: {files: {x: ''}}\n", "secrets.files.x: missing"},
+		{"relay off", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: false}\n", ""},
+		{"relay word", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: disabled}\n", "node config test.yaml:3: webhook.relay: expected true or false, got a string"},
+		{"relay unknown field", "node: a\nsource: {url: x}\nwebhook:\n  listen: ':9000'\n  secretFile: /s\n  relay: {prot: 9000}\n", `node config test.yaml:6: webhook.relay.prot: unknown field "prot"`},
+		{"relay port", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {port: 70000}}\n", "webhook.relay.port: 70000: expected a port, 1 to 65535"},
+		{"relay no port", "node: a\nsource: {url: x}\nwebhook: {listen: 'localhost:http', secretFile: /s}\n", `webhook.relay.port: missing: webhook.listen "localhost:http" names no port number`},
+		{"relay window", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {window: 1h}}\n", `webhook.relay.window: "1h": expected a duration from 1s to 10m`},
+		{"relay peer scheme", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {peers: {lb-1: 'lb-1:9000'}}}\n", `webhook.relay.peers.lb-1: "lb-1:9000": expected an http:// or https:// URL`},
+		{"relay peer credentials", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {peers: {lb-1: 'https://u:p@lb-1'}}}\n", `webhook.relay.peers.lb-1: "https://u:xxxxx@lb-1": no credentials in the URL`},
+		{"relay peer port", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {peers: {lb-1: 'http://lb-1:0'}}}\n", `webhook.relay.peers.lb-1: "http://lb-1:0": port 0`},
 		{"secrets unknown field", "node: a\nsource: {url: x}\nsecrets: {directory: /x}\n", `unknown field "directory"`},
 	}
 	for _, tt := range tests {
@@ -126,7 +136,7 @@ func TestBuildQuotesNothing(t *testing.T) {
 // (the demo writes its node config this way).
 func TestFileRoundTrip(t *testing.T) {
 	f := File{Node: "lb-0", Source: Source{URL: "/srv/edge", Poll: "@every 10s"},
-		Webhook: &Webhook{Listen: "127.0.0.1:9000", SecretFile: "/s"}, Admin: Admin{Listen: "127.0.0.1:9101"}, StateDir: "/tmp/x"}
+		Webhook: &Webhook{Listen: "127.0.0.1:9000", SecretFile: "/s", Relay: &WebhookRelay{Off: true}}, Admin: Admin{Listen: "127.0.0.1:9101"}, StateDir: "/tmp/x"}
 	b, err := k8syaml.Marshal(f)
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +219,49 @@ webhook:
 			t.Errorf("error %v, want %q", err, want)
 		}
 
+	}
+}
+
+// TestWebhookRelay: the relay is on by default with a webhook, addressed
+// by this node's webhook port and path and signed with its secret; every
+// setting of webhook.relay lands in the sending and receiving sides;
+// false turns the sending off and leaves the endpoint.
+func TestWebhookRelay(t *testing.T) {
+	for _, tc := range []struct {
+		name, relay string
+		want        *relay.Config
+		window      time.Duration
+		key         string
+	}{
+		{name: "default", want: &relay.Config{Node: "lb-0", KeyFile: "/s", Port: 9000, Path: "/in/relay", Peers: map[string]string{}}},
+		{name: "true", relay: "true", want: &relay.Config{Node: "lb-0", KeyFile: "/s", Port: 9000, Path: "/in/relay", Peers: map[string]string{}}},
+		{name: "off", relay: "false"},
+		{name: "settings", relay: "{keyFile: /k, port: 9443, window: 10s, peers: {lb-1: 'https://lb-1.example:8443', lb-2: 'http://192.0.2.12:9000/gitedge/relay'}}",
+			want: &relay.Config{Node: "lb-0", KeyFile: "/k", Port: 9443, Path: "/in/relay", Peers: map[string]string{
+				"lb-1": "https://lb-1.example:8443/in/relay", "lb-2": "http://192.0.2.12:9000/gitedge/relay"}},
+			window: 10 * time.Second, key: "/k"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			y := "node: lb-0\nsource: {url: /x}\nwebhook: {listen: ':9000', path: /in, secretFile: /s"
+			if tc.relay != "" {
+				y += ", relay: " + tc.relay
+			}
+			c, err := Parse("test.yaml", []byte(y+"}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, c.Relay); diff != "" {
+				t.Errorf("relay (-want +got):\n%s", diff)
+			}
+			if c.Webhook.RelayWindow != tc.window || c.Webhook.RelayKeyFile != tc.key {
+				t.Errorf("the endpoint's window %v, key file %q; want %v, %q", c.Webhook.RelayWindow, c.Webhook.RelayKeyFile, tc.window, tc.key)
+			}
+		})
+	}
+	// No webhook: no relay.
+	c, err := Parse("test.yaml", []byte("node: lb-0\nsource: {url: /x}\n"))
+	if err != nil || c.Relay != nil {
+		t.Fatalf("relay %+v, %v without a webhook; want none", c.Relay, err)
 	}
 }
 

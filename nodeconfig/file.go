@@ -1,6 +1,10 @@
 package nodeconfig
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+
 	"github.com/gitedge/gitedge/forge"
 	"github.com/gitedge/gitedge/notify"
 )
@@ -74,6 +78,72 @@ type Webhook struct {
 	Path       string         `json:"path,omitempty"` // default /hook
 	SecretFile string         `json:"secretFile"`
 	Limits     *WebhookLimits `json:"limits,omitempty"`
+	// Relay: tell the other nodes of the nodes list of a new commit.
+	// Unset or true: on, with the defaults; false: off; a mapping: on,
+	// with its settings.
+	Relay *WebhookRelay `json:"relay,omitempty"`
+}
+
+// WebhookRelay is webhook.relay written as a mapping (or true/false).
+type WebhookRelay struct {
+	// Off is `relay: false`: this node sends no relays (it still accepts
+	// them).
+	Off bool `json:"-"`
+	// KeyFile holds the key relays are signed and checked with; default
+	// webhook.secretFile. Every node must have the same.
+	KeyFile string `json:"keyFile,omitempty"`
+	// Port is the port of the peers' webhook listeners; default this
+	// node's webhook.listen port.
+	Port int `json:"port,omitempty"`
+	// Peers maps a node name to the URL of its webhook listener (the
+	// relay path is added when the URL has none), ahead of its address
+	// in the nodes list.
+	Peers map[string]string `json:"peers,omitempty"`
+	// Window is how far a relay's time may be from this node's clock, a
+	// Go duration; default 30s.
+	Window string `json:"window,omitempty"`
+}
+
+// UnmarshalJSON takes true, false or the mapping (unknown fields
+// refused).
+func (r *WebhookRelay) UnmarshalJSON(b []byte) error {
+	switch string(bytes.TrimSpace(b)) {
+	case "true", "null":
+		*r = WebhookRelay{}
+		return nil
+	case "false":
+		*r = WebhookRelay{Off: true}
+		return nil
+	}
+	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] != '{' {
+		kind := "string"
+		switch {
+		case len(b) > 0 && b[0] == '[':
+			kind = "list"
+		case len(b) > 0 && b[0] != '"':
+			kind = "number"
+		}
+		// Said as "expected true or false": what `relay: no` meant.
+		return &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeFor[bool]()}
+	}
+	type plain WebhookRelay
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*r = WebhookRelay(p)
+	return nil
+}
+
+// MarshalJSON writes false for Off, else the mapping.
+func (r WebhookRelay) MarshalJSON() ([]byte, error) {
+	if r.Off {
+		return []byte("false"), nil
+	}
+	type plain WebhookRelay
+	return json.Marshal(plain(r))
 }
 
 // WebhookLimits bound what the webhook's requests may hold (gitsource's

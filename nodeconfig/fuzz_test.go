@@ -12,6 +12,9 @@ import (
 // located message.
 func FuzzParse(f *testing.F) {
 	testkit.SeedFiles(f, "../examples/nodes/*.yaml")
+	f.Add([]byte("node: a\nsource: {url: /x}\nwebhook: {listen: ':9', secretFile: /s, relay: {port: 9443, window: 5s, peers: {b: 'https://b:1/x'}}}\n"))
+	f.Add([]byte("node: a\nsource: {url: /x}\nwebhook: {listen: ':9', secretFile: /s, relay: false}\n"))
+	f.Add([]byte("node: a\nsource: {url: /x}\nwebhook: {listen: ':9', secretFile: /s, relay: [no]}\n"))
 	f.Add([]byte("node: a\nsource: {url: /x, depth: [1]}\nwebhook: {listen: ':9', secretFile: /s, limits: {bodyTimeout: x}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("gitedge.yaml", data)

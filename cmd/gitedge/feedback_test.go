@@ -282,7 +282,7 @@ func TestSourceAdapterNamesTheRefusedCommit(t *testing.T) {
 		{gitsource.ReasonUnreachable, ""},
 	} {
 		err := &gitsource.Error{Step: gitsource.StepVerify, Reason: tt.reason, Commit: c, Err: errors.New("x")}
-		rev, got := sourceAdapter{fakeRevisions{err}}.Next(context.Background())
+		rev, got := sourceAdapter{src: fakeRevisions{err}}.Next(context.Background())
 		if rev.Commit != tt.want || !errors.Is(got, err) {
 			t.Errorf("%s: revision commit %q, error %v; want %q", tt.reason, rev.Commit, got, tt.want)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/gitsource"
+	"github.com/gitedge/gitedge/gitsource/relay"
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/notify"
@@ -54,6 +57,10 @@ type node struct {
 	// their hooks.
 	forge  *forge.Reporter
 	notify *notify.Notifier
+	// relay tells the other nodes of spec.nodes of a new commit this node
+	// found by a webhook, a poll or SIGHUP; nil when following a
+	// directory. Its config follows reloads (off: the zero config).
+	relay *relay.Relayer
 
 	trackGap time.Duration
 	// hup delivers SIGHUP: re-read the node config and re-fetch. nil: no
@@ -230,6 +237,12 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		fb.forge = nil // a directory's content hash is no commit the forge knows
 	}
 	n.loop.Observer = fb
+	if o.sourceDir == "" {
+		var err error
+		if n.relay, err = relay.New(relayConfig(nc), relay.Options{Peers: n.peers, Logger: log, Registerer: n.reg}); err != nil {
+			return nil, err
+		}
+	}
 	n.admin = &adminServer{status: n.status, ready: n.loop.Status, healthy: n.healthy, registry: n.reg, logger: log, pprof: o.pprof}
 	// The source last: a node whose state directory cannot take the git
 	// cache (a full disk) still comes up and serves its last applied
@@ -240,8 +253,51 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 	}
 	n.parts = parts
 	n.src = newSwitchSource(parts.src)
-	n.loop.Source = sourceAdapter{n.src}
+	n.loop.Source = sourceAdapter{src: n.src, found: n.found}
 	return n, nil
+}
+
+// relayConfig is the relay's config in nc; the zero config (nothing
+// sent) when it is off.
+func relayConfig(nc *nodeconfig.Config) relay.Config {
+	if nc.Relay == nil {
+		return relay.Config{}
+	}
+	return *nc.Relay
+}
+
+// peers are the nodes of the live commit's spec.nodes, for the relay.
+func (n *node) peers() []relay.Peer {
+	live := n.loop.Live()
+	if live == nil {
+		return nil
+	}
+	out := make([]relay.Peer, 0, len(live.Edge.Nodes))
+	for _, p := range live.Edge.Nodes {
+		out = append(out, relay.Peer{Name: p.Name, Address: p.Address})
+	}
+	return out
+}
+
+// poke hands a trigger to the source; an accepted push webhook naming its
+// commit is relayed to the peers at once, before this node's own fetch,
+// so that they fetch alongside it.
+func (n *node) poke(t gitsource.Trigger) {
+	if t.Kind == gitsource.TriggerWebhook && n.relay != nil {
+		n.relay.Announce(cmp.Or(t.Ref, n.cfg.Source.Ref()), t.Commit)
+	}
+	if n.src != nil {
+		n.src.Trigger(t)
+	}
+}
+
+// found hears every revision the source hands over: a new commit this
+// node found itself (a webhook without a commit id, a poll, SIGHUP) is
+// relayed; one a relay, the start or a retry found is not.
+func (n *node) found(r gitsource.Revision) {
+	if n.relay != nil && r.Stale == nil && relay.Relays(r.Trigger.Kind) {
+		n.relay.Announce(r.Ref, r.Commit)
+	}
 }
 
 // localChecks are the node-local checks every commit gets under gitedge
@@ -340,6 +396,9 @@ func (n *node) run(ctx context.Context) error {
 	}
 	if n.notify != nil {
 		g.Go(func() error { return named("notify", n.notify.Run(ctx)) })
+	}
+	if n.relay != nil {
+		g.Go(func() error { return named("relay", n.relay.Run(ctx)) })
 	}
 	g.Go(func() error { return named("reconcile", n.loop.Run(ctx)) })
 	g.Go(func() error { return n.superviseParts(ctx) })

@@ -36,11 +36,7 @@ type liveParts struct {
 // The triggers poke whatever source the node runs now (n.src), so a source
 // swapped by a reload or built late is poked the same way.
 func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
-	poke := func(t gitsource.Trigger) {
-		if n.src != nil {
-			n.src.Trigger(t)
-		}
-	}
+	poke := n.poke
 	spec := sourceSpec{dir: n.opts.sourceDir, noWatch: n.opts.noWatch, debounce: n.opts.debounce, triggers: true, deferOpen: true,
 		listen: n.opts.up.listen}
 	src, tasks, err := openSource(nc, spec, poke, gitsource.Options{Logger: n.log, Registry: n.reg})
@@ -158,6 +154,9 @@ func (n *node) reload(cur liveParts) *liveParts {
 		}
 		next = &p
 		n.loop.SetLocal(localChecks(merged, n.opts))
+		if n.relay != nil {
+			_ = n.relay.Configure(relayConfig(merged)) // webhook.relay is part of the webhook section
+		}
 	}
 	attrs := []any{"config", path, "appliedLive", live, "needsRestart", restart}
 	if len(restart) > 0 {

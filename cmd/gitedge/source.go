@@ -97,7 +97,11 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 	}
 	tasks := []task{{"poll " + cfg.Poll, p.Run}}
 	if wc := nc.Webhook; wc != nil {
-		w, err := gitsource.NewWebhook(*wc, poke, opts)
+		whc := *wc
+		if g, ok := src.(*gitsource.Git); ok {
+			whc.Known = g.Observed // a relay of the commit it has fetches nothing
+		}
+		w, err := gitsource.NewWebhook(whc, poke, opts)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -237,11 +241,18 @@ func printRevision(w io.Writer, rev gitsource.Revision) {
 	fmt.Fprintln(w)
 }
 
-// sourceAdapter turns gitsource's revisions into the loop's.
-type sourceAdapter struct{ src revisionSource }
+// sourceAdapter turns gitsource's revisions into the loop's; found, when
+// set, hears each revision handed over (the relay).
+type sourceAdapter struct {
+	src   revisionSource
+	found func(gitsource.Revision)
+}
 
 func (a sourceAdapter) Next(ctx context.Context) (reconcile.Revision, error) {
 	r, err := a.src.Next(ctx)
+	if err == nil && a.found != nil {
+		a.found(r)
+	}
 	if err != nil {
 		// A refused head names its commit: the loop reports it refused.
 		rev := reconcile.Revision{Trigger: string(r.Trigger.Kind)}

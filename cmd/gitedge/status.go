@@ -18,6 +18,7 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/gitsource/relay"
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/notify"
@@ -41,6 +42,9 @@ type nodeStatus struct {
 	Infra     *infraStatus     `json:"infra,omitempty"`     // the last infra pass
 	Forge     *forge.Snapshot  `json:"forge,omitempty"`     // commit statuses posted
 	Notify    *notify.Snapshot `json:"notify,omitempty"`    // notification sinks
+	// Relay lists the peers told about a commit: the last one, whether
+	// they acknowledged it, the last error.
+	Relay []relay.PeerStatus `json:"relay,omitempty"`
 }
 
 // vrrpStatus is one VRRP instance, with the master named.
@@ -124,6 +128,9 @@ func (n *node) status() nodeStatus {
 	if n.notify != nil {
 		ns := n.notify.Snapshot()
 		s.Notify = &ns
+	}
+	if n.relay != nil {
+		s.Relay = n.relay.Status()
 	}
 	return s
 }
@@ -443,6 +450,21 @@ func printStatus(w io.Writer, s nodeStatus) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+	for i, p := range s.Relay {
+		label := ""
+		if i == 0 {
+			label = "relay:"
+		}
+		ack := "not acknowledged"
+		if p.Acknowledged {
+			ack = "acknowledged"
+		}
+		fmt.Fprintf(w, "%-13s %s %s: %s, %s (%s, %s ago)", label, p.Name, p.URL, short(p.Commit), ack, p.Result, time.Since(p.SentAt).Round(time.Second))
+		if p.LastError != "" {
+			fmt.Fprintf(w, ", last error: %s", p.LastError)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/failover"
 	"github.com/gitedge/gitedge/forge"
+	"github.com/gitedge/gitedge/gitsource/relay"
 	"github.com/gitedge/gitedge/infra"
 	"github.com/gitedge/gitedge/notify"
 	"github.com/gitedge/gitedge/reconcile"
@@ -58,6 +59,8 @@ func pageStatus(now time.Time) nodeStatus {
 		Forge: &forge.Snapshot{Forge: "github", Repository: "infra/edge" + hostile, Context: "gitedge/lb-0", LastError: "422 " + hostile, LastErrorAt: now.Add(-4 * time.Minute),
 			Statuses: []forge.Posted{{Commit: "0123456789abcdef", State: "failure", Description: "d " + hostile, At: now}}},
 		Notify: &notify.Snapshot{Sinks: []notify.SinkStatus{{Kind: "webhook", URL: "https://hooks.example/" + hostile, Sent: 3, LastError: "e " + hostile, LastErrorAt: now.Add(-7 * time.Second)}}},
+		Relay: []relay.PeerStatus{{Name: "lb-1" + hostile, URL: "http://192.0.2.251:9000/hook/relay" + hostile, Commit: "0123456789abcdef",
+			SentAt: now.Add(-2 * time.Second), Result: "refused" + hostile, LastError: "403 " + hostile}},
 	}
 }
 
@@ -92,7 +95,7 @@ func TestStatusPageEscapes(t *testing.T) {
 		`held by lb-1`, `held here`, `<b>lb-1`, // VRRP master by name
 		`id="infra"`, `Drift`, `memory is 2048, declared 4096`,
 		`id="bgp"`, `AS 65010`, `198.51.100.10/32`,
-		`id="forge"`, `id="notify"`,
+		`id="forge"`, `id="notify"`, `id="relay"`,
 		`last error 4m0s ago: 422 `, `>7s ago</span>: e `, // when forge and notify last failed
 		`href="/status"`, `href="/metrics"`,
 	} {

@@ -85,6 +85,7 @@ type Proxy struct {
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
 	park      parker
 	workers   *workers // goroutines for connections and tunnel directions
+	closer    closer   // closes finished tunnels' sockets in batches
 	lingering lingerCount
 	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
 	young     atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
@@ -518,6 +519,7 @@ func (p *Proxy) shutdown(graceful bool) {
 	wg.Wait()
 	p.drains.Wait()
 	p.conns.Wait()
+	p.closer.run()
 	p.park.close()
 	p.workers.close() // nothing runs a job any more: no connection, no parker
 	p.mu.Lock()

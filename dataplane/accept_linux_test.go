@@ -252,39 +252,86 @@ func TestOnGrid(t *testing.T) {
 	}
 }
 
-// TestCloserBatch: the closer closes what it was given within its batch
-// time, and at once when run directly (a stopping proxy).
+// TestCloserBatch: the first socket of a batch kicks the sweeper, and
+// run closes the batch.
 func TestCloserBatch(t *testing.T) {
 	t.Parallel()
-	var k closer
-	pair := func() (*os.File, *os.File) {
+	k := newCloser()
+	var files []*os.File
+	for range 2 {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close(); w.Close() })
-		return r, w
+		files = append(files, r, w)
+		k.close(dialedConn{r}, dialedConn{w})
 	}
-	closed := func(f *os.File) bool {
-		_, err := f.Stat()
-		return err != nil // closed
+	select {
+	case <-k.kick:
+	default:
+		t.Fatal("a batch did not kick the sweeper")
 	}
-	r1, w1 := pair()
-	k.close(dialedConn{r1}, dialedConn{w1})
-	testkit.Poll(t, waitFor, func() string {
-		if closed(r1) && closed(w1) {
-			return ""
-		}
-		return "the batch is not closed"
-	})
-	r2, w2 := pair()
-	r3, w3 := pair()
-	k.close(dialedConn{r2}, dialedConn{w2})
-	k.close(dialedConn{r3}, dialedConn{w3})
+	if !k.pending() {
+		t.Fatal("nothing pending")
+	}
 	k.run()
-	for _, f := range []*os.File{r2, w2, r3, w3} {
-		if !closed(f) {
+	for _, f := range files {
+		if _, err := f.Stat(); err == nil {
 			t.Fatalf("%s not closed by run", f.Name())
 		}
+	}
+	if k.pending() {
+		t.Fatal("still pending after run")
+	}
+}
+
+// TestTunnelSocketsClosed: a running proxy closes a finished tunnel's
+// sockets (on its sweeper's tick), whether the tunnel ended with both
+// EOFs or with the server resetting.
+func TestTunnelSocketsClosed(t *testing.T) {
+	t.Parallel()
+	hello := clientHelloBytes(t, "a.test")
+	for _, reset := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reset=%v", reset), func(t *testing.T) {
+			server := rawServer(t, func(c net.Conn) {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(waitFor))
+				if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "answer\n")
+				if reset {
+					_ = c.(*net.TCPConn).SetLinger(0)
+				}
+			})
+			p := startProxy(t, Config{
+				Listeners: []Listener{tlsListener("tls", "b")},
+				Backends:  []Backend{backendOf("b", srv("s1", server))},
+			})
+			c, err := net.Dial("tcp", p.addr(t, "tls"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(waitFor))
+			if _, err := c.Write(hello); err != nil {
+				t.Fatal(err)
+			}
+			ans, _ := io.ReadAll(c) // the server's close reaches the client
+			if string(ans) != "answer\n" {
+				t.Fatalf("client read %q", ans)
+			}
+			c.Close()
+			testkit.Poll(t, waitFor, func() string {
+				if n := p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}); n != 0 {
+					return fmt.Sprintf("%v connections open", n)
+				}
+				if p.closer.pending() {
+					return "sockets wait to be closed"
+				}
+				return ""
+			})
+		})
 	}
 }

@@ -1,56 +1,57 @@
 package dataplane
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
-// closer closes the sockets of finished tunnels in batches, closeBatch
-// after the first of a batch. Both directions of such a tunnel ended
-// with an EOF and passed it on (shutdown), so each peer has had its FIN
-// and nothing is left to send: only the descriptor remains. close(2) is
-// the one call per connection the proxy cannot make raw (the netpoller
-// owns the descriptor), and the first such call after the proxy idled
-// wakes the runtime's monitor thread, which then ticks every 20 µs while
-// the proxy works: with one close per connection, that was about two
-// context switches per new TLS connection. In a batch, the monitor wakes
-// once per batch.
+// closer closes the sockets of finished tunnels in batches, on the idle
+// sweeper's tick (park.go: every 20 ms, 5 ms in a crowd). Both peers of
+// such a tunnel have had their FIN already (a passed-on EOF, or a
+// shutdown when the tunnel ended otherwise): only the descriptors are
+// left. close(2) is the one call per connection the proxy cannot make
+// raw (the netpoller owns the descriptor), and the first such call after
+// the proxy idled wakes the runtime's monitor thread, which then ticks
+// every 20 µs while the proxy works: in a profile of new TLS connections
+// that was about two context switches per connection. In a batch, the
+// monitor wakes once per tick, and the tick is a wake-up the proxy has
+// anyway.
 type closer struct {
 	mu    sync.Mutex
 	q     []sockConn
 	spare []sockConn
-	t     *time.Timer
-	armed bool
-	flush sync.Mutex // held while a batch closes
+	kick  chan struct{} // buffered (1): the first of a batch starts the sweeper
+	flush sync.Mutex    // held while a batch closes
 }
 
-// closeBatch is how long a finished tunnel's descriptors may wait: short
-// against any descriptor limit (at 10,000 connections a second, 100 wait).
-const closeBatch = 10 * time.Millisecond
+func newCloser() closer { return closer{kick: make(chan struct{}, 1)} }
 
-// close closes a and b within closeBatch.
+// close closes a and b with the next batch.
 func (k *closer) close(a, b sockConn) {
 	k.mu.Lock()
+	first := len(k.q) == 0
 	k.q = append(k.q, a, b)
-	if !k.armed {
-		k.armed = true
-		if k.t == nil {
-			k.t = time.AfterFunc(closeBatch, k.run)
-		} else {
-			k.t.Reset(closeBatch)
+	k.mu.Unlock()
+	if first {
+		select {
+		case k.kick <- struct{}{}:
+		default:
 		}
 	}
-	k.mu.Unlock()
 }
 
-// run closes the batch waiting; also called by a stopping proxy.
+// pending reports whether a batch waits.
+func (k *closer) pending() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.q) > 0
+}
+
+// run closes the batch waiting. Called by the sweeper, and by a stopping
+// proxy once every connection has ended.
 func (k *closer) run() {
 	k.flush.Lock()
 	defer k.flush.Unlock()
 	k.mu.Lock()
 	q := k.q
 	k.q, k.spare = k.spare[:0], nil
-	k.armed = false
 	k.mu.Unlock()
 	for i, c := range q {
 		c.Close()

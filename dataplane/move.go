@@ -129,6 +129,10 @@ func (s *side) init(c sockConn, timeout time.Duration) error {
 // closeWrite half-closes the socket: its FIN goes out.
 func (s *side) closeWrite() { _ = s.rc.Control(shutdownWrite) }
 
+// shutdown ends the socket both ways (its FIN goes out; a read returns
+// EOF, a write EPIPE), leaving the descriptor to its owner.
+func (s *side) shutdown() { _ = s.rc.Control(shutdownBoth) }
+
 // write writes all of p, waiting in the netpoller while the socket is
 // full. Unlike c.Write, its syscalls are raw (sys_linux.go).
 func (s *side) write(p []byte) (int, error) {

@@ -165,6 +165,7 @@ func New(opts Options) *Proxy {
 	p.park.p = p
 	p.lingering.kick = make(chan struct{}, 1)
 	p.workers = newWorkers()
+	p.closer = newCloser()
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -452,7 +453,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
-	// The idle sweeper ticks only while goroutines wait idle.
+	// The idle sweeper ticks only while goroutines wait idle or sockets
+	// wait to be closed.
 	idle := time.NewTicker(idleSweep)
 	defer idle.Stop()
 	every := idleSweep // 0: stopped
@@ -470,8 +472,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 				every = idleSweep
 				idle.Reset(every)
 			}
+		case <-p.closer.kick:
+			if every == 0 {
+				every = idleSweep
+				idle.Reset(every)
+			}
 		case <-idle.C:
-			switch next := p.sweepIdle(); {
+			p.closer.run()
+			next := p.sweepIdle()
+			if next == 0 && p.closer.pending() {
+				next = idleSweep
+			}
+			switch {
 			case next == 0:
 				idle.Stop()
 				every = 0

@@ -115,13 +115,14 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	t := newTunnel(c.sock.p, &c.cl, &up.side, b.cfg.IdleTimeout, true)
 	c.tun.Store(t)
 	t.start(func(toServer, toClient int64) {
-		if t.clean() {
-			c.sock.p.closer.close(up.c, c.cl.c)
-			up.forget(c.sock.p)
-		} else {
-			up.closeTunnel(c.sock.p)
-			c.cl.c.Close()
+		if !t.clean() {
+			// An error or a cut: both peers learn now (a FIN), the
+			// descriptors go with the next batch.
+			up.shutdown()
+			c.cl.shutdown()
 		}
+		c.sock.p.closer.close(up.c, c.cl.c)
+		up.forget(c.sock.p)
 		s.release()
 		in += toServer
 		c.lm.bytesIn.Add(float64(in))

@@ -124,12 +124,15 @@ func (t *tunnel) finish(d *tunDir) {
 	}
 }
 
-// cut closes both sides and ends the directions that are parked (their
-// descriptors leave the epoll set as they close, so nothing would wake
-// them); running directions end on their next read or write.
+// cut shuts both sides down and ends the directions that are parked
+// (nothing would wake them); running directions end on their next read
+// (an EOF) or write (EPIPE), and the tunnel's owner closes the sockets
+// once both have ended. A raw shutdown rather than a close: close(2) is
+// a call the runtime sees (see closer), and a close would not reach a
+// direction parked on the descriptor anyway.
 func (t *tunnel) cut() {
-	t.a.c.Close()
-	t.b.c.Close()
+	t.a.shutdown()
+	t.b.shutdown()
 	for _, d := range []*tunDir{&t.ab, &t.ba} {
 		if d.state.CompareAndSwap(stParked, stBusy) {
 			t.p.park.mu.Lock()

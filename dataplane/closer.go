@@ -1,9 +1,13 @@
 package dataplane
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
-// closer closes the sockets of finished tunnels in batches, on the idle
-// sweeper's tick (park.go: every 20 ms, 5 ms in a crowd). Both peers of
+// closer closes the sockets of finished tunnels in batches: on the idle
+// sweeper's tick (park.go), which comes within closeSweep while a batch
+// waits, or at once when closeBatchMax sockets wait. Both peers of
 // such a tunnel have had their FIN already (a passed-on EOF, or a
 // shutdown when the tunnel ended otherwise): only the descriptors are
 // left. close(2) is the one call per connection the proxy cannot make
@@ -23,12 +27,25 @@ type closer struct {
 
 func newCloser() closer { return closer{kick: make(chan struct{}, 1)} }
 
+// closeSweep is the longest a batch waits for the sweeper's tick, and
+// closeBatchMax the most sockets it holds: a fuller batch closes at
+// once, on the goroutine that filled it.
+const (
+	closeSweep    = 100 * time.Millisecond
+	closeBatchMax = 128
+)
+
 // close closes a and b with the next batch.
 func (k *closer) close(a, b sockConn) {
 	k.mu.Lock()
 	first := len(k.q) == 0
 	k.q = append(k.q, a, b)
+	full := len(k.q) >= closeBatchMax
 	k.mu.Unlock()
+	if full {
+		k.run()
+		return
+	}
 	if first {
 		select {
 		case k.kick <- struct{}{}:

@@ -63,6 +63,13 @@ func (p *Proxy) newClientConn(s *listenSock, c sockConn, peer, local netip.AddrP
 	}
 	cc.peer, cc.local = peer, local
 	p.conns.Add(1)
+	if cc.httpMode && p.sweepQuiet.Load() && p.sweepQuiet.CompareAndSwap(true, false) {
+		// It may wait idle soon: the sweeper goes back to its pace.
+		select {
+		case p.lingering.kick <- struct{}{}:
+		default:
+		}
+	}
 	if s.track(cc) {
 		cc.draining.Store(true)
 	}

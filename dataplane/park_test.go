@@ -261,11 +261,13 @@ func TestYoungTunnel(t *testing.T) {
 	be := startTLSBackend(t, "t1", false)
 	cfg := Config{Listeners: []Listener{tlsListener("tls", "tb")}, Backends: []Backend{backendOf("tb", srv("t1", be))}}
 	p := startProxy(t, cfg)
+	// Before the client connects: the tunnel is younger than this (the
+	// handshake through it takes a while under -race on a loaded machine).
+	born := time.Now()
 	line, _ := tlsHello(t, p.addr(t, "tls"), "a.test")
 	if !strings.HasPrefix(line, "t1 ") {
 		t.Fatalf("greeting %q", line)
 	}
-	born := time.Now()
 	// Both directions wait idle, well past tunnelLinger, and stay unparked
 	// while the tunnel is young.
 	for time.Since(born) < tunnelYoung/2 {

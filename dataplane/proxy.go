@@ -83,12 +83,15 @@ type Proxy struct {
 	loopLogs map[string]*rateLog
 
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
-	park      parker
-	workers   *workers // goroutines for connections and tunnel directions
-	closer    closer   // closes finished tunnels' sockets in batches
-	lingering lingerCount
-	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
-	young     atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
+	park    parker
+	workers *workers // goroutines for connections and tunnel directions
+	closer  closer   // closes finished tunnels' sockets in batches
+	// sweepQuiet: the idle sweeper sleeps longer than idleSweep (only
+	// young tunnels wait); a new http connection wakes it.
+	sweepQuiet atomic.Bool
+	lingering  lingerCount
+	linger     atomic.Int64 // tests: replaces idleLinger (ns) when set
+	young      atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool
@@ -468,20 +471,32 @@ func (p *Proxy) Run(ctx context.Context) error {
 		case <-sweep.C:
 			p.sweepPools()
 		case <-p.lingering.kick:
-			if every == 0 {
-				every = idleSweep
+			// The first waiter, a crowd forming, or a new http
+			// connection while the sweeper was quiet (sweepQuiet
+			// cleared): another young tunnel's waiter leaves a quiet
+			// sweeper asleep.
+			want := every
+			switch {
+			case p.lingering.Load() > manyIdle:
+				want = crowdSweep
+			case every == 0 || every > idleSweep && !p.sweepQuiet.Load():
+				want = idleSweep
+			}
+			if want != every && (every == 0 || want < every) {
+				every = want
 				idle.Reset(every)
 			}
 		case <-p.closer.kick:
-			if every == 0 {
-				every = idleSweep
+			if every == 0 || every > closeSweep {
+				every = closeSweep
 				idle.Reset(every)
 			}
 		case <-idle.C:
 			p.closer.run()
 			next := p.sweepIdle()
-			if next == 0 && p.closer.pending() {
-				next = idleSweep
+			p.sweepQuiet.Store(next > idleSweep)
+			if p.closer.pending() && (next == 0 || next > closeSweep) {
+				next = closeSweep
 			}
 			switch {
 			case next == 0:

@@ -53,7 +53,7 @@ type clientConn struct {
 }
 
 // newClientConn wraps an accepted connection; nil if it was refused.
-func (p *Proxy) newClientConn(s *listenSock, c *net.TCPConn, lg *listenerGen) *clientConn {
+func (p *Proxy) newClientConn(s *listenSock, c sockConn, peer, local netip.AddrPort, lg *listenerGen) *clientConn {
 	cc := &clientConn{httpMode: lg.cfg.Mode == ModeHTTP}
 	cc.parkIdx = -1
 	cc.sock, cc.lm, cc.accepted = s, lg.m, time.Now().UnixNano()
@@ -61,11 +61,15 @@ func (p *Proxy) newClientConn(s *listenSock, c *net.TCPConn, lg *listenerGen) *c
 		c.Close()
 		return nil
 	}
-	cc.peer = c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	cc.peer = netip.AddrPortFrom(cc.peer.Addr().Unmap(), cc.peer.Port())
-	cc.local = c.LocalAddr().(*net.TCPAddr).AddrPort()
-	cc.local = netip.AddrPortFrom(cc.local.Addr().Unmap(), cc.local.Port())
+	cc.peer, cc.local = peer, local
 	p.conns.Add(1)
+	if cc.httpMode && p.sweepQuiet.Load() && p.sweepQuiet.CompareAndSwap(true, false) {
+		// It may wait idle soon: the sweeper goes back to its pace.
+		select {
+		case p.lingering.kick <- struct{}{}:
+		default:
+		}
+	}
 	if s.track(cc) {
 		cc.draining.Store(true)
 	}
@@ -169,8 +173,8 @@ func (c *clientConn) acceptProxyHeader(lg *listenerGen) (rest []byte, err error)
 	if lg.cfg.Mode == ModeTLS {
 		timeout = lg.cfg.InspectTimeout
 	}
-	_ = c.cl.c.SetReadDeadline(time.Now().Add(timeout))
-	hdr, rest, err := readProxyHeader(c.cl.c)
+	c.cl.dl.readAt(c.cl.c, time.Now().UnixNano()+int64(timeout))
+	hdr, rest, err := readProxyHeader(&c.cl)
 	if err != nil {
 		return nil, err
 	}

@@ -145,3 +145,9 @@ func localAddr(rc syscall.RawConn) (netip.AddrPort, error) {
 func shutdownWrite(fd uintptr) {
 	_, _, _ = unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_WR, 0)
 }
+
+// shutdownBoth shuts a socket down both ways; an error (not connected)
+// is ignored.
+func shutdownBoth(fd uintptr) {
+	_, _, _ = unix.RawSyscall(unix.SYS_SHUTDOWN, fd, unix.SHUT_RDWR, 0)
+}

@@ -26,3 +26,5 @@ func localAddr(syscall.RawConn) (netip.AddrPort, error) {
 }
 
 func shutdownWrite(uintptr) {}
+
+func shutdownBoth(uintptr) {}

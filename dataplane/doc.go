@@ -15,8 +15,11 @@
 // buffer, upgraded connections and TLS tunnels are copied through a pooled
 // buffer until a read fills it, then move with splice(2) through pipes
 // taken only while bytes flow. New connections and tunnel directions run
-// on pooled worker goroutines, and servers are dialled with raw syscalls
-// (BenchmarkNewConn: allocations, CPU and system calls per connection).
+// on pooled worker goroutines; connections are accepted and servers
+// dialled with raw syscalls, and every per-connection call the runtime
+// would see is raw or batched (a finished tunnel's closes), since such a
+// call wakes the runtime's monitor thread (BenchmarkNewConn: allocations,
+// CPU, context switches and system calls per connection).
 //
 // # Idle connections
 //
@@ -26,7 +29,7 @@
 // socket waits in an epoll set of the proxy's own (EPOLLONESHOT), itself
 // waited on through Go's netpoller by one goroutine that hands readable
 // sockets to workers (park.go). An idle HTTP connection then costs about
-// 1.5 KB and an idle passthrough connection about 3.6 KB (docs/benchmarks.md).
+// 1.7 KB and an idle passthrough connection about 3.2 KB (docs/benchmarks.md).
 //
 // # Reload
 //

@@ -20,6 +20,7 @@ type listenSock struct {
 	p    *Proxy
 	bind Bind
 	ln   *net.TCPListener
+	acc  acceptor // the accept loop's; opened by start
 	cur  atomic.Pointer[listenerGen]
 
 	mu       sync.Mutex
@@ -104,9 +105,24 @@ func (s *listenSock) start() {
 		return
 	}
 	s.started = true
+	if err := s.acc.open(s.ln, s.bind); err != nil {
+		s.p.log.Warn("the listener accepts through the net package (more CPU per connection)", "bind", s.bind.String(), "error", err)
+	}
 	s.healthy.Store(true)
 	s.accepted.Add(1)
 	go s.acceptLoop()
+}
+
+// acceptNet accepts through the net package: off Linux, or where the
+// raw acceptor could not be opened.
+func acceptNet(ln *net.TCPListener) (sockConn, netip.AddrPort, netip.AddrPort, error) {
+	c, err := ln.AcceptTCP()
+	if err != nil {
+		return nil, netip.AddrPort{}, netip.AddrPort{}, err
+	}
+	peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	return c, netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()), netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nil
 }
 
 // acceptLoop accepts until the socket is closed. Temporary errors (out of
@@ -115,7 +131,7 @@ func (s *listenSock) acceptLoop() {
 	defer s.accepted.Done()
 	var delay time.Duration
 	for {
-		c, err := s.ln.AcceptTCP()
+		c, peer, local, err := s.acc.accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -146,7 +162,7 @@ func (s *listenSock) acceptLoop() {
 			c.Close()
 			continue
 		}
-		cc := s.p.newClientConn(s, c, lg)
+		cc := s.p.newClientConn(s, c, peer, local, lg)
 		if cc == nil {
 			continue
 		}
@@ -187,6 +203,7 @@ func (s *listenSock) stopAccepting() {
 	for c := range s.conns {
 		c.draining.Store(true)
 	}
+	s.acc.close() // the accept loop's duplicate: the socket closes with ln
 	s.mu.Unlock()
 	s.last.Store(s.cur.Load()) // before cur is nil: the accept loop finds one of them
 	s.cur.Store(nil)

@@ -38,9 +38,25 @@ var pipes struct {
 // deadlines keeps a conn's read and write deadlines at least timeout-slack
 // ahead without touching the runtime timer on every I/O: a timer update
 // costs more than the rest of a small request's bookkeeping.
+//
+// Deadlines fall on a grid of deadlineGrid (rounded up). A deadline is a
+// runtime timer, and a timer the connection moved later or stopped keeps
+// its old place in the timer heap until that time comes: the proxy's
+// thread and the runtime's monitor then wake up for it. Every new
+// connection left one or more such wake-ups behind it (its inspect or
+// request timeout, seconds later); on the grid, all the connections of
+// one grid step share one.
 type deadlines struct {
 	rd, wd int64 // unix nanoseconds currently set; 0 none
 }
+
+// deadlineGrid is the step deadlines are rounded up to: at most about
+// 60 timer wake-ups a second, whatever the connection rate; a timeout
+// fires up to this much late.
+const deadlineGrid = 1 << 24 // ns, 16.8 ms
+
+// onGrid rounds a unix-nanosecond time up to the deadline grid.
+func onGrid(t int64) int64 { return (t + deadlineGrid - 1) &^ (deadlineGrid - 1) }
 
 // slack is how stale a deadline may get before it is pushed again: a
 // tenth of the timeout, at most one second.
@@ -49,7 +65,7 @@ func slack(timeout time.Duration) int64 {
 }
 
 func (d *deadlines) read(c sockConn, now int64, timeout time.Duration) {
-	want := now + int64(timeout)
+	want := onGrid(now + int64(timeout))
 	if d.rd > now && d.rd <= want && want-d.rd < slack(timeout) {
 		return
 	}
@@ -57,14 +73,16 @@ func (d *deadlines) read(c sockConn, now int64, timeout time.Duration) {
 	_ = c.SetReadDeadline(time.Unix(0, want))
 }
 
-// readAt sets an exact read deadline (a request head's own timeout).
+// readAt sets a read deadline at a given time (a request head's own
+// timeout), on the grid.
 func (d *deadlines) readAt(c sockConn, at int64) {
+	at = onGrid(at)
 	d.rd = at
 	_ = c.SetReadDeadline(time.Unix(0, at))
 }
 
 func (d *deadlines) write(c sockConn, now int64, timeout time.Duration) {
-	want := now + int64(timeout)
+	want := onGrid(now + int64(timeout))
 	if d.wd > now && d.wd <= want && want-d.wd < slack(timeout) {
 		return
 	}
@@ -110,6 +128,10 @@ func (s *side) init(c sockConn, timeout time.Duration) error {
 
 // closeWrite half-closes the socket: its FIN goes out.
 func (s *side) closeWrite() { _ = s.rc.Control(shutdownWrite) }
+
+// shutdown ends the socket both ways (its FIN goes out; a read returns
+// EOF, a write EPIPE), leaving the descriptor to its owner.
+func (s *side) shutdown() { _ = s.rc.Control(shutdownBoth) }
 
 // write writes all of p, waiting in the netpoller while the socket is
 // full. Unlike c.Write, its syscalls are raw (sys_linux.go).
@@ -161,6 +183,9 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 	}
 	return true
 }
+
+// Read is read, for readers of a PROXY header.
+func (s *side) Read(p []byte) (int, error) { return s.read(p) }
 
 // read reads into p. Reading through RawConn rather than c.Read keeps
 // the error values plain (no *net.OpError allocated on a deadline).

@@ -41,11 +41,20 @@ const newConnParallel = 8
 // server connection. tls-close: a ClientHello routed by SNI, a new server
 // connection, a short answer, both closed (no TLS handshake: the proxy
 // never terminates TLS, so the crypto is the peers' cost, not its own).
+// tls-paced: the exchanges of a TLS 1.3 handshake and one request (a
+// ClientHello, the server's 3 KB flight, the client's Finished and
+// request, the answer, the server's close, then the client's), at
+// newConnRate connections a second: the proxy idles between events as in
+// the bench harness's tls-close, so what an idle-to-busy wake-up costs
+// (the runtime's threads, timers) shows in cpu-µs/conn and ctxsw/conn.
 func BenchmarkNewConn(b *testing.B) {
-	for _, mode := range []string{"http-close", "tls-close"} {
+	for _, mode := range []string{"http-close", "tls-close", "tls-paced"} {
 		b.Run(mode, func(b *testing.B) { benchNewConn(b, mode) })
 	}
 }
+
+// newConnRate is tls-paced's connections per second.
+const newConnRate = 400
 
 func benchNewConn(b *testing.B, mode string) {
 	peer := startNewConnPeer(b, mode)
@@ -69,6 +78,7 @@ func benchNewConn(b *testing.B, mode string) {
 	p := startProxy(b, cfg, func(o *Options) { o.Logger = nil })
 	addr := p.addr(b, listener)
 	peer.run(b, addr, 2*newConnParallel) // warm up: pools, goroutines, buffers
+	sw0 := contextSwitches(b)
 	var tracer *syscallCounter
 	if os.Getenv(straceEnv) != "" {
 		tracer = startSyscallCounter(b)
@@ -83,9 +93,34 @@ func benchNewConn(b *testing.B, mode string) {
 	cpu := time.Duration(syscall.TimevalToNsec(after.Utime) - syscall.TimevalToNsec(before.Utime) +
 		syscall.TimevalToNsec(after.Stime) - syscall.TimevalToNsec(before.Stime))
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/conn")
+	b.ReportMetric(float64(contextSwitches(b)-sw0)/float64(b.N), "ctxsw/conn")
 	if tracer != nil {
 		b.ReportMetric(float64(tracer.stop(b))/float64(b.N), "syscalls/conn")
 	}
+}
+
+// contextSwitches sums the voluntary and involuntary context switches of
+// this process's threads (the proxy's: the peers are another process).
+func contextSwitches(b *testing.B) int64 {
+	b.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, t := range tasks {
+		st, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(st), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += x
+			}
+		}
+	}
+	return n
 }
 
 // straceEnv set makes BenchmarkNewConn count the proxy's system calls
@@ -231,11 +266,20 @@ func TestNewConnPeer(t *testing.T) {
 		req = []byte("GET / HTTP/1.1\r\nHost: a.test\r\nUser-Agent: bench\r\nConnection: close\r\n\r\n")
 	} else {
 		hello = clientHelloBytes(t, "a.test")
+		paced := mode == "tls-paced"
 		backend = rawServer(t, func(c net.Conn) {
 			defer c.Close()
 			buf := make([]byte, len(hello))
 			if _, err := io.ReadFull(c, buf); err != nil {
 				return
+			}
+			if paced {
+				if _, err := c.Write(serverFlight); err != nil {
+					return
+				}
+				if _, err := io.ReadFull(c, buf[:len(clientFinished)]); err != nil {
+					return
+				}
 			}
 			_, _ = c.Write([]byte("tls answer\n"))
 		})
@@ -249,7 +293,11 @@ func TestNewConnPeer(t *testing.T) {
 			t.Fatalf("bad command %q", sc.Text())
 		}
 		n, _ := strconv.Atoi(f[2])
-		if err := newConnClients(f[1], n, req, mode == "http-close"); err != nil {
+		run := newConnClients
+		if mode == "tls-paced" {
+			run = pacedClients
+		}
+		if err := run(f[1], n, req, mode == "http-close"); err != nil {
 			fmt.Printf("error: %v\n", err)
 			continue
 		}
@@ -298,6 +346,68 @@ func newConnClients(addr string, n int, req []byte, wantHTTP bool) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// What tls-paced's peers send after the ClientHello: a server's first
+// flight (ServerHello to Finished, with a certificate chain) and the
+// client's Finished with a request.
+var (
+	serverFlight   = bytes.Repeat([]byte{0x17}, 3000)
+	clientFinished = bytes.Repeat([]byte{0x17}, 120)
+)
+
+// pacedClients makes n connections at newConnRate a second (at most 64
+// open at once), each a handshake's exchanges: hello, the server's
+// flight, the client's Finished and request, the answer and EOF.
+func pacedClients(addr string, n int, hello []byte, _ bool) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 64)
+	tick := time.NewTicker(time.Second / newConnRate)
+	defer tick.Stop()
+	for range n {
+		<-tick.C
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs <- pacedConn(addr, hello)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pacedConn(addr string, hello []byte) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(waitFor))
+	if _, err := c.Write(hello); err != nil {
+		return err
+	}
+	buf := make([]byte, len(serverFlight))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("server flight: %w", err)
+	}
+	if _, err := c.Write(clientFinished); err != nil {
+		return err
+	}
+	ans, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if string(ans) != "tls answer\n" {
+		return fmt.Errorf("unexpected answer %q", ans)
+	}
+	return nil
 }
 
 // clientHelloBytes returns the first flight of a TLS client (its

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -57,6 +58,14 @@ const (
 	manyIdle    = 256
 	idleSweep   = 20 * time.Millisecond
 	crowdSweep  = busyLinger
+	// quietSweep bounds the sweeper's sleep while only young tunnels
+	// (and connections waiting for a ClientHello) wait idle: none may
+	// park before the oldest comes of age, and a tick 50 times a second
+	// for nothing was a wake-up of the proxy's thread and of the
+	// runtime's monitor each (a tenth of the context switches per new
+	// TLS connection). A crowd, or a new http connection, wakes the
+	// sweeper at once.
+	quietSweep = 250 * time.Millisecond
 )
 
 // parkFields is the state the parker and the sweeper need of something
@@ -84,7 +93,7 @@ type lingerCount struct {
 }
 
 func (l *lingerCount) Add(d int64) {
-	if l.n.Add(d) == 1 && d > 0 {
+	if n := l.n.Add(d); d > 0 && (n == 1 || n == manyIdle+1) { // the first, or a crowd forming
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -288,7 +297,8 @@ func (k *parker) down(i int) {
 
 // sweepIdle asks the http connections and tunnel directions idle for
 // idleLinger (busyLinger in a crowd) to park. It returns when to sweep
-// again: 0 when no goroutine waits idle.
+// again: 0 when no goroutine waits idle; up to quietSweep when only
+// young tunnels could park, none before it comes of age.
 func (p *Proxy) sweepIdle() time.Duration {
 	n := p.lingering.Load()
 	if n == 0 {
@@ -312,26 +322,38 @@ func (p *Proxy) sweepIdle() time.Duration {
 	if crowd {
 		bornCut = now
 	}
+	quiet := !crowd                 // only young tunnels seen so far
+	var ofAge int64 = math.MaxInt64 // when the youngest-but-oldest tunnel may park
 	p.mu.Lock()
 	for _, s := range p.socks {
 		s.mu.Lock()
 		for c := range s.conns {
 			switch {
 			case c.httpMode:
+				quiet = false
 				if c.state.Load() == stIdle && c.idleAt.Load() <= cut {
 					c.askPark(c.cl.c)
 				}
 			default:
-				if t := c.tun.Load(); t != nil && t.born <= bornCut {
+				t := c.tun.Load()
+				switch {
+				case t == nil: // waiting for its ClientHello: a young tunnel next
+				case t.born <= bornCut:
+					quiet = false
 					t.sweep(tunCut)
+				default:
+					ofAge = min(ofAge, t.born+young)
 				}
 			}
 		}
 		s.mu.Unlock()
 	}
 	p.mu.Unlock()
-	if crowd {
+	switch {
+	case crowd:
 		return crowdSweep
+	case quiet:
+		return min(max(time.Duration(ofAge-now), idleSweep), quietSweep)
 	}
 	return idleSweep
 }

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,9 +69,9 @@ func (k *parker) park(x parkable, deadline int64) bool {
 	if f.inEpoll {
 		op = unix.EPOLL_CTL_MOD
 	}
-	err := unix.EpollCtl(k.ep, op, int(fd), &ev)
+	err := epollCtl(k.ep, op, int(fd), &ev)
 	if err == unix.EEXIST {
-		err = unix.EpollCtl(k.ep, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		err = epollCtl(k.ep, unix.EPOLL_CTL_MOD, int(fd), &ev)
 	}
 	if err != nil {
 		if !f.state.CompareAndSwap(stParked, stBusy) {
@@ -95,7 +96,7 @@ func (k *parker) wait() {
 	n := 0
 	poll := func(uintptr) bool {
 		for {
-			m, err := unix.EpollWait(k.ep, evs, 0)
+			m, err := epollPoll(k.ep, evs)
 			if err == unix.EINTR {
 				continue
 			}
@@ -126,4 +127,27 @@ func (k *parker) wait() {
 		}
 		k.mu.Unlock()
 	}
+}
+
+// The parker's epoll calls are raw, as a connection's reads and writes
+// (sys_linux.go): neither blocks (the wait has a zero timeout), and a
+// call through syscall.Syscall wakes the runtime's monitor thread when
+// the proxy has idled (see closer).
+
+// epollPoll is epoll_pwait(2) with a zero timeout and no signal mask.
+func epollPoll(ep int, evs []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// epollCtl is epoll_ctl(2).
+func epollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }

@@ -83,11 +83,15 @@ type Proxy struct {
 	loopLogs map[string]*rateLog
 
 	// Idle parking (park.go): lingering counts goroutines waiting idle.
-	park      parker
-	workers   *workers // goroutines for connections and tunnel directions
-	lingering lingerCount
-	linger    atomic.Int64 // tests: replaces idleLinger (ns) when set
-	young     atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
+	park    parker
+	workers *workers // goroutines for connections and tunnel directions
+	closer  closer   // closes finished tunnels' sockets in batches
+	// sweepQuiet: the idle sweeper sleeps longer than idleSweep (only
+	// young tunnels wait); a new http connection wakes it.
+	sweepQuiet atomic.Bool
+	lingering  lingerCount
+	linger     atomic.Int64 // tests: replaces idleLinger (ns) when set
+	young      atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool
@@ -164,6 +168,7 @@ func New(opts Options) *Proxy {
 	p.park.p = p
 	p.lingering.kick = make(chan struct{}, 1)
 	p.workers = newWorkers()
+	p.closer = newCloser()
 	p.bg, p.bgCancel = context.WithCancel(context.Background())
 	return p
 }
@@ -451,7 +456,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Unlock()
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
-	// The idle sweeper ticks only while goroutines wait idle.
+	// The idle sweeper ticks only while goroutines wait idle or sockets
+	// wait to be closed.
 	idle := time.NewTicker(idleSweep)
 	defer idle.Stop()
 	every := idleSweep // 0: stopped
@@ -465,12 +471,34 @@ func (p *Proxy) Run(ctx context.Context) error {
 		case <-sweep.C:
 			p.sweepPools()
 		case <-p.lingering.kick:
-			if every == 0 {
-				every = idleSweep
+			// The first waiter, a crowd forming, or a new http
+			// connection while the sweeper was quiet (sweepQuiet
+			// cleared): another young tunnel's waiter leaves a quiet
+			// sweeper asleep.
+			want := every
+			switch {
+			case p.lingering.Load() > manyIdle:
+				want = crowdSweep
+			case every == 0 || every > idleSweep && !p.sweepQuiet.Load():
+				want = idleSweep
+			}
+			if want != every && (every == 0 || want < every) {
+				every = want
+				idle.Reset(every)
+			}
+		case <-p.closer.kick:
+			if every == 0 || every > closeSweep {
+				every = closeSweep
 				idle.Reset(every)
 			}
 		case <-idle.C:
-			switch next := p.sweepIdle(); {
+			p.closer.run()
+			next := p.sweepIdle()
+			p.sweepQuiet.Store(next > idleSweep)
+			if p.closer.pending() && (next == 0 || next > closeSweep) {
+				next = closeSweep
+			}
+			switch {
 			case next == 0:
 				idle.Stop()
 				every = 0
@@ -518,6 +546,7 @@ func (p *Proxy) shutdown(graceful bool) {
 	wg.Wait()
 	p.drains.Wait()
 	p.conns.Wait()
+	p.closer.run()
 	p.park.close()
 	p.workers.close() // nothing runs a job any more: no connection, no parker
 	p.mu.Lock()

@@ -56,7 +56,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		if idle && !c.enterIdle(0) {
 			return false
 		}
-		r, err := c.cl.c.Read(buf.b[n:])
+		r, err := c.cl.read(buf.b[n:])
 		if idle {
 			c.leaveIdle()
 		}
@@ -115,8 +115,14 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	t := newTunnel(c.sock.p, &c.cl, &up.side, b.cfg.IdleTimeout, true)
 	c.tun.Store(t)
 	t.start(func(toServer, toClient int64) {
-		up.closeTunnel(c.sock.p)
-		c.cl.c.Close()
+		if !t.clean() {
+			// An error or a cut: both peers learn now (a FIN), the
+			// descriptors go with the next batch.
+			up.shutdown()
+			c.cl.shutdown()
+		}
+		c.sock.p.closer.close(up.c, c.cl.c)
+		up.forget(c.sock.p)
 		s.release()
 		in += toServer
 		c.lm.bytesIn.Add(float64(in))

@@ -27,6 +27,7 @@ type tunnel struct {
 	parks  bool
 
 	left atomic.Int32 // directions still running
+	eofs atomic.Int32 // directions that ended with an EOF passed on
 	done func(aToB, bToA int64)
 }
 
@@ -62,6 +63,10 @@ func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
 
 func (t *tunnel) touch(now int64) { t.last.Store(now) }
 
+// clean reports, once both directions ended, whether each ended with an
+// EOF passed on: both peers have their FIN, only the descriptors remain.
+func (t *tunnel) clean() bool { return t.eofs.Load() == 2 }
+
 // run relays until both directions end and returns the bytes moved from a
 // to b and from b to a. The caller closes both conns.
 func (t *tunnel) run() (aToB, bToA int64) {
@@ -91,6 +96,7 @@ func (t *tunnel) pump(d *tunDir) {
 		case err == nil:
 			// EOF from the source: pass the half-close on.
 			m.dst.closeWrite()
+			t.eofs.Add(1)
 			t.finish(d)
 			return
 		case err == errParkAsked:
@@ -118,12 +124,15 @@ func (t *tunnel) finish(d *tunDir) {
 	}
 }
 
-// cut closes both sides and ends the directions that are parked (their
-// descriptors leave the epoll set as they close, so nothing would wake
-// them); running directions end on their next read or write.
+// cut shuts both sides down and ends the directions that are parked
+// (nothing would wake them); running directions end on their next read
+// (an EOF) or write (EPIPE), and the tunnel's owner closes the sockets
+// once both have ended. A raw shutdown rather than a close: close(2) is
+// a call the runtime sees (see closer), and a close would not reach a
+// direction parked on the descriptor anyway.
 func (t *tunnel) cut() {
-	t.a.c.Close()
-	t.b.c.Close()
+	t.a.shutdown()
+	t.b.shutdown()
 	for _, d := range []*tunDir{&t.ab, &t.ba} {
 		if d.state.CompareAndSwap(stParked, stBusy) {
 			t.p.park.mu.Lock()

@@ -101,6 +101,12 @@ func newUpConn(c sockConn, b *backend, s *server, peer, local netip.AddrPort) (*
 // local address.
 func (u *upConn) closeTunnel(p *Proxy) {
 	u.c.Close()
+	u.forget(p)
+}
+
+// forget forgets the local address of a tunnel's server connection
+// (closed by the caller).
+func (u *upConn) forget(p *Proxy) {
 	if u.own.local.IsValid() {
 		p.dials.remove(u.own)
 	}

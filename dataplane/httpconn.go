@@ -40,6 +40,9 @@ type httpConn struct {
 	priv  *upConn // a PROXY-protocol server connection tied to this client
 	upIn  *buffer // server bytes of the current response
 	upLen int
+	// upSend is the request, when it is to go out with the first read of
+	// the answer (sendHead).
+	upSend []byte
 
 	reqBody, respBody   mover
 	reqChunk, respChunk httphead.Chunked
@@ -56,6 +59,13 @@ type httpConn struct {
 	bodySent          bool // request body bytes went out beyond the first write
 	consumed          int  // bytes of in that belong to this request
 }
+
+// writeReadFresh: a pooled server connection idle for less long gets its
+// request written under the wait for the answer (sendHead). A server that
+// closed one meanwhile answers the request with a reset, which ends the
+// wait as well; but a connection idle for longer is read at once after
+// the write, as a check that it is still open.
+const writeReadFresh = 250 * time.Millisecond
 
 // maxIdleHTTPConns bounds the httpConns kept for reuse (about 1 KB each):
 // enough for the connections busy at once, never one per idle connection.
@@ -334,7 +344,7 @@ func (h *httpConn) writeClient(b []byte) error {
 // client connection stays open for another request.
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
-	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked = 0, 0, 0, false, false
+	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked, h.upSend = 0, 0, 0, false, false, nil
 	h.used = nil
 	h.consumed = h.headLen
 	req := &h.req
@@ -376,9 +386,17 @@ func (h *httpConn) exchange() bool {
 		return h.fail(b, h.status)
 	}
 	defer h.releaseSlot()
+	expect := req.Flags&httphead.Expect100 != 0 && req.HasBody()
+	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||
+		(!req.Chunked && int64(bodyInBuf) == req.ContentLength)
+	// A whole request on a connection that was busy a moment ago goes out
+	// under the wait for its answer (sendHead, writeRead). One idle for
+	// longer is written and read as usual: its first read also tells at
+	// once whether the server closed it meanwhile.
+	later := bodyComplete && (h.up.uses == 0 || h.start.UnixNano()-h.up.idleAt < int64(writeReadFresh))
 	retried := false
 	for {
-		err := h.sendHead(bodyInBuf)
+		err := h.sendHead(bodyInBuf, later)
 		if err == nil {
 			break
 		}
@@ -393,10 +411,7 @@ func (h *httpConn) exchange() bool {
 		h.closeUp()
 		return h.fail(b, 502)
 	}
-	expect := req.Flags&httphead.Expect100 != 0 && req.HasBody()
 	var bodyDone chan error
-	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||
-		(!req.Chunked && int64(bodyInBuf) == req.ContentLength)
 	if !bodyComplete {
 		if expect {
 			// The client may wait for 100 Continue before sending the body:

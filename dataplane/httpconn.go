@@ -43,6 +43,15 @@ type httpConn struct {
 	// upSend is the request, when it is to go out with the first read of
 	// the answer (sendHead).
 	upSend []byte
+	// clSend is a whole response, when it is to go out with the first
+	// read of the client's next request (readHead); clBuf holds it.
+	clSend []byte
+	clBuf  *buffer
+	// inOrder: the client waits for each answer before it sends its next
+	// request (seen on this connection: a read after an answer found
+	// nothing), so an answer may go out under the wait for the next.
+	inOrder bool
+	tries   int // onReadable calls in the current read
 
 	reqBody, respBody   mover
 	reqChunk, respChunk httphead.Chunked
@@ -113,6 +122,10 @@ func (p *Proxy) putHTTPConn(h *httpConn) {
 // goroutine parks (RawConn.Read calls it again when readable).
 func (h *httpConn) onReadable(fd uintptr) bool {
 	h.parkFD = int32(fd)
+	h.tries++
+	if h.clSend != nil {
+		return h.sendAnswer()
+	}
 	if h.in == nil {
 		h.in = getBuf()
 	}
@@ -183,12 +196,22 @@ func (h *httpConn) serve(lg *listenerGen, first bool) (parked bool) {
 			h.out = nil
 		}
 		// Drop the request from the client buffer, keeping pipelined bytes.
+		if h.inLen > h.consumed {
+			h.inOrder = false
+		}
 		h.consumeIn(h.consumed)
 	}
 }
 
 // finish closes the connection and gives its buffers back.
 func (h *httpConn) finish() {
+	if h.clSend != nil {
+		// The connection ends before its next read (a drain, a reload
+		// that removed the listener): the answer still goes out.
+		h.sendAnswer()
+	}
+	putBuf(h.clBuf)
+	h.clBuf = nil
 	h.cl.c.Close()
 	if h.priv != nil {
 		h.priv.c.Close()
@@ -266,7 +289,20 @@ func (h *httpConn) readHead(first bool) int {
 		if idle && !h.enterIdle(now.UnixNano()) {
 			return headEnd
 		}
+		answered := h.clSend != nil
+		h.tries = 0
 		err := h.cl.rc.Read(h.readFn)
+		if h.clSend != nil {
+			// The read ended before its callback ran (a deadline already
+			// past, set by a drain or the sweeper): the answer goes now.
+			h.sendAnswer()
+		}
+		if idle && !first && !answered && err == nil {
+			// Whether this client waits for each answer: the first read
+			// after one found nothing (it had to wait), or found bytes
+			// (a pipelined request, or a client that quick).
+			h.inOrder = h.tries > 1
+		}
 		if idle {
 			rd := h.cl.dl.rd
 			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.draining.Load() {
@@ -330,6 +366,35 @@ func (h *httpConn) reject(err error) {
 		h.sock.p.log.Debug("request rejected", "listener", h.lg.cfg.Name, "client", h.peer.String(), "status", status, "error", err)
 	}
 	h.logRequest(nil, nil)
+}
+
+// sendAnswer writes the answer that readHead's read was to send first
+// (response), from the read's callback: the netpoller forgot the socket's
+// earlier readiness before it, so the client's next request, which only
+// this answer can prompt, wakes the wait without a read tried first (a
+// system call that would find nothing). A full socket takes the rest
+// through writeClient's wait. The answer is sent: the read waits (false),
+// or ends with the write's error (true).
+//
+// Only a client seen waiting for its answers gets this (inOrder): one
+// that pipelines a request while the proxy waits on the server has that
+// request's readiness taken by the netpoller before the answer goes out,
+// and no wake-up follows. The idle sweeper then parks the connection
+// after idleLinger, and the parker, which asks the kernel afresh, serves
+// it (TestInOrderClientThenPipelines); the connection is then read first
+// again, until it is seen waiting in order.
+func (h *httpConn) sendAnswer() bool {
+	w := h.clSend
+	h.clSend = nil
+	h.cl.dl.write(h.cl.c, time.Now().UnixNano(), h.cl.timeout)
+	if _, err := h.cw.write(&h.cl, w); err != nil {
+		h.lm.errs[errKindClient].Inc()
+		h.rerr = err
+		return true
+	}
+	putBuf(h.clBuf)
+	h.clBuf = nil
+	return false
 }
 
 // writeClient writes to the client within clientTimeout.

@@ -314,7 +314,14 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	}
 	var err error
 	if resp.ForwardAsIs(keep, req.Minor) {
-		err = h.writeClient(h.upIn.b[:headLen+bodyPart])
+		if keep && whole && bodyDone == nil && h.inOrder && h.inLen <= h.consumed {
+			// The next read sends it (sendAnswer): the buffer goes with it.
+			h.clSend, h.clBuf = h.upIn.b[:headLen+bodyPart], h.upIn
+			h.upIn = nil
+			h.outBytes += int64(len(h.clSend))
+		} else {
+			err = h.writeClient(h.upIn.b[:headLen+bodyPart])
+		}
 	} else {
 		if h.out == nil {
 			h.out = getBuf()

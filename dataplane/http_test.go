@@ -358,6 +358,50 @@ func TestUpstreamKeepAlive(t *testing.T) {
 	}
 }
 
+// TestInOrderClientThenPipelines: a client that waited for each answer
+// gets its next answers written under the wait for its next request
+// (sendAnswer); one that then pipelines a request while the proxy waits
+// on the server (the request's readiness is taken by the netpoller before
+// the answer goes out, so no wake-up comes for it) must still be served
+// soon, not at its inactivity timeout.
+func TestInOrderClientThenPipelines(t *testing.T) {
+	p, be := oneBackend(t, func(c *Config) { c.Listeners[0].ClientTimeout = 5 * time.Minute })
+	c := dialClient(t, p.addr(t, "http"))
+	c.c.SetDeadline(time.Now().Add(waitFor))
+	for i := range 5 {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 || bodyOf(r) != "a1 a.test" {
+			t.Fatalf("in-order request %d: %d", i, r.StatusCode)
+		}
+	}
+	if _, err := io.WriteString(c.c, "GET /hold?id=1 HTTP/1.1\r\nHost: a.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-be.started:
+	case <-time.After(waitFor):
+		t.Fatal("the held request did not reach the backend")
+	}
+	// The next request arrives while the proxy waits for the held answer.
+	if _, err := io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // it is in the proxy's socket before the answer
+	close(be.hold)
+	if r := c.read("GET"); r.StatusCode != 200 || bodyOf(r) != "a1 held 1" {
+		t.Fatalf("held request: %d", r.StatusCode)
+	}
+	// Within waitFor (the connection's deadline), not the 5 minutes.
+	if r := c.read("GET"); r.StatusCode != 200 || bodyOf(r) != "a1 a.test" {
+		t.Fatalf("pipelined request: %d", r.StatusCode)
+	}
+	// And the connection goes on as before.
+	for i := range 3 {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatalf("request %d after: %d", i, r.StatusCode)
+		}
+	}
+}
+
 // TestStaleUpstreamRetried: a server that closes its idle connections
 // (without saying so) must not cost the client a request.
 func TestStaleUpstreamRetried(t *testing.T) {

@@ -40,6 +40,18 @@ type httpConn struct {
 	priv  *upConn // a PROXY-protocol server connection tied to this client
 	upIn  *buffer // server bytes of the current response
 	upLen int
+	// upSend is the request, when it is to go out with the first read of
+	// the answer (sendHead).
+	upSend []byte
+	// clSend is a whole response, when it is to go out with the first
+	// read of the client's next request (readHead); clBuf holds it.
+	clSend []byte
+	clBuf  *buffer
+	// inOrder: the client waits for each answer before it sends its next
+	// request (seen on this connection: a read after an answer found
+	// nothing), so an answer may go out under the wait for the next.
+	inOrder bool
+	tries   int // onReadable calls in the current read
 
 	reqBody, respBody   mover
 	reqChunk, respChunk httphead.Chunked
@@ -56,6 +68,13 @@ type httpConn struct {
 	bodySent          bool // request body bytes went out beyond the first write
 	consumed          int  // bytes of in that belong to this request
 }
+
+// writeReadFresh: a pooled server connection idle for less long gets its
+// request written under the wait for the answer (sendHead). A server that
+// closed one meanwhile answers the request with a reset, which ends the
+// wait as well; but a connection idle for longer is read at once after
+// the write, as a check that it is still open.
+const writeReadFresh = 250 * time.Millisecond
 
 // maxIdleHTTPConns bounds the httpConns kept for reuse (about 1 KB each):
 // enough for the connections busy at once, never one per idle connection.
@@ -103,6 +122,10 @@ func (p *Proxy) putHTTPConn(h *httpConn) {
 // goroutine parks (RawConn.Read calls it again when readable).
 func (h *httpConn) onReadable(fd uintptr) bool {
 	h.parkFD = int32(fd)
+	h.tries++
+	if h.clSend != nil {
+		return h.sendAnswer()
+	}
 	if h.in == nil {
 		h.in = getBuf()
 	}
@@ -173,12 +196,22 @@ func (h *httpConn) serve(lg *listenerGen, first bool) (parked bool) {
 			h.out = nil
 		}
 		// Drop the request from the client buffer, keeping pipelined bytes.
+		if h.inLen > h.consumed {
+			h.inOrder = false
+		}
 		h.consumeIn(h.consumed)
 	}
 }
 
 // finish closes the connection and gives its buffers back.
 func (h *httpConn) finish() {
+	if h.clSend != nil {
+		// The connection ends before its next read (a drain, a reload
+		// that removed the listener): the answer still goes out.
+		h.sendAnswer()
+	}
+	putBuf(h.clBuf)
+	h.clBuf = nil
 	h.cl.c.Close()
 	if h.priv != nil {
 		h.priv.c.Close()
@@ -256,7 +289,20 @@ func (h *httpConn) readHead(first bool) int {
 		if idle && !h.enterIdle(now.UnixNano()) {
 			return headEnd
 		}
+		answered := h.clSend != nil
+		h.tries = 0
 		err := h.cl.rc.Read(h.readFn)
+		if h.clSend != nil {
+			// The read ended before its callback ran (a deadline already
+			// past, set by a drain or the sweeper): the answer goes now.
+			h.sendAnswer()
+		}
+		if idle && !first && !answered && err == nil {
+			// Whether this client waits for each answer: the first read
+			// after one found nothing (it had to wait), or found bytes
+			// (a pipelined request, or a client that quick).
+			h.inOrder = h.tries > 1
+		}
 		if idle {
 			rd := h.cl.dl.rd
 			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.draining.Load() {
@@ -322,6 +368,35 @@ func (h *httpConn) reject(err error) {
 	h.logRequest(nil, nil)
 }
 
+// sendAnswer writes the answer that readHead's read was to send first
+// (response), from the read's callback: the netpoller forgot the socket's
+// earlier readiness before it, so the client's next request, which only
+// this answer can prompt, wakes the wait without a read tried first (a
+// system call that would find nothing). A full socket takes the rest
+// through writeClient's wait. The answer is sent: the read waits (false),
+// or ends with the write's error (true).
+//
+// Only a client seen waiting for its answers gets this (inOrder): one
+// that pipelines a request while the proxy waits on the server has that
+// request's readiness taken by the netpoller before the answer goes out,
+// and no wake-up follows. The idle sweeper then parks the connection
+// after idleLinger, and the parker, which asks the kernel afresh, serves
+// it (TestInOrderClientThenPipelines); the connection is then read first
+// again, until it is seen waiting in order.
+func (h *httpConn) sendAnswer() bool {
+	w := h.clSend
+	h.clSend = nil
+	h.cl.dl.write(h.cl.c, time.Now().UnixNano(), h.cl.timeout)
+	if _, err := h.cw.write(&h.cl, w); err != nil {
+		h.lm.errs[errKindClient].Inc()
+		h.rerr = err
+		return true
+	}
+	putBuf(h.clBuf)
+	h.clBuf = nil
+	return false
+}
+
 // writeClient writes to the client within clientTimeout.
 func (h *httpConn) writeClient(b []byte) error {
 	h.cl.dl.write(h.cl.c, time.Now().UnixNano(), h.cl.timeout)
@@ -334,7 +409,7 @@ func (h *httpConn) writeClient(b []byte) error {
 // client connection stays open for another request.
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
-	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked = 0, 0, 0, false, false
+	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked, h.upSend = 0, 0, 0, false, false, nil
 	h.used = nil
 	h.consumed = h.headLen
 	req := &h.req
@@ -376,9 +451,17 @@ func (h *httpConn) exchange() bool {
 		return h.fail(b, h.status)
 	}
 	defer h.releaseSlot()
+	expect := req.Flags&httphead.Expect100 != 0 && req.HasBody()
+	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||
+		(!req.Chunked && int64(bodyInBuf) == req.ContentLength)
+	// A whole request on a connection that was busy a moment ago goes out
+	// under the wait for its answer (sendHead, writeRead). One idle for
+	// longer is written and read as usual: its first read also tells at
+	// once whether the server closed it meanwhile.
+	later := bodyComplete && (h.up.uses == 0 || h.start.UnixNano()-h.up.idleAt < int64(writeReadFresh))
 	retried := false
 	for {
-		err := h.sendHead(bodyInBuf)
+		err := h.sendHead(bodyInBuf, later)
 		if err == nil {
 			break
 		}
@@ -393,10 +476,7 @@ func (h *httpConn) exchange() bool {
 		h.closeUp()
 		return h.fail(b, 502)
 	}
-	expect := req.Flags&httphead.Expect100 != 0 && req.HasBody()
 	var bodyDone chan error
-	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||
-		(!req.Chunked && int64(bodyInBuf) == req.ContentLength)
 	if !bodyComplete {
 		if expect {
 			// The client may wait for 100 Continue before sending the body:

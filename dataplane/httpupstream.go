@@ -66,7 +66,11 @@ func (h *httpConn) connect(b *backend) bool {
 
 // sendHead writes the request head (rewritten when needed) with this
 // proxy's hop mark, and the body bytes already buffered.
-func (h *httpConn) sendHead(bodyInBuf int) error {
+//
+// With later set, a request that goes out in one write is not written
+// here but kept in h.upSend, and readRespHead writes it under the wait
+// for the answer (side.writeRead).
+func (h *httpConn) sendHead(bodyInBuf int, later bool) error {
 	up := h.up
 	up.dl.write(up.c, time.Now().UnixNano(), up.timeout)
 	rewrite := h.req.NeedsRewrite(&h.rw)
@@ -83,6 +87,10 @@ func (h *httpConn) sendHead(bodyInBuf int) error {
 		h.marked = true
 	}
 	if h.marked {
+		if later {
+			h.upSend = h.in.b[:h.headLen+bodyInBuf]
+			return nil
+		}
 		n, err := up.write(h.in.b[:h.headLen+bodyInBuf])
 		h.inBytes = int64(n)
 		return err
@@ -101,6 +109,10 @@ func (h *httpConn) sendHead(bodyInBuf int) error {
 	if len(o)+len(body) <= cap(o) {
 		o = append(o, body...)
 		body = nil
+	}
+	if later && len(body) == 0 {
+		h.upSend = o
+		return nil
 	}
 	n, err := up.write(o)
 	h.inBytes = int64(n)
@@ -217,7 +229,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 			if h.canRetry(retried, bodyInBuf) && bodyDone == nil && !isTimeout(err) {
 				retried = true
 				if h.redial(b) {
-					if err := h.sendHead(bodyInBuf); err == nil {
+					if err := h.sendHead(bodyInBuf, false); err == nil {
 						continue
 					}
 				}
@@ -302,7 +314,14 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	}
 	var err error
 	if resp.ForwardAsIs(keep, req.Minor) {
-		err = h.writeClient(h.upIn.b[:headLen+bodyPart])
+		if keep && whole && bodyDone == nil && h.inOrder && h.inLen <= h.consumed {
+			// The next read sends it (sendAnswer): the buffer goes with it.
+			h.clSend, h.clBuf = h.upIn.b[:headLen+bodyPart], h.upIn
+			h.upIn = nil
+			h.outBytes += int64(len(h.clSend))
+		} else {
+			err = h.writeClient(h.upIn.b[:headLen+bodyPart])
+		}
 	} else {
 		if h.out == nil {
 			h.out = getBuf()
@@ -410,7 +429,16 @@ func (h *httpConn) readRespHead() (int, error) {
 			from = max(0, h.upLen-3)
 		}
 		up.dl.read(up.c, time.Now().UnixNano(), up.timeout)
-		r, err := up.read(h.upIn.b[h.upLen:])
+		var r int
+		var err error
+		if w := h.upSend; w != nil {
+			h.upSend = nil
+			var wn int
+			wn, r, err = up.writeRead(w, h.upIn.b[h.upLen:])
+			h.inBytes = int64(wn)
+		} else {
+			r, err = up.read(h.upIn.b[h.upLen:])
+		}
 		h.upLen += r
 		if r == 0 && err != nil {
 			if err == io.EOF {

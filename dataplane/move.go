@@ -112,6 +112,8 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
+	wpend  []byte // writeRead: bytes to write before the read
+	wn     int    // writeRead: bytes of wpend written
 
 	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
@@ -202,7 +204,35 @@ func (s *side) read(p []byte) (int, error) {
 	return s.rn, s.rerr
 }
 
+// writeRead writes all of w, then reads into r what the peer sends back,
+// and tells how much of w went out. The write is made under the read's
+// RawConn.Read, after the netpoller forgot any earlier readiness of the
+// socket: an answer can only follow the write, so its arrival wakes the
+// wait, and no read is tried before it (a read that would find nothing:
+// one wasted system call per request, a tenth of a kept-alive request's
+// CPU). A socket too full to take w at once gets the rest written, and
+// is read, as usual.
+func (s *side) writeRead(w, r []byte) (written, n int, err error) {
+	s.wpend, s.wn = w, 0
+	n, err = s.read(r)
+	written = s.wn
+	if rest := s.wpend; rest != nil && err == nil {
+		s.wpend = nil
+		m, err := s.write(rest)
+		written += m
+		if err != nil {
+			return written, 0, err
+		}
+		n, err = s.read(r)
+	}
+	s.wpend = nil
+	return written, n, err
+}
+
 func (s *side) onReadable(fd uintptr) bool {
+	if s.wpend != nil {
+		return s.writeFirst(fd)
+	}
 	for {
 		n, err := rawRead(int(fd), s.rbuf)
 		switch err {
@@ -349,4 +379,27 @@ func unwrapOp(err error) error {
 // isTimeout reports a deadline error.
 func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// writeFirst writes writeRead's bytes, raw. All written: the read waits
+// for the answer (false). A full socket leaves the rest in wpend for
+// writeRead, and an error ends the read (true).
+func (s *side) writeFirst(fd uintptr) bool {
+	for len(s.wpend) > 0 {
+		n, err := rawWrite(int(fd), s.wpend)
+		switch err {
+		case nil:
+			s.wn += n
+			s.wpend = s.wpend[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true
+		default:
+			s.wpend = nil
+			s.rerr = os.NewSyscallError("write", err)
+			return true
+		}
+	}
+	s.wpend = nil
+	return false
 }

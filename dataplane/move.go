@@ -286,11 +286,20 @@ type mover struct {
 	err    error
 	readFn func(uintptr) bool
 	outFn  func(uintptr) bool
+	outCtl func(uintptr)
+
+	// The move in progress (move, onSrc).
+	limit   int64 // bytes left to move; < 0: until EOF
+	moved   int64
+	eof     bool // the source ended
+	full    bool // a chunk read waits for the destination
+	outDone bool // onDst wrote the whole chunk
 }
 
 func (m *mover) bind() {
-	m.readFn = m.spliceIn
+	m.readFn = m.onSrc
 	m.outFn = m.spliceOut
+	m.outCtl = m.onDst
 }
 
 // errShortBody is a source that ended before the bytes it announced.
@@ -299,18 +308,24 @@ var errShortBody = io.ErrUnexpectedEOF
 // move moves limit bytes (limit < 0: until EOF) and returns how many it
 // moved. With a limit, an early EOF is errShortBody; without one, EOF ends
 // the move with a nil error. Deadline errors are os.ErrDeadlineExceeded.
+//
+// The bytes move inside the source's RawConn.Read (onSrc): read a chunk,
+// write it out, read again, until a read finds nothing and the wait
+// begins. The netpoller forgot the source's readiness once, when the
+// Read began, before the first read: bytes that arrive at any time since
+// wake the wait, so no read is tried only to find nothing after each
+// chunk (a system call per chunk: per message of a TLS handshake). Only a
+// destination too full to take a chunk at once ends the Read; the rest
+// goes out through the destination's wait, and a new Read begins.
 func (m *mover) move(limit int64) (int64, error) {
-	var moved int64
 	defer m.release()
 	m.bulk = false
-	for limit != 0 {
-		m.want = maxSpliceSize
-		if limit > 0 && limit < int64(m.want) {
-			m.want = int(limit)
-		}
+	m.limit, m.moved = limit, 0
+	for m.limit != 0 {
+		m.setWant()
 		now := time.Now().UnixNano()
 		m.src.dl.read(m.src.c, now, m.src.timeout)
-		m.n, m.err = 0, nil
+		m.n, m.err, m.eof, m.full = 0, nil, false, false
 		var err error
 		if m.park != nil {
 			m.park.enterIdle(m.lingering, now)
@@ -318,7 +333,7 @@ func (m *mover) move(limit int64) (int64, error) {
 			if poked, asked := m.park.leaveIdle(m.lingering); poked {
 				m.src.dl.rd = 0
 				if asked && err != nil {
-					return moved, errParkAsked
+					return m.moved, errParkAsked
 				}
 			}
 		} else {
@@ -326,34 +341,96 @@ func (m *mover) move(limit int64) (int64, error) {
 		}
 		if err != nil {
 			m.readTimedOut = true
-			return moved, unwrapOp(err)
+			return m.moved, unwrapOp(err)
 		}
 		m.readTimedOut = false
 		if m.err != nil {
-			return moved, m.err
+			return m.moved, m.err
 		}
-		if m.n == 0 {
-			if limit > 0 {
-				return moved, errShortBody
+		if m.eof {
+			if m.limit > 0 {
+				return m.moved, errShortBody
 			}
-			return moved, nil
+			return m.moved, nil
 		}
-		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
-		if err := m.dst.rc.Write(m.outFn); err != nil {
-			return moved, unwrapOp(err)
-		}
-		if m.err != nil {
-			return moved, m.err
-		}
-		moved += int64(m.n)
-		if limit > 0 {
-			limit -= int64(m.n)
-		}
-		if m.onProgress != nil {
-			m.onProgress(time.Now().UnixNano())
+		if m.full {
+			// A chunk read that the destination could not take at once.
+			m.dst.dl.write(m.dst.c, time.Now().UnixNano(), m.dst.timeout)
+			if err := m.dst.rc.Write(m.outFn); err != nil {
+				return m.moved, unwrapOp(err)
+			}
+			if m.err != nil {
+				return m.moved, m.err
+			}
+			m.sent(time.Now().UnixNano())
 		}
 	}
-	return moved, nil
+	return m.moved, nil
+}
+
+// setWant sizes the next read: at most a pipe, at most what is left.
+func (m *mover) setWant() {
+	m.want = maxSpliceSize
+	if m.limit > 0 && m.limit < int64(m.want) {
+		m.want = int(m.limit)
+	}
+}
+
+// onSrc is the source's RawConn.Read callback: it moves chunks until a
+// read finds nothing (false: the Read waits), or the move ends or needs
+// the destination's wait (true; move tells which).
+func (m *mover) onSrc(fd uintptr) bool {
+	for {
+		m.n = 0
+		if !m.spliceIn(fd) {
+			return false // nothing to read: wait
+		}
+		if m.err != nil {
+			return true
+		}
+		if m.n == 0 {
+			m.eof = true
+			return true
+		}
+		now := time.Now().UnixNano()
+		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
+		m.outDone = false
+		if err := m.dst.rc.Control(m.outCtl); err != nil && m.err == nil {
+			m.err = unwrapOp(err)
+		}
+		if m.err != nil {
+			return true
+		}
+		if !m.outDone {
+			m.full = true
+			return true
+		}
+		m.sent(now)
+		if m.limit == 0 {
+			return true
+		}
+		m.setWant()
+		// Still busy: keep the source's deadline ahead, and the sweeper
+		// off a direction that is not idle.
+		m.src.dl.read(m.src.c, now, m.src.timeout)
+		if m.park != nil {
+			m.park.idleAt.Store(now)
+		}
+	}
+}
+
+// onDst writes the chunk read out, raw, from inside the source's Read.
+func (m *mover) onDst(fd uintptr) { m.outDone = m.spliceOut(fd) }
+
+// sent accounts for a chunk written out.
+func (m *mover) sent(now int64) {
+	m.moved += int64(m.n)
+	if m.limit > 0 {
+		m.limit -= int64(m.n)
+	}
+	if m.onProgress != nil {
+		m.onProgress(now)
+	}
 }
 
 func (m *mover) release() {

@@ -218,10 +218,10 @@ func (s *side) writeRead(w, r []byte) (written, n int, err error) {
 	written = s.wn
 	if rest := s.wpend; rest != nil && err == nil {
 		s.wpend = nil
-		m, err := s.write(rest)
+		m, werr := s.write(rest)
 		written += m
-		if err != nil {
-			return written, 0, err
+		if werr != nil {
+			return written, 0, werr
 		}
 		n, err = s.read(r)
 	}

@@ -73,6 +73,13 @@ func TestWriteRead(t *testing.T) {
 			},
 		},
 		{
+			name: "peer closes after a request larger than the socket takes", size: 8 << 20, reqs: 1, isErr: true,
+			peer: func(c *net.TCPConn, size int) {
+				io.ReadFull(c, make([]byte, size))
+				c.Close()
+			},
+		},
+		{
 			name: "peer closed before the request", size: 100, reqs: 1, isErr: true,
 			peer: func(c *net.TCPConn, size int) { c.Close() },
 		},

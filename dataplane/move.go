@@ -112,8 +112,6 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
-	wpend  []byte // writeRead: bytes to write before the read
-	wn     int    // writeRead: bytes of wpend written
 
 	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
@@ -152,6 +150,9 @@ type sideWriter struct {
 	n   int
 	err error
 	cb  func(uintptr) bool
+
+	pend  []byte // writeRead: bytes to write before the read
+	pendN int    // writeRead: bytes of pend written
 }
 
 func (w *sideWriter) write(s *side, p []byte) (int, error) {
@@ -213,11 +214,15 @@ func (s *side) read(p []byte) (int, error) {
 // CPU). A socket too full to take w at once gets the rest written, and
 // is read, as usual.
 func (s *side) writeRead(w, r []byte) (written, n int, err error) {
-	s.wpend, s.wn = w, 0
+	if s.w == nil {
+		s.w = new(sideWriter)
+	}
+	sw := s.w
+	sw.pend, sw.pendN = w, 0
 	n, err = s.read(r)
-	written = s.wn
-	if rest := s.wpend; rest != nil && err == nil {
-		s.wpend = nil
+	written = sw.pendN
+	if rest := sw.pend; rest != nil && err == nil {
+		sw.pend = nil
 		m, werr := s.write(rest)
 		written += m
 		if werr != nil {
@@ -225,12 +230,12 @@ func (s *side) writeRead(w, r []byte) (written, n int, err error) {
 		}
 		n, err = s.read(r)
 	}
-	s.wpend = nil
+	sw.pend = nil
 	return written, n, err
 }
 
 func (s *side) onReadable(fd uintptr) bool {
-	if s.wpend != nil {
+	if s.w != nil && s.w.pend != nil {
 		return s.writeFirst(fd)
 	}
 	for {
@@ -262,10 +267,6 @@ type mover struct {
 	// shared activity clock).
 	onProgress func(now int64)
 
-	// readTimedOut tells, after move returned a deadline error, that it
-	// came from waiting for the source (idle), not from a stuck destination.
-	readTimedOut bool
-
 	// park, when set, marks each wait for the source as idle, so that
 	// the sweeper may ask this direction to park (move then returns
 	// errParkAsked); lingering counts idle waits.
@@ -276,12 +277,10 @@ type mover struct {
 	// splices through a pipe from then on (HAProxy's splice-auto): for
 	// the few small messages of a TLS handshake or a short answer, two
 	// copies cost the kernel less than moving pipe buffers around.
-	bulk bool
-	buf  *buffer
-	off  int // bytes of buf already written
+	buf *buffer
+	off int // bytes of buf already written
 
 	p      *pipe
-	want   int
 	n      int
 	err    error
 	readFn func(uintptr) bool
@@ -294,6 +293,12 @@ type mover struct {
 	eof     bool // the source ended
 	full    bool // a chunk read waits for the destination
 	outDone bool // onDst wrote the whole chunk
+
+	// bulk: splicing (see above).
+	bulk bool
+	// readTimedOut tells, after move returned a deadline error, that it
+	// came from waiting for the source (idle), not from a stuck destination.
+	readTimedOut bool
 }
 
 func (m *mover) bind() {
@@ -322,7 +327,6 @@ func (m *mover) move(limit int64) (int64, error) {
 	m.bulk = false
 	m.limit, m.moved = limit, 0
 	for m.limit != 0 {
-		m.setWant()
 		now := time.Now().UnixNano()
 		m.src.dl.read(m.src.c, now, m.src.timeout)
 		m.n, m.err, m.eof, m.full = 0, nil, false, false
@@ -368,12 +372,12 @@ func (m *mover) move(limit int64) (int64, error) {
 	return m.moved, nil
 }
 
-// setWant sizes the next read: at most a pipe, at most what is left.
-func (m *mover) setWant() {
-	m.want = maxSpliceSize
-	if m.limit > 0 && m.limit < int64(m.want) {
-		m.want = int(m.limit)
+// want is the most the next read takes: a pipe, at most what is left.
+func (m *mover) want() int {
+	if m.limit > 0 && m.limit < maxSpliceSize {
+		return int(m.limit)
 	}
+	return maxSpliceSize
 }
 
 // onSrc is the source's RawConn.Read callback: it moves chunks until a
@@ -409,7 +413,6 @@ func (m *mover) onSrc(fd uintptr) bool {
 		if m.limit == 0 {
 			return true
 		}
-		m.setWant()
 		// Still busy: keep the source's deadline ahead, and the sweeper
 		// off a direction that is not idle.
 		m.src.dl.read(m.src.c, now, m.src.timeout)
@@ -459,24 +462,25 @@ func isTimeout(err error) bool {
 }
 
 // writeFirst writes writeRead's bytes, raw. All written: the read waits
-// for the answer (false). A full socket leaves the rest in wpend for
+// for the answer (false). A full socket leaves the rest in pend for
 // writeRead, and an error ends the read (true).
 func (s *side) writeFirst(fd uintptr) bool {
-	for len(s.wpend) > 0 {
-		n, err := rawWrite(int(fd), s.wpend)
+	sw := s.w
+	for len(sw.pend) > 0 {
+		n, err := rawWrite(int(fd), sw.pend)
 		switch err {
 		case nil:
-			s.wn += n
-			s.wpend = s.wpend[n:]
+			sw.pendN += n
+			sw.pend = sw.pend[n:]
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return true
 		default:
-			s.wpend = nil
+			sw.pend = nil
 			s.rerr = os.NewSyscallError("write", err)
 			return true
 		}
 	}
-	s.wpend = nil
+	sw.pend = nil
 	return false
 }

@@ -62,7 +62,7 @@ func (m *mover) spliceIn(fd uintptr) bool {
 		m.p = p
 	}
 	for {
-		n, err := rawSplice(int(fd), m.p.w, m.want)
+		n, err := rawSplice(int(fd), m.p.w, m.want())
 		switch err {
 		case nil:
 			m.n = int(n)
@@ -88,7 +88,7 @@ func (m *mover) copyIn(fd uintptr) bool {
 		m.buf = getBuf()
 	}
 	for {
-		n, err := rawRead(int(fd), m.buf.b[:min(m.want, len(m.buf.b))])
+		n, err := rawRead(int(fd), m.buf.b[:min(m.want(), len(m.buf.b))])
 		switch err {
 		case nil:
 			m.n, m.off = n, 0

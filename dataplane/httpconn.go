@@ -305,7 +305,7 @@ func (h *httpConn) readHead(first bool) int {
 		}
 		if idle {
 			rd := h.cl.dl.rd
-			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.draining.Load() {
+			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.draining.Load() && h.rerr == nil {
 				// The sweeper asked this idle connection to park: it waits
 				// in the parker until readable or until its deadline.
 				h.parkAt = rd

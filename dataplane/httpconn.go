@@ -108,8 +108,8 @@ func (p *Proxy) putHTTPConn(h *httpConn) {
 	rb, sb := h.reqBody, h.respBody
 	*h = httpConn{}
 	h.readFn, h.cw.cb = readFn, cwcb
-	h.reqBody.readFn, h.reqBody.outFn, h.reqBody.outCtl = rb.readFn, rb.outFn, rb.outCtl
-	h.respBody.readFn, h.respBody.outFn, h.respBody.outCtl = sb.readFn, sb.outFn, sb.outCtl
+	h.reqBody.readFn, h.reqBody.outFn = rb.readFn, rb.outFn
+	h.respBody.readFn, h.respBody.outFn = sb.readFn, sb.outFn
 	p.httpFree.Lock()
 	if len(p.httpFree.list) < maxIdleHTTPConns {
 		p.httpFree.list = append(p.httpFree.list, h)

@@ -151,8 +151,8 @@ type sideWriter struct {
 	err error
 	cb  func(uintptr) bool
 
-	pend  []byte // writeRead: bytes to write before the read
-	pendN int    // writeRead: bytes of pend written
+	later  []byte // writeRead: bytes to write at the read's first call
+	laterN int    // writeRead: bytes of later written
 }
 
 func (w *sideWriter) write(s *side, p []byte) (int, error) {
@@ -206,37 +206,27 @@ func (s *side) read(p []byte) (int, error) {
 }
 
 // writeRead writes all of w, then reads into r what the peer sends back,
-// and tells how much of w went out. The write is made under the read's
-// RawConn.Read, after the netpoller forgot any earlier readiness of the
-// socket: an answer can only follow the write, so its arrival wakes the
-// wait, and no read is tried before it (a read that would find nothing:
-// one wasted system call per request, a tenth of a kept-alive request's
-// CPU). A socket too full to take w at once gets the rest written, and
-// is read, as usual.
+// and tells how much of w went out. The write is made from the read's
+// RawConn.Read callback, after the netpoller forgot any earlier
+// readiness of the socket: an answer can only follow the write, so its
+// arrival wakes the wait, and no read is tried before it (a read that
+// would find nothing: one wasted system call per request, a tenth of a
+// kept-alive request's CPU). A socket too full to take w at once makes
+// the write wait for it there, as httpConn.sendAnswer does.
 func (s *side) writeRead(w, r []byte) (written, n int, err error) {
 	if s.w == nil {
 		s.w = new(sideWriter)
 	}
-	sw := s.w
-	sw.pend, sw.pendN = w, 0
+	s.w.later, s.w.laterN = w, 0
 	n, err = s.read(r)
-	written = sw.pendN
-	if rest := sw.pend; rest != nil && err == nil {
-		sw.pend = nil
-		m, werr := s.write(rest)
-		written += m
-		if werr != nil {
-			return written, 0, werr
-		}
-		n, err = s.read(r)
-	}
-	sw.pend = nil
+	written = s.w.laterN
+	s.w.later = nil
 	return written, n, err
 }
 
 func (s *side) onReadable(fd uintptr) bool {
-	if s.w != nil && s.w.pend != nil {
-		return s.writeFirst(fd)
+	if s.w != nil && s.w.later != nil {
+		return s.writeLater()
 	}
 	for {
 		n, err := rawRead(int(fd), s.rbuf)
@@ -285,14 +275,11 @@ type mover struct {
 	err    error
 	readFn func(uintptr) bool
 	outFn  func(uintptr) bool
-	outCtl func(uintptr)
 
 	// The move in progress (move, onSrc).
-	limit   int64 // bytes left to move; < 0: until EOF
-	moved   int64
-	eof     bool // the source ended
-	full    bool // a chunk read waits for the destination
-	outDone bool // onDst wrote the whole chunk
+	limit int64 // bytes left to move; < 0: until EOF
+	moved int64
+	eof   bool // the source ended
 
 	// bulk: splicing (see above).
 	bulk bool
@@ -304,7 +291,6 @@ type mover struct {
 func (m *mover) bind() {
 	m.readFn = m.onSrc
 	m.outFn = m.spliceOut
-	m.outCtl = m.onDst
 }
 
 // errShortBody is a source that ended before the bytes it announced.
@@ -319,9 +305,9 @@ var errShortBody = io.ErrUnexpectedEOF
 // begins. The netpoller forgot the source's readiness once, when the
 // Read began, before the first read: bytes that arrive at any time since
 // wake the wait, so no read is tried only to find nothing after each
-// chunk (a system call per chunk: per message of a TLS handshake). Only a
-// destination too full to take a chunk at once ends the Read; the rest
-// goes out through the destination's wait, and a new Read begins.
+// chunk (a system call per chunk: per message of a TLS handshake). A
+// destination too full to take a chunk at once makes the write wait for
+// it there, as side.writeRead and httpConn.sendAnswer do.
 func (m *mover) move(limit int64) (int64, error) {
 	defer m.release()
 	m.bulk = false
@@ -329,7 +315,7 @@ func (m *mover) move(limit int64) (int64, error) {
 	for m.limit != 0 {
 		now := time.Now().UnixNano()
 		m.src.dl.read(m.src.c, now, m.src.timeout)
-		m.n, m.err, m.eof, m.full = 0, nil, false, false
+		m.n, m.err, m.eof = 0, nil, false
 		var err error
 		if m.park != nil {
 			m.park.enterIdle(m.lingering, now)
@@ -357,17 +343,6 @@ func (m *mover) move(limit int64) (int64, error) {
 			}
 			return m.moved, nil
 		}
-		if m.full {
-			// A chunk read that the destination could not take at once.
-			m.dst.dl.write(m.dst.c, time.Now().UnixNano(), m.dst.timeout)
-			if err := m.dst.rc.Write(m.outFn); err != nil {
-				return m.moved, unwrapOp(err)
-			}
-			if m.err != nil {
-				return m.moved, m.err
-			}
-			m.sent(time.Now().UnixNano())
-		}
 	}
 	return m.moved, nil
 }
@@ -381,8 +356,8 @@ func (m *mover) want() int {
 }
 
 // onSrc is the source's RawConn.Read callback: it moves chunks until a
-// read finds nothing (false: the Read waits), or the move ends or needs
-// the destination's wait (true; move tells which).
+// read finds nothing (false: the Read waits), or the move ends (true;
+// move tells how).
 func (m *mover) onSrc(fd uintptr) bool {
 	for {
 		m.n = 0
@@ -398,18 +373,19 @@ func (m *mover) onSrc(fd uintptr) bool {
 		}
 		now := time.Now().UnixNano()
 		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
-		m.outDone = false
-		if err := m.dst.rc.Control(m.outCtl); err != nil && m.err == nil {
+		if err := m.dst.rc.Write(m.outFn); err != nil && m.err == nil {
 			m.err = unwrapOp(err)
 		}
 		if m.err != nil {
 			return true
 		}
-		if !m.outDone {
-			m.full = true
-			return true
+		m.moved += int64(m.n)
+		if m.limit > 0 {
+			m.limit -= int64(m.n)
 		}
-		m.sent(now)
+		if m.onProgress != nil {
+			m.onProgress(now)
+		}
 		if m.limit == 0 {
 			return true
 		}
@@ -419,20 +395,6 @@ func (m *mover) onSrc(fd uintptr) bool {
 		if m.park != nil {
 			m.park.idleAt.Store(now)
 		}
-	}
-}
-
-// onDst writes the chunk read out, raw, from inside the source's Read.
-func (m *mover) onDst(fd uintptr) { m.outDone = m.spliceOut(fd) }
-
-// sent accounts for a chunk written out.
-func (m *mover) sent(now int64) {
-	m.moved += int64(m.n)
-	if m.limit > 0 {
-		m.limit -= int64(m.n)
-	}
-	if m.onProgress != nil {
-		m.onProgress(now)
 	}
 }
 
@@ -461,26 +423,16 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// writeFirst writes writeRead's bytes, raw. All written: the read waits
-// for the answer (false). A full socket leaves the rest in pend for
-// writeRead, and an error ends the read (true).
-func (s *side) writeFirst(fd uintptr) bool {
-	sw := s.w
-	for len(sw.pend) > 0 {
-		n, err := rawWrite(int(fd), sw.pend)
-		switch err {
-		case nil:
-			sw.pendN += n
-			sw.pend = sw.pend[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return true
-		default:
-			sw.pend = nil
-			s.rerr = os.NewSyscallError("write", err)
-			return true
-		}
+// writeLater writes writeRead's bytes from the read's callback. All
+// written: the read waits for the answer (false); an error ends it (true).
+func (s *side) writeLater() bool {
+	w := s.w.later
+	s.w.later = nil
+	n, err := s.write(w)
+	s.w.laterN = n
+	if err != nil {
+		s.rerr = err
+		return true
 	}
-	sw.pend = nil
 	return false
 }

@@ -30,6 +30,19 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	return a.(*net.TCPConn), b.(*net.TCPConn)
 }
 
+// answerOK answers "ok" to each request of size bytes.
+func answerOK(c *net.TCPConn, size int) {
+	buf := make([]byte, size)
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		if _, err := c.Write([]byte("ok")); err != nil {
+			return
+		}
+	}
+}
+
 // TestWriteRead: a request written under the wait for its answer gets
 // the answer however soon it comes (an answer that came before the wait
 // began would be a lost wake-up: the read would time out), the whole of
@@ -46,31 +59,11 @@ func TestWriteRead(t *testing.T) {
 	}{
 		{
 			name: "instant answers", size: 100, reqs: 2000, want: "ok",
-			peer: func(c *net.TCPConn, size int) {
-				buf := make([]byte, size)
-				for {
-					if _, err := io.ReadFull(c, buf); err != nil {
-						return
-					}
-					if _, err := c.Write([]byte("ok")); err != nil {
-						return
-					}
-				}
-			},
+			peer: answerOK,
 		},
 		{
 			name: "request larger than the socket takes", size: 8 << 20, reqs: 2, want: "ok",
-			peer: func(c *net.TCPConn, size int) {
-				buf := make([]byte, size)
-				for {
-					if _, err := io.ReadFull(c, buf); err != nil {
-						return
-					}
-					if _, err := c.Write([]byte("ok")); err != nil {
-						return
-					}
-				}
-			},
+			peer: answerOK,
 		},
 		{
 			name: "peer closes after a request larger than the socket takes", size: 8 << 20, reqs: 1, isErr: true,

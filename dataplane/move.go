@@ -283,6 +283,9 @@ type mover struct {
 
 	// bulk: splicing (see above).
 	bulk bool
+	// unacked: a splice read bytes since the source was last drained
+	// (spliceIn acknowledges them before the wait).
+	unacked bool
 	// readTimedOut tells, after move returned a deadline error, that it
 	// came from waiting for the source (idle), not from a stuck destination.
 	readTimedOut bool

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,6 +81,7 @@ func BenchmarkBigBody(b *testing.B) {
 
 	var mu sync.Mutex
 	var took []time.Duration
+	var failed atomic.Bool
 	next := make(chan struct{})
 	var wg sync.WaitGroup
 	b.SetBytes(size)
@@ -87,10 +89,14 @@ func BenchmarkBigBody(b *testing.B) {
 	for _, cl := range cls {
 		wg.Go(func() {
 			for range next {
+				if failed.Load() {
+					continue // drain, so the sender below never blocks
+				}
 				t0 := time.Now()
 				if err := get(cl); err != nil {
 					b.Error(err)
-					return
+					failed.Store(true)
+					continue
 				}
 				d := time.Since(t0)
 				mu.Lock()

@@ -313,7 +313,7 @@ var errShortBody = io.ErrUnexpectedEOF
 // it there, as side.writeRead and httpConn.sendAnswer do.
 func (m *mover) move(limit int64) (int64, error) {
 	defer m.release()
-	m.bulk = false
+	m.bulk, m.unacked = false, false
 	m.limit, m.moved = limit, 0
 	for m.limit != 0 {
 		now := time.Now().UnixNano()

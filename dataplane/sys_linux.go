@@ -52,9 +52,11 @@ func rawWrite(fd int, p []byte) (int, error) {
 // ackNow sends the ACK fd owes, if any, now rather than at the delayed-ACK
 // timer. TCP_QUICKACK with an even value (Linux: __tcp_sock_set_quickack)
 // sends it and puts the socket back in interactive (pingpong) mode, where
-// ACKs are delayed as before; 1 would leave that mode, and every read
-// after would send an ACK of its own (bench big: 0.8x to 0.9x the throughput, the
-// server's core busy with them).
+// ACKs are delayed as before (with none owed, the socket stays out of that
+// mode until the proxy next writes on it). 1 would leave the mode in
+// every case, and each read of the rest of a body would then send an ACK
+// of its own (bench big: 0.8x to 0.9x the throughput, the server's core
+// busy with them).
 func ackNow(fd int) {
 	two := int32(2)
 	_, _, _ = unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, uintptr(unsafe.Pointer(&two)), 4, 0)

@@ -99,7 +99,6 @@ func (p *Proxy) getHTTPConn() *httpConn {
 	h.cw.cb = h.cw.onWritable
 	h.reqBody.bind()
 	h.respBody.bind()
-	h.reqBody.ackDrained, h.respBody.ackDrained = true, true
 	return h
 }
 
@@ -111,7 +110,6 @@ func (p *Proxy) putHTTPConn(h *httpConn) {
 	h.readFn, h.cw.cb = readFn, cwcb
 	h.reqBody.readFn, h.reqBody.outFn = rb.readFn, rb.outFn
 	h.respBody.readFn, h.respBody.outFn = sb.readFn, sb.outFn
-	h.reqBody.ackDrained, h.respBody.ackDrained = true, true
 	p.httpFree.Lock()
 	if len(p.httpFree.list) < maxIdleHTTPConns {
 		p.httpFree.list = append(p.httpFree.list, h)

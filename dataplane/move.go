@@ -283,12 +283,12 @@ type mover struct {
 
 	// bulk: splicing (see above).
 	bulk bool
-	// ackDrained: acknowledge at once what a bulk move read, each time
-	// the source is drained (spliceIn); unacked: bytes read since.
-	// Bodies of kept-alive HTTP connections only: a tunnel's large
-	// transfer did not stall without it (a 1 MiB download through the TLS
-	// passthrough) and cost 6 % more CPU with it.
-	ackDrained, unacked bool
+	// unacked: a bulk move read bytes since its source was last drained;
+	// spliceIn acknowledges them before the wait. lazyAck (a tunnel's
+	// directions) leaves ACKs to the kernel: a tunnel's large transfer
+	// did not stall without them (a 1 MiB download through the TLS
+	// passthrough) and cost 6 % more CPU with them.
+	unacked, lazyAck bool
 	// readTimedOut tells, after move returned a deadline error, that it
 	// came from waiting for the source (idle), not from a stuck destination.
 	readTimedOut bool

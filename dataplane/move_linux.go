@@ -67,7 +67,7 @@ func (m *mover) spliceIn(fd uintptr) bool {
 		case nil:
 			m.n = int(n)
 			m.p.data += int(n)
-			m.unacked = n > 0 && m.ackDrained
+			m.unacked = n > 0 && !m.lazyAck
 			return true
 		case unix.EINTR:
 			continue

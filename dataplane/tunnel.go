@@ -51,6 +51,7 @@ func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
 		d.t = t
 		d.parkIdx = -1
 		d.m.onProgress = t.touch
+		d.m.lazyAck = true
 		d.m.bind()
 		if parks {
 			d.m.park, d.m.lingering = &d.parkFields, &p.lingering

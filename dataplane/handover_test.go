@@ -62,8 +62,15 @@ func TestInheritSockets(t *testing.T) {
 		t.Errorf("Inherit asked for %q", asked)
 	}
 	nctx, nstop := context.WithCancel(context.Background())
-	defer nstop()
-	go next.Run(nctx)
+	ndone := make(chan error, 1)
+	go func() { ndone <- next.Run(nctx) }()
+	// Run logs through t while it stops: the test must outlive it.
+	defer func() {
+		nstop()
+		if err := <-ndone; err != nil {
+			t.Error(err)
+		}
+	}()
 	<-next.Ready()
 
 	ostop()

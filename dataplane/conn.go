@@ -342,7 +342,7 @@ func (c *clientConn) forceClose() {
 	}
 	c.cl.c.Close()
 	if t := c.tun.Load(); t != nil {
-		go t.cut() // its parked directions end too; the caller holds the socket's lock
+		go t.cut(nil) // its parked directions end too; the caller holds the socket's lock
 	}
 }
 

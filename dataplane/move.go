@@ -292,6 +292,8 @@ type mover struct {
 	// readTimedOut tells, after move returned a deadline error, that it
 	// came from waiting for the source (idle), not from a stuck destination.
 	readTimedOut bool
+	// errOut tells that m.err came from writing to dst, not reading src.
+	errOut bool
 }
 
 func (m *mover) bind() {
@@ -316,7 +318,7 @@ var errShortBody = io.ErrUnexpectedEOF
 // it there, as side.writeRead and httpConn.sendAnswer do.
 func (m *mover) move(limit int64) (int64, error) {
 	defer m.release()
-	m.bulk, m.unacked = false, false
+	m.bulk, m.unacked, m.errOut = false, false, false
 	m.limit, m.moved = limit, 0
 	for m.limit != 0 {
 		now := time.Now().UnixNano()
@@ -402,6 +404,18 @@ func (m *mover) onSrc(fd uintptr) bool {
 			m.park.idleAt.Store(now)
 		}
 	}
+}
+
+// gone is the side whose peer reset the connection, by the error move
+// returned; nil for any other error.
+func (m *mover) gone(err error) *side {
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		return nil
+	}
+	if m.errOut {
+		return m.dst
+	}
+	return m.src
 }
 
 func (m *mover) release() {

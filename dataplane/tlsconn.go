@@ -115,12 +115,8 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	t := newTunnel(c.sock.p, &c.cl, &up.side, b.cfg.IdleTimeout, true)
 	c.tun.Store(t)
 	t.start(func(toServer, toClient int64) {
-		if !t.clean() {
-			// An error or a cut: both peers learn now (a FIN), the
-			// descriptors go with the next batch.
-			up.shutdown()
-			c.cl.shutdown()
-		}
+		// Both peers have had their FIN (an EOF passed on each way, or
+		// the tunnel's cut): the descriptors go with the next batch.
 		c.sock.p.closer.close(up.c, c.cl.c)
 		up.forget(c.sock.p)
 		s.release()

@@ -27,7 +27,6 @@ type tunnel struct {
 	parks  bool
 
 	left atomic.Int32 // directions still running
-	eofs atomic.Int32 // directions that ended with an EOF passed on
 	done func(aToB, bToA int64)
 }
 
@@ -64,10 +63,6 @@ func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
 
 func (t *tunnel) touch(now int64) { t.last.Store(now) }
 
-// clean reports, once both directions ended, whether each ended with an
-// EOF passed on: both peers have their FIN, only the descriptors remain.
-func (t *tunnel) clean() bool { return t.eofs.Load() == 2 }
-
 // run relays until both directions end and returns the bytes moved from a
 // to b and from b to a. The caller closes both conns.
 func (t *tunnel) run() (aToB, bToA int64) {
@@ -97,7 +92,6 @@ func (t *tunnel) pump(d *tunDir) {
 		case err == nil:
 			// EOF from the source: pass the half-close on.
 			m.dst.closeWrite()
-			t.eofs.Add(1)
 			t.finish(d)
 			return
 		case err == errParkAsked:
@@ -108,9 +102,9 @@ func (t *tunnel) pump(d *tunDir) {
 		case isTimeout(err) && m.readTimedOut && time.Now().UnixNano()-t.last.Load() < int64(t.idle):
 			continue
 		}
-		// An error or a truly idle tunnel: cut both ways.
+		// An error or a truly idle tunnel: cut both ways, then end.
+		t.cut(m.gone(err))
 		t.finish(d)
-		t.cut()
 		return
 	}
 }
@@ -130,10 +124,16 @@ func (t *tunnel) finish(d *tunDir) {
 // (an EOF) or write (EPIPE), and the tunnel's owner closes the sockets
 // once both have ended. A raw shutdown rather than a close: close(2) is
 // a call the runtime sees (see closer), and a close would not reach a
-// direction parked on the descriptor anyway.
-func (t *tunnel) cut() {
-	t.a.shutdown()
-	t.b.shutdown()
+// direction parked on the descriptor anyway. gone, when not nil, is a
+// side its peer reset: there is no one left to tell (a shutdown would
+// fail with ENOTCONN), so it is skipped.
+func (t *tunnel) cut(gone *side) {
+	if t.a != gone {
+		t.a.shutdown()
+	}
+	if t.b != gone {
+		t.b.shutdown()
+	}
 	for _, d := range []*tunDir{&t.ab, &t.ba} {
 		if d.state.CompareAndSwap(stParked, stBusy) {
 			t.p.park.mu.Lock()
@@ -169,6 +169,6 @@ func (d *tunDir) work() { d.t.pump(d) }
 
 // expire ends an idle tunnel.
 func (d *tunDir) expire() {
+	d.t.cut(nil)
 	d.t.finish(d)
-	d.t.cut()
 }

@@ -120,7 +120,17 @@ func (h *httpConn) sendHead(bodyInBuf int, later bool) error {
 		n, err = up.write(body)
 		h.inBytes += int64(n)
 	}
+	h.dropOut()
 	return err
+}
+
+// dropOut gives back the buffer a rewritten request head went out from,
+// once it is written: it is not held while the server answers, so the
+// requests in flight hold two buffers each (their head and the answer's),
+// not three.
+func (h *httpConn) dropOut() {
+	putBuf(h.out)
+	h.out = nil
 }
 
 // forwardBody sends the rest of the request body to up.
@@ -436,6 +446,7 @@ func (h *httpConn) readRespHead() (int, error) {
 			var wn int
 			wn, r, err = up.writeRead(w, h.upIn.b[h.upLen:])
 			h.inBytes = int64(wn)
+			h.dropOut()
 		} else {
 			r, err = up.read(h.upIn.b[h.upLen:])
 		}

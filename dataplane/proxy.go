@@ -654,7 +654,8 @@ func (p *Proxy) poolLen(backend, server string) int {
 	return 0
 }
 
-// sweepPools closes idle server connections older than poolIdleMax.
+// sweepPools closes idle server connections older than poolIdleMax and
+// frees the I/O buffers a whole trim window did not need.
 func (p *Proxy) sweepPools() {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
@@ -668,6 +669,7 @@ func (p *Proxy) sweepPools() {
 	for _, s := range ss {
 		s.pool.sweep(now, poolIdleMax)
 	}
+	trimBufs(now)
 }
 
 // serverChanged records a server's state change.

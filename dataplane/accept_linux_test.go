@@ -288,26 +288,50 @@ func TestCloserBatch(t *testing.T) {
 
 // TestTunnelSocketsClosed: a running proxy closes a finished tunnel's
 // sockets (on its sweeper's tick), whether the tunnel ended with both
-// EOFs or with the server resetting.
+// EOFs or with one peer resetting; a reset reaches the other peer as an
+// EOF at once, not at the tunnel's idle timeout.
 func TestTunnelSocketsClosed(t *testing.T) {
 	t.Parallel()
 	hello := clientHelloBytes(t, "a.test")
-	for _, reset := range []bool{false, true} {
-		t.Run(fmt.Sprintf("reset=%v", reset), func(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		serverResets bool
+		clientResets bool
+	}{
+		{name: "both close"},
+		{name: "server resets", serverResets: true},
+		{name: "client resets", clientResets: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serverEnd := make(chan error, 1)
 			server := rawServer(t, func(c net.Conn) {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(waitFor))
 				if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
+					serverEnd <- err
 					return
 				}
 				_, _ = io.WriteString(c, "answer\n")
-				if reset {
+				if tc.serverResets {
 					_ = c.(*net.TCPConn).SetLinger(0)
+					serverEnd <- nil
+					return
 				}
+				if tc.clientResets {
+					// Wait for the client's end, passed on as an EOF.
+					_, err := io.Copy(io.Discard, c)
+					serverEnd <- err
+					return
+				}
+				serverEnd <- nil
 			})
+			// An idle timeout past the test's deadline: only the end of
+			// one peer's connection may end the other's.
+			b := backendOf("b", srv("s1", server))
+			b.IdleTimeout = time.Minute
 			p := startProxy(t, Config{
 				Listeners: []Listener{tlsListener("tls", "b")},
-				Backends:  []Backend{backendOf("b", srv("s1", server))},
+				Backends:  []Backend{b},
 			})
 			c, err := net.Dial("tcp", p.addr(t, "tls"))
 			if err != nil {
@@ -318,11 +342,25 @@ func TestTunnelSocketsClosed(t *testing.T) {
 			if _, err := c.Write(hello); err != nil {
 				t.Fatal(err)
 			}
-			ans, _ := io.ReadAll(c) // the server's close reaches the client
-			if string(ans) != "answer\n" {
-				t.Fatalf("client read %q", ans)
+			if tc.clientResets {
+				ans := make([]byte, len("answer\n"))
+				if _, err := io.ReadFull(c, ans); err != nil || string(ans) != "answer\n" {
+					t.Fatalf("client read %q, %v", ans, err)
+				}
+				_ = c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			} else {
+				// The server's end reaches the client, a reset as an EOF
+				// (the proxy shuts the client's side down).
+				ans, err := io.ReadAll(c)
+				if string(ans) != "answer\n" || err != nil {
+					t.Fatalf("client read %q, %v; want the answer, then an EOF", ans, err)
+				}
+				c.Close()
 			}
-			c.Close()
+			if err := <-serverEnd; err != nil {
+				t.Fatalf("server: %v; want the client's end as an EOF", err)
+			}
 			testkit.Poll(t, waitFor, func() string {
 				if n := p.metric(t, MetricActiveConns, map[string]string{"listener": "tls"}); n != 0 {
 					return fmt.Sprintf("%v connections open", n)

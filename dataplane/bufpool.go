@@ -89,10 +89,3 @@ func (p *bufPool) trim(now int64) {
 	}
 	p.low = keep
 }
-
-// idle is how many buffers wait free.
-func (p *bufPool) idle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.free)
-}

@@ -90,3 +90,10 @@ func TestBufPoolOversized(t *testing.T) {
 		t.Fatalf("%d buffers free after an oversized one, want 0", got)
 	}
 }
+
+// idle is how many buffers wait free.
+func (p *bufPool) idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free)
+}

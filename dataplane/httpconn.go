@@ -191,10 +191,7 @@ func (h *httpConn) serve(lg *listenerGen, first bool) (parked bool) {
 		if !h.exchange() {
 			return
 		}
-		if h.out != nil { // a failed exchange may leave it
-			putBuf(h.out)
-			h.out = nil
-		}
+		h.dropOut() // a failed exchange may leave it
 		// Drop the request from the client buffer, keeping pipelined bytes.
 		if h.inLen > h.consumed {
 			h.inOrder = false

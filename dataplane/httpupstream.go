@@ -124,10 +124,9 @@ func (h *httpConn) sendHead(bodyInBuf int, later bool) error {
 	return err
 }
 
-// dropOut gives back the buffer a rewritten request head went out from,
-// once it is written: it is not held while the server answers, so the
-// requests in flight hold two buffers each (their head and the answer's),
-// not three.
+// dropOut gives back the buffer of a rewritten head once it is written.
+// A request's goes back before the server answers, so the requests in
+// flight hold two buffers each (their head and the answer's), not three.
 func (h *httpConn) dropOut() {
 	putBuf(h.out)
 	h.out = nil
@@ -381,8 +380,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	h.upLen = 0
 	putBuf(h.upIn)
 	h.upIn = nil
-	putBuf(h.out)
-	h.out = nil
+	h.dropOut()
 	if err != nil {
 		h.closeUp()
 		if !errors.Is(err, errShortBody) && !isTimeout(err) {

@@ -385,6 +385,7 @@ func (m *mover) onSrc(fd uintptr) bool {
 			m.err = unwrapOp(err)
 		}
 		if m.err != nil {
+			m.errOut = true
 			return true
 		}
 		m.moved += int64(m.n)

@@ -134,7 +134,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 			case unix.EAGAIN:
 				return false
 			default:
-				m.err, m.errOut = os.NewSyscallError("write", err), true
+				m.err = os.NewSyscallError("write", err)
 				return true
 			}
 		}
@@ -149,7 +149,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false
 		default:
-			m.err, m.errOut = os.NewSyscallError("splice", err), true
+			m.err = os.NewSyscallError("splice", err)
 			return true
 		}
 	}

@@ -122,6 +122,36 @@ func groupTicks(p *proc) int64 {
 	return sum
 }
 
+// cpuTicks reads one CPU's line of /proc/stat: the ticks it was busy
+// (steal included: time the host took is time the load could not have)
+// and all its ticks. ok is false when there is no such CPU, or none was
+// named (an unpinned run: the load shares the cores with the proxy).
+func cpuTicks(cpu string) (busy, total int64, ok bool) {
+	if cpu == "" {
+		return 0, 0, false
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 9 || f[0] != "cpu"+cpu {
+			continue
+		}
+		for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+			var n int64
+			fmt.Sscan(v, &n)
+			total += n
+			if i != 3 && i != 4 {
+				busy += n
+			}
+		}
+		return busy, total, true
+	}
+	return 0, 0, false
+}
+
 // groupRSS sums the resident memory (KiB) of p's process group.
 func groupRSS(p *proc) int64 {
 	var sum int64

@@ -47,6 +47,14 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f", a/b)
 }
 
+// orDash is num, or a dash for a figure not measured (zero).
+func orDash(x float64) string {
+	if x == 0 {
+		return "–"
+	}
+	return num(x)
+}
+
 func num(x float64) string {
 	switch {
 	case x == 0:
@@ -141,7 +149,7 @@ func table(rs []result) string {
 			if sc == "big" {
 				unit, val = "MiB/s", func(r result) float64 { return r.MiBps }
 			}
-			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", unit)
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", unit)
 			// The proxy's CPU time per request (per connection in close
 			// and tls-close): what a load-generator-bound scenario does
 			// not show in its rate.
@@ -166,10 +174,10 @@ func table(rs []result) string {
 					errs += r.Errors + r.Non2xx
 				}
 				m := med(p, val)
-				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", p, len(runs), num(m), num(lo), num(hi),
+				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", p, len(runs), num(m), num(lo), num(hi),
 					ratio(m, h), ratio(m, best), num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
-					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)))
+					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)), orDash(med(p, func(r result) float64 { return r.LoadCPU })))
 			}
 		}
 		for _, p := range proxies {

@@ -379,6 +379,10 @@ type result struct {
 	Non2xx   int64   `json:"non2xx"`
 	Errors   int64   `json:"socket_errors"` // wrk's connect+read+write+timeout
 	ProxyCPU float64 `json:"proxy_cpu_pct,omitempty"`
+	// LoadCPU is how busy the core of wrk and the backends was: near 100,
+	// the load side set the rate, and the proxies' rates differ by the
+	// work each causes there more than by their own speed.
+	LoadCPU float64 `json:"load_cpu_pct,omitempty"`
 	// reload scenarios
 	Reloads      int  `json:"reloads,omitempty"`
 	ReloadFailed int  `json:"reload_failed,omitempty"`
@@ -484,12 +488,16 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 		}
 	}
 	before := groupTicks(p)
+	loadBusy, loadTotal, loadOK := cpuTicks(r.loadCPU)
 	start := time.Now()
 	w, err := r.wrk(ctx, dir, "wrk", r.o.Duration, args)
 	if err != nil {
 		return err
 	}
 	res.ProxyCPU = 100 * float64(groupTicks(p)-before) / clockTicks / time.Since(start).Seconds()
+	if busy, total, ok := cpuTicks(r.loadCPU); ok && loadOK && total > loadTotal {
+		res.LoadCPU = 100 * float64(busy-loadBusy) / float64(total-loadTotal)
+	}
 	w.into(res)
 	return nil
 }

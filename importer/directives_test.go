@@ -266,6 +266,11 @@ func TestHAProxyBackends(t *testing.T) {
 		{"tunnel in mode http", "mode http\n  timeout server 30s\n  timeout tunnel 1h\n  server s 192.0.2.1:80", []check{"backends/b.yaml: idleTimeout: 30s", "changed: also bounds upgraded connections such as WebSocket"}},
 		{"no connect timeout", "timeout server 1s\n  server s 192.0.2.1:80", []check{"!backends/b.yaml: connectTimeout", "changed: timeout connect: not set: HAProxy waited indefinitely"}},
 		{"no server timeout", "timeout connect 1s\n  server s 192.0.2.1:80", []check{"!backends/b.yaml: idleTimeout", "changed: timeout server: not set"}},
+		// HAProxy reads a timeout of 0 as none (haproxy -c warns of it as missing).
+		{"zero server timeout", "timeout connect 1s\n  timeout server 0\n  server s 192.0.2.1:80", []check{"!backends/b.yaml: idleTimeout", "changed: timeout server: 0, which HAProxy reads as none: HAProxy waited indefinitely"}},
+		{"zero connect timeout", "timeout connect 0\n  timeout server 1s\n  server s 192.0.2.1:80", []check{"!backends/b.yaml: connectTimeout", "!backends/b.yaml: queueTimeout", "changed: timeout connect: 0, which HAProxy reads as none"}},
+		{"zero queue timeout", "timeout connect 2s\n  timeout queue 0\n  timeout server 1s\n  server s 192.0.2.1:80", []check{"backends/b.yaml: queueTimeout: 2s"}},
+		{"zero check timeout", "timeout check 0\n  server s 192.0.2.1:80 check inter 3s", []check{"backends/b.yaml: timeout: 3s"}},
 		{"retries", "retries 1\n  option redispatch\n  server s 192.0.2.1:80\n  server t 192.0.2.2:80", []check{"backends/b.yaml: retries: 1"}},
 		{"HAProxy's default retries", "server s 192.0.2.1:80", []check{"backends/b.yaml: retries: 3"}},
 		{"too many retries", "retries 1000\n  server s 192.0.2.1:80", []check{"backends/b.yaml: retries: 100", "changed: gitedge allows at most 100 retries"}},
@@ -287,6 +292,25 @@ func TestHAProxyBackends(t *testing.T) {
 	}
 	runHAProxy(t, "defaults\n  mode tcp\n  timeout client 1s\nfrontend f\n  bind :443\n  tcp-request inspect-delay 1s\n  default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 30s\n  timeout tunnel 1h\n  server s 192.0.2.1:443\n",
 		"backends/b.yaml: idleTimeout: 3600s", "note: in mode tcp timeout tunnel (3600s) applies once connected")
+	// A server that is a frontend's own bind loops; it is not imported.
+	for _, tc := range []struct{ bind, server, dropped string }{
+		{"192.0.2.9:80", "192.0.2.9:80", "dropped: s 192.0.2.9:80: this is frontend \"f\"'s bind 192.0.2.9:80: requests would loop back"},
+		{":80", "127.0.0.1:80", "dropped: s 127.0.0.1:80: this is frontend \"f\"'s bind :80"},
+		{"0.0.0.0:80", "0.0.0.0:80", "dropped: s 0.0.0.0:80: this is frontend \"f\"'s bind 0.0.0.0:80"},
+		{"[::]:80", "[::1]:80", "dropped: s [::1]:80: this is frontend \"f\"'s bind [::]:80"},
+	} {
+		runHAProxy(t, "defaults\n  mode http\n  timeout client 1s\nfrontend f\n  bind "+tc.bind+"\n  default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 1s\n  server s "+tc.server+"\n  server t 192.0.2.1:80\n",
+			"!backends/b.yaml: name: s,", tc.dropped)
+	}
+	// Not a loop: another port, or 0.0.0.0 and an IPv6 loopback.
+	runHAProxy(t, "defaults\n  mode http\n  timeout client 1s\nfrontend f\n  bind 0.0.0.0:80\n  default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 1s\n  server s [::1]:80\n  server t 127.0.0.1:81\n",
+		"backends/b.yaml: name: s,", "backends/b.yaml: name: t,")
+	// A zero inspect-delay: gitedge's default wait for the ClientHello.
+	runHAProxy(t, "defaults\n  mode tcp\n  timeout client 1s\nfrontend f\n  bind :443\n  tcp-request inspect-delay 0\n  default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 30s\n  server s 192.0.2.1:443\n",
+		"!edge.yaml: inspectTimeout", "changed: h.cfg:6: frontend \"f\": tcp-request inspect-delay 0: no wait: HAProxy routed on whatever bytes had arrived")
+	// In mode tcp a zero timeout tunnel leaves timeout server in force.
+	runHAProxy(t, "defaults\n  mode tcp\n  timeout client 1s\nfrontend f\n  bind :443\n  tcp-request inspect-delay 1s\n  default_backend b\nbackend b\n  timeout connect 1s\n  timeout server 30s\n  timeout tunnel 0\n  server s 192.0.2.1:443\n",
+		"backends/b.yaml: idleTimeout: 30s")
 	runHAProxy(t, "defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend b:c\nbackend b:c\n  timeout connect 1s\n  timeout server 1s\n  server s 192.0.2.1:80\n",
 		`note: renamed to "b-c"`, "edge.yaml: defaultBackend: b-c", "backends/b-c.yaml: name: b-c")
 }
@@ -300,6 +324,8 @@ func TestHAProxyListeners(t *testing.T) {
 			[]check{"edge.yaml: mode: http", "edge.yaml: forwardFor: true", "edge.yaml: clientTimeout: 30s", "edge.yaml: requestTimeout: 4s"}},
 		{"no client timeout", "defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend web\n" + beWeb,
 			[]check{"!edge.yaml: clientTimeout", "changed: timeout client: not set", "changed: timeout http-request: not set: HAProxy bounded the request head only by timeout client"}},
+		{"zero client timeouts", "defaults\n  mode http\n  timeout client 0\n  timeout http-request 0\nfrontend f\n  bind :80\n  default_backend web\n" + beWeb,
+			[]check{"!edge.yaml: clientTimeout", "!edge.yaml: requestTimeout", "changed: timeout client: 0, which HAProxy reads as none", "changed: timeout http-request: 0, which HAProxy reads as none"}},
 		{"forwardfor except", "defaults\n  mode http\nfrontend f\n  bind :80\n  option forwardfor except 127.0.0.0/8\n  default_backend web\n" + beWeb,
 			[]check{"edge.yaml: forwardFor: true", "changed: gitedge adds X-Forwarded-For for every client"}},
 		{"forwardfor on the backend only", "defaults\n  mode http\nfrontend f\n  bind :80\n  default_backend web\nbackend web\n  option forwardfor\n  server w 192.0.2.1:80\n",

@@ -321,6 +321,10 @@ func (h *fromHAProxy) backend(p *haproxy.Proxy) *backend {
 			add(report.Dropped, "no fixed port: HAProxy connected to the port the client connected to; gitedge needs the port written")
 			continue
 		}
+		if fe, ok := h.selfBind(s.Addr.IP, s.Addr.Port); ok {
+			add(report.Dropped, "this is %s: requests would loop back into the proxy (gitedge refuses such a server); point the server at the backend itself", fe)
+			continue
+		}
 		if s.Unknown != nil {
 			h.rep.Add(s.Pos, report.Dropped, where, strings.Join(s.Unknown, " "), "unknown server option: not interpreted")
 		}
@@ -432,7 +436,7 @@ func (h *fromHAProxy) backend(p *haproxy.Proxy) *backend {
 		}
 		hc.interval = fmtDuration(inter)
 		hc.timeout = fmtDuration(inter)
-		if t, ok := p.Timeouts["check"]; ok {
+		if t, ok := timeoutOf(p, "check"); ok {
 			hc.timeout = fmtDuration(t.Val)
 		}
 		if hasHTTPChk {
@@ -455,18 +459,18 @@ func (h *fromHAProxy) backend(p *haproxy.Proxy) *backend {
 
 	// Timeouts.
 	mode := p.EffectiveMode()
-	if t, ok := p.Timeouts["connect"]; ok {
+	if t, ok := timeoutOf(p, "connect"); ok {
 		b.connect = fmtDuration(t.Val)
 	} else {
-		h.add(p.Pos, report.Changed, where, "timeout connect", "not set: HAProxy waited indefinitely (and warned); gitedge uses %s", gitedgeConnect)
+		h.add(p.Pos, report.Changed, where, "timeout connect", unset(p, "connect")+": HAProxy waited indefinitely (and warned); gitedge uses %s", gitedgeConnect)
 	}
-	if t, ok := p.Timeouts["queue"]; ok {
+	if t, ok := timeoutOf(p, "queue"); ok {
 		b.queue = fmtDuration(t.Val)
-	} else if t, ok := p.Timeouts["connect"]; ok {
+	} else if t, ok := timeoutOf(p, "connect"); ok {
 		b.queue = fmtDuration(t.Val) // HAProxy's rule: timeout queue defaults to timeout connect
 	}
-	srvT, hasSrv := p.Timeouts["server"]
-	tunT, hasTun := p.Timeouts["tunnel"]
+	srvT, hasSrv := timeoutOf(p, "server")
+	tunT, hasTun := timeoutOf(p, "tunnel")
 	switch {
 	case hasTun && mode == "tcp":
 		b.idle = fmtDuration(tunT.Val)
@@ -480,9 +484,9 @@ func (h *fromHAProxy) backend(p *haproxy.Proxy) *backend {
 		}
 	case hasTun:
 		b.idle = fmtDuration(tunT.Val)
-		h.add(p.Pos, report.Changed, where, "timeout server", "not set: HAProxy waited indefinitely for a response; gitedge's idleTimeout is the tunnel timeout %s", b.idle)
+		h.add(p.Pos, report.Changed, where, "timeout server", unset(p, "server")+": HAProxy waited indefinitely for a response; gitedge's idleTimeout is the tunnel timeout %s", b.idle)
 	default:
-		h.add(p.Pos, report.Changed, where, "timeout server", "not set: HAProxy waited indefinitely (and warned); gitedge cuts an idle server after %s", gitedgeIdle)
+		h.add(p.Pos, report.Changed, where, "timeout server", unset(p, "server")+": HAProxy waited indefinitely (and warned); gitedge cuts an idle server after %s", gitedgeIdle)
 	}
 
 	// Retries and redispatch.
@@ -655,10 +659,10 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 	if t.def != "" {
 		proto.defaultBackend = h.bnames[t.def]
 	}
-	if c, ok := p.Timeouts["client"]; ok {
+	if c, ok := timeoutOf(p, "client"); ok {
 		proto.clientTimeout = fmtDuration(c.Val)
 	} else {
-		h.add(p.Pos, report.Changed, where, "timeout client", "not set: HAProxy kept idle clients indefinitely (and warned); gitedge closes them after %s", gitedgeClient)
+		h.add(p.Pos, report.Changed, where, "timeout client", unset(p, "client")+": HAProxy kept idle clients indefinitely (and warned); gitedge closes them after %s", gitedgeClient)
 	}
 	switch lmode {
 	case "http":
@@ -668,10 +672,10 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 				h.addAt(o.From, report.Changed, "gitedge adds X-Forwarded-For for every client, under that name")
 			}
 		}
-		if r, ok := p.Timeouts["http-request"]; ok {
+		if r, ok := timeoutOf(p, "http-request"); ok {
 			proto.requestTimeout = fmtDuration(r.Val)
 		} else {
-			h.add(p.Pos, report.Changed, where, "timeout http-request", "not set: HAProxy bounded the request head only by timeout client; gitedge's requestTimeout is %s", gitedgeRequest)
+			h.add(p.Pos, report.Changed, where, "timeout http-request", unset(p, "http-request")+": HAProxy bounded the request head only by timeout client; gitedge's requestTimeout is %s", gitedgeRequest)
 		}
 		if d := p.InspectDelay; d.Set && !d.Inherited() {
 			h.addAt(d.From, report.Note, "gitedge routes HTTP by each request's Host header; the delay only served tcp-request rules")
@@ -683,8 +687,10 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 		if o, ok := p.Option("forwardfor"); ok && !o.Inherited() {
 			h.addAt(o.From, report.Note, "%s", noEffectTCP)
 		}
-		if d := p.InspectDelay; d.Set {
+		if d := p.InspectDelay; d.Set && d.Val > 0 {
 			proto.inspectTimeout = fmtDuration(d.Val)
+		} else if d.Set {
+			h.addAt(d.From, report.Changed, "no wait: HAProxy routed on whatever bytes had arrived; gitedge waits up to %s for the ClientHello", gitedgeInspect)
 		} else if len(t.claims) > 0 {
 			h.add(p.Pos, report.Changed, where, "tcp-request inspect-delay", "not set: HAProxy routed on whatever bytes had arrived; gitedge waits up to %s for the ClientHello", gitedgeInspect)
 		}
@@ -897,4 +903,55 @@ func (h *fromHAProxy) routes() {
 			h.addAt(o.From, report.Changed, "gitedge adds X-Forwarded-For per listener: %s routes to %s without it", t.fe.Label(), name)
 		}
 	}
+}
+
+// timeoutOf is one of a proxy's timeouts as HAProxy applies it: a zero
+// time is no timeout at all, the same as none set (haproxy -c warns of
+// both alike), so neither becomes a gitedge field, which must be more
+// than 0s.
+func timeoutOf(p *haproxy.Proxy, name string) (haproxy.Setting[time.Duration], bool) {
+	t, ok := p.Timeouts[name]
+	return t, ok && t.Val > 0
+}
+
+// unset says how a timeout timeoutOf does not find came to be missing.
+func unset(p *haproxy.Proxy, name string) string {
+	if _, ok := p.Timeouts[name]; ok {
+		return "0, which HAProxy reads as none"
+	}
+	return "not set"
+}
+
+// selfBind names the frontend bind a server address reaches, as
+// gitedge's loader sees it: the same address and port, or a wildcard
+// bind on that port reached on loopback (0.0.0.0 covers IPv4 only; "*",
+// no address and [::] cover both). HAProxy looped such requests back into
+// itself; gitedge refuses the server.
+func (h *fromHAProxy) selfBind(ip netip.Addr, port int) (string, bool) {
+	a := ip.Unmap()
+	for _, p := range h.cfg.Proxies {
+		for _, b := range p.Binds {
+			if b.SSL {
+				continue // not imported
+			}
+			for _, ba := range b.Addrs {
+				if !ba.IsInet() || ba.Port != port || ba.PortHigh > ba.Port {
+					continue
+				}
+				hit := false
+				switch {
+				case ba.IP.IsValid() && !ba.IP.IsUnspecified():
+					hit = ba.IP.Unmap() == a
+				case ba.IP.IsValid() && ba.IP.Is4():
+					hit = a.Is4() && (a.IsLoopback() || a.IsUnspecified())
+				case ba.IP.IsValid() || ba.Host == "" || ba.Host == "*":
+					hit = a.IsLoopback() || a.IsUnspecified()
+				}
+				if hit {
+					return fmt.Sprintf("frontend %q's bind %s", p.Name, ba.Raw), true
+				}
+			}
+		}
+	}
+	return "", false
 }

@@ -1,6 +1,8 @@
 package gitsource
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,14 +67,36 @@ func TestTransports(t *testing.T) {
 				t.Fatalf("ref %q previous %q signer %v", rev.Ref, rev.Previous, rev.Signer)
 			}
 
-			// No change: the trigger is absorbed, nothing fetched.
+			// No change: the trigger is absorbed, nothing fetched. Next
+			// hands nothing over for an unchanged head and waits on; it is
+			// cut short here once the look is counted as skipped. The look
+			// may take seconds on a loaded machine (an ssh handshake took
+			// 5–8 s), or fail there (sshd dropping a connection), which the
+			// source retries once Next has returned the error.
 			fetches := counter(t, g.m.fetches)
 			g.Trigger(Trigger{Kind: TriggerPoll})
-			quiet(t, g, 1500*time.Millisecond)
-			// The look at the remote may outlast the quiet time on a loaded
-			// machine (an ssh handshake took 5–8 s): wait for it, bounded.
-			for deadline := time.Now().Add(30 * time.Second); counter(t, g.m.skipped) == 0 && time.Now().Before(deadline); {
-				time.Sleep(20 * time.Millisecond)
+			deadline := time.Now().Add(30 * time.Second)
+			for counter(t, g.m.skipped) == 0 {
+				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				go func() {
+					for ctx.Err() == nil && counter(t, g.m.skipped) == 0 {
+						time.Sleep(20 * time.Millisecond)
+					}
+					cancel()
+				}()
+				rev, err := g.Next(ctx)
+				cancel()
+				var e *Error
+				switch {
+				case err == nil:
+					t.Fatalf("Next handed over %s (trigger %s) on an unchanged head", short(rev.Commit), rev.Trigger.Kind)
+				case errors.As(err, &e) && e.Transient():
+					t.Logf("transient, the source retries: %v", err)
+				case errors.Is(err, context.DeadlineExceeded):
+					t.Fatal("no look at the remote within 30 s of the poll trigger")
+				case !errors.Is(err, context.Canceled):
+					t.Fatalf("Next: %v", err)
+				}
 			}
 			if got := counter(t, g.m.skipped); got != 1 {
 				t.Fatalf("skipped fetches = %d, want 1", got)

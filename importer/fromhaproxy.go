@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/importer/haproxy"
 	"github.com/gitedge/gitedge/importer/report"
+	"github.com/gitedge/gitedge/reconcile"
 )
 
 // HAProxy's own defaults, where gitedge's differ or must be written out.
@@ -687,12 +689,14 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 		if o, ok := p.Option("forwardfor"); ok && !o.Inherited() {
 			h.addAt(o.From, report.Note, "%s", noEffectTCP)
 		}
-		if d := p.InspectDelay; d.Set && d.Val > 0 {
+		const noWait = ": HAProxy routed on whatever bytes had arrived; gitedge waits up to %s for the ClientHello"
+		switch d := p.InspectDelay; {
+		case d.Set && d.Val > 0:
 			proto.inspectTimeout = fmtDuration(d.Val)
-		} else if d.Set {
-			h.addAt(d.From, report.Changed, "no wait: HAProxy routed on whatever bytes had arrived; gitedge waits up to %s for the ClientHello", gitedgeInspect)
-		} else if len(t.claims) > 0 {
-			h.add(p.Pos, report.Changed, where, "tcp-request inspect-delay", "not set: HAProxy routed on whatever bytes had arrived; gitedge waits up to %s for the ClientHello", gitedgeInspect)
+		case d.Set:
+			h.addAt(d.From, report.Changed, "no wait"+noWait, gitedgeInspect)
+		case len(t.claims) > 0:
+			h.add(p.Pos, report.Changed, where, "tcp-request inspect-delay", "not set"+noWait, gitedgeInspect)
 		}
 		if len(t.claims) == 0 && !p.InspectDelay.Set {
 			h.add(p.Pos, report.Changed, where, "mode tcp", "%s", whyPlainTCP)
@@ -922,32 +926,21 @@ func unset(p *haproxy.Proxy, name string) string {
 	return "not set"
 }
 
-// selfBind names the frontend bind a server address reaches, as
-// gitedge's loader sees it: the same address and port, or a wildcard
-// bind on that port reached on loopback (0.0.0.0 covers IPv4 only; "*",
-// no address and [::] cover both). HAProxy looped such requests back into
-// itself; gitedge refuses the server.
+// selfBind names the frontend bind a server address reaches, by the
+// loader's rule (reconcile.ServerIsListener). HAProxy looped such
+// requests back into itself; gitedge refuses the server.
 func (h *fromHAProxy) selfBind(ip netip.Addr, port int) (string, bool) {
-	a := ip.Unmap()
+	addr := netip.AddrPortFrom(ip, uint16(port))
 	for _, p := range h.cfg.Proxies {
 		for _, b := range p.Binds {
 			if b.SSL {
 				continue // not imported
 			}
 			for _, ba := range b.Addrs {
-				if !ba.IsInet() || ba.Port != port || ba.PortHigh > ba.Port {
-					continue
+				if !ba.IsInet() || ba.PortHigh > ba.Port || (ba.Host != "" && ba.Host != "*" && !ba.IP.IsValid()) {
+					continue // not imported either
 				}
-				hit := false
-				switch {
-				case ba.IP.IsValid() && !ba.IP.IsUnspecified():
-					hit = ba.IP.Unmap() == a
-				case ba.IP.IsValid() && ba.IP.Is4():
-					hit = a.Is4() && (a.IsLoopback() || a.IsUnspecified())
-				case ba.IP.IsValid() || ba.Host == "" || ba.Host == "*":
-					hit = a.IsLoopback() || a.IsUnspecified()
-				}
-				if hit {
+				if reconcile.ServerIsListener(dataplane.Bind{Addr: ba.IP, Port: uint16(ba.Port)}, addr) {
 					return fmt.Sprintf("frontend %q's bind %s", p.Name, ba.Raw), true
 				}
 			}

@@ -69,6 +69,37 @@ func bindsClash(a, b dataplane.Bind) bool {
 	return a.Addr == b.Addr || covers(a.Addr, b.Addr) || covers(b.Addr, a.Addr)
 }
 
+// ServerIsListener reports whether a server at addr would be the proxy's
+// own listener bound to bind, as Load refuses it: the same address and
+// port, or a wildcard bind on that port reached on loopback or the
+// unspecified address (the VIPs of the repository aside). The importer
+// drops such a server rather than write a repository Load refuses.
+func ServerIsListener(bind dataplane.Bind, addr netip.AddrPort) bool {
+	_, ok := reachesBind(bind, addr, nil)
+	return ok
+}
+
+// reachesBind reports whether a server at addr reaches a listener bound
+// to bind, and how, for the error (", reached on loopback"). owner names
+// the addresses a node of the repository may hold (its VIPs).
+func reachesBind(bind dataplane.Bind, addr netip.AddrPort, owner map[netip.Addr]string) (string, bool) {
+	if bind.Port != addr.Port() || bind.Port == 0 {
+		return "", false
+	}
+	a := addr.Addr().Unmap()
+	switch {
+	case bind.Addr.IsValid() && !bind.Addr.IsUnspecified():
+		return "", a == bind.Addr
+	case !covers(bind.Addr, a):
+		return "", false
+	case a.IsLoopback(), a.IsUnspecified():
+		return ", reached on loopback", true
+	case owner[a] != "":
+		return ", reached on " + owner[a], true
+	}
+	return "", false
+}
+
 // covers reports whether a listener on w receives connections to o.
 func covers(w, o netip.Addr) bool {
 	switch {
@@ -160,24 +191,9 @@ func (c *converter) checkServerLoops() {
 			if !s.Address.IsValid() {
 				continue
 			}
-			a := s.Address.Addr().Unmap()
 			for _, ln := range lns {
-				if ln.Bind.Port != s.Address.Port() || ln.Bind.Port == 0 {
-					continue
-				}
-				var why string
-				switch {
-				case ln.Bind.Addr.IsValid() && !ln.Bind.Addr.IsUnspecified():
-					if a != ln.Bind.Addr {
-						continue
-					}
-				case !covers(ln.Bind.Addr, a):
-					continue
-				case a.IsLoopback(), a.IsUnspecified():
-					why = ", reached on loopback"
-				case owner[a] != "":
-					why = ", reached on " + owner[a]
-				default:
+				why, ok := reachesBind(ln.Bind, s.Address, owner)
+				if !ok {
 					continue
 				}
 				c.l.failAt(d, fmt.Sprintf("spec.servers[%d].address", j),

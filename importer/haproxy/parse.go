@@ -73,6 +73,9 @@ func sections(file string, data []byte, errs *report.Errors) ([]*Section, []EnvV
 			errs.Add(pos, "%v", err)
 			return
 		}
+		if !report.UTF8(pos, words, errs) {
+			return
+		}
 		for _, v := range vars {
 			env = append(env, EnvVar{pos, v})
 		}

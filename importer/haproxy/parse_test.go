@@ -323,6 +323,7 @@ func TestMalformed(t *testing.T) {
 	accepts := map[string]string{
 		"bad retries":     "HAProxy reads it as 0",
 		"httpchk bad URI": "HAProxy sends it, and servers answer 400",
+		"Latin-1 value":   "HAProxy sends the byte; gitedge's YAML is UTF-8",
 	}
 	for _, tc := range []struct {
 		name, cfg, want string
@@ -369,6 +370,8 @@ func TestMalformed(t *testing.T) {
 		{"tcp-request unknown", "frontend f\n  tcp-request foo\n", `t.cfg:2: tcp-request: unknown "foo"`},
 		{"httpchk bad URI", "backend b\n  option httpchk GET health\n", `t.cfg:2: option: httpchk: URI "health" must start with /`},
 		{"global with argument", "global x\n", "t.cfg:1: global takes no argument"},
+		{"Latin-1 name", "frontend f\n  bind :80\n  default_backend caf\xe9\nbackend caf\xe9\n  server s 192.0.2.1:80\n", `t.cfg:3: "caf\xe9" is not UTF-8 text, which gitedge's YAML files cannot hold: convert the file to UTF-8`},
+		{"Latin-1 value", "frontend f\n  bind :80\n  http-request set-header X-Place \"caf\\xe9\"\n", `t.cfg:3: "caf\xe9" is not UTF-8 text`},
 		{"HTTP frontend, TCP backend", "frontend f\n  mode http\n  bind :80\n  default_backend b\nbackend b\n  server s 192.0.2.1:80\n", `t.cfg:4: default_backend: backend "b" is mode tcp but frontend "f" is mode http: HAProxy refuses this`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -420,6 +423,14 @@ func TestEmptyAlternatives(t *testing.T) {
 
 // TestIgnoredLines: lines HAProxy ignores in a kind of section (with a
 // warning) are kept apart, not refused.
+// TestLatin1Comment: a comment is not read, whatever its encoding.
+func TestLatin1Comment(t *testing.T) {
+	c := parse(t, "# caf\xe9 de la gare\nfrontend f # caf\xe9\n  bind :80\n")
+	if p := proxyNamed(t, c, "frontend", "f"); len(p.Binds) != 1 {
+		t.Errorf("binds %v", p.Binds)
+	}
+}
+
 func TestIgnoredLines(t *testing.T) {
 	c := parse(t, "frontend f\n  bind :80\n  balance source\n  retries 3\nbackend b\n  bind :81\n  default_backend x\n  server s 192.0.2.1:80\n")
 	if n := len(proxyNamed(t, c, "frontend", "f").Ignored); n != 2 {

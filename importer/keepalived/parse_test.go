@@ -196,6 +196,8 @@ func TestMalformed(t *testing.T) {
 		{"include without a reader", "include other.conf\n", "k.conf:1: include other.conf: includes are not read here"},
 		{"bad global version", "global_defs {\n vrrp_version 4\n}\n", `k.conf:2: vrrp_version: expected 2 or 3, got "4"`},
 		{"instance without block", "vrrp_instance V\n", "k.conf:1: vrrp_instance needs a name and a { } block"},
+		{"Latin-1 name", "vrrp_instance V\x96 {\n interface eth0\n virtual_router_id 1\n}\n", `k.conf:1: "V\x96" is not UTF-8 text, which gitedge's YAML files cannot hold: convert the file to UTF-8`},
+		{"Latin-1 quoted word", ok + " notify_master \"/etc/caf\xe9.sh\"\n}\n", `k.conf:4: "/etc/caf\xe9.sh" is not UTF-8 text`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("k.conf", []byte(tc.conf), Options{})

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gitedge/gitedge/internal/errlist"
 )
@@ -198,6 +199,19 @@ func Lines(file string, data []byte, errs *Errors, f func(pos Pos, text string))
 	if err := sc.Err(); err != nil {
 		errs.Add(Pos{File: file, Line: line + 1}, "cannot read: %v", err)
 	}
+}
+
+// UTF8 reports in errs, at pos, the first word that is not UTF-8 text
+// and says whether all were. gitedge's YAML is UTF-8: a Latin-1 name
+// cannot reach a written file, and a comment is not a word.
+func UTF8(pos Pos, words []string, errs *Errors) bool {
+	for _, w := range words {
+		if !utf8.ValidString(w) {
+			errs.Add(pos, "%q is not UTF-8 text, which gitedge's YAML files cannot hold: convert the file to UTF-8 (as iconv -f LATIN1 -t UTF-8 does)", w)
+			return false
+		}
+	}
+	return true
 }
 
 // Add appends one located error.

@@ -464,7 +464,8 @@ func (h *fromHAProxy) backend(p *haproxy.Proxy) *backend {
 	if t, ok := timeoutOf(p, "connect"); ok {
 		b.connect = fmtDuration(t.Val)
 	} else {
-		h.add(p.Pos, report.Changed, where, "timeout connect", unset(p, "connect")+": HAProxy waited indefinitely (and warned); gitedge uses %s", gitedgeConnect)
+		at, how := unset(p, "connect")
+		h.add(at, report.Changed, where, "timeout connect", how+": HAProxy waited indefinitely (and warned); gitedge uses %s", gitedgeConnect)
 	}
 	if t, ok := timeoutOf(p, "queue"); ok {
 		b.queue = fmtDuration(t.Val)
@@ -486,9 +487,11 @@ func (h *fromHAProxy) backend(p *haproxy.Proxy) *backend {
 		}
 	case hasTun:
 		b.idle = fmtDuration(tunT.Val)
-		h.add(p.Pos, report.Changed, where, "timeout server", unset(p, "server")+": HAProxy waited indefinitely for a response; gitedge's idleTimeout is the tunnel timeout %s", b.idle)
+		at, how := unset(p, "server")
+		h.add(at, report.Changed, where, "timeout server", how+": HAProxy waited indefinitely for a response; gitedge's idleTimeout is the tunnel timeout %s", b.idle)
 	default:
-		h.add(p.Pos, report.Changed, where, "timeout server", unset(p, "server")+": HAProxy waited indefinitely (and warned); gitedge cuts an idle server after %s", gitedgeIdle)
+		at, how := unset(p, "server")
+		h.add(at, report.Changed, where, "timeout server", how+": HAProxy waited indefinitely (and warned); gitedge cuts an idle server after %s", gitedgeIdle)
 	}
 
 	// Retries and redispatch.
@@ -664,7 +667,8 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 	if c, ok := timeoutOf(p, "client"); ok {
 		proto.clientTimeout = fmtDuration(c.Val)
 	} else {
-		h.add(p.Pos, report.Changed, where, "timeout client", unset(p, "client")+": HAProxy kept idle clients indefinitely (and warned); gitedge closes them after %s", gitedgeClient)
+		at, how := unset(p, "client")
+		h.add(at, report.Changed, where, "timeout client", how+": HAProxy kept idle clients indefinitely (and warned); gitedge closes them after %s", gitedgeClient)
 	}
 	switch lmode {
 	case "http":
@@ -677,7 +681,8 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 		if r, ok := timeoutOf(p, "http-request"); ok {
 			proto.requestTimeout = fmtDuration(r.Val)
 		} else {
-			h.add(p.Pos, report.Changed, where, "timeout http-request", unset(p, "http-request")+": HAProxy bounded the request head only by timeout client; gitedge's requestTimeout is %s", gitedgeRequest)
+			at, how := unset(p, "http-request")
+			h.add(at, report.Changed, where, "timeout http-request", how+": HAProxy bounded the request head only by timeout client; gitedge's requestTimeout is %s", gitedgeRequest)
 		}
 		if d := p.InspectDelay; d.Set && !d.Inherited() {
 			h.addAt(d.From, report.Note, "gitedge routes HTTP by each request's Host header; the delay only served tcp-request rules")
@@ -918,12 +923,18 @@ func timeoutOf(p *haproxy.Proxy, name string) (haproxy.Setting[time.Duration], b
 	return t, ok && t.Val > 0
 }
 
-// unset says how a timeout timeoutOf does not find came to be missing.
-func unset(p *haproxy.Proxy, name string) string {
-	if _, ok := p.Timeouts[name]; ok {
-		return "0, which HAProxy reads as none"
+// unset says how a timeout timeoutOf does not find came to be missing,
+// and where: the "timeout NAME 0" line (in the proxy or the defaults it
+// inherits), or the proxy's header when no line sets it.
+func unset(p *haproxy.Proxy, name string) (report.Pos, string) {
+	if t, ok := p.Timeouts[name]; ok {
+		at := p.Pos
+		if t.From != nil {
+			at = t.From.Pos
+		}
+		return at, "0, which HAProxy reads as none"
 	}
-	return "not set"
+	return p.Pos, "not set"
 }
 
 // selfBind names the frontend bind a server address reaches, by the

@@ -66,7 +66,16 @@ type fromHAProxy struct {
 	used     map[string]bool
 	tables   []*feTable
 	lnames   map[string]bool
+	binds    []imported // the listeners imported so far, by address
 	out      *repo
+}
+
+// imported is a listener made from a bind, for the clash check.
+type imported struct {
+	bind dataplane.Bind
+	l    *listener
+	p    *haproxy.Proxy
+	line int
 }
 
 func importHAProxy(cfg *haproxy.Config, out *repo, rep *report.List, errs *report.Errors) {
@@ -724,7 +733,7 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 	}
 
 	// One listener per bind address.
-	n := 0
+	n, shared := 0, 0
 	for _, b := range p.Binds {
 		what := b.String()
 		if b.SSL {
@@ -754,6 +763,13 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 				h.rep.Add(b.Pos, report.Dropped, where, what, "a port range: write one bind per port")
 				continue
 			}
+			bind := dataplane.Bind{Addr: a.IP, Port: uint16(a.Port)}
+			if clash, same := h.clashes(p, b, bind, a.Raw, proto.mode); clash {
+				if same {
+					shared++
+				}
+				continue
+			}
 			n++
 			l := proto
 			l.name = p.Name
@@ -768,15 +784,68 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 				h.rep.Add(b.Pos, report.Note, where, "accept-proxy", "HAProxy took a PROXY header from any client on this bind; the listener's acceptProxy is %s and %s: narrow it to the addresses of your upstream load balancers", allAddresses4, allAddresses6)
 			}
 			lc := l
+			h.binds = append(h.binds, imported{bind, &lc, p, b.Line})
 			t.listener = append(t.listener, &lc)
 			h.out.edge.listeners = append(h.out.edge.listeners, &lc)
 		}
+	}
+	if n == 0 && shared > 0 {
+		// Its addresses are another frontend's of its mode: its routes
+		// join the ones every listener of the mode shares.
+		h.tables = append(h.tables, t)
+		return
 	}
 	if n == 0 {
 		h.add(p.Pos, report.Dropped, where, "", "no bind gitedge can listen on: the frontend is not imported")
 		return
 	}
 	h.tables = append(h.tables, t)
+}
+
+// clashes reports a bind whose address a listener already imported takes
+// (reconcile.ListenersClash), and says whether it does, and whether that
+// listener is another frontend's of the same mode. HAProxy binds
+// both (SO_REUSEPORT) and the kernel hands each connection to one: the
+// more specific address, or either of two equal ones. gitedge listens
+// once per address: the same address again is left to the first
+// listener; a wildcard beside a specific address is an error, as neither
+// one alone receives what HAProxy's pair did.
+func (h *fromHAProxy) clashes(p *haproxy.Proxy, b *haproxy.Bind, bind dataplane.Bind, addr, mode string) (clash, sameMode bool) {
+	where, what := p.Label(), "bind "+addr
+	for _, prev := range h.binds {
+		if !reconcile.ListenersClash(prev.bind, bind) {
+			continue
+		}
+		at := fmt.Sprintf("line %d", prev.line)
+		switch {
+		case !sameAddr(prev.bind.Addr, bind.Addr):
+			h.errs.Add(b.Pos, "%s: %s shares port %d with listener %q (%s, %s): HAProxy gave each connection to the more specific address, but a gitedge listener on a wildcard address takes the port on every address: keep one of the two binds, or bind the wildcard's other addresses one by one",
+				where, what, bind.Port, prev.l.name, prev.p.Label(), at)
+		case prev.p == p:
+			h.rep.Add(b.Pos, report.Note, where, what, "the same address as this frontend's bind at %s: one listener", at)
+		case prev.l.mode != mode:
+			h.rep.Add(b.Pos, report.Dropped, where, what, "listener %q (%s, %s) already listens there in mode %s: HAProxy handed each connection to either frontend at random; gitedge listens once, in that mode",
+				prev.l.name, prev.p.Label(), at, prev.l.mode)
+		default:
+			h.rep.Add(b.Pos, report.Changed, where, what, "listener %q (%s, %s) already listens there: HAProxy handed each connection to either frontend; gitedge listens once, with that listener's default backend, and this frontend's routes join the ones every %s listener shares",
+				prev.l.name, prev.p.Label(), at, mode)
+			return true, true
+		}
+		return true, false
+	}
+	return false, false
+}
+
+// sameAddr compares bind addresses as HAProxy does: no address is
+// 0.0.0.0.
+func sameAddr(a, b netip.Addr) bool {
+	norm := func(a netip.Addr) netip.Addr {
+		if !a.IsValid() {
+			return netip.IPv4Unspecified()
+		}
+		return a.Unmap()
+	}
+	return norm(a) == norm(b)
 }
 
 func isWaitEnd(c *haproxy.Cond) bool {

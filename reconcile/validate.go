@@ -69,6 +69,14 @@ func bindsClash(a, b dataplane.Bind) bool {
 	return a.Addr == b.Addr || covers(a.Addr, b.Addr) || covers(b.Addr, a.Addr)
 }
 
+// ListenersClash reports whether listeners bound to a and b cannot both
+// be, as Load refuses them: the same port on the same address, on ":P",
+// or on a wildcard address that covers the other. The importer keeps one
+// of two such HAProxy binds rather than write a repository Load refuses.
+func ListenersClash(a, b dataplane.Bind) bool {
+	return a.Overlaps(b) || bindsClash(a, b)
+}
+
 // ServerIsListener reports whether a server at addr would be the proxy's
 // own listener bound to bind, as Load refuses it: the same address and
 // port, or a wildcard bind on that port reached on loopback or the

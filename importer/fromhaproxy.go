@@ -836,8 +836,8 @@ func (h *fromHAProxy) clashes(p *haproxy.Proxy, b *haproxy.Bind, bind dataplane.
 	return false, false
 }
 
-// sameAddr compares bind addresses as HAProxy does: no address is
-// 0.0.0.0.
+// sameAddr compares bind addresses as HAProxy does: a bind without an
+// address (":443") is on 0.0.0.0.
 func sameAddr(a, b netip.Addr) bool {
 	norm := func(a netip.Addr) netip.Addr {
 		if !a.IsValid() {

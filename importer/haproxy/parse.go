@@ -73,9 +73,7 @@ func sections(file string, data []byte, errs *report.Errors) ([]*Section, []EnvV
 			errs.Add(pos, "%v", err)
 			return
 		}
-		if !report.UTF8(pos, words, errs) {
-			return
-		}
+		report.UTF8(pos, words, errs)
 		for _, v := range vars {
 			env = append(env, EnvVar{pos, v})
 		}

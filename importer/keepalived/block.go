@@ -125,9 +125,7 @@ func (p *parser) parseFile(file string, data []byte) []*Block {
 			p.errs.Add(pos, "%v", err)
 			return
 		}
-		if !report.UTF8(pos, ws, p.errs) {
-			return
-		}
+		report.UTF8(pos, ws, p.errs)
 		var cur *Block
 		for _, w := range ws {
 			switch w {

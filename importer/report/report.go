@@ -201,17 +201,18 @@ func Lines(file string, data []byte, errs *Errors, f func(pos Pos, text string))
 	}
 }
 
-// UTF8 reports in errs, at pos, the first word that is not UTF-8 text
-// and says whether all were. gitedge's YAML is UTF-8: a Latin-1 name
-// cannot reach a written file, and a comment is not a word.
-func UTF8(pos Pos, words []string, errs *Errors) bool {
+// UTF8 reports in errs, at pos, the first word that is not UTF-8 text.
+// gitedge's YAML is UTF-8: a Latin-1 name cannot reach a written file
+// (the error stops the import), and a comment is not a word. The parser
+// goes on with the words, so that a bad name does not cascade into more
+// errors.
+func UTF8(pos Pos, words []string, errs *Errors) {
 	for _, w := range words {
 		if !utf8.ValidString(w) {
 			errs.Add(pos, "%q is not UTF-8 text, which gitedge's YAML files cannot hold: convert the file to UTF-8 (as iconv -f LATIN1 -t UTF-8 does)", w)
-			return false
+			return
 		}
 	}
-	return true
 }
 
 // Add appends one located error.

@@ -752,15 +752,8 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 			}
 		}
 		for _, a := range b.Addrs {
-			switch {
-			case !a.IsInet():
-				h.rep.Add(b.Pos, report.Dropped, where, what, "a %s socket: gitedge listens on IP addresses only", strings.TrimSuffix(a.Family, "@"))
-				continue
-			case a.Host != "" && a.Host != "*" && !a.IP.IsValid():
-				h.rep.Add(b.Pos, report.Dropped, where, what, "gitedge binds IP addresses: HAProxy resolved %q when it started; write the address", a.Host)
-				continue
-			case a.PortHigh > a.Port:
-				h.rep.Add(b.Pos, report.Dropped, where, what, "a port range: write one bind per port")
+			if why := unlistenable(a); why != "" {
+				h.rep.Add(b.Pos, report.Dropped, where, what, "%s", why)
 				continue
 			}
 			bind := dataplane.Bind{Addr: a.IP, Port: uint16(a.Port)}
@@ -1006,6 +999,20 @@ func unset(p *haproxy.Proxy, name string) (report.Pos, string) {
 	return p.Pos, "not set"
 }
 
+// unlistenable says why gitedge cannot listen on a bind address as
+// HAProxy did; "" when it can.
+func unlistenable(a haproxy.Addr) string {
+	switch {
+	case !a.IsInet():
+		return fmt.Sprintf("a %s socket: gitedge listens on IP addresses only", strings.TrimSuffix(a.Family, "@"))
+	case a.Host != "" && a.Host != "*" && !a.IP.IsValid():
+		return fmt.Sprintf("gitedge binds IP addresses: HAProxy resolved %q when it started; write the address", a.Host)
+	case a.PortHigh > a.Port:
+		return "a port range: write one bind per port"
+	}
+	return ""
+}
+
 // selfBind names the frontend bind a server address reaches, by the
 // loader's rule (reconcile.ServerIsListener). HAProxy looped such
 // requests back into itself; gitedge refuses the server.
@@ -1017,7 +1024,7 @@ func (h *fromHAProxy) selfBind(ip netip.Addr, port int) (string, bool) {
 				continue // not imported
 			}
 			for _, ba := range b.Addrs {
-				if !ba.IsInet() || ba.PortHigh > ba.Port || (ba.Host != "" && ba.Host != "*" && !ba.IP.IsValid()) {
+				if unlistenable(ba) != "" {
 					continue // not imported either
 				}
 				if reconcile.ServerIsListener(dataplane.Bind{Addr: ba.IP, Port: uint16(ba.Port)}, addr) {

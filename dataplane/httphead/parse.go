@@ -220,6 +220,7 @@ func ParseRequest(b []byte, r *Request) error {
 	}
 	r.IsHEAD = string(r.Method) == "HEAD"
 	var authority []byte
+	connect := false
 	switch {
 	case r.Target[0] == '/':
 	case len(r.Target) == 1 && r.Target[0] == '*':
@@ -227,8 +228,9 @@ func ParseRequest(b []byte, r *Request) error {
 			return ErrTarget
 		}
 	case string(r.Method) == "CONNECT":
-		// authority-form: a reverse proxy does not tunnel CONNECT.
-		return ErrConnect
+		// authority-form: a reverse proxy does not tunnel CONNECT (405),
+		// once its Host has been checked as any request's is (400 first).
+		connect = true
 	default:
 		a, ok := absoluteAuthority(r.Target)
 		if !ok {
@@ -252,6 +254,9 @@ func ParseRequest(b []byte, r *Request) error {
 	}
 	if !validHost(st.host) {
 		return ErrHost
+	}
+	if connect {
+		return ErrConnect
 	}
 	if authority != nil {
 		if !validHost(authority) {

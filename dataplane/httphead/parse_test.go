@@ -113,6 +113,13 @@ func TestParseRequestInvalid(t *testing.T) {
 		{"CTL in target", "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"relative target", "GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405},
+		{"CONNECT HTTP/1.0 without host", "CONNECT a:443 HTTP/1.0\r\n\r\n", 405},
+		// RFC 9112 §3.2's 400 holds for an authority-form target too.
+		{"CONNECT without host", "CONNECT a:443 HTTP/1.1\r\n\r\n", 400},
+		{"CONNECT two hosts", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nHost: a:443\r\n\r\n", 400},
+		{"CONNECT bad host", "CONNECT a:443 HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"OPTIONS * without host", "OPTIONS * HTTP/1.1\r\n\r\n", 400},
+		{"absolute form without host", "GET http://a/ HTTP/1.1\r\n\r\n", 400},
 		{"asterisk not OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"no colon", "GET / HTTP/1.1\r\nHost: a\r\nfoo\r\n\r\n", 400},
 		{"empty name", "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400},

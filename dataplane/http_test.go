@@ -251,6 +251,39 @@ func TestBodies(t *testing.T) {
 			t.Fatal("pipelined answers out of order or wrong")
 		}
 	})
+	// The server must read each body as the proxy did: a Connection
+	// option naming Content-Length must not drop it (the body would be
+	// a second request the proxy never checked), and a repeated length
+	// goes out as one.
+	for _, tc := range []struct{ name, head string }{
+		{"Connection naming Content-Length keeps it", "Content-Length: %d\r\nConnection: content-length"},
+		{"Connection naming Transfer-Encoding keeps it", "Transfer-Encoding: chunked\r\nConnection: transfer-encoding"},
+		{"repeated Content-Length sent as one", "Content-Length: %[1]d, %[1]d\r\nContent-Length: %[1]d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialClient(t, addr)
+			inner := "GET /admin HTTP/1.1\r\nHost: a.test\r\n\r\n"
+			body := inner
+			head := tc.head
+			if strings.Contains(head, "chunked") {
+				body = fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(inner), inner)
+			} else {
+				head = fmt.Sprintf(head, len(inner))
+			}
+			before := be.reqs.Load()
+			fmt.Fprintf(c.c, "POST /echo HTTP/1.1\r\nHost: a.test\r\n%s\r\n\r\n%s", head, body)
+			r := c.read("POST")
+			if got := bodyOf(r); r.StatusCode != 200 || got != inner {
+				t.Fatalf("%d %q, want 200 echoing the body", r.StatusCode, got)
+			}
+			if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+				t.Fatal(r.StatusCode)
+			}
+			if n := be.reqs.Load() - before; n != 2 {
+				t.Fatalf("the server saw %d requests, want 2 (the POST and the GET after it)", n)
+			}
+		})
+	}
 	t.Run("HTTP/1.0 keep-alive", func(t *testing.T) {
 		c := dialClient(t, addr)
 		io.WriteString(c.c, "GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")

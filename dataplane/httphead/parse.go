@@ -41,6 +41,7 @@ var (
 	ErrConnection     = &Error{400, "too many Connection options"}
 	ErrStatusLine     = &Error{502, "malformed status line"}
 	ErrRespTEAndCL    = &Error{502, "response with both Transfer-Encoding and Content-Length"}
+	ErrRespTE10       = &Error{502, "HTTP/1.0 response with Transfer-Encoding"}
 	ErrConnect        = &Error{405, "CONNECT is not served by a reverse proxy"}
 )
 
@@ -66,6 +67,7 @@ const (
 	HasTE                           // Transfer-Encoding is present
 	HasConnField                    // a Connection field is present
 	HasHopMark                      // a Gitedge-Hop field is present (loop detection)
+	CLList                          // Content-Length is a list or repeated: forwarded as one value
 )
 
 // Request is a parsed request head. Slices alias the parsed buffer.
@@ -112,9 +114,10 @@ func (r *Request) KeepAlive() bool {
 	return r.Minor == 1 || r.Flags&ConnKeepAlive != 0
 }
 
-// Upgrade reports whether the request asks to switch protocols.
+// Upgrade reports whether the request asks to switch protocols. An
+// HTTP/1.0 request cannot (RFC 9110 §7.8: its Upgrade is ignored).
 func (r *Request) Upgrade() bool {
-	return r.Flags&(ConnUpgrade|HasUpgrade) == ConnUpgrade|HasUpgrade
+	return r.Minor == 1 && r.Flags&(ConnUpgrade|HasUpgrade) == ConnUpgrade|HasUpgrade
 }
 
 // HasBody reports whether a body follows the head.
@@ -214,7 +217,9 @@ func ParseRequest(b []byte, r *Request) error {
 	}
 	r.Minor = minor
 	for _, c := range r.Target {
-		if c <= ' ' || c == 0x7f {
+		// A fragment is never sent (RFC 9110 §4.2.5); a server reading
+		// '#' as part of the path would route what a rule did not see.
+		if c <= ' ' || c == 0x7f || c == '#' {
 			return ErrTarget
 		}
 	}
@@ -222,15 +227,16 @@ func ParseRequest(b []byte, r *Request) error {
 	var authority []byte
 	connect := false
 	switch {
+	case string(r.Method) == "CONNECT":
+		// A reverse proxy does not tunnel CONNECT, whatever its target
+		// (405), once its Host has been checked as any request's is (400
+		// first).
+		connect = true
 	case r.Target[0] == '/':
 	case len(r.Target) == 1 && r.Target[0] == '*':
 		if string(r.Method) != "OPTIONS" {
 			return ErrTarget
 		}
-	case string(r.Method) == "CONNECT":
-		// authority-form: a reverse proxy does not tunnel CONNECT (405),
-		// once its Host has been checked as any request's is (400 first).
-		connect = true
 	default:
 		a, ok := absoluteAuthority(r.Target)
 		if !ok {
@@ -327,6 +333,10 @@ func ParseResponse(b []byte, r *Response) error {
 		if st.flags&HasCL != 0 {
 			return ErrRespTEAndCL
 		}
+		if r.Minor == 0 {
+			// Faulty framing (RFC 9112 §6.1): no HTTP/1.0 coding.
+			return ErrRespTE10
+		}
 		// Without a final chunked the body runs to the close (RFC 9112 §6.3 item 4).
 		r.Chunked = st.chunked
 	case st.flags&HasCL != 0:
@@ -387,7 +397,8 @@ func absoluteAuthority(t []byte) ([]byte, bool) {
 		end = len(rest)
 	}
 	a := rest[:end]
-	if len(a) == 0 || bytes.IndexByte(a, '@') >= 0 {
+	// An http(s) URI with an empty host is invalid (RFC 9110 §4.2.1).
+	if len(a) == 0 || a[0] == ':' || bytes.IndexByte(a, '@') >= 0 {
 		return nil, false
 	}
 	return a, true
@@ -479,6 +490,11 @@ func parseFields(b []byte, st *fieldState, request bool) (int, error) {
 				if !ok || (st.flags&HasCL != 0 && st.cl != v) {
 					return 0, ErrContentLength
 				}
+				if st.flags&HasCL != 0 || bytes.IndexByte(value, ',') >= 0 {
+					// The same length repeated: accepted, and forwarded
+					// as one value (RFC 9110 §8.6), never as it came.
+					st.flags |= CLList
+				}
 				st.flags |= HasCL
 				st.cl = v
 			}
@@ -514,6 +530,13 @@ func connectionTokens(v []byte, flags *Flags, ct *tokens) error {
 		}
 		switch {
 		case len(tok) == 0:
+		case endToEnd(tok):
+			// Framing and Host belong to every hop (RFC 9110 §7.6.1):
+			// dropping one because a Connection option named it would
+			// let the next hop read the body differently (a smuggled
+			// request). The field stays; the option goes with the
+			// Connection field the head is rewritten without.
+			*flags |= HopOther
 		case equalFold(tok, "close"):
 			*flags |= ConnClose
 		case equalFold(tok, "keep-alive"):
@@ -535,6 +558,20 @@ func connectionTokens(v []byte, flags *Flags, ct *tokens) error {
 		}
 	}
 	return nil
+}
+
+// endToEnd reports whether a Connection option names a field that must
+// never be removed as hop-by-hop: Content-Length, Transfer-Encoding, Host.
+func endToEnd(tok []byte) bool {
+	switch len(tok) {
+	case 4:
+		return equalFold(tok, "host")
+	case 14:
+		return equalFold(tok, "content-length")
+	case 17:
+		return equalFold(tok, "transfer-encoding")
+	}
+	return false
 }
 
 // transferCodings adds one Transfer-Encoding field's codings. chunked says

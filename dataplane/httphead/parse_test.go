@@ -37,7 +37,7 @@ func TestParseRequestValid(t *testing.T) {
 		{"1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "", 0, -1, false, true, false, ConnKeepAlive | HasConnField | HopByHop},
 		{"close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "a", 1, -1, false, false, false, ConnClose | HasConnField | HopByHop},
 		{"content-length", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\n\r\n", "a", 1, 42, false, true, false, HasCL},
-		{"identical CL list", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n", "a", 1, 5, false, true, false, HasCL},
+		{"identical CL list", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n", "a", 1, 5, false, true, false, HasCL | CLList},
 		{"chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "a", 1, -1, true, true, false, HasTE},
 		{"gzip then chunked over two fields", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", "a", 1, -1, true, true, false, HasTE},
 		{"host with port, mixed case", "GET / HTTP/1.1\r\nhOsT:   Www.B.Test:8080  \r\n\r\n", "Www.B.Test:8080", 1, -1, false, true, false, 0},
@@ -115,6 +115,11 @@ func TestParseRequestInvalid(t *testing.T) {
 		{"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405},
 		{"CONNECT HTTP/1.0 without host", "CONNECT a:443 HTTP/1.0\r\n\r\n", 405},
 		// RFC 9112 §3.2's 400 holds for an authority-form target too.
+		{"CONNECT origin-form", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+		{"CONNECT origin-form with body", "CONNECT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", 405},
+		{"absolute form, empty host", "GET http://:80/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"fragment in target", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"fragment in absolute form", "GET http://a/#b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"CONNECT without host", "CONNECT a:443 HTTP/1.1\r\n\r\n", 400},
 		{"CONNECT two hosts", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nHost: a:443\r\n\r\n", 400},
 		{"CONNECT bad host", "CONNECT a:443 HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
@@ -186,6 +191,7 @@ func TestParseResponse(t *testing.T) {
 		{"1.0 close", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", 200, BodyLength, false, false, false},
 		{"close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", 200, BodyLength, false, false, false},
 		{"TE and CL", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, false, false, true},
+		{"1.0 with TE", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n", 0, 0, false, false, true},
 		{"bad status", "HTTP/1.1 20 OK\r\n\r\n", 0, 0, false, false, true},
 		{"status 600", "HTTP/1.1 600 OK\r\n\r\n", 0, 0, false, false, true},
 		{"garbage", "hello\r\n\r\n", 0, 0, false, false, true},
@@ -233,6 +239,18 @@ func TestAppendRequest(t *testing.T) {
 			"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
 		{"stray upgrade dropped", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nUpgrade: h2c\r\n\r\n", Rewrite{}, true,
 			"GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"1.0 upgrade ignored", "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", Rewrite{}, true,
+			"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
+		// A Connection option naming a framing field or Host must not
+		// remove it: the body would reach the server as a new request.
+		{"Connection names Content-Length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 29\r\nConnection: content-length\r\n\r\n", Rewrite{}, true,
+			"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 29\r\n\r\n"},
+		{"Connection names Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: Transfer-Encoding, x\r\nX: 1\r\n\r\n", Rewrite{}, true,
+			"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"},
+		{"Connection names Host", "GET / HTTP/1.1\r\nHost: a\r\nConnection: HOST\r\n\r\n", Rewrite{}, true,
+			"GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"repeated Content-Length sent as one", "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\nHost: a\r\nContent-Length: 005\r\n\r\n", Rewrite{}, true,
+			"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,6 +288,10 @@ func TestAppendResponse(t *testing.T) {
 		{"1.0 client kept alive", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true, 0, false,
 			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"},
 		{"switching", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false, 1, true, ""},
+		{"Connection names Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\n", true, 1, false,
+			"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"},
+		{"repeated Content-Length sent as one", "HTTP/1.1 200 OK\r\nContent-Length: 2,2\r\nContent-Length: 2\r\nX: y\r\n\r\n", true, 1, false,
+			"HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 2\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package httphead
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 )
 
 // Rewrite says how a request head changes on its way to a server.
@@ -15,10 +16,11 @@ type Rewrite struct {
 
 // NeedsRewrite reports whether the head must be rebuilt before it goes to a
 // server that should keep the connection open: hop-by-hop fields other
-// than a plain keep-alive, a close, forwarding fields, or an HTTP/1.0
-// request that would otherwise make the server close.
+// than a plain keep-alive, a close, forwarding fields, a repeated
+// Content-Length, or an HTTP/1.0 request that would otherwise make the
+// server close.
 func (r *Request) NeedsRewrite(rw *Rewrite) bool {
-	return r.Flags&(HopOther|ConnClose) != 0 || rw.ForwardedFor.IsValid() ||
+	return r.Flags&(HopOther|ConnClose|CLList) != 0 || rw.ForwardedFor.IsValid() ||
 		(r.Minor == 0 && r.Flags&ConnKeepAlive == 0)
 }
 
@@ -47,9 +49,14 @@ func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 			continue // Upgrade without Connection: upgrade means nothing
 		case fwd && len(name) == 17 && equalFold(name, "x-forwarded-proto"):
 			continue
+		case r.Flags&CLList != 0 && isContentLength(name):
+			continue
 		}
 		dst = append(dst, line...)
 		dst = append(dst, "\r\n"...)
+	}
+	if r.Flags&CLList != 0 {
+		dst = appendContentLength(dst, r.ContentLength)
 	}
 	switch {
 	case upgrade:
@@ -71,7 +78,7 @@ func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 // unchanged: it names no hop-by-hop field but Connection, and what it
 // implies about the connection is what the proxy will do (keepAlive).
 func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
-	if r.Flags&(HopOther|HasHopMark) != 0 {
+	if r.Flags&(HopOther|HasHopMark|CLList) != 0 {
 		return false
 	}
 	if r.Status == 101 {
@@ -99,11 +106,15 @@ func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor ui
 			break
 		}
 		name := line[:bytes.IndexByte(line, ':')]
-		if isHopByHop(name) || r.connTokens.has(name) || isHopMark(name) {
+		if isHopByHop(name) || r.connTokens.has(name) || isHopMark(name) ||
+			(r.Flags&CLList != 0 && isContentLength(name)) {
 			continue
 		}
 		dst = append(dst, line...)
 		dst = append(dst, "\r\n"...)
+	}
+	if r.Flags&CLList != 0 {
+		dst = appendContentLength(dst, r.ContentLength)
 	}
 	switch {
 	case switching:
@@ -113,6 +124,18 @@ func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor ui
 	case clientMinor == 0 || r.Minor == 0:
 		dst = append(dst, "Connection: keep-alive\r\n"...)
 	}
+	return append(dst, "\r\n"...)
+}
+
+func isContentLength(name []byte) bool {
+	return len(name) == 14 && equalFold(name, "content-length")
+}
+
+// appendContentLength appends the one Content-Length field line that
+// replaces a repeated one.
+func appendContentLength(dst []byte, n int64) []byte {
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, n, 10)
 	return append(dst, "\r\n"...)
 }
 

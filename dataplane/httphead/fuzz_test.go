@@ -32,6 +32,11 @@ func requestSeeds(f *testing.F) {
 		"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nhost: b.test\r\n\r\n",
 		"GET http://a.test/ HTTP/1.1\r\nHost: a/b\r\n\r\n",
 		"OPTIONS * HTTP/1.1\r\n\r\n",
+		// A Connection option naming a framing field, a repeated length.
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: x, Transfer-Encoding\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n",
+		"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -67,7 +72,7 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("rewritten head does not parse: %v\n%q", err, out)
 		}
 		if r2.HeadLen != len(out) || !bytes.Equal(r2.Host, r.Host) || r2.ContentLength != r.ContentLength ||
-			r2.Chunked != r.Chunked || r2.Upgrade() != r.Upgrade() || r2.Flags&(HopOther|ConnClose) != 0 {
+			r2.Chunked != r.Chunked || r2.Upgrade() != r.Upgrade() || r2.Flags&(HopOther|ConnClose|CLList) != 0 {
 			t.Fatalf("rewrite changed the request:\n%q\n%q", b[:n], out)
 		}
 	})
@@ -80,6 +85,8 @@ func FuzzParseResponse(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, x\r\nX: 1\r\n\r\n",
 		"HTTP/1.0 304 Not Modified\r\nKeep-Alive: 5\r\n\r\n",
 		"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2,2\r\n\r\n",
 	} {
 		f.Add([]byte(s), true)
 	}
@@ -92,12 +99,15 @@ func FuzzParseResponse(f *testing.F) {
 		if err := ParseResponse(b[:n], &r); err != nil {
 			return
 		}
+		if r.ForwardAsIs(keepAlive, 1) && r.Flags&(HopOther|CLList) != 0 {
+			t.Fatalf("a head to rewrite would go as it came:\n%q", b[:n])
+		}
 		out := AppendResponse(nil, b[:n], &r, keepAlive, 1)
 		var r2 Response
 		if err := ParseResponse(out, &r2); err != nil {
 			t.Fatalf("rewritten head does not parse: %v\n%q", err, out)
 		}
-		if r2.Status != r.Status || r2.ContentLength != r.ContentLength || r2.Chunked != r.Chunked {
+		if r2.Status != r.Status || r2.ContentLength != r.ContentLength || r2.Chunked != r.Chunked || r2.Flags&(HopOther|CLList) != 0 {
 			t.Fatalf("rewrite changed framing:\n%q\n%q", b[:n], out)
 		}
 		if r.Status != 101 && r2.KeepAlive() != keepAlive {

@@ -25,7 +25,7 @@ func (r *router) add(host string, b *backend) {
 // does not matter, nor does a port or a trailing dot. nil when no route
 // matches.
 func (r *router) match(host []byte) *backend {
-	var buf [253]byte
+	var buf [254]byte // a name of 253 and its trailing dot
 	n := 0
 	if len(host) > 0 && host[0] == '[' {
 		return nil // an IP literal: routes name hosts
@@ -46,7 +46,7 @@ func (r *router) match(host []byte) *backend {
 	if n > 0 && buf[n-1] == '.' {
 		n--
 	}
-	if n == 0 {
+	if n == 0 || n > 253 {
 		return nil
 	}
 	name := buf[:n]

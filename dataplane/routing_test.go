@@ -6,12 +6,15 @@ import (
 	"testing"
 )
 
+// longestName is a host name of 253 characters, the most DNS allows.
+var longestName = strings.Repeat("x", 63) + "." + strings.Repeat("y", 63) + "." + strings.Repeat("z", 63) + "." + strings.Repeat("w", 50) + ".domain.tld"
+
 // routingConfig is the repository format's routing cases over four backends.
 func routingConfig(a, b, wild, deep, def netip.AddrPort) Config {
 	return Config{
 		Listeners: []Listener{httpListener("http", "def"), httpListener("http-nodefault", "")},
 		Routes: []Route{
-			routeHTTP("blog", "a", "blog.domain.tld", "www.blog.domain.tld"),
+			routeHTTP("blog", "a", "blog.domain.tld", "www.blog.domain.tld", longestName),
 			routeHTTP("apps", "wild", "*.apps.domain.tld"),
 			routeHTTP("deep", "deep", "*.x.apps.domain.tld"),
 			routeHTTP("exact-over-wild", "b", "special.apps.domain.tld"),
@@ -50,6 +53,10 @@ func TestHTTPRouting(t *testing.T) {
 		{"unknown host to default", "unknown.test", "def"},
 		{"IP literal to default", "[2001:db8::1]:80", "def"},
 		{"empty host to default", "", "def"},
+		{"longest name", longestName, "a"},
+		{"longest name, trailing dot", longestName + ".", "a"},
+		{"longest name, port", longestName + ":80", "a"},
+		{"a name too long to default", "v" + longestName, "def"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

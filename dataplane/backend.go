@@ -285,7 +285,30 @@ type upConn struct {
 	idleAt int64    // unix nanoseconds it went idle in a pool
 	uses   int      // requests served
 	own    dialEnds // registered in Proxy.dials (tunnels); zero if none
+
+	peekFn func(uintptr) // u.peek, bound once: Control takes it without allocating
+	empty  bool          // peek's answer
 }
+
+// clean reports whether an idle connection can carry a new request:
+// nothing arrived on it since its last answer. Bytes would be an answer to
+// no request (a server's extra bytes, a body sent after a HEAD's head, or
+// late), which the next client would read as its own; an end is a server
+// that closed it while idle. HAProxy and nginx close an idle server
+// connection as soon as it becomes readable; gitedge's wait for it would
+// cost two epoll_ctl calls a request, this check one recv.
+func (u *upConn) clean() bool {
+	u.empty = false
+	if u.peekFn == nil {
+		u.peekFn = u.peek
+	}
+	if err := u.rc.Control(u.peekFn); err != nil {
+		return false
+	}
+	return u.empty
+}
+
+func (u *upConn) peek(fd uintptr) { u.empty = rawPeekEmpty(int(fd)) }
 
 // idlePool keeps a server's idle keep-alive connections, most recently
 // used first (warm, and the others age out).
@@ -302,18 +325,18 @@ const (
 	poolIdleMax = 10 * time.Second
 )
 
-// get returns a pooled connection, dropping ones idle longer than maxIdle.
+// get returns a pooled connection, dropping ones idle longer than maxIdle
+// and ones that are not clean.
 func (p *idlePool) get(now int64, maxIdle time.Duration) *upConn {
 	p.mu.Lock()
 	for n := len(p.conns); n > 0; n = len(p.conns) {
 		c := p.conns[n-1]
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
-		if now-c.idleAt < int64(maxIdle) {
-			p.mu.Unlock()
+		p.mu.Unlock()
+		if now-c.idleAt < int64(maxIdle) && c.clean() {
 			return c
 		}
-		p.mu.Unlock()
 		c.c.Close()
 		p.mu.Lock()
 	}

@@ -37,6 +37,7 @@ type clientConn struct {
 	accepted    int64 // unix ns
 
 	http     *httpConn    // the serving state while a goroutine serves an http connection
+	priv     *upConn      // a parked http connection's private PROXY-protocol server connection
 	gen      *listenerGen // a new connection's config, until a worker starts serving it
 	httpMode bool         // accepted on an http listener; set once
 	// headSeen is set once the first request head (http) or the
@@ -91,6 +92,10 @@ func (c *clientConn) done() {
 	p := c.sock.p
 	c.lm.active.Dec()
 	c.sock.untrack(c)
+	if c.priv != nil {
+		c.priv.c.Close()
+		c.priv = nil
+	}
 	// Only now may the pooled state be handed to another connection
 	// (which resets c).
 	if c.http != nil {
@@ -128,10 +133,14 @@ func (c *clientConn) serveHTTP(lg *listenerGen, first, resumed bool, pre []byte)
 	h := c.sock.p.getHTTPConn()
 	h.clientConn, c.http = c, h
 	h.resumed, h.pre = resumed, pre
+	h.priv, c.priv = c.priv, nil
 	if !h.serve(lg, first) {
 		return false // done puts h back
 	}
 	at := h.parkAt
+	// The private server connection waits with the client (the pooled
+	// httpConn forgets everything).
+	c.priv, h.priv = h.priv, nil
 	c.http, h.clientConn = nil, nil
 	c.sock.p.putHTTPConn(h)
 	if c.sock.p.park.park(c, at) {

@@ -10,13 +10,26 @@ import (
 
 // canRetry: a connection from the pool may have been closed by the server
 // while idle; the request is sent again on a new connection if nothing of
-// the response came and the whole request is still in the buffer.
+// the response came, the whole request is still in the buffer, and sending
+// it twice does no harm: an idempotent method (RFC 9112 §9.3.1; nginx's
+// default too). A server that closed without answering may have acted on
+// a POST all the same.
 func (h *httpConn) canRetry(retried bool, bodyInBuf int) bool {
-	if retried || h.up == nil || h.up.uses == 0 || h.upLen > 0 || h.bodySent {
+	if retried || h.up == nil || h.up.uses == 0 || h.upLen > 0 || h.bodySent || !idempotent(h.req.Method) {
 		return false
 	}
 	req := &h.req
 	return !req.HasBody() || (req.Chunked && h.reqChunk.Done()) || (!req.Chunked && int64(bodyInBuf) == req.ContentLength)
+}
+
+// idempotent reports whether a request method may be sent twice to the
+// same effect (RFC 9110 §9.2.2).
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
 }
 
 // redial replaces a stale pooled connection with a new one to the same server.
@@ -40,7 +53,7 @@ func (h *httpConn) redial(b *backend) bool {
 func (h *httpConn) connect(b *backend) bool {
 	if pc := h.priv; pc != nil {
 		h.priv = nil
-		if pc.srv.b == b.st && !pc.srv.removed.Load() {
+		if pc.srv.b == b.st && !pc.srv.removed.Load() && pc.clean() {
 			for _, s := range b.servers {
 				if s.st == pc.srv && b.acquireServer(s) {
 					h.srv, h.used, h.up = s, s, pc
@@ -257,11 +270,17 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 			h.sock.p.respSeconds(b, h.start)
 			break
 		}
-		// 1xx interim (100 Continue, 103): forward, then read on.
-		if err := h.writeClient(h.upIn.b[:n]); err != nil {
-			h.closeUp()
-			h.abortBody(bodyDone)
-			return false
+		// 1xx interim (100 Continue, 103): forward, then read on. An
+		// HTTP/1.0 client gets none (RFC 9110 §15.2): it would take it
+		// for the answer. Once one went out, the request is not sent
+		// again (the server has it).
+		retried = true
+		if req.Minor > 0 {
+			if err := h.writeClient(h.upIn.b[:n]); err != nil {
+				h.closeUp()
+				h.abortBody(bodyDone)
+				return false
+			}
 		}
 		h.upLen = copy(h.upIn.b, h.upIn.b[n:h.upLen])
 	}
@@ -286,6 +305,14 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		}
 	}
 	kind := resp.BodyKind(req.IsHEAD)
+	if kind == httphead.BodyChunked && req.Minor == 0 {
+		// The request went on as HTTP/1.0, which has no chunked coding
+		// (RFC 9112 §6.1): the client could not find the answer's end.
+		h.used.st.m.errs[errKindResponse].Inc()
+		h.closeUp()
+		h.abortBody(bodyDone)
+		return h.fail(b, 502)
+	}
 	keep := req.KeepAlive() && kind != httphead.BodyUntilClose && bodyDone == nil && bodyOK && !h.draining.Load()
 	reuse := resp.KeepAlive() && kind != httphead.BodyUntilClose && bodyDone == nil && bodyOK
 	// Head plus the body bytes already read, in one write when possible.

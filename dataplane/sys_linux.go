@@ -27,6 +27,14 @@ func rawRead(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
+// rawPeekEmpty reports whether a non-blocking socket has nothing to read
+// and has not ended: recv(MSG_PEEK|MSG_DONTWAIT) of one byte finds EAGAIN.
+func rawPeekEmpty(fd int) bool {
+	var b [1]byte
+	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return e == unix.EAGAIN
+}
+
 // rawSplice is splice(2) between non-blocking descriptors, no offsets.
 func rawSplice(rfd, wfd, n int) (int, error) {
 	m, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)

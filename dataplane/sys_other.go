@@ -7,3 +7,9 @@ import "syscall"
 func rawRead(fd int, p []byte) (int, error) { return syscall.Read(fd, p) }
 
 func rawWrite(fd int, p []byte) (int, error) { return syscall.Write(fd, p) }
+
+func rawPeekEmpty(fd int) bool {
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err == syscall.EAGAIN
+}

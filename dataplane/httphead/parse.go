@@ -115,9 +115,11 @@ func (r *Request) KeepAlive() bool {
 }
 
 // Upgrade reports whether the request asks to switch protocols. An
-// HTTP/1.0 request cannot (RFC 9110 §7.8: its Upgrade is ignored).
+// HTTP/1.0 request cannot (RFC 9110 §7.8: its Upgrade is ignored), nor,
+// here, one with a body: the new protocol would start after a body the
+// proxy is still moving (WebSocket's handshake has none).
 func (r *Request) Upgrade() bool {
-	return r.Minor == 1 && r.Flags&(ConnUpgrade|HasUpgrade) == ConnUpgrade|HasUpgrade
+	return r.Minor == 1 && !r.HasBody() && r.Flags&(ConnUpgrade|HasUpgrade) == ConnUpgrade|HasUpgrade
 }
 
 // HasBody reports whether a body follows the head.

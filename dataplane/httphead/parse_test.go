@@ -239,6 +239,10 @@ func TestAppendRequest(t *testing.T) {
 			"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
 		{"stray upgrade dropped", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nUpgrade: h2c\r\n\r\n", Rewrite{}, true,
 			"GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"1.0 keep-alive upgrade ignored", "GET / HTTP/1.0\r\nConnection: keep-alive, upgrade\r\nUpgrade: websocket\r\n\r\n", Rewrite{}, true,
+			"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
+		{"upgrade with a body not passed on", "POST /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\n", Rewrite{}, true,
+			"POST /ws HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"},
 		{"1.0 upgrade ignored", "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", Rewrite{}, true,
 			"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
 		// A Connection option naming a framing field or Host must not

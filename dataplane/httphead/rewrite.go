@@ -17,11 +17,12 @@ type Rewrite struct {
 // NeedsRewrite reports whether the head must be rebuilt before it goes to a
 // server that should keep the connection open: hop-by-hop fields other
 // than a plain keep-alive, a close, forwarding fields, a repeated
-// Content-Length, or an HTTP/1.0 request that would otherwise make the
-// server close.
+// Content-Length, an upgrade the proxy does not pass on, or an HTTP/1.0
+// request that would otherwise make the server close.
 func (r *Request) NeedsRewrite(rw *Rewrite) bool {
 	return r.Flags&(HopOther|ConnClose|CLList) != 0 || rw.ForwardedFor.IsValid() ||
-		(r.Minor == 0 && r.Flags&ConnKeepAlive == 0)
+		(r.Minor == 0 && r.Flags&ConnKeepAlive == 0) ||
+		(r.Flags&ConnUpgrade != 0 && !r.Upgrade()) // an upgrade not passed on
 }
 
 // AppendRequest appends to dst the head of r (parsed from src) without its

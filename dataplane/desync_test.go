@@ -1,0 +1,269 @@
+package dataplane
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// Each test here is a server or client that breaks a rule of RFC 9112 and
+// what the proxy must do so that no other request, or client, pays for it.
+
+// scriptedReq is a request as a scripted server saw it.
+type scriptedReq struct {
+	onConn int // its index on its server connection
+	req    *http.Request
+	body   []byte
+}
+
+// scriptedServer answers each request with answer, which writes raw bytes
+// on c and returns false to close the connection. It counts connections.
+func scriptedServer(t *testing.T, answer func(r scriptedReq, c net.Conn) bool) (Server, *atomic.Int64) {
+	var conns atomic.Int64
+	a := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			var body []byte
+			if !strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+				body, _ = io.ReadAll(req.Body)
+			}
+			if !answer(scriptedReq{onConn: i, req: req, body: body}, c) {
+				return
+			}
+		}
+	})
+	return srv("s", a), &conns
+}
+
+// echoPath answers with the request's path as its body.
+func echoPath(r scriptedReq, c net.Conn) bool {
+	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(r.req.URL.Path), r.req.URL.Path)
+	return true
+}
+
+func scriptedProxy(t *testing.T, s Server) string {
+	p := startProxy(t, Config{
+		Listeners: []Listener{httpListener("http", "a")},
+		Backends:  []Backend{backendOf("a", s)},
+	})
+	return p.addr(t, "http")
+}
+
+// readFor returns what arrives on c within d.
+func readFor(c net.Conn, d time.Duration) string {
+	c.SetReadDeadline(time.Now().Add(d))
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			return sb.String()
+		}
+	}
+}
+
+// TestPoolNeverServesStaleBytes: bytes a server sends after an answer
+// (a second answer, a body after a HEAD's, a 204's or a 304's head, or
+// past a long body) are an answer to no request. A pooled connection
+// holding them must not carry the next request, which would get them as
+// its answer: another client's.
+func TestPoolNeverServesStaleBytes(t *testing.T) {
+	evil := "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"
+	long := strings.Repeat("x", 40000)
+	tests := []struct {
+		name, method string
+		first, late  string // the answer to /a; late comes 30 ms after it
+	}{
+		{"a second answer after one", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", evil},
+		{"a body after a HEAD's head", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 37\r\n\r\n", evil},
+		{"a body after a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n", evil},
+		{"a body after a 304", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 37\r\n\r\n", evil},
+		{"bytes past a long body, in the same write", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n" + long + evil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := scriptedServer(t, func(r scriptedReq, c net.Conn) bool {
+				if r.req.URL.Path != "/a" {
+					return echoPath(r, c)
+				}
+				io.WriteString(c, tt.first)
+				if tt.late != "" {
+					time.Sleep(30 * time.Millisecond)
+					io.WriteString(c, tt.late)
+				}
+				return true
+			})
+			addr := scriptedProxy(t, s)
+			a := dialClient(t, addr)
+			for _, path := range []string{"/b", "/c", "/d"} {
+				io.WriteString(a.c, tt.method+" /a HTTP/1.1\r\nHost: a.test\r\n\r\n")
+				a.read(tt.method)
+				time.Sleep(100 * time.Millisecond) // the late bytes are in
+				b := dialClient(t, addr)
+				if r := b.do("GET", "a.test", path, ""); bodyOf(r) != path {
+					t.Fatalf("another client asked %s and got %d %q", path, r.StatusCode, bodyOf(r))
+				}
+			}
+		})
+	}
+}
+
+// TestNoRetryOfNonIdempotent: a server that reads a request on a kept-alive
+// connection and closes without answering may have acted on it. A GET is
+// sent again on a new connection; a POST is not (RFC 9112 §9.3.1), nor
+// anything after a 100 Continue went to the client.
+func TestNoRetryOfNonIdempotent(t *testing.T) {
+	tests := []struct {
+		name, req string
+		interim   bool // the server answers 100 Continue before closing
+		wantSeen  int64
+		want      int
+	}{
+		{"GET is sent again", "GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n", false, 2, 200},
+		{"POST is not", "POST /pay HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\n100", false, 1, 502},
+		{"nor a GET after a 100 Continue", "GET /x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\n\r\n", true, 1, 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var seen atomic.Int64
+			s, _ := scriptedServer(t, func(r scriptedReq, c net.Conn) bool {
+				if r.req.URL.Path == "/" {
+					return echoPath(r, c)
+				}
+				seen.Add(1)
+				if r.onConn > 0 {
+					// Read, perhaps acted on, then closed without an answer.
+					if tt.interim {
+						io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+					}
+					return false
+				}
+				return echoPath(r, c)
+			})
+			addr := scriptedProxy(t, s)
+			c := dialClient(t, addr)
+			c.do("GET", "a.test", "/", "") // the server connection is now kept alive
+			io.WriteString(c.c, tt.req)
+			out := readFor(c.c, 2*time.Second)
+			if n := seen.Load(); n != tt.wantSeen || statusOf(strings.TrimPrefix(out, "HTTP/1.1 100 Continue\r\n\r\n")) != tt.want {
+				t.Fatalf("the server saw the request %d times (want %d); the client got %q (want %d)", n, tt.wantSeen, out, tt.want)
+			}
+		})
+	}
+}
+
+// TestHTTP10Client: an HTTP/1.0 client gets no 1xx (RFC 9110 §15.2: it
+// would take the first for the answer), and no chunked answer, which it
+// could not read to its end (RFC 9112 §6.1): a server sending one to the
+// HTTP/1.0 request it got is a 502.
+func TestHTTP10Client(t *testing.T) {
+	s, _ := scriptedServer(t, func(r scriptedReq, c net.Conn) bool {
+		if r.req.URL.Path == "/chunked" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+			return true
+		}
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	addr := scriptedProxy(t, s)
+	c := dialClient(t, addr)
+	io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	for _, want := range []int{100, 103, 200} {
+		if r := c.read("GET"); r.StatusCode != want {
+			t.Fatalf("HTTP/1.1 client: %d, want %d", r.StatusCode, want)
+		}
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/", "HTTP/1.1 200 OK\r\n"},
+		{"/chunked", "HTTP/1.1 502 "},
+	} {
+		c := dialClient(t, addr)
+		io.WriteString(c.c, "GET "+tc.path+" HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+		if out := readFor(c.c, 500*time.Millisecond); !strings.HasPrefix(out, tc.want) || strings.Contains(out, "chunked") {
+			t.Errorf("HTTP/1.0 client, %s: got %q, want %q first", tc.path, out, tc.want)
+		}
+	}
+}
+
+// TestUpgradeWithBody: a request with a body is not an upgrade (the new
+// protocol would start after bytes the proxy is still moving): its
+// Upgrade goes no further, and a 101 to it is the server's error.
+func TestUpgradeWithBody(t *testing.T) {
+	got := make(chan string, 1)
+	s, _ := scriptedServer(t, func(r scriptedReq, c net.Conn) bool {
+		got <- fmt.Sprintf("upgrade=%q body=%q", r.req.Header.Get("Upgrade"), r.body)
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		return false
+	})
+	addr := scriptedProxy(t, s)
+	code, resp := rawRequest(t, addr, "POST /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello")
+	if g := <-got; g != `upgrade="" body="hello"` {
+		t.Errorf("the server saw %s", g)
+	}
+	if code != 502 {
+		t.Errorf("101 to a request with a body: %d %q, want 502", code, resp)
+	}
+}
+
+// TestPrivateConnParked: a client of a backend that takes PROXY headers
+// has a server connection of its own; when the client parks between
+// requests, that connection waits with it, and is used again.
+func TestPrivateConnParked(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open, total atomic.Int64
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RemoteAddr) }),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				open.Add(1)
+				total.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		},
+	}
+	go hs.Serve(&proxyproto.Listener{Listener: ln})
+	t.Cleanup(func() { hs.Close() })
+	be := backendOf("pp", srv("s1", ln.Addr().(*net.TCPAddr).AddrPort()))
+	be.ProxyProtocol = ProxyV1
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "pp")}, Backends: []Backend{be}})
+	c := dialClient(t, p.addr(t, "http"))
+	for i := range 4 {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, r.StatusCode)
+		}
+		waitParked(t, p.Proxy, 1)
+	}
+	if n, o := total.Load(), open.Load(); n != 1 || o != 1 {
+		t.Fatalf("one client parked 4 times: the server saw %d connections, %d open; want 1 and 1", n, o)
+	}
+	c.c.Close()
+	deadline := time.Now().Add(waitFor)
+	for open.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if o := open.Load(); o != 0 {
+		t.Fatalf("the client closed, its server connection is still open (%d)", o)
+	}
+}

@@ -272,8 +272,8 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		}
 		// 1xx interim (100 Continue, 103): forward, then read on. An
 		// HTTP/1.0 client gets none (RFC 9110 §15.2): it would take it
-		// for the answer. Once one went out, the request is not sent
-		// again (the server has it).
+		// for the answer. Once one came, the request is not sent again:
+		// the server has it.
 		retried = true
 		if req.Minor > 0 {
 			if err := h.writeClient(h.upIn.b[:n]); err != nil {

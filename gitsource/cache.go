@@ -47,6 +47,16 @@ func (g *Git) open() (*git.Repository, error) {
 		if r, err := repo.Reference(lastRef, false); err == nil {
 			g.last = r.Hash().String()
 		}
+	} else if _, err := repo.Reference(lastRef, false); err != nil {
+		// The cache was thrown away (wipe) with its record of the live
+		// commit: write it again now, not only when a commit is next
+		// accepted, or a restart before that would forget the live commit
+		// and, with it, the force-push check (a look that compacts the
+		// cache and refuses a rollback, then a restart, would apply it).
+		if err := repo.Storer.SetReference(plumbing.NewHashReference(lastRef, plumbing.NewHash(g.last))); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("cache %s: recording the live commit: %w", g.dir, err)
+		}
 	}
 	g.storage, g.repo = st, repo
 	return repo, nil

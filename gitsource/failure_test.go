@@ -75,6 +75,37 @@ func TestForcePush(t *testing.T) {
 	}
 }
 
+// TestForcePushAfterCompaction: a look that throws the cache away (to
+// compact it, or because it broke) and refuses a rollback must leave the
+// record of the live commit behind, or a restart would apply the rollback.
+func TestForcePushAfterCompaction(t *testing.T) {
+	t.Parallel()
+	u := newUpstream(t)
+	base := u.commit("base", map[string]string{"a.yaml": "base\n"})
+	c1 := u.commit("live", map[string]string{"a.yaml": "live\n"})
+	u.push("main")
+	h := startHTTPGit(t, u.root, "", "")
+	cfg := Config{URL: h.URL, ForcePush: ForcePushRefuse, StateDir: t.TempDir()}
+	g, _ := newSource(t, cfg)
+	if rev := next(t, g); rev.Commit != c1 {
+		t.Fatalf("first: %s", rev.Commit)
+	}
+	g.maxPacks = 0 // the next look compacts, as after 50 fetches of refused commits
+	u.git("reset", "-q", "--hard", base)
+	u.push("--force", "main")
+	g.Trigger(Trigger{Kind: TriggerWebhook})
+	if e := nextErr(t, g); e.Reason != ReasonForcePush {
+		t.Fatalf("the rollback, before a restart: %v", e)
+	}
+	g.storage.Close()
+	g2, _ := newSource(t, cfg)
+	if rev, err := g2.Next(t.Context()); err == nil {
+		t.Fatalf("after a restart the rollback to %s (live %s) was handed over", short(rev.Commit), short(c1))
+	} else if !strings.Contains(err.Error(), "does not descend from the live commit "+short(c1)) {
+		t.Fatalf("after a restart: %v", err)
+	}
+}
+
 // TestUnreachableThenBack: with the server down a look fails as transient,
 // a retry is scheduled by itself, and once the server is back the new
 // commit arrives without any other trigger. A restart while the server is

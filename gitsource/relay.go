@@ -287,14 +287,17 @@ func (rr *relayReceiver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 // nonceCache remembers the nonces of the relays accepted within the
-// window, at most max of them. When full, the oldest is forgotten and
-// the time of the newest forgotten becomes a floor: a message not newer
-// than it is refused as stale, so a forgotten nonce can never be
-// replayed. Only authenticated messages reach it. Safe for concurrent use.
+// window, at most max of them. When full, the one with the oldest time is
+// forgotten and its time becomes a floor: a message not newer than it is
+// refused as stale, so a forgotten nonce can never be replayed. Oldest by
+// the message's time, not by arrival: forgetting a message dated ahead
+// (a peer's clock, within the window) first would raise the floor above
+// now and refuse every relay. Only authenticated messages reach it. Safe
+// for concurrent use.
 type nonceCache struct {
 	mu    sync.Mutex
 	max   int
-	order *list.List // of nonceEntry, in arrival order
+	order *list.List // of nonceEntry, by time
 	seen  map[string]struct{}
 	floor int64 // Unix ms; messages at or before it are stale
 }
@@ -341,7 +344,16 @@ func (c *nonceCache) check(nonce string, at int64, now time.Time, window time.Du
 		c.floor = max(c.floor, old.at)
 	}
 	c.seen[nonce] = struct{}{}
-	c.order.PushBack(nonceEntry{nonce, at})
+	// Messages come in nearly in time order: find the place from the back.
+	e := c.order.Back()
+	for e != nil && e.Value.(nonceEntry).at > at {
+		e = e.Prev()
+	}
+	if e == nil {
+		c.order.PushFront(nonceEntry{nonce, at})
+	} else {
+		c.order.InsertAfter(nonceEntry{nonce, at}, e)
+	}
 	return nonceFresh
 }
 

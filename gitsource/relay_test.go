@@ -212,6 +212,33 @@ func TestNonceCacheBounded(t *testing.T) {
 	}
 }
 
+// TestNonceCacheFutureFirst: a message dated ahead of now (within the
+// window) that arrives first and is forgotten first must not lift the
+// floor above now, which would refuse every relay from a peer whose clock
+// is right.
+func TestNonceCacheFutureFirst(t *testing.T) {
+	t.Parallel()
+	c := newNonceCache(2)
+	now := time.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).UnixMilli() }
+	for i, s := range []struct {
+		nonce string
+		at    int64
+		want  nonceResult
+	}{
+		{"ahead", at(20 * time.Second), nonceFresh},
+		{"n1", at(-2 * time.Second), nonceFresh},
+		{"n2", at(-1 * time.Second), nonceFresh}, // forgets n1, the oldest by time
+		{"n3", at(0), nonceFresh},                // forgets n2
+		{"n1", at(-2 * time.Second), nonceStale}, // forgotten: not replayable
+		{"ahead", at(20 * time.Second), nonceReplayed},
+	} {
+		if got := c.check(s.nonce, s.at, now, 30*time.Second); got != s.want {
+			t.Fatalf("step %d (%s): %v, want %v", i, s.nonce, got, s.want)
+		}
+	}
+}
+
 // TestRelayFetches: against a real remote, a relay of a new commit makes
 // the source fetch it (the revision names the relay); a relay of the
 // commit it now has fetches nothing (not even a ref listing); a relay

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -531,6 +532,68 @@ func TestBackendFailures(t *testing.T) {
 	})
 	if v := p.metric(t, MetricServerErrors, map[string]string{"backend": "silent", "server": "s", "kind": errKindTimeout}); v != 1 {
 		t.Errorf("timeout errors %v", v)
+	}
+}
+
+// TestQueueEverySlotFreed: slots freed at once each take a queued
+// request; none waits beside a free slot.
+func TestQueueEverySlotFreed(t *testing.T) {
+	const slots = 32
+	free := make(chan struct{})
+	var reached atomic.Int64
+	be := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.URL.Path == "/hold" {
+			<-free
+		} else {
+			reached.Add(1)
+			time.Sleep(2 * time.Second) // holds its slot: only a freed one serves the next
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	})
+	b := backendOf("a", Server{Name: "a1", Address: be, Weight: 1, MaxConn: slots})
+	b.QueueTimeout = 5 * time.Second
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{b}})
+	addr := p.addr(t, "http")
+	send := func(path string, codes chan<- int) {
+		code, _ := rawRequest(t, addr, "GET "+path+" HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+		codes <- code
+	}
+	wait := func(what string, m string, labels map[string]string) {
+		deadline := time.Now().Add(waitFor)
+		for p.metric(t, m, labels) != slots {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v, want %d", what, p.metric(t, m, labels), slots)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	held, queued := make(chan int, slots), make(chan int, slots)
+	for range slots {
+		go send("/hold", held)
+	}
+	wait("slots taken", MetricServerActive, map[string]string{"backend": "a", "server": "a1"})
+	for range slots {
+		go send("/queued", queued)
+	}
+	wait("requests queued", MetricBackendQueued, map[string]string{"backend": "a"})
+	close(free)
+	deadline := time.Now().Add(time.Second) // well before the queue timeout
+	for reached.Load() != slots && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := reached.Load(); n != slots {
+		t.Fatalf("%d slots freed at once: %d queued requests reached the server within a second", slots, n)
+	}
+	for range slots {
+		if c := <-queued; c != 200 {
+			t.Fatalf("queued request: %d", c)
+		}
 	}
 }
 

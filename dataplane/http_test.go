@@ -303,6 +303,40 @@ func TestBodies(t *testing.T) {
 	_ = be
 }
 
+// TestExpectContinueLongUpload: a body sent after a 100 Continue, slower
+// than the server's idleTimeout in all but still moving, gets its answer:
+// the server's silence counts from the end of the request, as without
+// Expect.
+func TestExpectContinueLongUpload(t *testing.T) {
+	p, _ := oneBackend(t, func(c *Config) {
+		c.Backends[0].IdleTimeout = 500 * time.Millisecond
+		c.Listeners[0].ClientTimeout = 500 * time.Millisecond
+	})
+	const size = 15 // a byte each 100 ms: 1.5 s, three idleTimeouts
+	for _, expect := range []bool{false, true} {
+		c := dialClient(t, p.addr(t, "http"))
+		head := fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n", size)
+		if expect {
+			head += "Expect: 100-continue\r\n"
+		}
+		io.WriteString(c.c, head+"\r\n")
+		if expect {
+			if r := c.read("POST"); r.StatusCode != 100 {
+				t.Fatalf("%d, want 100 Continue", r.StatusCode)
+			}
+		}
+		for range size {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := c.c.Write([]byte{'u'}); err != nil {
+				t.Fatalf("expect=%v: the upload was cut: %v", expect, err)
+			}
+		}
+		if r := c.read("POST"); r.StatusCode != 200 || bodyOf(r) != strings.Repeat("u", size) {
+			t.Fatalf("expect=%v: %d %q after an upload that kept moving", expect, r.StatusCode, bodyOf(r))
+		}
+	}
+}
+
 func TestExpectContinue(t *testing.T) {
 	p, _ := oneBackend(t, nil)
 	c := dialClient(t, p.addr(t, "http"))

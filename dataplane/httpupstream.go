@@ -248,6 +248,21 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	for {
 		n, err := h.readRespHead()
 		if err != nil {
+			if isTimeout(err) && bodyDone != nil {
+				// The server's silence counts from the end of the request:
+				// while the body is still on its way (after a 100
+				// Continue, alongside this read), read on. The body's own
+				// timeouts (clientTimeout, idleTimeout) bound it.
+				select {
+				case berr := <-bodyDone:
+					bodyDone = nil
+					if berr != nil {
+						return h.bodyFailed(b, berr)
+					}
+				default:
+				}
+				continue
+			}
 			if h.canRetry(retried, bodyInBuf) && bodyDone == nil && !isTimeout(err) {
 				retried = true
 				if h.redial(b) {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -301,6 +302,44 @@ func TestBodies(t *testing.T) {
 		}
 	})
 	_ = be
+}
+
+// TestSlowSteadyReader: clientTimeout is for a client that stopped
+// reading; one reading slowly but steadily gets the whole answer, however
+// long it takes (a small receive window and segments make the proxy's
+// writes wait again and again within one chunk).
+func TestSlowSteadyReader(t *testing.T) {
+	p, _ := oneBackend(t, func(c *Config) {
+		c.Listeners[0].ClientTimeout = 300 * time.Millisecond
+	})
+	d := net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, 536)
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	c, err := d.Dial("tcp", p.addr(t, "http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 400 << 10
+	fmt.Fprintf(c, "GET /big?n=%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", n)
+	start := time.Now()
+	buf := make([]byte, 2048)
+	total := 0
+	for {
+		c.SetReadDeadline(time.Now().Add(waitFor))
+		k, err := c.Read(buf)
+		total += k
+		if err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // about 100 KB/s
+	}
+	if total < n {
+		t.Fatalf("the answer was cut after %d bytes, %v, while the client read every 20 ms (clientTimeout 300ms)", total, time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // TestExpectContinueLongUpload: a body sent after a 100 Continue, slower

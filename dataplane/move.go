@@ -112,6 +112,7 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
+	outq   int // bytes the socket held unsent or unacknowledged when a write last waited; -1 unknown
 
 	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
@@ -122,7 +123,7 @@ func (s *side) init(c sockConn, timeout time.Duration) error {
 		return err
 	}
 	rcb, w := s.readCB, s.w
-	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, w: w}
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, w: w, outq: -1}
 	return nil
 }
 
@@ -150,19 +151,23 @@ type sideWriter struct {
 	n   int
 	err error
 	cb  func(uintptr) bool
+	s   *side // the side written to, during a write
 
 	later  []byte // writeRead: bytes to write at the read's first call
 	laterN int    // writeRead: bytes of later written
 }
 
 func (w *sideWriter) write(s *side, p []byte) (int, error) {
-	w.buf, w.n, w.err = p, 0, nil
+	w.buf, w.n, w.err, w.s = p, 0, nil, s
 	if w.cb == nil {
 		w.cb = w.onWritable // bound once, on first use
 	}
 	err := s.rc.Write(w.cb)
+	for err != nil && w.err == nil && isTimeout(err) && !s.stalled() {
+		err = s.rc.Write(w.cb)
+	}
 	n := w.n
-	w.buf = nil
+	w.buf, w.s = nil, nil
 	if err != nil {
 		return n, unwrapOp(err)
 	}
@@ -170,14 +175,17 @@ func (w *sideWriter) write(s *side, p []byte) (int, error) {
 }
 
 func (w *sideWriter) onWritable(fd uintptr) bool {
+	moved := false
 	for len(w.buf) > 0 {
 		n, err := rawWrite(int(fd), w.buf)
 		switch err {
 		case nil:
 			w.n += n
 			w.buf = w.buf[n:]
+			moved = true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			w.s.waiting(fd, moved)
 			return false
 		default:
 			w.err = os.NewSyscallError("write", err)
@@ -185,6 +193,45 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// A write timeout is for a peer that stopped reading, not for one
+// reading slowly: a 1 MiB chunk to a client reading at 80 KB/s outlasts
+// any clientTimeout, and the kernel wakes a writer waiting on a full send
+// buffer only once a third of it has drained, which at that pace can take
+// longer than the timeout too. So a write that has to wait notes how much
+// the socket still holds (SIOCOUTQ), and moves its deadline on when it
+// moved bytes first; when the deadline passes, the write goes on waiting
+// if the send queue shrank meanwhile (stalled).
+
+// waiting is called by a write that found the socket full (fd is s's),
+// after moving some bytes or none.
+func (s *side) waiting(fd uintptr, moved bool) {
+	if s.dl.wd == 0 || s.timeout <= 0 {
+		return // no write deadline: nothing to keep ahead
+	}
+	s.outq = rawOutq(int(fd))
+	if moved {
+		s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
+	}
+}
+
+// stalled reports, after a write to s timed out, whether its peer took
+// nothing since the write last waited; if it took some, the deadline
+// moves on and the write may wait again.
+func (s *side) stalled() bool {
+	if s.outq < 0 || s.timeout <= 0 {
+		return true
+	}
+	q := -1
+	_ = s.rc.Control(func(fd uintptr) { q = rawOutq(int(fd)) })
+	if q < 0 || q >= s.outq {
+		return true
+	}
+	s.outq = q
+	s.dl.wd = 0
+	s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
+	return false
 }
 
 // Read is read, for readers of a PROXY header.
@@ -381,7 +428,11 @@ func (m *mover) onSrc(fd uintptr) bool {
 		}
 		now := time.Now().UnixNano()
 		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
-		if err := m.dst.rc.Write(m.outFn); err != nil && m.err == nil {
+		err := m.dst.rc.Write(m.outFn)
+		for err != nil && m.err == nil && isTimeout(err) && !m.dst.stalled() {
+			err = m.dst.rc.Write(m.outFn)
+		}
+		if err != nil && m.err == nil {
 			m.err = unwrapOp(err)
 		}
 		if m.err != nil {

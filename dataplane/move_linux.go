@@ -124,14 +124,17 @@ func (m *mover) copyIn(fd uintptr) bool {
 // spliceOut drains the pipe (or the buffer) into dst; RawConn.Write waits
 // while dst is full.
 func (m *mover) spliceOut(fd uintptr) bool {
+	moved := false
 	if m.p == nil {
 		for m.off < m.n {
 			n, err := rawWrite(int(fd), m.buf.b[m.off:m.n])
 			switch err {
 			case nil:
 				m.off += n
+				moved = true
 			case unix.EINTR:
 			case unix.EAGAIN:
+				m.dst.waiting(fd, moved)
 				return false
 			default:
 				m.err = os.NewSyscallError("write", err)
@@ -145,8 +148,10 @@ func (m *mover) spliceOut(fd uintptr) bool {
 		switch err {
 		case nil:
 			m.p.data -= int(n)
+			moved = true
 		case unix.EINTR:
 		case unix.EAGAIN:
+			m.dst.waiting(fd, moved)
 			return false
 		default:
 			m.err = os.NewSyscallError("splice", err)

@@ -35,6 +35,16 @@ func rawPeekEmpty(fd int) bool {
 	return e == unix.EAGAIN
 }
 
+// rawOutq returns the bytes a socket holds unsent or unacknowledged
+// (SIOCOUTQ), or -1.
+func rawOutq(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 // rawSplice is splice(2) between non-blocking descriptors, no offsets.
 func rawSplice(rfd, wfd, n int) (int, error) {
 	m, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)

@@ -104,6 +104,10 @@ func (c *Chunked) Scan(p []byte) (int, error) {
 			default:
 				return i, ErrChunkExt
 			}
+			// The same bound as the extension's: whitespace is no free pass.
+			if c.lineLen++; c.lineLen > 4096 {
+				return i, ErrChunkExt
+			}
 		case csExt:
 			switch {
 			case b == '\r':

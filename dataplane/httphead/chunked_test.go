@@ -1,6 +1,7 @@
 package httphead
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,8 @@ func TestChunkedInvalid(t *testing.T) {
 		{"trailer without colon", "0\r\nX\r\n\r\n"},
 		{"NUL in trailer", "0\r\nX: \x00\r\n\r\n"},
 		{"bare LF ending", "0\r\n\n"},
+		{"endless whitespace after size", "1" + strings.Repeat(" ", 5000) + ";x\r\nx\r\n0\r\n\r\n"},
+		{"endless extension", "1;" + strings.Repeat("a", 5000) + "\r\nx\r\n0\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -133,6 +133,12 @@ func (c *clientConn) serveHTTP(lg *listenerGen, first, resumed bool, pre []byte)
 	h := c.sock.p.getHTTPConn()
 	h.clientConn, c.http = c, h
 	h.resumed, h.pre = resumed, pre
+	if resumed {
+		// Back from the parker: the wait goes on to the deadline it had
+		// there (readHead), so bytes that are no request (empty lines)
+		// cannot keep a connection open past its timeout.
+		h.parkAt = c.idleAt.Load()
+	}
 	h.priv, c.priv = c.priv, nil
 	if !h.serve(lg, first) {
 		return false // done puts h back
@@ -159,7 +165,9 @@ func (c *clientConn) resume() {
 		c.done()
 		return
 	}
-	if !c.serveHTTP(lg, false, true, nil) {
+	// A connection parked before its first request is still on that
+	// request's requestTimeout from the accept.
+	if !c.serveHTTP(lg, !c.headSeen.Load(), true, nil) {
 		c.done()
 	}
 }

@@ -304,6 +304,62 @@ func TestBodies(t *testing.T) {
 	_ = be
 }
 
+// TestTimeoutsSurviveParking: a connection that parks between bytes
+// keeps the deadline it had, so bytes that are no request (the empty
+// lines RFC 9112 §2.2 lets a server skip) cannot keep it open, and a
+// first request parked before its first byte still has requestTimeout
+// from the accept.
+func TestTimeoutsSurviveParking(t *testing.T) {
+	p, _ := oneBackend(t, func(c *Config) {
+		c.Listeners[0].RequestTimeout = 600 * time.Millisecond
+		c.Listeners[0].ClientTimeout = 800 * time.Millisecond
+	})
+	addr := p.addr(t, "http")
+	tests := []struct {
+		name      string
+		keepAlive bool          // a request answered first
+		wait      time.Duration // before the bytes start
+		bytes     string        // sent one at a time, 150 ms apart (parked in between)
+		within    time.Duration // the connection must end by then
+	}{
+		{"empty lines before a first request", false, 0, strings.Repeat("\r\n", 40), 1200 * time.Millisecond},
+		{"empty lines on a kept-alive connection", true, 0, strings.Repeat("\r\n", 40), 1400 * time.Millisecond},
+		{"a first head trickled after parking", false, 500 * time.Millisecond, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: " + strings.Repeat("y", 40) + "\r\n\r\n", 950 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialClient(t, addr)
+			if tt.keepAlive {
+				if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+					t.Fatal(r.StatusCode)
+				}
+			}
+			start := time.Now()
+			ended := make(chan struct{})
+			go func() { io.Copy(io.Discard, c.br); close(ended) }()
+			time.Sleep(tt.wait)
+			for i := 0; i < len(tt.bytes); i++ {
+				if _, err := c.c.Write([]byte{tt.bytes[i]}); err != nil {
+					break
+				}
+				select {
+				case <-ended:
+				case <-time.After(150 * time.Millisecond):
+					continue
+				}
+				break
+			}
+			select {
+			case <-ended:
+			case <-time.After(waitFor):
+			}
+			if el := time.Since(start); el > tt.within {
+				t.Fatalf("the connection ended %v after the test began, want within %v", el.Round(time.Millisecond), tt.within)
+			}
+		})
+	}
+}
+
 // TestSlowSteadyReader: clientTimeout is for a client that stopped
 // reading; one reading slowly but steadily gets the whole answer, however
 // long it takes (a small receive window and segments make the proxy's

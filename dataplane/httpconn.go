@@ -231,9 +231,12 @@ const (
 func (h *httpConn) readHead(first bool) int {
 	lg := h.lg
 	now := time.Now()
-	if first {
+	switch {
+	case first:
 		h.cl.dl.readAt(h.cl.c, h.accepted+int64(lg.cfg.RequestTimeout))
-	} else {
+	case h.resumed && h.parkAt > 0:
+		h.cl.dl.readAt(h.cl.c, h.parkAt)
+	default:
 		h.cl.dl.read(h.cl.c, now.UnixNano(), lg.cfg.ClientTimeout)
 	}
 	from := 0
@@ -272,8 +275,11 @@ func (h *httpConn) readHead(first bool) int {
 				return headEnd
 			}
 			from = max(0, h.inLen-3)
-			if !timed {
-				// The head started: it has requestTimeout from its first byte.
+			if !timed && (h.inLen > 1 || h.in.b[0] != '\r') {
+				// The head started: it has requestTimeout from its first
+				// byte. (A lone CR may be an empty line's, skipped once its
+				// LF comes: it starts nothing, or CRs and LFs sent one at a
+				// time would restart the clock again and again.)
 				h.cl.dl.readAt(h.cl.c, now.Add(lg.cfg.RequestTimeout).UnixNano())
 				timed = true
 			}

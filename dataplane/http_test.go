@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -79,6 +80,48 @@ func TestHeaderTooLarge(t *testing.T) {
 	ok := "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nX-Big: " + strings.Repeat("x", 30<<10) + "\r\n\r\n"
 	if code, resp := rawRequest(t, p.addr(t, "http"), ok); code != 200 {
 		t.Fatalf("30 KiB head: %d %q", code, resp[:min(len(resp), 200)])
+	}
+}
+
+// TestLargeHeads: with maxHeaderBytes at its 1 MiB maximum, heads of
+// every size up to the limit pass (the buffer grows by doubling), one
+// byte over is 431.
+func TestLargeHeads(t *testing.T) {
+	const limit = 1 << 20
+	p, _ := oneBackend(t, func(c *Config) { c.Listeners[0].MaxHeaderBytes = limit })
+	head := func(size int) string {
+		h := "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nX-Big: \r\n\r\n"
+		return strings.Replace(h, "X-Big: ", "X-Big: "+strings.Repeat("x", size-len(h)), 1)
+	}
+	for _, tc := range []struct{ size, want int }{
+		{16<<10 + 1, 200}, {40 << 10, 200}, {300 << 10, 200}, {limit, 200}, {limit + 1, 431},
+	} {
+		if code, resp := rawRequest(t, p.addr(t, "http"), head(tc.size)); code != tc.want {
+			t.Fatalf("a head of %d bytes: %d %q, want %d", tc.size, code, resp[:min(len(resp), 100)], tc.want)
+		}
+	}
+	// Heads that stop a byte past the first buffer cost about another
+	// buffer each while they wait, not the limit.
+	const conns = 40
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	partial := head(limit)[:16<<10+1]
+	var cs []net.Conn
+	for range conns {
+		c, err := net.Dial("tcp", p.addr(t, "http"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, partial)
+		cs = append(cs, c)
+	}
+	time.Sleep(300 * time.Millisecond) // read and waiting for the rest
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > conns*256<<10 {
+		t.Fatalf("%d heads of 16 KiB + 1 waiting hold %d KiB of heap, %d KiB each", conns, grew>>10, grew/conns>>10)
 	}
 }
 

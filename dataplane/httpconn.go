@@ -344,7 +344,10 @@ func (h *httpConn) readHead(first bool) int {
 // growIn moves the client bytes to a buffer big enough for a head of max
 // bytes (a rare, allocating path: heads over 16 KB).
 func (h *httpConn) growIn(max int) {
-	nb := &buffer{b: make([]byte, max+bufSize)}
+	// Doubling, not straight to the limit: with maxHeaderBytes at 1 MiB,
+	// a head that stops a byte past 16 KiB would hold a whole MiB until
+	// its requestTimeout.
+	nb := &buffer{b: make([]byte, min(2*len(h.in.b), max+bufSize))}
 	copy(nb.b, h.in.b[:h.inLen])
 	putBuf(h.in)
 	h.in = nb

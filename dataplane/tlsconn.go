@@ -20,10 +20,12 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	}()
 	start := time.Now()
 	buf := getBuf()
-	scratch := getBuf()
+	var scratch *buffer // taken once bytes came: a silent connection holds one buffer
 	release := func() {
 		putBuf(buf)
-		putBuf(scratch)
+		if scratch != nil {
+			putBuf(scratch)
+		}
 		buf, scratch = nil, nil
 	}
 	defer func() { release() }()
@@ -32,6 +34,9 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	var sni []byte
 	for {
 		if n > 0 {
+			if scratch == nil {
+				scratch = getBuf()
+			}
 			name, err := clienthello.ServerName(buf.b[:n], scratch.b)
 			if err == nil {
 				sni = name

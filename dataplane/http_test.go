@@ -107,7 +107,6 @@ func TestLargeHeads(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	partial := head(limit)[:16<<10+1]
-	var cs []net.Conn
 	for range conns {
 		c, err := net.Dial("tcp", p.addr(t, "http"))
 		if err != nil {
@@ -115,7 +114,6 @@ func TestLargeHeads(t *testing.T) {
 		}
 		defer c.Close()
 		io.WriteString(c, partial)
-		cs = append(cs, c)
 	}
 	time.Sleep(300 * time.Millisecond) // read and waiting for the rest
 	runtime.GC()

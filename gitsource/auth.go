@@ -83,9 +83,15 @@ func cmpPort(p, def int) int {
 	return p
 }
 
-// readSecret reads a credential file, without its trailing newline. Errors
-// name the file, never its content.
+// readSecret reads a credential file, without its trailing newline. A
+// file every user may read is refused, as the node's other secret files
+// are (packages secrets, notify, forge). Errors name the file, never its
+// content.
 func readSecret(file string) (string, error) {
+	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o004 != 0 {
+		return "", fmt.Errorf("credential file %s: readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
+			file, st.Mode().Perm(), file)
+	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return "", fmt.Errorf("credential file: %w", err)

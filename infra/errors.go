@@ -45,6 +45,8 @@ const (
 	ReasonNotFound     = "NotFound"        // the VM went away since it was listed
 	ReasonNotLeader    = "NotLeader"       // this node does not apply infra changes
 	ReasonWaiting      = "WaitingForClone" // the VM is still being cloned
+	ReasonProtected    = "Protected"       // prune would delete a VM with Proxmox's protection set
+	ReasonPruneHeld    = "PruneHeld"       // prune waits: the plan has a terminal problem
 )
 
 // Error is a failure about one VM (or the whole pass when VMID is 0). It
@@ -205,7 +207,7 @@ func classify(op string, vm VMRef, err error) *Error {
 
 func classifyKind(err error) Kind {
 	switch reasonOf(err) {
-	case ReasonInvalid, ReasonUnauthorized, ReasonConflict, ReasonTemplate, ReasonShrink:
+	case ReasonInvalid, ReasonUnauthorized, ReasonConflict, ReasonTemplate, ReasonShrink, ReasonProtected, ReasonPruneHeld:
 		return Terminal
 	}
 	return Transient
@@ -226,6 +228,8 @@ func reasonOf(err error) string {
 		return ReasonRaced
 	case strings.Contains(msg, "shrinking disks is not supported"):
 		return ReasonShrink
+	case strings.Contains(msg, "protection mode enabled"):
+		return ReasonProtected // set after the plan looked: a person's decision
 	case strings.Contains(msg, "storage '") && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "does not support")),
 		strings.Contains(msg, "bridge '") && strings.Contains(msg, "does not exist"),
 		strings.Contains(msg, "no such cluster node"), strings.Contains(msg, "VM uses local storage"):

@@ -522,13 +522,51 @@ func plan(cfg Config, obs *Observed, applied map[int]map[string]string) Plan {
 			continue
 		}
 		ref := VMRef{Name: o.Name, VMID: id, Node: o.Node}
-		if cfg.Prune {
-			p.Actions = append(p.Actions, Action{Op: OpDelete, VM: ref})
-		} else {
+		switch {
+		case !cfg.Prune:
 			p.Orphans = append(p.Orphans, ref)
+		case o.Config.Values["protection"] == "1":
+			// Proxmox's own guard (Terraform's prevent_destroy): checked
+			// before anything is done to the VM, which a delete would
+			// first stop.
+			p.Orphans = append(p.Orphans, ref)
+			p.Problems = append(p.Problems, &Error{Kind: Terminal, Reason: ReasonProtected, Op: "delete", Name: ref.Name, VMID: id, Node: ref.Node,
+				Err: fmt.Errorf("VM %d is tagged %q and declared by no document, but has protection set in Proxmox: it is not stopped nor deleted; declare it again, or clear its protection (qm set %d --protection 0) to let prune delete it", id, Tag, id)})
+		default:
+			p.Actions = append(p.Actions, Action{Op: OpDelete, VM: ref})
 		}
 	}
+	p.holdPrune()
 	return p
+}
+
+// holdPrune keeps the deletes of a plan that has a terminal problem: a
+// VM whose replacement cannot be made (a VMID taken by a VM gitedge does
+// not own, a missing template) must not be deleted first, and a pass
+// that needs a person does not destroy. The VMs wait as orphans until the
+// problems are resolved.
+func (p *Plan) holdPrune() {
+	var terminal *Error
+	for _, e := range p.Problems {
+		if e.Kind == Terminal && e.Reason != ReasonProtected {
+			terminal = e
+			break
+		}
+	}
+	if terminal == nil {
+		return
+	}
+	kept := p.Actions[:0]
+	for _, a := range p.Actions {
+		if a.Op != OpDelete {
+			kept = append(kept, a)
+			continue
+		}
+		p.Orphans = append(p.Orphans, a.VM)
+		p.Problems = append(p.Problems, &Error{Kind: Terminal, Reason: ReasonPruneHeld, Op: "delete", Name: a.VM.Name, VMID: a.VM.VMID, Node: a.VM.Node,
+			Err: fmt.Errorf("VM %d is declared by no document; prune deletes it once the plan has no other terminal problem (now: %v)", a.VM.VMID, terminal)})
+	}
+	p.Actions = kept
 }
 
 func (p *Plan) conflict(ref, existing VMRef, reason string) {

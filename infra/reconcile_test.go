@@ -175,6 +175,53 @@ func TestRemoveWithAndWithoutPrune(t *testing.T) {
 	}
 }
 
+// TestPruneGuards: prune deletes nothing a person must decide on first.
+// A VM with Proxmox's protection set (Terraform's prevent_destroy) is not
+// even stopped, and the refusal is terminal; and no VM is deleted in a
+// pass whose plan has a terminal problem, such as the conflict that makes
+// a moved VM's replacement impossible.
+func TestPruneGuards(t *testing.T) {
+	t.Run("protected", func(t *testing.T) {
+		r := newRig(t, pvesim.Options{})
+		rec := r.reconciler(t)
+		cfg := homelab()
+		apply(t, rec, cfg)
+		r.sim.Edit(func(st *pvesim.State) { st.VMs[151].Conf["protection"] = "1" })
+		only := cfg
+		only.VMs, only.Prune = cfg.VMs[:1], true
+		r.sim.ResetCalls()
+		_, err := rec.Apply(context.Background(), only, leader)
+		if w := writes(r.sim.Calls()); len(w) != 0 {
+			t.Errorf("writes to a protected VM: %v", w)
+		}
+		if st := r.sim.Snapshot(); st.VMs[151] == nil || !st.VMs[151].Running || st.HA["vm:151"] == nil {
+			t.Fatal("the protected VM was stopped, deleted or lost its HA resource")
+		}
+		if !infra.IsTerminal(err) || !strings.Contains(fmt.Sprint(err), "has protection set in Proxmox") {
+			t.Fatalf("error %v, want a terminal one naming the protection", err)
+		}
+	})
+	t.Run("held by a conflict", func(t *testing.T) {
+		r := newRig(t, pvesim.Options{})
+		rec := r.reconciler(t)
+		cfg := homelab()
+		apply(t, rec, cfg)
+		// lb-1 moves to VMID 161, which a VM gitedge does not own holds.
+		r.sim.Edit(func(st *pvesim.State) {
+			st.VMs[161] = &pvesim.VMState{VMID: 161, Node: "proxmox1", Conf: map[string]string{"name": "someone-else", "memory": "1024"}}
+		})
+		cfg.VMs[1].VMID, cfg.Prune = 161, true
+		r.sim.ResetCalls()
+		_, err := rec.Apply(context.Background(), cfg, leader)
+		if st := r.sim.Snapshot(); st.VMs[151] == nil {
+			t.Fatalf("VM 151 deleted while its replacement at 161 is a conflict; writes %v", writes(r.sim.Calls()))
+		}
+		if !infra.IsTerminal(err) || !strings.Contains(fmt.Sprint(err), "prune deletes it once the plan has no other terminal problem") {
+			t.Fatalf("error %v, want the conflict and the held prune", err)
+		}
+	})
+}
+
 func TestForeignVMClashes(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

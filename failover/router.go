@@ -584,7 +584,9 @@ func (r *Router) receive(d Datagram) {
 			want.AuthType = vrrp.AuthSimple
 			want.SetPassword(r.cfg.AuthPass)
 		}
-		if p.AuthType != want.AuthType || p.AuthData != want.AuthData {
+		// With no authentication the Authentication Data is ignored
+		// (§5.3.6.1), as keepalived does.
+		if p.AuthType != want.AuthType || (want.AuthType == vrrp.AuthSimple && p.AuthData != want.AuthData) {
 			r.drop(DropAuth, d, fmt.Errorf("auth type %v does not match", p.AuthType))
 			hint := "authentication mismatch (check auth.password on both nodes)"
 			if p.AuthType != want.AuthType {
@@ -605,6 +607,11 @@ func (r *Router) receive(d Datagram) {
 		r.drop(DropOwner, d, nil)
 		return
 	}
+	if len(p.Addresses) == 0 {
+		// RFC 5798 §5.2.5: at least one address; no VRRP router sends none.
+		r.drop(DropAddresses, d, errors.New("no virtual address"))
+		return
+	}
 	r.mu.Lock()
 	r.counters.AdvertsReceived++
 	r.mu.Unlock()
@@ -622,9 +629,14 @@ func (r *Router) receive(d Datagram) {
 	}
 }
 
-// checkAddresses implements the MAY of RFC 5798 §7.1 / RFC 3768 §7.1: an
-// address list that differs from ours is logged and counted, and the
-// packet still processed.
+// checkAddresses implements the MAY of RFC 5798 §7.1: an address list
+// that differs from ours is logged and counted, and the packet still
+// processed, in version 2 too, where RFC 3768 §7.1 (and keepalived) drop
+// it. A deliberate choice: the nodes apply a commit that changes the VIPs
+// seconds apart, and dropping the other node's adverts meanwhile would
+// make both masters for those seconds. The cost: another group on the
+// segment that reuses the VRID is obeyed (one VRID per group; the warning
+// and the addressMismatch counter tell).
 func (r *Router) checkAddresses(p *vrrp.Packet, src netip.Addr) {
 	same := len(p.Addresses) == len(r.cfg.VIPs)
 	for i := 0; same && i < len(p.Addresses); i++ {

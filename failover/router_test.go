@@ -440,6 +440,7 @@ func TestDrops(t *testing.T) {
 		{"no auth", v2, Datagram{}, v2pkt(func(p *vrrp.Packet) { p.AuthType, p.AuthData = vrrp.AuthNone, [8]byte{} }), 255, DropAuth},
 		{"v2 interval", v2, Datagram{}, v2pkt(func(p *vrrp.Packet) { p.Interval = 2 }), 255, DropInterval},
 		{"unknown unicast peer", uni, Datagram{}, advert(200, 10), 255, DropUnknownPeer},
+		{"no address (RFC 5798 §5.2.5)", baseInstance(100), Datagram{}, func() *vrrp.Packet { p := advert(200, 10); p.Addresses = nil; return p }(), 255, DropAddresses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -469,6 +470,33 @@ func TestDrops(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestV2AuthNoneIgnoresData: without authentication, version 2's
+// Authentication Data is ignored (RFC 3768 §5.3.6.1), as keepalived
+// ignores it: a better master sending bytes there is obeyed.
+func TestV2AuthNoneIgnoresData(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in := baseInstance(100)
+		in.Version, in.AdvertInterval = 2, time.Second
+		n := start(t, &lan{}, "192.0.2.11", in)
+		p := &vrrp.Packet{Version: 2, Type: 1, VRID: 33, Priority: 200, AuthType: vrrp.AuthNone, Interval: 1,
+			Addresses: []netip.Addr{vip.Addr()}}
+		copy(p.AuthData[:], "junk")
+		b, err := p.Encode(peer, vrrp.GroupIPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			n.tr.deliver(Datagram{Src: peer, Dst: vrrp.GroupIPv4, TTL: 255, Payload: b})
+			time.Sleep(time.Second)
+		}
+		synctest.Wait()
+		if c := n.r.Counters(); len(c.Drops) != 0 {
+			t.Fatalf("drops %v", c.Drops)
+		}
+		wantState(t, n, StateBackup)
+	})
 }
 
 // VRRPv2 with PASS: seconds-based skew (RFC 3768 §6.1), adverts carry the

@@ -199,3 +199,37 @@ func TestNetnsInPlace(t *testing.T) {
 	wantVIPs()
 	capture.next(t, testkit.Deadline, func(p *vrrp.Packet) bool { return p.VRID == 34 && p.Priority == 0 })
 }
+
+// TestNetnsRemoveVIPsAnyPrefix: a VIP left on the interface with another
+// prefix length (keepalived's bare address is a /32) goes too; the
+// interface's own address stays.
+func TestNetnsRemoveVIPsAnyPrefix(t *testing.T) {
+	if !nstest.InNetns(t) {
+		return
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = "vr0"
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "vr1"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := netlink.LinkByName("vr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"192.0.2.11/24", "192.0.2.10/32", "192.0.2.20/24"} {
+		addr, _ := netlink.ParseAddr(a)
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fx := &netlinkEffects{ifname: "vr0"}
+	if err := fx.RemoveVIPs([]netip.Prefix{netip.MustParsePrefix("192.0.2.10/24"), netip.MustParsePrefix("192.0.2.20/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := vipsOn(t, l); len(got) != 0 {
+		t.Fatalf("left on the interface: %v", got)
+	}
+	if list, _ := netlink.AddrList(l, netlink.FAMILY_V4); len(list) != 1 || list[0].IPNet.String() != "192.0.2.11/24" {
+		t.Fatalf("the interface's own address: %v", list)
+	}
+}

@@ -559,6 +559,25 @@ func (e *netlinkEffects) RemoveVIPs(vips []netip.Prefix) error {
 			errs = append(errs, fmt.Errorf("removing VIP %v from %s: %w", v, e.ifname, err))
 		}
 	}
+	// The kernel deletes an address only with its prefix length: the VIP
+	// with another one (keepalived's bare address is a /32, or one added
+	// by hand) would stay, and this node answer ARP for it as a backup.
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		list, err := netlink.AddrList(l, family)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing the addresses of %s: %w", e.ifname, err))
+			continue
+		}
+		for _, a := range list {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || !slices.ContainsFunc(vips, func(v netip.Prefix) bool { return v.Addr() == ip.Unmap() }) {
+				continue
+			}
+			if err := netlink.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				errs = append(errs, fmt.Errorf("removing VIP %v from %s: %w", a.IPNet, e.ifname, err))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 

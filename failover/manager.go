@@ -31,6 +31,10 @@ type System interface {
 // block.
 type Watcher interface {
 	Link(name string, up bool)
+	// Recreated reports an interface deleted and made again under its
+	// name (a network manager recreating a VLAN, bond or veth): a socket
+	// bound to the old one hears nothing any more.
+	Recreated(name string)
 	AddrRemoved(ifindex int, addr netip.Addr)
 	Error(err error)
 }
@@ -390,6 +394,46 @@ func (w managerWatcher) Link(name string, up bool) {
 	for _, ri := range w.m.running {
 		if slices.Contains(trackedInterfaces(ri.in), name) {
 			ri.r.Track("interface "+name, up)
+		}
+	}
+}
+
+func (w managerWatcher) Recreated(name string) {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	for _, ri := range w.m.running {
+		if ri.in.Interface == name {
+			go w.m.reopen(name) // not under the watcher: it must not block
+			return
+		}
+	}
+}
+
+// reopen restarts the instances on an interface that was recreated, with
+// new sockets. Without it an instance keeps a socket bound to the deleted
+// interface: deaf to the master's adverts on the new one, it takes the
+// VIPs beside it (a split brain).
+func (m *Manager) reopen(name string) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	var list []*runningInstance
+	for n, ri := range m.running {
+		if ri.in.Interface == name {
+			list = append(list, ri)
+			delete(m.running, n)
+		}
+	}
+	m.mu.Unlock()
+	stopAll(list, false)
+	for _, ri := range list {
+		m.log.Info("interface recreated: restarting the instance with a new socket", "instance", ri.in.Name, "interface", name)
+		if err := m.start(ri.in, nil); err != nil {
+			m.log.Error("restarting an instance after its interface was recreated", "instance", ri.in.Name, "err", err)
 		}
 	}
 }

@@ -173,6 +173,7 @@ func watchOnce(ctx context.Context, w Watcher) error {
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
 		return err
 	}
+	index := map[string]int{} // each interface's index, to tell a recreated one
 	for {
 		select {
 		case <-ctx.Done():
@@ -183,7 +184,14 @@ func watchOnce(ctx context.Context, w Watcher) error {
 				return err
 			}
 			up := u.Header.Type != unix.RTM_DELLINK && linkUp(u.Link)
-			w.Link(u.Attrs().Name, up)
+			name := u.Attrs().Name
+			w.Link(name, up)
+			if u.Header.Type == unix.RTM_NEWLINK {
+				if old, seen := index[name]; seen && old != u.Attrs().Index {
+					w.Recreated(name)
+				}
+				index[name] = u.Attrs().Index
+			}
 		case u, ok := <-addrs:
 			if !ok {
 				err, _ := cbErr.Load().(error)

@@ -18,6 +18,7 @@ type errWatcher struct {
 }
 
 func (w *errWatcher) Link(string, bool)           {}
+func (w *errWatcher) Recreated(string)            {}
 func (w *errWatcher) AddrRemoved(int, netip.Addr) {}
 func (w *errWatcher) Error(err error) {
 	w.mu.Lock()

@@ -100,6 +100,32 @@ func (r *Reconciler) execVM(ctx context.Context, acts []Action, leader func() bo
 	return done, nil
 }
 
+// checkTemplateDisk refuses, before the clone (minutes of disk copy), a
+// VM whose declared disk the template's cannot become: larger than
+// spec.disk.size (disks only grow), or missing. Found after the clone,
+// it left a configured, tagged VM that the next pass started.
+func (r *Reconciler) checkTemplateDisk(ctx context.Context, a Action, v VM) error {
+	if v.Disk.Bus == "" || v.Disk.Size <= 0 || v.Ignores("disk") {
+		return nil
+	}
+	ref := VMRef{Name: v.Name, VMID: v.VMID, Node: v.Node}
+	var c VMConfig
+	if err := r.retry(ctx, ref, "clone", true, func() (err error) { c, err = r.api.Config(ctx, a.cloneNode, a.cloneID); return }); err != nil {
+		return err
+	}
+	key := v.Disk.Key()
+	cur, ok := diskSize(c.Values[key])
+	switch {
+	case !ok:
+		return &Error{Kind: Terminal, Reason: ReasonInvalid, Op: "clone", Name: v.Name, VMID: v.VMID, Node: v.Node,
+			Err: fmt.Errorf("template %q has no disk %s (spec.disk.bus): nothing was cloned", a.Clone, key)}
+	case cur > v.Disk.Size:
+		return &Error{Kind: Terminal, Reason: ReasonShrink, Op: "clone", Name: v.Name, VMID: v.VMID, Node: v.Node,
+			Err: fmt.Errorf("template %q's disk %s is %s, larger than spec.disk.size %s: disks only grow; raise spec.disk.size (nothing was cloned)", a.Clone, key, cur, v.Disk.Size)}
+	}
+	return nil
+}
+
 // errNoop: an action found on a closer look that nothing needs doing.
 var errNoop = errors.New("nothing to do")
 
@@ -112,6 +138,9 @@ func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, l
 	// the declared node (shared storage only, API.md 5.14).
 	req := CloneRequest{Node: a.cloneNode, Template: a.cloneID, VMID: v.VMID, Name: v.Name, Description: cloneMarker(v),
 		Storage: v.Disk.Storage, Format: v.Disk.Format, TargetNode: v.Node}
+	if err := r.checkTemplateDisk(ctx, a, v); err != nil {
+		return err
+	}
 	log.Info("creating VM", "template", a.Clone, "templateVMID", a.cloneID)
 	var upid string
 	err := r.retry(ctx, ref, "clone", false, func() (err error) { upid, err = r.api.Clone(ctx, req); return })

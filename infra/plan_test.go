@@ -227,7 +227,8 @@ func (f *fakeAPI) AgentInterfaces(context.Context, string, int) ([]AgentInterfac
 // off at once: no retry, no config write, a transient Raced error.
 func TestRacedCloneBacksOff(t *testing.T) {
 	f := &fakeAPI{
-		res: []Resource{{VMID: 9000, Node: "proxmox1", Name: "tmpl", Template: true}},
+		res:     []Resource{{VMID: 9000, Node: "proxmox1", Name: "tmpl", Template: true}},
+		configs: map[int]VMConfig{9000: {Values: map[string]string{"scsi0": "vmdata:base-9000-disk-0,size=2G"}}},
 		clone: func(r CloneRequest) (string, error) {
 			return "", fmt.Errorf("500 unable to create VM %d: config file already exists", r.VMID)
 		},

@@ -222,6 +222,26 @@ func TestPruneGuards(t *testing.T) {
 	})
 }
 
+// TestTemplateDiskCheckedBeforeClone: a declared disk the template's
+// cannot become (smaller: disks only grow) is refused before the clone,
+// not after it with a configured VM left behind.
+func TestTemplateDiskCheckedBeforeClone(t *testing.T) {
+	r := newRig(t, pvesim.Options{})
+	rec := r.reconciler(t)
+	cfg := homelab()
+	cfg.VMs = cfg.VMs[:1]
+	cfg.VMs[0].HA = nil
+	cfg.VMs[0].Disk.Size = 1 << 30 // the template's is 2G
+	r.sim.ResetCalls()
+	_, err := rec.Apply(context.Background(), cfg, leader)
+	if !infra.IsTerminal(err) || !strings.Contains(fmt.Sprint(err), "larger than spec.disk.size 1G") {
+		t.Fatalf("error %v, want a terminal one naming the sizes", err)
+	}
+	if w := writes(r.sim.Calls()); len(w) != 0 || r.sim.Snapshot().VMs[150] != nil {
+		t.Fatalf("writes %v: nothing may be cloned", w)
+	}
+}
+
 func TestForeignVMClashes(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/gitedge/gitedge/internal/secretmode"
 )
 
 // token is an API token. Every way of printing it prints "[redacted]", so
@@ -37,9 +39,8 @@ func scrub(s, secret string) string {
 // refuses such a private key and the node refuses such a secret file
 // (package secrets). Errors name the file, never its content.
 func readToken(path string) (token, error) {
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 {
-		return token{}, fmt.Errorf("forge.tokenFile %s: readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
-			path, st.Mode().Perm(), path)
+	if err := secretmode.Stat(path); err != nil {
+		return token{}, fmt.Errorf("forge.tokenFile %s: %w", path, err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gitedge/gitedge/internal/secretmode"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
@@ -88,9 +89,8 @@ func cmpPort(p, def int) int {
 // are (packages secrets, notify, forge). Errors name the file, never its
 // content.
 func readSecret(file string) (string, error) {
-	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o004 != 0 {
-		return "", fmt.Errorf("credential file %s: readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
-			file, st.Mode().Perm(), file)
+	if err := secretmode.Stat(file); err != nil {
+		return "", fmt.Errorf("credential file %s: %w", file, err)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/internal/deliver"
+	"github.com/gitedge/gitedge/internal/secretmode"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -206,9 +207,8 @@ func (secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
 // and the node refuses such a secret file (package secrets). Errors name
 // the file's problem, never its content.
 func readSecret(path string) (*secret, error) {
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("%s: readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
-			path, st.Mode().Perm(), path)
+	if err := secretmode.Stat(path); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

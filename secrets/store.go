@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/gitedge/gitedge/internal/secretmode"
 )
 
 // Defaults of the node config's secrets section.
@@ -180,9 +182,8 @@ func readPrivate(path, what, from, missing string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %s (%s) is not a regular file", what, path, from)
 	}
-	if st.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("%s: %s (%s) is readable by every user (mode %04o): chmod 0640 %s (owner root, group gitedge); refused until then",
-			what, path, from, st.Mode().Perm(), path)
+	if err := secretmode.Check(path, st.Mode()); err != nil {
+		return nil, fmt.Errorf("%s: %s (%s) is %w", what, path, from, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {

@@ -439,6 +439,39 @@ func TestSlowSteadyReader(t *testing.T) {
 	}
 }
 
+// TestStalledReaderCut: a client that stops reading an answer is cut two
+// clientTimeouts after its last byte taken (one to note the send queue,
+// one to see it did not shrink), and the proxy serves on.
+func TestStalledReaderCut(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	p, be := oneBackend(t, func(c *Config) { c.Listeners[0].ClientTimeout = timeout })
+	d := net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", p.addr(t, "http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := be.reqs.Load()
+	fmt.Fprintf(c, "GET /big?n=%d HTTP/1.1\r\nHost: a.test\r\n\r\n", 8<<20)
+	for be.reqs.Load() == before {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	// Never read: the proxy's writes fill both buffers and wait. Its cut
+	// shows as the connection's end once the client drains what it holds.
+	time.Sleep(4 * timeout)
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	n, _ := io.Copy(io.Discard, c)
+	if el := time.Since(start); n >= 8<<20 || el > waitFor {
+		t.Fatalf("a client that stopped reading got %d bytes, the connection ended after %v", n, el)
+	}
+	if code, _ := get(t, p.addr(t, "http"), "a.test", "/"); code != 200 {
+		t.Fatalf("served %d after the cut", code)
+	}
+}
+
 // TestExpectContinueLongUpload: a body sent after a 100 Continue, slower
 // than the server's idleTimeout in all but still moving, gets its answer:
 // the server's silence counts from the end of the request, as without

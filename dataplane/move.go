@@ -112,7 +112,7 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
-	outq   int // bytes the socket held unsent or unacknowledged when a write last waited; -1 unknown
+	outq   int // bytes the socket held unsent or unacknowledged when the current write timed out; -1 none
 
 	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
@@ -162,6 +162,7 @@ func (w *sideWriter) write(s *side, p []byte) (int, error) {
 	if w.cb == nil {
 		w.cb = w.onWritable // bound once, on first use
 	}
+	s.outq = -1
 	err := s.rc.Write(w.cb)
 	for err != nil && w.err == nil && isTimeout(err) && !s.stalled() {
 		err = s.rc.Write(w.cb)
@@ -185,7 +186,7 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 			moved = true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			w.s.waiting(fd, moved)
+			w.s.waiting(moved)
 			return false
 		default:
 			w.err = os.NewSyscallError("write", err)
@@ -199,33 +200,32 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 // reading slowly: a 1 MiB chunk to a client reading at 80 KB/s outlasts
 // any clientTimeout, and the kernel wakes a writer waiting on a full send
 // buffer only once a third of it has drained, which at that pace can take
-// longer than the timeout too. So a write that has to wait notes how much
-// the socket still holds (SIOCOUTQ), and moves its deadline on when it
-// moved bytes first; when the deadline passes, the write goes on waiting
-// if the send queue shrank meanwhile (stalled).
+// longer than the timeout too. So a write that has to wait moves its
+// deadline on when it moved bytes first; when the deadline passes, it
+// notes how much the socket still holds (SIOCOUTQ) and waits one timeout
+// more, then again as long as that shrinks (stalled). A peer that stopped
+// is cut two timeouts after its last byte; no system call is added to a
+// write that does not time out.
 
-// waiting is called by a write that found the socket full (fd is s's),
-// after moving some bytes or none.
-func (s *side) waiting(fd uintptr, moved bool) {
-	if s.dl.wd == 0 || s.timeout <= 0 {
-		return // no write deadline: nothing to keep ahead
-	}
-	s.outq = rawOutq(int(fd))
-	if moved {
+// waiting is called by a write that found the socket full, after moving
+// some bytes or none.
+func (s *side) waiting(moved bool) {
+	if moved && s.dl.wd != 0 && s.timeout > 0 {
+		s.outq = -1 // the peer reads: whatever was noted is stale
 		s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
 	}
 }
 
 // stalled reports, after a write to s timed out, whether its peer took
-// nothing since the write last waited; if it took some, the deadline
-// moves on and the write may wait again.
+// nothing for a whole timeout; if not, the deadline moves on and the
+// write may wait again.
 func (s *side) stalled() bool {
-	if s.outq < 0 || s.timeout <= 0 {
+	if s.timeout <= 0 {
 		return true
 	}
 	q := -1
 	_ = s.rc.Control(func(fd uintptr) { q = rawOutq(int(fd)) })
-	if q < 0 || q >= s.outq {
+	if q < 0 || (s.outq >= 0 && q >= s.outq) {
 		return true
 	}
 	s.outq = q
@@ -428,6 +428,7 @@ func (m *mover) onSrc(fd uintptr) bool {
 		}
 		now := time.Now().UnixNano()
 		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
+		m.dst.outq = -1
 		err := m.dst.rc.Write(m.outFn)
 		for err != nil && m.err == nil && isTimeout(err) && !m.dst.stalled() {
 			err = m.dst.rc.Write(m.outFn)

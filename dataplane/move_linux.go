@@ -134,7 +134,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 				moved = true
 			case unix.EINTR:
 			case unix.EAGAIN:
-				m.dst.waiting(fd, moved)
+				m.dst.waiting(moved)
 				return false
 			default:
 				m.err = os.NewSyscallError("write", err)
@@ -151,7 +151,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 			moved = true
 		case unix.EINTR:
 		case unix.EAGAIN:
-			m.dst.waiting(fd, moved)
+			m.dst.waiting(moved)
 			return false
 		default:
 			m.err = os.NewSyscallError("splice", err)

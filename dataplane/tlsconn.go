@@ -23,9 +23,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	var scratch *buffer // taken once bytes came: a silent connection holds one buffer
 	release := func() {
 		putBuf(buf)
-		if scratch != nil {
-			putBuf(scratch)
-		}
+		putBuf(scratch) // nil when no byte came: putBuf takes it
 		buf, scratch = nil, nil
 	}
 	defer func() { release() }()

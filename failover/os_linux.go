@@ -560,16 +560,12 @@ func (e *netlinkEffects) RemoveVIPs(vips []netip.Prefix) error {
 	if err != nil {
 		return err
 	}
+	// Every address of the link whose IP is a VIP's, whatever its prefix
+	// length: the kernel deletes an address only with its own, so deleting
+	// the declared prefix would leave the VIP added with another
+	// (keepalived's bare address is a /32, or one added by hand), and this
+	// node would answer ARP for it as a backup.
 	var errs []error
-	for _, v := range vips {
-		err := netlink.AddrDel(l, vipAddr(v, 0))
-		if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("removing VIP %v from %s: %w", v, e.ifname, err))
-		}
-	}
-	// The kernel deletes an address only with its prefix length: the VIP
-	// with another one (keepalived's bare address is a /32, or one added
-	// by hand) would stay, and this node answer ARP for it as a backup.
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		list, err := netlink.AddrList(l, family)
 		if err != nil {
@@ -581,7 +577,7 @@ func (e *netlinkEffects) RemoveVIPs(vips []netip.Prefix) error {
 			if !ok || !slices.ContainsFunc(vips, func(v netip.Prefix) bool { return v.Addr() == ip.Unmap() }) {
 				continue
 			}
-			if err := netlink.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			if err := netlink.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("removing VIP %v from %s: %w", a.IPNet, e.ifname, err))
 			}
 		}

@@ -310,9 +310,6 @@ func caddyConfig(cfg *dataplane.Config, admin string) (string, error) {
 	return b.String(), nil
 }
 
-// backendsConfig renders the nginx config of the servers themselves: each
-// plain server answers "/" with its name and "/1m" with 1 MiB; each TLS
-// server does the same over TLS with a self-signed certificate.
 // nginxMain opens an nginx.conf whose files are all below the directory
 // given as the format's first argument, up to the http block's first
 // line; nginxTemps puts the http block's temporary files there too.
@@ -334,7 +331,20 @@ http {
 `
 )
 
-func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
+// backendsConfig renders the nginx config of the servers themselves: each
+// plain server answers "/" with its name and "/1m" with 1 MiB; each TLS
+// server does the same over TLS with a self-signed certificate, and logs
+// whether each handshake resumed a session (resumedLog).
+//
+// With sharedTicketKey the TLS servers share one session-ticket key, as
+// the servers of one pool behind a layer-4 balancer should: a client's
+// ticket then resumes on whichever server the balancer picks. Without it
+// each server has a key of its own, and a wrk connection resumes only
+// when its next connection lands on the same server as its last; under
+// round robin that depends on the order in which the proxy happened to
+// pick, and measures that order, not the proxy (see docs/benchmarks.md,
+// Round 9).
+func backendsConfig(cfg *dataplane.Config, dir string, sharedTicketKey bool) (string, error) {
 	bm, err := modes(cfg)
 	if err != nil {
 		return "", err
@@ -346,6 +356,7 @@ func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
   keepalive_requests 10000000;
 `+nginxTemps+`  ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;
+  log_format resumed "$ssl_session_reused";
 `, dir)
 	seen := map[string]bool{}
 	for _, be := range cfg.Backends {
@@ -357,7 +368,10 @@ func backendsConfig(cfg *dataplane.Config, dir string) (string, error) {
 			seen[addr] = true
 			tls := ""
 			if bm[be.Name] == dataplane.ModeTLS {
-				tls = fmt.Sprintf(" ssl;\n    ssl_certificate %[1]s/server.crt; ssl_certificate_key %[1]s/server.key", dir)
+				tls = fmt.Sprintf(" ssl;\n    ssl_certificate %[1]s/server.crt; ssl_certificate_key %[1]s/server.key;\n    access_log %[1]s/%[2]s resumed buffer=32k flush=%[3]dms", dir, resumedLog, resumedFlush.Milliseconds())
+				if sharedTicketKey {
+					tls += fmt.Sprintf(";\n    ssl_session_ticket_key %s/%s", dir, ticketKeyFile)
+				}
 			}
 			pp := ""
 			if be.ProxyProtocol != dataplane.ProxyNone && be.ProxyProtocol != "" {

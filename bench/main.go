@@ -61,6 +61,7 @@ func cmdRun(args []string) error {
 	fs.StringVar(&o.GitedgeBase, "gitedge-base", "", "another gitedge build, measured as the proxy gitedge-base (add it to -proxies) to compare two builds in one run")
 	fs.StringVar(&o.Out, "out", o.Out, "results directory (default: a new directory under the system's temporary one)")
 	fs.BoolVar(&o.NoPin, "no-pin", o.NoPin, "do not pin the proxy and the load generator to separate cores")
+	fs.BoolVar(&o.PerServerTicketKeys, "per-server-ticket-keys", false, "give each TLS server a session-ticket key of its own (resumption then depends on the order the proxy picks servers in) instead of one shared key")
 	fs.Parse(args)
 	o.Scenarios = splitList(*scen)
 	o.Proxies = splitList(*prox)
@@ -130,7 +131,10 @@ type options struct {
 	GitedgeBase    string
 	Out            string
 	NoPin          bool
-	Topology       topology
+	// PerServerTicketKeys: each TLS server its own ticket key (before
+	// Round 9), not one shared by the pool.
+	PerServerTicketKeys bool
+	Topology            topology
 }
 
 var allScenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-close", "reload-tls", "mem", "mem-tls"}

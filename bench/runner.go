@@ -222,10 +222,13 @@ func (r *runner) startBackends() error {
 	if err := writeCert(dir); err != nil {
 		return err
 	}
+	if err := writeTicketKey(dir); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(dir, "1m.bin"), []byte(strings.Repeat("x", 1<<20)), 0o644); err != nil {
 		return err
 	}
-	text, err := backendsConfig(cfg, dir)
+	text, err := backendsConfig(cfg, dir, !r.o.PerServerTicketKeys)
 	if err != nil {
 		return err
 	}
@@ -383,6 +386,10 @@ type result struct {
 	// the load side set the rate, and the proxies' rates differ by the
 	// work each causes there more than by their own speed.
 	LoadCPU float64 `json:"load_cpu_pct,omitempty"`
+	// TLSResumed is the share of tls-close's connections that resumed a
+	// TLS session (the servers' log): a full handshake costs the load
+	// core several resumed ones.
+	TLSResumed float64 `json:"tls_resumed_pct,omitempty"`
 	// reload scenarios
 	Reloads      int  `json:"reloads,omitempty"`
 	ReloadFailed int  `json:"reload_failed,omitempty"`
@@ -487,6 +494,10 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 			return err
 		}
 	}
+	var mark int64
+	if sc == "tls-close" {
+		mark = r.resumedMark()
+	}
 	before := groupTicks(p)
 	loadBusy, loadTotal, loadOK := cpuTicks(r.loadCPU)
 	start := time.Now()
@@ -497,6 +508,9 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 	res.ProxyCPU = 100 * float64(groupTicks(p)-before) / clockTicks / time.Since(start).Seconds()
 	if busy, total, ok := cpuTicks(r.loadCPU); ok && loadOK && total > loadTotal {
 		res.LoadCPU = 100 * float64(busy-loadBusy) / float64(total-loadTotal)
+	}
+	if sc == "tls-close" {
+		res.TLSResumed, _ = r.resumedSince(mark)
 	}
 	w.into(res)
 	return nil

@@ -341,6 +341,11 @@ type mover struct {
 	readTimedOut bool
 	// errOut tells that m.err came from writing to dst, not reading src.
 	errOut bool
+	// drained: the chunk just read left the source empty (copyIn).
+	// inq: the source socket has TCP_INQ set, whose reads can tell that;
+	// onSrc sets it on the first chunk from inqFrom on (unix ns; 0 never).
+	drained, inq bool
+	inqFrom      int64
 }
 
 func (m *mover) bind() {
@@ -365,7 +370,7 @@ var errShortBody = io.ErrUnexpectedEOF
 // it there, as side.writeRead and httpConn.sendAnswer do.
 func (m *mover) move(limit int64) (int64, error) {
 	defer m.release()
-	m.bulk, m.unacked, m.errOut = false, false, false
+	m.bulk, m.unacked, m.errOut, m.drained = false, false, false, false
 	m.limit, m.moved = limit, 0
 	for m.limit != 0 {
 		now := time.Now().UnixNano()
@@ -455,6 +460,17 @@ func (m *mover) onSrc(fd uintptr) bool {
 		m.src.dl.read(m.src.c, now, m.src.timeout)
 		if m.park != nil {
 			m.park.idleAt.Store(now)
+		}
+		if m.inqFrom != 0 && now >= m.inqFrom {
+			m.inqFrom = 0
+			m.inq = setInq(fd)
+		}
+		if m.drained {
+			// Nothing left to read: wait, holding no buffer (copyIn).
+			m.drained = false
+			putBuf(m.buf)
+			m.buf = nil
+			return false
 		}
 	}
 }

@@ -95,18 +95,41 @@ func (m *mover) spliceIn(fd uintptr) bool {
 
 // copyIn reads what src has into a pooled buffer, taken only when there
 // are bytes; a read that fills it turns the move to splicing.
+//
+// A tunnel's direction a second old (tunnelYoung: one that may park)
+// asks its source for the TCP_INQ hint and reads with it, noting when a
+// read left nothing behind (drained): onSrc then waits at once instead of
+// reading again only to find nothing, as HAProxy and nginx stop at a
+// short read: one system call less per message, per request on a
+// kept-alive TLS connection. Bytes or an end that come later wake the
+// wait (the netpoller keeps their readiness within one RawConn.Read); a
+// FIN that came with the bytes is in the hint. A reset that came with
+// them is not: the direction then waits as an idle one, and the sweeper
+// parks it within tunnelLinger, where the parker's epoll sees the reset
+// at once (park.go; TestTunnelResetWithBytes). A young tunnel reads
+// until a read finds nothing, as before: its setsockopt would cost the
+// read it saves, and it would wait for the reset until it came of age.
 func (m *mover) copyIn(fd uintptr) bool {
 	if m.buf == nil {
 		m.buf = getBuf()
 	}
 	for {
-		n, err := rawRead(int(fd), m.buf.b[:min(m.want(), len(m.buf.b))])
+		want := min(m.want(), len(m.buf.b))
+		var n int
+		var err error
+		more := true
+		if m.inq {
+			n, more, err = rawReadInq(int(fd), m.buf.b[:want])
+		} else {
+			n, err = rawRead(int(fd), m.buf.b[:want])
+		}
 		switch err {
 		case nil:
 			m.n, m.off = n, 0
 			if n == len(m.buf.b) {
 				m.bulk = true
 			}
+			m.drained = n > 0 && n < want && !more
 			return true
 		case unix.EINTR:
 			continue

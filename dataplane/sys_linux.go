@@ -27,6 +27,46 @@ func rawRead(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
+// rawReadInq is recvmsg(2) on a non-blocking TCP socket with TCP_INQ set
+// (setInq): besides the bytes it tells whether more is there to read now,
+// bytes that came meanwhile or an end (Linux counts a received FIN as one
+// byte to read). A socket without the option, or a kernel without the
+// hint, says more.
+func rawReadInq(fd int, p []byte) (n int, more bool, err error) {
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+	}
+	iov.SetLen(len(p))
+	var oob [24]byte // unix.CmsgSpace(4): one int's control message
+	var msg unix.Msghdr
+	msg.Iov = &iov
+	msg.Iovlen = 1
+	msg.Control = &oob[0]
+	msg.SetControllen(len(oob))
+	r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if e != 0 {
+		return 0, false, e
+	}
+	more = true
+	if int(msg.Controllen) >= unix.CmsgLen(4) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Level == unix.SOL_TCP && h.Type == unix.TCP_CM_INQ {
+			more = *(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) != 0
+		}
+	}
+	return int(r), more, nil
+}
+
+// setInq asks a socket for the TCP_INQ hint of rawReadInq (an accepted
+// socket does not inherit it from its listener) and reports whether the
+// kernel took it.
+func setInq(fd uintptr) bool {
+	one := int32(1)
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_TCP, unix.TCP_INQ, uintptr(unsafe.Pointer(&one)), 4, 0)
+	return e == 0
+}
+
 // rawPeekEmpty reports whether a non-blocking socket has nothing to read
 // and has not ended: recv(MSG_PEEK|MSG_DONTWAIT) of one byte finds EAGAIN.
 func rawPeekEmpty(fd int) bool {

@@ -58,6 +58,17 @@ func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
 	}
 	t.ab.m.src, t.ab.m.dst = a, b
 	t.ba.m.src, t.ba.m.dst = b, a
+	if parks {
+		// Stopping at short reads (copyIn) once the tunnel is as old as
+		// one that may park: the parker is what catches a reset the stop
+		// cannot see.
+		young := int64(tunnelYoung)
+		if y := p.young.Load(); y != 0 {
+			young = max(y, 0)
+		}
+		t.ab.m.inqFrom = t.born + young
+		t.ba.m.inqFrom = t.born + young
+	}
 	return t
 }
 

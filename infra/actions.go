@@ -169,10 +169,14 @@ func (r *Reconciler) create(ctx context.Context, a Action, leader func() bool, l
 		return err
 	}
 	set := map[string]string{}
-	for _, f := range diff(v, c.Values, false) {
-		set[f.Key] = f.New
-	}
 	var del []string
+	for _, f := range diff(v, c.Values, false) {
+		if f.New == "" {
+			del = append(del, f.Key) // a template NIC past spec.network
+		} else {
+			set[f.Key] = f.New
+		}
+	}
 	if v.Description == "" {
 		del = append(del, "description")
 	}

@@ -309,7 +309,41 @@ func diff(v VM, obs map[string]string, ignore bool) []FieldChange {
 		}
 		out = append(out, FieldChange{Key: w.key, Field: w.field, Old: o, New: w.value})
 	}
+	return append(out, extraNICs(v, obs, ignore)...)
+}
+
+// extraNICs returns the removals (New "") of the netN keys past the end of
+// a declared spec.network: the list is the VM's whole set of NICs, as
+// Terraform's network blocks are, so a NIC dropped from it (or added by
+// hand) is removed. An empty list is "not managed" (the NICs are left
+// alone), as is a network in ignoreChanges on an existing VM.
+func extraNICs(v VM, obs map[string]string, ignore bool) []FieldChange {
+	if len(v.Network) == 0 || ignore && v.Ignores("network") {
+		return nil
+	}
+	var idx []int
+	for k := range obs {
+		if i, ok := nicIndex(k); ok && i >= len(v.Network) {
+			idx = append(idx, i)
+		}
+	}
+	slices.Sort(idx)
+	var out []FieldChange
+	for _, i := range idx {
+		k := "net" + strconv.Itoa(i)
+		out = append(out, FieldChange{Key: k, Field: "network", Old: obs[k]})
+	}
 	return out
+}
+
+// nicIndex reads N from a "netN" config key.
+func nicIndex(k string) (int, bool) {
+	n, ok := strings.CutPrefix(k, "net")
+	if !ok || n == "" || strings.Trim(n, "0123456789") != "" {
+		return 0, false
+	}
+	i, err := strconv.Atoi(n)
+	return i, err == nil
 }
 
 func intDefault(want, def string) func(string, bool) bool {

@@ -33,11 +33,13 @@ type VM struct {
 	// Description is the Proxmox description (Terraform desc).
 	Description string
 	Disk        Disk
-	Network     []NIC
-	CloudInit   CloudInit
-	Serial      string // serial0 type ("socket"); "" = not managed
-	VGA         string // "serial0", "std", ...; "" = not managed
-	HA          *HA    // nil = not HA-managed
+	// Network is net0, net1, …: when set, the VM's whole set of NICs
+	// (the ones past its end are removed); empty = not managed.
+	Network   []NIC
+	CloudInit CloudInit
+	Serial    string // serial0 type ("socket"); "" = not managed
+	VGA       string // "serial0", "std", ...; "" = not managed
+	HA        *HA    // nil = not HA-managed
 	// IgnoreChanges lists top-level fields (as spelled in YAML: network,
 	// disk, cloudInit, ...) whose drift on an existing VM is left alone.
 	IgnoreChanges []string

@@ -89,7 +89,11 @@ func infraConsequences(base, head *Desired) []Consequence {
 		out = append(out, Consequence{about, fmt.Sprintf("VM changes are now applied by %s instead of %s", who(h), who(b))})
 	}
 	if !base.Infra.Prune && head.Infra.Prune {
-		out = append(out, Consequence{about, "infra.prune turns on: every VM tagged gitedge that the repository no longer declares is deleted by the infra leader, including VMs kept until now"})
+		msg := "infra.prune turns on: every VM tagged gitedge that the repository no longer declares is deleted by the infra leader, including VMs kept until now, except a VM with Proxmox protection set (left alone, Protected)"
+		if r := refusals(base, head); len(r) > 0 {
+			msg += fmt.Sprintf("; nothing is deleted while %s is refused (PruneHeld)", strings.Join(r, ", "))
+		}
+		out = append(out, Consequence{about, msg})
 	}
 	return out
 }
@@ -337,34 +341,60 @@ func backendConsequences(base, head *Desired) []Consequence {
 }
 
 // vmConsequences: when a VM change takes effect (infra's own
-// classification), a disk that cannot shrink, a VMID change that makes a
-// new VM, and what happens to a VM that leaves the repository.
+// classification), a disk that cannot shrink, a rename, a VMID change
+// that makes a new VM, and what happens to a VM that leaves the
+// repository. VMs are matched by VMID, as infra identifies them in
+// Proxmox: a new name on the same VMID is the same VM renamed.
 func vmConsequences(base, head *Desired) []Consequence {
-	old := map[string]infra.VM{}
+	old, now := vmsByID(base), vmsByID(head)
+	oldByName := map[string]infra.VM{}
 	for _, v := range base.Infra.VMs {
-		old[v.Name] = v
+		oldByName[v.Name] = v
 	}
-	var out []Consequence
-	seen := map[string]bool{}
+	nowByName := map[string]bool{}
 	for _, v := range head.Infra.VMs {
-		seen[v.Name] = true
-		o, ok := old[v.Name]
-		if !ok {
-			continue
-		}
+		nowByName[v.Name] = true
+	}
+	refused := refusals(base, head)
+	var out []Consequence
+	told := map[int]bool{} // base VMIDs whose fate a VMID change already tells
+	for _, v := range head.Infra.VMs {
 		about := fmt.Sprintf("VirtualMachine %q", v.Name)
-		if o.VMID != v.VMID {
+		o, ok := old[v.VMID]
+		if !ok {
+			p, had := oldByName[v.Name]
+			if !had {
+				continue
+			}
+			if n, stays := now[p.VMID]; stays {
+				out = append(out, Consequence{about, fmt.Sprintf("VM %s: VMID %d → %d: a new VM is cloned at %d; VM %d stays, renamed %s",
+					v.Name, p.VMID, v.VMID, v.VMID, p.VMID, n.Name)})
+				continue
+			}
+			told[p.VMID] = true
 			out = append(out, Consequence{about, fmt.Sprintf("VM %s: VMID %d → %d: a new VM is cloned at %d, and the VM at %d %s",
-				v.Name, o.VMID, v.VMID, v.VMID, o.VMID, leftVM(head.Infra.Prune))})
+				v.Name, p.VMID, v.VMID, v.VMID, p.VMID, leftVM(head.Infra.Prune, refused))})
 			continue
 		}
 		for _, c := range infra.Preview(o, v) {
-			if c.Key == "name" || c.Key == "tags" {
-				continue
-			}
 			when := "pending until the VM's next start"
 			if c.Live {
 				when = "applied live"
+			}
+			switch c.Key {
+			case "tags":
+				continue
+			case "name":
+				if c.Live {
+					when = "updated live"
+				}
+				msg := fmt.Sprintf("VM %d: renamed %s → %s (config name %s): the same VM, neither deleted nor cloned", v.VMID, o.Name, v.Name, when)
+				if _, taken := oldByName[v.Name]; !taken && !nowByName[o.Name] {
+					// The changes compare documents by name.
+					msg += fmt.Sprintf(", though the changes list %s as removed and %s as added", o.Name, v.Name)
+				}
+				out = append(out, Consequence{about, msg})
+				continue
 			}
 			unit := ""
 			if c.Key == "memory" {
@@ -380,18 +410,45 @@ func vmConsequences(base, head *Desired) []Consequence {
 		}
 	}
 	for _, o := range base.Infra.VMs {
-		if !seen[o.Name] {
-			out = append(out, Consequence{fmt.Sprintf("VirtualMachine %q", o.Name), fmt.Sprintf("VM %s (VMID %d) %s", o.Name, o.VMID, leftVM(head.Infra.Prune))})
+		if _, stays := now[o.VMID]; !stays && !told[o.VMID] {
+			out = append(out, Consequence{fmt.Sprintf("VirtualMachine %q", o.Name), fmt.Sprintf("VM %s (VMID %d) %s", o.Name, o.VMID, leftVM(head.Infra.Prune, refused))})
 		}
 	}
 	return out
 }
 
-func leftVM(prune bool) string {
-	if prune {
-		return "is deleted (infra.prune is on)"
+func vmsByID(d *Desired) map[int]infra.VM {
+	m := map[int]infra.VM{}
+	for _, v := range d.Infra.VMs {
+		m[v.VMID] = v
 	}
-	return "is kept but no longer managed (infra.prune is off)"
+	return m
+}
+
+// refusals are the changes of head that infra refuses as terminal in
+// every pass until the repository fixes them. While a plan has one, infra
+// deletes nothing (PruneHeld): a review must not promise the deletes.
+func refusals(base, head *Desired) []string {
+	old := vmsByID(base)
+	var out []string
+	for _, v := range head.Infra.VMs {
+		if o, ok := old[v.VMID]; ok && infra.DiskPreview(o, v) == infra.DiskShrink {
+			out = append(out, "the disk shrink of VM "+v.Name)
+		}
+	}
+	return out
+}
+
+// leftVM is what happens to a VM no longer declared. Whether Proxmox
+// protects it is not in the specs, so the review can only say the rule.
+func leftVM(prune bool, refused []string) string {
+	switch {
+	case !prune:
+		return "is kept but no longer managed (infra.prune is off)"
+	case len(refused) > 0:
+		return fmt.Sprintf("is not deleted yet: infra.prune holds every delete while %s is refused (PruneHeld); once that is fixed it is deleted unless Proxmox protection is set on it", strings.Join(refused, ", "))
+	}
+	return "is deleted (infra.prune is on) unless Proxmox protection is set on it: a protected VM is left alone (Protected)"
 }
 
 // WriteMarkdown renders the review as a pull-request comment.

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -150,6 +151,84 @@ func TestHostConsequencesOnlyWhenTheBackendChanges(t *testing.T) {
 			want := slices.Sorted(slices.Values(tt.want))
 			if !slices.Equal(got, want) {
 				t.Errorf("consequences:\n %s\nwant\n %s", strings.Join(got, "\n "), strings.Join(want, "\n "))
+			}
+		})
+	}
+}
+
+// TestVMConsequencesFollowTheVMID: a VM is its VMID in Proxmox, so a new
+// name on the same VMID is a rename applied in place, never a delete and
+// a clone; a new VMID under the same name is a new VM, and the old one
+// leaves. A delete says that Proxmox protection keeps a VM, and is held
+// while the same plan has a change infra refuses (PruneHeld).
+func TestVMConsequencesFollowTheVMID(t *testing.T) {
+	homelab := "../examples/homelab"
+	data, err := os.ReadFile(filepath.Join(homelab, "vms.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lb1, _ := strings.Cut(string(data), "\n---\n")
+	prune := [2]string{"prune: false", "prune: true"}
+	dropLB1 := [2]string{"---\n" + lb1, ""}
+	shrinkLB0 := [2]string{"size: 8G, format: qcow2}\n  network: [{model: virtio, bridge: vmbr0, vlan: 33}]\n  cloudInit:\n    user: ansible\n    ipConfig: {ip: 192.0.2.250/24",
+		"size: 4G, format: qcow2}\n  network: [{model: virtio, bridge: vmbr0, vlan: 33}]\n  cloudInit:\n    user: ansible\n    ipConfig: {ip: 192.0.2.250/24"}
+	pruneOn := map[string][][2]string{"edge.yaml": {prune}}
+	const (
+		deleted = "is deleted (infra.prune is on) unless Proxmox protection is set on it: a protected VM is left alone (Protected)"
+		held    = "is not deleted yet: infra.prune holds every delete while the disk shrink of VM lb-0 is refused (PruneHeld); once that is fixed it is deleted unless Proxmox protection is set on it"
+		shrunk  = `VirtualMachine "lb-0": VM lb-0: disk 8G → 4G is refused: disks only grow, so this VM's apply will fail`
+	)
+	tests := []struct {
+		name       string
+		base, head map[string][][2]string
+		want       []string
+	}{
+		{"rename", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {{"name: lb-0", "name: lb-a"}}}, []string{
+			`VirtualMachine "lb-a": VM 150: renamed lb-0 → lb-a (config name updated live): the same VM, neither deleted nor cloned, though the changes list lb-0 as removed and lb-a as added`,
+		}},
+		// The names trade places: two renames, nothing cloned nor deleted.
+		{"names-swapped", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {{"name: lb-0", "name: lb-swap"}, {"name: lb-1", "name: lb-0"}, {"name: lb-swap", "name: lb-1"}}}, []string{
+			`VirtualMachine "lb-1": VM 150: renamed lb-0 → lb-1 (config name updated live): the same VM, neither deleted nor cloned`,
+			`VirtualMachine "lb-0": VM 151: renamed lb-1 → lb-0 (config name updated live): the same VM, neither deleted nor cloned`,
+		}},
+		{"vmid-changed", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {{"vmid: 151", "vmid: 152"}}}, []string{
+			`VirtualMachine "lb-1": VM lb-1: VMID 151 → 152: a new VM is cloned at 152, and the VM at 151 ` + deleted,
+		}},
+		// lb-0's old VMID now holds lb-1: a new VM for lb-0, a rename of
+		// VM 150, and VM 151 leaves.
+		{"vmid-changed-old-one-renamed", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {{"vmid: 150", "vmid: 152"}, {"vmid: 151", "vmid: 150"}}}, []string{
+			`VirtualMachine "lb-0": VM lb-0: VMID 150 → 152: a new VM is cloned at 152; VM 150 stays, renamed lb-1`,
+			`VirtualMachine "lb-1": VM 150: renamed lb-0 → lb-1 (config name updated live): the same VM, neither deleted nor cloned`,
+			`VirtualMachine "lb-1": VM lb-1: description HAProxy Loadbalancer 0 → HAProxy Loadbalancer 1 (applied live)`,
+			`VirtualMachine "lb-1": VM lb-1: ipconfig0 ip=192.0.2.250/24,gw=192.0.2.1 → ip=192.0.2.251/24,gw=192.0.2.1 (applied live)`,
+			`VirtualMachine "lb-1": VM lb-1 (VMID 151) ` + deleted,
+		}},
+		{"deleted", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {dropLB1}}, []string{
+			`VirtualMachine "lb-1": VM lb-1 (VMID 151) ` + deleted,
+		}},
+		{"delete-held-by-a-shrink", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {dropLB1, shrinkLB0}}, []string{
+			shrunk,
+			`VirtualMachine "lb-1": VM lb-1 (VMID 151) ` + held,
+		}},
+		{"vmid-change-held-by-a-shrink", pruneOn, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {{"vmid: 151", "vmid: 152"}, shrinkLB0}}, []string{
+			shrunk,
+			`VirtualMachine "lb-1": VM lb-1: VMID 151 → 152: a new VM is cloned at 152, and the VM at 151 ` + held,
+		}},
+		{"prune-turned-on-held-by-a-shrink", nil, map[string][][2]string{"edge.yaml": {prune}, "vms.yaml": {shrinkLB0}}, []string{
+			shrunk,
+			`Edge "home": infra.prune turns on: every VM tagged gitedge that the repository no longer declares is deleted by the infra leader, including VMs kept until now, except a VM with Proxmox protection set (left alone, Protected); nothing is deleted while the disk shrink of VM lb-0 is refused (PruneHeld)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := mustLoad(t, testkit.CopyTree(t, homelab, t.TempDir(), tt.base))
+			head := mustLoad(t, testkit.CopyTree(t, homelab, t.TempDir(), tt.head))
+			var got []string
+			for _, c := range Consequences(base, head) {
+				got = append(got, c.About+": "+c.Message)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("consequences:\n %s\nwant\n %s", strings.Join(got, "\n "), strings.Join(tt.want, "\n "))
 			}
 		})
 	}

@@ -43,6 +43,9 @@ type API interface {
 	Task(ctx context.Context, upid string) (TaskStatus, error)
 	// AgentInterfaces asks the guest agent for the VM's network interfaces.
 	AgentInterfaces(ctx context.Context, node string, vmid int) ([]AgentInterface, error)
+	// Bridges lists what a NIC can attach to on a node: Linux and OVS
+	// bridges and SDN VNets (GET /nodes/{node}/network?type=any_bridge).
+	Bridges(ctx context.Context, node string) ([]Bridge, error)
 }
 
 // VMRef names a VM in errors and logs.
@@ -116,6 +119,16 @@ type TaskStatus struct {
 // counts WARNINGS as success; go-proxmox marks it failed).
 func (t TaskStatus) Succeeded() bool {
 	return !t.Running && (t.ExitStatus == "OK" || len(t.ExitStatus) > 9 && t.ExitStatus[:9] == "WARNINGS:")
+}
+
+// Bridge is one bridge of a node.
+type Bridge struct {
+	Name string
+	Type string // bridge, OVSBridge, vnet
+	// Active: the interface is up. A bridge only written to the node's
+	// network configuration (not applied yet) is listed inactive, and a
+	// VM attached to it does not start.
+	Active bool
 }
 
 // AgentInterface is one guest network interface.

@@ -45,6 +45,20 @@ func TestGoProxmoxAgainstSimulator(t *testing.T) {
 			t.Fatalf("resources = %+v", res)
 		}
 	})
+	t.Run("bridges", func(t *testing.T) {
+		r.sim.Edit(func(st *pvesim.State) { st.Nodes[0].DownBridges = []string{"vmbr5"} })
+		defer r.sim.Edit(func(st *pvesim.State) { st.Nodes[0].DownBridges = nil })
+		bs, err := api.Bridges(ctx, "proxmox1")
+		// The node's physical NIC (eno1) is not a bridge: left out.
+		want := []infra.Bridge{{Name: "vmbr0", Type: "bridge", Active: true}, {Name: "vmbr5", Type: "bridge"}}
+		if err != nil || !slices.Equal(bs, want) {
+			t.Errorf("bridges = %+v, %v; want %+v", bs, err, want)
+		}
+		_, err = api.Bridges(ctx, "proxmox9")
+		if err == nil || !strings.HasPrefix(err.Error(), "500 hostname lookup 'proxmox9' failed") {
+			t.Errorf("bridges of a node not in the cluster: %v", err)
+		}
+	})
 	var upid string
 	t.Run("clone", func(t *testing.T) {
 		var err error

@@ -232,8 +232,11 @@ func reasonOf(err error) string {
 		return ReasonProtected // set after the plan looked: a person's decision
 	case strings.Contains(msg, "storage '") && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "does not support")),
 		strings.Contains(msg, "bridge '") && strings.Contains(msg, "does not exist"),
-		strings.Contains(msg, "no such cluster node"), strings.Contains(msg, "VM uses local storage"):
-		// The spec names a storage, bridge or node the cluster lacks.
+		strings.Contains(msg, "no such cluster node"), strings.Contains(msg, "VM uses local storage"),
+		strings.Contains(msg, "hostname lookup '"):
+		// The spec names a storage, bridge or node the cluster lacks (a
+		// call under /nodes/{node} of a node not in the cluster: pveproxy
+		// fails to resolve it).
 		return ReasonInvalid
 	case strings.Contains(msg, "does not exist"):
 		return ReasonNotFound

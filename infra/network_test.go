@@ -1,6 +1,7 @@
 package infra_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -149,4 +150,113 @@ func TestCreateDropsTemplateNICsPastSpec(t *testing.T) {
 	if res := r.applyQuiet(t, rec, cfg, "pass after the create"); !res.Plan.Empty() {
 		t.Errorf("plan after the create:\n%s", res.Plan)
 	}
+}
+
+// A NIC on a bridge its node lacks, or has not brought up, is refused in
+// the plan, through the real client and the simulator: nothing is cloned
+// or written (Proxmox took such a NIC and refused it only at the start,
+// after the clone), and the terminal error names the VM, its node and the
+// spec field. NICs on the node's bridges are unaffected. The bridges are
+// read once per pass, and not at all by a pass that sets no NIC.
+func TestBridgesCheckedBeforeWrite(t *testing.T) {
+	spec := func(bridges []string) infra.Config {
+		cfg := homelab()
+		cfg.VMs = cfg.VMs[:1]
+		v := &cfg.VMs[0]
+		v.HA, v.IgnoreChanges, v.Network = nil, nil, nil
+		for i, b := range bridges {
+			v.Network = append(v.Network, infra.NIC{Model: "virtio", Bridge: b, VLAN: 33 + i})
+		}
+		return cfg
+	}
+	for _, tc := range []struct {
+		name   string
+		before []string // the bridges of VM 150's NICs before the pass; nil: no VM
+		after  []string // the bridges the pass declares
+		err    string   // the refusal; "" = none
+	}{
+		{name: "create on a missing bridge", after: []string{"vmbr9"},
+			err: `VM 150 "lb-0" on proxmox1: clone: no bridge "vmbr9" on node proxmox1 (spec.network[0].bridge): create it on the node or fix the spec; the VM is not created`},
+		{name: "create with net1 on a missing bridge", after: []string{"vmbr0", "vmbr9"},
+			err: `clone: no bridge "vmbr9" on node proxmox1 (spec.network[1].bridge)`},
+		{name: "create on a bridge not up", after: []string{"vmbr2"},
+			err: `clone: bridge "vmbr2" on node proxmox1 is not active (spec.network[0].bridge): apply the node's network configuration or fix the spec`},
+		{name: "create on the node's bridges", after: []string{"vmbr0", "vmbr1"}},
+		{name: "existing VM moved to a missing bridge", before: []string{"vmbr0"}, after: []string{"vmbr9"},
+			err: `VM 150 "lb-0" on proxmox1: config: no bridge "vmbr9" on node proxmox1 (spec.network[0].bridge): create it on the node or fix the spec; its config is not changed`},
+		{name: "existing VM given a NIC on a missing bridge", before: []string{"vmbr0"}, after: []string{"vmbr0", "vmbr9"},
+			err: `config: no bridge "vmbr9" on node proxmox1 (spec.network[1].bridge)`},
+		{name: "existing VM moved to another bridge", before: []string{"vmbr0"}, after: []string{"vmbr1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, pvesim.Options{})
+			r.sim.Edit(func(st *pvesim.State) {
+				st.Nodes[0].Bridges, st.Nodes[0].DownBridges = []string{"vmbr0", "vmbr1"}, []string{"vmbr2"}
+			})
+			rec := r.reconciler(t)
+			if tc.before != nil {
+				apply(t, rec, spec(tc.before))
+			}
+			old := vmByID(r.sim.Snapshot(), 150)
+			cfg := spec(tc.after)
+			r.sim.ResetCalls()
+			res, err := rec.Apply(context.Background(), cfg, leader)
+			if n := bridgeReads(r.sim.Calls()); n != 1 {
+				t.Errorf("the node's bridges were read %d times, want once", n)
+			}
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("apply: %v\nplan:\n%s", err, res.Plan)
+				}
+				if got := nicBridges(effective(vmByID(r.sim.Snapshot(), 150))); !slices.Equal(got, tc.after) {
+					t.Errorf("NIC bridges after the pass = %v, want %v", got, tc.after)
+				}
+				r.applyQuiet(t, rec, cfg, "pass after")
+				if n := bridgeReads(r.sim.Calls()); n != 0 {
+					t.Errorf("a pass that sets no NIC read the bridges %d times", n)
+				}
+				return
+			}
+			if !infra.IsTerminal(err) || !infra.HasReason(err, infra.ReasonInvalid) || !strings.Contains(fmt.Sprint(err), tc.err) {
+				t.Fatalf("err = %v\nwant a terminal %s saying %q", err, infra.ReasonInvalid, tc.err)
+			}
+			if !strings.Contains(res.Plan.String(), tc.err) || !res.Plan.Empty() {
+				t.Errorf("plan:\n%s\nwant no action and the refusal", res.Plan)
+			}
+			if w := writes(r.sim.Calls()); len(w) != 0 {
+				t.Errorf("writes %v: nothing may be cloned or written", w)
+			}
+			now := vmByID(r.sim.Snapshot(), 150)
+			switch {
+			case old == nil && now != nil:
+				t.Errorf("VM 150 was created:\n%s", r.sim.Dump())
+			case old != nil && !maps.Equal(effective(old), effective(now)):
+				t.Errorf("VM 150's config changed from\n%v\nto\n%v", effective(old), effective(now))
+			}
+		})
+	}
+}
+
+// bridgeReads counts the reads of proxmox1's network configuration.
+func bridgeReads(calls []pvesim.Call) int {
+	n := 0
+	for _, c := range calls {
+		if c.Method == "GET" && c.Path == "/nodes/proxmox1/network" {
+			n++
+		}
+	}
+	return n
+}
+
+// nicBridges lists the bridges of a config's NICs, net0 first.
+func nicBridges(c map[string]string) []string {
+	var bs []string
+	for _, k := range nicKeys(c) {
+		for p := range strings.SplitSeq(c[k], ",") {
+			if b, ok := strings.CutPrefix(p, "bridge="); ok {
+				bs = append(bs, b)
+			}
+		}
+	}
+	return bs
 }

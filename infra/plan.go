@@ -17,6 +17,12 @@ type Observed struct {
 	VMs map[int]*ObservedVM
 	// HA holds the HA resources by SID ("vm:150").
 	HA map[string]HAResource
+	// Bridges holds the bridges of the nodes where the plan may create a
+	// VM or write a NIC (bridgeNodes), read once per node per pass;
+	// BridgeErrs says why a node's could not be read. The bridges of a
+	// node in neither are not checked.
+	Bridges    map[string][]Bridge
+	BridgeErrs map[string]error
 }
 
 // ObservedVM is one guest; Config is read for tagged guests and for guests
@@ -460,6 +466,85 @@ func diskSize(v string) (Size, bool) {
 // haSID is the HA resource ID of a VM.
 func haSID(vmid int) string { return "vm:" + strconv.Itoa(vmid) }
 
+// nicWrites returns the indexes into spec.network of the NICs that
+// fields set (removals name no bridge).
+func nicWrites(fields []FieldChange) []int {
+	var idx []int
+	for _, f := range fields {
+		if i, ok := nicIndex(f.Key); ok && f.New != "" {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// bridgeNodes lists the nodes whose bridges the plan checks: the node of
+// every declared VM still to be created, and of every VM whose NICs a
+// config write would set. A converged pass reads none.
+func bridgeNodes(cfg Config, obs *Observed) []string {
+	need := map[string]bool{}
+	for _, v := range cfg.VMs {
+		o := obs.VMs[v.VMID]
+		switch {
+		case len(v.Network) == 0:
+		case o == nil:
+			need[v.Node] = true
+		case o.Config != nil && len(nicWrites(diff(v, o.Config.Values, true))) > 0:
+			need[o.Node] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(need))
+}
+
+// checkBridges refuses, in the plan, a VM whose NICs (idx: those a clone
+// or config write sets) name a bridge its node lacks or has not brought
+// up. Proxmox takes such a NIC into the config and refuses it only when
+// the VM starts (or hotplugs it): a create left a cloned, tagged VM that
+// does not start. A node whose bridges could not be read holds the write
+// too, with that error; one not read at all (a plan made without
+// Observe) is not checked.
+func checkBridges(v VM, node, op string, idx []int, obs *Observed) *Error {
+	if len(idx) == 0 {
+		return nil
+	}
+	ref := VMRef{Name: v.Name, VMID: v.VMID, Node: node}
+	if err := obs.BridgeErrs[node]; err != nil {
+		e := classify(op, ref, err)
+		return &Error{Kind: e.Kind, Reason: e.Reason, Op: op, Name: v.Name, VMID: v.VMID, Node: node,
+			Err: fmt.Errorf("listing the bridges of node %s: %w", node, e.Err)}
+	}
+	list, ok := obs.Bridges[node]
+	if !ok {
+		return nil
+	}
+	active := map[string]bool{}
+	for _, b := range list {
+		active[b.Name] = b.Active
+	}
+	var bad []string
+	for _, i := range idx {
+		if i >= len(v.Network) || v.Network[i].Bridge == "" {
+			continue
+		}
+		b, field := v.Network[i].Bridge, fmt.Sprintf("spec.network[%d].bridge", i)
+		switch up, ok := active[b]; {
+		case !ok:
+			bad = append(bad, fmt.Sprintf("no bridge %q on node %s (%s): create it on the node or fix the spec", b, node, field))
+		case !up:
+			bad = append(bad, fmt.Sprintf("bridge %q on node %s is not active (%s): apply the node's network configuration or fix the spec", b, node, field))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	outcome := "the VM is not created"
+	if op != "clone" {
+		outcome = "its config is not changed"
+	}
+	return &Error{Kind: Terminal, Reason: ReasonInvalid, Op: op, Name: v.Name, VMID: v.VMID, Node: node,
+		Err: fmt.Errorf("%s; %s", strings.Join(bad, "; "), outcome)}
+}
+
 // findTemplate resolves a clone template by name, preferring the copy on
 // the target node; names are not unique in PVE, so more than one candidate
 // on that node is an error (terraform-mapping.md quirk 1).
@@ -519,6 +604,10 @@ func plan(cfg Config, obs *Observed, applied map[int]map[string]string) Plan {
 			}
 			a := Action{Op: OpCreate, VM: ref, Clone: v.Clone, cloneID: t.VMID, cloneNode: t.Node, spec: &cfg.VMs[i]}
 			a.Fields = diff(v, nil, false)
+			if err := checkBridges(v, v.Node, "clone", nicWrites(a.Fields), obs); err != nil {
+				p.Problems = append(p.Problems, err)
+				continue
+			}
 			p.Actions = append(p.Actions, a)
 			continue
 		}
@@ -632,7 +721,11 @@ func (p *Plan) planExisting(v VM, ref VMRef, o *ObservedVM, obs *Observed, appli
 			fields[i].Drift = true
 		}
 	}
-	if len(fields) > 0 {
+	if err := checkBridges(v, ref.Node, "config", nicWrites(fields), obs); err != nil {
+		// The whole write waits, not only the NIC: its other keys (the
+		// ipconfig0 of the new network) may only make sense with it.
+		p.Problems = append(p.Problems, err)
+	} else if len(fields) > 0 {
 		p.Actions = append(p.Actions, Action{Op: OpUpdate, VM: ref, Fields: fields, digest: c.Digest, spec: &v})
 	}
 	if v.Disk.Bus != "" && v.Disk.Size > 0 && !v.Ignores("disk") {

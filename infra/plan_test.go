@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -123,6 +124,7 @@ func TestClassify(t *testing.T) {
 		{proxmox.ErrNotAuthorized, Terminal, ReasonUnauthorized},
 		{fmt.Errorf("get: %w", context.DeadlineExceeded), Transient, ReasonTimeout},
 		{errors.New("shrinking disks is not supported"), Terminal, ReasonShrink},
+		{errors.New("500 hostname lookup 'proxmox9' failed - failed to get address info for: proxmox9: Name or service not known"), Terminal, ReasonInvalid},
 	} {
 		e := classify("op", VMRef{Name: "lb-0", VMID: 150, Node: "proxmox1"}, tc.err)
 		if e.Kind != tc.kind || e.Reason != tc.reason {
@@ -222,6 +224,10 @@ func (f *fakeAPI) Task(context.Context, string) (TaskStatus, error) {
 func (f *fakeAPI) AgentInterfaces(context.Context, string, int) ([]AgentInterface, error) {
 	return nil, errors.New("500 QEMU guest agent is not running")
 }
+func (f *fakeAPI) Bridges(_ context.Context, node string) ([]Bridge, error) {
+	f.record("bridges %s", node)
+	return []Bridge{{Name: "vmbr0", Type: "bridge", Active: true}}, nil
+}
 
 // A second writer whose clone is refused because the VMID now exists backs
 // off at once: no retry, no config write, a transient Raced error.
@@ -287,5 +293,87 @@ func TestCreateConcurrencyBound(t *testing.T) {
 	}
 	if peak != 3 {
 		t.Errorf("peak concurrent clones = %d, want 3", peak)
+	}
+}
+
+// The plan checks the bridges Observe read: a NIC on a bridge the node
+// lacks or has not brought up refuses the create or the whole config
+// write (terminal), a node whose bridges could not be read holds them
+// with its error's kind, a node not read is not checked, and a removal or
+// an ignored network names no bridge.
+func TestPlanChecksBridges(t *testing.T) {
+	vmbr0 := []Bridge{{Name: "vmbr0", Type: "bridge", Active: true}}
+	existing := func(bridge string, extra map[string]string) *ObservedVM {
+		v := specLB()
+		v.Network[0].Bridge = bridge
+		vals := map[string]string{"scsi0": "vmdata:150/vm-150-disk-0.qcow2,size=8G"}
+		for _, w := range wants(v, nil) {
+			vals[w.key] = w.value
+		}
+		maps.Copy(vals, extra)
+		return &ObservedVM{Resource: Resource{VMID: 150, Node: "proxmox1", Name: "lb-0", Status: "running"}, Config: &VMConfig{Values: vals}}
+	}
+	bridge := func(b string) func(*VM) { return func(v *VM) { v.Network[0].Bridge = b } }
+	for _, tc := range []struct {
+		name    string
+		vm      *ObservedVM // VM 150; nil: to be created
+		spec    func(*VM)
+		bridges []Bridge // proxmox1's; nil: not read
+		listErr error
+		want    string // in the plan; "! …": a problem
+		kind    Kind   // of that problem
+	}{
+		{name: "create on a missing bridge", spec: bridge("vmbr9"), bridges: vmbr0,
+			want: `! VM 150 "lb-0" on proxmox1: clone: no bridge "vmbr9" on node proxmox1 (spec.network[0].bridge): create it on the node or fix the spec; the VM is not created`, kind: Terminal},
+		{name: "create on a bridge not up", bridges: []Bridge{{Name: "vmbr0", Type: "bridge"}},
+			want: `! VM 150 "lb-0" on proxmox1: clone: bridge "vmbr0" on node proxmox1 is not active (spec.network[0].bridge)`, kind: Terminal},
+		{name: "create on an OVS bridge", spec: bridge("vmbr1"), bridges: []Bridge{{Name: "vmbr1", Type: "OVSBridge", Active: true}},
+			want: `+ create VM 150 "lb-0" on proxmox1 from tmpl`},
+		{name: "create, bridges not read", spec: bridge("vmbr9"), want: `+ create VM 150 "lb-0" on proxmox1 from tmpl`},
+		{name: "create, bridges unreadable", listErr: &Error{Kind: Transient, Reason: ReasonAPI, Err: errors.New("500 boom")},
+			want: `! VM 150 "lb-0" on proxmox1: clone: listing the bridges of node proxmox1: 500 boom`, kind: Transient},
+		{name: "update to a missing bridge holds the whole write", vm: existing("vmbr0", nil),
+			spec: func(v *VM) { v.Network[0].Bridge, v.Memory = "vmbr9", 8192 }, bridges: vmbr0,
+			want: `! VM 150 "lb-0" on proxmox1: config: no bridge "vmbr9" on node proxmox1 (spec.network[0].bridge): create it on the node or fix the spec; its config is not changed`, kind: Terminal},
+		{name: "new VLAN on a bridge gone from the node", vm: existing("vmbr7", nil),
+			spec: func(v *VM) { v.Network[0].Bridge, v.Network[0].VLAN = "vmbr7", 44 }, bridges: vmbr0,
+			want: `! VM 150 "lb-0" on proxmox1: config: no bridge "vmbr7" on node proxmox1 (spec.network[0].bridge)`, kind: Terminal},
+		{name: "ignored network", vm: existing("vmbr0", nil),
+			spec: func(v *VM) { v.Network[0].Bridge, v.IgnoreChanges = "vmbr9", []string{"network"} }, bridges: vmbr0,
+			want: "No changes."},
+		{name: "NIC removed, net0 on a bridge gone", vm: existing("vmbr7", map[string]string{"net1": "e1000=BC:24:11:00:00:01,bridge=vmbr7"}),
+			spec: bridge("vmbr7"), bridges: vmbr0,
+			want: `~ update VM 150 "lb-0" net1: e1000=BC:24:11:00:00:01,bridge=vmbr7 -> (none)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := &Observed{VMs: map[int]*ObservedVM{9000: {Resource: Resource{VMID: 9000, Node: "proxmox1", Name: "tmpl", Template: true}}},
+				HA: map[string]HAResource{}, Bridges: map[string][]Bridge{}, BridgeErrs: map[string]error{}}
+			if tc.vm != nil {
+				obs.VMs[150] = tc.vm
+			}
+			if tc.bridges != nil {
+				obs.Bridges["proxmox1"] = tc.bridges
+			}
+			if tc.listErr != nil {
+				obs.BridgeErrs["proxmox1"] = tc.listErr
+			}
+			v := specLB()
+			if tc.spec != nil {
+				tc.spec(&v)
+			}
+			p := plan(Config{VMs: []VM{v}}, obs, nil)
+			if !strings.Contains(p.String(), tc.want) {
+				t.Fatalf("plan:\n%s\nwant it to contain %q", p, tc.want)
+			}
+			if !strings.HasPrefix(tc.want, "! ") {
+				if len(p.Problems) != 0 {
+					t.Errorf("problems %v, want none", p.Problems)
+				}
+				return
+			}
+			if len(p.Problems) != 1 || p.Problems[0].Kind != tc.kind || !p.Empty() {
+				t.Errorf("problems %v, actions %v: want one %v problem and no action", p.Problems, p.Actions, tc.kind)
+			}
+		})
 	}
 }

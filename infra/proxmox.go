@@ -334,6 +334,21 @@ func (g *goProxmox) AgentInterfaces(ctx context.Context, node string, vmid int) 
 	return out, nil
 }
 
+func (g *goProxmox) Bridges(ctx context.Context, node string) ([]Bridge, error) {
+	// any_bridge, not bridge: a NIC may name an OVS bridge or an SDN VNet.
+	ns, err := (&proxmox.Node{}).New(g.c, node).Networks(ctx, "any_bridge")
+	if err != nil {
+		return nil, g.clean(err)
+	}
+	out := make([]Bridge, 0, len(ns))
+	for _, n := range ns {
+		if n != nil {
+			out = append(out, Bridge{Name: n.Iface, Type: n.Type, Active: n.Active != 0})
+		}
+	}
+	return out, nil
+}
+
 func splitTags(s string) []string {
 	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
 }

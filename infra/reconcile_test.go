@@ -178,8 +178,8 @@ func TestRemoveWithAndWithoutPrune(t *testing.T) {
 // TestPruneGuards: prune deletes nothing a person must decide on first.
 // A VM with Proxmox's protection set (Terraform's prevent_destroy) is not
 // even stopped, and the refusal is terminal; and no VM is deleted in a
-// pass whose plan has a terminal problem, such as the conflict that makes
-// a moved VM's replacement impossible.
+// pass whose plan has a terminal problem, such as the conflict or the
+// missing bridge that makes a moved VM's replacement impossible.
 func TestPruneGuards(t *testing.T) {
 	t.Run("protected", func(t *testing.T) {
 		r := newRig(t, pvesim.Options{})
@@ -218,6 +218,22 @@ func TestPruneGuards(t *testing.T) {
 		}
 		if !infra.IsTerminal(err) || !strings.Contains(fmt.Sprint(err), "prune deletes it once the plan has no other terminal problem") {
 			t.Fatalf("error %v, want the conflict and the held prune", err)
+		}
+	})
+	t.Run("held by a missing bridge", func(t *testing.T) {
+		r := newRig(t, pvesim.Options{})
+		rec := r.reconciler(t)
+		cfg := homelab()
+		apply(t, rec, cfg)
+		// lb-1 moves to VMID 161, on a bridge proxmox1 lacks.
+		cfg.VMs[1].VMID, cfg.VMs[1].Network[0].Bridge, cfg.Prune = 161, "vmbr9", true
+		r.sim.ResetCalls()
+		_, err := rec.Apply(context.Background(), cfg, leader)
+		if w := writes(r.sim.Calls()); len(w) != 0 {
+			t.Fatalf("writes %v: lb-1 may be neither deleted nor cloned again", w)
+		}
+		if !infra.HasReason(err, infra.ReasonPruneHeld) || !strings.Contains(fmt.Sprint(err), `(now: VM 161 "lb-1" on proxmox1: clone: no bridge "vmbr9"`) {
+			t.Fatalf("error %v, want the missing bridge and the held prune", err)
 		}
 	})
 }
@@ -615,7 +631,7 @@ func TestBadSpecIsTerminal(t *testing.T) {
 	}{
 		{"template", func(v *infra.VM) { v.Clone = "debian-trixie" }, infra.ReasonTemplate, `no template named "debian-trixie" in the cluster (spec.clone)`},
 		{"storage", func(v *infra.VM) { v.Disk.Storage = "fast" }, infra.ReasonInvalid, "500 storage 'fast' does not exist"},
-		{"bridge", func(v *infra.VM) { v.HA = nil; v.Network[0].Bridge = "vmbr9" }, infra.ReasonInvalid, "bridge 'vmbr9' does not exist"},
+		{"bridge", func(v *infra.VM) { v.HA = nil; v.Network[0].Bridge = "vmbr9" }, infra.ReasonInvalid, `no bridge "vmbr9" on node proxmox1 (spec.network[0].bridge)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, pvesim.Options{})

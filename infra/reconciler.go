@@ -92,8 +92,10 @@ func New(opts Options) (*Reconciler, error) {
 
 // Observe reads the cluster: one cluster-wide listing, the HA resources,
 // then the config of every tagged VM and of every VM holding a declared
-// VMID, with bounded concurrency. A VM whose config cannot be read is kept
-// with ConfigErr set; only a failed listing fails the whole observation.
+// VMID, with bounded concurrency, and the bridges of the nodes where a VM
+// is to be created or a NIC written. A VM whose config cannot be read is
+// kept with ConfigErr set, a node whose bridges cannot be read in
+// BridgeErrs; only a failed listing fails the whole observation.
 func (r *Reconciler) Observe(ctx context.Context, cfg Config) (*Observed, error) {
 	var res []Resource
 	if err := r.retry(ctx, VMRef{}, "observe", true, func() (err error) { res, err = r.api.Resources(ctx); return }); err != nil {
@@ -140,6 +142,21 @@ func (r *Reconciler) Observe(ctx context.Context, cfg Config) (*Observed, error)
 			o.Name = n // the listing's name can lag (RRD)
 		}
 		o.Tags = splitTags(c.Values["tags"])
+	})
+	// The bridges, once per node, for the plan to refuse a NIC on a
+	// bridge the node lacks before anything is cloned or written.
+	nodes := bridgeNodes(cfg, obs)
+	obs.Bridges, obs.BridgeErrs = map[string][]Bridge{}, map[string]error{}
+	r.parallel(ctx, r.opts.ObserveConcurrency, len(nodes), func(i int) {
+		var bs []Bridge
+		err := r.retry(ctx, VMRef{Node: nodes[i]}, "observe", true, func() (err error) { bs, err = r.api.Bridges(ctx, nodes[i]); return })
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			obs.BridgeErrs[nodes[i]] = err
+			return
+		}
+		obs.Bridges[nodes[i]] = bs
 	})
 	return obs, ctx.Err()
 }

@@ -90,6 +90,56 @@ func (s *Sim) nodeStorage(node string) []map[string]any {
 	return out
 }
 
+// networkTypes are the type filters of GET /nodes/{node}/network.
+var networkTypes = []string{"bridge", "bond", "eth", "alias", "vlan", "OVSBridge", "OVSBond", "OVSPort", "OVSIntPort", "any_bridge", "any_local_bridge"}
+
+// nodeNetwork lists the node's interfaces as pve-manager does: the
+// physical NIC and the bridges (up ones with active 1, others without
+// the key), filtered by type; any_bridge matches Linux and OVS bridges
+// (and SDN VNets, which the simulator has none of).
+func (s *Sim) nodeNetwork(node string, p params) (any, *apiError) {
+	for k := range p {
+		if k != "type" {
+			return nil, paramErr(k, errNotInSchema)
+		}
+	}
+	typ := p["type"].s
+	if _, ok := p["type"]; ok && !slices.Contains(networkTypes, typ) {
+		return nil, paramErr("type", "value '%s' does not have a value in the enumeration '%s'", typ, strings.Join(networkTypes, ", "))
+	}
+	n := s.st.node(node)
+	var all []map[string]any
+	all = append(all, map[string]any{"iface": "eno1", "type": "eth", "method": "manual", "method6": "manual",
+		"families": []string{"inet"}, "priority": 3, "exists": 1, "active": 1})
+	bridge := func(name string, i int, up bool) map[string]any {
+		m := map[string]any{"iface": name, "type": "bridge", "method": "manual", "method6": "manual", "families": []string{"inet"},
+			"priority": 4 + i, "autostart": 1, "bridge_ports": "none", "bridge_stp": "off", "bridge_fd": "0"}
+		if i == 0 {
+			m["bridge_ports"], m["method"] = "eno1", "static"
+			m["address"], m["netmask"], m["cidr"] = n.IP, "24", n.IP+"/24"
+		}
+		if up {
+			m["active"] = 1
+		}
+		return m
+	}
+	for i, b := range n.Bridges {
+		all = append(all, bridge(b, i, true))
+	}
+	for i, b := range n.DownBridges {
+		all = append(all, bridge(b, len(n.Bridges)+i, false))
+	}
+	out := []map[string]any{}
+	for _, m := range all {
+		t := m["type"].(string)
+		anyBridge := (typ == "any_bridge" || typ == "any_local_bridge") && (t == "bridge" || t == "OVSBridge")
+		if typ == "" || typ == t || anyBridge {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1

@@ -611,6 +611,8 @@ func (s *Sim) route(method, path string, p params, who principal) (any, *apiErro
 		return s.nodeStatus(node), nil
 	case len(rest) == 1 && rest[0] == "storage" && get:
 		return s.nodeStorage(node), nil
+	case len(rest) == 1 && rest[0] == "network" && get:
+		return s.nodeNetwork(node, p)
 	case len(rest) == 1 && rest[0] == "tasks" && get:
 		return s.taskList(node, p), nil
 	case len(rest) >= 2 && rest[0] == "tasks":

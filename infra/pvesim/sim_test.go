@@ -88,6 +88,11 @@ func TestAuthAndErrorsOnTheWire(t *testing.T) {
 		{"linked clone with storage", "POST", "/nodes/proxmox1/qemu/9000/clone", tok, `{"newid":150,"storage":"vmdata"}`, "500 parameter 'storage' not allowed for linked clones", ""},
 		{"clone onto the template", "POST", "/nodes/proxmox1/qemu/9000/clone", tok, `{"newid":9000,"full":1}`, "500 unable to create VM 9000: config file already exists", ""},
 		{"start a template", "POST", "/nodes/proxmox1/qemu/9000/status/start", tok, "", "200 OK", `:qmstart:9000:gitedge@pve!edge:"`},
+		{"network", "GET", "/nodes/proxmox1/network", tok, "", "200 OK", `"iface":"eno1"`},
+		{"network bridges", "GET", "/nodes/proxmox1/network?type=any_bridge", tok, "", "200 OK",
+			`{"data":[{"active":1,"address":"192.0.2.11","autostart":1,"bridge_fd":"0","bridge_ports":"eno1","bridge_stp":"off","cidr":"192.0.2.11/24","families":["inet"],"iface":"vmbr0","method":"static","method6":"manual","netmask":"24","priority":4,"type":"bridge"}]}`},
+		{"network type", "GET", "/nodes/proxmox1/network?type=wifi", tok, "", "400 Parameter verification failed.", `"type":"value 'wifi' does not have a value in the enumeration`},
+		{"network of no node", "GET", "/nodes/proxmox9/network", tok, "", "500 hostname lookup 'proxmox9' failed - failed to get address info for: proxmox9: Name or service not known", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := raw(t, srv, tc.method, tc.path, tc.auth, tc.body)

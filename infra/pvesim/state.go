@@ -29,10 +29,16 @@ type State struct {
 
 // NodeState is one cluster node.
 type NodeState struct {
-	Name    string   `json:"name"`
-	IP      string   `json:"ip"`
-	Online  bool     `json:"online"`
+	Name   string `json:"name"`
+	IP     string `json:"ip"`
+	Online bool   `json:"online"`
+	// Bridges are the node's Linux bridges, up; the first one holds the
+	// node's address and its port is the physical NIC eno1.
 	Bridges []string `json:"bridges"`
+	// DownBridges are written to the node's network configuration but
+	// not up (not applied yet): listed without "active", and a VM
+	// attached to one does not start.
+	DownBridges []string `json:"downBridges,omitempty"`
 }
 
 // StorageState is a storage definition, available on Nodes (all when empty).

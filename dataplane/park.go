@@ -295,6 +295,14 @@ func (k *parker) down(i int) {
 	}
 }
 
+// tunnelYoung is tunnelYoung in nanoseconds, or the tests' replacement.
+func (p *Proxy) tunnelYoung() int64 {
+	if y := p.young.Load(); y != 0 {
+		return max(y, 0)
+	}
+	return int64(tunnelYoung)
+}
+
 // sweepIdle asks the http connections and tunnel directions idle for
 // idleLinger (busyLinger in a crowd) to park. It returns when to sweep
 // again: 0 when no goroutine waits idle; up to quietSweep when only
@@ -314,10 +322,7 @@ func (p *Proxy) sweepIdle() time.Duration {
 	}
 	now := time.Now().UnixNano()
 	cut, tunCut := now-int64(linger), now-int64(min(linger, tunnelLinger))
-	young := int64(tunnelYoung)
-	if y := p.young.Load(); y != 0 {
-		young = max(y, 0)
-	}
+	young := p.tunnelYoung()
 	bornCut := now - young // tunnels born after it park only in a crowd
 	if crowd {
 		bornCut = now

@@ -57,24 +57,12 @@ func TestReadInq(t *testing.T) {
 	}
 }
 
-// inqMover is a parking tunnel direction's mover from a dialled socket
-// (TCP_INQ set, as for a tunnel's server) to dst, with no sweeper.
+// inqMover is a parking tunnel direction's mover from a socket with
+// TCP_INQ set (as a tunnel of age sets it) to dst, with no sweeper; it
+// returns the source's peer.
 func inqMover(t *testing.T, dst *net.TCPConn) (*mover, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := dialTCP(ln.Addr().(*net.TCPAddr).AddrPort(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); peer.Close() })
+	c, peer := tcpPair(t)
 	rc, err := c.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -163,35 +151,21 @@ func TestTunnelResetWithBytes(t *testing.T) {
 }
 
 func testTunnelResetWithBytes(t *testing.T, young int64, max time.Duration) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	hello := clientHelloBytes(t, "a.test")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				c.SetDeadline(time.Now().Add(waitFor))
-				if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
-					c.Close()
-					return
-				}
-				// A first message, read the old way (the tunnel
-				// comes of age on it), then one with the reset.
-				c.Write([]byte("x"))
-				time.Sleep(30 * time.Millisecond)
-				c.Write([]byte("y"))
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-			}()
+	addr := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(waitFor))
+		if _, err := io.ReadFull(c, make([]byte, len(hello))); err != nil {
+			return
 		}
-	}()
-	be := backendOf("tls-a", srv("s", ln.Addr().(*net.TCPAddr).AddrPort()))
+		// A first message, read the old way (the tunnel comes of age
+		// on it), then one with the reset.
+		c.Write([]byte("x"))
+		time.Sleep(30 * time.Millisecond)
+		c.Write([]byte("y"))
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	be := backendOf("tls-a", srv("s", addr))
 	be.IdleTimeout = time.Minute
 	p := startProxy(t, Config{
 		Listeners: []Listener{tlsListener("tls", "")},
@@ -199,9 +173,9 @@ func testTunnelResetWithBytes(t *testing.T, young int64, max time.Duration) {
 		Backends:  []Backend{be},
 	})
 	p.young.Store(young)
-	addr := netip.MustParseAddrPort(p.addr(t, "tls"))
+	to := netip.MustParseAddrPort(p.addr(t, "tls"))
 	for i := range 20 {
-		c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(addr))
+		c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(to))
 		if err != nil {
 			t.Fatal(err)
 		}

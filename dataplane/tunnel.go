@@ -62,12 +62,8 @@ func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
 		// Stopping at short reads (copyIn) once the tunnel is as old as
 		// one that may park: the parker is what catches a reset the stop
 		// cannot see.
-		young := int64(tunnelYoung)
-		if y := p.young.Load(); y != 0 {
-			young = max(y, 0)
-		}
-		t.ab.m.inqFrom = t.born + young
-		t.ba.m.inqFrom = t.born + young
+		t.ab.m.inqFrom = t.born + p.tunnelYoung()
+		t.ba.m.inqFrom = t.ab.m.inqFrom
 	}
 	return t
 }

@@ -152,6 +152,33 @@ func cpuTicks(cpu string) (busy, total int64, ok bool) {
 	return 0, 0, false
 }
 
+// groupSleeps sums the voluntary context switches of every thread of p's
+// process group: how often the proxy blocked with nothing to do. Each
+// such sleep ends with a wakeup that the load core pays for (the kernel
+// sends the idle proxy core an interrupt), so in a scenario where the load
+// core sets the rate, a proxy that sleeps more often per request leaves
+// the load less time.
+func groupSleeps(p *proc) int64 {
+	var sum int64
+	forGroup(p, func(pid string, _ []string) {
+		tasks, _ := os.ReadDir("/proc/" + pid + "/task")
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + pid + "/task/" + t.Name() + "/status")
+			if err != nil {
+				continue
+			}
+			for l := range strings.SplitSeq(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+					var n int64
+					fmt.Sscan(strings.TrimSpace(v), &n)
+					sum += n
+				}
+			}
+		}
+	})
+	return sum
+}
+
 // groupRSS sums the resident memory (KiB) of p's process group.
 func groupRSS(p *proc) int64 {
 	var sum int64

@@ -157,7 +157,7 @@ func table(rs []result) string {
 			if resumed {
 				extra, extraSep = " TLS resumed % |", "---|"
 			}
-			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, extra, extraSep)
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, extra, extraSep)
 			// The proxy's CPU time per request (per connection in close
 			// and tls-close): what a load-generator-bound scenario does
 			// not show in its rate.
@@ -182,10 +182,11 @@ func table(rs []result) string {
 					errs += r.Errors + r.Non2xx
 				}
 				m := med(p, val)
-				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
+				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
 					ratio(m, h), ratio(m, best), num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
-					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)), orDash(med(p, func(r result) float64 { return r.LoadCPU })))
+					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)), orDash(med(p, func(r result) float64 { return r.LoadCPU })),
+					num(med(p, func(r result) float64 { return r.ProxySleeps })))
 				if resumed {
 					fmt.Fprintf(&b, " %s |", orDash(med(p, func(r result) float64 { return r.TLSResumed })))
 				}

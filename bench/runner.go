@@ -390,6 +390,9 @@ type result struct {
 	// TLS session (the servers' log): a full handshake costs the load
 	// core several resumed ones.
 	TLSResumed float64 `json:"tls_resumed_pct,omitempty"`
+	// ProxySleeps is how often the proxy's threads blocked (voluntary
+	// context switches), per request: see groupSleeps.
+	ProxySleeps float64 `json:"proxy_sleeps_per_request,omitempty"`
 	// reload scenarios
 	Reloads      int  `json:"reloads,omitempty"`
 	ReloadFailed int  `json:"reload_failed,omitempty"`
@@ -498,7 +501,7 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 	if sc == "tls-close" {
 		mark = r.resumedMark()
 	}
-	before := groupTicks(p)
+	before, sleeps := groupTicks(p), groupSleeps(p)
 	loadBusy, loadTotal, loadOK := cpuTicks(r.loadCPU)
 	start := time.Now()
 	w, err := r.wrk(ctx, dir, "wrk", r.o.Duration, args)
@@ -513,6 +516,9 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 		res.TLSResumed, _ = r.resumedSince(mark)
 	}
 	w.into(res)
+	if res.Requests > 0 {
+		res.ProxySleeps = float64(groupSleeps(p)-sleeps) / float64(res.Requests)
+	}
 	return nil
 }
 

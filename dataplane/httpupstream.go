@@ -53,7 +53,7 @@ func (h *httpConn) redial(b *backend) bool {
 func (h *httpConn) connect(b *backend) bool {
 	if pc := h.priv; pc != nil {
 		h.priv = nil
-		if pc.srv.b == b.st && !pc.srv.removed.Load() && pc.clean() {
+		if pc.srv.b == b.st && !pc.srv.removed.Load() && pc.clean(time.Now().UnixNano(), h.sock.p.quietFresh()) {
 			for _, s := range b.servers {
 				if s.st == pc.srv && b.acquireServer(s) {
 					h.srv, h.used, h.up = s, s, pc
@@ -360,6 +360,8 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		(kind == httphead.BodyChunked && h.respChunk.Done())
 	if whole && bodyDone == nil {
 		h.account(b)
+		// Its last read ended the answer: did it leave anything behind?
+		h.up.quiet = h.up.inq && !h.up.more
 		h.finishUp(b, reuse)
 		h.releaseSlot()
 	}

@@ -114,6 +114,10 @@ type side struct {
 	readCB func(uintptr) bool
 	outq   int // bytes the socket held unsent or unacknowledged when the current write timed out; -1 none
 
+	// inq: the socket has TCP_INQ set (a pooled server connection), and
+	// more is what its last read said: bytes or an end were left behind.
+	inq, more bool
+
 	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
 
@@ -276,7 +280,13 @@ func (s *side) onReadable(fd uintptr) bool {
 		return s.writeLater()
 	}
 	for {
-		n, err := rawRead(int(fd), s.rbuf)
+		var n int
+		var err error
+		if s.inq {
+			n, s.more, err = rawReadInq(int(fd), s.rbuf)
+		} else {
+			n, err = rawRead(int(fd), s.rbuf)
+		}
 		switch err {
 		case nil:
 			s.rn = n

@@ -92,6 +92,7 @@ type Proxy struct {
 	lingering  lingerCount
 	linger     atomic.Int64 // tests: replaces idleLinger (ns) when set
 	young      atomic.Int64 // tests: replaces tunnelYoung (ns) when set; negative: 0
+	fresh      atomic.Int64 // tests: replaces quietFresh (ns) when set; negative: 0
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool

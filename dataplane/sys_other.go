@@ -8,6 +8,12 @@ func rawRead(fd int, p []byte) (int, error) { return syscall.Read(fd, p) }
 
 func rawWrite(fd int, p []byte) (int, error) { return syscall.Write(fd, p) }
 
+// rawReadInq is never reached here (setInq fails): more is unknown.
+func rawReadInq(fd int, p []byte) (int, bool, error) {
+	n, err := syscall.Read(fd, p)
+	return n, true, err
+}
+
 func rawPeekEmpty(fd int) bool {
 	var b [1]byte
 	_, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)

@@ -39,7 +39,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 			return nil, nil, err
 		}
 		if pooled && b.pp == 0 {
-			if c := s.st.pool.get(time.Now().UnixNano(), min(poolIdleMax, b.cfg.IdleTimeout)); c != nil {
+			if c := s.st.pool.get(time.Now().UnixNano(), min(poolIdleMax, b.cfg.IdleTimeout), p.quietFresh()); c != nil {
 				return s, c, nil
 			}
 		}
@@ -58,6 +58,11 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 			var u *upConn
 			if err == nil {
 				u, err = newUpConn(c, b, s, peer, local)
+			}
+			if err == nil && pooled {
+				// Its reads tell whether bytes followed an answer
+				// (upConn.quiet): one setsockopt for the connection's life.
+				_ = u.rc.Control(u.setInq)
 			}
 			if err == nil {
 				u.own = own

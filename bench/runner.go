@@ -509,6 +509,7 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 		return err
 	}
 	res.ProxyCPU = 100 * float64(groupTicks(p)-before) / clockTicks / time.Since(start).Seconds()
+	sleeps = groupSleeps(p) - sleeps
 	if busy, total, ok := cpuTicks(r.loadCPU); ok && loadOK && total > loadTotal {
 		res.LoadCPU = 100 * float64(busy-loadBusy) / float64(total-loadTotal)
 	}
@@ -517,7 +518,7 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 	}
 	w.into(res)
 	if res.Requests > 0 {
-		res.ProxySleeps = float64(groupSleeps(p)-sleeps) / float64(res.Requests)
+		res.ProxySleeps = float64(sleeps) / float64(res.Requests)
 	}
 	return nil
 }

@@ -322,7 +322,8 @@ const quietFresh = time.Millisecond
 // late), which the next client would read as its own; an end is a server
 // that closed it while idle. HAProxy and nginx close an idle server
 // connection as soon as it becomes readable; gitedge's wait for it would
-// cost two epoll_ctl calls a request, this check one recv.
+// cost two epoll_ctl calls a request, this check one recv, and none for a
+// quiet connection within fresh (quietFresh) of its answer.
 func (u *upConn) clean(now, fresh int64) bool {
 	if u.quiet {
 		u.quiet = false

@@ -43,7 +43,7 @@ func (h *httpConn) redial(b *backend) bool {
 		return false
 	}
 	h.used.st.m.conns.Inc()
-	u, err := newUpConn(c, b, h.used, h.peer, h.local)
+	u, err := newUpConn(c, b, h.used, h.peer, h.local, true)
 	h.up = u
 	return err == nil
 }

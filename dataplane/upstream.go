@@ -57,12 +57,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 			}
 			var u *upConn
 			if err == nil {
-				u, err = newUpConn(c, b, s, peer, local)
-			}
-			if err == nil && pooled {
-				// Its reads tell whether bytes followed an answer
-				// (upConn.quiet): one setsockopt for the connection's life.
-				_ = u.rc.Control(u.setInq)
+				u, err = newUpConn(c, b, s, peer, local, pooled)
 			}
 			if err == nil {
 				u.own = own
@@ -85,13 +80,19 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 	return nil, nil, errConnectFailed
 }
 
-// newUpConn wraps a new server connection and sends the PROXY header the
-// backend asks for (the connection then belongs to this client only).
-func newUpConn(c sockConn, b *backend, s *server, peer, local netip.AddrPort) (*upConn, error) {
+// newUpConn wraps a new server connection, asks one for the pool for
+// TCP_INQ, and sends the PROXY header the backend asks for (the
+// connection then belongs to this client only).
+func newUpConn(c sockConn, b *backend, s *server, peer, local netip.AddrPort, pooled bool) (*upConn, error) {
 	u := &upConn{srv: s.st}
 	if err := u.init(c, b.cfg.IdleTimeout); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if pooled {
+		// Its reads tell whether bytes followed an answer (upConn.quiet):
+		// one setsockopt for the connection's life.
+		_ = u.rc.Control(u.setInq)
 	}
 	if b.pp != 0 {
 		if err := sendProxyHeader(&u.side, b.pp, peer, local); err != nil {

@@ -132,6 +132,7 @@ func (a *acceptor) onReadable(fd uintptr) bool {
 		switch e {
 		case 0:
 			a.nfd = int(nfd)
+			touchIdlePoll()
 			return true
 		case unix.EINTR, unix.ECONNABORTED:
 			// A connection reset while queued: take the next (as net does).

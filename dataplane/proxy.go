@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,11 @@ type Options struct {
 	// this one replaces handed over (an upgrade in place), or nil to open
 	// a new one. The proxy owns what it returns.
 	Inherit func(key string) *net.TCPListener
+	// IdlePoll is the longest the proxy's thread keeps polling for
+	// events after its last one before it sleeps (idlepoll.go): 0 is
+	// DefaultIdlePoll, negative never polls. The window adapts within it,
+	// and stays shut while events come further apart.
+	IdlePoll time.Duration
 }
 
 // Proxy is the dataplane: listeners, routes and backends from a Config,
@@ -47,11 +53,12 @@ type Options struct {
 // called any number of times, before or while Run runs. Close stops at
 // once without draining.
 type Proxy struct {
-	log     *slog.Logger
-	access  *slog.Logger
-	m       *metrics
-	onHC    func(backend, server string, up bool, reason string)
-	inherit func(key string) *net.TCPListener
+	log      *slog.Logger
+	access   *slog.Logger
+	m        *metrics
+	onHC     func(backend, server string, up bool, reason string)
+	inherit  func(key string) *net.TCPListener
+	idlePoll time.Duration // Options.IdlePoll, default filled
 
 	bg       context.Context // ends when the proxy stops: checkers, drains
 	bgCancel context.CancelFunc
@@ -158,6 +165,7 @@ func New(opts Options) *Proxy {
 		m:        newMetrics(opts.Registry),
 		onHC:     opts.OnServerHealth,
 		inherit:  opts.Inherit,
+		idlePoll: cmp.Or(opts.IdlePoll, DefaultIdlePoll),
 		socks:    map[sockKey]*listenSock{},
 		backends: map[string]*backendState{},
 		ready:    make(chan struct{}),
@@ -448,6 +456,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return errors.New("dataplane: Run called twice")
 	}
 	p.running = true
+	defer idlePoll.use(p.idlePoll)()
 	for _, s := range p.socks {
 		s.start()
 	}

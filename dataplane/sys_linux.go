@@ -24,6 +24,7 @@ func rawRead(fd int, p []byte) (int, error) {
 	if e != 0 {
 		return 0, e
 	}
+	touchIdlePoll()
 	return int(n), nil
 }
 
@@ -48,6 +49,7 @@ func rawReadInq(fd int, p []byte) (n int, more bool, err error) {
 	if e != 0 {
 		return 0, false, e
 	}
+	touchIdlePoll()
 	more = true
 	if int(msg.Controllen) >= unix.CmsgLen(4) {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))

@@ -54,6 +54,9 @@ type Config struct {
 	Proxmox *Proxmox
 	// AdminListen is the admin server's address; "" when it is off.
 	AdminListen string
+	// IdlePoll is the dataplane's Options.IdlePoll: 0 its default,
+	// negative off.
+	IdlePoll time.Duration
 	// Forge is where commit statuses go; nil: nowhere. Node is filled.
 	Forge *forge.Config
 	// Notify lists the notification sinks (none: Sinks is empty). Node
@@ -152,6 +155,10 @@ func Build(f File, path string) (*Config, error) {
 		Node:        c.Node,
 	}.WithDefaults()
 	var errs []error
+	var err error
+	if c.IdlePoll, err = ParseIdlePoll(f.Proxy.IdlePoll); err != nil {
+		errs = append(errs, fmt.Errorf("proxy.idlePoll: %w", err))
+	}
 	if w := f.Webhook; w != nil {
 		c.Webhook = &gitsource.WebhookConfig{Listen: w.Listen, Path: w.Path, SecretFile: w.SecretFile, Ref: c.Source.Ref()}
 		errs = append(errs, webhookLimits(c.Webhook, w.Limits)...)
@@ -209,6 +216,31 @@ func Build(f File, path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", c.where(), errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// maxIdlePoll bounds proxy.idlePoll: a longer poll spends a core's time
+// on gaps no sleep would have made costly.
+const maxIdlePoll = 10 * time.Millisecond
+
+// ParseIdlePoll parses proxy.idlePoll (and gitedge proxy --idle-poll):
+// "" the default (0), "off" or a zero duration none (-1).
+func ParseIdlePoll(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if v == "off" {
+		return -1, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%q: expected a duration as 200us, or off", v)
+	case d < 0 || d > maxIdlePoll:
+		return 0, fmt.Errorf("%s: expected 0 (off) to %v", v, maxIdlePoll)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
 }
 
 // webhookLimits sets the limits of a webhook section on wc, and returns

@@ -68,6 +68,9 @@ func TestParse(t *testing.T) {
 		{"relay peer credentials", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {peers: {lb-1: 'https://u:p@lb-1'}}}\n", `webhook.relay.peers.lb-1: "https://u:xxxxx@lb-1": no credentials in the URL`},
 		{"relay peer port", "node: a\nsource: {url: x}\nwebhook: {listen: ':9000', secretFile: /s, relay: {peers: {lb-1: 'http://lb-1:0'}}}\n", `webhook.relay.peers.lb-1: "http://lb-1:0": port 0`},
 		{"secrets unknown field", "node: a\nsource: {url: x}\nsecrets: {directory: /x}\n", `unknown field "directory"`},
+		{"idle poll word", "node: a\nsource: {url: x}\nproxy: {idlePoll: sometimes}\n", `proxy.idlePoll: "sometimes": expected a duration as 200us, or off`},
+		{"idle poll long", "node: a\nsource: {url: x}\nproxy: {idlePoll: 1s}\n", `proxy.idlePoll: 1s: expected 0 (off) to 10ms`},
+		{"proxy unknown field", "node: a\nsource: {url: x}\nproxy: {busyPolling: true}\n", `node config test.yaml:3: proxy.busyPolling: unknown field "busyPolling"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +115,28 @@ func TestDefaults(t *testing.T) {
 	off, err := Parse("n.yaml", []byte("node: a\nsource: {url: /x}\nadmin: {listen: 'off'}\n"))
 	if err != nil || off.AdminListen != "" || len(off.Local().Listens) != 0 {
 		t.Errorf("admin off: %v %+v", err, off)
+	}
+}
+
+// TestIdlePoll: proxy.idlePoll becomes the dataplane's Options.IdlePoll:
+// unset its default (0), off or zero none (negative).
+func TestIdlePoll(t *testing.T) {
+	for _, tc := range []struct {
+		section string
+		want    time.Duration
+	}{
+		{"", 0},
+		{"proxy: {}\n", 0},
+		{"proxy: {idlePoll: 50us}\n", 50 * time.Microsecond},
+		{"proxy: {idlePoll: 'off'}\n", -1},
+		{"proxy: {idlePoll: 0s}\n", -1},
+	} {
+		c, err := Parse("test.yaml", []byte("node: a\nsource: {url: /x}\n"+tc.section))
+		if err != nil {
+			t.Errorf("%q: %v", tc.section, err)
+		} else if c.IdlePoll != tc.want {
+			t.Errorf("%q: idle poll %v, want %v", tc.section, c.IdlePoll, tc.want)
+		}
 	}
 }
 

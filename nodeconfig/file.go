@@ -18,6 +18,7 @@ type File struct {
 	Webhook *Webhook `json:"webhook,omitempty"`
 	Proxmox *Proxmox `json:"proxmox,omitempty"`
 	Admin   Admin    `json:"admin,omitzero"`
+	Proxy   Proxy    `json:"proxy,omitzero"`
 	// Forge and Notify are decoded straight into the packages' own
 	// section types, which carry the file's JSON names.
 	Forge    *forge.Config       `json:"forge,omitempty"`
@@ -169,6 +170,15 @@ type Proxmox struct {
 	CAFile          string `json:"caFile,omitempty"`
 	// InsecureSkipVerify accepts any certificate (self-signed lab setups).
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// Proxy tunes this node's dataplane: what depends on the machine rather
+// than on the routes.
+type Proxy struct {
+	// IdlePoll is the longest the proxy's thread keeps polling for
+	// events after its last one, while it is loaded: a duration as
+	// "200us", or "off". Default dataplane.DefaultIdlePoll.
+	IdlePoll string `json:"idlePoll,omitempty"`
 }
 
 // Admin is the status and metrics HTTP server.

@@ -255,6 +255,8 @@ func TestCommandLineUsage(t *testing.T) {
 		{[]string{"plan", "--output", "yaml"}, `gitedge plan: --output "yaml": expected text, json or markdown`},
 		{[]string{"validate", "--output", "yaml"}, `gitedge validate: --output "yaml": expected text or json`},
 		{[]string{"import"}, "gitedge import: --out DIR is required"},
+		{[]string{"proxy", "dir", "--idle-poll", "soon"}, `gitedge proxy: --idle-poll: "soon": expected a duration as 200us, or off`},
+		{[]string{"proxy", "dir", "--idle-poll", "1s"}, "gitedge proxy: --idle-poll: 1s: expected 0 (off) to 10ms"},
 	} {
 		code, _, errOut := gitedge(t, tc.args...)
 		if first, _, _ := strings.Cut(errOut, "\n"); code != 2 || first != tc.first {

@@ -137,7 +137,7 @@ func newNode(nc *nodeconfig.Config, o nodeOptions, log *slog.Logger) (*node, err
 		n.loop.State = reconcile.NewStateFile(nc.StateDir)
 	}
 	if o.proxy {
-		popts := dataplane.Options{Logger: log, Registry: n.reg}
+		popts := dataplane.Options{Logger: log, Registry: n.reg, IdlePoll: nc.IdlePoll}
 		if o.access {
 			// A stream of its own, named apart from the proxy's log.
 			popts.AccessLog = log.With("subsystem", "access")

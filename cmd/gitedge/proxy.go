@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/gitedge/gitedge/dataplane"
 	"github.com/gitedge/gitedge/nodeconfig"
 	"github.com/gitedge/gitedge/reconcile"
 )
@@ -24,15 +25,20 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 	usr2 := notifyUSR2()
 	defer signal.Stop(usr2)
 
-	fs := newFlags(env, "proxy", "DIR [--metrics ADDR] [--access-log] [--watch=false] [--debounce D] [--pprof]")
+	fs := newFlags(env, "proxy", "DIR [--metrics ADDR] [--access-log] [--watch=false] [--debounce D] [--pprof] [--idle-poll D]")
 	fs.positional(1, 1, "DIR")
 	access := fs.Bool("access-log", false, "log one event per request and TLS connection")
 	admin := fs.String("metrics", "", "serve /status, /metrics, /healthz, /readyz and a status page on this address (as 127.0.0.1:9101); empty: off")
 	pprofOn := fs.Bool("pprof", false, "also serve /debug/pprof/ on the --metrics address")
+	idle := fs.String("idle-poll", dataplane.DefaultIdlePoll.String(), "while loaded, keep polling for events this long after the last before sleeping (HAProxy's busy-polling, bounded); off: never")
 	watch, debounce := dirFlags(fs)
 	pos, code, ok := fs.parse(args)
 	if !ok {
 		return code
+	}
+	idlePoll, err := nodeconfig.ParseIdlePoll(*idle)
+	if err != nil {
+		return fs.usageError("--idle-poll: %v", err)
 	}
 	if err := daemonSupported(); err != nil {
 		return fs.fail(err)
@@ -55,6 +61,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) int {
 		up.fail(err)
 		return fs.fail(err)
 	}
+	nc.IdlePoll = idlePoll
 	n, err := newNode(nc, nodeOptions{proxy: true, sourceDir: dir, noWatch: !*watch, debounce: *debounce, access: *access, pprof: *pprofOn,
 		up: up}, log)
 	if err != nil {

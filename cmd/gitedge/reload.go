@@ -16,12 +16,12 @@ import (
 // keyring), the webhook and the admin server are rebuilt and swapped in;
 // the secrets section applies from the next pass, and every SIGHUP
 // re-applies the live commit so changed secret files are read at once;
-// the node's name, its state directory and the Proxmox connection are
-// what the running subsystems were built with, so a change there is
+// the node's name, its state directory, the Proxmox connection and the
+// proxy's tuning are what the running subsystems were built with, so a change there is
 // logged and waits for a restart. The log level is a flag, not config.
 var (
 	liveFields    = []string{"source", "webhook", "admin", "secrets"}
-	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify"}
+	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify", "proxy"}
 )
 
 // liveParts are the parts of a node a reload may replace: the source, and
@@ -183,6 +183,7 @@ func configChanges(old, new *nodeconfig.Config) (live, restart []string) {
 		"proxmox":  !reflect.DeepEqual(o.Proxmox, n.Proxmox),
 		"forge":    !reflect.DeepEqual(o.Forge, n.Forge),
 		"notify":   !reflect.DeepEqual(o.Notify, n.Notify),
+		"proxy":    old.IdlePoll != new.IdlePoll,
 		"secrets":  !reflect.DeepEqual(o.Secrets, n.Secrets),
 	}
 	live, restart = []string{}, []string{}

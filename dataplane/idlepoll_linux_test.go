@@ -1,0 +1,204 @@
+package dataplane
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// idlePollChildEnv starts TestIdlePollChild's role: "BACKEND WINDOW LOAD".
+const idlePollChildEnv = "GITEDGE_IDLEPOLL_CHILD"
+
+// TestIdlePollChild is TestIdlePoll's proxy, in a process of its own so
+// that the parent can count its threads' sleeps; it does nothing in a
+// normal test run.
+func TestIdlePollChild(t *testing.T) {
+	spec := os.Getenv(idlePollChildEnv)
+	if spec == "" {
+		return // only the parent test runs it, as a child process
+	}
+	f := strings.Fields(spec)
+	if len(f) != 3 {
+		t.Fatalf("%s=%q: want BACKEND WINDOW LOAD", idlePollChildEnv, spec)
+	}
+	backend := f[0]
+	d, err := time.ParseDuration(f[1])
+	if err == nil {
+		pollLoad, err = strconv.ParseFloat(f[2], 64)
+		pollUnload = min(pollUnload, pollLoad)
+	}
+	if err != nil {
+		t.Fatalf("%s=%q: %v", idlePollChildEnv, spec, err)
+	}
+	p := startProxy(t, Config{
+		Listeners: []Listener{httpListener("http", "a")},
+		Backends:  []Backend{backendOf("a", srv("a1", netip.MustParseAddrPort(backend)))},
+	}, func(o *Options) { o.IdlePoll = d })
+	fmt.Println("listening", p.addr(t, "http"))
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it
+}
+
+// TestIdlePoll: a proxy on one thread (GOMAXPROCS=1) serving kept-alive
+// requests one after the other sleeps about twice a request without the
+// idle poll (waiting for the client, then for the server). With the poll
+// and a load threshold of 0 it hardly sleeps, the next event coming
+// within the window; with the default threshold this light load leaves
+// the poll out, and the proxy sleeps and spends as it did without. Once
+// requests stop, no poll is left running: the proxy spends no CPU.
+func TestIdlePoll(t *testing.T) {
+	b := startHTTPBackend(t, "a1", false)
+	const requests = 400
+	type result struct{ sleeps, cpu float64 } // a request
+	got := map[string]result{}
+	for _, c := range []struct {
+		name   string
+		window time.Duration
+		load   float64
+	}{
+		{"off", -1, pollLoad},
+		{"on, any load", 5 * time.Millisecond, 0},
+		{"on, light load", 5 * time.Millisecond, pollLoad},
+	} {
+		pid, addr := startIdlePollChild(t, fmt.Sprint(b.addr, " ", c.window, " ", c.load))
+		cl := dialClient(t, addr)
+		for range 20 { // warm: the pooled server connection, the window
+			if r := cl.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+				t.Fatalf("%s: %d", c.name, r.StatusCode)
+			}
+		}
+		s0, cpu0 := taskSleeps(t, pid), taskCPU(t, pid)
+		for range requests {
+			if r := cl.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+				t.Fatalf("%s: %d", c.name, r.StatusCode)
+			}
+		}
+		got[c.name] = result{
+			sleeps: float64(taskSleeps(t, pid)-s0) / requests,
+			cpu:    float64(taskCPU(t, pid)-cpu0) / requests / float64(time.Microsecond),
+		}
+		// Idle now: after its window, the poller sleeps.
+		time.Sleep(50 * time.Millisecond)
+		cpu0 = taskCPU(t, pid)
+		time.Sleep(300 * time.Millisecond)
+		if cpu := taskCPU(t, pid) - cpu0; cpu > 30*time.Millisecond {
+			t.Errorf("%s: the idle proxy spent %v of CPU in 300ms", c.name, cpu)
+		}
+	}
+	t.Logf("a request: %+v (sleeps, CPU in µs)", got)
+	off, on, light := got["off"], got["on, any load"], got["on, light load"]
+	if off.sleeps < 0.5 {
+		t.Errorf("without the poll the proxy slept %.2f times a request: the test no longer tells", off.sleeps)
+	}
+	if on.sleeps > off.sleeps/4 {
+		t.Errorf("with the poll the proxy slept %.2f times a request (%.2f without)", on.sleeps, off.sleeps)
+	}
+	if light.sleeps < off.sleeps/2 {
+		t.Errorf("under a light load the poll ran: %.2f sleeps a request (%.2f without)", light.sleeps, off.sleeps)
+	}
+}
+
+// startIdlePollChild runs TestIdlePollChild on one P and returns its pid
+// and its listener's address.
+func startIdlePollChild(t *testing.T, spec string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdlePollChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), idlePollChildEnv+"="+spec, "GOMAXPROCS=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * waitFor):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	addr := make(chan string, 1)
+	go func() {
+		defer close(addr)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				addr <- a
+			}
+		}
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatal("the child proxy ended before it listened")
+		}
+		return cmd.Process.Pid, a
+	case <-time.After(3 * waitFor):
+		t.Fatal("the child proxy did not start")
+		return 0, ""
+	}
+}
+
+// taskSleeps sums the voluntary context switches of pid's threads: the
+// times one blocked.
+func taskSleeps(t *testing.T, pid int) int64 {
+	return sumTasks(t, pid, func(task string) int64 {
+		b, err := os.ReadFile(task + "/status")
+		if err != nil {
+			return 0 // the thread ended
+		}
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				return n
+			}
+		}
+		return 0
+	})
+}
+
+// taskCPU sums the time pid's threads ran (schedstat, nanoseconds).
+func taskCPU(t *testing.T, pid int) time.Duration {
+	return time.Duration(sumTasks(t, pid, func(task string) int64 {
+		b, err := os.ReadFile(task + "/schedstat")
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		return n
+	}))
+}
+
+func sumTasks(t *testing.T, pid int, of func(task string) int64) int64 {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, task := range tasks {
+		sum += of(dir + "/" + task.Name())
+	}
+	return sum
+}

@@ -17,8 +17,9 @@ import (
 // the secrets section applies from the next pass, and every SIGHUP
 // re-applies the live commit so changed secret files are read at once;
 // the node's name, its state directory, the Proxmox connection and the
-// proxy's tuning are what the running subsystems were built with, so a change there is
-// logged and waits for a restart. The log level is a flag, not config.
+// proxy's tuning are what the running subsystems were built with, so a
+// change there is logged and waits for a restart. The log level is a
+// flag, not config.
 var (
 	liveFields    = []string{"source", "webhook", "admin", "secrets"}
 	restartFields = []string{"node", "stateDir", "proxmox", "forge", "notify", "proxy"}

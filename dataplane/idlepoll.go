@@ -75,6 +75,7 @@ const pollLook = 10 * time.Microsecond
 // the process's. Proxies that run share it (use).
 type idlePoller struct {
 	st     atomic.Int32
+	wokeAt atomic.Int64 // when the last waking touch came (q.now, ns)
 	maxNS  atomic.Int64 // the largest window, set by the last user
 	gen    atomic.Int64 // bumped at each start and stop: a stale cooldown's timer does nothing
 	kicker              // the eventfd, made once and kept for the process
@@ -95,7 +96,7 @@ type idlePoller struct {
 	polled   time.Duration // looks that found nothing since sampleAt
 	sampleAt time.Duration
 	cpuAt    time.Duration // the process's CPU time at sampleAt
-	procs    int           // GOMAXPROCS at the start
+	procs    int           // tests: the Ps the share is of; 0 GOMAXPROCS now
 	t0       time.Time
 	cpu      func() time.Duration // the process's CPU time; tests replace it
 	now      func() time.Duration // since t0; tests replace it
@@ -105,13 +106,18 @@ var idlePoll idlePoller
 
 // touchIdlePoll tells the poller the proxy has work: a read found bytes.
 // It costs one atomic load while the poller polls and has seen work.
-func touchIdlePoll() {
-	switch idlePoll.st.Load() {
+func touchIdlePoll() { idlePoll.touch() }
+
+func (q *idlePoller) touch() {
+	switch q.st.Load() {
 	case pollIdle:
-		idlePoll.st.CompareAndSwap(pollIdle, pollBusy)
+		q.st.CompareAndSwap(pollIdle, pollBusy)
 	case pollAsleep:
-		if idlePoll.st.CompareAndSwap(pollAsleep, pollIdle) {
-			idlePoll.kick()
+		if q.st.CompareAndSwap(pollAsleep, pollIdle) {
+			// The sleep ends now, not when the poller gets to run
+			// (after the work this touch started, on one P).
+			q.wokeAt.Store(int64(q.now()))
+			q.kick()
 		}
 	}
 }
@@ -126,6 +132,7 @@ func (q *idlePoller) use(max time.Duration) (release func()) {
 	defer q.mu.Unlock()
 	q.maxNS.Store(int64(max))
 	if q.stop == nil {
+		q.st.Store(pollOff)
 		q.reset()
 		stop, err := q.start()
 		if err != nil {
@@ -141,8 +148,10 @@ func (q *idlePoller) use(max time.Duration) (release func()) {
 			q.mu.Lock()
 			defer q.mu.Unlock()
 			if q.users--; q.users == 0 {
-				q.gen.Add(1)
+				// The goroutine first: a cooldown it starts meanwhile
+				// takes the generation this bump then ends.
 				q.stop()
+				q.gen.Add(1)
 				q.stop = nil
 				q.st.Store(pollOff)
 			}
@@ -160,7 +169,6 @@ func (q *idlePoller) reset() {
 	if q.cpu == nil {
 		q.cpu = processCPU
 	}
-	q.procs = runtime.GOMAXPROCS(0)
 	q.window, q.cool, q.asleep = 0, pollCoolMin, true
 	q.polled, q.sampleAt, q.cpuAt = 0, q.now(), q.cpu()
 }
@@ -180,7 +188,11 @@ func (q *idlePoller) step(now time.Duration) bool {
 		if q.fresh {
 			q.window, q.fresh = pollStart, false // after a cooldown
 		} else {
-			q.window = nextWindow(q.window, now-q.sleptAt, limit)
+			woke := time.Duration(q.wokeAt.Load())
+			if woke < q.sleptAt || woke > now {
+				woke = now // not a touch's (tests step by hand)
+			}
+			q.window = nextWindow(q.window, woke-q.sleptAt, limit)
 		}
 		q.lastWork = now
 	case busy:
@@ -198,8 +210,11 @@ func (q *idlePoller) step(now time.Duration) bool {
 	if now-q.lastWork < q.window {
 		return true
 	}
+	if !q.st.CompareAndSwap(pollIdle, pollAsleep) {
+		q.lastWork = now // a touch since the look above: poll on
+		return true
+	}
 	q.asleep, q.sleptAt = true, now
-	q.st.Store(pollAsleep) // a touch since the look above is taken as the wake
 	return false
 }
 
@@ -212,7 +227,11 @@ func (q *idlePoller) share(now time.Duration) float64 {
 	if elapsed <= 0 {
 		return 0
 	}
-	return float64(work) / float64(elapsed) / float64(q.procs)
+	procs := q.procs
+	if procs == 0 {
+		procs = runtime.GOMAXPROCS(0) // it may change while the proxy runs
+	}
+	return float64(work) / float64(elapsed) / float64(procs)
 }
 
 // nextWindow is haltpoll's rule: after a window w, the proxy slept for

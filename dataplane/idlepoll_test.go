@@ -115,7 +115,10 @@ func TestIdlePollSteps(t *testing.T) {
 	// Unloaded over a sample while polling, then at the cooldown's end:
 	// it stays deaf, the next cooldown longer.
 	run([]look{{at: base + 41*time.Millisecond, cpu: cpu0 + 23*time.Millisecond, touch: true, poll: false, st: pollOff}})
-	waitState(pollOff)
+	q.mu.Lock()
+	clock = base + 71*time.Millisecond // 30 ms more, 1 of them busy
+	cpu = cpu0 + 24*time.Millisecond
+	q.mu.Unlock()
 	time.Sleep(3 * pollCoolMin)
 	q.mu.Lock()
 	cool, st := q.cool, q.st.Load()
@@ -149,5 +152,45 @@ func TestIdlePollShare(t *testing.T) {
 				t.Errorf("the next sample starts at %v (cpu %v, polled %v)", q.sampleAt, q.cpuAt, q.polled)
 			}
 		})
+	}
+}
+
+// TestIdlePollLifecycle runs a poller's goroutine (its own eventfd, a
+// CPU clock that says it is always loaded) through a start, touches, a
+// stop and a second start: a touch wakes it, it sleeps again once its
+// window passes without one, and after the stop nothing of it acts.
+func TestIdlePollLifecycle(t *testing.T) {
+	q := &idlePoller{procs: 1}
+	t0 := time.Now()
+	q.cpu = func() time.Duration { return time.Since(t0) }
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(waitFor)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still state %d after %v", what, q.st.Load(), waitFor)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	for round := range 2 {
+		release := q.use(time.Millisecond)
+		if st := q.st.Load(); st != pollOff {
+			t.Fatalf("round %d: state %d at the start, want deaf (%d) until the load is looked at", round, st, pollOff)
+		}
+		wait("the first cooldown ends, loaded", func() bool { return q.st.Load() == pollAsleep })
+		q.touch()
+		wait("the touch wakes the poller", func() bool { return q.st.Load() != pollAsleep })
+		wait("a window without touches passes", func() bool { return q.st.Load() == pollAsleep })
+		release()
+		release() // twice is once
+		if st := q.st.Load(); st != pollOff {
+			t.Fatalf("round %d: state %d after the stop, want %d", round, st, pollOff)
+		}
+		q.touch() // no poller: nothing
+		time.Sleep(2 * pollCoolMin)
+		if st := q.st.Load(); st != pollOff {
+			t.Fatalf("round %d: state %d after the stop and a cooldown: a timer outlived the poller", round, st)
+		}
 	}
 }

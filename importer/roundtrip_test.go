@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -525,18 +526,45 @@ func serveFake(c net.Conn, label string) {
 }
 
 // portPool hands out loopback ports that are free: each stays bound until
-// release, so no two takes return the same port.
+// release, so no two takes return the same port. They come from below the
+// kernel's ephemeral range: between release and HAProxy's bind, a port
+// from that range can become the local port of any connection another
+// test makes (CI saw "cannot bind socket (Address already in use)").
 type portPool struct {
 	held []net.Listener
 }
 
+// portsBelow is where the pool's ports start; they end below the
+// ephemeral range.
+const portsBelow = 10000
+
 func (p *portPool) take(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	hi := ephemeralLow()
+	for range 1000 {
+		port := portsBelow + rand.IntN(hi-portsBelow)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // taken
+		}
+		p.held = append(p.held, ln)
+		return port
 	}
-	p.held = append(p.held, ln)
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free loopback port in %d..%d", portsBelow, hi-1)
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > portsBelow+1000 {
+				low = n
+			}
+		}
+	}
+	return low
 }
 
 func (p *portPool) release() {

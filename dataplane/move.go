@@ -112,7 +112,7 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
-	outq   int // bytes the socket held unsent or unacknowledged when the current write timed out; -1 none
+	acked  int64 // bytes the peer had acknowledged when a write last timed out (TCP_INFO); -1 none
 
 	// inq: the socket has TCP_INQ set (a pooled server connection), and
 	// more is what its last read said: bytes or an end were left behind.
@@ -127,7 +127,7 @@ func (s *side) init(c sockConn, timeout time.Duration) error {
 		return err
 	}
 	rcb, w := s.readCB, s.w
-	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, w: w, outq: -1}
+	*s = side{c: c, rc: rc, timeout: timeout, readCB: rcb, w: w, acked: -1}
 	return nil
 }
 
@@ -166,7 +166,6 @@ func (w *sideWriter) write(s *side, p []byte) (int, error) {
 	if w.cb == nil {
 		w.cb = w.onWritable // bound once, on first use
 	}
-	s.outq = -1
 	err := s.rc.Write(w.cb)
 	for err != nil && w.err == nil && isTimeout(err) && !s.stalled() {
 		err = s.rc.Write(w.cb)
@@ -206,16 +205,19 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 // buffer only once a third of it has drained, which at that pace can take
 // longer than the timeout too. So a write that has to wait moves its
 // deadline on when it moved bytes first; when the deadline passes, it
-// notes how much the socket still holds (SIOCOUTQ) and waits one timeout
-// more, then again as long as that shrinks (stalled). A peer that stopped
-// is cut two timeouts after its last byte; no system call is added to a
-// write that does not time out.
+// notes how many bytes the peer has acknowledged (TCP_INFO) and waits one
+// timeout more, then again as long as that grows (stalled). A peer that
+// stopped is cut two timeouts after its last byte; no system call is
+// added to a write that does not time out. Bytes the socket took are no
+// sign of the peer: the kernel grows a socket's send buffer while the
+// peer reads nothing, and a check of what the socket held (SIOCOUTQ,
+// forgotten at each write that moved bytes) let a client that never read
+// hold its connection for as long as the buffer grew.
 
 // waiting is called by a write that found the socket full, after moving
 // some bytes or none.
 func (s *side) waiting(moved bool) {
 	if moved && s.dl.wd != 0 && s.timeout > 0 {
-		s.outq = -1 // the peer reads: whatever was noted is stale
 		s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
 	}
 }
@@ -227,12 +229,12 @@ func (s *side) stalled() bool {
 	if s.timeout <= 0 {
 		return true
 	}
-	q := -1
-	_ = s.rc.Control(func(fd uintptr) { q = rawOutq(int(fd)) })
-	if q < 0 || (s.outq >= 0 && q >= s.outq) {
+	var a int64 = -1
+	_ = s.rc.Control(func(fd uintptr) { a = rawAcked(int(fd)) })
+	if a < 0 || (s.acked >= 0 && a <= s.acked) {
 		return true
 	}
-	s.outq = q
+	s.acked = a
 	s.dl.wd = 0
 	s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
 	return false
@@ -443,7 +445,6 @@ func (m *mover) onSrc(fd uintptr) bool {
 		}
 		now := time.Now().UnixNano()
 		m.dst.dl.write(m.dst.c, now, m.dst.timeout)
-		m.dst.outq = -1
 		err := m.dst.rc.Write(m.outFn)
 		for err != nil && m.err == nil && isTimeout(err) && !m.dst.stalled() {
 			err = m.dst.rc.Write(m.outFn)

@@ -77,14 +77,14 @@ func rawPeekEmpty(fd int) bool {
 	return e == unix.EAGAIN
 }
 
-// rawOutq returns the bytes a socket holds unsent or unacknowledged
-// (SIOCOUTQ), or -1.
-func rawOutq(fd int) int {
-	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+// rawAcked returns the bytes the peer of a TCP socket has acknowledged
+// (TCP_INFO's tcpi_bytes_acked, Linux 4.2 and later), or -1.
+func rawAcked(fd int) int64 {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.SOL_TCP, unix.TCP_INFO)
 	if err != nil {
 		return -1
 	}
-	return n
+	return int64(info.Bytes_acked)
 }
 
 // rawSplice is splice(2) between non-blocking descriptors, no offsets.

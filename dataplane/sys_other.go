@@ -20,8 +20,8 @@ func rawPeekEmpty(fd int) bool {
 	return err == syscall.EAGAIN
 }
 
-// rawOutq is unknown here: a write timeout is then final.
-func rawOutq(int) int { return -1 }
+// rawAcked is unknown here: a write timeout is then final.
+func rawAcked(int) int64 { return -1 }
 
 // setInq: TCP_INQ is Linux's; elsewhere a tunnel reads until a read
 // finds nothing.

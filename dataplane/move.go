@@ -207,8 +207,8 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 // deadline on when it moved bytes first; when the deadline passes, it
 // notes how many bytes the peer has acknowledged (TCP_INFO) and waits one
 // timeout more, then again as long as that grows (stalled). A peer that
-// stopped is cut two timeouts after its last byte; no system call is
-// added to a write that does not time out. Bytes the socket took are no
+// stopped is cut two timeouts after its socket last took a byte; no
+// system call is added to a write that does not time out. Bytes the socket took are no
 // sign of the peer: the kernel grows a socket's send buffer while the
 // peer reads nothing, and a check of what the socket held (SIOCOUTQ,
 // forgotten at each write that moved bytes) let a client that never read

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,57 +86,8 @@ const emfileChildEnv = "GITEDGE_EMFILE_CHILD"
 // test binary again), whose descriptor limit the test lowers and raises.
 func TestAcceptSurvivesEMFILE(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEMFILEChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), emfileChildEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Close() // the child ends on stdin's EOF
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(3 * waitFor):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(outPipe)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	next := func(prefix string) string {
-		t.Helper()
-		deadline := time.After(3 * waitFor)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("the child ended before saying %q", prefix)
-				}
-				if rest, found := strings.CutPrefix(l, prefix); found {
-					return rest
-				}
-			case <-deadline:
-				t.Fatalf("the child did not say %q", prefix)
-			}
-		}
-	}
-	addr := next("proxy ")
+	ch := startChild(t, "TestEMFILEChild", emfileChildEnv+"=1")
+	addr := ch.next(t, "proxy ")
 	// More connections than the child has descriptors left: the kernel
 	// queues them; the proxy's accept fails with EMFILE.
 	const n = 8
@@ -150,11 +100,11 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		conns[i] = c
 	}
-	next("emfile")
-	if _, err := io.WriteString(in, "raise\n"); err != nil {
+	ch.next(t, "emfile")
+	if _, err := io.WriteString(ch.in, "raise\n"); err != nil {
 		t.Fatal(err)
 	}
-	next("raised")
+	ch.next(t, "raised")
 	for i, c := range conns {
 		_ = c.SetDeadline(time.Now().Add(3 * waitFor))
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"); err != nil {

@@ -42,16 +42,12 @@ func (q *idlePoller) start() (stop func(), err error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		first := true
 		// The eventfd is never drained: each write makes a new edge for
-		// the netpoller (EPOLLET), and its counter will not fill up.
+		// the netpoller (EPOLLET), and its counter will not fill up. The
+		// first call, not woken, finds the poller deaf (step).
 		_ = q.rc.Read(func(uintptr) bool {
 			if quit.Load() {
 				return true
-			}
-			if first { // not woken: wait for the first touch
-				first = false
-				return false
 			}
 			if q.step(q.now()) {
 				q.kick() // here, after the netpoller reset readiness

@@ -1,12 +1,10 @@
 package dataplane
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,51 +107,8 @@ func TestIdlePoll(t *testing.T) {
 // and its listener's address.
 func startIdlePollChild(t *testing.T, spec string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdlePollChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), idlePollChildEnv+"="+spec, "GOMAXPROCS=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(3 * waitFor):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	addr := make(chan string, 1)
-	go func() {
-		defer close(addr)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				addr <- a
-			}
-		}
-	}()
-	select {
-	case a, ok := <-addr:
-		if !ok {
-			t.Fatal("the child proxy ended before it listened")
-		}
-		return cmd.Process.Pid, a
-	case <-time.After(3 * waitFor):
-		t.Fatal("the child proxy did not start")
-		return 0, ""
-	}
+	ch := startChild(t, "TestIdlePollChild", idlePollChildEnv+"="+spec, "GOMAXPROCS=1")
+	return ch.cmd.Process.Pid, ch.next(t, "listening ")
 }
 
 // threadStat is one thread's count of sleeps (voluntary context
@@ -206,32 +161,11 @@ func busiestThread(before, after map[string]threadStat) (sleeps int64, cpu time.
 	return sleeps, cpu
 }
 
-// taskCPU sums the time pid's threads ran (schedstat, nanoseconds).
+// taskCPU sums the time pid's threads ran.
 func taskCPU(t *testing.T, pid int) time.Duration {
-	return time.Duration(sumTasks(t, pid, func(task string) int64 {
-		b, err := os.ReadFile(task + "/schedstat")
-		if err != nil {
-			return 0
-		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			return 0
-		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		return n
-	}))
-}
-
-func sumTasks(t *testing.T, pid int, of func(task string) int64) int64 {
-	t.Helper()
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum int64
-	for _, task := range tasks {
-		sum += of(dir + "/" + task.Name())
+	var sum time.Duration
+	for _, st := range threads(t, pid) {
+		sum += st.cpu
 	}
 	return sum
 }

@@ -156,18 +156,32 @@ func (c *clientConn) serveHTTP(lg *listenerGen, first, resumed bool, pre []byte)
 	return false
 }
 
-// resume serves a parked http connection that became readable. It runs
-// on a goroutine of its own, started by the parker.
+// resume serves a parked connection that became readable: an http
+// connection, or a tls one that had sent nothing yet. It runs on a
+// goroutine of its own, started by the parker.
 func (c *clientConn) resume() {
 	lg := c.sock.cur.Load()
-	if lg == nil || lg.cfg.Mode != ModeHTTP {
+	if lg == nil {
+		// The socket stopped while the connection was parked in the grace
+		// a drain gives a new connection: its first request or ClientHello
+		// is served by the last config, as the accept loop does.
+		lg = c.sock.last.Load()
+	}
+	if lg == nil || (lg.cfg.Mode == ModeHTTP) != c.httpMode {
 		c.cl.c.Close()
 		c.done()
 		return
 	}
 	// A connection parked before its first request is still on that
-	// request's requestTimeout from the accept.
-	if !c.serveHTTP(lg, !c.headSeen.Load(), true, nil) {
+	// request's requestTimeout from the accept (a tls one on its
+	// inspectTimeout).
+	var handedOff bool
+	if c.httpMode {
+		handedOff = c.serveHTTP(lg, !c.headSeen.Load(), true, nil)
+	} else {
+		handedOff = c.serveTLS(lg, nil)
+	}
+	if !handedOff {
 		c.done()
 	}
 }
@@ -379,8 +393,16 @@ func (c *clientConn) work() {
 	c.resume()
 }
 
-// expire closes the connection: it stayed idle until its deadline.
+// expire closes the connection: it stayed idle until its deadline. A tls
+// connection parked before its ClientHello counts and logs it as the wait
+// in serveTLS does (not one a drain took).
 func (c *clientConn) expire() {
+	if !c.httpMode && !c.draining.Load() {
+		if lg := c.sock.cur.Load(); lg != nil {
+			c.lm.errs[errKindInspect].Inc()
+			c.logTLS(lg, time.Unix(0, c.accepted), nil, nil, nil, 0, 0, "no complete ClientHello within inspectTimeout")
+		}
+	}
 	c.cl.c.Close()
 	c.done()
 }

@@ -85,88 +85,124 @@ func TestInheritSockets(t *testing.T) {
 }
 
 // TestDrainServesFirstRequest: a connection accepted just before the
-// listener stops accepting (a reload, an upgrade in place), whose request
-// or ClientHello arrives after the drain began, is served (http: with
-// Connection: close) rather than closed without an answer; a connection
-// that sends nothing is closed once the grace is over.
+// listener stops accepting (the proxy stopping for an upgrade in place, or
+// a reload that removes the listener), whose request or ClientHello
+// arrives after the drain began, is served (http: with Connection: close)
+// rather than closed without an answer; a connection that sends nothing
+// is closed once the grace is over, not before. Both whether they still
+// wait with a goroutine or were parked already (silent past the linger).
 func TestDrainServesFirstRequest(t *testing.T) {
 	for _, mode := range []Mode{ModeHTTP, ModeTLS} {
-		t.Run(string(mode), func(t *testing.T) {
-			var cfg Config
-			if mode == ModeHTTP {
-				a := startHTTPBackend(t, "a1", false)
-				cfg = Config{Listeners: []Listener{httpListener("l", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}
-			} else {
-				a := startTLSBackend(t, "a1", false)
-				cfg = Config{Listeners: []Listener{tlsListener("l", "a")}, Backends: []Backend{backendOf("a", srv("a1", a))}}
-			}
-			p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
-			if err := p.Apply(context.Background(), cfg); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- p.Run(ctx) }()
-			<-p.Ready()
-			addr, _ := p.Addr("l")
-			c := dialClient(t, addr.String())
-			silent := dialClient(t, addr.String())
-			// Both accepted and waiting for a first request.
-			for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
-				p.mu.Lock()
-				n := 0
-				for _, s := range p.socks {
-					s.mu.Lock()
-					n += len(s.conns)
-					s.mu.Unlock()
+		for _, parked := range []bool{false, true} {
+			for _, reload := range []bool{false, true} {
+				name := string(mode)
+				if parked {
+					name += "/parked"
 				}
-				p.mu.Unlock()
-				if n == 2 {
-					break
+				if reload {
+					name += "/reload"
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%d connections accepted, want 2", n)
-				}
+				t.Run(name, func(t *testing.T) { testDrainServesFirst(t, mode, parked, reload) })
 			}
-			start := time.Now()
-			cancel()
-			for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
-				if c, err := net.Dial("tcp", addr.String()); err != nil {
-					break
-				} else {
-					c.Close()
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("still accepting after cancel")
-				}
+		}
+	}
+}
+
+func testDrainServesFirst(t *testing.T, mode Mode, parked, reload bool) {
+	var cfg Config
+	if mode == ModeHTTP {
+		a := startHTTPBackend(t, "a1", false)
+		cfg = Config{Listeners: []Listener{httpListener("l", "a")}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}
+	} else {
+		a := startTLSBackend(t, "a1", false)
+		cfg = Config{Listeners: []Listener{tlsListener("l", "a")}, Backends: []Backend{backendOf("a", srv("a1", a))}}
+	}
+	// A listener that stays, so that a reload has something to keep.
+	cfg.Listeners = append(cfg.Listeners, httpListener("other", "a"))
+	p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
+	if err := p.Apply(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	// Run logs through t while it stops: the test must outlive it.
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
 			}
-			if mode == ModeHTTP {
-				if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 || !r.Close || bodyOf(r) != "a1 a.test" {
-					t.Fatalf("first request after the drain began: %d close=%v", r.StatusCode, r.Close)
-				}
-			} else {
-				tc := tls.Client(c.c, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
-				line, err := bufio.NewReader(tc).ReadString('\n')
-				if err != nil || !strings.HasPrefix(line, "a1 sni=a.test") {
-					t.Fatalf("TLS after the drain began: %q %v", line, err)
-				}
-				tc.Close()
-			}
-			if _, err := io.ReadAll(silent.c); err != nil {
-				t.Fatalf("the silent connection: %v", err)
-			}
-			if d := time.Since(start); d > time.Second+waitFor/2 {
-				t.Errorf("the silent connection closed after %v", d)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-timeAfter():
-				t.Fatal("Run did not return")
-			}
-		})
+		case <-timeAfter():
+			t.Error("Run did not return")
+		}
+	}()
+	<-p.Ready()
+	addr, _ := p.Addr("l")
+	dialed := time.Now() // before the accepts, where the grace starts
+	c := dialClient(t, addr.String())
+	silent := dialClient(t, addr.String())
+	// Both accepted and waiting for a first request.
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
+		p.mu.Lock()
+		n := 0
+		for _, s := range p.socks {
+			s.mu.Lock()
+			n += len(s.conns)
+			s.mu.Unlock()
+		}
+		p.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections accepted, want 2", n)
+		}
+	}
+	if parked {
+		waitParked(t, p, 2)
+	}
+	start := time.Now()
+	if reload {
+		// The proxy runs on, its sweeper too.
+		cfg.Listeners = cfg.Listeners[1:]
+		if err := p.Apply(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		cancel()
+	}
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr.String()); err != nil {
+			break
+		} else {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting after the drain began")
+		}
+	}
+	if mode == ModeHTTP {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 || !r.Close || bodyOf(r) != "a1 a.test" {
+			t.Fatalf("first request after the drain began: %d close=%v", r.StatusCode, r.Close)
+		}
+	} else {
+		tc := tls.Client(c.c, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+		line, err := bufio.NewReader(tc).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "a1 sni=a.test") {
+			t.Fatalf("TLS after the drain began: %q %v", line, err)
+		}
+		tc.Close()
+	}
+	if _, err := io.ReadAll(silent.c); err != nil {
+		t.Fatalf("the silent connection: %v", err)
+	}
+	if d := time.Since(start); d > time.Second+waitFor/2 {
+		t.Errorf("the silent connection closed after %v", d)
+	}
+	if d := time.Since(dialed); d < freshGrace {
+		t.Errorf("the silent connection closed %v after its accept, before its grace of %v", d, freshGrace)
 	}
 }
 

@@ -205,7 +205,11 @@ func (s *listenSock) stopAccepting() {
 	}
 	s.acc.close() // the accept loop's duplicate: the socket closes with ln
 	s.mu.Unlock()
-	s.last.Store(s.cur.Load()) // before cur is nil: the accept loop finds one of them
+	// last before cur is nil: the accept loop finds one of them. A second
+	// call (a removed listener's drain) keeps it.
+	if lg := s.cur.Load(); lg != nil {
+		s.last.Store(lg)
+	}
 	s.cur.Store(nil)
 	s.healthy.Store(false)
 	_ = s.ln.Close()

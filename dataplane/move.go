@@ -112,7 +112,10 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
-	acked  int64 // bytes the peer had acknowledged when a write last timed out (TCP_INFO); -1 none
+	// readFirst's buffer, taken when bytes come, while firstOn.
+	first   *buffer
+	firstOn bool
+	acked   int64 // bytes the peer had acknowledged when a write last timed out (TCP_INFO); -1 none
 
 	// inq: the socket has TCP_INQ set (a pooled server connection), and
 	// more is what its last read said: bytes or an end were left behind.
@@ -277,9 +280,25 @@ func (s *side) writeRead(w, r []byte) (written, n int, err error) {
 	return written, n, err
 }
 
+// readFirst waits for a connection's first bytes and reads them into a
+// pooled buffer taken only once they are there (nil when none came): a
+// client that sends nothing holds no buffer while it waits, as an http
+// connection waiting for a request holds none (httpConn.onReadable).
+func (s *side) readFirst() (*buffer, int, error) {
+	s.firstOn = true
+	n, err := s.read(nil)
+	b := s.first
+	s.first, s.firstOn = nil, false
+	return b, n, err
+}
+
 func (s *side) onReadable(fd uintptr) bool {
 	if s.w != nil && s.w.later != nil {
 		return s.writeLater()
+	}
+	if s.firstOn && s.first == nil {
+		s.first = getBuf()
+		s.rbuf = s.first.b
 	}
 	for {
 		var n int
@@ -299,6 +318,10 @@ func (s *side) onReadable(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if s.first != nil {
+				putBuf(s.first)
+				s.first, s.rbuf = nil, nil
+			}
 			return false
 		default:
 			s.rerr = os.NewSyscallError("read", err)

@@ -26,7 +26,10 @@ import (
 // calls and a hand-over to a worker goroutine).
 //
 // A TLS tunnel parks the same way, one direction at a time (tunnel.go):
-// an idle passthrough connection then holds no goroutine either.
+// an idle passthrough connection then holds no goroutine either. So does
+// a TLS connection whose client has not sent its ClientHello after the
+// linger (a scanner, or a client holding connections open for later):
+// it holds no buffer either until its first bytes come.
 
 const (
 	// idleLinger is how long an idle connection or tunnel direction keeps
@@ -342,7 +345,16 @@ func (p *Proxy) sweepIdle() time.Duration {
 			default:
 				t := c.tun.Load()
 				switch {
-				case t == nil: // waiting for its ClientHello: a young tunnel next
+				case t == nil:
+					// Before its tunnel: waiting for its ClientHello (idle),
+					// or routing it. A client silent past the linger parks
+					// as an idle http connection does, at a sweep the
+					// others set the pace of: a ClientHello comes within a
+					// round trip, so waits that long are rare, and a sweep
+					// for each new connection's first wait would not be.
+					if c.state.Load() == stIdle && c.idleAt.Load() <= cut {
+						c.askPark(c.cl.c)
+					}
 				case t.born <= bornCut:
 					quiet = false
 					t.sweep(tunCut)

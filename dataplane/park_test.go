@@ -171,6 +171,57 @@ func TestParkedDrain(t *testing.T) {
 	}
 }
 
+// TestSilentTLSParking: TLS clients that send nothing park after the
+// linger and hold no goroutine; one that then sends its ClientHello is
+// routed by it, and one that stays silent is cut at inspectTimeout from
+// its accept and counted as an inspect timeout.
+func TestSilentTLSParking(t *testing.T) {
+	be := startTLSBackend(t, "t1", false)
+	l := tlsListener("tls", "tb")
+	// Long enough for all to park, and for half to shake hands, before
+	// it, under the race detector on a loaded machine.
+	l.InspectTimeout = 2 * time.Second
+	p := startProxy(t, Config{Listeners: []Listener{l}, Backends: []Backend{backendOf("tb", srv("t1", be))}})
+	addr := p.addr(t, "tls")
+	const n = 20
+	g0 := goroutines(p.Proxy)
+	start := time.Now() // before the dials: the proxy's clock starts at its accept
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	waitParked(t, p.Proxy, n)
+	if g := goroutines(p.Proxy) - g0; g >= n {
+		t.Errorf("%d more goroutines with %d silent connections parked", g, n)
+	}
+	for i, c := range conns[:n/2] {
+		tc := tls.Client(c, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+		tc.SetDeadline(time.Now().Add(waitFor))
+		line, err := bufio.NewReader(tc).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "t1 sni=a.test") {
+			t.Fatalf("connection %d, parked before its ClientHello: %q %v", i, line, err)
+		}
+	}
+	for i, c := range conns[n/2:] {
+		c.SetReadDeadline(time.Now().Add(waitFor))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("silent connection %d: %v, want EOF", i, err)
+		}
+	}
+	// The upper bound only tells a cut at the timeout from none.
+	if el := time.Since(start); el < l.InspectTimeout-100*time.Millisecond || el > l.InspectTimeout+waitFor/2 {
+		t.Errorf("the silent connections closed after %v, inspectTimeout %v", el, l.InspectTimeout)
+	}
+	if v := p.metric(t, MetricListenerErrors, map[string]string{"listener": "tls", "kind": errKindInspect}); v != n/2 {
+		t.Errorf("inspect_timeout %v, want %d", v, n/2)
+	}
+}
+
 // TestTunnelParking: idle passthrough tunnels give up both directions'
 // goroutines, carry bytes again when either side sends, and still end at
 // their idle timeout or when their listener is removed.

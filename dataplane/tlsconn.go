@@ -11,7 +11,10 @@ import (
 
 // serveTLS routes a TLS connection by the SNI of its ClientHello without
 // terminating TLS, then relays both ways with splice. It reports whether
-// the connection went to a tunnel (which then ends it).
+// the connection went to a tunnel (which then ends it) or to the parker:
+// a client silent past the linger parks, as an idle http connection
+// does, holding neither goroutine nor buffer until its first bytes come
+// or inspectTimeout from the accept ends it (resume serves it again).
 func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	defer func() {
 		if !handedOff {
@@ -19,16 +22,21 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		}
 	}()
 	start := time.Now()
-	buf := getBuf()
-	var scratch *buffer // taken once bytes came: a silent connection holds one buffer
+	inspectBy := c.accepted + int64(lg.cfg.InspectTimeout)
+	// Both buffers are taken once bytes came: a silent connection holds none.
+	var buf, scratch *buffer
 	release := func() {
-		putBuf(buf)
-		putBuf(scratch) // nil when no byte came: putBuf takes it
+		putBuf(buf) // putBuf takes nil
+		putBuf(scratch)
 		buf, scratch = nil, nil
 	}
 	defer func() { release() }()
-	n := copy(buf.b, pre)
-	c.cl.dl.readAt(c.cl.c, c.accepted+int64(lg.cfg.InspectTimeout))
+	n := 0
+	if len(pre) > 0 {
+		buf = getBuf()
+		n = copy(buf.b, pre)
+	}
+	c.cl.dl.readAt(c.cl.c, inspectBy)
 	var sni []byte
 	for {
 		if n > 0 {
@@ -56,12 +64,21 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 			}
 		}
 		idle := n == 0
-		if idle && !c.enterIdle(0) {
-			return false
-		}
-		r, err := c.cl.read(buf.b[n:])
+		var r int
+		var err error
 		if idle {
-			c.leaveIdle()
+			if !c.enterIdle(start.UnixNano()) {
+				return false
+			}
+			buf, r, err = c.cl.readFirst()
+		} else {
+			r, err = c.cl.read(buf.b[n:])
+		}
+		if idle && c.leaveIdle() && r == 0 && isTimeout(err) && !c.draining.Load() {
+			// Silent past the linger, and the sweeper asked it to park.
+			release()
+			_ = c.cl.rc.Control(func(fd uintptr) { c.parkFD = int32(fd) })
+			return c.sock.p.park.park(c, inspectBy)
 		}
 		n += r
 		if r == 0 && err != nil {

@@ -220,15 +220,15 @@ func (r *runner) regenerate(dir, v string, t topology) error {
 // mem measures the proxy's resident memory with MemConns idle client
 // connections, each after one request (HTTP keep-alive), or after a TLS
 // handshake and one request through the passthrough.
-func (r *runner) mem(ctx context.Context, tlsMode bool, p *proc, t topology, res *result) error {
+func (r *runner) mem(ctx context.Context, sc string, p *proc, t topology, res *result) error {
 	time.Sleep(r.o.MemHold)
 	res.RSSBaseKiB = groupRSS(p)
 	res.Conns = r.o.MemConns
 	addr := t.httpAddr()
-	if tlsMode {
+	if sc != "mem" {
 		addr = t.tlsAddr()
 	}
-	conns, failed, err := holdConns(ctx, addr, tlsMode, r.o.MemConns)
+	conns, failed, err := holdConns(ctx, addr, sc, r.o.MemConns)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
@@ -251,7 +251,7 @@ func (r *runner) mem(ctx context.Context, tlsMode bool, p *proc, t topology, res
 
 // holdConns opens n connections to addr, 64 at a time, each making one
 // request and reading its answer, and returns them open and idle.
-func holdConns(ctx context.Context, addr string, tlsMode bool, n int) ([]net.Conn, int, error) {
+func holdConns(ctx context.Context, addr, sc string, n int) ([]net.Conn, int, error) {
 	var mu sync.Mutex
 	var conns []net.Conn
 	var failed atomic.Int64
@@ -261,7 +261,7 @@ func holdConns(ctx context.Context, addr string, tlsMode bool, n int) ([]net.Con
 	for range 64 {
 		wg.Go(func() {
 			for range next {
-				c, err := openIdle(addr, tlsMode)
+				c, err := openIdle(addr, sc)
 				mu.Lock()
 				if err != nil {
 					failed.Add(1)
@@ -286,17 +286,20 @@ func holdConns(ctx context.Context, addr string, tlsMode bool, n int) ([]net.Con
 	return conns, int(failed.Load()), firstErr
 }
 
-func openIdle(addr string, tlsMode bool) (net.Conn, error) {
+// openIdle opens one connection of a memory scenario: after a request
+// (mem: HTTP; mem-tls: through the passthrough, after a TLS handshake),
+// or a silent one that never sends its ClientHello (mem-tls-silent).
+func openIdle(addr, sc string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	var c net.Conn
 	var err error
-	if tlsMode {
+	if sc == "mem-tls" {
 		c, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
 	} else {
 		c, err = d.Dial("tcp", addr)
 	}
-	if err != nil {
-		return nil, err
+	if err != nil || sc == "mem-tls-silent" {
+		return c, err
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"); err != nil {

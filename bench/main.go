@@ -137,7 +137,7 @@ type options struct {
 	Topology            topology
 }
 
-var allScenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-close", "reload-tls", "mem", "mem-tls"}
+var allScenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-close", "reload-tls", "mem", "mem-tls", "mem-tls-silent"}
 
 // defaultOptions is what `make bench` runs: about 12 minutes on two cores.
 func defaultOptions() options {

@@ -459,8 +459,11 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 		return err
 	}
 	t := r.o.Topology
-	if sc == "mem-tls" {
+	switch sc {
+	case "mem-tls":
 		t.ServerMaxConn = r.o.MemConns + 1000 // every held connection is a server connection too
+	case "mem-tls-silent":
+		t.InspectTimeout = "60s" // the silent connections outlive the measurement
 	}
 	cfg, err := r.routes(dir, "a", t)
 	if err != nil {
@@ -486,8 +489,8 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 		return err
 	}
 	switch sc {
-	case "mem", "mem-tls":
-		return r.mem(ctx, sc == "mem-tls", p, t, res)
+	case "mem", "mem-tls", "mem-tls-silent":
+		return r.mem(ctx, sc, p, t, res)
 	case "reload", "reload-close", "reload-tls":
 		return r.reload(ctx, sc, pe, p, dir, t, res)
 	}

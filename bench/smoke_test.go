@@ -86,7 +86,7 @@ func TestSmoke(t *testing.T) {
 	topo.BackendTLS = freePort(t, beIPs...)
 	o := defaultOptions()
 	o.Topology = topo
-	o.Scenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-tls", "mem", "mem-tls"}
+	o.Scenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-tls", "mem", "mem-tls", "mem-tls-silent"}
 	o.Rounds, o.OtherRounds = 1, 1
 	o.Duration, o.Warmup = time.Second, 0
 	// Few connections and a long wrk timeout: on a loaded machine a TLS

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,11 +17,14 @@ type topology struct {
 	BackendHTTP   int    // the port of every plain HTTP server
 	BackendTLS    int    // the port of every TLS server
 	ServerMaxConn int    // maxConn of every server
+	// InspectTimeout of the tls listener: how long a proxy waits for a
+	// ClientHello (HAProxy's inspect-delay, nginx's preread_timeout).
+	InspectTimeout string
 }
 
 func defaultTopology() topology {
 	return topology{ProxyIP: "127.0.0.2", HTTPPort: 28080, TLSPort: 28443, AdminPort: 28019,
-		BackendHTTP: 28001, BackendTLS: 28443, ServerMaxConn: 1000}
+		BackendHTTP: 28001, BackendTLS: 28443, ServerMaxConn: 1000, InspectTimeout: "5s"}
 }
 
 func (t topology) httpAddr() string { return fmt.Sprintf("%s:%d", t.ProxyIP, t.HTTPPort) }
@@ -50,8 +54,8 @@ metadata: {name: bench}
 spec:
   listeners:
     - {name: http, bind: "%s", mode: http, defaultBackend: be_def}
-    - {name: https, bind: "%s", mode: tls, defaultBackend: tls_def, inspectTimeout: 5s}
-`, t.httpAddr(), t.tlsAddr())
+    - {name: https, bind: "%s", mode: tls, defaultBackend: tls_def, inspectTimeout: %s}
+`, t.httpAddr(), t.tlsAddr(), cmp.Or(t.InspectTimeout, "5s"))
 	type server struct{ name, addr string }
 	hs := func(i int) server {
 		return server{httpServers[i].name, fmt.Sprintf("%s:%d", httpServers[i].ip, t.BackendHTTP)}

@@ -82,6 +82,11 @@ type Manager struct {
 	watchStop context.CancelFunc
 	watchDone chan struct{}
 	closed    bool
+	// linkReports counts, by interface name, the reports of its state
+	// handed to the instances tracking it (events and query answers): a
+	// query's answer is handed over only if none came while it ran
+	// (queryLinks). Names nothing tracked are not counted.
+	linkReports map[string]uint64
 
 	// The upgrade in place (handover.go).
 	handingOver     bool           // old side: between Handover and Release or AbortHandover
@@ -104,7 +109,8 @@ type runningInstance struct {
 
 // NewManager makes a Manager; nothing runs until Apply.
 func NewManager(o Options) (*Manager, error) {
-	m := &Manager{opts: o, log: o.Logger, sys: o.System, running: map[string]*runningInstance{}, proxyOK: true}
+	m := &Manager{opts: o, log: o.Logger, sys: o.System, running: map[string]*runningInstance{}, proxyOK: true,
+		linkReports: map[string]uint64{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -235,11 +241,13 @@ func (m *Manager) reconfigure(ri *runningInstance, in Instance) error {
 	}
 	// Taken, perhaps with errors from the host (they name the instance).
 	oldT, newT := trackedInterfaces(old), trackedInterfaces(in)
+	var added []string
 	for _, name := range newT {
 		if !slices.Contains(oldT, name) {
-			m.seedLink(ri.r, in.Name, name)
+			added = append(added, name)
 		}
 	}
+	m.seedLinks(in.Name, added)
 	for _, name := range oldT {
 		if !slices.Contains(newT, name) {
 			ri.r.Untrack("interface " + name)
@@ -258,13 +266,86 @@ func (m *Manager) reconfigure(ri *runningInstance, in Instance) error {
 	return err
 }
 
-// seedLink tells r whether a tracked interface is up now.
-func (m *Manager) seedLink(r *Router, instance, name string) {
-	up, err := m.sys.LinkUp(name)
-	if err != nil {
-		m.log.Warn("tracked interface not found; in fault until it appears", "instance", instance, "interface", name, "err", err)
+// seedLinks tells an instance that starts, or tracks the named
+// interfaces from now on, whether each is up (queryLinks): it must be
+// registered with the interfaces in its Instance first, so that a link
+// event meanwhile reaches it.
+func (m *Manager) seedLinks(instance string, names []string) {
+	if len(names) == 0 {
+		return
 	}
-	r.Track("interface "+name, up)
+	answers := m.queryLinks(names...)
+	for _, name := range names {
+		if a := answers[name]; a.err != nil {
+			m.log.Warn("tracked interface not found; in fault until it appears", "instance", instance, "interface", name, "err", a.err)
+		}
+	}
+}
+
+// linkAnswer is System.LinkUp's answer: an interface it cannot find is
+// down.
+type linkAnswer struct {
+	up  bool
+	err error
+}
+
+// queryLinks asks the host whether the named interfaces are up and hands
+// each answer to the instances tracking that interface. An answer is
+// handed over only if no other report on its interface (an event,
+// another answer) reached them while the query ran: that report is at
+// least as new, and a later change sends another event. Without that
+// check, an answer read just before a link-up event and handed over just
+// after it put the instance back in FAULT, for good: the event was the
+// last word (TestNetnsInterfaceRecreated, after a restart's seed).
+func (m *Manager) queryLinks(names ...string) map[string]linkAnswer {
+	m.mu.Lock()
+	before := make([]uint64, len(names))
+	for i, n := range names {
+		before[i] = m.linkReports[n]
+	}
+	m.mu.Unlock()
+	answers := make(map[string]linkAnswer, len(names))
+	for _, n := range names {
+		up, err := m.sys.LinkUp(n)
+		answers[n] = linkAnswer{up && err == nil, err}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, n := range names {
+		if m.linkReports[n] == before[i] {
+			m.reportLinkLocked(n, answers[n].up, true)
+		}
+	}
+	return answers
+}
+
+// reportLinkLocked tells every instance tracking interface name whether it
+// is up, and counts the report; m.mu is held. queried: the report is a
+// query's answer; one that contradicts what an instance was last told
+// means a link event was missed, and is logged.
+func (m *Manager) reportLinkLocked(name string, up, queried bool) {
+	cond := "interface " + name
+	tracked := false
+	for _, ri := range m.running {
+		if !slices.Contains(trackedInterfaces(ri.in), name) {
+			continue
+		}
+		tracked = true
+		if queried {
+			was, known := ri.r.trackedHealth(cond)
+			if known && was == up {
+				continue // nothing new
+			}
+			if known {
+				m.log.Info("tracked interface re-queried: a link event was missed; correcting the instance's view",
+					"instance", ri.in.Name, "interface", name, "up", up)
+			}
+		}
+		ri.r.Track(cond, up)
+	}
+	if tracked {
+		m.linkReports[name]++
+	}
 }
 
 // stopAll stops instances at once (each master's priority 0 goes out
@@ -314,14 +395,12 @@ func (m *Manager) start(in Instance, inh *InstanceSnapshot) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	ri := &runningInstance{in: in, r: r, fx: fx, cancel: cancel, done: make(chan struct{})}
 	// Register before seeding the tracked conditions, so a link event in
-	// between reaches the Router and the seed read after it is no older.
+	// between reaches the Router (and the seed then yields to it).
 	m.mu.Lock()
 	m.running[in.Name] = ri
 	m.mu.Unlock()
 	// Seed tracking before the first election.
-	for _, name := range trackedInterfaces(in) {
-		m.seedLink(r, in.Name, name)
-	}
+	m.seedLinks(in.Name, trackedInterfaces(in))
 	if in.TrackProxy {
 		if m.opts.TrackProxy {
 			m.mu.Lock()
@@ -391,11 +470,7 @@ type managerWatcher struct{ m *Manager }
 func (w managerWatcher) Link(name string, up bool) {
 	w.m.mu.Lock()
 	defer w.m.mu.Unlock()
-	for _, ri := range w.m.running {
-		if slices.Contains(trackedInterfaces(ri.in), name) {
-			ri.r.Track("interface "+name, up)
-		}
-	}
+	w.m.reportLinkLocked(name, up, false)
 }
 
 func (w managerWatcher) Recreated(name string) {

@@ -28,6 +28,9 @@ type fakeSystem struct {
 	links   map[string]bool
 	openErr map[string]error // by interface
 	w       Watcher
+	// onQuery, when set, runs in LinkUp after the answer is read and
+	// before it is returned: an event that comes while a query runs.
+	onQuery func(name string)
 	// host, when set, is the system of another process on the same node:
 	// an instance opened here gets the effects last opened there for it
 	// (one interface, one set of addresses), as an upgraded process does.
@@ -73,12 +76,23 @@ func (s *fakeSystem) successor() *fakeSystem {
 
 func (s *fakeSystem) LinkUp(name string) (bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	up, ok := s.links[name]
+	hook := s.onQuery
+	s.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
 	if !ok {
 		return false, errors.New("Link not found")
 	}
 	return up, nil
+}
+
+// setLink sets an interface's state, as LinkUp answers it from now on.
+func (s *fakeSystem) setLink(name string, up bool) {
+	s.mu.Lock()
+	s.links[name] = up
+	s.mu.Unlock()
 }
 
 func (s *fakeSystem) Watch(ctx context.Context, w Watcher) error {
@@ -312,4 +326,60 @@ func TestManagerProxyNotStartedIsNoFault(t *testing.T) {
 			t.Fatalf("transitions after the proxy failed %q, want %q", got, want)
 		}
 	})
+}
+
+// TestManagerSeedYieldsToNewerEvent: a link event that reaches an
+// instance while its tracked interface's state is being queried (at
+// start, or when an in-place change tracks it) is at least as new as the
+// answer, which must not overwrite it. The answer read before a link-up
+// event used to be handed over after it and hold the instance in FAULT
+// for good.
+func TestManagerSeedYieldsToNewerEvent(t *testing.T) {
+	cases := []struct {
+		name      string
+		answer    bool // eth1 when the query reads it
+		inPlace   bool // eth1 tracked by an in-place change, not at start
+		wantState State
+	}{
+		{"start, answer down, event up", false, false, StateMaster},
+		{"start, answer up, event down", true, false, StateFault},
+		{"in place, answer down, event up", false, true, StateMaster},
+		{"in place, answer up, event down", true, true, StateFault},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				t0 := time.Now()
+				sys := newFakeSystem()
+				sys.setLink("eth1", c.answer)
+				n := newMnode(t, sys, Options{})
+				fired := false
+				sys.onQuery = func(name string) {
+					if name == "eth1" && !fired {
+						fired = true
+						sys.setLink("eth1", !c.answer)
+						managerWatcher{n.m}.Link("eth1", !c.answer)
+					}
+				}
+				a := baseInstance(100)
+				if !c.inPlace {
+					a.TrackInterfaces = []string{"eth1"}
+				}
+				n.apply(t, a)
+				if c.inPlace {
+					time.Sleep(time.Second)
+					a.TrackInterfaces = []string{"eth1"}
+					n.apply(t, a)
+				}
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				if !fired {
+					t.Fatal("eth1 was never queried")
+				}
+				if got := states(n.m)["VI_1"]; got != c.wantState {
+					t.Fatalf("state %v, want %v (transitions %s)", got, c.wantState, n.since(t0))
+				}
+			})
+		})
+	}
 }

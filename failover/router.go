@@ -219,6 +219,15 @@ func (r *Router) Untrack(condition string) {
 	}
 }
 
+// trackedHealth is what Track last said of condition; ok is false if it
+// said nothing (or Untrack came after).
+func (r *Router) trackedHealth(condition string) (healthy, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	healthy, ok = r.health[condition]
+	return healthy, ok
+}
+
 type reconfigRequest struct {
 	in   Instance
 	done chan error // buffered: the Run goroutine never waits on it

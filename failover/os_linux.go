@@ -156,11 +156,15 @@ func linkUp(l netlink.Link) bool {
 // resubscribing with backoff if the kernel drops or refuses the
 // subscription.
 func (LinuxSystem) Watch(ctx context.Context, w Watcher) error {
-	resubscribe(ctx, w, watchOnce, watchMinWait, watchMaxWait)
+	// Each interface's index, to tell a recreated one. Kept across
+	// subscriptions: the listing a new one starts with then tells an
+	// interface made again while none was listening.
+	index := map[string]int{}
+	resubscribe(ctx, w, func(ctx context.Context, w Watcher) error { return watchOnce(ctx, w, index) }, watchMinWait, watchMaxWait)
 	return nil
 }
 
-func watchOnce(ctx context.Context, w Watcher) error {
+func watchOnce(ctx context.Context, w Watcher, index map[string]int) error {
 	done := make(chan struct{})
 	defer close(done)
 	links := make(chan netlink.LinkUpdate, 64)
@@ -173,7 +177,6 @@ func watchOnce(ctx context.Context, w Watcher) error {
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
 		return err
 	}
-	index := map[string]int{} // each interface's index, to tell a recreated one
 	for {
 		select {
 		case <-ctx.Done():

@@ -447,7 +447,7 @@ func TestInPlaceTracking(t *testing.T) {
 		l := &lan{}
 		a := baseInstance(100)
 		m := managed(t, l, "192.0.2.11", a)
-		m.sys.links["eth2"] = false
+		m.sys.setLink("eth2", false)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		m.want(t, StateMaster)
@@ -459,7 +459,7 @@ func TestInPlaceTracking(t *testing.T) {
 			{"track a down interface", func() { a.TrackInterfaces = []string{"eth2"}; m.apply(t, a) }, "MASTER>FAULT@0s"},
 			{"untrack it", func() { a.TrackInterfaces = nil; m.apply(t, a) }, "FAULT>INIT@0s INIT>BACKUP@0s BACKUP>MASTER@360.9375ms"},
 			{"track an up interface", func() { a.TrackInterfaces = []string{"eth1"}; m.apply(t, a) }, ""},
-			{"it goes down", func() { m.sys.w.Link("eth1", false) }, "MASTER>FAULT@0s"},
+			{"it goes down", func() { m.sys.link("eth1", false) }, "MASTER>FAULT@0s"},
 			{"untrack it", func() { a.TrackInterfaces = nil; m.apply(t, a) }, "FAULT>INIT@0s INIT>BACKUP@0s BACKUP>MASTER@360.9375ms"},
 			{"proxy unhealthy, not tracked", func() { m.m.SetProxyHealthy(false) }, ""},
 			{"track the proxy", func() { a.TrackProxy = true; m.apply(t, a) }, "MASTER>FAULT@0s"},

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,10 +23,18 @@ type System interface {
 	// Effects also implement io.Closer, the Manager closes them after the
 	// instance stops.
 	Open(in Instance) (Transport, Effects, error)
-	// LinkUp reports whether a network interface is up.
-	LinkUp(name string) (bool, error)
+	// LinkState reports whether a network interface is up, and its index.
+	LinkState(name string) (LinkState, error)
 	// Watch reports link and address changes to w until ctx is done.
 	Watch(ctx context.Context, w Watcher) error
+}
+
+// LinkState is a network interface as System.LinkState finds it.
+type LinkState struct {
+	Up bool // administratively up with carrier
+	// Index is the kernel's ifindex, which changes when the interface is
+	// deleted and made again under its name; 0 when the System cannot tell.
+	Index int
 }
 
 // Watcher receives host events from System.Watch. Its methods must not
@@ -66,6 +76,14 @@ type Options struct {
 	// says why. A snapshot older than SnapshotMaxAge is ignored. With
 	// Inherit the Manager is provisional until Confirm.
 	Inherit *Snapshot
+
+	// Test seams. requeryEvery is the period of the re-query of the
+	// tracked interfaces (requery.go): 0 means requeryPeriod, negative
+	// none. dropLinkEvents, while true, drops link events (Link,
+	// Recreated) before they reach the instances, as a netlink message
+	// lost to a full socket buffer is.
+	requeryEvery   time.Duration
+	dropLinkEvents *atomic.Bool
 }
 
 // Manager runs the VRRP instances of a Config and applies new ones.
@@ -105,6 +123,9 @@ type runningInstance struct {
 	// proxyDeferred: an inherited instance's track.proxy waits for the
 	// first SetProxyHealthy after Confirm. Guarded by Manager.mu.
 	proxyDeferred bool
+	// ifindex is the index of the interface its socket was opened on (0:
+	// unknown), to tell that interface made again under its name.
+	ifindex int
 }
 
 // NewManager makes a Manager; nothing runs until Apply.
@@ -282,10 +303,10 @@ func (m *Manager) seedLinks(instance string, names []string) {
 	}
 }
 
-// linkAnswer is System.LinkUp's answer: an interface it cannot find is
-// down.
+// linkAnswer is System.LinkState's answer: an interface it cannot find
+// is down.
 type linkAnswer struct {
-	up  bool
+	LinkState
 	err error
 }
 
@@ -306,14 +327,17 @@ func (m *Manager) queryLinks(names ...string) map[string]linkAnswer {
 	m.mu.Unlock()
 	answers := make(map[string]linkAnswer, len(names))
 	for _, n := range names {
-		up, err := m.sys.LinkUp(n)
-		answers[n] = linkAnswer{up && err == nil, err}
+		st, err := m.sys.LinkState(n)
+		if err != nil {
+			st = LinkState{}
+		}
+		answers[n] = linkAnswer{st, err}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, n := range names {
 		if m.linkReports[n] == before[i] {
-			m.reportLinkLocked(n, answers[n].up, true)
+			m.reportLinkLocked(n, answers[n].Up, true)
 		}
 	}
 	return answers
@@ -334,7 +358,7 @@ func (m *Manager) reportLinkLocked(name string, up, queried bool) {
 		if queried {
 			was, known := ri.r.trackedHealth(cond)
 			if known && was == up {
-				continue // nothing new
+				continue // nothing new: no wake-up every second
 			}
 			if known {
 				m.log.Info("tracked interface re-queried: a link event was missed; correcting the instance's view",
@@ -394,6 +418,9 @@ func (m *Manager) start(in Instance, inh *InstanceSnapshot) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ri := &runningInstance{in: in, r: r, fx: fx, cancel: cancel, done: make(chan struct{})}
+	if b, ok := tr.(boundTransport); ok {
+		ri.ifindex = b.boundIndex()
+	}
 	// Register before seeding the tracked conditions, so a link event in
 	// between reaches the Router (and the seed then yields to it).
 	m.mu.Lock()
@@ -434,6 +461,10 @@ func (m *Manager) start(in Instance, inh *InstanceSnapshot) error {
 	return nil
 }
 
+// boundTransport is a Transport that tells the index of the interface its
+// socket is bound to.
+type boundTransport interface{ boundIndex() int }
+
 func closeEffects(fx Effects) {
 	if c, ok := fx.(io.Closer); ok {
 		c.Close()
@@ -450,17 +481,29 @@ func trackedInterfaces(in Instance) []string {
 	return out
 }
 
+// startWatchLocked starts following the host: the link and address watch,
+// and the re-query of the tracked interfaces that repairs what a lost
+// event left wrong. Close and Release stop both.
 func (m *Manager) startWatchLocked() {
 	if m.watchStop != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.watchStop, m.watchDone = cancel, make(chan struct{})
+	every := m.opts.requeryEvery
+	if every == 0 {
+		every = requeryPeriod
+	}
 	go func() {
 		defer close(m.watchDone)
+		var wg sync.WaitGroup
+		if every > 0 {
+			wg.Go(func() { m.requeryLoop(ctx, every) })
+		}
 		if err := m.sys.Watch(ctx, managerWatcher{m}); err != nil {
 			m.log.Error("watching links and addresses", "err", err)
 		}
+		wg.Wait()
 	}()
 }
 
@@ -468,12 +511,23 @@ func (m *Manager) startWatchLocked() {
 type managerWatcher struct{ m *Manager }
 
 func (w managerWatcher) Link(name string, up bool) {
+	if w.dropped() {
+		return
+	}
 	w.m.mu.Lock()
 	defer w.m.mu.Unlock()
 	w.m.reportLinkLocked(name, up, false)
 }
 
+// dropped: the test seam Options.dropLinkEvents is on.
+func (w managerWatcher) dropped() bool {
+	return w.m.opts.dropLinkEvents != nil && w.m.opts.dropLinkEvents.Load()
+}
+
 func (w managerWatcher) Recreated(name string) {
+	if w.dropped() {
+		return
+	}
 	w.m.mu.Lock()
 	defer w.m.mu.Unlock()
 	for _, ri := range w.m.running {
@@ -491,6 +545,17 @@ func (w managerWatcher) Recreated(name string) {
 func (m *Manager) reopen(name string) {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
+	m.reopenLocked(name, "link event")
+}
+
+// reopenLocked is reopen with applyMu held; seenBy says what told the
+// interface was made again (the link event or the re-query). Only
+// instances whose socket is bound to another interface than the current
+// one of that name restart (all of them when the System tells no
+// indexes): the watch and the re-query may both see one recreation, and
+// an instance whose interface is gone again waits for it to come back.
+func (m *Manager) reopenLocked(name, seenBy string) {
+	cur, err := m.sys.LinkState(name)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -498,15 +563,17 @@ func (m *Manager) reopen(name string) {
 	}
 	var list []*runningInstance
 	for n, ri := range m.running {
-		if ri.in.Interface == name {
-			list = append(list, ri)
-			delete(m.running, n)
+		if ri.in.Interface != name || (ri.ifindex != 0 && (err != nil || cur.Index == ri.ifindex)) {
+			continue
 		}
+		list = append(list, ri)
+		delete(m.running, n)
 	}
 	m.mu.Unlock()
 	stopAll(list, false)
 	for _, ri := range list {
-		m.log.Info("interface recreated: restarting the instance with a new socket", "instance", ri.in.Name, "interface", name)
+		m.log.Info("interface recreated: restarting the instance with a new socket", "instance", ri.in.Name, "interface", name,
+			"seenBy", seenBy, "ifindex", cur.Index, "was", ri.ifindex)
 		if err := m.start(ri.in, nil); err != nil {
 			m.log.Error("restarting an instance after its interface was recreated", "instance", ri.in.Name, "err", err)
 		}

@@ -28,7 +28,7 @@ type fakeSystem struct {
 	links   map[string]bool
 	openErr map[string]error // by interface
 	w       Watcher
-	// onQuery, when set, runs in LinkUp after the answer is read and
+	// onQuery, when set, runs in LinkState after the answer is read and
 	// before it is returned: an event that comes while a query runs.
 	onQuery func(name string)
 	// host, when set, is the system of another process on the same node:
@@ -74,7 +74,7 @@ func (s *fakeSystem) successor() *fakeSystem {
 	return n
 }
 
-func (s *fakeSystem) LinkUp(name string) (bool, error) {
+func (s *fakeSystem) LinkState(name string) (LinkState, error) {
 	s.mu.Lock()
 	up, ok := s.links[name]
 	hook := s.onQuery
@@ -83,16 +83,28 @@ func (s *fakeSystem) LinkUp(name string) (bool, error) {
 		hook(name)
 	}
 	if !ok {
-		return false, errors.New("Link not found")
+		return LinkState{}, errors.New("Link not found")
 	}
-	return up, nil
+	return LinkState{Up: up}, nil
 }
 
-// setLink sets an interface's state, as LinkUp answers it from now on.
+// setLink sets an interface's state, as LinkState answers it from now on.
 func (s *fakeSystem) setLink(name string, up bool) {
 	s.mu.Lock()
 	s.links[name] = up
 	s.mu.Unlock()
+}
+
+// link changes an interface's state and sends the event.
+func (s *fakeSystem) link(name string, up bool) {
+	s.setLink(name, up)
+	s.watcher().Link(name, up)
+}
+
+func (s *fakeSystem) watcher() Watcher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w
 }
 
 func (s *fakeSystem) Watch(ctx context.Context, w Watcher) error {
@@ -165,13 +177,13 @@ func TestManagerApplyTrackAndClose(t *testing.T) {
 			t.Fatalf("duplicate instance accepted: %v", err)
 		}
 		// Tracked interface down: only VI_1 faults. Proxy unhealthy: VI_2.
-		sys.w.Link("eth1", false)
+		sys.link("eth1", false)
 		m.SetProxyHealthy(false)
 		synctest.Wait()
 		if s := states(m); s["VI_1"] != StateFault || s["VI_2"] != StateFault {
 			t.Fatalf("states after tracking failures %v", s)
 		}
-		sys.w.Link("eth1", true)
+		sys.link("eth1", true)
 		m.SetProxyHealthy(true)
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -333,7 +345,7 @@ func TestManagerProxyNotStartedIsNoFault(t *testing.T) {
 // start, or when an in-place change tracks it) is at least as new as the
 // answer, which must not overwrite it. The answer read before a link-up
 // event used to be handed over after it and hold the instance in FAULT
-// for good.
+// for good. The re-query is off: it would repair this a second later.
 func TestManagerSeedYieldsToNewerEvent(t *testing.T) {
 	cases := []struct {
 		name      string
@@ -352,7 +364,7 @@ func TestManagerSeedYieldsToNewerEvent(t *testing.T) {
 				t0 := time.Now()
 				sys := newFakeSystem()
 				sys.setLink("eth1", c.answer)
-				n := newMnode(t, sys, Options{})
+				n := newMnode(t, sys, Options{requeryEvery: -1})
 				fired := false
 				sys.onQuery = func(name string) {
 					if name == "eth1" && !fired {

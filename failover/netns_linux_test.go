@@ -3,10 +3,13 @@ package failover
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,29 +247,7 @@ func TestNetnsInterfaceRecreated(t *testing.T) {
 		return
 	}
 	vr0 := labVeth(t)
-	// A priority-200 master at 192.0.2.12, every 100 ms, sent into vr1.
-	inj, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(inj)
-	frame := masterFrame(t, advert(200, 10), netip.MustParseAddr("192.0.2.12"))
-	done := make(chan struct{})
-	go func() {
-		for {
-			if vr1, err := netlink.LinkByName("vr1"); err == nil {
-				sa := &unix.SockaddrLinklayer{Protocol: htons(0x0800), Ifindex: vr1.Attrs().Index, Halen: 6}
-				copy(sa.Addr[:], frame[:6])
-				_ = unix.Sendto(inj, frame, 0, sa)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	defer close(done)
+	injectMaster(t)
 
 	in := baseInstance(100)
 	in.Interface = "vr0"
@@ -300,6 +281,176 @@ func TestNetnsInterfaceRecreated(t *testing.T) {
 		list, _ := netlink.AddrList(vr0, netlink.FAMILY_V4)
 		t.Fatalf("after vr0 was recreated, beside a better master: %s, addresses %v", s, list)
 	}
+}
+
+// injectMaster sends the adverts of a priority-200 master at 192.0.2.12,
+// every 100 ms, into vr1 (whichever vr1 exists then) until the test ends.
+func injectMaster(t *testing.T) {
+	t.Helper()
+	inj, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := masterFrame(t, advert(200, 10), netip.MustParseAddr("192.0.2.12"))
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if vr1, err := netlink.LinkByName("vr1"); err == nil {
+				sa := &unix.SockaddrLinklayer{Protocol: htons(0x0800), Ifindex: vr1.Attrs().Index, Halen: 6}
+				copy(sa.Addr[:], frame[:6])
+				_ = unix.Sendto(inj, frame, 0, sa)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(done)
+		<-stopped
+		unix.Close(inj)
+	})
+}
+
+// TestNetnsLinkEventsLost: with every link event lost (as to a full
+// netlink socket buffer), the re-query still brings the instance on vr0,
+// beside a better master, to the state the link calls for, logs the
+// correction, and reopens the instance on a vr0 made again under it, so
+// that it hears the master there. Without the re-query each case stays
+// wrong (a FAULT that never clears, a deaf instance that takes the VIP).
+func TestNetnsLinkEventsLost(t *testing.T) {
+	if !nstest.InNetns(t) {
+		return
+	}
+	setDown := func(t *testing.T) {
+		if err := netlink.LinkSetDown(vrLink(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name   string
+		before func(t *testing.T) // link events delivered
+		lost   func(t *testing.T) // link events dropped
+		want   State
+		logged string // the message saying what the re-query corrected
+	}{
+		{"down", nil, setDown, StateFault, "tracked interface re-queried"},
+		{"up", setDown, func(t *testing.T) {
+			if err := netlink.LinkSetUp(vrLink(t)); err != nil {
+				t.Fatal(err)
+			}
+		}, StateBackup, "tracked interface re-queried"},
+		{"deleted", nil, func(t *testing.T) {
+			if err := netlink.LinkDel(vrLink(t)); err != nil {
+				t.Fatal(err)
+			}
+		}, StateFault, "tracked interface re-queried"},
+		{"recreated", nil, func(t *testing.T) {
+			if err := netlink.LinkDel(vrLink(t)); err != nil {
+				t.Fatal(err)
+			}
+			labVeth(t)
+		}, StateBackup, "interface recreated: restarting the instance with a new socket"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			labVeth(t)
+			t.Cleanup(func() {
+				if l, err := netlink.LinkByName("vr0"); err == nil {
+					netlink.LinkDel(l)
+				}
+			})
+			injectMaster(t)
+			log := testkit.NewLogSink()
+			var drop atomic.Bool
+			m, err := NewManager(Options{Logger: slog.New(log), dropLinkEvents: &drop})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { m.Close() })
+			in := baseInstance(100)
+			in.Interface = "vr0"
+			if err := m.Apply(context.Background(), Config{Instances: []Instance{in}}); err != nil {
+				t.Fatal(err)
+			}
+			wantState := func(want State) func() string {
+				return func() string {
+					if s := states(m)["VI_1"]; s != want {
+						return "state " + s.String() + ", want " + want.String()
+					}
+					return ""
+				}
+			}
+			testkit.Poll(t, testkit.Deadline, wantState(StateBackup))
+			if c.before != nil {
+				c.before(t)
+				testkit.Poll(t, testkit.Deadline, wantState(StateFault))
+			}
+			drop.Store(true) // until the end: no late event may do the re-query's work
+			c.lost(t)
+			testkit.Poll(t, testkit.Deadline, func() string {
+				if msg := wantState(c.want)(); msg != "" {
+					return msg
+				}
+				if l, err := netlink.LinkByName("vr0"); err == nil && c.want != StateFault {
+					if got := boundIndex(m, "VI_1"); got != l.Attrs().Index {
+						return fmt.Sprintf("socket bound to ifindex %d, vr0 is %d", got, l.Attrs().Index)
+					}
+				}
+				return ""
+			})
+			if !logged(t, log, c.logged, "VI_1", "vr0") {
+				t.Fatalf("no %q for VI_1 on vr0 in the log:\n%s", c.logged, log.Text())
+			}
+			if c.want == StateBackup {
+				// Past three master-down intervals (about 1 s at 100 ms
+				// adverts): a deaf instance would be master by now.
+				time.Sleep(2 * time.Second)
+				if s := wantState(StateBackup)(); s != "" {
+					t.Fatalf("beside a better master: %s", s)
+				}
+			}
+		})
+	}
+}
+
+// vrLink is vr0.
+func vrLink(t *testing.T) netlink.Link {
+	t.Helper()
+	l, err := netlink.LinkByName("vr0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// boundIndex is the ifindex the socket of a running instance is bound
+// to.
+func boundIndex(m *Manager, instance string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ri, ok := m.running[instance]; ok {
+		return ri.ifindex
+	}
+	return 0
+}
+
+// logged reports whether the log holds msg for instance on iface.
+func logged(t *testing.T, log *testkit.LogSink, msg, instance, iface string) bool {
+	t.Helper()
+	for line := range strings.Lines(log.Text()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if s, _ := rec["msg"].(string); strings.HasPrefix(s, msg) && rec["instance"] == instance && rec["interface"] == iface {
+			return true
+		}
+	}
+	return false
 }
 
 // masterFrame is an Ethernet frame carrying p from src to 224.0.0.18.

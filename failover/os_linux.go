@@ -137,14 +137,15 @@ func vipLifetime(in Instance) time.Duration {
 	return max(3*time.Second, d.Round(time.Second)+time.Second)
 }
 
-// LinkUp reports whether the interface is administratively up with
-// carrier (operationally up, or "unknown" as dummy devices say).
-func (LinuxSystem) LinkUp(name string) (bool, error) {
+// LinkState reports whether the interface is administratively up with
+// carrier (operationally up, or "unknown" as dummy devices say), and its
+// index: one netlink request.
+func (LinuxSystem) LinkState(name string) (LinkState, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
-		return false, err
+		return LinkState{}, err
 	}
-	return linkUp(l), nil
+	return LinkState{Up: linkUp(l), Index: l.Attrs().Index}, nil
 }
 
 func linkUp(l netlink.Link) bool {
@@ -320,10 +321,11 @@ func vridProgram(vrid uint8, ipv4Header bool) []bpf.Instruction {
 // ipv4Transport sends with our own IP header (TOS 0xc0, TTL 255, DF clear,
 // as keepalived) and reads the header back for the TTL and destination.
 type ipv4Transport struct {
-	conn *ipv4.RawConn
-	src  sourceCache
-	id   atomic.Uint32
-	buf  []byte // used by Receive only
+	conn    *ipv4.RawConn
+	ifindex int
+	src     sourceCache
+	id      atomic.Uint32
+	buf     []byte // used by Receive only
 }
 
 func dialIPv4(in Instance, ifindex int) (*ipv4Transport, error) {
@@ -348,7 +350,7 @@ func dialIPv4(in Instance, ifindex int) (*ipv4Transport, error) {
 		rc.Close()
 		return nil, fmt.Errorf("VRID filter on %s: %w", in.Interface, err)
 	}
-	t := &ipv4Transport{conn: rc, buf: make([]byte, 65536)}
+	t := &ipv4Transport{conn: rc, ifindex: ifi.Index, buf: make([]byte, 65536)}
 	if in.UnicastSource.IsValid() && len(in.UnicastPeers) > 0 {
 		src := in.UnicastSource.Unmap()
 		t.src.lookup = func([]netip.Prefix) (netip.Addr, error) { return src, nil }
@@ -399,6 +401,8 @@ func (t *ipv4Transport) Receive() (Datagram, error) {
 }
 
 func (t *ipv4Transport) Close() error { return t.conn.Close() }
+
+func (t *ipv4Transport) boundIndex() int { return t.ifindex }
 
 // Reconfigure follows the VIPs, which the source address is never.
 func (t *ipv4Transport) Reconfigure(in Instance) { t.src.setVIPs(in.VIPs) }
@@ -481,6 +485,8 @@ func (t *ipv6Transport) Receive() (Datagram, error) {
 }
 
 func (t *ipv6Transport) Close() error { return t.conn.Close() }
+
+func (t *ipv6Transport) boundIndex() int { return t.ifindex }
 
 // Reconfigure follows the VIPs, which the source address is never.
 func (t *ipv6Transport) Reconfigure(in Instance) { t.src.setVIPs(in.VIPs) }
@@ -642,6 +648,8 @@ func (e *netlinkEffects) Close() error {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 var (
+	_ boundTransport = (*ipv4Transport)(nil)
+	_ boundTransport = (*ipv6Transport)(nil)
 	_ Reconfigurable = (*ipv4Transport)(nil)
 	_ Reconfigurable = (*ipv6Transport)(nil)
 	_ Reconfigurable = (*netlinkEffects)(nil)

@@ -18,5 +18,5 @@ func hostSystem() System { return unsupportedSystem{} }
 type unsupportedSystem struct{}
 
 func (unsupportedSystem) Open(Instance) (Transport, Effects, error) { return nil, nil, errNotLinux }
-func (unsupportedSystem) LinkUp(string) (bool, error)               { return false, errNotLinux }
+func (unsupportedSystem) LinkState(string) (LinkState, error)       { return LinkState{}, errNotLinux }
 func (unsupportedSystem) Watch(context.Context, Watcher) error      { return errNotLinux }

@@ -60,9 +60,9 @@ func rawReadInq(fd int, p []byte) (n int, more bool, err error) {
 	return int(r), more, nil
 }
 
-// setInq asks a socket for the TCP_INQ hint of rawReadInq (an accepted
-// socket does not inherit it from its listener) and reports whether the
-// kernel took it.
+// setInq asks a socket for the TCP_INQ hint of rawReadInq (the listeners
+// do not set it, so an accepted socket has not inherited it) and reports
+// whether the kernel took it.
 func setInq(fd uintptr) bool {
 	one := int32(1)
 	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_TCP, unix.TCP_INQ, uintptr(unsafe.Pointer(&one)), 4, 0)

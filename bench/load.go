@@ -218,8 +218,9 @@ func (r *runner) regenerate(dir, v string, t topology) error {
 }
 
 // mem measures the proxy's resident memory with MemConns idle client
-// connections, each after one request (HTTP keep-alive), or after a TLS
-// handshake and one request through the passthrough.
+// connections, each after one request (mem: HTTP keep-alive; mem-tls:
+// after a TLS handshake, through the passthrough), or that never sent a
+// byte (mem-tls-silent).
 func (r *runner) mem(ctx context.Context, sc string, p *proc, t topology, res *result) error {
 	time.Sleep(r.o.MemHold)
 	res.RSSBaseKiB = groupRSS(p)
@@ -249,8 +250,8 @@ func (r *runner) mem(ctx context.Context, sc string, p *proc, t topology, res *r
 	return nil
 }
 
-// holdConns opens n connections to addr, 64 at a time, each making one
-// request and reading its answer, and returns them open and idle.
+// holdConns opens n connections to addr, 64 at a time, as openIdle does
+// for scenario sc, and returns them open and idle.
 func holdConns(ctx context.Context, addr, sc string, n int) ([]net.Conn, int, error) {
 	var mu sync.Mutex
 	var conns []net.Conn

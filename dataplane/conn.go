@@ -82,7 +82,7 @@ func (p *Proxy) newClientConn(s *listenSock, c sockConn, peer, local netip.AddrP
 // serve runs the connection to its end.
 func (c *clientConn) serve(lg *listenerGen) {
 	if c.run(lg) {
-		return // a tunnel's goroutines own the connection now
+		return // a tunnel's goroutines, or the parker, own the connection now
 	}
 	c.done()
 }
@@ -104,8 +104,8 @@ func (c *clientConn) done() {
 	p.conns.Done()
 }
 
-// run serves the connection; true when it was handed to a tunnel that
-// calls done itself.
+// run serves the connection; true when it was handed to a tunnel or the
+// parker, which call done themselves.
 func (c *clientConn) run(lg *listenerGen) bool {
 	var pre []byte // bytes read past a PROXY header
 	if len(lg.cfg.AcceptProxy) > 0 {
@@ -377,11 +377,17 @@ func (c *clientConn) forceClose() {
 	}
 }
 
-// The parker's view of an idle http connection (park.go).
+// The parker's view of a waiting connection (park.go): an idle http
+// one, or a tls one before its ClientHello.
 
 func (c *clientConn) fields() *parkFields { return &c.parkFields }
 func (c *clientConn) due() int64          { return c.idleAt.Load() }
-func (c *clientConn) refuse() bool        { return c.draining.Load() }
+func (c *clientConn) refuse() bool {
+	// A drain closes an idle connection, but lets one waiting for its
+	// first request or ClientHello wait out its grace (parked, interrupt
+	// then releases it).
+	return c.draining.Load() && !c.inGrace(time.Now().UnixNano())
+}
 
 // work serves a new connection, or a parked one again: bytes arrived.
 func (c *clientConn) work() {

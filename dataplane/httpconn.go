@@ -308,11 +308,16 @@ func (h *httpConn) readHead(first bool) int {
 		}
 		if idle {
 			rd := h.cl.dl.rd
-			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.draining.Load() && h.rerr == nil {
+			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && (!h.draining.Load() || h.inGrace(now.UnixNano())) && h.rerr == nil {
 				// The sweeper asked this idle connection to park: it waits
 				// in the parker until readable or until its deadline.
 				h.parkAt = rd
 				return headPark
+			}
+			if h.cl.dl.rd == 0 && rd != 0 && err == nil {
+				// The sweeper's poke came as bytes did, which won: the
+				// wait's deadline, which the poke moved, stays.
+				h.cl.dl.readAt(h.cl.c, rd)
 			}
 			now = time.Now()
 			// The table may have been swapped while the connection sat

@@ -112,14 +112,13 @@ type side struct {
 	rn     int
 	rerr   error
 	readCB func(uintptr) bool
-	// readFirst's buffer, taken when bytes come, while firstOn.
-	first   *buffer
-	firstOn bool
-	acked   int64 // bytes the peer had acknowledged when a write last timed out (TCP_INFO); -1 none
+	first  *buffer // readFirst's buffer, taken when bytes come, while firstOn
+	acked  int64   // bytes the peer had acknowledged when a write last timed out (TCP_INFO); -1 none
 
 	// inq: the socket has TCP_INQ set (a pooled server connection), and
 	// more is what its last read said: bytes or an end were left behind.
 	inq, more bool
+	firstOn   bool
 
 	w *sideWriter // made on the first write; an http client side writes through its httpConn's
 }
@@ -281,9 +280,11 @@ func (s *side) writeRead(w, r []byte) (written, n int, err error) {
 }
 
 // readFirst waits for a connection's first bytes and reads them into a
-// pooled buffer taken only once they are there (nil when none came): a
-// client that sends nothing holds no buffer while it waits, as an http
-// connection waiting for a request holds none (httpConn.onReadable).
+// pooled buffer taken only once the socket is readable (nil when the
+// wait ended first; an end or an error comes with a buffer and no
+// bytes): a client that sends nothing holds no buffer while it waits, as
+// an http connection waiting for a request holds none
+// (httpConn.onReadable).
 func (s *side) readFirst() (*buffer, int, error) {
 	s.firstOn = true
 	n, err := s.read(nil)

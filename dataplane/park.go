@@ -18,7 +18,8 @@ import (
 // descriptor is itself waited on through Go's netpoller by one goroutine;
 // when a parked socket becomes readable, that goroutine starts a new one
 // to serve it. Parked connections expire at the read deadline they had
-// (clientTimeout, or requestTimeout before the first request).
+// (clientTimeout, or requestTimeout before the first request, or a tls
+// connection's inspectTimeout before its ClientHello).
 //
 // Busy connections never park: the linger keeps the per-request path as
 // it was (a wait in the netpoller), so only connections idle for longer
@@ -62,8 +63,9 @@ const (
 	idleSweep   = 20 * time.Millisecond
 	crowdSweep  = busyLinger
 	// quietSweep bounds the sweeper's sleep while only young tunnels
-	// (and connections waiting for a ClientHello) wait idle: none may
-	// park before the oldest comes of age, and a tick 50 times a second
+	// (and connections waiting for a ClientHello) wait idle: no tunnel
+	// may park before the oldest comes of age, a ClientHello comes
+	// within a round trip, and a tick 50 times a second
 	// for nothing was a wake-up of the proxy's thread and of the
 	// runtime's monitor each (a tenth of the context switches per new
 	// TLS connection). A crowd, or a new http connection, wakes the
@@ -72,7 +74,8 @@ const (
 )
 
 // parkFields is the state the parker and the sweeper need of something
-// that can park: an idle http connection, or one direction of a tunnel.
+// that can park: an idle http connection, a tls one before its
+// ClientHello, or one direction of a tunnel.
 type parkFields struct {
 	state atomic.Int32 // stBusy, stIdle, stPoking, stPoked, stParked
 	// idleAt is when the current idle wait began (unix ns), or while
@@ -306,10 +309,12 @@ func (p *Proxy) tunnelYoung() int64 {
 	return int64(tunnelYoung)
 }
 
-// sweepIdle asks the http connections and tunnel directions idle for
-// idleLinger (busyLinger in a crowd) to park. It returns when to sweep
-// again: 0 when no goroutine waits idle; up to quietSweep when only
-// young tunnels could park, none before it comes of age.
+// sweepIdle asks the http connections, the tls ones waiting for their
+// ClientHello and the tunnel directions idle for idleLinger (busyLinger
+// in a crowd) to park. It returns when to sweep again: 0 when no
+// goroutine waits idle; up to quietSweep when only young tunnels (or tls
+// connections before their ClientHello) wait: a young tunnel parks once
+// it comes of age, a silent connection at the next sweep past its linger.
 func (p *Proxy) sweepIdle() time.Duration {
 	n := p.lingering.Load()
 	if n == 0 {

@@ -46,7 +46,7 @@ func (k *parker) park(x parkable, deadline int64) bool {
 	}
 	if k.f == nil {
 		if err := k.start(); err != nil {
-			k.p.log.Warn("idle connections cannot be parked; they keep a goroutine", "error", err)
+			k.p.log.Warn("idle connections cannot be parked: idle http connections are closed, tunnels and connections waiting for a ClientHello keep their goroutines", "error", err)
 			k.closed = true
 			return false
 		}

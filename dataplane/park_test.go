@@ -222,6 +222,32 @@ func TestSilentTLSParking(t *testing.T) {
 	}
 }
 
+// TestSilentTLSWithoutParker: with no parker (its epoll set could not be
+// made), a silent TLS client asked to park keeps waiting with its
+// goroutine, and is served when its ClientHello comes.
+func TestSilentTLSWithoutParker(t *testing.T) {
+	be := startTLSBackend(t, "t1", false)
+	p := startProxy(t, Config{Listeners: []Listener{tlsListener("tls", "tb")}, Backends: []Backend{backendOf("tb", srv("t1", be))}})
+	p.park.mu.Lock()
+	p.park.closed = true // as when park could not start it
+	p.park.mu.Unlock()
+	p.linger.Store(int64(time.Millisecond))
+	c, err := net.Dial("tcp", p.addr(t, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Asked to park at several sweeps (20 ms apart at most while it
+	// waits, 250 ms when the sweeper is quiet).
+	time.Sleep(600 * time.Millisecond)
+	tc := tls.Client(c, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(waitFor))
+	line, err := bufio.NewReader(tc).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "t1 sni=a.test") {
+		t.Fatalf("after %v silent with no parker: %q %v", 600*time.Millisecond, line, err)
+	}
+}
+
 // TestTunnelParking: idle passthrough tunnels give up both directions'
 // goroutines, carry bytes again when either side sends, and still end at
 // their idle timeout or when their listener is removed.

@@ -36,9 +36,14 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		buf = getBuf()
 		n = copy(buf.b, pre)
 	}
-	c.cl.dl.readAt(c.cl.c, inspectBy)
 	var sni []byte
 	for {
+		if c.cl.dl.rd == 0 {
+			// The first wait, or a poke (the sweeper's, which leaveIdle
+			// forgets) moved the deadline: the wait stays on inspectBy,
+			// also when bytes came as the poke did.
+			c.cl.dl.readAt(c.cl.c, inspectBy)
+		}
 		if n > 0 {
 			if scratch == nil {
 				scratch = getBuf()
@@ -74,11 +79,18 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		} else {
 			r, err = c.cl.read(buf.b[n:])
 		}
-		if idle && c.leaveIdle() && r == 0 && isTimeout(err) && !c.draining.Load() {
+		if idle && c.leaveIdle() && r == 0 && isTimeout(err) {
 			// Silent past the linger, and the sweeper asked it to park.
-			release()
 			_ = c.cl.rc.Control(func(fd uintptr) { c.parkFD = int32(fd) })
-			return c.sock.p.park.park(c, inspectBy)
+			if c.sock.p.park.park(c, inspectBy) {
+				return true
+			}
+			// Refused (a drain past this connection's grace, or no
+			// parker): the wait goes on here, or ends with the drain.
+			if c.draining.Load() && !c.inGrace(time.Now().UnixNano()) {
+				return false
+			}
+			continue
 		}
 		n += r
 		if r == 0 && err != nil {

@@ -337,7 +337,7 @@ func (m *Manager) queryLinks(names ...string) map[string]linkAnswer {
 	defer m.mu.Unlock()
 	for i, n := range names {
 		if m.linkReports[n] == before[i] {
-			m.reportLinkLocked(n, answers[n].Up, true)
+			m.reportLinkLocked(n, answers[n].Up, true, answers[n].Index)
 		}
 	}
 	return answers
@@ -345,9 +345,13 @@ func (m *Manager) queryLinks(names ...string) map[string]linkAnswer {
 
 // reportLinkLocked tells every instance tracking interface name whether it
 // is up, and counts the report; m.mu is held. queried: the report is a
-// query's answer; one that contradicts what an instance was last told
-// means a link event was missed, and is logged.
-func (m *Manager) reportLinkLocked(name string, up, queried bool) {
+// query's answer, index the interface's index it found (0 unknown); one
+// that contradicts what an instance was last told means a link event was
+// lost (or is still on its way), and is logged. An instance whose socket
+// is bound to an interface of that name deleted since is not told: it is
+// deaf there, and out of FAULT it could take mastership beside the real
+// master until the re-query reopens it (requery).
+func (m *Manager) reportLinkLocked(name string, up, queried bool, index int) {
 	cond := "interface " + name
 	tracked := false
 	for _, ri := range m.running {
@@ -355,13 +359,16 @@ func (m *Manager) reportLinkLocked(name string, up, queried bool) {
 			continue
 		}
 		tracked = true
+		if queried && index != 0 && ri.ifindex != 0 && ri.in.Interface == name && ri.ifindex != index {
+			continue
+		}
 		if queried {
 			was, known := ri.r.trackedHealth(cond)
 			if known && was == up {
 				continue // nothing new: no wake-up every second
 			}
 			if known {
-				m.log.Info("tracked interface re-queried: a link event was missed; correcting the instance's view",
+				m.log.Info("tracked interface re-queried: its state differs from the last link event (lost, or still on its way); correcting the instance's view",
 					"instance", ri.in.Name, "interface", name, "up", up)
 			}
 		}
@@ -516,7 +523,7 @@ func (w managerWatcher) Link(name string, up bool) {
 	}
 	w.m.mu.Lock()
 	defer w.m.mu.Unlock()
-	w.m.reportLinkLocked(name, up, false)
+	w.m.reportLinkLocked(name, up, false, 0)
 }
 
 // dropped: the test seam Options.dropLinkEvents is on.

@@ -319,8 +319,9 @@ func injectMaster(t *testing.T) {
 // netlink socket buffer), the re-query still brings the instance on vr0,
 // beside a better master, to the state the link calls for, logs the
 // correction, and reopens the instance on a vr0 made again under it, so
-// that it hears the master there. Without the re-query each case stays
-// wrong (a FAULT that never clears, a deaf instance that takes the VIP).
+// that it hears the master there. With the re-query off (requeryEvery
+// negative, checked by hand) each case stays wrong: a FAULT that never
+// clears, a deaf instance that takes the VIP.
 func TestNetnsLinkEventsLost(t *testing.T) {
 	if !nstest.InNetns(t) {
 		return

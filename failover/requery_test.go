@@ -75,7 +75,7 @@ func TestManagerRequeryRepairsLostLinkEvents(t *testing.T) {
 					if got != c.want {
 						t.Fatalf("state %v two re-query periods after the lost event, want %v (transitions %s)", got, c.want, n.since(t0))
 					}
-					if l := log.String(); !strings.Contains(l, "a link event was missed") || !strings.Contains(l, c.logged) {
+					if l := log.String(); !strings.Contains(l, "differs from the last link event") || !strings.Contains(l, c.logged) {
 						t.Fatalf("the correction was not logged with %q:\n%s", c.logged, l)
 					}
 				})

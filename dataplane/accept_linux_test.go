@@ -91,15 +91,7 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	// More connections than the child has descriptors left: the kernel
 	// queues them; the proxy's accept fails with EMFILE.
 	const n = 8
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		conns[i] = c
-	}
+	conns := dialMany(t, addr, n)
 	ch.next(t, "emfile")
 	if _, err := io.WriteString(ch.in, "raise\n"); err != nil {
 		t.Fatal(err)

@@ -318,13 +318,15 @@ func (c *clientConn) enterIdle(now int64) bool {
 	return true
 }
 
-// leaveIdle marks the connection busy again; a read deadline set by a
-// poke is forgotten, so that the next read sets a fresh one. It reports
-// whether the sweeper asked the connection to park.
+// leaveIdle marks the connection busy again. The deadline in the past
+// that a poke set goes back to the wait's own: the caller may read on
+// (bytes came as the poke did, and a request head or ClientHello in two
+// reads must not then fail at once) or wait on (a park refused). It
+// reports whether the sweeper asked the connection to park.
 func (c *clientConn) leaveIdle() (parkAsked bool) {
 	poked, asked := c.parkFields.leaveIdle(&c.sock.p.lingering)
-	if poked {
-		c.cl.dl.rd = 0
+	if poked && c.cl.dl.rd != 0 {
+		c.cl.dl.readAt(c.cl.c, c.cl.dl.rd)
 	}
 	return asked
 }

@@ -119,26 +119,7 @@ func testDrainServesFirst(t *testing.T, mode Mode, parked, reload bool) {
 	}
 	// A listener that stays, so that a reload has something to keep.
 	cfg.Listeners = append(cfg.Listeners, httpListener("other", "a"))
-	p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
-	if err := p.Apply(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	// Run logs through t while it stops: the test must outlive it.
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-timeAfter():
-			t.Error("Run did not return")
-		}
-	}()
-	<-p.Ready()
+	p := startProxy(t, cfg)
 	addr, _ := p.Addr("l")
 	dialed := time.Now() // before the accepts, where the grace starts
 	c := dialClient(t, addr.String())
@@ -161,7 +142,7 @@ func testDrainServesFirst(t *testing.T, mode Mode, parked, reload bool) {
 		}
 	}
 	if parked {
-		waitParked(t, p, 2)
+		waitParked(t, p.Proxy, 2)
 	}
 	start := time.Now()
 	if reload {
@@ -171,7 +152,7 @@ func testDrainServesFirst(t *testing.T, mode Mode, parked, reload bool) {
 			t.Fatal(err)
 		}
 	} else {
-		cancel()
+		p.stop()
 	}
 	for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr.String()); err != nil {

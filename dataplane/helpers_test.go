@@ -31,6 +31,9 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 type proxyRig struct {
 	*Proxy
 	reg *prometheus.Registry
+	// stop cancels Run's context: the proxy drains and stops, as on
+	// SIGTERM. The test's cleanup checks that Run returns.
+	stop context.CancelFunc
 }
 
 // startProxy applies cfg and runs a proxy until the test ends.
@@ -64,7 +67,23 @@ func startProxy(t testing.TB, cfg Config, opts ...func(*Options)) *proxyRig {
 			t.Error("Run did not return")
 		}
 	})
-	return &proxyRig{Proxy: p, reg: reg}
+	return &proxyRig{Proxy: p, reg: reg, stop: cancel}
+}
+
+// dialMany opens n connections to addr that send nothing, closed when the
+// test ends.
+func dialMany(t testing.TB, addr string, n int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	return conns
 }
 
 func (r *proxyRig) addr(t testing.TB, listener string) string {

@@ -314,11 +314,6 @@ func (h *httpConn) readHead(first bool) int {
 				h.parkAt = rd
 				return headPark
 			}
-			if h.cl.dl.rd == 0 && rd != 0 && err == nil {
-				// The sweeper's poke came as bytes did, which won: the
-				// wait's deadline, which the poke moved, stays.
-				h.cl.dl.readAt(h.cl.c, rd)
-			}
 			now = time.Now()
 			// The table may have been swapped while the connection sat
 			// idle: the request now arriving is routed by the table current

@@ -186,15 +186,7 @@ func TestSilentTLSParking(t *testing.T) {
 	const n = 20
 	g0 := goroutines(p.Proxy)
 	start := time.Now() // before the dials: the proxy's clock starts at its accept
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		conns[i] = c
-	}
+	conns := dialMany(t, addr, n)
 	waitParked(t, p.Proxy, n)
 	if g := goroutines(p.Proxy) - g0; g >= n {
 		t.Errorf("%d more goroutines with %d silent connections parked", g, n)
@@ -232,11 +224,7 @@ func TestSilentTLSWithoutParker(t *testing.T) {
 	p.park.closed = true // as when park could not start it
 	p.park.mu.Unlock()
 	p.linger.Store(int64(time.Millisecond))
-	c, err := net.Dial("tcp", p.addr(t, "tls"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialMany(t, p.addr(t, "tls"), 1)[0]
 	// Asked to park at several sweeps (20 ms apart at most while it
 	// waits, 250 ms when the sweeper is quiet).
 	time.Sleep(600 * time.Millisecond)

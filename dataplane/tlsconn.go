@@ -36,14 +36,9 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		buf = getBuf()
 		n = copy(buf.b, pre)
 	}
+	c.cl.dl.readAt(c.cl.c, inspectBy)
 	var sni []byte
 	for {
-		if c.cl.dl.rd == 0 {
-			// The first wait, or a poke (the sweeper's, which leaveIdle
-			// forgets) moved the deadline: the wait stays on inspectBy,
-			// also when bytes came as the poke did.
-			c.cl.dl.readAt(c.cl.c, inspectBy)
-		}
 		if n > 0 {
 			if scratch == nil {
 				scratch = getBuf()

@@ -78,6 +78,7 @@ type idlePoller struct {
 	wokeAt atomic.Int64 // when the last waking touch came (q.now, ns)
 	maxNS  atomic.Int64 // the largest window, set by the last user
 	gen    atomic.Int64 // bumped at each start and stop: a stale cooldown's timer does nothing
+	wakes  atomic.Int64 // touches that woke the poller (its goroutine ran for them)
 	kicker              // the eventfd, made once and kept for the process
 
 	mu    sync.Mutex // users, stop; a cooldown's timer against start and stop
@@ -185,6 +186,7 @@ func (q *idlePoller) step(now time.Duration) bool {
 	switch {
 	case q.asleep: // woken by a touch
 		q.asleep = false
+		q.wakes.Add(1)
 		if q.fresh {
 			q.window, q.fresh = pollStart, false // after a cooldown
 		} else {

@@ -179,8 +179,11 @@ func TestIdlePollLifecycle(t *testing.T) {
 			t.Fatalf("round %d: state %d at the start, want deaf (%d) until the load is looked at", round, st, pollOff)
 		}
 		wait("the first cooldown ends, loaded", func() bool { return q.st.Load() == pollAsleep })
+		// Counted, not seen in st: the woken poller may poll its window
+		// and sleep again before this goroutine looks (a loaded machine).
+		woke := q.wakes.Load()
 		q.touch()
-		wait("the touch wakes the poller", func() bool { return q.st.Load() != pollAsleep })
+		wait("the touch wakes the poller", func() bool { return q.wakes.Load() > woke })
 		wait("a window without touches passes", func() bool { return q.st.Load() == pollAsleep })
 		release()
 		release() // twice is once

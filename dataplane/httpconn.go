@@ -309,6 +309,9 @@ func (h *httpConn) readHead(first bool) int {
 		if idle {
 			rd := h.cl.dl.rd
 			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && (!h.draining.Load() || h.inGrace(now.UnixNano())) && h.rerr == nil {
+				if h.sock.p.park.failed.Load() {
+					continue // no parker after all: the wait goes on here, to its deadline
+				}
 				// The sweeper asked this idle connection to park: it waits
 				// in the parker until readable or until its deadline.
 				h.parkAt = rd

@@ -167,6 +167,11 @@ type parker struct {
 	f      *os.File // ep, waited on by the netpoller
 	rc     syscall.RawConn
 	closed bool
+	// failed: the epoll set could not be made (EMFILE in a flood).
+	// Nothing parks from then on, and the sweeper stops asking: idle
+	// connections and tunnels wait with their goroutines, to their
+	// deadlines, as they would without parking.
+	failed atomic.Bool
 	held   map[int32]parkable // by parkFD
 	exp    []parkable         // min-heap on idleAt (the expiry)
 	timer  *time.Timer
@@ -317,7 +322,7 @@ func (p *Proxy) tunnelYoung() int64 {
 // it comes of age, a silent connection at the next sweep past its linger.
 func (p *Proxy) sweepIdle() time.Duration {
 	n := p.lingering.Load()
-	if n == 0 {
+	if n == 0 || p.park.failed.Load() {
 		return 0
 	}
 	linger := idleLinger

@@ -46,8 +46,9 @@ func (k *parker) park(x parkable, deadline int64) bool {
 	}
 	if k.f == nil {
 		if err := k.start(); err != nil {
-			k.p.log.Warn("idle connections cannot be parked: idle http connections are closed, tunnels and connections waiting for a ClientHello keep their goroutines", "error", err)
+			k.p.log.Warn("idle connections cannot be parked: they keep their goroutines until their timeouts", "error", err)
 			k.closed = true
+			k.failed.Store(true)
 			return false
 		}
 	}

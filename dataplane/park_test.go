@@ -216,23 +216,70 @@ func TestSilentTLSParking(t *testing.T) {
 
 // TestSilentTLSWithoutParker: with no parker (its epoll set could not be
 // made), a silent TLS client asked to park keeps waiting with its
-// goroutine, and is served when its ClientHello comes.
-func TestSilentTLSWithoutParker(t *testing.T) {
-	be := startTLSBackend(t, "t1", false)
-	p := startProxy(t, Config{Listeners: []Listener{tlsListener("tls", "tb")}, Backends: []Backend{backendOf("tb", srv("t1", be))}})
-	p.park.mu.Lock()
-	p.park.closed = true // as when park could not start it
-	p.park.mu.Unlock()
-	p.linger.Store(int64(time.Millisecond))
-	c := dialMany(t, p.addr(t, "tls"), 1)[0]
-	// Asked to park at several sweeps (20 ms apart at most while it
-	// waits, 250 ms when the sweeper is quiet).
-	time.Sleep(600 * time.Millisecond)
-	tc := tls.Client(c, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
-	tc.SetDeadline(time.Now().Add(waitFor))
-	line, err := bufio.NewReader(tc).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "t1 sni=a.test") {
-		t.Fatalf("after %v silent with no parker: %q %v", 600*time.Millisecond, line, err)
+// TestIdleWithoutParker: when the parker cannot start (its epoll set
+// failed, as in a flood of connections), the sweeper stops asking idle
+// connections to park, and they wait with their goroutines: a kept-alive
+// http client sends its next request after 600 ms idle, a tls client
+// its ClientHello after 600 ms silent, and both are served.
+func TestIdleWithoutParker(t *testing.T) {
+	cases := []struct {
+		name string
+		// start makes the proxy's config; open connects (and makes a
+		// first request) and returns what the client does after its
+		// idle time.
+		start func(t *testing.T) Config
+		open  func(t *testing.T, addr string) (after func())
+	}{
+		{"http", func(t *testing.T) Config {
+			be := startHTTPBackend(t, "a", false)
+			return Config{Listeners: []Listener{httpListener("web", "a")}, Backends: []Backend{backendOf("a", srv("a1", be.addr))}}
+		}, func(t *testing.T, addr string) func() {
+			cl := dialClient(t, addr)
+			if r := cl.do("GET", "x.test", "/", ""); r.StatusCode != 200 {
+				t.Fatalf("first request: %d", r.StatusCode)
+			}
+			return func() {
+				if r := cl.do("GET", "x.test", "/", ""); r.StatusCode != 200 {
+					t.Fatalf("kept-alive request after 600 ms idle with no parker: %d", r.StatusCode)
+				}
+			}
+		}},
+		{"tls", func(t *testing.T) Config {
+			be := startTLSBackend(t, "t1", false)
+			return Config{Listeners: []Listener{tlsListener("web", "tb")}, Backends: []Backend{backendOf("tb", srv("t1", be))}}
+		}, func(t *testing.T, addr string) func() {
+			c := dialMany(t, addr, 1)[0]
+			return func() {
+				tc := tls.Client(c, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+				tc.SetDeadline(time.Now().Add(waitFor))
+				line, err := bufio.NewReader(tc).ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, "t1 sni=a.test") {
+					t.Fatalf("ClientHello after 600 ms silent with no parker: %q %v", line, err)
+				}
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, tc.start(t))
+			p.park.mu.Lock()
+			p.park.closed = true // as park does when it cannot start
+			p.park.failed.Store(true)
+			p.park.mu.Unlock()
+			p.linger.Store(int64(time.Millisecond))
+			after := tc.open(t, p.addr(t, "web"))
+			time.Sleep(50 * time.Millisecond) // idle well past the linger
+			if next := p.sweepIdle(); next != 0 {
+				t.Errorf("a sweep with no parker asks to sweep again in %v, want 0 (nothing to ask)", next)
+			}
+			// Were it asked to park, it would be at every sweep (20 ms
+			// apart at most while it waits).
+			time.Sleep(600 * time.Millisecond)
+			after()
+			if n := p.parkedCount(); n != 0 {
+				t.Errorf("%d connections parked with no parker", n)
+			}
+		})
 	}
 }
 

@@ -105,6 +105,11 @@ type Manager struct {
 	// query's answer is handed over only if none came while it ran
 	// (queryLinks). Names nothing tracked are not counted.
 	linkReports map[string]uint64
+	// pending holds the instances a reopen stopped and could not start
+	// again (the interface gone once more, a socket that failed): the
+	// re-query tries them each period until one starts; an Apply takes
+	// them over (its own failed starts are retried by its caller).
+	pending map[string]pendingStart
 
 	// The upgrade in place (handover.go).
 	handingOver     bool           // old side: between Handover and Release or AbortHandover
@@ -112,6 +117,13 @@ type Manager struct {
 	provisional     bool           // new side: from NewManager with Inherit until Confirm
 	inherit         *Snapshot      // new side: taken by the first Apply
 	predecessorVIPs []netip.Prefix // held by the old process while provisional
+}
+
+// pendingStart is an instance to start again, and why it is not running.
+type pendingStart struct {
+	in    Instance
+	err   error
+	since time.Time // when it stopped
 }
 
 type runningInstance struct {
@@ -131,7 +143,7 @@ type runningInstance struct {
 // NewManager makes a Manager; nothing runs until Apply.
 func NewManager(o Options) (*Manager, error) {
 	m := &Manager{opts: o, log: o.Logger, sys: o.System, running: map[string]*runningInstance{}, proxyOK: true,
-		linkReports: map[string]uint64{}}
+		linkReports: map[string]uint64{}, pending: map[string]pendingStart{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -196,6 +208,7 @@ func (m *Manager) Apply(ctx context.Context, cfg Config) error {
 		return errors.New("Apply after Close")
 	}
 	m.startWatchLocked()
+	clear(m.pending) // every instance of cfg not running starts below
 	inherit := m.takeInheritLocked(cfg)
 	// Stop what left or must restart first, so an instance never runs twice.
 	var stop []*runningInstance
@@ -582,7 +595,10 @@ func (m *Manager) reopenLocked(name, seenBy string) {
 		m.log.Info("interface recreated: restarting the instance with a new socket", "instance", ri.in.Name, "interface", name,
 			"seenBy", seenBy, "ifindex", cur.Index, "was", ri.ifindex)
 		if err := m.start(ri.in, nil); err != nil {
-			m.log.Error("restarting an instance after its interface was recreated", "instance", ri.in.Name, "err", err)
+			m.log.Error("restarting an instance after its interface was recreated failed: retrying every second", "instance", ri.in.Name, "err", err)
+			m.mu.Lock()
+			m.pending[ri.in.Name] = pendingStart{in: ri.in, err: err, since: time.Now()}
+			m.mu.Unlock()
 		}
 	}
 }
@@ -656,6 +672,10 @@ type InstanceStatus struct {
 	// because its sender's configuration differs from ours (password,
 	// VRID, version, interval, peers): a likely split brain.
 	PeerMismatch *PeerMismatch `json:"peerMismatch,omitempty"`
+	// Error says why a configured instance does not run (State is then
+	// FAULT), since ErrorSince: it is being started again.
+	Error      string    `json:"error,omitempty"`
+	ErrorSince time.Time `json:"errorSince,omitzero"`
 }
 
 // Status returns every running instance's status, sorted by name.
@@ -666,6 +686,17 @@ func (m *Manager) Status() []InstanceStatus {
 	for n, ri := range m.running {
 		st := InstanceStatus{Name: n, State: ri.r.State(), Priority: ri.in.Priority, Master: ri.r.Master(), Counters: ri.r.Counters(), PeerMismatch: ri.r.PeerMismatch()}
 		for _, v := range ri.in.VIPs {
+			st.VIPs = append(st.VIPs, v.String())
+		}
+		out = append(out, st)
+	}
+	for n, ps := range m.pending {
+		if _, ok := m.running[n]; ok {
+			continue // started again a moment ago
+		}
+		st := InstanceStatus{Name: n, State: StateFault, Priority: ps.in.Priority, ErrorSince: ps.since,
+			Error: "not running: its restart after its interface was made again failed (retried every second): " + ps.err.Error()}
+		for _, v := range ps.in.VIPs {
 			st.VIPs = append(st.VIPs, v.String())
 		}
 		out = append(out, st)
@@ -703,6 +734,7 @@ func (m *Manager) Close() error {
 // closeLocked marks the Manager closed and takes its instances and watch.
 func (m *Manager) closeLocked() (list []*runningInstance, watchStop context.CancelFunc, watchDone chan struct{}) {
 	m.closed = true
+	clear(m.pending)
 	for name, ri := range m.running {
 		list = append(list, ri)
 		delete(m.running, name)

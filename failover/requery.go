@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 )
@@ -34,6 +35,7 @@ func (m *Manager) requeryLoop(ctx context.Context, every time.Duration) {
 // logged), then reopens the instances whose interface was made again
 // without the watch telling.
 func (m *Manager) requery() {
+	m.retryPending()
 	m.mu.Lock()
 	var names []string
 	for _, ri := range m.running {
@@ -63,6 +65,43 @@ func (m *Manager) requery() {
 		if m.applyMu.TryLock() {
 			m.reopenLocked(name, "re-query")
 			m.applyMu.Unlock()
+		}
+	}
+}
+
+// retryPending starts again the instances a reopen could not (pending),
+// unless an Apply, Close or reopen runs: the next period tries again. A
+// failure is logged only when its error changes.
+func (m *Manager) retryPending() {
+	m.mu.Lock()
+	n := len(m.pending)
+	m.mu.Unlock()
+	if n == 0 || !m.applyMu.TryLock() {
+		return
+	}
+	defer m.applyMu.Unlock()
+	m.mu.Lock()
+	if m.handingOver { // the snapshot handed over has them stopped
+		m.mu.Unlock()
+		return
+	}
+	list := slices.Collect(maps.Values(m.pending))
+	m.mu.Unlock()
+	for _, ps := range list {
+		err := m.start(ps.in, nil)
+		m.mu.Lock()
+		switch {
+		case err == nil:
+			delete(m.pending, ps.in.Name)
+		default:
+			m.pending[ps.in.Name] = pendingStart{in: ps.in, err: err, since: ps.since}
+		}
+		m.mu.Unlock()
+		switch {
+		case err == nil:
+			m.log.Info("instance started again after its interface was made again", "instance", ps.in.Name, "interface", ps.in.Interface)
+		case err.Error() != ps.err.Error():
+			m.log.Warn("starting the instance again failed: retrying every second", "instance", ps.in.Name, "err", err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -82,4 +83,52 @@ func TestManagerRequeryRepairsLostLinkEvents(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestManagerReopenRetriesFailedStart: an instance whose interface was
+// made again is restarted with a new socket; when that start fails (the
+// interface gone once more, a socket that cannot be opened), the
+// instance is shown in FAULT with the error, and started again within a
+// re-query period of the cause going away, not left stopped until the
+// next Apply.
+func TestManagerReopenRetriesFailedStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log testkit.SyncBuffer
+		sys := newFakeSystem()
+		n := newMnode(t, sys, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		n.apply(t, baseInstance(100))
+		time.Sleep(time.Second)
+		if got := states(n.m)["VI_1"]; got != StateMaster {
+			t.Fatalf("alone on the lan: %v, want MASTER", got)
+		}
+		sys.mu.Lock()
+		sys.openErr["eth0"] = errors.New(`interface "eth0": no such device`)
+		sys.mu.Unlock()
+		opens := sys.openCount("VI_1")
+		sys.watcher().Recreated("eth0")
+		time.Sleep(3 * requeryPeriod)
+		synctest.Wait()
+		st := n.m.Status()
+		if len(st) != 1 || st[0].State != StateFault || !strings.Contains(st[0].Error, "no such device") || st[0].ErrorSince.IsZero() {
+			t.Fatalf("status while its start fails: %+v, want VI_1 in FAULT with the error", st)
+		}
+		if l := log.String(); strings.Count(l, "retrying every second") != 1 {
+			t.Fatalf("the failure is to be logged once, not at each retry:\n%s", l)
+		}
+		sys.mu.Lock()
+		delete(sys.openErr, "eth0")
+		sys.mu.Unlock()
+		time.Sleep(requeryPeriod + time.Second)
+		synctest.Wait()
+		st = n.m.Status()
+		if len(st) != 1 || st[0].State != StateMaster || st[0].Error != "" {
+			t.Fatalf("status a re-query period after the interface came back: %+v, want VI_1 MASTER again", st)
+		}
+		if got := sys.openCount("VI_1"); got != opens+1 {
+			t.Fatalf("opened %d times after the failure, want once", got-opens)
+		}
+		if l := log.String(); !strings.Contains(l, "instance started again") {
+			t.Fatalf("the restart was not logged:\n%s", l)
+		}
+	})
 }

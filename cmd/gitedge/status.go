@@ -107,7 +107,7 @@ func (n *node) status() nodeStatus {
 		for _, in := range n.vrrp.Status() {
 			s.VRRP = append(s.VRRP, vrrpStatus{InstanceStatus: in, MasterNode: masterNode(s.Node, in, live)})
 		}
-		peerMismatchCondition(&s)
+		vrrpCondition(&s)
 	}
 	if n.bgp != nil {
 		// Shown once the repository declares bgp (or after it removed it).
@@ -135,27 +135,34 @@ func (n *node) status() nodeStatus {
 	return s
 }
 
-// peerMismatchCondition makes the failover condition Failed while an
-// instance drops a peer's adverts because their configurations differ
-// (a password rotated on one node only): the step applied, but the nodes
-// cannot hear each other and both may be master. An apply error already
-// there says more and stays.
-func peerMismatchCondition(s *nodeStatus) {
-	for _, v := range s.VRRP {
-		pm := v.PeerMismatch
-		if pm == nil {
-			continue
-		}
-		if c, ok := s.Conditions["failover"]; ok && (c.Status == reconcile.CondFailed || c.Status == reconcile.CondStalled) {
-			return
-		}
-		if s.Conditions == nil {
-			s.Conditions = map[string]reconcile.Condition{}
-		}
-		s.Conditions["failover"] = reconcile.Condition{Status: reconcile.CondFailed, Since: pm.First,
-			Message: fmt.Sprintf("instance %s: %s", v.Name, pm.Message)}
+// vrrpCondition makes the failover condition Failed while an
+// instance does not run (its restart after its interface was made again
+// failed, retried meanwhile) or drops a peer's adverts because their
+// configurations differ (a password rotated on one node only): the step
+// applied, but the node does not take part, or the nodes cannot hear each
+// other and both may be master. An apply error already there says more
+// and stays; an instance that does not run comes before a mismatch.
+func vrrpCondition(s *nodeStatus) {
+	if c, ok := s.Conditions["failover"]; ok && (c.Status == reconcile.CondFailed || c.Status == reconcile.CondStalled) {
 		return
 	}
+	var cond *reconcile.Condition
+	for _, v := range s.VRRP {
+		if v.Error != "" {
+			cond = &reconcile.Condition{Status: reconcile.CondFailed, Since: v.ErrorSince, Message: fmt.Sprintf("instance %s: %s", v.Name, v.Error)}
+			break
+		}
+		if pm := v.PeerMismatch; pm != nil && cond == nil {
+			cond = &reconcile.Condition{Status: reconcile.CondFailed, Since: pm.First, Message: fmt.Sprintf("instance %s: %s", v.Name, pm.Message)}
+		}
+	}
+	if cond == nil {
+		return
+	}
+	if s.Conditions == nil {
+		s.Conditions = map[string]reconcile.Condition{}
+	}
+	s.Conditions["failover"] = *cond
 }
 
 // masterNode names an instance's master: self while MASTER, else the node

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -480,4 +482,65 @@ func masterFrame(t *testing.T, p *vrrp.Packet, src netip.Addr) []byte {
 	binary.BigEndian.PutUint16(h[10:], ^uint16(sum))
 	copy(b[34:], msg)
 	return b
+}
+
+// slowWatcher blocks in its first Link call until released: a Manager
+// busy while the kernel queues more link updates than the watch's
+// channel holds.
+type slowWatcher struct {
+	errWatcher
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (w *slowWatcher) Link(string, bool) {
+	w.once.Do(func() {
+		close(w.entered)
+		<-w.release
+	})
+}
+
+// TestNetnsWatchEndsWithUpdatesQueued: a watch that ends while the
+// netlink library holds more link updates than its channel takes leaves
+// none of the library's goroutines behind (one blocked sending to the
+// full channel waited for a reader forever).
+func TestNetnsWatchEndsWithUpdatesQueued(t *testing.T) {
+	if !nstest.InNetns(t) {
+		return
+	}
+	before := runtime.NumGoroutine()
+	w := &slowWatcher{entered: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	go func() { ended <- watchOnce(ctx, w, map[string]int{}) }()
+	select {
+	case <-w.entered: // the listing's first link
+	case <-time.After(testkit.Deadline):
+		t.Fatal("no link update reached the watcher")
+	}
+	for i := range 50 { // 100 new links (veth pairs: this kernel may lack dummy)
+		la := netlink.NewLinkAttrs()
+		la.Name = fmt.Sprintf("dqa%d", i)
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: fmt.Sprintf("dqb%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the library reads them and fills the channel
+	cancel()
+	close(w.release)
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("watchOnce: %v", err)
+		}
+	case <-time.After(testkit.Deadline):
+		t.Fatal("watchOnce did not return after its context ended")
+	}
+	testkit.Poll(t, testkit.Deadline, func() string {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Sprintf("%d goroutines, %d before the watch", n, before)
+		}
+		return ""
+	})
 }

@@ -167,15 +167,32 @@ func (LinuxSystem) Watch(ctx context.Context, w Watcher) error {
 
 func watchOnce(ctx context.Context, w Watcher, index map[string]int) error {
 	done := make(chan struct{})
-	defer close(done)
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
-	var cbErr atomic.Value
-	onErr := func(err error) { cbErr.Store(err) }
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr, ListExisting: true}); err != nil {
+	defer func() {
+		// The library's goroutines end once done closes their sockets,
+		// but one blocked sending an update to a full channel would wait
+		// for a reader forever: read what is left until they close them.
+		close(done)
+		go func() {
+			for range links {
+			}
+		}()
+		go func() {
+			for range addrs {
+			}
+		}()
+	}()
+	// One error holder per subscription: an error the other one reported
+	// (a non-fatal one too) is not the cause of this one's end.
+	var linkErr, addrErr atomic.Value
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: func(err error) { linkErr.Store(err) }, ListExisting: true}); err != nil {
+		close(links) // never subscribed: nothing will close it
+		close(addrs)
 		return err
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: func(err error) { addrErr.Store(err) }}); err != nil {
+		close(addrs)
 		return err
 	}
 	for {
@@ -184,7 +201,7 @@ func watchOnce(ctx context.Context, w Watcher, index map[string]int) error {
 			return nil
 		case u, ok := <-links:
 			if !ok {
-				err, _ := cbErr.Load().(error)
+				err, _ := linkErr.Load().(error)
 				return err
 			}
 			up := u.Header.Type != unix.RTM_DELLINK && linkUp(u.Link)
@@ -198,7 +215,7 @@ func watchOnce(ctx context.Context, w Watcher, index map[string]int) error {
 			}
 		case u, ok := <-addrs:
 			if !ok {
-				err, _ := cbErr.Load().(error)
+				err, _ := addrErr.Load().(error)
 				return err
 			}
 			if !u.NewAddr {

@@ -214,8 +214,6 @@ func TestSilentTLSParking(t *testing.T) {
 	}
 }
 
-// TestSilentTLSWithoutParker: with no parker (its epoll set could not be
-// made), a silent TLS client asked to park keeps waiting with its
 // TestIdleWithoutParker: when the parker cannot start (its epoll set
 // failed, as in a flood of connections), the sweeper stops asking idle
 // connections to park, and they wait with their goroutines: a kept-alive

@@ -308,7 +308,7 @@ func (h *httpConn) readHead(first bool) int {
 		}
 		if idle {
 			rd := h.cl.dl.rd
-			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && (!h.draining.Load() || h.inGrace(now.UnixNano())) && h.rerr == nil {
+			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.refuse() && h.rerr == nil {
 				if h.sock.p.park.failed.Load() {
 					continue // no parker after all: the wait goes on here, to its deadline
 				}

@@ -82,7 +82,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 			}
 			// Refused (a drain past this connection's grace, or no
 			// parker): the wait goes on here, or ends with the drain.
-			if c.draining.Load() && !c.inGrace(time.Now().UnixNano()) {
+			if c.refuse() {
 				return false
 			}
 			continue

@@ -664,8 +664,9 @@ func (p *Proxy) poolLen(backend, server string) int {
 	return 0
 }
 
-// sweepPools closes idle server connections older than poolIdleMax and
-// frees the I/O buffers a whole trim window did not need.
+// sweepPools closes idle server connections older than poolIdleMax, and
+// frees the I/O buffers and retires the idle workers a whole trim window
+// did not need.
 func (p *Proxy) sweepPools() {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
@@ -680,6 +681,7 @@ func (p *Proxy) sweepPools() {
 		s.pool.sweep(now, poolIdleMax)
 	}
 	trimBufs(now)
+	p.workers.trim(now)
 }
 
 // serverChanged records a server's state change.

@@ -1,6 +1,10 @@
 package dataplane
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // job is work for a pooled goroutine: a new connection to serve, a
 // tunnel direction to relay, a parked connection that became readable.
@@ -11,16 +15,39 @@ type job interface{ work() }
 // accept, ClientHello and connect path; a profile of new connections
 // showed a tenth of the proxy's CPU in that growth and in starting
 // goroutines. A worker keeps its grown stack, and waits for the next job
-// as one of at most maxIdleWorkers idle workers: their stacks are all an
-// idle proxy keeps (64 of them added 120 bytes per idle connection to the
-// mem scenario's 9,000); under load, workers freed by ending connections
-// are taken by new ones at once, so a few idle ones suffice.
+// as one of at most maxIdleWorkers idle workers.
+//
+// The bound follows the load, as the buffer pool does (bufpool.go): a
+// worker is kept through a burst as wide as maxIdleWorkers, and trim
+// retires those a whole window did not need, down to minIdleWorkers.
+// With a fixed bound of 16, 64 clients opening a connection per request
+// (bench close and tls-close) left more connections waiting at once than
+// idle workers after each burst of accepts: 2 to 4 % of the proxy's CPU
+// went to starting goroutines and growing their stacks (pprof,
+// runtime.newstack and runtime.newproc), none with 256. What an idle
+// proxy keeps is minIdleWorkers stacks.
 type workers struct {
 	ch   chan job // unbuffered: a send succeeds only to an idle worker
 	idle atomic.Int32
+	low  atomic.Int32 // the fewest idle workers since the last trim
+
+	mu      sync.Mutex // trim against close
+	closed  bool
+	trimmed int64 // unix nanoseconds of the last trim
 }
 
-const maxIdleWorkers = 16
+const (
+	maxIdleWorkers = 256
+	minIdleWorkers = 16
+	// workerTrimEvery is the window trim judges: a worker idle through
+	// all of it is retired.
+	workerTrimEvery = 10 * time.Second
+)
+
+// retire is the job that ends the idle worker taking it.
+type retire struct{}
+
+func (retire) work() {}
 
 func newWorkers() *workers { return &workers{ch: make(chan job)} }
 
@@ -29,6 +56,7 @@ func (w *workers) run(j job) {
 	select {
 	case w.ch <- j:
 	default:
+		w.low.Store(0)
 		go w.loop(j)
 	}
 }
@@ -42,12 +70,44 @@ func (w *workers) loop(j job) {
 		}
 		var ok bool
 		j, ok = <-w.ch
-		w.idle.Add(-1)
+		if _, quit := j.(retire); quit {
+			return // trim counted it out
+		}
+		n := w.idle.Add(-1)
 		if !ok {
 			return
+		}
+		for l := w.low.Load(); n < l && !w.low.CompareAndSwap(l, n); l = w.low.Load() {
 		}
 	}
 }
 
+// trim retires the workers that stayed idle through the last window, but
+// minIdleWorkers. It acts at most once per workerTrimEvery; the proxy
+// calls it on its pool sweep.
+func (w *workers) trim(now int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || now-w.trimmed < int64(workerTrimEvery) {
+		return
+	}
+	w.trimmed = now
+retiring:
+	for n := w.low.Load() - minIdleWorkers; n > 0; n-- {
+		select {
+		case w.ch <- retire{}:
+			w.idle.Add(-1)
+		default:
+			break retiring // none idle after all: taken meanwhile
+		}
+	}
+	w.low.Store(w.idle.Load())
+}
+
 // close ends the idle workers. Nothing may call run after it.
-func (w *workers) close() { close(w.ch) }
+func (w *workers) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	close(w.ch)
+}

@@ -30,6 +30,7 @@ type workers struct {
 	ch   chan job // unbuffered: a send succeeds only to an idle worker
 	idle atomic.Int32
 	low  atomic.Int32 // the fewest idle workers since the last trim
+	live atomic.Int32 // workers, busy or idle
 
 	mu      sync.Mutex // trim against close
 	closed  bool
@@ -57,11 +58,13 @@ func (w *workers) run(j job) {
 	case w.ch <- j:
 	default:
 		w.low.Store(0)
+		w.live.Add(1)
 		go w.loop(j)
 	}
 }
 
 func (w *workers) loop(j job) {
+	defer w.live.Add(-1)
 	for {
 		j.work()
 		if w.idle.Add(1) > maxIdleWorkers {

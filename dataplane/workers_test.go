@@ -46,10 +46,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // maxIdleWorkers) for the next one, and trim retires those a whole window
 // did not need, down to minIdleWorkers.
 func TestWorkersTrim(t *testing.T) {
-	base := runtime.NumGoroutine()
 	w := newWorkers()
 	alive := func(n int) func() bool {
-		return func() bool { return runtime.NumGoroutine()-base == n && int(w.idle.Load()) == n }
+		return func() bool { return int(w.live.Load()) == n && int(w.idle.Load()) == n }
 	}
 
 	// A burst wider than the bound: what is over it ends.
@@ -58,8 +57,8 @@ func TestWorkersTrim(t *testing.T) {
 
 	// The next burst takes them: no goroutine is started.
 	release := holdWorkers(t, w, 100)
-	if n := runtime.NumGoroutine() - base; n != maxIdleWorkers {
-		t.Fatalf("goroutines while 100 jobs run on %d idle workers: %d, want %d", maxIdleWorkers, n, maxIdleWorkers)
+	if n := w.live.Load(); n != maxIdleWorkers {
+		t.Fatalf("workers while 100 jobs run on %d idle ones: %d, want %d", maxIdleWorkers, n, maxIdleWorkers)
 	}
 	release()
 	eventually(t, "workers idle again", alive(maxIdleWorkers))
@@ -85,21 +84,20 @@ func TestWorkersTrim(t *testing.T) {
 	for _, tt := range tests {
 		if tt.busy > 0 {
 			holdWorkers(t, w, tt.busy)()
-			eventually(t, tt.name+": the busy ones idle again", func() bool { return runtime.NumGoroutine()-base == int(w.idle.Load()) })
+			eventually(t, tt.name+": the busy ones idle again", func() bool { return w.live.Load() == w.idle.Load() })
 		}
 		w.trim(tt.at)
 		eventually(t, tt.name, alive(tt.want))
 	}
 
 	w.close()
-	eventually(t, "close ends the idle workers", func() bool { return runtime.NumGoroutine() == base })
+	eventually(t, "close ends the idle workers", func() bool { return w.live.Load() == 0 })
 	w.trim(now + 10*window) // after close: nothing, and no panic
 }
 
 // TestWorkersTrimRace: trims while jobs start and end lose no job; close
 // after them ends every worker.
 func TestWorkersTrimRace(t *testing.T) {
-	base := runtime.NumGoroutine()
 	w := newWorkers()
 	var ran atomic.Int64
 	var wg sync.WaitGroup
@@ -137,5 +135,5 @@ func TestWorkersTrimRace(t *testing.T) {
 	close(stop)
 	<-trimmed
 	w.close()
-	eventually(t, "close ends the idle workers", func() bool { return runtime.NumGoroutine() == base })
+	eventually(t, "close ends the idle workers", func() bool { return w.live.Load() == 0 })
 }

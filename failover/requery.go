@@ -89,18 +89,17 @@ func (m *Manager) retryPending() {
 	m.mu.Unlock()
 	for _, ps := range list {
 		err := m.start(ps.in, nil)
-		m.mu.Lock()
-		switch {
-		case err == nil:
+		if err == nil {
+			m.mu.Lock()
 			delete(m.pending, ps.in.Name)
-		default:
-			m.pending[ps.in.Name] = pendingStart{in: ps.in, err: err, since: ps.since}
-		}
-		m.mu.Unlock()
-		switch {
-		case err == nil:
+			m.mu.Unlock()
 			m.log.Info("instance started again after its interface was made again", "instance", ps.in.Name, "interface", ps.in.Interface)
-		case err.Error() != ps.err.Error():
+			continue
+		}
+		m.mu.Lock()
+		m.pending[ps.in.Name] = pendingStart{in: ps.in, err: err, since: ps.since}
+		m.mu.Unlock()
+		if err.Error() != ps.err.Error() {
 			m.log.Warn("starting the instance again failed: retrying every second", "instance", ps.in.Name, "err", err)
 		}
 	}

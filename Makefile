@@ -30,16 +30,29 @@ RELEASE_ARCHES := amd64 arm64
 # Every file in the artifacts carries the commit's time.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 PACKAGE    = $(GO) run ./packaging/build
+# NETPOLL=fifo (the default) builds gitedge with Go's netpoller keeping the
+# order in which epoll reports ready sockets: a patch of a few lines to the
+# runtime's netpoll_epoll.go, compiled with `go build -overlay` from a copy
+# in bin/netpoll (internal/netpollorder; why: docs/benchmarks.md, Round 15).
+# NETPOLL=stock builds with the runtime as it is. `gitedge version` says
+# which a binary has.
+NETPOLL ?= fifo
+# go-build runs `$(1) go build $(2)`, with the overlay when NETPOLL=fifo.
+go-build = flags=""; case "$(NETPOLL)" in \
+	fifo) flags=$$(GO=$(GO) $(GO) run ./internal/netpollorder/overlay $(CURDIR)/bin/netpoll) || exit 1;; \
+	stock) ;; \
+	*) echo "NETPOLL=$(NETPOLL): want fifo or stock"; exit 2;; \
+	esac; (set -x; $(1) $(GO) build $$flags $(2))
 # release-binary builds dist/linux_$(1)/gitedge: the flags of `make build`,
 # static (CGO_ENABLED=0) so the package needs no libc and arm64 cross-builds.
-release-binary = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -ldflags "$(LDFLAGS)" -o $(DIST)/linux_$(1)/gitedge ./cmd/gitedge
+release-binary = $(call go-build,CGO_ENABLED=0 GOOS=linux GOARCH=$(1),-ldflags "$(LDFLAGS)" -o $(DIST)/linux_$(1)/gitedge ./cmd/gitedge)
 
 .PHONY: all build test unit lint fuzz e2e bench bench-smoke bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean deb release
 
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gitedge
+	@$(call go-build,,-ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gitedge)
 
 # deps installs the Debian packages named in TEST_PKGS that are missing.
 deps:
@@ -84,7 +97,7 @@ fuzz:
 
 # e2e: multi-node tests in network namespaces, against the built binary.
 e2e: build
-	GITEDGE_TEST_ALL=1 GE_E2E_FIGURES=$(CURDIR)/bin/e2e-figures.txt $(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
+	GITEDGE_TEST_ALL=1 GE_NETPOLL=$(NETPOLL) GE_E2E_FIGURES=$(CURDIR)/bin/e2e-figures.txt $(GO) test -count=1 -timeout 15m -tags e2e ./e2e/...
 	@cat bin/e2e-figures.txt 2>/dev/null || true
 
 # bench: the proxy's Go benchmarks (bench-dataplane), the reconcile

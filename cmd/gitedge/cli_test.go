@@ -136,7 +136,7 @@ func TestPlanCommandBaseRef(t *testing.T) {
 
 func TestVersionCommand(t *testing.T) {
 	code, out, _ := gitedge(t, "version")
-	if code != 0 || !strings.HasPrefix(out, "gitedge ") || !strings.Contains(out, "commit ") {
+	if code != 0 || !strings.HasPrefix(out, "gitedge ") || !strings.Contains(out, "commit ") || !strings.Contains(out, ", netpoll ") {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 	if code, _, _ := gitedge(t, "no-such-command"); code != 2 {

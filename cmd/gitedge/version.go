@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/gitedge/gitedge/internal/netpollorder"
 )
 
 // Set at build time by the Makefile: -ldflags "-X main.version=... -X main.commit=... -X main.buildDate=...".
@@ -29,6 +31,8 @@ func runVersion(_ context.Context, env *cliEnv, args []string) int {
 			}
 		}
 	}
-	fmt.Fprintf(env.stdout, "gitedge %s (commit %s, built %s, %s %s/%s)\n", version, c, buildDate, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	// The netpoll order tells a `make build` binary (FIFO) from a plain
+	// `go build` one (LIFO): internal/netpollorder.
+	fmt.Fprintf(env.stdout, "gitedge %s (commit %s, built %s, %s %s/%s, netpoll %s)\n", version, c, buildDate, runtime.Version(), runtime.GOOS, runtime.GOARCH, netpollorder.Order())
 	return 0
 }

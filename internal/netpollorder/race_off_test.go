@@ -1,0 +1,5 @@
+//go:build !race
+
+package netpollorder
+
+const raceOn = false

@@ -37,12 +37,14 @@ PACKAGE    = $(GO) run ./packaging/build
 # NETPOLL=stock builds with the runtime as it is. `gitedge version` says
 # which a binary has.
 NETPOLL ?= fifo
-# go-build runs `$(1) go build $(2)`, with the overlay when NETPOLL=fifo.
+# go-build runs `$(1) go build $(2)`, with the overlay when NETPOLL=fifo
+# (the overlay's writer runs for this machine, whatever GOOS and GOARCH
+# the build is for).
 go-build = flags=""; case "$(NETPOLL)" in \
-	fifo) flags=$$(GO=$(GO) $(GO) run ./internal/netpollorder/overlay $(CURDIR)/bin/netpoll) || exit 1;; \
+	fifo) flags=$$(env -u GOOS -u GOARCH GO=$(GO) $(GO) run ./internal/netpollorder/overlay "$(CURDIR)/bin/netpoll") || exit 1;; \
 	stock) ;; \
 	*) echo "NETPOLL=$(NETPOLL): want fifo or stock"; exit 2;; \
-	esac; (set -x; $(1) $(GO) build $$flags $(2))
+	esac; (set -x; $(1) $(GO) build $${flags:+"$$flags"} $(2))
 # release-binary builds dist/linux_$(1)/gitedge: the flags of `make build`,
 # static (CGO_ENABLED=0) so the package needs no libc and arm64 cross-builds.
 release-binary = $(call go-build,CGO_ENABLED=0 GOOS=linux GOARCH=$(1),-ldflags "$(LDFLAGS)" -o $(DIST)/linux_$(1)/gitedge ./cmd/gitedge)
@@ -51,8 +53,13 @@ release-binary = $(call go-build,CGO_ENABLED=0 GOOS=linux GOARCH=$(1),-ldflags "
 
 all: build
 
+# build checks that a binary it can run has the netpoll order asked for.
 build:
 	@$(call go-build,,-ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gitedge)
+	@want=$$(case "$(NETPOLL)" in fifo) echo FIFO;; *) echo LIFO;; esac); \
+	if [ "$$($(GO) env GOOS GOARCH)" = "$$($(GO) env GOHOSTOS GOHOSTARCH)" ] && [ "$$($(GO) env GOOS)" = linux ]; then \
+		$(BIN) version | grep -q "netpoll $$want)" || { echo "$(BIN): $$($(BIN) version): want netpoll $$want"; exit 1; }; \
+	fi
 
 # deps installs the Debian packages named in TEST_PKGS that are missing.
 deps:

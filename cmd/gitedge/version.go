@@ -31,8 +31,8 @@ func runVersion(_ context.Context, env *cliEnv, args []string) int {
 			}
 		}
 	}
-	// The netpoll order tells a `make build` binary (FIFO) from a plain
-	// `go build` one (LIFO): internal/netpollorder.
+	// The netpoll order tells a Linux `make build` binary (FIFO) from a
+	// plain `go build` one (LIFO): internal/netpollorder.
 	fmt.Fprintf(env.stdout, "gitedge %s (commit %s, built %s, %s %s/%s, netpoll %s)\n", version, c, buildDate, runtime.Version(), runtime.GOOS, runtime.GOARCH, netpollorder.Order())
 	return 0
 }

@@ -25,7 +25,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
 )
 
 // File is the runtime's source file the patch applies to, under GOROOT.
@@ -88,7 +90,7 @@ func WriteOverlay(goroot, dir string) (string, error) {
 	// Not a .go file: dir may be in a module (bin/netpoll), whose ./...
 	// must not find a package there.
 	patched := filepath.Join(dir, filepath.Base(orig)+".patched")
-	if err := os.WriteFile(patched, out, 0o644); err != nil {
+	if err := writeFile(patched, out); err != nil {
 		return "", err
 	}
 	js, err := json.MarshalIndent(map[string]map[string]string{"Replace": {orig: patched}}, "", "\t")
@@ -96,23 +98,48 @@ func WriteOverlay(goroot, dir string) (string, error) {
 		return "", err
 	}
 	overlay := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(overlay, append(js, '\n'), 0o644); err != nil {
+	if err := writeFile(overlay, append(js, '\n')); err != nil {
 		return "", err
 	}
 	return overlay, nil
 }
 
+// writeFile replaces name whole (a temporary file renamed over it): two
+// builds at once (make -j build deb) each write the same files, and
+// neither may compile the other's half-written copy.
+func writeFile(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
 // Order is the order in which this binary's scheduler runs goroutines
 // readied together by the netpoller: FIFO (epoll's, the patched runtime),
-// LIFO (the stock runtime) or Mixed (neither, three times over: a race
-// detector build, whose scheduler shuffles its run queue). It runs a probe of its own with GOMAXPROCS at 1 for a few
-// milliseconds, so it is for a command's output (gitedge version), not
-// for a serving process.
+// LIFO (the stock runtime) or Mixed (neither, five times over: a race
+// detector build, whose scheduler shuffles its run queue). It runs a probe
+// of its own with GOMAXPROCS at 1 for about a millisecond, so it is for a
+// command's output (gitedge version), not for a serving process: it
+// gives GOMAXPROCS its value back, but setting it turns off the
+// runtime's updates of it to the CPU limit.
 func Order() string {
-	prev := runtime.GOMAXPROCS(1)
-	defer runtime.GOMAXPROCS(prev)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	order := Mixed
-	for range 3 {
+	for range 5 {
 		if order = probe(16); order != Mixed {
 			break
 		}
@@ -133,28 +160,43 @@ const (
 // the netpoller's.
 func probe(n int) string {
 	woke := make(chan int, n)
-	ws := make([]*os.File, 0, n)
+	var started atomic.Int32
+	ws := make([]int, 0, n)
 	defer func() {
 		for _, w := range ws {
-			w.Close()
+			syscall.Close(w)
 		}
 	}()
 	for i := range n {
-		r, w, err := os.Pipe()
-		if err != nil {
+		var p [2]int
+		if err := syscall.Pipe(p[:]); err != nil {
 			return Mixed
 		}
-		ws = append(ws, w)
+		ws = append(ws, p[1])
+		if err := syscall.SetNonblock(p[0], true); err != nil {
+			syscall.Close(p[0])
+			return Mixed
+		}
+		r := os.NewFile(uintptr(p[0]), "probe") // non-blocking: in the netpoller
 		go func() {
 			defer r.Close()
 			var b [1]byte
-			r.Read(b[:])
+			started.Add(1)
+			r.Read(b[:]) // parks in the netpoller: nothing to read yet
 			woke <- i
 		}()
 	}
-	time.Sleep(2 * time.Millisecond) // every reader blocks in the netpoller
+	// With one P, a yield runs the readers queued behind this goroutine
+	// until each parks in its Read.
+	for started.Load() < int32(n) {
+		runtime.Gosched()
+	}
+	runtime.Gosched()
 	for _, w := range ws {
-		if _, err := w.Write([]byte{1}); err != nil {
+		// A raw write: the scheduler does not see a system call it could
+		// hand the P over during, to a thread that would poll half of
+		// the batch.
+		if _, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(w), uintptr(unsafe.Pointer(&one)), 1); e != 0 {
 			return Mixed
 		}
 	}
@@ -172,3 +214,5 @@ func probe(n int) string {
 	}
 	return Mixed
 }
+
+var one = [1]byte{1}

@@ -94,9 +94,10 @@ func TestOverlayOrder(t *testing.T) {
 }
 
 // TestOrderInProcess: the probe works in a test process too, among other
-// goroutines: it tells one of the two orders (mixed under the race
-// detector, whose scheduler shuffles its run queue), and gives GOMAXPROCS
-// back.
+// goroutines: it tells one of the two orders, and gives GOMAXPROCS back.
+// Under the race detector (`make unit`), whose scheduler shuffles its run
+// queue, it can only say mixed, so there this checks that the probe ends;
+// TestOverlayOrder's builds are without the race detector.
 func TestOrderInProcess(t *testing.T) {
 	before := runtimeGOMAXPROCS()
 	got := Order()

@@ -173,6 +173,8 @@ func probe(n int) string {
 			return Mixed
 		}
 		ws = append(ws, p[1])
+		syscall.CloseOnExec(p[0]) // pipe2's flag is not on every Unix
+		syscall.CloseOnExec(p[1])
 		if err := syscall.SetNonblock(p[0], true); err != nil {
 			syscall.Close(p[0])
 			return Mixed

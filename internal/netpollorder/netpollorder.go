@@ -23,8 +23,10 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -65,6 +67,16 @@ func Patch(src []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: the patched file does not parse: %v", File, err)
 	}
 	return out, nil
+}
+
+// GOROOT is the GOROOT of goTool (go, or the Makefile's GO), run in the
+// current directory: the toolchain a build from there will use.
+func GOROOT(goTool string) (string, error) {
+	out, err := exec.Command(goTool, "env", "GOROOT").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s env GOROOT: %w", goTool, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // WriteOverlay patches goroot's netpoll_epoll.go into dir and writes the

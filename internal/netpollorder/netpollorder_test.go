@@ -8,15 +8,17 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 func goroot(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOROOT").Output()
+	dir, err := GOROOT("go")
 	if err != nil {
-		t.Fatalf("go env GOROOT: %v", err)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out))
+	return dir
 }
 
 func TestPatch(t *testing.T) {
@@ -57,9 +59,6 @@ func TestPatch(t *testing.T) {
 // order. If the stock one ever says FIFO, Go keeps the order itself and
 // the patch can go.
 func TestOverlayOrder(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the runtime with the overlay")
-	}
 	dir := t.TempDir()
 	overlay, err := WriteOverlay(goroot(t), filepath.Join(dir, "netpoll"))
 	if err != nil {
@@ -101,7 +100,7 @@ func TestOverlayOrder(t *testing.T) {
 func TestOrderInProcess(t *testing.T) {
 	before := runtimeGOMAXPROCS()
 	got := Order()
-	if want := []string{FIFO, LIFO}; raceOn {
+	if want := []string{FIFO, LIFO}; testkit.RaceEnabled {
 		if got != Mixed {
 			t.Errorf("Order() = %q under the race detector, want %q", got, Mixed)
 		}

@@ -10,8 +10,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 
 	"github.com/gitedge/gitedge/internal/netpollorder"
 )
@@ -25,12 +23,12 @@ func main() {
 	if goTool == "" {
 		goTool = "go"
 	}
-	out, err := exec.Command(goTool, "env", "GOROOT").Output()
+	goroot, err := netpollorder.GOROOT(goTool)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "overlay: %s env GOROOT: %v\n", goTool, err)
+		fmt.Fprintf(os.Stderr, "overlay: %v\n", err)
 		os.Exit(1)
 	}
-	overlay, err := netpollorder.WriteOverlay(strings.TrimSpace(string(out)), os.Args[1])
+	overlay, err := netpollorder.WriteOverlay(goroot, os.Args[1])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "overlay: %v\n", err)
 		os.Exit(1)

@@ -1,5 +1,0 @@
-//go:build !race
-
-package netpollorder
-
-const raceOn = false

@@ -55,6 +55,39 @@ func orDash(x float64) string {
 	return num(x)
 }
 
+// aheadOfBest counts the rounds in which a proxy's figure was at least
+// the better of HAProxy's and nginx's in the same round, as "k/n" over the
+// rounds all three completed. Rounds run the proxies one after the other,
+// so a machine that slows down for a while weighs on all of them alike in
+// a round; the count says whether a gap between medians held round by
+// round or came from one disturbed round.
+func aheadOfBest(runs, haproxy, nginx []result, val func(result) float64) string {
+	byRound := func(rs []result) map[int]float64 {
+		m := map[int]float64{}
+		for _, r := range rs {
+			m[r.Round] = val(r)
+		}
+		return m
+	}
+	h, n := byRound(haproxy), byRound(nginx)
+	var ahead, rounds int
+	for _, r := range runs {
+		hv, okH := h[r.Round]
+		nv, okN := n[r.Round]
+		if !okH || !okN {
+			continue
+		}
+		rounds++
+		if val(r) >= max(hv, nv) {
+			ahead++
+		}
+	}
+	if rounds == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d/%d", ahead, rounds)
+}
+
 func num(x float64) string {
 	switch {
 	case x == 0:
@@ -157,7 +190,7 @@ func table(rs []result) string {
 			if resumed {
 				extra, extraSep = " TLS resumed % |", "---|"
 			}
-			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, extra, extraSep)
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | rounds at or above that best | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, extra, extraSep)
 			// The proxy's CPU time per request (per connection in close
 			// and tls-close): what a load-generator-bound scenario does
 			// not show in its rate.
@@ -182,8 +215,9 @@ func table(rs []result) string {
 					errs += r.Errors + r.Non2xx
 				}
 				m := med(p, val)
-				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
-					ratio(m, h), ratio(m, best), num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
+				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
+					ratio(m, h), ratio(m, best), aheadOfBest(runs, ok("haproxy"), ok("nginx"), val),
+					num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
 					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)), orDash(med(p, func(r result) float64 { return r.LoadCPU })),
 					num(med(p, func(r result) float64 { return r.ProxySleeps })))

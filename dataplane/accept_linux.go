@@ -119,7 +119,7 @@ func (a *acceptor) accept() (c sockConn, peer, local netip.AddrPort, err error) 
 		}
 		local = sockaddrAddrPort(&sa)
 	}
-	return dialedConn{os.NewFile(uintptr(a.nfd), "tcp")}, peer, local, nil
+	return dialedConn{newSockFile(a.nfd, "tcp")}, peer, local, nil
 }
 
 // onReadable is the RawConn.Read callback: one accept4, raw (it never

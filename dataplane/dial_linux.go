@@ -59,7 +59,7 @@ func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
 		unix.Close(int(fd))
 		return nil, os.NewSyscallError("connect", e)
 	}
-	f := os.NewFile(fd, "tcp") // non-blocking: registered with the netpoller
+	f := newSockFile(int(fd), "tcp") // non-blocking: registered with the netpoller
 	c := dialedConn{f}
 	if e == 0 {
 		return c, nil

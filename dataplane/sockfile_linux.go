@@ -11,16 +11,17 @@ import (
 // socket with SOCK_NONBLOCK) in an *os.File the netpoller serves, as
 // os.NewFile does, minus os.NewFile's fcntl(F_GETFL), which only asks
 // whether the descriptor is non-blocking. That is one system call of the
-// ten a new HTTP connection costs (docs/benchmarks.md, Round 16), and a
-// system call costs one to two microseconds on a hypervisor that traps
-// them.
+// ten a new HTTP connection costs (docs/benchmarks.md, Round 16), where
+// the benchmark machine's hypervisor makes each cost a microsecond or two.
 //
 // net.newUnixFile is the entry point package os keeps for package net's
 // sockets (os pushes it with go:linkname, so the linker lets a package
-// refer to it): the File it returns is the same pollable File, marked
-// non-blocking. It is checked against Go 1.26 (TestNewSockFile); a later
-// Go builds sockfile_go127_linux.go, os.NewFile, until it is checked
-// against that release too.
+// refer to it): the same pollable File, marked as made non-blocking by
+// Go, so its Fd method would turn the socket blocking, as for net's; the
+// proxy never calls Fd on these. It is checked against Go 1.26
+// (TestNewSockFile, TestNewSockFileAsksNothing); a later Go builds
+// sockfile_go127_linux.go, os.NewFile, until it is checked against that
+// release too.
 //
 //go:linkname newSockFile net.newUnixFile
 func newSockFile(fd int, name string) *os.File

@@ -420,7 +420,8 @@ func (r *runner) record(res result) {
 }
 
 // scenarios runs every scenario: each round runs every proxy once, in
-// turn, so slow drifts of a shared machine spread over all of them.
+// turn, so slow drifts of a shared machine spread over all of them, and
+// each round starts one proxy further down the list (roundOrder).
 func (r *runner) scenarios(ctx context.Context) error {
 	for _, sc := range r.o.Scenarios {
 		rounds := r.o.Rounds
@@ -428,7 +429,7 @@ func (r *runner) scenarios(ctx context.Context) error {
 			rounds = r.o.OtherRounds
 		}
 		for round := 1; round <= rounds; round++ {
-			for _, name := range r.o.Proxies {
+			for _, name := range roundOrder(r.o.Proxies, round) {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
@@ -450,6 +451,22 @@ func (r *runner) scenarios(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// roundOrder is the order the proxies run in in a round (from 1): the
+// list turned by one place a round (A B C, then B C A, then C A B), so
+// that over as many rounds as proxies each has run in every place. What
+// a run leaves behind weighs on the runs after it (a new-connection
+// scenario leaves thousands of sockets in TIME_WAIT for a minute, and
+// the kernel's port choice for each connect looks past them), and a
+// fixed order would put it on the same proxies every round.
+func roundOrder(proxies []string, round int) []string {
+	n := len(proxies)
+	if n == 0 {
+		return nil
+	}
+	k := (round - 1) % n
+	return append(slices.Clone(proxies[k:]), proxies[:k]...)
 }
 
 // one runs a scenario against a proxy started for it alone.

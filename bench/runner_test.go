@@ -1,0 +1,32 @@
+package main
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestRoundOrder(t *testing.T) {
+	for _, tc := range []struct {
+		proxies []string
+		round   int
+		want    []string
+	}{
+		{[]string{"haproxy", "nginx", "gitedge"}, 1, []string{"haproxy", "nginx", "gitedge"}},
+		{[]string{"haproxy", "nginx", "gitedge"}, 2, []string{"nginx", "gitedge", "haproxy"}},
+		{[]string{"haproxy", "nginx", "gitedge"}, 3, []string{"gitedge", "haproxy", "nginx"}},
+		{[]string{"haproxy", "nginx", "gitedge"}, 4, []string{"haproxy", "nginx", "gitedge"}},
+		{[]string{"gitedge"}, 5, []string{"gitedge"}},
+		{nil, 2, nil},
+	} {
+		got := roundOrder(tc.proxies, tc.round)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("roundOrder(%v, %d) = %v, want %v", tc.proxies, tc.round, got, tc.want)
+		}
+	}
+	// The list it was given stays as it was: the next round turns it again.
+	p := []string{"a", "b", "c"}
+	roundOrder(p, 2)
+	if !slices.Equal(p, []string{"a", "b", "c"}) {
+		t.Errorf("roundOrder changed its argument: %v", p)
+	}
+}

@@ -50,7 +50,7 @@ func cmdRun(args []string) error {
 	o := defaultOptions()
 	scen := fs.String("scenarios", strings.Join(o.Scenarios, ","), "comma list: "+strings.Join(allScenarios, ","))
 	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
-	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn")
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn, starting one further down -proxies than the round before (a multiple of the number of proxies gives each every place equally often)")
 	fs.IntVar(&o.OtherRounds, "other-rounds", o.OtherRounds, "rounds of the reload and memory scenarios")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured wrk run")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unrecorded load before each measured run")

@@ -57,28 +57,26 @@ func orDash(x float64) string {
 
 // aheadOfBest counts the rounds in which a proxy's figure was at least
 // the better of HAProxy's and nginx's in the same round, as "k/n" over the
-// rounds all three completed. Rounds run the proxies one after the other,
-// so a machine that slows down for a while weighs on all of them alike in
-// a round; the count says whether a gap between medians held round by
-// round or came from one disturbed round.
+// rounds it completed with at least one of them (the best is then the one
+// that did, as in the table's "× best" column). Rounds run the proxies
+// one after the other, so a machine that slows down for a while weighs on
+// all of them alike in a round; the count says whether a gap between
+// medians held round by round or came from one disturbed round.
 func aheadOfBest(runs, haproxy, nginx []result, val func(result) float64) string {
-	byRound := func(rs []result) map[int]float64 {
-		m := map[int]float64{}
-		for _, r := range rs {
-			m[r.Round] = val(r)
+	best := map[int]float64{}
+	for _, r := range append(slices.Clone(haproxy), nginx...) {
+		if b, ok := best[r.Round]; !ok || val(r) > b {
+			best[r.Round] = val(r)
 		}
-		return m
 	}
-	h, n := byRound(haproxy), byRound(nginx)
 	var ahead, rounds int
 	for _, r := range runs {
-		hv, okH := h[r.Round]
-		nv, okN := n[r.Round]
-		if !okH || !okN {
+		b, ok := best[r.Round]
+		if !ok {
 			continue
 		}
 		rounds++
-		if val(r) >= max(hv, nv) {
+		if val(r) >= b {
 			ahead++
 		}
 	}

@@ -23,9 +23,11 @@ func TestAheadOfBest(t *testing.T) {
 		// not make the others.
 		{"ahead of the medians, not round by round", rounds("g", 9, 22, 40), rounds("haproxy", 10, 20, 30), rounds("nginx", 11, 21, 41), "1/3"},
 		{"equal counts as at the best", rounds("g", 11, 1), rounds("haproxy", 10, 20), rounds("nginx", 11, 2), "1/2"},
-		{"rounds a peer missed are left out", rounds("g", 12, 22, 32), rounds("haproxy", 10, -1, 30), rounds("nginx", 11, 21, -1), "1/1"},
+		{"a round one peer missed has the other as its best", rounds("g", 12, 20, 32), rounds("haproxy", 10, -1, 30), rounds("nginx", 11, 21, -1), "2/3"},
+		{"rounds both peers missed are left out", rounds("g", 12, 22, 32), rounds("haproxy", 10, -1, 30), rounds("nginx", 11, -1, 31), "2/2"},
+		{"no nginx in the run: HAProxy is the best", rounds("g", 12, 19), rounds("haproxy", 10, 20), nil, "1/2"},
 		{"HAProxy against nginx alone", rounds("haproxy", 10, 20), rounds("haproxy", 10, 20), rounds("nginx", 11, 19), "1/2"},
-		{"no round in common", rounds("g", 12), rounds("haproxy", -1), rounds("nginx", 11), "–"},
+		{"no round in common", rounds("g", 12), rounds("haproxy", -1), rounds("nginx", -1, 11), "–"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := aheadOfBest(tc.proxy, tc.haproxy, tc.nginx, rps); got != tc.want {

@@ -455,17 +455,19 @@ func (r *runner) scenarios(ctx context.Context) error {
 
 // roundOrder is the order the proxies run in in a round (from 1): the
 // list turned by one place a round (A B C, then B C A, then C A B), so
-// that over as many rounds as proxies each has run in every place. What
-// a run leaves behind weighs on the runs after it (a new-connection
-// scenario leaves thousands of sockets in TIME_WAIT for a minute, and
-// the kernel's port choice for each connect looks past them), and a
-// fixed order would put it on the same proxies every round.
+// that over as many rounds as proxies (or a multiple) each has run first,
+// second and so on once. What a run leaves behind weighs on the runs
+// after it (a new-connection scenario leaves thousands of sockets in
+// TIME_WAIT for a minute, and the kernel's port choice for each connect
+// looks past them), and a fixed order put it on the same proxies every
+// round. A turned list keeps who runs before whom within a round; the
+// sockets of a minute outlast several runs, so the place is what counts.
 func roundOrder(proxies []string, round int) []string {
 	n := len(proxies)
 	if n == 0 {
 		return nil
 	}
-	k := (round - 1) % n
+	k := ((round-1)%n + n) % n
 	return append(slices.Clone(proxies[k:]), proxies[:k]...)
 }
 

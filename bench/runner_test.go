@@ -16,6 +16,7 @@ func TestRoundOrder(t *testing.T) {
 		{[]string{"haproxy", "nginx", "gitedge"}, 3, []string{"gitedge", "haproxy", "nginx"}},
 		{[]string{"haproxy", "nginx", "gitedge"}, 4, []string{"haproxy", "nginx", "gitedge"}},
 		{[]string{"gitedge"}, 5, []string{"gitedge"}},
+		{[]string{"haproxy", "nginx", "gitedge"}, 0, []string{"gitedge", "haproxy", "nginx"}}, // the round before the first
 		{nil, 2, nil},
 	} {
 		got := roundOrder(tc.proxies, tc.round)

@@ -9,10 +9,11 @@ import (
 
 // newSockFile wraps a socket the proxy made non-blocking (accept4 and
 // socket with SOCK_NONBLOCK) in an *os.File the netpoller serves, as
-// os.NewFile does, minus os.NewFile's fcntl(F_GETFL), which only asks
-// whether the descriptor is non-blocking. That is one system call of the
-// ten a new HTTP connection costs (docs/benchmarks.md, Round 16), where
-// the benchmark machine's hypervisor makes each cost a microsecond or two.
+// os.NewFile does, minus os.NewFile's fcntl(F_GETFL), which for a socket
+// only asks whether it is non-blocking (and in append mode, which a
+// socket never is). That is one system call of the ten a new HTTP
+// connection costs (docs/benchmarks.md, Round 16), where the benchmark
+// machine's hypervisor makes each cost a microsecond or two.
 //
 // net.newUnixFile is the entry point package os keeps for package net's
 // sockets (os pushes it with go:linkname, so the linker lets a package

@@ -4,7 +4,6 @@ package dataplane
 
 import (
 	"testing"
-
 	"time"
 
 	"golang.org/x/sys/unix"

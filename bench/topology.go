@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/gitedge/gitedge/internal/atomicfile"
 )
 
 // topology is where everything listens: loopback addresses only.
@@ -91,11 +93,7 @@ spec:
 		return err
 	}
 	for name, body := range map[string]string{"edge.yaml": edge.String(), "backends.yaml": backends.String(), "routes.yaml": routes.String()} {
-		tmp := filepath.Join(dir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			return err
 		}
 	}

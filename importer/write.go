@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/gitedge/gitedge/internal/atomicfile"
 )
 
 // ErrNotEmpty is returned by WriteDir for a non-empty directory without force.
@@ -61,12 +63,7 @@ func WriteDir(dir string, files map[string][]byte, force bool) (removed []string
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return removed, err
 		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, files[n], 0o644); err != nil {
-			return removed, err
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			os.Remove(tmp)
+		if err := atomicfile.WriteFile(p, files[n], 0o644); err != nil {
 			return removed, err
 		}
 	}

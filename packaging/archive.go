@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/gitedge/gitedge/internal/atomicfile"
 )
 
 // ArchiveName is the release archive's file name, without .tar.gz it is
@@ -46,7 +48,7 @@ func BuildArchive(o Options) (string, error) {
 		return "", fmt.Errorf("archive: %w", err)
 	}
 	out := filepath.Join(o.Out, base+".tar.gz")
-	err = writeAtomically(out, func(f *os.File) error {
+	err = atomicfile.Write(out, 0o644, func(f *os.File) error {
 		zw := gzip.NewWriter(f) // no name or time in the header: reproducible
 		tw := tar.NewWriter(zw)
 		dirs := map[string]bool{}
@@ -129,7 +131,7 @@ func WriteSums(dir string) (string, error) {
 		return "", fmt.Errorf("SHA256SUMS: no .deb or .tar.gz in %s", dir)
 	}
 	out := filepath.Join(dir, "SHA256SUMS")
-	if err := writeAtomically(out, func(f *os.File) error {
+	if err := atomicfile.Write(out, 0o644, func(f *os.File) error {
 		_, err := f.WriteString(b.String())
 		return err
 	}); err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/goreleaser/nfpm/v2"
 	"github.com/goreleaser/nfpm/v2/deb"
 	"github.com/goreleaser/nfpm/v2/files"
+
+	"github.com/gitedge/gitedge/internal/atomicfile"
 )
 
 const description = `edge load balancer agent: Host/SNI proxy, VRRP and Proxmox VMs from git
@@ -94,7 +96,7 @@ func BuildDeb(o Options) (string, error) {
 		return "", fmt.Errorf("deb: %w", err)
 	}
 	out := filepath.Join(o.Out, name)
-	if err := writeAtomically(out, func(f *os.File) error { return deb.Default.Package(nfpm.WithDefaults(info), f) }); err != nil {
+	if err := atomicfile.Write(out, 0o644, func(f *os.File) error { return deb.Default.Package(nfpm.WithDefaults(info), f) }); err != nil {
 		return "", fmt.Errorf("deb %s: %w", out, err)
 	}
 	return out, nil
@@ -107,26 +109,4 @@ func file(src, dst string, mode os.FileMode, typ string) *files.Content {
 		Type:        typ,
 		FileInfo:    &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode},
 	}
-}
-
-// writeAtomically writes path through a temporary file renamed into
-// place, so a failed build leaves no half-written artifact behind.
-func writeAtomically(path string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

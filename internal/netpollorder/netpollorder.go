@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"unsafe"
+
+	"github.com/gitedge/gitedge/internal/atomicfile"
 )
 
 // File is the runtime's source file the patch applies to, under GOROOT.
@@ -102,7 +104,10 @@ func WriteOverlay(goroot, dir string) (string, error) {
 	// Not a .go file: dir may be in a module (bin/netpoll), whose ./...
 	// must not find a package there.
 	patched := filepath.Join(dir, filepath.Base(orig)+".patched")
-	if err := writeFile(patched, out); err != nil {
+	// Replaced whole (atomicfile): two builds at once (make -j build deb)
+	// each write the same files, and neither may compile the other's
+	// half-written copy.
+	if err := atomicfile.WriteFile(patched, out, 0o644); err != nil {
 		return "", err
 	}
 	js, err := json.MarshalIndent(map[string]map[string]string{"Replace": {orig: patched}}, "", "\t")
@@ -110,34 +115,10 @@ func WriteOverlay(goroot, dir string) (string, error) {
 		return "", err
 	}
 	overlay := filepath.Join(dir, "overlay.json")
-	if err := writeFile(overlay, append(js, '\n')); err != nil {
+	if err := atomicfile.WriteFile(overlay, append(js, '\n'), 0o644); err != nil {
 		return "", err
 	}
 	return overlay, nil
-}
-
-// writeFile replaces name whole (a temporary file renamed over it): two
-// builds at once (make -j build deb) each write the same files, and
-// neither may compile the other's half-written copy.
-func writeFile(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // Order is the order in which this binary's scheduler runs goroutines

@@ -14,13 +14,17 @@ import (
 // scheduler (two thread switches on the proxy's one core), for nothing:
 // the call returns a moment later.
 
-// rawRead is read(2) on a non-blocking descriptor.
+// rawRead is recv(2) on a non-blocking socket: recvfrom without an
+// address, which goes straight to the socket where read(2) first passes
+// through the file layer (vfs_read and its checks), as HAProxy and nginx
+// do: here about 30 ns less for a read that finds nothing and 100 to 200
+// ns less for a write and the read of its bytes (BenchmarkSocketCalls).
 func rawRead(fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(ptr), uintptr(len(p)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -96,13 +100,15 @@ func rawSplice(rfd, wfd, n int) (int, error) {
 	return int(m), nil
 }
 
-// rawWrite is write(2) on a non-blocking descriptor.
+// rawWrite is send(2) on a non-blocking socket, for the reason rawRead
+// is recv. MSG_NOSIGNAL: a write to a peer that reset returns EPIPE
+// without raising SIGPIPE, which the runtime would only catch and ignore.
 func rawWrite(fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(ptr), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
 		return 0, e
 	}

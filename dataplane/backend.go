@@ -285,9 +285,10 @@ func sourceHash(a netip.Addr) uint32 {
 // Dialer.DialTCP: its local address, even the zero one, is bound before
 // connecting, which costs a system call and takes a port from the whole
 // ephemeral range instead of the range per server address (under
-// thousands of tunnels the connects failed with EADDRINUSE).
-func (b *backend) dial(s *server) (sockConn, error) {
-	return dialTCP(s.cfg.Address, b.cfg.ConnectTimeout)
+// thousands of tunnels the connects failed with EADDRINUSE). first, if
+// any, is sent as soon as the connection is made (dialTCP).
+func (b *backend) dial(s *server, first []byte) (sockConn, int, error) {
+	return dialTCP(s.cfg.Address, b.cfg.ConnectTimeout, first)
 }
 
 // upConn is a connection to a server.
@@ -297,6 +298,7 @@ type upConn struct {
 	idleAt int64    // unix nanoseconds it went idle in a pool
 	uses   int      // requests served
 	own    dialEnds // registered in Proxy.dials (tunnels); zero if none
+	sent   int      // bytes of connectServer's first sent by the dial
 
 	peekFn func(uintptr) // u.peek, bound once: Control takes it without allocating
 	empty  bool          // peek's answer

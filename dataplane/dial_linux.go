@@ -20,7 +20,18 @@ import (
 // (on loopback and often on a LAN). Its syscalls are raw (sys_linux.go).
 // A profile of new TLS connections showed a third of the proxy's CPU in
 // net.Dialer.DialContext, a third of that outside the kernel.
-func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
+//
+// first, when not empty, is sent as soon as connect returns, as HAProxy
+// does, and the send tells whether the connection is made: it succeeds
+// on a connection made within the connect call (on loopback, the
+// handshake completes before connect returns), fails with connect's
+// error (a refusal) on one that failed, or finds the connection still
+// being made (EAGAIN), which is then awaited as without first. That
+// replaces a getpeername with the send the caller would make anyway
+// (and, while the handshake is under way, a getpeername and a
+// getsockopt). sent is how much of first went out; the caller writes the
+// rest.
+func dialTCP(addr netip.AddrPort, timeout time.Duration, first []byte) (c sockConn, sent int, err error) {
 	var sa unsafe.Pointer
 	var salen uintptr
 	var sa4 unix.RawSockaddrInet4
@@ -45,7 +56,7 @@ func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
 	}
 	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if e != 0 {
-		return nil, os.NewSyscallError("socket", e)
+		return nil, 0, os.NewSyscallError("socket", e)
 	}
 	one := int32(1)
 	_, _, _ = unix.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
@@ -57,27 +68,43 @@ func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
 	}
 	if e != 0 && e != unix.EINPROGRESS {
 		unix.Close(int(fd))
-		return nil, os.NewSyscallError("connect", e)
+		return nil, 0, os.NewSyscallError("connect", e)
+	}
+	made := e == 0
+	if !made && len(first) > 0 {
+		n, werr := rawWrite(int(fd), first)
+		switch werr {
+		case nil:
+			made, sent = true, n
+		case unix.EAGAIN:
+			// Still connecting: wait below.
+		default:
+			unix.Close(int(fd))
+			return nil, 0, os.NewSyscallError("connect", werr)
+		}
 	}
 	f := newSockFile(int(fd), "tcp") // non-blocking: registered with the netpoller
-	c := dialedConn{f}
-	if e == 0 {
-		return c, nil
+	c = dialedConn{f}
+	if made {
+		return c, sent, nil
 	}
 	// In progress: made already within the connect call (the usual case
-	// on loopback), or wait until the socket is writable, within the
-	// connect timeout (a timer only then).
-	if done, err := connectDone(fd); done || err != nil {
-		if err != nil {
-			f.Close()
-			return nil, err
+	// on loopback; the send above told so when there was one), or wait
+	// until the socket is writable, within the connect timeout (a timer
+	// only then).
+	if len(first) == 0 {
+		if done, err := connectDone(fd); done || err != nil {
+			if err != nil {
+				f.Close()
+				return nil, 0, err
+			}
+			return c, 0, nil
 		}
-		return c, nil
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	_ = f.SetWriteDeadline(time.Now().Add(timeout))
 	var cerr error
@@ -91,10 +118,10 @@ func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	_ = f.SetWriteDeadline(time.Time{})
-	return c, nil
+	return c, 0, nil
 }
 
 // connectDone reports whether a non-blocking connect has completed, or

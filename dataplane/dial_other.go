@@ -12,13 +12,14 @@ import (
 
 // dialTCP connects to a server (off Linux, where the proxy does not run,
 // through net.Dialer; the package builds for validate and plan).
-func dialTCP(addr netip.AddrPort, timeout time.Duration) (sockConn, error) {
+// first is left to the caller (sent is 0).
+func dialTCP(addr netip.AddrPort, timeout time.Duration, first []byte) (c sockConn, sent int, err error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
-	c, err := d.Dial("tcp", addr.String())
+	nc, err := d.Dial("tcp", addr.String())
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return c.(*net.TCPConn), nil
+	return nc.(*net.TCPConn), 0, nil
 }
 
 func localAddr(syscall.RawConn) (netip.AddrPort, error) {

@@ -36,7 +36,7 @@ func idempotent(method []byte) bool {
 func (h *httpConn) redial(b *backend) bool {
 	h.closeUp()
 	h.upLen = 0
-	c, err := b.dial(h.used)
+	c, _, err := b.dial(h.used, nil)
 	if err != nil {
 		h.used.st.m.errs[errKindConnect].Inc()
 		h.used.st.report(h.sock.p, false, false, unwrapOp(err).Error())
@@ -63,7 +63,7 @@ func (h *httpConn) connect(b *backend) bool {
 		}
 		pc.c.Close()
 	}
-	s, u, err := h.sock.p.connectServer(b, h.peer, h.local, true)
+	s, u, err := h.sock.p.connectServer(b, h.peer, h.local, true, nil)
 	if err == errLoop {
 		h.sock.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
 		h.status = 508

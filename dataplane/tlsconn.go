@@ -111,7 +111,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
 		return false
 	}
-	s, up, err := c.sock.p.connectServer(b, c.peer, c.local, false)
+	s, up, err := c.sock.p.connectServer(b, c.peer, c.local, false, buf.b[:n])
 	if err == errLoop {
 		c.sock.p.loopDetected(loopSelfAddr, lg.cfg.Name, c.peer, b.cfg.Name, "every server is this proxy's own listener")
 	}
@@ -122,14 +122,17 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 	c.sock.p.respSeconds(b, start)
 	c.lm.class[0].Inc()
 	s.st.m.requests.Inc()
-	// The ClientHello bytes read so far go first.
-	up.dl.write(up.c, time.Now().UnixNano(), b.cfg.IdleTimeout)
-	if _, err := up.write(buf.b[:n]); err != nil {
-		s.st.m.errs[errKindResponse].Inc()
-		c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
-		up.closeTunnel(c.sock.p)
-		s.release()
-		return false
+	// The ClientHello bytes read so far go first: what the dial did not
+	// send with the connect.
+	if up.sent < n {
+		up.dl.write(up.c, time.Now().UnixNano(), b.cfg.IdleTimeout)
+		if _, err := up.write(buf.b[up.sent:n]); err != nil {
+			s.st.m.errs[errKindResponse].Inc()
+			c.logTLS(lg, start, sni, b, s, 0, 0, err.Error())
+			up.closeTunnel(c.sock.p)
+			s.release()
+			return false
+		}
 	}
 	in := int64(n)
 	// Keep the SNI for the log only when logging; buf goes back now.

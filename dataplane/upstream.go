@@ -19,7 +19,13 @@ var errConnectFailed = errors.New("could not connect to any server")
 // retries with redispatch). A new connection for a tunnel (pooled unset)
 // is registered in p.dials until upConn.closeTunnel. errLoop: every
 // server is this proxy's own listener.
-func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled bool) (*server, *upConn, error) {
+//
+// first is what the caller sends first on a new connection (a tunnel's
+// ClientHello): the dial sends it as soon as the connection is made
+// (dialTCP), unless a PROXY header must go before it or the accepting
+// side of a loop must see the dial registered first. upConn.sent tells
+// how much of it went out.
+func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled bool, first []byte) (*server, *upConn, error) {
 	var hash uint32
 	if b.cfg.Balance == BalanceSource {
 		hash = sourceHash(peer.Addr())
@@ -43,7 +49,11 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 				return s, c, nil
 			}
 		}
-		c, err := b.dial(s)
+		pre := first
+		if b.pp != 0 || s.mayLoop {
+			pre = nil
+		}
+		c, sent, err := b.dial(s, pre)
 		if err == nil {
 			s.st.connectOK()
 			s.st.m.conns.Inc()
@@ -60,7 +70,7 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 				u, err = newUpConn(c, b, s, peer, local, pooled)
 			}
 			if err == nil {
-				u.own = own
+				u.own, u.sent = own, sent
 				return s, u, nil
 			}
 			if own.local.IsValid() {

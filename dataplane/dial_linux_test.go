@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tinyListener listens on loopback with a backlog of 0: its accept
-// queue holds one connection, and a SYN that comes while it does is
-// dropped, so a connect to it stays in progress until the queue frees
+// tinyListener listens on loopback with a backlog of 1: its accept
+// queue then holds two connections, and a SYN that comes while they wait
+// is dropped, so a connect to it stays in progress until the queue frees
 // and the SYN is sent again (a second later).
 func tinyListener(t *testing.T) (fd int, addr netip.AddrPort) {
 	t.Helper()
@@ -26,7 +26,7 @@ func tinyListener(t *testing.T) (fd int, addr netip.AddrPort) {
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Listen(fd, 0); err != nil {
+	if err := unix.Listen(fd, 1); err != nil {
 		t.Fatal(err)
 	}
 	sa, err := unix.Getsockname(fd)
@@ -97,12 +97,14 @@ func TestDialFirst(t *testing.T) {
 
 	t.Run("still connecting", func(t *testing.T) {
 		lfd, addr := tinyListener(t)
-		// The first connection fills the accept queue.
-		filler, err := net.Dial("tcp", addr.String())
-		if err != nil {
-			t.Fatal(err)
+		// Two connections fill the accept queue.
+		for range 2 {
+			filler, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer filler.Close()
 		}
-		defer filler.Close()
 		time.Sleep(50 * time.Millisecond)
 		go func() {
 			// Free the queue once the dial below has sent its SYN.
@@ -123,9 +125,26 @@ func TestDialFirst(t *testing.T) {
 		if sent != 0 {
 			t.Fatalf("sent %d bytes on a connection still being made, want 0", sent)
 		}
-		nfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+		// The second filler is still queued ahead of this connection.
+		rc, err := c.SyscallConn()
 		if err != nil {
 			t.Fatal(err)
+		}
+		local, err := localAddr(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nfd := -1
+		for nfd < 0 {
+			fd, sa, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p, ok := sa.(*unix.SockaddrInet4); ok && p.Port == int(local.Port()) {
+				nfd = fd
+			} else {
+				unix.Close(fd)
+			}
 		}
 		f := os.NewFile(uintptr(nfd), "server")
 		s, err := net.FileConn(f)

@@ -18,22 +18,29 @@ import (
 // and the SYN is sent again (a second later).
 func tinyListener(t *testing.T) (fd int, addr netip.AddrPort) {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
+	fd, addr = boundLoopback(t)
 	if err := unix.Listen(fd, 1); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
+	return fd, addr
+}
+
+// sendRest writes rest to the dialled connection c, half-closes it, and
+// checks that the server's end s read want in all.
+func sendRest(t *testing.T, c sockConn, s net.Conn, rest, want string) {
+	t.Helper()
+	var w side
+	if err := w.init(c, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return fd, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	if _, err := w.write([]byte(rest)); err != nil {
+		t.Fatal(err)
+	}
+	w.closeWrite()
+	s.SetReadDeadline(time.Now().Add(waitFor))
+	if got, _ := io.ReadAll(s); string(got) != want {
+		t.Fatalf("server read %q, want %q", got, want)
+	}
 }
 
 // TestDialFirst: dialTCP sends the caller's first bytes with the
@@ -61,18 +68,7 @@ func TestDialFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			var w side
-			if err := w.init(c, time.Second); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := w.write([]byte("|rest")); err != nil {
-				t.Fatal(err)
-			}
-			w.closeWrite()
-			got, _ := io.ReadAll(s)
-			if want := first + "|rest"; string(got) != want {
-				t.Fatalf("server read %q, want %q", got, want)
-			}
+			sendRest(t, c, s, "|rest", first+"|rest")
 		}
 	})
 
@@ -153,18 +149,6 @@ func TestDialFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		var w side
-		if err := w.init(c, time.Second); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.write([]byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		w.closeWrite()
-		s.SetReadDeadline(time.Now().Add(waitFor))
-		got, _ := io.ReadAll(s)
-		if string(got) != "hello" {
-			t.Fatalf("server read %q, want %q", got, "hello")
-		}
+		sendRest(t, c, s, "hello", "hello")
 	})
 }

@@ -41,6 +41,14 @@ func TestHealthDownReasonSaysConnectOnce(t *testing.T) {
 // process can listen there while the test runs.
 func refusingAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
+	_, addr := boundLoopback(t)
+	return addr
+}
+
+// boundLoopback returns a TCP socket bound to a free port of 127.0.0.1,
+// not listening, and its address; the test's cleanup closes it.
+func boundLoopback(t *testing.T) (fd int, addr netip.AddrPort) {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -53,5 +61,5 @@ func refusingAddr(t *testing.T) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port))
+	return fd, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port))
 }

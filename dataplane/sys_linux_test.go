@@ -41,11 +41,10 @@ func TestRawReadWrite(t *testing.T) {
 	}
 	var n int
 	var err error
-	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if n, err = rawRead(fb, buf); err != syscall.EAGAIN {
-			break
-		}
-	}
+	eventually(t, "the bytes arrive", func() bool {
+		n, err = rawRead(fb, buf)
+		return err != syscall.EAGAIN
+	})
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("read: %q, %v", buf[:n], err)
 	}
@@ -54,11 +53,10 @@ func TestRawReadWrite(t *testing.T) {
 	a.SetLinger(0)
 	a.Close()
 	var werr error
-	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if _, werr = rawWrite(fb, []byte("x")); werr != nil {
-			break
-		}
-	}
+	eventually(t, "a write fails after the reset", func() bool {
+		_, werr = rawWrite(fb, []byte("x"))
+		return werr != nil
+	})
 	if !errors.Is(werr, syscall.EPIPE) && !errors.Is(werr, syscall.ECONNRESET) {
 		t.Fatalf("write to a reset peer: %v, want EPIPE or ECONNRESET", werr)
 	}
@@ -84,11 +82,10 @@ func TestRawReadWrite(t *testing.T) {
 	c, d := tcpPair(t)
 	c.Close()
 	fd := rawFD(t, d)
-	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if n, err = rawRead(fd, buf); err != syscall.EAGAIN {
-			break
-		}
-	}
+	eventually(t, "the end arrives", func() bool {
+		n, err = rawRead(fd, buf)
+		return err != syscall.EAGAIN
+	})
 	if n != 0 || err != nil {
 		t.Fatalf("read at the end: %d, %v; want 0, nil", n, err)
 	}

@@ -7,22 +7,31 @@ import (
 	"testing"
 )
 
+// TestWriteFile: WriteFile and WriteFileSync replace the content and the
+// mode and leave no temporary behind.
 func TestWriteFile(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
+	for name, write := range map[string]func(string, []byte, os.FileMode) error{
+		"WriteFile":     WriteFile,
+		"WriteFileSync": WriteFileSync,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "f")
+			if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := write(p, []byte("new"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(p); string(b) != "new" {
+				t.Errorf("content %q, want new", b)
+			}
+			if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o644 {
+				t.Errorf("mode %v (%v), want 0644", st.Mode().Perm(), err)
+			}
+			assertOnly(t, dir, "f")
+		})
 	}
-	if err := WriteFile(p, []byte("new"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(p); string(b) != "new" {
-		t.Errorf("content %q, want new", b)
-	}
-	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o644 {
-		t.Errorf("mode %v (%v), want 0644", st.Mode().Perm(), err)
-	}
-	assertOnly(t, dir, "f")
 }
 
 // TestWriteFails: a write that fails leaves the old file and no temporary.

@@ -49,7 +49,7 @@ go-build = flags=""; case "$(NETPOLL)" in \
 # static (CGO_ENABLED=0) so the package needs no libc and arm64 cross-builds.
 release-binary = $(call go-build,CGO_ENABLED=0 GOOS=linux GOARCH=$(1),-ldflags "$(LDFLAGS)" -o $(DIST)/linux_$(1)/gitedge ./cmd/gitedge)
 
-.PHONY: all build test unit lint fuzz e2e bench bench-smoke bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean deb release
+.PHONY: all build test unit lint fuzz e2e bench bench-slices bench-smoke bench-dataplane bench-failover bench-gitsource demo deps bench-deps clean deb release
 
 all: build
 
@@ -115,6 +115,13 @@ e2e: build
 bench: build bench-deps bench-dataplane
 	$(GO) test -run '^$$' -bench . -benchmem ./reconcile/
 	$(GO) run ./bench run -gitedge $(BIN) $(BENCH_FLAGS)
+
+# bench-slices: the throughput scenarios with HAProxy, nginx and gitedge
+# up at once, in 20 cycles of 2 s slices taken in turn (about 12
+# minutes): the comparison that tells a few percent from the machine's
+# noise (docs/benchmarks.md, Slices).
+bench-slices: build bench-deps
+	$(GO) run ./bench run -gitedge $(BIN) -proxies haproxy,nginx,gitedge -scenarios ka,close,tls-ka,tls-close,big -slices 20 $(BENCH_FLAGS)
 
 # bench-smoke: the whole benchmark once, briefly, unpinned (about a
 # minute); it also runs in `make test` as bench's TestSmoke.

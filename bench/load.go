@@ -73,8 +73,9 @@ func (w wrkResult) into(res *result) {
 	res.Requests, res.Non2xx, res.Errors = w.requests, w.non2xx, w.errors
 }
 
-// wrk runs wrk pinned with the backends, bounded in time, and parses it.
-func (r *runner) wrk(ctx context.Context, dir, name string, d time.Duration, args []string) (wrkResult, error) {
+// wrk runs wrk pinned with the backends, bounded in time, and parses it;
+// a TLS scenario's connections go to t's tls listener.
+func (r *runner) wrk(ctx context.Context, dir, name string, d time.Duration, t topology, args []string) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	argv := append([]string{"wrk", "-d", strconv.Itoa(secs) + "s"}, args...)
 	if r.loadCPU != "" {
@@ -83,7 +84,7 @@ func (r *runner) wrk(ctx context.Context, dir, name string, d time.Duration, arg
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+15)*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "BENCH_CONNECT="+r.o.Topology.tlsAddr())
+	cmd.Env = append(os.Environ(), "BENCH_CONNECT="+t.tlsAddr())
 	out, err := cmd.CombinedOutput()
 	_ = os.WriteFile(filepath.Join(dir, name+".txt"), out, 0o644)
 	if err != nil {
@@ -164,7 +165,7 @@ func (r *runner) reload(ctx context.Context, sc string, pe *peer, p *proc, dir s
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w, werr = r.wrk(ctx, dir, "wrk", r.o.ReloadDuration, args)
+		w, werr = r.wrk(ctx, dir, "wrk", r.o.ReloadDuration, t, args)
 	}()
 	lead := min(time.Second, r.o.ReloadDuration/5) // load first, and load after the last reload
 	interval := (r.o.ReloadDuration - 2*lead) / time.Duration(max(r.o.Reloads, 1))

@@ -51,6 +51,8 @@ func cmdRun(args []string) error {
 	scen := fs.String("scenarios", strings.Join(o.Scenarios, ","), "comma list: "+strings.Join(allScenarios, ","))
 	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn, starting one further down -proxies than the round before (a multiple of the number of proxies gives each every place equally often)")
+	fs.IntVar(&o.Slices, "slices", 0, "measure the throughput scenarios in this many cycles of -slice instead of rounds: every proxy is started once, on a loopback address of its own, and each cycle runs every proxy for one slice in turn (docs/benchmarks.md, Slices)")
+	fs.DurationVar(&o.Slice, "slice", o.Slice, "length of a slice of -slices")
 	fs.IntVar(&o.OtherRounds, "other-rounds", o.OtherRounds, "rounds of the reload and memory scenarios")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured wrk run")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unrecorded load before each measured run")
@@ -117,6 +119,8 @@ type options struct {
 	Scenarios      []string
 	Proxies        []string
 	Rounds         int
+	Slices         int           // cycles of a sliced run; 0: rounds
+	Slice          time.Duration // a slice's length
 	OtherRounds    int
 	Duration       time.Duration
 	Warmup         time.Duration
@@ -143,7 +147,7 @@ var allScenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload
 func defaultOptions() options {
 	return options{
 		Scenarios: allScenarios, Proxies: []string{"haproxy", "nginx", "caddy", "gitedge"},
-		Rounds: 3, OtherRounds: 1, Duration: 6 * time.Second, Warmup: time.Second,
+		Rounds: 3, Slice: 2 * time.Second, OtherRounds: 1, Duration: 6 * time.Second, Warmup: time.Second,
 		ReloadDuration: 10 * time.Second, Reloads: 10, MemHold: 2 * time.Second,
 		Conns: 64, BigConns: 8, Gitedge: "bin/gitedge", Topology: defaultTopology(),
 	}

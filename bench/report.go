@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -63,13 +64,20 @@ func orDash(x float64) string {
 // all of them alike in a round; the count says whether a gap between
 // medians held round by round or came from one disturbed round.
 func aheadOfBest(runs, haproxy, nginx []result, val func(result) float64) string {
+	ahead, rounds := aheadCount(runs, haproxy, nginx, val)
+	if rounds == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d/%d", ahead, rounds)
+}
+
+func aheadCount(runs, haproxy, nginx []result, val func(result) float64) (ahead, rounds int) {
 	best := map[int]float64{}
 	for _, r := range append(slices.Clone(haproxy), nginx...) {
 		if b, ok := best[r.Round]; !ok || val(r) > b {
 			best[r.Round] = val(r)
 		}
 	}
-	var ahead, rounds int
 	for _, r := range runs {
 		b, ok := best[r.Round]
 		if !ok {
@@ -80,10 +88,57 @@ func aheadOfBest(runs, haproxy, nginx []result, val func(result) float64) string
 			ahead++
 		}
 	}
-	if rounds == 0 {
+	return ahead, rounds
+}
+
+// pairedWithBest compares a sliced run's proxy cycle by cycle with the
+// better of HAProxy and nginx over the run (the one with the higher
+// median; for either of them, the other), as "k/n (p P), median R": the
+// cycles at or above it, the sign test's p of that count, and the median
+// of the cycles' ratios. One peer for every cycle, not the better of the
+// two in each: the higher of two noisy rates is itself biased upwards,
+// so a proxy level with both would be at or above it in only a third of
+// the cycles, and the sign test would call that a deficit.
+func pairedWithBest(proxy string, runs, haproxy, nginx []result, val func(result) float64) string {
+	med := func(rs []result) float64 {
+		var xs []float64
+		for _, r := range rs {
+			xs = append(xs, val(r))
+		}
+		return median(xs)
+	}
+	var best []result
+	switch {
+	case proxy == "haproxy":
+		best = nginx
+	case proxy == "nginx":
+		best = haproxy
+	case med(nginx) > med(haproxy):
+		best = nginx
+	default:
+		best = haproxy
+	}
+	by := map[int]float64{}
+	for _, r := range best {
+		by[r.Round] = val(r)
+	}
+	var ahead, n int
+	var ratios []float64
+	for _, r := range runs {
+		b, ok := by[r.Round]
+		if !ok || b == 0 {
+			continue
+		}
+		n++
+		if val(r) >= b {
+			ahead++
+		}
+		ratios = append(ratios, val(r)/b)
+	}
+	if n == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%d/%d", ahead, rounds)
+	return fmt.Sprintf("%d/%d (p %.2g), median %.2f", ahead, n, signTest(ahead, n), median(ratios))
 }
 
 func num(x float64) string {
@@ -124,6 +179,11 @@ func table(rs []result) string {
 	}
 	for _, sc := range order {
 		fmt.Fprintf(&b, "\n### %s\n\n", sc)
+		var sliceText string // a sliced run's scenario says so
+		for _, p := range proxies {
+			sliceText = cmp.Or(sliceText, sliceNote(by[sc][p]))
+		}
+		b.WriteString(sliceText)
 		ok := func(p string) []result {
 			var out []result
 			for _, r := range by[sc][p] {
@@ -188,7 +248,17 @@ func table(rs []result) string {
 			if resumed {
 				extra, extraSep = " TLS resumed % |", "---|"
 			}
-			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | rounds at or above that best | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, extra, extraSep)
+			aheadCol := "rounds at or above that best"
+			ahead := func(p string, runs []result) string {
+				return aheadOfBest(runs, ok("haproxy"), ok("nginx"), val)
+			}
+			if sliceText != "" {
+				aheadCol = "cycles at or above the better of HAProxy and nginx (sign test), median ratio"
+				ahead = func(p string, runs []result) string {
+					return pairedWithBest(p, runs, ok("haproxy"), ok("nginx"), val)
+				}
+			}
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | %s | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, aheadCol, extra, extraSep)
 			// The proxy's CPU time per request (per connection in close
 			// and tls-close): what a load-generator-bound scenario does
 			// not show in its rate.
@@ -214,7 +284,7 @@ func table(rs []result) string {
 				}
 				m := med(p, val)
 				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
-					ratio(m, h), ratio(m, best), aheadOfBest(runs, ok("haproxy"), ok("nginx"), val),
+					ratio(m, h), ratio(m, best), ahead(p, runs),
 					num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
 					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)), orDash(med(p, func(r result) float64 { return r.LoadCPU })),

@@ -181,8 +181,12 @@ func (r *runner) writeMachine() error {
 	for _, p := range r.o.Proxies {
 		fmt.Fprintf(&b, "%s: %s\n", p, peers[p].version(r))
 	}
-	fmt.Fprintf(&b, "params: rounds=%d other-rounds=%d duration=%s warmup=%s conns=%d big-conns=%d reloads=%d/%s mem-conns=%d\n",
-		r.o.Rounds, r.o.OtherRounds, r.o.Duration, r.o.Warmup, r.o.Conns, r.o.BigConns, r.o.Reloads, r.o.ReloadDuration, r.o.MemConns)
+	rounds := fmt.Sprintf("rounds=%d", r.o.Rounds)
+	if r.o.Slices > 0 {
+		rounds = fmt.Sprintf("slices=%dx%s", r.o.Slices, r.o.Slice)
+	}
+	fmt.Fprintf(&b, "params: %s other-rounds=%d duration=%s warmup=%s conns=%d big-conns=%d reloads=%d/%s mem-conns=%d\n",
+		rounds, r.o.OtherRounds, r.o.Duration, r.o.Warmup, r.o.Conns, r.o.BigConns, r.o.Reloads, r.o.ReloadDuration, r.o.MemConns)
 	r.logf("%s", strings.TrimSpace(b.String()))
 	return os.WriteFile(filepath.Join(r.out, "machine.txt"), []byte(b.String()), 0o644)
 }
@@ -382,6 +386,9 @@ type result struct {
 	Non2xx   int64   `json:"non2xx"`
 	Errors   int64   `json:"socket_errors"` // wrk's connect+read+write+timeout
 	ProxyCPU float64 `json:"proxy_cpu_pct,omitempty"`
+	// SliceSecs is the length of a sliced run's slice (-slices); Round
+	// is then the slice's cycle.
+	SliceSecs float64 `json:"slice_s,omitempty"`
 	// LoadCPU is how busy the core of wrk and the backends was: near 100,
 	// the load side set the rate, and the proxies' rates differ by the
 	// work each causes there more than by their own speed.
@@ -406,9 +413,7 @@ type result struct {
 }
 
 func (r *runner) record(res result) {
-	r.all = append(r.all, res)
-	b, _ := json.Marshal(res)
-	r.results.Write(append(b, '\n'))
+	b := r.store(res)
 	switch {
 	case res.Skipped != "":
 		r.logf("  %s %s: skipped (%s)", res.Scenario, res.Proxy, res.Skipped)
@@ -419,6 +424,15 @@ func (r *runner) record(res result) {
 	}
 }
 
+// store keeps a result and appends it to results.jsonl; it returns the
+// JSON line.
+func (r *runner) store(res result) []byte {
+	r.all = append(r.all, res)
+	b, _ := json.Marshal(res)
+	r.results.Write(append(b, '\n'))
+	return b
+}
+
 // scenarios runs every scenario: each round runs every proxy once, in
 // turn, so slow drifts of a shared machine spread over all of them, and
 // each round starts one proxy further down the list (roundOrder).
@@ -427,6 +441,11 @@ func (r *runner) scenarios(ctx context.Context) error {
 		rounds := r.o.Rounds
 		if strings.HasPrefix(sc, "reload") || strings.HasPrefix(sc, "mem") {
 			rounds = r.o.OtherRounds
+		} else if r.o.Slices > 0 {
+			if err := r.sliced(ctx, sc); err != nil {
+				return err
+			}
+			continue
 		}
 		for round := 1; round <= rounds; round++ {
 			for _, name := range roundOrder(r.o.Proxies, round) {
@@ -474,9 +493,6 @@ func roundOrder(proxies []string, round int) []string {
 // one runs a scenario against a proxy started for it alone.
 func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) error {
 	dir := filepath.Join(r.out, "runs", fmt.Sprintf("%s-%s-r%d", sc, pe.name, res.Round))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	t := r.o.Topology
 	switch sc {
 	case "mem-tls":
@@ -484,29 +500,11 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 	case "mem-tls-silent":
 		t.InspectTimeout = "60s" // the silent connections outlive the measurement
 	}
-	cfg, err := r.routes(dir, "a", t)
-	if err != nil {
-		return err
-	}
-	if err := writeConfigs(cfg, dir, r.stream, t); err != nil {
-		return err
-	}
-	p, err := pe.start(r, dir)
+	p, err := r.launch(pe, dir, t)
 	if err != nil {
 		return err
 	}
 	defer r.stop(p, syscall.SIGTERM)
-	if err := waitListen(t.httpAddr(), p); err != nil {
-		return fmt.Errorf("%s: %w (see %s)", pe.name, err, dir)
-	}
-	if pe.tls {
-		if err := waitListen(t.tlsAddr(), p); err != nil {
-			return fmt.Errorf("%s: %w (see %s)", pe.name, err, dir)
-		}
-	}
-	if err := r.routingCheck(pe, t); err != nil {
-		return err
-	}
 	switch sc {
 	case "mem", "mem-tls", "mem-tls-silent":
 		return r.mem(ctx, sc, p, t, res)
@@ -515,10 +513,49 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 	}
 	args := r.wrkArgs(sc, t, r.o.Conns)
 	if r.o.Warmup > 0 {
-		if _, err := r.wrk(ctx, dir, "warmup", r.o.Warmup, args); err != nil {
+		if _, err := r.wrk(ctx, dir, "warmup", r.o.Warmup, t, args); err != nil {
 			return err
 		}
 	}
+	return r.measure(ctx, sc, p, dir, "wrk", r.o.Duration, t, args, res)
+}
+
+// launch writes the configs of topology t in dir, starts the proxy on
+// them and checks that it routes every host right.
+func (r *runner) launch(pe *peer, dir string, t topology) (*proc, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg, err := r.routes(dir, "a", t)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeConfigs(cfg, dir, r.stream, t); err != nil {
+		return nil, err
+	}
+	p, err := pe.start(r, dir)
+	if err != nil {
+		return nil, err
+	}
+	err = waitListen(t.httpAddr(), p)
+	if err == nil && pe.tls {
+		err = waitListen(t.tlsAddr(), p)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w (see %s)", pe.name, err, dir)
+	} else {
+		err = r.routingCheck(pe, t)
+	}
+	if err != nil {
+		r.stop(p, syscall.SIGTERM)
+		return nil, err
+	}
+	return p, nil
+}
+
+// measure runs one measured wrk run of d against the proxy p and fills
+// res with wrk's figures and the proxy's and the load core's CPU.
+func (r *runner) measure(ctx context.Context, sc string, p *proc, dir, name string, d time.Duration, t topology, args []string, res *result) error {
 	var mark int64
 	if sc == "tls-close" {
 		mark = r.resumedMark()
@@ -526,7 +563,7 @@ func (r *runner) one(ctx context.Context, sc string, pe *peer, res *result) erro
 	before, sleeps := groupTicks(p), groupSleeps(p)
 	loadBusy, loadTotal, loadOK := cpuTicks(r.loadCPU)
 	start := time.Now()
-	w, err := r.wrk(ctx, dir, "wrk", r.o.Duration, args)
+	w, err := r.wrk(ctx, dir, name, d, t, args)
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,9 @@ func freePort(t *testing.T, ips ...string) int {
 // TestSmoke runs the whole benchmark once, briefly, unpinned: it proves
 // the harness works from a clone of the project alone — every proxy
 // starts from the configs generated from the routes, routes correctly,
-// answers every scenario with no error, and reloads. The figures of such
-// a short run mean nothing; `make bench` measures.
+// answers every scenario with no error, and reloads — in rounds, and in
+// slices with every proxy up at once. The figures of such a short run
+// mean nothing; `make bench` measures.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the smoke run takes about a minute")
@@ -79,22 +80,84 @@ func TestSmoke(t *testing.T) {
 	for _, s := range tlsServers {
 		beIPs = append(beIPs, s.ip)
 	}
-	topo.HTTPPort = freePort(t, topo.ProxyIP)
-	topo.TLSPort = freePort(t, topo.ProxyIP)
-	topo.AdminPort = freePort(t, topo.ProxyIP)
+	o := defaultOptions()
+	// The ports must be free on the address of each proxy of a sliced run.
+	var proxyIPs []string
+	for i := range o.Proxies {
+		s, err := topo.slot(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxyIPs = append(proxyIPs, s.ProxyIP)
+	}
+	topo.HTTPPort = freePort(t, proxyIPs...)
+	topo.TLSPort = freePort(t, proxyIPs...)
+	topo.AdminPort = freePort(t, proxyIPs...)
 	topo.BackendHTTP = freePort(t, beIPs...)
 	topo.BackendTLS = freePort(t, beIPs...)
-	o := defaultOptions()
 	o.Topology = topo
-	o.Scenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-tls", "mem", "mem-tls", "mem-tls-silent"}
-	o.Rounds, o.OtherRounds = 1, 1
 	o.Duration, o.Warmup = time.Second, 0
 	// Few connections and a long wrk timeout: on a loaded machine a TLS
 	// handshake can take a second, and this run only proves the harness.
 	o.Conns, o.BigConns, o.WrkTimeout = 8, 2, 10*time.Second
-	o.ReloadDuration, o.Reloads = 2*time.Second, 2
-	o.MemConns, o.MemHold = 100, 200*time.Millisecond
-	o.Gitedge, o.Out, o.NoPin = bin, filepath.Join(dir, "out"), true
+	o.Gitedge, o.NoPin = bin, true
+	t.Run("rounds", func(t *testing.T) {
+		o := o
+		o.Scenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-tls", "mem", "mem-tls", "mem-tls-silent"}
+		o.Rounds, o.OtherRounds = 1, 1
+		o.ReloadDuration, o.Reloads = 2*time.Second, 2
+		o.MemConns, o.MemHold = 100, 200*time.Millisecond
+		o.Out = filepath.Join(dir, "rounds")
+		smokeRun(t, o)
+	})
+	t.Run("slices", func(t *testing.T) {
+		o := o
+		o.Scenarios = []string{"ka", "tls-close"}
+		o.Slices, o.Slice = 2, time.Second
+		o.Out = filepath.Join(dir, "slices")
+		rs := smokeRun(t, o)
+		count := map[string]int{}
+		for _, r := range rs {
+			if r.Skipped != "" || r.Error != "" {
+				continue
+			}
+			what := fmt.Sprintf("%s %s cycle %d", r.Scenario, r.Proxy, r.Round)
+			if r.SliceSecs != 1 {
+				t.Errorf("%s: slice of %v s, want 1", what, r.SliceSecs)
+			}
+			// Every proxy is up during every slice: only the one
+			// measured may have done the work.
+			if r.ProxyCPU == 0 {
+				t.Errorf("%s: the proxy used no CPU in its slice: the load went elsewhere", what)
+			}
+			count[r.Scenario+" "+r.Proxy]++
+		}
+		for _, sc := range o.Scenarios {
+			for _, p := range o.Proxies {
+				if p == "caddy" && sc == "tls-close" {
+					continue
+				}
+				if n := count[sc+" "+p]; n != o.Slices {
+					t.Errorf("%s %s: %d slices measured, want %d", sc, p, n, o.Slices)
+				}
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(o.Out, "table.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"2 cycles of 1s slices", "cycles at or above the better of HAProxy and nginx (sign test)"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("table.md lacks %q:\n%s", want, b)
+			}
+		}
+	})
+}
+
+// smokeRun runs the harness with o (bounded), checks every result that
+// all runs have, and returns the results.
+func smokeRun(t *testing.T, o options) []result {
+	t.Helper()
 	var log strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -155,4 +218,5 @@ func TestSmoke(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(o.Out, "table.md")); err != nil {
 		t.Error(err)
 	}
+	return rs
 }

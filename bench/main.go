@@ -46,7 +46,25 @@ func usage() {
 }
 
 func cmdRun(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	o, err := parseRun(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, o, os.Stderr)
+	if rep != "" {
+		fmt.Print(rep)
+	}
+	return err
+}
+
+// parseRun reads run's flags over the defaults.
+func parseRun(args []string) (options, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	o := defaultOptions()
 	scen := fs.String("scenarios", strings.Join(o.Scenarios, ","), "comma list: "+strings.Join(allScenarios, ","))
 	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
@@ -64,16 +82,20 @@ func cmdRun(args []string) error {
 	fs.StringVar(&o.Out, "out", o.Out, "results directory (default: a new directory under the system's temporary one)")
 	fs.BoolVar(&o.NoPin, "no-pin", o.NoPin, "do not pin the proxy and the load generator to separate cores")
 	fs.BoolVar(&o.PerServerTicketKeys, "per-server-ticket-keys", false, "give each TLS server a session-ticket key of its own (resumption then depends on the order the proxy picks servers in) instead of one shared key")
-	fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
 	o.Scenarios = splitList(*scen)
 	o.Proxies = splitList(*prox)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := run(ctx, o, os.Stderr)
-	if rep != "" {
-		fmt.Print(rep)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.Slices > 0 && set["rounds"] {
+		return o, errors.New("-rounds and -slices both set: a sliced run measures the throughput scenarios in -slices cycles (the reload and memory ones in -other-rounds)")
 	}
-	return err
+	if o.Slice < time.Second || o.Slice%time.Second != 0 {
+		return o, fmt.Errorf("-slice %s: wrk runs for whole seconds; give 1s or more, in seconds", o.Slice)
+	}
+	return o, nil
 }
 
 func cmdConfigs(args []string) error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -94,11 +93,14 @@ func aheadCount(runs, haproxy, nginx []result, val func(result) float64) (ahead,
 // pairedWithBest compares a sliced run's proxy cycle by cycle with the
 // better of HAProxy and nginx over the run (the one with the higher
 // median; for either of them, the other), as "k/n (p P), median R": the
-// cycles at or above it, the sign test's p of that count, and the median
-// of the cycles' ratios. One peer for every cycle, not the better of the
-// two in each: the higher of two noisy rates is itself biased upwards,
-// so a proxy level with both would be at or above it in only a third of
-// the cycles, and the sign test would call that a deficit.
+// cycles above it (ties left out), the sign test's p of that count, and
+// the median of the cycles' ratios. One peer for every cycle, not the
+// better of the two in each: the higher of two noisy rates is biased
+// upwards, so a proxy level with both would come out above it in only
+// about a third of the cycles, and the sign test would call that a
+// deficit. Picking the peer by its median leans the same way, much
+// less: when HAProxy and nginx are close, the one picked is the one the
+// noise favoured.
 func pairedWithBest(proxy string, runs, haproxy, nginx []result, val func(result) float64) string {
 	med := func(rs []result) float64 {
 		var xs []float64
@@ -118,27 +120,40 @@ func pairedWithBest(proxy string, runs, haproxy, nginx []result, val func(result
 	default:
 		best = haproxy
 	}
-	by := map[int]float64{}
-	for _, r := range best {
-		by[r.Round] = val(r)
-	}
-	var ahead, n int
-	var ratios []float64
-	for _, r := range runs {
-		b, ok := by[r.Round]
-		if !ok || b == 0 {
-			continue
-		}
-		n++
-		if val(r) >= b {
-			ahead++
-		}
-		ratios = append(ratios, val(r)/b)
-	}
+	ahead, n, m := paired(runs, best, val, false)
 	if n == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%d/%d (p %.2g), median %.2f", ahead, n, signTest(ahead, n), median(ratios))
+	return fmt.Sprintf("%d/%d (p %.2g), median %.2f", ahead, n, signTest(ahead, n), m)
+}
+
+// paired compares runs with peer cycle by cycle: in how many of the n
+// cycles both have and differ in, runs' figure was above peer's (below
+// with lower), and the median of the cycles' ratios. A tie says nothing
+// either way and is left out of the count, as a sign test does (wrk
+// gives MiB/s to three figures); a figure of 0 is a cycle not measured.
+func paired(runs, peer []result, val func(result) float64, lower bool) (k, n int, medianRatio float64) {
+	by := map[int]float64{}
+	for _, r := range peer {
+		by[r.Round] = val(r)
+	}
+	var ratios []float64
+	for _, r := range runs {
+		b, ok := by[r.Round]
+		v := val(r)
+		if !ok || b == 0 || v == 0 {
+			continue
+		}
+		ratios = append(ratios, v/b)
+		if v == b {
+			continue
+		}
+		n++
+		if (!lower && v > b) || (lower && v < b) {
+			k++
+		}
+	}
+	return k, n, median(ratios)
 }
 
 func num(x float64) string {
@@ -174,15 +189,20 @@ func table(rs []result) string {
 	var failures []string
 	for _, r := range rs {
 		if r.Error != "" {
-			failures = append(failures, fmt.Sprintf("%s %s round %d: %s", r.Scenario, r.Proxy, r.Round, r.Error))
+			round := "round"
+			if r.SliceSecs > 0 {
+				round = "cycle"
+			}
+			failures = append(failures, fmt.Sprintf("%s %s %s %d: %s", r.Scenario, r.Proxy, round, r.Round, r.Error))
 		}
 	}
 	for _, sc := range order {
 		fmt.Fprintf(&b, "\n### %s\n\n", sc)
-		var sliceText string // a sliced run's scenario says so
+		var scRuns []result
 		for _, p := range proxies {
-			sliceText = cmp.Or(sliceText, sliceNote(by[sc][p]))
+			scRuns = append(scRuns, by[sc][p]...)
 		}
+		sliceText := sliceNote(scRuns) // "" unless a sliced run
 		b.WriteString(sliceText)
 		ok := func(p string) []result {
 			var out []result
@@ -253,7 +273,7 @@ func table(rs []result) string {
 				return aheadOfBest(runs, ok("haproxy"), ok("nginx"), val)
 			}
 			if sliceText != "" {
-				aheadCol = "cycles at or above the better of HAProxy and nginx (sign test), median ratio"
+				aheadCol = "cycles above the better of HAProxy and nginx (sign test), median ratio"
 				ahead = func(p string, runs []result) string {
 					return pairedWithBest(p, runs, ok("haproxy"), ok("nginx"), val)
 				}
@@ -267,6 +287,20 @@ func table(rs []result) string {
 					return 0
 				}
 				return r.ProxyCPU * 1e4 / r.RPS
+			}
+			// The CPU per request against HAProxy's: the ratio of the
+			// medians, or in a sliced run the median of the cycles'
+			// ratios, with the cycles at or below HAProxy's and the sign
+			// test's p.
+			cpuRatio := func(p string, runs []result) string {
+				if sliceText == "" || p == "haproxy" {
+					return ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq))
+				}
+				k, n, m := paired(runs, ok("haproxy"), cpuPerReq, true)
+				if n == 0 {
+					return "–"
+				}
+				return fmt.Sprintf("%.2f (%d/%d below, p %.2g)", m, k, n, signTest(k, n))
 			}
 			h := med("haproxy", val)
 			best := max(h, med("nginx", val))
@@ -287,7 +321,7 @@ func table(rs []result) string {
 					ratio(m, h), ratio(m, best), ahead(p, runs),
 					num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
-					num(med(p, cpuPerReq)), ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq)), orDash(med(p, func(r result) float64 { return r.LoadCPU })),
+					num(med(p, cpuPerReq)), cpuRatio(p, runs), orDash(med(p, func(r result) float64 { return r.LoadCPU })),
 					num(med(p, func(r result) float64 { return r.ProxySleeps })))
 				if resumed {
 					fmt.Fprintf(&b, " %s |", orDash(med(p, func(r result) float64 { return r.TLSResumed })))

@@ -48,9 +48,12 @@ func run(ctx context.Context, o options, log io.Writer) (string, error) {
 			return "", fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(allScenarios, ", "))
 		}
 	}
-	for _, p := range o.Proxies {
+	for i, p := range o.Proxies {
 		if peers[p] == nil {
 			return "", fmt.Errorf("unknown proxy %q (known: haproxy, nginx, caddy, gitedge, gitedge-base)", p)
+		}
+		if slices.Contains(o.Proxies[:i], p) {
+			return "", fmt.Errorf("proxy %q named twice in -proxies (to compare two gitedge builds, use gitedge-base and -gitedge-base)", p)
 		}
 	}
 	r := &runner{o: o, log: log, stream: findStreamModule()}

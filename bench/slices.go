@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
+	"math/big"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -91,15 +92,24 @@ func (r *runner) sliced(ctx context.Context, sc string) error {
 		ups[name] = u
 		names = append(names, name)
 	}
-	if r.o.Warmup > 0 {
-		for _, name := range names {
-			u := ups[name]
-			if _, err := r.wrk(ctx, u.dir, "warmup", r.o.Warmup, u.t, u.args); err != nil {
-				return fmt.Errorf("%s %s warm-up: %w", sc, name, err)
-			}
+	// drop stops a proxy that failed and leaves it out of the cycles
+	// after this one; its failure is recorded.
+	drop := func(name string, res result) {
+		r.record(res)
+		r.stop(ups[name].p, syscall.SIGTERM)
+		delete(ups, name)
+		names = slices.DeleteFunc(names, func(n string) bool { return n == name })
+	}
+	for _, name := range slices.Clone(names) {
+		u := ups[name]
+		if r.o.Warmup <= 0 {
+			break
+		}
+		if _, err := r.wrk(ctx, u.dir, "warmup", r.o.Warmup, u.t, u.args); err != nil {
+			drop(name, result{Scenario: sc, Proxy: name, Round: 1, SliceSecs: r.o.Slice.Seconds(), Error: "warm-up: " + err.Error()})
 		}
 	}
-	for cycle := 1; cycle <= r.o.Slices; cycle++ {
+	for cycle := 1; cycle <= r.o.Slices && len(names) > 0; cycle++ {
 		var line []string
 		for _, name := range roundOrder(names, cycle) {
 			if err := ctx.Err(); err != nil {
@@ -107,15 +117,21 @@ func (r *runner) sliced(ctx context.Context, sc string) error {
 			}
 			u := ups[name]
 			res := result{Scenario: sc, Proxy: name, Round: cycle, SliceSecs: r.o.Slice.Seconds()}
-			if err := r.measure(ctx, sc, u.p, u.dir, fmt.Sprintf("slice-%02d", cycle), r.o.Slice, u.t, u.args, &res); err != nil {
+			err := r.measure(ctx, sc, u.p, u.dir, fmt.Sprintf("slice-%02d", cycle), r.o.Slice, u.t, u.args, &res)
+			select {
+			case <-u.p.done:
+				// wrk still reports a rate (0) against a proxy gone.
+				err = fmt.Errorf("%s exited during the slice (see %s)", name, u.dir)
+			default:
+			}
+			if err != nil {
 				res.Error = err.Error()
+				line = append(line, name+" ERROR")
+				drop(name, res)
+				continue
 			}
 			r.store(res)
-			if res.Error != "" {
-				line = append(line, fmt.Sprintf("%s ERROR %s", name, res.Error))
-			} else {
-				line = append(line, fmt.Sprintf("%s %s", name, num(res.RPS)))
-			}
+			line = append(line, fmt.Sprintf("%s %s", name, num(res.RPS)))
 		}
 		r.logf("%s cycle %d/%d: %s", sc, cycle, r.o.Slices, strings.Join(line, ", "))
 	}
@@ -130,17 +146,13 @@ func signTest(k, n int) float64 {
 	if n <= 0 {
 		return 1
 	}
-	lo := min(k, n-k)
-	var tail float64
-	for i := 0; i <= lo; i++ {
-		tail += math.Exp(lgammaInt(n+1) - lgammaInt(i+1) - lgammaInt(n-i+1) - float64(n)*math.Ln2)
+	// Exact: twice the smaller tail, sum of C(n, i) for i up to it, over 2^n.
+	tail := new(big.Int)
+	for i := 0; i <= min(k, n-k); i++ {
+		tail.Add(tail, new(big.Int).Binomial(int64(n), int64(i)))
 	}
-	return min(1, 2*tail)
-}
-
-func lgammaInt(n int) float64 {
-	v, _ := math.Lgamma(float64(n))
-	return v
+	p, _ := new(big.Rat).SetFrac(tail.Lsh(tail, 1), new(big.Int).Lsh(big.NewInt(1), uint(n))).Float64()
+	return min(1, p)
 }
 
 // sliceNote says how a sliced scenario was measured, for the table.
@@ -150,7 +162,9 @@ func sliceNote(rs []result) string {
 	for _, r := range rs {
 		if r.SliceSecs > 0 {
 			secs = r.SliceSecs
-			cycles = max(cycles, r.Round)
+			if r.Skipped == "" && r.Error == "" {
+				cycles = max(cycles, r.Round)
+			}
 		}
 	}
 	if secs == 0 {

@@ -146,7 +146,7 @@ func TestSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"2 cycles of 1s slices", "cycles at or above the better of HAProxy and nginx (sign test)"} {
+		for _, want := range []string{"2 cycles of 1s slices", "cycles above the better of HAProxy and nginx (sign test)"} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("table.md lacks %q:\n%s", want, b)
 			}

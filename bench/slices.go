@@ -18,8 +18,8 @@ import (
 // docs/benchmarks.md): a proxy's 2 s rates spread by 5 to 20 %, so three
 // rounds of 6 s a proxy, a minute apart, cannot tell a few percent from
 // chance. Slices a few seconds apart put the proxies under nearly the
-// same weather, and many of them give each cycle's comparison a count
-// (the cycles at or above the best peer) that a sign test can judge.
+// same weather, and many of them give a count (the cycles in which a
+// proxy was above one peer) that a sign test can judge.
 
 // slot is t for the i-th proxy of a sliced run: the same ports on the
 // i-th loopback address after t's (127.0.0.2, .3, …), clear of the
@@ -35,12 +35,7 @@ func (t topology) slot(i int) (topology, error) {
 	}
 	b[3] += byte(i)
 	ip := netip.AddrFrom4(b).String()
-	for _, s := range httpServers {
-		if s.ip == ip {
-			return t, fmt.Errorf("proxy %d of a sliced run would listen on %s, a server's address: fewer proxies", i+1, ip)
-		}
-	}
-	for _, s := range tlsServers {
+	for _, s := range slices.Concat(httpServers, tlsServers) {
 		if s.ip == ip {
 			return t, fmt.Errorf("proxy %d of a sliced run would listen on %s, a server's address: fewer proxies", i+1, ip)
 		}
@@ -101,10 +96,10 @@ func (r *runner) sliced(ctx context.Context, sc string) error {
 		names = slices.DeleteFunc(names, func(n string) bool { return n == name })
 	}
 	for _, name := range slices.Clone(names) {
-		u := ups[name]
 		if r.o.Warmup <= 0 {
 			break
 		}
+		u := ups[name]
 		if _, err := r.wrk(ctx, u.dir, "warmup", r.o.Warmup, u.t, u.args); err != nil {
 			drop(name, result{Scenario: sc, Proxy: name, Round: 1, SliceSecs: r.o.Slice.Seconds(), Error: "warm-up: " + err.Error()})
 		}

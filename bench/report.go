@@ -55,43 +55,8 @@ func orDash(x float64) string {
 	return num(x)
 }
 
-// aheadOfBest counts the rounds in which a proxy's figure was at least
-// the better of HAProxy's and nginx's in the same round, as "k/n" over the
-// rounds it completed with at least one of them (the best is then the one
-// that did, as in the table's "× best" column). Rounds run the proxies
-// one after the other, so a machine that slows down for a while weighs on
-// all of them alike in a round; the count says whether a gap between
-// medians held round by round or came from one disturbed round.
-func aheadOfBest(runs, haproxy, nginx []result, val func(result) float64) string {
-	ahead, rounds := aheadCount(runs, haproxy, nginx, val)
-	if rounds == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%d/%d", ahead, rounds)
-}
-
-func aheadCount(runs, haproxy, nginx []result, val func(result) float64) (ahead, rounds int) {
-	best := map[int]float64{}
-	for _, r := range append(slices.Clone(haproxy), nginx...) {
-		if b, ok := best[r.Round]; !ok || val(r) > b {
-			best[r.Round] = val(r)
-		}
-	}
-	for _, r := range runs {
-		b, ok := best[r.Round]
-		if !ok {
-			continue
-		}
-		rounds++
-		if val(r) >= b {
-			ahead++
-		}
-	}
-	return ahead, rounds
-}
-
-// pairedWithBest compares a sliced run's proxy cycle by cycle with the
-// better of HAProxy and nginx over the run (the one with the higher
+// pairedWithBest compares a proxy round by round (a sliced run: cycle by
+// cycle) with the better of HAProxy and nginx over the run (the one with the higher
 // median; for either of them, the other), as "k/n (p P), median R": the
 // cycles above it (ties left out), the sign test's p of that count, and
 // the median of the cycles' ratios. One peer for every cycle, not the
@@ -268,17 +233,11 @@ func table(rs []result) string {
 			if resumed {
 				extra, extraSep = " TLS resumed % |", "---|"
 			}
-			aheadCol := "rounds at or above that best"
-			ahead := func(p string, runs []result) string {
-				return aheadOfBest(runs, ok("haproxy"), ok("nginx"), val)
-			}
+			rounds := "rounds"
 			if sliceText != "" {
-				aheadCol = "cycles above the better of HAProxy and nginx (sign test), median ratio"
-				ahead = func(p string, runs []result) string {
-					return pairedWithBest(p, runs, ok("haproxy"), ok("nginx"), val)
-				}
+				rounds = "cycles"
 			}
-			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | %s | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, aheadCol, extra, extraSep)
+			fmt.Fprintf(&b, "| proxy | runs | %s median [min–max] | × HAProxy | × best of HAProxy, nginx | %s above the better of HAProxy and nginx (sign test), median ratio | p50 ms | p99 ms | p99 × HAProxy | errors | proxy CPU %% | proxy CPU µs per request | CPU per request × HAProxy | load core busy %% | proxy sleeps per request |%s\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|%s\n", unit, rounds, extra, extraSep)
 			// The proxy's CPU time per request (per connection in close
 			// and tls-close): what a load-generator-bound scenario does
 			// not show in its rate.
@@ -288,12 +247,11 @@ func table(rs []result) string {
 				}
 				return r.ProxyCPU * 1e4 / r.RPS
 			}
-			// The CPU per request against HAProxy's: the ratio of the
-			// medians, or in a sliced run the median of the cycles'
-			// ratios, with the cycles at or below HAProxy's and the sign
-			// test's p.
+			// The CPU per request against HAProxy's, round by round (cycle
+			// by cycle): the median of the ratios, the rounds below
+			// HAProxy's and the sign test's p.
 			cpuRatio := func(p string, runs []result) string {
-				if sliceText == "" || p == "haproxy" {
+				if p == "haproxy" {
 					return ratio(med(p, cpuPerReq), med("haproxy", cpuPerReq))
 				}
 				k, n, m := paired(runs, ok("haproxy"), cpuPerReq, true)
@@ -318,7 +276,7 @@ func table(rs []result) string {
 				}
 				m := med(p, val)
 				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
-					ratio(m, h), ratio(m, best), ahead(p, runs),
+					ratio(m, h), ratio(m, best), pairedWithBest(p, runs, ok("haproxy"), ok("nginx"), val),
 					num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
 					num(med(p, cpuPerReq)), cpuRatio(p, runs), orDash(med(p, func(r result) float64 { return r.LoadCPU })),

@@ -1,38 +1,89 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
-func TestAheadOfBest(t *testing.T) {
+func TestPairedWithBest(t *testing.T) {
 	rps := func(r result) float64 { return r.RPS }
-	rounds := func(proxy string, rates ...float64) []result {
+	cycles := func(proxy string, rates ...float64) []result {
 		var rs []result
 		for i, x := range rates {
-			if x >= 0 { // a negative rate: the round did not complete
+			if x >= 0 { // a negative rate: the slice failed
 				rs = append(rs, result{Proxy: proxy, Round: i + 1, RPS: x})
 			}
 		}
 		return rs
 	}
 	for _, tc := range []struct {
-		name                  string
-		proxy, haproxy, nginx []result
-		want                  string
+		name, proxy          string
+		runs, haproxy, nginx []result
+		want                 string
 	}{
-		{"ahead in every round", rounds("g", 12, 22, 32), rounds("haproxy", 10, 20, 30), rounds("nginx", 11, 21, 31), "3/3"},
-		// The median (22) beats both medians (21): one round's lead does
-		// not make the others.
-		{"ahead of the medians, not round by round", rounds("g", 9, 22, 40), rounds("haproxy", 10, 20, 30), rounds("nginx", 11, 21, 41), "1/3"},
-		{"equal counts as at the best", rounds("g", 11, 1), rounds("haproxy", 10, 20), rounds("nginx", 11, 2), "1/2"},
-		{"a round one peer missed has the other as its best", rounds("g", 12, 20, 32), rounds("haproxy", 10, -1, 30), rounds("nginx", 11, 21, -1), "2/3"},
-		{"rounds both peers missed are left out", rounds("g", 12, 22, 32), rounds("haproxy", 10, -1, 30), rounds("nginx", 11, -1, 31), "2/2"},
-		{"no nginx in the run: HAProxy is the best", rounds("g", 12, 19), rounds("haproxy", 10, 20), nil, "1/2"},
-		{"HAProxy against nginx alone", rounds("haproxy", 10, 20), rounds("haproxy", 10, 20), rounds("nginx", 11, 19), "1/2"},
-		{"no round in common", rounds("g", 12), rounds("haproxy", -1), rounds("nginx", -1, 11), "–"},
+		// nginx swings around HAProxy's level: the better of the two in
+		// each cycle is 110 half the time, but the peer to beat is one
+		// of them, here HAProxy (medians equal).
+		{"one peer for every cycle", "gitedge", cycles("gitedge", 105, 105, 105, 105),
+			cycles("haproxy", 100, 100, 100, 100), cycles("nginx", 110, 90, 110, 90), "4/4 (p 0.12), median 1.05"},
+		{"the peer with the higher median", "gitedge", cycles("gitedge", 105, 105, 105, 105),
+			cycles("haproxy", 100, 100, 100, 100), cycles("nginx", 110, 110, 110, 90), "1/4 (p 0.62), median 0.95"},
+		{"HAProxy against nginx", "haproxy", cycles("haproxy", 100, 100, 100), cycles("haproxy", 100, 100, 100), cycles("nginx", 90, 120, 130), "1/3 (p 1), median 0.83"},
+		{"nginx against HAProxy", "nginx", cycles("nginx", 90, 120, 130), cycles("haproxy", 100, 100, 100), cycles("nginx", 90, 120, 130), "2/3 (p 1), median 1.20"},
+		// As a sign test does: a tie is neither above nor below.
+		{"ties are left out of the count", "gitedge", cycles("gitedge", 100, 110, 120), cycles("haproxy", 100, 100, 100), nil, "2/2 (p 0.5), median 1.10"},
+		{"a cycle with no figure is left out", "gitedge", cycles("gitedge", 0, 110), cycles("haproxy", 100, 100), nil, "1/1 (p 1), median 1.10"},
+		{"cycles the peer missed are left out", "gitedge", cycles("gitedge", 90, 120, 130),
+			cycles("haproxy", 100, -1, 100), nil, "1/2 (p 1), median 1.10"},
+		{"no cycle in common", "gitedge", cycles("gitedge", 100), cycles("haproxy", -1, 100), nil, "–"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := aheadOfBest(tc.proxy, tc.haproxy, tc.nginx, rps); got != tc.want {
-				t.Errorf("aheadOfBest = %q, want %q", got, tc.want)
+			if got := pairedWithBest(tc.proxy, tc.runs, tc.haproxy, tc.nginx, rps); got != tc.want {
+				t.Errorf("pairedWithBest = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestTable: a sliced run's table says how it was measured and counts
+// cycles; a run in rounds counts rounds, the same way.
+func TestTable(t *testing.T) {
+	// A proxy skipped and one that failed to start come first: the note
+	// must still count the cycles measured.
+	rs := []result{
+		{Scenario: "close", Proxy: "caddy", Round: 1, SliceSecs: 2, Skipped: "not in this test"},
+		{Scenario: "close", Proxy: "gitedge-base", Round: 1, SliceSecs: 2, Error: "nothing listens"},
+	}
+	for c := 1; c <= 15; c++ {
+		g := 1100.0
+		if c > 13 {
+			g = 900
+		}
+		rs = append(rs,
+			result{Scenario: "close", Proxy: "haproxy", Round: c, RPS: 800, ProxyCPU: 80, SliceSecs: 2},
+			result{Scenario: "close", Proxy: "nginx", Round: c, RPS: 1000, ProxyCPU: 80, SliceSecs: 2},
+			result{Scenario: "close", Proxy: "gitedge", Round: c, RPS: g, ProxyCPU: 80, SliceSecs: 2})
+	}
+	out := table(rs)
+	for _, want := range []string{"15 cycles of 2s slices", "cycles above the better of HAProxy and nginx (sign test), median ratio",
+		"- close gitedge-base cycle 1: nothing listens",
+		"| gitedge | 15 | 1100 [900–1100] | 1.38 | 1.10 | 13/15 (p 0.0074), median 1.10 |", // against nginx, the better by median
+		"| haproxy | 15 | 800 [800–800] | 1.00 | 0.80 | 0/15 (p 6.1e-05), median 0.80 |",   // each of the two against the other
+		"| nginx | 15 | 1000 [1000–1000] | 1.25 | 1.00 | 15/15 (p 6.1e-05), median 1.25 |",
+		// CPU per request against HAProxy's (1000 µs), cycle by cycle:
+		// gitedge's 727 µs in 13 cycles and 889 in 2.
+		"| 727 | 0.73 (15/15 below, p 6.1e-05) |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sliced table lacks %q:\n%s", want, out)
+		}
+	}
+	rs = rs[2:]
+	for i := range rs {
+		rs[i].SliceSecs = 0
+	}
+	out = table(rs)
+	if strings.Contains(out, "slices") || !strings.Contains(out, "rounds above the better of HAProxy and nginx") ||
+		!strings.Contains(out, "| 13/15 (p 0.0074), median 1.10 |") || !strings.Contains(out, "| 727 | 0.73 (15/15 below, p 6.1e-05) |") {
+		t.Errorf("a table of rounds:\n%s", out)
 	}
 }

@@ -55,17 +55,17 @@ func orDash(x float64) string {
 	return num(x)
 }
 
-// pairedWithBest compares a proxy round by round (a sliced run: cycle by
-// cycle) with the better of HAProxy and nginx over the run (the one with the higher
-// median; for either of them, the other), as "k/n (p P), median R": the
-// cycles above it (ties left out), the sign test's p of that count, and
-// the median of the cycles' ratios. One peer for every cycle, not the
-// better of the two in each: the higher of two noisy rates is biased
-// upwards, so a proxy level with both would come out above it in only
-// about a third of the cycles, and the sign test would call that a
-// deficit. Picking the peer by its median leans the same way, much
-// less: when HAProxy and nginx are close, the one picked is the one the
-// noise favoured.
+// pairedWithBest compares a proxy round by round (in a sliced run,
+// cycle by cycle) with the better of HAProxy and nginx over the run
+// (the one with the higher median; for either of them, the other), as
+// "k/n (p P), median R": the rounds above it (ties left out), the sign
+// test's p of that count, and the median of the rounds' ratios. One
+// peer for every round, not the better of the two in each: the higher
+// of two noisy rates is biased upwards, so a proxy level with both
+// would come out above it in only about a third of the rounds, and the
+// sign test would call that a deficit. Picking the peer by its median
+// leans the same way, much less: when HAProxy and nginx are close, the
+// one picked is the one the noise favoured.
 func pairedWithBest(proxy string, runs, haproxy, nginx []result, val func(result) float64) string {
 	med := func(rs []result) float64 {
 		var xs []float64

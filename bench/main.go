@@ -70,7 +70,7 @@ func parseRun(args []string) (options, error) {
 	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn, starting one further down -proxies than the round before (a multiple of the number of proxies gives each every place equally often)")
 	fs.IntVar(&o.Slices, "slices", 0, "measure the throughput scenarios in this many cycles of -slice instead of rounds: every proxy is started once, on a loopback address of its own, and each cycle runs every proxy for one slice in turn (docs/benchmarks.md, Slices)")
-	fs.DurationVar(&o.Slice, "slice", o.Slice, "length of a slice of -slices")
+	fs.DurationVar(&o.Slice, "slice", o.Slice, "length of a slice of -slices, in whole seconds (wrk's unit)")
 	fs.IntVar(&o.OtherRounds, "other-rounds", o.OtherRounds, "rounds of the reload and memory scenarios")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each measured wrk run")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "unrecorded load before each measured run")

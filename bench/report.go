@@ -40,6 +40,15 @@ func median(xs []float64) float64 {
 	}
 }
 
+// medianOf is the median of f over rs.
+func medianOf(rs []result, f func(result) float64) float64 {
+	xs := make([]float64, 0, len(rs))
+	for _, r := range rs {
+		xs = append(xs, f(r))
+	}
+	return median(xs)
+}
+
 func ratio(a, b float64) string {
 	if b == 0 || a == 0 {
 		return "–"
@@ -67,20 +76,13 @@ func orDash(x float64) string {
 // leans the same way, much less: when HAProxy and nginx are close, the
 // one picked is the one the noise favoured.
 func pairedWithBest(proxy string, runs, haproxy, nginx []result, val func(result) float64) string {
-	med := func(rs []result) float64 {
-		var xs []float64
-		for _, r := range rs {
-			xs = append(xs, val(r))
-		}
-		return median(xs)
-	}
 	var best []result
 	switch {
 	case proxy == "haproxy":
 		best = nginx
 	case proxy == "nginx":
 		best = haproxy
-	case med(nginx) > med(haproxy):
+	case medianOf(nginx, val) > medianOf(haproxy, val):
 		best = nginx
 	default:
 		best = haproxy
@@ -178,13 +180,7 @@ func table(rs []result) string {
 			}
 			return out
 		}
-		med := func(p string, f func(result) float64) float64 {
-			var xs []float64
-			for _, r := range ok(p) {
-				xs = append(xs, f(r))
-			}
-			return median(xs)
-		}
+		med := func(p string, f func(result) float64) float64 { return medianOf(ok(p), f) }
 		switch {
 		case strings.HasPrefix(sc, "mem"):
 			b.WriteString("| proxy | runs | bytes per idle connection (median) | × HAProxy | connections ready | RSS idle MiB | RSS loaded MiB |\n|---|---|---|---|---|---|---|\n")

@@ -64,9 +64,14 @@ func (r *runner) sliced(ctx context.Context, sc string) error {
 			r.stop(u.p, syscall.SIGTERM)
 		}
 	}()
+	// slice is the result of proxy name's slice in a cycle (1 for what
+	// comes before the first: its start and warm-up).
+	slice := func(name string, cycle int) result {
+		return result{Scenario: sc, Proxy: name, Round: cycle, SliceSecs: r.o.Slice.Seconds()}
+	}
 	for i, name := range r.o.Proxies {
 		pe := peers[name]
-		res := result{Scenario: sc, Proxy: name, Round: 1, SliceSecs: r.o.Slice.Seconds()}
+		res := slice(name, 1)
 		if strings.Contains(sc, "tls") && !pe.tls {
 			res.Skipped = "no TLS passthrough"
 			r.record(res)
@@ -101,7 +106,9 @@ func (r *runner) sliced(ctx context.Context, sc string) error {
 		}
 		u := ups[name]
 		if _, err := r.wrk(ctx, u.dir, "warmup", r.o.Warmup, u.t, u.args); err != nil {
-			drop(name, result{Scenario: sc, Proxy: name, Round: 1, SliceSecs: r.o.Slice.Seconds(), Error: "warm-up: " + err.Error()})
+			res := slice(name, 1)
+			res.Error = "warm-up: " + err.Error()
+			drop(name, res)
 		}
 	}
 	for cycle := 1; cycle <= r.o.Slices && len(names) > 0; cycle++ {
@@ -111,7 +118,7 @@ func (r *runner) sliced(ctx context.Context, sc string) error {
 				return err
 			}
 			u := ups[name]
-			res := result{Scenario: sc, Proxy: name, Round: cycle, SliceSecs: r.o.Slice.Seconds()}
+			res := slice(name, cycle)
 			err := r.measure(ctx, sc, u.p, u.dir, fmt.Sprintf("slice-%02d", cycle), r.o.Slice, u.t, u.args, &res)
 			select {
 			case <-u.p.done:

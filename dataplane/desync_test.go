@@ -202,6 +202,35 @@ func TestHTTP10Client(t *testing.T) {
 	}
 }
 
+// TestChunkExtensionsInAnswers: a server's chunked answer is held to the
+// same chunk grammar as a request (RFC 9112 §7.1.1). One whose chunk line
+// leaves a quoted string open is a 502: the bytes after it, which a
+// server reading quotes past the line's end would count as chunk data,
+// never reach the client as an answer of their own.
+func TestChunkExtensionsInAnswers(t *testing.T) {
+	s, _ := scriptedServer(t, func(r scriptedReq, c net.Conn) bool {
+		ext := ` ;a=b; c = "d;\"e"`
+		if r.req.URL.Path == "/open-quote" {
+			ext = `;a="b`
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2"+ext+"\r\nok\r\n0\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+		return false
+	})
+	addr := scriptedProxy(t, s)
+	for _, tc := range []struct{ path, want string }{
+		{"/extensions", "HTTP/1.1 200 OK\r\n"},
+		{"/open-quote", "HTTP/1.1 502 "},
+	} {
+		c := dialClient(t, addr)
+		io.WriteString(c.c, "GET "+tc.path+" HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		out := readFor(c.c, 500*time.Millisecond)
+		if !strings.HasPrefix(out, tc.want) || strings.Contains(out, "smuggled") {
+			t.Errorf("%s: got %q, want %q first and no second answer", tc.path, out, tc.want)
+		}
+	}
+}
+
 // TestUpgradeWithBody: a request with a body is not an upgrade (the new
 // protocol would start after bytes the proxy is still moving): its
 // Upgrade goes no further, and a 101 to it is the server's error.

@@ -13,18 +13,26 @@ var (
 const MaxTrailerBytes = 32 << 10
 
 const (
-	csSize         = iota // chunk-size hex digits
-	csSizeMore            // after at least one digit
-	csBWS                 // whitespace after the size, before ';'
-	csExt                 // chunk extension up to CR
-	csSizeLF              // CR seen after size line, LF expected
-	csData                // chunk data
-	csDataCR              // CR expected after data
-	csDataLF              // LF expected after data
-	csTrailerStart        // start of a trailer line (or the final empty line)
-	csTrailer             // inside a trailer field line
-	csTrailerLF           // CR seen in a trailer line, LF expected
-	csFinalLF             // CR of the final empty line seen, LF expected
+	csSize          = iota // chunk-size hex digits
+	csSizeMore             // after at least one digit
+	csBWS                  // whitespace after the size, before ';'
+	csExtName0             // after ';': whitespace, then an extension's name
+	csExtName              // in a name (a token)
+	csExtAfterName         // whitespace after a name: '=' or ';' next
+	csExtVal0              // after '=': whitespace, then a token or a quoted string
+	csExtToken             // in a token value
+	csExtQuoted            // in a quoted-string value
+	csExtEscape            // after a backslash in a quoted string
+	csExtAfterQuote        // after a quoted string's closing quote
+	csExtAfterVal          // whitespace after a value: ';' next
+	csSizeLF               // CR seen after size line, LF expected
+	csData                 // chunk data
+	csDataCR               // CR expected after data
+	csDataLF               // LF expected after data
+	csTrailerStart         // start of a trailer line (or the final empty line)
+	csTrailer              // inside a trailer field line
+	csTrailerLF            // CR seen in a trailer line, LF expected
+	csFinalLF              // CR of the final empty line seen, LF expected
 	csDone
 )
 
@@ -90,32 +98,19 @@ func (c *Chunked) Scan(p []byte) (int, error) {
 			case '\r':
 				c.state = csSizeLF
 			case ';':
-				c.state = csExt
+				c.state = csExtName0
 			case ' ', '\t':
 				c.state = csBWS
 			default:
 				return i, ErrChunkSize
 			}
-		case csBWS:
-			switch b {
-			case ' ', '\t':
-			case ';':
-				c.state = csExt
-			default:
+		case csBWS, csExtName0, csExtName, csExtAfterName, csExtVal0, csExtToken,
+			csExtQuoted, csExtEscape, csExtAfterQuote, csExtAfterVal:
+			if !c.ext(b) {
 				return i, ErrChunkExt
 			}
-			// The same bound as the extension's: whitespace is no free pass.
-			if c.lineLen++; c.lineLen > 4096 {
-				return i, ErrChunkExt
-			}
-		case csExt:
-			switch {
-			case b == '\r':
-				c.state = csSizeLF
-			case (b < ' ' && b != '\t') || b == 0x7f:
-				return i, ErrChunkExt
-			}
-			if c.lineLen++; c.lineLen > 4096 {
+			// Whitespace and extensions share one bound: neither is a free pass.
+			if c.lineLen++; c.lineLen > maxChunkLine {
 				return i, ErrChunkExt
 			}
 		case csSizeLF:
@@ -191,6 +186,88 @@ func (c *Chunked) Scan(p []byte) (int, error) {
 		i++
 	}
 	return i, nil
+}
+
+// maxChunkLine bounds what follows a chunk's size on its line.
+const maxChunkLine = 4096
+
+// ext takes one byte of a chunk size line after the size and reports
+// whether the line still follows RFC 9112 §7.1.1's grammar:
+//
+//	chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//	chunk-ext-name = token; chunk-ext-val = token / quoted-string
+//
+// The whole grammar, not only "no control bytes until CR": a line this
+// proxy passes on must end where every server that follows the grammar
+// ends it, and an unbalanced quote or a stray byte is where parsers
+// disagree (a server that reads a quoted string past the CR would take
+// the next chunk for part of the line).
+func (c *Chunked) ext(b byte) bool {
+	ws := b == ' ' || b == '\t'
+	switch c.state {
+	case csBWS, csExtAfterVal:
+		switch {
+		case b == ';':
+			c.state = csExtName0
+		case !ws:
+			return false
+		}
+	case csExtName0:
+		switch {
+		case isTchar(b):
+			c.state = csExtName
+		case !ws:
+			return false
+		}
+	case csExtName, csExtAfterName:
+		switch {
+		case b == '=':
+			c.state = csExtVal0
+		case b == ';':
+			c.state = csExtName0
+		case ws:
+			c.state = csExtAfterName
+		case c.state == csExtName && b == '\r':
+			c.state = csSizeLF
+		case c.state == csExtAfterName || !isTchar(b):
+			return false
+		}
+	case csExtVal0:
+		switch {
+		case b == '"':
+			c.state = csExtQuoted
+		case isTchar(b):
+			c.state = csExtToken
+		case !ws:
+			return false
+		}
+	case csExtToken, csExtAfterQuote:
+		switch {
+		case b == ';':
+			c.state = csExtName0
+		case ws:
+			c.state = csExtAfterVal
+		case b == '\r':
+			c.state = csSizeLF
+		case c.state == csExtAfterQuote || !isTchar(b):
+			return false
+		}
+	case csExtQuoted:
+		switch {
+		case b == '"':
+			c.state = csExtAfterQuote
+		case b == '\\':
+			c.state = csExtEscape
+		case b < ' ' && b != '\t', b == 0x7f:
+			return false // CR and LF among them: a quoted string is on one line
+		}
+	case csExtEscape:
+		if b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+		c.state = csExtQuoted
+	}
+	return true
 }
 
 func unhex(b byte) (byte, bool) {

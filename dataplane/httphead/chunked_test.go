@@ -12,6 +12,9 @@ func TestChunkedValid(t *testing.T) {
 		{"trailers", "1\r\nx\r\n0\r\nX-Sum: 1\r\nX-Other: a b\r\n\r\n"},
 		{"empty", "0\r\n\r\n"},
 		{"upper-case hex", "F\r\n0123456789abcde\r\n0\r\n\r\n"},
+		{"extensions, every form", "2 ;a; b=c ;d = \"e;\\\"f\\\\\" ;g=\"\"\t;h\r\nxy\r\n0;last\r\n\r\n"},
+		{"quoted string with obs-text and an escaped tab", "1;a=\"\xe9\\\t\"\r\nx\r\n0\r\n\r\n"},
+		{"tchar names and values", "1;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz\r\nx\r\n0\r\n\r\n"},
 	}
 	const next = "GET /next HTTP/1.1\r\n"
 	for _, tt := range tests {
@@ -64,6 +67,24 @@ func TestChunkedInvalid(t *testing.T) {
 		{"bare LF ending", "0\r\n\n"},
 		{"endless whitespace after size", "1" + strings.Repeat(" ", 5000) + ";x\r\nx\r\n0\r\n\r\n"},
 		{"endless extension", "1;" + strings.Repeat("a", 5000) + "\r\nx\r\n0\r\n\r\n"},
+		// RFC 9112 §7.1.1's grammar, where parsers part ways.
+		{"no extension name", "1;\r\nx\r\n0\r\n\r\n"},
+		{"no name before =", "1;=v\r\nx\r\n0\r\n\r\n"},
+		{"no value after =", "1;a=\r\nx\r\n0\r\n\r\n"},
+		{"separator in a name", "1;a/b\r\nx\r\n0\r\n\r\n"},
+		{"separator in a token value", "1;a=b@c\r\nx\r\n0\r\n\r\n"},
+		{"two values", "1;a=b c\r\nx\r\n0\r\n\r\n"},
+		{"unclosed quote", "1;a=\"b\r\nx\r\n0\r\n\r\n"},
+		{"quote spanning CRLF", "1;a=\"b\r\n\"\r\nx\r\n0\r\n\r\n"},
+		{"bare LF in a quoted string", "1;a=\"b\nc\"\r\nx\r\n0\r\n\r\n"},
+		{"escaped CR", "1;a=\"\\\r\"\r\nx\r\n0\r\n\r\n"},
+		{"DEL in a quoted string", "1;a=\"\x7f\"\r\nx\r\n0\r\n\r\n"},
+		{"bytes after a quoted string", "1;a=\"b\"c\r\nx\r\n0\r\n\r\n"},
+		{"quote inside a token", "1;a=b\"c\"\r\nx\r\n0\r\n\r\n"},
+		{"whitespace before CRLF", "1;a \r\nx\r\n0\r\n\r\n"},
+		{"whitespace after a value before CRLF", "1;a=b\t\r\nx\r\n0\r\n\r\n"},
+		{"bare LF ending an extension", "1;a\nx\r\n0\r\n\r\n"},
+		{"extension on the last chunk", "0;a=\"\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 var (
 	errNoServer     = errors.New("no server is up")
 	errQueueTimeout = errors.New("every server is at maxConn and the queue timed out")
+	errQueueFull    = errors.New("every server is at maxConn and maxQueue requests already wait")
 )
 
 // backendState is what outlives config generations for a backend name:
@@ -158,8 +159,9 @@ func (b *backend) anyUp() bool {
 }
 
 // acquire takes a slot on a server, waiting in the backend's queue up to
-// QueueTimeout when every server is at maxConn. exclude is a server that
-// just failed to connect; it is used only if nothing else is up.
+// QueueTimeout when every server is at maxConn (refused at once when
+// MaxQueue already wait). exclude is a server that just failed to
+// connect; it is used only if nothing else is up.
 func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
 	st := b.st
 	st.mu.Lock()
@@ -174,6 +176,10 @@ func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
 	if !b.anyUp() {
 		st.mu.Unlock()
 		return nil, errNoServer
+	}
+	if b.cfg.MaxQueue > 0 && len(st.waiters) >= b.cfg.MaxQueue {
+		st.mu.Unlock()
+		return nil, errQueueFull
 	}
 	// Queue: the slow path, allowed to allocate.
 	deadline := time.Now().Add(b.cfg.QueueTimeout)

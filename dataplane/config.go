@@ -169,6 +169,10 @@ type Backend struct {
 	// QueueTimeout bounds the wait for a free slot when every server is at
 	// MaxConn (503 after it). Default 5s.
 	QueueTimeout time.Duration
+	// MaxQueue caps the requests and tunnels waiting in that queue; one
+	// more gets 503 at once instead of waiting (HAProxy's maxqueue, for
+	// the backend as a whole). 0 = no cap but QueueTimeout.
+	MaxQueue int
 	// IdleTimeout is the server inactivity timeout: a response or tunnel with
 	// no bytes for this long is cut (504 if no response started). Default 60s.
 	IdleTimeout time.Duration
@@ -223,7 +227,7 @@ func (r Route) equal(o Route) bool {
 
 func (b Backend) equal(o Backend) bool {
 	return b.Name == o.Name && b.Balance == o.Balance && b.ProxyProtocol == o.ProxyProtocol &&
-		b.ConnectTimeout == o.ConnectTimeout && b.QueueTimeout == o.QueueTimeout &&
+		b.ConnectTimeout == o.ConnectTimeout && b.QueueTimeout == o.QueueTimeout && b.MaxQueue == o.MaxQueue &&
 		b.IdleTimeout == o.IdleTimeout && b.Retries == o.Retries &&
 		b.HealthCheck == o.HealthCheck && slices.Equal(b.Servers, o.Servers)
 }

@@ -808,7 +808,7 @@ func TestQueueEverySlotFreed(t *testing.T) {
 func TestMaxConnQueue(t *testing.T) {
 	be := startHTTPBackend(t, "a1", false)
 	b := backendOf("a", Server{Name: "a1", Address: be.addr, Weight: 1, MaxConn: 1})
-	b.QueueTimeout = 2 * time.Second
+	b.QueueTimeout, b.MaxQueue = 2*time.Second, 1
 	short := backendOf("short", Server{Name: "a1", Address: be.addr, Weight: 1, MaxConn: 1})
 	short.QueueTimeout = 300 * time.Millisecond
 	p := startProxy(t, Config{
@@ -853,6 +853,21 @@ func TestMaxConnQueue(t *testing.T) {
 			t.Fatal("request never queued")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	// The queue holds maxQueue: one more is refused at once, not after
+	// queueTimeout, and the one waiting keeps its place.
+	start = time.Now()
+	if code, _ := get(t, addr, "a.test", "/"); code != 503 {
+		t.Fatalf("past maxQueue: %d, want 503", code)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("503 past maxQueue after %v, want at once (queueTimeout is 2s)", el)
+	}
+	if v := p.metric(t, MetricBackendErrors, map[string]string{"backend": "a", "kind": errKindQueueFull}); v != 1 {
+		t.Errorf("requests refused past maxQueue counted %v, want 1", v)
+	}
+	if v := p.metric(t, MetricBackendQueued, map[string]string{"backend": "a"}); v != 1 {
+		t.Errorf("requests queued after the refusal: %v, want 1", v)
 	}
 	close(be.hold)
 	if code := <-queued; code != 200 {

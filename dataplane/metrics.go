@@ -44,6 +44,7 @@ const (
 	errKindResponse    = "bad_response" // server: malformed or cut response (502)
 	errKindNoServer    = "no_server"    // backend: every server down (503)
 	errKindQueue       = "queue_timeout"
+	errKindQueueFull   = "queue_full"     // backend: maxQueue already waiting (503)
 	errKindConnectFail = "connect_failed" // backend: every retry failed (503)
 )
 
@@ -152,7 +153,7 @@ func (m *metrics) backend(name string) *backendMetrics {
 		resp:   m.respSeconds.WithLabelValues(name),
 		errs:   map[string]prometheus.Counter{},
 	}
-	for _, k := range []string{errKindNoServer, errKindQueue, errKindConnectFail} {
+	for _, k := range []string{errKindNoServer, errKindQueue, errKindQueueFull, errKindConnectFail} {
 		bm.errs[k] = m.bErrors.WithLabelValues(name, k)
 	}
 	return bm

@@ -38,8 +38,11 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 		s, err := b.acquire(hash, exclude)
 		if err != nil {
 			kind := errKindNoServer
-			if errors.Is(err, errQueueTimeout) {
+			switch err {
+			case errQueueTimeout:
 				kind = errKindQueue
+			case errQueueFull:
+				kind = errKindQueueFull
 			}
 			b.st.m.errs[kind].Inc()
 			return nil, nil, err

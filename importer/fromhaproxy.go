@@ -265,8 +265,10 @@ func serverOptionDisp(o string) (report.Severity, string) {
 		return report.Dropped, whyStick
 	case o == "slowstart":
 		return report.Dropped, "gitedge gives a recovered server its full weight at once"
-	case o == "minconn" || o == "maxqueue":
-		return report.Dropped, "gitedge has a fixed maxConn and one queue per backend"
+	case o == "minconn":
+		return report.Dropped, "gitedge has a fixed maxConn"
+	case o == "maxqueue":
+		return report.Dropped, "gitedge queues per backend, not per server: set the backend's maxQueue to cap the queue as a whole"
 	case o == "fastinter" || o == "downinter":
 		return report.Changed, "gitedge checks at one interval"
 	case o == "port" || o == "addr":

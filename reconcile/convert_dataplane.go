@@ -17,7 +17,11 @@ func (c *converter) backend(d *document, r *rawBackend) dataplane.Backend {
 		ConnectTimeout: c.duration(d, "spec.connectTimeout", r.ConnectTimeout, defConnectTimeout),
 		QueueTimeout:   c.duration(d, "spec.queueTimeout", r.QueueTimeout, defQueueTimeout),
 		IdleTimeout:    c.timeout(d, "spec.idleTimeout", r.IdleTimeout, defIdleTimeout),
+		MaxQueue:       intOr(r.MaxQueue, 0),
 		Retries:        intOr(r.Retries, defRetries),
+	}
+	if b.MaxQueue < 0 {
+		c.l.failAt(d, "spec.maxQueue", "must be 0 (no cap but queueTimeout) or more, got %d", b.MaxQueue)
 	}
 	if b.ConnectTimeout == 0 {
 		c.l.failAt(d, "spec.connectTimeout", "must be more than 0s")

@@ -342,6 +342,7 @@ func backendFields(b dataplane.Backend) []kv {
 		{k: "proxyProtocol", v: string(b.ProxyProtocol)},
 		{k: "connectTimeout", v: fmtDur(b.ConnectTimeout)},
 		{k: "queueTimeout", v: fmtDur(b.QueueTimeout)},
+		num("maxQueue", b.MaxQueue),
 		{k: "idleTimeout", v: fmtDur(b.IdleTimeout)},
 		num("retries", b.Retries),
 	}

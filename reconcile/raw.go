@@ -139,6 +139,7 @@ type rawBackend struct {
 	ProxyProtocol  string          `json:"proxyProtocol"`
 	ConnectTimeout string          `json:"connectTimeout"`
 	QueueTimeout   string          `json:"queueTimeout"`
+	MaxQueue       *int            `json:"maxQueue"`
 	IdleTimeout    string          `json:"idleTimeout"`
 	Retries        *int            `json:"retries"`
 	HealthCheck    *rawHealthCheck `json:"healthCheck"`

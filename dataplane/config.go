@@ -148,6 +148,10 @@ type Listener struct {
 	// DrainTimeout bounds how long a removed listener's connections may
 	// finish before they are closed. Default 30s.
 	DrainTimeout time.Duration
+	// MaxConn caps the listener's open client connections: at the cap it
+	// stops accepting, and new connections wait in the kernel's accept
+	// queue until one ends (HAProxy's frontend maxconn). 0 = no cap.
+	MaxConn int
 }
 
 // Route maps host names to a backend per mode.
@@ -217,7 +221,8 @@ func (l Listener) equal(o Listener) bool {
 		l.DefaultBackend == o.DefaultBackend && l.ForwardFor == o.ForwardFor &&
 		l.InspectTimeout == o.InspectTimeout && slices.Equal(l.AcceptProxy, o.AcceptProxy) &&
 		l.RequestTimeout == o.RequestTimeout && l.ClientTimeout == o.ClientTimeout &&
-		l.MaxHeaderBytes == o.MaxHeaderBytes && l.DrainTimeout == o.DrainTimeout
+		l.MaxHeaderBytes == o.MaxHeaderBytes && l.DrainTimeout == o.DrainTimeout &&
+		l.MaxConn == o.MaxConn
 }
 
 func (r Route) equal(o Route) bool {

@@ -35,6 +35,13 @@ type listenSock struct {
 	// accept loop took meanwhile is served with it (draining), not closed
 	// unanswered.
 	last atomic.Pointer[listenerGen]
+
+	// full: the accept loop waits on room for a connection to end (the
+	// listener's MaxConn); under mu. room is also kicked by a new config
+	// and by stopAccepting. fullLog is when that was last logged.
+	full    bool
+	room    chan struct{}
+	fullLog time.Time
 }
 
 // listenTCP opens a listening socket with IP_FREEBIND (IPV6_FREEBIND), so a
@@ -131,6 +138,7 @@ func (s *listenSock) acceptLoop() {
 	defer s.accepted.Done()
 	var delay time.Duration
 	for {
+		s.waitRoom()
 		c, peer, local, err := s.acc.accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -171,6 +179,57 @@ func (s *listenSock) acceptLoop() {
 	}
 }
 
+// waitRoom holds the accept loop while the listener has MaxConn
+// connections open: new ones wait in the kernel's accept queue, as behind
+// HAProxy's maxconn, rather than being taken in and refused. A config
+// with another cap, a connection's end and stopAccepting wake it.
+func (s *listenSock) waitRoom() {
+	for waited := false; ; waited = true {
+		lg := s.cur.Load()
+		if lg == nil || lg.cfg.MaxConn <= 0 {
+			return
+		}
+		s.mu.Lock()
+		n := len(s.conns)
+		s.full = n >= lg.cfg.MaxConn && !s.draining
+		if !s.full {
+			s.mu.Unlock()
+			return
+		}
+		logIt := time.Since(s.fullLog) >= fullLogEvery
+		if logIt {
+			s.fullLog = time.Now()
+		}
+		s.mu.Unlock()
+		if !waited {
+			lg.m.full.Inc()
+		}
+		if logIt {
+			s.p.log.Warn("listener at maxConn: new connections wait in the kernel's accept queue until one ends",
+				"listener", lg.cfg.Name, "bind", s.bind.String(), "maxConn", lg.cfg.MaxConn, "open", n)
+		}
+		<-s.room
+	}
+}
+
+// fullLogEvery spaces the log lines of a listener at its maxConn.
+const fullLogEvery = 10 * time.Second
+
+// kick wakes an accept loop waiting for room (a new config may have
+// raised the cap).
+func (s *listenSock) kick() {
+	s.mu.Lock()
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
+func (s *listenSock) kickLocked() {
+	select {
+	case s.room <- struct{}{}:
+	default:
+	}
+}
+
 // track registers a connection so a drain can reach it. It reports
 // whether the socket is draining, in which case the connection serves what
 // it has and closes.
@@ -184,6 +243,10 @@ func (s *listenSock) track(c *clientConn) (draining bool) {
 func (s *listenSock) untrack(c *clientConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.full {
+		s.full = false
+		s.kickLocked()
+	}
 	if s.empty != nil && len(s.conns) == 0 {
 		select {
 		case <-s.empty:
@@ -203,7 +266,8 @@ func (s *listenSock) stopAccepting() {
 	for c := range s.conns {
 		c.draining.Store(true)
 	}
-	s.acc.close() // the accept loop's duplicate: the socket closes with ln
+	s.acc.close()  // the accept loop's duplicate: the socket closes with ln
+	s.kickLocked() // an accept loop waiting for room finds the socket closed
 	s.mu.Unlock()
 	// last before cur is nil: the accept loop finds one of them. A second
 	// call (a removed listener's drain) keeps it.

@@ -11,6 +11,7 @@ const (
 	MetricRequests         = "gitedge_dataplane_requests_total"
 	MetricListenerErrors   = "gitedge_dataplane_listener_errors_total"
 	MetricListenerBytes    = "gitedge_dataplane_listener_bytes_total"
+	MetricListenerFull     = "gitedge_dataplane_listener_full_total"
 	MetricServerRequests   = "gitedge_dataplane_server_requests_total"
 	MetricServerConns      = "gitedge_dataplane_server_connections_total"
 	MetricServerActive     = "gitedge_dataplane_server_active"
@@ -57,6 +58,7 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	lErrors      *prometheus.CounterVec
 	lBytes       *prometheus.CounterVec
+	lFull        *prometheus.CounterVec
 	sRequests    *prometheus.CounterVec
 	sConns       *prometheus.CounterVec
 	sActive      *prometheus.GaugeVec
@@ -80,6 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "HTTP requests answered, per listener and status class; TLS connections routed, class \"tls\"."}, []string{"listener", "class"}),
 		lErrors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricListenerErrors, Help: "Client-side errors, per listener and kind."}, []string{"listener", "kind"}),
 		lBytes:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricListenerBytes, Help: "Bytes from (in) and to (out) clients, per listener."}, []string{"listener", "direction"}),
+		lFull:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricListenerFull, Help: "Times a listener reached its maxConn and stopped accepting until a connection ended, per listener."}, []string{"listener"}),
 		sRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServerRequests, Help: "Requests (HTTP) or tunnels (TLS) sent to a server."}, []string{"backend", "server"}),
 		sConns:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServerConns, Help: "Connections opened to a server (pooled reuse not counted)."}, []string{"backend", "server"}),
 		sActive:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricServerActive, Help: "Requests or tunnels in flight on a server (what maxConn caps)."}, []string{"backend", "server"}),
@@ -96,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		loops:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricLoops, Help: "Requests or connections refused because a backend leads back to this proxy, per kind (hop_mark, self_server, self_connection)."}, []string{"kind"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.conns, m.active, m.requests, m.lErrors, m.lBytes, m.sRequests, m.sConns,
+		for _, c := range []prometheus.Collector{m.conns, m.active, m.requests, m.lErrors, m.lBytes, m.lFull, m.sRequests, m.sConns,
 			m.sActive, m.sUp, m.sErrors, m.sBytes, m.bQueued, m.bErrors, m.respSeconds, m.reloads, m.lastReloadOK,
 			m.lastReloadAt, m.generation, m.loops} {
 			reg.MustRegister(c)
@@ -109,6 +112,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // touches only atomics.
 type listenerMetrics struct {
 	conns, bytesIn, bytesOut prometheus.Counter
+	full                     prometheus.Counter
 	active                   prometheus.Gauge
 	class                    [7]prometheus.Counter // 1xx..5xx by status/100, [0] tls
 	errs                     map[string]prometheus.Counter
@@ -120,6 +124,7 @@ func (m *metrics) listener(name string) *listenerMetrics {
 		active:   m.active.WithLabelValues(name),
 		bytesIn:  m.lBytes.WithLabelValues(name, "in"),
 		bytesOut: m.lBytes.WithLabelValues(name, "out"),
+		full:     m.lFull.WithLabelValues(name),
 		errs:     map[string]prometheus.Counter{},
 	}
 	lm.class[0] = m.requests.WithLabelValues(name, "tls")
@@ -137,6 +142,7 @@ func (m *metrics) dropListener(name string) {
 	m.active.DeleteLabelValues(name)
 	m.lBytes.DeleteLabelValues(name, "in")
 	m.lBytes.DeleteLabelValues(name, "out")
+	m.lFull.DeleteLabelValues(name)
 	m.requests.DeletePartialMatch(prometheus.Labels{"listener": name})
 	m.lErrors.DeletePartialMatch(prometheus.Labels{"listener": name})
 }

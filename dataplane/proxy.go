@@ -233,7 +233,7 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 			p.m.lastReloadOK.Set(0)
 			return &BindError{Listener: lg.cfg.Name, Bind: lg.cfg.Bind, Err: err, Serving: p.applied}
 		}
-		opened[key] = &listenSock{p: p, bind: lg.cfg.Bind, ln: ln, conns: map[*clientConn]struct{}{}}
+		opened[key] = &listenSock{p: p, bind: lg.cfg.Bind, ln: ln, conns: map[*clientConn]struct{}{}, room: make(chan struct{}, 1)}
 	}
 	p.commit(&cfg, gen, fresh, opened)
 	return nil
@@ -353,6 +353,7 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 	for key, lg := range gen.listeners {
 		s := p.socks[key]
 		s.cur.Store(lg)
+		s.kick() // its cap may have changed
 		if p.running {
 			s.start()
 		}

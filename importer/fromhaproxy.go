@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +69,9 @@ type fromHAProxy struct {
 	lnames   map[string]bool
 	binds    []imported // the listeners imported so far, by address
 	out      *repo
+	// globalMaxConn is global's maxconn (0 when unset): HAProxy's cap for
+	// a frontend without one of its own.
+	globalMaxConn int
 }
 
 // imported is a listener made from a bind, for the clash check.
@@ -129,6 +133,23 @@ func (h *fromHAProxy) addAt(d *haproxy.Directive, s report.Severity, why string,
 	h.rep.Add(d.Pos, s, d.Section.Label(), d.String(), why, args...)
 }
 
+// globalMaxConnFrom reads global's maxconn: each frontend without a
+// maxconn of its own had it as its cap (and all of them it as a total).
+func (h *fromHAProxy) globalMaxConnFrom(d *haproxy.Directive) {
+	n, err := 0, error(nil)
+	if len(d.Args) == 2 {
+		n, err = strconv.Atoi(d.Args[1])
+	}
+	if len(d.Args) != 2 || err != nil || n < 0 {
+		h.addAt(d, report.Dropped, "expected one whole number: not interpreted")
+		return
+	}
+	h.globalMaxConn = n
+	if n > 0 {
+		h.addAt(d, report.Changed, "imported as the maxConn of each listener whose frontend sets none (as HAProxy caps such a frontend); gitedge has no total over all listeners")
+	}
+}
+
 // sections reports global and the sections gitedge has no counterpart for.
 func (h *fromHAProxy) sections() {
 	for _, s := range h.cfg.Sections {
@@ -137,6 +158,10 @@ func (h *fromHAProxy) sections() {
 			var ignored []string
 			for _, d := range s.Directives {
 				kw := d.Keyword()
+				if kw == "maxconn" {
+					h.globalMaxConnFrom(d)
+					continue
+				}
 				if why, ok := globalDropped[kw]; ok {
 					h.addAt(d, report.Dropped, "%s", why)
 					continue
@@ -672,6 +697,13 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 
 	// Listener settings shared by every bind of this frontend.
 	proto := listener{mode: lmode, label: where}
+	// HAProxy's frontend maxconn: its own (or its defaults'), else
+	// global's; 0 in either is no cap of its own.
+	if mc := p.MaxConn; mc.Set && mc.Val > 0 {
+		proto.maxConn = &mc.Val
+	} else if h.globalMaxConn > 0 {
+		proto.maxConn = &h.globalMaxConn
+	}
 	if t.def != "" {
 		proto.defaultBackend = h.bnames[t.def]
 	}
@@ -745,8 +777,19 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 		if b.Unknown != nil {
 			h.rep.Add(b.Pos, report.Dropped, where, strings.Join(b.Unknown, " "), "unknown bind option: not interpreted")
 		}
+		var bindMax *int // a bind's own maxconn caps its listeners below the frontend's
 		for _, o := range b.Other {
 			switch o[0] {
+			case "maxconn":
+				n, err := 0, error(nil)
+				if len(o) == 2 {
+					n, err = strconv.Atoi(o[1])
+				}
+				if len(o) != 2 || err != nil || n < 0 {
+					h.rep.Add(b.Pos, report.Dropped, where, strings.Join(o, " "), "bind option: expected one whole number")
+				} else if n > 0 {
+					bindMax = &n
+				}
 			case "name", "id", "v4v6", "v6only", "process", "thread", "nice", "shards", "label", "guid-prefix", "backlog", "defer-accept", "tfo":
 				h.rep.Add(b.Pos, report.Note, where, strings.Join(o, " "), "bind option: no effect on what clients see")
 			default:
@@ -774,6 +817,9 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 			l.name = uniqueName(l.name, h.lnames)
 			l.bind = bindString(a.IP, a.Port)
 			l.from = b.Pos
+			if bindMax != nil && (l.maxConn == nil || *bindMax < *l.maxConn) {
+				l.maxConn = bindMax
+			}
 			if b.AcceptProxy {
 				l.acceptProxy = []string{allAddresses4, allAddresses6}
 				h.rep.Add(b.Pos, report.Note, where, "accept-proxy", "HAProxy took a PROXY header from any client on this bind; the listener's acceptProxy is %s and %s: narrow it to the addresses of your upstream load balancers", allAddresses4, allAddresses6)

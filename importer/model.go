@@ -71,6 +71,7 @@ type listener struct {
 	inspectTimeout, requestTimeout   string
 	clientTimeout                    string
 	acceptProxy                      []string
+	maxConn                          *int
 	from                             report.Pos
 	label                            string
 }
@@ -352,6 +353,7 @@ func (l *listener) yaml() *ynode {
 		"requestTimeout", opt(l.requestTimeout),
 		"clientTimeout", opt(l.clientTimeout),
 		"acceptProxy", ap,
+		"maxConn", optInt(l.maxConn),
 	)
 	m.HeadComment = fmt.Sprintf("%s: %s", l.from, l.label)
 	return m

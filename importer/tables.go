@@ -22,7 +22,6 @@ const (
 // globalDropped are global keywords that change traffic, reported one by
 // one; every other global keyword is a process setting, noted together.
 var globalDropped = map[string]string{
-	"maxconn":             "gitedge has no process-wide connection limit",
 	"maxconnrate":         "gitedge has no connection rate limit",
 	"maxsessrate":         "gitedge has no session rate limit",
 	"maxsslconn":          "gitedge does not terminate TLS",
@@ -84,7 +83,6 @@ var directiveDispositions = map[string]disposition{
 	"http-after-response": {report.Dropped, whyHTTPRules}, "redirect": {report.Dropped, whyHTTPRules},
 	"compression": {report.Dropped, "gitedge does not compress responses"}, "filter": {report.Dropped, "gitedge has no filters"},
 	"use-server":             {report.Dropped, "gitedge picks servers by the backend's balance only"},
-	"maxconn":                {report.Dropped, "gitedge has no per-listener connection limit"},
 	"fullconn":               {report.Dropped, "gitedge has no dynamic maxconn"},
 	"rate-limit":             {report.Dropped, "gitedge has no rate limit"},
 	"monitor-uri":            {report.Dropped, "gitedge serves /healthz and /readyz on its admin listener"},

@@ -124,6 +124,7 @@ func (c *converter) listener(d *document, i int, r rawListener) dataplane.Listen
 		ClientTimeout:  c.timeout(d, f+".clientTimeout", r.ClientTimeout, defClientTimeout),
 		DrainTimeout:   c.duration(d, f+".drainTimeout", r.DrainTimeout, defDrainTimeout),
 		MaxHeaderBytes: intOr(r.MaxHeaderBytes, defMaxHeaderBytes),
+		MaxConn:        intOr(r.MaxConn, 0),
 	}
 	if r.Name == "" {
 		c.l.failAt(d, f+".name", "missing: every listener needs a name")
@@ -143,6 +144,9 @@ func (c *converter) listener(d *document, i int, r rawListener) dataplane.Listen
 	ln.Bind = b
 	if ln.MaxHeaderBytes < 1024 || ln.MaxHeaderBytes > 1<<20 {
 		c.l.failAt(d, f+".maxHeaderBytes", "must be 1024..1048576, got %d", ln.MaxHeaderBytes)
+	}
+	if ln.MaxConn < 0 {
+		c.l.failAt(d, f+".maxConn", "must be 0 (no cap) or more, got %d", ln.MaxConn)
 	}
 	if ln.Mode == dataplane.ModeTLS && ln.ForwardFor {
 		c.l.failAt(d, f+".forwardFor", "is for mode http: a tls listener does not see HTTP headers (use a Backend's proxyProtocol)")

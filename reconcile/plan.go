@@ -325,6 +325,7 @@ func listenerFields(l dataplane.Listener) []kv {
 		{k: "clientTimeout", v: fmtDur(l.ClientTimeout)},
 		num("maxHeaderBytes", l.MaxHeaderBytes),
 		{k: "drainTimeout", v: fmtDur(l.DrainTimeout)},
+		num("maxConn", l.MaxConn),
 	}
 }
 

@@ -97,6 +97,7 @@ type rawListener struct {
 	ClientTimeout  string   `json:"clientTimeout"`
 	MaxHeaderBytes *int     `json:"maxHeaderBytes"`
 	DrainTimeout   string   `json:"drainTimeout"`
+	MaxConn        *int     `json:"maxConn"`
 }
 
 type rawInfra struct {

@@ -77,6 +77,7 @@ type Proxy struct {
 	Timeouts       map[string]Setting[time.Duration]
 	Options        map[string]Option
 	Retries        Setting[int]
+	MaxConn        Setting[int] // a frontend's cap on its client connections
 	InspectDelay   Setting[time.Duration]
 	HTTPCheck      Setting[HTTPCheck] // http-check send; option httpchk is in Options
 	DefaultServer  ServerOptions
@@ -134,6 +135,7 @@ func inherit(s *Section, d *Proxy) *Proxy {
 	p.Timeouts = maps.Clone(d.Timeouts)
 	p.Options = maps.Clone(d.Options)
 	p.Retries = d.Retries
+	p.MaxConn = d.MaxConn
 	p.InspectDelay = d.InspectDelay
 	p.HTTPCheck = d.HTTPCheck
 	p.DefaultServer = d.DefaultServer
@@ -290,7 +292,7 @@ var (
 	}
 	ignored = map[string]string{
 		"bind": "b", "use_backend": "b", "default_backend": "b", "balance": "f", "retries": "f", "http-check": "f",
-		"server-template": "f", "hash-type": "f", "cookie": "f",
+		"server-template": "f", "hash-type": "f", "cookie": "f", "maxconn": "b",
 	}
 )
 
@@ -455,6 +457,17 @@ func directive(p *Proxy, d *Directive, errs *report.Errors) {
 			return
 		}
 		p.Retries = Setting[int]{n, true, d}
+	case "maxconn":
+		if len(args) != 1 {
+			fail("expected a number")
+			return
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 0 {
+			fail("%q: expected a whole number", args[0])
+			return
+		}
+		p.MaxConn = Setting[int]{n, true, d}
 	case "tcp-request":
 		tcpRequest(p, d, args, errs)
 	case "http-check":

@@ -1,0 +1,85 @@
+package dataplane
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// TestListenerMaxConn: a listener with maxConn connections open stops
+// accepting; the next client's connection waits in the kernel's accept
+// queue, unanswered, until one ends or a config raises the cap, and a
+// stop does not hang on the waiting accept loop (startProxy's cleanup
+// checks that Run returns).
+func TestListenerMaxConn(t *testing.T) {
+	be := startHTTPBackend(t, "a1", false)
+	cfg := func(maxConn int) Config {
+		ln := httpListener("http", "a")
+		ln.MaxConn = maxConn
+		return Config{Listeners: []Listener{ln}, Backends: []Backend{backendOf("a", srv("a1", be.addr))}}
+	}
+	p := startProxy(t, cfg(2))
+	addr := p.addr(t, "http")
+	labels := map[string]string{"listener": "http"}
+	kept := make([]*client, 0, 4)
+	for range 2 {
+		c := dialClient(t, addr)
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatalf("under the cap: %d", r.StatusCode)
+		}
+		kept = append(kept, c) // kept alive, idle: they count
+	}
+	// waiting sends a request on a new connection and checks that it is
+	// not answered: the proxy has not accepted it.
+	waiting := func(what string) *client {
+		t.Helper()
+		c := dialClient(t, addr) // the kernel completes the handshake
+		io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+		c.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if b, err := c.br.ReadByte(); err == nil {
+			t.Fatalf("%s: answered (%q...) past maxConn", what, b)
+		}
+		c.c.SetReadDeadline(time.Time{})
+		return c
+	}
+	answered := func(what string, c *client) {
+		t.Helper()
+		c.c.SetReadDeadline(time.Now().Add(waitFor))
+		if r := c.read("GET"); r.StatusCode != 200 {
+			t.Fatalf("%s: %d", what, r.StatusCode)
+		}
+		c.c.SetReadDeadline(time.Time{})
+	}
+
+	third := waiting("a third connection")
+	if v := p.metric(t, MetricListenerFull, labels); v != 1 {
+		t.Errorf("times at maxConn: %v, want 1", v)
+	}
+	if v := p.metric(t, MetricActiveConns, labels); v != 2 {
+		t.Errorf("open connections: %v, want 2", v)
+	}
+	kept[0].c.Close() // its end makes room
+	answered("the third once one ended", third)
+	kept = append(kept[1:], third)
+
+	fourth := waiting("a fourth connection")
+	if err := p.Apply(context.Background(), cfg(3)); err != nil {
+		t.Fatal(err)
+	}
+	answered("the fourth once the cap was raised", fourth)
+	kept = append(kept, fourth)
+	for _, c := range kept {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatalf("a kept connection after the reload: %d", r.StatusCode)
+		}
+	}
+	// At the cap with two open, again once the third took the room the
+	// first left, and at the raised cap once the fourth was in.
+	if v := p.metric(t, MetricListenerFull, labels); v != 3 {
+		t.Errorf("times at maxConn: %v, want 3", v)
+	}
+	// At the cap again when the test ends: the stop must reach the
+	// accept loop waiting for room.
+	waiting("a fifth connection")
+}

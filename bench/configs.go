@@ -15,7 +15,8 @@ import (
 // loads (reconcile.LoadDir of the routes directory), so every proxy
 // routes the same hosts to the same servers with the same limits: exact
 // and "*.suffix" hosts, a default backend per listener, weighted round
-// robin, maxConn, PROXY protocol where the peer can send it.
+// robin, maxConn (a server's, and in HAProxy a listener's), PROXY protocol
+// where the peer can send it.
 
 // modes says in which listener mode each backend is used: HAProxy and
 // nginx split HTTP and TCP backends, so one backend cannot serve both.
@@ -122,6 +123,9 @@ defaults
 `, runDir, runDir)
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(&b, "\nfrontend %s\n    bind %s\n", l.Name, l.Bind)
+		if l.MaxConn > 0 {
+			fmt.Fprintf(&b, "    maxconn %d\n", l.MaxConn)
+		}
 		if l.Mode == dataplane.ModeHTTP {
 			fmt.Fprintf(&b, "    mode http\n    timeout client %s\n    timeout http-request %s\n", secs(l.ClientTimeout), secs(l.RequestTimeout))
 			if l.ForwardFor {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,4 +83,38 @@ func TestListenerMaxConn(t *testing.T) {
 	// At the cap again when the test ends: the stop must reach the
 	// accept loop waiting for room.
 	waiting("a fifth connection")
+}
+
+// TestListenerMaxConnTLS: on a tls listener the cap counts connections
+// that have sent nothing yet, parked without a goroutine, as HAProxy
+// counts them: a handshake behind them waits until one goes.
+func TestListenerMaxConnTLS(t *testing.T) {
+	be := startTLSBackend(t, "t1", false)
+	ln := tlsListener("tls", "t")
+	ln.MaxConn = 2
+	p := startProxy(t, Config{Listeners: []Listener{ln}, Backends: []Backend{backendOf("t", srv("t1", be))}})
+	addr := p.addr(t, "tls")
+	silent := dialMany(t, addr, 2)
+	greeting := make(chan string, 1)
+	go func() {
+		line, _ := tlsHello(t, addr, "a.test")
+		greeting <- line
+	}()
+	select {
+	case line := <-greeting:
+		t.Fatalf("a handshake past maxConn was passed through (%q)", line)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if v := p.metric(t, MetricListenerFull, map[string]string{"listener": "tls"}); v != 1 {
+		t.Errorf("times at maxConn: %v, want 1", v)
+	}
+	silent[0].Close()
+	select {
+	case line := <-greeting:
+		if !strings.HasPrefix(line, "t1 ") {
+			t.Fatalf("greeting %q, want t1's", line)
+		}
+	case <-timeAfter():
+		t.Fatal("the waiting handshake was not passed through once a silent connection closed")
+	}
 }

@@ -3,6 +3,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -208,14 +209,24 @@ func (m *Manager) Handover() (Snapshot, error) {
 
 // AbortHandover ends a hand-over whose new process failed to start or
 // refused the config: this process keeps running every instance as it did
-// (Handover changed nothing), and says why with reason.
+// (Handover changed nothing), and says why with reason. Interfaces
+// recreated meanwhile get their instances restarted now, with new
+// sockets (the restart was held back while the new process might take
+// over).
 func (m *Manager) AbortHandover(reason error) {
 	m.mu.Lock()
 	was := m.handingOver
 	m.handingOver = false
+	later := m.reopenLater
+	m.reopenLater = nil
 	m.mu.Unlock()
 	if was {
 		m.log.Warn("upgrade aborted: this process keeps running every instance", "reason", reason)
+	}
+	for _, name := range slices.Sorted(maps.Keys(later)) {
+		m.applyMu.Lock()
+		m.reopenLocked(name, later[name]+", during the upgrade")
+		m.applyMu.Unlock()
 	}
 }
 

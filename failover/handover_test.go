@@ -505,3 +505,80 @@ func TestHandoverProvisional(t *testing.T) {
 		})
 	})
 }
+
+// TestHandoverHoldsReopen: an interface recreated while handing over does
+// not restart the old process's instances then: a restart stops a master
+// as a shutdown does (priority 0, VIPs removed), which would take from
+// the new process, on this same node, the VIPs it holds. If the upgrade
+// is aborted the restart comes then, with new sockets; once released it
+// is the new process's own.
+func TestHandoverHoldsReopen(t *testing.T) {
+	for _, abort := range []bool{true, false} {
+		name := "released"
+		if abort {
+			name = "aborted"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var log testkit.SyncBuffer
+				sys := newFakeSystem()
+				m, err := NewManager(Options{System: sys, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { m.Close() })
+				if err := m.Apply(context.Background(), Config{Instances: []Instance{baseInstance(100)}}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+				tr, fx := sys.transport("VI_1"), sys.effects("VI_1")
+				opens := sys.openCount("VI_1")
+				if _, err := m.Handover(); err != nil {
+					t.Fatal(err)
+				}
+				t0 := time.Now()
+				sys.watcher().Recreated("eth0")
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if got := sys.openCount("VI_1"); got != opens {
+					t.Fatalf("reopened %d times while handing over, want none", got-opens)
+				}
+				for _, s := range tr.sentSince(t0) {
+					if s.p.Priority != 100 {
+						t.Fatalf("adverts while handing over: %v", adverts(tr, t0))
+					}
+				}
+				if !fx.holds() || states(m)["VI_1"] != StateMaster {
+					t.Fatalf("while handing over: holds %v, state %v", fx.held(), states(m)["VI_1"])
+				}
+				if !strings.Contains(log.String(), "interface recreated during an upgrade") {
+					t.Fatalf("the held restart is not logged:\n%s", log.String())
+				}
+				if !abort {
+					if err := m.Release(); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(time.Second)
+					synctest.Wait()
+					if got := sys.openCount("VI_1"); got != opens {
+						t.Fatalf("reopened %d times after Release, want none", got-opens)
+					}
+					if !fx.holds() {
+						t.Fatal("the VIPs were removed by the released process")
+					}
+					return
+				}
+				m.AbortHandover(errors.New("the new process failed its health check"))
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if got := sys.openCount("VI_1"); got != opens+1 {
+					t.Fatalf("reopened %d times after the abort, want once", got-opens)
+				}
+				if l := log.String(); !strings.Contains(l, "restarting the instance with a new socket") || !strings.Contains(l, "during the upgrade") {
+					t.Fatalf("the restart after the abort is not logged:\n%s", l)
+				}
+			})
+		})
+	}
+}

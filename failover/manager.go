@@ -112,7 +112,10 @@ type Manager struct {
 	pending map[string]pendingStart
 
 	// The upgrade in place (handover.go).
-	handingOver     bool           // old side: between Handover and Release or AbortHandover
+	handingOver bool // old side: between Handover and Release or AbortHandover
+	// reopenLater: interfaces recreated while handing over, by what saw
+	// it; reopened if the hand-over is aborted (reopenLocked).
+	reopenLater     map[string]string
 	released        bool           // old side: Release closed the Manager
 	provisional     bool           // new side: from NewManager with Inherit until Confirm
 	inherit         *Snapshot      // new side: taken by the first Apply
@@ -581,6 +584,22 @@ func (m *Manager) reopenLocked(name, seenBy string) {
 		m.mu.Unlock()
 		return
 	}
+	if m.handingOver {
+		// A restart now would stop the instances as a shutdown does: a
+		// master would send priority 0 and remove the VIPs the new
+		// process holds on this same node. The new process opens its
+		// own sockets; this one needs new ones only if it carries on.
+		_, seen := m.reopenLater[name]
+		if m.reopenLater == nil {
+			m.reopenLater = map[string]string{}
+		}
+		m.reopenLater[name] = seenBy
+		m.mu.Unlock()
+		if !seen {
+			m.log.Info("interface recreated during an upgrade: the instances there restart only if the upgrade is aborted", "interface", name, "seenBy", seenBy)
+		}
+		return
+	}
 	var list []*runningInstance
 	for n, ri := range m.running {
 		if ri.in.Interface != name || (ri.ifindex != 0 && (err != nil || cur.Index == ri.ifindex)) {
@@ -735,6 +754,7 @@ func (m *Manager) Close() error {
 func (m *Manager) closeLocked() (list []*runningInstance, watchStop context.CancelFunc, watchDone chan struct{}) {
 	m.closed = true
 	clear(m.pending)
+	m.reopenLater = nil
 	for name, ri := range m.running {
 		list = append(list, ri)
 		delete(m.running, name)

@@ -582,3 +582,43 @@ func TestHandoverHoldsReopen(t *testing.T) {
 		})
 	}
 }
+
+// TestProvisionalReopenSilent: the new process, before Confirm, restarts
+// an instance whose interface was made again without a priority 0 and
+// without removing the VIPs, which the old process still holds on this
+// node; the old process stays master.
+func TestProvisionalReopenSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := managed(t, &lan{}, "192.0.2.11", baseInstance(100))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		snap, err := a.m.Handover()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a2 := upgraded(t, a, snap, nil, nil)
+		a2.apply(t, baseInstance(100))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		tr0, fx0 := a2.tr(), a2.fx()
+		removed := len(fx0.removals())
+		opens := a2.sys.openCount("VI_1")
+		t0 := time.Now()
+		a2.sys.watcher().Recreated("eth0")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := a2.sys.openCount("VI_1"); got != opens+1 {
+			t.Fatalf("the new process reopened %d times, want once", got-opens)
+		}
+		if _, prio0 := wireGaps(t0, tr0); len(prio0) > 0 {
+			t.Fatalf("the provisional process sent %v as it restarted the instance", prio0)
+		}
+		if r := fx0.removals(); len(r) != removed {
+			t.Fatalf("the provisional process removed VIPs as it restarted the instance: %v", r[removed:])
+		}
+		a.want(t, StateMaster)
+		if !a.fx().holds() {
+			t.Fatal("the old process no longer holds the VIPs")
+		}
+	})
+}

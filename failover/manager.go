@@ -608,8 +608,11 @@ func (m *Manager) reopenLocked(name, seenBy string) {
 		list = append(list, ri)
 		delete(m.running, n)
 	}
+	// A new process not yet confirmed stops them without a word, as its
+	// Close does: the old process still runs them, with the VIPs.
+	silent := m.provisional
 	m.mu.Unlock()
-	stopAll(list, false)
+	stopAll(list, silent)
 	for _, ri := range list {
 		m.log.Info("interface recreated: restarting the instance with a new socket", "instance", ri.in.Name, "interface", name,
 			"seenBy", seenBy, "ifindex", cur.Index, "was", ri.ifindex)

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -136,12 +135,9 @@ func (h *fromHAProxy) addAt(d *haproxy.Directive, s report.Severity, why string,
 // globalMaxConnFrom reads global's maxconn: each frontend without a
 // maxconn of its own had it as its cap (and all of them it as a total).
 func (h *fromHAProxy) globalMaxConnFrom(d *haproxy.Directive) {
-	n, err := 0, error(nil)
-	if len(d.Args) == 2 {
-		n, err = strconv.Atoi(d.Args[1])
-	}
-	if len(d.Args) != 2 || err != nil || n < 0 {
-		h.addAt(d, report.Dropped, "expected one whole number: not interpreted")
+	n, err := haproxy.WholeNumber(d.Args[1:])
+	if err != nil {
+		h.addAt(d, report.Dropped, "%v: not interpreted", err)
 		return
 	}
 	h.globalMaxConn = n
@@ -781,12 +777,9 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 		for _, o := range b.Other {
 			switch o[0] {
 			case "maxconn":
-				n, err := 0, error(nil)
-				if len(o) == 2 {
-					n, err = strconv.Atoi(o[1])
-				}
-				if len(o) != 2 || err != nil || n < 0 {
-					h.rep.Add(b.Pos, report.Dropped, where, strings.Join(o, " "), "bind option: expected one whole number")
+				n, err := haproxy.WholeNumber(o[1:])
+				if err != nil {
+					h.rep.Add(b.Pos, report.Dropped, where, strings.Join(o, " "), "bind option: %v", err)
 				} else if n > 0 {
 					bindMax = &n
 				}

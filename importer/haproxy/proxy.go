@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -306,6 +307,19 @@ func sectionLetters(p *Proxy) string {
 	return p.Kind[:1]
 }
 
+// WholeNumber reads the argument of a keyword that takes one whole number
+// (0 or more), as retries and maxconn do.
+func WholeNumber(args []string) (int, error) {
+	if len(args) != 1 {
+		return 0, errors.New("expected a number")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q: expected a whole number", args[0])
+	}
+	return n, nil
+}
+
 // directive applies one line to p, recording errors.
 func directive(p *Proxy, d *Directive, errs *report.Errors) {
 	kw := d.Keyword()
@@ -446,28 +460,17 @@ func directive(p *Proxy, d *Directive, errs *report.Errors) {
 			return
 		}
 		p.Other = append(p.Other, d)
-	case "retries":
-		if len(args) != 1 {
-			fail("expected a number")
+	case "retries", "maxconn":
+		n, err := WholeNumber(args)
+		if err != nil {
+			fail("%v", err)
 			return
 		}
-		n, err := strconv.Atoi(args[0])
-		if err != nil || n < 0 {
-			fail("%q: expected a whole number", args[0])
-			return
+		if kw == "retries" {
+			p.Retries = Setting[int]{n, true, d}
+		} else {
+			p.MaxConn = Setting[int]{n, true, d}
 		}
-		p.Retries = Setting[int]{n, true, d}
-	case "maxconn":
-		if len(args) != 1 {
-			fail("expected a number")
-			return
-		}
-		n, err := strconv.Atoi(args[0])
-		if err != nil || n < 0 {
-			fail("%q: expected a whole number", args[0])
-			return
-		}
-		p.MaxConn = Setting[int]{n, true, d}
 	case "tcp-request":
 		tcpRequest(p, d, args, errs)
 	case "http-check":

@@ -49,9 +49,6 @@ func TestHAProxyConfigCaps(t *testing.T) {
 			if tc.absent != "" && strings.Contains(text, tc.absent) {
 				t.Errorf("haproxy.cfg has %q:\n%s", tc.absent, text)
 			}
-			if _, err := exec.LookPath("haproxy"); err != nil {
-				t.Skip("no haproxy to check the file with")
-			}
 			f := filepath.Join(dir, "haproxy.cfg")
 			if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
 				t.Fatal(err)

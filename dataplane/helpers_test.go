@@ -492,14 +492,21 @@ func tlsHello(t testing.TB, addr, serverName string) (string, *tls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw.SetDeadline(time.Now().Add(waitFor))
 	c := tls.Client(raw, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
 	t.Cleanup(func() { c.Close() })
+	return tlsGreeting(c), c
+}
+
+// tlsGreeting reads the backend's greeting line through a connection's
+// handshake ("" if none came within waitFor); safe off the test's
+// goroutine.
+func tlsGreeting(c *tls.Conn) string {
+	c.SetDeadline(time.Now().Add(waitFor))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		return "", c
+		return ""
 	}
-	return strings.TrimSpace(line), c
+	return strings.TrimSpace(line)
 }
 
 func timeAfter() <-chan time.Time { return time.After(waitFor) }

@@ -333,14 +333,9 @@ func TestHandoverAbortThenRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var log testkit.SyncBuffer
 		sys := newFakeSystem()
-		m, err := NewManager(Options{System: sys, Logger: slog.New(slog.NewTextHandler(&log, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { m.Close() })
-		if err := m.Apply(context.Background(), Config{Instances: []Instance{baseInstance(100)}}); err != nil {
-			t.Fatal(err)
-		}
+		n := newMnode(t, sys, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		n.apply(t, baseInstance(100))
+		m := n.m
 		time.Sleep(time.Second)
 		synctest.Wait()
 		tr, fx := sys.transport("VI_1"), sys.effects("VI_1")

@@ -478,10 +478,15 @@ func TestFRRUpgradeHandover(t *testing.T) {
 		}
 		return ""
 	})
-	st := l.status(n1)
-	if st.State != "announcing" || st.Restarting || st.Peers[0].State != StateEstablished || !st.Announcements[0].Announced {
-		t.Fatalf("the successor's status: %+v", st)
-	}
+	// The router counts the session up when our KEEPALIVE comes, the
+	// successor when the router's does: the two may be a moment apart.
+	testkit.Poll(t, 5*time.Second, func() string {
+		st := l.status(n1)
+		if st.State != "announcing" || st.Restarting || st.Peers[0].State != StateEstablished || !st.Announcements[0].Announced {
+			return fmt.Sprintf("the successor's status: %+v", st)
+		}
+		return ""
+	})
 	waitProbes(t, pr, len(pr.finishPeek())+100)
 	res := pr.finish()
 	after := 0

@@ -331,10 +331,8 @@ func upgradedRaw(t *testing.T, old *mnode, s Snapshot, log *testkit.SyncBuffer) 
 // leaves the VIPs.
 func TestHandoverAbortThenRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var log testkit.SyncBuffer
 		sys := newFakeSystem()
-		n := newMnode(t, sys, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-		n.apply(t, baseInstance(100))
+		n, log := loggedMaster(t, sys)
 		m := n.m
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -515,10 +513,8 @@ func TestHandoverHoldsReopen(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var log testkit.SyncBuffer
 				sys := newFakeSystem()
-				n := newMnode(t, sys, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-				n.apply(t, baseInstance(100))
+				n, log := loggedMaster(t, sys)
 				m := n.m
 				time.Sleep(time.Second)
 				synctest.Wait()

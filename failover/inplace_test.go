@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/failover/vrrp"
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // mnode is a node whose instance VI_1 runs under a Manager on a
@@ -42,6 +44,17 @@ func newMnode(t *testing.T, sys *fakeSystem, o Options) *mnode {
 	n.m = m
 	t.Cleanup(func() { m.Close() })
 	return n
+}
+
+// loggedMaster starts a Manager on sys running VI_1 at priority 100 (the
+// only router on its LAN: master within its first second), its log in
+// the buffer returned.
+func loggedMaster(t *testing.T, sys *fakeSystem) (*mnode, *testkit.SyncBuffer) {
+	t.Helper()
+	log := &testkit.SyncBuffer{}
+	n := newMnode(t, sys, Options{Logger: slog.New(slog.NewTextHandler(log, nil))})
+	n.apply(t, baseInstance(100))
+	return n, log
 }
 
 func (n *mnode) apply(t *testing.T, ins ...Instance) {

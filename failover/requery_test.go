@@ -93,10 +93,8 @@ func TestManagerRequeryRepairsLostLinkEvents(t *testing.T) {
 // next Apply.
 func TestManagerReopenRetriesFailedStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var log testkit.SyncBuffer
 		sys := newFakeSystem()
-		n := newMnode(t, sys, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-		n.apply(t, baseInstance(100))
+		n, log := loggedMaster(t, sys)
 		time.Sleep(time.Second)
 		if got := states(n.m)["VI_1"]; got != StateMaster {
 			t.Fatalf("alone on the lan: %v, want MASTER", got)

@@ -287,6 +287,9 @@ func (h *httpConn) readHead(first bool) int {
 				h.growIn(lg.cfg.MaxHeaderBytes)
 			}
 		}
+		if h.clSend != nil {
+			sendTogether() // the answer goes out with the read below
+		}
 		idle := h.inLen == 0 && !h.resumed
 		h.resumed = false
 		if idle && !h.enterIdle(now.UnixNano()) {

@@ -485,6 +485,7 @@ func (h *httpConn) readRespHead() (int, error) {
 		var err error
 		if w := h.upSend; w != nil {
 			h.upSend = nil
+			sendTogether()
 			var wn int
 			wn, r, err = up.writeRead(w, h.upIn.b[h.upLen:])
 			h.inBytes = int64(wn)

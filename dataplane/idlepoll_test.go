@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"math"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -195,5 +197,38 @@ func TestIdlePollLifecycle(t *testing.T) {
 		if st := q.st.Load(); st != pollOff {
 			t.Fatalf("round %d: state %d after the stop and a cooldown: a timer outlived the poller", round, st)
 		}
+	}
+}
+
+// TestSendTogether: while the poller counts the proxy loaded, a send first
+// lets the goroutines ready to run go (on one P, as the benchmarks run the
+// proxy: a goroutine just started is one); unloaded, the send goes at once.
+func TestSendTogether(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, c := range []struct {
+		name    string
+		st      int32
+		yielded bool
+	}{
+		{"polling: loaded", pollIdle, true},
+		{"polling, work seen: loaded", pollBusy, true},
+		{"asleep until a touch: loaded", pollAsleep, true},
+		{"off or cooling down: not loaded", pollOff, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var q idlePoller
+			q.st.Store(c.st)
+			var ran atomic.Bool
+			done := make(chan struct{})
+			go func() {
+				ran.Store(true)
+				close(done)
+			}()
+			q.sendTogether()
+			if got := ran.Load(); got != c.yielded {
+				t.Errorf("the ready goroutine ran before the send: %v, want %v", got, c.yielded)
+			}
+			<-done
+		})
 	}
 }

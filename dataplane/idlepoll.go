@@ -143,7 +143,8 @@ func (q *idlePoller) loaded() bool { return q.st.Load() != pollOff }
 // goroutine on the global run queue, which the scheduler takes from once
 // the local one (the rest of the batch) is empty, and before it polls the
 // network again. Unloaded, batches are of one and the yield would be pure
-// cost (with idle Ps, a thread woken to look for work), so it is skipped.
+// cost (with idle Ps, a thread woken to look for work), so it is skipped;
+// so it is with the idle poll off, which leaves the load unmeasured.
 func sendTogether() { idlePoll.sendTogether() }
 
 func (q *idlePoller) sendTogether() {

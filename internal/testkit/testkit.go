@@ -124,19 +124,34 @@ func FreePort(t testing.TB) string {
 // ephemeral range that was free a moment ago: a process the test starts
 // later must be told its port, and a port picked by binding :0 lies in
 // the ephemeral range, where another test's outgoing connection may take
-// it meanwhile.
+// it meanwhile. It never returns a port twice in one test binary: ports
+// picked one after another are bound later, so a free-a-moment-ago check
+// alone let a test's git server and its proxy get the same port.
 func QuietPort(t testing.TB) string {
 	t.Helper()
+	quietPorts.Lock()
+	defer quietPorts.Unlock()
 	for range 1000 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		port := 20000 + rand.IntN(12000)
+		if quietPorts.given[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			ln.Close()
+			quietPorts.given[port] = true
 			return ln.Addr().String()
 		}
 	}
 	t.Fatal("no free port in 20000..32000")
 	return ""
 }
+
+// quietPorts are the ports QuietPort handed out.
+var quietPorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
 
 // WriteFile writes content at path (mode 0644), creating its directory.
 func WriteFile(t testing.TB, path, content string) {

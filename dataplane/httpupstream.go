@@ -160,7 +160,7 @@ func (h *httpConn) forwardBody(up *upConn, bodyInBuf int) error {
 	if h.in == nil {
 		h.in = getBuf()
 	}
-	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody)
+	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody, false)
 	h.inLen = left
 	h.inBytes += n
 	return err
@@ -176,22 +176,32 @@ func (h *httpConn) forwardBodyAsync(up *upConn, bodyInBuf int, done chan<- error
 // copied through the buffer.
 const spliceMin = 64 << 10
 
-// pumpChunked forwards a chunked body from src to dst. buf holds n
-// unscanned bytes read from src. It returns how many bytes past the body's
-// end are left at the front of buf.
-func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer, n int, mv *mover) (int, int64, error) {
+// pumpChunked forwards a chunked body from src to dst, or with decode
+// only its data (Chunked.Decode). buf holds n unscanned bytes read from
+// src. It returns how many bytes past the body's end are left at the
+// front of buf.
+func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer, n int, mv *mover, decode bool) (int, int64, error) {
 	var moved int64
 	for {
 		if n > 0 {
-			k, err := ch.Scan(buf.b[:n])
+			var k, out int
+			var err error
+			if decode {
+				k, out, err = ch.Decode(buf.b[:n])
+			} else {
+				k, err = ch.Scan(buf.b[:n])
+				out = k
+			}
 			if err != nil {
 				return 0, moved, err
 			}
-			dst.dl.write(dst.c, time.Now().UnixNano(), dst.timeout)
-			if _, err := dst.write(buf.b[:k]); err != nil {
-				return 0, moved, err
+			if out > 0 {
+				dst.dl.write(dst.c, time.Now().UnixNano(), dst.timeout)
+				if _, err := dst.write(buf.b[:out]); err != nil {
+					return 0, moved, err
+				}
 			}
-			moved += int64(k)
+			moved += int64(out)
 			n = copy(buf.b, buf.b[k:n])
 			if ch.Done() {
 				return n, moved, nil
@@ -320,26 +330,37 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		}
 	}
 	kind := resp.BodyKind(req.IsHEAD)
-	if kind == httphead.BodyChunked && req.Minor == 0 {
-		// The request went on as HTTP/1.0, which has no chunked coding
-		// (RFC 9112 §6.1): the client could not find the answer's end.
+	// An HTTP/1.0 client knows no transfer coding (RFC 9112 §6.1), though
+	// the request went on as HTTP/1.0 and the server should not have used
+	// one: the proxy decodes a chunked body for it, as nginx does, and the
+	// close ends it. A coding besides chunked (gzip) could only go on
+	// encoded, which the client would take for the content: 502.
+	decode := kind == httphead.BodyChunked && req.Minor == 0
+	if decode && resp.Flags&httphead.TECoded != 0 {
 		h.used.st.m.errs[errKindResponse].Inc()
 		h.closeUp()
 		h.abortBody(bodyDone)
 		return h.fail(b, 502)
 	}
-	keep := req.KeepAlive() && kind != httphead.BodyUntilClose && bodyDone == nil && bodyOK && !h.draining.Load()
+	keep := req.KeepAlive() && kind != httphead.BodyUntilClose && !decode && bodyDone == nil && bodyOK && !h.draining.Load()
 	reuse := resp.KeepAlive() && kind != httphead.BodyUntilClose && bodyDone == nil && bodyOK
 	// Head plus the body bytes already read, in one write when possible.
 	headLen := resp.HeadLen
 	inBuf := h.upLen - headLen
 	var bodyPart int
+	bodyOut := -1 // the body bytes to send when not bodyPart (a decoded body)
 	switch kind {
 	case httphead.BodyLength:
 		bodyPart = int(min(int64(inBuf), resp.ContentLength))
 	case httphead.BodyChunked:
 		h.respChunk.Reset()
-		k, err := h.respChunk.Scan(h.upIn.b[headLen:h.upLen])
+		var k int
+		var err error
+		if decode {
+			k, bodyOut, err = h.respChunk.Decode(h.upIn.b[headLen:h.upLen])
+		} else {
+			k, err = h.respChunk.Scan(h.upIn.b[headLen:h.upLen])
+		}
 		if err != nil {
 			h.closeUp()
 			h.abortBody(bodyDone)
@@ -381,6 +402,9 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		}
 		o := httphead.AppendResponse(h.out.b[:0], h.upIn.b[:headLen], resp, keep, req.Minor)
 		body := h.upIn.b[headLen : headLen+bodyPart]
+		if bodyOut >= 0 {
+			body = body[:bodyOut]
+		}
 		if len(o)+len(body) <= cap(o) {
 			err = h.writeClient(append(o, body...))
 		} else if err = h.writeClient(o); err == nil {
@@ -401,7 +425,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 				h.upLen = 0
 				var n int64
 				var left int
-				left, n, err = h.pumpChunked(&h.respChunk, &h.up.side, &h.cl, h.upIn, 0, &h.respBody)
+				left, n, err = h.pumpChunked(&h.respChunk, &h.up.side, &h.cl, h.upIn, 0, &h.respBody, decode)
 				h.outBytes += n
 				if left > 0 {
 					reuse = false

@@ -188,6 +188,34 @@ func (c *Chunked) Scan(p []byte) (int, error) {
 	return i, nil
 }
 
+// Decode is Scan for a recipient that cannot take the chunked coding (an
+// HTTP/1.0 client: RFC 9112 §6.1, and §7.1.3 for how to decode). It
+// consumes the body bytes at the start of p as Scan does, validating the
+// same grammar, and moves the chunk data among them to the front of p,
+// dropping the framing, the extensions and the trailer section. It
+// returns how many bytes of p it consumed and how many data bytes are now
+// at p[:data]. Chunk data may also be moved past Decode with DataLeft and
+// Skip, as past Scan.
+func (c *Chunked) Decode(p []byte) (n, data int, err error) {
+	for n < len(p) && !c.Done() {
+		if left := c.DataLeft(); left > 0 {
+			k := int(min(uint64(len(p)-n), left))
+			data += copy(p[data:], p[n:n+k])
+			n += k
+			c.Skip(uint64(k))
+			continue
+		}
+		// Framing, a byte at a time (a few bytes a chunk) until the next
+		// chunk's data or the body's end.
+		k, err := c.Scan(p[n : n+1])
+		n += k
+		if err != nil {
+			return n, data, err
+		}
+	}
+	return n, data, nil
+}
+
 // maxChunkLine bounds what follows a chunk's size on its line.
 const maxChunkLine = 4096
 

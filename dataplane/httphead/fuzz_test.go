@@ -2,6 +2,8 @@ package httphead
 
 import (
 	"bytes"
+	"io"
+	"net/http/httputil"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -115,6 +117,25 @@ func FuzzParseResponse(f *testing.F) {
 		if r.Status != 101 && r2.KeepAlive() != keepAlive {
 			t.Fatalf("rewrite says keep-alive %v, want %v:\n%q", r2.KeepAlive(), keepAlive, out)
 		}
+		// For an HTTP/1.0 client a chunked body is decoded and ended by
+		// the close: its head loses the Transfer-Encoding, and only that.
+		if r.ForwardAsIs(false, 0) && r.Chunked {
+			t.Fatalf("a chunked head would go to an HTTP/1.0 client as it came:\n%q", b[:n])
+		}
+		out = AppendResponse(nil, b[:n], &r, false, 0)
+		var r3 Response
+		if err := ParseResponse(out, &r3); err != nil {
+			t.Fatalf("head rewritten for HTTP/1.0 does not parse: %v\n%q", err, out)
+		}
+		if r.Chunked && (r3.Flags&HasTE != 0 || r3.ContentLength != -1) {
+			t.Fatalf("head rewritten for HTTP/1.0 keeps a framing for the chunked body:\n%q\n%q", b[:n], out)
+		}
+		if !r.Chunked && (r3.ContentLength != r.ContentLength || r3.Flags&HasTE != r.Flags&HasTE) {
+			t.Fatalf("head rewritten for HTTP/1.0 changed framing:\n%q\n%q", b[:n], out)
+		}
+		if r3.Status != r.Status || (r.Status != 101 && r3.KeepAlive()) {
+			t.Fatalf("head rewritten for HTTP/1.0: status %d, keep-alive %v:\n%q", r3.Status, r3.KeepAlive(), out)
+		}
 	})
 }
 
@@ -146,6 +167,33 @@ func FuzzChunked(f *testing.F) {
 		}
 		if err == nil && n != total {
 			t.Fatalf("whole consumed %d, parts %d", n, total)
+		}
+		// Decode, in the same two pieces, ends where Scan ends, refuses
+		// what it refuses, and gives the data Go's own chunked reader
+		// reads from the body (where that reader takes it).
+		var dec Chunked
+		var data []byte
+		used := 0
+		var errD error
+		for _, part := range [][]byte{b[:split], b[split:]} {
+			if dec.Done() {
+				break
+			}
+			p := bytes.Clone(part)
+			k, d, err := dec.Decode(p)
+			used += k
+			data = append(data, p[:d]...)
+			if errD = err; err != nil {
+				break
+			}
+		}
+		if (err == nil) != (errD == nil) || whole.Done() != dec.Done() || (err == nil && used != n) {
+			t.Fatalf("Scan: n=%d err=%v done=%v; Decode: n=%d err=%v done=%v", n, err, whole.Done(), used, errD, dec.Done())
+		}
+		if err == nil && whole.Done() {
+			if want, rerr := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(b[:n]))); rerr == nil && !bytes.Equal(data, want) {
+				t.Fatalf("Decode: %q; net/http/httputil: %q", data, want)
+			}
 		}
 	})
 }

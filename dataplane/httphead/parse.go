@@ -68,6 +68,7 @@ const (
 	HasConnField                    // a Connection field is present
 	HasHopMark                      // a Gitedge-Hop field is present (loop detection)
 	CLList                          // Content-Length is a list or repeated: forwarded as one value
+	TECoded                         // Transfer-Encoding names a coding besides chunked
 )
 
 // Request is a parsed request head. Slices alias the parsed buffer.
@@ -511,7 +512,7 @@ func parseFields(b []byte, st *fieldState, request bool) (int, error) {
 		case 17:
 			if equalFold(name, "transfer-encoding") {
 				st.flags |= HasTE
-				if err := transferCodings(value, request, &st.chunked); err != nil {
+				if err := transferCodings(value, request, &st.chunked, &st.flags); err != nil {
 					return 0, err
 				}
 			} else if equalFold(name, "x-forwarded-proto") {
@@ -579,7 +580,8 @@ func endToEnd(tok []byte) bool {
 // transferCodings adds one Transfer-Encoding field's codings. chunked says
 // whether the last coding so far is chunked; a coding after chunked is an
 // error, as is, in a request, a coding we do not know (RFC 9112 §6.1).
-func transferCodings(v []byte, request bool, chunked *bool) error {
+// Any other coding sets TECoded in flags.
+func transferCodings(v []byte, request bool, chunked *bool, flags *Flags) error {
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -605,6 +607,7 @@ func transferCodings(v []byte, request bool, chunked *bool) error {
 		if request && !knownCoding(tok) {
 			return ErrTEUnsupported
 		}
+		*flags |= TECoded
 	}
 	return nil
 }

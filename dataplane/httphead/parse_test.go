@@ -39,7 +39,7 @@ func TestParseRequestValid(t *testing.T) {
 		{"content-length", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\n\r\n", "a", 1, 42, false, true, false, HasCL},
 		{"identical CL list", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n", "a", 1, 5, false, true, false, HasCL | CLList},
 		{"chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "a", 1, -1, true, true, false, HasTE},
-		{"gzip then chunked over two fields", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", "a", 1, -1, true, true, false, HasTE},
+		{"gzip then chunked over two fields", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", "a", 1, -1, true, true, false, HasTE | TECoded},
 		{"host with port, mixed case", "GET / HTTP/1.1\r\nhOsT:   Www.B.Test:8080  \r\n\r\n", "Www.B.Test:8080", 1, -1, false, true, false, 0},
 		{"ipv6 host", "GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n", "[2001:db8::1]:80", 1, -1, false, true, false, 0},
 		{"absolute form overrides Host", "GET http://b.test/x?y HTTP/1.1\r\nHost: a.test\r\n\r\n", "b.test", 1, -1, false, true, false, 0},

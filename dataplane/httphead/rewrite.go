@@ -85,6 +85,9 @@ func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
 	if r.Status == 101 {
 		return true
 	}
+	if r.Chunked && clientMinor == 0 {
+		return false // its Transfer-Encoding goes (AppendResponse)
+	}
 	// The client reads persistence off the status line's version (RFC 9112
 	// §9.3); an HTTP/1.0 client wants keep-alive spelled out either way.
 	implied := r.Flags&ConnClose == 0 && ((clientMinor == 1 && r.Minor == 1) || r.Flags&ConnKeepAlive != 0)
@@ -94,11 +97,15 @@ func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
 // AppendResponse appends to dst the head of r (parsed from src) with its
 // hop-by-hop fields replaced by what the proxy does with the client
 // connection: "Connection: close", or keep-alive for an HTTP/1.0 client.
+// An HTTP/1.0 client does not get a chunked Transfer-Encoding: the proxy
+// decodes the body for it (Chunked.Decode) and closes the connection after
+// it, which is then the body's end (RFC 9112 §6.3 item 8).
 func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor uint8) []byte {
 	line, rest, _ := nextLine(src[:r.HeadLen])
 	dst = append(dst, line...)
 	dst = append(dst, "\r\n"...)
 	switching := r.Status == 101
+	dropTE := r.Chunked && clientMinor == 0
 	for {
 		i := bytes.IndexByte(rest, '\n')
 		line := rest[:i-1]
@@ -108,7 +115,8 @@ func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor ui
 		}
 		name := line[:bytes.IndexByte(line, ':')]
 		if isHopByHop(name) || r.connTokens.has(name) || isHopMark(name) ||
-			(r.Flags&CLList != 0 && isContentLength(name)) {
+			(r.Flags&CLList != 0 && isContentLength(name)) ||
+			(dropTE && len(name) == 17 && equalFold(name, "transfer-encoding")) {
 			continue
 		}
 		dst = append(dst, line...)

@@ -24,12 +24,13 @@ const (
 
 // checker runs a server's active health checks.
 type checker struct {
-	p    *Proxy
-	s    *serverState
-	hc   HealthCheck
-	pp   byte
-	stop chan struct{}
-	done chan struct{}
+	p      *Proxy
+	s      *serverState
+	hc     HealthCheck
+	pp     byte
+	ctx    context.Context // ends at halt, or when the proxy stops
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // startChecker starts active checks for s with hc, replacing a running
@@ -45,15 +46,18 @@ func (p *Proxy) startChecker(s *serverState, hc HealthCheck, pp byte) {
 	if hc.Type == CheckNone {
 		return
 	}
-	c := &checker{p: p, s: s, hc: hc, pp: pp, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &checker{p: p, s: s, hc: hc, pp: pp, done: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(p.bg)
 	s.checker = c
 	go c.run()
 }
 
-func (c *checker) halt() {
-	close(c.stop)
-	<-c.done
-}
+// halt ends the checks without waiting for the one in flight, which ends
+// at once and reports nothing. Its caller holds Proxy.mu, which the
+// report's path may need (a state change calls OnServerHealth, whose
+// owner may ask for Status): waiting here deadlocked a reload that
+// removed a server whose check was about to change its state.
+func (c *checker) halt() { c.cancel() }
 
 // run checks at once, then every Interval.
 func (c *checker) run() {
@@ -62,13 +66,14 @@ func (c *checker) run() {
 	defer t.Stop()
 	for {
 		select {
-		case <-c.stop:
-			return
-		case <-c.p.bg.Done():
+		case <-c.ctx.Done():
 			return
 		case <-t.C:
 		}
 		err := c.once()
+		if c.ctx.Err() != nil {
+			return // halted during the check: its result is moot
+		}
 		reason := "check passed"
 		if err != nil {
 			reason = err.Error()
@@ -80,7 +85,7 @@ func (c *checker) run() {
 
 // once runs one check: a TCP connect, or an HTTP GET answered 2xx or 3xx.
 func (c *checker) once() error {
-	ctx, cancel := context.WithTimeout(c.p.bg, c.hc.Timeout)
+	ctx, cancel := context.WithTimeout(c.ctx, c.hc.Timeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, c.s.addr)
@@ -92,6 +97,8 @@ func (c *checker) once() error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
+	// A halt ends the exchange too, not only the connect.
+	defer context.AfterFunc(c.ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })()
 	if c.hc.Type == CheckTCP {
 		return nil
 	}
@@ -132,6 +139,10 @@ func (c *checker) once() error {
 // say so.
 func (s *serverState) report(p *Proxy, ok, active bool, reason string) {
 	s.hmu.Lock()
+	if s.removed.Load() {
+		s.hmu.Unlock()
+		return // a result that came in as the server was removed
+	}
 	hc := s.hc
 	rise, fall := hc.Rise, hc.Fall
 	if hc.Type == CheckNone {

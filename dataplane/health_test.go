@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -117,5 +118,96 @@ func TestHealthTCPAndAllDown(t *testing.T) {
 	}
 	if el := time.Since(start); el > waitFor {
 		t.Errorf("503 took %v: must not wait in the queue when nothing is up", el)
+	}
+}
+
+// TestHealthCheckHaltedInFlight: a reload that removes a server, or
+// changes its check, and a stop, each while that server's check is in
+// flight and about to take it down, return at once and report nothing
+// for the old check. Waiting for the check under the proxy's lock used to
+// deadlock them when the state change's callback asked for Status, as
+// the node does.
+func TestHealthCheckHaltedInFlight(t *testing.T) {
+	const slow = 2 * time.Second // how long the server takes to fail a check
+	for _, tc := range []string{"server removed", "check changed", "proxy stopped"} {
+		t.Run(tc, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			asked := make(chan struct{}, 10)
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+							return
+						}
+						asked <- struct{}{}
+						time.Sleep(slow)
+						io.WriteString(c, "HTTP/1.1 500 Sick\r\nContent-Length: 0\r\n\r\n")
+					}()
+				}
+			}()
+			other := startHTTPBackend(t, "s2", false)
+			hc := HealthCheck{Type: CheckHTTP, Path: "/health", Interval: time.Hour, Timeout: 2 * slow, Rise: 1, Fall: 1}
+			be := backendOf("be", srv("s1", ln.Addr().(*net.TCPAddr).AddrPort()), srv("s2", other.addr))
+			be.HealthCheck = hc
+			cfg := Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}}
+			events := make(chan healthEvent, 10)
+			var p *proxyRig
+			p = startProxy(t, cfg, func(o *Options) {
+				o.OnServerHealth = func(backend, server string, up bool, reason string) {
+					_ = p.Status() // as the node does: it takes the proxy's lock
+					events <- healthEvent{backend, server, up}
+				}
+			})
+			select {
+			case <-asked:
+			case <-time.After(waitFor):
+				t.Fatal("s1's check never came")
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			switch tc {
+			case "server removed":
+				be2 := backendOf("be", srv("s2", other.addr))
+				be2.HealthCheck = hc
+				go func() {
+					done <- p.Apply(context.Background(), Config{Listeners: cfg.Listeners, Backends: []Backend{be2}})
+				}()
+			case "check changed":
+				be2 := be
+				be2.HealthCheck.Type = CheckTCP // passes: only the old check could take s1 down
+				go func() {
+					done <- p.Apply(context.Background(), Config{Listeners: cfg.Listeners, Backends: []Backend{be2}})
+				}()
+			case "proxy stopped":
+				go func() { p.stop(); <-p.Proxy.done; done <- nil }()
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(slow + waitFor):
+				t.Fatal("not done: waiting for the check in flight, or deadlocked on the proxy's lock")
+			}
+			if el := time.Since(start); el >= slow {
+				t.Errorf("took %v: it waited for the check in flight (%v)", el, slow)
+			}
+			select {
+			case ev := <-events:
+				if ev.server == "s1" {
+					t.Errorf("the halted check reported %+v", ev)
+				}
+			case <-time.After(slow + 200*time.Millisecond):
+			}
+		})
 	}
 }

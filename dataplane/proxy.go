@@ -561,10 +561,12 @@ func (p *Proxy) shutdown(graceful bool) {
 	p.park.close()
 	p.workers.close() // nothing runs a job any more: no connection, no parker
 	p.mu.Lock()
+	var checks []*checker
 	for _, st := range p.backends {
 		for _, ss := range st.servers {
 			if ss.checker != nil {
 				ss.checker.halt()
+				checks = append(checks, ss.checker)
 				ss.checker = nil
 			}
 			ss.hmu.Lock()
@@ -578,6 +580,9 @@ func (p *Proxy) shutdown(graceful bool) {
 	}
 	p.mu.Unlock()
 	p.bgCancel()
+	for _, c := range checks {
+		<-c.done // outside p.mu: a check's report may need it
+	}
 	close(p.done)
 	p.log.Info("stopped")
 }

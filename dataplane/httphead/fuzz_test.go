@@ -41,14 +41,21 @@ func requestSeeds(f *testing.F) {
 		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: x, Transfer-Encoding\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n",
 		"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n",
+		// An absolute-form target whose authority the Host field does
+		// not match, or an HTTP/1.0 one without Host.
+		"GET http://a.test/x HTTP/1.1\r\nHost: other.test\r\n\r\n",
+		"GET HTTPS://A.test:8443?q HTTP/1.1\r\nX: 1\r\nhost: a.TEST:8443\r\n\r\n",
+		"GET http://a.test/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 }
 
 // FuzzParseRequest checks that parsing never panics, that a parsed head's
-// length is where HeadComplete found its end, and that a rewritten head
-// parses again with the same routing and framing and no hop-by-hop fields.
+// length is where HeadComplete found its end, that a rewritten head parses
+// again with the same routing and framing and no hop-by-hop fields, and
+// that the server gets as Host the host the request was routed by, whether
+// the head goes as it came or rewritten.
 func FuzzParseRequest(f *testing.F) {
 	requestSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -69,14 +76,22 @@ func FuzzParseRequest(f *testing.F) {
 		if hosts := countHostLines(b[:n]); hosts > 1 || (r.Minor == 1 && hosts != 1) {
 			t.Fatalf("accepted an HTTP/1.%d request with %d Host fields (RFC 9112 §3.2):\n%q", r.Minor, hosts, b[:n])
 		}
+		if !r.NeedsRewrite(&Rewrite{}) {
+			checkHost(t, b[:n], &r, "head forwarded as is")
+		}
 		rw := Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}
 		out := AppendRequest(nil, b[:n], &r, &rw)
+		checkHost(t, out, &r, "rewritten head")
+		if !bytes.Equal(requestLine(out), requestLine(b[:n])) {
+			t.Fatalf("rewrite changed the request line:\n%q\n%q", b[:n], out)
+		}
 		var r2 Request
 		if err := ParseRequest(out, &r2); err != nil {
 			t.Fatalf("rewritten head does not parse: %v\n%q", err, out)
 		}
 		if r2.HeadLen != len(out) || !bytes.Equal(r2.Host, r.Host) || r2.ContentLength != r.ContentLength ||
-			r2.Chunked != r.Chunked || r2.Upgrade() != r.Upgrade() || r2.Flags&(HopOther|ConnClose|CLList) != 0 {
+			r2.Chunked != r.Chunked || r2.Upgrade() != r.Upgrade() || r2.Flags&(HopOther|ConnClose|CLList) != 0 ||
+			r2.NeedsRewrite(&Rewrite{}) {
 			t.Fatalf("rewrite changed the request:\n%q\n%q", b[:n], out)
 		}
 	})
@@ -91,6 +106,8 @@ func FuzzParseResponse(f *testing.F) {
 		"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2,2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 426 Upgrade Required\r\nUpgrade: HTTP/3.0\r\nConnection: close, upgrade\r\n\r\n",
 	} {
 		f.Add([]byte(s), true)
 	}
@@ -103,7 +120,10 @@ func FuzzParseResponse(f *testing.F) {
 		if err := ParseResponse(b[:n], &r); err != nil {
 			return
 		}
-		if r.ForwardAsIs(keepAlive, 1) && r.Flags&(HopOther|CLList) != 0 {
+		// Fields named by Connection go with it (RFC 9110 §7.6.1); an
+		// Upgrade stays only in a 101, which switches this connection.
+		dropUpgrade := r.Status != 101 && r.Flags&ConnUpgrade != 0
+		if r.ForwardAsIs(keepAlive, 1) && (r.Flags&(HopOther|CLList) != 0 || (dropUpgrade && r.Flags&HasUpgrade != 0)) {
 			t.Fatalf("a head to rewrite would go as it came:\n%q", b[:n])
 		}
 		out := AppendResponse(nil, b[:n], &r, keepAlive, 1)
@@ -116,6 +136,9 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if r.Status != 101 && r2.KeepAlive() != keepAlive {
 			t.Fatalf("rewrite says keep-alive %v, want %v:\n%q", r2.KeepAlive(), keepAlive, out)
+		}
+		if dropUpgrade && r2.Flags&HasUpgrade != 0 || r.Status == 101 && r2.Flags&HasUpgrade != r.Flags&HasUpgrade {
+			t.Fatalf("rewrite kept or lost Upgrade wrongly:\n%q\n%q", b[:n], out)
 		}
 		// For an HTTP/1.0 client a chunked body is decoded and ended by
 		// the close: its head loses the Transfer-Encoding, and only that.
@@ -132,6 +155,9 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if !r.Chunked && (r3.ContentLength != r.ContentLength || r3.Flags&HasTE != r.Flags&HasTE) {
 			t.Fatalf("head rewritten for HTTP/1.0 changed framing:\n%q\n%q", b[:n], out)
+		}
+		if dropUpgrade && r3.Flags&HasUpgrade != 0 {
+			t.Fatalf("head rewritten for HTTP/1.0 keeps an Upgrade named by Connection:\n%q\n%q", b[:n], out)
 		}
 		if r3.Status != r.Status || (r.Status != 101 && r3.KeepAlive()) {
 			t.Fatalf("head rewritten for HTTP/1.0: status %d, keep-alive %v:\n%q", r3.Status, r3.KeepAlive(), out)
@@ -232,6 +258,31 @@ func FuzzChunkLine(f *testing.F) {
 			t.Fatalf("%q: scanner accepts %v, grammar %v (err %v)", line, got, want, err)
 		}
 	})
+}
+
+// checkHost checks, independently of the parser, that head (sent to the
+// server for r) has at most one Host field, whose value is r.Host up to
+// case, and has one whenever it is HTTP/1.1 or its target is
+// absolute-form (RFC 9112 §3.2, §3.2.2). Without a Host field r.Host is
+// empty.
+func checkHost(t *testing.T, head []byte, r *Request, what string) {
+	t.Helper()
+	target := bytes.Fields(requestLine(head))[1]
+	absolute := target[0] != '/' && target[0] != '*'
+	hosts, value := 0, []byte(nil)
+	for _, l := range bytes.Split(head, []byte("\r\n"))[1:] {
+		if i := bytes.IndexByte(l, ':'); i == 4 && bytes.EqualFold(l[:4], []byte("host")) {
+			hosts++
+			value = bytes.Trim(l[5:], " \t")
+		}
+	}
+	if hosts > 1 || (hosts == 0 && (r.Minor == 1 || absolute)) || !bytes.EqualFold(value, r.Host) {
+		t.Fatalf("%s has %d Host fields, the last %q, routed by %q:\n%q", what, hosts, value, r.Host, head)
+	}
+}
+
+func requestLine(head []byte) []byte {
+	return head[:bytes.Index(head, []byte("\r\n"))]
 }
 
 // countHostLines counts the Host field lines of a head, independently of

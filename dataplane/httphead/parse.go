@@ -86,7 +86,10 @@ type Request struct {
 	ContentLength int64
 	Chunked       bool
 	IsHEAD        bool
-	connTokens    tokens
+	// newHost: the target is absolute-form and the Host field is absent or
+	// names another host; the server gets Host: Host (RFC 9112 §3.2.2).
+	newHost    bool
+	connTokens tokens
 }
 
 // Response is a parsed response head. Slices alias the parsed buffer.
@@ -271,6 +274,8 @@ func ParseRequest(b []byte, r *Request) error {
 		if !validHost(authority) {
 			return ErrTarget
 		}
+		// Both are ASCII here (validHost): no Unicode folding.
+		r.newHost = st.hosts == 0 || !bytes.EqualFold(st.host, authority)
 		r.Host = authority
 	}
 	switch {

@@ -255,6 +255,27 @@ func TestAppendRequest(t *testing.T) {
 			"GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{"repeated Content-Length sent as one", "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\nHost: a\r\nContent-Length: 005\r\n\r\n", Rewrite{}, true,
 			"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"},
+		// RFC 9112 §3.2.2: the server routed to by an absolute-form
+		// target's authority gets that authority as Host, not the
+		// client's (cache or reset-link poisoning); the target stays.
+		{"absolute-form same Host", "GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n", Rewrite{}, false, ""},
+		{"absolute-form Host differing in case", "GET http://A.Test/x HTTP/1.1\r\nhost: a.TEST\r\n\r\n", Rewrite{}, false, ""},
+		{"absolute-form other Host", "GET http://a.test/x HTTP/1.1\r\nHost: other.test\r\n\r\n", Rewrite{}, true,
+			"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+		{"absolute-form other Host among fields", "GET https://a.test:8443?q HTTP/1.1\r\nAccept: */*\r\nhOST:  other.test \r\nX: 1\r\n\r\n", Rewrite{}, true,
+			"GET https://a.test:8443?q HTTP/1.1\r\nHost: a.test:8443\r\nAccept: */*\r\nX: 1\r\n\r\n"},
+		{"absolute-form Host without port", "GET http://a.test:8080/ HTTP/1.1\r\nHost: a.test\r\n\r\n", Rewrite{}, true,
+			"GET http://a.test:8080/ HTTP/1.1\r\nHost: a.test:8080\r\n\r\n"},
+		{"absolute-form empty Host", "GET http://a.test/ HTTP/1.1\r\nHost:\r\n\r\n", Rewrite{}, true,
+			"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+		{"absolute-form 1.0 without Host", "GET http://a.test/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", Rewrite{}, true,
+			"GET http://a.test/ HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n"},
+		{"absolute-form other Host, forwarded, closing", "GET http://a.test/ HTTP/1.1\r\nConnection: close\r\nHost: b.test\r\n\r\n",
+			Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "https"}, true,
+			"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n\r\n"},
+		{"absolute-form same Host, forwarded", "GET http://a.test/ HTTP/1.1\r\nX: 1\r\nHost: a.test\r\n\r\n",
+			Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}, true,
+			"GET http://a.test/ HTTP/1.1\r\nX: 1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,6 +317,19 @@ func TestAppendResponse(t *testing.T) {
 			"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"},
 		{"repeated Content-Length sent as one", "HTTP/1.1 200 OK\r\nContent-Length: 2,2\r\nContent-Length: 2\r\nX: y\r\n\r\n", true, 1, false,
 			"HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 2\r\n\r\n"},
+		// RFC 9110 §7.6.1: an Upgrade named by Connection goes with it
+		// unless the response switches (Apache mod_http2 offers h2c).
+		{"upgrade offered", "HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n", true, 1, false,
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"},
+		{"upgrade offered, closing", "HTTP/1.1 200 OK\r\nupgrade: h2,h2c\r\nConnection: Upgrade, close\r\nContent-Length: 2\r\n\r\n", false, 1, false,
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"},
+		{"upgrade offered to a 1.0 client", "HTTP/1.1 200 OK\r\nConnection: upgrade, keep-alive\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n", true, 0, false,
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"},
+		{"426 names Upgrade", "HTTP/1.1 426 Upgrade Required\r\nUpgrade: HTTP/3.0\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n", true, 1, false,
+			"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n"},
+		{"Connection: upgrade without Upgrade", "HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\n", true, 1, true, ""},
+		{"switching, rewritten", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, x\r\nX: 1\r\nUpgrade: websocket\r\n\r\n", false, 1, false,
+			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,6 +354,9 @@ func TestAppendResponse(t *testing.T) {
 func TestParseAllocs(t *testing.T) {
 	b := []byte("GET /index.html HTTP/1.1\r\nHost: www.b.test\r\nUser-Agent: x\r\nAccept: */*\r\nConnection: close\r\n\r\n")
 	resp := []byte("HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n")
+	// The Host and Upgrade rewrites.
+	abs := []byte("GET http://www.b.test/ HTTP/1.1\r\nHost: other.test\r\nAccept: */*\r\n\r\n")
+	offer := []byte("HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n")
 	dst := make([]byte, 0, 512)
 	var r Request
 	var rs Response
@@ -336,6 +373,14 @@ func TestParseAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		dst = AppendResponse(dst[:0], resp, &rs, false, 1)
+		if err := ParseRequest(abs, &r); err != nil {
+			t.Fatal(err)
+		}
+		dst = AppendRequest(dst[:0], abs, &r, &rw)
+		if err := ParseResponse(offer, &rs); err != nil {
+			t.Fatal(err)
+		}
+		dst = AppendResponse(dst[:0], offer, &rs, true, 1)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per parse, want 0", allocs)

@@ -17,23 +17,33 @@ type Rewrite struct {
 // NeedsRewrite reports whether the head must be rebuilt before it goes to a
 // server that should keep the connection open: hop-by-hop fields other
 // than a plain keep-alive, a close, forwarding fields, a repeated
-// Content-Length, an upgrade the proxy does not pass on, or an HTTP/1.0
-// request that would otherwise make the server close.
+// Content-Length, an upgrade the proxy does not pass on, a Host field that
+// is not the absolute-form target's authority, or an HTTP/1.0 request
+// that would otherwise make the server close.
 func (r *Request) NeedsRewrite(rw *Rewrite) bool {
-	return r.Flags&(HopOther|ConnClose|CLList) != 0 || rw.ForwardedFor.IsValid() ||
+	return r.Flags&(HopOther|ConnClose|CLList) != 0 || rw.ForwardedFor.IsValid() || r.newHost ||
 		(r.Minor == 0 && r.Flags&ConnKeepAlive == 0) ||
 		(r.Flags&ConnUpgrade != 0 && !r.Upgrade()) // an upgrade not passed on
 }
 
 // AppendRequest appends to dst the head of r (parsed from src) without its
 // hop-by-hop fields, asking the server to keep the connection open (or to
-// upgrade, for an upgrade request), with the forwarding fields of rw.
+// upgrade, for an upgrade request), with the forwarding fields of rw. An
+// absolute-form target's authority replaces a Host field naming another
+// host, or is added as Host when there is none (RFC 9112 §3.2.2): the
+// server must see the host the request was routed by.
 func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 	upgrade := r.Upgrade()
 	fwd := rw.ForwardedFor.IsValid()
 	line, rest, _ := nextLine(src[:r.HeadLen])
 	dst = append(dst, line...)
 	dst = append(dst, "\r\n"...)
+	if r.newHost {
+		// First, where a client puts it (RFC 9112 §3.2).
+		dst = append(dst, "Host: "...)
+		dst = append(dst, r.Host...)
+		dst = append(dst, "\r\n"...)
+	}
 	for {
 		i := bytes.IndexByte(rest, '\n')
 		line := rest[:i-1]
@@ -49,6 +59,8 @@ func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 		case len(name) == 7 && equalFold(name, "upgrade"):
 			continue // Upgrade without Connection: upgrade means nothing
 		case fwd && len(name) == 17 && equalFold(name, "x-forwarded-proto"):
+			continue
+		case r.newHost && len(name) == 4 && equalFold(name, "host"):
 			continue
 		case r.Flags&CLList != 0 && isContentLength(name):
 			continue
@@ -85,6 +97,9 @@ func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
 	if r.Status == 101 {
 		return true
 	}
+	if r.Flags&(ConnUpgrade|HasUpgrade) == ConnUpgrade|HasUpgrade {
+		return false // its Upgrade goes (AppendResponse)
+	}
 	if r.Chunked && clientMinor == 0 {
 		return false // its Transfer-Encoding goes (AppendResponse)
 	}
@@ -99,13 +114,17 @@ func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
 // connection: "Connection: close", or keep-alive for an HTTP/1.0 client.
 // An HTTP/1.0 client does not get a chunked Transfer-Encoding: the proxy
 // decodes the body for it (Chunked.Decode) and closes the connection after
-// it, which is then the body's end (RFC 9112 §6.3 item 8).
+// it, which is then the body's end (RFC 9112 §6.3 item 8). An Upgrade
+// field named by Connection goes with it (RFC 9110 §7.6.1) unless the
+// response is a 101: an offer such as Apache's "Upgrade: h2c" is for the
+// proxy's connection to the server, not the client's.
 func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor uint8) []byte {
 	line, rest, _ := nextLine(src[:r.HeadLen])
 	dst = append(dst, line...)
 	dst = append(dst, "\r\n"...)
 	switching := r.Status == 101
 	dropTE := r.Chunked && clientMinor == 0
+	dropUpgrade := !switching && r.Flags&ConnUpgrade != 0
 	for {
 		i := bytes.IndexByte(rest, '\n')
 		line := rest[:i-1]
@@ -116,7 +135,8 @@ func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor ui
 		name := line[:bytes.IndexByte(line, ':')]
 		if isHopByHop(name) || r.connTokens.has(name) || isHopMark(name) ||
 			(r.Flags&CLList != 0 && isContentLength(name)) ||
-			(dropTE && len(name) == 17 && equalFold(name, "transfer-encoding")) {
+			(dropTE && len(name) == 17 && equalFold(name, "transfer-encoding")) ||
+			(dropUpgrade && len(name) == 7 && equalFold(name, "upgrade")) {
 			continue
 		}
 		dst = append(dst, line...)

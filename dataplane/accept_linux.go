@@ -134,8 +134,13 @@ func (a *acceptor) onReadable(fd uintptr) bool {
 			a.nfd = int(nfd)
 			touchIdlePoll()
 			return true
-		case unix.EINTR, unix.ECONNABORTED:
-			// A connection reset while queued: take the next (as net does).
+		case unix.EINTR, unix.ECONNABORTED,
+			unix.EPROTO, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH,
+			unix.EOPNOTSUPP, unix.ENETDOWN, unix.ENETUNREACH:
+			// The queued connection failed before it was taken (reset,
+			// or a network error Linux passes on from it): accept(2)
+			// says to take the next, as after EAGAIN. Not the listener's
+			// fault, which would otherwise stop accepting.
 			continue
 		case unix.EAGAIN:
 			return false

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/internal/testkit"
+	"golang.org/x/sys/unix"
 )
 
 // TestAcceptedAddresses: the raw accept names the client and the address
@@ -181,6 +182,61 @@ func (w *emfileWatch) Handle(ctx context.Context, r slog.Record) error {
 
 func (w *emfileWatch) WithAttrs(as []slog.Attr) slog.Handler {
 	return &emfileWatch{Handler: w.Handler.WithAttrs(as), seen: w.seen}
+}
+
+// TestAcceptRecoversFromListenerError: an accept error that is the
+// listener's (here EINVAL: the socket stopped listening) turns the node
+// unhealthy, and it is healthy and serving again once the socket listens
+// again, without a restart. The accept loop used to end for good.
+func TestAcceptRecoversFromListenerError(t *testing.T) {
+	s1 := startHTTPBackend(t, "s1", false)
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{backendOf("be", srv("s1", s1.addr))}})
+	addr := p.addr(t, "http")
+	if code, _ := get(t, addr, "x", "/"); code != 200 {
+		t.Fatalf("before: %d", code)
+	}
+	p.mu.Lock()
+	var rc syscall.RawConn
+	for _, s := range p.socks {
+		rc, _ = s.ln.SyscallConn()
+	}
+	p.mu.Unlock()
+	control := func(f func(fd int) error) {
+		t.Helper()
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil || ferr != nil {
+			t.Fatal(err, ferr)
+		}
+	}
+	// A listening socket shut down stops listening (accept: EINVAL) and
+	// keeps its port, so it can listen again.
+	control(func(fd int) error { return unix.Shutdown(fd, unix.SHUT_RD) })
+	testkit.Poll(t, waitFor, func() string {
+		if p.Healthy() {
+			return "the node still reports healthy with its listener failing"
+		}
+		return ""
+	})
+	control(func(fd int) error {
+		if err := unix.Listen(fd, 128); err != nil {
+			return err
+		}
+		// Bound to port 0, the socket lost its port with the shutdown.
+		sa, err := unix.Getsockname(fd)
+		if err == nil {
+			addr = fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+		}
+		return err
+	})
+	if code, _ := get(t, addr, "x", "/"); code != 200 {
+		t.Fatalf("after listening again: %d", code)
+	}
+	testkit.Poll(t, waitFor, func() string {
+		if !p.Healthy() {
+			return "the node still reports unhealthy though its listener accepts"
+		}
+		return ""
+	})
 }
 
 // TestOnGrid: deadlines round up to the grid, never down.

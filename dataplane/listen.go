@@ -29,8 +29,7 @@ type listenSock struct {
 	started  bool
 	empty    chan struct{}  // made when draining starts, closed when conns is empty
 	accepted sync.WaitGroup // the accept loop
-	healthy  atomic.Bool    // the accept loop runs and has not failed
-	failErr  error
+	healthy  atomic.Bool    // the accept loop runs and its last accept did not fail
 	// last is cur when the socket stopped accepting: a connection the
 	// accept loop took meanwhile is served with it (draining), not closed
 	// unanswered.
@@ -132,11 +131,17 @@ func acceptNet(ln *net.TCPListener) (sockConn, netip.AddrPort, netip.AddrPort, e
 	return c, netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()), netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), nil
 }
 
-// acceptLoop accepts until the socket is closed. Temporary errors (out of
-// descriptors) back off instead of spinning, as net/http does.
+// acceptLoop accepts until the socket is closed. Errors back off instead
+// of spinning, as net/http does. Running out of descriptors or memory is
+// the process's state, and the listener stays healthy; any other error
+// is the listener's, which reports unhealthy (failover's proxy track
+// then moves the VIP) until an accept succeeds again: an error that
+// passes, such as a security policy refusing for a while, costs no
+// restart.
 func (s *listenSock) acceptLoop() {
 	defer s.accepted.Done()
 	var delay time.Duration
+	failing := false
 	for {
 		s.waitRoom()
 		c, peer, local, err := s.acc.accept()
@@ -144,20 +149,27 @@ func (s *listenSock) acceptLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.p.logAcceptError(s, err, delay)
-				time.Sleep(delay)
-				continue
+			} else if !failing {
+				failing = true
+				s.healthy.Store(false)
+				s.p.logAcceptError(s, err, 0)
 			}
-			s.mu.Lock()
-			s.failErr = err
-			s.mu.Unlock()
-			s.healthy.Store(false)
-			s.p.logAcceptError(s, err, 0)
-			return
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
+		if failing {
+			failing = false
+			s.mu.Lock()
+			if !s.draining {
+				s.healthy.Store(true)
+			}
+			s.mu.Unlock()
+			s.p.log.Info("accepting again", "listener", s.name(), "bind", s.bind.String())
+		}
 		lg := s.cur.Load()
 		if lg == nil {
 			// Accepted as the socket stopped (an upgrade in place shares

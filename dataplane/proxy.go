@@ -712,14 +712,21 @@ func (p *Proxy) serverChanged(s *serverState, up bool, reason string) {
 }
 
 func (p *Proxy) logAcceptError(s *listenSock, err error, retry time.Duration) {
-	name := ""
-	if lg := s.cur.Load(); lg != nil {
-		name = lg.cfg.Name
-	}
 	if retry > 0 {
-		p.log.Warn("accept failed, retrying", "listener", name, "bind", s.bind.String(), "error", err, "retry_in", retry)
+		p.log.Warn("accept failed, retrying", "listener", s.name(), "bind", s.bind.String(), "error", err, "retry_in", retry)
 		return
 	}
-	p.log.Error("accept failed: listener stopped; the node reports unhealthy (restart the proxy)",
-		"listener", name, "bind", s.bind.String(), "error", err)
+	p.log.Error("accept failed: the node reports unhealthy until the listener accepts again (retrying, at most a second apart)",
+		"listener", s.name(), "bind", s.bind.String(), "error", err)
+}
+
+// name is the listener's name, or the last one it had once stopped.
+func (s *listenSock) name() string {
+	if lg := s.cur.Load(); lg != nil {
+		return lg.cfg.Name
+	}
+	if lg := s.last.Load(); lg != nil {
+		return lg.cfg.Name
+	}
+	return ""
 }

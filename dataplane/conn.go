@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,14 @@ type clientConn struct {
 	// tun is the tunnel of a tls connection once it is routed; the
 	// sweeper parks its idle directions.
 	tun atomic.Pointer[tunnel]
+
+	// upMu guards upNow, the server connection an http exchange holds,
+	// and cut: a drain's forceClose shuts upNow down so that a request
+	// waiting on a slow server ends within the drain's bound, and never
+	// touches a connection that went back to the pool.
+	upMu  sync.Mutex
+	upNow *upConn
+	cut   bool
 }
 
 // newClientConn wraps an accepted connection; nil if it was refused.
@@ -373,10 +382,40 @@ func (c *clientConn) forceClose() {
 		go c.sock.p.park.release(c) // the caller holds the socket's lock, which done takes
 		return
 	}
-	c.cl.c.Close()
 	if t := c.tun.Load(); t != nil {
+		// Shut down, not closed: the tunnel's directions, and the parker,
+		// still name the descriptor, which a close would free for reuse;
+		// the tunnel closes it when both directions have ended.
 		go t.cut(nil) // its parked directions end too; the caller holds the socket's lock
+	} else {
+		c.cl.c.Close()
 	}
+	c.upMu.Lock()
+	c.cut = true
+	if u := c.upNow; u != nil {
+		u.shutdown() // the exchange's wait on the server ends; its owner closes it
+	}
+	c.upMu.Unlock()
+}
+
+// holdUp records u as the server connection of the exchange in progress,
+// or refuses it (false) once a drain cut the connection.
+func (c *clientConn) holdUp(u *upConn) bool {
+	c.upMu.Lock()
+	ok := !c.cut
+	if ok {
+		c.upNow = u
+	}
+	c.upMu.Unlock()
+	return ok
+}
+
+// dropUp forgets the exchange's server connection before it is pooled or
+// closed.
+func (c *clientConn) dropUp() {
+	c.upMu.Lock()
+	c.upNow = nil
+	c.upMu.Unlock()
 }
 
 // The parker's view of a waiting connection (park.go): an idle http

@@ -44,6 +44,10 @@ func (h *httpConn) redial(b *backend) bool {
 	}
 	h.used.st.m.conns.Inc()
 	u, err := newUpConn(c, b, h.used, h.peer, h.local, true)
+	if err == nil && !h.holdUp(u) {
+		u.c.Close() // a drain cut the connection
+		return false
+	}
 	h.up = u
 	return err == nil
 }
@@ -56,6 +60,10 @@ func (h *httpConn) connect(b *backend) bool {
 		if pc.srv.b == b.st && !pc.srv.removed.Load() && pc.clean(time.Now().UnixNano(), h.sock.p.quietFresh()) {
 			for _, s := range b.servers {
 				if s.st == pc.srv && b.acquireServer(s) {
+					if !h.holdUp(pc) {
+						s.release()
+						break
+					}
 					h.srv, h.used, h.up = s, s, pc
 					return true
 				}
@@ -70,6 +78,13 @@ func (h *httpConn) connect(b *backend) bool {
 		return false
 	}
 	if err != nil {
+		h.status = 503
+		return false
+	}
+	if !h.holdUp(u) {
+		// A drain cut the connection while it waited for a server.
+		u.c.Close()
+		s.release()
 		h.status = 503
 		return false
 	}
@@ -557,6 +572,7 @@ func (h *httpConn) finishUp(b *backend, reuse bool) {
 	if up == nil {
 		return
 	}
+	h.dropUp()
 	if reuse && !up.srv.removed.Load() && up.srv.up.Load() {
 		up.uses++
 		if b.pp != 0 {
@@ -572,6 +588,7 @@ func (h *httpConn) finishUp(b *backend, reuse bool) {
 
 func (h *httpConn) closeUp() {
 	if h.up != nil {
+		h.dropUp()
 		h.up.c.Close()
 		h.up = nil
 	}

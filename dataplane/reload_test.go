@@ -445,3 +445,52 @@ func TestRunStopDrains(t *testing.T) {
 		t.Errorf("Apply after stop: %v", err)
 	}
 }
+
+// TestDrainBoundsServerWait: a stop whose drain timeout passes while a
+// request waits for a slow server ends within about that timeout, not
+// when the server's idle timeout would end the wait: the drain shuts the
+// exchange's server connection down as it closes the client's.
+func TestDrainBoundsServerWait(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	t.Cleanup(func() { close(a.hold) })
+	l := httpListener("http", "a")
+	l.DrainTimeout = 300 * time.Millisecond
+	be := backendOf("a", srv("a1", a.addr))
+	be.IdleTimeout = 20 * time.Second // the wait for the answer, without the cut
+	p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
+	if err := p.Apply(context.Background(), Config{Listeners: []Listener{l}, Backends: []Backend{be}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	select {
+	case <-p.Ready():
+	case <-timeAfter():
+		t.Fatal("not ready")
+	}
+	addr, _ := p.Addr("http")
+	c := dialClient(t, addr.String())
+	io.WriteString(c.c, "GET /hold?id=slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	select {
+	case <-a.started:
+	case <-timeAfter():
+		t.Fatal("the request did not reach the server")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatalf("Run still draining %v after the stop (drain timeout %v)", waitFor, l.DrainTimeout)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Run returned %v after the stop, want about the drain timeout (%v)", el, l.DrainTimeout)
+	}
+	if _, err := c.br.ReadByte(); err == nil {
+		t.Error("the cut request got an answer")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -220,14 +221,28 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 	}
 	gen, fresh := p.build(&cfg)
 	opened := map[sockKey]*listenSock{}
+	var early []sockKey // sockets this config drops, stopped before their time
 	for key, lg := range gen.listeners {
 		if _, ok := p.socks[key]; ok {
 			continue
 		}
 		ln, err := p.listen(key)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			// A bind moved on its port (":8080" to "127.0.0.1:8080"):
+			// the socket this config drops holds the port until it stops
+			// accepting, which it would do at the end of this Apply.
+			// Stopped now, it frees the port for its successor.
+			if stopped := p.stopOverlapping(gen, key); len(stopped) > 0 {
+				early = append(early, stopped...)
+				ln, err = p.listen(key)
+			}
+		}
 		if err != nil {
 			for _, s := range opened {
 				s.ln.Close()
+			}
+			for _, k := range early {
+				p.reopen(k)
 			}
 			p.m.reloads.WithLabelValues("failed").Inc()
 			p.m.lastReloadOK.Set(0)
@@ -237,6 +252,55 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 	}
 	p.commit(&cfg, gen, fresh, opened)
 	return nil
+}
+
+// stopOverlapping stops accepting on the sockets the new generation drops
+// that may hold key's port (same port, either address a wildcard, or the
+// same address) and returns their keys. Under p.mu.
+func (p *Proxy) stopOverlapping(gen *generation, key sockKey) []sockKey {
+	var stopped []sockKey
+	for k, s := range p.socks {
+		if _, kept := gen.listeners[k]; kept || k.bind.Port != key.bind.Port || key.bind.Port == 0 {
+			continue
+		}
+		a, b := k.bind.Addr, key.bind.Addr
+		if !a.IsValid() || !b.IsValid() || a.IsUnspecified() || b.IsUnspecified() || a == b {
+			s.stopAccepting()
+			stopped = append(stopped, k)
+		}
+	}
+	return stopped
+}
+
+// reopen listens again on a socket stopOverlapping stopped for an Apply
+// that then failed: the running config keeps its listener. The stopped
+// socket's connections drain as a removed listener's would. Under p.mu.
+func (p *Proxy) reopen(k sockKey) {
+	old := p.socks[k]
+	drain, name := time.Duration(0), ""
+	for _, l := range p.cfg.Listeners {
+		if keyOf(&l) == k {
+			drain, name = l.DrainTimeout, l.Name
+		}
+	}
+	ln, err := listenTCP(k.bind)
+	if err != nil {
+		// Kept, stopped: the node reports unhealthy (failover moves the VIP).
+		p.log.Error("a failed reload left a listener closed: restart the proxy",
+			"listener", name, "bind", k.bind.String(), "error", err)
+		return
+	}
+	p.drains.Add(1)
+	go func() {
+		defer p.drains.Done()
+		old.drain(drain)
+	}()
+	s := &listenSock{p: p, bind: old.bind, ln: ln, conns: map[*clientConn]struct{}{}, room: make(chan struct{}, 1)}
+	s.cur.Store(old.last.Load())
+	p.socks[k] = s
+	if p.running {
+		s.start()
+	}
 }
 
 // fresh holds the states build created that commit must attach.

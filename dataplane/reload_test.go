@@ -494,3 +494,52 @@ func TestDrainBoundsServerWait(t *testing.T) {
 		t.Error("the cut request got an answer")
 	}
 }
+
+// TestBindMovesOnItsPort: a listener whose bind changes address but keeps
+// its port (":8080" to "127.0.0.1:8080" and on) is applied by a reload:
+// the socket the old bind had is stopped before the new one binds, where
+// the new bind used to fail on the proxy's own socket, every time. A
+// reload that then fails listens on the old bind again.
+func TestBindMovesOnItsPort(t *testing.T) {
+	a := startHTTPBackend(t, "a1", false)
+	port := netip.MustParseAddrPort(testkit.QuietPort(t)).Port()
+	cfgAt := func(addr string) Config {
+		l := httpListener("http", "a")
+		l.Bind = Bind{Port: port}
+		if addr != "" {
+			l.Bind.Addr = netip.MustParseAddr(addr)
+		}
+		return Config{Listeners: []Listener{l}, Backends: []Backend{backendOf("a", srv("a1", a.addr))}}
+	}
+	target := fmt.Sprintf("127.0.0.1:%d", port)
+	p := startProxy(t, cfgAt(""))
+	for _, addr := range []string{"127.0.0.1", "0.0.0.0", "", "127.0.0.1"} {
+		if err := p.Apply(context.Background(), cfgAt(addr)); err != nil {
+			t.Fatalf("moving the bind to %q:%d: %v", addr, port, err)
+		}
+		if code, _ := get(t, target, "a.test", "/"); code != 200 {
+			t.Fatalf("after the move to %q:%d: %d", addr, port, code)
+		}
+	}
+	// A reload that moves the bind and fails on another listener keeps
+	// the running one.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	bad := cfgAt("0.0.0.0")
+	other := httpListener("other", "a")
+	other.Bind = Bind{Addr: loopback, Port: uint16(held.Addr().(*net.TCPAddr).Port)}
+	bad.Listeners = append(bad.Listeners, other)
+	var be *BindError
+	if err := p.Apply(context.Background(), bad); !errors.As(err, &be) || be.Listener != "other" {
+		t.Fatalf("a reload binding a held port: %v, want the other listener's bind error", err)
+	}
+	if code, _ := get(t, target, "a.test", "/"); code != 200 {
+		t.Fatalf("after the failed reload: %d", code)
+	}
+	if !p.Healthy() {
+		t.Error("unhealthy after the failed reload")
+	}
+}

@@ -341,3 +341,112 @@ func TestPrivateConnParked(t *testing.T) {
 		t.Fatalf("the client closed, its server connection is still open (%d)", o)
 	}
 }
+
+// TestEarlyAnswerToUpload: a server may answer an upload before reading
+// all of it (RFC 9112 §9.5) and close, or stop reading; the client gets
+// that answer, not a 502, and not a 408 once the stuck upload times out.
+// A client that stalls its body gets its 408 after its own timeout, not
+// the server's. An answer that follows the whole body keeps both
+// connections alive.
+func TestEarlyAnswerToUpload(t *testing.T) {
+	const big = 16 << 20 // past every socket buffer on the way
+	answer := "HTTP/1.1 413 Too Big\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig"
+	quit := make(chan struct{}) // ends a server's wait once the test is done
+	servers := map[string]func(c net.Conn){
+		"answers and closes": func(c net.Conn) {
+			defer c.Close()
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, answer)
+			}
+		},
+		"answers and stops reading": func(c net.Conn) {
+			defer c.Close()
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, answer)
+				<-quit // open, unread, past the test's bound
+			}
+		},
+		"reads it all": func(c net.Conn) {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				r, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				n, _ := io.Copy(io.Discard, r.Body)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(n)), n)
+			}
+		},
+	}
+	for _, tc := range []struct {
+		server string
+		body   int // bytes the client sends of its Content-Length: big
+		rounds int // requests on one connection
+		want   string
+		within time.Duration
+	}{
+		{"answers and closes", big, 1, "HTTP/1.1 413 ", 5 * time.Second},
+		{"answers and stops reading", big, 1, "HTTP/1.1 413 ", 5 * time.Second},
+		{"reads it all", big, 1, "HTTP/1.1 200 ", 10 * time.Second},
+		{"reads it all", 64 << 10, 40, "HTTP/1.1 200 ", 10 * time.Second},
+		{"reads it all", 1 << 20, 0, "HTTP/1.1 408 ", 5 * time.Second}, // the client stalls after 1 MiB
+	} {
+		t.Run(fmt.Sprintf("%s, %d bytes, %d rounds", tc.server, tc.body, tc.rounds), func(t *testing.T) {
+			s := srv("s1", rawServer(t, servers[tc.server]))
+			t.Cleanup(func() {
+				select {
+				case <-quit:
+				default:
+					close(quit) // before rawServer's cleanup waits for its handlers
+				}
+			})
+			be := backendOf("a", s)
+			be.IdleTimeout = 20 * time.Second // the server's silence, far past the bound
+			l := httpListener("http", "a")
+			l.ClientTimeout = time.Second
+			p := startProxy(t, Config{Listeners: []Listener{l}, Backends: []Backend{be}})
+			c, err := net.Dial("tcp", p.addr(t, "http"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			start := time.Now()
+			chunk := make([]byte, 64<<10)
+			for round := 0; round < max(tc.rounds, 1); round++ {
+				length := big
+				if tc.rounds > 0 {
+					length = tc.body
+				}
+				fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n", length)
+				go func() { // the server may stop reading: write on the side
+					for sent := 0; sent < tc.body; sent += len(chunk) {
+						if _, err := c.Write(chunk[:min(len(chunk), tc.body-sent)]); err != nil {
+							return
+						}
+					}
+				}()
+				c.SetReadDeadline(time.Now().Add(tc.within))
+				line, err := br.ReadString('\n')
+				if !strings.HasPrefix(line, tc.want) {
+					t.Fatalf("round %d: got %q (%v) after %v, want %q", round, line, err, time.Since(start), tc.want)
+				}
+				if tc.rounds == 0 || round == tc.rounds-1 {
+					break
+				}
+				r, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(line), br)), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, r.Body)
+				if r.Close {
+					t.Fatalf("round %d: the proxy closes the connection after an answer that followed the whole body", round)
+				}
+			}
+			if el := time.Since(start); el > tc.within {
+				t.Errorf("took %v", el)
+			}
+		})
+	}
+}

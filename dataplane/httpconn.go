@@ -67,6 +67,10 @@ type httpConn struct {
 	inBytes, outBytes int64
 	bodySent          bool // request body bytes went out beyond the first write
 	consumed          int  // bytes of in that belong to this request
+	// bodyOut: the request body's copy failed writing to the server (it
+	// closed, reset, or stopped reading), not reading the client.
+	bodyOut  bool
+	wroteErr bool // pumpChunked's error came from writing to its dst
 }
 
 // writeReadFresh: a pooled server connection idle for less long gets its
@@ -422,6 +426,7 @@ func (h *httpConn) writeClient(b []byte) error {
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
 	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked, h.upSend = 0, 0, 0, false, false, nil
+	h.bodyOut = false
 	h.used = nil
 	h.consumed = h.headLen
 	req := &h.req
@@ -463,7 +468,6 @@ func (h *httpConn) exchange() bool {
 		return h.fail(b, h.status)
 	}
 	defer h.releaseSlot()
-	expect := req.Flags&httphead.Expect100 != 0 && req.HasBody()
 	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||
 		(!req.Chunked && int64(bodyInBuf) == req.ContentLength)
 	// A whole request on a connection that was busy a moment ago goes out
@@ -490,14 +494,13 @@ func (h *httpConn) exchange() bool {
 	}
 	var bodyDone chan error
 	if !bodyComplete {
-		if expect {
-			// The client may wait for 100 Continue before sending the body:
-			// forward it alongside reading the response.
-			bodyDone = make(chan error, 1)
-			go h.forwardBodyAsync(h.up, bodyInBuf, bodyDone)
-		} else if err := h.forwardBody(h.up, bodyInBuf); err != nil {
-			return h.bodyFailed(b, err)
-		}
+		// The rest of the body goes alongside reading the response: the
+		// client may wait for 100 Continue before sending it, and a
+		// server may answer before it has read it all (401, 413) and
+		// close, or stop reading (RFC 9112 §9.5): that answer reaches the
+		// client rather than a 502 or, the upload stuck, a 408.
+		bodyDone = make(chan error, 1)
+		go h.forwardBodyAsync(h.up, bodyInBuf, bodyDone)
 	}
 	return h.response(b, bodyDone, retried, bodyInBuf)
 }

@@ -167,6 +167,7 @@ func (h *httpConn) forwardBody(up *upConn, bodyInBuf int) error {
 		h.reqBody.src, h.reqBody.dst = &h.cl, &up.side
 		n, err := h.reqBody.move(h.req.ContentLength - int64(bodyInBuf))
 		h.inBytes += n
+		h.bodyOut = err != nil && h.reqBody.errOut
 		return err
 	}
 	// The chunked bytes in the buffer are sent; the rest is read fresh.
@@ -178,14 +179,29 @@ func (h *httpConn) forwardBody(up *upConn, bodyInBuf int) error {
 	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody, false)
 	h.inLen = left
 	h.inBytes += n
+	h.bodyOut = err != nil && h.wroteErr
 	return err
 }
 
-// forwardBodyAsync is forwardBody on its own goroutine (Expect:
-// 100-continue), named for stack dumps.
+// forwardBodyAsync is forwardBody on its own goroutine, alongside the
+// response's read; named for stack dumps. When the client failed the
+// body (a timeout, a short or malformed body), the server waits for the
+// rest in vain: a past deadline ends the response's wait now, which then
+// finds the error here. When the server failed it, its answer may still
+// come: the read goes on.
 func (h *httpConn) forwardBodyAsync(up *upConn, bodyInBuf int, done chan<- error) {
-	done <- h.forwardBody(up, bodyInBuf)
+	err := h.forwardBody(up, bodyInBuf)
+	out := h.bodyOut
+	done <- err
+	if err != nil && !out {
+		_ = up.c.SetReadDeadline(time.Unix(1, 0))
+	}
 }
+
+// bodyGrace is how long an answer that came before its request body's
+// copy ended waits for that copy before the exchange gives up on
+// keeping its connections.
+const bodyGrace = 20 * time.Millisecond
 
 // spliceMin is the size from which chunk data is spliced rather than
 // copied through the buffer.
@@ -197,6 +213,7 @@ const spliceMin = 64 << 10
 // front of buf.
 func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer, n int, mv *mover, decode bool) (int, int64, error) {
 	var moved int64
+	h.wroteErr = false
 	for {
 		if n > 0 {
 			var k, out int
@@ -213,6 +230,7 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 			if out > 0 {
 				dst.dl.write(dst.c, time.Now().UnixNano(), dst.timeout)
 				if _, err := dst.write(buf.b[:out]); err != nil {
+					h.wroteErr = true
 					return 0, moved, err
 				}
 			}
@@ -228,6 +246,7 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 			moved += m
 			ch.Skip(uint64(m))
 			if err != nil {
+				h.wroteErr = mv.errOut
 				return 0, moved, err
 			}
 			continue
@@ -244,11 +263,21 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 	}
 }
 
-// bodyFailed ends an exchange whose request body could not be forwarded.
+// bodyFailed ends an exchange whose request body could not be forwarded
+// and whose server did not answer.
 func (h *httpConn) bodyFailed(b *backend, err error) bool {
 	h.closeUp()
 	var he *httphead.Error
 	switch {
+	case h.bodyOut:
+		// The server closed, reset or stopped reading without an answer.
+		status, kind := 502, errKindResponse
+		if isTimeout(err) {
+			status, kind = 504, errKindTimeout
+		}
+		h.used.st.m.errs[kind].Inc()
+		h.status = status
+		h.writeClient(errorResponse(status, false))
 	case errors.As(err, &he):
 		h.reject(err)
 		return false
@@ -337,12 +366,18 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	}
 	bodyOK := true
 	if bodyDone != nil {
+		// An answer after the whole body usually finds its copy done, but
+		// the copy may not have said so yet (it runs on another P): a
+		// moment's wait keeps the connections alive rather than closing
+		// them for that race. An early answer waits as long.
+		t := time.NewTimer(bodyGrace)
 		select {
 		case err := <-bodyDone:
 			bodyDone = nil
 			bodyOK = err == nil
-		default:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	kind := resp.BodyKind(req.IsHEAD)
 	// An HTTP/1.0 client knows no transfer coding (RFC 9112 §6.1), though

@@ -198,7 +198,7 @@ func TestHTTP10Client(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
 			return true
 		}
-		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\nConnection: x-hop\r\nX-Hop: server's\r\n\r\n")
 		time.Sleep(20 * time.Millisecond)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		return true
@@ -207,8 +207,13 @@ func TestHTTP10Client(t *testing.T) {
 	c := dialClient(t, addr)
 	io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
 	for _, want := range []int{100, 103, 200} {
-		if r := c.read("GET"); r.StatusCode != want {
+		r := c.read("GET")
+		if r.StatusCode != want {
 			t.Fatalf("HTTP/1.1 client: %d, want %d", r.StatusCode, want)
+		}
+		// An interim answer's hop-by-hop fields stay behind too.
+		if want == 103 && (r.Header.Get("X-Hop") != "" || r.Header.Get("Connection") != "" || r.Header.Get("Link") != "</x>") {
+			t.Fatalf("HTTP/1.1 client, 103: fields %v", r.Header)
 		}
 	}
 	for _, tc := range []struct {

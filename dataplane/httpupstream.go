@@ -345,7 +345,16 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		// the server has it.
 		retried = true
 		if req.Minor > 0 {
-			if err := h.writeClient(h.upIn.b[:n]); err != nil {
+			interim := h.upIn.b[:n]
+			if h.resp.Flags&(httphead.HopByHop|httphead.HasHopMark) != 0 {
+				// Its hop-by-hop fields, and those Connection names,
+				// are the server's connection's (RFC 9110 §7.6.1).
+				if h.out == nil {
+					h.out = getBuf()
+				}
+				interim = httphead.AppendResponse(h.out.b[:0], interim, &h.resp, true, req.Minor)
+			}
+			if err := h.writeClient(interim); err != nil {
 				h.closeUp()
 				h.abortBody(bodyDone)
 				return false

@@ -146,6 +146,8 @@ func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor ui
 		dst = appendContentLength(dst, r.ContentLength)
 	}
 	switch {
+	case r.Status < 200 && !switching:
+		// An interim answer says nothing about the connection.
 	case switching:
 		dst = append(dst, "Connection: upgrade\r\n"...)
 	case !keepAlive:

@@ -116,15 +116,6 @@ func (a *adminServer) serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// listenAndServe binds addr and serves on it until ctx ends.
-func (a *adminServer) listenAndServe(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return a.serve(ctx, ln)
-}
-
 // readyMessage is /readyz's answer for a node that serves: which commit,
 // and whether it is the newest one the node saw.
 func readyMessage(s reconcile.Status) string {

@@ -400,8 +400,19 @@ func (n *node) run(ctx context.Context) error {
 	if n.relay != nil {
 		g.Go(func() error { return named("relay", n.relay.Run(ctx)) })
 	}
-	g.Go(func() error { return named("reconcile", n.loop.Run(ctx)) })
-	g.Go(func() error { return n.superviseParts(ctx) })
+	// The first pass once the admin and webhook sockets are open: the new
+	// process of an upgrade reports ready after it, and closes then the
+	// inherited sockets no part took (listenParts).
+	listening := make(chan struct{})
+	g.Go(func() error {
+		select {
+		case <-listening:
+		case <-ctx.Done():
+			return nil
+		}
+		return named("reconcile", n.loop.Run(ctx))
+	})
+	g.Go(func() error { return n.superviseParts(ctx, listening) })
 	err := g.Wait()
 	if n.vrrp != nil {
 		_ = n.vrrp.Close() // priority 0 and VIPs removed (a clean stop)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"sync"
 	"time"
@@ -45,17 +47,9 @@ func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
 		return liveParts{}, err
 	}
 	if addr := nc.AdminListen; addr != "" {
-		tasks = append(tasks, task{"admin " + addr, func(ctx context.Context) error {
-			if n.opts.up == nil {
-				return n.admin.listenAndServe(ctx, addr)
-			}
-			// An upgrade hands the socket on (upgrade.go).
-			ln, err := n.opts.up.listen(addr)
-			if err != nil {
-				return err
-			}
-			return n.admin.serve(ctx, ln)
-		}})
+		// An upgrade hands the socket on (upgrade.go; nil up: a plain one).
+		tasks = append(tasks, task{name: "admin " + addr, serve: n.admin.serve,
+			listen: func(ctx context.Context) (net.Listener, error) { return n.opts.up.listen(ctx, addr) }})
 	}
 	return liveParts{cfg: nc, src: src, tasks: tasks}, nil
 }
@@ -63,16 +57,27 @@ func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
 // superviseParts runs the live parts, and on SIGHUP re-reads the node
 // config, replacing the parts it changed. A part failing at start stops
 // the node, as every part does; one started by a reload is logged and the
-// node runs on without it.
-func (n *node) superviseParts(ctx context.Context) error {
+// node runs on without it. listening is closed once the first parts have
+// their sockets (listenParts); the loop waits for it (node.run).
+func (n *node) superviseParts(ctx context.Context, listening chan<- struct{}) error {
 	parts := n.parts
 	for gen := 0; ; gen++ {
+		lns, err := n.listenParts(ctx, parts.tasks, gen)
+		if err != nil {
+			return err
+		}
+		if gen == 0 {
+			close(listening)
+		}
 		pctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		failed := make(chan error, len(parts.tasks))
-		for _, t := range parts.tasks {
+		for i, t := range parts.tasks {
+			if t.listen != nil && lns[i] == nil {
+				continue // its socket failed at a reload: logged
+			}
 			wg.Go(func() {
-				if err := named(t.name, t.run(pctx)); err != nil {
+				if err := named(t.name, t.start(pctx, lns[i])); err != nil {
 					failed <- err
 				}
 			})
@@ -86,6 +91,42 @@ func (n *node) superviseParts(ctx context.Context) error {
 		n.src.swap(next.src)
 		parts = *next
 	}
+}
+
+// listenParts opens the sockets of the parts that listen (the admin
+// server, the webhook), in order, before any part runs. The loop's first
+// pass waits for them, so the new process of an upgrade in place has taken
+// every socket it inherited for them before it reports ready and closes
+// the inherited sockets no part took (upgrade.go): taken later, by a part
+// racing the first pass, a socket would be closed as "not in the running
+// config" and opened again, refused meanwhile, or not at all while the old
+// process still holds it. A socket failing at start fails the node (those
+// opened are closed); one of a reload's parts is logged, and that part
+// does not run.
+func (n *node) listenParts(ctx context.Context, tasks []task, gen int) ([]net.Listener, error) {
+	lns := make([]net.Listener, len(tasks))
+	for i, t := range tasks {
+		if t.listen == nil {
+			continue
+		}
+		ln, err := t.listen(ctx)
+		if err == nil {
+			lns[i] = ln
+			continue
+		}
+		err = fmt.Errorf("%s: %w (free the address, or configure another)", t.name, err)
+		if gen > 0 {
+			n.log.Error("a part started by a reload failed; the node runs on without it", "error", err)
+			continue
+		}
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return nil, err
+	}
+	return lns, nil
 }
 
 // waitReload returns the parts to run next (nil: the node stops, with the

@@ -13,7 +13,8 @@ import (
 // serveNode runs n until ctx ends (SIGTERM, SIGINT) or an upgrade hands it
 // over, and tells systemd (Type=notify) where it stands:
 //
-//   - READY=1 once the first pass is done: the node serves the last good
+//   - READY=1 once the first pass is done (after the admin server and the
+//     webhook listen: node.run): the node serves the last good
 //     commit (the one recorded in stateDir, applied before any fetch), or,
 //     on a first start with nothing valid to serve, serves nothing and
 //     says so in STATUS=. Ready means "started, doing what it can", not
@@ -22,7 +23,8 @@ import (
 //     while a fixed commit could be fetched any moment.
 //   - STATUS= the live commit and the last failure, when they change.
 //   - RELOADING=1 and READY=1 around a SIGHUP (reload.go).
-//   - STOPPING=1 when a stop starts; never after a hand-over.
+//   - STOPPING=1 when a stop starts; never after a hand-over, nor from a
+//     new process not ready yet (an aborted upgrade stops it).
 //   - WATCHDOG=1 while the node is healthy, if the unit sets WatchdogSec=.
 //   - A process started by an upgrade sends MAINPID= with its READY=1, then
 //     tells the old process, which releases VRRP and drains.
@@ -48,10 +50,18 @@ func serveNode(ctx context.Context, n *node, u *upgrades) error {
 			return err
 		case <-stopping:
 			stopping = nil
+			if u.child() {
+				// Not ready yet: the old process, which aborted the upgrade
+				// (or is stopping too), is the unit's main process. Its
+				// STOPPING=1 is its own: from this one (NotifyAccess=all)
+				// it would stop the unit.
+				n.log.Info("stopping before taking over: the old process serves on, unless it stops too")
+				continue
+			}
 			_ = n.sd.Stopping("stopping: draining connections")
 		case fp := <-first:
-			if fp.canceled {
-				continue
+			if fp.canceled || u.child() && ctx.Err() != nil {
+				continue // a new process told to stop (an aborted upgrade) takes nothing over
 			}
 			if u.child() && !fp.serves && u.spec.Serves {
 				err := fmt.Errorf("the new process serves nothing: %s", fp.why)

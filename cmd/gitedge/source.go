@@ -25,9 +25,28 @@ type revisionSource interface {
 }
 
 // task is a long-running part with Run(ctx) semantics: nil on cancellation.
+// A part that serves on a socket has listen and serve instead of run, so
+// that its socket is open before it runs (listenParts says why).
 type task struct {
-	name string
-	run  func(ctx context.Context) error
+	name   string
+	run    func(ctx context.Context) error
+	listen func(ctx context.Context) (net.Listener, error)
+	serve  func(ctx context.Context, ln net.Listener) error
+}
+
+// start runs t; a task that listens serves on ln, or on a socket it opens
+// now when ln is nil.
+func (t task) start(ctx context.Context, ln net.Listener) error {
+	if t.listen == nil {
+		return t.run(ctx)
+	}
+	if ln == nil {
+		var err error
+		if ln, err = t.listen(ctx); err != nil {
+			return err
+		}
+	}
+	return t.serve(ctx, ln)
 }
 
 // sourceSpec says which source to open and what feeds it.
@@ -46,8 +65,8 @@ type sourceSpec struct {
 	// applied commit, reports, and builds the source again later.
 	deferOpen bool
 	// listen opens the webhook's socket (an upgrade in place hands it on);
-	// nil: the webhook opens its own.
-	listen func(addr string) (net.Listener, error)
+	// nil: a plain one.
+	listen func(ctx context.Context, addr string) (net.Listener, error)
 }
 
 // openSource builds a source and, with triggers, the tasks that feed it;
@@ -63,7 +82,7 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 		if !spec.triggers || spec.noWatch {
 			return d, nil, nil
 		}
-		return d, []task{{"fsnotify " + spec.dir, d.Run}}, nil
+		return d, []task{{name: "fsnotify " + spec.dir, run: d.Run}}, nil
 	}
 	cfg := nc.Source
 	var src revisionSource
@@ -95,7 +114,7 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 	if err != nil {
 		return nil, nil, err
 	}
-	tasks := []task{{"poll " + cfg.Poll, p.Run}}
+	tasks := []task{{name: "poll " + cfg.Poll, run: p.Run}}
 	if wc := nc.Webhook; wc != nil {
 		whc := *wc
 		if g, ok := src.(*gitsource.Git); ok {
@@ -105,17 +124,12 @@ func openSource(nc *nodeconfig.Config, spec sourceSpec, poke func(gitsource.Trig
 		if err != nil {
 			return nil, nil, err
 		}
-		run := w.Run
-		if spec.listen != nil {
-			run = func(ctx context.Context) error {
-				ln, err := spec.listen(wc.Listen)
-				if err != nil {
-					return fmt.Errorf("webhook: %w", err)
-				}
-				return w.Serve(ctx, ln)
-			}
+		addr, listen := wc.Listen, spec.listen
+		if listen == nil {
+			listen = func(_ context.Context, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 		}
-		tasks = append(tasks, task{"webhook " + wc.Listen, run})
+		tasks = append(tasks, task{name: "webhook " + addr, serve: w.Serve,
+			listen: func(ctx context.Context) (net.Listener, error) { return listen(ctx, addr) }})
 	}
 	return src, tasks, nil
 }
@@ -166,7 +180,7 @@ func runSource(ctx context.Context, env *cliEnv, args []string) int {
 	errs := make(chan error, len(tasks))
 	for _, t := range tasks {
 		wg.Go(func() {
-			if err := t.run(ctx); err != nil {
+			if err := t.start(ctx, nil); err != nil {
 				errs <- fmt.Errorf("%s: %w", t.name, err)
 				cancel()
 			}

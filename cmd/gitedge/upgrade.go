@@ -33,7 +33,9 @@ import (
 // releases VRRP without a word, tells the new one, drains its connections
 // and exits 0. If the new process fails to start, exits, refuses the
 // config or is not ready in time, the old one keeps serving as before and
-// logs why.
+// logs why; a new process still running is stopped as a stop does (SIGTERM:
+// it drains what it accepted), and killed only if it lingers
+// (successorStopGrace).
 //
 // The two processes talk over a socketpair (the control socket, the first
 // inherited descriptor): the new one writes "ready" or "error <why>", the
@@ -51,8 +53,20 @@ const upgradeEnv = "GITEDGE_UPGRADE"
 
 // upgradeTimeout bounds how long the old process waits for the new one to
 // be ready (tableflip's default). A first fetch is not part of it: the new
-// process applies the last good commit, which is on disk.
-const upgradeTimeout = time.Minute
+// process applies the last good commit, which is on disk. A var: a test
+// build shortens it (testhooks_gitedgetest.go).
+var upgradeTimeout = time.Minute
+
+// successorStopGrace is how long an aborted upgrade lets the new process
+// stop on SIGTERM before it is killed (SIGKILL). It may accept on the
+// shared sockets already (`gitedge proxy` applies its directory before it
+// is ready; any new process does from its first pass on): on SIGTERM it
+// drains those connections instead of cutting them. Bounded, and well
+// under a listener's default drainTimeout (30s): what it took are the few
+// connections of its last moments, whose requests end in well under a
+// second; and the old process waits meanwhile, when stopping itself within
+// systemd's TimeoutStopSec, which must leave room for its own drain.
+const successorStopGrace = 5 * time.Second
 
 // upgradeSpec is $GITEDGE_UPGRADE: the control socket's descriptor, the
 // inherited sockets by key and descriptor, and the VRRP snapshot.
@@ -205,9 +219,10 @@ func (u *upgrades) take(key string) (net.Listener, error) {
 
 // listen opens a TCP listening socket on addr for the admin server or the
 // webhook, or takes the one inherited for it, and keeps it on the list an
-// upgrade hands on until it is closed.
-func (u *upgrades) listen(addr string) (net.Listener, error) {
+// upgrade hands on until it is closed. ctx is only a test hook's.
+func (u *upgrades) listen(ctx context.Context, addr string) (net.Listener, error) {
 	key := keyListen + addr
+	holdSuccessorListen(ctx, u)
 	ln, err := u.take(key)
 	if err != nil {
 		u.log.Warn("an inherited socket cannot be used; opening a new one", "socket", addr, "error", err)
@@ -245,7 +260,8 @@ func (t *trackedListener) Close() error {
 }
 
 // closeInherited closes what was inherited and not taken: sockets the
-// running config no longer has.
+// running config no longer has. By the first pass every part has taken
+// its own (node.run), so only those are left.
 func (u *upgrades) closeInherited() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -420,14 +436,45 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 	}()
 	log = log.With("pid", pid)
 	log.Info("upgrade: the new process started; waiting until it serves", "sockets", len(spec.Files), "vrrp", len(spec.VRRP) > 0)
-	fail := func(err error) (int, error) {
-		ctl.Close()
+	// stop ends the new process if it still runs, and says how: the
+	// sockets are shared, so it stops as on a stop (SIGTERM: it drains),
+	// and is killed only if it lingers. One exiting by itself already (it
+	// refused) is given the grace to do so first. This process keeps its
+	// own sockets either way.
+	stop := func(exiting bool) string {
+		grace := time.NewTimer(successorStopGrace)
+		defer grace.Stop()
+		if exiting {
+			select {
+			case <-exited:
+				return ""
+			case <-grace.C:
+				grace.Reset(successorStopGrace)
+			}
+		}
+		select {
+		case <-exited:
+			return ""
+		default:
+		}
+		if err := proc.Signal(syscall.SIGTERM); err != nil {
+			log.Warn("upgrade: stopping the new process (SIGTERM)", "error", err)
+		}
+		select {
+		case <-exited:
+			return fmt.Sprintf("; the new process was stopped with SIGTERM (%s)", exitReason(exitErr))
+		case <-grace.C:
+		}
 		_ = proc.Kill()
 		select {
 		case <-exited:
 		case <-time.After(10 * time.Second):
 		}
-		return 0, err
+		return fmt.Sprintf("; the new process was killed (SIGKILL): still running %v after SIGTERM", successorStopGrace)
+	}
+	fail := func(err error, exiting bool) (int, error) {
+		ctl.Close()
+		return 0, fmt.Errorf("%w%s", err, stop(exiting))
 	}
 	timeout := time.NewTimer(upgradeTimeout)
 	defer timeout.Stop()
@@ -438,29 +485,29 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 			return pid, nil
 		}
 		if why, ok := strings.CutPrefix(line, "error "); ok {
-			return fail(fmt.Errorf("the new process refused to take over: %s", why))
+			return fail(fmt.Errorf("the new process refused to take over: %s", why), true)
 		}
 		// The control socket closed: the process is exiting.
 		select {
 		case <-exited:
-			return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)))
+			return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)), true)
 		case <-time.After(10 * time.Second):
-			return fail(errors.New("the new process closed the control socket before it was ready"))
+			return fail(errors.New("the new process closed the control socket before it was ready; its log says why"), false)
 		}
 	case <-exited:
 		// What it said before it exited, if anything, says why.
 		select {
 		case line := <-said:
 			if why, ok := strings.CutPrefix(line, "error "); ok {
-				return fail(fmt.Errorf("the new process refused to take over: %s", why))
+				return fail(fmt.Errorf("the new process refused to take over: %s", why), true)
 			}
 		case <-time.After(time.Second):
 		}
-		return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)))
+		return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)), true)
 	case <-timeout.C:
-		return fail(fmt.Errorf("the new process was not ready within %v: killed", upgradeTimeout))
+		return fail(fmt.Errorf("the new process was not ready within %v; its log says why", upgradeTimeout), false)
 	case <-ctx.Done():
-		return fail(errors.New("this process is stopping: the new process was killed"))
+		return fail(errors.New("this process is stopping"), false)
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gitedge/gitedge/internal/testkit"
 )
 
@@ -32,17 +34,32 @@ var (
 
 func versionedBinary(t *testing.T, v string) string {
 	t.Helper()
+	return builtBinary(t, "gitedge-"+v, "-ldflags", "-X main.version="+v)
+}
+
+// hookedBinary builds the command with the test hooks (-tags gitedgetest:
+// testhooks_gitedgetest.go), which read their delays from the environment.
+func hookedBinary(t *testing.T) string {
+	t.Helper()
+	return builtBinary(t, "gitedge-hooked", "-tags", "gitedgetest")
+}
+
+// builtBinary builds the command as name in binDir with flags, once per
+// name and test run.
+func builtBinary(t *testing.T, name string, flags ...string) string {
+	t.Helper()
 	gitedgeBinary(t) // binDir, and the build cache warm
 	versionedMu.Lock()
 	defer versionedMu.Unlock()
-	if p, ok := versionedBins[v]; ok {
+	if p, ok := versionedBins[name]; ok {
 		return p
 	}
-	p := filepath.Join(binDir, "gitedge-"+v)
-	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+v, "-o", p, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", v, err, out)
+	p := filepath.Join(binDir, name)
+	args := append(append([]string{"build"}, flags...), "-o", p, ".")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
 	}
-	versionedBins[v] = p
+	versionedBins[name] = p
 	return p
 }
 
@@ -513,5 +530,312 @@ func TestProxyUpgrade(t *testing.T) {
 	askUntil(t, bind, "one")
 	if v := n.version(); v != "2.0.0-upgrade" {
 		t.Errorf("/status version %q after the upgrade", v)
+	}
+}
+
+// socketProbe connects to a listening socket every few milliseconds until
+// stop is closed, counting the connections refused: a socket neither
+// process of an upgrade has open.
+type socketProbe struct {
+	dials, refused atomic.Int64
+	mu             sync.Mutex
+	first          error
+	done           chan struct{}
+}
+
+func startSocketProbe(addr string, stop <-chan struct{}) *socketProbe {
+	p := &socketProbe{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			p.dials.Add(1)
+			if err != nil {
+				p.refused.Add(1)
+				p.mu.Lock()
+				if p.first == nil {
+					p.first = err
+				}
+				p.mu.Unlock()
+				continue
+			}
+			c.Close()
+		}
+	}()
+	return p
+}
+
+// TestRunUpgradeKeepsListenSockets: the new process of an upgrade takes the
+// admin and webhook sockets it inherits before it reports ready, however
+// late their tasks get to them (a test hook holds them back 2s), so it
+// never closes them as "not in the running config" and neither refuses a
+// connection across the upgrade.
+func TestRunUpgradeKeepsListenSockets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	exe := filepath.Join(t.TempDir(), "gitedge")
+	install(t, hookedBinary(t), exe)
+	f := newFleetNode(t)
+	hook := testkit.QuietPort(t)
+	secret := filepath.Join(t.TempDir(), "webhook.secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, f.config, fmt.Sprintf("node: lb-0\nsource: {url: %q, branch: main, path: edge/, poll: '@every 1s'}\n"+
+		"admin: {listen: %q}\nwebhook: {listen: %q, secretFile: %s}\nstateDir: %s\n", f.remote.URL(), f.admin, hook, secret, f.state))
+	f.good = f.remote.commit("main", "good", f.goodFiles)
+	f.remote.start()
+	const delay = 2 * time.Second
+	n := startUpgradedNode(t, exe, f.admin, []string{"GITEDGE_TEST_SUCCESSOR_LISTEN_DELAY=" + delay.String()},
+		"run", "--no-vrrp", "--config", f.config)
+	n.waitLogLines("ready", 1)
+	askUntil(t, f.bind, "one")
+
+	sockets := []struct{ name, addr string }{{"admin", f.admin}, {"webhook", hook}}
+	stop := make(chan struct{})
+	probes := make([]*socketProbe, len(sockets))
+	for i, s := range sockets {
+		probes[i] = startSocketProbe(s.addr, stop)
+	}
+	pid, took := n.upgrade(1)
+	t.Logf("SIGUSR2 to the new process ready: %v", took)
+	// The new process has listened by then, whichever way it got there.
+	time.Sleep(delay + time.Second)
+	close(stop)
+	if processGone(pid) {
+		t.Fatalf("the new process %d exited", pid)
+	}
+	askUntil(t, f.bind, "one")
+	closed := n.logLines("an inherited socket is not in the running config: closed")
+	for i, s := range sockets {
+		t.Run(s.name, func(t *testing.T) {
+			p := probes[i]
+			<-p.done
+			if p.refused.Load() > 0 || p.dials.Load() == 0 {
+				t.Errorf("%s %s: %d of %d connections refused across the upgrade; the first: %v", s.name, s.addr, p.refused.Load(), p.dials.Load(), p.first)
+			}
+			for _, l := range closed {
+				if l["socket"] == keyListen+s.addr {
+					t.Errorf("the new process closed the %s socket it inherited: %v", s.name, l)
+				}
+			}
+			c, err := net.DialTimeout("tcp", s.addr, time.Second)
+			if err != nil {
+				t.Fatalf("%s %s after the upgrade: %v", s.name, s.addr, err)
+			}
+			c.Close()
+		})
+	}
+}
+
+// heldServer is a backend whose /slow requests wait until release is
+// closed; arrived hears each as it comes in. Any other path answers "one".
+func heldServer(t *testing.T) (addr string, arrived <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, rel := make(chan struct{}, 16), make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			io.WriteString(w, "one")
+			return
+		}
+		in <- struct{}{}
+		select {
+		case <-rel:
+			io.WriteString(w, "slow")
+		case <-r.Context().Done():
+		}
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), in, rel
+}
+
+// waitStopped waits (bounded) until every thread of pid is stopped
+// (SIGSTOP): kill returns before they all are.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/stat")
+		stopped := len(tasks) > 0
+		for _, p := range tasks {
+			b, err := os.ReadFile(p)
+			_, rest, _ := strings.Cut(string(b), ") ")
+			if err == nil && !strings.HasPrefix(rest, "T") && !strings.HasPrefix(rest, "t") {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not stop on SIGSTOP", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sdPending returns the notifications received and not read yet.
+func sdPending(t *testing.T, c *net.UnixConn) []sdMessage {
+	t.Helper()
+	var out []sdMessage
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return out
+		}
+		m := sdMessage{lines: strings.Split(strings.TrimSuffix(string(buf[:n]), "\n"), "\n"), pid: -1}
+		scms, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, s := range scms {
+			if cred, err := unix.ParseUnixCredentials(&s); err == nil {
+				m.pid = cred.Pid
+			}
+		}
+		out = append(out, m)
+	}
+}
+
+// TestProxyUpgradeAbortStopsNewProcess: an upgrade aborted while the new
+// process already accepts on the shared sockets (`gitedge proxy` applies
+// its directory before it reports ready; a test hook keeps it from
+// reporting) stops it with SIGTERM, so that a request it accepted is
+// answered, not cut, and it tells systemd nothing (its STOPPING=1 would
+// stop the unit); the old process keeps its sockets and, unless it is
+// stopping itself, serves on.
+func TestProxyUpgradeAbortStopsNewProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	exe := filepath.Join(t.TempDir(), "gitedge")
+	install(t, hookedBinary(t), exe)
+	const timeout = 3 * time.Second
+	for _, tc := range []struct {
+		name string
+		env  []string
+		// abort aborts the upgrade that started at start, once the old
+		// process continues (it is stopped, SIGSTOP, meanwhile).
+		abort  func(old int, start time.Time)
+		reason string
+		stops  bool // the old process exits too
+	}{
+		{"not ready in time", []string{"GITEDGE_TEST_UPGRADE_TIMEOUT=" + timeout.String()},
+			func(_ int, start time.Time) { time.Sleep(time.Until(start.Add(timeout + 200*time.Millisecond))) },
+			"the new process was not ready within " + timeout.String(), false},
+		{"old process stopped", nil, func(old int, _ time.Time) { syscall.Kill(old, syscall.SIGTERM) },
+			"this process is stopping", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backend, arrived, release := heldServer(t)
+			dir, bind, admin := t.TempDir(), testkit.QuietPort(t), testkit.QuietPort(t)
+			writeRoutes(t, dir, bind, backend, namedServer(t, "two"), "one")
+			// The new process never reports ready by itself: its admin
+			// socket waits for the hook until it stops.
+			sock := filepath.Join(t.TempDir(), "notify")
+			sd := sdListen(t, sock)
+			env := append([]string{"GITEDGE_TEST_SUCCESSOR_LISTEN_DELAY=1h", "NOTIFY_SOCKET=" + sock}, tc.env...)
+			n := startUpgradedNode(t, exe, admin, env, "proxy", dir, "--metrics", admin, "--log-format", "json")
+			n.waitLogLines("ready", 1)
+			askUntil(t, bind, "one")
+
+			old := n.pid
+			start := time.Now()
+			if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+				t.Fatal(err)
+			}
+			l := n.waitLogLines("upgrade: the new process started; waiting until it serves", 1)[0]
+			child := int(l["pid"].(float64))
+			n.mu.Lock()
+			n.pids = append(n.pids, child) // killed at the end if still there
+			n.mu.Unlock()
+			n.waitLogLines("gitedge proxy starting", 2) // the new process applied DIR: it accepts
+			// With the old process stopped, only the new one accepts: the
+			// request below is its.
+			syscall.Kill(old, syscall.SIGSTOP)
+			t.Cleanup(func() { syscall.Kill(old, syscall.SIGCONT) })
+			waitStopped(t, old)
+			got := make(chan string, 1)
+			go func() {
+				req, _ := http.NewRequest("GET", "http://"+bind+"/slow", nil)
+				req.Host = "a.test"
+				resp, err := (&http.Client{Timeout: testkit.Deadline, Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					got <- err.Error()
+					return
+				}
+				got <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+			}()
+			select {
+			case <-arrived:
+			case <-time.After(10 * time.Second):
+				syscall.Kill(old, syscall.SIGCONT)
+				syscall.Kill(child, syscall.SIGQUIT) // its goroutines go to the log
+				time.Sleep(time.Second)
+				t.Fatal("the request never reached the backend through the new process")
+			}
+			tc.abort(old, start)
+			syscall.Kill(old, syscall.SIGCONT)
+			// The abort under way, the request held a while longer: a new
+			// process killed outright has cut it by then.
+			time.Sleep(time.Second)
+			close(release)
+			select {
+			case b := <-got:
+				if b != "200 slow" {
+					t.Errorf("the request the new process accepted got %q, want 200 slow", b)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the request the new process accepted never ended")
+			}
+
+			l = n.waitLogLines("SIGUSR2: upgrade failed; this process keeps serving", 1)[0]
+			t.Logf("old process log: %v", l)
+			if r, _ := l["reason"].(string); !strings.Contains(r, tc.reason) || !strings.Contains(r, "the new process was stopped with SIGTERM") {
+				t.Errorf("reason %q, want it to say %q and that the new process was stopped with SIGTERM", r, tc.reason)
+			}
+			n.waitGone(child)
+			for _, m := range sdPending(t, sd) {
+				if m.pid == int32(child) {
+					t.Errorf("the new process told systemd %q", m.lines)
+				}
+			}
+			if tc.stops {
+				select {
+				case <-n.done:
+				case <-time.After(30 * time.Second):
+					t.Fatal("the old process did not stop")
+				}
+				if code := n.first.ProcessState.ExitCode(); code != 0 {
+					t.Errorf("the old process exited %d, want 0", code)
+				}
+				return
+			}
+			if processGone(old) {
+				t.Fatal("the old process exited")
+			}
+			askUntil(t, bind, "one")
+			if v := n.version(); v == "" {
+				t.Error("the old process's admin server does not answer /status after the abort")
+			}
+		})
 	}
 }

@@ -81,6 +81,18 @@ func (d *deadlines) readAt(c sockConn, at int64) {
 	_ = c.SetReadDeadline(time.Unix(0, at))
 }
 
+// readBy keeps the read deadline at most slack(timeout) before at (on the
+// grid), never after it: a deadline that comes early only makes its
+// reader look at the clock and wait again, and moving it with every
+// chunk would cost a timer update each.
+func (d *deadlines) readBy(c sockConn, now, at int64, timeout time.Duration) {
+	want := onGrid(at)
+	if d.rd > now && d.rd <= want && want-d.rd < slack(timeout) {
+		return
+	}
+	d.readAt(c, at)
+}
+
 func (d *deadlines) write(c sockConn, now int64, timeout time.Duration) {
 	want := onGrid(now + int64(timeout))
 	if d.wd > now && d.wd <= want && want-d.wd < slack(timeout) {
@@ -336,9 +348,9 @@ func (s *side) onReadable(fd uintptr) bool {
 // allocation.
 type mover struct {
 	src, dst *side
-	// onProgress, when set, is told the time after every chunk (a tunnel's
-	// shared activity clock).
-	onProgress func(now int64)
+	// tun, when set, is the tunnel direction moving: its clock is told
+	// the time after every chunk and arms the source's read deadline.
+	tun *tunDir
 
 	// park, when set, marks each wait for the source as idle, so that
 	// the sweeper may ask this direction to park (move then returns
@@ -382,6 +394,8 @@ type mover struct {
 	// onSrc sets it on the first chunk from inqFrom on (unix ns; 0 never).
 	drained, inq bool
 	inqFrom      int64
+	// waited: the chunk's write waited for dst (waitOut).
+	waited bool
 }
 
 func (m *mover) bind() {
@@ -410,7 +424,13 @@ func (m *mover) move(limit int64) (int64, error) {
 	m.limit, m.moved = limit, 0
 	for m.limit != 0 {
 		now := time.Now().UnixNano()
-		m.src.dl.read(m.src.c, now, m.src.timeout)
+		if m.tun != nil {
+			// Until the tunnel is idle by its clock, whichever way bytes
+			// last moved: a timeout from now would end it up to one late.
+			m.src.dl.readBy(m.src.c, now, max(m.tun.t.last.Load()+int64(m.tun.t.idle), now), m.tun.t.idle)
+		} else {
+			m.src.dl.read(m.src.c, now, m.src.timeout)
+		}
 		m.n, m.err, m.eof = 0, nil, false
 		var err error
 		if m.park != nil {
@@ -418,7 +438,9 @@ func (m *mover) move(limit int64) (int64, error) {
 			err = m.src.rc.Read(m.readFn)
 			if poked, asked := m.park.leaveIdle(m.lingering); poked {
 				m.src.dl.rd = 0
-				if asked && err != nil {
+				// Only the sweeper's deadline: a closed conn's descriptor
+				// may be another's by now.
+				if asked && err != nil && isTimeout(err) {
 					return m.moved, errParkAsked
 				}
 			}
@@ -473,6 +495,15 @@ func (m *mover) onSrc(fd uintptr) bool {
 		for err != nil && m.err == nil && isTimeout(err) && !m.dst.stalled() {
 			err = m.dst.rc.Write(m.outFn)
 		}
+		if m.waited {
+			// The write waited (for as long as a slow reader took):
+			// what follows is from now, not from the chunk's start.
+			m.waited = false
+			now = time.Now().UnixNano()
+			if m.tun != nil {
+				m.tun.out.Store(false)
+			}
+		}
 		if err != nil && m.err == nil {
 			m.err = unwrapOp(err)
 		}
@@ -484,8 +515,8 @@ func (m *mover) onSrc(fd uintptr) bool {
 		if m.limit > 0 {
 			m.limit -= int64(m.n)
 		}
-		if m.onProgress != nil {
-			m.onProgress(now)
+		if m.tun != nil {
+			m.tun.t.touch(now)
 		}
 		if m.limit == 0 {
 			return true
@@ -498,14 +529,48 @@ func (m *mover) onSrc(fd uintptr) bool {
 		}
 		if m.inqFrom != 0 && now >= m.inqFrom {
 			m.inqFrom = 0
-			m.inq = setInq(fd)
+			m.inq = m.parkerUp() && setInq(fd)
 		}
 		if m.drained {
-			// Nothing left to read: wait, holding no buffer (copyIn).
 			m.drained = false
-			putBuf(m.buf)
-			m.buf = nil
-			return false
+			if m.parkerUp() {
+				// Nothing left to read: wait, holding no buffer (copyIn).
+				putBuf(m.buf)
+				m.buf = nil
+				return false
+			}
+			// Nothing parks now, and only the parker sees a reset that
+			// came with the bytes: read until a read finds nothing.
+			m.inq = false
+		}
+	}
+}
+
+// parkerUp reports that the parker may take this direction (copyIn's
+// short-read stop relies on it).
+func (m *mover) parkerUp() bool {
+	return m.tun == nil || !m.tun.t.p.park.failed.Load()
+}
+
+// waitOut is spliceOut finding dst full, having moved some bytes first or
+// none. In a tunnel, bytes a slow reader took are activity, and the wait
+// keeps the tunnel from idling (tunnel.due).
+func (m *mover) waitOut(moved bool) {
+	if !m.waited {
+		m.waited = true
+		if m.tun != nil {
+			m.tun.out.Store(true)
+		}
+	}
+	if m.tun == nil {
+		m.dst.waiting(moved)
+		return
+	}
+	if moved {
+		now := time.Now().UnixNano()
+		m.tun.t.touch(now)
+		if m.dst.dl.wd != 0 && m.dst.timeout > 0 {
+			m.dst.dl.write(m.dst.c, now, m.dst.timeout)
 		}
 	}
 }

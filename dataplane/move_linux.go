@@ -106,9 +106,11 @@ func (m *mover) spliceIn(fd uintptr) bool {
 // FIN that came with the bytes is in the hint. A reset that came with
 // them is not: the direction then waits as an idle one, and the sweeper
 // parks it within tunnelLinger, where the parker's epoll sees the reset
-// at once (park.go; TestTunnelResetWithBytes). A young tunnel reads
-// until a read finds nothing, as before: its setsockopt would cost the
-// read it saves, and it would wait for the reset until it came of age.
+// at once (park.go; TestTunnelResetWithBytes); with no parker (it
+// failed), onSrc reads on instead (TestTunnelResetNoParker). A young
+// tunnel reads until a read finds nothing, as before: its setsockopt
+// would cost the read it saves, and it would wait for the reset until it
+// came of age.
 func (m *mover) copyIn(fd uintptr) bool {
 	if m.buf == nil {
 		m.buf = getBuf()
@@ -157,7 +159,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 				moved = true
 			case unix.EINTR:
 			case unix.EAGAIN:
-				m.dst.waiting(moved)
+				m.waitOut(moved)
 				return false
 			default:
 				m.err = os.NewSyscallError("write", err)
@@ -174,7 +176,7 @@ func (m *mover) spliceOut(fd uintptr) bool {
 			moved = true
 		case unix.EINTR:
 		case unix.EAGAIN:
-			m.dst.waiting(moved)
+			m.waitOut(moved)
 			return false
 		default:
 			m.err = os.NewSyscallError("splice", err)

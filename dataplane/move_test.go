@@ -124,3 +124,115 @@ func TestWriteRead(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveParkAsked: a parking direction's wait that the sweeper asks to
+// park (a read deadline in the past) returns errParkAsked; one that ends
+// any other way meanwhile (its conn closed) returns that error, never a
+// request to park a descriptor that may be gone.
+func TestMoveParkAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// ask interrupts the idle wait on c as the sweeper would, or not.
+		ask  func(f *parkFields, c *net.TCPConn)
+		want error
+	}{
+		{"read deadline (the sweeper)", func(f *parkFields, c *net.TCPConn) { f.askPark(c) }, errParkAsked},
+		{"closed while asked", func(f *parkFields, c *net.TCPConn) {
+			f.parkReq.Store(true)
+			if f.state.CompareAndSwap(stIdle, stPoking) {
+				c.Close()
+				f.state.Store(stPoked)
+			}
+		}, net.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := tcpPair(t)
+			b, _ := tcpPair(t)
+			var src, dst side
+			if err := src.init(a, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := dst.init(b, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			f := &parkFields{parkIdx: -1}
+			m := &mover{src: &src, dst: &dst, park: f, lingering: &lingerCount{kick: make(chan struct{}, 1)}}
+			m.bind()
+			errc := make(chan error, 1)
+			go func() {
+				_, err := m.move(-1)
+				errc <- err
+			}()
+			for end := time.Now().Add(waitFor); f.state.Load() != stIdle; time.Sleep(time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatal("the move never waited")
+				}
+			}
+			tc.ask(f, a)
+			select {
+			case err := <-errc:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("move: %v, want %v", err, tc.want)
+				}
+			case <-time.After(waitFor):
+				t.Fatal("the move went on waiting")
+			}
+		})
+	}
+}
+
+// TestMoveAfterSlowWrite: a source's read timeout runs from when the move
+// waits for it, not from the start of a chunk that took longer than the
+// timeout to drain into a slow reader: a source that sends again soon
+// after keeps its move.
+func TestMoveAfterSlowWrite(t *testing.T) {
+	const first = 600 << 10
+	src, srcPeer := tcpPair(t)
+	dst, dstPeer := tcpPair(t)
+	src.SetReadBuffer(2 << 20) // the chunk is all of first
+	dst.SetWriteBuffer(16 << 10)
+	dstPeer.SetReadBuffer(64 << 10)
+	var a, b side
+	if err := a.init(src, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.init(dst, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m := mover{src: &a, dst: &b}
+	m.bind()
+	read, sent := make(chan struct{}), make(chan struct{})
+	go func() {
+		srcPeer.Write(make([]byte, first))
+		close(sent)
+		select {
+		case <-read:
+		case <-time.After(waitFor):
+		}
+		time.Sleep(20 * time.Millisecond)
+		srcPeer.Write([]byte("end"))
+		srcPeer.CloseWrite()
+	}()
+	go func() {
+		// About 400 KB/s: the chunk takes over a second to drain.
+		buf := make([]byte, 4<<10)
+		dstPeer.SetReadDeadline(time.Now().Add(waitFor))
+		for got := 0; ; {
+			n, err := dstPeer.Read(buf)
+			if got < first && got+n >= first {
+				close(read)
+			}
+			got += n
+			if err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	<-sent
+	time.Sleep(20 * time.Millisecond) // all of first in: one long chunk after the first read
+	start := time.Now()
+	if n, err := m.move(-1); n != first+3 || err != nil {
+		t.Fatalf("moved %d of %d, then %v after %v (read timeout 500ms)", n, first+3, err, time.Since(start))
+	}
+}

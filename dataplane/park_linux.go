@@ -39,6 +39,9 @@ func (k *parker) start() error {
 func (k *parker) park(x parkable, deadline int64) bool {
 	f := x.fields()
 	fd := f.parkFD
+	if fd < 0 {
+		return false // no read saw its descriptor yet
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed || x.refuse() {

@@ -38,6 +38,8 @@ type tunDir struct {
 	m     mover
 	total int64
 	ended atomic.Bool
+	// out: a write waits for the destination to take bytes (due).
+	out atomic.Bool
 }
 
 // errParkAsked is a mover's idle wait interrupted by the sweeper.
@@ -49,7 +51,8 @@ func newTunnel(p *Proxy, a, b *side, idle time.Duration, parks bool) *tunnel {
 	for _, d := range []*tunDir{&t.ab, &t.ba} {
 		d.t = t
 		d.parkIdx = -1
-		d.m.onProgress = t.touch
+		d.parkFD = -1 // until a read sees the source (park refuses it)
+		d.m.tun = d
 		d.m.lazyAck = true
 		d.m.bind()
 		if parks {
@@ -105,8 +108,10 @@ func (t *tunnel) pump(d *tunDir) {
 			if t.p.park.park(d, d.due()) {
 				return // wake goes on with it
 			}
+			// The short-read stop needs the parker to see a reset (copyIn).
+			m.inq = false
 			continue
-		case isTimeout(err) && m.readTimedOut && time.Now().UnixNano()-t.last.Load() < int64(t.idle):
+		case isTimeout(err) && m.readTimedOut && t.active():
 			continue
 		}
 		// An error or a truly idle tunnel: cut both ways, then end.
@@ -166,9 +171,28 @@ func (t *tunnel) sweep(cut int64) {
 func (d *tunDir) fields() *parkFields { return &d.parkFields }
 func (d *tunDir) refuse() bool        { return false }
 
+// due is when the tunnel is idle for its timeout.
+func (d *tunDir) due() int64 { return d.t.due(time.Now().UnixNano()) }
+
 // due is when the tunnel is idle for its timeout, by the last byte moved
-// either way.
-func (d *tunDir) due() int64 { return d.t.last.Load() + int64(d.t.idle) }
+// either way. A direction waiting to write is not idle, however long its
+// peer takes to drain a chunk (the kernel may wake the write less often
+// than the timeout): the clock moves on, and the write's own timeout cuts
+// a peer that stopped reading (side.stalled).
+func (t *tunnel) due(now int64) int64 {
+	last := t.last.Load()
+	if last+int64(t.idle) <= now && (t.ab.out.Load() || t.ba.out.Load()) {
+		t.touch(now)
+		last = now
+	}
+	return last + int64(t.idle)
+}
+
+// active reports that the tunnel is not idle now.
+func (t *tunnel) active() bool {
+	now := time.Now().UnixNano()
+	return t.due(now) > now
+}
 
 // work moves bytes until the direction ends or parks: the relay started,
 // or the source became readable.

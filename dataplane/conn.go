@@ -66,6 +66,7 @@ type clientConn struct {
 func (p *Proxy) newClientConn(s *listenSock, c sockConn, peer, local netip.AddrPort, lg *listenerGen) *clientConn {
 	cc := &clientConn{httpMode: lg.cfg.Mode == ModeHTTP}
 	cc.parkIdx = -1
+	cc.parkFD = -1 // until a read sees the socket: the parker refuses it
 	cc.sock, cc.lm, cc.accepted = s, lg.m, time.Now().UnixNano()
 	if err := cc.cl.init(c, lg.cfg.ClientTimeout); err != nil {
 		c.Close()

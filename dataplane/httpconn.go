@@ -316,8 +316,11 @@ func (h *httpConn) readHead(first bool) int {
 		if idle {
 			rd := h.cl.dl.rd
 			if h.leaveIdle() && h.inLen == 0 && isTimeout(unwrapOp(err)) && !h.refuse() && h.rerr == nil {
-				if h.sock.p.park.failed.Load() {
-					continue // no parker after all: the wait goes on here, to its deadline
+				if h.sock.p.park.failed.Load() || h.parkFD < 0 {
+					// No parker after all, or the sweeper's ask came before
+					// the first read saw the descriptor: the wait goes on
+					// here, to its deadline.
+					continue
 				}
 				// The sweeper asked this idle connection to park: it waits
 				// in the parker until readable or until its deadline.

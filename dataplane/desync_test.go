@@ -371,6 +371,20 @@ func TestEarlyAnswerToUpload(t *testing.T) {
 				<-quit // open, unread, past the test's bound
 			}
 		},
+		"answers chunked, unread": func(c net.Conn) {
+			// An answer in pieces while the upload goes on: the request
+			// body's and the answer's chunked pumps run at once.
+			defer c.Close()
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				for range 5 {
+					io.WriteString(c, "5\r\nearly\r\n")
+					time.Sleep(10 * time.Millisecond)
+				}
+				io.WriteString(c, "0\r\n\r\n")
+				<-quit
+			}
+		},
 		"reads it all": func(c net.Conn) {
 			defer c.Close()
 			br := bufio.NewReader(c)
@@ -386,13 +400,14 @@ func TestEarlyAnswerToUpload(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		server string
-		body   int // bytes the client sends of its Content-Length: big
+		body   int // bytes the client sends of its Content-Length: big; < 0 chunked
 		rounds int // requests on one connection
 		want   string
 		within time.Duration
 	}{
 		{"answers and closes", big, 1, "HTTP/1.1 413 ", 5 * time.Second},
 		{"answers and stops reading", big, 1, "HTTP/1.1 413 ", 5 * time.Second},
+		{"answers chunked, unread", -big, 1, "HTTP/1.1 200 ", 5 * time.Second}, // a chunked upload
 		{"reads it all", big, 1, "HTTP/1.1 200 ", 10 * time.Second},
 		{"reads it all", 64 << 10, 40, "HTTP/1.1 200 ", 10 * time.Second},
 		{"reads it all", 1 << 20, 0, "HTTP/1.1 408 ", 5 * time.Second}, // the client stalls after 1 MiB
@@ -424,14 +439,25 @@ func TestEarlyAnswerToUpload(t *testing.T) {
 				if tc.rounds > 0 {
 					length = tc.body
 				}
-				fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n", length)
-				go func() { // the server may stop reading: write on the side
-					for sent := 0; sent < tc.body; sent += len(chunk) {
-						if _, err := c.Write(chunk[:min(len(chunk), tc.body-sent)]); err != nil {
-							return
+				if tc.body < 0 {
+					io.WriteString(c, "POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+					go func() {
+						for sent := 0; sent < -tc.body; sent += len(chunk) {
+							if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+								return
+							}
 						}
-					}
-				}()
+					}()
+				} else {
+					fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n", length)
+					go func() { // the server may stop reading: write on the side
+						for sent := 0; sent < tc.body; sent += len(chunk) {
+							if _, err := c.Write(chunk[:min(len(chunk), tc.body-sent)]); err != nil {
+								return
+							}
+						}
+					}()
+				}
 				c.SetReadDeadline(time.Now().Add(tc.within))
 				line, err := br.ReadString('\n')
 				if !strings.HasPrefix(line, tc.want) {

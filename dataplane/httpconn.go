@@ -69,8 +69,7 @@ type httpConn struct {
 	consumed          int  // bytes of in that belong to this request
 	// bodyOut: the request body's copy failed writing to the server (it
 	// closed, reset, or stopped reading), not reading the client.
-	bodyOut  bool
-	wroteErr bool // pumpChunked's error came from writing to its dst
+	bodyOut bool
 }
 
 // writeReadFresh: a pooled server connection idle for less long gets its

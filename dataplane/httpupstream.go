@@ -176,10 +176,11 @@ func (h *httpConn) forwardBody(up *upConn, bodyInBuf int) error {
 	if h.in == nil {
 		h.in = getBuf()
 	}
-	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody, false)
+	var out bool
+	left, n, err := h.pumpChunked(&h.reqChunk, &h.cl, &up.side, h.in, h.inLen, &h.reqBody, false, &out)
 	h.inLen = left
 	h.inBytes += n
-	h.bodyOut = err != nil && h.wroteErr
+	h.bodyOut = err != nil && out
 	return err
 }
 
@@ -210,10 +211,11 @@ const spliceMin = 64 << 10
 // pumpChunked forwards a chunked body from src to dst, or with decode
 // only its data (Chunked.Decode). buf holds n unscanned bytes read from
 // src. It returns how many bytes past the body's end are left at the
-// front of buf.
-func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer, n int, mv *mover, decode bool) (int, int64, error) {
+// front of buf; on an error, *dstFailed says whether writing to dst
+// failed (a request body's and a response's may be pumped at once: the
+// flag is the caller's, not the connection's).
+func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer, n int, mv *mover, decode bool, dstFailed *bool) (int, int64, error) {
 	var moved int64
-	h.wroteErr = false
 	for {
 		if n > 0 {
 			var k, out int
@@ -229,8 +231,17 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 			}
 			if out > 0 {
 				dst.dl.write(dst.c, time.Now().UnixNano(), dst.timeout)
-				if _, err := dst.write(buf.b[:out]); err != nil {
-					h.wroteErr = true
+				var err error
+				if dst == &h.cl {
+					// Through the connection's own writer: the side's is
+					// looked at by a read of a request body going on at
+					// the same time (onReadable).
+					_, err = h.cw.write(dst, buf.b[:out])
+				} else {
+					_, err = dst.write(buf.b[:out])
+				}
+				if err != nil {
+					*dstFailed = true
 					return 0, moved, err
 				}
 			}
@@ -246,7 +257,7 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 			moved += m
 			ch.Skip(uint64(m))
 			if err != nil {
-				h.wroteErr = mv.errOut
+				*dstFailed = mv.errOut
 				return 0, moved, err
 			}
 			continue
@@ -484,7 +495,8 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 				h.upLen = 0
 				var n int64
 				var left int
-				left, n, err = h.pumpChunked(&h.respChunk, &h.up.side, &h.cl, h.upIn, 0, &h.respBody, decode)
+				var out bool
+				left, n, err = h.pumpChunked(&h.respChunk, &h.up.side, &h.cl, h.upIn, 0, &h.respBody, decode, &out)
 				h.outBytes += n
 				if left > 0 {
 					reuse = false

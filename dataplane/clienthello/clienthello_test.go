@@ -38,8 +38,8 @@ func goHello(t testing.TB, serverName string, maxVersion uint16) []byte {
 }
 
 // refragment re-splits the handshake bytes of the first record(s) of hello
-// into records of at most size bytes each.
-func refragment(t testing.TB, hello []byte, size int) []byte {
+// into records of at most sizes[i] bytes each, the last size repeated.
+func refragment(t testing.TB, hello []byte, sizes ...int) []byte {
 	t.Helper()
 	var msg []byte
 	for b := hello; len(b) >= 5; {
@@ -48,8 +48,8 @@ func refragment(t testing.TB, hello []byte, size int) []byte {
 		b = b[5+l:]
 	}
 	var out []byte
-	for len(msg) > 0 {
-		n := min(size, len(msg))
+	for i := 0; len(msg) > 0; i++ {
+		n := min(sizes[min(i, len(sizes)-1)], len(msg))
 		out = append(out, 22, 3, 1, byte(n>>8), byte(n))
 		out = append(out, msg[:n]...)
 		msg = msg[n:]
@@ -73,8 +73,10 @@ func TestServerName(t *testing.T) {
 		{"go tls1.3 sni", goHello(t, "a.test", 0), "a.test"},
 		{"go tls1.2 sni", goHello(t, "Mixed.Case.Test", tls.VersionTLS12), "Mixed.Case.Test"},
 		{"go no sni (IP)", goHello(t, "192.0.2.1", 0), ""},
-		{"go fragmented in 7-byte records", refragment(t, goHello(t, "blog.domain.tld", 0), 7), "blog.domain.tld"},
-		{"go fragmented header split", refragment(t, goHello(t, "x.apps.domain.tld", 0), 2), "x.apps.domain.tld"},
+		{"go fragmented in 40-byte records", refragment(t, goHello(t, "blog.domain.tld", 0), 40), "blog.domain.tld"},
+		{"go fragmented header split", refragment(t, goHello(t, "x.apps.domain.tld", 0), 2, 1, 500), "x.apps.domain.tld"},
+		{"go fragmented in MaxRecords records", refragment(t, goHello(t, "a.test", 0), (len(goHello(t, "a.test", 0))+MaxRecords-1)/MaxRecords), "a.test"},
+		{"trailing dot", trailingDot(t), "abcdef"},
 		{"openssl sni", read("openssl-sni.bin"), "blog.domain.tld"},
 		{"openssl no sni", read("openssl-nosni.bin"), ""},
 		{"openssl tls1.2", read("openssl-tls12-sni.bin"), "www.b.test"},
@@ -130,6 +132,8 @@ func TestServerNameErrors(t *testing.T) {
 			return b
 		}), ErrMalformed},
 		{"bad name chars", badName(t), ErrBadName},
+		{"only a dot", onlyDot(t), ErrBadName},
+		{"1-byte records", refragment(t, hello, 1), ErrFragmented},
 	}
 	scratch := make([]byte, MaxHello+4)
 	for _, tt := range tests {
@@ -139,6 +143,25 @@ func TestServerNameErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// trailingDot builds a ClientHello whose server_name is "abcdef." (Go's
+// client drops the dot; openssl s_client -servername sends it).
+func trailingDot(t *testing.T) []byte {
+	t.Helper()
+	h := goHello(t, "abcdefg", 0)
+	i := bytes.Index(h, []byte("abcdefg"))
+	h[i+6] = '.'
+	return h
+}
+
+// onlyDot builds a ClientHello whose server_name is ".".
+func onlyDot(t *testing.T) []byte {
+	t.Helper()
+	h := goHello(t, "a", 0)
+	i := bytes.Index(h, []byte{0, 1, 'a'}) // the name's length, then the name
+	h[i+2] = '.'
+	return h
 }
 
 // badName builds a ClientHello whose server_name holds a space.
@@ -178,6 +201,7 @@ func FuzzServerName(f *testing.F) {
 		f.Add(b, 50)
 	}
 	f.Add(goHello(f, "a.test", 0), 3)
+	f.Add(goHello(f, "a.test", 0), 40)
 	f.Add([]byte{22, 3, 1, 0, 4, 1, 0, 0, 0}, 1)
 	f.Fuzz(func(t *testing.T, b []byte, size int) {
 		scratch := make([]byte, MaxHello+4)
@@ -203,6 +227,9 @@ func FuzzServerName(f *testing.F) {
 		rec := append([]byte{22, 3, 1, byte((4 + msgLen) >> 8), byte(4 + msgLen)}, b[5:5+4+msgLen]...)
 		frag := refragment(t, rec, size)
 		name2, err := ServerName(frag, make([]byte, MaxHello+4))
+		if err == ErrFragmented && (4+msgLen+size-1)/size > MaxRecords {
+			return // refused for its record count, as it should be
+		}
 		if err != nil || !bytes.Equal(name, name2) {
 			t.Fatalf("fragmented into %d-byte records: %q %v, whole: %q", size, name2, err, name)
 		}

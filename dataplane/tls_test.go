@@ -132,21 +132,31 @@ func refragmentRecords(p []byte, size int) []byte {
 	return out
 }
 
+// TestTLSFragmentedClientHello: a ClientHello split into records (each
+// in a segment of its own) is routed; one split into more than
+// clienthello.MaxRecords records (here 1-byte ones) is refused, never
+// routed: its inspection would cost CPU quadratic in the records.
 func TestTLSFragmentedClientHello(t *testing.T) {
 	cfg := tlsRoutingConfig(t, ProxyNone)
 	p := startProxy(t, cfg)
-	for _, size := range []int{1, 16, 100} {
+	for _, tc := range []struct {
+		size   int
+		routed bool
+	}{{64, true}, {100, true}, {1000, true}, {1, false}} {
 		raw, err := net.Dial("tcp", p.addr(t, "tls"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		raw.SetDeadline(time.Now().Add(waitFor))
-		c := tls.Client(&fragmenter{Conn: raw, size: size}, &tls.Config{ServerName: "x.apps.test", InsecureSkipVerify: true})
+		c := tls.Client(&fragmenter{Conn: raw, size: tc.size}, &tls.Config{ServerName: "x.apps.test", InsecureSkipVerify: true})
 		line, err := bufio.NewReader(c).ReadString('\n')
 		c.Close()
-		if err != nil || !strings.HasPrefix(line, "tw1 sni=x.apps.test") {
-			t.Fatalf("records of %d bytes: %q %v", size, line, err)
+		if routed := err == nil && strings.HasPrefix(line, "tw1 sni=x.apps.test"); routed != tc.routed {
+			t.Fatalf("records of %d bytes: %q %v, want routed %v", tc.size, line, err, tc.routed)
 		}
+	}
+	if v := p.metric(t, MetricListenerErrors, map[string]string{"listener": "tls", "kind": "bad_hello"}); v != 1 {
+		t.Errorf("bad_hello count %v, want 1 (the 1-byte records)", v)
 	}
 }
 

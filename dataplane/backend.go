@@ -25,6 +25,10 @@ type backendState struct {
 
 	mu      sync.Mutex
 	waiters []chan struct{}
+	// cur is the backend of the applied generation (under mu): a request
+	// queued under an older one picks from it when woken, so that
+	// capacity a reload adds (a server, a higher maxConn) serves the queue.
+	cur *backend
 	// servers is changed only by Apply (under Proxy.mu).
 	servers map[serverKey]*serverState
 }
@@ -83,7 +87,7 @@ type server struct {
 }
 
 func (s *server) eligible(exclude *serverState) bool {
-	return s.st != exclude && s.cfg.Weight > 0 && !s.self && s.st.up.Load() &&
+	return s.st != exclude && s.cfg.Weight > 0 && !s.self && s.st.up.Load() && !s.st.removed.Load() &&
 		(s.cfg.MaxConn == 0 || s.st.active < s.cfg.MaxConn)
 }
 
@@ -151,7 +155,7 @@ func (b *backend) pick(hash uint32, exclude *serverState) *server {
 // anyUp reports whether some server could ever take a request now.
 func (b *backend) anyUp() bool {
 	for _, s := range b.servers {
-		if s.cfg.Weight > 0 && !s.self && s.st.up.Load() {
+		if s.cfg.Weight > 0 && !s.self && s.st.up.Load() && !s.st.removed.Load() {
 			return true
 		}
 	}
@@ -195,6 +199,9 @@ func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
 		case <-timer.C:
 		}
 		st.mu.Lock()
+		if st.cur != nil {
+			b = st.cur // a reload may have added capacity, or removed servers
+		}
 		if s := b.pickOrAny(hash, exclude); s != nil {
 			s.st.active++
 			st.removeWaiter(ch)

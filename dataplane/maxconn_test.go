@@ -3,10 +3,14 @@ package dataplane
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // TestListenerMaxConn: a listener with maxConn connections open stops
@@ -117,5 +121,67 @@ func TestListenerMaxConnTLS(t *testing.T) {
 		}
 	case <-timeAfter():
 		t.Fatal("the waiting handshake was not passed through once a silent connection closed")
+	}
+}
+
+// TestQueueTakesReloadCapacity: requests queued behind a server at its
+// maxConn are served as soon as a reload adds capacity (a higher maxConn,
+// or another server), not at their queueTimeout; so are requests that
+// come after the reload. Queued requests used to pick from the
+// generation they queued under, and nothing woke them.
+func TestQueueTakesReloadCapacity(t *testing.T) {
+	for _, tc := range []string{"maxConn raised", "server added"} {
+		t.Run(tc, func(t *testing.T) {
+			a := startHTTPBackend(t, "a1", false)
+			b2 := startHTTPBackend(t, "a2", false)
+			be := backendOf("a", srv("a1", a.addr))
+			be.Servers[0].MaxConn = 1
+			be.QueueTimeout = 10 * time.Second
+			cfg := Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{be}}
+			p := startProxy(t, cfg)
+			t.Cleanup(func() { close(a.hold) }) // before the proxy's stop waits for it
+			addr := p.addr(t, "http")
+			held := dialClient(t, addr)
+			io.WriteString(held.c, "GET /hold?id=first HTTP/1.1\r\nHost: a.test\r\n\r\n")
+			select {
+			case <-a.started:
+			case <-timeAfter():
+				t.Fatal("the first request did not reach the server")
+			}
+			queued := make(chan int, 1)
+			go func() { code, _ := get(t, addr, "a.test", "/"); queued <- code }()
+			testkit.Poll(t, waitFor, func() string {
+				if v := p.metric(t, MetricBackendQueued, map[string]string{"backend": "a"}); v != 1 {
+					return fmt.Sprintf("%v requests queued, want 1", v)
+				}
+				return ""
+			})
+			be2 := be
+			be2.Servers = slices.Clone(be.Servers)
+			switch tc {
+			case "maxConn raised":
+				be2.Servers[0].MaxConn = 3
+			case "server added":
+				be2.Servers = append(be2.Servers, srv("a2", b2.addr))
+			}
+			start := time.Now()
+			if err := p.Apply(context.Background(), Config{Listeners: cfg.Listeners, Backends: []Backend{be2}}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case code := <-queued:
+				if code != 200 {
+					t.Fatalf("the queued request: %d", code)
+				}
+			case <-time.After(waitFor):
+				t.Fatal("the queued request is still waiting")
+			}
+			if code, _ := get(t, addr, "a.test", "/"); code != 200 {
+				t.Fatalf("a request after the reload: %d", code)
+			}
+			if el := time.Since(start); el > 3*time.Second {
+				t.Errorf("served %v after the reload, want at once (queueTimeout %v)", el, be.QueueTimeout)
+			}
+		})
 	}
 }

@@ -454,11 +454,18 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 			delete(st.servers, key)
 			p.retireServer(ss)
 		}
-		if _, ok := gen.backends[name]; !ok {
+		b, ok := gen.backends[name]
+		if !ok {
 			delete(p.backends, name)
 			p.m.dropBackend(name)
-			st.wakeAll()
+			b = nil
 		}
+		st.mu.Lock()
+		st.cur = b
+		st.mu.Unlock()
+		// Queued requests pick again, from this generation: a server or
+		// a maxConn it added takes them now, not at their queueTimeout.
+		st.wakeAll()
 	}
 	p.cfg = *cfg
 	p.applied = true

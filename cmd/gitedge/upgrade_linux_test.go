@@ -285,9 +285,7 @@ func startUpgradeLoad(bind, want string, clients, maxPerClient int, stop <-chan 
 // request fails, /status shows each new version, systemd hears each new
 // process as the main one (MAINPID) and ready.
 func TestRunUpgradeUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds two binaries")
-	}
+	needsBuild(t, "build two binaries")
 	v1, v2 := versionedBinary(t, "1.0.0-upgrade"), versionedBinary(t, "2.0.0-upgrade")
 	exe := filepath.Join(t.TempDir(), "gitedge")
 	install(t, v1, exe)
@@ -350,9 +348,7 @@ func TestRunUpgradeUnderLoad(t *testing.T) {
 // that cannot start, exits at once, or cannot serve leaves the old
 // process serving, which logs why; a good upgrade afterwards works.
 func TestRunUpgradeRefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	needsBuild(t, "build a binary")
 	v1, v2 := versionedBinary(t, "1.0.0-upgrade"), versionedBinary(t, "2.0.0-upgrade")
 	dir := t.TempDir()
 	exe := filepath.Join(dir, "gitedge")
@@ -514,9 +510,7 @@ func TestRunSDNotifyNothingToServe(t *testing.T) {
 // TestProxyUpgrade: `gitedge proxy` upgrades in place on SIGUSR2 as
 // `gitedge run` does.
 func TestProxyUpgrade(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds two binaries")
-	}
+	needsBuild(t, "build two binaries")
 	v1, v2 := versionedBinary(t, "1.0.0-upgrade"), versionedBinary(t, "2.0.0-upgrade")
 	exe := filepath.Join(t.TempDir(), "gitedge")
 	install(t, v1, exe)
@@ -576,9 +570,7 @@ func startSocketProbe(addr string, stop <-chan struct{}) *socketProbe {
 // never closes them as "not in the running config" and neither refuses a
 // connection across the upgrade.
 func TestRunUpgradeKeepsListenSockets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	needsBuild(t, "build a binary")
 	exe := filepath.Join(t.TempDir(), "gitedge")
 	install(t, hookedBinary(t), exe)
 	f := newFleetNode(t)
@@ -717,9 +709,7 @@ func sdPending(t *testing.T, c *net.UnixConn) []sdMessage {
 // stop the unit); the old process keeps its sockets and, unless it is
 // stopping itself, serves on.
 func TestProxyUpgradeAbortStopsNewProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	needsBuild(t, "build a binary")
 	exe := filepath.Join(t.TempDir(), "gitedge")
 	install(t, hookedBinary(t), exe)
 	const timeout = 3 * time.Second
@@ -837,5 +827,14 @@ func TestProxyUpgradeAbortStopsNewProcess(t *testing.T) {
 				t.Error("the old process's admin server does not answer /status after the abort")
 			}
 		})
+	}
+}
+
+// needsBuild skips t under -short, which builds no binary, but fails it
+// under make test (GITEDGE_TEST_ALL), where every test must run.
+func needsBuild(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		testkit.Missing(t, "-short: the test would %s", what)
 	}
 }

@@ -232,7 +232,14 @@ func (w *sideWriter) onWritable(fd uintptr) bool {
 // some bytes or none.
 func (s *side) waiting(moved bool) {
 	if moved && s.dl.wd != 0 && s.timeout > 0 {
-		s.dl.write(s.c, time.Now().UnixNano(), s.timeout)
+		s.movedAt(time.Now().UnixNano())
+	}
+}
+
+// movedAt is waiting's deadline move, for a caller that read the clock.
+func (s *side) movedAt(now int64) {
+	if s.dl.wd != 0 && s.timeout > 0 {
+		s.dl.write(s.c, now, s.timeout)
 	}
 }
 
@@ -562,17 +569,13 @@ func (m *mover) waitOut(moved bool) {
 			m.tun.out.Store(true)
 		}
 	}
-	if m.tun == nil {
+	if m.tun == nil || !moved {
 		m.dst.waiting(moved)
 		return
 	}
-	if moved {
-		now := time.Now().UnixNano()
-		m.tun.t.touch(now)
-		if m.dst.dl.wd != 0 && m.dst.timeout > 0 {
-			m.dst.dl.write(m.dst.c, now, m.dst.timeout)
-		}
-	}
+	now := time.Now().UnixNano() // one clock read for both
+	m.tun.t.touch(now)
+	m.dst.movedAt(now)
 }
 
 // gone is the side whose peer reset the connection, by the error move

@@ -248,7 +248,7 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 			p.m.lastReloadOK.Set(0)
 			return &BindError{Listener: lg.cfg.Name, Bind: lg.cfg.Bind, Err: err, Serving: p.applied}
 		}
-		opened[key] = &listenSock{p: p, bind: lg.cfg.Bind, ln: ln, conns: map[*clientConn]struct{}{}, room: make(chan struct{}, 1)}
+		opened[key] = p.newListenSock(lg.cfg.Bind, ln)
 	}
 	p.commit(&cfg, gen, fresh, opened)
 	return nil
@@ -277,12 +277,7 @@ func (p *Proxy) stopOverlapping(gen *generation, key sockKey) []sockKey {
 // socket's connections drain as a removed listener's would. Under p.mu.
 func (p *Proxy) reopen(k sockKey) {
 	old := p.socks[k]
-	drain, name := time.Duration(0), ""
-	for _, l := range p.cfg.Listeners {
-		if keyOf(&l) == k {
-			drain, name = l.DrainTimeout, l.Name
-		}
-	}
+	drain, name := listenerOf(p.cfg.Listeners, k)
 	ln, err := listenTCP(k.bind)
 	if err != nil {
 		// Kept, stopped: the node reports unhealthy (failover moves the VIP).
@@ -295,12 +290,28 @@ func (p *Proxy) reopen(k sockKey) {
 		defer p.drains.Done()
 		old.drain(drain)
 	}()
-	s := &listenSock{p: p, bind: old.bind, ln: ln, conns: map[*clientConn]struct{}{}, room: make(chan struct{}, 1)}
+	s := p.newListenSock(old.bind, ln)
 	s.cur.Store(old.last.Load())
 	p.socks[k] = s
 	if p.running {
 		s.start()
 	}
+}
+
+// newListenSock wraps a listening socket for bind, not yet accepting.
+func (p *Proxy) newListenSock(bind Bind, ln *net.TCPListener) *listenSock {
+	return &listenSock{p: p, bind: bind, ln: ln, conns: map[*clientConn]struct{}{}, room: make(chan struct{}, 1)}
+}
+
+// listenerOf returns the drain timeout and name of the listener of ls that
+// socket k serves.
+func listenerOf(ls []Listener, k sockKey) (drain time.Duration, name string) {
+	for _, l := range ls {
+		if keyOf(&l) == k {
+			drain, name = l.DrainTimeout, l.Name
+		}
+	}
+	return drain, name
 }
 
 // fresh holds the states build created that commit must attach.
@@ -428,13 +439,7 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 			continue
 		}
 		delete(p.socks, key)
-		drain := time.Duration(0)
-		name := ""
-		for _, l := range old.Listeners {
-			if keyOf(&l) == key {
-				drain, name = l.DrainTimeout, l.Name
-			}
-		}
+		drain, name := listenerOf(old.Listeners, key)
 		p.log.Info("listener removed: draining", "listener", name, "bind", s.bind.String(), "drain_timeout", drain)
 		s.stopAccepting() // now, so the socket refuses new connections when Apply returns
 		p.drains.Add(1)

@@ -65,18 +65,11 @@ func TestMoverGone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src, srcP := tcpPair(t)
 			dstP, dst := tcpPair(t)
-			var a, b side
-			if err := a.init(srcP, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.init(dstP, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			m := mover{src: &a, dst: &b}
+			m := mover{src: sideOf(t, srcP, time.Minute), dst: sideOf(t, dstP, time.Minute)}
 			m.bind()
 			tc.act(t, src, srcP, dst, dstP)
 			_, err := m.move(-1)
-			got := map[*side]string{&a: "src", &b: "dst"}[m.gone(err)]
+			got := map[*side]string{m.src: "src", m.dst: "dst"}[m.gone(err)]
 			if got != tc.want || (tc.want == "") != (err == nil) {
 				t.Fatalf("move: %v; gone side %q, want %q", err, got, tc.want)
 			}

@@ -131,32 +131,21 @@ func TestHealthCheckHaltedInFlight(t *testing.T) {
 	const slow = 2 * time.Second // how long the server takes to fail a check
 	for _, tc := range []string{"server removed", "check changed", "proxy stopped"} {
 		t.Run(tc, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
 			asked := make(chan struct{}, 10)
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
-							return
-						}
-						asked <- struct{}{}
-						time.Sleep(slow)
-						io.WriteString(c, "HTTP/1.1 500 Sick\r\nContent-Length: 0\r\n\r\n")
-					}()
+			sick := rawServer(t, func(c net.Conn) {
+				defer c.Close()
+				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+					return
 				}
-			}()
+				asked <- struct{}{}
+				// slow, or until the test's end closes c
+				c.SetReadDeadline(time.Now().Add(slow))
+				c.Read(make([]byte, 1))
+				io.WriteString(c, "HTTP/1.1 500 Sick\r\nContent-Length: 0\r\n\r\n")
+			})
 			other := startHTTPBackend(t, "s2", false)
 			hc := HealthCheck{Type: CheckHTTP, Path: "/health", Interval: time.Hour, Timeout: 2 * slow, Rise: 1, Fall: 1}
-			be := backendOf("be", srv("s1", ln.Addr().(*net.TCPAddr).AddrPort()), srv("s2", other.addr))
+			be := backendOf("be", srv("s1", sick), srv("s2", other.addr))
 			be.HealthCheck = hc
 			cfg := Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}}
 			events := make(chan healthEvent, 10)

@@ -34,6 +34,9 @@ type proxyRig struct {
 	// stop cancels Run's context: the proxy drains and stops, as on
 	// SIGTERM. The test's cleanup checks that Run returns.
 	stop context.CancelFunc
+	// ran is closed when Run has returned, with runErr.
+	ran    chan struct{}
+	runErr error
 }
 
 // startProxy applies cfg and runs a proxy until the test ends.
@@ -49,8 +52,11 @@ func startProxy(t testing.TB, cfg Config, opts ...func(*Options)) *proxyRig {
 		t.Fatalf("Apply: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	r := &proxyRig{Proxy: p, reg: reg, stop: cancel, ran: make(chan struct{})}
+	go func() {
+		r.runErr = p.Run(ctx)
+		close(r.ran)
+	}()
 	select {
 	case <-p.Ready():
 	case <-time.After(waitFor):
@@ -59,15 +65,15 @@ func startProxy(t testing.TB, cfg Config, opts ...func(*Options)) *proxyRig {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+		case <-r.ran:
+			if r.runErr != nil {
+				t.Errorf("Run: %v", r.runErr)
 			}
 		case <-time.After(2 * waitFor):
 			t.Error("Run did not return")
 		}
 	})
-	return &proxyRig{Proxy: p, reg: reg, stop: cancel}
+	return r
 }
 
 // dialMany opens n connections to addr that send nothing, closed when the

@@ -30,6 +30,16 @@ func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	return a.(*net.TCPConn), b.(*net.TCPConn)
 }
 
+// sideOf is c as an initialised side with this timeout.
+func sideOf(t testing.TB, c sockConn, timeout time.Duration) *side {
+	t.Helper()
+	s := new(side)
+	if err := s.init(c, timeout); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // answerOK answers "ok" to each request of size bytes.
 func answerOK(c *net.TCPConn, size int) {
 	buf := make([]byte, size)
@@ -148,15 +158,8 @@ func TestMoveParkAsked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a, _ := tcpPair(t)
 			b, _ := tcpPair(t)
-			var src, dst side
-			if err := src.init(a, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			if err := dst.init(b, time.Minute); err != nil {
-				t.Fatal(err)
-			}
 			f := &parkFields{parkIdx: -1}
-			m := &mover{src: &src, dst: &dst, park: f, lingering: &lingerCount{kick: make(chan struct{}, 1)}}
+			m := &mover{src: sideOf(t, a, time.Minute), dst: sideOf(t, b, time.Minute), park: f, lingering: &lingerCount{kick: make(chan struct{}, 1)}}
 			m.bind()
 			errc := make(chan error, 1)
 			go func() {
@@ -192,14 +195,7 @@ func TestMoveAfterSlowWrite(t *testing.T) {
 	src.SetReadBuffer(2 << 20) // the chunk is all of first
 	dst.SetWriteBuffer(16 << 10)
 	dstPeer.SetReadBuffer(64 << 10)
-	var a, b side
-	if err := a.init(src, 500*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.init(dst, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	m := mover{src: &a, dst: &b}
+	m := mover{src: sideOf(t, src, 500*time.Millisecond), dst: sideOf(t, dst, time.Minute)}
 	m.bind()
 	read, sent := make(chan struct{}), make(chan struct{})
 	go func() {

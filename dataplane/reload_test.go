@@ -457,20 +457,8 @@ func TestDrainBoundsServerWait(t *testing.T) {
 	l.DrainTimeout = 300 * time.Millisecond
 	be := backendOf("a", srv("a1", a.addr))
 	be.IdleTimeout = 20 * time.Second // the wait for the answer, without the cut
-	p := New(Options{Logger: testkit.Logger(t, slog.LevelInfo)})
-	if err := p.Apply(context.Background(), Config{Listeners: []Listener{l}, Backends: []Backend{be}}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	select {
-	case <-p.Ready():
-	case <-timeAfter():
-		t.Fatal("not ready")
-	}
-	addr, _ := p.Addr("http")
-	c := dialClient(t, addr.String())
+	p := startProxy(t, Config{Listeners: []Listener{l}, Backends: []Backend{be}})
+	c := dialClient(t, p.addr(t, "http"))
 	io.WriteString(c.c, "GET /hold?id=slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
 	select {
 	case <-a.started:
@@ -478,11 +466,11 @@ func TestDrainBoundsServerWait(t *testing.T) {
 		t.Fatal("the request did not reach the server")
 	}
 	start := time.Now()
-	cancel()
+	p.stop()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	case <-p.ran:
+		if p.runErr != nil {
+			t.Fatal(p.runErr)
 		}
 	case <-time.After(waitFor):
 		t.Fatalf("Run still draining %v after the stop (drain timeout %v)", waitFor, l.DrainTimeout)

@@ -272,14 +272,7 @@ func TestTunnelParkFD(t *testing.T) {
 	t.Cleanup(p.park.close)
 	a, aPeer := tcpPair(t)
 	b, _ := tcpPair(t)
-	var sa, sb side
-	if err := sa.init(a, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.init(b, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	tun := newTunnel(p, &sa, &sb, time.Minute, true)
+	tun := newTunnel(p, sideOf(t, a, time.Minute), sideOf(t, b, time.Minute), time.Minute, true)
 	tun.touch(time.Now().UnixNano())
 	for _, d := range []*tunDir{&tun.ab, &tun.ba} {
 		if d.parkFD >= 0 {
@@ -299,7 +292,7 @@ func TestTunnelParkFD(t *testing.T) {
 		t.Fatalf("move: %d, %v", n, err)
 	}
 	var fd int32 = -1
-	sa.rc.Control(func(f uintptr) { fd = int32(f) })
+	tun.a.rc.Control(func(f uintptr) { fd = int32(f) })
 	if tun.ab.parkFD != fd {
 		t.Fatalf("after a read, parkFD %d, want the source's %d", tun.ab.parkFD, fd)
 	}

@@ -76,7 +76,7 @@ func TestServerName(t *testing.T) {
 		{"go fragmented in 40-byte records", refragment(t, goHello(t, "blog.domain.tld", 0), 40), "blog.domain.tld"},
 		{"go fragmented header split", refragment(t, goHello(t, "x.apps.domain.tld", 0), 2, 1, 500), "x.apps.domain.tld"},
 		{"go fragmented in MaxRecords records", refragment(t, goHello(t, "a.test", 0), (len(goHello(t, "a.test", 0))+MaxRecords-1)/MaxRecords), "a.test"},
-		{"trailing dot", trailingDot(t), "abcdef"},
+		{"trailing dot", namedHello(t, "abcdefg", 6, '.'), "abcdef"},
 		{"openssl sni", read("openssl-sni.bin"), "blog.domain.tld"},
 		{"openssl no sni", read("openssl-nosni.bin"), ""},
 		{"openssl tls1.2", read("openssl-tls12-sni.bin"), "www.b.test"},
@@ -131,8 +131,8 @@ func TestServerNameErrors(t *testing.T) {
 			b[8]--
 			return b
 		}), ErrMalformed},
-		{"bad name chars", badName(t), ErrBadName},
-		{"only a dot", onlyDot(t), ErrBadName},
+		{"bad name chars", namedHello(t, "abcdef", 2, ' '), ErrBadName},
+		{"only a dot", namedHello(t, "a", 0, '.'), ErrBadName},
 		{"1-byte records", refragment(t, hello, 1), ErrFragmented},
 	}
 	scratch := make([]byte, MaxHello+4)
@@ -145,31 +145,18 @@ func TestServerNameErrors(t *testing.T) {
 	}
 }
 
-// trailingDot builds a ClientHello whose server_name is "abcdef." (Go's
-// client drops the dot; openssl s_client -servername sends it).
-func trailingDot(t *testing.T) []byte {
+// namedHello is goHello(t, name) with the byte at index i of its
+// server_name set to c: a name crypto/tls would not send. The name is
+// found with its length before it, not by its bytes alone, which a short
+// name may share with the random fields.
+func namedHello(t *testing.T, name string, i int, c byte) []byte {
 	t.Helper()
-	h := goHello(t, "abcdefg", 0)
-	i := bytes.Index(h, []byte("abcdefg"))
-	h[i+6] = '.'
-	return h
-}
-
-// onlyDot builds a ClientHello whose server_name is ".".
-func onlyDot(t *testing.T) []byte {
-	t.Helper()
-	h := goHello(t, "a", 0)
-	i := bytes.Index(h, []byte{0, 1, 'a'}) // the name's length, then the name
-	h[i+2] = '.'
-	return h
-}
-
-// badName builds a ClientHello whose server_name holds a space.
-func badName(t *testing.T) []byte {
-	t.Helper()
-	h := goHello(t, "abcdef", 0)
-	i := bytes.Index(h, []byte("abcdef"))
-	h[i+2] = ' '
+	h := goHello(t, name, 0)
+	at := bytes.Index(h, append([]byte{0, byte(len(name))}, name...))
+	if at < 0 {
+		t.Fatalf("no server_name %q in the ClientHello", name)
+	}
+	h[at+2+i] = c
 	return h
 }
 

@@ -13,7 +13,18 @@ var (
 	errNoServer     = errors.New("no server is up")
 	errQueueTimeout = errors.New("every server is at maxConn and the queue timed out")
 	errQueueFull    = errors.New("every server is at maxConn and maxQueue requests already wait")
+	// errLeftQueue is a queued request whose connection a drain cut
+	// (drainTimeout passed): it leaves the queue then, not at queueTimeout.
+	errLeftQueue = errors.New("the connection was closed by the drain while it waited in the queue")
 )
+
+// queuer is the connection a queued request belongs to, which a drain
+// may call away from the queue (clientConn).
+type queuer interface {
+	// waitOn records ch as the request's wake-up while it is queued (nil
+	// once it is not); false: the connection was cut, the request leaves.
+	waitOn(ch chan struct{}) bool
+}
 
 // backendState is what outlives config generations for a backend name:
 // its servers' health and counters, and the queue of requests waiting for
@@ -165,8 +176,10 @@ func (b *backend) anyUp() bool {
 // acquire takes a slot on a server, waiting in the backend's queue up to
 // QueueTimeout when every server is at maxConn (refused at once when
 // MaxQueue already wait). exclude is a server that just failed to
-// connect; it is used only if nothing else is up.
-func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
+// connect; it is used only if nothing else is up. q, when not nil, is
+// the connection the request belongs to: a drain that cuts it ends the
+// wait (errLeftQueue).
+func (b *backend) acquire(hash uint32, exclude *serverState, q queuer) (*server, error) {
 	st := b.st
 	st.mu.Lock()
 	if len(st.waiters) == 0 {
@@ -188,9 +201,16 @@ func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
 	// Queue: the slow path, allowed to allocate.
 	deadline := time.Now().Add(b.cfg.QueueTimeout)
 	ch := make(chan struct{}, 1)
+	if q != nil && !q.waitOn(ch) {
+		st.mu.Unlock()
+		return nil, errLeftQueue
+	}
 	st.waiters = append(st.waiters, ch)
 	st.m.queued.Inc()
 	st.mu.Unlock()
+	if q != nil {
+		defer q.waitOn(nil)
+	}
 	timer := time.NewTimer(b.cfg.QueueTimeout)
 	defer timer.Stop()
 	for {
@@ -199,6 +219,15 @@ func (b *backend) acquire(hash uint32, exclude *serverState) (*server, error) {
 		case <-timer.C:
 		}
 		st.mu.Lock()
+		if q != nil && !q.waitOn(ch) {
+			// Cut by a drain. A release may have chosen this waiter for
+			// its slot: the next one gets the chance instead.
+			st.removeWaiter(ch)
+			st.wakeFirst()
+			st.mu.Unlock()
+			st.m.queued.Dec()
+			return nil, errLeftQueue
+		}
 		if st.cur != nil {
 			b = st.cur // a reload may have added capacity, or removed servers
 		}
@@ -256,19 +285,23 @@ func (s *server) release() {
 	st := s.st.b
 	st.mu.Lock()
 	s.st.active--
+	st.wakeFirst()
+	st.mu.Unlock()
+	s.st.m.active.Dec()
+}
+
+// wakeFirst takes the first waiter whose wake-up is not already pending
+// out of the queue and wakes it. Called under st.mu.
+func (st *backendState) wakeFirst() {
 	for len(st.waiters) > 0 {
 		w := st.waiters[0]
 		st.waiters = st.waiters[1:]
 		select {
 		case w <- struct{}{}:
-			st.mu.Unlock()
-			s.st.m.active.Dec()
 			return
 		default:
 		}
 	}
-	st.mu.Unlock()
-	s.st.m.active.Dec()
 }
 
 // wakeAll wakes every waiter (a server came up or left: they re-pick).

@@ -60,6 +60,9 @@ type clientConn struct {
 	upMu  sync.Mutex
 	upNow *upConn
 	cut   bool
+	// queued is the wake-up of a request waiting in a backend's queue
+	// (under upMu): forceClose wakes it, and the request leaves.
+	queued chan struct{}
 }
 
 // newClientConn wraps an accepted connection; nil if it was refused.
@@ -396,7 +399,23 @@ func (c *clientConn) forceClose() {
 	if u := c.upNow; u != nil {
 		u.shutdown() // the exchange's wait on the server ends; its owner closes it
 	}
+	if c.queued != nil {
+		select {
+		case c.queued <- struct{}{}:
+		default: // already woken: it sees the cut when it runs
+		}
+	}
 	c.upMu.Unlock()
+}
+
+// waitOn records the wake-up of the connection's request while it waits
+// in a backend's queue (queuer); false once a drain cut the connection.
+func (c *clientConn) waitOn(ch chan struct{}) bool {
+	c.upMu.Lock()
+	ok := !c.cut
+	c.queued = ch
+	c.upMu.Unlock()
+	return ok
 }
 
 // holdUp records u as the server connection of the exchange in progress,

@@ -2,8 +2,10 @@ package dataplane
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -516,3 +518,26 @@ func tlsGreeting(c *tls.Conn) string {
 }
 
 func timeAfter() <-chan time.Time { return time.After(waitFor) }
+
+// clientHelloBytes returns the first flight of a TLS client (its
+// ClientHello record) for serverName.
+func clientHelloBytes(t testing.TB, serverName string) []byte {
+	var c helloCapture
+	_ = tls.Client(&c, &tls.Config{ServerName: serverName}).Handshake()
+	if c.b.Len() == 0 {
+		t.Fatal("no ClientHello captured")
+	}
+	return c.b.Bytes()
+}
+
+// helloCapture is a net.Conn that keeps the first write and fails.
+type helloCapture struct {
+	net.Conn
+	b bytes.Buffer
+}
+
+var errCaptured = errors.New("captured")
+
+func (c *helloCapture) Write(p []byte) (int, error) { c.b.Write(p); return 0, errCaptured }
+func (c *helloCapture) Read([]byte) (int, error)    { return 0, errCaptured }
+func (c *helloCapture) Close() error                { return nil }

@@ -71,7 +71,7 @@ func (h *httpConn) connect(b *backend) bool {
 		}
 		pc.c.Close()
 	}
-	s, u, err := h.sock.p.connectServer(b, h.peer, h.local, true, nil)
+	s, u, err := h.sock.p.connectServer(b, h.clientConn, h.peer, h.local, true, nil)
 	if err == errLoop {
 		h.sock.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
 		h.status = 508

@@ -5,8 +5,6 @@ package dataplane
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -409,26 +407,3 @@ func pacedConn(addr string, hello []byte) error {
 	}
 	return nil
 }
-
-// clientHelloBytes returns the first flight of a TLS client (its
-// ClientHello record) for serverName.
-func clientHelloBytes(t testing.TB, serverName string) []byte {
-	var c helloCapture
-	_ = tls.Client(&c, &tls.Config{ServerName: serverName}).Handshake()
-	if c.b.Len() == 0 {
-		t.Fatal("no ClientHello captured")
-	}
-	return c.b.Bytes()
-}
-
-// helloCapture is a net.Conn that keeps the first write and fails.
-type helloCapture struct {
-	net.Conn
-	b bytes.Buffer
-}
-
-var errCaptured = errors.New("captured")
-
-func (c *helloCapture) Write(p []byte) (int, error) { c.b.Write(p); return 0, errCaptured }
-func (c *helloCapture) Read([]byte) (int, error)    { return 0, errCaptured }
-func (c *helloCapture) Close() error                { return nil }

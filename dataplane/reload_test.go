@@ -483,6 +483,69 @@ func TestDrainBoundsServerWait(t *testing.T) {
 	}
 }
 
+// TestDrainEndsQueuedRequest: a request (or a ClientHello) waiting in a
+// backend's queue for a server slot when its listener's drain times out
+// leaves the queue then. It used to wait out the backend's queueTimeout
+// (its client long gone), holding a place against maxQueue and the stop
+// of the proxy (or of an upgrade's old process) that long.
+func TestDrainEndsQueuedRequest(t *testing.T) {
+	for _, mode := range []string{"http", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			// The server takes a connection and holds it until closed.
+			hold := rawServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+			listener := func(name string) Listener {
+				l := httpListener(name, "a")
+				if mode == "tls" {
+					l = tlsListener(name, "a")
+				}
+				l.DrainTimeout = 300 * time.Millisecond
+				return l
+			}
+			be := backendOf("a", srv("a1", hold))
+			be.Servers[0].MaxConn = 1
+			be.QueueTimeout = 20 * time.Second
+			keep := Config{Listeners: []Listener{listener("keep")}, Backends: []Backend{be}}
+			p := startProxy(t, Config{Listeners: []Listener{listener("keep"), listener("gone")}, Backends: []Backend{be}})
+			send := func(listener string) net.Conn {
+				c := dialMany(t, p.addr(t, listener), 1)[0]
+				if mode == "tls" {
+					c.Write(clientHelloBytes(t, "a.test"))
+				} else {
+					io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+				}
+				return c
+			}
+			gauge := func(name string, labels map[string]string, want float64) func() string {
+				return func() string {
+					if v := p.metric(t, name, labels); v != want {
+						return fmt.Sprintf("%s %v, want %v", name, v, want)
+					}
+					return ""
+				}
+			}
+			send("keep") // takes the slot, and keeps it
+			testkit.Poll(t, waitFor, gauge(MetricServerActive, map[string]string{"backend": "a", "server": "a1"}, 1))
+			queued := send("gone")
+			testkit.Poll(t, waitFor, gauge(MetricBackendQueued, map[string]string{"backend": "a"}, 1))
+			start := time.Now()
+			if err := p.Apply(context.Background(), keep); err != nil {
+				t.Fatal(err)
+			}
+			testkit.Poll(t, waitFor, gauge(MetricBackendQueued, map[string]string{"backend": "a"}, 0))
+			if el := time.Since(start); el > 3*time.Second {
+				t.Errorf("the queued request left the queue %v after its listener went, want about the drain timeout (300ms; queueTimeout %v)", el, be.QueueTimeout)
+			}
+			queued.SetReadDeadline(time.Now().Add(waitFor))
+			if n, err := queued.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("the queued connection: %d bytes, %v; want it closed", n, err)
+			}
+			if v := p.metric(t, MetricServerActive, map[string]string{"backend": "a", "server": "a1"}); v != 1 {
+				t.Errorf("%v active on a1 after the drain, want the kept connection's 1", v)
+			}
+		})
+	}
+}
+
 // TestBindMovesOnItsPort: a listener whose bind changes address but keeps
 // its port (":8080" to "127.0.0.1:8080" and on) is applied by a reload:
 // the socket the old bind had is stopped before the new one binds, where

@@ -24,8 +24,9 @@ var errConnectFailed = errors.New("could not connect to any server")
 // ClientHello): the dial sends it as soon as the connection is made
 // (dialTCP), unless a PROXY header must go before it or the accepting
 // side of a loop must see the dial registered first. upConn.sent tells
-// how much of it went out.
-func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled bool, first []byte) (*server, *upConn, error) {
+// how much of it went out. q is the client connection, which a drain may
+// call away while it waits in the backend's queue.
+func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, pooled bool, first []byte) (*server, *upConn, error) {
 	var hash uint32
 	if b.cfg.Balance == BalanceSource {
 		hash = sourceHash(peer.Addr())
@@ -35,7 +36,10 @@ func (p *Proxy) connectServer(b *backend, peer, local netip.AddrPort, pooled boo
 	}
 	var exclude *serverState
 	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
-		s, err := b.acquire(hash, exclude)
+		s, err := b.acquire(hash, exclude, q)
+		if err == errLeftQueue {
+			return nil, nil, err // no fault of the backend's
+		}
 		if err != nil {
 			kind := errKindNoServer
 			switch err {

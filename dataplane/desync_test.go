@@ -167,6 +167,44 @@ func TestNoRetryOfNonIdempotent(t *testing.T) {
 	}
 }
 
+// TestOwnHTTPVersion: a proxy sends its own HTTP version (RFC 9110 §6.2):
+// an HTTP/1.2+ request reaches the server as HTTP/1.1, and a server's
+// HTTP/1.2+ status lines, interim ones too, reach the client as HTTP/1.1.
+// Both used to go on as they came.
+func TestOwnHTTPVersion(t *testing.T) {
+	protos := make(chan string, 2)
+	s, _ := scriptedServer(t, func(r scriptedReq, c net.Conn) bool {
+		protos <- r.req.Proto
+		io.WriteString(c, "HTTP/1.5 103 Early Hints\r\nLink: </x>\r\n\r\nHTTP/1.7 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	addr := scriptedProxy(t, s)
+	for _, version := range []string{"HTTP/1.7", "HTTP/1.1"} {
+		c := dialClient(t, addr)
+		io.WriteString(c.c, "GET / "+version+"\r\nHost: a.test\r\n\r\n")
+		c.c.SetReadDeadline(time.Now().Add(waitFor))
+		var got []string
+		for range 2 {
+			line, err := c.br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s request: %v after %q", version, err, got)
+			}
+			got = append(got, strings.TrimSpace(line))
+			for line != "\r\n" {
+				if line, err = c.br.ReadString('\n'); err != nil {
+					t.Fatalf("%s request: %v", version, err)
+				}
+			}
+		}
+		if got[0] != "HTTP/1.1 103 Early Hints" || got[1] != "HTTP/1.1 200 OK" {
+			t.Errorf("%s request: status lines %q, want HTTP/1.1's", version, got)
+		}
+		if p := <-protos; p != "HTTP/1.1" {
+			t.Errorf("%s request reached the server as %s, want HTTP/1.1", version, p)
+		}
+	}
+}
+
 // TestHTTP10Client: an HTTP/1.0 client gets no 1xx (RFC 9110 §15.2: it
 // would take the first for the answer), and no chunked coding, which it
 // does not know (RFC 9112 §6.1). A server that chunks its answer to the

@@ -357,9 +357,10 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		retried = true
 		if req.Minor > 0 {
 			interim := h.upIn.b[:n]
-			if h.resp.Flags&(httphead.HopByHop|httphead.HasHopMark) != 0 {
+			if h.resp.Flags&(httphead.HopByHop|httphead.HasHopMark|httphead.VersionOther) != 0 {
 				// Its hop-by-hop fields, and those Connection names,
-				// are the server's connection's (RFC 9110 §7.6.1).
+				// are the server's connection's (RFC 9110 §7.6.1); an
+				// HTTP/1.2+ status line goes as HTTP/1.1 (§6.2).
 				if h.out == nil {
 					h.out = getBuf()
 				}

@@ -46,6 +46,8 @@ func requestSeeds(f *testing.F) {
 		"GET http://a.test/x HTTP/1.1\r\nHost: other.test\r\n\r\n",
 		"GET HTTPS://A.test:8443?q HTTP/1.1\r\nX: 1\r\nhost: a.TEST:8443\r\n\r\n",
 		"GET http://a.test/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		// HTTP/1.2+ goes to the server as HTTP/1.1 (RFC 9110 §6.2).
+		"GET /v HTTP/1.7\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -82,7 +84,12 @@ func FuzzParseRequest(f *testing.F) {
 		rw := Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}
 		out := AppendRequest(nil, b[:n], &r, &rw)
 		checkHost(t, out, &r, "rewritten head")
-		if !bytes.Equal(requestLine(out), requestLine(b[:n])) {
+		// Only an HTTP/1.2+ version changes, to ours (RFC 9110 §6.2).
+		line := requestLine(b[:n])
+		if r.Flags&VersionOther != 0 {
+			line = append(bytes.Clone(line[:len(line)-8]), "HTTP/1.1"...)
+		}
+		if !bytes.Equal(requestLine(out), line) {
 			t.Fatalf("rewrite changed the request line:\n%q\n%q", b[:n], out)
 		}
 		var r2 Request
@@ -108,6 +115,7 @@ func FuzzParseResponse(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 2,2\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nok",
 		"HTTP/1.1 426 Upgrade Required\r\nUpgrade: HTTP/3.0\r\nConnection: close, upgrade\r\n\r\n",
+		"HTTP/1.5 200 OK\r\nContent-Length: 2\r\n\r\n",
 	} {
 		f.Add([]byte(s), true)
 	}
@@ -123,7 +131,7 @@ func FuzzParseResponse(f *testing.F) {
 		// Fields named by Connection go with it (RFC 9110 §7.6.1); an
 		// Upgrade stays only in a 101, which switches this connection.
 		dropUpgrade := r.Status != 101 && r.Flags&ConnUpgrade != 0
-		if r.ForwardAsIs(keepAlive, 1) && (r.Flags&(HopOther|CLList) != 0 || (dropUpgrade && r.Flags&HasUpgrade != 0)) {
+		if r.ForwardAsIs(keepAlive, 1) && (r.Flags&(HopOther|CLList|VersionOther) != 0 || (dropUpgrade && r.Flags&HasUpgrade != 0)) {
 			t.Fatalf("a head to rewrite would go as it came:\n%q", b[:n])
 		}
 		out := AppendResponse(nil, b[:n], &r, keepAlive, 1)
@@ -131,7 +139,7 @@ func FuzzParseResponse(f *testing.F) {
 		if err := ParseResponse(out, &r2); err != nil {
 			t.Fatalf("rewritten head does not parse: %v\n%q", err, out)
 		}
-		if r2.Status != r.Status || r2.ContentLength != r.ContentLength || r2.Chunked != r.Chunked || r2.Flags&(HopOther|CLList) != 0 {
+		if r2.Status != r.Status || r2.ContentLength != r.ContentLength || r2.Chunked != r.Chunked || r2.Flags&(HopOther|CLList|VersionOther) != 0 {
 			t.Fatalf("rewrite changed framing:\n%q\n%q", b[:n], out)
 		}
 		if r.Status >= 200 && r2.KeepAlive() != keepAlive {

@@ -69,6 +69,7 @@ const (
 	HasHopMark                      // a Gitedge-Hop field is present (loop detection)
 	CLList                          // Content-Length is a list or repeated: forwarded as one value
 	TECoded                         // Transfer-Encoding names a coding besides chunked
+	VersionOther                    // HTTP/1.2 to HTTP/1.9: forwarded as HTTP/1.1 (RFC 9110 §6.2)
 )
 
 // Request is a parsed request head. Slices alias the parsed buffer.
@@ -217,7 +218,8 @@ func ParseRequest(b []byte, r *Request) error {
 		return ErrRequestLine
 	}
 	r.Target = line[:sp]
-	minor, err := parseVersion(line[sp+1:], ErrVersion)
+	version := line[sp+1:]
+	minor, err := parseVersion(version, ErrVersion)
 	if err != nil {
 		return err
 	}
@@ -257,6 +259,9 @@ func ParseRequest(b []byte, r *Request) error {
 	}
 	r.HeadLen = len(b) - len(rest) + n
 	r.Flags, r.connTokens, r.Host = st.flags, st.ct, st.host
+	if version[7] > '1' {
+		r.Flags |= VersionOther
+	}
 	// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host field with a
 	// valid value, whatever the form of its target; an absolute-form
 	// target's authority then wins for routing (§3.2.2), even when the
@@ -336,6 +341,9 @@ func ParseResponse(b []byte, r *Response) error {
 	}
 	r.HeadLen = len(b) - len(rest) + n
 	r.Flags, r.connTokens = st.flags, st.ct
+	if line[7] > '1' {
+		r.Flags |= VersionOther
+	}
 	switch {
 	case st.flags&HasTE != 0:
 		if st.flags&HasCL != 0 {
@@ -383,7 +391,7 @@ func parseVersion(v []byte, bad *Error) (uint8, error) {
 		return 0, bad
 	}
 	if v[7] > '1' {
-		// HTTP/1.2+ would be answered as 1.1 (RFC 9110 §6.2); there is none.
+		// HTTP/1.2+ is handled as 1.1 and forwarded as such (VersionOther).
 		return 1, nil
 	}
 	return v[7] - '0', nil

@@ -50,6 +50,7 @@ func TestParseRequestValid(t *testing.T) {
 		{"empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", "", 1, -1, false, true, false, 0},
 		{"tab in value", "GET / HTTP/1.1\r\nHost: a\r\nX: a\tb\r\n\r\n", "a", 1, -1, false, true, false, 0},
 		{"obs-text in value", "GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n", "a", 1, -1, false, true, false, 0},
+		{"1.7 read as 1.1", "GET / HTTP/1.7\r\nHost: a\r\n\r\n", "a", 1, -1, false, true, false, VersionOther},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +107,8 @@ func TestParseRequestInvalid(t *testing.T) {
 		{"host bad port", "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400},
 		{"userinfo in absolute form", "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+		{"HTTP/3.1", "GET / HTTP/3.1\r\nHost: a\r\n\r\n", 505},
 		{"HTTP/0.9", "GET /\r\n\r\n", 400},
 		{"lower-case version", "GET / http/1.1\r\nHost: a\r\n\r\n", 400},
 		{"bad method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
@@ -276,6 +279,16 @@ func TestAppendRequest(t *testing.T) {
 		{"absolute-form same Host, forwarded", "GET http://a.test/ HTTP/1.1\r\nX: 1\r\nHost: a.test\r\n\r\n",
 			Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}, true,
 			"GET http://a.test/ HTTP/1.1\r\nX: 1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n\r\n"},
+		// RFC 9110 §6.2: a proxy sends its own version, HTTP/1.1 for
+		// HTTP/1.2+; HTTP/1.0 and 1.1 keep theirs.
+		{"1.7 sent as 1.1", "POST /x?y HTTP/1.7\r\nHost: a\r\nContent-Length: 2\r\nAccept: */*\r\n\r\n", Rewrite{}, true,
+			"POST /x?y HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nAccept: */*\r\n\r\n"},
+		{"1.9 absolute-form closing sent as 1.1", "GET http://a.test/ HTTP/1.9\r\nHost: b\r\nConnection: close\r\n\r\n", Rewrite{}, true,
+			"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+		{"plain 1.1 as is", "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", Rewrite{}, false, ""},
+		{"1.0 keep-alive as is", "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", Rewrite{}, false, ""},
+		{"1.0 forwarded keeps 1.0", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", Rewrite{ForwardedFor: netip.MustParseAddr("192.0.2.1"), Proto: "http"}, true,
+			"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,6 +343,14 @@ func TestAppendResponse(t *testing.T) {
 		{"Connection: upgrade without Upgrade", "HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 2\r\n\r\n", true, 1, true, ""},
 		{"switching, rewritten", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, x\r\nX: 1\r\nUpgrade: websocket\r\n\r\n", false, 1, false,
 			"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"},
+		// RFC 9110 §6.2: the client gets the proxy's version, HTTP/1.1 for
+		// HTTP/1.2+; an HTTP/1.0 status line keeps its version.
+		{"1.5 sent as 1.1", "HTTP/1.5 200 OK\r\nContent-Length: 2\r\nX: y\r\n\r\n", true, 1, false,
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: y\r\n\r\n"},
+		{"1.9 without reason, closing", "HTTP/1.9 404\r\nContent-Length: 0\r\n\r\n", false, 1, false,
+			"HTTP/1.1 404\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"1.0 keeps 1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", true, 1, false,
+			"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,6 +378,9 @@ func TestParseAllocs(t *testing.T) {
 	// The Host and Upgrade rewrites.
 	abs := []byte("GET http://www.b.test/ HTTP/1.1\r\nHost: other.test\r\nAccept: */*\r\n\r\n")
 	offer := []byte("HTTP/1.1 200 OK\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n")
+	// The version rewrites.
+	v17 := []byte("GET / HTTP/1.7\r\nHost: a\r\n\r\n")
+	v15 := []byte("HTTP/1.5 200 OK\r\nContent-Length: 2\r\n\r\n")
 	dst := make([]byte, 0, 512)
 	var r Request
 	var rs Response
@@ -381,6 +405,14 @@ func TestParseAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		dst = AppendResponse(dst[:0], offer, &rs, true, 1)
+		if err := ParseRequest(v17, &r); err != nil {
+			t.Fatal(err)
+		}
+		dst = AppendRequest(dst[:0], v17, &r, &rw)
+		if err := ParseResponse(v15, &rs); err != nil {
+			t.Fatal(err)
+		}
+		dst = AppendResponse(dst[:0], v15, &rs, true, 1)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per parse, want 0", allocs)

@@ -18,10 +18,10 @@ type Rewrite struct {
 // server that should keep the connection open: hop-by-hop fields other
 // than a plain keep-alive, a close, forwarding fields, a repeated
 // Content-Length, an upgrade the proxy does not pass on, a Host field that
-// is not the absolute-form target's authority, or an HTTP/1.0 request
-// that would otherwise make the server close.
+// is not the absolute-form target's authority, an HTTP/1.0 request
+// that would otherwise make the server close, or a version other than ours.
 func (r *Request) NeedsRewrite(rw *Rewrite) bool {
-	return r.Flags&(HopOther|ConnClose|CLList) != 0 || rw.ForwardedFor.IsValid() || r.newHost ||
+	return r.Flags&(HopOther|ConnClose|CLList|VersionOther) != 0 || rw.ForwardedFor.IsValid() || r.newHost ||
 		(r.Minor == 0 && r.Flags&ConnKeepAlive == 0) ||
 		(r.Flags&ConnUpgrade != 0 && !r.Upgrade()) // an upgrade not passed on
 }
@@ -31,12 +31,19 @@ func (r *Request) NeedsRewrite(rw *Rewrite) bool {
 // upgrade, for an upgrade request), with the forwarding fields of rw. An
 // absolute-form target's authority replaces a Host field naming another
 // host, or is added as Host when there is none (RFC 9112 §3.2.2): the
-// server must see the host the request was routed by.
+// server must see the host the request was routed by. An HTTP/1.2+
+// request goes as HTTP/1.1: a proxy sends its own version (RFC 9110 §6.2).
 func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 	upgrade := r.Upgrade()
 	fwd := rw.ForwardedFor.IsValid()
 	line, rest, _ := nextLine(src[:r.HeadLen])
-	dst = append(dst, line...)
+	if r.Flags&VersionOther != 0 {
+		// The version is the line's last 8 bytes (parseVersion).
+		dst = append(dst, line[:len(line)-8]...)
+		dst = append(dst, "HTTP/1.1"...)
+	} else {
+		dst = append(dst, line...)
+	}
 	dst = append(dst, "\r\n"...)
 	if r.newHost {
 		// First, where a client puts it (RFC 9112 §3.2).
@@ -88,10 +95,11 @@ func AppendRequest(dst, src []byte, r *Request, rw *Rewrite) []byte {
 }
 
 // ForwardAsIs reports whether the response head can go to the client
-// unchanged: it names no hop-by-hop field but Connection, and what it
-// implies about the connection is what the proxy will do (keepAlive).
+// unchanged: it names no hop-by-hop field but Connection, its version is
+// ours (HTTP/1.0 or 1.1), and what it implies about the connection is what
+// the proxy will do (keepAlive).
 func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
-	if r.Flags&(HopOther|HasHopMark|CLList) != 0 {
+	if r.Flags&(HopOther|HasHopMark|CLList|VersionOther) != 0 {
 		return false
 	}
 	if r.Status == 101 {
@@ -117,9 +125,14 @@ func (r *Response) ForwardAsIs(keepAlive bool, clientMinor uint8) bool {
 // it, which is then the body's end (RFC 9112 §6.3 item 8). An Upgrade
 // field named by Connection goes with it (RFC 9110 §7.6.1) unless the
 // response is a 101: an offer such as Apache's "Upgrade: h2c" is for the
-// proxy's connection to the server, not the client's.
+// proxy's connection to the server, not the client's. An HTTP/1.2+ status
+// line goes as HTTP/1.1: a proxy sends its own version (RFC 9110 §6.2).
 func AppendResponse(dst, src []byte, r *Response, keepAlive bool, clientMinor uint8) []byte {
 	line, rest, _ := nextLine(src[:r.HeadLen])
+	if r.Flags&VersionOther != 0 {
+		dst = append(dst, "HTTP/1.1"...)
+		line = line[8:] // the version's 8 bytes (ParseResponse)
+	}
 	dst = append(dst, line...)
 	dst = append(dst, "\r\n"...)
 	switching := r.Status == 101

@@ -15,7 +15,8 @@ import (
 
 // What a SIGHUP (systemctl reload) may change while the node runs, and
 // what needs a restart. The source (remote, branch, path, poll, auth,
-// keyring), the webhook and the admin server are rebuilt and swapped in;
+// keyring), the webhook and the admin server are rebuilt and swapped in
+// (on the sockets they had, when their address stays: superviseParts);
 // the secrets section applies from the next pass, and every SIGHUP
 // re-applies the live commit so changed secret files are read at once;
 // the node's name, its state directory, the Proxmox connection and the
@@ -59,10 +60,18 @@ func (n *node) buildParts(nc *nodeconfig.Config) (liveParts, error) {
 // the node, as every part does; one started by a reload is logged and the
 // node runs on without it. listening is closed once the first parts have
 // their sockets (listenParts); the loop waits for it (node.run).
+//
+// The admin and webhook sockets of addresses a reload keeps pass from the
+// parts it stops to those it starts, open all along (upgrades.park): a
+// connection waits in the backlog meanwhile instead of being refused, and
+// the new process of an upgrade in place, reloaded before the old one has
+// let go of its sockets, does not try to bind them again, which would fail.
 func (n *node) superviseParts(ctx context.Context, listening chan<- struct{}) error {
 	parts := n.parts
+	up := n.opts.up
 	for gen := 0; ; gen++ {
 		lns, err := n.listenParts(ctx, parts.tasks, gen)
+		up.unpark() // a reload's: the sockets the next parts did not take are closed
 		if err != nil {
 			return err
 		}
@@ -83,6 +92,9 @@ func (n *node) superviseParts(ctx context.Context, listening chan<- struct{}) er
 			})
 		}
 		next, err := n.waitReload(ctx, parts, failed, gen)
+		if next != nil {
+			up.park()
+		}
 		cancel()
 		wg.Wait()
 		if next == nil {

@@ -129,6 +129,22 @@ func (n *sdNotifier) ReadyAsMain(status string) error {
 	return nil
 }
 
+// MainPID says this process is the unit's main one (MAINPID=), without a
+// word on readiness: what the old process of an upgrade in place sends when
+// it gives the upgrade up while the new one may have claimed the unit
+// (ReadyAsMain) already, before that one exits, so that the manager does
+// not take its exit for the service's.
+func (n *sdNotifier) MainPID() error {
+	if n == nil {
+		return nil
+	}
+	if err := n.Notify("MAINPID=" + strconv.Itoa(n.pid)); err != nil {
+		return err
+	}
+	n.main.Store(true)
+	return nil
+}
+
 // ExtendTimeout asks for d more before the start (or stop) times out, as
 // for a first clone of a large repository.
 func (n *sdNotifier) ExtendTimeout(d time.Duration) error {

@@ -94,6 +94,7 @@ func TestSDNotifyMessages(t *testing.T) {
 				{"stopping", func() error { return n.Stopping("draining") }, []string{"STOPPING=1", "STATUS=draining"}},
 				{"status on one line", func() error { return n.Status("fetch failed:\nhost unreachable") }, []string{"STATUS=fetch failed: host unreachable"}},
 				{"main pid", func() error { return n.ReadyAsMain("upgraded") }, []string{"MAINPID=4242", "READY=1", "STATUS=upgraded"}},
+				{"main pid back", n.MainPID, []string{"MAINPID=4242"}},
 				{"extend timeout", func() error { return n.ExtendTimeout(90 * time.Second) }, []string{"EXTEND_TIMEOUT_USEC=90000000"}},
 				{"raw", func() error { return n.Notify("WATCHDOG=1") }, []string{"WATCHDOG=1"}},
 			} {
@@ -135,7 +136,7 @@ func TestSDNotifyUnsetIsNoop(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"Ready": n.Ready("x"), "Reloading": n.Reloading("x"), "Stopping": n.Stopping("x"),
-		"Status": n.Status("x"), "ReadyAsMain": n.ReadyAsMain("x"), "ExtendTimeout": n.ExtendTimeout(time.Second),
+		"Status": n.Status("x"), "ReadyAsMain": n.ReadyAsMain("x"), "MainPID": n.MainPID(), "ExtendTimeout": n.ExtendTimeout(time.Second),
 		"Notify": n.Notify("READY=1"),
 	} {
 		if err != nil {

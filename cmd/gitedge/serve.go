@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +26,9 @@ import (
 //     new process not ready yet (an aborted upgrade stops it).
 //   - WATCHDOG=1 while the node is healthy, if the unit sets WatchdogSec=.
 //   - A process started by an upgrade sends MAINPID= with its READY=1, then
-//     tells the old process, which releases VRRP and drains.
+//     tells the old process, which releases VRRP and drains; under
+//     protocol 2 (upgrade.go) only once the old process, told it is
+//     ready, committed to the hand-over ("go"), and never if it did not.
 func serveNode(ctx context.Context, n *node, u *upgrades) error {
 	nctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -36,11 +37,33 @@ func serveNode(ctx context.Context, n *node, u *upgrades) error {
 	go n.sd.Watchdog(nctx, n.watchdogHealthy, n.log)
 
 	first := make(chan firstPass, 1)
-	go func() { first <- n.waitFirstPass(nctx) }()
+	go func() {
+		fp := n.waitFirstPass(nctx)
+		holdSuccessorReady(nctx, u) // a test hook
+		first <- fp
+	}()
 	stopping := ctx.Done()
 	var usr2 <-chan os.Signal // read once ready: a SIGUSR2 before waits
 	var statusTick <-chan time.Time
+	var tick *time.Ticker
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
+	// told is the old process's answer to "ready 2" (protocol 2): "go",
+	// or why none came.
+	var told <-chan string
 	lastStatus := ""
+	ready := func() {
+		n.sdReady.Store(true)
+		n.log.Info("ready", "status", lastStatus)
+		if u != nil {
+			usr2 = u.usr2
+		}
+		tick = time.NewTicker(time.Second)
+		statusTick = tick.C
+	}
 	for {
 		select {
 		case err := <-errc:
@@ -58,6 +81,13 @@ func serveNode(ctx context.Context, n *node, u *upgrades) error {
 				n.log.Info("stopping before taking over: the old process serves on, unless it stops too")
 				continue
 			}
+			if u.takingOver() {
+				// Ready, the hand-over not done: the old process, which may
+				// have given it up and claimed the unit back, stops this
+				// one; STOPPING=1 would stop the unit.
+				n.log.Info("stopping before the old process handed over: it serves on, unless it stops too")
+				continue
+			}
 			_ = n.sd.Stopping("stopping: draining connections")
 		case fp := <-first:
 			if fp.canceled || u.child() && ctx.Err() != nil {
@@ -71,20 +101,43 @@ func serveNode(ctx context.Context, n *node, u *upgrades) error {
 				return err
 			}
 			lastStatus = n.sdStatus()
-			if u.child() {
+			switch {
+			case u.child() && u.protocol() >= 2:
+				told = u.offer()
+				continue // claimed on "go"
+			case u.child():
 				_ = n.sd.ReadyAsMain(lastStatus)
 				u.ready(n)
-			} else {
+			default:
 				_ = n.sd.Ready(lastStatus)
 			}
-			n.sdReady.Store(true)
-			n.log.Info("ready", "status", lastStatus)
-			if u != nil {
-				usr2 = u.usr2
+			ready()
+		case answer := <-told:
+			told = nil
+			if answer != "go" {
+				// Neither MAINPID nor READY=1: the old process is the
+				// unit's main one, and serves on.
+				n.log.Error("the old process aborted the upgrade; this process stops", "from", u.spec.PID, "why", answer)
+				u.abandon()
+				cancel() // drain what it accepted on the shared sockets
+				<-errc
+				return fmt.Errorf("the old process (%d) aborted the upgrade: %s", u.spec.PID, answer)
 			}
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			statusTick = t.C
+			if ctx.Err() != nil {
+				// Told to stop meanwhile: it claims nothing, and the old
+				// process, not told "main", keeps the unit.
+				continue
+			}
+			lastStatus = n.sdStatus()
+			_ = n.sd.ReadyAsMain(lastStatus)
+			holdSuccessorMain(nctx, u) // a test hook
+			if ctx.Err() != nil {
+				// Told to stop since: not "main", so that the old process
+				// gives the upgrade up and claims the unit back.
+				continue
+			}
+			u.main(n)
+			ready()
 		case <-statusTick:
 			if s := n.sdStatus(); s != lastStatus {
 				lastStatus = s
@@ -184,18 +237,71 @@ func short(c string) string {
 	return c
 }
 
-// ready is the new process's side once it serves: tell the old one, then
-// wait (in the background) until it has released VRRP or is gone, and run
-// the instances alone from then on.
+// ready is the new process's side once it serves, under protocol 1 (it
+// claimed the unit already): tell the old one, then wait (in the
+// background) until it has released VRRP or is gone, and run the
+// instances alone from then on.
 func (u *upgrades) ready(n *node) {
 	u.closeInherited()
-	ctl := u.ctl
-	u.ctl = nil
-	if _, err := ctl.WriteString("ready\n"); err != nil {
+	if _, err := u.ctl.WriteString("ready\n"); err != nil {
 		n.log.Warn("upgrade: the old process cannot be told this one is ready", "error", err)
 	}
+	u.takeOver(n)
+}
+
+// offer is the new process's side once it serves, under protocol 2: tell
+// the old one, and hear (bounded by upgradeTimeout) whether it commits to
+// the hand-over. The answer is "go", or why none came.
+func (u *upgrades) offer() <-chan string {
+	u.closeInherited()
+	answer := make(chan string, 1)
+	if _, err := u.ctl.WriteString("ready 2\n"); err != nil {
+		answer <- "the control socket: " + err.Error()
+		return answer
+	}
+	ctl, r := u.ctl, u.ctlr
 	go func() {
-		line, err := bufio.NewReader(ctl).ReadString('\n')
+		_ = ctl.SetReadDeadline(time.Now().Add(upgradeTimeout))
+		line, err := r.ReadString('\n')
+		_ = ctl.SetReadDeadline(time.Time{})
+		switch {
+		case err == nil && strings.TrimSpace(line) == "go":
+			answer <- "go"
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			answer <- fmt.Sprintf("no answer within %v", upgradeTimeout)
+		case err != nil && line == "":
+			answer <- "it closed the control socket (" + err.Error() + ")"
+		default:
+			answer <- fmt.Sprintf("it said %q", strings.TrimSpace(line))
+		}
+	}()
+	return answer
+}
+
+// main is the new process's side once the old one said "go" and this one
+// claimed the unit: tell it, and take over as under protocol 1.
+func (u *upgrades) main(n *node) {
+	if _, err := u.ctl.WriteString("main\n"); err != nil {
+		n.log.Warn("upgrade: the old process cannot be told this one is the main process", "error", err)
+	}
+	u.takeOver(n)
+}
+
+// abandon closes the control socket of an upgrade the old process aborted.
+func (u *upgrades) abandon() {
+	u.ctl.Close()
+	u.ctl = nil
+}
+
+// takeOver waits (in the background) until the old process has released
+// VRRP or is gone, and runs the instances alone from then on.
+func (u *upgrades) takeOver(n *node) {
+	ctl, r, proto := u.ctl, u.ctlr, u.protocol()
+	u.ctl = nil
+	u.handover.Store(true)
+	go func() {
+		defer u.handover.Store(false)
+		line, err := r.ReadString('\n')
 		ctl.Close()
 		how := "the old process released it"
 		if strings.TrimSpace(line) != "released" {
@@ -210,6 +316,10 @@ func (u *upgrades) ready(n *node) {
 		if n.takenOver != nil {
 			close(n.takenOver) // BGP's sessions open now
 		}
-		n.log.Info("upgrade complete: this process alone runs the node", "from", u.spec.PID, "vrrp", how)
+		n.log.Info("upgrade complete: this process alone runs the node", "from", u.spec.PID, "vrrp", how, "protocol", proto)
 	}()
 }
+
+// takingOver says whether this process, ready, waits for the old one to
+// hand over (takeOver).
+func (u *upgrades) takingOver() bool { return u != nil && u.handover.Load() }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,9 +39,26 @@ import (
 // (successorStopGrace).
 //
 // The two processes talk over a socketpair (the control socket, the first
-// inherited descriptor): the new one writes "ready" or "error <why>", the
-// old one answers "released"; the old one's exit closes it too. What the
-// new process inherits is described by $GITEDGE_UPGRADE (upgradeSpec).
+// inherited descriptor), one line at a time; the old one's exit closes it
+// too. What the new process inherits is described by $GITEDGE_UPGRADE
+// (upgradeSpec), with the protocol the old one speaks:
+//
+//   - Protocol 1 (no "protocol" in the spec): the new process claims the
+//     unit (MAINPID=, READY=1) and writes "ready", or "error <why>"; the old
+//     one answers "released".
+//   - Protocol 2: the new process writes "ready 2" and claims the unit only
+//     once the old one, still willing, answers "go"; it then writes "main",
+//     and the old one answers "released" as in 1. Why: an old process that
+//     gives up (its timeout, a stop) just as the new one is ready stops the
+//     new one; had that one claimed MAINPID already, systemd would see its
+//     main process exit and stop the unit, the old process with it. The new
+//     process that gets anything but "go" (the old one closed the socket)
+//     claims nothing and stops; the old one that hears no "main" after its
+//     "go" stops the new one and claims MAINPID back.
+//
+// Each side speaks the lower of the two versions, so that upgrades and
+// downgrades between binaries of either protocol work.
+//
 // This does what cloudflare/tableflip does, by hand: tableflip keeps a
 // duplicate of every listener it ever handed out until the next upgrade,
 // so a listener removed from the routes repository would stay bound and
@@ -56,6 +74,14 @@ const upgradeEnv = "GITEDGE_UPGRADE"
 // process applies the last good commit, which is on disk. A var: a test
 // build shortens it (testhooks_gitedgetest.go).
 var upgradeTimeout = time.Minute
+
+// upgradeProtocol is the highest control protocol this binary speaks (see
+// above).
+const upgradeProtocol = 2
+
+// upgradeCommitTimeout bounds how long the old process, once it answered
+// "go", waits for the new one's "main": it only has to tell systemd.
+const upgradeCommitTimeout = 10 * time.Second
 
 // successorStopGrace is how long an aborted upgrade lets the new process
 // stop on SIGTERM before it is killed (SIGKILL). It may accept on the
@@ -78,6 +104,9 @@ type upgradeSpec struct {
 	Serves bool            `json:"serves"`
 	VRRP   json.RawMessage `json:"vrrp,omitempty"`
 	PID    int             `json:"pid"`
+	// Protocol is the control protocol the old process speaks; unset (0)
+	// from a process of protocol 1.
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // Keys of the inherited sockets: the proxy's by dataplane's own key, the
@@ -97,18 +126,29 @@ type upgrades struct {
 	args []string
 	usr2 chan os.Signal
 
-	// From the previous process; nil ctl on a first start.
+	// From the previous process; nil ctl on a first start. ctlr reads ctl.
 	ctl      *os.File
+	ctlr     *bufio.Reader
 	spec     upgradeSpec
 	snapshot *failover.Snapshot
 
 	mu        sync.Mutex
 	inherited map[string]*os.File         // not taken yet
 	open      map[*trackedListener]string // admin and webhook sockets open now, by key
+	// While a reload replaces the parts (parking), an admin or webhook
+	// socket its part closes is parked instead, by key, for the next
+	// parts to take (reload.go): it is never closed and bound again, which
+	// would refuse connections meanwhile and fail while an old process of
+	// an upgrade still holds the socket.
+	parking bool
+	parked  map[string]*net.TCPListener
 
 	// successor is the control socket to the new process, once it is
 	// ready; kept referenced so that only this process's exit closes it.
 	successor *os.File
+	// handover is set in the new process from its ready line until the
+	// old one has handed over (released, or gone).
+	handover atomic.Bool
 }
 
 // notifyUSR2 asks for SIGUSR2 (upgrade) for a command that runs a node.
@@ -123,7 +163,7 @@ func notifyUSR2() chan os.Signal {
 // process was started by an upgrade; usr2 is notifyUSR2's.
 func newUpgrades(usr2 chan os.Signal, log *slog.Logger, sd *sdNotifier) (*upgrades, error) {
 	u := &upgrades{log: log, sd: sd, args: os.Args[1:], usr2: usr2,
-		inherited: map[string]*os.File{}, open: map[*trackedListener]string{}}
+		inherited: map[string]*os.File{}, open: map[*trackedListener]string{}, parked: map[string]*net.TCPListener{}}
 	exe, err := executablePath(os.Args[0])
 	if err != nil {
 		log.Warn("upgrades in place (SIGUSR2) will fail: the executable's path is unknown", "argv0", os.Args[0], "error", err)
@@ -137,7 +177,12 @@ func newUpgrades(usr2 chan os.Signal, log *slog.Logger, sd *sdNotifier) (*upgrad
 	if err := json.Unmarshal([]byte(raw), &u.spec); err != nil {
 		return u, fmt.Errorf("$%s: %w (set by the process this one replaces)", upgradeEnv, err)
 	}
+	// Non-blocking, so that a read of it has a deadline and Close ends it.
+	if err := unix.SetNonblock(u.spec.Control, true); err != nil {
+		log.Warn("the upgrade's control socket stays blocking", "error", err)
+	}
 	u.ctl = os.NewFile(uintptr(u.spec.Control), "gitedge-upgrade-control")
+	u.ctlr = bufio.NewReader(u.ctl)
 	for key, fd := range u.spec.Files {
 		unix.CloseOnExec(fd)
 		u.inherited[key] = os.NewFile(uintptr(fd), key)
@@ -153,7 +198,7 @@ func newUpgrades(usr2 chan os.Signal, log *slog.Logger, sd *sdNotifier) (*upgrad
 		}
 	}
 	log.Info("started by an upgrade in place: taking over", "from", u.spec.PID, "sockets", len(u.spec.Files),
-		"vrrp", u.snapshot != nil)
+		"vrrp", u.snapshot != nil, "protocol", u.protocol())
 	return u, nil
 }
 
@@ -170,6 +215,12 @@ func executablePath(argv0 string) (string, error) {
 
 // child reports whether this process was started by an upgrade.
 func (u *upgrades) child() bool { return u != nil && u.ctl != nil }
+
+// protocol is the control protocol this process speaks with the one it
+// replaces: the lower of the two versions.
+func (u *upgrades) protocol() int {
+	return max(1, min(u.spec.Protocol, newProtocol))
+}
 
 // fail tells the old process, if there is one, why this one will not take
 // over; it keeps serving.
@@ -218,45 +269,120 @@ func (u *upgrades) take(key string) (net.Listener, error) {
 }
 
 // listen opens a TCP listening socket on addr for the admin server or the
-// webhook, or takes the one inherited for it, and keeps it on the list an
-// upgrade hands on until it is closed. ctx is only a test hook's.
+// webhook, or takes the one parked for it by a reload or inherited for it,
+// and keeps it on the list an upgrade hands on until it is closed. ctx is
+// only a test hook's.
 func (u *upgrades) listen(ctx context.Context, addr string) (net.Listener, error) {
 	key := keyListen + addr
 	holdSuccessorListen(ctx, u)
-	ln, err := u.take(key)
-	if err != nil {
-		u.log.Warn("an inherited socket cannot be used; opening a new one", "socket", addr, "error", err)
+	var tl *net.TCPListener
+	if u != nil {
+		u.mu.Lock()
+		tl = u.parked[key]
+		delete(u.parked, key)
+		u.mu.Unlock()
 	}
-	if ln == nil {
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return nil, err
+	if tl != nil {
+		// Its last part is done with it (superviseParts waited for it):
+		// the deadline that ended its Accept goes.
+		if err := tl.SetDeadline(time.Time{}); err != nil {
+			tl.Close()
+			tl = nil
 		}
 	}
-	tl, ok := ln.(*net.TCPListener)
-	if !ok || u == nil {
-		return ln, nil
+	if tl == nil {
+		ln, err := u.take(key)
+		if err != nil {
+			u.log.Warn("an inherited socket cannot be used; opening a new one", "socket", addr, "error", err)
+		}
+		if ln == nil {
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				return nil, err
+			}
+		}
+		var ok bool
+		if tl, ok = ln.(*net.TCPListener); !ok || u == nil {
+			return ln, nil
+		}
 	}
-	t := &trackedListener{TCPListener: tl, u: u}
+	t := &trackedListener{TCPListener: tl, u: u, key: key}
 	u.mu.Lock()
 	u.open[t] = key
 	u.mu.Unlock()
 	return t, nil
 }
 
-// trackedListener leaves the upgrade's list when closed.
+// trackedListener leaves the upgrade's list when closed, or is parked
+// while a reload replaces the parts (park).
 type trackedListener struct {
 	*net.TCPListener
-	u    *upgrades
-	once sync.Once
+	u      *upgrades
+	key    string
+	once   sync.Once
+	parked atomic.Bool
 }
 
 func (t *trackedListener) Close() error {
+	first := false
 	t.once.Do(func() {
-		t.u.mu.Lock()
-		delete(t.u.open, t)
-		t.u.mu.Unlock()
+		first = true
+		u := t.u
+		u.mu.Lock()
+		delete(u.open, t)
+		if u.parking && u.parked[t.key] == nil {
+			u.parked[t.key] = t.TCPListener
+			t.parked.Store(true)
+		}
+		u.mu.Unlock()
 	})
-	return t.TCPListener.Close()
+	if !t.parked.Load() {
+		return t.TCPListener.Close()
+	}
+	if first {
+		// A deadline gone by ends the Accept under way, as Close would,
+		// and leaves the socket open: the socket is another part's now.
+		return t.TCPListener.SetDeadline(time.Unix(1, 0))
+	}
+	return nil
+}
+
+// Accept is the socket's, which once this listener is parked is closed
+// as far as its server knows.
+func (t *trackedListener) Accept() (net.Conn, error) {
+	c, err := t.TCPListener.Accept()
+	if err != nil && t.parked.Load() {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: t.Addr(), Err: net.ErrClosed}
+	}
+	return c, err
+}
+
+// park starts a reload's replacement of the parts: the admin and webhook
+// sockets their parts close from now on stay open, for the next parts'
+// listen. unpark ends it.
+func (u *upgrades) park() {
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	u.parking = true
+	u.mu.Unlock()
+}
+
+// unpark ends a reload's replacement of the parts, once the next parts
+// have their sockets: a socket parked and not taken again (its address
+// left the config) is closed.
+func (u *upgrades) unpark() {
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.parking = false
+	for key, tl := range u.parked {
+		u.log.Info("a socket the reloaded config no longer has: closed", "socket", key)
+		tl.Close()
+	}
+	u.parked = map[string]*net.TCPListener{}
 }
 
 // closeInherited closes what was inherited and not taken: sockets the
@@ -306,6 +432,9 @@ func (u *upgrades) handoverSockets(n *node) (map[string]int, error) {
 	for t, key := range u.open {
 		err = errors.Join(err, add(key, t.TCPListener))
 	}
+	for key, tl := range u.parked { // a reload under way takes them again
+		err = errors.Join(err, add(key, tl))
+	}
 	u.mu.Unlock()
 	if err != nil {
 		closeFDs(fds)
@@ -327,7 +456,7 @@ func (u *upgrades) upgrade(ctx context.Context, n *node) bool {
 	start := time.Now()
 	log := u.log.With("executable", u.exe)
 	log.Info("SIGUSR2: upgrading in place: starting the new binary")
-	pid, err := u.startSuccessor(ctx, n, log)
+	pid, proto, err := u.startSuccessor(ctx, n, log)
 	if err != nil {
 		if n.vrrp != nil {
 			n.vrrp.AbortHandover(err)
@@ -349,42 +478,46 @@ func (u *upgrades) upgrade(ctx context.Context, n *node) bool {
 	// The new process runs VRRP alone from now on (its Confirm); this
 	// process's exit closes the socket as well.
 	_, _ = u.successor.WriteString("released\n")
-	log.Info("upgrade: the new process serves; this one drains and exits", "pid", pid, "took", time.Since(start))
+	log.Info("upgrade: the new process serves; this one drains and exits", "pid", pid, "protocol", proto, "took", time.Since(start))
 	return true
 }
 
 // startSuccessor starts the new process, hands it everything and waits
-// until it is ready. It returns the new process's pid; on an error the
-// new process is gone and this one changed nothing.
-func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger) (int, error) {
+// until it is ready and the unit's main process. It returns the new
+// process's pid and the protocol it spoke; on an error the new process is
+// gone and this one changed nothing.
+func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger) (int, int, error) {
 	if u.exe == "" {
-		return 0, errors.New("the executable's path is unknown")
+		return 0, 0, errors.New("the executable's path is unknown")
 	}
 	spec := upgradeSpec{Control: 3, Files: map[string]int{}, PID: os.Getpid(), Serves: n.loop.Status().Live != nil}
+	if oldProtocol >= 2 {
+		spec.Protocol = oldProtocol
+	}
 	if n.vrrp != nil {
 		snap, err := n.vrrp.Handover()
 		if err != nil {
-			return 0, fmt.Errorf("VRRP: %w", err)
+			return 0, 0, fmt.Errorf("VRRP: %w", err)
 		}
 		if spec.VRRP, err = snap.Marshal(); err != nil {
-			return 0, fmt.Errorf("VRRP: %w", err)
+			return 0, 0, fmt.Errorf("VRRP: %w", err)
 		}
 	}
 	fds, err := u.handoverSockets(n)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Closed once the new process has them, or on any error.
 	defer func() { closeFDs(fds) }()
 	pair, err := socketpair()
 	if err != nil {
-		return 0, fmt.Errorf("control socket: %w", err)
+		return 0, 0, fmt.Errorf("control socket: %w", err)
 	}
 	fds["control"] = pair[1]
 	// This side non-blocking, so that Close interrupts a read.
 	if err := unix.SetNonblock(pair[0], true); err != nil {
 		unix.Close(pair[0])
-		return 0, fmt.Errorf("control socket: %w", err)
+		return 0, 0, fmt.Errorf("control socket: %w", err)
 	}
 	ctl := os.NewFile(uintptr(pair[0]), "upgrade-control")
 	files := []uintptr{0, 1, 2, uintptr(pair[1])}
@@ -398,7 +531,7 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 	env, err := json.Marshal(spec)
 	if err != nil {
 		ctl.Close()
-		return 0, err
+		return 0, 0, err
 	}
 	pid, err := syscall.ForkExec(u.exe, append([]string{u.exe}, u.args...), &syscall.ProcAttr{
 		Env:   append(environWithout(upgradeEnv), upgradeEnv+"="+string(env)),
@@ -406,12 +539,12 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 	})
 	if err != nil {
 		ctl.Close()
-		return 0, fmt.Errorf("starting %s: %w", u.exe, err)
+		return 0, 0, fmt.Errorf("starting %s: %w", u.exe, err)
 	}
 	proc, err := os.FindProcess(pid)
 	if err != nil {
 		ctl.Close()
-		return 0, err
+		return 0, 0, err
 	}
 	closeFDs(fds)
 	fds = nil
@@ -425,17 +558,41 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 		exitErr = err
 		close(exited)
 	}()
-	said := make(chan string, 1)
+	// What the new process says, a line at a time: after "ready 2" (and
+	// this process's "go") comes "main" or why not; every other line is
+	// its last.
+	said := make(chan string, 2)
 	r := bufio.NewReader(ctl)
 	go func() {
-		line, err := r.ReadString('\n')
-		if err != nil && line == "" {
-			line = "eof"
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil && line == "" {
+				line = "eof"
+			}
+			line = strings.TrimSpace(line)
+			said <- line
+			if line != "ready 2" {
+				return
+			}
 		}
-		said <- strings.TrimSpace(line)
 	}()
 	log = log.With("pid", pid)
-	log.Info("upgrade: the new process started; waiting until it serves", "sockets", len(spec.Files), "vrrp", len(spec.VRRP) > 0)
+	log.Info("upgrade: the new process started; waiting until it serves", "sockets", len(spec.Files), "vrrp", len(spec.VRRP) > 0,
+		"protocol", max(1, spec.Protocol))
+	// claimBack is for a new process that may be the unit's main process
+	// (MAINPID=) already: one of protocol 1 once ready, one of protocol 2
+	// once told "go". This process says it is the main one again before
+	// that one is stopped, so that systemd does not take its exit for the
+	// service's end and stop the unit (best effort: nothing without
+	// systemd).
+	claimBack := false
+	reclaim := func() {
+		if claimBack {
+			if err := u.sd.MainPID(); err != nil {
+				log.Warn("upgrade: telling systemd this process is the main one again", "error", err)
+			}
+		}
+	}
 	// stop ends the new process if it still runs, and says how: the
 	// sockets are shared, so it stops as on a stop (SIGTERM: it drains),
 	// and is killed only if it lingers. One exiting by itself already (it
@@ -460,6 +617,9 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 		if err := proc.Signal(syscall.SIGTERM); err != nil {
 			log.Warn("upgrade: stopping the new process (SIGTERM)", "error", err)
 		}
+		// Once more: a claim it made just before the SIGTERM (which keeps
+		// it from making one) is undone while it drains.
+		reclaim()
 		select {
 		case <-exited:
 			return fmt.Sprintf("; the new process was stopped with SIGTERM (%s)", exitReason(exitErr))
@@ -472,17 +632,58 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 		}
 		return fmt.Sprintf("; the new process was killed (SIGKILL): still running %v after SIGTERM", successorStopGrace)
 	}
-	fail := func(err error, exiting bool) (int, error) {
-		ctl.Close()
-		return 0, fmt.Errorf("%w%s", err, stop(exiting))
+	fail := func(err error, exiting bool) (int, int, error) {
+		ctl.Close() // a new process of protocol 2 waiting for "go" hears it will not come
+		reclaim()
+		return 0, 0, fmt.Errorf("%w%s", err, stop(exiting))
 	}
+	// abort is this process giving up while the new one may be ready,
+	// and of protocol 1 (claimed) for all this one knows.
+	abort := func(err error) (int, int, error) {
+		claimBack = true
+		return fail(err, false)
+	}
+	notReady := fmt.Errorf("the new process was not ready within %v; its log says why", upgradeTimeout)
 	timeout := time.NewTimer(upgradeTimeout)
 	defer timeout.Stop()
 	select {
 	case line := <-said:
-		if line == "ready" {
+		if abortsAtReady(line) {
+			return abort(notReady) // a test hook: the timeout, at this very instant
+		}
+		switch line {
+		case "ready":
 			u.successor = ctl
-			return pid, nil
+			return pid, 1, nil
+		case "ready 2":
+			// Protocol 2, this process still willing (neither its timeout
+			// nor a stop came first): it commits to the hand-over, and the
+			// new process claims the unit. Anything but "main" then fails
+			// the upgrade as any failure does, MAINPID claimed back.
+			claimBack = true
+			if _, err := ctl.WriteString("go\n"); err != nil {
+				return fail(fmt.Errorf("telling the new process to take over: %w", err), false)
+			}
+			t := time.NewTimer(upgradeCommitTimeout)
+			defer t.Stop()
+			select {
+			case line := <-said:
+				if line == "main" {
+					u.successor = ctl
+					return pid, 2, nil
+				}
+				if why, ok := strings.CutPrefix(line, "error "); ok {
+					return fail(fmt.Errorf("the new process refused to take over once told to: %s", why), true)
+				}
+				if line == "eof" {
+					return fail(errors.New("the new process closed the control socket once told to take over; its log says why"), true)
+				}
+				return fail(fmt.Errorf("the new process said %q once told to take over, not main", line), false)
+			case <-exited:
+				return fail(fmt.Errorf("the new process exited once told to take over (%v); its log says why", exitReason(exitErr)), true)
+			case <-t.C:
+				return fail(fmt.Errorf("the new process did not take over within %v of being told to; its log says why", upgradeCommitTimeout), false)
+			}
 		}
 		if why, ok := strings.CutPrefix(line, "error "); ok {
 			return fail(fmt.Errorf("the new process refused to take over: %s", why), true)
@@ -505,9 +706,9 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 		}
 		return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)), true)
 	case <-timeout.C:
-		return fail(fmt.Errorf("the new process was not ready within %v; its log says why", upgradeTimeout), false)
+		return abort(notReady)
 	case <-ctx.Done():
-		return fail(errors.New("this process is stopping"), false)
+		return abort(errors.New("this process is stopping"))
 	}
 }
 

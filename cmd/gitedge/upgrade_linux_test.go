@@ -181,12 +181,39 @@ func (n *upgradedNode) version() string {
 // measured it.
 func (n *upgradedNode) upgrade(nth int) (pid int, took time.Duration) {
 	n.t.Helper()
+	old := n.signalUpgrade()
+	return n.upgraded(nth, old)
+}
+
+// signalUpgrade sends SIGUSR2 to the process serving now, and returns its
+// pid.
+func (n *upgradedNode) signalUpgrade() (old int) {
+	n.t.Helper()
 	n.mu.Lock()
-	old := n.pid
+	old = n.pid
 	n.mu.Unlock()
 	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
 		n.t.Fatal(err)
 	}
+	return old
+}
+
+// successor waits until the old process logged that it started the
+// new process of its nth upgrade, and returns that one's pid (killed at
+// the end if still there).
+func (n *upgradedNode) successor(nth int) int {
+	n.t.Helper()
+	l := n.waitLogLines("upgrade: the new process started; waiting until it serves", nth)[nth-1]
+	pid := int(l["pid"].(float64))
+	n.mu.Lock()
+	n.pids = append(n.pids, pid)
+	n.mu.Unlock()
+	return pid
+}
+
+// upgraded is upgrade once SIGUSR2 was sent to old.
+func (n *upgradedNode) upgraded(nth, old int) (pid int, took time.Duration) {
+	n.t.Helper()
 	l := n.waitLogLines("upgrade: the new process serves; this one drains and exits", nth)[nth-1]
 	pid = int(l["pid"].(float64))
 	if took, _ = time.ParseDuration(l["took"].(string)); took == 0 {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,7 @@ type serverState struct {
 	hc      HealthCheck // current check settings
 	okRun   int         // consecutive successes
 	failRun int         // consecutive failures
+	trial   bool        // up again after connect failures, not announced yet (retryPassive)
 	retry   *time.Timer // passive-down expiry when there is no active check
 	checker *checker
 
@@ -97,13 +99,15 @@ type server struct {
 	mayLoop bool
 }
 
-func (s *server) eligible(exclude *serverState) bool {
-	return s.st != exclude && s.cfg.Weight > 0 && !s.self && s.st.up.Load() && !s.st.removed.Load() &&
-		(s.cfg.MaxConn == 0 || s.st.active < s.cfg.MaxConn)
+// eligible reports whether s can take a request now; tried are servers
+// this request failed to connect to.
+func (s *server) eligible(tried []*serverState) bool {
+	return s.cfg.Weight > 0 && !s.self && s.st.up.Load() && !s.st.removed.Load() &&
+		(s.cfg.MaxConn == 0 || s.st.active < s.cfg.MaxConn) && (len(tried) == 0 || !slices.Contains(tried, s.st))
 }
 
 // pick chooses a server with a free slot; nil when none. Called with st.mu.
-func (b *backend) pick(hash uint32, exclude *serverState) *server {
+func (b *backend) pick(hash uint32, exclude []*serverState) *server {
 	switch b.cfg.Balance {
 	case BalanceLeastConn:
 		var best *server
@@ -175,11 +179,11 @@ func (b *backend) anyUp() bool {
 
 // acquire takes a slot on a server, waiting in the backend's queue up to
 // QueueTimeout when every server is at maxConn (refused at once when
-// MaxQueue already wait). exclude is a server that just failed to
-// connect; it is used only if nothing else is up. q, when not nil, is
+// MaxQueue already wait). exclude are the servers this request failed to
+// connect to; one is used again only if nothing else is up. q, when not nil, is
 // the connection the request belongs to: a drain that cuts it ends the
 // wait (errLeftQueue).
-func (b *backend) acquire(hash uint32, exclude *serverState, q queuer) (*server, error) {
+func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*server, error) {
 	st := b.st
 	st.mu.Lock()
 	if len(st.waiters) == 0 {
@@ -257,8 +261,8 @@ func (b *backend) acquire(hash uint32, exclude *serverState, q queuer) (*server,
 	}
 }
 
-func (b *backend) pickOrAny(hash uint32, exclude *serverState) *server {
-	if s := b.pick(hash, exclude); s != nil || exclude == nil {
+func (b *backend) pickOrAny(hash uint32, exclude []*serverState) *server {
+	if s := b.pick(hash, exclude); s != nil || len(exclude) == 0 {
 		return s
 	}
 	return b.pick(hash, nil)

@@ -17,10 +17,11 @@ const (
 	// passiveFall is how many consecutive connect failures mark a server
 	// down when its backend has no active check.
 	passiveFall = 3
-	// passiveRetry is how long a server marked down by connect failures
-	// alone stays down before it is tried again.
-	passiveRetry = 5 * time.Second
 )
+
+// passiveRetry is how long a server marked down by connect failures alone
+// stays down before it is tried again. A var: tests shorten it.
+var passiveRetry = 5 * time.Second
 
 // checker runs a server's active health checks.
 type checker struct {
@@ -134,9 +135,11 @@ func (c *checker) once() error {
 	return nil
 }
 
-// report feeds one check result (active) or one connect outcome (passive)
+// report feeds one check result (active) or one failed connect (passive)
 // into the server's rise/fall counters and changes its state when they
-// say so.
+// say so. A successful connect is connectOK's. Failed connects count
+// toward an actively checked server's fall too (HAProxy's observe
+// layer4), but only its checks raise it again.
 func (s *serverState) report(p *Proxy, ok, active bool, reason string) {
 	s.hmu.Lock()
 	if s.removed.Load() {
@@ -149,10 +152,10 @@ func (s *serverState) report(p *Proxy, ok, active bool, reason string) {
 		rise, fall = 1, passiveFall
 	}
 	var change, up bool
+	announce := true
 	if ok {
 		s.failRun = 0
 		s.okRun++
-		// Passive successes never raise a server an active check put down.
 		if !s.up.Load() && active && s.okRun >= rise {
 			change, up = true, true
 		}
@@ -161,6 +164,10 @@ func (s *serverState) report(p *Proxy, ok, active bool, reason string) {
 		s.failRun++
 		if s.up.Load() && s.failRun >= fall {
 			change, up = true, false
+			// A server on trial was never announced up again: its
+			// failure is not news.
+			announce = !s.trial
+			s.trial = false
 			if hc.Type == CheckNone {
 				// Nothing would bring it back: try it again after a while.
 				if s.retry != nil {
@@ -174,13 +181,17 @@ func (s *serverState) report(p *Proxy, ok, active bool, reason string) {
 		s.up.Store(up)
 	}
 	s.hmu.Unlock()
-	if change {
+	if change && announce {
 		p.serverChanged(s, up, reason)
 	}
 }
 
-// retryPassive puts a passively downed server back in rotation; one more
-// failure takes it out again.
+// retryPassive puts a passively downed server back in rotation on trial:
+// it takes requests again, but is announced up (log, gauge, the owner's
+// callback) only once a connect to it succeeds (connectOK); one more
+// failure takes it out again, silently. Announcing it at once made a dead
+// server flap down and up every passiveRetry, and an alert on its gauge
+// staying 0 never fired.
 func (s *serverState) retryPassive(p *Proxy) {
 	s.hmu.Lock()
 	if s.up.Load() || s.removed.Load() || s.hc.Type != CheckNone {
@@ -188,14 +199,30 @@ func (s *serverState) retryPassive(p *Proxy) {
 		return
 	}
 	s.failRun = passiveFall - 1
+	s.trial = true
 	s.up.Store(true)
 	s.hmu.Unlock()
-	p.serverChanged(s, true, "retrying after connect failures")
+	if p.log.Enabled(p.bg, slogDebug) {
+		p.log.Debug("server on trial after connect failures", "backend", s.b.name, "server", s.name, "address", s.addr.String())
+	}
+	s.b.wakeAll() // queued requests may try it
 }
 
-// connectOK resets the passive failure count after a successful connect.
-func (s *serverState) connectOK() {
+// connectOK is a successful connect: it clears a server's passive
+// failures, and announces a server on trial up. An actively checked
+// server's state is its checks' (a connect succeeding says nothing of a
+// health endpoint answering 503 to drain it).
+func (s *serverState) connectOK(p *Proxy) {
 	s.hmu.Lock()
+	if s.hc.Type != CheckNone {
+		s.hmu.Unlock()
+		return
+	}
 	s.failRun = 0
+	trial := s.trial
+	s.trial = false
 	s.hmu.Unlock()
+	if trial {
+		p.serverChanged(s, true, "a connect succeeded after connect failures")
+	}
 }

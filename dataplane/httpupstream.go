@@ -42,6 +42,7 @@ func (h *httpConn) redial(b *backend) bool {
 		h.used.st.report(h.sock.p, false, false, unwrapOp(err).Error())
 		return false
 	}
+	h.used.st.connectOK(h.sock.p)
 	h.used.st.m.conns.Inc()
 	u, err := newUpConn(c, b, h.used, h.peer, h.local, true)
 	if err == nil && !h.holdUp(u) {

@@ -209,6 +209,15 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 		p.m.lastReloadOK.Set(0)
 		return fmt.Errorf("dataplane: config rejected, nothing changed: %w", errors.Join(all...))
 	}
+	// Servers the reload raised are announced once p.mu is released (the
+	// owner's callback may ask for Status): deferred before the unlock's
+	// defer, so run after it.
+	var raised []*serverState
+	defer func() {
+		for _, s := range raised {
+			p.serverChanged(s, true, "its health check was removed")
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
@@ -250,7 +259,7 @@ func (p *Proxy) Apply(ctx context.Context, cfg Config) error {
 		}
 		opened[key] = p.newListenSock(lg.cfg.Bind, ln)
 	}
-	p.commit(&cfg, gen, fresh, opened)
+	raised = p.commit(&cfg, gen, fresh, opened)
 	return nil
 }
 
@@ -376,7 +385,9 @@ func (p *Proxy) build(cfg *Config) (*generation, fresh) {
 }
 
 // commit publishes a built generation. Called under p.mu; cannot fail.
-func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey]*listenSock) {
+// It returns the servers it put back up (their check removed while they
+// were down), for the caller to announce once it has unlocked.
+func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey]*listenSock) (raised []*serverState) {
 	old := p.cfg
 	for _, st := range f.backends {
 		st.m = p.m.backend(st.name)
@@ -389,17 +400,37 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 	}
 	// Health-check settings and checkers follow the new config.
 	live := map[*serverState]bool{}
+	isNew := make(map[*serverState]bool, len(f.servers))
+	for _, ss := range f.servers {
+		isNew[ss] = true
+	}
 	for _, b := range gen.backends {
 		for _, s := range b.servers {
 			live[s.st] = true
-			s.st.hmu.Lock()
-			s.st.hc = b.cfg.HealthCheck
-			if s.st.hc.Type != CheckNone && s.st.retry != nil {
-				s.st.retry.Stop()
-				s.st.retry = nil
+			ss, hc := s.st, b.cfg.HealthCheck
+			ss.hmu.Lock()
+			was := ss.hc.Type
+			ss.hc = hc
+			if hc.Type != CheckNone && ss.retry != nil {
+				ss.retry.Stop()
+				ss.retry = nil
 			}
-			s.st.hmu.Unlock()
-			p.startChecker(s.st, b.cfg.HealthCheck, b.pp)
+			switch {
+			case hc.Type != CheckNone && isNew[ss]:
+				// Up until its first check says otherwise, which then
+				// takes it down at once (HAProxy starts a server at
+				// health = rise): no request waits fall intervals on a
+				// server that was never seen answering.
+				ss.failRun = max(hc.Fall-1, 0)
+			case hc.Type == CheckNone && was != CheckNone && !ss.up.Load():
+				// Its check is gone, and nothing else would raise it: up,
+				// as a server without a check is, until connects fail.
+				ss.failRun, ss.okRun, ss.trial = 0, 0, false
+				ss.up.Store(true)
+				raised = append(raised, ss)
+			}
+			ss.hmu.Unlock()
+			p.startChecker(ss, hc, b.pp)
 		}
 	}
 	// Listener metrics: reuse a listener's children when its name stays.
@@ -484,6 +515,7 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 	if p.running {
 		p.markReady()
 	}
+	return raised
 }
 
 // retireServer stops what a removed server owns; requests in flight on it

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -34,9 +37,13 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 	if b.loops {
 		return nil, nil, errLoop
 	}
-	var exclude *serverState
+	// The servers whose connect failed in this request: a retry goes to
+	// another while one is up (HAProxy's redispatch), and each counts one
+	// failure toward passive health, however often it is retried.
+	var triedArr [4]*serverState
+	tried := triedArr[:0]
 	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
-		s, err := b.acquire(hash, exclude, q)
+		s, err := b.acquire(hash, tried, q)
 		if err == errLeftQueue {
 			return nil, nil, err // no fault of the backend's
 		}
@@ -56,13 +63,19 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 				return s, c, nil
 			}
 		}
+		again := slices.Contains(tried, s.st)
+		if again {
+			// The same server once more (no other is up): a server
+			// restarting gets a moment first, as HAProxy's turn-around.
+			time.Sleep(min(b.cfg.ConnectTimeout, time.Second))
+		}
 		pre := first
 		if b.pp != 0 || s.mayLoop {
 			pre = nil
 		}
 		c, sent, err := b.dial(s, pre)
 		if err == nil {
-			s.st.connectOK()
+			s.st.connectOK(p)
 			s.st.m.conns.Inc()
 			var own dialEnds
 			if !pooled && s.mayLoop {
@@ -86,15 +99,35 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 		}
 		err = unwrapOp(err)
 		s.st.m.errs[errKindConnect].Inc()
-		s.st.report(p, false, false, err.Error())
+		if !again && !localDialErr(err) {
+			s.st.report(p, false, false, err.Error())
+		}
 		if p.log.Enabled(p.bg, slogDebug) {
 			p.log.Debug("connect failed", "backend", b.cfg.Name, "server", s.cfg.Name, "address", s.cfg.Address.String(), "error", err)
 		}
 		s.release()
-		exclude = s.st
+		if !again {
+			tried = append(tried, s.st)
+		}
 	}
 	b.st.m.errs[errKindConnectFail].Inc()
 	return nil, nil, errConnectFailed
+}
+
+// localDialErr reports a connect that failed on this host's side (no
+// descriptor, no memory, no local port left): not the server's fault, so
+// not held against its health.
+func localDialErr(err error) bool {
+	var se *os.SyscallError
+	if errors.As(err, &se) && se.Syscall == "socket" {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // newUpConn wraps a new server connection, asks one for the pool for

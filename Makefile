@@ -69,10 +69,25 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# bench-deps installs the Debian packages named in BENCH_PKGS that are
+# missing: as root directly, otherwise through sudo; without sudo it says
+# what to install and fails.
 bench-deps:
 	@missing=""; for p in $(BENCH_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		sudo=""; \
+		if [ "$$(id -u)" != 0 ]; then \
+			if command -v sudo >/dev/null 2>&1; then \
+				sudo=sudo; echo "bench-deps: not root: installing$$missing with sudo"; \
+			else \
+				echo "bench-deps: missing$$missing; not root and no sudo: install them as root with"; \
+				echo "  apt-get install --no-install-recommends$$missing"; \
+				exit 1; \
+			fi; \
+		else \
+			echo "bench-deps: installing$$missing"; \
+		fi; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 # test: lint, every unit and integration test with the race detector, the
@@ -110,8 +125,9 @@ e2e: build
 # bench: the proxy's Go benchmarks (bench-dataplane), the reconcile
 # benchmarks, then the proxy side by side with
 # HAProxy, nginx and Caddy (bench/, docs/benchmarks.md): every scenario,
-# 3 rounds of the throughput ones, about 12 minutes on two cores; the
-# table is printed and kept with the raw results.
+# one round of the throughput ones per proxy (4), about 13 minutes on two
+# cores after the Go benchmarks; the table is printed and kept with the
+# raw results.
 bench: build bench-deps bench-dataplane
 	$(GO) test -run '^$$' -bench . -benchmem ./reconcile/
 	$(GO) run ./bench run -gitedge $(BIN) $(BENCH_FLAGS)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -152,6 +153,12 @@ defaults
 		balance := map[dataplane.Balance]string{dataplane.BalanceRoundRobin: "roundrobin", dataplane.BalanceLeastConn: "leastconn", dataplane.BalanceSource: "source"}[be.Balance]
 		fmt.Fprintf(&b, "\nbackend %s\n    mode %s\n    balance %s\n    timeout connect %s\n    timeout server %s\n    retries %d\n",
 			be.Name, hm, balance, secs(be.ConnectTimeout), secs(be.IdleTimeout), be.Retries)
+		if mode == dataplane.ModeHTTP {
+			// HAProxy's default (safe) opens a server connection for each
+			// client connection's first request; gitedge and nginx take a
+			// pooled one: aggressive reuses those proven reusable.
+			b.WriteString("    http-reuse aggressive\n")
+		}
 		pp := map[dataplane.ProxyProtocol]string{dataplane.ProxyV1: " send-proxy", dataplane.ProxyV2: " send-proxy-v2"}[be.ProxyProtocol]
 		for _, s := range be.Servers {
 			fmt.Fprintf(&b, "    server %s %s weight %d", s.Name, s.Address, s.Weight)
@@ -182,6 +189,10 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 `+nginxTemps+`  proxy_http_version 1.1;
   proxy_set_header Connection "";
   proxy_set_header Host $http_host;
+  # Stream answers as HAProxy and gitedge do: buffering (the default)
+  # holds 8 x 4k in memory and spills the rest of a 1 MiB answer to
+  # temporary files.
+  proxy_buffering off;
 `, runDir)
 	upstream := func(be dataplane.Backend, keepalive bool) {
 		fmt.Fprintf(&b, "  upstream %s {\n", be.Name)
@@ -212,6 +223,10 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 		}
 		upstream(be, true)
 	}
+	byName := map[string]dataplane.Backend{}
+	for _, be := range cfg.Backends {
+		byName[be.Name] = be
+	}
 	for _, l := range cfg.Listeners {
 		if l.Mode != dataplane.ModeHTTP {
 			continue
@@ -220,13 +235,19 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 		if l.ForwardFor {
 			xff = " proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto http;"
 		}
+		// The timeouts HAProxy gets: the request's (its timeout
+		// http-request) and the backend's connect timeout.
+		hdr := fmt.Sprintf(" client_header_timeout %s;", secs(l.RequestTimeout))
+		location := func(backend string) string {
+			return fmt.Sprintf("location / { proxy_pass http://%s; proxy_connect_timeout %s;%s }", backend, secs(byName[backend].ConnectTimeout), xff)
+		}
 		if l.DefaultBackend != "" {
-			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096; server_name _; location / { proxy_pass http://%s;%s } }\n", l.Bind, l.DefaultBackend, xff)
+			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096; server_name _;%s %s }\n", l.Bind, hdr, location(l.DefaultBackend))
 		} else {
-			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096; server_name _; return 503; }\n", l.Bind)
+			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096; server_name _;%s return 503; }\n", l.Bind, hdr)
 		}
 		for _, r := range routesOf(cfg, l.Mode) {
-			fmt.Fprintf(&b, "  server { listen %s; server_name %s; location / { proxy_pass http://%s;%s } }\n", l.Bind, r.host, r.backend, xff)
+			fmt.Fprintf(&b, "  server { listen %s; server_name %s;%s %s }\n", l.Bind, r.host, hdr, location(r.backend))
 		}
 	}
 	b.WriteString("}\n")
@@ -244,10 +265,14 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 	}
 	b.WriteString("stream {\n")
 	pp := "off"
+	// nginx's stream proxy_connect_timeout is the server block's, whatever
+	// backend the map picks: the longest of the tls backends'.
+	var connect time.Duration
 	for _, be := range cfg.Backends {
 		if bm[be.Name] != dataplane.ModeTLS {
 			continue
 		}
+		connect = max(connect, be.ConnectTimeout)
 		switch be.ProxyProtocol {
 		case dataplane.ProxyV1:
 			pp = "on"
@@ -266,8 +291,8 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 			def = "127.0.0.1:1" // refused: as gitedge, close
 		}
 		fmt.Fprintf(&b, "    default %s;\n  }\n", def)
-		fmt.Fprintf(&b, "  server { listen %s backlog=4096; ssl_preread on; preread_timeout %s; proxy_pass $sni%d; proxy_connect_timeout 1s; proxy_protocol %s; }\n",
-			l.Bind, secs(l.InspectTimeout), i, pp)
+		fmt.Fprintf(&b, "  server { listen %s backlog=4096; ssl_preread on; preread_timeout %s; proxy_pass $sni%d; proxy_connect_timeout %s; proxy_protocol %s; }\n",
+			l.Bind, secs(l.InspectTimeout), i, secs(cmp.Or(connect, time.Second)), pp)
 	}
 	b.WriteString("}\n")
 	return b.String(), nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gitedge/gitedge/dataplane"
+	"github.com/gitedge/gitedge/reconcile"
 )
 
 // TestHAProxyConfigCaps: the caps a routes directory sets reach HAProxy's
@@ -57,5 +58,84 @@ func TestHAProxyConfigCaps(t *testing.T) {
 				t.Fatalf("haproxy -c: %v\n%s\n%s", err, out, text)
 			}
 		})
+	}
+}
+
+// TestPeerConfigsAlign: the generated configs give HAProxy and nginx
+// what gitedge does: HAProxy reuses pooled server connections for first
+// requests (http-reuse aggressive, HTTP backends only), nginx streams
+// answers (proxy_buffering off) and has the routes' connect timeout and
+// the listener's request timeout (HAProxy's timeout http-request); both
+// accept the files.
+func TestPeerConfigsAlign(t *testing.T) {
+	dir, err := os.MkdirTemp("", "gitedge-bench-configs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	topo := defaultTopology()
+	if err := writeRoutes(filepath.Join(dir, "routes"), topo, "b"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := reconcile.LoadDir(filepath.Join(dir, "routes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &d.Dataplane
+	var req time.Duration
+	for _, l := range cfg.Listeners {
+		if l.Mode == dataplane.ModeHTTP {
+			req = l.RequestTimeout
+		}
+	}
+	if req == 0 {
+		t.Fatal("the routes' http listener has no request timeout")
+	}
+	stream := findStreamModule()
+	if err := writeConfigs(cfg, dir, stream, topo); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	haproxy, nginx := read("haproxy.cfg"), read("nginx.conf")
+	for _, tc := range []struct {
+		name, text, want string
+		count            int // times want must occur
+	}{
+		{"haproxy: reuse in every http backend", haproxy, "    http-reuse aggressive\n", 3},
+		{"haproxy: the request timeout", haproxy, "    timeout http-request " + secs(req) + "\n", 1},
+		{"nginx: no response buffering", nginx, "  proxy_buffering off;\n", 1},
+		{"nginx: the request timeout in every http server", nginx, "client_header_timeout " + secs(req) + ";", 5},
+		{"nginx: the connect timeout in every http location", nginx, "proxy_connect_timeout 1000ms;", 5 + 1},
+		{"nginx: no 1s literal left", nginx, "proxy_connect_timeout 1s", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := strings.Count(tc.text, tc.want); n != tc.count {
+				t.Errorf("%q occurs %d times, want %d:\n%s", tc.want, n, tc.count, tc.text)
+			}
+		})
+	}
+	// HAProxy has one http-reuse line per http backend: the tcp backends
+	// have none.
+	for _, be := range strings.Split(haproxy, "\nbackend ")[1:] {
+		if strings.Contains(be, "mode tcp") && strings.Contains(be, "http-reuse") {
+			t.Errorf("tcp backend with http-reuse:\n%s", be)
+		}
+	}
+	if out, err := exec.Command("haproxy", "-c", "-f", filepath.Join(dir, "haproxy.cfg")).CombinedOutput(); err != nil {
+		t.Errorf("haproxy -c: %v\n%s", err, out)
+	} else if strings.Contains(string(out), "WARNING") {
+		t.Errorf("haproxy -c warns:\n%s", out)
+	}
+	if stream == "" {
+		t.Skip("no nginx stream module: nginx -t skipped")
+	}
+	if out, err := exec.Command("nginx", "-t", "-q", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir).CombinedOutput(); err != nil {
+		t.Errorf("nginx -t: %v\n%s", err, out)
 	}
 }

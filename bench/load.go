@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ func (r *runner) wrkArgs(sc string, t topology, conns int) []string {
 		args = append(args, "-H", "Host: a.test", "http://"+t.httpAddr()+"/")
 	case "close", "reload-close":
 		args = append(args, "-H", "Host: a.test", "-H", "Connection: close", "http://"+t.httpAddr()+"/")
-	case "tls-ka", "reload-tls":
+	case "tls-ka":
 		args = append(args, "-s", r.luaScript(), fmt.Sprintf("https://a.test:%d/", t.TLSPort))
 	case "tls-close":
 		args = append(args, "-H", "Connection: close", "-s", r.luaScript(), fmt.Sprintf("https://a.test:%d/", t.TLSPort))
@@ -77,10 +78,7 @@ func (w wrkResult) into(res *result) {
 // a TLS scenario's connections go to t's tls listener.
 func (r *runner) wrk(ctx context.Context, dir, name string, d time.Duration, t topology, args []string) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	argv := append([]string{"wrk", "-d", strconv.Itoa(secs) + "s"}, args...)
-	if r.loadCPU != "" {
-		argv = append([]string{"taskset", "-c", r.loadCPU}, argv...)
-	}
+	argv := pinned(r.loadCPU, append([]string{"wrk", "-d", strconv.Itoa(secs) + "s"}, args...)...)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+15)*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -155,11 +153,20 @@ func mebibytes(v string) float64 {
 }
 
 // reload runs wrk for ReloadDuration while the proxy reloads Reloads
-// times, alternating routes b (adds d.test) and a, then checks that the
-// final routes (a) are in force: d.test goes to the default backend.
+// times, alternating routes b (adds d.test) and a. After each reload the
+// harness checks, within reloadWithin, that the change took: with routes
+// b d.test reaches route a's servers, with routes a the default backend
+// again (over HTTP, or through the SNI passthrough for reload-tls); a
+// reload whose change is not seen in time counts as failed. At the end
+// the final routes (a) must be in force.
 func (r *runner) reload(ctx context.Context, sc string, pe *peer, p *proc, dir string, t topology, res *result) error {
-	wsc := map[string]string{"reload": "ka", "reload-close": "close", "reload-tls": "tls-ka"}[sc]
+	wsc := map[string]string{"reload": "ka", "reload-close": "close", "reload-tls": "tls-close"}[sc]
 	args := r.wrkArgs(wsc, t, r.o.Conns)
+	tlsRoute := sc == "reload-tls"
+	get := func() (string, error) { return httpGet(t.httpAddr(), "d.test") }
+	if tlsRoute {
+		get = func() (string, error) { return tlsGet(t.tlsAddr(), "d.test") }
+	}
 	var w wrkResult
 	var werr error
 	done := make(chan struct{})
@@ -170,27 +177,32 @@ func (r *runner) reload(ctx context.Context, sc string, pe *peer, p *proc, dir s
 	lead := min(time.Second, r.o.ReloadDuration/5) // load first, and load after the last reload
 	interval := (r.o.ReloadDuration - 2*lead) / time.Duration(max(r.o.Reloads, 1))
 	time.Sleep(lead)
-	for i := range r.o.Reloads {
-		v := "b"
-		if i%2 == 1 {
-			v = "a"
-		}
+	apply := func(i int, v string) error {
 		res.Reloads++
 		if err := r.regenerate(dir, v, t); err != nil {
 			return err
 		}
 		if err := pe.reload(r, dir, p); err != nil {
 			res.ReloadFailed++
-			r.logf("  reload %d failed: %v", i+1, err)
+			r.logf("  reload %d failed: %v", i, err)
+			return nil
 		}
-		time.Sleep(interval)
+		if err := waitRouted(get, reloadWant(v, tlsRoute), reloadWithin, reloadPoll); err != nil {
+			res.ReloadFailed++
+			r.logf("  reload %d (routes %s) not in force: %v", i, v, err)
+		}
+		return nil
 	}
-	if r.o.Reloads%2 == 1 { // end on routes a
-		if err := r.regenerate(dir, "a", t); err != nil {
+	for i := range r.o.Reloads {
+		start := time.Now()
+		if err := apply(i+1, reloadVariant(i)); err != nil {
 			return err
 		}
-		if err := pe.reload(r, dir, p); err != nil {
-			res.ReloadFailed++
+		time.Sleep(interval - time.Since(start))
+	}
+	if r.o.Reloads%2 == 1 { // end on routes a
+		if err := apply(r.o.Reloads+1, "a"); err != nil {
+			return err
 		}
 	}
 	<-done
@@ -198,13 +210,52 @@ func (r *runner) reload(ctx context.Context, sc string, pe *peer, p *proc, dir s
 		return werr
 	}
 	w.into(res)
-	// Reloads are asynchronous (a new worker, a re-read): the final
-	// routes must be in force within finalWithin.
-	for deadline := time.Now().Add(finalWithin); ; time.Sleep(50 * time.Millisecond) {
-		got, err := httpGet(t.httpAddr(), "d.test")
-		if res.FinalOK = err == nil && got == "def1"; res.FinalOK || time.Now().After(deadline) {
+	// The final routes must still be in force once the load is over.
+	res.FinalOK = waitRouted(get, reloadWant("a", tlsRoute), reloadWithin, reloadPoll) == nil
+	return nil
+}
+
+// reloadVariant is the routes of the i-th reload (from 0): b, a, b, …
+func reloadVariant(i int) string {
+	if i%2 == 1 {
+		return "a"
+	}
+	return "b"
+}
+
+// reloadWant is the servers d.test reaches under routes v: route a's
+// with v = b (which adds d.test to route a), the default backend's with
+// v = a; tls: through the SNI passthrough.
+func reloadWant(v string, tls bool) []string {
+	switch {
+	case v == "b" && tls:
+		return []string{"ta1", "ta2"}
+	case v == "b":
+		return []string{"a1", "a2"}
+	case tls:
+		return []string{"tdef1"}
+	}
+	return []string{"def1"}
+}
+
+// waitRouted asks get every poll until it answers one of want, for at
+// most within: how a reload's change is seen (reloads are asynchronous:
+// a new worker, a re-read). One request at a time, from the harness, a
+// few per reload.
+func waitRouted(get func() (string, error), want []string, within, poll time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		got, err := get()
+		if err == nil && slices.Contains(want, got) {
 			return nil
 		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("after %s: %w", within, err)
+			}
+			return fmt.Errorf("after %s d.test reaches %q, want one of %v", within, got, want)
+		}
+		time.Sleep(poll)
 	}
 }
 

@@ -68,7 +68,7 @@ func parseRun(args []string) (options, error) {
 	o := defaultOptions()
 	scen := fs.String("scenarios", strings.Join(o.Scenarios, ","), "comma list: "+strings.Join(allScenarios, ","))
 	prox := fs.String("proxies", strings.Join(o.Proxies, ","), "comma list: haproxy, nginx, caddy, gitedge, gitedge-base")
-	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds of the throughput scenarios; each round runs every proxy once, in turn, starting one further down -proxies than the round before (a multiple of the number of proxies gives each every place equally often)")
+	fs.IntVar(&o.Rounds, "rounds", 0, "rounds of the throughput scenarios (default: as many as -proxies names); each round runs every proxy once, in turn, starting one further down -proxies than the round before (a multiple of the number of proxies gives each every place equally often)")
 	fs.IntVar(&o.Slices, "slices", 0, "measure the throughput scenarios in this many cycles of -slice instead of rounds: every proxy is started once, on a loopback address of its own, and each cycle runs every proxy for one slice in turn (docs/benchmarks.md, Slices)")
 	fs.DurationVar(&o.Slice, "slice", o.Slice, "length of a slice of -slices, in whole seconds (wrk's unit)")
 	fs.IntVar(&o.OtherRounds, "other-rounds", o.OtherRounds, "rounds of the reload and memory scenarios")
@@ -89,6 +89,9 @@ func parseRun(args []string) (options, error) {
 	o.Proxies = splitList(*prox)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["rounds"] {
+		o.Rounds = len(o.Proxies) // each proxy in each place once
+	}
 	if o.Slices > 0 && set["rounds"] {
 		return o, errors.New("-rounds and -slices both set: a sliced run measures the throughput scenarios in -slices cycles (the reload and memory ones in -other-rounds)")
 	}
@@ -165,11 +168,13 @@ type options struct {
 
 var allScenarios = []string{"ka", "close", "tls-ka", "tls-close", "big", "reload", "reload-close", "reload-tls", "mem", "mem-tls", "mem-tls-silent"}
 
-// defaultOptions is what `make bench` runs: about 12 minutes on two cores.
+// defaultOptions is what `make bench` runs: about 13 minutes on two
+// cores. Rounds is one per proxy (parseRun sets it from -proxies).
 func defaultOptions() options {
+	proxies := []string{"haproxy", "nginx", "caddy", "gitedge"}
 	return options{
-		Scenarios: allScenarios, Proxies: []string{"haproxy", "nginx", "caddy", "gitedge"},
-		Rounds: 3, Slice: 2 * time.Second, OtherRounds: 1, Duration: 6 * time.Second, Warmup: time.Second,
+		Scenarios: allScenarios, Proxies: proxies,
+		Rounds: len(proxies), Slice: 2 * time.Second, OtherRounds: 1, Duration: 6 * time.Second, Warmup: time.Second,
 		ReloadDuration: 10 * time.Second, Reloads: 10, MemHold: 2 * time.Second,
 		Conns: 64, BigConns: 8, Gitedge: "bin/gitedge", Topology: defaultTopology(),
 	}

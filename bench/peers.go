@@ -29,7 +29,7 @@ var peers = map[string]*peer{
 		version: func(*runner) string { return firstLine("haproxy", "-v") },
 		start: func(r *runner, dir string) (*proc, error) {
 			cfg := filepath.Join(dir, "haproxy.cfg")
-			if out, err := exec.Command("haproxy", "-c", "-q", "-f", cfg).CombinedOutput(); err != nil {
+			if out, err := r.loadCommand("haproxy", "-c", "-q", "-f", cfg).CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("haproxy -c %s: %v: %s", cfg, err, out)
 			}
 			// Master-worker: a reload (USR2) starts a new worker that takes
@@ -38,7 +38,7 @@ var peers = map[string]*peer{
 			return r.start("haproxy", r.proxyCPU, nil, dir, "haproxy", "-W", "-f", cfg)
 		},
 		reload: func(r *runner, dir string, p *proc) error {
-			if out, err := exec.Command("haproxy", "-c", "-q", "-f", filepath.Join(dir, "haproxy.cfg")).CombinedOutput(); err != nil {
+			if out, err := r.loadCommand("haproxy", "-c", "-q", "-f", filepath.Join(dir, "haproxy.cfg")).CombinedOutput(); err != nil {
 				return fmt.Errorf("haproxy -c: %v: %s", err, out)
 			}
 			return p.cmd.Process.Signal(syscall.SIGUSR2)
@@ -49,13 +49,13 @@ var peers = map[string]*peer{
 		version: func(*runner) string { return firstLine("nginx", "-v") },
 		start: func(r *runner, dir string) (*proc, error) {
 			cfg := filepath.Join(dir, "nginx.conf")
-			if out, err := exec.Command("nginx", "-t", "-q", "-c", cfg, "-p", dir).CombinedOutput(); err != nil {
+			if out, err := r.loadCommand("nginx", "-t", "-q", "-c", cfg, "-p", dir).CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("nginx -t %s: %v: %s", cfg, err, out)
 			}
 			return r.start("nginx", r.proxyCPU, nil, dir, "nginx", "-c", cfg, "-p", dir)
 		},
 		reload: func(r *runner, dir string, p *proc) error {
-			if out, err := exec.Command("nginx", "-t", "-q", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir).CombinedOutput(); err != nil {
+			if out, err := r.loadCommand("nginx", "-t", "-q", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir).CombinedOutput(); err != nil {
 				return fmt.Errorf("nginx -t: %v: %s", err, out)
 			}
 			return p.cmd.Process.Signal(syscall.SIGHUP)
@@ -69,7 +69,7 @@ var peers = map[string]*peer{
 		},
 		reload: func(r *runner, dir string, p *proc) error {
 			t := r.o.Topology
-			cmd := exec.Command("caddy", "reload", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile",
+			cmd := r.loadCommand("caddy", "reload", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile",
 				"--address", fmt.Sprintf("%s:%d", t.ProxyIP, t.AdminPort))
 			cmd.Env = append(os.Environ(), caddyEnv(dir)...)
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -235,5 +235,10 @@ func forGroup(p *proc, fn func(pid string, f []string)) {
 	}
 }
 
-// finalWithin bounds the time a proxy may take to apply its last reload.
-const finalWithin = 5 * time.Second
+// reloadWithin bounds the time a proxy may take to apply a reload: a
+// change not seen by then counts as a failed reload; reloadPoll is how
+// often the harness asks meanwhile.
+const (
+	reloadWithin = 5 * time.Second
+	reloadPoll   = 20 * time.Millisecond
+)

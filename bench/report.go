@@ -135,6 +135,26 @@ func num(x float64) string {
 	return fmt.Sprintf("%.2f", x)
 }
 
+// errorMark marks the rate of a row whose runs had errors: "" and no
+// note when none did, else " †" and the line said under the table. wrk's
+// rate counts every answer, a non-2xx one too, so such a rate is not all
+// good answers.
+func errorMark(proxy string, runs []result) (mark, note string) {
+	var non2xx, sockErrs int64
+	var k int
+	for _, r := range runs {
+		if r.Non2xx+r.Errors > 0 {
+			k++
+		}
+		non2xx += r.Non2xx
+		sockErrs += r.Errors
+	}
+	if k == 0 {
+		return "", ""
+	}
+	return " †", fmt.Sprintf("† %s: the rate includes %d error answers (non-2xx) and %d socket errors, in %d of %d runs.\n", proxy, non2xx, sockErrs, k, len(runs))
+}
+
 // table renders the results as markdown: per scenario, one row per proxy
 // with the median of its rounds, and ratios to HAProxy and to the better
 // of HAProxy and nginx, from the same run.
@@ -181,6 +201,7 @@ func table(rs []result) string {
 			return out
 		}
 		med := func(p string, f func(result) float64) float64 { return medianOf(ok(p), f) }
+		var notes []string // under the table: rates that include errors
 		switch {
 		case strings.HasPrefix(sc, "mem"):
 			b.WriteString("| proxy | runs | bytes per idle connection (median) | × HAProxy | connections ready | RSS idle MiB | RSS loaded MiB |\n|---|---|---|---|---|---|---|\n")
@@ -213,7 +234,11 @@ func table(rs []result) string {
 					fails = append(fails, fmt.Sprintf("%d/%d", r.ReloadFailed, r.Reloads))
 					final = append(final, map[bool]string{true: "yes", false: "NO"}[r.FinalOK])
 				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", p, len(runs), num(med(p, func(r result) float64 { return r.RPS })),
+				mark, note := errorMark(p, runs)
+				if note != "" {
+					notes = append(notes, note)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s%s | %s | %s | %s | %s |\n", p, len(runs), num(med(p, func(r result) float64 { return r.RPS })), mark,
 					strings.Join(errs, " "), strings.Join(non2xx, " "), strings.Join(fails, " "), strings.Join(final, " "))
 			}
 		default:
@@ -271,7 +296,11 @@ func table(rs []result) string {
 					errs += r.Errors + r.Non2xx
 				}
 				m := med(p, val)
-				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s] | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi),
+				mark, note := errorMark(p, runs)
+				if note != "" {
+					notes = append(notes, note)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s [%s–%s]%s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |", p, len(runs), num(m), num(lo), num(hi), mark,
 					ratio(m, h), ratio(m, best), pairedWithBest(p, runs, ok("haproxy"), ok("nginx"), val),
 					num(med(p, func(r result) float64 { return r.P50 })), num(med(p, p99)),
 					ratio(med(p, p99), med("haproxy", p99)), errs, num(med(p, func(r result) float64 { return r.ProxyCPU })),
@@ -282,6 +311,9 @@ func table(rs []result) string {
 				}
 				b.WriteString("\n")
 			}
+		}
+		if len(notes) > 0 {
+			b.WriteString("\n" + strings.Join(notes, "\n"))
 		}
 		for _, p := range proxies {
 			for _, r := range by[sc][p] {

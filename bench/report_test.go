@@ -87,3 +87,32 @@ func TestTable(t *testing.T) {
 		t.Errorf("a table of rounds:\n%s", out)
 	}
 }
+
+// TestErrorMark: a row whose runs had errors has its rate marked, and a
+// line under the table says how many; a clean row has neither.
+func TestErrorMark(t *testing.T) {
+	rs := []result{
+		{Scenario: "ka", Proxy: "haproxy", Round: 1, RPS: 100, Requests: 600},
+		{Scenario: "ka", Proxy: "haproxy", Round: 2, RPS: 110, Requests: 660},
+		{Scenario: "ka", Proxy: "nginx", Round: 1, RPS: 120, Requests: 720, Non2xx: 5},
+		{Scenario: "ka", Proxy: "nginx", Round: 2, RPS: 120, Requests: 720, Errors: 2},
+		{Scenario: "reload", Proxy: "haproxy", Round: 1, RPS: 90, Requests: 900, Errors: 7, Reloads: 10, FinalOK: true},
+		{Scenario: "reload", Proxy: "gitedge", Round: 1, RPS: 95, Requests: 950, Reloads: 10, FinalOK: true},
+	}
+	out := table(rs)
+	for _, want := range []string{
+		"| nginx | 2 | 120 [120–120] † |",
+		"† nginx: the rate includes 5 error answers (non-2xx) and 2 socket errors, in 2 of 2 runs.",
+		"| haproxy | 1 | 90.0 † |",
+		"† haproxy: the rate includes 0 error answers (non-2xx) and 7 socket errors, in 1 of 1 runs.",
+		"| gitedge | 1 | 95.0 |",
+		"| haproxy | 2 | 105 [100–110] |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "†"); n != 4 {
+		t.Errorf("%d marks, want 4 (two rates, two notes):\n%s", n, out)
+	}
+}

@@ -307,10 +307,24 @@ type proc struct {
 	done chan struct{}
 }
 
-func (r *runner) start(name, cpu string, env []string, dir string, argv ...string) (*proc, error) {
-	if cpu != "" {
-		argv = append([]string{"taskset", "-c", cpu}, argv...)
+// pinned is argv run on cpu (a taskset list; "" unpinned).
+func pinned(cpu string, argv ...string) []string {
+	if cpu == "" {
+		return argv
 	}
+	return append([]string{"taskset", "-c", cpu}, argv...)
+}
+
+// loadCommand is a command of the harness's own (a reload's config
+// check, `caddy reload`) pinned with the load generator, off the proxy's
+// core.
+func (r *runner) loadCommand(argv ...string) *exec.Cmd {
+	argv = pinned(r.loadCPU, argv...)
+	return exec.Command(argv[0], argv[1:]...)
+}
+
+func (r *runner) start(name, cpu string, env []string, dir string, argv ...string) (*proc, error) {
+	argv = pinned(cpu, argv...)
 	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

@@ -31,3 +31,25 @@ func TestRoundOrder(t *testing.T) {
 		t.Errorf("roundOrder changed its argument: %v", p)
 	}
 }
+
+// TestDefaultRounds: without -rounds a run has one round per proxy, so
+// each proxy runs in each place once; an explicit -rounds stays.
+func TestDefaultRounds(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 4},
+		{[]string{"-proxies", "haproxy,gitedge"}, 2},
+		{[]string{"-proxies", "haproxy,nginx,gitedge", "-rounds", "5"}, 5},
+		{[]string{"-rounds", "3"}, 3},
+	} {
+		o, err := parseRun(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Rounds != tc.want {
+			t.Errorf("parseRun(%q): %d rounds, want %d", tc.args, o.Rounds, tc.want)
+		}
+	}
+}

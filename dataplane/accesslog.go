@@ -40,7 +40,7 @@ func (h *httpConn) accessLog(al *slog.Logger, b *backend, s *server) {
 	if s != nil {
 		serverName = s.cfg.Name
 	}
-	al.LogAttrs(h.sock.p.bg, slog.LevelInfo, "http",
+	attrs := [...]slog.Attr{
 		slog.String("listener", h.lg.cfg.Name),
 		slog.String("client", h.peer.String()),
 		slog.String("method", string(h.req.Method)),
@@ -52,7 +52,14 @@ func (h *httpConn) accessLog(al *slog.Logger, b *backend, s *server) {
 		slog.Int64("bytes_in", h.inBytes),
 		slog.Int64("bytes_out", h.outBytes),
 		slog.Duration("duration", time.Since(h.start)),
-	)
+		{}, // error
+	}
+	n := len(attrs) - 1
+	if h.why != nil {
+		attrs[n] = slog.String("error", h.why.Error())
+		n++
+	}
+	al.LogAttrs(h.sock.p.bg, slog.LevelInfo, "http", attrs[:n]...)
 }
 
 // respSeconds records the time to a response head.

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +83,58 @@ func (p *levelProbe) Enabled(ctx context.Context, l slog.Level) bool {
 	default:
 	}
 	return p.Handler.Enabled(ctx, l)
+}
+
+// TestAccessLogError: an answer the proxy made itself, or a request it
+// cut, says why in its access event (error), as HAProxy's termination
+// state does; a request served as asked has none. The 503 of a backend
+// whose server is down and that of a missing route used to log alike.
+func TestAccessLogError(t *testing.T) {
+	good := startHTTPBackend(t, "a1", false)
+	garbage := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.Read(make([]byte, 4096))
+		io.WriteString(c, "HELLO\r\n\r\n")
+	})
+	dead := backendOf("dead", srv("d1", deadAddr(t)))
+	dead.Retries = 0
+	l := httpListener("http", "")
+	cfg := Config{
+		Listeners: []Listener{l},
+		Backends:  []Backend{backendOf("good", srv("a1", good.addr)), dead, backendOf("garbage", srv("g1", garbage))},
+		Routes: []Route{routeHTTP("good", "good", "good.test"), routeHTTP("dead", "dead", "dead.test"),
+			routeHTTP("garbage", "garbage", "garbage.test")},
+	}
+	var buf testkit.SyncBuffer
+	p := startProxy(t, cfg, func(o *Options) { o.AccessLog = slog.New(slog.NewJSONHandler(&buf, nil)) })
+	addr := p.addr(t, "http")
+	for i, tc := range []struct {
+		host   string
+		status int
+		error  string // a part of it; "" none
+	}{
+		{"good.test", 200, ""},
+		{"nowhere.test", 503, "no route and no default backend"},
+		{"dead.test", 503, "could not connect to any server"},
+		{"garbage.test", 502, "reading the response head"},
+	} {
+		if code, _ := get(t, addr, tc.host, "/"); code != tc.status {
+			t.Fatalf("%s: %d, want %d", tc.host, code, tc.status)
+		}
+		var ev map[string]any
+		testkit.WaitFor(t, "the access event", func() bool {
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			return len(lines) > i && json.Unmarshal([]byte(lines[i]), &ev) == nil
+		})
+		if ev["host"] != tc.host || ev["status"] != float64(tc.status) {
+			t.Fatalf("event %v, want %s's", ev, tc.host)
+		}
+		got, has := ev["error"].(string)
+		switch {
+		case tc.error == "" && has:
+			t.Errorf("%s: error %q in a request served as asked", tc.host, got)
+		case tc.error != "" && !strings.Contains(got, tc.error):
+			t.Errorf("%s: error %q, want it to say %q", tc.host, got, tc.error)
+		}
+	}
 }

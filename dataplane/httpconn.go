@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -62,8 +63,11 @@ type httpConn struct {
 	pre     []byte // bytes read past a PROXY header, served first
 
 	// per request
-	start             time.Time
-	status            int
+	start  time.Time
+	status int
+	// why is what went wrong when the proxy answered or cut the request
+	// itself: the access log's error (HAProxy's termination state, said).
+	why               error
 	inBytes, outBytes int64
 	bodySent          bool // request body bytes went out beyond the first write
 	consumed          int  // bytes of in that belong to this request
@@ -338,7 +342,7 @@ func (h *httpConn) readHead(first bool) int {
 		if err != nil {
 			if isTimeout(unwrapOp(err)) && h.inLen > 0 && !h.draining.Load() {
 				h.lm.errs[errKindHeadTimeout].Inc()
-				h.status = 408
+				h.status, h.why = 408, errHeadTimeout
 				h.writeClient(errorResponse(408, false))
 				h.logRequest(nil, nil)
 			}
@@ -377,7 +381,7 @@ func (h *httpConn) reject(err error) {
 		kind = errKindHeadTooLarge
 	}
 	h.lm.errs[kind].Inc()
-	h.status = status
+	h.status, h.why = status, err
 	h.start = time.Now()
 	h.writeClient(errorResponse(status, false))
 	if h.sock.p.log.Enabled(h.sock.p.bg, slogDebug) {
@@ -427,7 +431,7 @@ func (h *httpConn) writeClient(b []byte) error {
 // client connection stays open for another request.
 func (h *httpConn) exchange() bool {
 	h.start = time.Now()
-	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked, h.upSend = 0, 0, 0, false, false, nil
+	h.status, h.inBytes, h.outBytes, h.bodySent, h.marked, h.upSend, h.why = 0, 0, 0, false, false, nil, nil
 	h.bodyOut = false
 	h.used = nil
 	h.consumed = h.headLen
@@ -444,6 +448,7 @@ func (h *httpConn) exchange() bool {
 	b := lg.route(req.Host)
 	if b == nil {
 		h.lm.errs[errKindNoRoute].Inc()
+		h.why = errNoRoute
 		return h.fail(nil, 503)
 	}
 	// The body bytes already read, and the request's part of the buffer.
@@ -492,6 +497,7 @@ func (h *httpConn) exchange() bool {
 		}
 		h.used.st.m.errs[errKindResponse].Inc()
 		h.closeUp()
+		h.why = fmt.Errorf("sending the request to the server: %w", err)
 		return h.fail(b, 502)
 	}
 	var bodyDone chan error

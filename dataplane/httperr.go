@@ -1,8 +1,20 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+)
+
+// Why the proxy answered or cut a request itself (the access log's error;
+// the dynamic ones are built where they happen).
+var (
+	errNoRoute       = errors.New("no route and no default backend")
+	errDrainCut      = errors.New("the drain closed the connection before the request reached a server")
+	errHeadTimeout   = errors.New("no complete request head within requestTimeout")
+	errRespTimeout   = errors.New("no response head from the server within the backend's idleTimeout")
+	errUnaskedSwitch = errors.New("the server switched protocols (101) for a request that did not ask to, or before its body")
+	errCodedFor10    = errors.New("a response coded besides chunked (gzip, chunked) for an HTTP/1.0 client")
 )
 
 // The proxy's own answers, built once, worded as HAProxy words them so an

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -38,8 +39,10 @@ func (h *httpConn) redial(b *backend) bool {
 	h.upLen = 0
 	c, _, err := b.dial(h.used, nil)
 	if err != nil {
+		err = unwrapOp(err)
 		h.used.st.m.errs[errKindConnect].Inc()
-		h.used.st.report(h.sock.p, false, false, unwrapOp(err).Error())
+		h.used.st.report(h.sock.p, false, false, err.Error())
+		h.why = fmt.Errorf("the pooled server connection was closed, and connecting again failed: %w", err)
 		return false
 	}
 	h.used.st.connectOK(h.sock.p)
@@ -47,6 +50,7 @@ func (h *httpConn) redial(b *backend) bool {
 	u, err := newUpConn(c, b, h.used, h.peer, h.local, true)
 	if err == nil && !h.holdUp(u) {
 		u.c.Close() // a drain cut the connection
+		h.why = errDrainCut
 		return false
 	}
 	h.up = u
@@ -75,18 +79,18 @@ func (h *httpConn) connect(b *backend) bool {
 	s, u, err := h.sock.p.connectServer(b, h.clientConn, h.peer, h.local, true, nil)
 	if err == errLoop {
 		h.sock.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
-		h.status = 508
+		h.status, h.why = 508, err
 		return false
 	}
 	if err != nil {
-		h.status = 503
+		h.status, h.why = 503, err
 		return false
 	}
 	if !h.holdUp(u) {
 		// A drain cut the connection while it waited for a server.
 		u.c.Close()
 		s.release()
-		h.status = 503
+		h.status, h.why = 503, errDrainCut
 		return false
 	}
 	h.srv, h.used, h.up = s, s, u
@@ -279,6 +283,7 @@ func (h *httpConn) pumpChunked(ch *httphead.Chunked, src, dst *side, buf *buffer
 // and whose server did not answer.
 func (h *httpConn) bodyFailed(b *backend, err error) bool {
 	h.closeUp()
+	h.why = fmt.Errorf("forwarding the request body: %w", err)
 	var he *httphead.Error
 	switch {
 	case h.bodyOut:
@@ -341,8 +346,10 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 			h.abortBody(bodyDone)
 			status := 502
 			kind := errKindResponse
+			h.why = fmt.Errorf("reading the response head: %w", err)
 			if isTimeout(err) {
 				status, kind = 504, errKindTimeout
+				h.why = errRespTimeout
 			}
 			h.used.st.m.errs[kind].Inc()
 			return h.fail(b, status)
@@ -381,6 +388,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		if !req.Upgrade() || bodyDone != nil {
 			h.used.st.m.errs[errKindResponse].Inc()
 			h.closeUp()
+			h.why = errUnaskedSwitch
 			return h.fail(b, 502)
 		}
 		h.upgrade(b)
@@ -412,6 +420,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 		h.used.st.m.errs[errKindResponse].Inc()
 		h.closeUp()
 		h.abortBody(bodyDone)
+		h.why = errCodedFor10
 		return h.fail(b, 502)
 	}
 	keep := req.KeepAlive() && kind != httphead.BodyUntilClose && !decode && bodyDone == nil && bodyOK && !h.draining.Load()
@@ -437,6 +446,7 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 			h.closeUp()
 			h.abortBody(bodyDone)
 			h.used.st.m.errs[errKindResponse].Inc()
+			h.why = fmt.Errorf("the response's chunked body: %w", err)
 			return h.fail(b, 502)
 		}
 		bodyPart = k
@@ -524,6 +534,9 @@ func (h *httpConn) response(b *backend, bodyDone chan error, retried bool, bodyI
 	h.dropOut()
 	if err != nil {
 		h.closeUp()
+		// The answer started: its status stands, the error says how it
+		// was cut.
+		h.why = fmt.Errorf("the response was cut after %d bytes: %w", h.outBytes, err)
 		if !errors.Is(err, errShortBody) && !isTimeout(err) {
 			h.lm.errs[errKindClient].Inc()
 		} else {

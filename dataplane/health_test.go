@@ -446,3 +446,39 @@ func TestPassiveTrialSilent(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestTrialThenCheckAdded: a server on trial after connect failures (up
+// again, not announced) when a reload gives its backend an active check
+// is announced up by that check once it passes. The trial used to stay:
+// the check found the server up already and said nothing, and its gauge
+// stayed 0 while it served.
+func TestTrialThenCheckAdded(t *testing.T) {
+	old := passiveRetry
+	passiveRetry = 100 * time.Millisecond
+	t.Cleanup(func() { passiveRetry = old })
+	addr := deadAddr(t)
+	be := backendOf("be", srv("s1", addr))
+	be.Retries = 0
+	events := make(chan healthEvent, 100)
+	cfg := Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}}
+	p := startProxy(t, cfg, func(o *Options) { healthEvents(o, events) })
+	for range passiveFall {
+		get(t, p.addr(t, "http"), "x", "/")
+	}
+	waitHealth(t, events, healthEvent{"be", "s1", false})
+	time.Sleep(3 * passiveRetry) // on trial
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		t.Fatalf("could not listen on %v again: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	be.HealthCheck = HealthCheck{Type: CheckHTTP, Path: "/", Interval: 30 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2}
+	if err := p.Apply(context.Background(), Config{Listeners: cfg.Listeners, Backends: []Backend{be}}); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, events, healthEvent{"be", "s1", true})
+	if v := p.metric(t, MetricServerUp, map[string]string{"backend": "be", "server": "s1"}); v != 1 {
+		t.Errorf("up gauge %v once the check passed", v)
+	}
+}

@@ -422,6 +422,11 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 				// health = rise): no request waits fall intervals on a
 				// server that was never seen answering.
 				ss.failRun = max(hc.Fall-1, 0)
+			case hc.Type != CheckNone && ss.trial:
+				// On trial after connect failures, never announced up:
+				// down, as announced, until its new check raises it.
+				ss.trial, ss.okRun = false, 0
+				ss.up.Store(false)
 			case hc.Type == CheckNone && was != CheckNone && !ss.up.Load():
 				// Its check is gone, and nothing else would raise it: up,
 				// as a server without a check is, until connects fail.

@@ -13,14 +13,17 @@ import (
 // while idle; the request is sent again on a new connection if nothing of
 // the response came, the whole request is still in the buffer, and sending
 // it twice does no harm: an idempotent method (RFC 9112 §9.3.1; nginx's
-// default too). A server that closed without answering may have acted on
-// a POST all the same.
+// default too), or any request the server's host never took a byte of
+// (upConn.unseen: it had closed the connection, and reset the bytes). A
+// server that took the request and closed without answering may have
+// acted on a POST all the same: that one is not sent again.
 func (h *httpConn) canRetry(retried bool, bodyInBuf int) bool {
-	if retried || h.up == nil || h.up.uses == 0 || h.upLen > 0 || h.bodySent || !idempotent(h.req.Method) {
+	if retried || h.up == nil || h.up.uses == 0 || h.upLen > 0 || h.bodySent {
 		return false
 	}
 	req := &h.req
-	return !req.HasBody() || (req.Chunked && h.reqChunk.Done()) || (!req.Chunked && int64(bodyInBuf) == req.ContentLength)
+	whole := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) || (!req.Chunked && int64(bodyInBuf) == req.ContentLength)
+	return whole && (idempotent(req.Method) || h.up.unseen(h.inBytes))
 }
 
 // idempotent reports whether a request method may be sent twice to the

@@ -82,6 +82,18 @@ func rawPeekEmpty(fd int) bool {
 	return e == unix.EAGAIN
 }
 
+// rawUnacked is how many bytes written on a connected TCP socket its
+// peer has not acknowledged (TCP_INFO: bytes_sent and bytes_retrans need
+// Linux 4.19), or -1.
+func rawUnacked(fd int) int64 {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.SOL_TCP, unix.TCP_INFO)
+	if err != nil {
+		return -1
+	}
+	// bytes_sent counts retransmissions again; bytes_acked counts the SYN.
+	return int64(info.Bytes_sent-info.Bytes_retrans) - (int64(info.Bytes_acked) - 1)
+}
+
 // rawAcked returns the bytes the peer of a TCP socket has acknowledged
 // (TCP_INFO's tcpi_bytes_acked, Linux 4.2 and later), or -1.
 func rawAcked(fd int) int64 {

@@ -23,6 +23,10 @@ func rawPeekEmpty(fd int) bool {
 // rawAcked is unknown here: a write timeout is then final.
 func rawAcked(int) int64 { return -1 }
 
+// rawUnacked: TCP_INFO's byte counts are Linux's; elsewhere a request the
+// server may have read is never sent again unless idempotent.
+func rawUnacked(int) int64 { return -1 }
+
 // setInq: TCP_INQ is Linux's; elsewhere a tunnel reads until a read
 // finds nothing.
 func setInq(uintptr) bool { return false }

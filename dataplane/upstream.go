@@ -114,6 +114,17 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 	return nil, nil, errConnectFailed
 }
 
+// unseen reports that the server's host acknowledged none of the last n
+// bytes written on u (TCP_INFO), as when the server had closed the
+// connection and its host reset them: no server read them. Everything
+// written before them was acknowledged once the previous answer came
+// (the answer's segments acknowledge the request they answer).
+func (u *upConn) unseen(n int64) bool {
+	unacked := int64(-1)
+	_ = u.rc.Control(func(fd uintptr) { unacked = rawUnacked(int(fd)) })
+	return unacked >= 0 && unacked >= n
+}
+
 // localDialErr reports a connect that failed on this host's side (no
 // descriptor, no memory, no local port left): not the server's fault, so
 // not held against its health.

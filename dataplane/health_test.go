@@ -370,7 +370,7 @@ func TestRetryTriesEachServer(t *testing.T) {
 		if h := sourceHash(peer.Addr()); h%3 != 0 || h%2 != 0 {
 			continue
 		}
-		s, u, err := p.connectServer(b, nil, peer, peer, true, nil)
+		s, u, err := p.connectServer(b, nil, peer, peer, true, nil, nil)
 		if err != nil {
 			t.Fatalf("client %v: %v, though server live is up", peer, err)
 		}

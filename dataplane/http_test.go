@@ -951,3 +951,42 @@ func TestStalePooledRequestSentAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleRedispatch: a request whose pooled connection the server had
+// just closed, the server then gone, goes to another server (HAProxy's
+// redispatch); the resend used to redial the same server only, and the
+// request got 502 with another server up.
+func TestStaleRedispatch(t *testing.T) {
+	other := startHTTPBackend(t, "other", false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		ln.Close() // gone once it has answered: a new connect is refused
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngone")
+		close(served)
+		time.Sleep(200 * time.Microsecond) // then close: races the pool
+	}()
+	be := backendOf("a", Server{Name: "gone", Address: ln.Addr().(*net.TCPAddr).AddrPort(), Weight: 100}, Server{Name: "other", Address: other.addr, Weight: 1})
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{be}})
+	c := dialClient(t, p.addr(t, "http"))
+	if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 || bodyOf(r) != "gone" {
+		t.Fatalf("first request: %d", r.StatusCode)
+	}
+	<-served
+	r := c.do("GET", "a.test", "/", "")
+	if r.StatusCode != 200 || !strings.HasPrefix(bodyOf(r), "other") {
+		t.Errorf("the request on the stale connection: %d, want 200 from the other server", r.StatusCode)
+	}
+}

@@ -36,7 +36,9 @@ func idempotent(method []byte) bool {
 	return false
 }
 
-// redial replaces a stale pooled connection with a new one to the same server.
+// redial replaces a stale pooled connection with a new one to the same
+// server, or, when that server refuses it, to another (HAProxy's
+// redispatch), as a connect that failed at first would.
 func (h *httpConn) redial(b *backend) bool {
 	h.closeUp()
 	h.upLen = 0
@@ -44,9 +46,23 @@ func (h *httpConn) redial(b *backend) bool {
 	if err != nil {
 		err = unwrapOp(err)
 		h.used.st.m.errs[errKindConnect].Inc()
-		h.used.st.report(h.sock.p, false, false, err.Error())
-		h.why = fmt.Errorf("the pooled server connection was closed, and connecting again failed: %w", err)
-		return false
+		if !localDialErr(err) {
+			h.used.st.report(h.sock.p, false, false, err.Error())
+		}
+		h.releaseSlot()
+		s, u, cerr := h.sock.p.connectServer(b, h.clientConn, h.peer, h.local, true, nil, h.used.st)
+		if cerr != nil {
+			h.why = fmt.Errorf("the pooled server connection was closed, connecting to it again failed (%v), and so did the retries: %w", err, cerr)
+			return false
+		}
+		if !h.holdUp(u) {
+			u.c.Close() // a drain cut the connection
+			s.release()
+			h.why = errDrainCut
+			return false
+		}
+		h.srv, h.used, h.up = s, s, u
+		return true
 	}
 	h.used.st.connectOK(h.sock.p)
 	h.used.st.m.conns.Inc()
@@ -79,7 +95,7 @@ func (h *httpConn) connect(b *backend) bool {
 		}
 		pc.c.Close()
 	}
-	s, u, err := h.sock.p.connectServer(b, h.clientConn, h.peer, h.local, true, nil)
+	s, u, err := h.sock.p.connectServer(b, h.clientConn, h.peer, h.local, true, nil, nil)
 	if err == errLoop {
 		h.sock.p.loopDetected(loopSelfAddr, h.lg.cfg.Name, h.peer, b.cfg.Name, "every server is this proxy's own listener")
 		h.status, h.why = 508, err

@@ -111,7 +111,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
 		return false
 	}
-	s, up, err := c.sock.p.connectServer(b, c, c.peer, c.local, false, buf.b[:n])
+	s, up, err := c.sock.p.connectServer(b, c, c.peer, c.local, false, buf.b[:n], nil)
 	if err == errLoop {
 		c.sock.p.loopDetected(loopSelfAddr, lg.cfg.Name, c.peer, b.cfg.Name, "every server is this proxy's own listener")
 	}

@@ -28,8 +28,9 @@ var errConnectFailed = errors.New("could not connect to any server")
 // (dialTCP), unless a PROXY header must go before it or the accepting
 // side of a loop must see the dial registered first. upConn.sent tells
 // how much of it went out. q is the client connection, which a drain may
-// call away while it waits in the backend's queue.
-func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, pooled bool, first []byte) (*server, *upConn, error) {
+// call away while it waits in the backend's queue. failed, when not nil,
+// is a server this request already failed to reach (httpConn.redial).
+func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, pooled bool, first []byte, failed *serverState) (*server, *upConn, error) {
 	var hash uint32
 	if b.cfg.Balance == BalanceSource {
 		hash = sourceHash(peer.Addr())
@@ -42,6 +43,9 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 	// failure toward passive health, however often it is retried.
 	var triedArr [4]*serverState
 	tried := triedArr[:0]
+	if failed != nil {
+		tried = append(tried, failed)
+	}
 	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
 		s, err := b.acquire(hash, tried, q)
 		if err == errLeftQueue {

@@ -206,7 +206,11 @@ func TestRestartServesLastApplied(t *testing.T) {
 	if l.Status().Live.Restored {
 		t.Error("live still marked restored after a fetched commit applied")
 	}
-	if a, u := testutil.ToFloat64(l.Metrics.passes.WithLabelValues("applied")), testutil.ToFloat64(l.Metrics.passes.WithLabelValues("unchanged")); a != 1 || u != 1 {
+	// The pass's counters follow its status (Pass updates them after
+	// releasing the status lock): wait for c3's.
+	unchanged := func() float64 { return testutil.ToFloat64(l.Metrics.passes.WithLabelValues("unchanged")) }
+	testkit.WaitFor(t, "c3's pass counted", func() bool { return unchanged() >= 1 })
+	if a, u := testutil.ToFloat64(l.Metrics.passes.WithLabelValues("applied")), unchanged(); a != 1 || u != 1 {
 		t.Errorf("applied passes %v, unchanged %v, want 1 (the restore) and 1 (c3, the same content)", a, u)
 	}
 }

@@ -80,6 +80,16 @@ func install(t *testing.T, src, dst string) {
 	}
 }
 
+// hookedExe installs the test build (hookedBinary) where an upgrade finds
+// it, in a directory of its own, and returns its path.
+func hookedExe(t *testing.T) string {
+	t.Helper()
+	needsBuild(t, "build a binary")
+	exe := filepath.Join(t.TempDir(), "gitedge")
+	install(t, hookedBinary(t), exe)
+	return exe
+}
+
 // upgradedNode is a `gitedge run` whose processes replace one another: the
 // first is the test's child, the next ones the children of the one before.
 // They all write to one log file.
@@ -591,23 +601,74 @@ func startSocketProbe(addr string, stop <-chan struct{}) *socketProbe {
 	return p
 }
 
+// withWebhook gives f's node a webhook on a port of its own: config
+// writes the node config with that poll schedule (and rewrites it when
+// called again); hook is the webhook's address.
+func withWebhook(t *testing.T, f *fleetNode) (hook string, config func(poll string)) {
+	t.Helper()
+	hook = testkit.QuietPort(t)
+	secret := filepath.Join(t.TempDir(), "webhook.secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return hook, func(poll string) {
+		testkit.WriteFile(t, f.config, fmt.Sprintf("node: lb-0\nsource: {url: %q, branch: main, path: edge/, poll: %q}\n"+
+			"admin: {listen: %q}\nwebhook: {listen: %q, secretFile: %s}\nstateDir: %s\n", f.remote.URL(), poll, f.admin, hook, secret, f.state))
+	}
+}
+
+// listenProbe is a socketProbe of the admin or webhook socket.
+type listenProbe struct {
+	name, addr string
+	*socketProbe
+}
+
+// probeListenSockets probes the admin and webhook sockets until stop is
+// closed.
+func probeListenSockets(admin, hook string, stop <-chan struct{}) []listenProbe {
+	var out []listenProbe
+	for _, s := range [][2]string{{"admin", admin}, {"webhook", hook}} {
+		out = append(out, listenProbe{s[0], s[1], startSocketProbe(s[1], stop)})
+	}
+	return out
+}
+
+// checkListenSockets says, per socket, whether a connection was refused
+// across what the probes ran over, whether the new process closed it
+// (closed: its log lines of closed sockets), and whether it still
+// accepts.
+func checkListenSockets(t *testing.T, probes []listenProbe, closed []map[string]any, what string) {
+	t.Helper()
+	for _, p := range probes {
+		t.Run(p.name, func(t *testing.T) {
+			<-p.done
+			if p.refused.Load() > 0 || p.dials.Load() == 0 {
+				t.Errorf("%s %s: %d of %d connections refused across %s; the first: %v", p.name, p.addr, p.refused.Load(), p.dials.Load(), what, p.first)
+			}
+			for _, l := range closed {
+				if l["socket"] == keyListen+p.addr {
+					t.Errorf("the new process closed the %s socket: %v", p.name, l)
+				}
+			}
+			c, err := net.DialTimeout("tcp", p.addr, time.Second)
+			if err != nil {
+				t.Fatalf("%s %s after %s: %v", p.name, p.addr, what, err)
+			}
+			c.Close()
+		})
+	}
+}
+
 // TestRunUpgradeKeepsListenSockets: the new process of an upgrade takes the
 // admin and webhook sockets it inherits before it reports ready, however
 // late their tasks get to them (a test hook holds them back 2s), so it
 // never closes them as "not in the running config" and neither refuses a
 // connection across the upgrade.
 func TestRunUpgradeKeepsListenSockets(t *testing.T) {
-	needsBuild(t, "build a binary")
-	exe := filepath.Join(t.TempDir(), "gitedge")
-	install(t, hookedBinary(t), exe)
+	exe := hookedExe(t)
 	f := newFleetNode(t)
-	hook := testkit.QuietPort(t)
-	secret := filepath.Join(t.TempDir(), "webhook.secret")
-	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WriteFile(t, f.config, fmt.Sprintf("node: lb-0\nsource: {url: %q, branch: main, path: edge/, poll: '@every 1s'}\n"+
-		"admin: {listen: %q}\nwebhook: {listen: %q, secretFile: %s}\nstateDir: %s\n", f.remote.URL(), f.admin, hook, secret, f.state))
+	hook, config := withWebhook(t, f)
+	config("@every 1s")
 	f.good = f.remote.commit("main", "good", f.goodFiles)
 	f.remote.start()
 	const delay = 2 * time.Second
@@ -616,12 +677,8 @@ func TestRunUpgradeKeepsListenSockets(t *testing.T) {
 	n.waitLogLines("ready", 1)
 	askUntil(t, f.bind, "one")
 
-	sockets := []struct{ name, addr string }{{"admin", f.admin}, {"webhook", hook}}
 	stop := make(chan struct{})
-	probes := make([]*socketProbe, len(sockets))
-	for i, s := range sockets {
-		probes[i] = startSocketProbe(s.addr, stop)
-	}
+	probes := probeListenSockets(f.admin, hook, stop)
 	pid, took := n.upgrade(1)
 	t.Logf("SIGUSR2 to the new process ready: %v", took)
 	// The new process has listened by then, whichever way it got there.
@@ -631,26 +688,7 @@ func TestRunUpgradeKeepsListenSockets(t *testing.T) {
 		t.Fatalf("the new process %d exited", pid)
 	}
 	askUntil(t, f.bind, "one")
-	closed := n.logLines("an inherited socket is not in the running config: closed")
-	for i, s := range sockets {
-		t.Run(s.name, func(t *testing.T) {
-			p := probes[i]
-			<-p.done
-			if p.refused.Load() > 0 || p.dials.Load() == 0 {
-				t.Errorf("%s %s: %d of %d connections refused across the upgrade; the first: %v", s.name, s.addr, p.refused.Load(), p.dials.Load(), p.first)
-			}
-			for _, l := range closed {
-				if l["socket"] == keyListen+s.addr {
-					t.Errorf("the new process closed the %s socket it inherited: %v", s.name, l)
-				}
-			}
-			c, err := net.DialTimeout("tcp", s.addr, time.Second)
-			if err != nil {
-				t.Fatalf("%s %s after the upgrade: %v", s.name, s.addr, err)
-			}
-			c.Close()
-		})
-	}
+	checkListenSockets(t, probes, n.logLines("an inherited socket is not in the running config: closed"), "the upgrade")
 }
 
 // heldServer is a backend whose /slow requests wait until release is
@@ -736,9 +774,7 @@ func sdPending(t *testing.T, c *net.UnixConn) []sdMessage {
 // stop the unit); the old process keeps its sockets and, unless it is
 // stopping itself, serves on.
 func TestProxyUpgradeAbortStopsNewProcess(t *testing.T) {
-	needsBuild(t, "build a binary")
-	exe := filepath.Join(t.TempDir(), "gitedge")
-	install(t, hookedBinary(t), exe)
+	exe := hookedExe(t)
 	const timeout = 3 * time.Second
 	for _, tc := range []struct {
 		name string

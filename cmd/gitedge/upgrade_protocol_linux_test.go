@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gitedge/gitedge/internal/testkit"
 )
 
 // sdFrom returns the messages of msgs that pid sent.
@@ -31,6 +28,41 @@ func sdFrom(msgs []sdMessage, pid int) []sdMessage {
 	return out
 }
 
+// startNotifiedNode runs exe as `gitedge run` for f, serving its good
+// commit, with env and a notify socket of its own (sd), and waits until
+// the first process is ready (READY=1 from it) and serves.
+func startNotifiedNode(t *testing.T, exe string, f *fleetNode, env ...string) (*upgradedNode, *net.UnixConn) {
+	t.Helper()
+	f.good = f.remote.commit("main", "good", f.goodFiles)
+	f.remote.start()
+	sock := filepath.Join(t.TempDir(), "notify")
+	sd := sdListen(t, sock)
+	n := startUpgradedNode(t, exe, f.admin, append([]string{"NOTIFY_SOCKET=" + sock}, env...),
+		"run", "--no-vrrp", "--config", f.config)
+	if m := sdWait(t, sd, "READY=1"); m.pid != int32(n.first.Process.Pid) {
+		t.Fatalf("first READY: %+v", m)
+	}
+	askUntil(t, f.bind, "one")
+	return n, sd
+}
+
+// oldServesOn checks that the old process of an upgrade given up still
+// runs and serves: the load l saw no failure, requests and /status are
+// answered.
+func oldServesOn(t *testing.T, n *upgradedNode, f *fleetNode, l *upgradeLoad) {
+	t.Helper()
+	if processGone(n.first.Process.Pid) {
+		t.Fatal("the old process exited")
+	}
+	if l.failed.Load() != 0 || l.ok.Load() == 0 {
+		t.Errorf("%d requests failed (%d served): %s", l.failed.Load(), l.ok.Load(), strings.Join(l.errs, "\n"))
+	}
+	askUntil(t, f.bind, "one")
+	if v := n.version(); v == "" {
+		t.Error("the old process's admin server does not answer /status after the abort")
+	}
+}
+
 // TestRunUpgradeAbortedAtReady: the old process gives the upgrade up at
 // the very instant it reads the new process's ready line (a test hook:
 // as if its upgradeTimeout fired then). The new process must not have
@@ -39,21 +71,9 @@ func sdFrom(msgs []sdMessage, pid int) []sdMessage {
 // process with it. The new one exits, saying why; the old one, the main
 // process all along, keeps serving, requests answered throughout.
 func TestRunUpgradeAbortedAtReady(t *testing.T) {
-	needsBuild(t, "build a binary")
-	exe := filepath.Join(t.TempDir(), "gitedge")
-	install(t, hookedBinary(t), exe)
 	f := newFleetNode(t)
-	f.good = f.remote.commit("main", "good", f.goodFiles)
-	f.remote.start()
-	sock := filepath.Join(t.TempDir(), "notify")
-	sd := sdListen(t, sock)
-	n := startUpgradedNode(t, exe, f.admin, []string{"NOTIFY_SOCKET=" + sock, "GITEDGE_TEST_ABORT_UPGRADE_AT_READY=1"},
-		"run", "--no-vrrp", "--config", f.config)
+	n, sd := startNotifiedNode(t, hookedExe(t), f, "GITEDGE_TEST_ABORT_UPGRADE_AT_READY=1")
 	old := n.first.Process.Pid
-	if m := sdWait(t, sd, "READY=1"); m.pid != int32(old) {
-		t.Fatalf("first READY: %+v", m)
-	}
-	askUntil(t, f.bind, "one")
 
 	stop := make(chan struct{})
 	l := startUpgradeLoad(f.bind, "one", 4, 20000, stop)
@@ -92,16 +112,7 @@ func TestRunUpgradeAbortedAtReady(t *testing.T) {
 	if !strings.Contains(reason, "exit status 1") {
 		t.Errorf("reason %q: want the new process to exit 1", reason)
 	}
-	if processGone(old) {
-		t.Fatal("the old process exited")
-	}
-	if l.failed.Load() != 0 || l.ok.Load() == 0 {
-		t.Errorf("%d requests failed (%d served): %s", l.failed.Load(), l.ok.Load(), strings.Join(l.errs, "\n"))
-	}
-	askUntil(t, f.bind, "one")
-	if v := n.version(); v == "" {
-		t.Error("the old process's admin server does not answer /status after the abort")
-	}
+	oldServesOn(t, n, f, l)
 }
 
 // TestRunUpgradeNoMainAfterGo: the old process said "go", the new one
@@ -111,19 +122,9 @@ func TestRunUpgradeAbortedAtReady(t *testing.T) {
 // one, stopped, says nothing more to systemd (its STOPPING=1 would stop
 // the unit).
 func TestRunUpgradeNoMainAfterGo(t *testing.T) {
-	needsBuild(t, "build a binary")
-	exe := filepath.Join(t.TempDir(), "gitedge")
-	install(t, hookedBinary(t), exe)
 	f := newFleetNode(t)
-	f.good = f.remote.commit("main", "good", f.goodFiles)
-	f.remote.start()
-	sock := filepath.Join(t.TempDir(), "notify")
-	sd := sdListen(t, sock)
-	n := startUpgradedNode(t, exe, f.admin, []string{"NOTIFY_SOCKET=" + sock, "GITEDGE_TEST_SUCCESSOR_MAIN_DELAY=1h"},
-		"run", "--no-vrrp", "--config", f.config)
+	n, sd := startNotifiedNode(t, hookedExe(t), f, "GITEDGE_TEST_SUCCESSOR_MAIN_DELAY=1h")
 	old := n.first.Process.Pid
-	sdWait(t, sd, "READY=1")
-	askUntil(t, f.bind, "one")
 
 	stop := make(chan struct{})
 	l := startUpgradeLoad(f.bind, "one", 4, 20000, stop)
@@ -158,16 +159,7 @@ func TestRunUpgradeNoMainAfterGo(t *testing.T) {
 	if mainPID != "MAINPID="+strconv.Itoa(old) {
 		t.Errorf("the last MAINPID systemd heard: %q, want the old process's, %d", mainPID, old)
 	}
-	if processGone(old) {
-		t.Fatal("the old process exited")
-	}
-	if l.failed.Load() != 0 || l.ok.Load() == 0 {
-		t.Errorf("%d requests failed (%d served): %s", l.failed.Load(), l.ok.Load(), strings.Join(l.errs, "\n"))
-	}
-	askUntil(t, f.bind, "one")
-	if v := n.version(); v == "" {
-		t.Error("the old process's admin server does not answer /status after the abort")
-	}
+	oldServesOn(t, n, f, l)
 }
 
 // TestRunUpgradeProtocols: an upgrade goes through whichever control
@@ -175,9 +167,7 @@ func TestRunUpgradeNoMainAfterGo(t *testing.T) {
 // 1: an upgrade from, or a downgrade to, a binary of an earlier version),
 // the new process the unit's main one (MAINPID=, READY=1) in the end.
 func TestRunUpgradeProtocols(t *testing.T) {
-	needsBuild(t, "build a binary")
-	exe := filepath.Join(t.TempDir(), "gitedge")
-	install(t, hookedBinary(t), exe)
+	exe := hookedExe(t)
 	for _, tc := range []struct {
 		name  string
 		env   []string
@@ -189,14 +179,7 @@ func TestRunUpgradeProtocols(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFleetNode(t)
-			f.good = f.remote.commit("main", "good", f.goodFiles)
-			f.remote.start()
-			sock := filepath.Join(t.TempDir(), "notify")
-			sd := sdListen(t, sock)
-			n := startUpgradedNode(t, exe, f.admin, append([]string{"NOTIFY_SOCKET=" + sock}, tc.env...),
-				"run", "--no-vrrp", "--config", f.config)
-			sdWait(t, sd, "READY=1")
-			askUntil(t, f.bind, "one")
+			n, sd := startNotifiedNode(t, exe, f, tc.env...)
 			pid, _ := n.upgrade(1)
 			if m := sdWait(t, sd, "MAINPID="+strconv.Itoa(pid)); m.pid != int32(pid) || !sdHas(m, "READY=1") {
 				t.Errorf("the new process told systemd %+v, want MAINPID=%d and READY=1 from it", m, pid)
@@ -223,19 +206,9 @@ func TestRunUpgradeProtocols(t *testing.T) {
 // holds them, which would fail and leave them closed once the old one
 // exits. Neither socket refuses a connection across the upgrade.
 func TestRunUpgradeReloadBeforeReady(t *testing.T) {
-	needsBuild(t, "build a binary")
-	exe := filepath.Join(t.TempDir(), "gitedge")
-	install(t, hookedBinary(t), exe)
+	exe := hookedExe(t)
 	f := newFleetNode(t)
-	hook := testkit.QuietPort(t)
-	secret := filepath.Join(t.TempDir(), "webhook.secret")
-	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	config := func(poll string) {
-		testkit.WriteFile(t, f.config, fmt.Sprintf("node: lb-0\nsource: {url: %q, branch: main, path: edge/, poll: %q}\n"+
-			"admin: {listen: %q}\nwebhook: {listen: %q, secretFile: %s}\nstateDir: %s\n", f.remote.URL(), poll, f.admin, hook, secret, f.state))
-	}
+	hook, config := withWebhook(t, f)
 	config("@every 1s")
 	f.good = f.remote.commit("main", "good", f.goodFiles)
 	f.remote.start()
@@ -244,12 +217,8 @@ func TestRunUpgradeReloadBeforeReady(t *testing.T) {
 	n.waitLogLines("ready", 1)
 	askUntil(t, f.bind, "one")
 
-	sockets := []struct{ name, addr string }{{"admin", f.admin}, {"webhook", hook}}
 	stop := make(chan struct{})
-	probes := make([]*socketProbe, len(sockets))
-	for i, s := range sockets {
-		probes[i] = startSocketProbe(s.addr, stop)
-	}
+	probes := probeListenSockets(f.admin, hook, stop)
 	old := n.signalUpgrade()
 	child := n.successor(1)
 	n.waitLogLines("test hook: holding the new process before it reports ready", 1)
@@ -276,21 +245,7 @@ func TestRunUpgradeReloadBeforeReady(t *testing.T) {
 	}
 	closed := n.logLines("an inherited socket is not in the running config: closed")
 	closed = append(closed, n.logLines("a socket the reloaded config no longer has: closed")...)
-	for i, s := range sockets {
-		t.Run(s.name, func(t *testing.T) {
-			p := probes[i]
-			<-p.done
-			if p.refused.Load() > 0 || p.dials.Load() == 0 {
-				t.Errorf("%s %s: %d of %d connections refused across the reload and the upgrade; the first: %v",
-					s.name, s.addr, p.refused.Load(), p.dials.Load(), p.first)
-			}
-			for _, l := range closed {
-				if l["socket"] == keyListen+s.addr {
-					t.Errorf("the new process closed the %s socket: %v", s.name, l)
-				}
-			}
-		})
-	}
+	checkListenSockets(t, probes, closed, "the reload and the upgrade")
 	if v := n.version(); v == "" {
 		t.Error("the admin server does not answer /status after the upgrade")
 	}
@@ -302,9 +257,4 @@ func TestRunUpgradeReloadBeforeReady(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
 		t.Errorf("the webhook after the upgrade: GET / answered %d", resp.StatusCode)
 	}
-	c, err := net.DialTimeout("tcp", f.admin, time.Second)
-	if err != nil {
-		t.Fatalf("admin %s after the upgrade: %v", f.admin, err)
-	}
-	c.Close()
 }

@@ -39,6 +39,20 @@ func freePort(t *testing.T, ips ...string) int {
 	return 0
 }
 
+// needPeers fails t unless the tools are installed, and nginx's stream
+// module (its TLS passthrough) with them: `make deps` installs them all.
+func needPeers(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: `make deps` installs what the tests need", tool)
+		}
+	}
+	if findStreamModule() == "" {
+		t.Fatal("nginx's stream module is not installed (libnginx-mod-stream): `make deps`")
+	}
+}
+
 // TestSmoke runs the whole benchmark once, briefly, unpinned: it proves
 // the harness works from a clone of the project alone — every proxy
 // starts from the configs generated from the routes, routes correctly,
@@ -49,14 +63,7 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the smoke run takes about a minute")
 	}
-	for _, tool := range []string{"wrk", "nginx", "haproxy", "caddy"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed: `make deps` installs what the tests need", tool)
-		}
-	}
-	if findStreamModule() == "" {
-		t.Fatal("nginx's stream module is not installed (libnginx-mod-stream): `make deps`")
-	}
+	needPeers(t, "wrk", "nginx", "haproxy", "caddy")
 	// Not t.TempDir (0700): nginx's workers run as nobody and must read
 	// the backends' 1 MiB file.
 	dir, err := os.MkdirTemp("", "gitedge-bench-smoke-")

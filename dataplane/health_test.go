@@ -40,14 +40,21 @@ func waitHealth(t *testing.T, ch chan healthEvent, want healthEvent) {
 	}
 }
 
+// watchedProxy runs a proxy with an http listener whose default backend
+// is be, its server health events on the returned channel.
+func watchedProxy(t *testing.T, be Backend) (*proxyRig, chan healthEvent, Config) {
+	t.Helper()
+	events := make(chan healthEvent, 100)
+	cfg := Config{Listeners: []Listener{httpListener("http", be.Name)}, Backends: []Backend{be}}
+	return startProxy(t, cfg, func(o *Options) { healthEvents(o, events) }), events, cfg
+}
+
 func TestHealthRiseFall(t *testing.T) {
 	s1 := startHTTPBackend(t, "s1", false)
 	s2 := startHTTPBackend(t, "s2", false)
 	be := backendOf("be", srv("s1", s1.addr), srv("s2", s2.addr))
 	be.HealthCheck = HealthCheck{Type: CheckHTTP, Path: "/health", Interval: 30 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2}
-	events := make(chan healthEvent, 100)
-	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
-		func(o *Options) { healthEvents(o, events) })
+	p, events, _ := watchedProxy(t, be)
 	addr := p.addr(t, "http")
 	seen := func() map[string]int {
 		m := map[string]int{}
@@ -107,9 +114,7 @@ func TestHealthTCPAndAllDown(t *testing.T) {
 	// A request that waited in the queue would take all of it: far more
 	// than the bound below, which leaves room for -race on a loaded machine.
 	be.QueueTimeout = 3 * waitFor
-	events := make(chan healthEvent, 100)
-	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
-		func(o *Options) { healthEvents(o, events) })
+	p, events, _ := watchedProxy(t, be)
 	if code, _ := get(t, p.addr(t, "http"), "x", "/"); code != 200 {
 		t.Fatal(code)
 	}
@@ -232,9 +237,7 @@ func TestActiveCheckDecidesUnderTraffic(t *testing.T) {
 	health.Store(200)
 	be := backendOf("be", srv("s1", closingServer(t, &health)))
 	be.HealthCheck = HealthCheck{Type: CheckHTTP, Path: "/health", Interval: 50 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 3}
-	events := make(chan healthEvent, 100)
-	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
-		func(o *Options) { healthEvents(o, events) })
+	p, events, _ := watchedProxy(t, be)
 	addr := p.addr(t, "http")
 	deadline := time.After(waitFor)
 	for n := 0; ; n++ {
@@ -265,10 +268,8 @@ func TestNewServerFirstCheck(t *testing.T) {
 	health.Store(500)
 	be := backendOf("be", srv("s1", closingServer(t, &health)))
 	be.HealthCheck = HealthCheck{Type: CheckHTTP, Path: "/health", Interval: time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
-	events := make(chan healthEvent, 100)
 	start := time.Now()
-	startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
-		func(o *Options) { healthEvents(o, events) })
+	_, events, _ := watchedProxy(t, be)
 	waitHealth(t, events, healthEvent{"be", "s1", false})
 	if el := time.Since(start); el > 900*time.Millisecond {
 		t.Errorf("down %v after it was added, want at its first check (the next comes after 1s)", el)
@@ -283,9 +284,7 @@ func TestCheckRemovedRaisesServer(t *testing.T) {
 	health.Store(500)
 	be := backendOf("be", srv("s1", closingServer(t, &health)))
 	be.HealthCheck = HealthCheck{Type: CheckHTTP, Path: "/health", Interval: 30 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
-	events := make(chan healthEvent, 100)
-	cfg := Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}}
-	p := startProxy(t, cfg, func(o *Options) { healthEvents(o, events) })
+	p, events, cfg := watchedProxy(t, be)
 	waitHealth(t, events, healthEvent{"be", "s1", false})
 	be.HealthCheck = HealthCheck{}
 	if err := p.Apply(context.Background(), Config{Listeners: cfg.Listeners, Backends: []Backend{be}}); err != nil {
@@ -312,9 +311,7 @@ func TestCheckRemovedRaisesServer(t *testing.T) {
 func TestRetryWaitsForRestartingServer(t *testing.T) {
 	addr := deadAddr(t)
 	be := backendOf("be", srv("s1", addr))
-	events := make(chan healthEvent, 100)
-	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
-		func(o *Options) { healthEvents(o, events) })
+	p, events, _ := watchedProxy(t, be)
 	back := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond) // restarting
@@ -396,9 +393,7 @@ func TestPassiveTrialSilent(t *testing.T) {
 	live := startHTTPBackend(t, "live", false)
 	dead := deadAddr(t)
 	be := backendOf("be", srv("dead", dead), srv("live", live.addr))
-	events := make(chan healthEvent, 100)
-	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}},
-		func(o *Options) { healthEvents(o, events) })
+	p, events, _ := watchedProxy(t, be)
 	addr := p.addr(t, "http")
 	gauge := func() float64 {
 		return p.metric(t, MetricServerUp, map[string]string{"backend": "be", "server": "dead"})
@@ -459,9 +454,7 @@ func TestTrialThenCheckAdded(t *testing.T) {
 	addr := deadAddr(t)
 	be := backendOf("be", srv("s1", addr))
 	be.Retries = 0
-	events := make(chan healthEvent, 100)
-	cfg := Config{Listeners: []Listener{httpListener("http", "be")}, Backends: []Backend{be}}
-	p := startProxy(t, cfg, func(o *Options) { healthEvents(o, events) })
+	p, events, cfg := watchedProxy(t, be)
 	for range passiveFall {
 		get(t, p.addr(t, "http"), "x", "/")
 	}

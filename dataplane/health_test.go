@@ -341,6 +341,12 @@ func TestRetryWaitsForRestartingServer(t *testing.T) {
 		t.Errorf("health event %+v: one request's retries took the server out", ev)
 	default:
 	}
+	retries := func(kind string) float64 {
+		return p.metric(t, MetricBackendRetries, map[string]string{"backend": "be", "kind": kind})
+	}
+	if r, d := retries(retryKindRetry), retries(retryKindRedispatch); r < 1 || d != 0 {
+		t.Errorf("retries counted: %v retry, %v redispatch; want at least 1, and 0 (one server)", r, d)
+	}
 }
 
 // TestRetryTriesEachServer: a request's retries go to servers it has not

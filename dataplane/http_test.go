@@ -945,6 +945,9 @@ func TestStalePooledRequestSentAgain(t *testing.T) {
 			if failed > 0 {
 				t.Errorf("%d of %d POSTs failed on a pooled connection the server had closed", failed, sent)
 			}
+			if v := p.metric(t, MetricBackendRetries, map[string]string{"backend": "a", "kind": retryKindResend}); v < 1 {
+				t.Errorf("%s resend: %v, want the resends counted", MetricBackendRetries, v)
+			}
 			if n := got.Load(); n != int64(sent) {
 				t.Errorf("the servers read %d POSTs of %d sent", n, sent)
 			}
@@ -988,5 +991,61 @@ func TestStaleRedispatch(t *testing.T) {
 	r := c.do("GET", "a.test", "/", "")
 	if r.StatusCode != 200 || !strings.HasPrefix(bodyOf(r), "other") {
 		t.Errorf("the request on the stale connection: %d, want 200 from the other server", r.StatusCode)
+	}
+}
+
+// TestStaleRedispatchNewConn: a request whose pooled connection proved
+// closed, its server then gone, is redispatched on a new connection to
+// the other server, not on one from that server's pool, which may be as
+// stale: a request is sent again once only, and the redispatch used to
+// take the pooled one and answer 502. Every server here closes its
+// connection 200 µs after its answer, and the pool trusts a quiet
+// connection for a minute, so each pooled connection is stale.
+func TestStaleRedispatchNewConn(t *testing.T) {
+	serve := func(name string, once bool) Server {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if once {
+					ln.Close() // gone once it has a connection: a new connect is refused
+				}
+				go func() {
+					defer c.Close()
+					if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+						return
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
+					time.Sleep(200 * time.Microsecond)
+				}()
+			}
+		}()
+		return srv(name, ln.Addr().(*net.TCPAddr).AddrPort())
+	}
+	be := backendOf("a", serve("gone", true), serve("other", false))
+	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{be}})
+	p.fresh.Store(int64(time.Minute))
+	c := dialClient(t, p.addr(t, "http"))
+	// Round robin: within four requests, one finds gone's pooled
+	// connection closed while other's pool holds a closed one.
+	for i := range 6 {
+		if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 {
+			t.Fatalf("request %d: %d, want 200 (from other, on a new connection, once gone refused)", i, r.StatusCode)
+		} else {
+			bodyOf(r)
+		}
+		time.Sleep(20 * time.Millisecond) // the servers have closed
+	}
+	for _, kind := range []string{retryKindResend, retryKindRedispatch} {
+		if v := p.metric(t, MetricBackendRetries, map[string]string{"backend": "a", "kind": kind}); v < 1 {
+			t.Errorf("%s %s: %v, want at least 1", MetricBackendRetries, kind, v)
+		}
 	}
 }

@@ -40,6 +40,7 @@ func idempotent(method []byte) bool {
 // server, or, when that server refuses it, to another (HAProxy's
 // redispatch), as a connect that failed at first would.
 func (h *httpConn) redial(b *backend) bool {
+	b.st.m.resend.Inc()
 	h.closeUp()
 	h.upLen = 0
 	c, _, err := b.dial(h.used, nil)

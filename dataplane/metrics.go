@@ -20,6 +20,7 @@ const (
 	MetricServerBytes      = "gitedge_dataplane_server_bytes_total"
 	MetricBackendQueued    = "gitedge_dataplane_backend_queued"
 	MetricBackendErrors    = "gitedge_dataplane_backend_errors_total"
+	MetricBackendRetries   = "gitedge_dataplane_backend_retries_total"
 	MetricResponseSeconds  = "gitedge_dataplane_response_seconds"
 	MetricReloads          = "gitedge_dataplane_reloads_total"
 	MetricLastReloadOK     = "gitedge_dataplane_last_reload_successful"
@@ -49,6 +50,14 @@ const (
 	errKindConnectFail = "connect_failed" // backend: every retry failed (503)
 )
 
+// Retry kinds, the "kind" label of the retries counter (HAProxy's wretr
+// and wredis, and the resend of a request on a closed pooled connection).
+const (
+	retryKindRetry      = "retry"      // a connect tried again on the same server
+	retryKindRedispatch = "redispatch" // a connect tried again on another server
+	retryKindResend     = "resend"     // a request sent again on a new connection
+)
+
 var listenerErrKinds = []string{errKindBadRequest, errKindHeadTimeout, errKindHeadTooLarge, errKindNotTLS,
 	errKindBadHello, errKindInspect, errKindProxyRefused, errKindNoRoute, errKindClient}
 
@@ -67,6 +76,7 @@ type metrics struct {
 	sBytes       *prometheus.CounterVec
 	bQueued      *prometheus.GaugeVec
 	bErrors      *prometheus.CounterVec
+	bRetries     *prometheus.CounterVec
 	respSeconds  *prometheus.HistogramVec
 	reloads      *prometheus.CounterVec
 	lastReloadOK prometheus.Gauge
@@ -91,6 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sBytes:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricServerBytes, Help: "Bytes to (out) and from (in) a server."}, []string{"backend", "server", "direction"}),
 		bQueued:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricBackendQueued, Help: "Requests waiting for a free server slot."}, []string{"backend"}),
 		bErrors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricBackendErrors, Help: "Requests a backend could not serve, per kind."}, []string{"backend", "kind"}),
+		bRetries:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricBackendRetries, Help: "Connects tried again after one failed, on the same server (retry) or another (redispatch), and requests sent again after their pooled connection proved closed (resend), per backend."}, []string{"backend", "kind"}),
 		respSeconds:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: MetricResponseSeconds, Help: "Time from a request's head to its response's head (HTTP) or to the server connect (TLS), per backend.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"backend"}),
 		reloads:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricReloads, Help: "Config applications, per result."}, []string{"result"}),
 		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastReloadOK, Help: "1 when the last config application succeeded."}),
@@ -100,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.conns, m.active, m.requests, m.lErrors, m.lBytes, m.lFull, m.sRequests, m.sConns,
-			m.sActive, m.sUp, m.sErrors, m.sBytes, m.bQueued, m.bErrors, m.respSeconds, m.reloads, m.lastReloadOK,
+			m.sActive, m.sUp, m.sErrors, m.sBytes, m.bQueued, m.bErrors, m.bRetries, m.respSeconds, m.reloads, m.lastReloadOK,
 			m.lastReloadAt, m.generation, m.loops} {
 			reg.MustRegister(c)
 		}
@@ -148,9 +159,10 @@ func (m *metrics) dropListener(name string) {
 }
 
 type backendMetrics struct {
-	queued prometheus.Gauge
-	resp   prometheus.Observer
-	errs   map[string]prometheus.Counter
+	queued                    prometheus.Gauge
+	resp                      prometheus.Observer
+	errs                      map[string]prometheus.Counter
+	retry, redispatch, resend prometheus.Counter
 }
 
 func (m *metrics) backend(name string) *backendMetrics {
@@ -158,6 +170,10 @@ func (m *metrics) backend(name string) *backendMetrics {
 		queued: m.bQueued.WithLabelValues(name),
 		resp:   m.respSeconds.WithLabelValues(name),
 		errs:   map[string]prometheus.Counter{},
+
+		retry:      m.bRetries.WithLabelValues(name, retryKindRetry),
+		redispatch: m.bRetries.WithLabelValues(name, retryKindRedispatch),
+		resend:     m.bRetries.WithLabelValues(name, retryKindResend),
 	}
 	for _, k := range []string{errKindNoServer, errKindQueue, errKindQueueFull, errKindConnectFail} {
 		bm.errs[k] = m.bErrors.WithLabelValues(name, k)
@@ -169,6 +185,7 @@ func (m *metrics) dropBackend(name string) {
 	m.bQueued.DeleteLabelValues(name)
 	m.respSeconds.DeleteLabelValues(name)
 	m.bErrors.DeletePartialMatch(prometheus.Labels{"backend": name})
+	m.bRetries.DeletePartialMatch(prometheus.Labels{"backend": name})
 }
 
 type serverMetrics struct {

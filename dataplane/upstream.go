@@ -29,7 +29,8 @@ var errConnectFailed = errors.New("could not connect to any server")
 // side of a loop must see the dial registered first. upConn.sent tells
 // how much of it went out. q is the client connection, which a drain may
 // call away while it waits in the backend's queue. failed, when not nil,
-// is a server this request already failed to reach (httpConn.redial).
+// is a server this request already failed to reach (httpConn.redial);
+// the connection is then a new one.
 func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, pooled bool, first []byte, failed *serverState) (*server, *upConn, error) {
 	var hash uint32
 	if b.cfg.Balance == BalanceSource {
@@ -62,12 +63,22 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 			b.st.m.errs[kind].Inc()
 			return nil, nil, err
 		}
-		if pooled && b.pp == 0 {
+		again := slices.Contains(tried, s.st)
+		if attempt > 0 || failed != nil {
+			if again {
+				b.st.m.retry.Inc()
+			} else {
+				b.st.m.redispatch.Inc()
+			}
+		}
+		// A request that found its pooled connection closed goes on a
+		// new one (failed set): another pooled one may be as stale, and
+		// a request is sent again once only.
+		if pooled && b.pp == 0 && failed == nil {
 			if c := s.st.pool.get(time.Now().UnixNano(), min(poolIdleMax, b.cfg.IdleTimeout), p.quietFresh()); c != nil {
 				return s, c, nil
 			}
 		}
-		again := slices.Contains(tried, s.st)
 		if again {
 			// The same server once more (no other is up): a server
 			// restarting gets a moment first, as HAProxy's turn-around.

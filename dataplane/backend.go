@@ -36,7 +36,11 @@ type backendState struct {
 	m    *backendMetrics
 
 	mu      sync.Mutex
-	waiters []chan struct{}
+	waiters []*waiter
+	// handing counts the waiters a release woke for its slot that have
+	// not run yet: until they have, a new request queues behind them
+	// rather than taking the slot (first come, first served).
+	handing int
 	// cur is the backend of the applied generation (under mu): a request
 	// queued under an older one picks from it when woken, so that
 	// capacity a reload adds (a server, a higher maxConn) serves the queue.
@@ -186,7 +190,7 @@ func (b *backend) anyUp() bool {
 func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*server, error) {
 	st := b.st
 	st.mu.Lock()
-	if len(st.waiters) == 0 {
+	if len(st.waiters) == 0 && st.handing == 0 {
 		if s := b.pickOrAny(hash, exclude); s != nil {
 			s.st.active++
 			st.mu.Unlock()
@@ -204,12 +208,13 @@ func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*serve
 	}
 	// Queue: the slow path, allowed to allocate.
 	deadline := time.Now().Add(b.cfg.QueueTimeout)
-	ch := make(chan struct{}, 1)
+	w := &waiter{ch: make(chan struct{}, 1)}
+	ch := w.ch
 	if q != nil && !q.waitOn(ch) {
 		st.mu.Unlock()
 		return nil, errLeftQueue
 	}
-	st.waiters = append(st.waiters, ch)
+	st.waiters = append(st.waiters, w)
 	st.m.queued.Inc()
 	st.mu.Unlock()
 	if q != nil {
@@ -223,10 +228,14 @@ func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*serve
 		case <-timer.C:
 		}
 		st.mu.Lock()
+		if w.handed {
+			w.handed = false
+			st.handing--
+		}
 		if q != nil && !q.waitOn(ch) {
 			// Cut by a drain. A release may have chosen this waiter for
 			// its slot: the next one gets the chance instead.
-			st.removeWaiter(ch)
+			st.removeWaiter(w)
 			st.wakeFirst()
 			st.mu.Unlock()
 			st.m.queued.Dec()
@@ -237,14 +246,14 @@ func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*serve
 		}
 		if s := b.pickOrAny(hash, exclude); s != nil {
 			s.st.active++
-			st.removeWaiter(ch)
+			st.removeWaiter(w)
 			st.mu.Unlock()
 			st.m.queued.Dec()
 			s.st.m.active.Inc()
 			return s, nil
 		}
 		if !time.Now().Before(deadline) || !b.anyUp() {
-			st.removeWaiter(ch)
+			st.removeWaiter(w)
 			st.mu.Unlock()
 			st.m.queued.Dec()
 			if !b.anyUp() {
@@ -252,11 +261,12 @@ func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*serve
 			}
 			return nil, errQueueTimeout
 		}
-		// Woken but the slot went elsewhere: wait again at the front.
-		st.removeWaiter(ch)
+		// Woken but no slot fits this request (another server's, or a
+		// wakeAll's re-pick): wait again at the front.
+		st.removeWaiter(w)
 		st.waiters = append(st.waiters, nil)
 		copy(st.waiters[1:], st.waiters)
-		st.waiters[0] = ch
+		st.waiters[0] = w
 		st.mu.Unlock()
 	}
 }
@@ -268,9 +278,16 @@ func (b *backend) pickOrAny(hash uint32, exclude []*serverState) *server {
 	return b.pick(hash, nil)
 }
 
-func (st *backendState) removeWaiter(ch chan struct{}) {
-	for i, w := range st.waiters {
-		if w == ch {
+// waiter is a request queued in acquire.
+type waiter struct {
+	ch chan struct{}
+	// handed: a release woke it for its slot (counted in handing).
+	handed bool
+}
+
+func (st *backendState) removeWaiter(w *waiter) {
+	for i, x := range st.waiters {
+		if x == w {
 			st.waiters = append(st.waiters[:i], st.waiters[i+1:]...)
 			return
 		}
@@ -295,13 +312,16 @@ func (s *server) release() {
 }
 
 // wakeFirst takes the first waiter whose wake-up is not already pending
-// out of the queue and wakes it. Called under st.mu.
+// out of the queue and wakes it, the slot kept for it until it runs
+// (handing). Called under st.mu.
 func (st *backendState) wakeFirst() {
 	for len(st.waiters) > 0 {
 		w := st.waiters[0]
 		st.waiters = st.waiters[1:]
 		select {
-		case w <- struct{}{}:
+		case w.ch <- struct{}{}:
+			w.handed = true
+			st.handing++
 			return
 		default:
 		}
@@ -313,7 +333,7 @@ func (st *backendState) wakeAll() {
 	st.mu.Lock()
 	for _, w := range st.waiters {
 		select {
-		case w <- struct{}{}:
+		case w.ch <- struct{}{}:
 		default:
 		}
 	}
@@ -501,7 +521,7 @@ func (p *idlePool) closeIdle() {
 func (b *backend) acquireServer(s *server) bool {
 	st := b.st
 	st.mu.Lock()
-	ok := len(st.waiters) == 0 && s.eligible(nil)
+	ok := len(st.waiters) == 0 && st.handing == 0 && s.eligible(nil)
 	if ok {
 		s.st.active++
 	}

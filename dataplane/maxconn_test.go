@@ -185,3 +185,85 @@ func TestQueueTakesReloadCapacity(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueFirstComeFirstServed: a slot a release frees goes to the
+// request first in the queue, which it wakes, not to one that asks for a
+// slot before the woken one has run. The newcomer used to take it (the
+// queue looked empty once the first waiter left it to run), and the
+// waiter queued again: under load, a request could wait out its
+// queueTimeout while later ones were served.
+func TestQueueFirstComeFirstServed(t *testing.T) {
+	be := backendOf("be", srv("s1", deadAddr(t)))
+	be.Servers[0].MaxConn = 1
+	be.QueueTimeout = waitFor
+	p := New(Options{})
+	t.Cleanup(func() { p.Close() })
+	if err := p.Apply(context.Background(), Config{Backends: []Backend{be}}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	b := p.backends["be"].cur
+	p.mu.Unlock()
+	queued := func() int {
+		b.st.mu.Lock()
+		defer b.st.mu.Unlock()
+		return len(b.st.waiters)
+	}
+	held, err := b.acquire(0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		s   *server
+		err error
+	}
+	ask := func() chan got {
+		c := make(chan got, 1)
+		go func() {
+			s, err := b.acquire(0, nil, nil)
+			c <- got{s, err}
+		}()
+		return c
+	}
+	take := func(c chan got, who string, i int) *server {
+		t.Helper()
+		select {
+		case g := <-c:
+			if g.err != nil {
+				t.Fatalf("round %d: %s: %v", i, who, g.err)
+			}
+			return g.s
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: %s never got the slot", i, who)
+		}
+		return nil
+	}
+	for i := range 20 {
+		first := ask()
+		testkit.Poll(t, waitFor, func() string {
+			if n := queued(); n != 1 {
+				return fmt.Sprintf("%d requests queued, want 1", n)
+			}
+			return ""
+		})
+		// The slot is freed, and at once asked for by a newcomer.
+		held.release()
+		later := ask()
+		select {
+		case g := <-later:
+			if g.err == nil {
+				g.s.release()
+			}
+			t.Fatalf("round %d: the newcomer took the slot before the request queued first (%v)", i, g.err)
+		case g := <-first:
+			if g.err != nil {
+				t.Fatalf("round %d: the request queued first: %v", i, g.err)
+			}
+			g.s.release() // the newcomer's turn
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: no request got the slot", i)
+		}
+		held = take(later, "the newcomer", i)
+	}
+	held.release()
+}

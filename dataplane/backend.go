@@ -38,8 +38,8 @@ type backendState struct {
 	mu      sync.Mutex
 	waiters []*waiter
 	// handing counts the waiters a release woke for its slot that have
-	// not run yet: until they have, a new request queues behind them
-	// rather than taking the slot (first come, first served).
+	// not run yet: a new request takes a slot only when more are free
+	// than that, else it queues behind them (first come, first served).
 	handing int
 	// cur is the backend of the applied generation (under mu): a request
 	// queued under an older one picks from it when woken, so that
@@ -190,7 +190,7 @@ func (b *backend) anyUp() bool {
 func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*server, error) {
 	st := b.st
 	st.mu.Lock()
-	if len(st.waiters) == 0 && st.handing == 0 {
+	if len(st.waiters) == 0 && b.spareBeyond(st.handing) {
 		if s := b.pickOrAny(hash, exclude); s != nil {
 			s.st.active++
 			st.mu.Unlock()
@@ -269,6 +269,28 @@ func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*serve
 		st.waiters[0] = w
 		st.mu.Unlock()
 	}
+}
+
+// spareBeyond reports whether the servers have more free slots than the n
+// kept for woken waiters (a server without maxConn has any number); true
+// for n = 0 without a look, the fast path's case. Called with st.mu.
+func (b *backend) spareBeyond(n int) bool {
+	if n == 0 {
+		return true
+	}
+	free := 0
+	for _, s := range b.servers {
+		if !s.eligible(nil) {
+			continue
+		}
+		if s.cfg.MaxConn == 0 {
+			return true
+		}
+		if free += s.cfg.MaxConn - s.st.active; free > n {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *backend) pickOrAny(hash uint32, exclude []*serverState) *server {
@@ -521,7 +543,7 @@ func (p *idlePool) closeIdle() {
 func (b *backend) acquireServer(s *server) bool {
 	st := b.st
 	st.mu.Lock()
-	ok := len(st.waiters) == 0 && st.handing == 0 && s.eligible(nil)
+	ok := len(st.waiters) == 0 && b.spareBeyond(st.handing) && s.eligible(nil)
 	if ok {
 		s.st.active++
 	}

@@ -267,3 +267,71 @@ func TestQueueFirstComeFirstServed(t *testing.T) {
 	}
 	held.release()
 }
+
+// TestQueueSpareSlotTaken: a newcomer takes a free slot at once when
+// more are free than those kept for woken requests: two slots freed
+// together, one queued request woken for the first, and the newcomer
+// gets the second. Keeping every slot while any woken request had not
+// run (the first version of the hand-over) queued the newcomer beside
+// the free slot until its queueTimeout (3 s, in a review's test).
+func TestQueueSpareSlotTaken(t *testing.T) {
+	be := backendOf("be", srv("s1", deadAddr(t)))
+	be.Servers[0].MaxConn = 2
+	be.QueueTimeout = 3 * time.Second
+	p := New(Options{})
+	t.Cleanup(func() { p.Close() })
+	if err := p.Apply(context.Background(), Config{Backends: []Backend{be}}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	b := p.backends["be"].cur
+	p.mu.Unlock()
+	type got struct {
+		s   *server
+		err error
+	}
+	for i := range 20 {
+		var held [2]*server
+		for k := range held {
+			s, err := b.acquire(0, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held[k] = s
+		}
+		first := make(chan got, 1)
+		go func() {
+			s, err := b.acquire(0, nil, nil)
+			first <- got{s, err}
+		}()
+		testkit.Poll(t, waitFor, func() string {
+			b.st.mu.Lock()
+			defer b.st.mu.Unlock()
+			if n := len(b.st.waiters); n != 1 {
+				return fmt.Sprintf("%d requests queued, want 1", n)
+			}
+			return ""
+		})
+		held[0].release()
+		held[1].release()
+		// At once, before the woken request has run.
+		start := time.Now()
+		s, err := b.acquire(0, nil, nil)
+		if err != nil {
+			t.Fatalf("round %d: the newcomer: %v", i, err)
+		}
+		if in := time.Since(start); in > time.Second {
+			t.Fatalf("round %d: the newcomer waited %v for one of two free slots", i, in)
+		}
+		s.release()
+		select {
+		case g := <-first:
+			if g.err != nil {
+				t.Fatalf("round %d: the queued request: %v", i, g.err)
+			}
+			g.s.release()
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: the queued request never got the slot kept for it", i)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,12 +31,16 @@ const systemdBinary = "/lib/systemd/systemd"
 // systemd as PID 1 here (nor in CI), and a manager refuses to start
 // unless the machine was booted with it (/run/systemd/system exists): it
 // runs in a mount namespace of its own, on a tmpfs /run that says so.
-// Its units are files in its runtime directory; systemctl reaches it
-// there (XDG_RUNTIME_DIR).
+// It runs in cgroups of its own too (testCgroups), since a manager moves
+// every process of its cgroup into an init.scope it makes there: in the
+// test's, that would be the test's and, at the root, the machine's. Its
+// units are files in its runtime directory; systemctl reaches it there
+// (XDG_RUNTIME_DIR).
 type userManager struct {
-	t   *testing.T
-	dir string // XDG_RUNTIME_DIR
-	cmd *exec.Cmd
+	t       *testing.T
+	dir     string // XDG_RUNTIME_DIR
+	cmd     *exec.Cmd
+	cgroups []string
 }
 
 func startUserManager(t *testing.T) *userManager {
@@ -51,7 +56,11 @@ func startUserManager(t *testing.T) *userManager {
 			testkit.Missing(t, "%s (util-linux, systemd)", b)
 		}
 	}
+	if out, err := exec.Command("unshare", "-m", "--propagation", "private", "true").CombinedOutput(); err != nil {
+		testkit.Missing(t, "a mount namespace (unshare -m: %v %s)", err, out)
+	}
 	m := &userManager{t: t, dir: t.TempDir()}
+	m.cgroups = testCgroups(t)
 	if err := os.Chmod(m.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +72,14 @@ func startUserManager(t *testing.T) *userManager {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	m.cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec "$0" --user --unit=ge-test.target`, systemdBinary)
+	m.cmd = exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c",
+		`sd=$1; shift; for d; do echo $$ > "$d/cgroup.procs" || exit 1; done; ` +
+			`mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec "$sd" --user --unit=ge-test.target`,
+		"sh", systemdBinary}, m.cgroups...)...)
 	m.cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+m.dir)
 	m.cmd.Stdout, m.cmd.Stderr = log, log
+	// Should the test binary die (a -timeout), so does the manager.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +149,8 @@ func (m *userManager) state(unit string) (mainPID int, active string) {
 	return mainPID, active + "/" + sub
 }
 
-// stop stops the test's units, then the manager; a process left of exe
-// (the test's own copy) is killed.
+// stop stops the test's units, then the manager; whatever is left in its
+// cgroups (a unit still draining) is killed, and the cgroups removed.
 func (m *userManager) stop() {
 	m.systemctl("stop", "ge-*.service")
 	m.cmd.Process.Signal(syscall.SIGTERM)
@@ -148,6 +161,120 @@ func (m *userManager) stop() {
 	case <-time.After(testkit.Deadline):
 		m.cmd.Process.Kill()
 		<-done
+	}
+	for _, cg := range m.cgroups {
+		removeCgroup(m.t, cg)
+	}
+}
+
+// testCgroups makes a cgroup of its own under the test's in each cgroup
+// hierarchy mounted (a cgroup2 one, or each v1 controller's and
+// name=systemd's), and returns their directories.
+func testCgroups(t *testing.T) []string {
+	t.Helper()
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("gitedge-test-%d", os.Getpid())
+	var dirs []string
+	for _, l := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		// hierarchy-ID:controllers:path; controllers empty for cgroup2.
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		ctrls, path := parts[1], parts[2]
+		for _, ml := range strings.Split(string(mounts), "\n") {
+			// ID parent major:minor root mountpoint options - fstype source super
+			pre, post, ok := strings.Cut(ml, " - ")
+			f, g := strings.Fields(pre), strings.Fields(post)
+			if !ok || len(f) < 5 || len(g) < 3 {
+				continue
+			}
+			if ctrls == "" && g[0] != "cgroup2" {
+				continue
+			}
+			if ctrls != "" && (g[0] != "cgroup" || !sameControllers(ctrls, g[2])) {
+				continue
+			}
+			rel, ok := strings.CutPrefix(path, f[3])
+			if !ok {
+				continue // the mount shows another part of the hierarchy
+			}
+			dir := filepath.Join(f[4], rel, name)
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatalf("a cgroup for the systemd user manager: %v", err)
+			}
+			if slices.Contains(strings.Split(ctrls, ","), "cpuset") {
+				// A v1 cpuset takes no process until it has CPUs and
+				// memory nodes: its parent's.
+				for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+					b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
+					if err == nil {
+						err = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+					}
+					if err != nil {
+						t.Fatalf("a cgroup for the systemd user manager: %v", err)
+					}
+				}
+			}
+			dirs = append(dirs, dir)
+			break
+		}
+	}
+	if len(dirs) == 0 {
+		testkit.Missing(t, "a cgroup hierarchy mounted (/sys/fs/cgroup) for the systemd user manager")
+	}
+	return dirs
+}
+
+// sameControllers reports whether a v1 mount's super options name every
+// controller of ctrls ("cpu,cpuacct", "name=systemd").
+func sameControllers(ctrls, opts string) bool {
+	have := strings.Split(opts, ",")
+	for _, c := range strings.Split(ctrls, ",") {
+		if !slices.Contains(have, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// removeCgroup kills what is left in dir and below, then removes the
+// cgroups, deepest first.
+func removeCgroup(t *testing.T, dir string) {
+	var subs []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			subs = append(subs, p)
+		}
+		return nil
+	})
+	for _, d := range subs {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				t.Logf("killing process %d left in %s", pid, d)
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	for i := len(subs) - 1; i >= 0; i-- {
+		var err error
+		for range 100 { // a killed process leaves its cgroup a moment later
+			if err = os.Remove(subs[i]); err == nil || os.IsNotExist(err) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil && !os.IsNotExist(err) {
+			t.Errorf("removing the test's cgroup: %v", err)
+		}
 	}
 }
 
@@ -245,6 +372,8 @@ func TestUpgradeUnderSystemd(t *testing.T) {
 
 			stop := make(chan struct{})
 			l := startUpgradeLoad(bind, "one", 4, 20000, stop)
+			stopLoad := sync.OnceFunc(func() { close(stop); l.wg.Wait() })
+			t.Cleanup(stopLoad) // also when the test fails first
 			m.must("kill", "-s", "USR2", "--kill-whom=main", unit)
 			child := int(logLine(t, log, "upgrade: the new process started; waiting until it serves")["pid"].(float64))
 			// What systemd has as the main process, until the upgrade's
@@ -291,8 +420,7 @@ func TestUpgradeUnderSystemd(t *testing.T) {
 				t.Fatalf("after the upgrade: main process %d, %s; want %d, active/running", mainPID, st, want)
 			}
 
-			close(stop)
-			l.wg.Wait()
+			stopLoad()
 			if l.failed.Load() != 0 || l.ok.Load() == 0 {
 				t.Errorf("%d requests failed (%d served): %s", l.failed.Load(), l.ok.Load(), strings.Join(l.errs, "\n"))
 			}

@@ -149,8 +149,8 @@ func (m *userManager) state(unit string) (mainPID int, active string) {
 	return mainPID, active + "/" + sub
 }
 
-// stop stops the test's units, then the manager; whatever is left in its
-// cgroups (a unit still draining) is killed, and the cgroups removed.
+// stop stops the test's units, then the manager (testCgroups' cleanup,
+// which runs after, kills what is left, a unit still draining).
 func (m *userManager) stop() {
 	m.systemctl("stop", "ge-*.service")
 	m.cmd.Process.Signal(syscall.SIGTERM)
@@ -162,14 +162,12 @@ func (m *userManager) stop() {
 		m.cmd.Process.Kill()
 		<-done
 	}
-	for _, cg := range m.cgroups {
-		removeCgroup(m.t, cg)
-	}
 }
 
 // testCgroups makes a cgroup of its own under the test's in each cgroup
 // hierarchy mounted (a cgroup2 one, or each v1 controller's and
-// name=systemd's), and returns their directories.
+// name=systemd's), and returns their directories. The test's end kills
+// what is left in them and removes them.
 func testCgroups(t *testing.T) []string {
 	t.Helper()
 	self, err := os.ReadFile("/proc/self/cgroup")
@@ -210,6 +208,7 @@ func testCgroups(t *testing.T) []string {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatalf("a cgroup for the systemd user manager: %v", err)
 			}
+			t.Cleanup(func() { removeCgroup(t, dir) })
 			if slices.Contains(strings.Split(ctrls, ","), "cpuset") {
 				// A v1 cpuset takes no process until it has CPUs and
 				// memory nodes: its parent's.

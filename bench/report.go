@@ -311,6 +311,16 @@ func table(rs []result) string {
 				}
 				b.WriteString("\n")
 			}
+			// Two builds in one run (-gitedge-base): the one against the
+			// other, round by round, as the rows are against the peers.
+			if g, base := ok("gitedge"), ok("gitedge-base"); len(g) > 0 && len(base) > 0 {
+				k, n, m := paired(g, base, val, false)
+				kc, nc, mc := paired(g, base, cpuPerReq, true)
+				if n > 0 || nc > 0 {
+					fmt.Fprintf(&b, "\ngitedge against gitedge-base, %s by %s: %s above in %d/%d (p %.2g), median ratio %.3f; CPU per request below in %d/%d (p %.2g), median ratio %.3f.\n",
+						strings.TrimSuffix(rounds, "s"), strings.TrimSuffix(rounds, "s"), unit, k, n, signTest(k, n), m, kc, nc, signTest(kc, nc), mc)
+				}
+			}
 		}
 		if len(notes) > 0 {
 			b.WriteString("\n" + strings.Join(notes, "\n"))

@@ -88,6 +88,40 @@ func TestTable(t *testing.T) {
 	}
 }
 
+// TestTableTwoBuilds: with gitedge-base in the run, a line under the
+// table compares the two builds round by round (cycle by cycle): the
+// rate above and the CPU per request below, each with its sign test.
+func TestTableTwoBuilds(t *testing.T) {
+	var rs []result
+	for c := 1; c <= 10; c++ {
+		cpu := 50.0 // the new build: 500 µs a request, the base 550
+		if c > 8 {
+			cpu = 60 // 600 µs in two cycles
+		}
+		rs = append(rs,
+			result{Scenario: "tls-close", Proxy: "haproxy", Round: c, RPS: 1000, ProxyCPU: 50, SliceSecs: 2},
+			result{Scenario: "tls-close", Proxy: "gitedge", Round: c, RPS: 1010, ProxyCPU: cpu * 1.01, SliceSecs: 2},
+			result{Scenario: "tls-close", Proxy: "gitedge-base", Round: c, RPS: 1000, ProxyCPU: 55, SliceSecs: 2})
+	}
+	out := table(rs)
+	want := "gitedge against gitedge-base, cycle by cycle: req/s above in 10/10 (p 0.002), median ratio 1.010; CPU per request below in 8/10 (p 0.11), median ratio 0.909."
+	if !strings.Contains(out, want) {
+		t.Errorf("the table lacks %q:\n%s", want, out)
+	}
+	if out := table(rs[:0:0]); strings.Contains(out, "gitedge-base") {
+		t.Errorf("an empty run mentions gitedge-base:\n%s", out)
+	}
+	var without []result
+	for _, r := range rs {
+		if r.Proxy != "gitedge-base" {
+			without = append(without, r)
+		}
+	}
+	if out := table(without); strings.Contains(out, "against gitedge-base") {
+		t.Errorf("a run without gitedge-base compares with it:\n%s", out)
+	}
+}
+
 // TestErrorMark: a row whose runs had errors has its rate marked, and a
 // line under the table says how many; a clean row has neither.
 func TestErrorMark(t *testing.T) {

@@ -208,11 +208,12 @@ func (s *serverState) retryPassive(p *Proxy) {
 	s.b.wakeAll() // queued requests may try it
 }
 
-// connectOK is a successful connect: it clears a server's passive
-// failures, and announces a server on trial up. An actively checked
-// server's state is its checks' (a connect succeeding says nothing of a
-// health endpoint answering 503 to drain it).
+// connectOK is a successful connect: it is counted, clears a server's
+// passive failures, and announces a server on trial up. An actively
+// checked server's state is its checks' (a connect succeeding says
+// nothing of a health endpoint answering 503 to drain it).
 func (s *serverState) connectOK(p *Proxy) {
+	s.m.conns.Inc()
 	s.hmu.Lock()
 	if s.hc.Type != CheckNone {
 		s.hmu.Unlock()
@@ -224,5 +225,16 @@ func (s *serverState) connectOK(p *Proxy) {
 	s.hmu.Unlock()
 	if trial {
 		p.serverChanged(s, true, "a connect succeeded after connect failures")
+	}
+}
+
+// connectFailed is a failed connect (err unwrapped): it is counted, and
+// held against the server's health unless this request has already
+// counted one against it (again) or the failure is this host's
+// (localDialErr).
+func (s *serverState) connectFailed(p *Proxy, err error, again bool) {
+	s.m.errs[errKindConnect].Inc()
+	if !again && !localDialErr(err) {
+		s.report(p, false, false, err.Error())
 	}
 }

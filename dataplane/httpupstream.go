@@ -46,10 +46,7 @@ func (h *httpConn) redial(b *backend) bool {
 	c, _, err := b.dial(h.used, nil)
 	if err != nil {
 		err = unwrapOp(err)
-		h.used.st.m.errs[errKindConnect].Inc()
-		if !localDialErr(err) {
-			h.used.st.report(h.sock.p, false, false, err.Error())
-		}
+		h.used.st.connectFailed(h.sock.p, err, false)
 		h.releaseSlot()
 		s, u, cerr := h.sock.p.connectServer(b, h.clientConn, h.peer, h.local, true, nil, h.used.st)
 		if cerr != nil {
@@ -66,7 +63,6 @@ func (h *httpConn) redial(b *backend) bool {
 		return true
 	}
 	h.used.st.connectOK(h.sock.p)
-	h.used.st.m.conns.Inc()
 	u, err := newUpConn(c, b, h.used, h.peer, h.local, true)
 	if err == nil && !h.holdUp(u) {
 		u.c.Close() // a drain cut the connection

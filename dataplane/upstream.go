@@ -91,7 +91,6 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 		c, sent, err := b.dial(s, pre)
 		if err == nil {
 			s.st.connectOK(p)
-			s.st.m.conns.Inc()
 			var own dialEnds
 			if !pooled && s.mayLoop {
 				// Before the first byte goes out: the accepting side
@@ -113,10 +112,7 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 			}
 		}
 		err = unwrapOp(err)
-		s.st.m.errs[errKindConnect].Inc()
-		if !again && !localDialErr(err) {
-			s.st.report(p, false, false, err.Error())
-		}
+		s.st.connectFailed(p, err, again)
 		if p.log.Enabled(p.bg, slogDebug) {
 			p.log.Debug("connect failed", "backend", b.cfg.Name, "server", s.cfg.Name, "address", s.cfg.Address.String(), "error", err)
 		}

@@ -357,14 +357,7 @@ func TestRetryTriesEachServer(t *testing.T) {
 	live := startHTTPBackend(t, "live", false)
 	be := backendOf("be", srv("d1", deadAddr(t)), srv("d2", deadAddr(t)), srv("live", live.addr))
 	be.Balance = BalanceSource
-	p := New(Options{})
-	t.Cleanup(func() { p.Close() })
-	if err := p.Apply(context.Background(), Config{Backends: []Backend{be}}); err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	b := p.backends["be"].cur
-	p.mu.Unlock()
+	p, b := bareBackend(t, be)
 	// Equal weights: the hash modulo 3 picks among all three (0: d1),
 	// modulo 2 among the two left (0: d2 once d1 is excluded, d1 again
 	// when only d2 is).

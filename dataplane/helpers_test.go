@@ -132,6 +132,21 @@ func (r *proxyRig) metric(t testing.TB, name string, labels map[string]string) f
 	return -1
 }
 
+// bareBackend applies a config of be alone to a proxy that serves no
+// listener, and returns the backend as requests see it: acquire,
+// release and connectServer called directly.
+func bareBackend(t *testing.T, be Backend) (*Proxy, *backend) {
+	t.Helper()
+	p := New(Options{})
+	t.Cleanup(func() { p.Close() })
+	if err := p.Apply(context.Background(), Config{Backends: []Backend{be}}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p, p.backends[be.Name].cur
+}
+
 // Config builders with test-friendly timeouts.
 
 func httpListener(name, def string) Listener {

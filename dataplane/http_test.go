@@ -961,37 +961,50 @@ func TestStalePooledRequestSentAgain(t *testing.T) {
 // request got 502 with another server up.
 func TestStaleRedispatch(t *testing.T) {
 	other := startHTTPBackend(t, "other", false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		ln.Close() // gone once it has answered: a new connect is refused
-		defer c.Close()
-		br := bufio.NewReader(c)
-		if _, err := http.ReadRequest(br); err != nil {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngone")
-		close(served)
-		time.Sleep(200 * time.Microsecond) // then close: races the pool
-	}()
-	be := backendOf("a", Server{Name: "gone", Address: ln.Addr().(*net.TCPAddr).AddrPort(), Weight: 100}, Server{Name: "other", Address: other.addr, Weight: 1})
+	gone := stalingServer(t, "gone", true)
+	gone.Weight = 100
+	be := backendOf("a", gone, Server{Name: "other", Address: other.addr, Weight: 1})
 	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{be}})
 	c := dialClient(t, p.addr(t, "http"))
 	if r := c.do("GET", "a.test", "/", ""); r.StatusCode != 200 || bodyOf(r) != "gone" {
 		t.Fatalf("first request: %d", r.StatusCode)
 	}
-	<-served
 	r := c.do("GET", "a.test", "/", "")
 	if r.StatusCode != 200 || !strings.HasPrefix(bodyOf(r), "other") {
 		t.Errorf("the request on the stale connection: %d, want 200 from the other server", r.StatusCode)
 	}
+}
+
+// stalingServer is a server that answers one request a connection with
+// its name, then closes the connection 200 µs later (racing the proxy's
+// pool); once, it stops listening at its first connection, so that a
+// new connect is refused.
+func stalingServer(t *testing.T, name string, once bool) Server {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if once {
+				ln.Close()
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
+				time.Sleep(200 * time.Microsecond)
+			}()
+		}
+	}()
+	return srv(name, ln.Addr().(*net.TCPAddr).AddrPort())
 }
 
 // TestStaleRedispatchNewConn: a request whose pooled connection proved
@@ -1002,34 +1015,7 @@ func TestStaleRedispatch(t *testing.T) {
 // connection 200 µs after its answer, and the pool trusts a quiet
 // connection for a minute, so each pooled connection is stale.
 func TestStaleRedispatchNewConn(t *testing.T) {
-	serve := func(name string, once bool) Server {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				if once {
-					ln.Close() // gone once it has a connection: a new connect is refused
-				}
-				go func() {
-					defer c.Close()
-					if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-						return
-					}
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
-					time.Sleep(200 * time.Microsecond)
-				}()
-			}
-		}()
-		return srv(name, ln.Addr().(*net.TCPAddr).AddrPort())
-	}
-	be := backendOf("a", serve("gone", true), serve("other", false))
+	be := backendOf("a", stalingServer(t, "gone", true), stalingServer(t, "other", false))
 	p := startProxy(t, Config{Listeners: []Listener{httpListener("http", "a")}, Backends: []Backend{be}})
 	p.fresh.Store(int64(time.Minute))
 	c := dialClient(t, p.addr(t, "http"))

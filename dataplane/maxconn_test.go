@@ -186,6 +186,32 @@ func TestQueueTakesReloadCapacity(t *testing.T) {
 	}
 }
 
+// acquired is what an acquire returned.
+type acquired struct {
+	s   *server
+	err error
+}
+
+// acquireLater runs an acquire of b on a goroutine of its own, and waits
+// (bounded) until it is the queue's only waiter.
+func acquireLater(t *testing.T, b *backend) chan acquired {
+	t.Helper()
+	c := make(chan acquired, 1)
+	go func() {
+		s, err := b.acquire(0, nil, nil)
+		c <- acquired{s, err}
+	}()
+	testkit.Poll(t, waitFor, func() string {
+		b.st.mu.Lock()
+		defer b.st.mu.Unlock()
+		if n := len(b.st.waiters); n != 1 {
+			return fmt.Sprintf("%d requests queued, want 1", n)
+		}
+		return ""
+	})
+	return c
+}
+
 // TestQueueFirstComeFirstServed: a slot a release frees goes to the
 // request first in the queue, which it wakes, not to one that asks for a
 // slot before the woken one has run. The newcomer used to take it (the
@@ -196,59 +222,20 @@ func TestQueueFirstComeFirstServed(t *testing.T) {
 	be := backendOf("be", srv("s1", deadAddr(t)))
 	be.Servers[0].MaxConn = 1
 	be.QueueTimeout = waitFor
-	p := New(Options{})
-	t.Cleanup(func() { p.Close() })
-	if err := p.Apply(context.Background(), Config{Backends: []Backend{be}}); err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	b := p.backends["be"].cur
-	p.mu.Unlock()
-	queued := func() int {
-		b.st.mu.Lock()
-		defer b.st.mu.Unlock()
-		return len(b.st.waiters)
-	}
+	_, b := bareBackend(t, be)
 	held, err := b.acquire(0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type got struct {
-		s   *server
-		err error
-	}
-	ask := func() chan got {
-		c := make(chan got, 1)
-		go func() {
-			s, err := b.acquire(0, nil, nil)
-			c <- got{s, err}
-		}()
-		return c
-	}
-	take := func(c chan got, who string, i int) *server {
-		t.Helper()
-		select {
-		case g := <-c:
-			if g.err != nil {
-				t.Fatalf("round %d: %s: %v", i, who, g.err)
-			}
-			return g.s
-		case <-time.After(waitFor):
-			t.Fatalf("round %d: %s never got the slot", i, who)
-		}
-		return nil
-	}
 	for i := range 20 {
-		first := ask()
-		testkit.Poll(t, waitFor, func() string {
-			if n := queued(); n != 1 {
-				return fmt.Sprintf("%d requests queued, want 1", n)
-			}
-			return ""
-		})
+		first := acquireLater(t, b)
 		// The slot is freed, and at once asked for by a newcomer.
 		held.release()
-		later := ask()
+		later := make(chan acquired, 1)
+		go func() {
+			s, err := b.acquire(0, nil, nil)
+			later <- acquired{s, err}
+		}()
 		select {
 		case g := <-later:
 			if g.err == nil {
@@ -263,7 +250,15 @@ func TestQueueFirstComeFirstServed(t *testing.T) {
 		case <-time.After(waitFor):
 			t.Fatalf("round %d: no request got the slot", i)
 		}
-		held = take(later, "the newcomer", i)
+		select {
+		case g := <-later:
+			if g.err != nil {
+				t.Fatalf("round %d: the newcomer: %v", i, g.err)
+			}
+			held = g.s
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: the newcomer never got the slot", i)
+		}
 	}
 	held.release()
 }
@@ -278,18 +273,7 @@ func TestQueueSpareSlotTaken(t *testing.T) {
 	be := backendOf("be", srv("s1", deadAddr(t)))
 	be.Servers[0].MaxConn = 2
 	be.QueueTimeout = 3 * time.Second
-	p := New(Options{})
-	t.Cleanup(func() { p.Close() })
-	if err := p.Apply(context.Background(), Config{Backends: []Backend{be}}); err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	b := p.backends["be"].cur
-	p.mu.Unlock()
-	type got struct {
-		s   *server
-		err error
-	}
+	_, b := bareBackend(t, be)
 	for i := range 20 {
 		var held [2]*server
 		for k := range held {
@@ -299,19 +283,7 @@ func TestQueueSpareSlotTaken(t *testing.T) {
 			}
 			held[k] = s
 		}
-		first := make(chan got, 1)
-		go func() {
-			s, err := b.acquire(0, nil, nil)
-			first <- got{s, err}
-		}()
-		testkit.Poll(t, waitFor, func() string {
-			b.st.mu.Lock()
-			defer b.st.mu.Unlock()
-			if n := len(b.st.waiters); n != 1 {
-				return fmt.Sprintf("%d requests queued, want 1", n)
-			}
-			return ""
-		})
+		first := acquireLater(t, b)
 		held[0].release()
 		held[1].release()
 		// At once, before the woken request has run.

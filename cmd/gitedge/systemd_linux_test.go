@@ -6,9 +6,7 @@ package main
 // cannot tell whether systemd accepts what it hears.
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -300,30 +298,6 @@ func shippedService(t *testing.T) []string {
 	return lines
 }
 
-// logLine waits (bounded) for a JSON log line of file with this msg.
-func logLine(t *testing.T, file, msg string) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(2 * testkit.Deadline)
-	for time.Now().Before(deadline) {
-		if f, err := os.Open(file); err == nil {
-			sc := bufio.NewScanner(f)
-			sc.Buffer(nil, 1<<20)
-			for sc.Scan() {
-				var l map[string]any
-				if json.Unmarshal(sc.Bytes(), &l) == nil && l["msg"] == msg {
-					f.Close()
-					return l
-				}
-			}
-			f.Close()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(file)
-	t.Fatalf("no log line %q in %s:\n%s", msg, file, b)
-	return nil
-}
-
 // TestUpgradeUnderSystemd: `gitedge proxy` as a Type=notify unit of a
 // real systemd (Debian 12's 252), with the shipped unit's lines. Started,
 // it is active once ready; an upgrade (`systemctl kill -s USR2
@@ -374,7 +348,7 @@ func TestUpgradeUnderSystemd(t *testing.T) {
 			stopLoad := sync.OnceFunc(func() { close(stop); l.wg.Wait() })
 			t.Cleanup(stopLoad) // also when the test fails first
 			m.must("kill", "-s", "USR2", "--kill-whom=main", unit)
-			child := int(logLine(t, log, "upgrade: the new process started; waiting until it serves")["pid"].(float64))
+			child := int(waitLogLinesIn(t, log, "upgrade: the new process started; waiting until it serves", 1)[0]["pid"].(float64))
 			// What systemd has as the main process, until the upgrade's
 			// outcome is known.
 			seen := []int{old}
@@ -388,12 +362,12 @@ func TestUpgradeUnderSystemd(t *testing.T) {
 				if pid != seen[len(seen)-1] {
 					seen = append(seen, pid)
 				}
-				if b, _ := os.ReadFile(log); strings.Contains(string(b), `"msg":"`+outcome+`"`) || time.Now().After(deadline) {
+				if len(logLinesIn(log, outcome)) > 0 || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			logLine(t, log, outcome)
+			waitLogLinesIn(t, log, outcome, 1)
 			gone := old
 			if !tc.takes {
 				gone = child

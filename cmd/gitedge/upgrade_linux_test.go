@@ -145,9 +145,19 @@ func (n *upgradedNode) logText() string {
 }
 
 // logLines returns the JSON log lines whose msg is msg.
-func (n *upgradedNode) logLines(msg string) []map[string]any {
+func (n *upgradedNode) logLines(msg string) []map[string]any { return logLinesIn(n.log, msg) }
+
+// waitLogLines waits (bounded) until the log holds count lines with msg.
+func (n *upgradedNode) waitLogLines(msg string, count int) []map[string]any {
+	n.t.Helper()
+	return waitLogLinesIn(n.t, n.log, msg, count)
+}
+
+// logLinesIn returns the JSON log lines of file whose msg is msg.
+func logLinesIn(file, msg string) []map[string]any {
+	b, _ := os.ReadFile(file)
 	var out []map[string]any
-	for line := range strings.Lines(n.logText()) {
+	for line := range strings.Lines(string(b)) {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)
@@ -156,16 +166,17 @@ func (n *upgradedNode) logLines(msg string) []map[string]any {
 	return out
 }
 
-// waitLogLines waits (bounded) until the log holds count lines with msg.
-func (n *upgradedNode) waitLogLines(msg string, count int) []map[string]any {
-	n.t.Helper()
+// waitLogLinesIn waits (bounded) until file holds count JSON log lines
+// with msg.
+func waitLogLinesIn(t *testing.T, file, msg string, count int) []map[string]any {
+	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if l := n.logLines(msg); len(l) >= count {
+		if l := logLinesIn(file, msg); len(l) >= count {
 			return l
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("the log never said %q %d times", msg, count)
+			t.Fatalf("the log never said %q %d times", msg, count)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

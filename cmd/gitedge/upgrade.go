@@ -638,10 +638,27 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 		return 0, 0, fmt.Errorf("%w%s", err, stop(exiting))
 	}
 	// abort is this process giving up while the new one may be ready,
-	// and of protocol 1 (claimed) for all this one knows.
-	abort := func(err error) (int, int, error) {
+	// and of protocol 1 (claimed) for all this one knows. One that said
+	// "ready 2" waits for "go": the closed control socket tells it, and
+	// it exits by itself (saying so) before a SIGTERM would race that.
+	abort := func(err error, line string) (int, int, error) {
 		claimBack = true
-		return fail(err, false)
+		if line == "" {
+			select {
+			case line = <-said:
+			default:
+			}
+		}
+		if line != "ready 2" {
+			return fail(err, false)
+		}
+		ctl.Close()
+		reclaim()
+		how := stop(true)
+		if how == "" {
+			how = fmt.Sprintf("; the new process, told, exited (%s)", exitReason(exitErr))
+		}
+		return 0, 0, fmt.Errorf("%w%s", err, how)
 	}
 	notReady := fmt.Errorf("the new process was not ready within %v; its log says why", upgradeTimeout)
 	timeout := time.NewTimer(upgradeTimeout)
@@ -649,7 +666,7 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 	select {
 	case line := <-said:
 		if abortsAtReady(line) {
-			return abort(notReady) // a test hook: the timeout, at this very instant
+			return abort(notReady, line) // a test hook: the timeout, at this very instant
 		}
 		switch line {
 		case "ready":
@@ -706,9 +723,9 @@ func (u *upgrades) startSuccessor(ctx context.Context, n *node, log *slog.Logger
 		}
 		return fail(fmt.Errorf("the new process exited before it was ready (%v); its log says why", exitReason(exitErr)), true)
 	case <-timeout.C:
-		return abort(notReady)
+		return abort(notReady, "")
 	case <-ctx.Done():
-		return abort(errors.New("this process is stopping"))
+		return abort(errors.New("this process is stopping"), "")
 	}
 }
 

@@ -152,6 +152,12 @@ type Listener struct {
 	// stops accepting, and new connections wait in the kernel's accept
 	// queue until one ends (HAProxy's frontend maxconn). 0 = no cap.
 	MaxConn int
+	// DeferAccept lets the kernel hand a connection over only once its
+	// client sent a first byte, or after about a second of silence
+	// (TCP_DEFER_ACCEPT; HAProxy's defer-accept, nginx's deferred): the
+	// proxy's first read then finds the request or the ClientHello, and no
+	// wait is set up for it. Both modes have the client speak first.
+	DeferAccept bool
 }
 
 // Route maps host names to a backend per mode.
@@ -222,7 +228,7 @@ func (l Listener) equal(o Listener) bool {
 		l.InspectTimeout == o.InspectTimeout && slices.Equal(l.AcceptProxy, o.AcceptProxy) &&
 		l.RequestTimeout == o.RequestTimeout && l.ClientTimeout == o.ClientTimeout &&
 		l.MaxHeaderBytes == o.MaxHeaderBytes && l.DrainTimeout == o.DrainTimeout &&
-		l.MaxConn == o.MaxConn
+		l.MaxConn == o.MaxConn && l.DeferAccept == o.DeferAccept
 }
 
 func (r Route) equal(o Route) bool {

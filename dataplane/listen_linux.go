@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -36,4 +37,30 @@ func listenControl(b Bind) func(network, address string, c syscall.RawConn) erro
 		}
 		return serr
 	}
+}
+
+// deferAcceptSecs is the TCP_DEFER_ACCEPT a listener asks for: the kernel
+// rounds it up to one retransmission of its SYN-ACK, after which (about a
+// second) a client that completed its handshake but sent nothing is
+// handed over all the same, and the listener's own timeouts apply to it.
+const deferAcceptSecs = 1
+
+// setDeferAccept sets or clears TCP_DEFER_ACCEPT on a listening socket
+// (any time: it applies to connections that complete after it).
+func setDeferAccept(ln *net.TCPListener, on bool) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	secs := 0
+	if on {
+		secs = deferAcceptSecs
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

@@ -300,6 +300,9 @@ func (p *Proxy) reopen(k sockKey) {
 		old.drain(drain)
 	}()
 	s := p.newListenSock(old.bind, ln)
+	if lg := old.last.Load(); lg != nil {
+		s.setDefer(lg.cfg.DeferAccept)
+	}
 	s.cur.Store(old.last.Load())
 	p.socks[k] = s
 	if p.running {
@@ -463,6 +466,7 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 	p.markSelf(gen, listening)
 	for key, lg := range gen.listeners {
 		s := p.socks[key]
+		s.setDefer(lg.cfg.DeferAccept)
 		s.cur.Store(lg)
 		s.kick() // its cap may have changed
 		if p.running {

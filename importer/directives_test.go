@@ -113,6 +113,7 @@ func TestHAProxyBinds(t *testing.T) {
 		{"host name", "bind :80\n  bind lb.example:81", []check{`dropped: gitedge binds IP addresses: HAProxy resolved "lb.example"`}},
 		{"port range", "bind :80\n  bind :81-83", []check{"dropped: a port range"}},
 		{"bind options", "bind :80 name web tfo transparent", []check{"note: name web: bind option", "dropped: transparent: bind option: no gitedge counterpart"}},
+		{"defer-accept", "bind :80 defer-accept", []check{"note: defer-accept: gitedge's listeners defer accepting by default (deferAccept)", `!edge.yaml: deferAccept`}},
 		{"unknown bind option", "bind :80 frobnicate 1", []check{"dropped: h.cfg:6: frontend \"f\": frobnicate 1: unknown bind option"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -783,7 +783,9 @@ func (h *fromHAProxy) frontend(p *haproxy.Proxy) {
 				} else if n > 0 {
 					bindMax = &n
 				}
-			case "name", "id", "v4v6", "v6only", "process", "thread", "nice", "shards", "label", "guid-prefix", "backlog", "defer-accept", "tfo":
+			case "defer-accept":
+				h.rep.Add(b.Pos, report.Note, where, "defer-accept", "gitedge's listeners defer accepting by default (deferAccept)")
+			case "name", "id", "v4v6", "v6only", "process", "thread", "nice", "shards", "label", "guid-prefix", "backlog", "tfo":
 				h.rep.Add(b.Pos, report.Note, where, strings.Join(o, " "), "bind option: no effect on what clients see")
 			default:
 				h.rep.Add(b.Pos, report.Dropped, where, strings.Join(o, " "), "bind option: no gitedge counterpart")

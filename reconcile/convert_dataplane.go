@@ -125,6 +125,7 @@ func (c *converter) listener(d *document, i int, r rawListener) dataplane.Listen
 		DrainTimeout:   c.duration(d, f+".drainTimeout", r.DrainTimeout, defDrainTimeout),
 		MaxHeaderBytes: intOr(r.MaxHeaderBytes, defMaxHeaderBytes),
 		MaxConn:        intOr(r.MaxConn, 0),
+		DeferAccept:    r.DeferAccept == nil || *r.DeferAccept,
 	}
 	if r.Name == "" {
 		c.l.failAt(d, f+".name", "missing: every listener needs a name")

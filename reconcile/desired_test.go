@@ -68,8 +68,11 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Errorf("IPv6 server address %v", be.Servers[1].Address)
 	}
 	l := d.Dataplane.Listeners[1]
-	if l.Bind.String() != "[::1]:8443" || l.InspectTimeout != defInspectTimeout || l.MaxHeaderBytes != defMaxHeaderBytes {
+	if l.Bind.String() != "[::1]:8443" || l.InspectTimeout != defInspectTimeout || l.MaxHeaderBytes != defMaxHeaderBytes || !l.DeferAccept {
 		t.Errorf("listener defaults: %+v", l)
+	}
+	if d.Dataplane.Listeners[0].DeferAccept {
+		t.Errorf("deferAccept: false not carried over: %+v", d.Dataplane.Listeners[0])
 	}
 	hosts := d.Dataplane.Routes[0].Hosts
 	if !slices.Equal(hosts, []string{"*.apps.example.org", "app.example.org"}) {

@@ -326,6 +326,7 @@ func listenerFields(l dataplane.Listener) []kv {
 		num("maxHeaderBytes", l.MaxHeaderBytes),
 		{k: "drainTimeout", v: fmtDur(l.DrainTimeout)},
 		num("maxConn", l.MaxConn),
+		flag("deferAccept", l.DeferAccept),
 	}
 }
 

@@ -98,6 +98,7 @@ type rawListener struct {
 	MaxHeaderBytes *int     `json:"maxHeaderBytes"`
 	DrainTimeout   string   `json:"drainTimeout"`
 	MaxConn        *int     `json:"maxConn"`
+	DeferAccept    *bool    `json:"deferAccept"`
 }
 
 type rawInfra struct {

@@ -99,6 +99,14 @@ func routesOf(cfg *dataplane.Config, mode dataplane.Mode) []hostRoute {
 
 func secs(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
+// deferOpt is a peer's bind option for the listener's deferAccept.
+func deferOpt(l dataplane.Listener, opt string) string {
+	if l.DeferAccept {
+		return opt
+	}
+	return ""
+}
+
 // haproxyConfig renders haproxy.cfg: master-worker, one thread, listeners
 // handed over on reload (expose-fd listeners), as an operator runs it.
 func haproxyConfig(cfg *dataplane.Config, runDir string) (string, error) {
@@ -123,7 +131,7 @@ defaults
     timeout http-request 10s
 `, runDir, runDir)
 	for _, l := range cfg.Listeners {
-		fmt.Fprintf(&b, "\nfrontend %s\n    bind %s\n", l.Name, l.Bind)
+		fmt.Fprintf(&b, "\nfrontend %s\n    bind %s%s\n", l.Name, l.Bind, deferOpt(l, " defer-accept"))
 		if l.MaxConn > 0 {
 			fmt.Fprintf(&b, "    maxconn %d\n", l.MaxConn)
 		}
@@ -240,9 +248,9 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 			return fmt.Sprintf("location / { proxy_pass http://%s; proxy_connect_timeout %s;%s }", backend, secs(byName[backend].ConnectTimeout), xff)
 		}
 		if l.DefaultBackend != "" {
-			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096; server_name _;%s %s }\n", l.Bind, hdr, location(l.DefaultBackend))
+			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096%s; server_name _;%s %s }\n", l.Bind, deferOpt(l, " deferred"), hdr, location(l.DefaultBackend))
 		} else {
-			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096; server_name _;%s return 503; }\n", l.Bind, hdr)
+			fmt.Fprintf(&b, "  server { listen %s default_server backlog=4096%s; server_name _;%s return 503; }\n", l.Bind, deferOpt(l, " deferred"), hdr)
 		}
 		for _, r := range routesOf(cfg, l.Mode) {
 			fmt.Fprintf(&b, "  server { listen %s; server_name %s;%s %s }\n", l.Bind, r.host, hdr, location(r.backend))
@@ -279,6 +287,9 @@ func nginxConfig(cfg *dataplane.Config, runDir, streamModule string) (string, er
 		}
 		upstream(be, false)
 	}
+	// No deferred here: Debian 12's nginx (1.22) takes it in http only.
+	// Its stream preread waits for readability before its first read
+	// all the same, so it makes no read that finds nothing.
 	for i, l := range tls {
 		fmt.Fprintf(&b, "  map $ssl_preread_server_name $sni%d {\n    hostnames;\n", i)
 		for _, r := range routesOf(cfg, l.Mode) {

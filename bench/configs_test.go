@@ -66,7 +66,8 @@ func TestHAProxyConfigCaps(t *testing.T) {
 // requests (http-reuse aggressive, HTTP backends only), nginx keeps its
 // default response buffering (off was far slower in big) and has the
 // routes' connect timeout and the listener's request timeout (HAProxy's
-// timeout http-request); both accept the files.
+// timeout http-request) and the listeners' deferAccept, on by default and
+// off with -no-defer-accept; both accept the files.
 func TestPeerConfigsAlign(t *testing.T) {
 	needPeers(t, "haproxy", "nginx")
 	dir, err := os.MkdirTemp("", "gitedge-bench-configs-")
@@ -114,6 +115,8 @@ func TestPeerConfigsAlign(t *testing.T) {
 		{"nginx: the request timeout in every http server", nginx, "client_header_timeout " + secs(req) + ";", 5},
 		{"nginx: the connect timeout in every http location", nginx, "proxy_connect_timeout 1000ms;", 5 + 1},
 		{"nginx: no 1s literal left", nginx, "proxy_connect_timeout 1s", 0},
+		{"haproxy: deferAccept on both binds", haproxy, " defer-accept\n", 2},
+		{"nginx: deferAccept on the http listen (1.22's stream has none)", nginx, " deferred;", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if n := strings.Count(tc.text, tc.want); n != tc.count {
@@ -135,5 +138,24 @@ func TestPeerConfigsAlign(t *testing.T) {
 	}
 	if out, err := exec.Command("nginx", "-t", "-q", "-c", filepath.Join(dir, "nginx.conf"), "-p", dir).CombinedOutput(); err != nil {
 		t.Errorf("nginx -t: %v\n%s", err, out)
+	}
+
+	topo.KeepAccept = true
+	if err := writeRoutes(filepath.Join(dir, "routes"), topo, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = reconcile.LoadDir(filepath.Join(dir, "routes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeConfigs(&d.Dataplane, dir, stream, topo); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range d.Dataplane.Listeners {
+		if l.DeferAccept {
+			t.Errorf("-no-defer-accept: listener %s defers accepting", l.Name)
+		}
+	}
+	if haproxy, nginx = read("haproxy.cfg"), read("nginx.conf"); strings.Contains(haproxy, "defer-accept") || strings.Contains(nginx, "deferred") {
+		t.Errorf("-no-defer-accept: a peer still defers:\n%s\n%s", haproxy, nginx)
 	}
 }

@@ -107,7 +107,6 @@ func (s *listenSock) Addr() netip.AddrPort {
 	return s.ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
-// start runs the accept loop; idempotent.
 // setDefer gives the socket the listener's DeferAccept when it has
 // another. On failure the socket keeps its setting and serves all the
 // same.
@@ -126,6 +125,7 @@ func (s *listenSock) setDefer(on bool) {
 	s.deferred = want
 }
 
+// start runs the accept loop; idempotent.
 func (s *listenSock) start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -17,6 +17,9 @@ var (
 	// errLeftQueue is a queued request whose connection a drain cut
 	// (drainTimeout passed): it leaves the queue then, not at queueTimeout.
 	errLeftQueue = errors.New("the connection was closed by the drain while it waited in the queue")
+	// errBackendGone: a reload removed the backend after the request
+	// was routed to it; the caller routes it again.
+	errBackendGone = errors.New("a reload removed the backend this request was routed to")
 )
 
 // queuer is the connection a queued request belongs to, which a drain
@@ -190,6 +193,16 @@ func (b *backend) anyUp() bool {
 func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*server, error) {
 	st := b.st
 	st.mu.Lock()
+	if st.cur != b {
+		// A reload came between the request's route and now: it takes
+		// the servers the reload left this backend, as a queued request
+		// does, not the ones it retired.
+		if st.cur == nil {
+			st.mu.Unlock()
+			return nil, errBackendGone
+		}
+		b = st.cur
+	}
 	if len(st.waiters) == 0 && b.spareBeyond(st.handing) {
 		if s := b.pickOrAny(hash, exclude); s != nil {
 			s.st.active++
@@ -241,9 +254,14 @@ func (b *backend) acquire(hash uint32, exclude []*serverState, q queuer) (*serve
 			st.m.queued.Dec()
 			return nil, errLeftQueue
 		}
-		if st.cur != nil {
-			b = st.cur // a reload may have added capacity, or removed servers
+		if st.cur == nil {
+			// A reload removed the backend: routed again by the caller.
+			st.removeWaiter(w)
+			st.mu.Unlock()
+			st.m.queued.Dec()
+			return nil, errBackendGone
 		}
+		b = st.cur // a reload may have added capacity, or removed servers
 		if s := b.pickOrAny(hash, exclude); s != nil {
 			s.st.active++
 			st.removeWaiter(w)

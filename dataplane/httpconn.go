@@ -471,8 +471,20 @@ func (h *httpConn) exchange() bool {
 	} else {
 		h.rw.ForwardedFor = netip.Addr{}
 	}
-	if !h.connect(b) {
-		return h.fail(b, h.status)
+	for rerouted := false; !h.connect(b); rerouted = true {
+		// A reload removed the backend between the route and the
+		// connect: the request goes where the running table sends it.
+		cur := h.sock.cur.Load()
+		if h.why != errBackendGone || rerouted || cur == nil || cur.cfg.Mode != ModeHTTP {
+			return h.fail(b, h.status)
+		}
+		lg, h.lg = cur, cur
+		h.status, h.why = 0, nil
+		if b = lg.route(req.Host); b == nil {
+			h.lm.errs[errKindNoRoute].Inc()
+			h.why = errNoRoute
+			return h.fail(nil, 503)
+		}
 	}
 	defer h.releaseSlot()
 	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||

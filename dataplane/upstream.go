@@ -49,7 +49,7 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 	}
 	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
 		s, err := b.acquire(hash, tried, q)
-		if err == errLeftQueue {
+		if err == errLeftQueue || err == errBackendGone {
 			return nil, nil, err // no fault of the backend's
 		}
 		if err != nil {

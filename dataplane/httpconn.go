@@ -466,11 +466,6 @@ func (h *httpConn) exchange() bool {
 		bodyInBuf = int(min(req.ContentLength, int64(h.inLen-h.headLen)))
 	}
 	h.consumed = h.headLen + bodyInBuf
-	if lg.cfg.ForwardFor {
-		h.rw.ForwardedFor, h.rw.Proto = h.peer.Addr(), "http"
-	} else {
-		h.rw.ForwardedFor = netip.Addr{}
-	}
 	for rerouted := false; !h.connect(b); rerouted = true {
 		// A reload removed the backend between the route and the
 		// connect: the request goes where the running table sends it.
@@ -485,6 +480,15 @@ func (h *httpConn) exchange() bool {
 			h.why = errNoRoute
 			return h.fail(nil, 503)
 		}
+	}
+	// The server's generation of the backend (a reload may have come
+	// since the route): its PROXY header setting decides whether the
+	// connection is pooled or the client's alone (finishUp).
+	b = h.used.b
+	if lg.cfg.ForwardFor {
+		h.rw.ForwardedFor, h.rw.Proto = h.peer.Addr(), "http"
+	} else {
+		h.rw.ForwardedFor = netip.Addr{}
 	}
 	defer h.releaseSlot()
 	bodyComplete := !req.HasBody() || (req.Chunked && h.reqChunk.Done()) ||

@@ -104,6 +104,9 @@ type Proxy struct {
 	// noSelfCheck turns the Apply-time self-server check off, so tests
 	// can reach the checks behind it.
 	noSelfCheck bool
+	// swapped, when set (tests), runs in commit once the listeners route
+	// by the new generation and before anything is retired.
+	swapped func()
 }
 
 // sockKey identifies a listening socket across generations: its bind, or
@@ -464,6 +467,16 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 		listening = append(listening, p.socks[key].Addr())
 	}
 	p.markSelf(gen, listening)
+	// Backends take this generation before any listener routes by it:
+	// acquire goes to a backend's newest generation (st.cur), so a
+	// request the new table routes finds the new servers, and one the old
+	// table routed a moment ago takes them too rather than the servers
+	// retired below.
+	for _, b := range gen.backends {
+		b.st.mu.Lock()
+		b.st.cur = b
+		b.st.mu.Unlock()
+	}
 	for key, lg := range gen.listeners {
 		s := p.socks[key]
 		s.setDefer(lg.cfg.DeferAccept)
@@ -472,6 +485,9 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 		if p.running {
 			s.start()
 		}
+	}
+	if p.swapped != nil {
+		p.swapped()
 	}
 	// Retire what left: listeners drain, servers and backends let go.
 	for key, s := range p.socks {
@@ -492,6 +508,14 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 		}()
 	}
 	for name, st := range p.backends {
+		_, kept := gen.backends[name]
+		if !kept {
+			// Before its servers go: a request routed to it now is
+			// routed again (errBackendGone), not refused for want of one.
+			st.mu.Lock()
+			st.cur = nil
+			st.mu.Unlock()
+		}
 		for key, ss := range st.servers {
 			if live[ss] {
 				continue
@@ -499,15 +523,10 @@ func (p *Proxy) commit(cfg *Config, gen *generation, f fresh, opened map[sockKey
 			delete(st.servers, key)
 			p.retireServer(ss)
 		}
-		b, ok := gen.backends[name]
-		if !ok {
+		if !kept {
 			delete(p.backends, name)
 			p.m.dropBackend(name)
-			b = nil
 		}
-		st.mu.Lock()
-		st.cur = b
-		st.mu.Unlock()
 		// Queued requests pick again, from this generation: a server or
 		// a maxConn it added takes them now, not at their queueTimeout.
 		st.wakeAll()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +144,36 @@ func fetch(addr, host, target string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return fmt.Sprintf("%d %s", resp.StatusCode, body)
+}
+
+// TestReloadWindow: in the instant of a reload between the listeners'
+// new routes and the retiring of what the reload removed, a request the
+// new table routes to a backend the reload adds is served by it, and one
+// to a backend whose server moved reaches the moved server, not the one
+// being retired.
+func TestReloadWindow(t *testing.T) {
+	t.Parallel()
+	h1, h2 := startHTTPBackend(t, "h1", false), startHTTPBackend(t, "h2", false)
+	ln := httpListener("l", "a")
+	p := startProxy(t, Config{Listeners: []Listener{ln}, Backends: []Backend{backendOf("a", srv("s1", h1.addr))}})
+	addr := p.addr(t, "l")
+	if got := fetch(addr, "old.test", "/"); got != "200 h1 old.test" {
+		t.Fatalf("before the reload: %q", got)
+	}
+	var got []string
+	p.swapped = func() {
+		// Under the reload's lock; the requests need none of it.
+		got = append(got, fetch(addr, "new.test", "/"), fetch(addr, "old.test", "/"))
+	}
+	cfg := Config{Listeners: []Listener{ln},
+		Routes:   []Route{routeHTTP("new", "b", "new.test")},
+		Backends: []Backend{backendOf("a", srv("s1", h2.addr)), backendOf("b", srv("s1", h2.addr))}}
+	if err := p.Apply(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	p.swapped = nil
+	want := []string{"200 h2 new.test", "200 h2 old.test"}
+	if !slices.Equal(got, want) {
+		t.Errorf("during the reload: %q, want %q", got, want)
+	}
 }

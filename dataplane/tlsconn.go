@@ -130,6 +130,7 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		c.logTLS(lg, start, sni, b, nil, 0, 0, err.Error())
 		return false
 	}
+	b = s.b // the server's generation of it, should a reload have come since the route
 	c.sock.p.respSeconds(b, start)
 	c.lm.class[0].Inc()
 	s.st.m.requests.Inc()

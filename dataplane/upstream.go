@@ -63,6 +63,10 @@ func (p *Proxy) connectServer(b *backend, q queuer, peer, local netip.AddrPort, 
 			b.st.m.errs[kind].Inc()
 			return nil, nil, err
 		}
+		// The server's own generation of the backend decides from here
+		// (PROXY header, timeouts, retries): a reload since the route
+		// gives acquire its servers (backend.acquire).
+		b = s.b
 		again := slices.Contains(tried, s.st)
 		if attempt > 0 || failed != nil {
 			if again {

@@ -50,7 +50,9 @@ func TestDeferAccept(t *testing.T) {
 			silent := dialMany(t, addr, 1)[0]
 			begun := time.Now()
 			tc.first(t, addr)
-			if n := accepted(); n != 1 {
+			// The kernel hands the silent one over about a second after
+			// its connect: a slower first exchange proves nothing here.
+			if n := accepted(); time.Since(begun) < 800*time.Millisecond && n != 1 {
 				t.Fatalf("%v connections accepted after a silent one and one that spoke, want 1 (the silent one waits in the kernel)", n)
 			}
 			// Handed over after about a second, then cut by the
@@ -72,6 +74,9 @@ func TestDeferAccept(t *testing.T) {
 			cfg.Listeners = []Listener{ln}
 			if err := p.Apply(context.Background(), cfg); err != nil {
 				t.Fatal(err)
+			}
+			if now := p.addr(t, "web"); now != addr {
+				t.Fatalf("the reload moved the listener from %s to %s: want the same socket", addr, now)
 			}
 			dialMany(t, addr, 1)
 			for deadline := time.Now().Add(500 * time.Millisecond); accepted() != 3; time.Sleep(10 * time.Millisecond) {

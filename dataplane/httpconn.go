@@ -507,6 +507,7 @@ func (h *httpConn) exchange() bool {
 		if h.canRetry(retried, bodyInBuf) {
 			retried = true
 			if h.redial(b) {
+				b = h.used.b // another server's, maybe of a newer generation
 				continue
 			}
 			return h.fail(b, 503)

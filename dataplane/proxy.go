@@ -105,7 +105,8 @@ type Proxy struct {
 	// can reach the checks behind it.
 	noSelfCheck bool
 	// swapped, when set (tests), runs in commit once the listeners route
-	// by the new generation and before anything is retired.
+	// by the new generation and before anything is retired; under p.mu,
+	// so what it does must not need it.
 	swapped func()
 }
 

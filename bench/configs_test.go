@@ -140,7 +140,7 @@ func TestPeerConfigsAlign(t *testing.T) {
 		t.Errorf("nginx -t: %v\n%s", err, out)
 	}
 
-	topo.KeepAccept = true
+	topo.NoDeferAccept = true
 	if err := writeRoutes(filepath.Join(dir, "routes"), topo, "b"); err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func parseRun(args []string) (options, error) {
 	fs.StringVar(&o.Gitedge, "gitedge", o.Gitedge, "the gitedge binary under test")
 	fs.StringVar(&o.GitedgeBase, "gitedge-base", "", "another gitedge build, measured as the proxy gitedge-base (add it to -proxies) to compare two builds in one run")
 	fs.StringVar(&o.Out, "out", o.Out, "results directory (default: a new directory under the system's temporary one)")
-	fs.BoolVar(&o.Topology.KeepAccept, "no-defer-accept", false, "listeners take each connection at the end of its handshake (deferAccept: false), in every proxy, instead of at its first byte (gitedge's default, HAProxy's defer-accept, nginx's deferred)")
+	fs.BoolVar(&o.Topology.NoDeferAccept, "no-defer-accept", false, "listeners take each connection at the end of its handshake (deferAccept: false), in every proxy, instead of at its first byte (gitedge's default, HAProxy's defer-accept, nginx's deferred)")
 	fs.BoolVar(&o.NoPin, "no-pin", o.NoPin, "do not pin the proxy and the load generator to separate cores")
 	fs.BoolVar(&o.PerServerTicketKeys, "per-server-ticket-keys", false, "give each TLS server a session-ticket key of its own (resumption then depends on the order the proxy picks servers in) instead of one shared key")
 	if err := fs.Parse(args); err != nil {

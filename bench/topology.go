@@ -22,10 +22,10 @@ type topology struct {
 	// InspectTimeout of the tls listener: how long a proxy waits for a
 	// ClientHello (HAProxy's inspect-delay, nginx's preread_timeout).
 	InspectTimeout string
-	// KeepAccept: the listeners take a connection as soon as its
+	// NoDeferAccept: the listeners take a connection as soon as its
 	// handshake ends (deferAccept: false) in every proxy, instead of
 	// when its first byte comes.
-	KeepAccept bool
+	NoDeferAccept bool
 }
 
 func defaultTopology() topology {
@@ -61,7 +61,7 @@ spec:
   listeners:
     - {name: http, bind: "%s", mode: http, defaultBackend: be_def, deferAccept: %t}
     - {name: https, bind: "%s", mode: tls, defaultBackend: tls_def, inspectTimeout: %s, deferAccept: %t}
-`, t.httpAddr(), !t.KeepAccept, t.tlsAddr(), cmp.Or(t.InspectTimeout, "5s"), !t.KeepAccept)
+`, t.httpAddr(), !t.NoDeferAccept, t.tlsAddr(), cmp.Or(t.InspectTimeout, "5s"), !t.NoDeferAccept)
 	type server struct{ name, addr string }
 	hs := func(i int) server {
 		return server{httpServers[i].name, fmt.Sprintf("%s:%d", httpServers[i].ip, t.BackendHTTP)}

@@ -334,7 +334,7 @@ func (h *httpConn) readHead(first bool) int {
 			// The table may have been swapped while the connection sat
 			// idle: the request now arriving is routed by the table current
 			// when it arrives, not the one of the previous request.
-			if cur := h.sock.cur.Load(); cur != nil && cur != lg && cur.cfg.Mode == ModeHTTP {
+			if cur := h.sock.current(ModeHTTP); cur != nil && cur != lg {
 				lg, h.lg = cur, cur
 				h.cl.timeout = cur.cfg.ClientTimeout
 			}
@@ -469,8 +469,11 @@ func (h *httpConn) exchange() bool {
 	for rerouted := false; !h.connect(b); rerouted = true {
 		// A reload removed the backend between the route and the
 		// connect: the request goes where the running table sends it.
-		cur := h.sock.cur.Load()
-		if h.why != errBackendGone || rerouted || cur == nil || cur.cfg.Mode != ModeHTTP {
+		if h.why != errBackendGone || rerouted {
+			return h.fail(b, h.status)
+		}
+		cur := h.sock.current(ModeHTTP)
+		if cur == nil {
 			return h.fail(b, h.status)
 		}
 		lg, h.lg = cur, cur

@@ -22,10 +22,6 @@ type listenSock struct {
 	ln   *net.TCPListener
 	acc  acceptor // the accept loop's; opened by start
 	cur  atomic.Pointer[listenerGen]
-	// deferred is the socket's TCP_DEFER_ACCEPT as last set: 0 not set
-	// by this process (a new or inherited socket), 1 off, 2 on. Under
-	// the proxy's mu.
-	deferred int8
 
 	mu       sync.Mutex
 	conns    map[*clientConn]struct{}
@@ -107,22 +103,23 @@ func (s *listenSock) Addr() netip.AddrPort {
 	return s.ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
-// setDefer gives the socket the listener's DeferAccept when it has
-// another. On failure the socket keeps its setting and serves all the
-// same.
+// setDefer gives the socket the listener's DeferAccept, at each commit
+// (one call a listener a reload; an inherited socket gets it too). On
+// failure the socket keeps its setting and serves all the same.
 func (s *listenSock) setDefer(on bool) {
-	want := int8(1)
-	if on {
-		want = 2
-	}
-	if s.deferred == want {
-		return
-	}
 	if err := setDeferAccept(s.ln, on); err != nil {
 		s.p.log.Warn("could not change the listener's deferAccept: it keeps its setting", "bind", s.bind.String(), "deferAccept", on, "error", err)
-		return
 	}
-	s.deferred = want
+}
+
+// current is the socket's listener as the running table has it, when it
+// still routes by mode; nil once the socket is removed or its listener
+// changed mode.
+func (s *listenSock) current(mode Mode) *listenerGen {
+	if cur := s.cur.Load(); cur != nil && cur.cfg.Mode == mode {
+		return cur
+	}
+	return nil
 }
 
 // start runs the accept loop; idempotent.

@@ -112,16 +112,19 @@ func (c *clientConn) serveTLS(lg *listenerGen, pre []byte) (handedOff bool) {
 		return false
 	}
 	s, up, err := c.sock.p.connectServer(b, c, c.peer, c.local, false, buf.b[:n], nil)
-	if cur := c.sock.cur.Load(); err == errBackendGone && cur != nil && cur.cfg.Mode == ModeTLS {
+	if err == errBackendGone {
 		// A reload removed the backend between the route and the
-		// connect: the connection goes where the running table sends it.
-		lg = cur
-		if b = lg.route(sni); b == nil {
-			c.lm.errs[errKindNoRoute].Inc()
-			c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
-			return false
+		// connect: the connection goes where the running table sends it
+		// (none when the listener went too: closed below).
+		if now := c.sock.current(ModeTLS); now != nil {
+			lg = now
+			if b = lg.route(sni); b == nil {
+				c.lm.errs[errKindNoRoute].Inc()
+				c.logTLS(lg, start, sni, nil, nil, 0, 0, "no route and no default backend")
+				return false
+			}
+			s, up, err = c.sock.p.connectServer(b, c, c.peer, c.local, false, buf.b[:n], nil)
 		}
-		s, up, err = c.sock.p.connectServer(b, c, c.peer, c.local, false, buf.b[:n], nil)
 	}
 	if err == errLoop {
 		c.sock.p.loopDetected(loopSelfAddr, lg.cfg.Name, c.peer, b.cfg.Name, "every server is this proxy's own listener")
